@@ -1,0 +1,61 @@
+"""Settings from the environment, each overridable by a CLI option or ``create_app(config)``.
+
+- ``SIMSEARCH_HOME``: the data directory (SQLite file, converted weights, FAISS indexes).
+  Default: ``$XDG_DATA_HOME/simsearch`` or ``~/.local/share/simsearch``.
+- ``SIMSEARCH_DATABASE_URL``: SQLAlchemy URL. Default: ``sqlite:///$SIMSEARCH_HOME/simsearch.db``.
+- ``SIMSEARCH_REDIS_URL``: when set, web ingest jobs go to an RQ queue for ``simsearch worker``.
+- ``SIMSEARCH_API_KEYS``: comma-separated keys; when set, every API write needs one.
+- ``SIMSEARCH_MAX_PIXELS``: decoded images larger than this are refused (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "simsearch"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    redis_url: str | None = None
+    api_keys: tuple[str, ...] = ()
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    default_backbone: str = DEFAULT_BACKBONE
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike | None = None, database_url: str | None = None, **overrides) -> "Settings":
+        env = os.environ
+        home_path = Path(home or env.get("SIMSEARCH_HOME") or default_home()).expanduser().resolve()
+        url = database_url or env.get("SIMSEARCH_DATABASE_URL") or f"sqlite:///{home_path / 'simsearch.db'}"
+        keys = tuple(k.strip() for k in env.get("SIMSEARCH_API_KEYS", "").split(",") if k.strip())
+        settings = cls(
+            home=home_path,
+            database_url=url,
+            redis_url=env.get("SIMSEARCH_REDIS_URL") or None,
+            api_keys=keys,
+            max_pixels=int(env.get("SIMSEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.home / "weights"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "indexes"
+
+    def ensure_dirs(self) -> None:
+        for p in (self.home, self.weights_dir, self.index_dir):
+            p.mkdir(parents=True, exist_ok=True)

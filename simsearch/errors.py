@@ -1,0 +1,84 @@
+"""The one error hierarchy.
+
+Every error simsearch raises on purpose is a :class:`SimsearchError`. Each kind has a stable
+``code`` and an HTTP status; the web layer turns any of them into the single JSON error shape
+``{"error": {"code": ..., "message": ..., "field": ..., "details": ...}}`` and the CLI prints
+``error: <message>`` and exits with status 2 (bad input) or 1 (everything else).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SimsearchError(Exception):
+    """Base class: a failure with a message meant for the user."""
+
+    code = "error"
+    http_status = 500
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(SimsearchError):
+    """The caller gave a bad value: the message names the field or file and why."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class ImageDecodeError(InvalidInput):
+    """One file is not a usable image (empty, truncated, corrupt, too many pixels, not an image)."""
+
+    code = "bad_image"
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}", field="image", details={"file": source, "reason": reason})
+        self.source = source
+        self.reason = reason
+
+
+class NotFound(SimsearchError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(SimsearchError):
+    code = "conflict"
+    http_status = 409
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class Unauthorized(SimsearchError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class WeightsUnavailable(SimsearchError):
+    """A backbone's pretrained weights cannot be had here; the message says which file to put where."""
+
+    code = "weights_unavailable"
+    http_status = 503
+
+
+class IndexCorrupt(SimsearchError):
+    """A FAISS index file cannot be read or does not match the database (internal: triggers a rebuild)."""
+
+    code = "index_corrupt"
+    http_status = 500
