@@ -1,0 +1,87 @@
+"""Embedding: uint8 images at a backbone's input size -> L2-normalised float32 vectors.
+
+An embedding *space* is a backbone with its pooling: ``efficientnet_lite0`` (global average,
+the default) or ``efficientnet_lite0@max``. Vectors of different spaces are never mixed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from simsearch.backbones import Backbone, get_backbone
+from simsearch.errors import InvalidInput
+
+POOLINGS = ("avg", "max")
+
+
+def space_key(backbone: str, pooling: str = "avg") -> str:
+    if pooling not in POOLINGS:
+        raise InvalidInput(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}", field="pooling")
+    get_backbone(backbone)  # validates the name
+    return backbone if pooling == "avg" else f"{backbone}@{pooling}"
+
+
+def parse_space(space: str) -> tuple[str, str]:
+    """``'resnet50@max'`` -> ``('resnet50', 'max')``; validates both parts."""
+    name, _, pooling = space.partition("@")
+    pooling = pooling or "avg"
+    space_key(name, pooling)
+    return name, pooling
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Embedder:
+    """Loads a backbone once and embeds batches. Thread-safe (one forward at a time)."""
+
+    def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None):
+        self.space = space
+        name, self.pooling = parse_space(space)
+        self.backbone: Backbone = get_backbone(name)
+        self.weights_dir = Path(weights_dir)
+        self.weights = weights
+        self._model = None
+        self._lock = threading.Lock()
+        self.load_seconds = 0.0
+
+    @property
+    def input_size(self) -> int:
+        return self.backbone.input_size
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    def load(self) -> None:
+        """Build the model now (raises WeightsUnavailable if its weights cannot be had)."""
+        with self._lock:
+            if self._model is None:
+                t0 = time.perf_counter()
+                self._model = self.backbone.build_feature_model(self.weights_dir, pooling=self.pooling, weights=self.weights)
+                self.load_seconds = time.perf_counter() - t0
+
+    def forward(self, preprocessed: np.ndarray) -> np.ndarray:
+        """Bare model forward on an already preprocessed batch (for benchmarks)."""
+        self.load()
+        with self._lock:
+            out = self._model.predict_on_batch(preprocessed)
+        return np.asarray(out, dtype=np.float32)
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) at the backbone's input size -> (N, dim) float32, L2-normalised."""
+        pixels = np.asarray(pixels)
+        s = self.input_size
+        if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
+            raise InvalidInput(f"{self.space} expects images of shape (N, {s}, {s}, 3), got {pixels.shape}", field="pixels")
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = self.backbone.preprocess(pixels.astype(np.float32))
+        return l2_normalise(self.forward(x))

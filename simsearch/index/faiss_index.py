@@ -1,0 +1,156 @@
+"""FAISS indexes: a derived cache of the database's vectors, one per (collection, space).
+
+- FAISS ids are image ids; inner product on L2-normalised vectors (= cosine similarity).
+- Exact search (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors, HNSW above it (approximate,
+  but keeps single-query latency low at 100k+ vectors).
+- Saved atomically: written to a temporary file in the same folder, fsynced, then renamed.
+- Checked when opened: the ids it holds must match the database's; if the file is missing,
+  unreadable, or stale, the index is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from simsearch.errors import IndexCorrupt, InvalidInput
+
+log = logging.getLogger(__name__)
+
+HNSW_THRESHOLD = 50_000
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = HNSW_THRESHOLD) -> faiss.Index:
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(ids) != len(vectors):
+        raise InvalidInput(f"vectors must be (N, D) with N ids; got {vectors.shape} and {len(ids)} ids", field="vectors")
+    dim = vectors.shape[1]
+    if len(ids) >= hnsw_threshold:
+        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = 80
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIDMap2(inner)
+    if len(ids):
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def index_ids(index: faiss.Index) -> np.ndarray:
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def save_index(index: faiss.Index, path: Path) -> None:
+    """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.close(fd)
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_index(path: Path) -> faiss.Index:
+    if not path.exists():
+        raise IndexCorrupt(f"{path}: index file missing")
+    try:
+        index = faiss.read_index(str(path))
+    except Exception as exc:  # faiss raises RuntimeError with a C++ message
+        raise IndexCorrupt(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:200]})") from exc
+    if not hasattr(index, "id_map"):
+        index = faiss.downcast_index(index)
+    if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIDMap)):
+        raise IndexCorrupt(f"{path}: not an id-mapped index")
+    return index
+
+
+@dataclass
+class LoadedIndex:
+    """An open index plus what it was checked against."""
+
+    index: faiss.Index
+    fingerprint: str
+    generation: int
+    rebuilt: bool = False
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, query: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for one or more L2-normalised queries; ids -1 mean no result."""
+        q = np.ascontiguousarray(np.atleast_2d(query), dtype=np.float32)
+        k = max(1, min(int(k), self.ntotal)) if self.ntotal else 1
+        params = None
+        if allowed_ids is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64)))
+        if self.ntotal == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        scores, ids = self.index.search(q, k, params=params) if params is not None else self.index.search(q, k)
+        return scores, ids
+
+
+class IndexCache:
+    """Process-wide cache of open indexes; thread-safe. Call ``get`` with the database's current
+    fingerprint and generation: a cached or on-disk index that does not match is rebuilt."""
+
+    def __init__(self, index_dir: Path):
+        self.index_dir = Path(index_dir)
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, str], LoadedIndex] = {}
+
+    def path_for(self, collection_id: int, space: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in space)
+        return self.index_dir / f"collection-{collection_id}" / f"{safe}.faiss"
+
+    def cached(self, collection_id: int, space: str) -> LoadedIndex | None:
+        return self._open.get((collection_id, space))
+
+    def put(self, collection_id: int, space: str, loaded: LoadedIndex) -> None:
+        with self._lock:
+            self._open[(collection_id, space)] = loaded
+
+    def forget(self, collection_id: int, space: str | None = None) -> None:
+        with self._lock:
+            for key in list(self._open):
+                if key[0] == collection_id and (space is None or key[1] == space):
+                    del self._open[key]
+
+    def open_checked(self, collection_id: int, space: str, db_fingerprint: str, generation: int) -> LoadedIndex | None:
+        """The on-disk index if its ids match ``db_fingerprint``; None if missing, corrupt or stale."""
+        from simsearch.store.repo import fingerprint
+
+        path = self.path_for(collection_id, space)
+        try:
+            index = load_index(path)
+        except IndexCorrupt as exc:
+            if path.exists():
+                log.warning("%s; rebuilding from the database", exc.message)
+            return None
+        fp = fingerprint(index_ids(index))
+        if fp != db_fingerprint:
+            log.warning("%s is stale (its ids differ from the database); rebuilding", path)
+            return None
+        return LoadedIndex(index=index, fingerprint=fp, generation=generation)

@@ -1,0 +1,146 @@
+"""SQLAlchemy 2 models. The database is the source of truth for every vector.
+
+Tables:
+- ``collections``: a named set of images.
+- ``images``: one row per distinct file content within a collection (``content_hash`` unique per
+  collection); ``status`` is ``ok`` or ``failed`` (then ``error`` says why).
+- ``thumbnails``: JPEG thumbnails keyed by content hash (shared across collections).
+- ``embeddings``: one float32 vector per (image, space). A *space* is a backbone with its pooling,
+  e.g. ``efficientnet_lite0`` or ``efficientnet_lite0@max``.
+- ``index_states``: the generation and fingerprint of each (collection, space) FAISS index.
+- ``ingest_runs``: one row per ingest (CLI or web job) with its counters and status.
+- ``analysis_results``: cached cluster runs and projections keyed by parameters and the
+  fingerprint of the vectors they were computed from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Collection(Base):
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    images: Mapped[list["Image"]] = relationship(back_populates="collection", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Thumbnail(Base):
+    __tablename__ = "thumbnails"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mime_type: Mapped[str] = mapped_column(String(40), default="image/jpeg", nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "content_hash", name="uq_images_collection_hash"),
+        Index("ix_images_collection_label", "collection_id", "label"),
+        Index("ix_images_collection_status", "collection_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    source_path: Mapped[str] = mapped_column(Text, nullable=False)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str | None] = mapped_column(String(200))
+    meta: Mapped[dict] = mapped_column(JSON, default=dict, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), default="ok", nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    thumbnail_hash: Mapped[str | None] = mapped_column(ForeignKey("thumbnails.content_hash", ondelete="SET NULL"))
+    ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    collection: Mapped[Collection] = relationship(back_populates="images")
+    embeddings: Mapped[list["Embedding"]] = relationship(back_populates="image", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+    __table_args__ = (Index("ix_embeddings_space", "space"),)
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    space: Mapped[str] = mapped_column(String(100), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # float32 little-endian, L2-normalised
+    seconds: Mapped[float | None] = mapped_column(Float)  # model time per image when it was embedded
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    image: Mapped[Image] = relationship(back_populates="embeddings")
+
+
+class IndexState(Base):
+    __tablename__ = "index_states"
+
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    space: Mapped[str] = mapped_column(String(100), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    vector_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), default="", nullable=False)
+    built_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IngestRun(Base):
+    __tablename__ = "ingest_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    spaces: Mapped[list] = mapped_column(JSON, default=list, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued", nullable=False)  # queued|running|done|failed
+    total: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    processed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    added: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    skipped: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    failed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    errors: Mapped[list] = mapped_column(JSON, default=list, nullable=False)  # [{"file":..., "reason":...}]
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class AnalysisResult(Base):
+    __tablename__ = "analysis_results"
+    __table_args__ = (UniqueConstraint("collection_id", "space", "kind", "params_key", name="uq_analysis_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
+    space: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # "clusters" | "map" | "evaluation"
+    params_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)  # of the vectors used
+    result: Mapped[dict] = mapped_column(JSON, nullable=False)
+    arrays: Mapped[bytes | None] = mapped_column(LargeBinary)  # npz bytes (coordinates, labels)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

@@ -1,0 +1,205 @@
+"""Queries over the store. Functions take a Session; callers own the transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from simsearch.errors import InvalidInput, NotFound
+from simsearch.store.models import Collection, Embedding, Image, IndexState, IngestRun, Thumbnail
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def validate_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not COLLECTION_NAME.match(name):
+        raise InvalidInput(
+            f"collection name {name!r} is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            field="collection",
+        )
+    return name
+
+
+def get_collection(session: Session, name: str) -> Collection:
+    coll = session.scalar(select(Collection).where(Collection.name == name))
+    if coll is None:
+        known = session.scalars(select(Collection.name).order_by(Collection.name)).all()
+        hint = f" (known: {', '.join(known)})" if known else " (there are no collections yet: run `simsearch ingest`)"
+        raise NotFound(f"no collection named {name!r}{hint}", field="collection")
+    return coll
+
+
+def get_or_create_collection(session: Session, name: str, description: str | None = None) -> Collection:
+    validate_collection_name(name)
+    coll = session.scalar(select(Collection).where(Collection.name == name))
+    if coll is None:
+        coll = Collection(name=name, description=description)
+        session.add(coll)
+        session.flush()
+    return coll
+
+
+def get_image(session: Session, image_id: int, collection_id: int | None = None) -> Image:
+    img = session.get(Image, image_id)
+    if img is None or (collection_id is not None and img.collection_id != collection_id):
+        raise NotFound(f"no image with id {image_id}" + (" in this collection" if collection_id else ""), field="image_id")
+    return img
+
+
+def known_hashes(session: Session, collection_id: int) -> dict[str, tuple[int, str]]:
+    """content hash -> (image id, status) for every image of the collection."""
+    rows = session.execute(
+        select(Image.content_hash, Image.id, Image.status).where(Image.collection_id == collection_id)
+    ).all()
+    return {h: (i, s) for h, i, s in rows}
+
+
+def embedded_ids(session: Session, collection_id: int, space: str) -> set[int]:
+    rows = session.scalars(
+        select(Embedding.image_id).join(Image).where(Image.collection_id == collection_id, Embedding.space == space)
+    )
+    return set(rows)
+
+
+def ensure_thumbnail(session: Session, content_hash: str, data: bytes) -> None:
+    if session.get(Thumbnail, content_hash) is None:
+        session.add(Thumbnail(content_hash=content_hash, data=data))
+
+
+def vector_to_bytes(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype="<f4").tobytes()
+
+
+def bytes_to_vector(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def load_vectors(session: Session, collection_id: int, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64 (N,), vectors float32 (N, D)) of the collection's ok images in ``space``, by id."""
+    rows = session.execute(
+        select(Embedding.image_id, Embedding.vector)
+        .join(Image)
+        .where(Image.collection_id == collection_id, Image.status == "ok", Embedding.space == space)
+        .order_by(Embedding.image_id)
+    ).all()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    if not rows:
+        return ids, np.zeros((0, 0), dtype=np.float32)
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32).reshape(len(rows), -1)
+    return ids, vectors
+
+
+def load_vectors_for_ids(session: Session, space: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the given image ids in ``space`` (ordered by id)."""
+    out_ids: list[int] = []
+    chunks: list[bytes] = []
+    id_list = sorted(int(i) for i in ids)
+    for start in range(0, len(id_list), 5000):
+        part = id_list[start : start + 5000]
+        rows = session.execute(
+            select(Embedding.image_id, Embedding.vector)
+            .where(Embedding.space == space, Embedding.image_id.in_(part))
+            .order_by(Embedding.image_id)
+        ).all()
+        out_ids.extend(r[0] for r in rows)
+        chunks.extend(r[1] for r in rows)
+    if not out_ids:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    vectors = np.frombuffer(b"".join(chunks), dtype="<f4").astype(np.float32).reshape(len(out_ids), -1)
+    return np.asarray(out_ids, dtype=np.int64), vectors
+
+
+def vector_ids(session: Session, collection_id: int, space: str) -> np.ndarray:
+    rows = session.scalars(
+        select(Embedding.image_id)
+        .join(Image)
+        .where(Image.collection_id == collection_id, Image.status == "ok", Embedding.space == space)
+        .order_by(Embedding.image_id)
+    ).all()
+    return np.asarray(rows, dtype=np.int64)
+
+
+def fingerprint(ids: np.ndarray) -> str:
+    """Identifies a set of vector ids: sha256 of the sorted ids."""
+    ids = np.sort(np.asarray(ids, dtype="<i8"))
+    return hashlib.sha256(ids.tobytes()).hexdigest()
+
+
+def spaces_of(session: Session, collection_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(Embedding.space).join(Image).where(Image.collection_id == collection_id).distinct().order_by(Embedding.space)
+        )
+    )
+
+
+def image_counts(session: Session, collection_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Image.status, func.count()).where(Image.collection_id == collection_id).group_by(Image.status)
+    ).all()
+    counts = {"ok": 0, "failed": 0}
+    counts.update({s: n for s, n in rows})
+    return counts
+
+
+def vector_counts(session: Session, collection_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Embedding.space, func.count())
+        .join(Image)
+        .where(Image.collection_id == collection_id, Image.status == "ok")
+        .group_by(Embedding.space)
+    ).all()
+    return dict(rows)
+
+
+def labels_for(session: Session, ids: np.ndarray) -> list[str | None]:
+    """Labels in the order of ``ids``."""
+    if len(ids) == 0:
+        return []
+    mapping: dict[int, str | None] = {}
+    id_list = [int(i) for i in ids]
+    for start in range(0, len(id_list), 5000):
+        chunk = id_list[start : start + 5000]
+        mapping.update(session.execute(select(Image.id, Image.label).where(Image.id.in_(chunk))).all())
+    return [mapping.get(i) for i in id_list]
+
+
+def images_by_id(session: Session, ids: list[int]) -> dict[int, Image]:
+    if not ids:
+        return {}
+    return {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
+
+
+def index_state(session: Session, collection_id: int, space: str) -> IndexState | None:
+    return session.get(IndexState, (collection_id, space))
+
+
+def record_index_state(session: Session, collection_id: int, space: str, count: int, fp: str) -> IndexState:
+    from simsearch.store.models import utcnow
+
+    state = session.get(IndexState, (collection_id, space))
+    if state is None:
+        state = IndexState(collection_id=collection_id, space=space, generation=0)
+        session.add(state)
+    state.generation = (state.generation or 0) + 1
+    state.vector_count = count
+    state.fingerprint = fp
+    state.built_at = utcnow()
+    session.flush()
+    return state
+
+
+def delete_collection(session: Session, coll: Collection) -> None:
+    session.execute(delete(Collection).where(Collection.id == coll.id))
+
+
+def latest_runs(session: Session, collection_id: int, limit: int = 10) -> list[IngestRun]:
+    return list(
+        session.scalars(
+            select(IngestRun).where(IngestRun.collection_id == collection_id).order_by(IngestRun.id.desc()).limit(limit)
+        )
+    )
