@@ -1,0 +1,230 @@
+"""Turn file bytes into an RGB uint8 array, refusing anything that is not a complete, sane image.
+
+Thread-safety: nothing here touches PIL's global state (``Image.MAX_IMAGE_PIXELS`` and
+``ImageFile.LOAD_TRUNCATED_IMAGES`` are left alone). Our own pixel limit is checked from the
+header that ``Image.open`` parses before any pixel data is decoded; if PIL's own, separate
+decompression-bomb guard fires first it is reported as the same kind of error.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from simsearch.config import DEFAULT_MAX_PIXELS
+from simsearch.errors import ImageDecodeError
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = {5, 6, 7, 8}
+
+# Magic numbers of the formats we accept, to tell "damaged image" from "not an image at all".
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image: ``rgb`` is uint8 (H, W, 3) with EXIF orientation applied.
+
+    ``width`` and ``height`` are the full-resolution size after orientation, even when a JPEG
+    draft decode made ``rgb`` smaller. ``format`` is PIL's name for the file format ("JPEG", ...).
+    """
+
+    rgb: np.ndarray
+    width: int
+    height: int
+    format: str
+
+
+def _sniff_format(data: bytes) -> str | None:
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _not_an_image_reason(data: bytes) -> str:
+    fmt = _sniff_format(data)
+    if fmt:
+        return f"truncated or corrupt {fmt} file: the header cannot be read"
+    head = data[:64]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        preview = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"not an image: the file looks like text ({preview!r}...)"
+    return f"not an image: unrecognised file format (starts with bytes {data[:8].hex(' ')})"
+
+
+def _too_many_pixels(pixels: int, max_pixels: int) -> str:
+    return f"image has {pixels} pixels, more than the limit of {max_pixels} (SIMSEARCH_MAX_PIXELS)"
+
+
+def _bomb_reason(exc: BaseException, max_pixels: int) -> str:
+    match = _BOMB_PIXELS.search(str(exc))
+    if match is None:
+        return f"image has too many pixels: {exc}"
+    pixels = int(match.group(1))
+    if pixels > max_pixels:
+        return _too_many_pixels(pixels, max_pixels)
+    # Our limit allows it but Pillow's process-wide guard does not.
+    return (
+        f"image has {pixels} pixels, more than Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS); "
+        f"SIMSEARCH_MAX_PIXELS={max_pixels} cannot raise it"
+    )
+
+
+def _failure_reason(exc: BaseException, max_pixels: int) -> str:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return _bomb_reason(exc, max_pixels)
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode the image"
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError) or "truncated" in message.lower():
+        return f"truncated image data ({message})"
+    return f"corrupt image data ({message})"
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+        return int(value) if int(value) in _TRANSPOSE else 1
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        return 1
+
+
+def _scale_to_uint8(values: np.ndarray, full_scale: float | None) -> np.ndarray:
+    """Map ``values`` to 0..255: by ``full_scale`` when given, else by their own min..max."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if full_scale is None:
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            return np.zeros(values.shape, np.uint8)
+        values = (values - lo) / (hi - lo)
+    else:
+        values = values / full_scale
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def _high_depth_gray(im: Image.Image) -> np.ndarray:
+    """Gray levels of a 16-bit, 32-bit integer or float image, scaled (not clipped) to uint8."""
+    values = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        return _scale_to_uint8(values, 65535.0)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if im.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        return _scale_to_uint8(values, 1.0)
+    if lo >= 0.0 and hi <= 255.0 and im.mode == "F":
+        return _scale_to_uint8(values, 255.0)
+    if lo >= 0.0 and hi <= 65535.0:  # mode "I" holding 16-bit samples (PNG/TIFF)
+        return _scale_to_uint8(values, 65535.0)
+    return _scale_to_uint8(values, None)
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return np.array(im, dtype=np.uint8)
+    if mode.startswith("I") or mode == "F":
+        gray = _high_depth_gray(im)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8)
+    return np.array(im.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(
+    data: bytes,
+    source: str = "<bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> DecodedImage:
+    """Decode image file bytes to RGB uint8; the first frame of animations.
+
+    Raises :class:`ImageDecodeError` naming ``source`` for empty, non-image, truncated or corrupt
+    data and for images with more than ``max_pixels`` pixels (checked before decoding). With
+    ``draft_size``, JPEGs are decoded at a reduced DCT scale that keeps both sides >= draft_size.
+    """
+    if not data:
+        raise ImageDecodeError(source, "empty file (0 bytes)")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError(source, _not_an_image_reason(data)) from None
+    except Exception as exc:
+        raise ImageDecodeError(source, _failure_reason(exc, max_pixels)) from exc
+    try:
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageDecodeError(source, _too_many_pixels(width * height, max_pixels))
+        if width <= 0 or height <= 0:
+            raise ImageDecodeError(source, f"corrupt image data (size {width}x{height})")
+        fmt = im.format or "unknown"
+        orientation = _orientation(im)
+        if draft_size and fmt in ("JPEG", "MPO"):
+            im.draft("RGB", (draft_size, draft_size))
+        try:
+            im.load()
+            if orientation != 1:
+                im = im.transpose(_TRANSPOSE[orientation])
+            rgb = _to_rgb(im)
+        except ImageDecodeError:
+            raise
+        except Exception as exc:
+            raise ImageDecodeError(source, _failure_reason(exc, max_pixels)) from exc
+    finally:
+        im.close()
+    if orientation in _SWAPS_AXES:
+        width, height = height, width
+    return DecodedImage(rgb=rgb, width=width, height=height, format=fmt)
+
+
+def load_image(
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> DecodedImage:
+    """Read ``path`` and :func:`decode_image` it; unreadable paths raise :class:`ImageDecodeError` too."""
+    source = os.fspath(path)
+    if os.path.isdir(source):
+        raise ImageDecodeError(source, "is a directory, not an image file")
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ImageDecodeError(source, "file not found") from None
+    except PermissionError:
+        raise ImageDecodeError(source, "permission denied") from None
+    except OSError as exc:
+        raise ImageDecodeError(source, f"cannot read file ({exc.strerror or exc})") from None
+    return decode_image(data, source=source, max_pixels=max_pixels, draft_size=draft_size)
