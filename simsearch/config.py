@@ -6,6 +6,8 @@
 - ``SIMSEARCH_REDIS_URL``: when set, web ingest jobs go to an RQ queue for ``simsearch worker``.
 - ``SIMSEARCH_API_KEYS``: comma-separated keys; when set, every API write needs one.
 - ``SIMSEARCH_MAX_PIXELS``: decoded images larger than this are refused (decompression bombs).
+- ``SIMSEARCH_WEIGHTS_DIR``: where model weights are looked for and converted weights cached.
+  Default: ``$SIMSEARCH_HOME/weights``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     max_pixels: int = DEFAULT_MAX_PIXELS
     default_backbone: str = DEFAULT_BACKBONE
+    weights_path: Path | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -45,12 +48,13 @@ class Settings:
             redis_url=env.get("SIMSEARCH_REDIS_URL") or None,
             api_keys=keys,
             max_pixels=int(env.get("SIMSEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
+            weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"]).expanduser().resolve() if env.get("SIMSEARCH_WEIGHTS_DIR") else None,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def weights_dir(self) -> Path:
-        return self.home / "weights"
+        return self.weights_path or self.home / "weights"
 
     @property
     def index_dir(self) -> Path:

@@ -17,6 +17,11 @@ from simsearch.errors import InvalidInput
 
 POOLINGS = ("avg", "max")
 
+# Built models, shared by every Embedder in the process (the web app, tests): building one
+# costs seconds and hundreds of MB, so each (backbone, pooling, weights) is built once.
+_MODELS: dict[tuple, object] = {}
+_MODELS_LOCK = threading.Lock()
+
 
 def space_key(backbone: str, pooling: str = "avg") -> str:
     if pooling not in POOLINGS:
@@ -40,7 +45,7 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    """Loads a backbone once and embeds batches. Thread-safe (one forward at a time)."""
+    """Embeds batches with one backbone. Thread-safe (one forward at a time per embedder)."""
 
     def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None):
         self.space = space
@@ -62,11 +67,17 @@ class Embedder:
 
     def load(self) -> None:
         """Build the model now (raises WeightsUnavailable if its weights cannot be had)."""
-        with self._lock:
-            if self._model is None:
+        if self._model is not None:
+            return
+        key = (self.backbone.name, self.pooling, str(self.weights_dir), self.weights)
+        with _MODELS_LOCK:
+            entry = _MODELS.get(key)
+            if entry is None:
                 t0 = time.perf_counter()
-                self._model = self.backbone.build_feature_model(self.weights_dir, pooling=self.pooling, weights=self.weights)
+                model = self.backbone.build_feature_model(self.weights_dir, pooling=self.pooling, weights=self.weights)
                 self.load_seconds = time.perf_counter() - t0
+                entry = _MODELS[key] = (model, threading.Lock())
+        self._model, self._lock = entry
 
     def forward(self, preprocessed: np.ndarray) -> np.ndarray:
         """Bare model forward on an already preprocessed batch (for benchmarks)."""

@@ -1,0 +1,69 @@
+"""The ``simsearch`` command. Sub-commands live in sibling modules; heavy libraries (TensorFlow,
+FAISS) are imported inside the commands that need them, so ``simsearch --help`` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from simsearch import __version__
+from simsearch.errors import InvalidInput, NotFound, SimsearchError
+
+
+class SimsearchGroup(click.Group):
+    """Turns a SimsearchError into ``error: <message>`` and exit status 2 (bad input) or 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SimsearchError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(2 if isinstance(exc, (InvalidInput, NotFound)) else 1)
+
+
+@click.group(cls=SimsearchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--home", envvar="SIMSEARCH_HOME", type=click.Path(file_okay=False), help="Data directory [env SIMSEARCH_HOME].")
+@click.option("--database-url", envvar="SIMSEARCH_DATABASE_URL", help="SQLAlchemy URL [env SIMSEARCH_DATABASE_URL; default: SQLite in the data directory].")
+@click.version_option(__version__, prog_name="simsearch")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
+    """Image similarity search and exploration over your own collections.
+
+    Typical use: `simsearch ingest PHOTOS/ --collection pets --labels folders`, then
+    `simsearch search cat.jpg --collection pets`, then `simsearch serve`.
+    """
+    ctx.obj = {"home": home, "database_url": database_url}
+
+
+def services_from(ctx: click.Context):
+    """The Services for this invocation (made on first use)."""
+    obj = ctx.find_root().obj
+    if "services" not in obj:
+        from simsearch.config import Settings
+        from simsearch.services import Services
+
+        obj["services"] = Services(Settings.from_env(home=obj["home"], database_url=obj["database_url"]))
+        ctx.call_on_close(obj["services"].close)
+    return obj["services"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="simsearch")
+
+
+def _register() -> None:
+    from simsearch.cli import core  # noqa: F401
+
+    for optional in ("analysis", "web"):
+        try:
+            __import__(f"simsearch.cli.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"simsearch.cli.{optional}":
+                raise
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Core commands: ingest, search, similar, collections, reindex, backbones."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from simsearch.cli import cli, services_from
+from simsearch.errors import InvalidInput
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def backbone_options(f):
+    f = click.option("--pooling", type=click.Choice(["avg", "max"]), default="avg", show_default=True,
+                     help="Global pooling of the backbone's last feature map.")(f)
+    return f
+
+
+def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise InvalidInput(f"--weights takes BACKBONE=FILE, not {v!r}", field="weights")
+        out[name] = path
+    return out
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--collection", "-c", required=True, help="Collection to add the images to (created if new).")
+@click.option("--backbone", "-b", "backbones", multiple=True, help="Backbone(s) to embed with (repeatable) [default: efficientnet_lite0].")
+@backbone_options
+@click.option("--labels", type=click.Choice(["folders"]), help="Label each image by the folder it is in.")
+@click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path), help="CSV with a 'path' column, optional 'label' and other columns.")
+@click.option("--batch-size", default=32, show_default=True, help="Images per model forward.")
+@click.option("--workers", type=int, help="Decoding threads [default: 2-4 by cores].")
+@click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@json_option
+@click.pass_context
+def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_size, workers, weights, progress, as_json):
+    """Embed every image under PATH and add it to a collection.
+
+    Idempotent: files already in the collection (same content) are skipped, so an interrupted
+    ingest continues where it stopped when run again. Bad files are reported, never fatal.
+    """
+    from simsearch.embed import space_key
+    from simsearch.ingest import Ingester, files_from_folder
+
+    services = services_from(ctx)
+    names = backbones or (services.settings.default_backbone,)
+    spaces = [space_key(b, pooling) for b in names]
+    files, ignored = files_from_folder(path, labels=labels, metadata_csv=metadata)
+    if not files:
+        raise InvalidInput(f"{path}: no image files found (looked for .jpg .jpeg .png .gif .bmp .tif .tiff .webp)", field="path")
+    show = (sys.stderr.isatty() and not as_json) if progress is None else progress
+    ingester = Ingester(services, spaces=spaces, batch_size=batch_size, workers=workers,
+                        weights=parse_weights(weights), show_bar=show)
+    try:
+        report = ingester.run(collection, files, source=str(Path(path).resolve()), ignored=ignored)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: everything committed so far is kept; run the same command again to continue.", err=True)
+        ctx.exit(130)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(f"collection {report.collection}: {report.added} new images, {report.embedded} new vectors "
+               f"({', '.join(report.spaces)}), {report.skipped} already present, {report.failed} failed; "
+               f"{report.total} files in {report.seconds:.1f} s ({report.rate:.1f} images/s)")
+    if report.ignored:
+        click.echo(f"ignored {len(report.ignored)} file(s) without an image extension, e.g. {report.ignored[0]}")
+    for err in report.errors:
+        click.echo(f"  failed: {err['file']}: {err['reason']}")
+
+
+def _print_hits(hits, header: str) -> None:
+    click.echo(header)
+    if not hits:
+        click.echo("  (no results)")
+    for rank, h in enumerate(hits, 1):
+        label = f"  [{h.label}]" if h.label else ""
+        click.echo(f"  {rank:>3}. {h.score:.4f}  #{h.image_id}  {h.path}{label}")
+
+
+@cli.command()
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--collection", "-c", required=True)
+@click.option("--backbone", "-b", help="Backbone (space) to search in [default: the collection's].")
+@click.option("-k", default=10, show_default=True, help="Number of results.")
+@click.option("--label", help="Only return images with this label.")
+@json_option
+@click.pass_context
+def search(ctx, image, collection, backbone, k, label, as_json):
+    """Find the images most similar to an image file."""
+    from simsearch.search import search_image
+
+    try:
+        data = image.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{image}: cannot read ({exc.strerror or exc})", field="image")
+    services = services_from(ctx)
+    space, hits = search_image(services, collection, data, str(image), space=backbone, k=k, label=label)
+    if as_json:
+        emit_json({"query": str(image), "collection": collection, "backbone": space, "results": [h.to_dict() for h in hits]})
+    else:
+        _print_hits(hits, f"{len(hits)} most similar to {image} in {collection} ({space}):")
+
+
+@cli.command()
+@click.argument("image_id", type=int)
+@click.option("--collection", "-c", help="Collection the image must be in.")
+@click.option("--backbone", "-b")
+@click.option("-k", default=10, show_default=True)
+@click.option("--label", help="Only return images with this label.")
+@json_option
+@click.pass_context
+def similar(ctx, image_id, collection, backbone, k, label, as_json):
+    """Find the images most similar to an ingested image (by its id)."""
+    from simsearch.search import similar_to
+
+    services = services_from(ctx)
+    space, img, hits = similar_to(services, image_id, collection=collection, space=backbone, k=k, label=label)
+    if as_json:
+        emit_json({"query": {"image_id": img.id, "path": img.source_path, "label": img.label}, "backbone": space,
+                   "results": [h.to_dict() for h in hits]})
+    else:
+        _print_hits(hits, f"{len(hits)} most similar to #{img.id} {img.source_path} ({space}):")
+
+
+def collection_rows(services) -> list[dict]:
+    from sqlalchemy import select
+
+    from simsearch.store import repo
+    from simsearch.store.models import Collection
+
+    rows = []
+    with services.db.session() as s:
+        for coll in s.scalars(select(Collection).order_by(Collection.name)):
+            counts = repo.image_counts(s, coll.id)
+            vectors = repo.vector_counts(s, coll.id)
+            spaces = {}
+            for space in repo.spaces_of(s, coll.id):
+                cached = services.indexes.path_for(coll.id, space)
+                spaces[space] = {"vectors_in_db": vectors.get(space, 0), "index_file": str(cached)}
+            rows.append({"name": coll.name, "id": coll.id, "images_ok": counts.get("ok", 0),
+                         "images_failed": counts.get("failed", 0), "backbones": spaces})
+    for row in rows:
+        for space, info in row["backbones"].items():
+            loaded = services.index(row["id"], space, verify=True)
+            info["vectors_in_index"] = loaded.ntotal
+    return rows
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def collections(ctx, as_json):
+    """List collections: image counts, backbones, vectors in the database and in the index."""
+    rows = collection_rows(services_from(ctx))
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no collections yet: run `simsearch ingest PATH --collection NAME`")
+    for r in rows:
+        click.echo(f"{r['name']}: {r['images_ok']} images ok, {r['images_failed']} failed")
+        for space, info in r["backbones"].items():
+            click.echo(f"  {space}: {info['vectors_in_db']} vectors in the database, {info['vectors_in_index']} in the index")
+
+
+@cli.command()
+@click.option("--collection", "-c", help="Only this collection [default: all].")
+@click.option("--backbone", "-b", help="Only this backbone (space).")
+@json_option
+@click.pass_context
+def reindex(ctx, collection, backbone, as_json):
+    """Rebuild FAISS indexes from the vectors in the database."""
+    import time
+
+    from sqlalchemy import select
+
+    from simsearch.store import repo
+    from simsearch.store.models import Collection
+
+    services = services_from(ctx)
+    with services.db.session() as s:
+        colls = [repo.get_collection(s, collection)] if collection else list(s.scalars(select(Collection).order_by(Collection.name)))
+        targets = [(c.id, c.name, sp) for c in colls for sp in repo.spaces_of(s, c.id) if backbone in (None, sp)]
+    out = []
+    for coll_id, name, space in targets:
+        t0 = time.perf_counter()
+        loaded = services.sync_index(coll_id, space, force_rebuild=True)
+        out.append({"collection": name, "backbone": space, "vectors": loaded.ntotal, "generation": loaded.generation,
+                    "seconds": round(time.perf_counter() - t0, 3)})
+    if as_json:
+        emit_json(out)
+        return
+    if not out:
+        click.echo("nothing to reindex")
+    for o in out:
+        click.echo(f"{o['collection']} / {o['backbone']}: {o['vectors']} vectors indexed in {o['seconds']} s (generation {o['generation']})")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def backbones(ctx, as_json):
+    """List the available backbones, their input sizes, dimensions and weights status."""
+    from simsearch.backbones import list_backbones
+    from simsearch.config import Settings
+
+    obj = ctx.find_root().obj
+    settings = Settings.from_env(home=obj["home"], database_url=obj["database_url"])
+    rows = []
+    for b in list_backbones():
+        ok, reason = b.weights_status(settings.weights_dir)
+        rows.append({"name": b.name, "input_size": b.input_size, "dim": b.dim, "family": b.family,
+                     "weights_available": ok, "weights_note": reason})
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        state = "ready" if r["weights_available"] else r["weights_note"]
+        click.echo(f"{r['name']:<20} {r['input_size']:>3}px  dim {r['dim']:>4}  {state}")

@@ -1,0 +1,360 @@
+"""Ingest: a folder (or list of files) -> images, thumbnails and vectors in the database -> index.
+
+The pipeline: worker threads read, hash, decode, thumbnail and resize files (PIL releases the GIL)
+while the main thread runs batched model forwards; each batch is committed in one transaction,
+so an interrupted ingest keeps everything committed and a rerun continues where it stopped.
+Files are identified by content hash, so running the same ingest again adds nothing.
+One bad file never aborts the run: it is recorded with its reason and reported at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from simsearch.errors import ImageDecodeError, InvalidInput
+from simsearch.images import content_hash, decode_image, make_thumbnail, resize_for_model, scan_images
+from simsearch.store import repo
+from simsearch.store.models import Embedding, Image, IngestRun, utcnow
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class SourceFile:
+    """One file to ingest: where it is (or its bytes, for uploads) and what we know about it."""
+
+    name: str  # shown to the user and stored as source_path
+    path: Path | None = None
+    data: bytes | None = None
+    label: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        try:
+            return self.path.read_bytes()
+        except IsADirectoryError:
+            raise ImageDecodeError(self.name, "is a directory, not a file")
+        except FileNotFoundError:
+            raise ImageDecodeError(self.name, "file not found (it disappeared during the ingest?)")
+        except PermissionError:
+            raise ImageDecodeError(self.name, "permission denied")
+        except OSError as exc:
+            raise ImageDecodeError(self.name, f"cannot read: {exc.strerror or exc}")
+
+
+@dataclass
+class Prepared:
+    """What a worker thread made of one file."""
+
+    src: SourceFile
+    hash: str | None = None
+    error: str | None = None
+    skip: bool = False  # already fully present
+    width: int = 0
+    height: int = 0
+    thumbnail: bytes | None = None
+    pixels: dict[int, np.ndarray] = field(default_factory=dict)  # input size -> uint8 (S,S,3)
+    need: tuple[str, ...] = ()  # spaces still to embed
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    run_id: int
+    spaces: list[str]
+    total: int = 0
+    added: int = 0  # new images
+    embedded: int = 0  # new vectors (all spaces)
+    skipped: int = 0  # already present (or duplicate content within this run)
+    failed: int = 0
+    ignored: list[str] = field(default_factory=list)  # files without an image extension
+    errors: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.total / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "collection": self.collection,
+            "run_id": self.run_id,
+            "spaces": self.spaces,
+            "total": self.total,
+            "added": self.added,
+            "embedded": self.embedded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "ignored": self.ignored,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.rate, 2),
+        }
+
+
+# ---- collecting the files -------------------------------------------------------------------
+
+
+def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Path | None = None) -> tuple[list[SourceFile], list[str]]:
+    """The image files under ``root`` (recursive) and the names of ignored non-image files.
+
+    ``labels='folders'``: each image's label is the name of the folder it is in (below root).
+    ``metadata_csv``: a CSV with a ``path`` column (relative to root, or absolute), an optional
+    ``label`` column and any further columns, stored as free-form metadata.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InvalidInput(f"{root}: no such file or folder", field="path")
+    if labels not in (None, "folders"):
+        raise InvalidInput(f"--labels must be 'folders', not {labels!r}", field="labels")
+    base = root if root.is_dir() else root.parent
+    table = read_metadata_csv(metadata_csv, base) if metadata_csv else {}
+    files = []
+    for path in scan_images(root):
+        rel = path.relative_to(base)
+        label = rel.parent.name if labels == "folders" and rel.parent != Path(".") else None
+        meta = dict(table.get(path.resolve(), {}))
+        if "label" in meta:
+            label = meta.pop("label") or label
+        files.append(SourceFile(name=str(path), path=path, label=label, meta=meta))
+    ignored = []
+    if root.is_dir():
+        image_set = {f.path for f in files}
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                p = Path(dirpath) / fn
+                if not fn.startswith(".") and p not in image_set and (metadata_csv is None or p.resolve() != Path(metadata_csv).resolve()):
+                    ignored.append(str(p))
+    return files, ignored
+
+
+def read_metadata_csv(csv_path: Path, base: Path) -> dict[Path, dict]:
+    csv_path = Path(csv_path)
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"{csv_path}: cannot read metadata CSV ({exc.strerror or exc})", field="metadata")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{csv_path}: metadata CSV is not UTF-8 text", field="metadata")
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or "path" not in reader.fieldnames:
+        raise InvalidInput(f"{csv_path}: metadata CSV needs a 'path' column (found: {reader.fieldnames or 'no header'})", field="metadata")
+    table: dict[Path, dict] = {}
+    for lineno, row in enumerate(reader, start=2):
+        if None in row:
+            raise InvalidInput(f"{csv_path}, line {lineno}: more fields than header columns", field="metadata")
+        raw = (row.pop("path") or "").strip()
+        if not raw:
+            raise InvalidInput(f"{csv_path}, line {lineno}: empty 'path'", field="metadata")
+        p = Path(raw)
+        p = (p if p.is_absolute() else base / p).resolve()
+        table[p] = {k: v for k, v in row.items() if v not in (None, "")}
+    return table
+
+
+# ---- the pipeline ---------------------------------------------------------------------------
+
+
+class Ingester:
+    """Runs one ingest. ``services`` is a :class:`simsearch.services.Services`."""
+
+    def __init__(self, services, *, spaces: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
+                 workers: int | None = None, weights: dict[str, str] | None = None,
+                 progress: Callable[[IngestRun], None] | None = None, show_bar: bool = False):
+        from simsearch.embed import parse_space
+
+        if not spaces:
+            raise InvalidInput("give at least one backbone", field="backbone")
+        for s in spaces:
+            parse_space(s)
+        if batch_size < 1:
+            raise InvalidInput("batch size must be at least 1", field="batch_size")
+        self.services = services
+        self.spaces = list(dict.fromkeys(spaces))
+        self.batch_size = batch_size
+        self.workers = workers or max(2, min(4, os.cpu_count() or 2))
+        self.weights = weights or {}
+        self.progress = progress
+        self.show_bar = show_bar
+        self.max_pixels = services.settings.max_pixels
+
+    def run(self, collection: str, files: list[SourceFile], *, source: str, ignored: Iterable[str] = (),
+            run_id: int | None = None) -> IngestReport:
+        db = self.services.db
+        embedders = {s: self.services.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
+        for emb in embedders.values():
+            emb.load()  # fail early (e.g. weights unavailable) before touching the database
+        with db.session() as s:
+            coll = repo.get_or_create_collection(s, collection)
+            if run_id is None:
+                run = IngestRun(collection_id=coll.id, source=source, spaces=self.spaces)
+                s.add(run)
+                s.flush()
+            else:
+                run = s.get(IngestRun, run_id)
+            run.status, run.total, run.started_at, run.updated_at = "running", len(files), utcnow(), utcnow()
+            run.spaces = self.spaces
+            coll_id, run_id = coll.id, run.id
+            known = repo.known_hashes(s, coll_id)
+            have = {sp: repo.embedded_ids(s, coll_id, sp) for sp in self.spaces}
+        report = IngestReport(collection=collection, run_id=run_id, spaces=self.spaces, total=len(files), ignored=list(ignored))
+        sizes = {sp: embedders[sp].input_size for sp in self.spaces}
+        t0 = time.perf_counter()
+        bar = self._bar(len(files))
+        seen: set[str] = set()
+        batch: list[Prepared] = []
+        try:
+            for prep in self._prepared(files, known, have, sizes):
+                if prep.hash is not None and prep.hash in seen and not prep.error:
+                    prep.skip, prep.need = True, ()
+                if prep.hash is not None:
+                    seen.add(prep.hash)
+                batch.append(prep)
+                if len(batch) >= self.batch_size:
+                    self._commit(batch, coll_id, run_id, known, have, embedders, report)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                self._commit(batch, coll_id, run_id, known, have, embedders, report)
+                bar.update(len(batch))
+        except BaseException as exc:
+            self._finish(run_id, report, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            bar.close()
+        report.seconds = time.perf_counter() - t0
+        for sp in self.spaces:
+            self.services.sync_index(coll_id, sp)
+        self._finish(run_id, report, "done", None)
+        return report
+
+    def _bar(self, total: int):
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="img", desc="ingest", disable=not self.show_bar, smoothing=0.1, dynamic_ncols=True)
+
+    def _prepared(self, files, known, have, sizes) -> Iterable[Prepared]:
+        """Yield prepared files in order, keeping the worker threads ahead of the model."""
+        ahead = max(self.batch_size * 3, self.workers * 4)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
+            pending: deque[Future] = deque()
+            it = iter(files)
+            for src in it:
+                pending.append(pool.submit(self._prepare, src, known, have, sizes))
+                if len(pending) >= ahead:
+                    break
+            while pending:
+                yield pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self._prepare, nxt, known, have, sizes))
+
+    def _prepare(self, src: SourceFile, known, have, sizes) -> Prepared:
+        prep = Prepared(src=src)
+        try:
+            data = src.read()
+            prep.hash = content_hash(data)
+            existing = known.get(prep.hash)
+            if existing is not None and existing[1] == "ok":
+                prep.need = tuple(sp for sp in self.spaces if existing[0] not in have[sp])
+                if not prep.need:
+                    prep.skip = True
+                    return prep
+            else:  # new, or failed before: decode again so the reason is reported (or it now succeeds)
+                existing = None
+                prep.need = tuple(self.spaces)
+            draft = max(sizes[sp] for sp in prep.need)
+            img = decode_image(data, source=src.name, max_pixels=self.max_pixels, draft_size=draft)
+            prep.width, prep.height = img.width, img.height
+            if existing is None:
+                prep.thumbnail = make_thumbnail(img.rgb)
+            for size in {sizes[sp] for sp in prep.need}:
+                prep.pixels[size] = resize_for_model(img.rgb, size)
+        except ImageDecodeError as exc:
+            prep.error = exc.reason
+        except Exception as exc:  # one bad file never aborts the batch
+            prep.error = f"unexpected error: {type(exc).__name__}: {exc}"
+        return prep
+
+    def _commit(self, batch: list[Prepared], coll_id: int, run_id: int, known, have, embedders, report: IngestReport) -> None:
+        vectors: dict[str, dict[int, np.ndarray]] = {}
+        per_image_seconds: dict[str, float] = {}
+        for sp in self.spaces:
+            rows = [i for i, p in enumerate(batch) if not p.error and sp in p.need]
+            if not rows:
+                continue
+            size = embedders[sp].input_size
+            t0 = time.perf_counter()
+            out = embedders[sp].embed(np.stack([batch[i].pixels[size] for i in rows]))
+            dt = time.perf_counter() - t0
+            report.model_seconds += dt
+            per_image_seconds[sp] = dt / len(rows)
+            vectors[sp] = {i: out[j] for j, i in enumerate(rows)}
+        with self.services.db.session() as s:
+            run = s.get(IngestRun, run_id)
+            for i, p in enumerate(batch):
+                if p.error:
+                    report.failed += 1
+                    report.errors.append({"file": p.src.name, "reason": p.error})
+                    if p.hash is not None and p.hash not in known:
+                        img = Image(collection_id=coll_id, content_hash=p.hash, source_path=p.src.name, label=p.src.label,
+                                    meta=p.src.meta, status="failed", error=p.error, ingest_run_id=run_id)
+                        s.add(img)
+                        s.flush()
+                        known[p.hash] = (img.id, "failed")
+                    continue
+                if p.skip:
+                    report.skipped += 1
+                    continue
+                if p.hash in known and known[p.hash][1] == "ok":
+                    image_id = known[p.hash][0]
+                elif p.hash in known:  # failed in an earlier run, decodes now
+                    img = s.get(Image, known[p.hash][0])
+                    repo.ensure_thumbnail(s, p.hash, p.thumbnail)
+                    img.status, img.error, img.width, img.height, img.thumbnail_hash = "ok", None, p.width, p.height, p.hash
+                    image_id = img.id
+                    known[p.hash] = (image_id, "ok")
+                    report.added += 1
+                else:
+                    repo.ensure_thumbnail(s, p.hash, p.thumbnail)
+                    img = Image(collection_id=coll_id, content_hash=p.hash, source_path=p.src.name, width=p.width,
+                                height=p.height, label=p.src.label, meta=p.src.meta, status="ok",
+                                thumbnail_hash=p.hash, ingest_run_id=run_id)
+                    s.add(img)
+                    s.flush()
+                    image_id = img.id
+                    known[p.hash] = (image_id, "ok")
+                    report.added += 1
+                for sp in p.need:
+                    vec = vectors[sp][i]
+                    s.add(Embedding(image_id=image_id, space=sp, dim=int(vec.shape[0]), vector=repo.vector_to_bytes(vec),
+                                    seconds=per_image_seconds[sp]))
+                    have[sp].add(image_id)
+                    report.embedded += 1
+            run.processed += len(batch)
+            run.added, run.skipped, run.failed = report.added, report.skipped, report.failed
+            run.errors = list(report.errors)
+            run.updated_at = utcnow()
+        if self.progress is not None:
+            self.progress(run)
+
+    def _finish(self, run_id: int, report: IngestReport, status: str, message: str | None) -> None:
+        with self.services.db.session() as s:
+            run = s.get(IngestRun, run_id)
+            if run is None:
+                return
+            run.status, run.message, run.finished_at, run.updated_at = status, message, utcnow(), utcnow()
+            run.added, run.skipped, run.failed, run.errors = report.added, report.skipped, report.failed, list(report.errors)

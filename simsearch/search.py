@@ -1,0 +1,127 @@
+"""Nearest-neighbour queries: by an image file or bytes, or by an image already in a collection.
+
+Query vectors of ingested images come from the database (the source of truth), never from the
+index; results are ranked by cosine similarity (inner product of L2-normalised vectors).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from simsearch.errors import InvalidInput, NotFound
+from simsearch.images import decode_image, resize_for_model
+from simsearch.store import repo
+from simsearch.store.models import Embedding, Image
+
+MAX_K = 1000
+
+
+@dataclass
+class Hit:
+    image_id: int
+    score: float
+    path: str
+    label: str | None
+    width: int | None
+    height: int | None
+
+    def to_dict(self) -> dict:
+        return {"image_id": self.image_id, "score": round(self.score, 6), "path": self.path, "label": self.label,
+                "width": self.width, "height": self.height}
+
+
+def validate_k(k) -> int:
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"k must be a whole number, not {k!r}", field="k")
+    if not 1 <= k <= MAX_K:
+        raise InvalidInput(f"k must be between 1 and {MAX_K}, not {k}", field="k")
+    return k
+
+
+def resolve_space(services, collection_id: int, space: str | None) -> str:
+    """The requested space, or the collection's only / default one; checks it has vectors."""
+    with services.db.session() as s:
+        spaces = repo.spaces_of(s, collection_id)
+    if space is None:
+        default = services.settings.default_backbone
+        if default in spaces or not spaces:
+            space = default
+        elif len(spaces) == 1:
+            space = spaces[0]
+        else:
+            raise InvalidInput(f"this collection has vectors for several backbones ({', '.join(spaces)}): choose one", field="backbone")
+    if space not in spaces:
+        have = ", ".join(spaces) if spaces else "none yet"
+        raise NotFound(f"no vectors for backbone {space!r} in this collection (it has: {have})", field="backbone")
+    return space
+
+
+def _hits(services, scores: np.ndarray, ids: np.ndarray, exclude: int | None, k: int) -> list[Hit]:
+    pairs = [(int(i), float(sc)) for i, sc in zip(ids, scores) if i >= 0 and i != exclude][:k]
+    with services.db.session() as s:
+        images = repo.images_by_id(s, [i for i, _ in pairs])
+    return [Hit(i, sc, images[i].source_path, images[i].label, images[i].width, images[i].height)
+            for i, sc in pairs if i in images]
+
+
+def _allowed(services, collection_id: int, label: str | None) -> np.ndarray | None:
+    if label is None:
+        return None
+    with services.db.session() as s:
+        ids = s.scalars(select(Image.id).where(Image.collection_id == collection_id, Image.label == label, Image.status == "ok")).all()
+    return np.asarray(ids, dtype=np.int64)
+
+
+def search_vector(services, collection_id: int, space: str, query: np.ndarray, k: int, *,
+                  exclude: int | None = None, label: str | None = None) -> list[Hit]:
+    k = validate_k(k)
+    loaded = services.index(collection_id, space)
+    allowed = _allowed(services, collection_id, label)
+    if allowed is not None and len(allowed) == 0:
+        return []
+    scores, ids = loaded.search(query, k + (1 if exclude is not None else 0), allowed_ids=allowed)
+    return _hits(services, scores[0], ids[0], exclude, k)
+
+
+def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndarray, float]:
+    """Decode and embed one image; returns (vector, model seconds)."""
+    emb = services.embedder(space)
+    img = decode_image(data, source=source, max_pixels=services.settings.max_pixels, draft_size=emb.input_size)
+    pixels = resize_for_model(img.rgb, emb.input_size)[None]
+    t0 = time.perf_counter()
+    vec = emb.embed(pixels)[0]
+    return vec, time.perf_counter() - t0
+
+
+def search_image(services, collection: str, data: bytes, source: str, *, space: str | None = None, k: int = 10,
+                 label: str | None = None) -> tuple[str, list[Hit]]:
+    k = validate_k(k)
+    with services.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
+    space = resolve_space(services, coll_id, space)
+    vec, _ = embed_bytes(services, space, data, source)
+    return space, search_vector(services, coll_id, space, vec, k, label=label)
+
+
+def similar_to(services, image_id: int, *, collection: str | None = None, space: str | None = None, k: int = 10,
+               label: str | None = None) -> tuple[str, Image, list[Hit]]:
+    k = validate_k(k)
+    with services.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id if collection else None
+        img = repo.get_image(s, image_id, coll_id)
+        coll_id = img.collection_id
+        if img.status != "ok":
+            raise InvalidInput(f"image {image_id} failed to ingest ({img.error}); it has no vector", field="image_id")
+    space = resolve_space(services, coll_id, space)
+    with services.db.session() as s:
+        row = s.get(Embedding, (image_id, space))
+        if row is None:
+            raise NotFound(f"image {image_id} has no {space} vector", field="image_id")
+        vec = repo.bytes_to_vector(row.vector)
+    return space, img, search_vector(services, coll_id, space, vec, k, exclude=image_id, label=label)

@@ -1,0 +1,97 @@
+"""Shared fixtures: data directories, both databases (SQLite and PostgreSQL), small image subsets.
+
+PostgreSQL tests use a fresh database per test on ``SIMSEARCH_TEST_POSTGRES_URL``
+(default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); `.ci/run` makes sure the
+server is up. They fail, not skip, when it is down: the store must be covered on both.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
+CATS_DOGS = DATASETS / "cats-dogs"
+FLOWERS = DATASETS / "flowers"
+PG_URL = os.environ.get("SIMSEARCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def dataset_files(folder: Path, n: int | None = None, start: int = 0) -> list[Path]:
+    """The first ``n`` images of a dataset folder (sorted by number, so subsets are stable)."""
+    files = sorted(folder.iterdir(), key=lambda p: (len(p.name), p.name))
+    return files[start : start + n if n is not None else None]
+
+
+def copy_subset(dest: Path, per_class: int, *, start: int = 0, dataset: Path = CATS_DOGS) -> Path:
+    """Copy ``per_class`` images of each class of ``dataset`` into dest/<class>/ (tests only)."""
+    for cls in sorted(p for p in dataset.iterdir() if p.is_dir()):
+        (dest / cls.name).mkdir(parents=True, exist_ok=True)
+        for f in dataset_files(cls, per_class, start):
+            shutil.copy(f, dest / cls.name / f.name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    """One weights folder for the whole test session, so converted weights are made once."""
+    return tmp_path_factory.mktemp("weights")
+
+
+def _pg_admin_url() -> str:
+    return PG_URL.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def postgres_url():
+    import psycopg
+
+    name = f"simsearch_test_{uuid.uuid4().hex[:12]}"
+    base = _pg_admin_url()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'simsearch.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def settings(tmp_path, db_url, weights_dir):
+    from simsearch.config import Settings
+
+    return Settings.from_env(home=tmp_path / "home", database_url=db_url, weights_path=weights_dir)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path, weights_dir):
+    from simsearch.config import Settings
+
+    return Settings.from_env(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'home' / 'simsearch.db'}",
+                             weights_path=weights_dir)
+
+
+@pytest.fixture
+def services(settings):
+    from simsearch.services import Services
+
+    svc = Services(settings)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def pets_small(tmp_path) -> Path:
+    """8 cats and 8 dogs, in cats/ and dogs/."""
+    return copy_subset(tmp_path / "pets", 8)
