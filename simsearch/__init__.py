@@ -6,3 +6,9 @@ images (decode, thumbnails) -> backbones / embed -> store (SQL) -> index (FAISS)
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# TensorFlow's C++ start-up chatter (CPU features, missing CUDA) is noise for a CLI; real errors
+# still surface as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL yourself to see it.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -123,7 +123,8 @@ def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Pa
     table = read_metadata_csv(metadata_csv, base) if metadata_csv else {}
     files = []
     for path in scan_images(root):
-        rel = path.relative_to(base)
+        path = path.absolute()
+        rel = path.relative_to(base.absolute())
         label = rel.parent.name if labels == "folders" and rel.parent != Path(".") else None
         meta = dict(table.get(path.resolve(), {}))
         if "label" in meta:
@@ -135,7 +136,7 @@ def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Pa
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
-                p = Path(dirpath) / fn
+                p = (Path(dirpath) / fn).absolute()
                 if not fn.startswith(".") and p not in image_set and (metadata_csv is None or p.resolve() != Path(metadata_csv).resolve()):
                     ignored.append(str(p))
     return files, ignored

@@ -68,6 +68,7 @@ def embedded_ids(session: Session, collection_id: int, space: str) -> set[int]:
 def ensure_thumbnail(session: Session, content_hash: str, data: bytes) -> None:
     if session.get(Thumbnail, content_hash) is None:
         session.add(Thumbnail(content_hash=content_hash, data=data))
+        session.flush()  # images reference it by foreign key
 
 
 def vector_to_bytes(vec: np.ndarray) -> bytes:
