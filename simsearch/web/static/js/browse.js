@@ -1,0 +1,79 @@
+// Collection page: a paged thumbnail grid, filtered by label; the state lives in the URL.
+import { api, collectionApi, collectionName, enc, thumbUrl } from './api.js';
+import { $, basename, h, setStatus, tile } from './ui.js';
+
+const grid = $('#browse-grid');
+const status = $('#browse-status');
+const labelSel = $('#label-filter');
+const perPageSel = $('#per-page');
+const prev = $('#prev-page');
+const next = $('#next-page');
+const info = $('#page-info');
+const dialog = $('#image-dialog');
+
+const params = new URLSearchParams(location.search);
+const state = {
+  label: params.get('label') || '',
+  page: Math.max(1, parseInt(params.get('page') || '1', 10) || 1),
+  per_page: parseInt(params.get('per_page') || '48', 10) || 48,
+};
+labelSel.value = state.label;
+perPageSel.value = String(state.per_page);
+let controller;
+
+async function load(push = false) {
+  if (controller) controller.abort();
+  controller = new AbortController();
+  const q = new URLSearchParams({ page: state.page, per_page: state.per_page });
+  if (state.label) q.set('label', state.label);
+  if (push) {
+    const url = new URLSearchParams(q);
+    if (state.per_page === 48) url.delete('per_page');
+    if (state.page === 1) url.delete('page');
+    history.pushState(null, '', `${location.pathname}${url.toString() ? '?' + url : ''}`);
+  }
+  setStatus(status, 'Loading…');
+  try {
+    const data = await api(collectionApi(`/images?${q}`), { signal: controller.signal });
+    const pages = Math.max(1, Math.ceil(data.total / data.per_page));
+    grid.replaceChildren(...data.items.map((it) => tile({ ...it, onpick: () => showImage(it) })));
+    info.textContent = `Page ${data.page} of ${pages}`;
+    prev.disabled = data.page <= 1;
+    next.disabled = data.page >= pages;
+    const first = data.total ? (data.page - 1) * data.per_page + 1 : 0;
+    setStatus(status, `${first}–${first + data.items.length - (data.items.length ? 1 : 0)} of ${data.total} images`);
+    if (!data.items.length) grid.append(h('p', { class: 'muted' }, state.label ? `No images labelled “${state.label}”.` : 'No images yet.'));
+  } catch (err) {
+    if (err.name !== 'AbortError') setStatus(status, err.message, 'error');
+  }
+}
+
+function showImage(it) {
+  $('#image-dialog-title').textContent = basename(it.path);
+  const meta = Object.entries(it.meta || {});
+  dialog.querySelector('.image-detail').replaceChildren(
+    h('img', { src: thumbUrl(it.id), alt: basename(it.path), class: 'detail-img' }),
+    h('dl', { class: 'summary' },
+      h('dt', {}, 'Label'), h('dd', {}, it.label || '—'),
+      h('dt', {}, 'Size'), h('dd', {}, it.width ? `${it.width} × ${it.height}` : '—'),
+      h('dt', {}, 'File'), h('dd', { class: 'path' }, it.path),
+      meta.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))])),
+    h('p', {}, h('a', { href: `/c/${enc(collectionName())}/search?image_id=${it.id}`, class: 'button' }, 'Find similar images')));
+  dialog.showModal();
+}
+
+labelSel.addEventListener('change', () => { state.label = labelSel.value; state.page = 1; load(true); });
+perPageSel.addEventListener('change', () => { state.per_page = parseInt(perPageSel.value, 10); state.page = 1; load(true); });
+prev.addEventListener('click', () => { state.page -= 1; load(true); window.scrollTo(0, 0); });
+next.addEventListener('click', () => { state.page += 1; load(true); window.scrollTo(0, 0); });
+window.addEventListener('popstate', () => {
+  const p = new URLSearchParams(location.search);
+  state.label = p.get('label') || '';
+  state.page = parseInt(p.get('page') || '1', 10) || 1;
+  state.per_page = parseInt(p.get('per_page') || '48', 10) || 48;
+  labelSel.value = state.label;
+  perPageSel.value = String(state.per_page);
+  load(false);
+});
+dialog.addEventListener('click', (ev) => { if (ev.target === dialog) dialog.close(); });
+load(false);

@@ -1,0 +1,118 @@
+// Hand-drawn SVG charts: a line chart (silhouette curves) and grouped horizontal bars (metrics).
+const NS = 'http://www.w3.org/2000/svg';
+
+function s(tag, attrs = {}, text) {
+  const el = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function niceTicks(lo, hi, count = 5) {
+  if (!(hi > lo)) { hi = lo + 1; }
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+  const ticks = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(+t.toFixed(10));
+  return ticks;
+}
+
+// series: [{name, xs, ys, color}]; highlight: [{series, x, label}] draws a ringed point.
+export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], title = '' }) {
+  container.replaceChildren();
+  const W = 480, H = 260, m = { l: 52, r: 16, t: 14, b: 42 };
+  const pts = series.flatMap((se) => se.xs.map((x, i) => [x, se.ys[i]])).filter(([, y]) => y !== null && Number.isFinite(y));
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'svg-chart', 'aria-label': title || `${yLabel} by ${xLabel}` });
+  if (!pts.length) {
+    svg.append(s('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'axis-label' }, 'no data'));
+    container.append(svg);
+    return svg;
+  }
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  const yt = niceTicks(Math.min(0, ...ys), Math.max(...ys) * 1.05 || 1, 5);
+  const y0 = yt[0], y1 = yt[yt.length - 1];
+  const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
+  const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const axes = s('g', { class: 'axes' });
+  for (const t of yt) {
+    axes.append(s('line', { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t), class: t === 0 ? 'zero' : 'gridline' }));
+    axes.append(s('text', { x: m.l - 6, y: Y(t) + 4, 'text-anchor': 'end', class: 'tick' }, String(+t.toFixed(3))));
+  }
+  const xTicks = [...new Set(xs)].sort((a, b) => a - b);
+  const every = Math.ceil(xTicks.length / 12);
+  xTicks.forEach((t, i) => {
+    if (i % every === 0) axes.append(s('text', { x: X(t), y: H - m.b + 16, 'text-anchor': 'middle', class: 'tick' }, String(t)));
+  });
+  axes.append(s('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: 'axis' }));
+  axes.append(s('text', { x: (m.l + W - m.r) / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis-label' }, xLabel));
+  axes.append(s('text', { x: 12, y: (m.t + H - m.b) / 2, 'text-anchor': 'middle', class: 'axis-label',
+    transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, yLabel));
+  svg.append(axes);
+  series.forEach((se) => {
+    const g = s('g', { class: 'series', 'data-name': se.name });
+    const ok = se.xs.map((x, i) => [x, se.ys[i]]).filter(([, y]) => y !== null && Number.isFinite(y));
+    g.append(s('polyline', { points: ok.map(([x, y]) => `${X(x)},${Y(y)}`).join(' '), fill: 'none', stroke: se.color, 'stroke-width': 2 }));
+    for (const [x, y] of ok) {
+      const c = s('circle', { cx: X(x), cy: Y(y), r: 3.5, fill: se.color, 'data-k': x });
+      c.append(s('title', {}, `${se.name ? se.name + ': ' : ''}k=${x}, silhouette ${y.toFixed(3)}`));
+      g.append(c);
+    }
+    svg.append(g);
+  });
+  for (const hl of highlight) {
+    const se = series[hl.series || 0];
+    const i = se ? se.xs.indexOf(hl.x) : -1;
+    if (i < 0 || se.ys[i] === null) continue;
+    svg.append(s('circle', { cx: X(hl.x), cy: Y(se.ys[i]), r: 8, fill: 'none', stroke: hl.color || '#111', 'stroke-width': 2, class: 'highlight' }));
+    if (hl.label) svg.append(s('text', { x: X(hl.x), y: Y(se.ys[i]) - 12, 'text-anchor': 'middle', class: 'hl-label' }, hl.label));
+  }
+  if (series.length > 1) {
+    const lg = s('g', { class: 'legend' });
+    series.forEach((se, i) => {
+      lg.append(s('rect', { x: W - m.r - 150, y: m.t + i * 16, width: 10, height: 10, fill: se.color }));
+      lg.append(s('text', { x: W - m.r - 135, y: m.t + i * 16 + 9, class: 'tick' }, se.name));
+    });
+    svg.append(lg);
+  }
+  container.append(svg);
+  return svg;
+}
+
+// groups: [{name, values: [{series, value}]}], values in [0, 1] (metrics).
+export function barChart(container, { groups, seriesColors, max = 1, title = '' }) {
+  container.replaceChildren();
+  const names = Object.keys(seriesColors);
+  const barH = 14, gap = 4, groupGap = 16, labelW = 130, W = 480;
+  const height = groups.length * (names.length * (barH + gap) + groupGap) + 24;
+  const svg = s('svg', { viewBox: `0 0 ${W} ${height}`, role: 'img', class: 'svg-chart', 'aria-label': title });
+  const X = (v) => labelW + (Math.max(0, v) / max) * (W - labelW - 60);
+  let y = 4;
+  for (const g of groups) {
+    svg.append(s('text', { x: 0, y: y + barH, class: 'axis-label' }, g.name));
+    for (const name of names) {
+      const v = g.values.find((e) => e.series === name);
+      const val = v ? v.value : null;
+      if (val !== null && val !== undefined && Number.isFinite(val)) {
+        const r = s('rect', { x: labelW, y, width: Math.max(1, X(val) - labelW), height: barH, fill: seriesColors[name] });
+        r.append(s('title', {}, `${name}: ${val.toFixed(3)}`));
+        svg.append(r);
+        svg.append(s('text', { x: X(val) + 4, y: y + barH - 3, class: 'tick' }, val.toFixed(3)));
+      } else {
+        svg.append(s('text', { x: labelW + 2, y: y + barH - 3, class: 'tick muted' }, `${name}: n/a`));
+      }
+      y += barH + gap;
+    }
+    y += groupGap;
+  }
+  const lg = s('g', { class: 'legend' });
+  names.forEach((n, i) => {
+    lg.append(s('rect', { x: labelW + i * 150, y: height - 14, width: 10, height: 10, fill: seriesColors[n] }));
+    lg.append(s('text', { x: labelW + i * 150 + 14, y: height - 5, class: 'tick' }, n));
+  });
+  svg.append(lg);
+  container.append(svg);
+  return svg;
+}

@@ -1,0 +1,74 @@
+// Small DOM helpers shared by the pages.
+import { thumbUrl } from './api.js';
+
+export function $(sel, root = document) {
+  return root.querySelector(sel);
+}
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export function basename(path) {
+  if (!path) return '';
+  const parts = String(path).split(/[\\/]/);
+  return parts[parts.length - 1];
+}
+
+// One thumbnail tile. `onpick` (optional) makes it a button.
+export function tile({ id, label, path, score, onpick, testid = 'tile', lazy = true }) {
+  const name = basename(path);
+  const alt = [label, name].filter(Boolean).join(' · ') || `image ${id}`;
+  const img = h('img', { src: thumbUrl(id), alt, loading: lazy ? 'lazy' : undefined, width: 160, height: 160, decoding: 'async' });
+  const cap = h('span', { class: 'cap' },
+    label === undefined ? null : label ? h('span', { class: 'lbl' }, label) : h('span', { class: 'lbl muted' }, 'no label'),
+    score !== undefined ? h('span', { class: 'score', title: 'cosine similarity' }, score.toFixed(3)) : null);
+  const attrs = { class: 'tile', 'data-testid': testid, 'data-id': id, 'data-label': label || '', title: name };
+  if (onpick) {
+    return h('button', { ...attrs, type: 'button', onclick: () => onpick(id), 'aria-label': `${alt}: find similar` }, img, cap);
+  }
+  return h('figure', attrs, img, cap);
+}
+
+export function setStatus(el, text, kind = '') {
+  el.textContent = text;
+  el.classList.toggle('error', kind === 'error');
+}
+
+let toastTimer;
+export function toast(text, kind = '') {
+  const el = document.getElementById('toast');
+  if (!el) return;
+  el.textContent = text;
+  el.className = 'toast ' + kind;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 5000);
+}
+
+export function fmt(n, digits = 3) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '—';
+  return typeof n === 'number' ? (Number.isInteger(n) ? String(n) : n.toFixed(digits)) : String(n);
+}
+
+export function palette(i) {
+  return PALETTE[((i % PALETTE.length) + PALETTE.length) % PALETTE.length];
+}
+
+// 20 distinguishable colours (Tableau 20 order, darks first).
+export const PALETTE = [
+  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
+  '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94', '#f7b6d2', '#c7c7c7', '#dbdb8d', '#9edae5',
+];
