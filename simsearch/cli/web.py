@@ -1,0 +1,69 @@
+"""Web commands: serve (the API and UI) and worker (RQ ingest jobs)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from simsearch.cli import cli, services_from
+from simsearch.errors import InvalidInput
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--allow-server-paths", type=click.Path(file_okay=False), envvar="SIMSEARCH_ALLOW_SERVER_PATHS",
+              help="Let ingest take a folder on this machine, inside this one [env SIMSEARCH_ALLOW_SERVER_PATHS].")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), help="Largest request body [default: 64].")
+@click.pass_context
+def serve(ctx, host, port, allow_server_paths, max_upload_mb):
+    """Run the web app (API at /api, docs at /api/docs) for local use.
+
+    A threaded development server: fine on one machine. For a shared server use gunicorn:
+    `gunicorn -w 2 -b 0.0.0.0:8000 'simsearch.web.wsgi:app'`.
+    """
+    from simsearch.web import create_app
+
+    services = services_from(ctx)
+    config = {"SETTINGS": services.settings}
+    if allow_server_paths:
+        config["SIMSEARCH_ALLOW_SERVER_PATHS"] = str(os.path.abspath(allow_server_paths))
+    if max_upload_mb:
+        config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    app = create_app(config)
+    jobs = app.extensions["simsearch_jobs"].kind
+    keys = "API keys required for writes" if services.settings.api_keys else "no API keys (open writes from this machine's clients)"
+    click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+
+
+@cli.command()
+@click.option("--queue", "-q", "queues", multiple=True, envvar="SIMSEARCH_QUEUE",
+              help="Queue(s) to consume [default: simsearch; env SIMSEARCH_QUEUE].")
+@click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
+@click.option("--simple", is_flag=True,
+              help="Run jobs in this process (models stay loaded) instead of a forked process per job.")
+@click.option("--name", help="Worker name (default: RQ's).")
+@click.pass_context
+def worker(ctx, queues, burst, simple, name):
+    """Run ingest jobs queued by the web app (needs SIMSEARCH_REDIS_URL).
+
+    Share the database and the data directory (SIMSEARCH_HOME) with the web app: uploaded files
+    are staged there.
+    """
+    from simsearch.worker import DEFAULT_QUEUE, run_worker
+
+    services = services_from(ctx)
+    settings = services.settings
+    if not settings.redis_url:
+        raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
+    # Jobs build their own Services from the environment: hand them this command's settings.
+    os.environ["SIMSEARCH_HOME"] = str(settings.home)
+    os.environ["SIMSEARCH_DATABASE_URL"] = settings.database_url
+    if settings.weights_path is not None:
+        os.environ["SIMSEARCH_WEIGHTS_DIR"] = str(settings.weights_path)
+    names = [q for raw in queues for q in raw.split(",") if q] or [DEFAULT_QUEUE]
+    click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
+    ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name)
+    ctx.exit(0 if ok or burst else 1)

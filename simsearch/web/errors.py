@@ -1,0 +1,124 @@
+"""One JSON error shape for the whole API: ``{"error": {"code", "message", "field"?, "details"?}}``.
+
+Every :class:`~simsearch.errors.SimsearchError` maps to its ``http_status``; werkzeug's HTTP errors
+(unknown route, wrong method, body too large, bad JSON...) and unexpected exceptions (500, logged,
+never shown to the client) are turned into the same shape. Pages outside the API (the browser UI)
+get a small HTML page instead, unless the client asks for JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template_string, request
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException
+
+from simsearch.errors import SimsearchError
+
+log = logging.getLogger("simsearch.web")
+
+
+class Forbidden(SimsearchError):
+    """The caller may not do this here (e.g. server-side paths are not enabled)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class CSRFError(Forbidden):
+    code = "csrf_failed"
+
+
+# werkzeug exception class name -> our stable code
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ status }} {{ title }}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}
+code{background:#f3f3f3;padding:.1rem .3rem}</style></head>
+<body><h1>{{ status }} {{ title }}</h1><p>{{ message }}</p><p><a href="/">Home</a></p></body></html>"""
+
+
+def error_body(code: str, message: str, *, field: str | None = None, details=None) -> dict:
+    body = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def wants_json() -> bool:
+    """API paths always get JSON; elsewhere JSON only when the client prefers it over HTML."""
+    path = request.path
+    if path.startswith("/api") or path in ("/health",):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def _respond(status: int, body: dict, headers=None) -> Response:
+    if wants_json():
+        resp = jsonify(body)
+    else:
+        err = body["error"]
+        title = err["code"].replace("_", " ")
+        resp = Response(render_template_string(_HTML, status=status, title=title, message=escape(err["message"])),
+                        mimetype="text/html")
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def handle_simsearch_error(exc: SimsearchError) -> Response:
+    status = int(getattr(exc, "http_status", 500) or 500)
+    if status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    headers = {"WWW-Authenticate": 'Bearer realm="simsearch"'} if status == 401 else None
+    return _respond(status, exc.to_dict(), headers)
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
+    message = exc.description or exc.name
+    if status == 404:
+        message = f"no such endpoint or resource: {request.path}"
+    elif status == 405:
+        allowed = sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS"))
+        message = f"method {request.method} is not allowed on {request.path}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    elif status == 413:
+        limit = request.max_content_length
+        message = "request body too large" + (f": the limit is {limit // (1024 * 1024)} MB" if limit else "")
+    details = None
+    headers = {}
+    if status == 405 and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return _respond(status, error_body(code, message, details=details), headers)
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return handle_http_exception(exc)
+    if isinstance(exc, SimsearchError):
+        return handle_simsearch_error(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _respond(500, error_body("internal_error", "internal server error; the server log has the details"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(SimsearchError, handle_simsearch_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,159 @@
+"""Running web ingest jobs: a small in-process thread pool, or an RQ queue when Redis is configured.
+
+Either way the request thread only stages the files, creates the ``queued`` IngestRun row and
+hands its id over; progress is read back from that row (``GET /api/jobs/<id>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from simsearch.errors import SimsearchError
+from simsearch.store import repo
+from simsearch.store.models import IngestRun, utcnow
+from simsearch.web.payloads import Staging, remove_quietly, write_manifest
+from simsearch.worker import DEFAULT_QUEUE, enqueue_ingest, execute_run, mark_failed, run_folder
+
+log = logging.getLogger("simsearch.web.jobs")
+MAX_ERRORS_SHOWN = 200
+
+
+class QueueUnavailable(SimsearchError):
+    code = "queue_unavailable"
+    http_status = 503
+
+
+class ThreadRunner:
+    """Runs jobs in this process, ``threads`` at a time (the ingest itself uses several threads)."""
+
+    kind = "thread"
+
+    def __init__(self, services, threads: int = 1):
+        self.services = services
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="simsearch-job")
+
+    def submit(self, run_id: int, options: dict) -> None:
+        self.pool.submit(self._run, run_id, options)
+
+    def _run(self, run_id: int, options: dict) -> None:
+        try:
+            execute_run(self.services, run_id, batch_size=options.get("batch_size"))
+        except Exception:
+            log.exception("ingest job %s failed", run_id)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class RQRunner:
+    """Enqueues jobs on Redis for ``simsearch worker``."""
+
+    kind = "rq"
+
+    def __init__(self, services, redis_url: str, queue_name: str = DEFAULT_QUEUE):
+        self.services = services
+        self.redis_url = redis_url
+        self.queue_name = queue_name
+
+    def submit(self, run_id: int, options: dict) -> None:
+        try:
+            enqueue_ingest(self.redis_url, self.queue_name, run_id, options)
+        except Exception as exc:
+            mark_failed(self.services, run_id, f"could not enqueue the job: {exc}")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+
+    def ping(self) -> bool:
+        from simsearch.worker import redis_connection
+
+        return bool(redis_connection(self.redis_url).ping())
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def make_runner(services, config):
+    mode = (config.get("SIMSEARCH_JOBS") or ("rq" if services.settings.redis_url else "thread")).lower()
+    if mode == "rq":
+        if not services.settings.redis_url:
+            raise SimsearchError("SIMSEARCH_JOBS=rq needs SIMSEARCH_REDIS_URL")
+        return RQRunner(services, services.settings.redis_url, config.get("SIMSEARCH_QUEUE") or DEFAULT_QUEUE)
+    return ThreadRunner(services, int(config.get("SIMSEARCH_JOB_THREADS", 1)))
+
+
+def create_run(services, collection: str, spaces: list[str], source: str, staging: Staging, *,
+               absolute_files: list[dict] | None = None, batch_size: int | None = None) -> int:
+    """Create the queued run, move the staged files to ``uploads/<run_id>/`` and write its manifest."""
+    files = absolute_files if absolute_files is not None else [{"path": f.rel, "label": f.label} for f in staging.files]
+    with services.db.session() as s:
+        coll = repo.get_or_create_collection(s, collection)
+        run = IngestRun(collection_id=coll.id, source=source, spaces=list(spaces), status="queued", total=len(files),
+                        updated_at=utcnow())
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    folder = run_folder(services.settings, run_id)
+    try:
+        if folder.exists():  # left over from a deleted run that had the same id
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging.dir, folder)
+        for f in files:
+            if absolute_files is None:
+                f["name"] = str(folder / f["path"])
+        write_manifest(folder, {"run_id": run_id, "collection": collection, "files": files, "ignored": staging.ignored,
+                                "batch_size": batch_size})
+    except BaseException as exc:
+        mark_failed(services, run_id, f"could not stage the files: {exc}")
+        remove_quietly(staging.dir)
+        raise
+    return run_id
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def iso(dt: datetime | None) -> str | None:
+    dt = _aware(dt)
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if dt else None
+
+
+def job_dict(run: IngestRun, collection: str | None) -> dict:
+    started, finished = _aware(run.started_at), _aware(run.finished_at)
+    rate, eta = 0.0, None
+    if started is not None:
+        elapsed = ((finished or datetime.now(timezone.utc)) - started).total_seconds()
+        if elapsed > 0 and run.processed:
+            rate = run.processed / elapsed
+    if run.status == "done":
+        eta = 0.0
+    elif run.status == "running" and rate > 0:
+        eta = max(0.0, (run.total - run.processed) / rate)
+    errors = list(run.errors or [])
+    return {
+        "id": run.id,
+        "status": run.status,
+        "collection": collection,
+        "backbones": list(run.spaces or []),
+        "source": run.source,
+        "total": run.total,
+        "processed": run.processed,
+        "failed": run.failed,
+        "added": run.added,
+        "skipped": run.skipped,
+        "rate": round(rate, 3),
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "errors": errors[:MAX_ERRORS_SHOWN],
+        "errors_total": len(errors),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "updated_at": iso(run.updated_at),
+        "finished_at": iso(run.finished_at),
+        "message": run.message,
+    }

@@ -1,0 +1,244 @@
+"""Who may write: API keys for programs, a session plus a CSRF token for browsers.
+
+Reads (GET/HEAD/OPTIONS) are open. A write (POST/PUT/PATCH/DELETE) is accepted when:
+
+- it carries an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) that is one of
+  ``settings.api_keys``. Such headers cannot be sent cross-site without a CORS preflight (which
+  this app never grants), so no CSRF token is needed;
+- or it comes from a browser (it has an ``Origin`` or ``Sec-Fetch-Site`` header, or our session
+  cookie) and carries the session's CSRF token in an ``X-CSRF-Token`` header or a ``csrf_token``
+  form field, and -- when API keys are configured -- the session has logged in with a key at
+  ``/login``;
+- or, when no API keys are configured, it comes from a non-browser client (curl, scripts).
+
+A browser request without a matching token is refused (403 ``csrf_failed``) even when no keys are
+configured: otherwise any web page could make the visitor's browser post forms to a local server.
+The session stores a digest of the key it logged in with, never the key, so removing a key from
+``SIMSEARCH_API_KEYS`` logs its sessions out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, render_template_string, request, session, url_for
+
+from simsearch.errors import InvalidInput, Unauthorized
+from simsearch.web.errors import CSRFError
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+# Endpoints that a browser may post to before logging in (CSRF is still checked).
+LOGIN_ENDPOINTS = {"auth.login", "auth.logout", "ui.login", "ui.logout"}
+
+
+# ---- secret key --------------------------------------------------------------------------
+
+def load_secret_key(home: Path) -> str:
+    """``SIMSEARCH_SECRET_KEY``, else ``<home>/secret_key`` (created once, mode 600), else random.
+
+    A file shared by all processes keeps sessions valid across gunicorn workers and restarts; a
+    per-process random key is the fallback when the data directory is read-only.
+    """
+    env = os.environ.get("SIMSEARCH_SECRET_KEY")
+    if env:
+        return env
+    path = Path(home) / "secret_key"
+    try:
+        return path.read_text().strip() or _create_secret(path)
+    except FileNotFoundError:
+        try:
+            return _create_secret(path)
+        except OSError:
+            return secrets.token_hex(32)
+    except OSError:
+        return secrets.token_hex(32)
+
+
+def _create_secret(path: Path) -> str:
+    key = secrets.token_hex(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+# ---- API keys and sessions ---------------------------------------------------------------
+
+def configured_keys() -> tuple[str, ...]:
+    return tuple(current_app.extensions["simsearch"].settings.api_keys)
+
+
+def auth_required() -> bool:
+    """True when writes need an API key (``SIMSEARCH_API_KEYS`` is set)."""
+    return bool(configured_keys())
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(("simsearch-api-key:" + key).encode()).hexdigest()
+
+
+def key_is_valid(key: str | None) -> bool:
+    if not key:
+        return False
+    ok = False
+    for k in configured_keys():  # compare against all, in constant time each
+        ok |= hmac.compare_digest(key.encode(), k.encode())
+    return ok
+
+
+def presented_key() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("X-API-Key", "").strip() or None
+
+
+def is_logged_in() -> bool:
+    digest = session.get("auth")
+    return bool(digest) and any(hmac.compare_digest(digest, _digest(k)) for k in configured_keys())
+
+
+def login(key: str) -> bool:
+    """Log the browser session in with an API key; False (and no change) if the key is wrong."""
+    if not key_is_valid(key):
+        return False
+    session["auth"] = _digest(key)
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)  # new token after a privilege change
+    return True
+
+
+def logout() -> None:
+    session.pop("auth", None)
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (made on first use). Registered as a Jinja global."""
+    token = session.get(CSRF_FIELD)
+    if not token:
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def _sent_csrf_token() -> str | None:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent:
+        return sent
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.form.get(CSRF_FIELD)
+    return None
+
+
+def csrf_ok() -> bool:
+    expected = session.get(CSRF_FIELD)
+    sent = _sent_csrf_token()
+    return bool(expected and sent) and hmac.compare_digest(str(sent), str(expected))
+
+
+def is_browser_request() -> bool:
+    cookie = current_app.config.get("SESSION_COOKIE_NAME", "session")
+    return bool(request.headers.get("Origin") or request.headers.get("Sec-Fetch-Site") or request.cookies.get(cookie))
+
+
+def _same_origin() -> bool:
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin is None
+    # Compare host and port only: behind a TLS-terminating proxy the scheme seen here differs.
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def check_request() -> None:
+    """``before_request`` hook: refuses writes that are not allowed (see the module docstring)."""
+    if request.method in SAFE_METHODS or request.endpoint in (None, "static"):
+        return
+    key = presented_key()
+    if key is not None:
+        if auth_required() and not key_is_valid(key):
+            raise Unauthorized("invalid API key", field="api_key")
+        return
+    if is_browser_request():
+        if not _same_origin():
+            raise CSRFError("cross-origin write refused", details={"origin": request.headers.get("Origin")})
+        if not csrf_ok():
+            raise CSRFError(f"missing or wrong CSRF token: send the page's token in the {CSRF_HEADER} header "
+                            f"or a {CSRF_FIELD} form field (reload the page if the session expired)")
+        if auth_required() and request.endpoint not in LOGIN_ENDPOINTS and not is_logged_in():
+            raise Unauthorized("log in with an API key first (at /login)", field="api_key")
+        return
+    if auth_required():
+        raise Unauthorized("this server needs an API key for writes: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                           field="api_key")
+
+
+def jinja_globals() -> dict:
+    return {"csrf_token": csrf_token, "auth_required": auth_required, "is_logged_in": is_logged_in}
+
+
+# ---- /login and /logout (used when the UI blueprint does not provide them) ----------------
+
+auth_bp = Blueprint("auth", __name__)
+
+_LOGIN_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Log in - simsearch</title>
+<style>body{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}
+input{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.4rem 0}.err{color:#b00}</style></head>
+<body><h1>Log in</h1>{% if error %}<p class="err">{{ error }}</p>{% endif %}
+{% if not auth_required() %}<p>This server does not use API keys: no login needed.</p>{% endif %}
+<form method="post" action="{{ url_for('auth.login') }}">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<label>API key <input type="password" name="key" autocomplete="current-password" required></label>
+<input type="hidden" name="next" value="{{ next }}">
+<button type="submit">Log in</button></form></body></html>"""
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths (no scheme, no host, no '//' or '\\\\' tricks) are followed after login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
+def handle_login_post():
+    """Shared logic of POST /login: form field or JSON ``key``. Returns (ok, error message)."""
+    data = request.get_json(silent=True) if request.is_json else request.form
+    key = (data or {}).get("key") if isinstance(data, dict) or hasattr(data, "get") else None
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInput("give the API key in the 'key' field", field="key")
+    if not login(key.strip()):
+        return False, "wrong API key"
+    return True, None
+
+
+@auth_bp.route("/login", methods=["GET", "POST"])
+def login_view():
+    nxt = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return render_template_string(_LOGIN_HTML, error=None, next=nxt)
+    ok, error = handle_login_post()
+    if request.is_json:
+        if not ok:
+            raise Unauthorized(error, field="key")
+        return {"logged_in": True}
+    if not ok:
+        return render_template_string(_LOGIN_HTML, error=error, next=nxt), 401
+    return redirect(nxt)
+
+
+@auth_bp.route("/logout", methods=["POST"])
+def logout_view():
+    logout()
+    if request.is_json:
+        return {"logged_in": False}
+    return redirect(url_for("auth.login"))
