@@ -86,13 +86,19 @@ class Embedder:
             out = self._model.predict_on_batch(preprocessed)
         return np.asarray(out, dtype=np.float32)
 
-    def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (N, S, S, 3) at the backbone's input size -> (N, dim) float32, L2-normalised."""
+    def embed(self, pixels: np.ndarray, *, pad_to: int | None = None) -> np.ndarray:
+        """uint8 (N, S, S, 3) at the backbone's input size -> (N, dim) float32, L2-normalised.
+
+        ``pad_to``: pad a smaller batch with blank images up to this size, so the model runs the
+        batch shape it has already compiled instead of tracing a new one (seconds on a CPU)."""
         pixels = np.asarray(pixels)
         s = self.input_size
         if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
             raise InvalidInput(f"{self.space} expects images of shape (N, {s}, {s}, 3), got {pixels.shape}", field="pixels")
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        n = len(pixels)
         x = self.backbone.preprocess(pixels.astype(np.float32))
-        return l2_normalise(self.forward(x))
+        if pad_to is not None and n < pad_to:
+            x = np.concatenate([x, np.repeat(x[:1], pad_to - n, axis=0)])
+        return l2_normalise(self.forward(x)[:n])

@@ -299,7 +299,7 @@ class Ingester:
                 continue
             size = embedders[sp].input_size
             t0 = time.perf_counter()
-            out = embedders[sp].embed(np.stack([batch[i].pixels[size] for i in rows]))
+            out = embedders[sp].embed(np.stack([batch[i].pixels[size] for i in rows]), pad_to=self.batch_size)
             dt = time.perf_counter() - t0
             report.model_seconds += dt
             per_image_seconds[sp] = dt / len(rows)

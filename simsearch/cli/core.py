@@ -215,13 +215,13 @@ def reindex(ctx, collection, backbone, as_json):
 @click.pass_context
 def backbones(ctx, as_json):
     """List the available backbones, their input sizes, dimensions and weights status."""
-    from simsearch.backbones import list_backbones
+    from simsearch.backbones import get_backbone, list_backbones
     from simsearch.config import Settings
 
     obj = ctx.find_root().obj
     settings = Settings.from_env(home=obj["home"], database_url=obj["database_url"])
     rows = []
-    for b in list_backbones():
+    for b in map(get_backbone, list_backbones()):
         ok, reason = b.weights_status(settings.weights_dir)
         rows.append({"name": b.name, "input_size": b.input_size, "dim": b.dim, "family": b.family,
                      "weights_available": ok, "weights_note": reason})
