@@ -89,9 +89,20 @@ def get_collection(s, name: str) -> Collection:
     return repo.get_collection(s, name)
 
 
+def backbone_arg(source=None) -> str | None:
+    """The ``backbone`` parameter, checked: 400 for a name that is no backbone at all (a known
+    backbone without vectors in the collection is a 404, from the search)."""
+    from simsearch.embed import parse_space
+
+    value = str_arg("backbone", source)
+    if value is not None:
+        parse_space(value)
+    return value
+
+
 # ---- responses: gzip for large JSON, security headers --------------------------------------
 
-GZIP_MIN_BYTES = 4096
+GZIP_MIN_BYTES = 1024
 
 
 @bp.after_app_request
@@ -322,7 +333,7 @@ def similar(image_id: int):
 
     k = int_arg("k", 10)
     t0 = time.perf_counter()
-    space, img, hits = similar_to(services(), image_id, space=str_arg("backbone"), k=k, label=str_arg("label"))
+    space, img, hits = similar_to(services(), image_id, space=backbone_arg(), k=k, label=str_arg("label"))
     return {"query": {"image_id": img.id, "path": img.source_path, "label": img.label,
                       "thumbnail_url": f"{request.script_root}/api/images/{img.id}/thumbnail"},
             "backbone": space, "k": k, "results": [hit_dict(h) for h in hits],
@@ -338,7 +349,7 @@ def search(name: str):
     if upload is None:
         raise InvalidInput("send the query image as a multipart/form-data file field named 'image'", field="image")
     k = int_arg("k", 10, source=form if "k" in form else request.args)
-    backbone = str_arg("backbone", form if "backbone" in form else request.args)
+    backbone = backbone_arg(form if "backbone" in form else request.args)
     label = str_arg("label", form if "label" in form else request.args)
     data = upload.read()
     source = upload.filename or "uploaded image"
@@ -426,6 +437,8 @@ def evaluation(name: str):
 
 @bp.get("/collections/<name>/comparison")
 def comparison(name: str):
+    from simsearch.embed import parse_space
+
     raw = str_arg("backbones", max_length=2000)
     with services().db.session() as s:
         coll_id = get_collection(s, name).id
@@ -435,8 +448,9 @@ def comparison(name: str):
     if len(names) < 2:
         raise InvalidInput("compare at least two backbones (backbones=a,b); this collection has: "
                            + (", ".join(have) or "none"), field="backbones")
-    spaces = [_collection_space(name, b)[1] for b in names]
-    return jsonify(_study().comparison_view(services(), name, spaces))
+    for n in names:
+        parse_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
+    return jsonify(_study().comparison_view(services(), name, names, with_maps=False))
 
 
 # ---- ingest jobs ---------------------------------------------------------------------------
