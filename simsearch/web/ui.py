@@ -7,10 +7,10 @@ script from ``/api``. A page for an unknown collection is a 404 page naming the 
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from simsearch.errors import NotFound
+from simsearch.errors import NotFound, Unauthorized
 from simsearch.store import repo
 from simsearch.store.models import Collection, Image
 
@@ -102,10 +102,26 @@ def map_view(name: str):
     return render_template("ui/map.html", page="map", **_collection_context(name))
 
 
+def _not_embedded(spaces: list[str]) -> list[dict]:
+    """Backbones without vectors in the collection, each with why it cannot be compared yet."""
+    from simsearch.backbones import get_backbone
+
+    weights_dir = _services().settings.weights_dir
+    embedded = {s.partition("@")[0] for s in spaces}
+    out = []
+    for name in _all_backbones():
+        if name in embedded:
+            continue
+        ok, reason = get_backbone(name).weights_status(weights_dir)
+        why = "no vectors in this collection yet"
+        out.append({"backbone": name, "reason": why if ok else f"{why}; weights unavailable: {reason}", "weights_ok": ok})
+    return out
+
+
 @bp.get("/c/<name>/compare")
 def compare(name: str):
     ctx = _collection_context(name)
-    return render_template("ui/compare.html", page="compare", all_backbones=_all_backbones(), **ctx)
+    return render_template("ui/compare.html", page="compare", not_embedded=_not_embedded(ctx["spaces"]), **ctx)
 
 
 @bp.get("/c/<name>/ingest")
@@ -123,3 +139,31 @@ def ingest_new():
     return render_template("ui/ingest.html", page="ingest", collection=None, known_collections=names, labels=[],
                            spaces=[], vector_counts={}, all_backbones=_all_backbones(),
                            default_backbone=svc.settings.default_backbone, default_space=svc.settings.default_backbone)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Log the browser session in with an API key (only needed when SIMSEARCH_API_KEYS is set)."""
+    from simsearch.web import security
+
+    nxt = security.safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return render_template("ui/login.html", page="login", error=None, next=nxt)
+    ok, error = security.handle_login_post()
+    if request.is_json:
+        if not ok:
+            raise Unauthorized(error, field="key")
+        return {"logged_in": True}
+    if not ok:
+        return render_template("ui/login.html", page="login", error=error, next=nxt), 401
+    return redirect(nxt)
+
+
+@bp.post("/logout")
+def logout():
+    from simsearch.web import security
+
+    security.logout()
+    if request.is_json:
+        return {"logged_in": False}
+    return redirect(url_for("ui.index"))

@@ -35,14 +35,15 @@ async function load(push = false) {
   setStatus(status, 'Loading…');
   try {
     const data = await api(collectionApi(`/images?${q}`), { signal: controller.signal });
-    const pages = Math.max(1, Math.ceil(data.total / data.per_page));
-    grid.replaceChildren(...data.items.map((it) => tile({ ...it, onpick: () => showImage(it) })));
+    const items = data.images || data.items || [];
+    const pages = data.pages || Math.max(1, Math.ceil(data.total / data.per_page));
+    grid.replaceChildren(...items.map((it) => tile({ ...it, onpick: () => showImage(it) })));
     info.textContent = `Page ${data.page} of ${pages}`;
     prev.disabled = data.page <= 1;
     next.disabled = data.page >= pages;
     const first = data.total ? (data.page - 1) * data.per_page + 1 : 0;
-    setStatus(status, `${first}–${first + data.items.length - (data.items.length ? 1 : 0)} of ${data.total} images`);
-    if (!data.items.length) grid.append(h('p', { class: 'muted' }, state.label ? `No images labelled “${state.label}”.` : 'No images yet.'));
+    setStatus(status, `${first}–${first + items.length - (items.length ? 1 : 0)} of ${data.total} images`);
+    if (!items.length) grid.append(h('p', { class: 'muted' }, state.label ? `No images labelled “${state.label}”.` : 'No images yet.'));
   } catch (err) {
     if (err.name !== 'AbortError') setStatus(status, err.message, 'error');
   }

@@ -89,14 +89,19 @@ function render(data) {
     series: ok.filter((p) => p.silhouette && p.silhouette.ks).map((p) => ({ name: p.backbone, xs: p.silhouette.ks, ys: p.silhouette.scores, color: colours[p.backbone] })),
     xLabel: 'k (clusters)', yLabel: 'mean silhouette', title: 'Silhouette by k for each backbone',
   });
-  unavailable.hidden = bad.length === 0;
-  unavailable.querySelector('ul').replaceChildren(...bad.map((p) => h('li', { 'data-testid': 'unavailable-backbone' },
-    h('strong', {}, p.backbone), ': ', p.reason || 'unavailable')));
+  // backbones the server reported as unavailable join the ones listed with the page (not embedded here)
+  const ul = unavailable.querySelector('ul');
+  for (const li of ul.querySelectorAll('li[data-from=api]')) li.remove();
+  for (const p of bad) {
+    ul.append(h('li', { 'data-testid': 'unavailable-backbone', 'data-backbone': p.backbone, 'data-from': 'api' },
+      h('strong', {}, p.backbone), ': ', p.reason || 'unavailable'));
+  }
+  $('#unavailable-none').hidden = ul.querySelectorAll('li[data-testid=unavailable-backbone]').length > 0;
 }
 
 async function run() {
   const chosen = [...form.querySelectorAll('input[name=backbones]:checked')].map((cb) => cb.value);
-  if (!chosen.length) { setStatus(status, 'Choose at least one backbone.', 'error'); return; }
+  if (chosen.length < 2) { setStatus(status, 'Choose at least two backbones.', 'error'); return; }
   const q = new URLSearchParams({ backbones: chosen.join(',') });
   history.replaceState(null, '', `${location.pathname}?${q}`);
   setStatus(status, 'Computing metrics… (the first run clusters every backbone and can take a while)');
@@ -113,4 +118,4 @@ async function run() {
 }
 
 form.addEventListener('submit', (ev) => { ev.preventDefault(); run(); });
-if (form.querySelector('input[name=backbones]:checked')) run();
+if (form.querySelectorAll('input[name=backbones]:checked').length >= 2) run();

@@ -118,8 +118,11 @@ function showSummary(job, name) {
   $('[data-testid=summary-failed]').textContent = fmt(job.failed ?? 0);
   const errors = job.errors || [];
   errorsTable.hidden = errors.length === 0;
-  errorsTable.querySelector('tbody').replaceChildren(...errors.map((e) => h('tr', { 'data-testid': 'ingest-error-row' },
-    h('td', { class: 'path' }, e.file), h('td', {}, e.reason))));
+  const more = (job.errors_total || errors.length) - errors.length;
+  const rows = errors.map((e) => h('tr', { 'data-testid': 'ingest-error-row' },
+    h('td', { class: 'path' }, e.file), h('td', {}, e.reason)));
+  if (more > 0) rows.push(h('tr', {}, h('td', { colspan: 2, class: 'muted' }, `… and ${more} more (see GET /api/jobs/${job.id})`)));
+  errorsTable.querySelector('tbody').replaceChildren(...rows);
   $('#ingest-next').replaceChildren(
     h('a', { href: `/c/${enc(name)}`, class: 'button' }, 'Browse the collection'), ' ',
     h('a', { href: `/c/${enc(name)}/search` }, 'Search'), ' · ',

@@ -73,6 +73,7 @@ function setup(d) {
     ids: data.ids,
     toScreen: (i) => scatter.toScreen(i),
     pick: (px, py) => scatter.pick(px, py),
+    paintedPixels: () => scatter.paintedPixels(),
   };
 }
 

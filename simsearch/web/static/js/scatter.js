@@ -312,6 +312,18 @@ export class Scatter {
   }
 }
 
+// Draws now and counts the pixels that are not background (a check that points really render).
+Scatter.prototype.paintedPixels = function paintedPixels() {
+  const gl = this.gl;
+  this.draw();
+  const w = this.canvas.width, h = this.canvas.height;
+  const px = new Uint8Array(w * h * 4);
+  gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  let n = 0;
+  for (let i = 0; i < px.length; i += 4) if (px[i] < 250 || px[i + 1] < 250 || px[i + 2] < 250) n++;
+  return n;
+};
+
 function normalise(xs, ys) {
   const n = xs.length;
   let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
