@@ -1,0 +1,195 @@
+"""Web ingest jobs off the request thread: the in-process runner, and the RQ queue consumed by a real
+`simsearch worker --burst` subprocess against Redis on 127.0.0.1:6379 (unique queue per test)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conftest import CATS_DOGS, dataset_files
+
+from simsearch.store.models import Image, IngestRun
+from simsearch.web import create_app, shutdown
+
+REDIS_URL = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def make_app(settings):
+    apps = []
+
+    def make(settings_=None, **config):
+        app = create_app({"SETTINGS": settings_ or settings, "TESTING": True, **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        shutdown(app)
+
+
+def upload(client, collection: str, files, **fields):
+    data = {"files": [(io.BytesIO(p.read_bytes()), f"{p.parent.name}/{p.name}") for p in files], **fields}
+    return client.post(f"/api/collections/{collection}/ingest", data=data, content_type="multipart/form-data")
+
+
+def wait_job(client, job_id: int, timeout: float = 180, until=("done", "failed")) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        if job["status"] in until or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+def pets_files(n: int) -> list:
+    return dataset_files(CATS_DOGS / "cats", n) + dataset_files(CATS_DOGS / "dogs", n)
+
+
+# ---- in-process runner -----------------------------------------------------------------------
+
+def test_thread_runner_reports_progress_and_returns_at_once(make_app, settings):
+    app = make_app()
+    client = app.test_client()
+    t0 = time.perf_counter()
+    resp = upload(client, "bg", pets_files(10), labels="folders", batch_size="4")
+    assert resp.status_code == 202 and resp.get_json()["runner"] == "thread"
+    job_id = resp.get_json()["job_id"]
+    first = client.get(f"/api/jobs/{job_id}").get_json()
+    assert time.perf_counter() - t0 < 10  # the request does not wait for the model
+    assert first["status"] in ("queued", "running", "done") and first["total"] == 20
+    seen = set()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        seen.add((job["status"], job["processed"]))
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "done", job
+    assert (job["processed"], job["added"], job["failed"], job["skipped"]) == (20, 20, 0, 0)
+    assert job["rate"] > 0 and job["eta_seconds"] == 0 and job["errors"] == [] and job["message"] is None
+    assert job["backbones"] == ["efficientnet_lite0"]
+    # the counters move batch by batch (batch_size 4), and the poller saw it happen
+    assert any(s == "running" and 0 < p < 20 for s, p in seen), seen
+    with app.extensions["simsearch"].db.session() as s:
+        assert s.query(Image).filter(Image.label == "cats").count() == 10
+
+
+def test_failed_job_is_marked_failed_with_the_reason(make_app, settings):
+    from simsearch.web import jobs
+    from simsearch.worker import execute_run, run_folder
+
+    app = make_app()
+    client = app.test_client()
+    svc = app.extensions["simsearch"]
+    # Stage a job by hand (as the API does) but lose its files before it runs.
+    from simsearch.web.payloads import Staging, new_staging_dir
+
+    staging = Staging(dir=new_staging_dir(settings.home / "uploads"))
+    run_id = jobs.create_run(svc, "lost", ["efficientnet_lite0"], "test", staging)
+    (run_folder(settings, run_id) / "manifest.json").unlink()
+    with pytest.raises(Exception):
+        execute_run(svc, run_id)
+    job = client.get(f"/api/jobs/{run_id}").get_json()
+    assert job["status"] == "failed" and "manifest.json" in job["message"] and job["finished_at"]
+    # a finished run is never run twice
+    assert execute_run(svc, run_id) == {"run_id": run_id, "status": "failed"}
+
+
+def test_backbone_without_weights_is_refused_before_queueing(make_app):
+    client = make_app().test_client()
+    resp = upload(client, "x", pets_files(1), backbone="resnet50")
+    assert resp.status_code == 503
+    assert resp.get_json()["error"]["code"] == "weights_unavailable"
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+
+
+# ---- RQ + a separate worker process ------------------------------------------------------------
+
+@pytest.fixture
+def rq_queue():
+    redis = pytest.importorskip("redis")
+    from rq import Queue
+
+    conn = redis.Redis.from_url(REDIS_URL)
+    conn.ping()  # fail, not skip, when Redis is down: the worker path must be covered
+    name = f"simsearch-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    Queue(name, connection=conn).delete(delete_jobs=True)
+    for key in conn.scan_iter(f"*{name}*"):
+        conn.delete(key)
+
+
+def run_worker_process(settings, queue: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
+               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL, TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst", "--queue", queue]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.redis
+def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
+    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    client = app.test_client()
+    assert client.get("/api/health").get_json()["jobs"] == "rq"
+    resp = upload(client, "remote", pets_files(3), labels="folders")
+    assert resp.status_code == 202, resp.get_json()
+    body = resp.get_json()
+    assert body["runner"] == "rq"
+    time.sleep(0.5)
+    assert client.get(body["status_url"]).get_json()["status"] == "queued"  # nobody consumes it in this process
+
+    proc = run_worker_process(settings, rq_queue)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = client.get(body["status_url"]).get_json()
+    assert job["status"] == "done", (job, proc.stderr[-3000:])
+    assert (job["processed"], job["added"], job["failed"]) == (6, 6, 0)
+    with app.extensions["simsearch"].db.session() as s:
+        assert s.query(Image).filter(Image.status == "ok").count() == 6
+        assert s.get(IngestRun, body["job_id"]).finished_at is not None
+    # the web process picks up the index the worker wrote, without a restart
+    images = client.get("/api/collections/remote/images").get_json()["images"]
+    hits = client.get(f"/api/images/{images[0]['id']}/similar?k=5").get_json()
+    assert len(hits["results"]) == 5
+
+
+@pytest.mark.redis
+def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue):
+    from simsearch.worker import run_folder
+
+    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    client = app.test_client()
+    resp = upload(client, "doomed", pets_files(1))
+    job_id = resp.get_json()["job_id"]
+    (run_folder(settings, job_id) / "manifest.json").unlink()
+    proc = run_worker_process(settings, rq_queue)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = client.get(f"/api/jobs/{job_id}").get_json()
+    assert job["status"] == "failed" and "manifest.json" in job["message"]
+
+
+def test_redis_down_gives_503_and_no_stuck_job(make_app, settings):
+    app = make_app(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0"), SIMSEARCH_QUEUE="unused")
+    client = app.test_client()
+    resp = upload(client, "nowhere", pets_files(1))
+    assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "queue_unavailable"
+    jobs = client.get("/api/jobs").get_json()["jobs"]
+    assert len(jobs) == 1 and jobs[0]["status"] == "failed" and "enqueue" in jobs[0]["message"]
+    health = client.get("/api/health")
+    assert health.status_code == 503 and health.get_json()["error"]["code"] == "queue_unavailable"
+
+
+def test_worker_command_needs_redis_url(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SIMSEARCH_REDIS_URL"}
+    env["SIMSEARCH_HOME"] = str(tmp_path / "home")
+    proc = subprocess.run([sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "SIMSEARCH_REDIS_URL" in proc.stderr
