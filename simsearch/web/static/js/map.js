@@ -59,6 +59,7 @@ function setup(d) {
   scatter.setMode(form.colour.value);
   sizeCanvases();
   scatter.fit();
+  scatter.calibrate();
   setSelection([]);
   hover = -1;
   drawOverlay();
@@ -68,6 +69,7 @@ function setup(d) {
     get n() { return scatter.n; },
     get frames() { return scatter.frames; },
     get drawCalls() { return scatter.drawCalls; },
+    get lastCount() { return scatter.lastCount; },
     get hover() { return hover < 0 ? null : data.ids[hover]; },
     get selectedIds() { return selected.map((i) => data.ids[i]); },
     ids: data.ids,

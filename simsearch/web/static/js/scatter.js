@@ -2,41 +2,37 @@
 //
 // Every attribute buffer is uploaded once; panning and zooming only change two uniforms, and each
 // frame is a single gl.drawArrays(gl.POINTS) call. Colour comes from a per-point category
-// (cluster or label, switched by a uniform) looked up in a palette uniform. Hover picking uses a
+// (cluster or label): two colour buffers, switched by a uniform. Hover picking uses a
 // CPU-side uniform grid over the points; lasso selection is point-in-polygon over all points.
+//
+// The GPU buffers hold the points in a shuffled order, so the first m of them are a uniform sample.
+// A renderer too slow to draw every point within a frame (software WebGL, e.g. SwiftShader without
+// a GPU) draws only such a sample while the view is moving and every point once it stops; on a GPU
+// every frame draws every point.
 
-const PALETTE_SIZE = 20;
+const FRAME_BUDGET_MS = 12; // for drawing points while panning or zooming
+const SETTLE_MS = 160; // a full frame follows this long after the last pan or zoom
+const MIN_SAMPLE = 20000;
 
 const VERT = `
 precision mediump float;
 attribute vec2 a_pos;
-attribute float a_cluster;
-attribute float a_label;
+attribute vec4 a_ccol;
+attribute vec4 a_lcol;
 attribute float a_sel;
 uniform vec2 u_center;
 uniform vec2 u_scale;
 uniform float u_mode;
 uniform float u_size;
 uniform float u_hasSel;
-uniform vec3 u_palette[${PALETTE_SIZE}];
-uniform vec3 u_none;
 varying vec4 v_color;
 void main() {
   gl_Position = vec4((a_pos - u_center) * u_scale, 0.0, 1.0);
-  float c = u_mode < 0.5 ? a_cluster : a_label;
-  vec3 col = u_none;
-  if (c >= 0.0) {
-    int i = int(mod(c + 0.5, ${PALETTE_SIZE}.0));
-    for (int j = 0; j < ${PALETTE_SIZE}; j++) { if (j == i) col = u_palette[j]; }
-  }
-  float a = 0.85;
-  float size = u_size;
-  if (u_hasSel > 0.5) {
-    a = a_sel > 0.5 ? 1.0 : 0.18;
-    size = a_sel > 0.5 ? u_size * 1.35 : u_size;
-  }
+  vec3 col = mix(a_ccol.rgb, a_lcol.rgb, u_mode);
+  float on = step(0.5, a_sel);
+  float a = mix(0.85, mix(0.18, 1.0, on), u_hasSel);
+  gl_PointSize = u_size * mix(1.0, mix(1.0, 1.35, on), u_hasSel);
   v_color = vec4(col, a);
-  gl_PointSize = size;
 }`;
 
 const FRAG = `
@@ -148,7 +144,10 @@ export class Scatter {
     this.n = n;
     this.pos = normalise(xs, ys);
     this.grid = new GridIndex(this.pos, n);
-    this.sel = new Float32Array(n);
+    this.perm = shuffled(n); // GPU slot -> point
+    this.slot = new Int32Array(n); // point -> GPU slot
+    for (let k = 0; k < n; k++) this.slot[this.perm[k]] = k;
+    this.sel = new Float32Array(n); // by GPU slot
     this.selCount = 0;
     this.mode = 0;
     this.frames = 0;
@@ -165,41 +164,79 @@ export class Scatter {
     gl.useProgram(prog);
     this.prog = prog;
     this.u = {};
-    for (const name of ['u_center', 'u_scale', 'u_mode', 'u_size', 'u_hasSel', 'u_palette', 'u_none']) {
+    for (const name of ['u_center', 'u_scale', 'u_mode', 'u_size', 'u_hasSel']) {
       this.u[name] = gl.getUniformLocation(prog, name);
     }
+    this.palette = palette.map(hexToRgb);
+    this.none = hexToRgb(none);
     this.buffers = {};
-    this.attribute('a_pos', this.pos, 2, gl.STATIC_DRAW);
-    this.attribute('a_cluster', categories(clusters.map((c) => (c === null || c < 0 ? null : c))).codes, 1, gl.STATIC_DRAW);
-    this.attribute('a_label', categories(labels).codes, 1, gl.STATIC_DRAW);
-    this.attribute('a_sel', this.sel, 1, gl.DYNAMIC_DRAW);
-    const pal = new Float32Array(PALETTE_SIZE * 3);
-    palette.slice(0, PALETTE_SIZE).forEach((hex, i) => pal.set(hexToRgb(hex), i * 3));
-    gl.uniform3fv(this.u.u_palette, pal);
-    gl.uniform3fv(this.u.u_none, hexToRgb(none));
+    const gpuPos = new Float32Array(2 * n);
+    for (let k = 0; k < n; k++) { gpuPos[2 * k] = this.pos[2 * this.perm[k]]; gpuPos[2 * k + 1] = this.pos[2 * this.perm[k] + 1]; }
+    this.attribute('a_pos', gpuPos, 2, gl.FLOAT, gl.STATIC_DRAW);
+    this.attribute('a_ccol', this.colours(clusters.map((c) => (c === null || c < 0 ? null : c))), 4, gl.UNSIGNED_BYTE, gl.STATIC_DRAW);
+    this.attribute('a_lcol', this.colours(labels), 4, gl.UNSIGNED_BYTE, gl.STATIC_DRAW);
+    this.attribute('a_sel', this.sel, 1, gl.FLOAT, gl.DYNAMIC_DRAW);
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
     gl.clearColor(1, 1, 1, 1);
     this.baseSize = Math.max(2, Math.min(9, 9 * Math.sqrt(400 / Math.max(n, 1))));
     this.pending = false;
+    this.budget = n; // points drawn per frame while moving (set by calibrate())
+    this.movingUntil = 0;
+    this.settleTimer = null;
+    this.lastCount = 0;
   }
 
-  attribute(name, data, size, usage) {
+  // Times one full synchronous frame and sets how many points to draw while the view moves.
+  calibrate() {
+    const gl = this.gl, px = new Uint8Array(4);
+    this.draw(this.n);
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px); // waits for the frame
+    const t0 = performance.now();
+    this.draw(this.n);
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    this.fullFrameMs = performance.now() - t0;
+    this.budget = this.fullFrameMs <= FRAME_BUDGET_MS ? this.n
+      : Math.min(this.n, Math.max(MIN_SAMPLE, Math.floor((this.n * FRAME_BUDGET_MS) / this.fullFrameMs)));
+    return this.fullFrameMs;
+  }
+
+  moved() {
+    if (this.budget >= this.n) return;
+    this.movingUntil = performance.now() + SETTLE_MS;
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => this.requestDraw(), SETTLE_MS + 5);
+  }
+
+  attribute(name, data, size, type, usage) {
     const gl = this.gl;
     const loc = gl.getAttribLocation(this.prog, name);
     const buf = gl.createBuffer();
     gl.bindBuffer(gl.ARRAY_BUFFER, buf);
     gl.bufferData(gl.ARRAY_BUFFER, data, usage);
     gl.enableVertexAttribArray(loc);
-    gl.vertexAttribPointer(loc, size, gl.FLOAT, false, 0, 0);
+    gl.vertexAttribPointer(loc, size, type, type === gl.UNSIGNED_BYTE, 0, 0);
     this.buffers[name] = buf;
   }
 
-  // Replace one category attribute (after labels change); a one-off upload, not per frame.
+  // RGBA bytes per point: the palette colour of its category (grey when it has none).
+  colours(values) {
+    const { codes } = categories(values);
+    const out = new Uint8Array(codes.length * 4);
+    const P = this.palette.length;
+    for (let k = 0; k < codes.length; k++) {
+      const code = codes[this.perm[k]];
+      const c = code < 0 ? this.none : this.palette[code % P];
+      out[4 * k] = c[0] * 255; out[4 * k + 1] = c[1] * 255; out[4 * k + 2] = c[2] * 255; out[4 * k + 3] = 255;
+    }
+    return out;
+  }
+
+  // Replace the label colours (after labels change); a one-off upload, not per frame.
   setLabels(labels) {
     const gl = this.gl;
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.a_label);
-    gl.bufferSubData(gl.ARRAY_BUFFER, 0, categories(labels).codes);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.a_lcol);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.colours(labels));
     this.requestDraw();
   }
 
@@ -210,7 +247,7 @@ export class Scatter {
 
   setSelection(indices) {
     this.sel.fill(0);
-    for (const i of indices) this.sel[i] = 1;
+    for (const i of indices) this.sel[this.slot[i]] = 1;
     this.selCount = indices.length;
     const gl = this.gl;
     gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.a_sel);
@@ -254,6 +291,7 @@ export class Scatter {
   panBy(dx, dy) {
     this.center[0] -= dx / this.zoom;
     this.center[1] += dy / this.zoom;
+    this.moved();
     this.requestDraw();
   }
 
@@ -262,6 +300,7 @@ export class Scatter {
     this.zoom = Math.min(1e6, Math.max(10, this.zoom * factor));
     this.center[0] = wx - (px - this.cssWidth / 2) / this.zoom;
     this.center[1] = wy - (this.cssHeight / 2 - py) / this.zoom;
+    this.moved();
     this.requestDraw();
   }
 
@@ -297,8 +336,10 @@ export class Scatter {
     requestAnimationFrame(() => { this.pending = false; this.draw(); });
   }
 
-  draw() {
+  // One frame: every point, or the first `budget` (a uniform sample) while the view is moving.
+  draw(count) {
     const gl = this.gl;
+    if (count === undefined) count = performance.now() < this.movingUntil ? this.budget : this.n;
     gl.viewport(0, 0, this.canvas.width, this.canvas.height);
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.uniform2f(this.u.u_center, this.center[0], this.center[1]);
@@ -306,7 +347,8 @@ export class Scatter {
     gl.uniform1f(this.u.u_mode, this.mode);
     gl.uniform1f(this.u.u_size, this.pointSize() * this.dpr);
     gl.uniform1f(this.u.u_hasSel, this.selCount > 0 ? 1 : 0);
-    gl.drawArrays(gl.POINTS, 0, this.n);
+    gl.drawArrays(gl.POINTS, 0, count);
+    this.lastCount = count;
     this.drawCalls++;
     this.frames++;
   }
@@ -315,7 +357,7 @@ export class Scatter {
 // Draws now and counts the pixels that are not background (a check that points really render).
 Scatter.prototype.paintedPixels = function paintedPixels() {
   const gl = this.gl;
-  this.draw();
+  this.draw(this.n);
   const w = this.canvas.width, h = this.canvas.height;
   const px = new Uint8Array(w * h * 4);
   gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
@@ -323,6 +365,19 @@ Scatter.prototype.paintedPixels = function paintedPixels() {
   for (let i = 0; i < px.length; i += 4) if (px[i] < 250 || px[i + 1] < 250 || px[i + 2] < 250) n++;
   return n;
 };
+
+// A fixed pseudo-random permutation of 0..n-1 (Fisher-Yates with a seeded generator).
+function shuffled(n) {
+  const perm = new Int32Array(n);
+  for (let i = 0; i < n; i++) perm[i] = i;
+  let seed = 0x2545f491;
+  for (let i = n - 1; i > 0; i--) {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    const j = (seed >>> 0) % (i + 1);
+    const t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+  }
+  return perm;
+}
 
 function normalise(xs, ys) {
   const n = xs.length;
