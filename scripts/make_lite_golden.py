@@ -12,12 +12,17 @@ simsearch does (EXIF transpose, RGB, bilinear resize to the input size), feeds t
 ``EfficientNet.from_pretrained(...)`` with the same (x - 127) / 128 normalisation, and stores the
 uint8 pixels, the globally average-pooled ``extract_features`` output and the classifier
 logits in ``tests/golden/lite_features.npz``.
+
+It also writes two tiny checkpoints, ``tiny_legacy.pth`` (legacy pickle format) and ``tiny_zip.pth``
+(zip format), with views, storage offsets and several dtypes, plus ``tiny_expected.npz``, to test
+:mod:`simsearch.backbones.torch_checkpoint` on both formats.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,24 @@ def load(path: Path, size: int) -> np.ndarray:
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im).convert("RGB").resize((size, size), Image.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
+
+
+def make_tiny_checkpoints(outdir: Path) -> None:
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    sd = OrderedDict(
+        weight=base,
+        transposed=base.t(),  # same storage, non-contiguous strides
+        sliced=base[1:, 2:5],  # same storage, non-zero offset
+        half=torch.linspace(-1, 1, 5).half(),
+        double=torch.tensor([[0.25, -3.5]], dtype=torch.float64),
+        long=torch.tensor([1, -2, 3], dtype=torch.int64),
+        flag=torch.tensor([True, False, True]),
+        scalar=torch.tensor(7.5),
+    )
+    torch.save(sd, outdir / "tiny_legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save(sd, outdir / "tiny_zip.pth")
+    np.savez(outdir / "tiny_expected.npz", **{k: v.numpy() for k, v in sd.items()})
+    print(f"wrote tiny checkpoints in {outdir}")
 
 
 def main() -> None:
@@ -62,6 +85,7 @@ def main() -> None:
         print(f"lite{v}: pixels {pixels.shape}, features {feats.shape}, top-1 {logits.argmax(1).tolist()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **out)
+    make_tiny_checkpoints(args.out.parent)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -236,33 +236,45 @@ class EfficientNetLiteBackbone(Backbone):
             log.warning("could not cache converted %s weights at %s: %s", self.name, cache, exc)
             tmp.unlink(missing_ok=True)
 
-    def _load_weights(self, model, mapping, weights_dir, weights) -> None:
+    def weights_source(self, weights_dir, weights=None) -> tuple[str, Path]:
+        """Where the weights will come from, without building anything: ``(kind, path)`` with kind
+        ``"file"`` (explicit argument or ``$SIMSEARCH_WEIGHTS_<NAME>``), ``"cache"`` or ``"package"``."""
         explicit = weights if weights is not None else os.environ.get(self.env_var) or None
         if explicit is not None:
             p = as_path(explicit)
             if not p.is_file():
                 raise WeightsUnavailable(f"{self.name}: weights file {p} does not exist",
                                          details={"backbone": self.name, "file": str(p)})
-            self._load_file(model, mapping, p)
-            return
+            return "file", p
         cache = self.cache_path(weights_dir)
         if cache is not None and cache.is_file():
-            try:
-                model.load_weights(str(cache))
-                return
-            except Exception as exc:  # corrupt or stale cache: convert again and overwrite it
-                log.warning("ignoring unreadable weights cache %s: %s", cache, exc)
+            return "cache", cache
         ckpt = self.checkpoint_path()
         if ckpt is None:
             raise self._not_installed()
-        self._load_file(model, mapping, ckpt)
-        if cache is not None:
+        return "package", ckpt
+
+    def _load_weights(self, model, mapping, weights_dir, kind: str, path: Path) -> None:
+        if kind == "cache":
+            try:
+                model.load_weights(str(path))
+                return
+            except Exception as exc:  # corrupt or stale cache: convert again and overwrite it
+                log.warning("ignoring unreadable weights cache %s: %s", path, exc)
+                path = self.checkpoint_path()
+                if path is None:
+                    raise self._not_installed() from exc
+                kind = "package"
+        self._load_file(model, mapping, path)
+        cache = self.cache_path(weights_dir)
+        if kind == "package" and cache is not None:
             self._save_cache(model, cache)
 
     # -- models ---------------------------------------------------------------------------
     def build_classifier(self, weights_dir, weights=None):
+        kind, path = self.weights_source(weights_dir, weights)  # fails before any TensorFlow work
         model, mapping = build_model(self.variant, self.input_size)
-        self._load_weights(model, mapping, weights_dir, weights)
+        self._load_weights(model, mapping, weights_dir, kind, path)
         return model
 
     def build_feature_model(self, weights_dir, pooling: str = "avg", weights=None):

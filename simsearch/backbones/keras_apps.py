@@ -156,13 +156,18 @@ class KerasAppBackbone(Backbone):
 
     # -- models ---------------------------------------------------------------------------
     def _build(self, weights_dir, weights, top: bool, pooling: str | None):
+        path = self.resolve_local(weights_dir, weights, top)
+        if path is None:  # must download: fail fast (before importing TensorFlow) when offline
+            reason = _network_reachable(DOWNLOAD_HOST, timeout=5.0)
+            if reason is not None:
+                raise self._unavailable(weights_dir, top, reason)
+
         import keras
 
         ctor = getattr(keras.applications, self.spec.constructor)
         kwargs = dict(include_top=top, input_shape=(self.input_size, self.input_size, 3))
         if not top:
             kwargs["pooling"] = pooling
-        path = self.resolve_local(weights_dir, weights, top)
         if path is not None:
             model = ctor(weights=None, **kwargs)
             try:
@@ -171,9 +176,6 @@ class KerasAppBackbone(Backbone):
                 raise WeightsUnavailable(f"{self.name}: cannot load weights from {path}: {exc}",
                                          details={"backbone": self.name, "file": str(path)}) from exc
             return model
-        reason = _network_reachable(DOWNLOAD_HOST, timeout=5.0)
-        if reason is not None:
-            raise self._unavailable(weights_dir, top, reason)
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
         try:
