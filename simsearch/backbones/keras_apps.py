@@ -25,7 +25,6 @@ from .base import Backbone, as_path, check_pooling
 
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 DOWNLOAD_HOST = "storage.googleapis.com"
-DOWNLOAD_TIMEOUT = float(os.environ.get("SIMSEARCH_DOWNLOAD_TIMEOUT", "30"))
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
@@ -71,6 +70,14 @@ def keras_cache_dirs() -> list[Path]:
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     dirs = [Path(home) / "models", Path("/tmp/.keras/models")]
     return list(dict.fromkeys(dirs))
+
+
+def download_timeout() -> float:
+    """Per-socket-operation timeout for weight downloads (``$SIMSEARCH_DOWNLOAD_TIMEOUT``, default 30 s)."""
+    try:
+        return max(1.0, float(os.environ.get("SIMSEARCH_DOWNLOAD_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
 
 
 def _network_reachable(host: str, timeout: float) -> str | None:
@@ -177,7 +184,7 @@ class KerasAppBackbone(Backbone):
                                          details={"backbone": self.name, "file": str(path)}) from exc
             return model
         old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+        socket.setdefaulttimeout(download_timeout())
         try:
             return ctor(weights="imagenet", **kwargs)
         except Exception as exc:
