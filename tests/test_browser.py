@@ -27,6 +27,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 PER_CLASS = 12
 COLLECTION = "pets"
 SPACE = "efficientnet_lite0"
+SPACE_MAX = "efficientnet_lite0@max"  # a second embedding space, for the comparison page
 
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
@@ -68,7 +69,7 @@ def live(tmp_path_factory, weights_dir):
     services = getattr(services, "services", services)
     pets = copy_subset(base / "pets", PER_CLASS)
     files, ignored = files_from_folder(pets, labels="folders")
-    report = Ingester(services, spaces=[SPACE], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
+    report = Ingester(services, spaces=[SPACE, SPACE_MAX], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
     assert report.added == 2 * PER_CLASS
     server = LiveServer(app)
     server.app = app
@@ -214,6 +215,25 @@ def test_clusters_show_rows_and_the_silhouette_curve(live, browser):
     assert "k=3" in browser.current_url
 
 
+def test_compare_page_shows_metrics_curves_and_unavailable_backbones(live, browser):
+    browser.get(live.url + f"/c/{COLLECTION}/compare")
+    wait(browser, lambda d: len(by_testid(d, "compare-row", many=True)) == 2, timeout=300, message="comparison table")
+    rows = {r.get_attribute("data-backbone"): r for r in by_testid(browser, "compare-row", many=True)}
+    assert set(rows) == {SPACE, SPACE_MAX}
+    for row in rows.values():
+        cells = [c.text for c in row.find_elements("css selector", "td")]
+        assert cells[0] == "1280" and cells[1] == str(2 * PER_CLASS)
+        ari, nmi, precision = (float(c) for c in cells[4:7])
+        assert -1 <= ari <= 1 and 0 <= nmi <= 1 and 0.5 < precision <= 1  # cats vs dogs: well above chance
+    curves = by_testid(browser, "compare-curves")
+    assert len(curves.find_elements("css selector", "polyline")) == 2
+    assert len(by_testid(browser, "compare-bars").find_elements("css selector", "rect")) >= 8
+    unavailable = {li.get_attribute("data-backbone"): li.text for li in by_testid(browser, "unavailable-backbone", many=True)}
+    assert SPACE not in unavailable and "efficientnet_lite1" in unavailable
+    assert "weights unavailable" in unavailable["resnet50"]
+    shot(browser, "12-compare")
+
+
 def _map_ready(driver):
     return driver.execute_script("return window.simsearchMap && window.simsearchMap.frames > 0 ? window.simsearchMap.n : 0")
 
@@ -274,7 +294,7 @@ def test_map_hover_shows_a_thumbnail_and_lasso_saves_a_label(live, browser):
     by_testid(browser, "save-label").click()
     wait(browser, lambda d: "Saved" in by_testid(d, "label-result").text, message="label saved")
     page = live.get_json(f"/api/collections/{COLLECTION}/images?label=lasso-group&per_page=100")
-    assert sorted(item["id"] for item in page["items"]) == expected and page["total"] == len(expected)
+    assert sorted(item["id"] for item in page["images"]) == expected and page["total"] == len(expected)
     # the legend (colour by label) now has the new label
     browser.find_element("css selector", '[data-testid="colour-label"]').click()
     wait(browser, lambda d: "lasso-group" in by_testid(d, "map-legend").text, message="legend updated")

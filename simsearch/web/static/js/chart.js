@@ -21,7 +21,7 @@ function niceTicks(lo, hi, count = 5) {
 // series: [{name, xs, ys, color}]; highlight: [{series, x, label}] draws a ringed point.
 export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], title = '' }) {
   container.replaceChildren();
-  const W = 480, H = 260, m = { l: 52, r: 16, t: 14, b: 42 };
+  const W = 480, H = 260, m = { l: 52, r: 16, t: 26, b: 42 };
   const pts = series.flatMap((se) => se.xs.map((x, i) => [x, se.ys[i]])).filter(([, y]) => y !== null && Number.isFinite(y));
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'svg-chart', 'aria-label': title || `${yLabel} by ${xLabel}` });
   if (!pts.length) {
@@ -67,7 +67,10 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
     const i = se ? se.xs.indexOf(hl.x) : -1;
     if (i < 0 || se.ys[i] === null) continue;
     svg.append(s('circle', { cx: X(hl.x), cy: Y(se.ys[i]), r: 8, fill: 'none', stroke: hl.color || '#111', 'stroke-width': 2, class: 'highlight' }));
-    if (hl.label) svg.append(s('text', { x: X(hl.x), y: Y(se.ys[i]) - 12, 'text-anchor': 'middle', class: 'hl-label' }, hl.label));
+    if (hl.label) {
+      const lx = Math.min(W - m.r - 30, Math.max(m.l + 30, X(hl.x)));
+      svg.append(s('text', { x: lx, y: Math.max(11, Y(se.ys[i]) - 12), 'text-anchor': 'middle', class: 'hl-label' }, hl.label));
+    }
   }
   if (series.length > 1) {
     const lg = s('g', { class: 'legend' });

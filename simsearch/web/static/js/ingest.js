@@ -120,7 +120,7 @@ function showSummary(job, name) {
   errorsTable.hidden = errors.length === 0;
   const more = (job.errors_total || errors.length) - errors.length;
   const rows = errors.map((e) => h('tr', { 'data-testid': 'ingest-error-row' },
-    h('td', { class: 'path' }, e.file), h('td', {}, e.reason)));
+    h('td', { class: 'path', title: e.file }, uploadedName(e.file)), h('td', {}, e.reason)));
   if (more > 0) rows.push(h('tr', {}, h('td', { colspan: 2, class: 'muted' }, `… and ${more} more (see GET /api/jobs/${job.id})`)));
   errorsTable.querySelector('tbody').replaceChildren(...rows);
   $('#ingest-next').replaceChildren(
@@ -128,6 +128,12 @@ function showSummary(job, name) {
     h('a', { href: `/c/${enc(name)}/search` }, 'Search'), ' · ',
     h('a', { href: `/c/${enc(name)}/map` }, 'Map'));
   summary.hidden = false;
+}
+
+// Uploads are staged under <home>/uploads/<job>/; show the name as uploaded (with its folders).
+function uploadedName(path) {
+  const m = /[\\/]uploads[\\/]\d+[\\/](.+)$/.exec(path || '');
+  return m ? m[1] : path;
 }
 
 function sleep(ms) {
