@@ -7,12 +7,14 @@ Screenshots of every page go to artifacts/screenshots/ (gitignored) for a human 
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import tempfile
 import threading
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,32 @@ def test_collections_page_lists_the_collection(live, browser):
     assert "label=cats" in browser.current_url
     shot(browser, "02-browse-cats")
 
+    # paging: 24 images, 10 a page -> 3 pages; the page is in the URL
+    browser.get(live.url + f"/c/{COLLECTION}?per_page=10")
+    wait(browser, lambda d: d.find_element("id", "page-info").text == "Page 1 of 3", message="pager")
+    first = [t.get_attribute("data-id") for t in by_testid(browser, "tile", many=True)]
+    browser.find_element("id", "next-page").click()
+    wait(browser, lambda d: d.find_element("id", "page-info").text == "Page 2 of 3", message="next page")
+    second = [t.get_attribute("data-id") for t in by_testid(browser, "tile", many=True)]
+    assert len(first) == len(second) == 10 and not set(first) & set(second)
+    assert "page=2" in browser.current_url
+    browser.back()
+    wait(browser, lambda d: d.find_element("id", "page-info").text == "Page 1 of 3", message="back to page 1")
+
+    # create a collection from the home page: a bad name is refused in place, a good one opens its ingest page
+    browser.get(live.url + "/")
+    name_input = browser.find_element("id", "new-name")
+    name_input.send_keys("bad name!")
+    browser.find_element("css selector", '#create-collection button[type=submit]').click()
+    error = wait(browser, lambda d: d.find_element("id", "new-name-error") if d.find_element("id", "new-name-error").is_displayed() else False,
+                 message="name error")
+    assert "letters, digits" in error.text and name_input.get_attribute("aria-invalid") == "true"
+    name_input.clear()
+    name_input.send_keys("fresh")
+    browser.find_element("css selector", '#create-collection button[type=submit]').click()
+    wait(browser, lambda d: d.current_url.endswith("/c/fresh/ingest"), message="new collection")
+    assert "fresh" in [c["name"] for c in live.get_json("/api/collections")["collections"]]
+
 
 def test_search_by_upload_then_by_clicking_a_result(live, browser):
     # an image that is not in the collection (the collection holds the first PER_CLASS of each class)
@@ -182,6 +210,21 @@ def test_search_by_upload_then_by_clicking_a_result(live, browser):
     labels = [r.get_attribute("data-label") for r in by_testid(browser, "result", many=True)[:10]]
     assert labels.count("dogs") >= 7, labels
     shot(browser, "04-search-similar")
+
+    # drag and drop: a cat photo dropped on the drop zone
+    cat = dataset_files(CATS_DOGS / "cats", 1, start=PER_CLASS + 5)[0]
+    b64 = base64.b64encode(cat.read_bytes()).decode()
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], arguments[1], { type: 'image/jpeg' }));
+        const zone = document.querySelector('[data-testid=dropzone]');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+          zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""", b64, cat.name)
+    wait(browser, lambda d: f"most similar to {cat.name}" in d.find_element("id", "search-status").text, message="search by dropped file")
+    labels = [r.get_attribute("data-label") for r in by_testid(browser, "result", many=True)[:10]]
+    assert labels.count("cats") >= 8, labels
 
 
 def test_clusters_show_rows_and_the_silhouette_curve(live, browser):
@@ -231,7 +274,7 @@ def test_compare_page_shows_metrics_curves_and_unavailable_backbones(live, brows
     unavailable = {li.get_attribute("data-backbone"): li.text for li in by_testid(browser, "unavailable-backbone", many=True)}
     assert SPACE not in unavailable and "efficientnet_lite1" in unavailable
     assert "weights unavailable" in unavailable["resnet50"]
-    shot(browser, "12-compare")
+    shot(browser, "13-compare")
 
 
 def _map_ready(driver):
@@ -410,3 +453,22 @@ def test_ingest_through_the_ui_shows_progress_and_errors(live, browser):
     colls = {c["name"]: c for c in live.get_json("/api/collections")["collections"]}
     assert colls[COLLECTION]["images_ok"] == 2 * PER_CLASS + len(new)
     assert colls[COLLECTION]["images_failed"] == 1
+
+    # a zip into a new collection from /ingest: folders become labels, a bad entry is reported
+    archive = live.base / "more.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in dataset_files(CATS_DOGS / "dogs", 3, start=PER_CLASS + 30):
+            zf.write(f, f"dogs/{f.name}")
+        zf.writestr("dogs/empty.jpg", b"")
+    browser.get(live.url + "/ingest")
+    by_testid(browser, "ingest-collection").send_keys("zipped")
+    browser.find_element("css selector", 'input[name=kind][value=archive]').click()
+    by_testid(browser, "ingest-archive").send_keys(str(archive))
+    by_testid(browser, "ingest-submit").click()
+    wait(browser, visible(browser, "ingest-summary"), timeout=300, message="zip ingest summary")
+    assert by_testid(browser, "summary-added").text == "3" and by_testid(browser, "summary-failed").text == "1"
+    rows = by_testid(browser, "ingest-error-row", many=True)
+    assert len(rows) == 1 and rows[0].text.startswith("dogs/empty.jpg")
+    page = live.get_json("/api/collections/zipped/images?label=dogs&status=ok")
+    assert page["total"] == 3
+    shot(browser, "12-ingest-zip")

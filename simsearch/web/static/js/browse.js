@@ -17,8 +17,17 @@ const state = {
   page: Math.max(1, parseInt(params.get('page') || '1', 10) || 1),
   per_page: parseInt(params.get('per_page') || '48', 10) || 48,
 };
-labelSel.value = state.label;
-perPageSel.value = String(state.per_page);
+function syncControls() {
+  if (state.label && ![...labelSel.options].some((o) => o.value === state.label)) {
+    labelSel.append(h('option', { value: state.label }, state.label));
+  }
+  if (![...perPageSel.options].some((o) => o.value === String(state.per_page))) {
+    perPageSel.append(h('option', { value: state.per_page }, String(state.per_page)));
+  }
+  labelSel.value = state.label;
+  perPageSel.value = String(state.per_page);
+}
+syncControls();
 let controller;
 
 async function load(push = false) {
@@ -72,8 +81,7 @@ window.addEventListener('popstate', () => {
   state.label = p.get('label') || '';
   state.page = parseInt(p.get('page') || '1', 10) || 1;
   state.per_page = parseInt(p.get('per_page') || '48', 10) || 48;
-  labelSel.value = state.label;
-  perPageSel.value = String(state.per_page);
+  syncControls();
   load(false);
 });
 dialog.addEventListener('click', (ev) => { if (ev.target === dialog) dialog.close(); });
