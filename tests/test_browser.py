@@ -12,7 +12,6 @@ import json
 import shutil
 import tempfile
 import threading
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -31,9 +30,6 @@ COLLECTION = "pets"
 SPACE = "efficientnet_lite0"
 SPACE_MAX = "efficientnet_lite0@max"  # a second embedding space, for the comparison page
 
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
 
 
 # ---- the live app -------------------------------------------------------------------------------
@@ -61,7 +57,7 @@ class LiveServer:
 def live(tmp_path_factory, weights_dir):
     from simsearch.config import Settings
     from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.web import create_app
+    from simsearch.web import create_app, shutdown
 
     base = tmp_path_factory.mktemp("browser")
     home = base / "home"
@@ -79,6 +75,7 @@ def live(tmp_path_factory, weights_dir):
     server.base = base
     yield server
     server.stop()
+    shutdown(app)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +83,9 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):  # fail, not skip: CI installs them
+        pytest.fail("the browser tests need Debian's chromium and chromium-driver: "
+                    "apt-get install -y chromium chromium-driver")
     profile = tempfile.mkdtemp(prefix="simsearch-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM

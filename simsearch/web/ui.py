@@ -16,9 +16,6 @@ from simsearch.store.models import Collection, Image
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
-PAGES = ("browse", "search", "clusters", "map", "compare", "ingest")
-
-
 def _services():
     """The app's :class:`simsearch.services.Services` (made by ``create_app``)."""
     ext = current_app.extensions

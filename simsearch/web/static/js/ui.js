@@ -47,17 +47,6 @@ export function setStatus(el, text, kind = '') {
   el.classList.toggle('error', kind === 'error');
 }
 
-let toastTimer;
-export function toast(text, kind = '') {
-  const el = document.getElementById('toast');
-  if (!el) return;
-  el.textContent = text;
-  el.className = 'toast ' + kind;
-  el.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.hidden = true; }, 5000);
-}
-
 export function fmt(n, digits = 3) {
   if (n === null || n === undefined || Number.isNaN(n)) return '—';
   return typeof n === 'number' ? (Number.isInteger(n) ? String(n) : n.toFixed(digits)) : String(n);
