@@ -233,6 +233,8 @@ def test_images_paging_and_filters(client, app, pets):
     assert [i["id"] for i in ann["images"]] == [ids[0]] and ann["images"][0]["meta"]["year"] == "2020"
     assert client.get("/api/collections/pets/images?meta.year=2020").get_json()["total"] == 2
     assert client.get("/api/collections/pets/images?meta.year=2020&meta.photographer=Bob").get_json()["total"] == 1
+    assert client.get("/api/collections/pets/images?meta[year]=2020&meta[photographer]=Bob").get_json()["total"] == 1
+    assert client.get("/api/collections/pets/images?meta.year=1999").get_json()["total"] == 0
     assert_error(client.get("/api/collections/pets/images?meta.bad\"key=1"), 400, "invalid_input")
     assert_error(client.get("/api/collections/pets/images?page=0"), 400, "invalid_input", "page")
     assert_error(client.get("/api/collections/pets/images?per_page=501"), 400, "invalid_input", "per_page")
@@ -503,7 +505,7 @@ def test_round_significant_and_compact_map():
     from simsearch.web.api import compact_map, round_significant
 
     assert round_significant([12.345678, -3.14159, 0.000123]) == [12.35, -3.14, 0.0]
-    assert round_significant([0.0123456, 0.5]) == [0.01235, 0.5]
+    assert round_significant([0.0123456, 0.5]) == [0.0123, 0.5]  # 4 digits relative to the largest value
     assert round_significant([]) == []
     assert round_significant([float("nan"), 1.23456]) == [None, 1.235]
     out = compact_map({"ids": [1, 2], "x": [1.234567, 2.0], "y": [-0.5, 9.87654], "labels": ["a", None], "n": 2})

@@ -26,9 +26,9 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=10).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.2)
     raise AssertionError("server did not come up")

@@ -230,9 +230,12 @@ def list_images(name: str):
             q = q.where(Image.status == status)
         meta_filters = {}
         for key, value in request.args.items(multi=True):
-            if not key.startswith("meta."):
+            if key.startswith("meta."):
+                mkey = key[5:]
+            elif key.startswith("meta[") and key.endswith("]"):  # OpenAPI deepObject style
+                mkey = key[5:-1]
+            else:
                 continue
-            mkey = key[5:]
             if not META_KEY.match(mkey):
                 raise InvalidInput(f"bad metadata key {mkey!r}: use letters, digits, '_', '-', '.', ' '", field=key)
             meta_filters[mkey] = value

@@ -274,7 +274,7 @@ def _paths() -> dict:
                     param("per_page", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Images per page."),
                     {"name": "meta", "in": "query", "required": False, "style": "deepObject", "explode": True,
                      "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-                     "description": "Metadata filters as `meta.<key>=<value>` (e.g. `meta.photographer=Ann`); all must match."}],
+                     "description": "Metadata filters as `meta[<key>]=<value>` or `meta.<key>=<value>` (e.g. `meta.photographer=Ann`); all must match."}],
             tags=["images"])},
         "/api/collections/{name}/labels": {"post": _op("Label a group of images", {
             "200": ok("The images now carry the label.", ref("LabelsResult")), "400": E400, "401": E401, "403": E403,
