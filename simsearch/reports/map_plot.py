@@ -1,0 +1,168 @@
+"""Scatter plots of 2-D maps (t-SNE / PCA) with image thumbnails, drawn with matplotlib (Agg).
+
+Points are coloured by a categorical value (label or cluster); thumbnails of a spread-out subset
+(at most one per cell of a square grid over the plot, the image nearest the cell's centre) are
+drawn on top with a border in their point's colour, so they never pile up on one spot.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+UNLABELLED = "(no label)"
+UNLABELLED_COLOUR = "#9e9e9e"
+# tab10 then tab20's lighter shades: distinct for up to 20 categories, cycled beyond.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5"]
+
+
+def load_thumbnails(services, ids, max_side: int = 96) -> dict[int, "PIL.Image.Image"]:  # noqa: F821
+    """image id -> RGB thumbnail (longest side <= ``max_side``) from the ``thumbnails`` table.
+
+    Images without a thumbnail (or whose thumbnail cannot be decoded) are left out."""
+    from PIL import Image as PILImage
+    from sqlalchemy import select
+
+    from simsearch.store.models import Image, Thumbnail
+
+    id_list = sorted({int(i) for i in ids})
+    out: dict[int, PILImage.Image] = {}
+    with services.db.session() as s:
+        for start in range(0, len(id_list), 2000):
+            chunk = id_list[start:start + 2000]
+            rows = s.execute(select(Image.id, Thumbnail.data).join(Thumbnail, Image.thumbnail_hash == Thumbnail.content_hash)
+                             .where(Image.id.in_(chunk))).all()
+            for image_id, data in rows:
+                try:
+                    im = PILImage.open(io.BytesIO(data))
+                    im = im.convert("RGB")
+                except Exception:  # a damaged thumbnail only costs its picture on the map
+                    continue
+                im.thumbnail((max_side, max_side))
+                out[int(image_id)] = im
+    return out
+
+
+def spread_subset(x, y, max_n: int = 150) -> np.ndarray:
+    """Indices of at most ``max_n`` points spread over the plot: the point nearest the centre of
+    each occupied cell of a g x g grid, g = floor(sqrt(max_n))."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    if n == 0 or max_n <= 0:
+        return np.zeros(0, dtype=int)
+    g = max(1, int(math.isqrt(max_n)))
+    x0, x1 = float(x.min()), float(x.max())
+    y0, y1 = float(y.min()), float(y.max())
+    wx = (x1 - x0) / g or 1.0
+    wy = (y1 - y0) / g or 1.0
+    cx = np.clip(((x - x0) / wx).astype(int), 0, g - 1)
+    cy = np.clip(((y - y0) / wy).astype(int), 0, g - 1)
+    # distance to the centre of the point's own cell, in cell units
+    d = ((x - x0) / wx - (cx + 0.5)) ** 2 + ((y - y0) / wy - (cy + 0.5)) ** 2
+    cell = cy * g + cx
+    order = np.lexsort((d, cell))  # by cell, then nearest first
+    first = np.ones(n, dtype=bool)
+    first[1:] = cell[order][1:] != cell[order][:-1]
+    return np.sort(order[first])
+
+
+def categories(values) -> tuple[list[str], dict[str, str]]:
+    """Display names of ``values`` (None -> '(no label)') and a colour for each distinct name."""
+    names = [UNLABELLED if v is None else str(v) for v in values]
+    distinct = sorted({n for n in names if n != UNLABELLED}, key=_natural)
+    colours = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(distinct)}
+    if UNLABELLED in names:
+        colours[UNLABELLED] = UNLABELLED_COLOUR
+    return names, colours
+
+
+def _natural(s: str):
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+
+
+def draw_map(ax, x, y, values, *, ids=None, thumbs: dict | None = None, max_thumbs: int = 150, thumb_px: float = 48,
+             title: str | None = None, legend_title: str = "label", point_size: float = 14) -> int:
+    """Draw a scatter coloured by ``values`` on ``ax``, with thumbnails of a spread subset.
+
+    ``thumb_px``: thumbnail side in output pixels. Returns how many thumbnails were drawn."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    names, colours = categories(values)
+    names_arr = np.array(names, dtype=object)
+    for name, colour in colours.items():
+        m = names_arr == name
+        ax.scatter(x[m], y[m], s=point_size, c=colour, label=f"{name} ({int(m.sum())})", alpha=0.85,
+                   edgecolors="none", zorder=2)
+    drawn = 0
+    if thumbs and ids is not None and max_thumbs > 0:
+        ids = np.asarray(ids)
+        dpi = ax.figure.dpi
+        for i in spread_subset(x, y, max_thumbs):
+            im = thumbs.get(int(ids[i]))
+            if im is None:
+                continue
+            zoom = thumb_px / max(im.size) / (dpi / 72.0)  # OffsetImage scales pixels by dpi/72
+            box = AnnotationBbox(OffsetImage(np.asarray(im), zoom=zoom), (x[i], y[i]), frameon=True, pad=0.08,
+                                 bboxprops=dict(edgecolor=colours[names[i]], linewidth=1.6), zorder=3)
+            ax.add_artist(box)
+            drawn += 1
+    pad_x = (x.max() - x.min()) * 0.06 + 1e-9 if len(x) else 1
+    pad_y = (y.max() - y.min()) * 0.06 + 1e-9 if len(y) else 1
+    if len(x):
+        ax.set_xlim(x.min() - pad_x, x.max() + pad_x)
+        ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=11)
+    if len(colours) <= 20:
+        ax.legend(title=legend_title, loc="best", fontsize=8, title_fontsize=8, markerscale=1.5, framealpha=0.85)
+    return drawn
+
+
+def render_map(data: dict, out: Path | str | None = None, *, thumbs: dict | None = None, colour_by: str = "label",
+               max_thumbs: int = 150, size_px: tuple[int, int] = (1400, 1200), dpi: int = 100) -> bytes:
+    """PNG bytes of one map (``study.map_view`` output); also written to ``out`` when given.
+
+    ``colour_by``: 'label' (falls back to 'cluster' when no image has a label) or 'cluster'."""
+    from matplotlib.figure import Figure  # no pyplot: Agg canvas, no GUI backend, no global state
+
+    values, legend = _colour_values(data, colour_by)
+    fig = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    method = {"tsne": "t-SNE", "pca": "PCA"}.get(data.get("method"), data.get("method") or "map")
+    title = f"{data.get('collection', '')} - {data.get('backbone', '')} - {method}, {len(data['x'])} images, coloured by {legend}"
+    draw_map(ax, data["x"], data["y"], values, ids=data["ids"], thumbs=thumbs, max_thumbs=max_thumbs,
+             thumb_px=_thumb_px(size_px, max_thumbs), title=title, legend_title=legend)
+    fig.tight_layout()
+    png = figure_bytes(fig, "png")
+    if out is not None:
+        Path(out).write_bytes(png)
+    return png
+
+
+def _colour_values(data: dict, colour_by: str) -> tuple[list, str]:
+    if colour_by == "label" and any(v is not None for v in data.get("labels") or []):
+        return list(data["labels"]), "label"
+    return [f"cluster {c}" for c in data["clusters"]], "cluster"
+
+
+def _thumb_px(size_px: tuple[int, int], max_thumbs: int) -> float:
+    """Thumbnail side so that a full grid of them covers about 60% of a cell each way."""
+    g = max(1, math.isqrt(max(1, max_thumbs)))
+    return max(24.0, 0.6 * min(size_px) * 0.85 / g)
+
+
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    buf = io.BytesIO()
+    kwargs = {"pil_kwargs": {"quality": 82}} if fmt in ("jpg", "jpeg") else {}
+    fig.savefig(buf, format=fmt, **kwargs)
+    return buf.getvalue()
