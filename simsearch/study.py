@@ -153,10 +153,13 @@ def cluster_view(services, collection: str, space: str | None = None, k="auto", 
                          "representatives": [int(ids[i]) for i in reps.get(c, [])],
                          "members": [int(i) for i in members]})
     score_at_k = dict(zip(sw["ks"], sw["scores"])).get(chosen)
-    if score_at_k is None:
-        from simsearch.analysis.cluster import silhouette
+    if score_at_k is None:  # k outside the sweep: score it on the same kind of sample
+        from simsearch.analysis.cluster import silhouette_many
 
-        score_at_k = float(silhouette(x, labels, seed=SEED))
+        idx = np.arange(len(x))
+        if len(x) > sw["sample_size"]:
+            idx = np.sort(np.random.default_rng(SEED).choice(len(x), size=sw["sample_size"], replace=False))
+        score_at_k = float(silhouette_many(x[idx], [np.asarray(labels)[idx]])[0])
     return {"collection": collection, "backbone": space, "k": int(chosen), "auto": want is None,
             "silhouette_at_k": score_at_k, "silhouette": sw, "n_images": int(len(ids)), "clusters": clusters,
             "cached": was_cached}
