@@ -1,0 +1,25 @@
+"""Analysis of embedding sets: clustering, cluster quality, neighbourhoods and 2-D maps.
+
+Pure functions over numpy arrays (rows = items, typically float32 L2-normalised embeddings, but
+any finite real arrays work). Bad parameters raise :class:`simsearch.errors.InvalidInput`
+naming the field. Everything random takes a seed and is deterministic.
+"""
+
+from .cluster import KMeansResult, SweepResult, kmeans, silhouette_sweep
+from .evaluate import external_scores, representatives
+from .neighbours import knn_graph, knn_precision, neighbour_overlap
+from .project import pca_2d, tsne_2d
+
+__all__ = [
+    "KMeansResult",
+    "SweepResult",
+    "external_scores",
+    "kmeans",
+    "knn_graph",
+    "knn_precision",
+    "neighbour_overlap",
+    "pca_2d",
+    "representatives",
+    "silhouette_sweep",
+    "tsne_2d",
+]

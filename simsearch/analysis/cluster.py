@@ -1,0 +1,291 @@
+"""k-means clustering and the silhouette sweep that picks k.
+
+Backend rule (``backend="auto"``): up to :data:`SKLEARN_MAX_N` (20,000) points use
+scikit-learn's ``KMeans`` (k-means++ init, ``n_init`` restarts, Lloyd to convergence). Larger
+inputs use ``faiss.Kmeans``: ``n_init`` seeded random restarts (``nredo``) of 25 Lloyd iterations
+on a seeded subsample of ``max(256 * k, FAISS_MIN_TRAIN)`` points (FAISS's own subsampling,
+never more than N), then up to ``refine_iter`` Lloyd iterations over *all* points so the
+centroids, labels and inertia are those of the full data. Both are deterministic for a given
+seed. Cluster ids are then renumbered by decreasing size (ties: the cluster whose first member
+comes first), so id 0 is always the largest cluster whichever backend ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validate as v
+
+SKLEARN_MAX_N = 20_000
+FAISS_MIN_TRAIN = 8_192
+FAISS_NITER = 25
+BACKENDS = ("auto", "sklearn", "faiss")
+SILHOUETTE_METRICS = ("euclidean", "cosine")
+
+
+@dataclass
+class KMeansResult:
+    labels: np.ndarray  # int64 (N,), ids 0..k-1, 0 = largest cluster
+    centroids: np.ndarray  # float32 (k, D): mean of each cluster's members
+    inertia: float  # sum of squared euclidean distances of points to their centroid
+    backend: str = "sklearn"  # which implementation ran
+
+
+@dataclass
+class SweepResult:
+    ks: list[int]
+    scores: list[float]  # mean silhouette per k (nan if the sample held < 2 clusters)
+    best_k: int  # highest score; ties go to the smaller k
+    sample_size: int  # points the silhouette was actually computed on
+    labels: dict[int, np.ndarray]  # k -> labels of all N points
+    centroids: dict[int, np.ndarray]  # k -> (k, D) float32
+    inertias: dict[int, float] = field(default_factory=dict)
+    sample_indices: np.ndarray | None = None  # sorted rows of X the silhouette used
+    metric: str = "euclidean"
+    backend: str = "sklearn"
+
+
+def _check_k(k: Any, n: int, field_name: str = "k") -> int:
+    k = v.integer(k, field_name, low=2)
+    if k >= n:
+        raise v.InvalidInput(f"{field_name} must be < n_samples ({n}), got {k}", field=field_name)
+    return k
+
+
+def kmeans(
+    X: Any,
+    k: int,
+    seed: int = 0,
+    n_init: int = 10,
+    *,
+    max_iter: int = 300,
+    backend: str = "auto",
+    refine_iter: int = 10,
+) -> KMeansResult:
+    """Cluster the rows of ``X`` into ``k`` groups (squared-euclidean k-means).
+
+    ``2 <= k < N``. See the module docstring for the backend rule. On L2-normalised vectors
+    euclidean k-means is equivalent to maximising cosine similarity to (unnormalised) centroids.
+    """
+    X = v.matrix(X, "X", min_rows=3)
+    n = X.shape[0]
+    k = _check_k(k, n)
+    seed = v.seed(seed)
+    n_init = v.integer(n_init, "n_init", low=1)
+    max_iter = v.integer(max_iter, "max_iter", low=1)
+    refine_iter = v.integer(refine_iter, "refine_iter", low=0)
+    backend = v.choice(backend, "backend", BACKENDS)
+    if backend == "auto":
+        backend = "sklearn" if n <= SKLEARN_MAX_N else "faiss"
+    if backend == "sklearn":
+        labels, centroids = _kmeans_sklearn(X, k, seed, n_init, max_iter)
+    else:
+        labels, centroids = _kmeans_faiss(X, k, seed, n_init, refine_iter)
+    labels, centroids = _canonical(labels, centroids)
+    return KMeansResult(labels, centroids, _inertia(X, labels, centroids), backend)
+
+
+def _kmeans_sklearn(X, k, seed, n_init, max_iter):
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(X)
+    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
+
+
+def _assign(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    index = faiss.IndexFlatL2(X.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    _, idx = index.search(X, 1)
+    return idx[:, 0].astype(np.int64)
+
+
+def _means(X: np.ndarray, labels: np.ndarray, k: int, previous: np.ndarray) -> np.ndarray:
+    counts = np.bincount(labels, minlength=k)
+    sums = _blocked_sums(X, labels, k)
+    out = previous.astype(np.float64).copy()
+    nonempty = counts > 0
+    out[nonempty] = sums[nonempty] / counts[nonempty, None]
+    return out.astype(np.float32)
+
+
+def _blocked_sums(X, labels, k, block=8_192):
+    """Per-cluster sums of rows: float32 products per block, accumulated in float64."""
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    for start in range(0, X.shape[0], block):
+        lab = labels[start : start + block]
+        m = lab.shape[0]
+        onehot = sp.csr_matrix((np.ones(m, dtype=np.float32), (lab, np.arange(m))), shape=(k, m))
+        sums += onehot @ X[start : start + block]
+    return sums
+
+
+def _kmeans_faiss(X, k, seed, n_init, refine_iter):
+    n, d = X.shape
+    n_train = min(n, max(256 * k, FAISS_MIN_TRAIN))
+    km = faiss.Kmeans(
+        d,
+        k,
+        niter=FAISS_NITER,
+        nredo=n_init,
+        seed=seed,
+        max_points_per_centroid=math.ceil(n_train / k),
+        min_points_per_centroid=1,
+        verbose=False,
+    )
+    km.train(X)
+    centroids = np.asarray(km.centroids, dtype=np.float32).copy()
+    labels = _assign(X, centroids)
+    for _ in range(refine_iter):
+        centroids = _means(X, labels, k, centroids)
+        new = _assign(X, centroids)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels, _means(X, labels, k, centroids)
+
+
+def _canonical(labels: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber clusters by decreasing size, ties by first appearance."""
+    k = centroids.shape[0]
+    counts = np.bincount(labels, minlength=k)
+    first = np.full(k, labels.shape[0], dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(labels.shape[0]))
+    order = np.lexsort((first, -counts))  # old ids in new order
+    new_id = np.empty(k, dtype=np.int64)
+    new_id[order] = np.arange(k)
+    return new_id[labels], np.ascontiguousarray(centroids[order], dtype=np.float32)
+
+
+def _inertia(X: np.ndarray, labels: np.ndarray, centroids: np.ndarray, block: int = 16_384) -> float:
+    total = 0.0
+    for start in range(0, X.shape[0], block):
+        diff = X[start : start + block] - centroids[labels[start : start + block]]
+        total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    return total
+
+
+def silhouette_sweep(
+    X: Any,
+    ks: Iterable[int] = range(2, 11),
+    seed: int = 0,
+    sample_size: int | None = 10_000,
+    *,
+    metric: str = "euclidean",
+    n_init: int = 10,
+    backend: str = "auto",
+) -> SweepResult:
+    """Run :func:`kmeans` for every k in ``ks`` and score each clustering by mean silhouette.
+
+    The k-means runs use all N points. The silhouette is computed on one seeded random sample of
+    ``min(N, sample_size)`` points (``sample_size=None``: all points), the same sample for every
+    k, drawn with ``numpy.random.default_rng(seed).choice(N, sample_size, replace=False)``;
+    the result is exactly ``sklearn.metrics.silhouette_score(X[idx], labels[idx], metric=metric)``
+    for ``idx = result.sample_indices``, up to float32 rounding. ``metric`` is ``"euclidean"``
+    (default; the distance k-means minimises, on unit vectors ``sqrt(2 - 2 cos)``) or
+    ``"cosine"`` (``1 - cos``). Pairwise distances are computed once, in row blocks, for all k
+    together, so memory stays O(block x sample) and time O(sample^2 x D).
+    """
+    X = v.matrix(X, "X", min_rows=3)
+    n = X.shape[0]
+    metric = v.choice(metric, "metric", SILHOUETTE_METRICS)
+    seed = v.seed(seed)
+    try:
+        ks_list = [_check_k(k, n, "ks") for k in ks]
+    except TypeError:
+        raise v.InvalidInput(f"ks must be an iterable of integers, got {ks!r}", field="ks") from None
+    if not ks_list:
+        raise v.InvalidInput("ks is empty: give at least one k", field="ks")
+    if len(set(ks_list)) != len(ks_list):
+        raise v.InvalidInput(f"ks contains duplicates: {ks_list}", field="ks")
+    ks_list.sort()
+    if sample_size is None:
+        m = n
+    else:
+        m = min(n, v.integer(sample_size, "sample_size", low=3))
+    idx = np.arange(n) if m == n else np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+
+    results = {k: kmeans(X, k, seed=seed, n_init=n_init, backend=backend) for k in ks_list}
+    scores = silhouette_many(X[idx], [results[k].labels[idx] for k in ks_list], metric=metric)
+    finite = [(s, -k) for k, s in zip(ks_list, scores) if not math.isnan(s)]
+    best_k = -max(finite)[1] if finite else ks_list[0]
+    return SweepResult(
+        ks=ks_list,
+        scores=scores,
+        best_k=best_k,
+        sample_size=m,
+        labels={k: r.labels for k, r in results.items()},
+        centroids={k: r.centroids for k, r in results.items()},
+        inertias={k: r.inertia for k, r in results.items()},
+        sample_indices=idx,
+        metric=metric,
+        backend=results[ks_list[0]].backend,
+    )
+
+
+def silhouette_many(
+    X: np.ndarray, labelings: list[np.ndarray], *, metric: str = "euclidean", block_bytes: int = 256 << 20
+) -> list[float]:
+    """Mean silhouette of several labelings of the same points, sharing one distance pass.
+
+    Matches ``sklearn.metrics.silhouette_score`` (points alone in their cluster score 0; a
+    labeling with fewer than 2 or more than n - 1 distinct clusters scores nan, where
+    scikit-learn would raise).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    codes, offsets, cols = [], [], 0
+    for lab in labelings:
+        uniq, inv = np.unique(lab, return_inverse=True)
+        codes.append(inv.reshape(-1))
+        offsets.append(cols)
+        cols += uniq.shape[0]
+    onehot = np.zeros((n, cols), dtype=np.float32)
+    for code, off in zip(codes, offsets):
+        onehot[np.arange(n), off + code] = 1.0
+
+    if metric == "cosine":
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        Y = X / norms
+    else:
+        Y = X
+        sq = np.einsum("ij,ij->i", X, X)
+    sums = np.empty((n, cols), dtype=np.float64)
+    block = max(1, min(n, block_bytes // (4 * n)))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        g = Y[start:stop] @ Y.T
+        if metric == "cosine":
+            dist = np.clip(1.0 - g, 0.0, 2.0)
+        else:
+            dist = sq[start:stop, None] + sq[None, :] - 2.0 * g
+            np.maximum(dist, 0.0, out=dist)
+            np.sqrt(dist, out=dist)
+        rows = np.arange(stop - start)
+        dist[rows, start + rows] = 0.0
+        sums[start:stop] = dist @ onehot
+
+    scores = []
+    for code, off in zip(codes, offsets):
+        c = int(code.max()) + 1
+        if c < 2 or c > n - 1:
+            scores.append(float("nan"))
+            continue
+        s = sums[:, off : off + c]
+        counts = np.bincount(code, minlength=c).astype(np.float64)
+        own = counts[code]
+        a = s[np.arange(n), code] / np.maximum(own - 1, 1)
+        mean_other = s / counts[None, :]
+        mean_other[np.arange(n), code] = np.inf
+        b = mean_other.min(axis=1)
+        denom = np.maximum(a, b)
+        sil = np.where(denom > 0, (b - a) / np.where(denom > 0, denom, 1), 0.0)
+        sil[own <= 1] = 0.0
+        scores.append(float(sil.mean()))
+    return scores
