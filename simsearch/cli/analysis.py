@@ -21,11 +21,19 @@ def _sweep_line(sw: dict, mark: int | None = None) -> str:
 
 
 def _images(services, ids) -> dict:
-    from simsearch.store import repo
+    """image id -> {image_id, path, label}, queried in chunks (databases cap the size of IN lists)."""
+    from sqlalchemy import select
 
+    from simsearch.store.models import Image
+
+    id_list = sorted({int(i) for i in ids})
+    out = {}
     with services.db.session() as s:
-        return {i: {"image_id": i, "path": img.source_path, "label": img.label}
-                for i, img in repo.images_by_id(s, [int(i) for i in ids]).items()}
+        for start in range(0, len(id_list), 5000):
+            rows = s.execute(select(Image.id, Image.source_path, Image.label)
+                             .where(Image.id.in_(id_list[start:start + 5000]))).all()
+            out.update({i: {"image_id": i, "path": path, "label": label} for i, path, label in rows})
+    return out
 
 
 @cli.command()
@@ -43,12 +51,11 @@ def cluster(ctx, collection, backbone, k, n_reps, as_json):
 
     services = services_from(ctx)
     view = study.cluster_view(services, collection, backbone, k=k, n_representatives=n_reps)
-    info = _images(services, [r for c in view["clusters"] for r in c["representatives"]])
-    with_labels = _images(services, [m for c in view["clusters"] for m in c["members"]])
+    info = _images(services, [m for c in view["clusters"] for m in c["members"]])
     for c in view["clusters"]:
         c["representative_images"] = [info[i] for i in c["representatives"] if i in info]
-        counts = Counter(with_labels[m]["label"] for m in c["members"] if m in with_labels)
-        c["label_counts"] = {str(lab): n for lab, n in counts.most_common()}
+        counts = Counter(info[m]["label"] for m in c["members"] if m in info)
+        c["label_counts"] = {("(no label)" if lab is None else lab): n for lab, n in counts.most_common()}
     if as_json:
         emit_json(view)
         return
@@ -58,7 +65,8 @@ def cluster(ctx, collection, backbone, k, n_reps, as_json):
     if view["auto"]:
         click.echo(f"silhouette by k: {_sweep_line(view['silhouette'], view['k'])}")
     for c in view["clusters"]:
-        labels = ", ".join(f"{lab} {n}" for lab, n in c["label_counts"].items() if lab != "None")
+        counts = c["label_counts"]
+        labels = ", ".join(f"{lab} {n}" for lab, n in counts.items()) if set(counts) - {"(no label)"} else ""
         click.echo(f"cluster {c['cluster']}: {c['size']} images" + (f" (labels: {labels})" if labels else ""))
         for r in c["representative_images"]:
             click.echo(f"    #{r['image_id']}  {r['path']}" + (f"  [{r['label']}]" if r["label"] else ""))

@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .map_plot import PALETTE, draw_map, figure_bytes
+from .map_plot import PALETTE, cluster_colours, draw_map, figure_bytes
 
 TEMPLATE = "compare.html"
 MAP_PANEL_PX = (720, 600)
@@ -120,11 +120,12 @@ def map_panels(panels: list[dict], thumbs: dict) -> list[dict]:
                                     ("by_cluster", [f"cluster {c}" for c in m["clusters"]], "cluster")):
             fig = _fig(*MAP_PANEL_PX)
             ax = fig.add_subplot(1, 1, 1)
-            title = (f"coloured by label" if legend == "label" else f"coloured by cluster (k = {m['k']})")
+            title = "coloured by label" if legend == "label" else f"coloured by cluster (k = {m['k']})"
             if legend == "label" and not has_labels:
                 title = "coloured by label (no image has a label)"
+            colours = cluster_colours(m["clusters"], m["labels"]) if legend == "cluster" else None
             draw_map(ax, m["x"], m["y"], values, ids=m["ids"], thumbs=thumbs, max_thumbs=MAP_THUMBS, thumb_px=46,
-                     title=title, legend_title=legend, point_size=10)
+                     title=title, legend_title=legend, point_size=10, colours=colours)
             fig.tight_layout()
             images[key] = data_uri(figure_bytes(fig, "png"), "image/png")
         out.append({"backbone": p["backbone"], **images})

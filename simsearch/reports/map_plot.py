@@ -82,20 +82,49 @@ def categories(values) -> tuple[list[str], dict[str, str]]:
     return names, colours
 
 
+def cluster_colours(clusters, labels) -> dict[str, str]:
+    """Colours for 'cluster N' names that match the label colours of :func:`categories` where a
+    cluster's most common label is not already taken by a larger cluster (so a map coloured by
+    cluster reads like the same map coloured by label); the other clusters get unused colours."""
+    from collections import Counter
+
+    _, label_colours = categories(labels)
+    clusters = [int(c) for c in clusters]
+    by_cluster: dict[int, Counter] = {}
+    for c, lab in zip(clusters, labels):
+        by_cluster.setdefault(c, Counter())[lab] += 1
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for c in sorted(by_cluster, key=lambda c: (-sum(by_cluster[c].values()), c)):
+        lab, _ = by_cluster[c].most_common(1)[0]
+        colour = label_colours.get(str(lab)) if lab is not None else None
+        if colour is not None and colour not in used:
+            out[f"cluster {c}"] = colour
+            used.add(colour)
+    spare = (col for col in PALETTE if col not in used)
+    for c in sorted(by_cluster):
+        if f"cluster {c}" not in out:
+            out[f"cluster {c}"] = next(spare, PALETTE[c % len(PALETTE)])
+    return out
+
+
 def _natural(s: str):
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
 
 
 def draw_map(ax, x, y, values, *, ids=None, thumbs: dict | None = None, max_thumbs: int = 150, thumb_px: float = 48,
-             title: str | None = None, legend_title: str = "label", point_size: float = 14) -> int:
+             title: str | None = None, legend_title: str = "label", point_size: float = 14,
+             colours: dict[str, str] | None = None) -> int:
     """Draw a scatter coloured by ``values`` on ``ax``, with thumbnails of a spread subset.
 
-    ``thumb_px``: thumbnail side in output pixels. Returns how many thumbnails were drawn."""
+    ``thumb_px``: thumbnail side in output pixels; ``colours``: name -> colour, overriding the
+    default palette order. Returns how many thumbnails were drawn."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    names, colours = categories(values)
+    names, default_colours = categories(values)
+    colours = {n: (colours or {}).get(n, c) for n, c in default_colours.items()}
     names_arr = np.array(names, dtype=object)
     for name, colour in colours.items():
         m = names_arr == name
@@ -136,12 +165,13 @@ def render_map(data: dict, out: Path | str | None = None, *, thumbs: dict | None
     from matplotlib.figure import Figure  # no pyplot: Agg canvas, no GUI backend, no global state
 
     values, legend = _colour_values(data, colour_by)
+    colours = cluster_colours(data["clusters"], data["labels"]) if legend == "cluster" else None
     fig = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
     method = {"tsne": "t-SNE", "pca": "PCA"}.get(data.get("method"), data.get("method") or "map")
     title = f"{data.get('collection', '')} - {data.get('backbone', '')} - {method}, {len(data['x'])} images, coloured by {legend}"
     draw_map(ax, data["x"], data["y"], values, ids=data["ids"], thumbs=thumbs, max_thumbs=max_thumbs,
-             thumb_px=_thumb_px(size_px, max_thumbs), title=title, legend_title=legend)
+             thumb_px=_thumb_px(size_px, max_thumbs), title=title, legend_title=legend, colours=colours)
     fig.tight_layout()
     png = figure_bytes(fig, "png")
     if out is not None:

@@ -1,0 +1,175 @@
+"""The study layer on a small real subset (10 cats + 10 dogs, EfficientNet-Lite0), on SQLite and PostgreSQL:
+clusters (auto and fixed k), caching and its invalidation, evaluation, maps, errors, backbone comparison."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from simsearch import study
+from simsearch.errors import InvalidInput, NotFound
+from tests.conftest import CATS_DOGS, copy_subset, dataset_files
+from tests.test_ingest import ingest
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def pets(services, tmp_path):
+    """20 labelled images (10 cats, 10 dogs) ingested into collection 'pets'; returns the folder."""
+    root = copy_subset(tmp_path / "pets", 10)
+    report = ingest(services, root, batch_size=10)
+    assert report.added == 20 and report.failed == 0
+    return root
+
+
+@pytest.fixture
+def offline_keras_weights(monkeypatch):
+    """Make sure no keras.applications weights can be found or downloaded (fast, whatever the network)."""
+    from simsearch.backbones import keras_apps
+
+    monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
+    monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")
+    monkeypatch.delenv("SIMSEARCH_WEIGHTS_RESNET50", raising=False)
+
+
+def test_cluster_view_auto_fixed_k_and_cache(services, pets):
+    auto = study.cluster_view(services, "pets")
+    assert auto["auto"] is True and auto["cached"] is False
+    assert auto["backbone"] == "efficientnet_lite0" and auto["n_images"] == 20
+    sw = auto["silhouette"]
+    assert sw["ks"] == list(range(2, 11)) and len(sw["scores"]) == 9
+    assert auto["k"] == sw["best_k"] == sw["ks"][int(np.argmax(sw["scores"]))]
+    assert auto["silhouette_at_k"] == pytest.approx(max(sw["scores"]))
+    assert len(auto["clusters"]) == auto["k"]
+    members = [m for c in auto["clusters"] for m in c["members"]]
+    assert sorted(members) == sorted(set(members)) and len(members) == 20
+    for c in auto["clusters"]:
+        assert c["size"] == len(c["members"]) > 0
+        assert 1 <= len(c["representatives"]) <= min(8, c["size"])
+        assert set(c["representatives"]) <= set(c["members"])
+
+    again = study.cluster_view(services, "pets")
+    assert again["cached"] is True
+    assert [c["members"] for c in again["clusters"]] == [c["members"] for c in auto["clusters"]]
+
+    three = study.cluster_view(services, "pets", k=3, n_representatives=2)
+    assert three["auto"] is False and three["k"] == 3 and len(three["clusters"]) == 3
+    assert sum(c["size"] for c in three["clusters"]) == 20
+    assert all(len(c["representatives"]) <= 2 for c in three["clusters"])
+    assert three["silhouette_at_k"] == pytest.approx(dict(zip(sw["ks"], sw["scores"]))[3])
+
+    # A k outside the sweep (2..10) is scored on its own, like sklearn's silhouette.
+    from sklearn.metrics import silhouette_score
+
+    twelve = study.cluster_view(services, "pets", k=12)
+    assert twelve["k"] == 12 and len(twelve["clusters"]) == 12
+    _, _, ids, x, _ = study.load(services, "pets", None)
+    labels = np.zeros(len(ids), dtype=int)
+    for c in twelve["clusters"]:
+        labels[np.isin(ids, c["members"])] = c["cluster"]
+    assert twelve["silhouette_at_k"] == pytest.approx(silhouette_score(x, labels), abs=1e-4)
+
+    # One more image: the vectors' fingerprint changes, so nothing cached is reused.
+    extra = dataset_files(CATS_DOGS / "cats", 1, start=150)[0]
+    shutil.copy(extra, pets / "cats" / extra.name)
+    assert ingest(services, pets, batch_size=10).added == 1
+    fresh = study.cluster_view(services, "pets")
+    assert fresh["cached"] is False and fresh["n_images"] == 21
+    assert sum(c["size"] for c in fresh["clusters"]) == 21
+    assert study.cluster_view(services, "pets")["cached"] is True
+
+
+def test_evaluation_view(services, pets):
+    ev = study.evaluation_view(services, "pets")
+    assert ev["n_images"] == ev["n_labelled"] == 20 and ev["n_labels"] == 2
+    assert ev["best_k"] == ev["silhouette"]["best_k"]
+    lab = ev["labels"]
+    assert lab["at_n_labels"]["k"] == 2 and lab["at_best_k"]["k"] == ev["best_k"]
+    for scores in (lab["at_n_labels"], lab["at_best_k"]):
+        assert set(scores) >= {"k", "ari", "nmi", "homogeneity", "completeness"}
+        assert -1 <= scores["ari"] <= 1 and all(0 <= scores[m] <= 1 + 1e-9 for m in ("nmi", "homogeneity", "completeness"))
+    assert lab["precision_k"] == 10
+    # Pretrained features separate cats from dogs even on 20 images (chance: precision 9/19 = 0.47, ARI 0;
+    # with 10 per class, 10 neighbours include at least one of the other class, so at most 0.9).
+    assert 0.65 <= lab["knn_precision_at_10"] <= 0.9, lab
+    assert lab["at_n_labels"]["ari"] >= 0.4, lab
+
+
+def test_evaluation_without_labels_has_a_note(services, tmp_path):
+    root = copy_subset(tmp_path / "plain", 3)
+    ingest(services, root, collection="plain", labels=None)
+    ev = study.evaluation_view(services, "plain")
+    assert ev["labels"] is None and ev["n_labelled"] == 0 and "labels" in ev["note"]
+    assert ev["silhouette"]["ks"] == [2, 3, 4, 5]  # k < number of images (6)
+
+
+def test_map_view_shapes_and_cache(services, pets):
+    m = study.map_view(services, "pets")
+    assert m["method"] == "tsne" and m["n"] == 20 and m["cached"] is False
+    assert len(m["ids"]) == len(m["x"]) == len(m["y"]) == len(m["labels"]) == len(m["clusters"]) == 20
+    assert sorted(set(m["labels"])) == ["cats", "dogs"]
+    assert set(m["clusters"]) == set(range(m["k"]))
+    assert np.isfinite(m["x"]).all() and np.isfinite(m["y"]).all() and np.std(m["x"]) > 0
+    again = study.map_view(services, "pets")
+    assert again["cached"] is True and again["x"] == pytest.approx(m["x"]) and again["ids"] == m["ids"]
+
+    p = study.map_view(services, "pets", method="pca")
+    assert p["method"] == "pca" and p["cached"] is False and len(p["x"]) == 20
+    assert np.std(p["x"]) >= np.std(p["y"]) > 0  # first principal component has the most variance
+
+
+def test_invalid_requests(services, pets):
+    for bad in (0, 1, -3, "abc", "2.5"):
+        with pytest.raises(InvalidInput, match="k must be"):
+            study.cluster_view(services, "pets", k=bad)
+    with pytest.raises(InvalidInput, match="smaller than the number of images"):
+        study.cluster_view(services, "pets", k=20)
+    with pytest.raises(InvalidInput, match="method"):
+        study.map_view(services, "pets", method="umap")
+    with pytest.raises(NotFound, match="no collection named 'nope'"):
+        study.evaluation_view(services, "nope")
+    with pytest.raises(NotFound, match="no vectors for backbone 'efficientnet_lite1'"):
+        study.cluster_view(services, "pets", "efficientnet_lite1")
+    with pytest.raises(InvalidInput, match="unknown backbone"):
+        study.comparison_view(services, "pets", ["alexnet"])
+    with pytest.raises(InvalidInput, match="at least one backbone"):
+        study.comparison_view(services, "pets", [])
+
+
+def test_comparison_view_marks_missing_weights_unavailable(services, pets, offline_keras_weights):
+    without = study.comparison_view(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False)
+    lite1 = without["backbones"][1]
+    assert lite1["available"] is False and "no vectors" in lite1["reason"]
+
+    from simsearch.errors import WeightsUnavailable
+
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match="resnet50"):
+        services.embedder("resnet50").load()
+    assert time.perf_counter() - t0 < 30  # no download attempt hanging on the network
+
+    t0 = time.perf_counter()
+    cmp = study.comparison_view(services, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True)
+    seconds = time.perf_counter() - t0
+    panels = {p["backbone"]: p for p in cmp["backbones"]}
+    assert list(panels) == ["efficientnet_lite0", "resnet50", "efficientnet_lite1"]
+    res = panels["resnet50"]
+    assert res["available"] is False and res["dim"] == 2048
+    assert "resnet50" in res["reason"] and "weights" in res["reason"] and "map" not in res
+    for name, dim in (("efficientnet_lite0", 1280), ("efficientnet_lite1", 1280)):
+        p = panels[name]
+        assert p["available"] is True and p["reason"] is None and p["dim"] == dim and p["n_images"] == 20
+        assert p["labels"]["knn_precision_at_10"] > 0.5
+        assert p["embed_seconds_per_image"] > 0 and p["embed_seconds_total"] > p["embed_seconds_per_image"]
+        assert len(p["map"]["x"]) == 20 and p["best_k"] == p["silhouette"]["best_k"]
+    assert panels["efficientnet_lite0"]["embedding"]["embedded"] == 0  # it had its vectors already
+    assert panels["efficientnet_lite1"]["embedding"] == {"embedded": 20, "failed": 0, "errors": []}
+    (ov,) = cmp["neighbour_overlap"]
+    assert (ov["a"], ov["b"], ov["k"], ov["n"]) == ("efficientnet_lite0", "efficientnet_lite1", 10, 20)
+    assert 0 < ov["jaccard"] <= 1
+    # 20 images through lite1 plus two t-SNE maps; the unavailable backbone must not add a download wait.
+    assert seconds < 240, seconds
