@@ -529,7 +529,8 @@ def test_analysis_endpoints(client, pets):
     assert_error(client.get("/api/collections/pets/map?backbone=nope"), 400, "invalid_input", "backbone")
     assert_error(client.get("/api/collections/pets/map?backbone=resnet50"), 404, "not_found", "backbone")
     assert_error(client.get("/api/collections/nope/evaluation"), 404, "not_found", "collection")
-    assert_error(client.get("/api/collections/pets/comparison"), 400, "invalid_input", "backbones")
+    own = client.get("/api/collections/pets/comparison").get_json()  # default: the collection's own backbones
+    assert [p["backbone"] for p in own["backbones"]] == [SPACE] and own["backbones"][0]["available"] is True
     assert_error(client.get("/api/collections/pets/comparison?backbones=efficientnet_lite0,nope"), 400, field="backbone")
     cmp = client.get("/api/collections/pets/comparison?backbones=efficientnet_lite0,efficientnet_lite0@max").get_json()
     panels = {p["backbone"]: p for p in cmp["backbones"]}

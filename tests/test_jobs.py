@@ -193,3 +193,19 @@ def test_worker_command_needs_redis_url(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "SIMSEARCH_REDIS_URL" in proc.stderr
+
+
+def test_a_running_job_without_progress_for_ten_minutes_is_flagged_stale():
+    from datetime import datetime, timedelta, timezone
+
+    from simsearch.web.jobs import job_dict
+
+    now = datetime.now(timezone.utc)
+    live = IngestRun(id=1, collection_id=1, source="x", status="running", total=10, processed=3, added=3, skipped=0,
+                     failed=0, errors=[], started_at=now - timedelta(minutes=30), updated_at=now - timedelta(seconds=20))
+    assert job_dict(live, "c")["stale"] is False
+    live.updated_at = now - timedelta(minutes=11)
+    stale = job_dict(live, "c")
+    assert stale["stale"] is True and "ingesting the same files again resumes it" in stale["message"]
+    live.status = "done"
+    assert job_dict(live, "c")["stale"] is False

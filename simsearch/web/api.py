@@ -448,8 +448,8 @@ def comparison(name: str):
         have = repo.spaces_of(s, coll_id)
     names = [b.strip() for b in raw.split(",") if b.strip()] if raw else have
     names = list(dict.fromkeys(names))
-    if len(names) < 2:
-        raise InvalidInput("compare at least two backbones (backbones=a,b); this collection has: "
+    if not names:
+        raise InvalidInput("name the backbones to compare (backbones=a,b); this collection has: "
                            + (", ".join(have) or "none"), field="backbones")
     for n in names:
         parse_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel

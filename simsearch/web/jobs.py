@@ -124,6 +124,9 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if dt else None
 
 
+STALE_AFTER_SECONDS = 600
+
+
 def job_dict(run: IngestRun, collection: str | None) -> dict:
     started, finished = _aware(run.started_at), _aware(run.finished_at)
     rate, eta = 0.0, None
@@ -136,6 +139,15 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
     elif run.status == "running" and rate > 0:
         eta = max(0.0, (run.total - run.processed) / rate)
     errors = list(run.errors or [])
+    # A running job reports progress every batch (seconds apart); one silent for this long lost
+    # the process running it (killed, restarted). Its committed work is kept: ingest it again.
+    last = _aware(run.updated_at) or _aware(run.started_at)
+    stale = run.status == "running" and last is not None and \
+        (datetime.now(timezone.utc) - last).total_seconds() > STALE_AFTER_SECONDS
+    message = run.message
+    if stale:
+        message = (f"no progress for over {STALE_AFTER_SECONDS // 60} minutes: the process running this job "
+                   "probably stopped; everything committed is kept, and ingesting the same files again resumes it")
     return {
         "id": run.id,
         "status": run.status,
@@ -155,5 +167,6 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
         "started_at": iso(run.started_at),
         "updated_at": iso(run.updated_at),
         "finished_at": iso(run.finished_at),
-        "message": run.message,
+        "message": message,
+        "stale": stale,
     }

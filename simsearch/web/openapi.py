@@ -153,6 +153,7 @@ SCHEMAS = {
                                                   "properties": {"file": {"type": "string"}, "reason": {"type": "string"}}}},
             "errors_total": {"type": "integer"}, "created_at": NULLABLE_STRING, "started_at": NULLABLE_STRING,
             "updated_at": NULLABLE_STRING, "finished_at": NULLABLE_STRING, "message": NULLABLE_STRING,
+            "stale": {"type": "boolean", "description": "Running, but no progress for 10 minutes: its process probably stopped."},
         },
     },
     "JobAccepted": {
