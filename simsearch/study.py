@@ -238,7 +238,7 @@ def map_view(services, collection: str, space: str | None = None, method: str = 
 # ---- comparison of backbones ------------------------------------------------------------------
 
 
-def embed_missing(services, collection: str, space: str, *, show_bar: bool = False) -> dict:
+def embed_missing(services, collection: str, space: str, *, show_bar: bool = False, weights: str | None = None) -> dict:
     """Embed the collection's ok images that lack ``space`` vectors, from their source files."""
     from pathlib import Path
 
@@ -252,12 +252,13 @@ def embed_missing(services, collection: str, space: str, *, show_bar: bool = Fal
         files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
     if not files:
         return {"embedded": 0, "failed": 0, "errors": []}
-    report = Ingester(services, spaces=[space], show_bar=show_bar).run(collection, files, source=f"compare:{space}")
+    report = Ingester(services, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
+        collection, files, source=f"compare:{space}")
     return {"embedded": report.embedded, "failed": report.failed, "errors": report.errors}
 
 
 def comparison_view(services, collection: str, spaces: list[str], *, embed: bool = False, with_maps: bool = True,
-                    show_bar: bool = False) -> dict:
+                    show_bar: bool = False, weights: dict[str, str] | None = None) -> dict:
     """Side-by-side metrics for several backbones on one collection. A backbone whose weights cannot
     be had (or that has no vectors, when ``embed`` is false) is reported unavailable with the reason."""
     from simsearch.analysis import neighbour_overlap
@@ -276,8 +277,9 @@ def comparison_view(services, collection: str, spaces: list[str], *, embed: bool
         panel = {"backbone": space, "dim": b.dim, "input_size": b.input_size, "available": True, "reason": None}
         try:
             if embed:
-                services.embedder(space).load()
-                panel["embedding"] = embed_missing(services, collection, space, show_bar=show_bar)
+                w = (weights or {}).get(space) or (weights or {}).get(name)
+                services.embedder(space, weights=w).load()
+                panel["embedding"] = embed_missing(services, collection, space, show_bar=show_bar, weights=w)
             ev = evaluation_view(services, collection, space)
             panel.update({"n_images": ev["n_images"], "silhouette": ev["silhouette"], "best_k": ev["best_k"],
                           "labels": ev["labels"]})

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from simsearch.cli import cli, services_from
-from simsearch.cli.core import emit_json, json_option
+from simsearch.cli.core import parse_weights, emit_json, json_option
 from simsearch.errors import InvalidInput
 
 
@@ -168,9 +168,10 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="report.html", show_default=True,
               help="The HTML report; its data goes beside it with a .json suffix.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar while embedding [default: when stderr is a terminal].")
+@click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
 @json_option
 @click.pass_context
-def compare(ctx, collection, backbones, out, progress, as_json):
+def compare(ctx, collection, backbones, out, progress, weights, as_json):
     """Compare backbones on one collection in a self-contained HTML report.
 
     Images without vectors for a backbone are embedded first, from their source files. A backbone
@@ -186,7 +187,8 @@ def compare(ctx, collection, backbones, out, progress, as_json):
         parse_space(sp)  # unknown names are a usage error, not an "unavailable" backbone
     services = services_from(ctx)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
-    comparison = study.comparison_view(services, collection, spaces, embed=True, show_bar=show)
+    comparison = study.comparison_view(services, collection, spaces, embed=True, show_bar=show,
+                                       weights=parse_weights(weights))
     written = write_report(services, comparison, out)
     if as_json:
         slim = {**comparison, "backbones": [{k: v for k, v in p.items() if k != "map"} for p in comparison["backbones"]]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,8 +15,19 @@ from simsearch.errors import InvalidInput
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
+def finite(data):
+    """NaN and infinities become null: strict JSON readers reject them."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
+
+
 def emit_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(finite(data), indent=2, default=str, allow_nan=False))
 
 
 def backbone_options(f):
