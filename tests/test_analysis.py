@@ -133,6 +133,17 @@ def test_faiss_backend_recovers_blobs_deterministically(blobs):
         np.testing.assert_allclose(a.centroids[c], X[a.labels == c].mean(axis=0), atol=1e-5)
 
 
+def test_faiss_backend_with_training_subsample():
+    # 4,000 points, k = 3: FAISS trains on a seeded 768-point subsample, then refines on all points
+    X, y = make_blobs(n_samples=4000, n_features=32, centers=3, cluster_std=2.0, random_state=8)
+    X = unit(X)
+    a, b = kmeans(X, 3, seed=5, backend="faiss"), kmeans(X, 3, seed=5, backend="faiss")
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    assert metrics.adjusted_rand_score(y, a.labels) == pytest.approx(1.0)
+    assert a.inertia == pytest.approx(float(((X - a.centroids[a.labels]) ** 2).sum()), rel=1e-5)
+
+
 # ---- external scores --------------------------------------------------------------------------
 
 

@@ -3,9 +3,10 @@
 Backend rule (``backend="auto"``): up to :data:`SKLEARN_MAX_N` (20,000) points use
 scikit-learn's ``KMeans`` (k-means++ init, ``n_init`` restarts, Lloyd to convergence). Larger
 inputs use ``faiss.Kmeans``: ``n_init`` seeded random restarts (``nredo``) of 25 Lloyd iterations
-on a seeded subsample of ``max(256 * k, FAISS_MIN_TRAIN)`` points (FAISS's own subsampling,
-never more than N), then up to ``refine_iter`` Lloyd iterations over *all* points so the
-centroids, labels and inertia are those of the full data. Both are deterministic for a given
+on a seeded subsample of ``256 * k`` points (FAISS's own default subsampling), keeping the best,
+then up to ``refine_iter`` (10) Lloyd iterations over *all* points (stopping early once at most
+0.01% of labels change), so the centroids are the means of the final full-data labels and the
+inertia is over all points. Both are deterministic for a given
 seed. Cluster ids are then renumbered by decreasing size (ties: the cluster whose first member
 comes first), so id 0 is always the largest cluster whichever backend ran.
 """
@@ -23,8 +24,9 @@ import scipy.sparse as sp
 from . import _validate as v
 
 SKLEARN_MAX_N = 20_000
-FAISS_MIN_TRAIN = 8_192
+FAISS_POINTS_PER_CENTROID = 256  # FAISS's own default training subsample per centroid
 FAISS_NITER = 25
+REFINE_TOL = 1e-4  # full-data refinement stops once at most this fraction of labels change
 BACKENDS = ("auto", "sklearn", "faiss")
 SILHOUETTE_METRICS = ("euclidean", "cosine")
 
@@ -98,23 +100,22 @@ def _kmeans_sklearn(X, k, seed, n_init, max_iter):
     return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
 
-def _assign(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    index = faiss.IndexFlatL2(X.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    _, idx = index.search(X, 1)
-    return idx[:, 0].astype(np.int64)
+def _assign(X: np.ndarray, centroids: np.ndarray, block: int = 16_384) -> np.ndarray:
+    """Nearest centroid (squared euclidean) of every row; ties go to the lower id.
+
+    Plain numpy GEMM: on the target machine it is ~2x faster than the faiss-cpu wheel's BLAS.
+    """
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    half_sq = 0.5 * np.einsum("ij,ij->i", c, c)
+    out = np.empty(X.shape[0], dtype=np.int64)
+    for start in range(0, X.shape[0], block):
+        score = X[start : start + block] @ c.T  # argmax x.c - |c|^2/2 == argmin |x - c|^2
+        score -= half_sq
+        out[start : start + block] = np.argmax(score, axis=1)
+    return out
 
 
-def _means(X: np.ndarray, labels: np.ndarray, k: int, previous: np.ndarray) -> np.ndarray:
-    counts = np.bincount(labels, minlength=k)
-    sums = _blocked_sums(X, labels, k)
-    out = previous.astype(np.float64).copy()
-    nonempty = counts > 0
-    out[nonempty] = sums[nonempty] / counts[nonempty, None]
-    return out.astype(np.float32)
-
-
-def _blocked_sums(X, labels, k, block=8_192):
+def _blocked_sums(X: np.ndarray, labels: np.ndarray, k: int, block: int = 8_192) -> np.ndarray:
     """Per-cluster sums of rows: float32 products per block, accumulated in float64."""
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
     for start in range(0, X.shape[0], block):
@@ -125,16 +126,23 @@ def _blocked_sums(X, labels, k, block=8_192):
     return sums
 
 
+def _means(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Cluster means; an empty cluster keeps its previous centroid."""
+    out = previous.astype(np.float64)
+    nonempty = counts > 0
+    out[nonempty] = sums[nonempty] / counts[nonempty, None]
+    return out.astype(np.float32)
+
+
 def _kmeans_faiss(X, k, seed, n_init, refine_iter):
     n, d = X.shape
-    n_train = min(n, max(256 * k, FAISS_MIN_TRAIN))
     km = faiss.Kmeans(
         d,
         k,
         niter=FAISS_NITER,
         nredo=n_init,
         seed=seed,
-        max_points_per_centroid=math.ceil(n_train / k),
+        max_points_per_centroid=FAISS_POINTS_PER_CENTROID,
         min_points_per_centroid=1,
         verbose=False,
     )
@@ -142,12 +150,13 @@ def _kmeans_faiss(X, k, seed, n_init, refine_iter):
     centroids = np.asarray(km.centroids, dtype=np.float32).copy()
     labels = _assign(X, centroids)
     for _ in range(refine_iter):
-        centroids = _means(X, labels, k, centroids)
+        centroids = _means(_blocked_sums(X, labels, k), np.bincount(labels, minlength=k), centroids)
         new = _assign(X, centroids)
-        if np.array_equal(new, labels):
-            break
+        changed = int(np.count_nonzero(new != labels))
         labels = new
-    return labels, _means(X, labels, k, centroids)
+        if changed <= REFINE_TOL * n:
+            break
+    return labels, _means(_blocked_sums(X, labels, k), np.bincount(labels, minlength=k), centroids)
 
 
 def _canonical(labels: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,12 +171,16 @@ def _canonical(labels: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, n
     return new_id[labels], np.ascontiguousarray(centroids[order], dtype=np.float32)
 
 
-def _inertia(X: np.ndarray, labels: np.ndarray, centroids: np.ndarray, block: int = 16_384) -> float:
-    total = 0.0
-    for start in range(0, X.shape[0], block):
-        diff = X[start : start + block] - centroids[labels[start : start + block]]
-        total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
-    return total
+def _inertia(X: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
+    """Sum of squared distances to the assigned centroid, expanded as
+    sum|x|^2 - 2 sum_c c.S_c + sum_c n_c |c|^2 (S_c: member sums) -- no (N, D) temporaries."""
+    k = centroids.shape[0]
+    c = centroids.astype(np.float64)
+    sums = _blocked_sums(X, labels, k)
+    counts = np.bincount(labels, minlength=k)
+    total = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
+    total += float((counts * np.einsum("ij,ij->i", c, c)).sum() - 2.0 * np.einsum("ij,ij->", c, sums))
+    return max(total, 0.0)
 
 
 def silhouette_sweep(
