@@ -26,6 +26,8 @@ from . import _validate as v
 SKLEARN_MAX_N = 20_000
 FAISS_POINTS_PER_CENTROID = 256  # FAISS's own default training subsample per centroid
 FAISS_NITER = 25
+MAX_ITER = 300  # scikit-learn's Lloyd iteration cap
+REFINE_ITER = 10  # full-data Lloyd iterations after FAISS training
 REFINE_TOL = 1e-4  # full-data refinement stops once at most this fraction of labels change
 BACKENDS = ("auto", "sklearn", "faiss")
 SILHOUETTE_METRICS = ("euclidean", "cosine")
@@ -66,9 +68,9 @@ def kmeans(
     seed: int = 0,
     n_init: int = 10,
     *,
-    max_iter: int = 300,
+    max_iter: int = MAX_ITER,
     backend: str = "auto",
-    refine_iter: int = 10,
+    refine_iter: int = REFINE_ITER,
 ) -> KMeansResult:
     """Cluster the rows of ``X`` into ``k`` groups (squared-euclidean k-means).
 
@@ -83,8 +85,13 @@ def kmeans(
     max_iter = v.integer(max_iter, "max_iter", low=1)
     refine_iter = v.integer(refine_iter, "refine_iter", low=0)
     backend = v.choice(backend, "backend", BACKENDS)
+    return _kmeans(X, k, seed, n_init, max_iter, backend, refine_iter)
+
+
+def _kmeans(X, k, seed, n_init, max_iter, backend, refine_iter) -> KMeansResult:
+    """:func:`kmeans` on already validated arguments."""
     if backend == "auto":
-        backend = "sklearn" if n <= SKLEARN_MAX_N else "faiss"
+        backend = "sklearn" if X.shape[0] <= SKLEARN_MAX_N else "faiss"
     if backend == "sklearn":
         labels, centroids = _kmeans_sklearn(X, k, seed, n_init, max_iter)
     else:
@@ -223,7 +230,9 @@ def silhouette_sweep(
         m = min(n, v.integer(sample_size, "sample_size", low=3))
     idx = np.arange(n) if m == n else np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
 
-    results = {k: kmeans(X, k, seed=seed, n_init=n_init, backend=backend) for k in ks_list}
+    n_init = v.integer(n_init, "n_init", low=1)
+    backend = v.choice(backend, "backend", BACKENDS)
+    results = {k: _kmeans(X, k, seed, n_init, MAX_ITER, backend, REFINE_ITER) for k in ks_list}
     scores = silhouette_many(X[idx], [results[k].labels[idx] for k in ks_list], metric=metric)
     finite = [(s, -k) for k, s in zip(ks_list, scores) if not math.isnan(s)]
     best_k = -max(finite)[1] if finite else ks_list[0]

@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour graphs (FAISS flat indexes) and the measures built on them.
+"""Exact k-nearest-neighbour graphs (brute force: numpy GEMM + FAISS heaps) and measures on them.
 
 All searches are exact and leave-one-out: a point is never its own neighbour. The search runs in
 blocks of query rows (numpy GEMM + FAISS heap selection), so memory stays ~256 MB plus the
