@@ -98,7 +98,7 @@ def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndar
     """Decode and embed one image; returns (vector, model seconds)."""
     emb = services.embedder(space)
     img = decode_image(data, source=source, max_pixels=services.settings.max_pixels, draft_size=emb.input_size)
-    pixels = resize_for_model(img.rgb, emb.input_size)[None]
+    pixels = resize_for_model(img.image, emb.input_size)[None]
     t0 = time.perf_counter()
     vec = emb.embed(pixels)[0]
     return vec, time.perf_counter() - t0

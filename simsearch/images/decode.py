@@ -12,6 +12,7 @@ import io
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -47,16 +48,22 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A decoded image: ``rgb`` is uint8 (H, W, 3) with EXIF orientation applied.
+    """A decoded image: ``image`` is an RGB PIL image with EXIF orientation applied, and ``rgb``
+    the same pixels as a uint8 (H, W, 3) array (made on first use: copying costs time at ingest
+    rates, and the resize and thumbnail functions take the PIL image directly).
 
     ``width`` and ``height`` are the full-resolution size after orientation, even when a JPEG
     draft decode made ``rgb`` smaller. ``format`` is PIL's name for the file format ("JPEG", ...).
     """
 
-    rgb: np.ndarray
+    image: Image.Image
     width: int
     height: int
     format: str
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        return np.array(self.image, dtype=np.uint8)
 
 
 def _sniff_format(data: bytes) -> str | None:
@@ -148,19 +155,18 @@ def _high_depth_gray(im: Image.Image) -> np.ndarray:
     return _scale_to_uint8(values, None)
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
+def _to_rgb(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode == "RGB":
-        return np.array(im, dtype=np.uint8)
+        return im
     if mode.startswith("I") or mode == "F":
-        gray = _high_depth_gray(im)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return Image.fromarray(_high_depth_gray(im)).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     if has_alpha:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.array(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8)
-    return np.array(im.convert("RGB"), dtype=np.uint8)
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def decode_image(
@@ -198,6 +204,8 @@ def decode_image(
             if orientation != 1:
                 im = im.transpose(_TRANSPOSE[orientation])
             rgb = _to_rgb(im)
+            if rgb is im:  # keep the pixels once im is closed
+                rgb = im.copy()
         except ImageDecodeError:
             raise
         except Exception as exc:
@@ -206,7 +214,7 @@ def decode_image(
         im.close()
     if orientation in _SWAPS_AXES:
         width, height = height, width
-    return DecodedImage(rgb=rgb, width=width, height=height, format=fmt)
+    return DecodedImage(image=rgb, width=width, height=height, format=fmt)
 
 
 def load_image(

@@ -1,4 +1,4 @@
-"""Pixel operations on decoded RGB arrays: model input resizing, thumbnails, content hashing."""
+"""Pixel operations on decoded RGB images (arrays or PIL images): model input resizing, thumbnails, content hashing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ import io
 
 import numpy as np
 from PIL import Image
+
+
+def _as_image(rgb: np.ndarray | Image.Image) -> Image.Image:
+    """An RGB PIL image from a uint8 (H, W, 3) array or an RGB PIL image (used as it is)."""
+    if isinstance(rgb, Image.Image):
+        if rgb.mode != "RGB" or rgb.width == 0 or rgb.height == 0:
+            raise ValueError(f"expected a non-empty RGB image, got mode {rgb.mode} size {rgb.size}")
+        return rgb
+    _check_rgb(rgb)
+    return Image.fromarray(rgb)
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
@@ -18,22 +28,25 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f"empty image array of shape {rgb.shape}")
 
 
-def resize_for_model(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Squash ``rgb`` to ``(size, size, 3)`` uint8 with PIL bilinear resampling (no crop, aspect not kept)."""
-    _check_rgb(rgb)
+def resize_for_model(rgb: np.ndarray | Image.Image, size: int) -> np.ndarray:
+    """Squash ``rgb`` (array or RGB PIL image) to ``(size, size, 3)`` uint8 with PIL bilinear
+    resampling (no crop, aspect not kept)."""
+    im = _as_image(rgb)
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    resized = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def make_thumbnail(rgb: np.ndarray, max_side: int = 256, quality: int = 85) -> bytes:
-    """JPEG bytes of ``rgb`` scaled down (never up) so its longest side is at most ``max_side``."""
-    _check_rgb(rgb)
+def make_thumbnail(rgb: np.ndarray | Image.Image, max_side: int = 256, quality: int = 85) -> bytes:
+    """JPEG bytes of ``rgb`` (array or RGB PIL image, left unchanged) scaled down (never up) so
+    its longest side is at most ``max_side``."""
+    im = _as_image(rgb)
     if max_side <= 0:
         raise ValueError(f"max_side must be positive, got {max_side}")
-    im = Image.fromarray(rgb)
-    im.thumbnail((max_side, max_side), Image.BICUBIC)
+    w, h = im.size
+    scale = max_side / max(w, h)
+    if scale < 1:
+        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR, reducing_gap=2.0)
     out = io.BytesIO()
     im.save(out, format="JPEG", quality=quality)
     return out.getvalue()
