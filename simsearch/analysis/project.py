@@ -54,6 +54,12 @@ def _pca(X: np.ndarray, n_components: int, block: int = 16_384) -> np.ndarray:
     return out
 
 
+# openTSNE's FFT gradient has a fixed cost per iteration (its interpolation grid) that dominates
+# for small N (tens of seconds for a few hundred points here); Barnes-Hut is O(N log N) and much
+# faster below a few thousand points, FFT much faster above.
+BH_MAX_N = 5_000
+
+
 def tsne_2d(
     X: Any,
     seed: int = 0,
@@ -67,7 +73,8 @@ def tsne_2d(
 ) -> np.ndarray:
     """t-SNE map of the rows of ``X``, float32 (N, 2), deterministic for a given seed.
 
-    openTSNE with the FFT-accelerated gradient (``negative_gradient_method="fft"``), PCA
+    openTSNE with the FFT-accelerated gradient (``negative_gradient_method="fft"``; Barnes-Hut
+    for N <= ``BH_MAX_N``, where the FFT grid's fixed cost dominates), PCA
     initialisation (:func:`pca_2d`, rescaled and jittered exactly as openTSNE's own ``"pca"``
     init) and ``n_jobs = os.cpu_count()`` by default. The perplexity affinities use the exact
     ``3 * perplexity`` nearest neighbours by brute force (blocked GEMM + FAISS heaps; faster than
@@ -117,7 +124,7 @@ def tsne_2d(
     tsne = TSNE(
         n_components=2,
         perplexity=perplexity,
-        negative_gradient_method="fft",
+        negative_gradient_method="fft" if n > BH_MAX_N else "bh",
         n_iter=n_iter,
         early_exaggeration_iter=early_exaggeration_iter,
         n_jobs=n_jobs,
