@@ -6,6 +6,7 @@ the default) or ``efficientnet_lite0@max``. Vectors of different spaces are neve
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,26 @@ POOLINGS = ("avg", "max")
 # costs seconds and hundreds of MB, so each (backbone, pooling, weights) is built once.
 _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null: its C++ start-up lines
+    (CPU features, oneDNN, missing CUDA) are written before its logging can be configured and
+    are noise for CLI users. Import errors still raise as Python exceptions."""
+    import sys
+
+    if "tensorflow" in sys.modules or os.environ.get("SIMSEARCH_TF_VERBOSE"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def space_key(backbone: str, pooling: str = "avg") -> str:
@@ -70,6 +91,7 @@ class Embedder:
         if self._model is not None:
             return
         key = (self.backbone.name, self.pooling, str(self.weights_dir), self.weights)
+        import_tensorflow_quietly()
         with _MODELS_LOCK:
             entry = _MODELS.get(key)
             if entry is None:

@@ -124,9 +124,10 @@ def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Pa
     base = root if root.is_dir() else root.parent
     table = read_metadata_csv(metadata_csv, base) if metadata_csv else {}
     files = []
+    base = Path(os.path.abspath(base))
     for path in scan_images(root):
-        path = path.absolute()
-        rel = path.relative_to(base.absolute())
+        path = Path(os.path.abspath(path))
+        rel = path.relative_to(base)
         label = rel.parent.name if labels == "folders" and rel.parent != Path(".") else None
         meta = dict(table.get(path.resolve(), {}))
         if "label" in meta:
@@ -138,7 +139,7 @@ def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Pa
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
-                p = (Path(dirpath) / fn).absolute()
+                p = Path(os.path.abspath(Path(dirpath) / fn))
                 if not fn.startswith(".") and p not in image_set and (metadata_csv is None or p.resolve() != Path(metadata_csv).resolve()):
                     ignored.append(str(p))
     return files, ignored
