@@ -14,7 +14,7 @@ import time
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from simsearch.errors import InvalidInput, NotFound, SimsearchError
+from simsearch.errors import InvalidInput, SimsearchError
 from simsearch.store import repo
 from simsearch.store.models import AnalysisResult, Embedding, Image
 

@@ -95,3 +95,20 @@ def services(settings):
 def pets_small(tmp_path) -> Path:
     """8 cats and 8 dogs, in cats/ and dogs/."""
     return copy_subset(tmp_path / "pets", 8)
+
+
+@pytest.fixture
+def make_app(settings):
+    """Makes Flask apps on the test's settings (both databases); shuts their job runners down after."""
+    from simsearch.web import create_app, shutdown
+
+    apps = []
+
+    def make(settings_=None, **config):
+        app = create_app({"SETTINGS": settings_ or settings, "TESTING": True, **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        shutdown(app)

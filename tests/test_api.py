@@ -29,20 +29,6 @@ SPACE = "efficientnet_lite0"
 # ---- helpers ---------------------------------------------------------------------------------
 
 @pytest.fixture
-def make_app(settings):
-    apps = []
-
-    def make(settings_=None, **config):
-        app = create_app({"SETTINGS": settings_ or settings, "TESTING": True, **config})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        shutdown(app)
-
-
-@pytest.fixture
 def app(make_app):
     return make_app()
 

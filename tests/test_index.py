@@ -73,7 +73,7 @@ def test_index_rebuilt_when_missing_corrupt_or_stale(services):
 
     # Stale: the database gained vectors the file lacks -> the missing ones are added.
     services.indexes.forget(coll_id)
-    more_ids, _, _ = add_images(services.db, n=4, dim=8, seed=7)[0], None, None
+    add_images(services.db, n=4, dim=8, seed=7)
     with services.db.session() as s:
         db_ids = repo.vector_ids(s, coll_id, SPACE)
     grown = services.index(coll_id, SPACE)

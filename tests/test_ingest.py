@@ -144,6 +144,10 @@ def test_metadata_csv(sqlite_settings, tmp_path):
     got = {Path(f.name).name: (f.label, f.meta) for f in files}
     assert got["cat.1.jpg"] == ("kitty", {"photographer": "ann"})
     assert got["dog.1.jpg"] == ("dogs", {"photographer": "ann"})  # empty CSV label -> folder label
+    ingest(services, root, metadata_csv=csv_path)
+    with services.db.session() as s:
+        stored = {Path(i.source_path).name: (i.label, i.meta) for i in s.scalars(select(Image))}
+    assert stored["cat.1.jpg"] == ("kitty", {"photographer": "ann"}) and stored["dog.2.jpg"][0] == "dogs"
     bad = tmp_path / "bad.csv"
     bad.write_text("file,label\nx.jpg,cat\n")
     with pytest.raises(InvalidInput, match="needs a 'path' column"):

@@ -16,23 +16,8 @@ import pytest
 from conftest import CATS_DOGS, dataset_files
 
 from simsearch.store.models import Image, IngestRun
-from simsearch.web import create_app, shutdown
 
 REDIS_URL = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def make_app(settings):
-    apps = []
-
-    def make(settings_=None, **config):
-        app = create_app({"SETTINGS": settings_ or settings, "TESTING": True, **config})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        shutdown(app)
 
 
 def upload(client, collection: str, files, **fields):
