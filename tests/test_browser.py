@@ -472,3 +472,57 @@ def test_ingest_through_the_ui_shows_progress_and_errors(live, browser):
     page = live.get_json("/api/collections/zipped/images?label=dogs&status=ok")
     assert page["total"] == 3
     shot(browser, "12-ingest-zip")
+
+
+@pytest.mark.redis
+def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
+    """The same page, on an app whose jobs go to an RQ queue consumed by `simsearch worker`."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    import redis
+    from rq import Queue
+
+    from simsearch.web import create_app, shutdown
+
+    redis_url = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    conn = redis.Redis.from_url(redis_url)
+    conn.ping()  # fail, not skip: .ci/run starts Redis
+    queue = f"simsearch-ui-{uuid.uuid4().hex[:10]}"
+    settings = dataclasses.replace(live.services.settings, redis_url=redis_url)
+    app = create_app({"SETTINGS": settings, "SIMSEARCH_QUEUE": queue})
+    server = LiveServer(app)
+    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
+               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=redis_url)
+    worker = subprocess.Popen([sys.executable, "-m", "simsearch.cli", "worker", "--queue", queue], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert json.loads(urllib.request.urlopen(server.url + "/api/health", timeout=30).read())["jobs"] == "rq"
+        upload = live.base / "upload-rq"
+        upload.mkdir()
+        files = dataset_files(CATS_DOGS / "dogs", 4, start=PER_CLASS + 40)
+        for f in files:
+            shutil.copy(f, upload / f.name)
+        browser.get(server.url + "/ingest")
+        by_testid(browser, "ingest-collection").send_keys("queued")
+        by_testid(browser, "ingest-files").send_keys("\n".join(str(upload / f.name) for f in files))
+        by_testid(browser, "ingest-submit").click()
+        wait(browser, visible(browser, "ingest-summary"), timeout=300, message="ingest summary via the RQ worker")
+        assert by_testid(browser, "ingest-job").get_attribute("data-status") == "done"
+        assert by_testid(browser, "summary-added").text == str(len(files))
+        shot(browser, "14-ingest-done-rq-worker")
+        assert worker.poll() is None  # the job ran in the worker process, which keeps serving the queue
+        colls = {c["name"]: c for c in json.loads(urllib.request.urlopen(server.url + "/api/collections", timeout=60).read())["collections"]}
+        assert colls["queued"]["images_ok"] == len(files)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        server.stop()
+        shutdown(app)
+        Queue(queue, connection=conn).delete(delete_jobs=True)
