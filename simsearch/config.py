@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -34,7 +34,6 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     default_backbone: str = DEFAULT_BACKBONE
     weights_path: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None, database_url: str | None = None, **overrides) -> "Settings":

@@ -347,6 +347,7 @@ class Ingester:
         with self.services.db.session() as s:
             run = s.get(IngestRun, run_id)
             fresh: dict[str, Image] = {}  # new rows of this batch, by hash
+            promoted: list[int] = []  # batch positions of rows that failed before and decode now
             ids: dict[int, int | Image] = {}  # batch position -> image id (or the new row)
             for i, p in enumerate(batch):
                 if p.error:
@@ -361,10 +362,8 @@ class Ingester:
                 elif p.hash in known and known[p.hash][1] == "ok":
                     ids[i] = known[p.hash][0]
                 elif p.hash in known:  # failed in an earlier run, decodes now
-                    img = s.get(Image, known[p.hash][0])
-                    img.status, img.error, img.width, img.height = "ok", None, p.width, p.height
-                    img.thumbnail_hash = p.hash
-                    ids[i] = img.id
+                    promoted.append(i)
+                    ids[i] = known[p.hash][0]
                     report.added += 1
                 else:
                     fresh[p.hash] = ids[i] = Image(
@@ -377,6 +376,11 @@ class Ingester:
                 stored = set(s.scalars(select(Thumbnail.content_hash).where(Thumbnail.content_hash.in_(list(thumbs)))))
                 s.add_all(Thumbnail(content_hash=h, data=d) for h, d in thumbs.items() if h not in stored)
                 s.flush()  # images reference thumbnails by foreign key
+            for i in promoted:
+                p = batch[i]
+                img = s.get(Image, ids[i])
+                img.status, img.error, img.width, img.height, img.thumbnail_hash = "ok", None, p.width, p.height, p.hash
+                known[p.hash] = (img.id, "ok")
             s.add_all(fresh.values())
             s.flush()  # assigns the new images' ids
             for h, img in fresh.items():

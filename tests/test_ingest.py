@@ -208,3 +208,21 @@ def test_sigkill_midway_then_rerun_leaves_each_image_once(sqlite_settings, tmp_p
     with services.db.session() as s:
         assert loaded.fingerprint == repo.fingerprint(repo.vector_ids(s, coll_id, SPACE))
     assert loaded.ntotal == 60
+
+
+def test_a_file_that_failed_before_is_stored_when_it_decodes_now(sqlite_settings, tmp_path):
+    root = tmp_path / "big"
+    root.mkdir()
+    (root / "large.png").write_bytes(_png(PILImage.new("RGB", (1200, 1000), "orange")))
+    shutil_src = dataset_files(CATS_DOGS / "cats", 1)[0]
+    (root / "small.jpg").write_bytes(shutil_src.read_bytes())
+    strict = Services(replace(sqlite_settings, max_pixels=1_000_000))
+    first = ingest(strict, root, labels=None)
+    assert (first.added, first.failed) == (1, 1) and "pixels" in first.errors[0]["reason"]
+    relaxed = Services(sqlite_settings)  # the default limit lets it through
+    again = ingest(relaxed, root, labels=None)
+    assert (again.added, again.failed, again.skipped) == (1, 0, 1)
+    with relaxed.db.session() as s:
+        img = s.scalars(select(Image).where(Image.source_path.like("%large.png"))).one()
+        assert (img.status, img.error, img.width, img.thumbnail_hash) == ("ok", None, 1200, img.content_hash)
+        assert s.get(Embedding, (img.id, SPACE)) is not None

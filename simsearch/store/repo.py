@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from simsearch.errors import InvalidInput, NotFound
-from simsearch.store.models import Collection, Embedding, Image, IndexState, IngestRun, Thumbnail
+from simsearch.store.models import Collection, Embedding, Image, IndexState, IngestRun
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -63,12 +63,6 @@ def embedded_ids(session: Session, collection_id: int, space: str) -> set[int]:
         select(Embedding.image_id).join(Image).where(Image.collection_id == collection_id, Embedding.space == space)
     )
     return set(rows)
-
-
-def ensure_thumbnail(session: Session, content_hash: str, data: bytes) -> None:
-    if session.get(Thumbnail, content_hash) is None:
-        session.add(Thumbnail(content_hash=content_hash, data=data))
-        session.flush()  # images reference it by foreign key
 
 
 def vector_to_bytes(vec: np.ndarray) -> bytes:
