@@ -26,7 +26,8 @@ SEED = 0
 
 
 def load(services, collection: str, space: str | None):
-    """(collection id, space, ids, vectors, fingerprint) of the ok images that have ``space`` vectors."""
+    """(collection id, space, ids, vectors, fingerprint) of the ok images that have ``space`` vectors.
+    The views take it as ``loaded=`` so a caller that needs several of them reads the vectors once."""
     from simsearch.search import resolve_space
 
     with services.db.session() as s:
@@ -168,12 +169,12 @@ def cluster_view(services, collection: str, space: str | None = None, k="auto", 
 # ---- evaluation against labels ----------------------------------------------------------------
 
 
-def evaluation_view(services, collection: str, space: str | None = None, k_precision: int = 10) -> dict:
+def evaluation_view(services, collection: str, space: str | None = None, k_precision: int = 10, *, loaded=None) -> dict:
     """Silhouette by k and best k; with labels: ARI/NMI/homogeneity/completeness at the best k and at
     the number of distinct labels, and leave-one-out kNN precision@10 (over the labelled images)."""
     from simsearch.analysis import external_scores, kmeans, knn_precision
 
-    coll_id, space, ids, x, fp = load(services, collection, space)
+    coll_id, space, ids, x, fp = loaded or load(services, collection, space)
     sw, arrays, was_cached = sweep(services, coll_id, space, ids, x, fp)
     labels = _labels(services, ids)
     mask = np.array([lab is not None for lab in labels], dtype=bool)
@@ -208,14 +209,14 @@ def evaluation_view(services, collection: str, space: str | None = None, k_preci
 # ---- 2-D maps ---------------------------------------------------------------------------------
 
 
-def map_view(services, collection: str, space: str | None = None, method: str = "tsne") -> dict:
+def map_view(services, collection: str, space: str | None = None, method: str = "tsne", *, loaded=None) -> dict:
     """2-D coordinates of every image (t-SNE by default, PCA as an option), with labels and the
     cluster of each image at the automatically chosen k. Cached while the vectors are unchanged."""
     from simsearch.analysis import pca_2d, tsne_2d
 
     if method not in ("tsne", "pca"):
         raise InvalidInput(f"method must be 'tsne' or 'pca', not {method!r}", field="method")
-    coll_id, space, ids, x, fp = load(services, collection, space)
+    coll_id, space, ids, x, fp = loaded or load(services, collection, space)
     _need(x, 3, "a map")
     key = f"method={method};seed={SEED}"
     hit = cached(services, coll_id, space, "map", key, fp)
@@ -280,7 +281,8 @@ def comparison_view(services, collection: str, spaces: list[str], *, embed: bool
                 w = (weights or {}).get(space) or (weights or {}).get(name)
                 services.embedder(space, weights=w).load()
                 panel["embedding"] = embed_missing(services, collection, space, show_bar=show_bar, weights=w)
-            ev = evaluation_view(services, collection, space)
+            loaded = load(services, collection, space)  # once per backbone: vectors can be hundreds of MB
+            ev = evaluation_view(services, collection, space, loaded=loaded)
             panel.update({"n_images": ev["n_images"], "silhouette": ev["silhouette"], "best_k": ev["best_k"],
                           "labels": ev["labels"]})
             with services.db.session() as s:
@@ -289,10 +291,9 @@ def comparison_view(services, collection: str, spaces: list[str], *, embed: bool
             panel["embed_seconds_per_image"] = float(secs) if secs is not None else None
             panel["embed_seconds_total"] = float(secs * count) if secs is not None else None
             if with_maps:
-                mv = map_view(services, collection, space)
+                mv = map_view(services, collection, space, loaded=loaded)
                 panel["map"] = {k: mv[k] for k in ("ids", "x", "y", "labels", "clusters", "k")}
-            _, _, ids, x, _ = load(services, collection, space)
-            vectors[space] = (ids, x)
+            vectors[space] = (loaded[2], loaded[3])
         except SimsearchError as exc:
             panel.update(available=False, reason=exc.message)
         panels.append(panel)
