@@ -112,3 +112,13 @@ def make_app(settings):
     yield make
     for app in apps:
         shutdown(app)
+
+
+@pytest.fixture
+def offline_keras_weights(monkeypatch):
+    """Make sure no keras.applications weights can be found or downloaded (fast, whatever the network)."""
+    from simsearch.backbones import keras_apps
+
+    monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
+    monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")
+    monkeypatch.delenv("SIMSEARCH_WEIGHTS_RESNET50", raising=False)

@@ -44,15 +44,6 @@ def run(home):
     return _run
 
 
-@pytest.fixture
-def offline_keras_weights(monkeypatch):
-    from simsearch.backbones import keras_apps
-
-    monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
-    monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")
-    monkeypatch.delenv("SIMSEARCH_WEIGHTS_RESNET50", raising=False)
-
-
 @pytest.mark.model
 def test_help_lists_the_analysis_commands(run):
     out = run("--help").output

@@ -26,16 +26,6 @@ def pets(services, tmp_path):
     return root
 
 
-@pytest.fixture
-def offline_keras_weights(monkeypatch):
-    """Make sure no keras.applications weights can be found or downloaded (fast, whatever the network)."""
-    from simsearch.backbones import keras_apps
-
-    monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
-    monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")
-    monkeypatch.delenv("SIMSEARCH_WEIGHTS_RESNET50", raising=False)
-
-
 def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     auto = study.cluster_view(services, "pets")
     assert auto["auto"] is True and auto["cached"] is False
