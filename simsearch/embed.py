@@ -24,24 +24,43 @@ _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+_IMPORT_LOCK = threading.Lock()
+_tf_imported = False
+
+
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with file descriptor 2 pointed at /dev/null: its C++ start-up lines
-    (CPU features, oneDNN, missing CUDA) are written before its logging can be configured and
-    are noise for CLI users. Import errors still raise as Python exceptions."""
+    """Import TensorFlow and Keras once per process, with file descriptor 2 pointed at /dev/null:
+    TensorFlow's C++ start-up lines (CPU features, oneDNN, missing CUDA) are written before its
+    logging can be configured and are noise for CLI users. Import errors still raise as Python
+    exceptions.
+
+    Under a lock: two threads importing TensorFlow at once (the first two requests of a web
+    server) fail with errors from half-initialised modules, and the file descriptor swap is
+    process-wide."""
+    global _tf_imported
+    if _tf_imported:
+        return
     import sys
 
-    if "tensorflow" in sys.modules or os.environ.get("SIMSEARCH_TF_VERBOSE"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    with _IMPORT_LOCK:
+        if _tf_imported:
+            return
+        if "tensorflow" in sys.modules or os.environ.get("SIMSEARCH_TF_VERBOSE"):
+            import tensorflow  # noqa: F401
+        else:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 2)
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
+        import keras  # noqa: F401  (also not safe to import from two threads at once)
+
+        _tf_imported = True
 
 
 def space_key(backbone: str, pooling: str = "avg") -> str:

@@ -93,3 +93,42 @@ def test_gunicorn_wsgi_app(server_env):
         exercise(f"http://127.0.0.1:{port}")
     finally:
         stop(proc)
+
+
+@pytest.mark.model
+def test_concurrent_first_searches_load_the_model_once(server_env, sqlite_settings, tmp_path):
+    """The first requests of a fresh server arrive together: both import TensorFlow and build the
+    model (concurrent TensorFlow imports used to fail with half-initialised modules: 500s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from simsearch.ingest import Ingester, files_from_folder
+    from simsearch.services import Services
+    from tests.conftest import CATS_DOGS, copy_subset, dataset_files
+
+    services = Services(sqlite_settings)
+    try:
+        files, _ = files_from_folder(copy_subset(tmp_path / "pets", 3), labels="folders")
+        Ingester(services, spaces=["efficientnet_lite0"]).run("pets", files, source="pets")
+    finally:
+        services.close()
+    query = dataset_files(CATS_DOGS / "cats", 1, start=150)[0].read_bytes()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, "-c", "from simsearch.cli import main; main()", "serve", "--host", "127.0.0.1",
+                  "--port", str(port)], server_env)
+    try:
+        wait_up(f"{base}/api/health", proc)
+
+        def search(i: int):
+            if i % 2:
+                return requests.post(f"{base}/api/collections/pets/search?k=4", data=query,
+                                     headers={"Content-Type": "image/jpeg"}, timeout=300)
+            return requests.post(f"{base}/api/collections/pets/search", files={"image": ("q.jpg", query)},
+                                 data={"k": "4"}, timeout=300)
+
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(search, range(3)))
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:300] for a in answers]
+        assert len({tuple(h["image_id"] for h in a.json()["results"]) for a in answers}) == 1
+    finally:
+        stop(proc)
