@@ -139,7 +139,7 @@ class Embedder:
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         n = len(pixels)
-        x = self.backbone.preprocess(pixels.astype(np.float32))
+        x = self.backbone.preprocess(pixels)
         if pad_to is not None and n < pad_to:
             x = np.concatenate([x, np.repeat(x[:1], pad_to - n, axis=0)])
         return l2_normalise(self.forward(x)[:n])

@@ -47,6 +47,7 @@ class Backbone:
         return self._preprocess(x.astype(np.float32))  # astype copies
 
     def _preprocess(self, x: np.ndarray) -> np.ndarray:
+        """float32 pixels -> model input; ``x`` is a fresh copy that may be changed in place."""
         raise NotImplementedError
 
     # -- models (TensorFlow, built lazily) ------------------------------------------------

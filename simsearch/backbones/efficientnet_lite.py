@@ -180,7 +180,9 @@ class EfficientNetLiteBackbone(Backbone):
         self.cache_name = f"{self.name}.weights.h5"
 
     def _preprocess(self, x: np.ndarray) -> np.ndarray:
-        return (x - np.float32(MEAN_RGB)) / np.float32(STDDEV_RGB)
+        x -= np.float32(MEAN_RGB)  # in place: x is preprocess's own copy
+        x /= np.float32(STDDEV_RGB)
+        return x
 
     # -- weights --------------------------------------------------------------------------
     def checkpoint_path(self) -> Path | None:

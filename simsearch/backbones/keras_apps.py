@@ -105,9 +105,13 @@ class KerasAppBackbone(Backbone):
     # -- preprocessing: numpy versions of keras.applications.<module>.preprocess_input ------
     def _preprocess(self, x: np.ndarray) -> np.ndarray:
         if self.family == "caffe":  # RGB -> BGR, subtract the ImageNet mean, no scaling
-            return np.ascontiguousarray(x[..., ::-1]) - _CAFFE_MEAN_BGR
-        if self.family == "tf":  # scale to [-1, 1]
-            return x / np.float32(127.5) - np.float32(1.0)
+            x = np.ascontiguousarray(x[..., ::-1])
+            x -= _CAFFE_MEAN_BGR
+            return x
+        if self.family == "tf":  # scale to [-1, 1] (in place: x is preprocess's own copy)
+            x /= np.float32(127.5)
+            x -= np.float32(1.0)
+            return x
         return x  # "raw": Keras EfficientNet rescales and normalises inside the model
 
     # -- weights --------------------------------------------------------------------------
