@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from simsearch.errors import InvalidInput, NotFound
 from simsearch.images import decode_image, resize_for_model
-from simsearch.store import repo
+from simsearch.store import hot, repo
 from simsearch.store.models import Embedding, Image
 
 MAX_K = 1000
@@ -69,10 +69,8 @@ def resolve_space(services, collection_id: int, space: str | None) -> str:
 
 def _hits(services, scores: np.ndarray, ids: np.ndarray, exclude: int | None, k: int) -> list[Hit]:
     pairs = [(int(i), float(sc)) for i, sc in zip(ids, scores) if i >= 0 and i != exclude][:k]
-    with services.db.session() as s:
-        images = repo.images_by_id(s, [i for i, _ in pairs])
-    return [Hit(i, sc, images[i].source_path, images[i].label, images[i].width, images[i].height)
-            for i, sc in pairs if i in images]
+    rows = hot.hit_rows(services.db, [i for i, _ in pairs])
+    return [Hit(i, sc, *rows[i]) for i, sc in pairs if i in rows]
 
 
 def _allowed(services, collection_id: int, label: str | None) -> np.ndarray | None:
@@ -83,15 +81,32 @@ def _allowed(services, collection_id: int, label: str | None) -> np.ndarray | No
     return np.asarray(ids, dtype=np.int64)
 
 
+@dataclass
+class _Target:
+    """What a query needs besides its vector: the collection, the checked space, the open index
+    and the label filter (``None``: no filter)."""
+    collection_id: int
+    space: str
+    index: object
+    allowed: np.ndarray | None
+
+
+def _target(services, collection_id: int, space: str, label: str | None, **index_kw) -> _Target:
+    return _Target(collection_id, space, services.index(collection_id, space, **index_kw),
+                   _allowed(services, collection_id, label))
+
+
+def _search(services, target: _Target, query: np.ndarray, k: int, exclude: int | None = None) -> list[Hit]:
+    if target.allowed is not None and len(target.allowed) == 0:
+        return []
+    scores, ids = target.index.search(query, k + (1 if exclude is not None else 0), allowed_ids=target.allowed)
+    return _hits(services, scores[0], ids[0], exclude, k)
+
+
 def search_vector(services, collection_id: int, space: str, query: np.ndarray, k: int, *,
                   exclude: int | None = None, label: str | None = None) -> list[Hit]:
     k = validate_k(k)
-    loaded = services.index(collection_id, space)
-    allowed = _allowed(services, collection_id, label)
-    if allowed is not None and len(allowed) == 0:
-        return []
-    scores, ids = loaded.search(query, k + (1 if exclude is not None else 0), allowed_ids=allowed)
-    return _hits(services, scores[0], ids[0], exclude, k)
+    return _search(services, _target(services, collection_id, space, label), query, k, exclude)
 
 
 def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndarray, float]:
@@ -104,14 +119,28 @@ def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndar
     return vec, time.perf_counter() - t0
 
 
+def _lookup(services, collection: str, space: str | None, label: str | None) -> _Target:
+    """The target of a query by name. In the common case (the collection has vectors of the space
+    asked for, else of the default one) that is one database round trip, which also reads the
+    index generation that ``services.index`` would otherwise query itself."""
+    wanted = space if space is not None else services.settings.default_backbone
+    found = hot.search_target(services.db, collection, wanted)
+    if found is None:
+        with services.db.session() as s:
+            repo.get_collection(s, collection)  # raises NotFound, naming the known collections
+    if found.has_vectors:
+        return _target(services, found.collection_id, wanted, label, state_generation=found.index_generation)
+    return _target(services, found.collection_id, resolve_space(services, found.collection_id, space), label)
+
+
 def search_image(services, collection: str, data: bytes, source: str, *, space: str | None = None, k: int = 10,
                  label: str | None = None) -> tuple[str, list[Hit]]:
+    """Embed an image file's bytes and search a collection with it. An unknown collection or
+    space is reported before a bad image."""
     k = validate_k(k)
-    with services.db.session() as s:
-        coll_id = repo.get_collection(s, collection).id
-    space = resolve_space(services, coll_id, space)
-    vec, _ = embed_bytes(services, space, data, source)
-    return space, search_vector(services, coll_id, space, vec, k, label=label)
+    target = _lookup(services, collection, space, label)
+    vec, _ = embed_bytes(services, target.space, data, source)
+    return target.space, _search(services, target, vec, k)
 
 
 def similar_to(services, image_id: int, *, collection: str | None = None, space: str | None = None, k: int = 10,

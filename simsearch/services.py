@@ -50,15 +50,20 @@ class Services:
             self._indexes = IndexCache(self.settings.index_dir)
         return self._indexes
 
-    def index(self, collection_id: int, space: str, *, verify: bool | None = None):
-        """The checked index of (collection, space): rebuilt from the database when needed."""
+    def index(self, collection_id: int, space: str, *, verify: bool | None = None, state_generation=...):
+        """The checked index of (collection, space): rebuilt from the database when needed.
+
+        ``state_generation``: the generation in ``index_states`` that the caller has just read
+        (``None``: no row), to save this method the query."""
         key = (collection_id, space)
         cached = self.indexes.cached(collection_id, space)
         if cached is not None and verify is not True:
             fresh = time.monotonic() - self._verified_at.get(key, 0.0) < VERIFY_INTERVAL
-            with self.db.session() as s:
-                state = repo.index_state(s, collection_id, space)
-            if state is not None and state.generation == cached.generation and (fresh or verify is False):
+            if state_generation is ...:
+                with self.db.session() as s:
+                    state = repo.index_state(s, collection_id, space)
+                state_generation = state.generation if state is not None else None
+            if state_generation is not None and state_generation == cached.generation and (fresh or verify is False):
                 return cached
         return self.sync_index(collection_id, space)
 
