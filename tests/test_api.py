@@ -302,6 +302,27 @@ def test_search_by_upload(client, pets):
     assert all(h["label"] == "dogs" for h in resp.get_json()["results"])
 
 
+def test_search_with_the_image_as_the_request_body(client, pets):
+    query = dataset_files(CATS_DOGS / "cats", 1, start=150)[0].read_bytes()
+    multipart = client.post("/api/collections/pets/search", data={"image": (io.BytesIO(query), "q.jpg"), "k": "5"},
+                            content_type="multipart/form-data").get_json()
+    resp = client.post("/api/collections/pets/search?k=5&filename=held-out.jpg", data=query, content_type="image/jpeg")
+    assert resp.status_code == 200, resp.get_json()
+    raw = resp.get_json()
+    assert raw["query"] == {"filename": "held-out.jpg", "bytes": len(query)} and raw["k"] == 5
+    assert [h["image_id"] for h in raw["results"]] == [h["image_id"] for h in multipart["results"]]
+    resp = client.post("/api/collections/pets/search?label=dogs", data=query, content_type="application/octet-stream")
+    assert resp.status_code == 200 and {h["label"] for h in resp.get_json()["results"]} == {"dogs"}
+    assert resp.get_json()["query"]["filename"] is None
+    err = assert_error(client.post("/api/collections/pets/search?filename=notes.jpg", data=b"plain text, not a photo",
+                                   content_type="image/jpeg"), 400, "bad_image", "image")
+    assert err["details"]["file"] == "notes.jpg"
+    assert_error(client.post("/api/collections/pets/search", data=b"", content_type="image/png"), 400, "invalid_input", "image")
+    assert_error(client.post("/api/collections/pets/search?k=0", data=query, content_type="image/jpeg"), 400, "invalid_input", "k")
+    assert_error(client.post("/api/collections/nope/search", data=query, content_type="image/jpeg"), 404, "not_found", "collection")
+    assert_error(client.post("/api/collections/pets/search", data=query, content_type="text/plain"), 400, "invalid_input", "image")
+
+
 def test_search_refuses_bad_uploads(client, pets):
     def post(data, name="q.jpg", **fields):
         return client.post("/api/collections/pets/search", data={"image": (io.BytesIO(data), name), **fields},

