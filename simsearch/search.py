@@ -127,7 +127,8 @@ def _lookup(services, collection: str, space: str | None, label: str | None) -> 
     found = hot.search_target(services.db, collection, wanted)
     if found is None:
         with services.db.session() as s:
-            repo.get_collection(s, collection)  # raises NotFound, naming the known collections
+            coll = repo.get_collection(s, collection)  # raises NotFound, naming the known collections
+        found = hot.SearchTarget(coll.id, False, None)  # created in between: the general path below
     if found.has_vectors:
         return _target(services, found.collection_id, wanted, label, state_generation=found.index_generation)
     return _target(services, found.collection_id, resolve_space(services, found.collection_id, space), label)
