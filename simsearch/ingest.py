@@ -225,6 +225,7 @@ class Ingester:
             else:
                 run = s.get(IngestRun, run_id)
             run.status, run.total, run.started_at, run.updated_at = "running", len(files), utcnow(), utcnow()
+            run.processed = 0  # (a resumed run starts counting again; what was stored counts as skipped)
             run.spaces = self.spaces
             coll_id, run_id = coll.id, run.id
             known = repo.known_hashes(s, coll_id)
@@ -407,5 +408,7 @@ class Ingester:
             run = s.get(IngestRun, run_id)
             if run is None:
                 return
-            run.status, run.message, run.finished_at, run.updated_at = status, message, utcnow(), utcnow()
+            run.status, run.finished_at, run.updated_at = status, utcnow(), utcnow()
+            if message is not None or status == "failed":
+                run.message = message  # (a resumed run that finishes keeps the note that it was resumed)
             run.added, run.skipped, run.failed, run.errors = report.added, report.skipped, report.failed, list(report.errors)

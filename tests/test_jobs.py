@@ -180,6 +180,56 @@ def test_worker_command_needs_redis_url(tmp_path):
     assert proc.returncode == 2 and "SIMSEARCH_REDIS_URL" in proc.stderr
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
+    """A job whose in-process runner died half-way (simulated: the row says running, owned by a
+    process that no longer exists, and some images are missing) is resumed by the next app on this
+    host, on its first request, and only by one of several."""
+    import socket
+
+    from sqlalchemy import update
+
+    from simsearch.web.jobs import this_process
+
+    app = make_app()
+    client = app.test_client()
+    job_id = upload(client, "resume", pets_files(4), labels="folders").get_json()["job_id"]
+    assert wait_job(client, job_id)["status"] == "done"
+    images = client.get("/api/collections/resume/images?per_page=100").get_json()["images"]
+    for img in images[:3]:  # the part the dead process had not stored yet
+        assert client.delete(f"/api/images/{img['id']}").status_code == 200
+    host = socket.gethostname()
+    svc = app.extensions["simsearch"]
+    with svc.db.session() as s:
+        s.execute(update(IngestRun).where(IngestRun.id == job_id).values(
+            status="running", processed=5, owner=f"thread:{host}:{_dead_pid()}:0123456789ab"))
+        # unfinished jobs that must be left alone: a live process's, and another machine's
+        for source, owner in (("live", f"thread:{host}:{os.getppid()}:0123456789ab"),
+                              ("elsewhere", "thread:elsewhere:1:0123456789ab")):
+            s.add(IngestRun(collection_id=1, source=source, spaces=["efficientnet_lite0"], status="running", total=1,
+                            owner=owner))
+
+    other = make_app()  # the restarted server: its first request resumes the job
+    assert other.test_client().get("/api/health").status_code == 200
+    job = wait_job(other.test_client(), job_id)
+    assert job["status"] == "done", job
+    assert (job["processed"], job["added"], job["skipped"], job["failed"]) == (8, 3, 5, 0)
+    assert "resumed after the process running it stopped" in job["message"]
+    assert len(client.get("/api/collections/resume/images?per_page=100").get_json()["images"]) == 8
+    with svc.db.session() as s:
+        runs = {r.source: r for r in s.query(IngestRun)}
+    assert runs["live"].status == runs["elsewhere"].status == "running"
+    assert runs["live"].owner.startswith(f"thread:{host}:{os.getppid()}:") and runs["elsewhere"].owner.startswith("thread:elsewhere:")
+    assert runs[job["source"]].owner == this_process()
+    assert other.extensions["simsearch_jobs"].recover() == []  # nothing left to take over
+    assert app.extensions["simsearch_jobs"].recover() == []
+
+
 def test_a_running_job_without_progress_for_ten_minutes_is_flagged_stale():
     from datetime import datetime, timedelta, timezone
 
@@ -191,6 +241,6 @@ def test_a_running_job_without_progress_for_ten_minutes_is_flagged_stale():
     assert job_dict(live, "c")["stale"] is False
     live.updated_at = now - timedelta(minutes=11)
     stale = job_dict(live, "c")
-    assert stale["stale"] is True and "ingesting the same files again resumes it" in stale["message"]
+    assert stale["stale"] is True and "resumes when the web app restarts" in stale["message"]
     live.status = "done"
     assert job_dict(live, "c")["stale"] is False

@@ -132,3 +132,47 @@ def test_concurrent_first_searches_load_the_model_once(server_env, sqlite_settin
         assert len({tuple(h["image_id"] for h in a.json()["results"]) for a in answers}) == 1
     finally:
         stop(proc)
+
+
+@pytest.mark.model
+def test_an_ingest_job_killed_with_its_server_resumes_when_the_server_restarts(server_env):
+    from tests.conftest import CATS_DOGS, dataset_files
+
+    env = dict(server_env, SIMSEARCH_MAX_UPLOAD_MB="50")
+    files = dataset_files(CATS_DOGS / "cats", 50) + dataset_files(CATS_DOGS / "dogs", 50)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = start(cmd, env)
+    try:
+        wait_up(f"{base}/api/health", proc)
+        upload = [("files", (f"{p.parent.name}/{p.name}", p.read_bytes())) for p in files]
+        resp = requests.post(f"{base}/api/collections/killed/ingest", files=upload,
+                             data={"labels": "folders", "batch_size": "4"}, timeout=120)
+        assert resp.status_code == 202, resp.text
+        job_url = f"{base}/api/jobs/{resp.json()['job_id']}"
+        deadline = time.monotonic() + 300
+        while (job := requests.get(job_url, timeout=10).json())["processed"] < 8:
+            assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL mid-job: no clean-up of any kind
+        proc.wait()
+    finally:
+        stop(proc)
+    proc = start(cmd, env)
+    try:
+        wait_up(f"{base}/api/health", proc)
+        deadline = time.monotonic() + 300
+        while (job := requests.get(job_url, timeout=10).json())["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job["status"] == "done" and job["processed"] == 100 and job["failed"] == 0, job
+        assert "resumed" in job["message"] and job["added"] + job["skipped"] == 100
+        page = requests.get(f"{base}/api/collections/killed/images?per_page=500", timeout=30).json()
+        assert page["total"] == 100 and len({i["path"] for i in page["images"]}) == 100
+        assert {i["status"] for i in page["images"]} == {"ok"}
+        hits = requests.post(f"{base}/api/collections/killed/search?k=3", data=files[0].read_bytes(),
+                             headers={"Content-Type": "image/jpeg"}, timeout=60).json()["results"]
+        assert hits[0]["score"] > 0.999  # the index holds the vectors of both runs
+    finally:
+        stop(proc)

@@ -35,6 +35,9 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if services.settings.api_keys else "no API keys (open writes from this machine's clients)"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
+    runner = app.extensions["simsearch_jobs"]
+    if hasattr(runner, "recover_once"):  # resume at once, not on the first request
+        runner.recover_once()
     app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
 
 

@@ -112,6 +112,9 @@ def create_app(config: dict | Settings | None = None):
     register_error_handlers(app)
     app.before_request(_single_query_threads(int(app.config.get("SIMSEARCH_SEARCH_THREADS", 1))))
     app.before_request(security.check_request)
+    jobs = app.extensions["simsearch_jobs"]
+    if hasattr(jobs, "recover_once"):  # in-process runner: resume jobs of a stopped process
+        app.before_request(jobs.recover_once)
     app.jinja_env.globals.update(security.jinja_globals())
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(docs_bp, url_prefix="/api")

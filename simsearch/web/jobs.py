@@ -9,8 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+
+from sqlalchemy import select, update
 
 from simsearch.errors import SimsearchError
 from simsearch.store import repo
@@ -27,16 +32,56 @@ class QueueUnavailable(SimsearchError):
     http_status = 503
 
 
+_TOKENS: dict[int, str] = {}
+
+
+def this_process() -> str:
+    """The owner name of jobs run by this process: host, pid and a random token (a restarted
+    container can give the new process the old one's pid; the token tells them apart)."""
+    pid = os.getpid()
+    token = _TOKENS.setdefault(pid, uuid.uuid4().hex[:12])
+    return f"thread:{socket.gethostname()}:{pid}:{token}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """Whether the in-process runner named ``owner`` (on this host) has certainly stopped."""
+    try:
+        kind, host, pid_text, _token = owner.split(":")
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if kind != "thread" or host != socket.gethostname():
+        return False  # another machine's process: cannot tell
+    if pid == os.getpid():
+        return owner != this_process()  # an earlier process that had this pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
 class ThreadRunner:
-    """Runs jobs in this process, ``threads`` at a time (the ingest itself uses several threads)."""
+    """Runs jobs in this process, ``threads`` at a time (the ingest itself uses several threads).
+
+    Each job it takes is marked with this process as its owner. :meth:`recover` (run by the web app
+    on the first request a process serves) resumes the unfinished jobs of a runner on this host
+    whose process has stopped (killed, crashed, restarted): ingest is idempotent, so what was
+    committed before is skipped and the rest is ingested."""
 
     kind = "thread"
 
     def __init__(self, services, threads: int = 1):
         self.services = services
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="simsearch-job")
+        self._recovered = False
+        self._recover_lock = threading.Lock()
 
     def submit(self, run_id: int, options: dict) -> None:
+        with self.services.db.session() as s:
+            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
         self.pool.submit(self._run, run_id, options)
 
     def _run(self, run_id: int, options: dict) -> None:
@@ -44,6 +89,44 @@ class ThreadRunner:
             execute_run(self.services, run_id, batch_size=options.get("batch_size"))
         except Exception:
             log.exception("ingest job %s failed", run_id)
+
+    def recover_once(self) -> None:
+        """:meth:`recover`, the first time this is called in this process (cheap afterwards)."""
+        if self._recovered:
+            return
+        with self._recover_lock:
+            if self._recovered:
+                return
+            self._recovered = True
+            try:
+                self.recover()
+            except Exception:  # never fail the request that triggered it
+                log.exception("could not check for interrupted ingest jobs")
+
+    def recover(self) -> list[int]:
+        """Take over and queue again the unfinished jobs of stopped runners on this host; returns
+        their ids. Each is claimed with a conditional update, so of several processes starting at
+        once (gunicorn workers) exactly one resumes it."""
+        me = this_process()
+        with self.services.db.session() as s:
+            candidates = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total)
+                                   .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.is_not(None))).all()
+        resumed = []
+        for run_id, owner, processed, total in candidates:
+            if owner == me or not _owner_is_gone(owner):
+                continue
+            message = (f"resumed after the process running it stopped ({processed} of {total} files were done; "
+                       "images stored before count as skipped)")
+            with self.services.db.session() as s:
+                claimed = s.execute(update(IngestRun)
+                                    .where(IngestRun.id == run_id, IngestRun.owner == owner,
+                                           IngestRun.status.in_(("queued", "running")))
+                                    .values(owner=me, status="queued", message=message, updated_at=utcnow())).rowcount
+            if claimed == 1:
+                log.warning("ingest job %s: %s", run_id, message)
+                self.pool.submit(self._run, run_id, {})
+                resumed.append(run_id)
+        return resumed
 
     def shutdown(self, wait: bool = True) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
@@ -147,7 +230,8 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
     message = run.message
     if stale:
         message = (f"no progress for over {STALE_AFTER_SECONDS // 60} minutes: the process running this job "
-                   "probably stopped; everything committed is kept, and ingesting the same files again resumes it")
+                   "probably stopped; everything committed is kept. An in-process job resumes when the web app "
+                   "restarts on the same host; otherwise ingesting the same files again resumes it")
     return {
         "id": run.id,
         "status": run.status,
