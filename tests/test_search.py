@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import select
 
 from simsearch.errors import ImageDecodeError, NotFound
 from simsearch.ingest import Ingester, files_from_folder
 from simsearch.search import embed_bytes, search_image, search_vector
 from simsearch.services import Services
 from simsearch.store import hot, repo
+from simsearch.store.models import Image
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 
 pytestmark = pytest.mark.model
@@ -42,7 +44,7 @@ def test_hot_reads_agree_with_the_orm(pets):
     ids = repo.vector_ids(pets.db.sessionmaker(), coll.id, SPACE)
     rows = hot.hit_rows(pets.db, [int(i) for i in ids] + [987654])
     with pets.db.session() as s:
-        orm = repo.images_by_id(s, [int(i) for i in ids])
+        orm = {img.id: img for img in s.scalars(select(Image).where(Image.id.in_([int(i) for i in ids])))}
     assert set(rows) == set(orm) and 987654 not in rows
     assert all(rows[i] == (img.source_path, img.label, img.width, img.height) for i, img in orm.items())
     assert hot.hit_rows(pets.db, []) == {}

@@ -163,12 +163,6 @@ def labels_for(session: Session, ids: np.ndarray) -> list[str | None]:
     return [mapping.get(i) for i in id_list]
 
 
-def images_by_id(session: Session, ids: list[int]) -> dict[int, Image]:
-    if not ids:
-        return {}
-    return {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
-
-
 def index_state(session: Session, collection_id: int, space: str) -> IndexState | None:
     return session.get(IndexState, (collection_id, space))
 

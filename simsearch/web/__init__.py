@@ -110,11 +110,11 @@ def create_app(config: dict | Settings | None = None):
     app.extensions["simsearch_tasks"] = ThreadPoolExecutor(1, thread_name_prefix="simsearch-task")
 
     register_error_handlers(app)
-    app.before_request(_single_query_threads(int(app.config.get("SIMSEARCH_SEARCH_THREADS", 1))))
-    app.before_request(security.check_request)
     jobs = app.extensions["simsearch_jobs"]
     if hasattr(jobs, "recover_once"):  # in-process runner: resume jobs of a stopped process
         app.before_request(jobs.recover_once)
+    app.before_request(_single_query_threads(int(app.config.get("SIMSEARCH_SEARCH_THREADS", 1))))
+    app.before_request(security.check_request)
     app.jinja_env.globals.update(security.jinja_globals())
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(docs_bp, url_prefix="/api")
