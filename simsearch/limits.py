@@ -1,0 +1,184 @@
+"""Every limit on user input, declared once, for the CLI and the JSON API alike.
+
+Each limit is a pydantic annotated type: the API's request schemas (:mod:`simsearch.web.schemas`)
+are built from them, so the OpenAPI document, the request validation and the 400s come from the
+same declaration, and the CLI checks its options with :func:`check` against the same types, so
+``simsearch cluster --k 500`` and ``GET .../clusters?k=500`` are refused with the same message.
+
+No Flask here (the CLI imports this module); only pydantic and :mod:`simsearch.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from simsearch.errors import InvalidInput
+
+# ---- numbers ----------------------------------------------------------------------------------
+
+SEARCH_K_MAX = 1000
+CLUSTER_K_MIN, CLUSTER_K_MAX = 2, 200
+BATCH_SIZE_MAX = 256
+PER_PAGE_MAX, PER_PAGE_DEFAULT = 500, 50
+PAGE_MAX = 10_000_000
+JOBS_LIMIT_MAX, JOBS_LIMIT_DEFAULT = 200, 20
+LABEL_IDS_MAX = 100_000
+# Row ids are 64-bit on SQLite and PostgreSQL (BIGINT/INTEGER PRIMARY KEY); larger ones cannot exist.
+ID_MAX = 2**63 - 1
+
+NO_NUL = r"^[^\x00]*$"
+
+SearchK = Annotated[int, Field(ge=1, le=SEARCH_K_MAX, description="Number of results.")]
+BatchSize = Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX, description="Images per model forward pass.")]
+Page = Annotated[int, Field(ge=1, le=PAGE_MAX, description="Page number (from 1).")]
+PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX, description="Items per page.")]
+JobsLimit = Annotated[int, Field(ge=1, le=JOBS_LIMIT_MAX, description="How many jobs.")]
+Id = Annotated[int, Field(ge=1, le=ID_MAX)]
+
+
+def _cluster_k(value: Any) -> int | str:
+    message = f"k must be 'auto' or a whole number >= {CLUSTER_K_MIN} and <= {CLUSTER_K_MAX}, not {{given}}"
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return "auto"
+    if isinstance(value, bool):
+        raise PydanticCustomError("cluster_k", message, {"given": repr(value)})
+    try:
+        k = int(value.strip()) if isinstance(value, str) else value
+    except ValueError:
+        raise PydanticCustomError("cluster_k", message, {"given": repr(value)}) from None
+    if not isinstance(k, int) or not CLUSTER_K_MIN <= k <= CLUSTER_K_MAX:
+        raise PydanticCustomError("cluster_k", message, {"given": repr(value) if not isinstance(k, int) else str(k)})
+    return k
+
+
+ClusterK = Annotated[
+    int | Literal["auto"],
+    BeforeValidator(_cluster_k),
+    WithJsonSchema({"oneOf": [{"type": "string", "enum": ["auto"]},
+                              {"type": "integer", "minimum": CLUSTER_K_MIN, "maximum": CLUSTER_K_MAX}],
+                    "description": "Number of clusters, or `auto` (chosen by silhouette over k = 2..10)."}),
+]
+
+# ---- names and text ---------------------------------------------------------------------------
+
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+COLLECTION_NAME_RULE = "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, description=f"Collection name: {COLLECTION_NAME_RULE}.")]
+
+LABEL_MAX = 200
+# at least one character that is not white space; no NUL anywhere (PostgreSQL text cannot hold it)
+LABEL_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX, pattern=LABEL_PATTERN,
+                             description="A label: 1-200 characters, not only white space (trimmed).")]
+DESCRIPTION_MAX = 10_000
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
+# a backbone name, optionally with '@avg' or '@max' pooling (checked against the registry by the caller)
+BACKBONE_PATTERN = r"^[A-Za-z0-9_]{1,64}(@(avg|max))?$"
+Backbone = Annotated[str, Field(max_length=70, pattern=BACKBONE_PATTERN,
+                                description="Backbone (embedding space), optionally with `@max` or `@avg` pooling.")]
+Pooling = Literal["avg", "max"]
+FILENAME_MAX = 255
+Filename = Annotated[str, Field(max_length=FILENAME_MAX, pattern=NO_NUL)]
+META_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}$"
+
+_PATTERN_RULES = {
+    COLLECTION_NAME_PATTERN: COLLECTION_NAME_RULE,
+    LABEL_PATTERN: "it needs a character that is not white space, and no NUL characters",
+    NO_NUL: "NUL characters are not allowed",
+    BACKBONE_PATTERN: "a backbone name (letters, digits, '_'), optionally followed by '@avg' or '@max'",
+    META_KEY_PATTERN: "use letters, digits, '_', '-', '.', ' '",
+}
+
+
+# ---- checking and messages --------------------------------------------------------------------
+
+def where(loc: tuple) -> str:
+    """``('image_ids', 3)`` -> ``image_ids[3]``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def describe(error: dict, name: str | None = None, *, unknown: str = "field") -> str:
+    """One sentence for one pydantic error, naming the field: the CLI and the API say the same."""
+    name = name or where(tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))))
+    kind, ctx, given = error["type"], error.get("ctx") or {}, error.get("input")
+    shown = repr(given[:60] + ("..." if len(given) > 60 else "")) if isinstance(given, str) else repr(given)
+    if kind == "missing":
+        return f"{name} is required"
+    if kind == "extra_forbidden":
+        return f"unknown {unknown} {name!r}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number, not {shown}"
+    if kind in ("float_parsing", "float_type"):
+        return f"{name} must be a number, not {shown}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        op = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
+        bound = ctx.get({"greater_than_equal": "ge", "less_than_equal": "le", "greater_than": "gt", "less_than": "lt"}[kind])
+        return f"{name} must be {op} {bound}, not {given}"
+    if kind == "string_too_long":
+        return f"{name} is too long (at most {ctx.get('max_length')} characters)"
+    if kind == "string_too_short":
+        return f"{name} must not be empty" if ctx.get("min_length") == 1 else f"{name} is too short (at least {ctx.get('min_length')} characters)"
+    if kind == "string_pattern_mismatch":
+        rule = _PATTERN_RULES.get(ctx.get("pattern"), f"it must match {ctx.get('pattern')}")
+        return f"{name} {shown} is not valid: {rule}"
+    if kind == "string_type":
+        return f"{name} must be a string"
+    if kind in ("literal_error", "enum"):
+        return f"{name} must be {ctx.get('expected')}, not {shown}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{name} must be true or false"
+    if kind in ("list_type", "tuple_type"):
+        return f"{name} must be a list"
+    if kind == "too_short":
+        return f"{name} must have at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"{name} has too many items (at most {ctx.get('max_length')})"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{name} must be a JSON object" if name != "body" else "the request body must be a JSON object"
+    if kind == "json_invalid":
+        return f"the request body is not valid JSON: {ctx.get('error', error.get('msg'))}"
+    if kind == "json_type":
+        return f"{name} must be JSON"
+    if kind == "none_required":
+        return f"{name} must be null"
+    msg = error.get("msg") or "is not valid"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if kind == "cluster_k" or msg.startswith(name):
+        return msg
+    return f"{name}: {msg}"
+
+
+def invalid_input(exc: ValidationError, *, name: str | None = None, unknown: str = "field") -> InvalidInput:
+    """The :class:`InvalidInput` for a pydantic error: the first problem in the message and
+    ``field``, every problem in ``details.errors`` when there are several."""
+    items = []
+    for err in exc.errors(include_url=False, include_context=True):
+        loc = tuple(err["loc"])
+        items.append({"field": name or (str(loc[0]) if loc else "body"),
+                      "message": describe(err, name, unknown=unknown)})
+    first = items[0] if items else {"field": name or "body", "message": "invalid input"}
+    return InvalidInput(first["message"], field=first["field"], details={"errors": items} if len(items) > 1 else None)
+
+
+# Python's re (not pydantic's default Rust engine) so that "white space" means what str.strip() strips
+CONFIG = ConfigDict(regex_engine="python-re")
+_ADAPTERS: dict[Any, TypeAdapter] = {}
+
+
+def check(limit: Any, value: Any, name: str, *, strict: bool = False) -> Any:
+    """``value`` validated against one limit (a type from this module), or :class:`InvalidInput`
+    naming ``name``: the CLI's options go through here."""
+    adapter = _ADAPTERS.get(limit)
+    if adapter is None:
+        adapter = _ADAPTERS[limit] = TypeAdapter(limit, config=CONFIG)
+    try:
+        return adapter.validate_python(value, strict=strict)
+    except ValidationError as exc:
+        raise invalid_input(exc, name=name) from None

@@ -1,0 +1,142 @@
+"""Responses of the analysis endpoints: clusters, map, evaluation, comparison (see
+:mod:`simsearch.study` for how each is computed and cached)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Score = float | None  # a metric; null where it cannot be computed
+
+
+class SilhouetteSweep(BaseModel):
+    ks: list[int] = Field(description="The k tried (2..10, below the number of images).")
+    scores: list[float] = Field(description="Mean silhouette at each k (cosine, on a sample).")
+    best_k: int
+    sample_size: int
+    seconds: float
+
+
+class Cluster(BaseModel):
+    cluster: int
+    size: int
+    representatives: list[int] = Field(description="Image ids nearest the cluster's centre.")
+    members: list[int] = Field(description="Every image id in the cluster.")
+
+
+class Clusters(BaseModel):
+    """k-means clusters of a collection's vectors (k chosen by silhouette when `k=auto`)."""
+
+    collection: str
+    backbone: str
+    k: int
+    auto: bool = Field(description="k was chosen by the silhouette sweep.")
+    silhouette_at_k: Score
+    silhouette: SilhouetteSweep
+    n_images: int
+    clusters: list[Cluster]
+    cached: bool = Field(description="Served from the analysis cache (the vectors did not change).")
+
+
+class Map(BaseModel):
+    """2-D map (t-SNE): parallel arrays, one entry per image; coordinates rounded to 4 significant digits."""
+
+    collection: str
+    backbone: str
+    method: str = Field(description="`tsne` or `pca`.")
+    n: int
+    ids: list[int]
+    x: list[float | None]
+    y: list[float | None]
+    labels: list[str | None]
+    clusters: list[int] = Field(description="Cluster of each image at the automatically chosen k.")
+    k: int
+    seconds: float | None = Field(description="Time the projection took when it was computed.")
+    cached: bool
+
+
+class ExternalScores(BaseModel):
+    """Agreement of k-means clusters with the labels."""
+
+    k: int
+    ari: float = Field(description="Adjusted Rand index.")
+    nmi: float = Field(description="Normalised mutual information.")
+    homogeneity: float
+    completeness: float
+    v_measure: float
+    n_samples: int
+    n_classes: int
+    n_clusters: int
+
+
+class LabelScores(BaseModel):
+    model_config = ConfigDict(extra="allow")  # knn_precision_at_<k> is named after its k
+
+    at_best_k: ExternalScores
+    at_n_labels: ExternalScores | None
+    knn_precision_at_10: float = Field(description="Leave-one-out kNN precision@10 over the labelled images.")
+    precision_k: int = Field(description="The k actually used (fewer when there are few labelled images).")
+
+
+class Evaluation(BaseModel):
+    """Retrieval and clustering quality against the labels."""
+
+    collection: str
+    backbone: str
+    n_images: int
+    silhouette: SilhouetteSweep
+    best_k: int
+    n_labelled: int
+    n_labels: int
+    labels: LabelScores | None = Field(description="Null without at least two distinct labels (see `note`).")
+    note: str | None = None
+
+
+class Embedding(BaseModel):
+    embedded: int
+    failed: int
+    errors: list[dict]
+
+
+class PanelMap(BaseModel):
+    ids: list[int]
+    x: list[float | None]
+    y: list[float | None]
+    labels: list[str | None]
+    clusters: list[int]
+    k: int
+
+
+class BackbonePanel(BaseModel):
+    """One backbone's column in the comparison; `available: false` with a `reason` (no vectors,
+    no weights) and no scores otherwise."""
+
+    backbone: str
+    dim: int
+    input_size: int
+    available: bool
+    reason: str | None
+    n_images: int | None = None
+    silhouette: SilhouetteSweep | None = None
+    best_k: int | None = None
+    labels: LabelScores | None = None
+    embed_seconds_per_image: float | None = None
+    embed_seconds_total: float | None = None
+    embedding: Embedding | None = None
+    map: PanelMap | None = None
+
+
+class NeighbourOverlap(BaseModel):
+    a: str
+    b: str
+    k: int
+    n: int = Field(description="Images with vectors in both spaces.")
+    jaccard: float = Field(description="Mean Jaccard overlap of the k nearest neighbours.")
+
+
+class Comparison(BaseModel):
+    """Side-by-side evaluation of several backbones on one collection."""
+
+    collection: str
+    n_images: int
+    backbones: list[BackbonePanel]
+    neighbour_overlap: list[NeighbourOverlap]

@@ -1,0 +1,129 @@
+"""Request parameters and bodies. Every query model forbids unknown parameters (400 naming them);
+the limits are :mod:`simsearch.limits`'s, shared with the CLI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from apiflask.fields import UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from simsearch import limits as L
+
+__all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
+           "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ServerPathIngest", "UploadIngest",
+           "SearchUpload", "PATH_PARAMETERS"]
+
+# comma-separated backbone names (forms and query strings), e.g. `efficientnet_lite0,mobilenet_v2@max`
+BACKBONE_LIST_PATTERN = r"^[A-Za-z0-9_]{1,64}(@(avg|max))?(,[A-Za-z0-9_]{1,64}(@(avg|max))?)*$"
+BackboneNames = Annotated[str, Field(max_length=2000, pattern=BACKBONE_LIST_PATTERN,
+                                     description="Backbone names, comma-separated.")]
+LabelFilter = Annotated[str, Field(max_length=L.LABEL_MAX, pattern=L.NO_NUL, description="Only images with this label.")]
+ServerPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*\S[^\x00]*$",
+                                  description="A folder inside the administrator's allowed root (absolute, or relative to it).")]
+LabelsOption = Literal["folders", "none"]
+CsrfToken = Annotated[str, Field(max_length=200, description="Browser sessions only: the page's CSRF token.")]
+
+# Path parameters (URL converters give strings and digits; these add the documented limits).
+PATH_PARAMETERS = {"name": L.CollectionName, "image_id": L.Id, "job_id": L.Id}
+
+
+class Query(BaseModel):
+    """Query parameters: unknown ones are refused."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+class NoQuery(Query):
+    """No query parameters."""
+
+
+class ImagesQuery(Query):
+    label: LabelFilter | None = None
+    status: Literal["ok", "failed"] | None = Field(None, description="Only images with this status.")
+    page: L.Page = 1
+    per_page: L.PerPage = L.PER_PAGE_DEFAULT
+    meta: dict[Annotated[str, Field(pattern=L.META_KEY_PATTERN)], Annotated[str, Field(max_length=1000, pattern=L.NO_NUL)]] | None = Field(
+        None, description="Metadata filters as `meta[<key>]=<value>` or `meta.<key>=<value>` (e.g. "
+                          "`meta.photographer=Ann`); all must match.",
+        json_schema_extra={"x-style": "deepObject"})
+
+
+class AnalysisQuery(Query):
+    backbone: L.Backbone | None = Field(None, description="Backbone (embedding space); default: the collection's only one.")
+
+
+class SimilarQuery(AnalysisQuery):
+    k: L.SearchK = 10
+    label: LabelFilter | None = None
+
+
+class SearchQuery(SimilarQuery):
+    filename: L.Filename | None = Field(None, description="With a raw image body: the file name to report in errors "
+                                                         "and in `query.filename`.")
+
+
+class ClustersQuery(AnalysisQuery):
+    k: L.ClusterK = "auto"
+
+
+class ComparisonQuery(Query):
+    backbones: BackboneNames | None = Field(None, description="Comma-separated backbones; default: all of the collection's.")
+
+
+class JobsQuery(Query):
+    collection: L.CollectionName | None = Field(None, description="Only this collection's jobs.")
+    limit: L.JobsLimit = L.JOBS_LIMIT_DEFAULT
+
+
+class Body(BaseModel):
+    """A JSON request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+class NewCollection(Body):
+    name: L.CollectionName
+    description: L.Description | None = None
+
+
+class Labels(Body):
+    image_ids: list[L.Id] = Field(min_length=1, max_length=L.LABEL_IDS_MAX, description="The images to label.")
+    label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
+
+
+class ServerPathIngest(Body):
+    server_path: ServerPath
+    backbones: list[L.Backbone] | BackboneNames | None = Field(None, description="Backbone(s); default: the server default.")
+    backbone: BackboneNames | None = None
+    pooling: L.Pooling | None = None
+    labels: LabelsOption | None = Field(None, description="`folders`: label each image by its folder.")
+    label: L.Label | None = Field(None, description="One label for every image (folders win when labels=folders).")
+    batch_size: L.BatchSize | None = None
+
+
+class Form(BaseModel):
+    """A multipart form: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+class UploadIngest(Form):
+    files: list[UploadFile] | None = Field(None, description="Image files (repeat the field).")
+    archive: UploadFile | None = Field(None, description="One .zip of images (instead of files).")
+    backbone: list[BackboneNames] | None = Field(None, description="Backbone(s), comma-separated or repeated; "
+                                                                   "default: the server default.")
+    backbones: list[BackboneNames] | None = None
+    pooling: L.Pooling | None = None
+    labels: LabelsOption | None = Field(None, description="`folders`: label each image by its folder in the upload.")
+    label: L.Label | None = Field(None, description="One label for every image (folders win when labels=folders).")
+    batch_size: L.BatchSize | None = None
+    csrf_token: CsrfToken | None = None
+
+
+class SearchUpload(Form):
+    image: UploadFile = Field(description="The query image.")
+    k: L.SearchK | None = None
+    backbone: L.Backbone | None = None
+    label: LabelFilter | None = None
+    csrf_token: CsrfToken | None = None

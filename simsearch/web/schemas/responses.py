@@ -1,0 +1,210 @@
+"""Response bodies. Fields without a default are required; extra keys are allowed (additions are
+backwards compatible), but every key the API sends is listed here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["Error", "ErrorDetail", "Health", "Backbone", "BackboneList", "BackboneSpace", "Collection", "CollectionList",
+           "CollectionDetail", "LabelCount", "CollectionDeleted", "Image", "ImageDetail", "ImagePage", "ImageFilters",
+           "ImageDeleted", "Hit", "SimilarQueryImage", "SimilarResult", "SearchQueryFile", "SearchResult", "LabelsResult",
+           "Job", "JobError", "JobList", "JobAccepted"]
+
+Timestamp = str  # ISO 8601 in UTC, e.g. 2026-01-31T12:00:00Z
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `not_found`, `invalid_input`, `bad_image`.")
+    message: str = Field(description="What went wrong, for people (names the field or file and why).")
+    field: str | None = Field(None, description="The request field at fault, when there is one.")
+    details: Any = Field(None, description="Extra structured information (e.g. every problem, the refused zip entry).")
+
+
+class Error(BaseModel):
+    """Every error: one shape."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    database: str = Field(description="The database dialect (`sqlite`, `postgresql`).")
+    jobs: Literal["thread", "rq"] = Field(description="Where ingest jobs run: in-process threads or RQ workers.")
+
+
+class Backbone(BaseModel):
+    name: str
+    input_size: int
+    dim: int = Field(description="Length of the embedding vector.")
+    family: str
+    weights_available: bool
+    weights_note: str | None = Field(description="Why the weights are not available, or how they are had.")
+    loaded: bool = Field(description="The model is loaded in this process.")
+    default: bool = Field(description="The server's default backbone for ingest.")
+
+
+class BackboneList(BaseModel):
+    backbones: list[Backbone]
+
+
+class BackboneSpace(BaseModel):
+    vectors_in_db: int
+    vectors_in_index: int | None = Field(description="Vectors in this process's open index (null: not opened yet).")
+
+
+class Collection(BaseModel):
+    name: str
+    id: int
+    description: str | None
+    created_at: Timestamp | None
+    images_ok: int
+    images_failed: int
+    backbones: dict[str, BackboneSpace] = Field(description="Vector counts per backbone (embedding space).")
+
+
+class CollectionList(BaseModel):
+    collections: list[Collection]
+
+
+class LabelCount(BaseModel):
+    label: str | None
+    count: int
+
+
+class JobError(BaseModel):
+    file: str
+    reason: str
+
+
+class Job(BaseModel):
+    id: int
+    status: Literal["queued", "running", "done", "failed"]
+    collection: str | None
+    backbones: list[str]
+    source: str | None
+    total: int
+    processed: int
+    failed: int
+    added: int
+    skipped: int
+    rate: float = Field(description="Images processed per second.")
+    eta_seconds: float | None
+    errors: list[JobError] = Field(description="Per-file errors (the first ones).")
+    errors_total: int
+    created_at: Timestamp | None
+    started_at: Timestamp | None
+    updated_at: Timestamp | None
+    finished_at: Timestamp | None
+    message: str | None
+    stale: bool = Field(description="Running, but no progress for 10 minutes: its process probably stopped.")
+
+
+class CollectionDetail(Collection):
+    labels: list[LabelCount] = Field(description="Labels of the collection's images, most common first.")
+    recent_jobs: list[Job]
+
+
+class CollectionDeleted(BaseModel):
+    deleted: str = Field(description="The collection's name.")
+    images: int = Field(description="How many images were deleted with it.")
+
+
+class Image(BaseModel):
+    id: int
+    collection: str | None
+    path: str = Field(description="Where the image came from (file name or path as ingested).")
+    label: str | None
+    width: int | None
+    height: int | None
+    status: Literal["ok", "failed"]
+    error: str | None = Field(description="Why the image failed to ingest.")
+    meta: dict[str, Any] = Field(description="Metadata from the ingest (e.g. CSV columns).")
+    created_at: Timestamp | None
+    thumbnail_url: str | None
+
+
+class ImageDetail(Image):
+    backbones: list[str] = Field(description="Backbones (embedding spaces) with a vector for this image.")
+    similar_url: str
+
+
+class ImageFilters(BaseModel):
+    label: str | None
+    status: Literal["ok", "failed"] | None
+    meta: dict[str, str]
+
+
+class ImagePage(BaseModel):
+    collection: str
+    page: int
+    per_page: int
+    total: int
+    pages: int
+    filters: ImageFilters
+    images: list[Image]
+
+
+class ImageDeleted(BaseModel):
+    deleted: int = Field(description="The image's id.")
+
+
+class Hit(BaseModel):
+    image_id: int
+    score: float = Field(description="Cosine similarity.")
+    path: str
+    label: str | None
+    width: int | None
+    height: int | None
+    thumbnail_url: str
+
+
+class SimilarQueryImage(BaseModel):
+    image_id: int
+    path: str
+    label: str | None
+    thumbnail_url: str
+
+
+class SimilarResult(BaseModel):
+    query: SimilarQueryImage
+    backbone: str
+    k: int
+    results: list[Hit] = Field(description="Best first; the query image itself is excluded.")
+    seconds: float
+
+
+class SearchQueryFile(BaseModel):
+    filename: str | None
+    bytes: int
+
+
+class SearchResult(BaseModel):
+    query: SearchQueryFile
+    collection: str
+    backbone: str
+    k: int
+    results: list[Hit] = Field(description="Best first.")
+    seconds: float
+
+
+class LabelsResult(BaseModel):
+    collection: str
+    label: str | None
+    updated: int
+
+
+class JobList(BaseModel):
+    jobs: list[Job] = Field(description="Most recent first.")
+
+
+class JobAccepted(BaseModel):
+    job_id: int
+    status: Literal["queued"]
+    status_url: str
+    collection: str
+    total: int = Field(description="Image files staged for the job.")
+    ignored: list[str] = Field(description="Files that are not images, or were refused (the first 200).")
+    runner: Literal["thread", "rq"]
