@@ -175,7 +175,7 @@ def test_collections_create_list_get_delete(client, app, pets):
     assert resp.status_code == 201 and resp.headers["Location"].endswith("/api/collections/holiday")
     assert resp.get_json()["description"] == "Summer 2024"
     assert_error(client.post("/api/collections", json={"name": "holiday"}), 409, "conflict", "name")
-    assert_error(client.post("/api/collections", json={"name": "../etc"}), 400, "invalid_input", "collection")
+    assert_error(client.post("/api/collections", json={"name": "../etc"}), 400, "invalid_input", "name")  # the body field at fault
     assert_error(client.post("/api/collections", json={}), 400, "invalid_input")
     rows = {c["name"]: c for c in client.get("/api/collections").get_json()["collections"]}
     assert set(rows) == {"holiday", "pets"}

@@ -30,7 +30,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from flask import Flask, redirect
+from flask import redirect
 
 from simsearch.config import Settings
 
@@ -74,11 +74,14 @@ def settings_from_config(config: dict) -> Settings:
 def create_app(config: dict | Settings | None = None):
     """The Flask app (see the module docstring for ``config``)."""
     from simsearch.services import Services
-    from simsearch.web import security
+    from apiflask import APIFlask
+
+    from simsearch import __version__
+    from simsearch.web import contract, security
     from simsearch.web.api import bp as api_bp
+    from simsearch.web.docs import bp as docs_bp
     from simsearch.web.errors import register_error_handlers
     from simsearch.web.jobs import make_runner
-    from simsearch.web.openapi import bp as docs_bp
 
     if isinstance(config, Settings):
         settings, overrides = config, {}
@@ -86,7 +89,11 @@ def create_app(config: dict | Settings | None = None):
         overrides = dict(config or {})
         settings = overrides.pop("SETTINGS", None) or settings_from_config(overrides)
 
-    app = Flask(__name__)
+    # APIFlask: a Flask app that generates the OpenAPI document and request validation from the
+    # declared contract (simsearch.web.schemas); its own spec and docs routes are replaced by ours.
+    app = APIFlask(__name__, title="simsearch API", version=__version__, spec_path=None, docs_path=None,
+                   json_errors=False)
+    contract.configure(app)
     max_mb = os.environ.get("SIMSEARCH_MAX_UPLOAD_MB")
     app.config.update(
         MAX_CONTENT_LENGTH=int(float(max_mb) * 1024 * 1024) if max_mb else DEFAULT_MAX_CONTENT_LENGTH,

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from apiflask import APIBlueprint
+from flask import Response, current_app, jsonify, request, url_for
 from sqlalchemy import func, select, text, update
 from werkzeug.datastructures import CombinedMultiDict
 
@@ -20,27 +21,16 @@ from simsearch.errors import Conflict, InvalidInput, NotFound, SimsearchError, W
 from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image, IngestRun, Thumbnail
 from simsearch.web import jobs as jobs_mod
+from simsearch.web import schemas as S
+from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, json_model, validate
 from simsearch.web.errors import Forbidden
-from simsearch.web.payloads import (
-    Staging,
-    ZipLimits,
-    extract_zip,
-    int_arg,
-    json_body,
-    new_staging_dir,
-    remove_quietly,
-    stage_files,
-    str_arg,
-)
+from simsearch.web.payloads import Staging, ZipLimits, extract_zip, new_staging_dir, remove_quietly, stage_files
 from simsearch.worker import run_folder, uploads_dir
 
-bp = Blueprint("api", __name__)
+bp = APIBlueprint("api", __name__, enable_openapi=True)
 
-DEFAULT_PER_PAGE = 50
-MAX_PER_PAGE = 500
-MAX_LABEL_IDS = 100_000
-META_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}$")
 MAP_SIGNIFICANT_DIGITS = 4
+ANALYSIS = "Computed on first request and cached in the database until the collection's vectors change."
 
 
 def services():
@@ -90,12 +80,11 @@ def get_collection(s, name: str) -> Collection:
     return repo.get_collection(s, name)
 
 
-def backbone_arg(source=None) -> str | None:
+def known_backbone(value: str | None) -> str | None:
     """The ``backbone`` parameter, checked: 400 for a name that is no backbone at all (a known
     backbone without vectors in the collection is a 404, from the search)."""
     from simsearch.embed import parse_space
 
-    value = str_arg("backbone", source)
     if value is not None:
         parse_space(value)
     return value
@@ -124,7 +113,10 @@ def compress_and_harden(resp: Response) -> Response:
 # ---- health, backbones ---------------------------------------------------------------------
 
 @bp.get("/health")
-def health():
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.Health, description="Database (and job queue) reachable.")
+@bp.doc(summary="Health check", tags=["service"], responses=errors(400, 503))
+def health(q):
     svc = services()
     out = {"status": "ok", "version": __version__, "database": svc.db.dialect, "jobs": runner().kind}
     try:
@@ -142,7 +134,10 @@ def health():
 
 
 @bp.get("/backbones")
-def backbones():
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.BackboneList, description="Backbones and whether their weights are available.")
+@bp.doc(summary="List backbones", tags=["service"], responses=errors(400))
+def backbones(q):
     from simsearch.backbones import get_backbone, list_backbones
     from simsearch.embed import _MODELS
 
@@ -161,20 +156,24 @@ def backbones():
 # ---- collections ---------------------------------------------------------------------------
 
 @bp.get("/collections")
-def list_collections():
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.CollectionList, description="Collections with image and vector counts.")
+@bp.doc(summary="List collections", tags=["collections"], responses=errors(400))
+def list_collections(q):
     with services().db.session() as s:
         rows = [collection_summary(s, c) for c in s.scalars(select(Collection).order_by(Collection.name))]
     return {"collections": rows}
 
 
 @bp.post("/collections")
-def create_collection():
-    body = json_body()
-    name = body.get("name")
-    description = body.get("description")
-    if description is not None and (not isinstance(description, str) or len(description) > 10_000):
-        raise InvalidInput("description must be a string of at most 10,000 characters", field="description")
-    repo.validate_collection_name(name)
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.NewCollection, location="json", arg_name="body")
+@bp.output(S.Collection, status_code=201, description="Created.")
+@bp.doc(summary="Create a collection", tags=["collections"], security=WRITE_SECURITY,
+        responses={**errors(400, 401, 403, 409), 201: {"description": "Created.", "headers": {
+            "Location": {"schema": {"type": "string"}, "description": "The collection's URL."}}}})
+def create_collection(q, body: S.NewCollection):
+    name, description = body.name, body.description
     with services().db.session() as s:
         if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
             raise Conflict(f"a collection named {name!r} already exists", field="name")
@@ -187,7 +186,10 @@ def create_collection():
 
 
 @bp.get("/collections/<name>")
-def get_collection_view(name: str):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.CollectionDetail, description="The collection, its labels and recent ingest jobs.")
+@bp.doc(summary="Get a collection", tags=["collections"], responses=errors(400, 404))
+def get_collection_view(name: str, q):
     with services().db.session() as s:
         coll = get_collection(s, name)
         out = collection_summary(s, coll)
@@ -199,7 +201,10 @@ def get_collection_view(name: str):
 
 
 @bp.delete("/collections/<name>")
-def delete_collection(name: str):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.CollectionDeleted, description="Deleted, with its images, vectors, index files and staged uploads.")
+@bp.doc(summary="Delete a collection", tags=["collections"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
+def delete_collection(name: str, q):
     svc = services()
     with svc.db.session() as s:
         coll = get_collection(s, name)
@@ -215,34 +220,23 @@ def delete_collection(name: str):
 
 
 @bp.get("/collections/<name>/images")
-def list_images(name: str):
-    page = int_arg("page", 1, minimum=1, maximum=10_000_000)
-    per_page = int_arg("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
-    label = str_arg("label")
-    status = str_arg("status")
-    if status not in (None, "ok", "failed"):
-        raise InvalidInput(f"status must be 'ok' or 'failed', not {status!r}", field="status")
+@bp.input(S.ImagesQuery, location="query", arg_name="q")
+@bp.output(S.ImagePage, description="One page of images, ordered by id, with the total count.")
+@bp.doc(summary="List a collection's images", tags=["images"], responses=errors(400, 404))
+def list_images(name: str, q: S.ImagesQuery):
+    page, per_page, label, status = q.page, q.per_page, q.label, q.status
+    meta_filters = dict(q.meta or {})
     with services().db.session() as s:
         coll = get_collection(s, name)
-        q = select(Image).where(Image.collection_id == coll.id)
+        stmt = select(Image).where(Image.collection_id == coll.id)
         if label is not None:
-            q = q.where(Image.label == label)
+            stmt = stmt.where(Image.label == label)
         if status is not None:
-            q = q.where(Image.status == status)
-        meta_filters = {}
-        for key, value in request.args.items(multi=True):
-            if key.startswith("meta."):
-                mkey = key[5:]
-            elif key.startswith("meta[") and key.endswith("]"):  # OpenAPI deepObject style
-                mkey = key[5:-1]
-            else:
-                continue
-            if not META_KEY.match(mkey):
-                raise InvalidInput(f"bad metadata key {mkey!r}: use letters, digits, '_', '-', '.', ' '", field=key)
-            meta_filters[mkey] = value
-            q = q.where(Image.meta[mkey].as_string() == value)
-        total = s.scalar(select(func.count()).select_from(q.subquery()))
-        rows = s.scalars(q.order_by(Image.id).offset((page - 1) * per_page).limit(per_page)).all()
+            stmt = stmt.where(Image.status == status)
+        for mkey, value in meta_filters.items():
+            stmt = stmt.where(Image.meta[mkey].as_string() == value)
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = s.scalars(stmt.order_by(Image.id).offset((page - 1) * per_page).limit(per_page)).all()
         items = [image_dict(img, coll.name) for img in rows]
     return {"collection": name, "page": page, "per_page": per_page, "total": total,
             "pages": max(1, math.ceil(total / per_page)), "filters": {"label": label, "status": status, "meta": meta_filters},
@@ -250,23 +244,15 @@ def list_images(name: str):
 
 
 @bp.post("/collections/<name>/labels")
-def set_labels(name: str):
-    body = json_body()
-    ids = body.get("image_ids")
-    if not isinstance(ids, list) or not ids:
-        raise InvalidInput("image_ids must be a non-empty list of image ids", field="image_ids")
-    if len(ids) > MAX_LABEL_IDS:
-        raise InvalidInput(f"at most {MAX_LABEL_IDS} image ids at once", field="image_ids")
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise InvalidInput("image_ids must all be whole numbers", field="image_ids")
-    if "label" not in body:
-        raise InvalidInput("give the label to set ('label': null removes it)", field="label")
-    label = body["label"]
-    if label is not None:
-        if not isinstance(label, str) or not label.strip() or len(label.strip()) > 200:
-            raise InvalidInput("label must be a non-empty string of at most 200 characters, or null", field="label")
-        label = label.strip()
-    wanted = sorted(set(ids))
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.Labels, location="json", arg_name="body")
+@bp.output(S.LabelsResult, description="The images now carry the label.")
+@bp.doc(summary="Label a group of images", tags=["images"], security=WRITE_SECURITY,
+        description="Saves a named group (e.g. a lasso selection on the map) as the images' label.",
+        responses=errors(400, 401, 403, 404))
+def set_labels(name: str, q, body: S.Labels):
+    label = body.label.strip() if body.label is not None else None
+    wanted = sorted(set(body.image_ids))
     with services().db.session() as s:
         coll = get_collection(s, name)
         found: set[int] = set()
@@ -285,7 +271,10 @@ def set_labels(name: str):
 # ---- images --------------------------------------------------------------------------------
 
 @bp.get("/images/<int:image_id>")
-def get_image(image_id: int):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.ImageDetail, description="The image's metadata.")
+@bp.doc(summary="Get an image", tags=["images"], responses=errors(400, 404))
+def get_image(image_id: int, q):
     with services().db.session() as s:
         img = repo.get_image(s, image_id)
         coll = s.get(Collection, img.collection_id)
@@ -296,7 +285,10 @@ def get_image(image_id: int):
 
 
 @bp.delete("/images/<int:image_id>")
-def delete_image(image_id: int):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.ImageDeleted, description="Deleted (with its vectors).")
+@bp.doc(summary="Delete an image", tags=["images"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
+def delete_image(image_id: int, q):
     from simsearch.index.faiss_index import HNSW_THRESHOLD
 
     svc = services()
@@ -317,7 +309,11 @@ def delete_image(image_id: int):
 
 
 @bp.get("/images/<int:image_id>/thumbnail")
-def thumbnail(image_id: int):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.doc(summary="An image's thumbnail", tags=["images"], responses={
+    200: {"description": "JPEG thumbnail (cacheable; ETag is the content hash).", "content": {"image/jpeg": {"schema": BINARY}}},
+    304: {"description": "Not modified (If-None-Match matched)."}, **errors(400, 404)})
+def thumbnail(image_id: int, q):
     with services().db.session() as s:
         img = repo.get_image(s, image_id)
         thumb = s.get(Thumbnail, img.thumbnail_hash) if img.thumbnail_hash else None
@@ -332,12 +328,15 @@ def thumbnail(image_id: int):
 
 
 @bp.get("/images/<int:image_id>/similar")
-def similar(image_id: int):
+@bp.input(S.SimilarQuery, location="query", arg_name="q")
+@bp.output(S.SimilarResult, description="The most similar images of its collection (itself excluded), best first.")
+@bp.doc(summary="Images similar to an ingested image", tags=["search"], responses=errors(400, 404))
+def similar(image_id: int, q: S.SimilarQuery):
     from simsearch.search import similar_to
 
-    k = int_arg("k", 10)
+    k = q.k
     t0 = time.perf_counter()
-    space, img, hits = similar_to(services(), image_id, space=backbone_arg(), k=k, label=str_arg("label"))
+    space, img, hits = similar_to(services(), image_id, space=known_backbone(q.backbone), k=k, label=q.label)
     return {"query": {"image_id": img.id, "path": img.source_path, "label": img.label,
                       "thumbnail_url": f"{request.script_root}/api/images/{img.id}/thumbnail"},
             "backbone": space, "k": k, "results": [hit_dict(h) for h in hits],
@@ -352,30 +351,42 @@ def _raw_image_body() -> bool:
 
 
 @bp.post("/collections/<name>/search")
-def search(name: str):
+@bp.input(S.SearchQuery, location="query", arg_name="q")
+@bp.output(S.SearchResult, description="The most similar images, best first.")
+@bp.doc(summary="Search by an uploaded image", tags=["search"], security=WRITE_SECURITY,
+        description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone` and `label` "
+                    "may be form fields or query parameters, form fields win), or as the whole request body with "
+                    "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
+                    "(no multipart parsing: the fastest form for scripts).",
+        responses=errors(400, 401, 403, 404, 413, 503,
+                         e400="Bad input, or the upload is not a usable image (not an image, truncated, too many pixels)."),
+        extensions=bodies(**{"multipart/form-data": S.SearchUpload, "image/*": BINARY, "application/octet-stream": BINARY}))
+def search(name: str, q: S.SearchQuery):
     """Search by an uploaded image: a multipart form with an ``image`` file field (what browsers
     send), or the image as the whole request body with the options in the query string (no
     multipart parsing: about 1 ms less per query, for scripts)."""
     from simsearch.search import search_image
 
+    k, backbone, label = q.k, q.backbone, q.label
     if _raw_image_body():
-        params = request.args
         data = request.get_data(cache=False)
-        filename = str_arg("filename", params, max_length=255)
+        filename = q.filename
         if not data:
             raise InvalidInput("the request body is empty: send the image file's bytes", field="image")
+    elif request.mimetype != "multipart/form-data":
+        raise InvalidInput("send the query image as a multipart/form-data file field named 'image', or as the "
+                           "request body with Content-Type image/...", field="image")
     else:
-        form = request.form
-        upload = request.files.get("image")
-        if upload is None:
+        if "image" not in request.files:
             raise InvalidInput("send the query image as a multipart/form-data file field named 'image', or as the "
                                "request body with Content-Type image/...", field="image")
-        params = CombinedMultiDict([form, request.args])
-        data = upload.read()
-        filename = upload.filename or None
-    k = int_arg("k", 10, source=params)
-    backbone = backbone_arg(params)
-    label = str_arg("label", params)
+        form = validate(S.SearchUpload, form_data(S.SearchUpload) | {"image": request.files["image"]}, "form")
+        data = form.image.read()
+        filename = form.image.filename or None
+        k = form.k or k
+        backbone = form.backbone or backbone
+        label = form.label or label
+    known_backbone(backbone)
     t0 = time.perf_counter()
     space, hits = search_image(services(), name, data, filename or "uploaded image", space=backbone, k=k, label=label)
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": name, "backbone": space, "k": k,
@@ -406,19 +417,13 @@ def _collection_space(name: str, backbone: str | None) -> tuple[int, str]:
     return coll_id, resolve_space(services(), coll_id, backbone)
 
 
-def _cluster_k():
-    raw = (request.args.get("k") or "auto").strip().lower()
-    if raw == "auto":
-        return "auto"
-    k = int_arg("k", minimum=2, maximum=200)
-    return k
-
-
 @bp.get("/collections/<name>/clusters")
-def clusters(name: str):
-    k = _cluster_k()
-    _, space = _collection_space(name, str_arg("backbone"))
-    return jsonify(_study().cluster_view(services(), name, space, k))
+@bp.input(S.ClustersQuery, location="query", arg_name="q")
+@bp.output(S.Clusters, description="Cluster assignment and summary.")
+@bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+def clusters(name: str, q: S.ClustersQuery):
+    _, space = _collection_space(name, q.backbone)
+    return jsonify(_study().cluster_view(services(), name, space, q.k))
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
@@ -447,22 +452,31 @@ def compact_map(result: dict) -> dict:
 
 
 @bp.get("/collections/<name>/map")
-def map_view(name: str):
-    _, space = _collection_space(name, str_arg("backbone"))
+@bp.input(S.AnalysisQuery, location="query", arg_name="q")
+@bp.output(S.Map, description="Parallel arrays; gzip-compressed when accepted.")
+@bp.doc(summary="2-D map", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+def map_view(name: str, q: S.AnalysisQuery):
+    _, space = _collection_space(name, q.backbone)
     return jsonify(compact_map(_study().map_view(services(), name, space)))
 
 
 @bp.get("/collections/<name>/evaluation")
-def evaluation(name: str):
-    _, space = _collection_space(name, str_arg("backbone"))
+@bp.input(S.AnalysisQuery, location="query", arg_name="q")
+@bp.output(S.Evaluation, description="Retrieval precision and cluster agreement with the labels.")
+@bp.doc(summary="Evaluation against labels", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+def evaluation(name: str, q: S.AnalysisQuery):
+    _, space = _collection_space(name, q.backbone)
     return jsonify(_study().evaluation_view(services(), name, space))
 
 
 @bp.get("/collections/<name>/comparison")
-def comparison(name: str):
+@bp.input(S.ComparisonQuery, location="query", arg_name="q")
+@bp.output(S.Comparison, description="The evaluation of each backbone, side by side.")
+@bp.doc(summary="Compare backbones", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+def comparison(name: str, q: S.ComparisonQuery):
     from simsearch.embed import parse_space
 
-    raw = str_arg("backbones", max_length=2000)
+    raw = q.backbones
     with services().db.session() as s:
         coll_id = get_collection(s, name).id
         have = repo.spaces_of(s, coll_id)
@@ -496,31 +510,11 @@ def _spaces_from(values: list[str], pooling: str | None) -> list[str]:
 
 
 def _labels_option(value) -> str | None:
-    if value in (None, "", "none"):
-        return None
-    if value != "folders":
-        raise InvalidInput(f"labels must be 'folders' (label each image by its folder), not {value!r}", field="labels")
-    return "folders"
+    return "folders" if value == "folders" else None
 
 
 def _label_option(value) -> str | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str) or len(value.strip()) > 200 or not value.strip():
-        raise InvalidInput("label must be a non-empty string of at most 200 characters", field="label")
-    return value.strip()
-
-
-def _batch_option(value) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"batch_size must be a whole number, not {value!r}", field="batch_size") from None
-    if not 1 <= n <= 256:
-        raise InvalidInput("batch_size must be between 1 and 256", field="batch_size")
-    return n
+    return value.strip() if value else None
 
 
 def _accepted(run_id: int, collection: str, total: int, ignored: list[str]):
@@ -535,14 +529,12 @@ def _accepted(run_id: int, collection: str, total: int, ignored: list[str]):
 def _server_path_ingest(name: str):
     from simsearch.ingest import files_from_folder
 
-    body = json_body()
+    body = json_model(S.ServerPathIngest)
     root_cfg = current_app.config.get("SIMSEARCH_ALLOW_SERVER_PATHS")
     if not root_cfg:
         raise Forbidden("ingest from a server-side folder is disabled; the administrator can allow it with "
                         "SIMSEARCH_ALLOW_SERVER_PATHS=<allowed root folder>", field="server_path")
-    raw = body.get("server_path")
-    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
-        raise InvalidInput("server_path must be a folder path (a string)", field="server_path")
+    raw = body.server_path
     root = Path(root_cfg).expanduser().resolve()
     given = Path(raw.strip()).expanduser()
     target = (given if given.is_absolute() else root / given).resolve()
@@ -550,10 +542,10 @@ def _server_path_ingest(name: str):
         raise Forbidden(f"server_path must be inside the allowed folder {root}", field="server_path")
     if not target.exists():
         raise InvalidInput(f"server_path {raw!r}: no such file or folder", field="server_path")
-    spaces = _spaces_from(_as_list(body.get("backbones")) + _as_list(body.get("backbone")), body.get("pooling"))
-    labels = _labels_option(body.get("labels"))
-    label = _label_option(body.get("label"))
-    batch_size = _batch_option(body.get("batch_size"))
+    spaces = _spaces_from(_as_list(body.backbones) + _as_list(body.backbone), body.pooling)
+    labels = _labels_option(body.labels)
+    label = _label_option(body.label)
+    batch_size = body.batch_size
     files, ignored = files_from_folder(target, labels=labels)
     kept = []
     for f in files:
@@ -574,34 +566,38 @@ def _server_path_ingest(name: str):
 def _as_list(value) -> list:
     if value is None:
         return []
-    if isinstance(value, list):
-        if not all(isinstance(v, str) for v in value):
-            raise InvalidInput("backbones must be a list of names", field="backbones")
-        return value
-    if isinstance(value, str):
-        return [value]
-    raise InvalidInput("backbones must be a name or a list of names", field="backbones")
+    return value if isinstance(value, list) else [value]
 
 
 @bp.post("/collections/<name>/ingest")
-def ingest(name: str):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.JobAccepted, status_code=202, description="Queued; poll status_url.")
+@bp.doc(summary="Add images (background job)", tags=["ingest"], security=WRITE_SECURITY,
+        description="Upload image files or one zip archive (multipart), or name a folder on the server (JSON, only when "
+                    "the administrator set SIMSEARCH_ALLOW_SERVER_PATHS). The collection is created if new. Files "
+                    "already in the collection (same content) are skipped.",
+        responses={**errors(400, 401, 403, 413, 503,
+                            e400="Bad input, no images, or a refused archive (path traversal, symlinks, zip bomb).",
+                            e403="Server paths are not enabled, the path is outside the allowed root, or CSRF failed."),
+                   202: {"description": "Queued; poll status_url.", "headers": {
+                       "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}},
+        extensions=bodies(**{"multipart/form-data": S.UploadIngest, "application/json": S.ServerPathIngest}))
+def ingest(name: str, q):
     repo.validate_collection_name(name)
     if request.is_json:
         return _server_path_ingest(name)
     if request.mimetype != "multipart/form-data":
         raise InvalidInput("send image files as multipart/form-data (field 'files', repeatable, or one zip in 'archive'), "
                            "or JSON {\"server_path\": ...}", field="files")
-    form = request.form
-    spaces = _spaces_from(form.getlist("backbone") + form.getlist("backbones"), form.get("pooling"))
-    labels = _labels_option(form.get("labels"))
-    label = _label_option(form.get("label"))
-    batch_size = _batch_option(form.get("batch_size"))
-    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
-    archives = [f for f in request.files.getlist("archive") if f.filename or f.content_length]
+    form = validate(S.UploadIngest, form_data(S.UploadIngest), "form")
+    spaces = _spaces_from((form.backbone or []) + (form.backbones or []), form.pooling)
+    labels = _labels_option(form.labels)
+    label = _label_option(form.label)
+    batch_size = form.batch_size
+    files = form.files or []
+    archives = [form.archive] if form.archive is not None else []
     if files and archives:
         raise InvalidInput("send either image files (field 'files') or one zip archive (field 'archive'), not both", field="archive")
-    if len(archives) > 1:
-        raise InvalidInput("send one zip archive at a time", field="archive")
     if not files and not archives:
         raise InvalidInput("no files: send images in the multipart field 'files' (repeatable) or a zip in 'archive'", field="files")
     dest = new_staging_dir(uploads_dir(services().settings))
@@ -624,7 +620,10 @@ def ingest(name: str):
 
 
 @bp.get("/jobs/<int:job_id>")
-def job(job_id: int):
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.Job, description="Progress, rate, ETA and per-file errors.")
+@bp.doc(summary="Ingest job status", tags=["ingest"], responses=errors(400, 404))
+def job(job_id: int, q):
     with services().db.session() as s:
         run = s.get(IngestRun, job_id)
         if run is None:
@@ -634,12 +633,14 @@ def job(job_id: int):
 
 
 @bp.get("/jobs")
-def list_jobs():
-    limit = int_arg("limit", 20, minimum=1, maximum=200)
-    name = str_arg("collection")
+@bp.input(S.JobsQuery, location="query", arg_name="q")
+@bp.output(S.JobList, description="Most recent first.")
+@bp.doc(summary="List ingest jobs", tags=["ingest"], responses=errors(400, 404))
+def list_jobs(q: S.JobsQuery):
+    limit, name = q.limit, q.collection
     with services().db.session() as s:
-        q = select(IngestRun, Collection.name).join(Collection, Collection.id == IngestRun.collection_id)
+        stmt = select(IngestRun, Collection.name).join(Collection, Collection.id == IngestRun.collection_id)
         if name is not None:
-            q = q.where(IngestRun.collection_id == get_collection(s, name).id)
-        rows = s.execute(q.order_by(IngestRun.id.desc()).limit(limit)).all()
+            stmt = stmt.where(IngestRun.collection_id == get_collection(s, name).id)
+        rows = s.execute(stmt.order_by(IngestRun.id.desc()).limit(limit)).all()
         return {"jobs": [jobs_mod.job_dict(run, cname) for run, cname in rows]}
