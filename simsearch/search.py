@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
+from simsearch import limits
 from simsearch.errors import InvalidInput, NotFound
 from simsearch.images import decode_image, resize_for_model
 from simsearch.store import hot, repo
 from simsearch.store.models import Embedding, Image
 
-MAX_K = 1000
+MAX_K = limits.SEARCH_K_MAX
 
 
 @dataclass
@@ -35,13 +36,7 @@ class Hit:
 
 
 def validate_k(k) -> int:
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"k must be a whole number, not {k!r}", field="k")
-    if not 1 <= k <= MAX_K:
-        raise InvalidInput(f"k must be between 1 and {MAX_K}, not {k}", field="k")
-    return k
+    return limits.check(limits.SearchK, k, "k")
 
 
 def resolve_space(services, collection_id: int, space: str | None) -> str:

@@ -48,7 +48,9 @@ def cluster(ctx, collection, backbone, k, n_reps, as_json):
     from collections import Counter
 
     from simsearch import study
+    from simsearch import limits
 
+    k = limits.check(limits.ClusterK, k, "k")  # the API's limit (2..200 or auto), the API's message
     services = services_from(ctx)
     view = study.cluster_view(services, collection, backbone, k=k, n_representatives=n_reps)
     info = _images(services, [m for c in view["clusters"] for m in c["members"]])

@@ -67,7 +67,9 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
     """
     from simsearch.embed import space_key
     from simsearch.ingest import Ingester, files_from_folder
+    from simsearch import limits
 
+    batch_size = limits.check(limits.BatchSize, batch_size, "batch_size")  # the API's limit, the API's message
     services = services_from(ctx)
     names = backbones or (services.settings.default_backbone,)
     spaces = [space_key(b, pooling) for b in names]
@@ -114,7 +116,9 @@ def _print_hits(hits, header: str) -> None:
 def search(ctx, image, collection, backbone, k, label, as_json):
     """Find the images most similar to an image file."""
     from simsearch.search import search_image
+    from simsearch import limits
 
+    k = limits.check(limits.SearchK, k, "k")
     try:
         data = image.read_bytes()
     except OSError as exc:
@@ -138,7 +142,9 @@ def search(ctx, image, collection, backbone, k, label, as_json):
 def similar(ctx, image_id, collection, backbone, k, label, as_json):
     """Find the images most similar to an ingested image (by its id)."""
     from simsearch.search import similar_to
+    from simsearch import limits
 
+    k = limits.check(limits.SearchK, k, "k")
     services = services_from(ctx)
     space, img, hits = similar_to(services, image_id, collection=collection, space=backbone, k=k, label=label)
     if as_json:

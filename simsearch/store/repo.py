@@ -9,16 +9,17 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from simsearch import limits
 from simsearch.errors import InvalidInput, NotFound
 from simsearch.store.models import Collection, Embedding, Image, IndexState, IngestRun
 
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+COLLECTION_NAME = re.compile(limits.COLLECTION_NAME_PATTERN)
 
 
 def validate_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.match(name):
         raise InvalidInput(
-            f"collection name {name!r} is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            f"collection name {name!r} is not valid: {limits.COLLECTION_NAME_RULE}",
             field="collection",
         )
     return name
