@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
+from pydantic import ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError, core_schema
 
 from simsearch.errors import InvalidInput
 
@@ -31,16 +32,72 @@ ID_MAX = 2**63 - 1
 
 NO_NUL = r"^[^\x00]*$"
 
-SearchK = Annotated[int, Field(ge=1, le=SEARCH_K_MAX, description="Number of results.")]
-BatchSize = Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX, description="Images per model forward pass.")]
-Page = Annotated[int, Field(ge=1, le=PAGE_MAX, description="Page number (from 1).")]
-PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX, description="Items per page.")]
-JobsLimit = Annotated[int, Field(ge=1, le=JOBS_LIMIT_MAX, description="How many jobs.")]
-Id = Annotated[int, Field(ge=1, le=ID_MAX)]
+
+def _whole(value: Any) -> Any:
+    """JSON's 802.0 is the whole number 802 (JSON Schema agrees); 802.5 stays a float and is refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**64 else value
+
+
+Whole = BeforeValidator(_whole)
+SearchK = Annotated[int, Field(ge=1, le=SEARCH_K_MAX, description="Number of results."), Whole]
+BatchSize = Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX, description="Images per model forward pass."), Whole]
+Page = Annotated[int, Field(ge=1, le=PAGE_MAX, description="Page number (from 1)."), Whole]
+PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX, description="Items per page."), Whole]
+JobsLimit = Annotated[int, Field(ge=1, le=JOBS_LIMIT_MAX, description="How many jobs."), Whole]
+Id = Annotated[int, Field(ge=1, le=ID_MAX), Whole]
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+class AllowBlank:
+    """For query strings and forms: an empty value (``backbone=``, as browsers send an empty
+    field) means "not given"; documented as the value or an empty string."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler):
+        return core_schema.no_info_before_validator_function(_blank_to_none, handler(source))
+
+    def __get_pydantic_json_schema__(self, cs, handler: GetJsonSchemaHandler):
+        schema = handler(cs)
+        options = [o for o in schema.pop("anyOf", [schema]) if o.get("type") != "null"]
+        inner = options[0] if len(options) == 1 else {"anyOf": options}
+        return {"anyOf": [inner, {"type": "string", "maxLength": 0}], **{k: v for k, v in schema.items() if k != "default"}}
+
+
+def backbone_spaces() -> list[str]:
+    """Every embedding space name: each registered backbone, bare or with ``@avg`` / ``@max`` pooling."""
+    from simsearch.backbones.registry import list_backbones
+
+    names = list_backbones()
+    return names + [f"{n}@{p}" for n in names for p in ("avg", "max")]
+
+
+class _BackboneName:
+    """A registered backbone (embedding space): documented as the list of names, checked against it."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler):
+        return core_schema.no_info_after_validator_function(cls._check, core_schema.str_schema())
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
+        return {"type": "string", "enum": backbone_spaces(),
+                "description": "Backbone (embedding space), optionally with `@max` or `@avg` pooling."}
+
+    @staticmethod
+    def _check(value: str) -> str:
+        choices = backbone_spaces()
+        if value not in choices:
+            names = choices[: len(choices) // 3]
+            raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with "
+                                      "@avg or @max)", {"given": repr(value[:70]), "names": ", ".join(names)})
+        return value
 
 
 def _cluster_k(value: Any) -> int | str:
     message = f"k must be 'auto' or a whole number >= {CLUSTER_K_MIN} and <= {CLUSTER_K_MAX}, not {{given}}"
+    value = _whole(value)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
         return "auto"
     if isinstance(value, bool):
@@ -57,7 +114,7 @@ def _cluster_k(value: Any) -> int | str:
 ClusterK = Annotated[
     int | Literal["auto"],
     BeforeValidator(_cluster_k),
-    WithJsonSchema({"oneOf": [{"type": "string", "enum": ["auto"]},
+    WithJsonSchema({"oneOf": [{"type": "string", "enum": ["auto", ""]},
                               {"type": "integer", "minimum": CLUSTER_K_MIN, "maximum": CLUSTER_K_MAX}],
                     "description": "Number of clusters, or `auto` (chosen by silhouette over k = 2..10)."}),
 ]
@@ -75,10 +132,7 @@ Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX, pattern=LABEL_P
                              description="A label: 1-200 characters, not only white space (trimmed).")]
 DESCRIPTION_MAX = 10_000
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
-# a backbone name, optionally with '@avg' or '@max' pooling (checked against the registry by the caller)
-BACKBONE_PATTERN = r"^[A-Za-z0-9_]{1,64}(@(avg|max))?$"
-Backbone = Annotated[str, Field(max_length=70, pattern=BACKBONE_PATTERN,
-                                description="Backbone (embedding space), optionally with `@max` or `@avg` pooling.")]
+Backbone = Annotated[str, _BackboneName]
 Pooling = Literal["avg", "max"]
 FILENAME_MAX = 255
 Filename = Annotated[str, Field(max_length=FILENAME_MAX, pattern=NO_NUL)]
@@ -88,7 +142,6 @@ _PATTERN_RULES = {
     COLLECTION_NAME_PATTERN: COLLECTION_NAME_RULE,
     LABEL_PATTERN: "it needs a character that is not white space, and no NUL characters",
     NO_NUL: "NUL characters are not allowed",
-    BACKBONE_PATTERN: "a backbone name (letters, digits, '_'), optionally followed by '@avg' or '@max'",
     META_KEY_PATTERN: "use letters, digits, '_', '-', '.', ' '",
 }
 
@@ -150,7 +203,7 @@ def describe(error: dict, name: str | None = None, *, unknown: str = "field") ->
     msg = error.get("msg") or "is not valid"
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
-    if kind == "cluster_k" or msg.startswith(name):
+    if kind in ("cluster_k", "backbone") or msg.startswith(name):
         return msg
     return f"{name}: {msg}"
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from simsearch.errors import InvalidInput, SimsearchError
+from simsearch.errors import Conflict, InvalidInput, SimsearchError
 from simsearch.store import repo
 from simsearch.store.models import AnalysisResult, Embedding, Image
 
@@ -77,8 +77,8 @@ def store(services, coll_id: int, space: str, kind: str, params_key: str, fp: st
 
 
 def _need(x: np.ndarray, at_least: int, what: str) -> None:
-    if len(x) < at_least:
-        raise InvalidInput(f"{what} needs at least {at_least} images with vectors; this collection has {len(x)}", field="collection")
+    if len(x) < at_least:  # a valid request the collection cannot answer yet: 409
+        raise Conflict(f"{what} needs at least {at_least} images with vectors; this collection has {len(x)}", field="collection")
 
 
 def parse_k(k) -> int | None:
@@ -126,7 +126,7 @@ def _clustering(services, coll_id, space, ids, x, fp, k: int | None):
     sw, arrays, was_cached = sweep(services, coll_id, space, ids, x, fp)
     chosen = sw["best_k"] if k is None else k
     if chosen >= len(x):
-        raise InvalidInput(f"k = {chosen} must be smaller than the number of images ({len(x)})", field="k")
+        raise Conflict(f"k = {chosen} must be smaller than the number of images ({len(x)})", field="k")
     if f"labels_{chosen}" in arrays:
         return sw, chosen, arrays[f"labels_{chosen}"], arrays[f"centroids_{chosen}"], was_cached
     key = f"k={chosen};seed={SEED}"

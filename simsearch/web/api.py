@@ -22,6 +22,7 @@ from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image, IngestRun, Thumbnail
 from simsearch.web import jobs as jobs_mod
 from simsearch.web import schemas as S
+from simsearch.web.contract import links
 from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, json_model, validate
 from simsearch.web.errors import Forbidden
 from simsearch.web.payloads import Staging, ZipLimits, extract_zip, new_staging_dir, remove_quietly, stage_files
@@ -168,7 +169,7 @@ def list_collections(q):
 @bp.post("/collections")
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.input(S.NewCollection, location="json", arg_name="body")
-@bp.output(S.Collection, status_code=201, description="Created.")
+@bp.output(S.Collection, status_code=201, description="Created.", links=links.CREATED_COLLECTION)
 @bp.doc(summary="Create a collection", tags=["collections"], security=WRITE_SECURITY,
         responses={**errors(400, 401, 403, 409), 201: {"description": "Created.", "headers": {
             "Location": {"schema": {"type": "string"}, "description": "The collection's URL."}}}})
@@ -221,7 +222,7 @@ def delete_collection(name: str, q):
 
 @bp.get("/collections/<name>/images")
 @bp.input(S.ImagesQuery, location="query", arg_name="q")
-@bp.output(S.ImagePage, description="One page of images, ordered by id, with the total count.")
+@bp.output(S.ImagePage, description="One page of images, ordered by id, with the total count.", links=links.LISTED_IMAGES)
 @bp.doc(summary="List a collection's images", tags=["images"], responses=errors(400, 404))
 def list_images(name: str, q: S.ImagesQuery):
     page, per_page, label, status = q.page, q.per_page, q.label, q.status
@@ -476,15 +477,14 @@ def evaluation(name: str, q: S.AnalysisQuery):
 def comparison(name: str, q: S.ComparisonQuery):
     from simsearch.embed import parse_space
 
-    raw = q.backbones
+    raw = ",".join(q.backbones or [])
     with services().db.session() as s:
         coll_id = get_collection(s, name).id
         have = repo.spaces_of(s, coll_id)
     names = [b.strip() for b in raw.split(",") if b.strip()] if raw else have
     names = list(dict.fromkeys(names))
-    if not names:
-        raise InvalidInput("name the backbones to compare (backbones=a,b); this collection has: "
-                           + (", ".join(have) or "none"), field="backbones")
+    if not names:  # the request is fine; the collection has nothing to compare yet
+        raise Conflict(f"collection {name!r} has no vectors yet: ingest images first", field="backbones")
     for n in names:
         parse_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
     return jsonify(_study().comparison_view(services(), name, names, with_maps=False))
@@ -571,7 +571,7 @@ def _as_list(value) -> list:
 
 @bp.post("/collections/<name>/ingest")
 @bp.input(S.NoQuery, location="query", arg_name="q")
-@bp.output(S.JobAccepted, status_code=202, description="Queued; poll status_url.")
+@bp.output(S.JobAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
 @bp.doc(summary="Add images (background job)", tags=["ingest"], security=WRITE_SECURITY,
         description="Upload image files or one zip archive (multipart), or name a folder on the server (JSON, only when "
                     "the administrator set SIMSEARCH_ALLOW_SERVER_PATHS). The collection is created if new. Files "
@@ -634,7 +634,7 @@ def job(job_id: int, q):
 
 @bp.get("/jobs")
 @bp.input(S.JobsQuery, location="query", arg_name="q")
-@bp.output(S.JobList, description="Most recent first.")
+@bp.output(S.JobList, description="Most recent first.", links=links.LISTED_JOBS)
 @bp.doc(summary="List ingest jobs", tags=["ingest"], responses=errors(400, 404))
 def list_jobs(q: S.JobsQuery):
     limit, name = q.limit, q.collection

@@ -47,19 +47,27 @@ def _is_list(model: type[BaseModel], name: str) -> bool:
     return field is not None and "list[" in str(field.annotation)
 
 
+def _values(model: type[BaseModel], key: str, values: list[str]):
+    """One field's values: the first for a plain field, all for a list (split at commas when the
+    model takes ``a,b`` for it; empty items dropped)."""
+    if not _is_list(model, key):
+        return values[0]
+    if key in getattr(model, "comma_separated", ()):
+        values = [part.strip() for v in values for part in v.split(",")]
+    return [v for v in values if v != ""] or None
+
+
 def query_data(model: type[BaseModel], args=None) -> dict:
-    """Query parameters as a dict for ``model``: empty values are absent (browsers send ``k=``),
-    ``meta[key]`` / ``meta.key`` go into ``meta`` when the model has it."""
+    """Query parameters as a dict for ``model``; ``meta[key]`` / ``meta.key`` go into ``meta``
+    when the model has it. Empty values stay empty: the types say whether ``x=`` means "not given"."""
     args = request.args if args is None else args
     data: dict[str, Any] = {}
     for key in args:
-        values = [v for v in args.getlist(key) if v != ""]
-        if not values:
-            continue
+        values = args.getlist(key)
         if "meta" in model.model_fields and (key.startswith("meta.") or (key.startswith("meta[") and key.endswith("]"))):
             data.setdefault("meta", {})[key[5:-1] if key.endswith("]") and key.startswith("meta[") else key[5:]] = values[0]
             continue
-        data[key] = values if _is_list(model, key) else values[0]
+        data[key] = _values(model, key, values)
     return data
 
 
@@ -67,9 +75,7 @@ def form_data(model: type[BaseModel]) -> dict:
     """A multipart form (fields and files) as a dict for ``model``."""
     data: dict[str, Any] = {}
     for key in request.form:
-        values = [v for v in request.form.getlist(key) if v != ""]
-        if values:
-            data[key] = values if _is_list(model, key) else values[0]
+        data[key] = _values(model, key, request.form.getlist(key))
     for key in request.files:
         files = [f for f in request.files.getlist(key) if f.filename or f.content_length]
         if files:
@@ -169,6 +175,29 @@ def errors(*codes: int, **described: str) -> dict:
     return out
 
 
+class links:  # noqa: N801 (a namespace)
+    """OpenAPI links between operations (schemathesis's stateful phase follows them): where an
+    operation's response names a resource another operation takes."""
+
+    @staticmethod
+    def _to(operation: str, **parameters: str) -> dict:
+        return {"operationId": operation, "parameters": parameters}
+
+    CREATED_COLLECTION = {
+        "getCollection": _to("get_api_get_collection_view", name="$response.body#/name"),
+        "listImages": _to("get_api_list_images", name="$response.body#/name"),
+        "deleteCollection": _to("delete_api_delete_collection", name="$response.body#/name"),
+    }
+    QUEUED_JOB = {"getJob": _to("get_api_job", job_id="$response.body#/job_id")}
+    LISTED_JOBS = {"getJob": _to("get_api_job", job_id="$response.body#/jobs/0/id")}
+    LISTED_IMAGES = {
+        "getImage": _to("get_api_get_image", image_id="$response.body#/images/0/id"),
+        "similarImages": _to("get_api_similar", image_id="$response.body#/images/0/id"),
+        "thumbnail": _to("get_api_thumbnail", image_id="$response.body#/images/0/id"),
+        "deleteImage": _to("delete_api_delete_image", image_id="$response.body#/images/0/id"),
+    }
+
+
 def bodies(**content: Any) -> dict:
     """Request-body content types beyond the one ``@bp.input`` declares, for ``@bp.doc(extensions=...)``:
     ``bodies(**{"application/json": ServerPathIngest, "image/*": BINARY})``."""
@@ -215,7 +244,7 @@ def finish_spec(spec: dict) -> dict:
                     param["schema"] = _clean_parameter_schema(param["schema"])
                     style = param["schema"].pop("x-style", None)
                     if style:
-                        param.update(style=style, explode=True)
+                        param.update(style=style, explode=param["schema"].pop("x-explode", True))
                     if "description" in param["schema"]:
                         param["description"] = param["schema"].pop("description")
             extra = op.pop("x-bodies", None)
@@ -223,7 +252,10 @@ def finish_spec(spec: dict) -> dict:
                 content = op.setdefault("requestBody", {}).setdefault("content", {})
                 for ctype, schema in extra.items():
                     if isinstance(schema, type) and issubclass(schema, BaseModel):
-                        components[schema.__name__] = model_schema(schema)
+                        body = model_schema(schema)
+                        if ctype == "multipart/form-data":  # a form field is sent or not: never null
+                            body["properties"] = {k: _clean_parameter_schema(v) for k, v in body["properties"].items()}
+                        components[schema.__name__] = body
                         schema = {"$ref": REF.format(model=schema.__name__)}
                     content[ctype] = {"schema": schema}
             if "requestBody" in op:

@@ -9,6 +9,7 @@ import json
 from apiflask import APIBlueprint
 from flask import current_app, jsonify, render_template_string
 
+from simsearch.web.contract import errors
 from simsearch.web.schemas import NoQuery
 
 bp = APIBlueprint("docs", __name__, enable_openapi=True)
@@ -23,7 +24,7 @@ def spec() -> dict:
 @bp.input(NoQuery, location="query", arg_name="q")
 @bp.doc(summary="This document", tags=["service"],
         responses={200: {"description": "OpenAPI 3.1 document.",
-                         "content": {"application/json": {"schema": {"type": "object"}}}}})
+                         "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(400)})
 def openapi_json(q):
     return jsonify(spec())
 
@@ -72,7 +73,7 @@ def _schema_name(schema: dict) -> str:
 @bp.input(NoQuery, location="query", arg_name="q")
 @bp.doc(summary="API documentation page", tags=["service"],
         responses={200: {"description": "HTML rendering of this document.",
-                         "content": {"text/html": {"schema": {"type": "string"}}}}})
+                         "content": {"text/html": {"schema": {"type": "string"}}}}, **errors(400)})
 def docs(q):
     html = render_template_string(_DOCS, s=spec(), schema_name=_schema_name, dumps=lambda o: json.dumps(o, indent=2))
     return current_app.response_class(html, mimetype="text/html")

@@ -3,10 +3,10 @@ the limits are :mod:`simsearch.limits`'s, shared with the CLI."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from apiflask.fields import UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
 
@@ -14,15 +14,19 @@ __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "Cl
            "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ServerPathIngest", "UploadIngest",
            "SearchUpload", "PATH_PARAMETERS"]
 
-# comma-separated backbone names (forms and query strings), e.g. `efficientnet_lite0,mobilenet_v2@max`
-BACKBONE_LIST_PATTERN = r"^[A-Za-z0-9_]{1,64}(@(avg|max))?(,[A-Za-z0-9_]{1,64}(@(avg|max))?)*$"
-BackboneNames = Annotated[str, Field(max_length=2000, pattern=BACKBONE_LIST_PATTERN,
-                                     description="Backbone names, comma-separated.")]
-LabelFilter = Annotated[str, Field(max_length=L.LABEL_MAX, pattern=L.NO_NUL, description="Only images with this label.")]
+Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
+BackboneParam = Annotated[L.Backbone | None, Blank]
+LabelFilter = Annotated[Annotated[str, Field(max_length=L.LABEL_MAX, pattern=L.NO_NUL)] | None, Blank]
 ServerPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*\S[^\x00]*$",
                                   description="A folder inside the administrator's allowed root (absolute, or relative to it).")]
 LabelsOption = Literal["folders", "none"]
-CsrfToken = Annotated[str, Field(max_length=200, description="Browser sessions only: the page's CSRF token.")]
+CsrfToken = Annotated[Annotated[str, Field(max_length=200)] | None, Blank]
+META_FILTERS = {
+    "type": "object", "patternProperties": {L.META_KEY_PATTERN: {"type": "string", "maxLength": 1000, "pattern": L.NO_NUL}},
+    "additionalProperties": False, "x-style": "deepObject",
+    "description": "Metadata filters as `meta[<key>]=<value>` or `meta.<key>=<value>` (e.g. `meta.photographer=Ann`); "
+                   "all must match."}
+COMMA_SEPARATED = {"x-style": "form", "x-explode": False}
 
 # Path parameters (URL converters give strings and digits; these add the documented limits).
 PATH_PARAMETERS = {"name": L.CollectionName, "image_id": L.Id, "job_id": L.Id}
@@ -32,6 +36,7 @@ class Query(BaseModel):
     """Query parameters: unknown ones are refused."""
 
     model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    comma_separated: ClassVar[frozenset[str]] = frozenset()  # list fields also given as `a,b`
 
 
 class NoQuery(Query):
@@ -39,27 +44,26 @@ class NoQuery(Query):
 
 
 class ImagesQuery(Query):
-    label: LabelFilter | None = None
+    label: LabelFilter = None
     status: Literal["ok", "failed"] | None = Field(None, description="Only images with this status.")
     page: L.Page = 1
     per_page: L.PerPage = L.PER_PAGE_DEFAULT
-    meta: dict[Annotated[str, Field(pattern=L.META_KEY_PATTERN)], Annotated[str, Field(max_length=1000, pattern=L.NO_NUL)]] | None = Field(
-        None, description="Metadata filters as `meta[<key>]=<value>` or `meta.<key>=<value>` (e.g. "
-                          "`meta.photographer=Ann`); all must match.",
-        json_schema_extra={"x-style": "deepObject"})
+    meta: Annotated[dict[Annotated[str, Field(pattern=L.META_KEY_PATTERN)],
+                         Annotated[str, Field(max_length=1000, pattern=L.NO_NUL)]] | None,
+                    WithJsonSchema(META_FILTERS)] = None
 
 
 class AnalysisQuery(Query):
-    backbone: L.Backbone | None = Field(None, description="Backbone (embedding space); default: the collection's only one.")
+    backbone: BackboneParam = Field(None, description="Backbone (embedding space); default: the collection's only one.")
 
 
 class SimilarQuery(AnalysisQuery):
     k: L.SearchK = 10
-    label: LabelFilter | None = None
+    label: LabelFilter = None
 
 
 class SearchQuery(SimilarQuery):
-    filename: L.Filename | None = Field(None, description="With a raw image body: the file name to report in errors "
+    filename: Annotated[L.Filename | None, Blank] = Field(None, description="With a raw image body: the file name to report in errors "
                                                          "and in `query.filename`.")
 
 
@@ -68,11 +72,13 @@ class ClustersQuery(AnalysisQuery):
 
 
 class ComparisonQuery(Query):
-    backbones: BackboneNames | None = Field(None, description="Comma-separated backbones; default: all of the collection's.")
+    comma_separated = frozenset({"backbones"})
+    backbones: list[L.Backbone] | None = Field(None, description="Comma-separated backbones; default: all of the collection's.",
+                                               json_schema_extra=COMMA_SEPARATED)
 
 
 class JobsQuery(Query):
-    collection: L.CollectionName | None = Field(None, description="Only this collection's jobs.")
+    collection: Annotated[L.CollectionName | None, Blank] = Field(None, description="Only this collection's jobs.")
     limit: L.JobsLimit = L.JOBS_LIMIT_DEFAULT
 
 
@@ -94,8 +100,8 @@ class Labels(Body):
 
 class ServerPathIngest(Body):
     server_path: ServerPath
-    backbones: list[L.Backbone] | BackboneNames | None = Field(None, description="Backbone(s); default: the server default.")
-    backbone: BackboneNames | None = None
+    backbones: list[L.Backbone] | None = Field(None, description="Backbone(s); default: the server default.")
+    backbone: L.Backbone | None = None
     pooling: L.Pooling | None = None
     labels: LabelsOption | None = Field(None, description="`folders`: label each image by its folder.")
     label: L.Label | None = Field(None, description="One label for every image (folders win when labels=folders).")
@@ -106,24 +112,28 @@ class Form(BaseModel):
     """A multipart form: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    comma_separated: ClassVar[frozenset[str]] = frozenset()
 
 
 class UploadIngest(Form):
+    comma_separated = frozenset({"backbone", "backbones"})
     files: list[UploadFile] | None = Field(None, description="Image files (repeat the field).")
     archive: UploadFile | None = Field(None, description="One .zip of images (instead of files).")
-    backbone: list[BackboneNames] | None = Field(None, description="Backbone(s), comma-separated or repeated; "
-                                                                   "default: the server default.")
-    backbones: list[BackboneNames] | None = None
-    pooling: L.Pooling | None = None
-    labels: LabelsOption | None = Field(None, description="`folders`: label each image by its folder in the upload.")
-    label: L.Label | None = Field(None, description="One label for every image (folders win when labels=folders).")
+    backbone: list[L.Backbone] | None = Field(None, description="Backbone(s), repeated (or comma-separated); "
+                                                                "default: the server default.")
+    backbones: list[L.Backbone] | None = None
+    pooling: Annotated[L.Pooling | None, Blank] = None
+    labels: Annotated[LabelsOption | None, Blank] = Field(None, description="`folders`: label each image by its folder "
+                                                                            "in the upload.")
+    label: Annotated[L.Label | None, Blank] = Field(None, description="One label for every image (folders win when "
+                                                                      "labels=folders).")
     batch_size: L.BatchSize | None = None
-    csrf_token: CsrfToken | None = None
+    csrf_token: CsrfToken = None
 
 
 class SearchUpload(Form):
     image: UploadFile = Field(description="The query image.")
     k: L.SearchK | None = None
-    backbone: L.Backbone | None = None
-    label: LabelFilter | None = None
-    csrf_token: CsrfToken | None = None
+    backbone: BackboneParam = None
+    label: LabelFilter = None
+    csrf_token: CsrfToken = None
