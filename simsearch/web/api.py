@@ -394,17 +394,7 @@ def search(name: str, q: S.SearchQuery):
             "results": [hit_dict(h) for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
 
 
-# ---- analysis (simsearch.study) ------------------------------------------------------------
-
-def _study():
-    try:
-        from simsearch import study
-    except ModuleNotFoundError as exc:
-        if exc.name == "simsearch.study":
-            raise SimsearchError("analysis is not available in this build (simsearch.study is missing)") from None
-        raise
-    return study
-
+# ---- analysis (simsearch.ops.analysis) -----------------------------------------------------
 
 def _collection_space(name: str, backbone: str | None) -> tuple[int, str]:
     from simsearch.search import resolve_space
@@ -423,8 +413,10 @@ def _collection_space(name: str, backbone: str | None) -> tuple[int, str]:
 @bp.output(S.Clusters, description="Cluster assignment and summary.")
 @bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
 def clusters(name: str, q: S.ClustersQuery):
+    from simsearch.ops import analysis
+
     _, space = _collection_space(name, q.backbone)
-    return jsonify(_study().cluster_view(services(), name, space, q.k))
+    return jsonify(analysis.clusters(services(), name, space, q.k).to_dict())
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
@@ -457,8 +449,10 @@ def compact_map(result: dict) -> dict:
 @bp.output(S.Map, description="Parallel arrays; gzip-compressed when accepted.")
 @bp.doc(summary="2-D map", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
 def map_view(name: str, q: S.AnalysisQuery):
+    from simsearch.ops import analysis
+
     _, space = _collection_space(name, q.backbone)
-    return jsonify(compact_map(_study().map_view(services(), name, space)))
+    return jsonify(compact_map(analysis.map_2d(services(), name, space).to_dict()))
 
 
 @bp.get("/collections/<name>/evaluation")
@@ -466,8 +460,10 @@ def map_view(name: str, q: S.AnalysisQuery):
 @bp.output(S.Evaluation, description="Retrieval precision and cluster agreement with the labels.")
 @bp.doc(summary="Evaluation against labels", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
 def evaluation(name: str, q: S.AnalysisQuery):
+    from simsearch.ops import analysis
+
     _, space = _collection_space(name, q.backbone)
-    return jsonify(_study().evaluation_view(services(), name, space))
+    return jsonify(analysis.evaluate(services(), name, space).to_dict())
 
 
 @bp.get("/collections/<name>/comparison")
@@ -487,7 +483,9 @@ def comparison(name: str, q: S.ComparisonQuery):
         raise Conflict(f"collection {name!r} has no vectors yet: ingest images first", field="backbones")
     for n in names:
         parse_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
-    return jsonify(_study().comparison_view(services(), name, names, with_maps=False))
+    from simsearch.ops.comparison import compare
+
+    return jsonify(compare(services(), name, names, with_maps=False).to_dict())
 
 
 # ---- ingest jobs ---------------------------------------------------------------------------
