@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch import limits
-from simsearch.errors import InvalidInput, NotFound
+from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import decode_image, resize_for_model
 from simsearch.store import hot, repo
 from simsearch.store.models import Embedding, Image
@@ -147,7 +147,7 @@ def similar_to(services, image_id: int, *, collection: str | None = None, space:
         img = repo.get_image(s, image_id, coll_id)
         coll_id = img.collection_id
         if img.status != "ok":
-            raise InvalidInput(f"image {image_id} failed to ingest ({img.error}); it has no vector", field="image_id")
+            raise Conflict(f"image {image_id} failed to ingest ({img.error}); it has no vector", field="image_id")
     space = resolve_space(services, coll_id, space)
     with services.db.session() as s:
         row = s.get(Embedding, (image_id, space))
