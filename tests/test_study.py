@@ -18,16 +18,16 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def pets(services, tmp_path):
+def pets(ctx, tmp_path):
     """20 labelled images (10 cats, 10 dogs) ingested into collection 'pets'; returns the folder."""
     root = copy_subset(tmp_path / "pets", 10)
-    report = ingest(services, root, batch_size=10)
+    report = ingest(ctx, root, batch_size=10)
     assert report.added == 20 and report.failed == 0
     return root
 
 
-def test_cluster_view_auto_fixed_k_and_cache(services, pets):
-    auto = study.cluster_view(services, "pets")
+def test_cluster_view_auto_fixed_k_and_cache(ctx, pets):
+    auto = study.cluster_view(ctx, "pets")
     assert auto["auto"] is True and auto["cached"] is False
     assert auto["backbone"] == "efficientnet_lite0" and auto["n_images"] == 20
     sw = auto["silhouette"]
@@ -42,11 +42,11 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
         assert 1 <= len(c["representatives"]) <= min(8, c["size"])
         assert set(c["representatives"]) <= set(c["members"])
 
-    again = study.cluster_view(services, "pets")
+    again = study.cluster_view(ctx, "pets")
     assert again["cached"] is True
     assert [c["members"] for c in again["clusters"]] == [c["members"] for c in auto["clusters"]]
 
-    three = study.cluster_view(services, "pets", k=3, n_representatives=2)
+    three = study.cluster_view(ctx, "pets", k=3, n_representatives=2)
     assert three["auto"] is False and three["k"] == 3 and len(three["clusters"]) == 3
     assert sum(c["size"] for c in three["clusters"]) == 20
     assert all(len(c["representatives"]) <= 2 for c in three["clusters"])
@@ -55,9 +55,9 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     # A k outside the sweep (2..10) is scored on its own, like sklearn's silhouette.
     from sklearn.metrics import silhouette_score
 
-    twelve = study.cluster_view(services, "pets", k=12)
+    twelve = study.cluster_view(ctx, "pets", k=12)
     assert twelve["k"] == 12 and len(twelve["clusters"]) == 12
-    _, _, ids, x, _ = study.load(services, "pets", None)
+    _, _, ids, x, _ = study.load(ctx, "pets", None)
     labels = np.zeros(len(ids), dtype=int)
     for c in twelve["clusters"]:
         labels[np.isin(ids, c["members"])] = c["cluster"]
@@ -66,15 +66,15 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     # One more image: the vectors' fingerprint changes, so nothing cached is reused.
     extra = dataset_files(CATS_DOGS / "cats", 1, start=150)[0]
     shutil.copy(extra, pets / "cats" / extra.name)
-    assert ingest(services, pets, batch_size=10).added == 1
-    fresh = study.cluster_view(services, "pets")
+    assert ingest(ctx, pets, batch_size=10).added == 1
+    fresh = study.cluster_view(ctx, "pets")
     assert fresh["cached"] is False and fresh["n_images"] == 21
     assert sum(c["size"] for c in fresh["clusters"]) == 21
-    assert study.cluster_view(services, "pets")["cached"] is True
+    assert study.cluster_view(ctx, "pets")["cached"] is True
 
 
-def test_evaluation_view(services, pets):
-    ev = study.evaluation_view(services, "pets")
+def test_evaluation_view(ctx, pets):
+    ev = study.evaluation_view(ctx, "pets")
     assert ev["n_images"] == ev["n_labelled"] == 20 and ev["n_labels"] == 2
     assert ev["best_k"] == ev["silhouette"]["best_k"]
     lab = ev["labels"]
@@ -89,49 +89,49 @@ def test_evaluation_view(services, pets):
     assert lab["at_n_labels"]["ari"] >= 0.4, lab
 
 
-def test_evaluation_without_labels_has_a_note(services, tmp_path):
+def test_evaluation_without_labels_has_a_note(ctx, tmp_path):
     root = copy_subset(tmp_path / "plain", 3)
-    ingest(services, root, collection="plain", labels=None)
-    ev = study.evaluation_view(services, "plain")
+    ingest(ctx, root, collection="plain", labels=None)
+    ev = study.evaluation_view(ctx, "plain")
     assert ev["labels"] is None and ev["n_labelled"] == 0 and "labels" in ev["note"]
     assert ev["silhouette"]["ks"] == [2, 3, 4, 5]  # k < number of images (6)
 
 
-def test_map_view_shapes_and_cache(services, pets):
-    m = study.map_view(services, "pets")
+def test_map_view_shapes_and_cache(ctx, pets):
+    m = study.map_view(ctx, "pets")
     assert m["method"] == "tsne" and m["n"] == 20 and m["cached"] is False
     assert len(m["ids"]) == len(m["x"]) == len(m["y"]) == len(m["labels"]) == len(m["clusters"]) == 20
     assert sorted(set(m["labels"])) == ["cats", "dogs"]
     assert set(m["clusters"]) == set(range(m["k"]))
     assert np.isfinite(m["x"]).all() and np.isfinite(m["y"]).all() and np.std(m["x"]) > 0
-    again = study.map_view(services, "pets")
+    again = study.map_view(ctx, "pets")
     assert again["cached"] is True and again["x"] == pytest.approx(m["x"]) and again["ids"] == m["ids"]
 
-    p = study.map_view(services, "pets", method="pca")
+    p = study.map_view(ctx, "pets", method="pca")
     assert p["method"] == "pca" and p["cached"] is False and len(p["x"]) == 20
     assert np.std(p["x"]) >= np.std(p["y"]) > 0  # first principal component has the most variance
 
 
-def test_invalid_requests(services, pets):
+def test_invalid_requests(ctx, pets):
     for bad in (0, 1, -3, "abc", "2.5"):
         with pytest.raises(InvalidInput, match="k must be"):
-            study.cluster_view(services, "pets", k=bad)
+            study.cluster_view(ctx, "pets", k=bad)
     with pytest.raises(InvalidInput, match="smaller than the number of images"):
-        study.cluster_view(services, "pets", k=20)
+        study.cluster_view(ctx, "pets", k=20)
     with pytest.raises(InvalidInput, match="method"):
-        study.map_view(services, "pets", method="umap")
+        study.map_view(ctx, "pets", method="umap")
     with pytest.raises(NotFound, match="no collection named 'nope'"):
-        study.evaluation_view(services, "nope")
+        study.evaluation_view(ctx, "nope")
     with pytest.raises(NotFound, match="no vectors for backbone 'efficientnet_lite1'"):
-        study.cluster_view(services, "pets", "efficientnet_lite1")
+        study.cluster_view(ctx, "pets", "efficientnet_lite1")
     with pytest.raises(InvalidInput, match="unknown backbone"):
-        study.comparison_view(services, "pets", ["alexnet"])
+        study.comparison_view(ctx, "pets", ["alexnet"])
     with pytest.raises(InvalidInput, match="at least one backbone"):
-        study.comparison_view(services, "pets", [])
+        study.comparison_view(ctx, "pets", [])
 
 
-def test_comparison_view_marks_missing_weights_unavailable(services, pets, offline_keras_weights):
-    without = study.comparison_view(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False)
+def test_comparison_view_marks_missing_weights_unavailable(ctx, pets, offline_keras_weights):
+    without = study.comparison_view(ctx, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False)
     lite1 = without["backbones"][1]
     assert lite1["available"] is False and "no vectors" in lite1["reason"]
 
@@ -139,11 +139,11 @@ def test_comparison_view_marks_missing_weights_unavailable(services, pets, offli
 
     t0 = time.perf_counter()
     with pytest.raises(WeightsUnavailable, match="resnet50"):
-        services.embedder("resnet50").load()
+        ctx.embedder("resnet50").load()
     assert time.perf_counter() - t0 < 30  # no download attempt hanging on the network
 
     t0 = time.perf_counter()
-    cmp = study.comparison_view(services, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True)
+    cmp = study.comparison_view(ctx, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True)
     seconds = time.perf_counter() - t0
     panels = {p["backbone"]: p for p in cmp["backbones"]}
     assert list(panels) == ["efficientnet_lite0", "resnet50", "efficientnet_lite1"]

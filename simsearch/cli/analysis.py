@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, services_from
+from simsearch.cli import cli, context_from
 from simsearch.cli.core import parse_weights, emit_json, json_option
 from simsearch.errors import InvalidInput
 
@@ -18,22 +18,6 @@ def _f(v, digits: int = 3) -> str:
 
 def _sweep_line(sw: dict, mark: int | None = None) -> str:
     return "  ".join(f"k={k}: {s:.3f}{'*' if k == mark else ''}" for k, s in zip(sw["ks"], sw["scores"]))
-
-
-def _images(services, ids) -> dict:
-    """image id -> {image_id, path, label}, queried in chunks (databases cap the size of IN lists)."""
-    from sqlalchemy import select
-
-    from simsearch.store.models import Image
-
-    id_list = sorted({int(i) for i in ids})
-    out = {}
-    with services.db.session() as s:
-        for start in range(0, len(id_list), 5000):
-            rows = s.execute(select(Image.id, Image.source_path, Image.label)
-                             .where(Image.id.in_(id_list[start:start + 5000]))).all()
-            out.update({i: {"image_id": i, "path": path, "label": label} for i, path, label in rows})
-    return out
 
 
 @cli.command()
@@ -49,9 +33,11 @@ def cluster(ctx, collection, backbone, k, n_reps, as_json):
 
     from simsearch import study
 
-    services = services_from(ctx)
-    view = study.cluster_view(services, collection, backbone, k=k, n_representatives=n_reps)
-    info = _images(services, [m for c in view["clusters"] for m in c["members"]])
+    from simsearch.ops import images as ops_images
+
+    app = context_from(ctx)
+    view = study.cluster_view(app, collection, backbone, k=k, n_representatives=n_reps)
+    info = ops_images.brief(app, [m for c in view["clusters"] for m in c["members"]])
     for c in view["clusters"]:
         c["representative_images"] = [info[i] for i in c["representatives"] if i in info]
         counts = Counter(info[m]["label"] for m in c["members"] if m in info)
@@ -81,7 +67,7 @@ def evaluate(ctx, collection, backbone, as_json):
     """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10."""
     from simsearch import study
 
-    ev = study.evaluation_view(services_from(ctx), collection, backbone)
+    ev = study.evaluation_view(context_from(ctx), collection, backbone)
     if as_json:
         emit_json(ev)
         return
@@ -143,14 +129,15 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
     if out.suffix.lower() != ".png":
         raise InvalidInput(f"--out must be a .png file, not {out.name!r}", field="out")
     from simsearch import study
+    from simsearch.ops import images as ops_images
     from simsearch.reports.map_plot import load_thumbnails, render_map
 
-    services = services_from(ctx)
-    data = study.map_view(services, collection, backbone, method=method)
-    thumbs = load_thumbnails(services, data["ids"]) if max_thumbs > 0 else {}
+    app = context_from(ctx)
+    data = study.map_view(app, collection, backbone, method=method)
+    thumbs = load_thumbnails(app, data["ids"]) if max_thumbs > 0 else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     png = render_map(data, out, thumbs=thumbs, colour_by=colour_by, max_thumbs=max_thumbs)
-    paths = _images(services, data["ids"])
+    paths = ops_images.brief(app, data["ids"])
     if coords is not None:
         write_coords(coords, data, paths)
     if as_json:
@@ -185,11 +172,11 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
         raise InvalidInput("--backbones needs at least one backbone name", field="backbones")
     for sp in spaces:
         parse_space(sp)  # unknown names are a usage error, not an "unavailable" backbone
-    services = services_from(ctx)
+    app = context_from(ctx)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
-    comparison = study.comparison_view(services, collection, spaces, embed=True, show_bar=show,
+    comparison = study.comparison_view(app, collection, spaces, embed=True, show_bar=show,
                                        weights=parse_weights(weights))
-    written = write_report(services, comparison, out)
+    written = write_report(app, comparison, out)
     if as_json:
         slim = {**comparison, "backbones": [{k: v for k, v in p.items() if k != "map"} for p in comparison["backbones"]]}
         emit_json({**slim, "report": written})
