@@ -2,7 +2,7 @@
 Flask-free layers stay Flask-free, and no module grows past ~400 lines.
 
 Layers, top to bottom: web / cli (and the ``worker`` entry point) -> ops -> jobs ->
-ingest / search / study / reports / context -> index / store / analysis / embed / images /
+ingest / search / reports / context -> index / store / analysis / embed / images /
 backbones / runtimes."""
 
 from __future__ import annotations

@@ -11,5 +11,8 @@ assembly (a collection's summary, the backbone list, label chunking) exists once
 - :mod:`~simsearch.ops.search`: by an uploaded image, by an ingested image;
 - :mod:`~simsearch.ops.ingest`: jobs from a server folder, uploaded files or a zip;
 - :mod:`~simsearch.ops.jobs`: a job's status, recent jobs;
-- :mod:`~simsearch.ops.backbones`: the backbones and their weights status.
+- :mod:`~simsearch.ops.backbones`: the backbones and their weights status;
+- :mod:`~simsearch.ops.analysis`, :mod:`~simsearch.ops.comparison`: clusters, evaluation, maps
+  and backbone comparison over the stored vectors (:mod:`~simsearch.ops.vectors`), as typed
+  results (:mod:`~simsearch.ops.analysis_results`).
 """

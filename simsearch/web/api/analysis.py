@@ -1,5 +1,6 @@
 """Analysis endpoints: clusters, the 2-D map, evaluation against labels, backbone comparison
-(computed by :mod:`simsearch.study`, cached in the database)."""
+(computed by :mod:`simsearch.ops.analysis` and :mod:`simsearch.ops.comparison`, cached in the
+database)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import numpy as np
 from flask import jsonify, request
 
-from simsearch.errors import InvalidInput, SimsearchError
+from simsearch.errors import InvalidInput
 from simsearch.ops import collections as ops_collections
 from simsearch.ops.backbones import check_space
 from simsearch.ops.search import collection_space
@@ -17,16 +18,6 @@ from simsearch.web.api.common import ctx
 from simsearch.web.payloads import int_arg, str_arg
 
 MAP_SIGNIFICANT_DIGITS = 4
-
-
-def _study():
-    try:
-        from simsearch import study
-    except ModuleNotFoundError as exc:
-        if exc.name == "simsearch.study":
-            raise SimsearchError("analysis is not available in this build (simsearch.study is missing)") from None
-        raise
-    return study
 
 
 def _cluster_k():
@@ -41,7 +32,9 @@ def _cluster_k():
 def clusters(name: str):
     k = _cluster_k()
     _, space = collection_space(ctx(), name, str_arg("backbone"))
-    return jsonify(_study().cluster_view(ctx(), name, space, k))
+    from simsearch.ops import analysis
+
+    return jsonify(analysis.clusters(ctx(), name, space, k).to_dict())
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
@@ -72,13 +65,17 @@ def compact_map(result: dict) -> dict:
 @bp.get("/collections/<name>/map")
 def map_view(name: str):
     _, space = collection_space(ctx(), name, str_arg("backbone"))
-    return jsonify(compact_map(_study().map_view(ctx(), name, space)))
+    from simsearch.ops import analysis
+
+    return jsonify(compact_map(analysis.map_2d(ctx(), name, space).to_dict()))
 
 
 @bp.get("/collections/<name>/evaluation")
 def evaluation(name: str):
     _, space = collection_space(ctx(), name, str_arg("backbone"))
-    return jsonify(_study().evaluation_view(ctx(), name, space))
+    from simsearch.ops import analysis
+
+    return jsonify(analysis.evaluate(ctx(), name, space).to_dict())
 
 
 @bp.get("/collections/<name>/comparison")
@@ -92,4 +89,6 @@ def comparison(name: str):
                            + (", ".join(have) or "none"), field="backbones")
     for n in names:
         check_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
-    return jsonify(_study().comparison_view(ctx(), name, names, with_maps=False))
+    from simsearch.ops.comparison import compare
+
+    return jsonify(compare(ctx(), name, names, with_maps=False).to_dict())
