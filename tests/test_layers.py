@@ -30,7 +30,7 @@ NEVER = {
 LOWER = ("index", "store", "analysis", "images", "backbones", "runtimes", "embed", "errors", "config")
 for _low in LOWER:
     NEVER[_low] = TOP | {"simsearch.ops", "simsearch.jobs", "simsearch.context", "simsearch.ingest",
-                         "simsearch.search", "simsearch.study"}
+                         "simsearch.search"}
 
 
 def modules() -> list[Path]:
