@@ -1,0 +1,41 @@
+"""``/api/health`` and ``/api/backbones``."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from simsearch import __version__
+from simsearch.errors import QueueUnavailable, SimsearchError
+from simsearch.ops.backbones import backbone_rows
+from simsearch.web import schemas as S
+from simsearch.web.api import bp
+from simsearch.web.api.common import ctx, runner
+from simsearch.web.contract import errors
+
+
+@bp.get("/health")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.Health, description="Database (and job queue) reachable.")
+@bp.doc(summary="Health check", tags=["service"], responses=errors(400, 503))
+def health(q):
+    app_ctx = ctx()
+    out = {"status": "ok", "version": __version__, "database": app_ctx.db.dialect, "jobs": runner().kind}
+    try:
+        with app_ctx.db.session() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise SimsearchError(f"database unreachable: {type(exc).__name__}", details=out) from None
+    if runner().kind == "rq":
+        try:
+            runner().ping()
+        except Exception as exc:
+            raise QueueUnavailable(f"job queue (Redis) unreachable: {type(exc).__name__}", details=out) from None
+    return out
+
+
+@bp.get("/backbones")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.BackboneList, description="Backbones and whether their weights are available.")
+@bp.doc(summary="List backbones", tags=["service"], responses=errors(400))
+def backbones(q):
+    return {"backbones": backbone_rows(ctx().settings)}

@@ -1,0 +1,57 @@
+"""``/api/images/<id>``: get, delete, thumbnail, similar images."""
+
+from __future__ import annotations
+
+from flask import Response, request, url_for
+
+from simsearch.ops import images as ops_images
+from simsearch.ops import search as ops_search
+from simsearch.web import schemas as S
+from simsearch.web.api import bp
+from simsearch.web.api.common import ctx, hits_json, image_json, thumbnail_url
+from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
+
+THUMBNAIL_MAX_AGE = 7 * 24 * 3600
+
+
+@bp.get("/images/<int:image_id>")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.ImageDetail, description="The image's metadata.")
+@bp.doc(summary="Get an image", tags=["images"], responses=errors(400, 404))
+def get_image(image_id: int, q):
+    out = image_json(ops_images.get(ctx(), image_id))
+    out["similar_url"] = url_for("api.similar", image_id=image_id)
+    return out
+
+
+@bp.delete("/images/<int:image_id>")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.ImageDeleted, description="Deleted (with its vectors).")
+@bp.doc(summary="Delete an image", tags=["images"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
+def delete_image(image_id: int, q):
+    return ops_images.delete(ctx(), image_id)
+
+
+@bp.get("/images/<int:image_id>/thumbnail")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.doc(summary="An image's thumbnail", tags=["images"], responses={
+    200: {"description": "JPEG thumbnail (cacheable; ETag is the content hash).", "content": {"image/jpeg": {"schema": BINARY}}},
+    304: {"description": "Not modified (If-None-Match matched)."}, **errors(400, 404)})
+def thumbnail(image_id: int, q):
+    thumb = ops_images.thumbnail(ctx(), image_id)
+    resp = Response(thumb.data, mimetype=thumb.mime_type)
+    resp.set_etag(thumb.etag)
+    resp.cache_control.public = True
+    resp.cache_control.max_age = THUMBNAIL_MAX_AGE
+    return resp.make_conditional(request)
+
+
+@bp.get("/images/<int:image_id>/similar")
+@bp.input(S.SimilarQuery, location="query", arg_name="q")
+@bp.output(S.SimilarResult, description="The most similar images of its collection (itself excluded), best first.")
+@bp.doc(summary="Images similar to an ingested image", tags=["search"], responses=errors(400, 404, 409))
+def similar(image_id: int, q: S.SimilarQuery):
+    out = ops_search.by_image(ctx(), image_id, backbone=q.backbone, k=q.k, label=q.label)
+    out["query"]["thumbnail_url"] = thumbnail_url(image_id)
+    out["results"] = hits_json(out["results"])
+    return out

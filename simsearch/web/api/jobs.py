@@ -1,0 +1,75 @@
+"""``POST /api/collections/<name>/ingest`` (202 + a job to poll) and ``/api/jobs``."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request, url_for
+
+from simsearch.errors import InvalidInput
+from simsearch.jobs.staging import ZipLimits
+from simsearch.ops import ingest as ops_ingest
+from simsearch.ops import jobs as ops_jobs
+from simsearch.store import repo
+from simsearch.web import schemas as S
+from simsearch.web.api import bp
+from simsearch.web.api.common import ctx, runner
+from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate
+
+
+def _accepted(out: dict):
+    status_url = url_for("api.job", job_id=out["job_id"])
+    resp = jsonify({**out, "status_url": status_url})
+    resp.status_code = 202
+    resp.headers["Location"] = status_url
+    return resp
+
+
+@bp.post("/collections/<name>/ingest")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.JobAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
+@bp.doc(summary="Add images (background job)", tags=["ingest"], security=WRITE_SECURITY,
+        description="Upload image files or one zip archive (multipart), or name a folder on the server (JSON, only when "
+                    "the administrator set SIMSEARCH_ALLOW_SERVER_PATHS). The collection is created if new. Files "
+                    "already in the collection (same content) are skipped.",
+        responses={**errors(400, 401, 403, 413, 503,
+                            e400="Bad input, no images, or a refused archive (path traversal, symlinks, zip bomb).",
+                            e403="Server paths are not enabled, the path is outside the allowed root, or CSRF failed."),
+                   202: {"description": "Queued; poll status_url.", "headers": {
+                       "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}},
+        extensions=bodies(**{"multipart/form-data": S.UploadIngest, "application/json": S.ServerPathIngest}))
+def ingest(name: str, q):
+    repo.validate_collection_name(name)
+    if request.is_json:
+        body = json_model(S.ServerPathIngest)
+        options = {"backbones": (body.backbones or []) + ([body.backbone] if body.backbone else []),
+                   "pooling": body.pooling, "labels": body.labels, "label": body.label, "batch_size": body.batch_size}
+        return _accepted(ops_ingest.from_server_path(ctx(), runner(), name, body.server_path, options,
+                                                     allowed_root=current_app.config.get("SIMSEARCH_ALLOW_SERVER_PATHS")))
+    if request.mimetype != "multipart/form-data":
+        raise InvalidInput("send image files as multipart/form-data (field 'files', repeatable, or one zip in 'archive'), "
+                           "or JSON {\"server_path\": ...}", field="files")
+    form = validate(S.UploadIngest, form_data(S.UploadIngest), "form")
+    options = {"backbones": (form.backbone or []) + (form.backbones or []), "pooling": form.pooling,
+               "labels": form.labels, "label": form.label, "batch_size": form.batch_size}
+    files = form.files or []
+    archive = form.archive
+    out = ops_ingest.from_upload(ctx(), runner(), name, options, files=files,
+                                 archive=archive.stream if archive else None,
+                                 archive_name=archive.filename if archive else None,
+                                 zip_limits=ZipLimits.from_config(current_app.config))
+    return _accepted(out)
+
+
+@bp.get("/jobs/<int:job_id>")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.Job, description="Progress, rate, ETA and per-file errors.")
+@bp.doc(summary="Ingest job status", tags=["ingest"], responses=errors(400, 404))
+def job(job_id: int, q):
+    return ops_jobs.get(ctx(), job_id)
+
+
+@bp.get("/jobs")
+@bp.input(S.JobsQuery, location="query", arg_name="q")
+@bp.output(S.JobList, description="Most recent first.", links=links.LISTED_JOBS)
+@bp.doc(summary="List ingest jobs", tags=["ingest"], responses=errors(400, 404))
+def list_jobs(q: S.JobsQuery):
+    return {"jobs": ops_jobs.recent(ctx(), collection=q.collection, limit=q.limit)}

@@ -1,0 +1,55 @@
+"""``POST /api/collections/<name>/search``: search by an uploaded image."""
+
+from __future__ import annotations
+
+from flask import request
+
+from simsearch.errors import InvalidInput
+from simsearch.ops import search as ops_search
+from simsearch.web import schemas as S
+from simsearch.web.api import bp
+from simsearch.web.api.common import ctx, hits_json
+from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, validate
+
+NO_IMAGE = ("send the query image as a multipart/form-data file field named 'image', or as the request body with "
+            "Content-Type image/...")
+
+
+def _raw_image_body() -> bool:
+    """Whether the request body is the image itself (``Content-Type: image/...`` or
+    ``application/octet-stream``) rather than a multipart form."""
+    mimetype = request.mimetype
+    return mimetype.startswith("image/") or mimetype == "application/octet-stream"
+
+
+@bp.post("/collections/<name>/search")
+@bp.input(S.SearchQuery, location="query", arg_name="q")
+@bp.output(S.SearchResult, description="The most similar images, best first.")
+@bp.doc(summary="Search by an uploaded image", tags=["search"], security=WRITE_SECURITY,
+        description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone` and `label` "
+                    "may be form fields or query parameters, form fields win), or as the whole request body with "
+                    "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
+                    "(no multipart parsing: the fastest form for scripts).",
+        responses=errors(400, 401, 403, 404, 413, 503,
+                         e400="Bad input, or the upload is not a usable image (not an image, truncated, too many pixels)."),
+        extensions=bodies(**{"multipart/form-data": S.SearchUpload, "image/*": BINARY, "application/octet-stream": BINARY}))
+def search(name: str, q: S.SearchQuery):
+    """Search by an uploaded image: a multipart form with an ``image`` file field (what browsers
+    send), or the image as the whole request body with the options in the query string (no
+    multipart parsing: about 1 ms less per query, for scripts)."""
+    k, backbone, label = q.k, q.backbone, q.label
+    if _raw_image_body():
+        data = request.get_data(cache=False)
+        filename = q.filename
+        if not data:
+            raise InvalidInput("the request body is empty: send the image file's bytes", field="image")
+    elif request.mimetype != "multipart/form-data" or "image" not in request.files:
+        raise InvalidInput(NO_IMAGE, field="image")
+    else:
+        form = validate(S.SearchUpload, form_data(S.SearchUpload) | {"image": request.files["image"]}, "form")
+        data = form.image.read()
+        filename = form.image.filename or None
+        k, backbone, label = form.k or k, form.backbone or backbone, form.label or label
+    out = ops_search.by_upload(ctx(), name, data, filename, backbone=backbone, k=k, label=label)
+    out["results"] = hits_json(out["results"])
+    return out
