@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="copy the reports and server log here")
     ap.add_argument("extra", nargs="*", help="more `schemathesis run` options (after --)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database on the way out
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results = [run_one(k, max_examples=args.max_examples, per_class=args.per_class, seed=args.seed, keep=args.keep,
                        extra=args.extra, timeout=args.timeout) for k in kinds]

@@ -233,6 +233,7 @@ def finish_spec(spec: dict) -> dict:
     spec["paths"] = {p: ops for p, ops in spec["paths"].items() if p.startswith("/api/")}
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = model_schema(schemas.Error)
+    components["AnalysisAccepted"] = model_schema(schemas.AnalysisAccepted)
     path_limits = {name: _clean_parameter_schema(TypeAdapter(t).json_schema()) for name, t in schemas.PATH_PARAMETERS.items()}
     for path, ops in spec["paths"].items():
         for op in ops.values():

@@ -1,35 +1,59 @@
-"""Analysis endpoints: clusters, the 2-D map, evaluation against labels, backbone comparison
-(computed by :mod:`simsearch.ops.analysis` and :mod:`simsearch.ops.comparison`, cached in the
-database)."""
+"""Analysis endpoints: clusters, the 2-D map, evaluation against labels, backbone comparison.
+
+None of them computes inside the request. Each names its result as an
+:class:`~simsearch.ops.analysis_tasks.AnalysisTask` and answers **200** with the result when it is
+cached for the collection's current vectors (and labels, for scores), else **202**
+``{"job_id", "status", "status_url"}`` (and ``Location``) for the background job computing it:
+the one already queued or running for the same parameters, or a new one on the app's job runner
+(:mod:`simsearch.ops.analysis_jobs`). Poll ``status_url`` until ``done``, then ask again.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from flask import jsonify
+from flask import jsonify, url_for
 
 from simsearch.errors import Conflict
+from simsearch.ops import analysis_jobs
 from simsearch.ops import collections as ops_collections
+from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.search import collection_space
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx
+from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import errors
 
 MAP_SIGNIFICANT_DIGITS = 4
-ANALYSIS = "Computed on first request and cached in the database until the collection's vectors change."
+ANALYSIS = ("Never computed inside the request: 200 with the result when it is cached for the collection's current "
+            "vectors (and labels, for scores), else 202 with the background job computing it (the one already "
+            "running for the same parameters, or a new one): poll status_url until done, then ask again.")
+ACCEPTED = {202: {"description": "Being computed; poll status_url, then ask again.",
+                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AnalysisAccepted"}}},
+                  "headers": {"Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}}
+
+
+def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
+    """200 with the cached result, or 202 with the job that computes it."""
+    result = task.lookup(ctx())
+    if result is not None:
+        return jsonify(shape(result))
+    job_id, status = analysis_jobs.start(ctx(), runner(), task)
+    status_url = url_for("api.job", job_id=job_id)
+    resp = jsonify(S.AnalysisAccepted(job_id=job_id, status=status, status_url=status_url).model_dump())
+    resp.status_code = 202
+    resp.headers["Location"] = status_url
+    return resp
 
 
 @bp.get("/collections/<name>/clusters")
 @bp.input(S.ClustersQuery, location="query", arg_name="q")
 @bp.output(S.Clusters, description="Cluster assignment and summary.")
-@bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+@bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
 def clusters(name: str, q: S.ClustersQuery):
     _, space = collection_space(ctx(), name, q.backbone)
-    from simsearch.ops import analysis
-
-    return jsonify(analysis.clusters(ctx(), name, space, q.k).to_dict())
+    return answer(AnalysisTask("clusters", name, {"backbone": space, "k": q.k, "representatives": 8}))
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
@@ -60,34 +84,30 @@ def compact_map(result: dict) -> dict:
 @bp.get("/collections/<name>/map")
 @bp.input(S.AnalysisQuery, location="query", arg_name="q")
 @bp.output(S.Map, description="Parallel arrays; gzip-compressed when accepted.")
-@bp.doc(summary="2-D map", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+@bp.doc(summary="2-D map", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
 def map_view(name: str, q: S.AnalysisQuery):
     _, space = collection_space(ctx(), name, q.backbone)
-    from simsearch.ops import analysis
-
-    return jsonify(compact_map(analysis.map_2d(ctx(), name, space).to_dict()))
+    return answer(AnalysisTask("map", name, {"backbone": space, "method": "tsne"}),
+                  lambda result: compact_map(result.to_dict()))
 
 
 @bp.get("/collections/<name>/evaluation")
 @bp.input(S.AnalysisQuery, location="query", arg_name="q")
 @bp.output(S.Evaluation, description="Retrieval precision and cluster agreement with the labels.")
-@bp.doc(summary="Evaluation against labels", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+@bp.doc(summary="Evaluation against labels", tags=["analysis"], description=ANALYSIS,
+        responses={**ACCEPTED, **errors(400, 404, 409)})
 def evaluation(name: str, q: S.AnalysisQuery):
     _, space = collection_space(ctx(), name, q.backbone)
-    from simsearch.ops import analysis
-
-    return jsonify(analysis.evaluate(ctx(), name, space).to_dict())
+    return answer(AnalysisTask("evaluation", name, {"backbone": space}))
 
 
 @bp.get("/collections/<name>/comparison")
 @bp.input(S.ComparisonQuery, location="query", arg_name="q")
 @bp.output(S.Comparison, description="The evaluation of each backbone, side by side.")
-@bp.doc(summary="Compare backbones", tags=["analysis"], description=ANALYSIS, responses=errors(400, 404, 409))
+@bp.doc(summary="Compare backbones", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
 def comparison(name: str, q: S.ComparisonQuery):
     _, have = ops_collections.spaces(ctx(), name)
     names = list(dict.fromkeys(q.backbones or have))  # known backbones without vectors are reported in their panel
     if not names:  # the request is fine; the collection has nothing to compare yet
         raise Conflict(f"collection {name!r} has no vectors yet: ingest images first", field="backbones")
-    from simsearch.ops.comparison import compare
-
-    return jsonify(compare(ctx(), name, names, with_maps=False).to_dict())
+    return answer(AnalysisTask("comparison", name, {"backbones": names}))

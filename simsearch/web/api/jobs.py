@@ -61,8 +61,8 @@ def ingest(name: str, q):
 
 @bp.get("/jobs/<int:job_id>")
 @bp.input(S.NoQuery, location="query", arg_name="q")
-@bp.output(S.Job, description="Progress, rate, ETA and per-file errors.")
-@bp.doc(summary="Ingest job status", tags=["ingest"], responses=errors(400, 404))
+@bp.output(S.Job, description="Progress (ingest: files, rate, ETA, per-file errors; analysis: steps).")
+@bp.doc(summary="Job status", tags=["ingest"], responses=errors(400, 404))
 def job(job_id: int, q):
     return ops_jobs.get(ctx(), job_id)
 
@@ -70,6 +70,6 @@ def job(job_id: int, q):
 @bp.get("/jobs")
 @bp.input(S.JobsQuery, location="query", arg_name="q")
 @bp.output(S.JobList, description="Most recent first.", links=links.LISTED_JOBS)
-@bp.doc(summary="List ingest jobs", tags=["ingest"], responses=errors(400, 404))
+@bp.doc(summary="List jobs (ingest and analysis)", tags=["ingest"], responses=errors(400, 404))
 def list_jobs(q: S.JobsQuery):
     return {"jobs": ops_jobs.recent(ctx(), collection=q.collection, limit=q.limit)}

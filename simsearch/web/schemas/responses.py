@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Error", "ErrorDetail", "Health", "Backbone", "BackboneList", "BackboneSpace", "Collection", "CollectionList",
            "CollectionDetail", "LabelCount", "CollectionDeleted", "Image", "ImageDetail", "ImagePage", "ImageFilters",
            "ImageDeleted", "Hit", "SimilarQueryImage", "SimilarResult", "SearchQueryFile", "SearchResult", "LabelsResult",
-           "Job", "JobError", "JobList", "JobAccepted"]
+           "Job", "JobError", "JobList", "JobAccepted", "AnalysisAccepted"]
 
 Timestamp = str  # ISO 8601 in UTC, e.g. 2026-01-31T12:00:00Z
 
@@ -80,7 +80,12 @@ class JobError(BaseModel):
 
 
 class Job(BaseModel):
+    """An ingest job, or an analysis job (clusters, map, evaluation, comparison) started by a 202."""
+
     id: int
+    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison"]
+    params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest).")
+    result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
     status: Literal["queued", "running", "done", "failed"]
     collection: str | None
     backbones: list[str]
@@ -100,6 +105,16 @@ class Job(BaseModel):
     finished_at: Timestamp | None
     message: str | None
     stale: bool = Field(description="Running, but no progress for 10 minutes: its process probably stopped.")
+
+
+class AnalysisAccepted(BaseModel):
+    """An analysis being computed in the background: poll `status_url`, then ask again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: int
+    status: Literal["queued", "running"]
+    status_url: str
 
 
 class CollectionDetail(Collection):
@@ -197,7 +212,7 @@ class LabelsResult(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[Job] = Field(description="Most recent first.")
+    jobs: list[Job] = Field(description="Most recent first (ingest and analysis jobs).")
 
 
 class JobAccepted(BaseModel):
