@@ -21,6 +21,7 @@ from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image, IngestRun, Thumbnail
 from simsearch.web import jobs as jobs_mod
 from simsearch.web.errors import Forbidden
+from simsearch.web.guards import current_max_id
 from simsearch.web.payloads import (
     Staging,
     ZipLimits,
@@ -267,11 +268,13 @@ def set_labels(name: str):
             raise InvalidInput("label must be a non-empty string of at most 200 characters, or null", field="label")
         label = label.strip()
     wanted = sorted(set(ids))
+    top = current_max_id()
+    storable = [i for i in wanted if 0 < i <= top]  # others cannot exist (and the driver refuses them)
     with services().db.session() as s:
         coll = get_collection(s, name)
         found: set[int] = set()
-        for start in range(0, len(wanted), 5000):
-            chunk = wanted[start:start + 5000]
+        for start in range(0, len(storable), 5000):
+            chunk = storable[start:start + 5000]
             found.update(s.scalars(select(Image.id).where(Image.collection_id == coll.id, Image.id.in_(chunk))))
         missing = [i for i in wanted if i not in found]
         if missing:
@@ -548,8 +551,12 @@ def _server_path_ingest(name: str):
     target = (given if given.is_absolute() else root / given).resolve()
     if not target.is_relative_to(root):
         raise Forbidden(f"server_path must be inside the allowed folder {root}", field="server_path")
-    if not target.exists():
-        raise InvalidInput(f"server_path {raw!r}: no such file or folder", field="server_path")
+    try:
+        exists = target.exists()
+    except OSError as exc:  # a name too long, a loop of links...
+        raise InvalidInput(f"server_path {raw[:200]!r}: cannot be used ({exc.strerror})", field="server_path") from None
+    if not exists:
+        raise InvalidInput(f"server_path {raw[:200]!r}: no such file or folder", field="server_path")
     spaces = _spaces_from(_as_list(body.get("backbones")) + _as_list(body.get("backbone")), body.get("pooling"))
     labels = _labels_option(body.get("labels"))
     label = _label_option(body.get("label"))
