@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from simsearch.errors import NotFound
+from simsearch.errors import NotFound, public_reason
 from simsearch.store.models import Collection, IngestRun, utcnow
 
 log = logging.getLogger("simsearch.worker")
@@ -33,8 +36,13 @@ def run_folder(settings, run_id: int) -> Path:
     return uploads_dir(settings) / str(int(run_id))
 
 
-def mark_failed(services, run_id: int, message: str) -> None:
-    """Record a failure on a run that did not finish (no-op on finished runs)."""
+def mark_failed(services, run_id: int, failure: str | BaseException, context: str = "") -> None:
+    """Record a failure on a run that did not finish (no-op on finished runs). An exception is
+    recorded as :func:`~simsearch.errors.public_reason` gives it: a reason, never SQL or paths
+    inside the data directory."""
+    if isinstance(failure, BaseException):
+        failure = public_reason(failure, hide=(str(services.settings.home),))
+    message = context + failure
     with services.db.session() as s:
         run = s.get(IngestRun, run_id)
         if run is not None and run.status not in ("done", "failed"):
@@ -70,10 +78,74 @@ def execute_run(services, run_id: int, *, batch_size: int | None = None, workers
                             workers=workers)
         report = ingester.run(collection, files, source=source, ignored=manifest.get("ignored", []), run_id=run_id)
     except BaseException as exc:
-        msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        mark_failed(services, run_id, msg)
+        mark_failed(services, run_id, exc)
         raise
+    finally:
+        release_uploads(services, run_id)
     return report.to_dict()
+
+
+# ---- staged uploads ----------------------------------------------------------------------------
+
+STAGING_MAX_AGE = 24 * 3600  # seconds: a '.staging-*' folder this old was left by a failed upload
+ORPHAN_MIN_AGE = 3600  # seconds: an upload folder whose run row is gone (collection deleted)
+
+
+def release_uploads(services, run_id: int) -> None:
+    """After job ``run_id`` ended: delete its uploaded files now (``upload_retention_hours`` 0, the
+    default) and those of jobs that ended longer ago than the retention. Never raises."""
+    try:
+        if services.settings.upload_retention_hours <= 0:
+            shutil.rmtree(run_folder(services.settings, run_id), ignore_errors=True)
+        sweep_uploads(services)
+    except Exception:  # cleaning up must not turn a finished job into a failure
+        log.exception("could not clean up the uploads of ingest job %s", run_id)
+
+
+def sweep_uploads(services, now: datetime | None = None) -> list[Path]:
+    """Delete upload folders past their retention: those of ended jobs (``done`` or ``failed``)
+    that finished more than ``upload_retention_hours`` ago, those whose job no longer exists,
+    and staging folders of uploads that never became a job. Returns the folders deleted."""
+    from sqlalchemy import select
+
+    uploads = uploads_dir(services.settings)
+    if not uploads.is_dir():
+        return []
+    now = now or datetime.now(timezone.utc)
+    cutoff = now - timedelta(hours=max(0.0, float(services.settings.upload_retention_hours)))
+    folders = {int(p.name): p for p in uploads.iterdir() if p.name.isdigit() and p.is_dir()}
+    runs: dict[int, tuple[str, datetime | None]] = {}
+    ids = sorted(folders)
+    with services.db.session() as s:
+        for start in range(0, len(ids), 5000):
+            rows = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.finished_at)
+                             .where(IngestRun.id.in_(ids[start:start + 5000]))).all()
+            runs.update({run_id: (status, finished) for run_id, status, finished in rows})
+    removed = []
+    wall = time.time()
+    for run_id, folder in folders.items():
+        if run_id in runs:
+            status, finished = runs[run_id]
+            if finished is not None and finished.tzinfo is None:
+                finished = finished.replace(tzinfo=timezone.utc)
+            expired = status in ("done", "failed") and (finished is None or finished <= cutoff)
+        else:
+            expired = wall - _mtime(folder) > ORPHAN_MIN_AGE
+        if expired:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    for folder in uploads.glob(".staging-*"):
+        if wall - _mtime(folder) > STAGING_MAX_AGE:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
 
 
 # ---- RQ ------------------------------------------------------------------------------------
@@ -105,7 +177,8 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback (also when the work horse was killed): mark the run failed."""
     try:
         run_id = int(job.args[0])
-        mark_failed(_job_services(), run_id, f"{getattr(exc_type, '__name__', 'error')}: {exc_value}")
+        failure = exc_value if isinstance(exc_value, BaseException) else getattr(exc_type, "__name__", "error")
+        mark_failed(_job_services(), run_id, failure)
     except Exception:  # never let a callback hide the original failure
         log.exception("could not mark the ingest run of job %s failed", getattr(job, "id", "?"))
 

@@ -22,6 +22,7 @@ from simsearch.store.models import Collection, Embedding, Image, IngestRun, Thum
 from simsearch.web import jobs as jobs_mod
 from simsearch.web.errors import Forbidden
 from simsearch.web.guards import current_max_id
+from simsearch.web.paths import hide_server_paths, needs_sources, run_sources, shown_path
 from simsearch.web.payloads import (
     Staging,
     ZipLimits,
@@ -54,11 +55,11 @@ def runner():
 
 # ---- serialisation ------------------------------------------------------------------------
 
-def image_dict(img: Image, collection: str | None) -> dict:
+def image_dict(img: Image, collection: str | None, sources: dict[int, str] | None = None) -> dict:
     return {
         "id": img.id,
         "collection": collection,
-        "path": img.source_path,
+        "path": shown_path(img.source_path, (sources or {}).get(img.id)),
         "label": img.label,
         "width": img.width,
         "height": img.height,
@@ -70,10 +71,19 @@ def image_dict(img: Image, collection: str | None) -> dict:
     }
 
 
-def hit_dict(hit) -> dict:
+def hit_dict(hit, sources: dict[int, str] | None = None) -> dict:
     d = hit.to_dict()
+    d["path"] = shown_path(hit.path, (sources or {}).get(hit.image_id))
     d["thumbnail_url"] = f"{request.script_root}/api/images/{hit.image_id}/thumbnail"
     return d
+
+
+def hit_sources(paths_by_id: dict[int, str]) -> dict[int, str]:
+    """The ingest sources needed to show these images' paths (none for uploads: no query)."""
+    if not needs_sources(paths_by_id.values()):
+        return {}
+    with services().db.session() as s:
+        return run_sources(s, paths_by_id)
 
 
 def collection_summary(s, coll: Collection) -> dict:
@@ -154,7 +164,7 @@ def backbones():
         b = get_backbone(name)
         ok, reason = b.weights_status(weights_dir)
         rows.append({"name": b.name, "input_size": b.input_size, "dim": b.dim, "family": b.family,
-                     "weights_available": bool(ok), "weights_note": reason or None, "loaded": b.name in loaded,
+                     "weights_available": bool(ok), "weights_note": hide_server_paths(reason) or None, "loaded": b.name in loaded,
                      "default": b.name == services().settings.default_backbone})
     return {"backbones": rows}
 
@@ -244,7 +254,8 @@ def list_images(name: str):
             q = q.where(Image.meta[mkey].as_string() == value)
         total = s.scalar(select(func.count()).select_from(q.subquery()))
         rows = s.scalars(q.order_by(Image.id).offset((page - 1) * per_page).limit(per_page)).all()
-        items = [image_dict(img, coll.name) for img in rows]
+        sources = run_sources(s, [img.id for img in rows]) if needs_sources(img.source_path for img in rows) else {}
+        items = [image_dict(img, coll.name, sources) for img in rows]
     return {"collection": name, "page": page, "per_page": per_page, "total": total,
             "pages": max(1, math.ceil(total / per_page)), "filters": {"label": label, "status": status, "meta": meta_filters},
             "images": items}
@@ -292,7 +303,7 @@ def get_image(image_id: int):
     with services().db.session() as s:
         img = repo.get_image(s, image_id)
         coll = s.get(Collection, img.collection_id)
-        out = image_dict(img, coll.name)
+        out = image_dict(img, coll.name, run_sources(s, [img.id]) if needs_sources([img.source_path]) else {})
         out["backbones"] = sorted(s.scalars(select(Embedding.space).where(Embedding.image_id == image_id)))
         out["similar_url"] = url_for("api.similar", image_id=image_id)
     return out
@@ -341,9 +352,10 @@ def similar(image_id: int):
     k = int_arg("k", 10)
     t0 = time.perf_counter()
     space, img, hits = similar_to(services(), image_id, space=backbone_arg(), k=k, label=str_arg("label"))
-    return {"query": {"image_id": img.id, "path": img.source_path, "label": img.label,
+    sources = hit_sources({img.id: img.source_path, **{h.image_id: h.path for h in hits}})
+    return {"query": {"image_id": img.id, "path": shown_path(img.source_path, sources.get(img.id)), "label": img.label,
                       "thumbnail_url": f"{request.script_root}/api/images/{img.id}/thumbnail"},
-            "backbone": space, "k": k, "results": [hit_dict(h) for h in hits],
+            "backbone": space, "k": k, "results": [hit_dict(h, sources) for h in hits],
             "seconds": round(time.perf_counter() - t0, 4)}
 
 
@@ -381,8 +393,9 @@ def search(name: str):
     label = str_arg("label", params)
     t0 = time.perf_counter()
     space, hits = search_image(services(), name, data, filename or "uploaded image", space=backbone, k=k, label=label)
+    sources = hit_sources({h.image_id: h.path for h in hits})
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": name, "backbone": space, "k": k,
-            "results": [hit_dict(h) for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
+            "results": [hit_dict(h, sources) for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
 
 
 # ---- analysis (simsearch.study) ------------------------------------------------------------
@@ -494,7 +507,7 @@ def _spaces_from(values: list[str], pooling: str | None) -> list[str]:
         spaces.append(space_key(base, pool or pooling or "avg"))
         ok, reason = get_backbone(base).weights_status(services().settings.weights_dir)
         if not ok:
-            raise WeightsUnavailable(f"{base}: {reason}", field="backbone")
+            raise WeightsUnavailable(f"{base}: {hide_server_paths(reason)}", field="backbone")
     return list(dict.fromkeys(spaces))
 
 
@@ -550,7 +563,8 @@ def _server_path_ingest(name: str):
     given = Path(raw.strip()).expanduser()
     target = (given if given.is_absolute() else root / given).resolve()
     if not target.is_relative_to(root):
-        raise Forbidden(f"server_path must be inside the allowed folder {root}", field="server_path")
+        where = f" {root}" if services().settings.expose_paths else " (SIMSEARCH_ALLOW_SERVER_PATHS)"
+        raise Forbidden(f"server_path must be inside the allowed folder{where}", field="server_path")
     try:
         exists = target.exists()
     except OSError as exc:  # a name too long, a loop of links...

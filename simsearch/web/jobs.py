@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from simsearch.errors import SimsearchError
 from simsearch.store import repo
 from simsearch.store.models import IngestRun, utcnow
+from simsearch.web.paths import shown_path, shown_source
 from simsearch.web.payloads import Staging, remove_quietly, write_manifest
 from simsearch.worker import DEFAULT_QUEUE, enqueue_ingest, execute_run, mark_failed, run_folder
 
@@ -146,8 +147,9 @@ class RQRunner:
         try:
             enqueue_ingest(self.redis_url, self.queue_name, run_id, options)
         except Exception as exc:
-            mark_failed(self.services, run_id, f"could not enqueue the job: {exc}")
-            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+            log.error("could not enqueue ingest job %s: %s", run_id, exc)
+            mark_failed(self.services, run_id, exc, "could not enqueue the job: ")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}") from None
 
     def ping(self) -> bool:
         from simsearch.worker import redis_connection
@@ -190,7 +192,8 @@ def create_run(services, collection: str, spaces: list[str], source: str, stagin
         write_manifest(folder, {"run_id": run_id, "collection": collection, "files": files, "ignored": staging.ignored,
                                 "batch_size": batch_size})
     except BaseException as exc:
-        mark_failed(services, run_id, f"could not stage the files: {exc}")
+        log.exception("ingest job %s: could not stage the files", run_id)
+        mark_failed(services, run_id, exc, "could not stage the files: ")
         remove_quietly(staging.dir)
         raise
     return run_id
@@ -221,7 +224,8 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
         eta = 0.0
     elif run.status == "running" and rate > 0:
         eta = max(0.0, (run.total - run.processed) / rate)
-    errors = list(run.errors or [])
+    errors = [{**e, "file": shown_path(e["file"], run.source)} if isinstance(e, dict) and e.get("file") else e
+              for e in (run.errors or [])[:MAX_ERRORS_SHOWN]]
     # A running job reports progress every batch (seconds apart); one silent for this long lost
     # the process running it (killed, restarted). Its committed work is kept: ingest it again.
     last = _aware(run.updated_at) or _aware(run.started_at)
@@ -237,7 +241,7 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
         "status": run.status,
         "collection": collection,
         "backbones": list(run.spaces or []),
-        "source": run.source,
+        "source": shown_source(run.source),
         "total": run.total,
         "processed": run.processed,
         "failed": run.failed,
@@ -245,8 +249,8 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
         "skipped": run.skipped,
         "rate": round(rate, 3),
         "eta_seconds": None if eta is None else round(eta, 1),
-        "errors": errors[:MAX_ERRORS_SHOWN],
-        "errors_total": len(errors),
+        "errors": errors,
+        "errors_total": len(run.errors or []),
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
         "updated_at": iso(run.updated_at),
