@@ -163,7 +163,8 @@ class BodyLimit:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
-        if environ.get("CONTENT_LENGTH") or "wsgi.input_terminated" not in environ:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if not chunked or environ.get("CONTENT_LENGTH") or "wsgi.input_terminated" not in environ:
             return self.wsgi_app(environ, start_response)
         limit = self.app.config.get("MAX_CONTENT_LENGTH")
         stream = environ["wsgi.input"]
