@@ -82,6 +82,9 @@ def execute_run(services, run_id: int, *, batch_size: int | None = None, workers
         raise
     finally:
         release_uploads(services, run_id)
+        from simsearch.images.decode import release_memory
+
+        release_memory()  # the decode threads' buffers (up to SIMSEARCH_MAX_PIXELS each) are free now
     return report.to_dict()
 
 
