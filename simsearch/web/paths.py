@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from flask import current_app
+from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from simsearch.store.models import Image, IngestRun
@@ -28,7 +28,8 @@ def _services():
 
 
 def exposed() -> bool:
-    return bool(_services().settings.expose_paths)
+    """Whether paths are shown as they are: ``SIMSEARCH_EXPOSE_PATHS``, or no app (not a response)."""
+    return not has_app_context() or bool(_services().settings.expose_paths)
 
 
 def _roots() -> list[PurePath]:
