@@ -17,6 +17,11 @@ from test_api import assert_error
 SPACE = "efficientnet_lite0"
 
 
+@pytest.fixture
+def services(ctx):
+    return ctx
+
+
 def _add_run(services, collection: str, source: str, **fields) -> int:
     from simsearch.store import repo
     from simsearch.store.models import IngestRun
@@ -141,9 +146,9 @@ def _real_sql_error(services):
 
 def test_failed_job_messages_carry_no_sql(services, monkeypatch):
     from simsearch.ingest import Ingester
-    from simsearch.web.jobs import create_run
-    from simsearch.web.payloads import Staging, new_staging_dir
-    from simsearch.worker import execute_run
+    from simsearch.jobs.execute import create_run
+    from simsearch.jobs.staging import Staging, new_staging_dir
+    from simsearch.jobs.execute import execute_run
 
     error = _real_sql_error(services)
     staging = Staging(dir=new_staging_dir(services.settings.home / "uploads"))
@@ -188,7 +193,7 @@ def test_ingest_records_per_file_failures_without_paths(services, tmp_path):
 # ---- zip totals -----------------------------------------------------------------------------------------
 
 def test_zip_of_many_compressible_files_is_refused(make_app, settings):
-    from simsearch.web.payloads import ZipLimits
+    from simsearch.jobs.staging import ZipLimits
 
     assert ZipLimits().max_total_bytes <= 1 << 30
     buf = io.BytesIO()
@@ -209,9 +214,10 @@ def test_zip_of_many_compressible_files_is_refused(make_app, settings):
 
 def test_staged_uploads_are_deleted_when_their_job_ends(services, monkeypatch):
     from simsearch.ingest import Ingester
-    from simsearch.web.jobs import create_run
-    from simsearch.web.payloads import Staging, StagedFile, new_staging_dir
-    from simsearch.worker import execute_run, run_folder
+    from simsearch.jobs.execute import create_run
+    from simsearch.jobs.staging import Staging, StagedFile, new_staging_dir
+    from simsearch.jobs.execute import execute_run
+    from simsearch.jobs.manifest import run_folder
 
     staging = Staging(dir=new_staging_dir(services.settings.home / "uploads"))
     (staging.dir / "a.jpg").write_bytes(b"not really")
@@ -233,10 +239,11 @@ def test_upload_retention_keeps_files_for_a_while(settings, tmp_path):
     import os
     import time
 
-    from simsearch.services import Services
-    from simsearch.worker import release_uploads, run_folder, sweep_uploads
+    from simsearch.context import AppContext
+    from simsearch.jobs.cleanup import release_uploads, sweep_uploads
+    from simsearch.jobs.manifest import run_folder
 
-    svc = Services(dataclasses.replace(settings, upload_retention_hours=2))
+    svc = AppContext.open(dataclasses.replace(settings, upload_retention_hours=2))
     try:
         now = datetime.now(timezone.utc)
         old = _add_run(svc, "r", "upload", status="done", finished_at=now - timedelta(hours=3))

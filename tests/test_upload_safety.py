@@ -90,9 +90,9 @@ class _StubEmbedder:
 
 @pytest.fixture
 def stub_services(sqlite_settings):
-    from simsearch.services import Services
+    from simsearch.context import AppContext
 
-    svc = Services(sqlite_settings)
+    svc = AppContext.open(sqlite_settings)
     svc.embedder = lambda space: _StubEmbedder()
     yield svc
     svc.close()

@@ -115,3 +115,13 @@ def hide_server_paths(text: str | None) -> str | None:
         if len(folder) > 1:
             text = text.replace(folder, shown)
     return text
+
+
+def public_job(job: dict) -> dict:
+    """A job as :func:`simsearch.jobs.status.job_dict` made it, with its source and the files of
+    its errors shown as above."""
+    raw = job.get("source")
+    job["errors"] = [{**e, "file": shown_path(e["file"], raw)} if isinstance(e, dict) and e.get("file") else e
+                     for e in job.get("errors") or []]
+    job["source"] = shown_source(raw)
+    return job
