@@ -8,8 +8,9 @@ from simsearch.ops import collections as ops_collections
 from simsearch.ops import images as ops_images
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, image_json
+from simsearch.web.api.common import ctx, image_json, public_paths
 from simsearch.web.contract import WRITE_SECURITY, errors, links
+from simsearch.web.paths import public_job
 
 
 @bp.get("/collections")
@@ -40,7 +41,9 @@ def create_collection(q, body: S.NewCollection):
 @bp.output(S.CollectionDetail, description="The collection, its labels and recent ingest jobs.")
 @bp.doc(summary="Get a collection", tags=["collections"], responses=errors(400, 404))
 def get_collection_view(name: str, q):
-    return ops_collections.detail(ctx(), name)
+    out = ops_collections.detail(ctx(), name)
+    out["recent_jobs"] = [public_job(j) for j in out.get("recent_jobs", [])]
+    return out
 
 
 @bp.delete("/collections/<name>")
@@ -58,7 +61,7 @@ def delete_collection(name: str, q):
 def list_images(name: str, q: S.ImagesQuery):
     out = ops_images.list_page(ctx(), name, page=q.page, per_page=q.per_page, label=q.label, status=q.status,
                                meta=q.meta)
-    out["images"] = [image_json(img) for img in out["images"]]
+    out["images"] = [image_json(img) for img in public_paths(out["images"])]
     return out
 
 

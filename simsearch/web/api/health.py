@@ -11,6 +11,7 @@ from simsearch.web import schemas as S
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import errors
+from simsearch.web.paths import hide_server_paths
 
 
 @bp.get("/health")
@@ -38,4 +39,5 @@ def health(q):
 @bp.output(S.BackboneList, description="Backbones and whether their weights are available.")
 @bp.doc(summary="List backbones", tags=["service"], responses=errors(400))
 def backbones(q):
-    return {"backbones": backbone_rows(ctx().settings)}
+    rows = backbone_rows(ctx().settings)
+    return {"backbones": [{**r, "weights_note": hide_server_paths(r["weights_note"])} for r in rows]}

@@ -8,7 +8,7 @@ from simsearch.ops import images as ops_images
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, hits_json, image_json, thumbnail_url
+from simsearch.web.api.common import ctx, hits_json, image_json, public_paths, thumbnail_url
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 
 THUMBNAIL_MAX_AGE = 7 * 24 * 3600
@@ -19,7 +19,7 @@ THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 @bp.output(S.ImageDetail, description="The image's metadata.")
 @bp.doc(summary="Get an image", tags=["images"], responses=errors(400, 404))
 def get_image(image_id: int, q):
-    out = image_json(ops_images.get(ctx(), image_id))
+    out = image_json(public_paths([ops_images.get(ctx(), image_id)])[0])
     out["similar_url"] = url_for("api.similar", image_id=image_id)
     return out
 
@@ -52,6 +52,8 @@ def thumbnail(image_id: int, q):
 @bp.doc(summary="Images similar to an ingested image", tags=["search"], responses=errors(400, 404, 409))
 def similar(image_id: int, q: S.SimilarQuery):
     out = ops_search.by_image(ctx(), image_id, backbone=q.backbone, k=q.k, label=q.label)
+    out["query"] = public_paths([{**out["query"], "id": image_id}])[0]
+    out["query"].pop("id")
     out["query"]["thumbnail_url"] = thumbnail_url(image_id)
     out["results"] = hits_json(out["results"])
     return out

@@ -13,6 +13,7 @@ from simsearch.web import schemas as S
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate
+from simsearch.web.paths import public_job
 
 
 def _accepted(out: dict):
@@ -64,7 +65,7 @@ def ingest(name: str, q):
 @bp.output(S.Job, description="Progress (ingest: files, rate, ETA, per-file errors; analysis: steps).")
 @bp.doc(summary="Job status", tags=["ingest"], responses=errors(400, 404))
 def job(job_id: int, q):
-    return ops_jobs.get(ctx(), job_id)
+    return public_job(ops_jobs.get(ctx(), job_id))
 
 
 @bp.get("/jobs")
@@ -72,4 +73,4 @@ def job(job_id: int, q):
 @bp.output(S.JobList, description="Most recent first.", links=links.LISTED_JOBS)
 @bp.doc(summary="List jobs (ingest and analysis)", tags=["ingest"], responses=errors(400, 404))
 def list_jobs(q: S.JobsQuery):
-    return {"jobs": ops_jobs.recent(ctx(), collection=q.collection, limit=q.limit)}
+    return {"jobs": [public_job(j) for j in ops_jobs.recent(ctx(), collection=q.collection, limit=q.limit)]}
