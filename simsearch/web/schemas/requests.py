@@ -94,7 +94,9 @@ class NewCollection(Body):
 
 
 class Labels(Body):
-    image_ids: list[L.Id] = Field(min_length=1, max_length=L.LABEL_IDS_MAX, description="The images to label.")
+    # any whole number: ids no image can have (beyond the id column's range) are reported missing (404)
+    image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
+                                                     description="The images to label.")
     label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
 
 
