@@ -158,11 +158,11 @@ def test_every_analysis_endpoint_answers_202_then_200(app, endpoint):
 
 def test_bad_requests_fail_at_once_without_a_job(app):
     client = app.test_client()
-    for url, status, field in (("/api/collections/synth/clusters?k=45", 400, "k"),
+    for url, status, field in (("/api/collections/synth/clusters?k=45", 409, "k"),  # more clusters than images: 409
                                ("/api/collections/synth/clusters?k=1", 400, "k"),
                                ("/api/collections/synth/map?backbone=resnet50", 404, "backbone"),
                                ("/api/collections/nope/evaluation", 404, "collection"),
-                               ("/api/collections/synth/comparison?backbones=nope", 400, "backbone")):
+                               ("/api/collections/synth/comparison?backbones=nope", 400, "backbones")):
         resp = client.get(url)
         assert resp.status_code == status, (url, resp.get_json())
         assert resp.get_json()["error"]["field"] == field
