@@ -8,6 +8,10 @@
 - ``SIMSEARCH_MAX_PIXELS``: decoded images larger than this are refused (decompression bombs).
 - ``SIMSEARCH_WEIGHTS_DIR``: where model weights are looked for and converted weights cached.
   Default: ``$SIMSEARCH_HOME/weights``.
+- ``SIMSEARCH_RUNTIME``: ``auto`` (default), ``openvino``, ``onnxruntime`` or ``keras``: what runs the model.
+- ``SIMSEARCH_PRECISION``: ``auto`` (default: bf16 where the CPU has AMX / AVX512-BF16, else fp32),
+  ``fp32`` or ``bf16``: the numerics of new vectors (bf16 ones go to their own ``+bf16`` space).
+- ``SIMSEARCH_DEVICE``: ``auto`` (default: a GPU when the Keras backend sees one), ``cpu`` or ``gpu``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     default_backbone: str = DEFAULT_BACKBONE
     weights_path: Path | None = None
+    runtime: str = "auto"
+    precision: str = "auto"
+    device: str = "auto"
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None, database_url: str | None = None, **overrides) -> "Settings":
@@ -48,6 +55,9 @@ class Settings:
             api_keys=keys,
             max_pixels=int(env.get("SIMSEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
             weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"]).expanduser().resolve() if env.get("SIMSEARCH_WEIGHTS_DIR") else None,
+            runtime=(env.get("SIMSEARCH_RUNTIME") or "auto").strip().lower(),
+            precision=(env.get("SIMSEARCH_PRECISION") or "auto").strip().lower(),
+            device=(env.get("SIMSEARCH_DEVICE") or "auto").strip().lower(),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 

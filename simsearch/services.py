@@ -37,9 +37,20 @@ class Services:
         with self._lock:
             emb = self._embedders.get(space)
             if emb is None or (weights and emb.weights != weights):
-                emb = Embedder(space, self.settings.weights_dir, weights=weights)
+                emb = Embedder(space, self.settings.weights_dir, weights=weights, runtime=self.settings.runtime,
+                               device=self.settings.device)
                 self._embedders[space] = emb
         return emb
+
+    def new_space(self, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
+        """The space new vectors of ``backbone`` go to under these settings (``precision`` auto:
+        ``+bf16`` where this CPU computes bf16 natively and the runtime uses it)."""
+        from simsearch.embed import space_key
+        from simsearch.runtimes import resolve_device, resolve_precision
+
+        device = resolve_device(self.settings.device)
+        prec = resolve_precision(precision or self.settings.precision, self.settings.runtime, device)
+        return space_key(backbone, pooling, prec)
 
     # ---- indexes ------------------------------------------------------------------------
     @property

@@ -36,14 +36,14 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
     ctx.obj = {"home": home, "database_url": database_url}
 
 
-def services_from(ctx: click.Context):
-    """The Services for this invocation (made on first use)."""
+def services_from(ctx: click.Context, **overrides):
+    """The Services for this invocation (made on first use; ``overrides``: settings given as options)."""
     obj = ctx.find_root().obj
     if "services" not in obj:
         from simsearch.config import Settings
         from simsearch.services import Services
 
-        obj["services"] = Services(Settings.from_env(home=obj["home"], database_url=obj["database_url"]))
+        obj["services"] = Services(Settings.from_env(home=obj["home"], database_url=obj["database_url"], **overrides))
         ctx.call_on_close(obj["services"].close)
     return obj["services"]
 

@@ -144,10 +144,10 @@ def health():
 @bp.get("/backbones")
 def backbones():
     from simsearch.backbones import get_backbone, list_backbones
-    from simsearch.embed import _MODELS
+    from simsearch.embed import loaded_backbones
 
     weights_dir = services().settings.weights_dir
-    loaded = {key[0] for key in list(_MODELS)}
+    loaded = loaded_backbones()
     rows = []
     for name in list_backbones():
         b = get_backbone(name)
@@ -480,15 +480,15 @@ def comparison(name: str):
 
 def _spaces_from(values: list[str], pooling: str | None) -> list[str]:
     from simsearch.backbones import get_backbone
-    from simsearch.embed import space_key
 
     names = [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]
     if not names:
         names = [services().settings.default_backbone]
     spaces = []
     for n in dict.fromkeys(names):
-        base, _, pool = n.partition("@")
-        spaces.append(space_key(base, pool or pooling or "avg"))
+        rest, _, precision = n.partition("+")
+        base, _, pool = rest.partition("@")
+        spaces.append(services().new_space(base, pool or pooling or "avg", precision or None))
         ok, reason = get_backbone(base).weights_status(services().settings.weights_dir)
         if not ok:
             raise WeightsUnavailable(f"{base}: {reason}", field="backbone")
