@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch.errors import InvalidInput, NotFound
-from simsearch.images import decode_image, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
 from simsearch.store import hot, repo
 from simsearch.store.models import Embedding, Image
 
@@ -112,7 +112,8 @@ def search_vector(services, collection_id: int, space: str, query: np.ndarray, k
 def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndarray, float]:
     """Decode and embed one image; returns (vector, model seconds)."""
     emb = services.embedder(space)
-    img = decode_image(data, source=source, max_pixels=services.settings.max_pixels, draft_size=emb.input_size)
+    img = decode_image(data, source=source, max_pixels=services.settings.max_pixels, draft_size=emb.input_size,
+                       draft_long=THUMBNAIL_SIDE)  # decoded exactly as at ingest
     pixels = resize_for_model(img.image, emb.input_size)[None]
     t0 = time.perf_counter()
     vec = emb.embed(pixels)[0]

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from simsearch.config import DEFAULT_MAX_PIXELS
 from simsearch.errors import ImageDecodeError
+from simsearch.images.draft import apply_draft
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
@@ -174,12 +175,14 @@ def decode_image(
     source: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    draft_long: int = 0,
 ) -> DecodedImage:
     """Decode image file bytes to RGB uint8; the first frame of animations.
 
     Raises :class:`ImageDecodeError` naming ``source`` for empty, non-image, truncated or corrupt
     data and for images with more than ``max_pixels`` pixels (checked before decoding). With
-    ``draft_size``, JPEGs are decoded at a reduced DCT scale that keeps both sides >= draft_size.
+    ``draft_size``, JPEGs at least twice that size are decoded at a reduced DCT scale that keeps
+    both sides >= draft_size and the long side >= ``draft_long`` (see :mod:`.draft`).
     """
     if not data:
         raise ImageDecodeError(source, "empty file (0 bytes)")
@@ -197,8 +200,7 @@ def decode_image(
             raise ImageDecodeError(source, f"corrupt image data (size {width}x{height})")
         fmt = im.format or "unknown"
         orientation = _orientation(im)
-        if draft_size and fmt in ("JPEG", "MPO"):
-            im.draft("RGB", (draft_size, draft_size))
+        apply_draft(im, draft_size, draft_long)
         try:
             im.load()
             if orientation != 1:
@@ -221,6 +223,7 @@ def load_image(
     path: str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    draft_long: int = 0,
 ) -> DecodedImage:
     """Read ``path`` and :func:`decode_image` it; unreadable paths raise :class:`ImageDecodeError` too."""
     source = os.fspath(path)
@@ -235,4 +238,4 @@ def load_image(
         raise ImageDecodeError(source, "permission denied") from None
     except OSError as exc:
         raise ImageDecodeError(source, f"cannot read file ({exc.strerror or exc})") from None
-    return decode_image(data, source=source, max_pixels=max_pixels, draft_size=draft_size)
+    return decode_image(data, source=source, max_pixels=max_pixels, draft_size=draft_size, draft_long=draft_long)
