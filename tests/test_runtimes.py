@@ -17,14 +17,14 @@ import pytest
 from simsearch.embed import Embedder, parse_space_full, space_key
 from simsearch.errors import InvalidInput
 from simsearch.images import decode_image, resize_for_model
-from simsearch.runtimes import BF16, FP32, RuntimeRefused, cpu_has_bf16, get_runtime, open_session, register
+from simsearch.runtimes import BF16, FP32, RuntimeRefused, auto_order, cpu_has_bf16, get_runtime, open_session, register
 from simsearch.runtimes.base import ConvertingRuntime, ModelSpec
 from simsearch.runtimes.cache import MANIFEST, cache_root
 
 from conftest import CATS_DOGS, ROOT, copy_subset, dataset_files
 
 LITE = "efficientnet_lite0"
-CONVERTING = [name for name in ("openvino", "onnxruntime") if get_runtime(name).unavailable() is None]
+CONVERTING = [name for name in auto_order() if get_runtime(name).converts and get_runtime(name).unavailable() is None]
 
 
 def pets_pixels(n: int = 6) -> np.ndarray:

@@ -7,6 +7,7 @@ from .base import BF16, FP32, PRECISIONS, TOLERANCE, ModelSpec, Runtime, Runtime
 from .hardware import cpu_has_bf16, cpu_summary
 from .registry import (
     AUTO_ORDER,
+    auto_order,
     check_choice,
     check_precision,
     get_runtime,
@@ -18,7 +19,7 @@ from .registry import (
 )
 
 __all__ = [
-    "AUTO_ORDER", "BF16", "FP32", "PRECISIONS", "TOLERANCE", "ModelSpec", "Runtime", "RuntimeRefused", "Session",
+    "AUTO_ORDER", "BF16", "auto_order", "FP32", "PRECISIONS", "TOLERANCE", "ModelSpec", "Runtime", "RuntimeRefused", "Session",
     "check_choice", "check_precision", "cpu_has_bf16", "cpu_summary", "get_runtime", "open_session", "register",
     "resolve_device", "resolve_precision", "runtime_names",
 ]
