@@ -100,7 +100,7 @@ def main() -> None:
     from simsearch.images import load_image, resize_for_model, scan_images
     from simsearch.ingest import Ingester, default_workers, files_from_folder
     from simsearch.runtimes import BF16, FP32, RuntimeRefused, cpu_summary, get_runtime, runtime_names
-    from simsearch.services import Services
+    from simsearch.context import AppContext
 
     load_before = load_average()
     data = Path(args.data)
@@ -150,7 +150,7 @@ def main() -> None:
             bare[label].append(n_full / (time.perf_counter() - t0))
         home = work / f"home{r}"
         settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'db.sqlite'}", weights_path=weights)
-        services = Services(settings)
+        services = AppContext.open(settings)
         files, _ = files_from_folder(data, labels="folders")
         t0 = time.perf_counter()
         space = services.new_space(args.backbone, "avg")

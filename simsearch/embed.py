@@ -67,6 +67,14 @@ def parse_space(space: str) -> tuple[str, str]:
     return name, pooling
 
 
+def new_space(settings, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
+    """The space new vectors of ``backbone`` go to under ``settings`` (runtime, precision, device)."""
+    from simsearch.runtimes import resolve_device, resolve_precision
+
+    device = resolve_device(settings.device)
+    return space_key(backbone, pooling, resolve_precision(precision or settings.precision, settings.runtime, device))
+
+
 def loaded_backbones() -> set[str]:
     """Names of the backbones with a model open in this process."""
     return {key[0] for key in list(_MODELS)}

@@ -82,3 +82,17 @@ class IndexCorrupt(SimsearchError):
 
     code = "index_corrupt"
     http_status = 500
+
+
+class Forbidden(SimsearchError):
+    """The caller may not do this here (e.g. server-side paths are not enabled)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class QueueUnavailable(SimsearchError):
+    """The job queue (Redis) cannot be reached."""
+
+    code = "queue_unavailable"
+    http_status = 503

@@ -63,15 +63,14 @@ def live(tmp_path_factory, weights_dir):
     home = base / "home"
     settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir)
     app = create_app(settings)
-    services = app.extensions["simsearch"]
-    services = getattr(services, "services", services)
+    ctx = app.extensions["simsearch"]
     pets = copy_subset(base / "pets", PER_CLASS)
     files, ignored = files_from_folder(pets, labels="folders")
-    report = Ingester(services, spaces=[SPACE, SPACE_MAX], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
+    report = Ingester(ctx, spaces=[SPACE, SPACE_MAX], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
     assert report.added == 2 * PER_CLASS
     server = LiveServer(app)
     server.app = app
-    server.services = services
+    server.ctx = ctx
     server.base = base
     yield server
     server.stop()
@@ -240,9 +239,26 @@ def test_search_by_upload_then_by_clicking_a_result(live, browser):
     assert all("filename=notes.txt" in e["message"] and "400" in e["message"] for e in expected), expected
 
 
-def test_clusters_show_rows_and_the_silhouette_curve(live, browser):
-    browser.get(live.url + f"/c/{COLLECTION}/clusters")
+def test_clusters_show_rows_and_the_silhouette_curve(live, browser, monkeypatch):
+    from tests.test_analysis_jobs import Gate
+
+    # The first visit finds nothing cached: the page gets a 202 and polls the job. The sweep is
+    # held on the job's thread until the page has shown the wait.
+    gate = Gate(monkeypatch, "silhouette_sweep")
+    try:
+        browser.get(live.url + f"/c/{COLLECTION}/clusters")
+        assert gate.entered.wait(120), "the clustering job never started"
+        bar = wait(browser, visible(browser, "analysis-progress"), message="progress bar while the job runs")
+        wait(browser, lambda d: "step" in d.find_element("css selector", "#clusters-status").text,
+             message="the job's step in the status line")
+        assert "Clustering" in browser.find_element("css selector", "#clusters-status").text
+        assert not by_testid(browser, "cluster-row", many=True)
+        shot(browser, "05a-clusters-computing")
+    finally:
+        gate.release.set()
     wait(browser, lambda d: len(by_testid(d, "cluster-row", many=True)) >= 2, timeout=300, message="cluster rows")
+    assert not bar.is_displayed()
+    assert gate.threads == ["simsearch-analysis_0"]  # once, on the runner's analysis thread
     chart = by_testid(browser, "silhouette-chart")
     points = chart.find_elements("css selector", "circle[data-k]")
     assert len(points) >= 3  # one per k of the sweep
@@ -505,7 +521,7 @@ def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
     conn = redis.Redis.from_url(redis_url)
     conn.ping()  # fail, not skip: .ci/run starts Redis
     queue = f"simsearch-ui-{uuid.uuid4().hex[:10]}"
-    settings = dataclasses.replace(live.services.settings, redis_url=redis_url)
+    settings = dataclasses.replace(live.ctx.settings, redis_url=redis_url)
     app = create_app({"SETTINGS": settings, "SIMSEARCH_QUEUE": queue})
     server = LiveServer(app)
     env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,

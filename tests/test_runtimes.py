@@ -189,12 +189,12 @@ def test_bf16_vectors_go_to_their_own_space(sqlite_settings, tmp_path, tf_vector
     from dataclasses import replace
 
     from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.services import Services
+    from simsearch.context import AppContext
     from simsearch.store import repo
 
     pets = copy_subset(tmp_path / "pets", 2)
     files, _ = files_from_folder(pets)
-    svc = Services(replace(sqlite_settings, precision="bf16"))
+    svc = AppContext.open(replace(sqlite_settings, precision="bf16"))
     try:
         space = svc.new_space(LITE, "avg")
         assert space == f"{LITE}+bf16"
@@ -218,13 +218,13 @@ def test_default_ingest_stores_vectors_within_tolerance_of_tensorflow(sqlite_set
     """Done-when check on a cats-dogs subset: the default runtime's vectors, stored under the fp32
     space, have cosine >= 0.9999 to TensorFlow fp32 vectors of the same images."""
     from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.services import Services
+    from simsearch.context import AppContext
     from simsearch.store import repo
     from simsearch.store.models import Image
 
     pets = copy_subset(tmp_path / "pets", 5)
     files, _ = files_from_folder(pets)
-    svc = Services(sqlite_settings)
+    svc = AppContext.open(sqlite_settings)
     try:
         space = svc.new_space(LITE, "avg")
         assert space == LITE or cpu_has_bf16()
@@ -246,11 +246,11 @@ def test_default_ingest_stores_vectors_within_tolerance_of_tensorflow(sqlite_set
 
 def test_a_reingest_that_finds_nothing_new_loads_no_model(sqlite_settings, tmp_path, monkeypatch):
     from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.services import Services
+    from simsearch.context import AppContext
 
     pets = copy_subset(tmp_path / "pets", 2)
     files, _ = files_from_folder(pets)
-    svc = Services(sqlite_settings)
+    svc = AppContext.open(sqlite_settings)
     Ingester(svc, spaces=[LITE]).run("pets", files, source=str(pets))
     svc.close()
 
@@ -258,7 +258,7 @@ def test_a_reingest_that_finds_nothing_new_loads_no_model(sqlite_settings, tmp_p
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr(Embedder, "load", refuse)
-    svc = Services(sqlite_settings)
+    svc = AppContext.open(sqlite_settings)
     try:
         report = Ingester(svc, spaces=[LITE]).run("pets", files, source=str(pets))
     finally:

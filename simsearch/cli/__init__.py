@@ -36,16 +36,24 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
     ctx.obj = {"home": home, "database_url": database_url}
 
 
-def services_from(ctx: click.Context, **overrides):
-    """The Services for this invocation (made on first use; ``overrides``: settings given as options)."""
-    obj = ctx.find_root().obj
-    if "services" not in obj:
-        from simsearch.config import Settings
-        from simsearch.services import Services
+def settings_from(ctx: click.Context, **overrides):
+    """The settings of this invocation: the environment, overridden by ``--home``, ``--database-url``
+    and ``overrides`` (options of the command, e.g. ``runtime``; None values are ignored)."""
+    from simsearch.config import Settings
 
-        obj["services"] = Services(Settings.from_env(home=obj["home"], database_url=obj["database_url"], **overrides))
-        ctx.call_on_close(obj["services"].close)
-    return obj["services"]
+    obj = ctx.find_root().obj
+    return Settings.from_env(home=obj["home"], database_url=obj["database_url"], **overrides)
+
+
+def context_from(ctx: click.Context, **overrides):
+    """The :class:`~simsearch.context.AppContext` of this invocation (opened on first use)."""
+    obj = ctx.find_root().obj
+    if "app_context" not in obj:
+        from simsearch.context import AppContext
+
+        obj["app_context"] = AppContext.open(settings_from(ctx, **overrides))
+        ctx.call_on_close(obj["app_context"].close)
+    return obj["app_context"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from simsearch.cli import cli, services_from
+from simsearch.cli import cli, settings_from
 from simsearch.errors import InvalidInput
 
 
@@ -25,15 +25,15 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """
     from simsearch.web import create_app
 
-    services = services_from(ctx)
-    config = {"SETTINGS": services.settings}
+    settings = settings_from(ctx)
+    config = {"SETTINGS": settings}
     if allow_server_paths:
         config["SIMSEARCH_ALLOW_SERVER_PATHS"] = str(os.path.abspath(allow_server_paths))
     if max_upload_mb:
         config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
     app = create_app(config)
     jobs = app.extensions["simsearch_jobs"].kind
-    keys = "API keys required for writes" if services.settings.api_keys else "no API keys (open writes from this machine's clients)"
+    keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
     runner = app.extensions["simsearch_jobs"]
     if hasattr(runner, "recover_once"):  # resume at once, not on the first request
@@ -53,20 +53,15 @@ def worker(ctx, queues, burst, simple, name):
     """Run ingest jobs queued by the web app (needs SIMSEARCH_REDIS_URL).
 
     Share the database and the data directory (SIMSEARCH_HOME) with the web app: uploaded files
-    are staged there.
+    are staged there. Each job carries the web app's settings; jobs queued by an older version
+    without them use this command's.
     """
-    from simsearch.worker import DEFAULT_QUEUE, run_worker
+    from simsearch.jobs.rq import DEFAULT_QUEUE, run_worker
 
-    services = services_from(ctx)
-    settings = services.settings
+    settings = settings_from(ctx)
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
-    # Jobs build their own Services from the environment: hand them this command's settings.
-    os.environ["SIMSEARCH_HOME"] = str(settings.home)
-    os.environ["SIMSEARCH_DATABASE_URL"] = settings.database_url
-    if settings.weights_path is not None:
-        os.environ["SIMSEARCH_WEIGHTS_DIR"] = str(settings.weights_path)
     names = [q for raw in queues for q in raw.split(",") if q] or [DEFAULT_QUEUE]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
-    ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name)
+    ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name, settings=settings)
     ctx.exit(0 if ok or burst else 1)

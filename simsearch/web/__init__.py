@@ -1,8 +1,9 @@
 """The web app: a JSON API at ``/api`` and (when installed) the browser UI at ``/``.
 
-``create_app(config)`` builds one :class:`~simsearch.services.Services` per app, so models and
-FAISS indexes are loaded once per process and shared by all requests (``services.index`` picks up a
-new index generation written by another process without a restart).
+``create_app(config)`` opens one :class:`~simsearch.context.AppContext` per app, so models and
+FAISS indexes are loaded once per process and shared by all requests (its index manager picks up
+a new index generation written by another process without a restart). The views call the
+operations in :mod:`simsearch.ops` with it.
 
 Configuration: :class:`~simsearch.config.Settings` from the environment (``Settings.from_env``),
 overridden by ``config``: either a ``Settings`` or a dict of Flask config keys plus
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, redirect
 
@@ -73,11 +73,11 @@ def settings_from_config(config: dict) -> Settings:
 
 def create_app(config: dict | Settings | None = None):
     """The Flask app (see the module docstring for ``config``)."""
-    from simsearch.services import Services
+    from simsearch.context import AppContext
+    from simsearch.jobs.runners import make_runner
     from simsearch.web import security
     from simsearch.web.api import bp as api_bp
     from simsearch.web.errors import register_error_handlers
-    from simsearch.web.jobs import make_runner
     from simsearch.web.openapi import bp as docs_bp
 
     if isinstance(config, Settings):
@@ -104,10 +104,9 @@ def create_app(config: dict | Settings | None = None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.load_secret_key(settings.home)
 
-    services = Services(settings)
-    app.extensions["simsearch"] = services
-    app.extensions["simsearch_jobs"] = make_runner(services, app.config)
-    app.extensions["simsearch_tasks"] = ThreadPoolExecutor(1, thread_name_prefix="simsearch-task")
+    ctx = AppContext.open(settings)
+    app.extensions["simsearch"] = ctx
+    app.extensions["simsearch_jobs"] = make_runner(ctx, app.config)
 
     register_error_handlers(app)
     jobs = app.extensions["simsearch_jobs"]
@@ -122,10 +121,8 @@ def create_app(config: dict | Settings | None = None):
     ui = _import_ui()
     if ui is not None:
         app.register_blueprint(ui)
-    rules = {r.rule for r in app.url_map.iter_rules()}
-    if "/login" not in rules:
-        app.register_blueprint(security.auth_bp)
-    if "/" not in rules:
+    app.register_blueprint(security.auth_bp)  # /login and /logout (the UI's page when installed)
+    if "/" not in {r.rule for r in app.url_map.iter_rules()}:
         app.add_url_rule("/", "index", lambda: redirect("/api/docs"))
     return app
 
@@ -158,5 +155,5 @@ def _import_ui():
 def shutdown(app, wait: bool = True) -> None:
     """Stop the app's background threads and close its database connections (tests, tools)."""
     app.extensions["simsearch_jobs"].shutdown(wait=wait)
-    app.extensions["simsearch_tasks"].shutdown(wait=wait)
+    app.extensions["simsearch"].indexes.shutdown(wait=wait)
     app.extensions["simsearch"].close()

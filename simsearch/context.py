@@ -1,0 +1,77 @@
+"""The application context: what one process keeps for its whole life.
+
+:class:`AppContext` holds the settings, the database, the index manager (open FAISS indexes and
+the policy that keeps them in step with the database) and the model cache (loaded embedders).
+The CLI, the web app and the RQ worker each open one and pass it explicitly to the operations
+(:mod:`simsearch.ops`), searches, ingests and jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simsearch.config import Settings
+from simsearch.index.manager import IndexManager
+from simsearch.store.db import Database
+
+
+class ModelCache:
+    """Embedders by space, made on first use (TensorFlow is imported only then)."""
+
+    def __init__(self, weights_dir: Path, runtime: str = "auto", device: str = "auto"):
+        self.weights_dir = Path(weights_dir)
+        self.runtime, self.device = runtime, device
+        self._lock = threading.Lock()
+        self._embedders: dict[str, object] = {}
+
+    def get(self, space: str, *, weights: str | None = None):
+        """The embedder of ``space``; ``weights``: a local weights file (replaces a cached one
+        built from other weights)."""
+        from simsearch.embed import Embedder
+
+        with self._lock:
+            emb = self._embedders.get(space)
+            if emb is None or (weights and emb.weights != weights):
+                emb = Embedder(space, self.weights_dir, weights=weights, runtime=self.runtime, device=self.device)
+                self._embedders[space] = emb
+        return emb
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    indexes: IndexManager
+    models: ModelCache = field(repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> "AppContext":
+        """Create the data folders, open the database and make empty index and model caches."""
+        settings.ensure_dirs()
+        db = Database(settings.database_url)
+        return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir),
+                   models=ModelCache(settings.weights_dir, settings.runtime, settings.device))
+
+    # Shorthands used by search, ingest and analysis.
+    def embedder(self, space: str, *, weights: str | None = None):
+        return self.models.get(space, weights=weights)
+
+    def new_space(self, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
+        """The space new vectors of ``backbone`` go to under these settings (``precision`` auto:
+        ``+bf16`` where this CPU computes bf16 natively and the runtime uses it, else fp32)."""
+        from simsearch.embed import new_space
+
+        return new_space(self.settings, backbone, pooling, precision)
+
+    def index(self, collection_id: int, space: str, *, verify: bool | None = None, state_generation=...):
+        return self.indexes.get(collection_id, space, verify=verify, state_generation=state_generation)
+
+    def sync_index(self, collection_id: int, space: str, *, force_rebuild: bool = False):
+        return self.indexes.sync(collection_id, space, force_rebuild=force_rebuild)
+
+    def close(self) -> None:
+        """Finish background index updates and close the database connections."""
+        self.indexes.shutdown(wait=True)
+        self.db.dispose()

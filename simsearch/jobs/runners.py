@@ -1,0 +1,193 @@
+"""Who runs jobs: a small in-process thread pool, or an RQ queue when Redis is configured.
+
+Either way the caller only stages the files, creates the ``queued`` IngestRun row
+(:func:`~simsearch.jobs.execute.create_run`) and hands its id over; progress is read back from
+that row. Other kinds of job (the background analyses) are handed over with
+:meth:`submit_function`: a run id and the name of the function that runs it
+(``module:function``, called as ``function(ctx, run_id)``); in this process they have a thread of
+their own, so a long ingest and a long t-SNE do not wait for each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import select, update
+
+from simsearch.errors import QueueUnavailable, SimsearchError
+from simsearch.jobs.execute import execute_run, mark_failed
+from simsearch.jobs.rq import DEFAULT_QUEUE, enqueue_function, enqueue_ingest, redis_connection, resolve_target
+from simsearch.store.models import IngestRun, utcnow
+
+log = logging.getLogger("simsearch.jobs")
+
+_TOKENS: dict[int, str] = {}
+
+
+def this_process() -> str:
+    """The owner name of jobs run by this process: host, pid and a random token (a restarted
+    container can give the new process the old one's pid; the token tells them apart)."""
+    pid = os.getpid()
+    token = _TOKENS.setdefault(pid, uuid.uuid4().hex[:12])
+    return f"thread:{socket.gethostname()}:{pid}:{token}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """Whether the in-process runner named ``owner`` (on this host) has certainly stopped."""
+    try:
+        kind, host, pid_text, _token = owner.split(":")
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if kind != "thread" or host != socket.gethostname():
+        return False  # another machine's process: cannot tell
+    if pid == os.getpid():
+        return owner != this_process()  # an earlier process that had this pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+class ThreadRunner:
+    """Runs jobs in this process, ``threads`` at a time (the ingest itself uses several threads).
+
+    Each job it takes is marked with this process as its owner. :meth:`recover` (run by the web app
+    on the first request a process serves) resumes the unfinished jobs of a runner on this host
+    whose process has stopped (killed, crashed, restarted): ingest is idempotent, so what was
+    committed before is skipped and the rest is ingested."""
+
+    kind = "thread"
+
+    def __init__(self, ctx, threads: int = 1):
+        self.ctx = ctx
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="simsearch-job")
+        self.functions = ThreadPoolExecutor(1, thread_name_prefix="simsearch-analysis")
+        self._recovered = False
+        self._recover_lock = threading.Lock()
+
+    def submit(self, run_id: int, options: dict) -> None:
+        with self.ctx.db.session() as s:
+            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
+        self.pool.submit(self._run, run_id, options)
+
+    def submit_function(self, run_id: int, target: str) -> None:
+        """Run ``target(ctx, run_id)`` (``module:function``) on this process's second thread."""
+        with self.ctx.db.session() as s:
+            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
+        self.functions.submit(self._call, run_id, target)
+
+    def _call(self, run_id: int, target: str) -> None:
+        try:
+            resolve_target(target)(self.ctx, run_id)
+        except BaseException as exc:
+            log.exception("job %s (%s) failed", run_id, target)
+            reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            mark_failed(self.ctx, run_id, reason)  # no-op when the function recorded it already
+
+    def _run(self, run_id: int, options: dict) -> None:
+        try:
+            execute_run(self.ctx, run_id, batch_size=options.get("batch_size"))
+        except Exception:
+            log.exception("ingest job %s failed", run_id)
+
+    def recover_once(self) -> None:
+        """:meth:`recover`, the first time this is called in this process (cheap afterwards)."""
+        if self._recovered:
+            return
+        with self._recover_lock:
+            if self._recovered:
+                return
+            self._recovered = True
+            try:
+                self.recover()
+            except Exception:  # never fail the request that triggered it
+                log.exception("could not check for interrupted ingest jobs")
+
+    def recover(self) -> list[int]:
+        """Take over and queue again the unfinished jobs of stopped runners on this host; returns
+        their ids. Each is claimed with a conditional update, so of several processes starting at
+        once (gunicorn workers) exactly one resumes it."""
+        me = this_process()
+        with self.ctx.db.session() as s:
+            candidates = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total,
+                                          IngestRun.kind)
+                                   .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.is_not(None))).all()
+        resumed = []
+        for run_id, owner, processed, total, kind in candidates:
+            if owner == me or not _owner_is_gone(owner):
+                continue
+            if kind != "ingest":  # an analysis keeps nothing half-done: the next request starts it again
+                with self.ctx.db.session() as s:
+                    s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,
+                                                      IngestRun.status.in_(("queued", "running")))
+                              .values(status="failed", finished_at=utcnow(), updated_at=utcnow(),
+                                      message="interrupted: the process computing it stopped; "
+                                              "asking for the result again starts a new computation"))
+                continue
+            message = (f"resumed after the process running it stopped ({processed} of {total} files were done; "
+                       "images stored before count as skipped)")
+            with self.ctx.db.session() as s:
+                claimed = s.execute(update(IngestRun)
+                                    .where(IngestRun.id == run_id, IngestRun.owner == owner,
+                                           IngestRun.status.in_(("queued", "running")))
+                                    .values(owner=me, status="queued", message=message, updated_at=utcnow())).rowcount
+            if claimed == 1:
+                log.warning("ingest job %s: %s", run_id, message)
+                self.pool.submit(self._run, run_id, {})
+                resumed.append(run_id)
+        return resumed
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.functions.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class RQRunner:
+    """Enqueues jobs on Redis for ``simsearch worker``."""
+
+    kind = "rq"
+
+    def __init__(self, ctx, redis_url: str, queue_name: str = DEFAULT_QUEUE):
+        self.ctx = ctx
+        self.redis_url = redis_url
+        self.queue_name = queue_name
+
+    def submit(self, run_id: int, options: dict) -> None:
+        try:
+            enqueue_ingest(self.redis_url, self.queue_name, run_id, options, settings=self.ctx.settings)
+        except Exception as exc:
+            mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+
+    def submit_function(self, run_id: int, target: str) -> None:
+        try:
+            enqueue_function(self.redis_url, self.queue_name, run_id, target, settings=self.ctx.settings)
+        except Exception as exc:
+            mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+
+    def ping(self) -> bool:
+        return bool(redis_connection(self.redis_url).ping())
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def make_runner(ctx, config):
+    """``config``: a mapping with ``SIMSEARCH_JOBS`` (``thread`` or ``rq``; default ``rq`` when
+    the settings have a Redis URL), ``SIMSEARCH_QUEUE`` and ``SIMSEARCH_JOB_THREADS``."""
+    mode = (config.get("SIMSEARCH_JOBS") or ("rq" if ctx.settings.redis_url else "thread")).lower()
+    if mode == "rq":
+        if not ctx.settings.redis_url:
+            raise SimsearchError("SIMSEARCH_JOBS=rq needs SIMSEARCH_REDIS_URL")
+        return RQRunner(ctx, ctx.settings.redis_url, config.get("SIMSEARCH_QUEUE") or DEFAULT_QUEUE)
+    return ThreadRunner(ctx, int(config.get("SIMSEARCH_JOB_THREADS", 1)))
