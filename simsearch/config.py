@@ -12,6 +12,14 @@
 - ``SIMSEARCH_PRECISION``: ``auto`` (default: bf16 where the CPU has AMX / AVX512-BF16, else fp32),
   ``fp32`` or ``bf16``: the numerics of new vectors (bf16 ones go to their own ``+bf16`` space).
 - ``SIMSEARCH_DEVICE``: ``auto`` (default: a GPU when the Keras backend sees one), ``cpu`` or ``gpu``.
+- ``SIMSEARCH_ALLOWED_HOSTS``: comma-separated host names the web app answers to besides
+  localhost, 127.0.0.1, [::1] and the address ``simsearch serve`` binds; ``.example.com`` allows
+  example.com and its subdomains, ``*`` any host (DNS rebinding protection).
+- ``SIMSEARCH_EXPOSE_PATHS``: ``1`` shows absolute server paths in API responses (default: paths
+  relative to the ingested folder, or the uploaded name).
+- ``SIMSEARCH_SEARCH_MAX_PIXELS``: the largest search-by-upload image (default 24 million pixels).
+- ``SIMSEARCH_UPLOAD_RETENTION_HOURS``: how long uploaded files are kept after their ingest job
+  ends (default 0: deleted when the job ends).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from pathlib import Path
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_SEARCH_MAX_PIXELS = 24_000_000
+_TRUE = ("1", "true", "yes", "on")
 
 
 def default_home() -> Path:
@@ -41,6 +51,10 @@ class Settings:
     runtime: str = "auto"
     precision: str = "auto"
     device: str = "auto"
+    allowed_hosts: tuple[str, ...] = ()
+    expose_paths: bool = False
+    search_max_pixels: int = DEFAULT_SEARCH_MAX_PIXELS
+    upload_retention_hours: float = 0.0
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None, database_url: str | None = None, **overrides) -> "Settings":
@@ -58,6 +72,10 @@ class Settings:
             runtime=(env.get("SIMSEARCH_RUNTIME") or "auto").strip().lower(),
             precision=(env.get("SIMSEARCH_PRECISION") or "auto").strip().lower(),
             device=(env.get("SIMSEARCH_DEVICE") or "auto").strip().lower(),
+            allowed_hosts=tuple(h.strip() for h in env.get("SIMSEARCH_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            expose_paths=env.get("SIMSEARCH_EXPOSE_PATHS", "").strip().lower() in _TRUE,
+            search_max_pixels=int(env.get("SIMSEARCH_SEARCH_MAX_PIXELS", DEFAULT_SEARCH_MAX_PIXELS)),
+            upload_retention_hours=float(env.get("SIMSEARCH_UPLOAD_RETENTION_HOURS", 0)),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
