@@ -23,12 +23,19 @@ JOB_FUNCTION = "simsearch.jobs.rq.run_ingest_job"
 
 # ---- settings as job data ------------------------------------------------------------------
 
+# Settings a job does not need and that must not sit in Redis with the job (for days): secrets.
+NOT_CARRIED = frozenset({"api_keys"})
+
+
 def settings_to_data(settings) -> dict:
-    """The settings as JSON-able data (paths as strings, tuples as lists)."""
+    """The settings a job needs, as JSON-able data (paths as strings, tuples as lists); secrets
+    (:data:`NOT_CARRIED`) are left out and take their defaults in the job."""
     if hasattr(settings, "model_dump"):  # a pydantic settings object
-        return settings.model_dump(mode="json")
+        return settings.model_dump(mode="json", exclude=set(NOT_CARRIED))
     out = {}
     for f in dataclasses.fields(settings):
+        if f.name in NOT_CARRIED:
+            continue
         value = getattr(settings, f.name)
         if isinstance(value, Path):
             value = str(value)
