@@ -8,6 +8,14 @@
 - ``SIMSEARCH_MAX_PIXELS``: decoded images larger than this are refused (decompression bombs).
 - ``SIMSEARCH_WEIGHTS_DIR``: where model weights are looked for and converted weights cached.
   Default: ``$SIMSEARCH_HOME/weights``.
+- ``SIMSEARCH_ALLOWED_HOSTS``: comma-separated host names the web app answers to besides
+  localhost, 127.0.0.1, [::1] and the address ``simsearch serve`` binds; ``.example.com`` allows
+  example.com and its subdomains, ``*`` any host (DNS rebinding protection).
+- ``SIMSEARCH_EXPOSE_PATHS``: ``1`` shows absolute server paths in API responses (default: paths
+  relative to the ingested folder, or the uploaded name).
+- ``SIMSEARCH_SEARCH_MAX_PIXELS``: the largest search-by-upload image (default 24 million pixels).
+- ``SIMSEARCH_UPLOAD_RETENTION_HOURS``: how long uploaded files are kept after their ingest job
+  ends (default 0: deleted when the job ends).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from pathlib import Path
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_SEARCH_MAX_PIXELS = 24_000_000
+_TRUE = ("1", "true", "yes", "on")
 
 
 def default_home() -> Path:
@@ -34,6 +44,10 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     default_backbone: str = DEFAULT_BACKBONE
     weights_path: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    expose_paths: bool = False
+    search_max_pixels: int = DEFAULT_SEARCH_MAX_PIXELS
+    upload_retention_hours: float = 0.0
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None, database_url: str | None = None, **overrides) -> "Settings":
@@ -48,6 +62,10 @@ class Settings:
             api_keys=keys,
             max_pixels=int(env.get("SIMSEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
             weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"]).expanduser().resolve() if env.get("SIMSEARCH_WEIGHTS_DIR") else None,
+            allowed_hosts=tuple(h.strip() for h in env.get("SIMSEARCH_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            expose_paths=env.get("SIMSEARCH_EXPOSE_PATHS", "").strip().lower() in _TRUE,
+            search_max_pixels=int(env.get("SIMSEARCH_SEARCH_MAX_PIXELS", DEFAULT_SEARCH_MAX_PIXELS)),
+            upload_retention_hours=float(env.get("SIMSEARCH_UPLOAD_RETENTION_HOURS", 0)),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -26,7 +26,7 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     from simsearch.web import create_app
 
     settings = settings_from(ctx)
-    config = {"SETTINGS": settings}
+    config = {"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host}  # the bound address is an allowed Host
     if allow_server_paths:
         config["SIMSEARCH_ALLOW_SERVER_PATHS"] = str(os.path.abspath(allow_server_paths))
     if max_upload_mb:

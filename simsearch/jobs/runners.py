@@ -165,8 +165,9 @@ class RQRunner:
         try:
             enqueue_ingest(self.redis_url, self.queue_name, run_id, options, settings=self.ctx.settings)
         except Exception as exc:
-            mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
-            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+            log.error("could not enqueue ingest job %s: %s", run_id, exc)
+            mark_failed(self.ctx, run_id, exc, "could not enqueue the job: ")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}") from None
 
     def submit_function(self, run_id: int, target: str) -> None:
         try:
