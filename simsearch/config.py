@@ -8,6 +8,10 @@
 - ``SIMSEARCH_MAX_PIXELS``: decoded images larger than this are refused (decompression bombs).
 - ``SIMSEARCH_WEIGHTS_DIR``: where model weights are looked for and converted weights cached.
   Default: ``$SIMSEARCH_HOME/weights``.
+- ``SIMSEARCH_RUNTIME``: ``auto`` (default), ``openvino``, ``onnxruntime`` or ``keras``: what runs the model.
+- ``SIMSEARCH_PRECISION``: ``auto`` (default: bf16 where the CPU has AMX / AVX512-BF16, else fp32),
+  ``fp32`` or ``bf16``: the numerics of new vectors (bf16 ones go to their own ``+bf16`` space).
+- ``SIMSEARCH_DEVICE``: ``auto`` (default: a GPU when the Keras backend sees one), ``cpu`` or ``gpu``.
 - ``SIMSEARCH_ALLOWED_HOSTS``: comma-separated host names the web app answers to besides
   localhost, 127.0.0.1, [::1] and the address ``simsearch serve`` binds; ``.example.com`` allows
   example.com and its subdomains, ``*`` any host (DNS rebinding protection).
@@ -44,6 +48,9 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     default_backbone: str = DEFAULT_BACKBONE
     weights_path: Path | None = None
+    runtime: str = "auto"
+    precision: str = "auto"
+    device: str = "auto"
     allowed_hosts: tuple[str, ...] = ()
     expose_paths: bool = False
     search_max_pixels: int = DEFAULT_SEARCH_MAX_PIXELS
@@ -62,6 +69,9 @@ class Settings:
             api_keys=keys,
             max_pixels=int(env.get("SIMSEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
             weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"]).expanduser().resolve() if env.get("SIMSEARCH_WEIGHTS_DIR") else None,
+            runtime=(env.get("SIMSEARCH_RUNTIME") or "auto").strip().lower(),
+            precision=(env.get("SIMSEARCH_PRECISION") or "auto").strip().lower(),
+            device=(env.get("SIMSEARCH_DEVICE") or "auto").strip().lower(),
             allowed_hosts=tuple(h.strip() for h in env.get("SIMSEARCH_ALLOWED_HOSTS", "").split(",") if h.strip()),
             expose_paths=env.get("SIMSEARCH_EXPOSE_PATHS", "").strip().lower() in _TRUE,
             search_max_pixels=int(env.get("SIMSEARCH_SEARCH_MAX_PIXELS", DEFAULT_SEARCH_MAX_PIXELS)),

@@ -36,21 +36,22 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
     ctx.obj = {"home": home, "database_url": database_url}
 
 
-def settings_from(ctx: click.Context):
-    """The settings of this invocation: the environment, overridden by ``--home`` and ``--database-url``."""
+def settings_from(ctx: click.Context, **overrides):
+    """The settings of this invocation: the environment, overridden by ``--home``, ``--database-url``
+    and ``overrides`` (options of the command, e.g. ``runtime``; None values are ignored)."""
     from simsearch.config import Settings
 
     obj = ctx.find_root().obj
-    return Settings.from_env(home=obj["home"], database_url=obj["database_url"])
+    return Settings.from_env(home=obj["home"], database_url=obj["database_url"], **overrides)
 
 
-def context_from(ctx: click.Context):
+def context_from(ctx: click.Context, **overrides):
     """The :class:`~simsearch.context.AppContext` of this invocation (opened on first use)."""
     obj = ctx.find_root().obj
     if "app_context" not in obj:
         from simsearch.context import AppContext
 
-        obj["app_context"] = AppContext.open(settings_from(ctx))
+        obj["app_context"] = AppContext.open(settings_from(ctx, **overrides))
         ctx.call_on_close(obj["app_context"].close)
     return obj["app_context"]
 
