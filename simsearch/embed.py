@@ -16,6 +16,16 @@ import numpy as np
 from simsearch.backbones import Backbone, get_backbone
 from simsearch.errors import InvalidInput
 
+
+def _tf_verbose() -> bool:
+    """``SIMSEARCH_TF_VERBOSE``: show TensorFlow's start-up messages (quiet by default)."""
+    from simsearch.config import env_settings
+
+    try:
+        return env_settings().tf_verbose
+    except InvalidInput:
+        return False
+
 POOLINGS = ("avg", "max")
 
 # Built models, shared by every Embedder in the process (the web app, tests): building one
@@ -45,7 +55,7 @@ def import_tensorflow_quietly() -> None:
     with _IMPORT_LOCK:
         if _tf_imported:
             return
-        if "tensorflow" in sys.modules or os.environ.get("SIMSEARCH_TF_VERBOSE"):
+        if "tensorflow" in sys.modules or _tf_verbose():
             import tensorflow  # noqa: F401
         else:
             sys.stderr.flush()

@@ -5,7 +5,7 @@ An ingest job is an :class:`~simsearch.store.models.IngestRun` row (status ``que
 uploads, the staged files themselves. :func:`execute_run` runs one such job with a given
 :class:`~simsearch.services.Services`; the web app calls it from a background thread, and
 :func:`run_ingest_job` is the RQ entry point, which takes only the run id and plain options and
-builds its own Services from the environment, so it works in a separate ``simsearch worker``
+builds its own Services from the worker's settings (handed over by ``simsearch worker``), so it works in a separate ``simsearch worker``
 process (or container) that shares the database and the data directory.
 """
 
@@ -79,18 +79,20 @@ def execute_run(services, run_id: int, *, batch_size: int | None = None, workers
 # ---- RQ ------------------------------------------------------------------------------------
 
 _services = None
+_settings = None  # the worker's settings, set by run_worker (forked work horses inherit them)
 _services_lock = threading.Lock()
 
 
 def _job_services():
-    """One Services per worker process, from the environment (SIMSEARCH_HOME, ..._DATABASE_URL)."""
+    """One Services per worker process, from the settings :func:`run_worker` was given (from the
+    environment when jobs are run by a plain ``rq worker``)."""
     global _services
     from simsearch.config import Settings
     from simsearch.services import Services
 
     with _services_lock:
-        settings = Settings.from_env()
-        if _services is None or _services.settings.home != settings.home or _services.settings.database_url != settings.database_url:
+        settings = _settings or Settings.from_env()
+        if _services is None or _services.settings != settings:
             _services = Services(settings)
         return _services
 
@@ -133,13 +135,16 @@ def enqueue_ingest(redis_url: str, queue_name: str, run_id: int, options: dict |
     return job.id
 
 
-def run_worker(redis_url: str, queues: list[str], *, burst: bool = False, simple: bool = False,
+def run_worker(settings, queues: list[str], *, burst: bool = False, simple: bool = False,
                name: str | None = None, logging_level: str = "INFO") -> bool:
-    """Consume ingest jobs. ``simple``: run jobs in this process (models stay loaded between jobs)
-    instead of a forked work horse per job (isolates crashes; loads the model for each job)."""
+    """Consume ingest jobs with ``settings`` (a Settings). ``simple``: run jobs in this process
+    (models stay loaded between jobs) instead of a forked work horse per job (isolates crashes;
+    loads the model for each job)."""
+    global _settings
     from rq import SimpleWorker, Worker
 
-    conn = redis_connection(redis_url)
+    _settings = settings
+    conn = redis_connection(settings.redis_url)
     cls = SimpleWorker if simple else Worker
     worker = cls(queues, connection=conn, name=name)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -490,7 +490,6 @@ def test_ingest_through_the_ui_shows_progress_and_errors(live, browser):
 @pytest.mark.redis
 def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
     """The same page, on an app whose jobs go to an RQ queue consumed by `simsearch worker`."""
-    import dataclasses
     import os
     import subprocess
     import sys
@@ -505,7 +504,7 @@ def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
     conn = redis.Redis.from_url(redis_url)
     conn.ping()  # fail, not skip: .ci/run starts Redis
     queue = f"simsearch-ui-{uuid.uuid4().hex[:10]}"
-    settings = dataclasses.replace(live.services.settings, redis_url=redis_url)
+    settings = live.services.settings.replace(redis_url=redis_url)
     app = create_app({"SETTINGS": settings, "SIMSEARCH_QUEUE": queue})
     server = LiveServer(app)
     env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,

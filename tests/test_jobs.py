@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import subprocess
@@ -122,7 +121,7 @@ def run_worker_process(settings, queue: str, timeout: float = 300) -> subprocess
 
 @pytest.mark.redis
 def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
-    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    app = make_app(settings.replace(redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
     client = app.test_client()
     assert client.get("/api/health").get_json()["jobs"] == "rq"
     resp = upload(client, "remote", pets_files(3), labels="folders")
@@ -150,7 +149,7 @@ def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
 def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue):
     from simsearch.worker import run_folder
 
-    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    app = make_app(settings.replace(redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
     client = app.test_client()
     resp = upload(client, "doomed", pets_files(1))
     job_id = resp.get_json()["job_id"]
@@ -162,7 +161,7 @@ def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue):
 
 
 def test_redis_down_gives_503_and_no_stuck_job(make_app, settings):
-    app = make_app(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0"), SIMSEARCH_QUEUE="unused")
+    app = make_app(settings.replace(redis_url="redis://127.0.0.1:1/0"), SIMSEARCH_QUEUE="unused")
     client = app.test_client()
     resp = upload(client, "nowhere", pets_files(1))
     assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "queue_unavailable"

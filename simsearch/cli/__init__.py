@@ -23,8 +23,8 @@ class SimsearchGroup(click.Group):
 
 
 @click.group(cls=SimsearchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--home", envvar="SIMSEARCH_HOME", type=click.Path(file_okay=False), help="Data directory [env SIMSEARCH_HOME].")
-@click.option("--database-url", envvar="SIMSEARCH_DATABASE_URL", help="SQLAlchemy URL [env SIMSEARCH_DATABASE_URL; default: SQLite in the data directory].")
+@click.option("--home", type=click.Path(file_okay=False), help="Data directory [env SIMSEARCH_HOME].")
+@click.option("--database-url", help="SQLAlchemy URL [env SIMSEARCH_DATABASE_URL; default: SQLite in the data directory].")
 @click.version_option(__version__, prog_name="simsearch")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
@@ -36,14 +36,27 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
     ctx.obj = {"home": home, "database_url": database_url}
 
 
-def services_from(ctx: click.Context):
+def settings_from(ctx: click.Context, **overrides):
+    """This invocation's settings: the environment, then the global options, then ``overrides``
+    (a command's own options; None: not given)."""
+    from simsearch.config import Settings
+
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        obj["settings"] = Settings.from_env(home=obj["home"], database_url=obj["database_url"])
+    over = {k: v for k, v in overrides.items() if v is not None}
+    if over:
+        obj["settings"] = obj["settings"].replace(**over)
+    return obj["settings"]
+
+
+def services_from(ctx: click.Context, **overrides):
     """The Services for this invocation (made on first use)."""
     obj = ctx.find_root().obj
     if "services" not in obj:
-        from simsearch.config import Settings
         from simsearch.services import Services
 
-        obj["services"] = Services(Settings.from_env(home=obj["home"], database_url=obj["database_url"]))
+        obj["services"] = Services(settings_from(ctx, **overrides))
         ctx.call_on_close(obj["services"].close)
     return obj["services"]
 

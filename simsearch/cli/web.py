@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from simsearch.cli import cli, services_from
@@ -13,9 +11,9 @@ from simsearch.errors import InvalidInput
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--allow-server-paths", type=click.Path(file_okay=False), envvar="SIMSEARCH_ALLOW_SERVER_PATHS",
+@click.option("--allow-server-paths", type=click.Path(file_okay=False),
               help="Let ingest take a folder on this machine, inside this one [env SIMSEARCH_ALLOW_SERVER_PATHS].")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), help="Largest request body [default: 64].")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), help="Largest request body [env SIMSEARCH_MAX_UPLOAD_MB; default: 64].")
 @click.pass_context
 def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """Run the web app (API at /api, docs at /api/docs) for local use.
@@ -25,13 +23,8 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """
     from simsearch.web import create_app
 
-    services = services_from(ctx)
-    config = {"SETTINGS": services.settings}
-    if allow_server_paths:
-        config["SIMSEARCH_ALLOW_SERVER_PATHS"] = str(os.path.abspath(allow_server_paths))
-    if max_upload_mb:
-        config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
-    app = create_app(config)
+    services = services_from(ctx, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
+    app = create_app(services.settings)
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if services.settings.api_keys else "no API keys (open writes from this machine's clients)"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
@@ -42,7 +35,7 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
 
 
 @cli.command()
-@click.option("--queue", "-q", "queues", multiple=True, envvar="SIMSEARCH_QUEUE",
+@click.option("--queue", "-q", "queues", multiple=True,
               help="Queue(s) to consume [default: simsearch; env SIMSEARCH_QUEUE].")
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @click.option("--simple", is_flag=True,
@@ -55,18 +48,13 @@ def worker(ctx, queues, burst, simple, name):
     Share the database and the data directory (SIMSEARCH_HOME) with the web app: uploaded files
     are staged there.
     """
-    from simsearch.worker import DEFAULT_QUEUE, run_worker
+    from simsearch.worker import run_worker
 
     services = services_from(ctx)
     settings = services.settings
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
-    # Jobs build their own Services from the environment: hand them this command's settings.
-    os.environ["SIMSEARCH_HOME"] = str(settings.home)
-    os.environ["SIMSEARCH_DATABASE_URL"] = settings.database_url
-    if settings.weights_path is not None:
-        os.environ["SIMSEARCH_WEIGHTS_DIR"] = str(settings.weights_path)
-    names = [q for raw in queues for q in raw.split(",") if q] or [DEFAULT_QUEUE]
+    names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
-    ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name)
+    ok = run_worker(settings, names, burst=burst, simple=simple, name=name)
     ctx.exit(0 if ok or burst else 1)

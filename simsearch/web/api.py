@@ -536,7 +536,7 @@ def _server_path_ingest(name: str):
     from simsearch.ingest import files_from_folder
 
     body = json_body()
-    root_cfg = current_app.config.get("SIMSEARCH_ALLOW_SERVER_PATHS")
+    root_cfg = services().settings.allow_server_paths
     if not root_cfg:
         raise Forbidden("ingest from a server-side folder is disabled; the administrator can allow it with "
                         "SIMSEARCH_ALLOW_SERVER_PATHS=<allowed root folder>", field="server_path")
@@ -607,7 +607,7 @@ def ingest(name: str):
     dest = new_staging_dir(uploads_dir(services().settings))
     try:
         if archives:
-            staging = extract_zip(archives[0].stream, dest, ZipLimits.from_config(current_app.config), labels=labels, label=label)
+            staging = extract_zip(archives[0].stream, dest, ZipLimits.from_settings(services().settings), labels=labels, label=label)
             source = f"upload: {archives[0].filename or 'archive.zip'}"
         else:
             staging = stage_files(files, dest, labels=labels, label=label)

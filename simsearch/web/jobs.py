@@ -158,13 +158,14 @@ class RQRunner:
         pass
 
 
-def make_runner(services, config):
-    mode = (config.get("SIMSEARCH_JOBS") or ("rq" if services.settings.redis_url else "thread")).lower()
+def make_runner(services):
+    settings = services.settings
+    mode = settings.jobs or ("rq" if settings.redis_url else "thread")
     if mode == "rq":
-        if not services.settings.redis_url:
+        if not settings.redis_url:
             raise SimsearchError("SIMSEARCH_JOBS=rq needs SIMSEARCH_REDIS_URL")
-        return RQRunner(services, services.settings.redis_url, config.get("SIMSEARCH_QUEUE") or DEFAULT_QUEUE)
-    return ThreadRunner(services, int(config.get("SIMSEARCH_JOB_THREADS", 1)))
+        return RQRunner(services, settings.redis_url, settings.queue)
+    return ThreadRunner(services, settings.job_threads)
 
 
 def create_run(services, collection: str, spaces: list[str], source: str, staging: Staging, *,
