@@ -82,3 +82,17 @@ class IndexCorrupt(SimsearchError):
 
     code = "index_corrupt"
     http_status = 500
+
+
+class DatabaseUnavailable(SimsearchError):
+    """The database cannot be reached or did not answer in time (the message never carries SQL)."""
+
+    code = "database_unavailable"
+    http_status = 503
+
+
+class SchemaOutdated(SimsearchError):
+    """The database's schema is missing or older (or newer) than this simsearch: run ``simsearch db upgrade``."""
+
+    code = "schema_outdated"
+    http_status = 503

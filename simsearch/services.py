@@ -21,10 +21,21 @@ VERIFY_INTERVAL = 30.0
 
 
 class Services:
-    def __init__(self, settings: Settings):
+    """``schema``: ``"check"`` (the default: refuse a missing or old schema with SchemaOutdated, as
+    servers and workers must), ``"upgrade"`` (bring it up to date: the CLI on SQLite) or ``None``."""
+
+    def __init__(self, settings: Settings, *, schema: str | None = "check"):
         self.settings = settings
         settings.ensure_dirs()
-        self.db = Database(settings.database_url)
+        self.db = Database.from_settings(settings)
+        try:
+            if schema == "upgrade":
+                self.db.upgrade()
+            elif schema == "check":
+                self.db.check_schema()
+        except BaseException:
+            self.db.dispose()
+            raise
         self._indexes = None
         self._embedders: dict[str, object] = {}
         self._lock = threading.Lock()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CATS_DOGS, ROOT, copy_subset, dataset_files
+from tests.conftest import CATS_DOGS, ROOT, copy_subset, dataset_files, upgraded
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -61,7 +61,7 @@ def live(tmp_path_factory, weights_dir):
 
     base = tmp_path_factory.mktemp("browser")
     home = base / "home"
-    settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir)
+    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir))
     app = create_app(settings)
     services = app.extensions["simsearch"]
     services = getattr(services, "services", services)

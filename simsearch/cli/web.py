@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simsearch.cli import cli, services_from
+from simsearch.cli import cli, services_from, settings_from
 from simsearch.errors import InvalidInput
 
 
@@ -23,7 +23,7 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """
     from simsearch.web import create_app
 
-    services = services_from(ctx, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
+    services = services_from(ctx, server=True, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
     app = create_app(services.settings)
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if services.settings.api_keys else "no API keys (open writes from this machine's clients)"
@@ -50,10 +50,10 @@ def worker(ctx, queues, burst, simple, name):
     """
     from simsearch.worker import run_worker
 
-    services = services_from(ctx)
-    settings = services.settings
+    settings = settings_from(ctx)
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
+    services_from(ctx, server=True)  # refuses an old schema before taking jobs
     names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
     ok = run_worker(settings, names, burst=burst, simple=simple, name=name)
