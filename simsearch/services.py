@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from simsearch.config import Settings
+from simsearch.errors import DatabaseUnavailable
 from simsearch.store import repo
 from simsearch.store.db import Database
 
@@ -24,15 +25,23 @@ class Services:
     """``schema``: ``"check"`` (the default: refuse a missing or old schema with SchemaOutdated, as
     servers and workers must), ``"upgrade"`` (bring it up to date: the CLI on SQLite) or ``None``."""
 
-    def __init__(self, settings: Settings, *, schema: str | None = "check"):
+    def __init__(self, settings: Settings, *, schema: str | None = "check", wait_for_database: bool = False):
         self.settings = settings
         settings.ensure_dirs()
         self.db = Database.from_settings(settings)
+        self.schema_checked = schema != "check"
         try:
             if schema == "upgrade":
                 self.db.upgrade()
             elif schema == "check":
                 self.db.check_schema()
+                self.schema_checked = True
+        except DatabaseUnavailable:
+            if not wait_for_database:
+                self.db.dispose()
+                raise
+            # a server may start before its database: requests answer 503 until it is back
+            # (:meth:`ensure_schema`), then the schema is checked once.
         except BaseException:
             self.db.dispose()
             raise
@@ -40,6 +49,12 @@ class Services:
         self._embedders: dict[str, object] = {}
         self._lock = threading.Lock()
         self._verified_at: dict[tuple[int, str], float] = {}
+
+    def ensure_schema(self) -> None:
+        """Check the schema if the database was down when this process started (cheap after)."""
+        if not self.schema_checked:
+            self.db.check_schema()
+            self.schema_checked = True
 
     # ---- models -------------------------------------------------------------------------
     def embedder(self, space: str, *, weights: str | None = None):

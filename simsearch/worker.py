@@ -42,6 +42,17 @@ def mark_failed(services, run_id: int, message: str) -> None:
             run.finished_at = run.updated_at = utcnow()
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a failed job's message says: the error's own message, or for a database error its
+    reason (never the SQL or its parameters)."""
+    from simsearch.store.db import unavailable
+
+    db_error = unavailable(exc)
+    if db_error is not None:
+        return f"{db_error.message.split(';')[0]} while the job ran; ingest the same files again to finish it"
+    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+
+
 def execute_run(services, run_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Run a queued ingest job to the end; the run row tracks progress. Returns the report dict."""
     from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester, SourceFile
@@ -70,8 +81,7 @@ def execute_run(services, run_id: int, *, batch_size: int | None = None, workers
                             workers=workers)
         report = ingester.run(collection, files, source=source, ignored=manifest.get("ignored", []), run_id=run_id)
     except BaseException as exc:
-        msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        mark_failed(services, run_id, msg)
+        mark_failed(services, run_id, failure_reason(exc))
         raise
     return report.to_dict()
 

@@ -20,6 +20,16 @@ class SimsearchGroup(click.Group):
         except SimsearchError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(2 if isinstance(exc, (InvalidInput, NotFound)) else 1)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("sqlalchemy"):
+                raise
+            from simsearch.store.db import unavailable
+
+            err = unavailable(exc)
+            if err is None:
+                raise
+            click.echo(f"error: {err.message}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=SimsearchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

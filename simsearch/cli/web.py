@@ -23,10 +23,10 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """
     from simsearch.web import create_app
 
-    services = services_from(ctx, server=True, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
-    app = create_app(services.settings)
+    settings = settings_from(ctx, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
+    app = create_app(settings)  # refuses a missing or old schema; waits for a database that is down
     jobs = app.extensions["simsearch_jobs"].kind
-    keys = "API keys required for writes" if services.settings.api_keys else "no API keys (open writes from this machine's clients)"
+    keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
     runner = app.extensions["simsearch_jobs"]
     if hasattr(runner, "recover_once"):  # resume at once, not on the first request

@@ -68,12 +68,13 @@ def create_app(config: dict | Settings | None = None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.load_secret_key(settings.home, settings.secret_key)
 
-    services = Services(settings)
+    services = Services(settings, wait_for_database=True)
     app.extensions["simsearch"] = services
     app.extensions["simsearch_jobs"] = make_runner(services)
     app.extensions["simsearch_tasks"] = ThreadPoolExecutor(1, thread_name_prefix="simsearch-task")
 
     register_error_handlers(app)
+    app.before_request(_schema_hook(services))
     jobs = app.extensions["simsearch_jobs"]
     if hasattr(jobs, "recover_once"):  # in-process runner: resume jobs of a stopped process
         app.before_request(jobs.recover_once)
@@ -92,6 +93,20 @@ def create_app(config: dict | Settings | None = None):
     if "/" not in rules:
         app.add_url_rule("/", "index", lambda: redirect("/api/docs"))
     return app
+
+
+def _schema_hook(services):
+    """Until the schema has been checked (the database was down at start), check it first: 503
+    ``database_unavailable`` or ``schema_outdated`` instead of errors from a missing table. The
+    health endpoint reports it itself."""
+
+    def hook():
+        from flask import request
+
+        if not services.schema_checked and request.endpoint != "api.health":
+            services.ensure_schema()
+
+    return hook
 
 
 def _single_query_threads(n: int):

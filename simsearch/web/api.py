@@ -125,19 +125,37 @@ def compress_and_harden(resp: Response) -> Response:
 
 @bp.get("/health")
 def health():
+    """200 when every dependency answers; else 503 naming the first one down, with every
+    dependency's state in ``details.checks`` (``ok``, ``unavailable``, ``schema_outdated``)."""
+    from simsearch.store.db import unavailable
+
     svc = services()
-    out = {"status": "ok", "version": __version__, "database": svc.db.dialect, "jobs": runner().kind}
+    checks = {"database": "ok", "job_queue": "ok" if runner().kind == "rq" else "in-process"}
+    failures = []
     try:
+        svc.ensure_schema()
         with svc.db.session() as s:
             s.execute(text("SELECT 1"))
+    except SimsearchError as exc:
+        checks["database"] = "unavailable" if exc.code == "database_unavailable" else exc.code
+        failures.append(exc)
     except Exception as exc:
-        raise SimsearchError(f"database unreachable: {type(exc).__name__}", details=out) from None
+        err = unavailable(exc)
+        if err is None:
+            raise
+        checks["database"] = "unavailable"
+        failures.append(err)
     if runner().kind == "rq":
         try:
             runner().ping()
         except Exception as exc:
-            err = jobs_mod.QueueUnavailable(f"job queue (Redis) unreachable: {type(exc).__name__}", details=out)
-            raise err from None
+            checks["job_queue"] = "unavailable"
+            failures.append(jobs_mod.QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}"))
+    out = {"status": "ok", "version": __version__, "database": svc.db.dialect, "jobs": runner().kind, "checks": checks}
+    if failures:
+        first = failures[0]
+        down = ", ".join(k for k, v in checks.items() if v not in ("ok", "in-process"))
+        raise type(first)(f"{first.message} (down: {down})", details=dict(out, status="unavailable"))
     return out
 
 
