@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from simsearch import study
+from simsearch.ops import analysis
 from simsearch.cli import cli
 from tests.conftest import CATS_DOGS
 
@@ -47,7 +47,7 @@ def services(env):
 
 
 def test_cats_dogs_figures(services):
-    ev = study.evaluation_view(services, "cats-dogs", "efficientnet_lite0")
+    ev = analysis.evaluate(services, "cats-dogs", "efficientnet_lite0").to_dict()
     sw, lab = ev["silhouette"], ev["labels"]
     at2 = lab["at_n_labels"]
     print("\nsilhouette by k: " + ", ".join(f"{k}: {s:.3f}" for k, s in zip(sw["ks"], sw["scores"])))
@@ -59,7 +59,7 @@ def test_cats_dogs_figures(services):
     assert lab["knn_precision_at_10"] >= 0.9
     assert lab["at_best_k"]["ari"] == pytest.approx(at2["ari"])  # best k is the number of labels
 
-    view = study.cluster_view(services, "cats-dogs")
+    view = analysis.clusters(services, "cats-dogs").to_dict()
     assert view["k"] == 2 and sum(c["size"] for c in view["clusters"]) == 400
     assert all(150 <= c["size"] <= 250 for c in view["clusters"]), [c["size"] for c in view["clusters"]]
 

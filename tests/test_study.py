@@ -1,5 +1,6 @@
-"""The study layer on a small real subset (10 cats + 10 dogs, EfficientNet-Lite0), on SQLite and PostgreSQL:
-clusters (auto and fixed k), caching and its invalidation, evaluation, maps, errors, backbone comparison."""
+"""The analysis operations (simsearch.ops.analysis, .comparison) on a small real subset (10 cats + 10 dogs, EfficientNet-Lite0), on SQLite and PostgreSQL:
+clusters (auto and fixed k), caching and its invalidation, evaluation, maps, errors, backbone comparison.
+The typed results are checked through their ``to_dict()`` JSON shapes (what the CLI and API send)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from simsearch import study
+from simsearch.ops import analysis, comparison
+from simsearch.ops import vectors as vecs
 from simsearch.errors import InvalidInput, NotFound
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 from tests.test_ingest import ingest
@@ -26,8 +28,13 @@ def pets(services, tmp_path):
     return root
 
 
+def cluster_view(services, *args, **kwargs) -> dict:
+    return analysis.clusters(services, *args, **kwargs).to_dict()
+
+
 def test_cluster_view_auto_fixed_k_and_cache(services, pets):
-    auto = study.cluster_view(services, "pets")
+    assert analysis.lookup_clusters(services, "pets") is None
+    auto = cluster_view(services, "pets")
     assert auto["auto"] is True and auto["cached"] is False
     assert auto["backbone"] == "efficientnet_lite0" and auto["n_images"] == 20
     sw = auto["silhouette"]
@@ -42,11 +49,13 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
         assert 1 <= len(c["representatives"]) <= min(8, c["size"])
         assert set(c["representatives"]) <= set(c["members"])
 
-    again = study.cluster_view(services, "pets")
+    again = cluster_view(services, "pets")
     assert again["cached"] is True
+    assert analysis.lookup_clusters(services, "pets").to_dict() == again
     assert [c["members"] for c in again["clusters"]] == [c["members"] for c in auto["clusters"]]
 
-    three = study.cluster_view(services, "pets", k=3, n_representatives=2)
+    assert analysis.lookup_clusters(services, "pets", k=3, n_representatives=2) is None
+    three = cluster_view(services, "pets", k=3, n_representatives=2)
     assert three["auto"] is False and three["k"] == 3 and len(three["clusters"]) == 3
     assert sum(c["size"] for c in three["clusters"]) == 20
     assert all(len(c["representatives"]) <= 2 for c in three["clusters"])
@@ -55,9 +64,10 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     # A k outside the sweep (2..10) is scored on its own, like sklearn's silhouette.
     from sklearn.metrics import silhouette_score
 
-    twelve = study.cluster_view(services, "pets", k=12)
+    twelve = cluster_view(services, "pets", k=12)
     assert twelve["k"] == 12 and len(twelve["clusters"]) == 12
-    _, _, ids, x, _ = study.load(services, "pets", None)
+    loaded = vecs.load(services, "pets", None)
+    ids, x = loaded.ids, loaded.x
     labels = np.zeros(len(ids), dtype=int)
     for c in twelve["clusters"]:
         labels[np.isin(ids, c["members"])] = c["cluster"]
@@ -67,14 +77,18 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     extra = dataset_files(CATS_DOGS / "cats", 1, start=150)[0]
     shutil.copy(extra, pets / "cats" / extra.name)
     assert ingest(services, pets, batch_size=10).added == 1
-    fresh = study.cluster_view(services, "pets")
+    assert analysis.lookup_clusters(services, "pets") is None
+    fresh = cluster_view(services, "pets")
     assert fresh["cached"] is False and fresh["n_images"] == 21
     assert sum(c["size"] for c in fresh["clusters"]) == 21
-    assert study.cluster_view(services, "pets")["cached"] is True
+    assert cluster_view(services, "pets")["cached"] is True
 
 
 def test_evaluation_view(services, pets):
-    ev = study.evaluation_view(services, "pets")
+    assert analysis.lookup_evaluation(services, "pets") is None
+    result = analysis.evaluate(services, "pets")
+    ev = result.to_dict()
+    assert analysis.lookup_evaluation(services, "pets") == result
     assert ev["n_images"] == ev["n_labelled"] == 20 and ev["n_labels"] == 2
     assert ev["best_k"] == ev["silhouette"]["best_k"]
     lab = ev["labels"]
@@ -88,26 +102,44 @@ def test_evaluation_view(services, pets):
     assert 0.65 <= lab["knn_precision_at_10"] <= 0.9, lab
     assert lab["at_n_labels"]["ari"] >= 0.4, lab
 
+    # The scores depend on the labels: a label removed makes the cached evaluation stale.
+    from sqlalchemy import update
+
+    from simsearch.store.models import Image
+
+    with services.db.session() as s:
+        s.execute(update(Image).where(Image.id == int(result_ids(services)[0])).values(label=None))
+    assert analysis.lookup_evaluation(services, "pets") is None
+    fewer = analysis.evaluate(services, "pets")
+    assert fewer.n_labelled == 19 and fewer.silhouette == result.silhouette
+    assert analysis.lookup_evaluation(services, "pets") == fewer
+
+
+def result_ids(services):
+    return vecs.peek(services, "pets", None).ids
+
 
 def test_evaluation_without_labels_has_a_note(services, tmp_path):
     root = copy_subset(tmp_path / "plain", 3)
     ingest(services, root, collection="plain", labels=None)
-    ev = study.evaluation_view(services, "plain")
+    ev = analysis.evaluate(services, "plain").to_dict()
     assert ev["labels"] is None and ev["n_labelled"] == 0 and "labels" in ev["note"]
     assert ev["silhouette"]["ks"] == [2, 3, 4, 5]  # k < number of images (6)
 
 
 def test_map_view_shapes_and_cache(services, pets):
-    m = study.map_view(services, "pets")
+    assert analysis.lookup_map(services, "pets") is None
+    m = analysis.map_2d(services, "pets").to_dict()
     assert m["method"] == "tsne" and m["n"] == 20 and m["cached"] is False
     assert len(m["ids"]) == len(m["x"]) == len(m["y"]) == len(m["labels"]) == len(m["clusters"]) == 20
     assert sorted(set(m["labels"])) == ["cats", "dogs"]
     assert set(m["clusters"]) == set(range(m["k"]))
     assert np.isfinite(m["x"]).all() and np.isfinite(m["y"]).all() and np.std(m["x"]) > 0
-    again = study.map_view(services, "pets")
+    again = analysis.map_2d(services, "pets").to_dict()
     assert again["cached"] is True and again["x"] == pytest.approx(m["x"]) and again["ids"] == m["ids"]
+    assert analysis.lookup_map(services, "pets").to_dict() == again
 
-    p = study.map_view(services, "pets", method="pca")
+    p = analysis.map_2d(services, "pets", method="pca").to_dict()
     assert p["method"] == "pca" and p["cached"] is False and len(p["x"]) == 20
     assert np.std(p["x"]) >= np.std(p["y"]) > 0  # first principal component has the most variance
 
@@ -115,23 +147,31 @@ def test_map_view_shapes_and_cache(services, pets):
 def test_invalid_requests(services, pets):
     for bad in (0, 1, -3, "abc", "2.5"):
         with pytest.raises(InvalidInput, match="k must be"):
-            study.cluster_view(services, "pets", k=bad)
-    with pytest.raises(InvalidInput, match="smaller than the number of images"):
-        study.cluster_view(services, "pets", k=20)
-    with pytest.raises(InvalidInput, match="method"):
-        study.map_view(services, "pets", method="umap")
-    with pytest.raises(NotFound, match="no collection named 'nope'"):
-        study.evaluation_view(services, "nope")
-    with pytest.raises(NotFound, match="no vectors for backbone 'efficientnet_lite1'"):
-        study.cluster_view(services, "pets", "efficientnet_lite1")
-    with pytest.raises(InvalidInput, match="unknown backbone"):
-        study.comparison_view(services, "pets", ["alexnet"])
-    with pytest.raises(InvalidInput, match="at least one backbone"):
-        study.comparison_view(services, "pets", [])
+            analysis.clusters(services, "pets", k=bad)
+        with pytest.raises(InvalidInput, match="k must be"):
+            analysis.lookup_clusters(services, "pets", k=bad)
+    # The lookups (what a request does before starting a job) refuse what the computation would.
+    for op in (analysis.clusters, analysis.lookup_clusters):
+        with pytest.raises(InvalidInput, match="smaller than the number of images"):
+            op(services, "pets", k=20)
+        with pytest.raises(NotFound, match="no vectors for backbone 'efficientnet_lite1'"):
+            op(services, "pets", "efficientnet_lite1")
+    for op in (analysis.map_2d, analysis.lookup_map):
+        with pytest.raises(InvalidInput, match="method"):
+            op(services, "pets", method="umap")
+    for op in (analysis.evaluate, analysis.lookup_evaluation):
+        with pytest.raises(NotFound, match="no collection named 'nope'"):
+            op(services, "nope")
+    for op in (comparison.compare, comparison.lookup_comparison):
+        with pytest.raises(InvalidInput, match="unknown backbone"):
+            op(services, "pets", ["alexnet"])
+        with pytest.raises(InvalidInput, match="at least one backbone"):
+            op(services, "pets", [])
 
 
 def test_comparison_view_marks_missing_weights_unavailable(services, pets, offline_keras_weights):
-    without = study.comparison_view(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False)
+    assert comparison.lookup_comparison(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"]) is None
+    without = comparison.compare(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False).to_dict()
     lite1 = without["backbones"][1]
     assert lite1["available"] is False and "no vectors" in lite1["reason"]
 
@@ -143,7 +183,7 @@ def test_comparison_view_marks_missing_weights_unavailable(services, pets, offli
     assert time.perf_counter() - t0 < 30  # no download attempt hanging on the network
 
     t0 = time.perf_counter()
-    cmp = study.comparison_view(services, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True)
+    cmp = comparison.compare(services, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True).to_dict()
     seconds = time.perf_counter() - t0
     panels = {p["backbone"]: p for p in cmp["backbones"]}
     assert list(panels) == ["efficientnet_lite0", "resnet50", "efficientnet_lite1"]
@@ -161,5 +201,11 @@ def test_comparison_view_marks_missing_weights_unavailable(services, pets, offli
     (ov,) = cmp["neighbour_overlap"]
     assert (ov["a"], ov["b"], ov["k"], ov["n"]) == ("efficientnet_lite0", "efficientnet_lite1", 10, 20)
     assert 0 < ov["jaccard"] <= 1
+    # Every part is cached now: the comparison can be answered without computing.
+    names = ["efficientnet_lite0", "resnet50", "efficientnet_lite1"]
+    cached = comparison.lookup_comparison(services, "pets", names, with_maps=True)
+    assert cached is not None and [p.available for p in cached.backbones] == [True, False, True]
+    assert cached.neighbour_overlap[0].to_dict() == ov
+    assert cached.to_dict()["backbones"][2]["map"] == cmp["backbones"][2]["map"]
     # 20 images through lite1 plus two t-SNE maps; the unavailable backbone must not add a download wait.
     assert seconds < 240, seconds

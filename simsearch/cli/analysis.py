@@ -16,8 +16,21 @@ def _f(v, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def _sweep_line(sw: dict, mark: int | None = None) -> str:
-    return "  ".join(f"k={k}: {s:.3f}{'*' if k == mark else ''}" for k, s in zip(sw["ks"], sw["scores"]))
+def _sweep_line(sw, mark: int | None = None) -> str:
+    return "  ".join(f"k={k}: {s:.3f}{'*' if k == mark else ''}" for k, s in zip(sw.ks, sw.scores))
+
+
+def progress_printer(what: str, enabled: bool | None = None):
+    """A ``progress`` callback for the analysis operations: one line per step on stderr
+    (``enabled`` None: when stderr is a terminal)."""
+    if not (sys.stderr.isatty() if enabled is None else enabled):
+        return None
+
+    def report(message: str, done: int, total: int) -> None:
+        if done < total:
+            click.echo(f"{what}: [{done + 1}/{total}] {message}", err=True)
+
+    return report
 
 
 def _images(services, ids) -> dict:
@@ -36,22 +49,29 @@ def _images(services, ids) -> dict:
     return out
 
 
+progress_option = click.option("--progress/--no-progress", default=None,
+                               help="Steps on stderr as they start [default: when stderr is a terminal].")
+
+
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) whose vectors to cluster [default: the collection's].")
 @click.option("--k", "k", default="auto", show_default=True, help="Number of clusters, or 'auto' to choose it by silhouette (k = 2..10).")
 @click.option("--representatives", "n_reps", default=8, show_default=True, help="Representative images per cluster (nearest its centre).")
+@progress_option
 @json_option
 @click.pass_context
-def cluster(ctx, collection, backbone, k, n_reps, as_json):
+def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
     """Cluster a collection with k-means: sizes, representative images and silhouette."""
     from collections import Counter
 
-    from simsearch import study
+    from simsearch.ops import analysis
 
     services = services_from(ctx)
-    view = study.cluster_view(services, collection, backbone, k=k, n_representatives=n_reps)
-    info = _images(services, [m for c in view["clusters"] for m in c["members"]])
+    result = analysis.clusters(services, collection, backbone, k=k, n_representatives=n_reps,
+                               progress=progress_printer("cluster", progress))
+    view = result.to_dict()
+    info = _images(services, [m for c in result.clusters for m in c.members])
     for c in view["clusters"]:
         c["representative_images"] = [info[i] for i in c["representatives"] if i in info]
         counts = Counter(info[m]["label"] for m in c["members"] if m in info)
@@ -59,11 +79,11 @@ def cluster(ctx, collection, backbone, k, n_reps, as_json):
     if as_json:
         emit_json(view)
         return
-    how = "chosen by silhouette" if view["auto"] else "as asked"
-    click.echo(f"{collection} / {view['backbone']}: {view['n_images']} images in k = {view['k']} clusters ({how}), "
-               f"silhouette {_f(view['silhouette_at_k'])}")
-    if view["auto"]:
-        click.echo(f"silhouette by k: {_sweep_line(view['silhouette'], view['k'])}")
+    how = "chosen by silhouette" if result.auto else "as asked"
+    click.echo(f"{collection} / {result.backbone}: {result.n_images} images in k = {result.k} clusters ({how}), "
+               f"silhouette {_f(result.silhouette_at_k)}")
+    if result.auto:
+        click.echo(f"silhouette by k: {_sweep_line(result.silhouette, result.k)}")
     for c in view["clusters"]:
         counts = c["label_counts"]
         labels = ", ".join(f"{lab} {n}" for lab, n in counts.items()) if set(counts) - {"(no label)"} else ""
@@ -75,47 +95,45 @@ def cluster(ctx, collection, backbone, k, n_reps, as_json):
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) to evaluate [default: the collection's].")
+@progress_option
 @json_option
 @click.pass_context
-def evaluate(ctx, collection, backbone, as_json):
+def evaluate(ctx, collection, backbone, progress, as_json):
     """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10."""
-    from simsearch import study
+    from simsearch.ops import analysis
 
-    ev = study.evaluation_view(services_from(ctx), collection, backbone)
+    ev = analysis.evaluate(services_from(ctx), collection, backbone, progress=progress_printer("evaluate", progress))
     if as_json:
-        emit_json(ev)
+        emit_json(ev.to_dict())
         return
-    sw = ev["silhouette"]
-    click.echo(f"{collection} / {ev['backbone']}: {ev['n_images']} images, {ev['n_labelled']} labelled, "
-               f"{ev['n_labels']} distinct labels")
-    click.echo(f"silhouette by k: {_sweep_line(sw, ev['best_k'])}")
-    click.echo(f"best k by silhouette: {ev['best_k']}")
-    lab = ev["labels"]
-    if not lab:
-        click.echo(ev.get("note", "no label scores"))
+    click.echo(f"{collection} / {ev.backbone}: {ev.n_images} images, {ev.n_labelled} labelled, "
+               f"{ev.n_labels} distinct labels")
+    click.echo(f"silhouette by k: {_sweep_line(ev.silhouette, ev.best_k)}")
+    click.echo(f"best k by silhouette: {ev.best_k}")
+    lab = ev.labels
+    if lab is None:
+        click.echo(ev.note)
         return
-    for key, what in (("at_n_labels", "at k = number of labels"), ("at_best_k", "at the best k")):
-        s = lab.get(key)
-        if s:
-            click.echo(f"{what} ({s['k']}): ARI {_f(s.get('ari'))}  NMI {_f(s.get('nmi'))}  "
-                       f"homogeneity {_f(s.get('homogeneity'))}  completeness {_f(s.get('completeness'))}")
-    pk = lab["precision_k"]
-    prec = next(v for k, v in lab.items() if k.startswith("knn_precision_at_"))
-    click.echo(f"kNN precision@{pk} (leave-one-out, labelled images): {_f(prec)}")
+    for s, what in ((lab.at_n_labels, "at k = number of labels"), (lab.at_best_k, "at the best k")):
+        if s is not None:
+            click.echo(f"{what} ({s.k}): ARI {_f(s.ari)}  NMI {_f(s.nmi)}  "
+                       f"homogeneity {_f(s.homogeneity)}  completeness {_f(s.completeness)}")
+    click.echo(f"kNN precision@{lab.precision_k} (leave-one-out, labelled images): {_f(lab.knn_precision)}")
 
 
-def write_coords(path: Path, data: dict, paths: dict) -> None:
-    """The map's points as CSV (image_id,x,y,label,cluster,path) or JSON (a list of the same records)."""
+def write_coords(path: Path, data, paths: dict) -> None:
+    """The map's points (a MapResult) as CSV (image_id,x,y,label,cluster,path) or JSON (a list of
+    the same records)."""
     import csv
     import json
 
     records = [{"image_id": int(i), "x": float(x), "y": float(y), "label": lab, "cluster": int(c),
                 "path": paths.get(int(i), {}).get("path")}
-               for i, x, y, lab, c in zip(data["ids"], data["x"], data["y"], data["labels"], data["clusters"])]
+               for i, x, y, lab, c in zip(data.ids, data.x, data.y, data.labels, data.clusters)]
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps({"collection": data["collection"], "backbone": data["backbone"],
-                                    "method": data["method"], "points": records}, indent=1))
+        path.write_text(json.dumps({"collection": data.collection, "backbone": data.backbone,
+                                    "method": data.method, "points": records}, indent=1))
         return
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["image_id", "x", "y", "label", "cluster", "path"])
@@ -134,31 +152,32 @@ def write_coords(path: Path, data: dict, paths: dict) -> None:
 @click.option("--colour-by", "--color-by", "colour_by", type=click.Choice(["label", "cluster"]), default="label", show_default=True,
               help="Point colours (label falls back to cluster when nothing is labelled).")
 @click.option("--thumbnails", "max_thumbs", default=150, show_default=True, help="At most this many thumbnails, spread over the map (0: none).")
+@progress_option
 @json_option
 @click.pass_context
-def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_thumbs, as_json):
+def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_thumbs, progress, as_json):
     """A 2-D map of a collection (t-SNE or PCA): a PNG scatter with thumbnails, and the coordinates."""
     if coords is not None and coords.suffix.lower() not in (".csv", ".json"):
         raise InvalidInput(f"--coords must end in .csv or .json, not {coords.name!r}", field="coords")
     if out.suffix.lower() != ".png":
         raise InvalidInput(f"--out must be a .png file, not {out.name!r}", field="out")
-    from simsearch import study
+    from simsearch.ops import analysis
     from simsearch.reports.map_plot import load_thumbnails, render_map
 
     services = services_from(ctx)
-    data = study.map_view(services, collection, backbone, method=method)
-    thumbs = load_thumbnails(services, data["ids"]) if max_thumbs > 0 else {}
+    data = analysis.map_2d(services, collection, backbone, method=method, progress=progress_printer("map", progress))
+    thumbs = load_thumbnails(services, data.ids) if max_thumbs > 0 else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     png = render_map(data, out, thumbs=thumbs, colour_by=colour_by, max_thumbs=max_thumbs)
-    paths = _images(services, data["ids"])
+    paths = _images(services, data.ids)
     if coords is not None:
         write_coords(coords, data, paths)
     if as_json:
-        emit_json({**data, "paths": [paths.get(int(i), {}).get("path") for i in data["ids"]], "out": str(out),
+        emit_json({**data.to_dict(), "paths": [paths.get(int(i), {}).get("path") for i in data.ids], "out": str(out),
                    "png_bytes": len(png), "coords_file": str(coords) if coords else None})
         return
-    how = "from the cache" if data["cached"] else f"computed in {data['seconds'] or 0:.1f} s"
-    click.echo(f"{collection} / {data['backbone']}: {data['method']} map of {data['n']} images ({how}); "
+    how = "from the cache" if data.cached else f"computed in {data.seconds or 0:.1f} s"
+    click.echo(f"{collection} / {data.backbone}: {data.method} map of {data.n} images ({how}); "
                f"wrote {out} ({len(png) / 1024:.0f} KB)" + (f" and {coords}" if coords else ""))
 
 
@@ -167,7 +186,8 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
 @click.option("--backbones", "-b", "backbones", required=True, help="Comma-separated backbones (spaces), e.g. efficientnet_lite0,resnet50.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="report.html", show_default=True,
               help="The HTML report; its data goes beside it with a .json suffix.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar while embedding [default: when stderr is a terminal].")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr: the steps, and a bar while embedding [default: when stderr is a terminal].")
 @click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
 @json_option
 @click.pass_context
@@ -176,8 +196,8 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
 
     Images without vectors for a backbone are embedded first, from their source files. A backbone
     whose weights cannot be had is shown as unavailable, with the reason, instead of failing."""
-    from simsearch import study
     from simsearch.embed import parse_space
+    from simsearch.ops.comparison import compare as compare_backbones
     from simsearch.reports.compare_report import write_report
 
     spaces = [b.strip() for b in backbones.split(",") if b.strip()]
@@ -187,28 +207,27 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
         parse_space(sp)  # unknown names are a usage error, not an "unavailable" backbone
     services = services_from(ctx)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
-    comparison = study.comparison_view(services, collection, spaces, embed=True, show_bar=show,
-                                       weights=parse_weights(weights))
+    comparison = compare_backbones(services, collection, spaces, embed=True, show_bar=show,
+                                   weights=parse_weights(weights), progress=progress_printer("compare", show))
     written = write_report(services, comparison, out)
     if as_json:
-        slim = {**comparison, "backbones": [{k: v for k, v in p.items() if k != "map"} for p in comparison["backbones"]]}
-        emit_json({**slim, "report": written})
+        emit_json({**comparison.to_dict(maps=False), "report": written})
         return
-    click.echo(f"{collection}: {comparison['n_images']} images, {len(spaces)} backbones")
+    click.echo(f"{collection}: {comparison.n_images} images, {len(spaces)} backbones")
     click.echo(f"  {'backbone':<22} {'dim':>5} {'ms/img':>7} {'best k':>6} {'ARI':>6} {'NMI':>6} {'P@10':>6}")
-    for p in comparison["backbones"]:
-        if not p["available"]:
-            click.echo(f"  {p['backbone']:<22} {p['dim']:>5}  unavailable: {p['reason']}")
+    for p in comparison.backbones:
+        if not p.available:
+            click.echo(f"  {p.backbone:<22} {p.dim:>5}  unavailable: {p.reason}")
             continue
-        lab = p.get("labels") or {}
-        at_n = lab.get("at_n_labels") or {}
-        prec = next((v for k, v in lab.items() if k.startswith("knn_precision_at_")), None)
-        ms = p.get("embed_seconds_per_image")
-        click.echo(f"  {p['backbone']:<22} {p['dim']:>5} {('-' if ms is None else f'{ms * 1000:.1f}'):>7} {p['best_k']:>6} "
-                   f"{_f(at_n.get('ari')):>6} {_f(at_n.get('nmi')):>6} {_f(prec):>6}")
-        emb = p.get("embedding") or {}
-        if emb.get("failed"):
-            click.echo(f"    {emb['failed']} image(s) could not be embedded, e.g. {emb['errors'][0]['file']}: {emb['errors'][0]['reason']}")
-    for o in comparison["neighbour_overlap"]:
-        click.echo(f"  top-10 neighbour overlap {o['a']} / {o['b']}: {o['jaccard']:.3f}")
+        lab = p.evaluation.labels
+        at_n = lab.at_n_labels if lab else None
+        prec = lab.knn_precision if lab else None
+        ms = p.embed_seconds_per_image
+        click.echo(f"  {p.backbone:<22} {p.dim:>5} {('-' if ms is None else f'{ms * 1000:.1f}'):>7} {p.evaluation.best_k:>6} "
+                   f"{_f(at_n and at_n.ari):>6} {_f(at_n and at_n.nmi):>6} {_f(prec):>6}")
+        emb = p.embedding
+        if emb is not None and emb.failed:
+            click.echo(f"    {emb.failed} image(s) could not be embedded, e.g. {emb.errors[0]['file']}: {emb.errors[0]['reason']}")
+    for o in comparison.neighbour_overlap:
+        click.echo(f"  top-10 neighbour overlap {o.a} / {o.b}: {o.jaccard:.3f}")
     click.echo(f"wrote {written['html']} ({written['html_bytes'] / 1e6:.1f} MB) and {written['json']}")

@@ -1,7 +1,7 @@
 """The backbone comparison report: one self-contained HTML file (charts and thumbnails inline as
 base64 data URIs, CSS inline) and a JSON file beside it with the figures behind every panel.
 
-Input is :func:`simsearch.study.comparison_view`'s dict; the HTML comes from
+Input is a :class:`simsearch.ops.analysis_results.Comparison`; the HTML comes from
 ``templates/compare.html`` (Jinja2, autoescaped).
 """
 
@@ -12,6 +12,8 @@ import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
+
+from simsearch.ops.analysis_results import BackbonePanel, Comparison, Overlap
 
 from .map_plot import PALETTE, cluster_colours, draw_map, figure_bytes
 
@@ -34,45 +36,43 @@ def _colours(names: list[str]) -> dict[str, str]:
     return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
 
 
-def silhouette_chart(panels: list[dict]) -> bytes | None:
+def silhouette_chart(panels: list[BackbonePanel]) -> bytes | None:
     """One chart: silhouette against k, a line per available backbone, its best k marked."""
-    avail = [p for p in panels if p["available"] and p.get("silhouette")]
+    avail = [p for p in panels if p.available and p.evaluation is not None]
     if not avail:
         return None
-    colours = _colours([p["backbone"] for p in avail])
+    colours = _colours([p.backbone for p in avail])
     fig = _fig(900, 420)
     ax = fig.add_subplot(1, 1, 1)
     for p in avail:
-        sw = p["silhouette"]
-        c = colours[p["backbone"]]
-        ax.plot(sw["ks"], sw["scores"], marker="o", ms=4, lw=1.8, color=c, label=p["backbone"])
-        best = sw["best_k"]
-        ax.plot([best], [dict(zip(sw["ks"], sw["scores"]))[best]], marker="*", ms=16, color=c, mec="black", mew=0.6)
+        sw = p.evaluation.silhouette
+        c = colours[p.backbone]
+        ax.plot(sw.ks, sw.scores, marker="o", ms=4, lw=1.8, color=c, label=p.backbone)
+        ax.plot([sw.best_k], [sw.score_at(sw.best_k)], marker="*", ms=16, color=c, mec="black", mew=0.6)
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("silhouette")
-    ax.set_xticks(sorted({k for p in avail for k in p["silhouette"]["ks"]}))
+    ax.set_xticks(sorted({k for p in avail for k in p.evaluation.silhouette.ks}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
     return figure_bytes(fig, "png")
 
 
-def score_rows(panels: list[dict]) -> list[dict]:
+def score_rows(panels: list[BackbonePanel]) -> list[dict]:
     """Per available backbone with label scores: the numbers of the scores panel (None when missing)."""
     rows = []
     for p in panels:
-        lab = p.get("labels") if p["available"] else None
-        if not lab:
+        lab = p.evaluation.labels if p.available and p.evaluation is not None else None
+        if lab is None:
             continue
-        best = lab.get("at_best_k") or {}
-        at_n = lab.get("at_n_labels") or {}
-        prec_key = next((k for k in lab if k.startswith("knn_precision_at_")), None)
+        best = lab.at_best_k
+        at_n = lab.at_n_labels
         rows.append({
-            "backbone": p["backbone"],
-            "k_labels": at_n.get("k"), "ari_labels": at_n.get("ari"), "nmi_labels": at_n.get("nmi"),
-            "homogeneity_labels": at_n.get("homogeneity"), "completeness_labels": at_n.get("completeness"),
-            "k_best": best.get("k"), "ari_best": best.get("ari"), "nmi_best": best.get("nmi"),
-            "precision": lab.get(prec_key) if prec_key else None, "precision_k": lab.get("precision_k"),
+            "backbone": p.backbone,
+            "k_labels": at_n and at_n.k, "ari_labels": at_n and at_n.ari, "nmi_labels": at_n and at_n.nmi,
+            "homogeneity_labels": at_n and at_n.homogeneity, "completeness_labels": at_n and at_n.completeness,
+            "k_best": best.k, "ari_best": best.ari, "nmi_best": best.nmi,
+            "precision": lab.knn_precision, "precision_k": lab.precision_k,
         })
     return rows
 
@@ -107,35 +107,35 @@ def scores_chart(rows: list[dict]) -> bytes | None:
     return figure_bytes(fig, "png")
 
 
-def map_panels(panels: list[dict], thumbs: dict) -> list[dict]:
+def map_panels(panels: list[BackbonePanel], thumbs: dict) -> list[dict]:
     """Per available backbone with a map: two images (coloured by label, by cluster), with thumbnails."""
     out = []
     for p in panels:
-        m = p.get("map") if p["available"] else None
-        if not m:
+        m = p.map if p.available else None
+        if m is None:
             continue
-        has_labels = any(v is not None for v in m["labels"])
+        has_labels = any(v is not None for v in m.labels)
         images = {}
-        for key, values, legend in (("by_label", m["labels"], "label"),
-                                    ("by_cluster", [f"cluster {c}" for c in m["clusters"]], "cluster")):
+        for key, values, legend in (("by_label", list(m.labels), "label"),
+                                    ("by_cluster", [f"cluster {int(c)}" for c in m.clusters], "cluster")):
             fig = _fig(*MAP_PANEL_PX)
             ax = fig.add_subplot(1, 1, 1)
-            title = "coloured by label" if legend == "label" else f"coloured by cluster (k = {m['k']})"
+            title = "coloured by label" if legend == "label" else f"coloured by cluster (k = {m.k})"
             if legend == "label" and not has_labels:
                 title = "coloured by label (no image has a label)"
-            colours = cluster_colours(m["clusters"], m["labels"]) if legend == "cluster" else None
-            draw_map(ax, m["x"], m["y"], values, ids=m["ids"], thumbs=thumbs, max_thumbs=MAP_THUMBS, thumb_px=46,
+            colours = cluster_colours(m.clusters, m.labels) if legend == "cluster" else None
+            draw_map(ax, m.x, m.y, values, ids=m.ids, thumbs=thumbs, max_thumbs=MAP_THUMBS, thumb_px=46,
                      title=title, legend_title=legend, point_size=10, colours=colours)
             fig.tight_layout()
             images[key] = data_uri(figure_bytes(fig, "png"), "image/png")
-        out.append({"backbone": p["backbone"], **images})
+        out.append({"backbone": p.backbone, **images})
     return out
 
 
-def overlap_matrix(names: list[str], overlap: list[dict]) -> dict:
+def overlap_matrix(names: list[str], overlap: list[Overlap]) -> dict:
     """Symmetric matrix of mean top-10 Jaccard overlaps (diagonal 1), as table cells with a shade."""
-    value = {(o["a"], o["b"]): o["jaccard"] for o in overlap}
-    value.update({(o["b"], o["a"]): o["jaccard"] for o in overlap})
+    value = {(o.a, o.b): o.jaccard for o in overlap}
+    value.update({(o.b, o.a): o.jaccard for o in overlap})
     rows = []
     for a in names:
         cells = []
@@ -168,24 +168,25 @@ def _duration(seconds) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def render_report(comparison: dict, thumbs: dict | None = None, *, generated_at: str | None = None) -> str:
-    """The HTML of the report for a ``comparison_view`` result; ``thumbs``: image id -> PIL image."""
+def render_report(comparison: Comparison, thumbs: dict | None = None, *, generated_at: str | None = None) -> str:
+    """The HTML of the report for a comparison; ``thumbs``: image id -> PIL image."""
     import jinja2
 
     from simsearch import __version__
 
     thumbs = thumbs or {}
-    panels = comparison["backbones"]
+    panels = comparison.backbones
     rows = score_rows(panels)
     sil = silhouette_chart(panels)
     sc = scores_chart(rows)
-    available = [p for p in panels if p["available"]]
+    available = [p for p in panels if p.available]
     backbones = []
     for p in panels:
-        backbones.append({"backbone": p["backbone"], "available": p["available"], "reason": p.get("reason"),
-                          "dim": p.get("dim"), "input_size": p.get("input_size"), "n_images": p.get("n_images"),
-                          "best_k": p.get("best_k"), "per_image": _duration(p.get("embed_seconds_per_image")),
-                          "total": _duration(p.get("embed_seconds_total"))})
+        ev = p.evaluation if p.available else None
+        backbones.append({"backbone": p.backbone, "available": p.available, "reason": p.reason,
+                          "dim": p.dim, "input_size": p.input_size, "n_images": ev.n_images if ev else None,
+                          "best_k": ev.best_k if ev else None, "per_image": _duration(p.embed_seconds_per_image),
+                          "total": _duration(p.embed_seconds_total)})
     fmt_rows = [{k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
     precision_k = next((r["precision_k"] for r in rows if r.get("precision_k")), 10)
     if not available:
@@ -193,14 +194,14 @@ def render_report(comparison: dict, thumbs: dict | None = None, *, generated_at:
     else:
         scores_note = "No label scores: the images need at least two distinct labels (ingest with --labels folders or a CSV)."
     ctx = {
-        "collection": comparison["collection"], "n_images": comparison.get("n_images"),
+        "collection": comparison.collection, "n_images": comparison.n_images,
         "generated_at": generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "backbones": backbones, "available": available,
         "charts": {"silhouette": data_uri(sil, "image/png") if sil else None,
                    "scores": data_uri(sc, "image/png") if sc else None},
         "scores": fmt_rows, "scores_note": scores_note, "precision_k": precision_k,
         "maps": map_panels(panels, thumbs),
-        "overlap_matrix": overlap_matrix([p["backbone"] for p in available], comparison.get("neighbour_overlap", [])),
+        "overlap_matrix": overlap_matrix([p.backbone for p in available], comparison.neighbour_overlap),
         "version": __version__,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -213,12 +214,12 @@ def json_path_for(html_path: Path | str) -> Path:
     return Path(html_path).with_suffix(".json")
 
 
-def write_report(services, comparison: dict, out: Path | str) -> dict:
+def write_report(services, comparison: Comparison, out: Path | str) -> dict:
     """Write the HTML report to ``out`` and its data to ``out`` with a .json suffix. Returns the paths."""
     from .map_plot import load_thumbnails
 
     out = Path(out)
-    ids = {int(i) for p in comparison["backbones"] if p.get("map") for i in p["map"]["ids"]}
+    ids = {int(i) for p in comparison.backbones if p.map is not None for i in p.map.ids}
     thumbs = load_thumbnails(services, ids, max_side=96) if ids else {}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_report(comparison, thumbs, generated_at=generated)
@@ -227,7 +228,7 @@ def write_report(services, comparison: dict, out: Path | str) -> dict:
     jpath = json_path_for(out)
     if jpath == out:  # --out report.json: keep both
         jpath = out.with_name(out.name + ".json")
-    data = {"generated_at": generated, "html": str(out), **comparison}
+    data = {"generated_at": generated, "html": str(out), **comparison.to_dict()}
     jpath.write_text(json.dumps(data, indent=1, default=_json_default), encoding="utf-8")
     return {"html": str(out), "json": str(jpath), "html_bytes": len(html.encode("utf-8"))}
 

@@ -157,20 +157,22 @@ def draw_map(ax, x, y, values, *, ids=None, thumbs: dict | None = None, max_thum
     return drawn
 
 
-def render_map(data: dict, out: Path | str | None = None, *, thumbs: dict | None = None, colour_by: str = "label",
-               max_thumbs: int = 150, size_px: tuple[int, int] = (1400, 1200), dpi: int = 100) -> bytes:
-    """PNG bytes of one map (``study.map_view`` output); also written to ``out`` when given.
+def render_map(data: "MapResult", out: Path | str | None = None, *, thumbs: dict | None = None,  # noqa: F821
+               colour_by: str = "label", max_thumbs: int = 150, size_px: tuple[int, int] = (1400, 1200),
+               dpi: int = 100) -> bytes:
+    """PNG bytes of one map (a :class:`simsearch.ops.analysis_results.MapResult`); also written
+    to ``out`` when given.
 
     ``colour_by``: 'label' (falls back to 'cluster' when no image has a label) or 'cluster'."""
     from matplotlib.figure import Figure  # no pyplot: Agg canvas, no GUI backend, no global state
 
-    values, legend = _colour_values(data, colour_by)
-    colours = cluster_colours(data["clusters"], data["labels"]) if legend == "cluster" else None
+    values, legend = colour_values(data.labels, data.clusters, colour_by)
+    colours = cluster_colours(data.clusters, data.labels) if legend == "cluster" else None
     fig = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
-    method = {"tsne": "t-SNE", "pca": "PCA"}.get(data.get("method"), data.get("method") or "map")
-    title = f"{data.get('collection', '')} - {data.get('backbone', '')} - {method}, {len(data['x'])} images, coloured by {legend}"
-    draw_map(ax, data["x"], data["y"], values, ids=data["ids"], thumbs=thumbs, max_thumbs=max_thumbs,
+    method = {"tsne": "t-SNE", "pca": "PCA"}.get(data.method, data.method or "map")
+    title = f"{data.collection} - {data.backbone} - {method}, {data.n} images, coloured by {legend}"
+    draw_map(ax, data.x, data.y, values, ids=data.ids, thumbs=thumbs, max_thumbs=max_thumbs,
              thumb_px=_thumb_px(size_px, max_thumbs), title=title, legend_title=legend, colours=colours)
     fig.tight_layout()
     png = figure_bytes(fig, "png")
@@ -179,10 +181,12 @@ def render_map(data: dict, out: Path | str | None = None, *, thumbs: dict | None
     return png
 
 
-def _colour_values(data: dict, colour_by: str) -> tuple[list, str]:
-    if colour_by == "label" and any(v is not None for v in data.get("labels") or []):
-        return list(data["labels"]), "label"
-    return [f"cluster {c}" for c in data["clusters"]], "cluster"
+def colour_values(labels, clusters, colour_by: str) -> tuple[list, str]:
+    """The category of each point and the legend's title: the labels, or 'cluster N' when asked
+    for (or when nothing is labelled)."""
+    if colour_by == "label" and any(v is not None for v in labels or []):
+        return list(labels), "label"
+    return [f"cluster {int(c)}" for c in clusters], "cluster"
 
 
 def _thumb_px(size_px: tuple[int, int], max_thumbs: int) -> float:

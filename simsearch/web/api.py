@@ -400,17 +400,7 @@ def search(name: str):
             "results": [hit_dict(h) for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
 
 
-# ---- analysis (simsearch.study) ------------------------------------------------------------
-
-def _study():
-    try:
-        from simsearch import study
-    except ModuleNotFoundError as exc:
-        if exc.name == "simsearch.study":
-            raise SimsearchError("analysis is not available in this build (simsearch.study is missing)") from None
-        raise
-    return study
-
+# ---- analysis (simsearch.ops.analysis) -----------------------------------------------------
 
 def _collection_space(name: str, backbone: str | None) -> tuple[int, str]:
     from simsearch.search import resolve_space
@@ -436,7 +426,9 @@ def _cluster_k():
 def clusters(name: str):
     k = _cluster_k()
     _, space = _collection_space(name, str_arg("backbone"))
-    return jsonify(_study().cluster_view(services(), name, space, k))
+    from simsearch.ops import analysis
+
+    return jsonify(analysis.clusters(services(), name, space, k).to_dict())
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
@@ -467,13 +459,17 @@ def compact_map(result: dict) -> dict:
 @bp.get("/collections/<name>/map")
 def map_view(name: str):
     _, space = _collection_space(name, str_arg("backbone"))
-    return jsonify(compact_map(_study().map_view(services(), name, space)))
+    from simsearch.ops import analysis
+
+    return jsonify(compact_map(analysis.map_2d(services(), name, space).to_dict()))
 
 
 @bp.get("/collections/<name>/evaluation")
 def evaluation(name: str):
     _, space = _collection_space(name, str_arg("backbone"))
-    return jsonify(_study().evaluation_view(services(), name, space))
+    from simsearch.ops import analysis
+
+    return jsonify(analysis.evaluate(services(), name, space).to_dict())
 
 
 @bp.get("/collections/<name>/comparison")
@@ -491,7 +487,9 @@ def comparison(name: str):
                            + (", ".join(have) or "none"), field="backbones")
     for n in names:
         parse_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
-    return jsonify(_study().comparison_view(services(), name, names, with_maps=False))
+    from simsearch.ops.comparison import compare
+
+    return jsonify(compare(services(), name, names, with_maps=False).to_dict())
 
 
 # ---- ingest jobs ---------------------------------------------------------------------------

@@ -201,7 +201,7 @@ SCHEMAS = {
     "Clusters": {
         "type": "object", "required": ["collection", "backbone"], "additionalProperties": True,
         "properties": {"collection": {"type": "string"}, "backbone": {"type": "string"}},
-        "description": "Clusters of the collection (k-means; k chosen by silhouette when k=auto): see simsearch.study.cluster_view.",
+        "description": "Clusters of the collection (k-means; k chosen by silhouette when k=auto): see simsearch.ops.analysis_results.ClusterResult.",
     },
     "Map": {
         "type": "object", "required": ["collection", "backbone", "ids", "x", "y", "labels"], "additionalProperties": True,
@@ -216,12 +216,12 @@ SCHEMAS = {
     "Evaluation": {
         "type": "object", "required": ["collection", "backbone"], "additionalProperties": True,
         "properties": {"collection": {"type": "string"}, "backbone": {"type": "string"}},
-        "description": "Retrieval and clustering quality against the labels: see simsearch.study.evaluation_view.",
+        "description": "Retrieval and clustering quality against the labels: see simsearch.ops.analysis_results.Evaluation.",
     },
     "Comparison": {
         "type": "object", "required": ["collection"], "additionalProperties": True,
         "properties": {"collection": {"type": "string"}},
-        "description": "Side-by-side evaluation of several backbones: see simsearch.study.comparison_view.",
+        "description": "Side-by-side evaluation of several backbones: see simsearch.ops.analysis_results.Comparison.",
     },
 }
 

@@ -1,0 +1,328 @@
+"""Analysis over a collection's stored vectors: clusters, evaluation against the labels, 2-D maps.
+
+The maths is in :mod:`simsearch.analysis` (pure functions over numpy arrays); this module reads
+the vectors (:mod:`simsearch.ops.vectors`), keeps every result in the result cache
+(:mod:`simsearch.store.results`) keyed by the fingerprint of the vectors (and of the labels, for
+what is scored against them), and returns typed results (:mod:`simsearch.ops.analysis_results`).
+
+Each operation comes in two forms:
+
+- ``lookup_*``: cheap (reads ids, labels and the cache, never the vectors, never computes):
+  the cached result for the current vectors, or None. It validates the parameters against the
+  collection as the computation would, so bad input fails here, not later in a job.
+- the computation itself (:func:`clusters`, :func:`evaluate`, :func:`map_2d`): reuses whatever
+  is cached, computes the rest (seconds to minutes), stores it and reports ``progress``.
+
+The web API answers from ``lookup_*`` and runs the computation as a background job; the CLI
+computes in the foreground. The backbone comparison is in :mod:`simsearch.ops.comparison`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from simsearch.errors import InvalidInput
+from simsearch.ops import vectors as vecs
+from simsearch.ops.analysis_results import (
+    Cluster,
+    ClusterResult,
+    Evaluation,
+    ExternalScores,
+    LabelScores,
+    MapResult,
+    SilhouetteSweep,
+)
+from simsearch.ops.vectors import VectorSet
+from simsearch.store import results
+from simsearch.store.results import ResultKey
+
+DEFAULT_KS = tuple(range(2, 11))
+SEED = 0
+METHODS = ("tsne", "pca")
+# Part of the cache keys of assembled results: bump it when their stored shape changes.
+FORMAT = "v1"
+
+Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
+
+
+class Steps:
+    """Reports numbered steps to a ``progress`` callback (or to nothing)."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message, min(self.done, self.total), self.total)
+        self.done += 1
+
+    def finish(self, message: str = "done") -> None:
+        if self.progress is not None:
+            self.progress(message, self.total, self.total)
+
+
+def parse_k(k) -> int | None:
+    """'auto' or None -> None (choose by silhouette); otherwise an int >= 2."""
+    if k is None or (isinstance(k, str) and k.strip().lower() == "auto"):
+        return None
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"k must be 'auto' or a whole number >= 2, not {k!r}", field="k")
+    if k < 2:
+        raise InvalidInput(f"k must be 'auto' or a whole number >= 2, not {k}", field="k")
+    return k
+
+
+def parse_method(method: str) -> str:
+    if method not in METHODS:
+        raise InvalidInput(f"method must be 'tsne' or 'pca', not {method!r}", field="method")
+    return method
+
+
+def _need(n: int, at_least: int, what: str) -> None:
+    if n < at_least:
+        raise InvalidInput(f"{what} needs at least {at_least} images with vectors; this collection has {n}",
+                           field="collection")
+
+
+def _check_k(k: int | None, n: int) -> None:
+    if k is not None and k >= n:
+        raise InvalidInput(f"k = {k} must be smaller than the number of images ({n})", field="k")
+
+
+# ---- silhouette sweep and k-means -------------------------------------------------------------
+
+
+def _sweep_key(vs: VectorSet, ks: list[int]) -> ResultKey:
+    return ResultKey(vs.collection_id, vs.space, "sweep", f"ks={ks[0]}..{ks[-1]};seed={SEED}", vs.fingerprint)
+
+
+def _sweep_ks(n: int, ks=DEFAULT_KS) -> list[int]:
+    _need(n, 3, "a silhouette sweep")
+    return [k for k in ks if k < n]
+
+
+def sweep(ctx, vs: VectorSet, ks=DEFAULT_KS) -> tuple[SilhouetteSweep, dict[str, np.ndarray], bool]:
+    """Silhouette per k over loaded vectors, with the labels and centroids of every k (arrays
+    ``labels_<k>``, ``centroids_<k>``), and whether it came from the cache."""
+    from simsearch.analysis import silhouette_sweep
+
+    ks = _sweep_ks(len(vs), ks)
+    key = _sweep_key(vs, ks)
+    hit = results.get(ctx.db, key)
+    if hit is not None:
+        return SilhouetteSweep.from_dict(hit.info), hit.arrays, True
+    t0 = time.perf_counter()
+    res = silhouette_sweep(vs.x, ks=ks, seed=SEED)
+    sw = SilhouetteSweep(ks=[int(k) for k in res.ks], scores=[float(s) for s in res.scores], best_k=int(res.best_k),
+                         sample_size=int(res.sample_size), seconds=round(time.perf_counter() - t0, 3))
+    arrays = {}
+    for k in res.ks:
+        arrays[f"labels_{k}"] = np.asarray(res.labels[k], dtype=np.int32)
+        arrays[f"centroids_{k}"] = np.asarray(res.centroids[k], dtype=np.float32)
+    results.put(ctx.db, key, sw.to_dict(), arrays)
+    return sw, arrays, False
+
+
+def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, centroids) at ``k``: from the sweep when it covers k, else k-means (cached)."""
+    from simsearch.analysis import kmeans
+
+    if f"labels_{k}" in sweep_arrays:
+        return sweep_arrays[f"labels_{k}"], sweep_arrays[f"centroids_{k}"]
+    key = ResultKey(vs.collection_id, vs.space, "kmeans", f"k={k};seed={SEED}", vs.fingerprint)
+    hit = results.get(ctx.db, key)
+    if hit is not None:
+        return hit.arrays["labels"], hit.arrays["centroids"]
+    r = kmeans(vs.x, k, seed=SEED)
+    labels, centroids = np.asarray(r.labels, np.int32), np.asarray(r.centroids, np.float32)
+    results.put(ctx.db, key, {"k": k, "inertia": float(r.inertia)}, {"labels": labels, "centroids": centroids})
+    return labels, centroids
+
+
+# ---- clusters ---------------------------------------------------------------------------------
+
+
+def _clusters_key(vs: VectorSet, k: int | None, n_representatives: int) -> ResultKey:
+    params = f"{FORMAT};k={k or 'auto'};reps={n_representatives};seed={SEED}"
+    return ResultKey(vs.collection_id, vs.space, "clusters", params, vs.fingerprint)
+
+
+def _clusters_args(k, n_representatives) -> tuple[int | None, int]:
+    try:
+        n_reps = int(n_representatives)
+    except (TypeError, ValueError):
+        n_reps = 0
+    if n_reps < 1:
+        raise InvalidInput(f"representatives must be a whole number >= 1, not {n_representatives!r}",
+                           field="representatives")
+    return parse_k(k), n_reps
+
+
+def lookup_clusters(ctx, collection: str, space: str | None = None, k="auto",
+                    n_representatives: int = 8) -> ClusterResult | None:
+    """The cached :func:`clusters` result for the current vectors, or None."""
+    want, n_reps = _clusters_args(k, n_representatives)
+    vs = vecs.peek(ctx, collection, space)
+    _sweep_ks(len(vs))
+    _check_k(want, len(vs))
+    hit = results.get(ctx.db, _clusters_key(vs, want, n_reps), arrays=())
+    return ClusterResult.from_dict(hit.info, cached=True) if hit is not None else None
+
+
+def clusters(ctx, collection: str, space: str | None = None, k="auto", n_representatives: int = 8, *,
+             progress: Progress | None = None) -> ClusterResult:
+    """k-means clusters (k chosen by silhouette when 'auto') with sizes, members and representatives."""
+    from simsearch.analysis import representatives
+
+    want, n_reps = _clusters_args(k, n_representatives)
+    steps = Steps(progress, 3)
+    steps("reading the vectors")
+    vs = vecs.load(ctx, collection, space)
+    ks = _sweep_ks(len(vs))
+    _check_k(want, len(vs))
+    key = _clusters_key(vs, want, n_reps)
+    hit = results.get(ctx.db, key, arrays=())
+    if hit is not None:
+        steps.finish()
+        return ClusterResult.from_dict(hit.info, cached=True)
+    steps(f"k-means for k = {ks[0]}..{ks[-1]} and silhouette over {len(vs)} vectors")
+    sw, arrays, _ = sweep(ctx, vs)
+    chosen = sw.best_k if want is None else want
+    _check_k(chosen, len(vs))
+    steps(f"clusters at k = {chosen} and their representatives")
+    labels, centroids = _kmeans_at(ctx, vs, chosen, arrays)
+    reps = representatives(vs.x, labels, centroids, n=n_reps)
+    ids = vs.ids
+    groups = [Cluster(cluster=c, size=int((labels == c).sum()), representatives=[int(ids[i]) for i in reps.get(c, [])],
+                      members=[int(i) for i in ids[labels == c]]) for c in range(chosen)]
+    score = sw.score_at(chosen)
+    if score is None:  # k outside the sweep: score it on the same kind of sample
+        from simsearch.analysis.cluster import silhouette_many
+
+        idx = np.arange(len(vs))
+        if len(vs) > sw.sample_size:
+            idx = np.sort(np.random.default_rng(SEED).choice(len(vs), size=sw.sample_size, replace=False))
+        score = float(silhouette_many(vs.x[idx], [np.asarray(labels)[idx]])[0])
+    result = ClusterResult(collection=collection, backbone=vs.space, k=int(chosen), auto=want is None,
+                           silhouette_at_k=score, silhouette=sw, n_images=len(vs), clusters=groups)
+    results.put(ctx.db, key, result.to_dict())
+    steps.finish()
+    return result
+
+
+# ---- evaluation against labels ----------------------------------------------------------------
+
+
+def _evaluation_key(vs: VectorSet, labels: list, k_precision: int) -> ResultKey:
+    fp = vecs.combined_fingerprint(vs.fingerprint, vecs.labels_fingerprint(labels))
+    return ResultKey(vs.collection_id, vs.space, "evaluation", f"{FORMAT};precision_k={k_precision};seed={SEED}", fp)
+
+
+def lookup_evaluation(ctx, collection: str, space: str | None = None, k_precision: int = 10, *,
+                      vectors: VectorSet | None = None) -> Evaluation | None:
+    """The cached :func:`evaluate` result for the current vectors and labels, or None."""
+    vs = vectors or vecs.peek(ctx, collection, space)
+    _sweep_ks(len(vs))
+    hit = results.get(ctx.db, _evaluation_key(vs, vs.labels(ctx), k_precision), arrays=())
+    return Evaluation.from_dict(hit.info) if hit is not None else None
+
+
+def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 10, *,
+             vectors: VectorSet | None = None, progress: Progress | None = None) -> Evaluation:
+    """Silhouette by k and best k; with labels: ARI/NMI/homogeneity/completeness at the best k and at
+    the number of distinct labels, and leave-one-out kNN precision@10 (over the labelled images).
+    ``vectors``: already loaded vectors of the collection (saves reading them again)."""
+    from simsearch.analysis import external_scores, knn_precision
+
+    steps = Steps(progress, 3)
+    steps("reading the vectors")
+    vs = vectors if vectors is not None and vectors.x is not None else vecs.load(ctx, collection, space)
+    labels = vs.labels(ctx)
+    key = _evaluation_key(vs, labels, k_precision)
+    hit = results.get(ctx.db, key, arrays=())
+    if hit is not None:
+        steps.finish()
+        return Evaluation.from_dict(hit.info)
+    steps(f"k-means and silhouette over {len(vs)} vectors")
+    sw, arrays, _ = sweep(ctx, vs)
+    mask = np.array([lab is not None for lab in labels], dtype=bool)
+    distinct = sorted({lab for lab in labels if lab is not None})
+    scores = None
+    if mask.sum() >= 2 and len(distinct) >= 2:
+        steps("scores against the labels and kNN precision")
+        y = np.array([lab for lab in labels if lab is not None])
+        at_best = external_scores(y, arrays[f"labels_{sw.best_k}"][mask])
+        n_lab = len(distinct)
+        at_labels = None
+        if n_lab < len(vs):
+            pred, _ = _kmeans_at(ctx, vs, n_lab, arrays)
+            at_labels = ExternalScores(k=n_lab, **external_scores(y, np.asarray(pred)[mask]))
+        k_eff = min(k_precision, int(mask.sum()) - 1)
+        scores = LabelScores(at_best_k=ExternalScores(k=sw.best_k, **at_best), at_n_labels=at_labels,
+                             knn_precision=float(knn_precision(vs.x[mask], y, k=k_eff)), precision_k=k_eff,
+                             k_precision=k_precision)
+    ev = Evaluation(collection=collection, backbone=vs.space, n_images=len(vs), silhouette=sw,
+                    n_labelled=int(mask.sum()), n_labels=len(distinct), labels=scores)
+    results.put(ctx.db, key, ev.to_dict())
+    steps.finish()
+    return ev
+
+
+# ---- 2-D maps ---------------------------------------------------------------------------------
+
+
+def _map_key(vs: VectorSet, method: str) -> ResultKey:
+    return ResultKey(vs.collection_id, vs.space, "map", f"{FORMAT};method={method};seed={SEED}", vs.fingerprint)
+
+
+def _map_result(vs: VectorSet, method: str, stored, labels: list, cached: bool) -> MapResult:
+    return MapResult(collection=vs.collection, backbone=vs.space, method=method, ids=stored.arrays["ids"].astype(np.int64),
+                     coords=stored.arrays["coords"], labels=labels, clusters=stored.arrays["clusters"].astype(np.int64),
+                     k=int(stored.info["k"]), seconds=stored.info.get("seconds"), cached=cached)
+
+
+def lookup_map(ctx, collection: str, space: str | None = None, method: str = "tsne", *,
+               vectors: VectorSet | None = None) -> MapResult | None:
+    """The cached :func:`map_2d` result for the current vectors (labels read now), or None."""
+    method = parse_method(method)
+    vs = vectors or vecs.peek(ctx, collection, space)
+    _need(len(vs), 3, "a map")
+    hit = results.get(ctx.db, _map_key(vs, method))
+    if hit is None or not np.array_equal(hit.arrays.get("ids"), vs.ids):
+        return None
+    return _map_result(vs, method, hit, vs.labels(ctx), cached=True)
+
+
+def map_2d(ctx, collection: str, space: str | None = None, method: str = "tsne", *,
+           vectors: VectorSet | None = None, progress: Progress | None = None) -> MapResult:
+    """2-D coordinates of every image (t-SNE by default, PCA as an option), with labels and the
+    cluster of each image at the automatically chosen k. Cached while the vectors are unchanged."""
+    from simsearch.analysis import pca_2d, tsne_2d
+
+    method = parse_method(method)
+    steps = Steps(progress, 3)
+    steps("reading the vectors")
+    vs = vectors if vectors is not None and vectors.x is not None else vecs.load(ctx, collection, space)
+    _need(len(vs), 3, "a map")
+    key = _map_key(vs, method)
+    hit = results.get(ctx.db, key)
+    if hit is not None and np.array_equal(hit.arrays.get("ids"), vs.ids):
+        steps.finish()
+        return _map_result(vs, method, hit, vs.labels(ctx), cached=True)
+    steps(f"{'t-SNE' if method == 'tsne' else 'PCA'} of {len(vs)} vectors")
+    t0 = time.perf_counter()
+    coords = np.asarray(tsne_2d(vs.x, seed=SEED) if method == "tsne" else pca_2d(vs.x), np.float32)
+    seconds = round(time.perf_counter() - t0, 3)
+    steps(f"k-means for k = 2..10 and silhouette over {len(vs)} vectors (map colours)")
+    sw, arrays, _ = sweep(ctx, vs)
+    clusters_at_k = np.asarray(arrays[f"labels_{sw.best_k}"], np.int32)
+    stored = results.StoredResult(info={"seconds": seconds, "n": len(vs), "k": sw.best_k},
+                                  arrays={"ids": vs.ids, "coords": coords, "clusters": clusters_at_k})
+    results.put(ctx.db, key, stored.info, stored.arrays)
+    steps.finish()
+    return _map_result(vs, method, stored, vs.labels(ctx), cached=False)

@@ -1,0 +1,161 @@
+"""Several backbones side by side on one collection: evaluation, maps and neighbour overlap.
+
+:func:`lookup_comparison` answers from the cache only (None when any part is missing);
+:func:`compare` computes what is missing, optionally embedding the images first. Every part is
+cached on its own (the evaluation and map per backbone, the overlap per pair), so a comparison
+that adds a backbone recomputes only that backbone's parts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import func, select
+
+from simsearch.errors import InvalidInput, SimsearchError
+from simsearch.ops import analysis, vectors as vecs
+from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, Overlap
+from simsearch.ops.vectors import VectorSet
+from simsearch.store import repo, results
+from simsearch.store.models import Embedding, Image
+from simsearch.store.results import ResultKey
+
+OVERLAP_K = 10
+
+
+def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, weights: str | None = None) -> EmbedReport:
+    """Embed the collection's ok images that lack ``space`` vectors, from their source files."""
+    from pathlib import Path
+
+    from simsearch.ingest import Ingester, SourceFile
+
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, collection)
+        have = select(Embedding.image_id).where(Embedding.space == space)
+        rows = s.scalars(select(Image).where(Image.collection_id == coll.id, Image.status == "ok",
+                                             Image.id.not_in(have)).order_by(Image.id)).all()
+        files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
+    if not files:
+        return EmbedReport()
+    report = Ingester(ctx, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
+        collection, files, source=f"compare:{space}")
+    return EmbedReport(embedded=report.embedded, failed=report.failed, errors=list(report.errors))
+
+
+def _spaces(spaces: list[str]) -> list[str]:
+    from simsearch.embed import parse_space
+
+    if not spaces:
+        raise InvalidInput("give at least one backbone to compare", field="backbones")
+    spaces = list(dict.fromkeys(spaces))
+    for space in spaces:
+        parse_space(space)  # unknown names are bad input, not an unavailable backbone
+    return spaces
+
+
+def _embed_seconds(ctx, coll_id: int, space: str) -> tuple[float | None, float | None]:
+    with ctx.db.session() as s:
+        secs, count = s.execute(select(func.avg(Embedding.seconds), func.count()).join(Image).where(
+            Image.collection_id == coll_id, Embedding.space == space)).one()
+    return (float(secs), float(secs * count)) if secs is not None else (None, None)
+
+
+def _overlap_key(a: VectorSet, b: VectorSet) -> ResultKey:
+    return ResultKey(a.collection_id, a.space, "overlap", f"with={b.space};k={OVERLAP_K}",
+                     vecs.combined_fingerprint(a.fingerprint, b.fingerprint))
+
+
+def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> Overlap | None | bool:
+    """The overlap of a pair; None when they share too few images; False when not cached and not ``compute``."""
+    from simsearch.analysis import neighbour_overlap
+
+    key = _overlap_key(a, b)
+    hit = results.get(ctx.db, key, arrays=())
+    if hit is not None:
+        return Overlap(**hit.info) if hit.info else None
+    if not compute:
+        return False
+    common, ia, ib = np.intersect1d(a.ids, b.ids, return_indices=True)
+    value = None
+    if len(common) > OVERLAP_K + 1:
+        value = Overlap(a=a.space, b=b.space, k=OVERLAP_K, n=int(len(common)),
+                        jaccard=float(neighbour_overlap(a.x[ia], b.x[ib], k=OVERLAP_K)))
+    results.put(ctx.db, key, value.to_dict() if value else {})
+    return value
+
+
+def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
+           weights: dict[str, str] | None, steps) -> tuple[BackbonePanel | None, VectorSet | None]:
+    """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
+    from simsearch.backbones import get_backbone
+    from simsearch.embed import parse_space
+
+    name, _pooling = parse_space(space)
+    b = get_backbone(name)
+    base = {"backbone": space, "dim": b.dim, "input_size": b.input_size}
+    embedding = None
+    try:
+        if embed:
+            steps(f"{space}: embedding the images that lack its vectors")
+            w = (weights or {}).get(space) or (weights or {}).get(name)
+            ctx.embedder(space, weights=w).load()
+            embedding = embed_missing(ctx, collection, space, show_bar=show_bar, weights=w)
+        if compute:
+            steps(f"{space}: evaluation" + (" and map" if with_maps else ""))
+            vs = vecs.load(ctx, collection, space)  # once per backbone: vectors can be hundreds of MB
+            ev = analysis.evaluate(ctx, collection, space, vectors=vs)
+            mp = analysis.map_2d(ctx, collection, space, vectors=vs) if with_maps else None
+        else:
+            vs = vecs.peek(ctx, collection, space)
+            ev = analysis.lookup_evaluation(ctx, collection, space, vectors=vs)
+            mp = analysis.lookup_map(ctx, collection, space, vectors=vs) if with_maps else None
+            if ev is None or (with_maps and mp is None):
+                return None, None
+    except SimsearchError as exc:
+        return BackbonePanel(**base, available=False, reason=exc.message, embedding=embedding), None
+    per_image, total = _embed_seconds(ctx, vs.collection_id, space)
+    return BackbonePanel(**base, embedding=embedding, evaluation=ev, embed_seconds_per_image=per_image,
+                         embed_seconds_total=total, map=mp), vs
+
+
+def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed: bool = False,
+                with_maps: bool = True, show_bar: bool = False, weights: dict[str, str] | None = None,
+                progress=None) -> Comparison | None:
+    spaces = _spaces(spaces)
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, collection)
+        n_ok = repo.image_counts(s, coll.id).get("ok", 0)
+    steps = analysis.Steps(progress, len(spaces) * (2 if embed else 1) + 1)
+    panels, loaded = [], []
+    for space in spaces:
+        panel, vs = _panel(ctx, collection, space, compute=compute, embed=embed, with_maps=with_maps,
+                           show_bar=show_bar, weights=weights, steps=steps)
+        if panel is None:
+            return None
+        panels.append(panel)
+        if vs is not None:
+            loaded.append(vs)
+    steps("neighbour overlap between the backbones")
+    overlap = []
+    for i, a in enumerate(loaded):
+        for b in loaded[i + 1:]:
+            o = _overlap(ctx, a, b, compute=compute)
+            if o is False:
+                return None
+            if o is not None:
+                overlap.append(o)
+    steps.finish()
+    return Comparison(collection=collection, n_images=n_ok, backbones=panels, neighbour_overlap=overlap)
+
+
+def lookup_comparison(ctx, collection: str, spaces: list[str], *, with_maps: bool = False) -> Comparison | None:
+    """The comparison from cached parts only, or None when some part must be computed. Validates
+    the backbone names (InvalidInput) and the collection (NotFound) as :func:`compare` does."""
+    return _comparison(ctx, collection, spaces, compute=False, with_maps=with_maps)
+
+
+def compare(ctx, collection: str, spaces: list[str], *, embed: bool = False, with_maps: bool = True,
+            show_bar: bool = False, weights: dict[str, str] | None = None, progress=None) -> Comparison:
+    """Side-by-side metrics for several backbones on one collection. A backbone whose weights cannot
+    be had (or that has no vectors, when ``embed`` is false) is reported unavailable with the reason."""
+    return _comparison(ctx, collection, spaces, compute=True, embed=embed, with_maps=with_maps, show_bar=show_bar,
+                       weights=weights, progress=progress)
