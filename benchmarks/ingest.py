@@ -42,7 +42,7 @@ def main() -> None:
     from simsearch.embed import Embedder
     from simsearch.images import load_image, resize_for_model, scan_images
     from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.services import Services
+    from simsearch.context import AppContext
 
     data = Path(args.data)
     paths = list(scan_images(data))
@@ -70,14 +70,14 @@ def main() -> None:
 
         home = work / f"home{r}"
         settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'db.sqlite'}", weights_path=weights)
-        services = Services(settings)
+        ctx = AppContext.open(settings)
         files, _ = files_from_folder(data, labels="folders")
         t0 = time.perf_counter()
-        report = Ingester(services, spaces=[args.backbone], batch_size=bs, workers=args.workers).run("bench", files, source=str(data))
+        report = Ingester(ctx, spaces=[args.backbone], batch_size=bs, workers=args.workers).run("bench", files, source=str(data))
         seconds = time.perf_counter() - t0
         assert report.added == len(paths), report.errors
         e2e_runs.append(len(paths) / seconds)
-        services.close()
+        ctx.close()
     ratios = [e / b for e, b in zip(e2e_runs, bare_runs)]
     bare, e2e = float(np.median(bare_runs)), float(np.median(e2e_runs))
 

@@ -55,7 +55,7 @@ def synthetic_vectors(n: int, dim: int, seed: int = 0, centres: int = 200) -> tu
     return x, assign
 
 
-def populate(services, n: int) -> tuple[int, np.ndarray]:
+def populate(ctx, n: int) -> tuple[int, np.ndarray]:
     """Bulk-insert one collection with n images and vectors; returns (collection id, image ids)."""
     from sqlalchemy import insert
 
@@ -63,7 +63,7 @@ def populate(services, n: int) -> tuple[int, np.ndarray]:
     from simsearch.store.models import Embedding, Image, utcnow
 
     x, assign = synthetic_vectors(n, DIM)
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         coll_id = repo.get_or_create_collection(s, "bench").id
     now = utcnow()
     chunk = 5000
@@ -71,7 +71,7 @@ def populate(services, n: int) -> tuple[int, np.ndarray]:
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         ids = np.arange(start + 1, stop + 1)
-        with services.db.session() as s:
+        with ctx.db.session() as s:
             s.execute(insert(Image), [
                 {"id": int(i), "collection_id": coll_id, "content_hash": f"{i:064x}", "source_path": f"/synthetic/{i}.jpg",
                  "width": 640, "height": 480, "label": f"group-{assign[i - 1] % 20}", "meta": {}, "status": "ok",
@@ -79,10 +79,10 @@ def populate(services, n: int) -> tuple[int, np.ndarray]:
             s.execute(insert(Embedding), [
                 {"image_id": int(i), "space": SPACE, "dim": DIM, "vector": repo.vector_to_bytes(x[i - 1]), "seconds": 0.01,
                  "created_at": now} for i in ids])
-    if services.db.dialect == "postgresql":
+    if ctx.db.dialect == "postgresql":
         from sqlalchemy import text
 
-        with services.db.session() as s:
+        with ctx.db.session() as s:
             s.execute(text("SELECT setval(pg_get_serial_sequence('images', 'id'), (SELECT max(id) FROM images))"))
     log(f"inserted {n} images + vectors in {time.perf_counter() - t0:.1f} s")
     return coll_id, np.arange(1, n + 1)
@@ -284,7 +284,7 @@ def bench_throughput(base: str, ids: np.ndarray, total: int, threads: int) -> di
 
 
 def map_payload(n: int) -> dict:
-    from simsearch.web.api import compact_map
+    from simsearch.web.api.analysis import compact_map
 
     rng = np.random.default_rng(3)
     centres = rng.normal(0, 30, (20, 2))
@@ -314,7 +314,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from simsearch.config import Settings
-    from simsearch.services import Services
+    from simsearch.context import AppContext
 
     home = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="simsearch-bench-"))
     settings = Settings.from_env(home=home, database_url=args.database_url,
@@ -322,29 +322,29 @@ def main() -> None:
     out: dict = {"benchmark": "web", "vectors": args.n, "dim": DIM, "database": None, "cpu_count": os.cpu_count(),
                  "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
     try:
-        services = Services(settings)
-        out["database"] = services.db.dialect
+        ctx = AppContext.open(settings)
+        out["database"] = ctx.db.dialect
         from simsearch.store import repo
         from simsearch.store.models import Collection
 
-        with services.db.session() as s:
+        with ctx.db.session() as s:
             existing = s.query(Collection).filter_by(name="bench").one_or_none()
             count = repo.vector_counts(s, existing.id).get(SPACE, 0) if existing else 0
         if existing is None or count != args.n:
             if existing is not None:
                 raise SystemExit(f"{home} has a 'bench' collection with {count} vectors; use an empty --keep folder")
-            coll_id, ids = populate(services, args.n)
+            coll_id, ids = populate(ctx, args.n)
         else:
-            coll_id, ids = existing.id, repo.vector_ids(services.db.sessionmaker(), existing.id, SPACE)
+            coll_id, ids = existing.id, repo.vector_ids(ctx.db.sessionmaker(), existing.id, SPACE)
         t0 = time.perf_counter()
-        loaded = services.sync_index(coll_id, SPACE)
+        loaded = ctx.sync_index(coll_id, SPACE)
         out["index"] = {"type": type(loaded.index.index).__name__ if hasattr(loaded.index, "index") else "?",
                         "ntotal": loaded.ntotal, "build_or_load_seconds": round(time.perf_counter() - t0, 1)}
         import faiss
 
         out["index"]["type"] = type(faiss.downcast_index(loaded.index.index)).__name__
         log(f"index ready: {out['index']}")
-        services.close()
+        ctx.close()
         del loaded
 
         env = dict(os.environ, SIMSEARCH_HOME=str(home), SIMSEARCH_DATABASE_URL=settings.database_url,

@@ -2,7 +2,7 @@
 
 Pipeline stages, one sub-package each:
 images (decode, thumbnails) -> backbones / embed -> store (SQL) -> index (FAISS)
--> analysis (cluster, evaluate, project) -> web / cli / worker.
+-> analysis (cluster, evaluate, project) -> jobs -> ops (no Flask) -> web / cli / worker.
 """
 
 __version__ = "0.1.0"

@@ -96,3 +96,17 @@ class SchemaOutdated(SimsearchError):
 
     code = "schema_outdated"
     http_status = 503
+
+
+class Forbidden(SimsearchError):
+    """The caller may not do this here (e.g. server-side paths are not enabled)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class QueueUnavailable(SimsearchError):
+    """The job queue (Redis) cannot be reached."""
+
+    code = "queue_unavailable"
+    http_status = 503

@@ -186,7 +186,7 @@ def _lower_priority(policy: str) -> None:
 
 
 class Ingester:
-    """Runs one ingest. ``services`` is a :class:`simsearch.services.Services`."""
+    """Runs one ingest. ``services`` is the :class:`simsearch.context.AppContext`."""
 
     def __init__(self, services, *, spaces: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None, weights: dict[str, str] | None = None,

@@ -96,12 +96,13 @@ def sqlite_settings(tmp_path, weights_dir):
 
 
 @pytest.fixture
-def services(settings):
-    from simsearch.services import Services
+def ctx(settings):
+    """The application context on the test's settings (both databases)."""
+    from simsearch.context import AppContext
 
-    svc = Services(settings)
-    yield svc
-    svc.close()
+    app_ctx = AppContext.open(settings)
+    yield app_ctx
+    app_ctx.close()
 
 
 @pytest.fixture

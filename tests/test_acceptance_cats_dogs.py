@@ -36,18 +36,18 @@ def env(tmp_path_factory, weights_dir):
 
 
 @pytest.fixture
-def services(env):
+def ctx(env):
     from simsearch.config import Settings
-    from simsearch.services import Services
+    from simsearch.context import AppContext
 
-    svc = Services(Settings.from_env(home=env["SIMSEARCH_HOME"], database_url=env["SIMSEARCH_DATABASE_URL"],
-                                     weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"])))
-    yield svc
-    svc.close()
+    app_ctx = AppContext.open(Settings.from_env(home=env["SIMSEARCH_HOME"], database_url=env["SIMSEARCH_DATABASE_URL"],
+                                                weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"])))
+    yield app_ctx
+    app_ctx.close()
 
 
-def test_cats_dogs_figures(services):
-    ev = analysis.evaluate(services, "cats-dogs", "efficientnet_lite0").to_dict()
+def test_cats_dogs_figures(ctx):
+    ev = analysis.evaluate(ctx, "cats-dogs", "efficientnet_lite0").to_dict()
     sw, lab = ev["silhouette"], ev["labels"]
     at2 = lab["at_n_labels"]
     print("\nsilhouette by k: " + ", ".join(f"{k}: {s:.3f}" for k, s in zip(sw["ks"], sw["scores"])))
@@ -59,7 +59,7 @@ def test_cats_dogs_figures(services):
     assert lab["knn_precision_at_10"] >= 0.9
     assert lab["at_best_k"]["ari"] == pytest.approx(at2["ari"])  # best k is the number of labels
 
-    view = analysis.clusters(services, "cats-dogs").to_dict()
+    view = analysis.clusters(ctx, "cats-dogs").to_dict()
     assert view["k"] == 2 and sum(c["size"] for c in view["clusters"]) == 400
     assert all(150 <= c["size"] <= 250 for c in view["clusters"]), [c["size"] for c in view["clusters"]]
 

@@ -508,7 +508,7 @@ def test_ingest_server_path_needs_admin_opt_in(make_app, tmp_path):
 # ---- analysis --------------------------------------------------------------------------------
 
 def test_round_significant_and_compact_map():
-    from simsearch.web.api import compact_map, round_significant
+    from simsearch.web.api.analysis import compact_map, round_significant
 
     assert round_significant([12.345678, -3.14159, 0.000123]) == [12.35, -3.14, 0.0]
     assert round_significant([0.0123456, 0.5]) == [0.0123, 0.5]  # 4 digits relative to the largest value

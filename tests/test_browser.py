@@ -63,15 +63,14 @@ def live(tmp_path_factory, weights_dir):
     home = base / "home"
     settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir))
     app = create_app(settings)
-    services = app.extensions["simsearch"]
-    services = getattr(services, "services", services)
+    ctx = app.extensions["simsearch"]
     pets = copy_subset(base / "pets", PER_CLASS)
     files, ignored = files_from_folder(pets, labels="folders")
-    report = Ingester(services, spaces=[SPACE, SPACE_MAX], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
+    report = Ingester(ctx, spaces=[SPACE, SPACE_MAX], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
     assert report.added == 2 * PER_CLASS
     server = LiveServer(app)
     server.app = app
-    server.services = services
+    server.ctx = ctx
     server.base = base
     yield server
     server.stop()
@@ -504,7 +503,7 @@ def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
     conn = redis.Redis.from_url(redis_url)
     conn.ping()  # fail, not skip: .ci/run starts Redis
     queue = f"simsearch-ui-{uuid.uuid4().hex[:10]}"
-    settings = live.services.settings.replace(redis_url=redis_url)
+    settings = live.ctx.settings.replace(redis_url=redis_url)
     app = create_app({"SETTINGS": settings, "SIMSEARCH_QUEUE": queue})
     server = LiveServer(app)
     env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,

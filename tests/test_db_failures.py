@@ -231,8 +231,7 @@ def test_job_failure_recorded_once_the_database_is_back(tmp_path, postgres_url, 
     """An in-process job whose failure could not be written (the database went away mid-job) is
     marked failed, with its reason, when the database returns: it does not stay running."""
     from simsearch.ingest import Ingester
-    from simsearch.web.payloads import write_manifest
-    from simsearch.worker import run_folder
+    from simsearch.jobs.manifest import Manifest, run_folder
 
     settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=proxy.url(postgres_url),
                                           weights_path=weights_dir))
@@ -260,7 +259,7 @@ def test_job_failure_recorded_once_the_database_is_back(tmp_path, postgres_url, 
             run_id = run.id
         folder = run_folder(settings, run_id)
         folder.mkdir(parents=True)
-        write_manifest(folder, {"run_id": run_id, "collection": "c", "files": [], "ignored": []})
+        Manifest(run_id=run_id, collection="c", files=[], ignored=[]).write(folder)
         runner.submit(run_id, {})
         deadline = time.monotonic() + HANGS
         while run_id not in runner.pending_failures():

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from simsearch.errors import InvalidInput
 from simsearch.ingest import Ingester, files_from_folder
-from simsearch.services import Services
+from simsearch.context import AppContext
 from simsearch.store import repo
 from simsearch.store.models import Embedding, Image, IngestRun
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
@@ -26,16 +26,16 @@ pytestmark = pytest.mark.model
 SPACE = "efficientnet_lite0"
 
 
-def ingest(services, root: Path, collection="pets", **kw):
+def ingest(ctx, root: Path, collection="pets", **kw):
     files, ignored = files_from_folder(root, labels=kw.pop("labels", "folders"), metadata_csv=kw.pop("metadata_csv", None))
-    return Ingester(services, spaces=kw.pop("spaces", [SPACE]), batch_size=kw.pop("batch_size", 8), **kw).run(
+    return Ingester(ctx, spaces=kw.pop("spaces", [SPACE]), batch_size=kw.pop("batch_size", 8), **kw).run(
         collection, files, source=str(root), ignored=ignored)
 
 
-def test_ingest_labels_and_is_idempotent(services, pets_small):
-    first = ingest(services, pets_small)
+def test_ingest_labels_and_is_idempotent(ctx, pets_small):
+    first = ingest(ctx, pets_small)
     assert (first.added, first.embedded, first.failed, first.skipped) == (16, 16, 0, 0)
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         coll = repo.get_collection(s, "pets")
         labels = s.scalars(select(Image.label).where(Image.collection_id == coll.id)).all()
         assert sorted(set(labels)) == ["cats", "dogs"] and labels.count("cats") == 8
@@ -45,11 +45,11 @@ def test_ingest_labels_and_is_idempotent(services, pets_small):
         assert vec.shape == (1280,) and abs(np.linalg.norm(vec) - 1) < 1e-5
         run = s.get(IngestRun, first.run_id)
         assert (run.status, run.total, run.processed, run.added) == ("done", 16, 16, 16)
-    assert services.index(coll.id, SPACE).ntotal == 16
+    assert ctx.index(coll.id, SPACE).ntotal == 16
 
-    again = ingest(services, pets_small)
+    again = ingest(ctx, pets_small)
     assert (again.added, again.embedded, again.skipped, again.failed) == (0, 0, 16, 0)
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Image)) == 16
         assert s.scalar(select(func.count()).select_from(Embedding)) == 16
 
@@ -60,8 +60,8 @@ def test_duplicate_content_in_one_folder_is_stored_once(sqlite_settings, tmp_pat
     src = dataset_files(CATS_DOGS / "cats", 1)[0]
     for name in ("a.jpg", "b.jpg"):
         (root / name).write_bytes(src.read_bytes())
-    services = Services(sqlite_settings)
-    report = ingest(services, root, labels=None)
+    ctx = AppContext.open(sqlite_settings)
+    report = ingest(ctx, root, labels=None)
     assert (report.added, report.skipped) == (1, 1)
 
 
@@ -113,22 +113,22 @@ def make_mixed_folder(root: Path) -> tuple[set[str], dict[str, str]]:
 
 
 def test_mixed_good_and_bad_files(sqlite_settings, tmp_path):
-    services = Services(sqlite_settings.replace(max_pixels=4_000_000))
+    ctx = AppContext.open(sqlite_settings.replace(max_pixels=4_000_000))
     good, bad = make_mixed_folder(tmp_path / "mixed")
-    report = ingest(services, tmp_path / "mixed", labels=None, batch_size=4)
+    report = ingest(ctx, tmp_path / "mixed", labels=None, batch_size=4)
     assert report.added == len(good), report.errors
     failed = {Path(e["file"]).name: e["reason"] for e in report.errors}
     assert set(failed) == set(bad)
     for name, word in bad.items():
         assert word in failed[name].lower(), (name, failed[name])
     assert [Path(p).name for p in report.ignored] == ["readme.txt"]
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         rows = {Path(i.source_path).name: i for i in s.scalars(select(Image))}
         assert {n for n, i in rows.items() if i.status == "ok"} == good
         assert rows["rotated.jpg"].width < rows["rotated.jpg"].height  # EXIF orientation applied
         assert rows["truncated.jpg"].status == "failed" and rows["truncated.jpg"].error
     # A second run adds nothing and reports the bad files again.
-    again = ingest(services, tmp_path / "mixed", labels=None, batch_size=4)
+    again = ingest(ctx, tmp_path / "mixed", labels=None, batch_size=4)
     assert again.added == 0 and {Path(e["file"]).name for e in again.errors} == set(bad)
 
 
@@ -138,13 +138,13 @@ def test_metadata_csv(sqlite_settings, tmp_path):
     names = sorted(p.relative_to(root) for p in root.rglob("*.jpg"))
     lines = ["path,label,photographer"] + [f"{n},{'kitty' if 'cat' in n.name else ''},ann" for n in names]
     csv_path.write_text("\n".join(lines) + "\n")
-    services = Services(sqlite_settings)
+    ctx = AppContext.open(sqlite_settings)
     files, _ = files_from_folder(root, labels="folders", metadata_csv=csv_path)
     got = {Path(f.name).name: (f.label, f.meta) for f in files}
     assert got["cat.1.jpg"] == ("kitty", {"photographer": "ann"})
     assert got["dog.1.jpg"] == ("dogs", {"photographer": "ann"})  # empty CSV label -> folder label
-    ingest(services, root, metadata_csv=csv_path)
-    with services.db.session() as s:
+    ingest(ctx, root, metadata_csv=csv_path)
+    with ctx.db.session() as s:
         stored = {Path(i.source_path).name: (i.label, i.meta) for i in s.scalars(select(Image))}
     assert stored["cat.1.jpg"] == ("kitty", {"photographer": "ann"}) and stored["dog.2.jpg"][0] == "dogs"
     bad = tmp_path / "bad.csv"
@@ -160,13 +160,13 @@ def test_search_with_a_held_out_cat_returns_mostly_cats(sqlite_settings, tmp_pat
 
     root = copy_subset(tmp_path / "pets", 20)
     held_out = dataset_files(CATS_DOGS / "cats", 1, start=150)[0]
-    services = Services(sqlite_settings)
-    ingest(services, root, batch_size=16)
-    space, hits = search_image(services, "pets", held_out.read_bytes(), str(held_out), k=10)
+    ctx = AppContext.open(sqlite_settings)
+    ingest(ctx, root, batch_size=16)
+    space, hits = search_image(ctx, "pets", held_out.read_bytes(), str(held_out), k=10)
     assert space == SPACE and len(hits) == 10
     assert sum(h.label == "cats" for h in hits) >= 8, [h.label for h in hits]
     assert hits == sorted(hits, key=lambda h: -h.score)
-    _, img, similar = similar_to(services, hits[0].image_id, k=5)
+    _, img, similar = similar_to(ctx, hits[0].image_id, k=5)
     assert img.id not in [h.image_id for h in similar] and len(similar) == 5
 
 
@@ -176,13 +176,13 @@ def test_sigkill_midway_then_rerun_leaves_each_image_once(sqlite_settings, tmp_p
                SIMSEARCH_WEIGHTS_DIR=str(sqlite_settings.weights_dir))
     cmd = [sys.executable, "-m", "simsearch.cli", "ingest", str(root), "--collection", "pets", "--labels", "folders",
            "--batch-size", "4", "--no-progress"]
-    services = Services(sqlite_settings)
+    ctx = AppContext.open(sqlite_settings)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     count = 0
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with services.db.session() as s:
+            with ctx.db.session() as s:
                 count = s.scalar(select(func.count()).select_from(Embedding))
         except Exception:
             count = 0
@@ -192,19 +192,19 @@ def test_sigkill_midway_then_rerun_leaves_each_image_once(sqlite_settings, tmp_p
     assert proc.poll() is None, "ingest finished before it could be killed: " + proc.stdout.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         partial = s.scalar(select(func.count()).select_from(Image))
     assert 0 < partial < 60
 
     out = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         hashes = s.scalars(select(Image.content_hash)).all()
         coll_id = repo.get_collection(s, "pets").id
         n_vec = s.scalar(select(func.count()).select_from(Embedding))
     assert len(hashes) == len(set(hashes)) == 60 and n_vec == 60
-    loaded = services.index(coll_id, SPACE, verify=True)
-    with services.db.session() as s:
+    loaded = ctx.index(coll_id, SPACE, verify=True)
+    with ctx.db.session() as s:
         assert loaded.fingerprint == repo.fingerprint(repo.vector_ids(s, coll_id, SPACE))
     assert loaded.ntotal == 60
 
@@ -215,10 +215,10 @@ def test_a_file_that_failed_before_is_stored_when_it_decodes_now(sqlite_settings
     (root / "large.png").write_bytes(_png(PILImage.new("RGB", (1200, 1000), "orange")))
     shutil_src = dataset_files(CATS_DOGS / "cats", 1)[0]
     (root / "small.jpg").write_bytes(shutil_src.read_bytes())
-    strict = Services(sqlite_settings.replace(max_pixels=1_000_000))
+    strict = AppContext.open(sqlite_settings.replace(max_pixels=1_000_000))
     first = ingest(strict, root, labels=None)
     assert (first.added, first.failed) == (1, 1) and "pixels" in first.errors[0]["reason"]
-    relaxed = Services(sqlite_settings)  # the default limit lets it through
+    relaxed = AppContext.open(sqlite_settings)  # the default limit lets it through
     again = ingest(relaxed, root, labels=None)
     assert (again.added, again.failed, again.skipped) == (1, 0, 1)
     with relaxed.db.session() as s:

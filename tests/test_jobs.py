@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from conftest import CATS_DOGS, dataset_files
+from conftest import CATS_DOGS, dataset_files, upgraded
 
 from simsearch.store.models import Image, IngestRun
 
@@ -68,17 +69,17 @@ def test_thread_runner_reports_progress_and_returns_at_once(make_app, settings):
 
 
 def test_failed_job_is_marked_failed_with_the_reason(make_app, settings):
-    from simsearch.web import jobs
-    from simsearch.worker import execute_run, run_folder
+    from simsearch.jobs.execute import create_run, execute_run
+    from simsearch.jobs.manifest import run_folder
 
     app = make_app()
     client = app.test_client()
     svc = app.extensions["simsearch"]
     # Stage a job by hand (as the API does) but lose its files before it runs.
-    from simsearch.web.payloads import Staging, new_staging_dir
+    from simsearch.jobs.staging import Staging, new_staging_dir
 
     staging = Staging(dir=new_staging_dir(settings.home / "uploads"))
-    run_id = jobs.create_run(svc, "lost", ["efficientnet_lite0"], "test", staging)
+    run_id = create_run(svc, "lost", ["efficientnet_lite0"], "test", staging)
     (run_folder(settings, run_id) / "manifest.json").unlink()
     with pytest.raises(Exception):
         execute_run(svc, run_id)
@@ -113,6 +114,7 @@ def rq_queue():
 
 
 def run_worker_process(settings, queue: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``simsearch worker --burst`` with ``settings`` in its environment."""
     env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
                SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst", "--queue", queue]
@@ -146,15 +148,19 @@ def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
 
 
 @pytest.mark.redis
-def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue):
-    from simsearch.worker import run_folder
+def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue, tmp_path):
+    """Also: the job carries the web app's settings, so a worker whose own environment names
+    another data directory and database still records the failure where the app reads it."""
+    from simsearch.jobs.manifest import run_folder
 
     app = make_app(settings.replace(redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
     client = app.test_client()
     resp = upload(client, "doomed", pets_files(1))
     job_id = resp.get_json()["job_id"]
     (run_folder(settings, job_id) / "manifest.json").unlink()
-    proc = run_worker_process(settings, rq_queue)
+    decoy = upgraded(settings.replace(home=tmp_path / "elsewhere",
+                                      database_url=f"sqlite:///{tmp_path / 'elsewhere' / 'other.db'}"))
+    proc = run_worker_process(decoy, rq_queue)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job = client.get(f"/api/jobs/{job_id}").get_json()
     assert job["status"] == "failed" and "manifest.json" in job["message"]
@@ -193,7 +199,7 @@ def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
 
     from sqlalchemy import update
 
-    from simsearch.web.jobs import this_process
+    from simsearch.jobs.runners import this_process
 
     app = make_app()
     client = app.test_client()
@@ -232,7 +238,7 @@ def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
 def test_a_running_job_without_progress_for_ten_minutes_is_flagged_stale():
     from datetime import datetime, timedelta, timezone
 
-    from simsearch.web.jobs import job_dict
+    from simsearch.jobs.status import job_dict
 
     now = datetime.now(timezone.utc)
     live = IngestRun(id=1, collection_id=1, source="x", status="running", total=10, processed=3, added=3, skipped=0,
@@ -243,3 +249,33 @@ def test_a_running_job_without_progress_for_ten_minutes_is_flagged_stale():
     assert stale["stale"] is True and "resumes when the web app restarts" in stale["message"]
     live.status = "done"
     assert job_dict(live, "c")["stale"] is False
+
+
+def test_manifest_round_trips_and_resolves_relative_paths(tmp_path):
+    from simsearch.errors import InvalidInput
+    from simsearch.jobs.manifest import Manifest, ManifestFile
+
+    manifest = Manifest(run_id=7, collection="c", batch_size=16, ignored=["notes.txt"],
+                        files=[ManifestFile(path="cats/a.jpg", label="cats"),
+                               ManifestFile(path="/data/b.png", name="b.png", meta={"camera": "x"})])
+    manifest.write(tmp_path)
+    again = Manifest.read(tmp_path)
+    assert again == manifest
+    files = again.source_files(tmp_path)
+    assert [(f.path, f.name, f.label, f.meta) for f in files] == [
+        (tmp_path / "cats" / "a.jpg", str(tmp_path / "cats" / "a.jpg"), "cats", {}),
+        (Path("/data/b.png"), "b.png", None, {"camera": "x"})]
+    (tmp_path / "manifest.json").write_text('{"run_id": 7}')
+    with pytest.raises(InvalidInput, match="manifest is not valid"):
+        Manifest.read(tmp_path)
+
+
+def test_settings_travel_with_the_job_as_plain_data(settings):
+    import json
+
+    from simsearch.jobs.rq import settings_from_data, settings_to_data
+
+    data = json.loads(json.dumps(settings_to_data(settings.replace(api_keys=("k1", "k2"), secret_key="s3"))))
+    assert "api_keys" not in data and "secret_key" not in data  # secrets stay off Redis
+    again = settings_from_data(data)
+    assert again == settings

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from simsearch.errors import ImageDecodeError, NotFound
 from simsearch.ingest import Ingester, files_from_folder
 from simsearch.search import embed_bytes, search_image, search_vector
-from simsearch.services import Services
+from simsearch.context import AppContext
 from simsearch.store import hot, repo
 from simsearch.store.models import Image
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
@@ -20,10 +20,10 @@ SPACE = "efficientnet_lite0"
 
 
 @pytest.fixture
-def pets(services, tmp_path):
+def pets(ctx, tmp_path):
     files, _ = files_from_folder(copy_subset(tmp_path / "pets", 5), labels="folders")
-    Ingester(services, spaces=[SPACE]).run("pets", files, source="pets")
-    return services
+    Ingester(ctx, spaces=[SPACE]).run("pets", files, source="pets")
+    return ctx
 
 
 def _ids(hits):
@@ -67,7 +67,7 @@ def test_a_default_without_vectors_falls_back_to_the_collections_only_space(pets
     """The server default (here lite0 with max pooling) has no vectors in this collection, which
     has lite0 average-pooled vectors only: the query is embedded and searched with those."""
     query = dataset_files(CATS_DOGS / "cats", 1, start=150)[0].read_bytes()
-    other_default = Services(settings.replace(default_backbone=f"{SPACE}@max"))
+    other_default = AppContext.open(settings.replace(default_backbone=f"{SPACE}@max"))
     try:
         space, hits = search_image(other_default, "pets", query, "q.jpg", k=5)
     finally:

@@ -20,21 +20,21 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def pets(services, tmp_path):
+def pets(ctx, tmp_path):
     """20 labelled images (10 cats, 10 dogs) ingested into collection 'pets'; returns the folder."""
     root = copy_subset(tmp_path / "pets", 10)
-    report = ingest(services, root, batch_size=10)
+    report = ingest(ctx, root, batch_size=10)
     assert report.added == 20 and report.failed == 0
     return root
 
 
-def cluster_view(services, *args, **kwargs) -> dict:
-    return analysis.clusters(services, *args, **kwargs).to_dict()
+def cluster_view(ctx, *args, **kwargs) -> dict:
+    return analysis.clusters(ctx, *args, **kwargs).to_dict()
 
 
-def test_cluster_view_auto_fixed_k_and_cache(services, pets):
-    assert analysis.lookup_clusters(services, "pets") is None
-    auto = cluster_view(services, "pets")
+def test_cluster_view_auto_fixed_k_and_cache(ctx, pets):
+    assert analysis.lookup_clusters(ctx, "pets") is None
+    auto = cluster_view(ctx, "pets")
     assert auto["auto"] is True and auto["cached"] is False
     assert auto["backbone"] == "efficientnet_lite0" and auto["n_images"] == 20
     sw = auto["silhouette"]
@@ -49,13 +49,13 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
         assert 1 <= len(c["representatives"]) <= min(8, c["size"])
         assert set(c["representatives"]) <= set(c["members"])
 
-    again = cluster_view(services, "pets")
+    again = cluster_view(ctx, "pets")
     assert again["cached"] is True
-    assert analysis.lookup_clusters(services, "pets").to_dict() == again
+    assert analysis.lookup_clusters(ctx, "pets").to_dict() == again
     assert [c["members"] for c in again["clusters"]] == [c["members"] for c in auto["clusters"]]
 
-    assert analysis.lookup_clusters(services, "pets", k=3, n_representatives=2) is None
-    three = cluster_view(services, "pets", k=3, n_representatives=2)
+    assert analysis.lookup_clusters(ctx, "pets", k=3, n_representatives=2) is None
+    three = cluster_view(ctx, "pets", k=3, n_representatives=2)
     assert three["auto"] is False and three["k"] == 3 and len(three["clusters"]) == 3
     assert sum(c["size"] for c in three["clusters"]) == 20
     assert all(len(c["representatives"]) <= 2 for c in three["clusters"])
@@ -64,9 +64,9 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     # A k outside the sweep (2..10) is scored on its own, like sklearn's silhouette.
     from sklearn.metrics import silhouette_score
 
-    twelve = cluster_view(services, "pets", k=12)
+    twelve = cluster_view(ctx, "pets", k=12)
     assert twelve["k"] == 12 and len(twelve["clusters"]) == 12
-    loaded = vecs.load(services, "pets", None)
+    loaded = vecs.load(ctx, "pets", None)
     ids, x = loaded.ids, loaded.x
     labels = np.zeros(len(ids), dtype=int)
     for c in twelve["clusters"]:
@@ -76,19 +76,19 @@ def test_cluster_view_auto_fixed_k_and_cache(services, pets):
     # One more image: the vectors' fingerprint changes, so nothing cached is reused.
     extra = dataset_files(CATS_DOGS / "cats", 1, start=150)[0]
     shutil.copy(extra, pets / "cats" / extra.name)
-    assert ingest(services, pets, batch_size=10).added == 1
-    assert analysis.lookup_clusters(services, "pets") is None
-    fresh = cluster_view(services, "pets")
+    assert ingest(ctx, pets, batch_size=10).added == 1
+    assert analysis.lookup_clusters(ctx, "pets") is None
+    fresh = cluster_view(ctx, "pets")
     assert fresh["cached"] is False and fresh["n_images"] == 21
     assert sum(c["size"] for c in fresh["clusters"]) == 21
-    assert cluster_view(services, "pets")["cached"] is True
+    assert cluster_view(ctx, "pets")["cached"] is True
 
 
-def test_evaluation_view(services, pets):
-    assert analysis.lookup_evaluation(services, "pets") is None
-    result = analysis.evaluate(services, "pets")
+def test_evaluation_view(ctx, pets):
+    assert analysis.lookup_evaluation(ctx, "pets") is None
+    result = analysis.evaluate(ctx, "pets")
     ev = result.to_dict()
-    assert analysis.lookup_evaluation(services, "pets") == result
+    assert analysis.lookup_evaluation(ctx, "pets") == result
     assert ev["n_images"] == ev["n_labelled"] == 20 and ev["n_labels"] == 2
     assert ev["best_k"] == ev["silhouette"]["best_k"]
     lab = ev["labels"]
@@ -107,71 +107,71 @@ def test_evaluation_view(services, pets):
 
     from simsearch.store.models import Image
 
-    with services.db.session() as s:
-        s.execute(update(Image).where(Image.id == int(result_ids(services)[0])).values(label=None))
-    assert analysis.lookup_evaluation(services, "pets") is None
-    fewer = analysis.evaluate(services, "pets")
+    with ctx.db.session() as s:
+        s.execute(update(Image).where(Image.id == int(result_ids(ctx)[0])).values(label=None))
+    assert analysis.lookup_evaluation(ctx, "pets") is None
+    fewer = analysis.evaluate(ctx, "pets")
     assert fewer.n_labelled == 19 and fewer.silhouette == result.silhouette
-    assert analysis.lookup_evaluation(services, "pets") == fewer
+    assert analysis.lookup_evaluation(ctx, "pets") == fewer
 
 
-def result_ids(services):
-    return vecs.peek(services, "pets", None).ids
+def result_ids(ctx):
+    return vecs.peek(ctx, "pets", None).ids
 
 
-def test_evaluation_without_labels_has_a_note(services, tmp_path):
+def test_evaluation_without_labels_has_a_note(ctx, tmp_path):
     root = copy_subset(tmp_path / "plain", 3)
-    ingest(services, root, collection="plain", labels=None)
-    ev = analysis.evaluate(services, "plain").to_dict()
+    ingest(ctx, root, collection="plain", labels=None)
+    ev = analysis.evaluate(ctx, "plain").to_dict()
     assert ev["labels"] is None and ev["n_labelled"] == 0 and "labels" in ev["note"]
     assert ev["silhouette"]["ks"] == [2, 3, 4, 5]  # k < number of images (6)
 
 
-def test_map_view_shapes_and_cache(services, pets):
-    assert analysis.lookup_map(services, "pets") is None
-    m = analysis.map_2d(services, "pets").to_dict()
+def test_map_view_shapes_and_cache(ctx, pets):
+    assert analysis.lookup_map(ctx, "pets") is None
+    m = analysis.map_2d(ctx, "pets").to_dict()
     assert m["method"] == "tsne" and m["n"] == 20 and m["cached"] is False
     assert len(m["ids"]) == len(m["x"]) == len(m["y"]) == len(m["labels"]) == len(m["clusters"]) == 20
     assert sorted(set(m["labels"])) == ["cats", "dogs"]
     assert set(m["clusters"]) == set(range(m["k"]))
     assert np.isfinite(m["x"]).all() and np.isfinite(m["y"]).all() and np.std(m["x"]) > 0
-    again = analysis.map_2d(services, "pets").to_dict()
+    again = analysis.map_2d(ctx, "pets").to_dict()
     assert again["cached"] is True and again["x"] == pytest.approx(m["x"]) and again["ids"] == m["ids"]
-    assert analysis.lookup_map(services, "pets").to_dict() == again
+    assert analysis.lookup_map(ctx, "pets").to_dict() == again
 
-    p = analysis.map_2d(services, "pets", method="pca").to_dict()
+    p = analysis.map_2d(ctx, "pets", method="pca").to_dict()
     assert p["method"] == "pca" and p["cached"] is False and len(p["x"]) == 20
     assert np.std(p["x"]) >= np.std(p["y"]) > 0  # first principal component has the most variance
 
 
-def test_invalid_requests(services, pets):
+def test_invalid_requests(ctx, pets):
     for bad in (0, 1, -3, "abc", "2.5"):
         with pytest.raises(InvalidInput, match="k must be"):
-            analysis.clusters(services, "pets", k=bad)
+            analysis.clusters(ctx, "pets", k=bad)
         with pytest.raises(InvalidInput, match="k must be"):
-            analysis.lookup_clusters(services, "pets", k=bad)
+            analysis.lookup_clusters(ctx, "pets", k=bad)
     # The lookups (what a request does before starting a job) refuse what the computation would.
     for op in (analysis.clusters, analysis.lookup_clusters):
         with pytest.raises(InvalidInput, match="smaller than the number of images"):
-            op(services, "pets", k=20)
+            op(ctx, "pets", k=20)
         with pytest.raises(NotFound, match="no vectors for backbone 'efficientnet_lite1'"):
-            op(services, "pets", "efficientnet_lite1")
+            op(ctx, "pets", "efficientnet_lite1")
     for op in (analysis.map_2d, analysis.lookup_map):
         with pytest.raises(InvalidInput, match="method"):
-            op(services, "pets", method="umap")
+            op(ctx, "pets", method="umap")
     for op in (analysis.evaluate, analysis.lookup_evaluation):
         with pytest.raises(NotFound, match="no collection named 'nope'"):
-            op(services, "nope")
+            op(ctx, "nope")
     for op in (comparison.compare, comparison.lookup_comparison):
         with pytest.raises(InvalidInput, match="unknown backbone"):
-            op(services, "pets", ["alexnet"])
+            op(ctx, "pets", ["alexnet"])
         with pytest.raises(InvalidInput, match="at least one backbone"):
-            op(services, "pets", [])
+            op(ctx, "pets", [])
 
 
-def test_comparison_view_marks_missing_weights_unavailable(services, pets, offline_keras_weights):
-    assert comparison.lookup_comparison(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"]) is None
-    without = comparison.compare(services, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False).to_dict()
+def test_comparison_view_marks_missing_weights_unavailable(ctx, pets, offline_keras_weights):
+    assert comparison.lookup_comparison(ctx, "pets", ["efficientnet_lite0", "efficientnet_lite1"]) is None
+    without = comparison.compare(ctx, "pets", ["efficientnet_lite0", "efficientnet_lite1"], embed=False).to_dict()
     lite1 = without["backbones"][1]
     assert lite1["available"] is False and "no vectors" in lite1["reason"]
 
@@ -179,11 +179,11 @@ def test_comparison_view_marks_missing_weights_unavailable(services, pets, offli
 
     t0 = time.perf_counter()
     with pytest.raises(WeightsUnavailable, match="resnet50"):
-        services.embedder("resnet50").load()
+        ctx.embedder("resnet50").load()
     assert time.perf_counter() - t0 < 30  # no download attempt hanging on the network
 
     t0 = time.perf_counter()
-    cmp = comparison.compare(services, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True).to_dict()
+    cmp = comparison.compare(ctx, "pets", ["efficientnet_lite0", "resnet50", "efficientnet_lite1"], embed=True).to_dict()
     seconds = time.perf_counter() - t0
     panels = {p["backbone"]: p for p in cmp["backbones"]}
     assert list(panels) == ["efficientnet_lite0", "resnet50", "efficientnet_lite1"]
@@ -203,7 +203,7 @@ def test_comparison_view_marks_missing_weights_unavailable(services, pets, offli
     assert 0 < ov["jaccard"] <= 1
     # Every part is cached now: the comparison can be answered without computing.
     names = ["efficientnet_lite0", "resnet50", "efficientnet_lite1"]
-    cached = comparison.lookup_comparison(services, "pets", names, with_maps=True)
+    cached = comparison.lookup_comparison(ctx, "pets", names, with_maps=True)
     assert cached is not None and [p.available for p in cached.backbones] == [True, False, True]
     assert cached.neighbour_overlap[0].to_dict() == ov
     assert cached.to_dict()["backbones"][2]["map"] == cmp["backbones"][2]["map"]

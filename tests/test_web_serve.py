@@ -102,15 +102,15 @@ def test_concurrent_first_searches_load_the_model_once(server_env, sqlite_settin
     from concurrent.futures import ThreadPoolExecutor
 
     from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.services import Services
+    from simsearch.context import AppContext
     from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 
-    services = Services(sqlite_settings)
+    ctx = AppContext.open(sqlite_settings)
     try:
         files, _ = files_from_folder(copy_subset(tmp_path / "pets", 3), labels="folders")
-        Ingester(services, spaces=["efficientnet_lite0"]).run("pets", files, source="pets")
+        Ingester(ctx, spaces=["efficientnet_lite0"]).run("pets", files, source="pets")
     finally:
-        services.close()
+        ctx.close()
     query = dataset_files(CATS_DOGS / "cats", 1, start=150)[0].read_bytes()
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -60,20 +60,20 @@ def settings_from(ctx: click.Context, **overrides):
     return obj["settings"]
 
 
-def services_from(ctx: click.Context, *, server: bool = False, **overrides):
-    """The Services for this invocation (made on first use). An SQLite database is brought up to
-    date on the way (embedded: one user); a PostgreSQL one, or any for a server or worker
-    (``server``: several processes must not race to migrate), is only checked: a missing or old
-    schema is refused with a message saying to run ``simsearch db upgrade``."""
+def context_from(ctx: click.Context, *, server: bool = False, **overrides):
+    """The :class:`~simsearch.context.AppContext` of this invocation (opened on first use). An
+    SQLite database is brought up to date on the way (embedded: one user); a PostgreSQL one, or
+    any for a server or worker (``server``: several processes must not race to migrate), is only
+    checked: a missing or old schema is refused with a message saying to run ``simsearch db upgrade``."""
     obj = ctx.find_root().obj
-    if "services" not in obj:
-        from simsearch.services import Services
+    if "app_context" not in obj:
+        from simsearch.context import AppContext
 
         settings = settings_from(ctx, **overrides)
         embedded = settings.database_url.startswith("sqlite")
-        obj["services"] = Services(settings, schema="upgrade" if embedded and not server else "check")
-        ctx.call_on_close(obj["services"].close)
-    return obj["services"]
+        obj["app_context"] = AppContext.open(settings, schema="upgrade" if embedded and not server else "check")
+        ctx.call_on_close(obj["app_context"].close)
+    return obj["app_context"]
 
 
 def main(argv: list[str] | None = None) -> None:

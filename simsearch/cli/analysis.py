@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, services_from
+from simsearch.cli import cli, context_from
 from simsearch.cli.core import parse_weights, emit_json, json_option
 from simsearch.errors import InvalidInput
 
@@ -33,22 +33,6 @@ def progress_printer(what: str, enabled: bool | None = None):
     return report
 
 
-def _images(services, ids) -> dict:
-    """image id -> {image_id, path, label}, queried in chunks (databases cap the size of IN lists)."""
-    from sqlalchemy import select
-
-    from simsearch.store.models import Image
-
-    id_list = sorted({int(i) for i in ids})
-    out = {}
-    with services.db.session() as s:
-        for start in range(0, len(id_list), 5000):
-            rows = s.execute(select(Image.id, Image.source_path, Image.label)
-                             .where(Image.id.in_(id_list[start:start + 5000]))).all()
-            out.update({i: {"image_id": i, "path": path, "label": label} for i, path, label in rows})
-    return out
-
-
 progress_option = click.option("--progress/--no-progress", default=None,
                                help="Steps on stderr as they start [default: when stderr is a terminal].")
 
@@ -66,12 +50,13 @@ def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
     from collections import Counter
 
     from simsearch.ops import analysis
+    from simsearch.ops import images as ops_images
 
-    services = services_from(ctx)
-    result = analysis.clusters(services, collection, backbone, k=k, n_representatives=n_reps,
+    app = context_from(ctx)
+    result = analysis.clusters(app, collection, backbone, k=k, n_representatives=n_reps,
                                progress=progress_printer("cluster", progress))
     view = result.to_dict()
-    info = _images(services, [m for c in result.clusters for m in c.members])
+    info = ops_images.brief(app, [m for c in result.clusters for m in c.members])
     for c in view["clusters"]:
         c["representative_images"] = [info[i] for i in c["representatives"] if i in info]
         counts = Counter(info[m]["label"] for m in c["members"] if m in info)
@@ -102,7 +87,7 @@ def evaluate(ctx, collection, backbone, progress, as_json):
     """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10."""
     from simsearch.ops import analysis
 
-    ev = analysis.evaluate(services_from(ctx), collection, backbone, progress=progress_printer("evaluate", progress))
+    ev = analysis.evaluate(context_from(ctx), collection, backbone, progress=progress_printer("evaluate", progress))
     if as_json:
         emit_json(ev.to_dict())
         return
@@ -162,14 +147,15 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
     if out.suffix.lower() != ".png":
         raise InvalidInput(f"--out must be a .png file, not {out.name!r}", field="out")
     from simsearch.ops import analysis
+    from simsearch.ops import images as ops_images
     from simsearch.reports.map_plot import load_thumbnails, render_map
 
-    services = services_from(ctx)
-    data = analysis.map_2d(services, collection, backbone, method=method, progress=progress_printer("map", progress))
-    thumbs = load_thumbnails(services, data.ids) if max_thumbs > 0 else {}
+    app = context_from(ctx)
+    data = analysis.map_2d(app, collection, backbone, method=method, progress=progress_printer("map", progress))
+    thumbs = load_thumbnails(app, data.ids) if max_thumbs > 0 else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     png = render_map(data, out, thumbs=thumbs, colour_by=colour_by, max_thumbs=max_thumbs)
-    paths = _images(services, data.ids)
+    paths = ops_images.brief(app, data.ids)
     if coords is not None:
         write_coords(coords, data, paths)
     if as_json:
@@ -196,7 +182,7 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
 
     Images without vectors for a backbone are embedded first, from their source files. A backbone
     whose weights cannot be had is shown as unavailable, with the reason, instead of failing."""
-    from simsearch.embed import parse_space
+    from simsearch.ops.backbones import check_space
     from simsearch.ops.comparison import compare as compare_backbones
     from simsearch.reports.compare_report import write_report
 
@@ -204,12 +190,12 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
     if not spaces:
         raise InvalidInput("--backbones needs at least one backbone name", field="backbones")
     for sp in spaces:
-        parse_space(sp)  # unknown names are a usage error, not an "unavailable" backbone
-    services = services_from(ctx)
+        check_space(sp)  # unknown names are a usage error, not an "unavailable" backbone
+    app = context_from(ctx)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
-    comparison = compare_backbones(services, collection, spaces, embed=True, show_bar=show,
+    comparison = compare_backbones(app, collection, spaces, embed=True, show_bar=show,
                                    weights=parse_weights(weights), progress=progress_printer("compare", show))
-    written = write_report(services, comparison, out)
+    written = write_report(app, comparison, out)
     if as_json:
         emit_json({**comparison.to_dict(maps=False), "report": written})
         return

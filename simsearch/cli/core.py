@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, services_from
+from simsearch.cli import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -68,14 +68,14 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
     from simsearch.embed import space_key
     from simsearch.ingest import Ingester, files_from_folder
 
-    services = services_from(ctx)
-    names = backbones or (services.settings.default_backbone,)
+    app = context_from(ctx)
+    names = backbones or (app.settings.default_backbone,)
     spaces = [space_key(b, pooling) for b in names]
     files, ignored = files_from_folder(path, labels=labels, metadata_csv=metadata)
     if not files:
         raise InvalidInput(f"{path}: no image files found (looked for .jpg .jpeg .png .gif .bmp .tif .tiff .webp)", field="path")
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
-    ingester = Ingester(services, spaces=spaces, batch_size=batch_size, workers=workers,
+    ingester = Ingester(app, spaces=spaces, batch_size=batch_size, workers=workers,
                         weights=parse_weights(weights), show_bar=show)
     try:
         report = ingester.run(collection, files, source=str(Path(path).resolve()), ignored=ignored)
@@ -94,13 +94,13 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
         click.echo(f"  failed: {err['file']}: {err['reason']}")
 
 
-def _print_hits(hits, header: str) -> None:
+def _print_hits(hits: list[dict], header: str) -> None:
     click.echo(header)
     if not hits:
         click.echo("  (no results)")
     for rank, h in enumerate(hits, 1):
-        label = f"  [{h.label}]" if h.label else ""
-        click.echo(f"  {rank:>3}. {h.score:.4f}  #{h.image_id}  {h.path}{label}")
+        label = f"  [{h['label']}]" if h["label"] else ""
+        click.echo(f"  {rank:>3}. {h['score']:.4f}  #{h['image_id']}  {h['path']}{label}")
 
 
 @cli.command()
@@ -113,18 +113,18 @@ def _print_hits(hits, header: str) -> None:
 @click.pass_context
 def search(ctx, image, collection, backbone, k, label, as_json):
     """Find the images most similar to an image file."""
-    from simsearch.search import search_image
-
     try:
         data = image.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"{image}: cannot read ({exc.strerror or exc})", field="image")
-    services = services_from(ctx)
-    space, hits = search_image(services, collection, data, str(image), space=backbone, k=k, label=label)
+    from simsearch.ops import search as ops_search
+
+    out = ops_search.by_upload(context_from(ctx), collection, data, str(image), backbone=backbone, k=k, label=label)
+    hits = out["results"]
     if as_json:
-        emit_json({"query": str(image), "collection": collection, "backbone": space, "results": [h.to_dict() for h in hits]})
+        emit_json({"query": str(image), "collection": collection, "backbone": out["backbone"], "results": hits})
     else:
-        _print_hits(hits, f"{len(hits)} most similar to {image} in {collection} ({space}):")
+        _print_hits(hits, f"{len(hits)} most similar to {image} in {collection} ({out['backbone']}):")
 
 
 @cli.command()
@@ -137,39 +137,14 @@ def search(ctx, image, collection, backbone, k, label, as_json):
 @click.pass_context
 def similar(ctx, image_id, collection, backbone, k, label, as_json):
     """Find the images most similar to an ingested image (by its id)."""
-    from simsearch.search import similar_to
+    from simsearch.ops import search as ops_search
 
-    services = services_from(ctx)
-    space, img, hits = similar_to(services, image_id, collection=collection, space=backbone, k=k, label=label)
+    out = ops_search.by_image(context_from(ctx), image_id, collection=collection, backbone=backbone, k=k, label=label)
+    query, hits = out["query"], out["results"]
     if as_json:
-        emit_json({"query": {"image_id": img.id, "path": img.source_path, "label": img.label}, "backbone": space,
-                   "results": [h.to_dict() for h in hits]})
+        emit_json({"query": query, "backbone": out["backbone"], "results": hits})
     else:
-        _print_hits(hits, f"{len(hits)} most similar to #{img.id} {img.source_path} ({space}):")
-
-
-def collection_rows(services) -> list[dict]:
-    from sqlalchemy import select
-
-    from simsearch.store import repo
-    from simsearch.store.models import Collection
-
-    rows = []
-    with services.db.session() as s:
-        for coll in s.scalars(select(Collection).order_by(Collection.name)):
-            counts = repo.image_counts(s, coll.id)
-            vectors = repo.vector_counts(s, coll.id)
-            spaces = {}
-            for space in repo.spaces_of(s, coll.id):
-                cached = services.indexes.path_for(coll.id, space)
-                spaces[space] = {"vectors_in_db": vectors.get(space, 0), "index_file": str(cached)}
-            rows.append({"name": coll.name, "id": coll.id, "images_ok": counts.get("ok", 0),
-                         "images_failed": counts.get("failed", 0), "backbones": spaces})
-    for row in rows:
-        for space, info in row["backbones"].items():
-            loaded = services.index(row["id"], space, verify=True)
-            info["vectors_in_index"] = loaded.ntotal
-    return rows
+        _print_hits(hits, f"{len(hits)} most similar to #{query['image_id']} {query['path']} ({out['backbone']}):")
 
 
 @cli.command()
@@ -177,7 +152,9 @@ def collection_rows(services) -> list[dict]:
 @click.pass_context
 def collections(ctx, as_json):
     """List collections: image counts, backbones, vectors in the database and in the index."""
-    rows = collection_rows(services_from(ctx))
+    from simsearch.ops import collections as ops_collections
+
+    rows = ops_collections.list_collections(context_from(ctx), check_indexes=True)
     if as_json:
         emit_json(rows)
         return
@@ -196,23 +173,9 @@ def collections(ctx, as_json):
 @click.pass_context
 def reindex(ctx, collection, backbone, as_json):
     """Rebuild FAISS indexes from the vectors in the database."""
-    import time
+    from simsearch.ops import collections as ops_collections
 
-    from sqlalchemy import select
-
-    from simsearch.store import repo
-    from simsearch.store.models import Collection
-
-    services = services_from(ctx)
-    with services.db.session() as s:
-        colls = [repo.get_collection(s, collection)] if collection else list(s.scalars(select(Collection).order_by(Collection.name)))
-        targets = [(c.id, c.name, sp) for c in colls for sp in repo.spaces_of(s, c.id) if backbone in (None, sp)]
-    out = []
-    for coll_id, name, space in targets:
-        t0 = time.perf_counter()
-        loaded = services.sync_index(coll_id, space, force_rebuild=True)
-        out.append({"collection": name, "backbone": space, "vectors": loaded.ntotal, "generation": loaded.generation,
-                    "seconds": round(time.perf_counter() - t0, 3)})
+    out = ops_collections.reindex(context_from(ctx), collection=collection, backbone=backbone)
     if as_json:
         emit_json(out)
         return
@@ -227,16 +190,9 @@ def reindex(ctx, collection, backbone, as_json):
 @click.pass_context
 def backbones(ctx, as_json):
     """List the available backbones, their input sizes, dimensions and weights status."""
-    from simsearch.backbones import get_backbone, list_backbones
-    from simsearch.config import Settings
+    from simsearch.ops.backbones import backbone_rows
 
-    obj = ctx.find_root().obj
-    settings = Settings.from_env(home=obj["home"], database_url=obj["database_url"])
-    rows = []
-    for b in map(get_backbone, list_backbones()):
-        ok, reason = b.weights_status(settings.weights_dir)
-        rows.append({"name": b.name, "input_size": b.input_size, "dim": b.dim, "family": b.family,
-                     "weights_available": ok, "weights_note": reason})
+    rows = backbone_rows(settings_from(ctx))
     if as_json:
         emit_json(rows)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simsearch.cli import cli, services_from, settings_from
+from simsearch.cli import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 
 
@@ -46,15 +46,16 @@ def worker(ctx, queues, burst, simple, name):
     """Run ingest jobs queued by the web app (needs SIMSEARCH_REDIS_URL).
 
     Share the database and the data directory (SIMSEARCH_HOME) with the web app: uploaded files
-    are staged there.
+    are staged there. Each job carries the web app's settings; jobs queued by an older version
+    without them use this command's.
     """
-    from simsearch.worker import run_worker
+    from simsearch.jobs.rq import run_worker
 
     settings = settings_from(ctx)
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
-    services_from(ctx, server=True)  # refuses an old schema before taking jobs
+    context_from(ctx, server=True)  # refuses a missing or old schema before taking jobs
     names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
-    ok = run_worker(settings, names, burst=burst, simple=simple, name=name)
+    ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name, settings=settings)
     ctx.exit(0 if ok or burst else 1)

@@ -4,16 +4,14 @@
 - Exact search (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors, HNSW above it (approximate,
   but keeps single-query latency low at 100k+ vectors).
 - Saved atomically: written to a temporary file in the same folder, fsynced, then renamed.
-- Checked when opened: the ids it holds must match the database's; if the file is missing,
-  unreadable, or stale, the index is rebuilt from the database.
+- Checked when opened (by :mod:`simsearch.index.manager`, which owns the layout and the
+  reuse/extend/rebuild policy): the ids it holds must match the database's.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +19,6 @@ import faiss
 import numpy as np
 
 from simsearch.errors import IndexCorrupt, InvalidInput
-
-log = logging.getLogger(__name__)
 
 HNSW_THRESHOLD = 50_000
 HNSW_M = 32
@@ -110,47 +106,3 @@ class LoadedIndex:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         scores, ids = self.index.search(q, k, params=params) if params is not None else self.index.search(q, k)
         return scores, ids
-
-
-class IndexCache:
-    """Process-wide cache of open indexes; thread-safe. Call ``get`` with the database's current
-    fingerprint and generation: a cached or on-disk index that does not match is rebuilt."""
-
-    def __init__(self, index_dir: Path):
-        self.index_dir = Path(index_dir)
-        self._lock = threading.Lock()
-        self._open: dict[tuple[int, str], LoadedIndex] = {}
-
-    def path_for(self, collection_id: int, space: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in space)
-        return self.index_dir / f"collection-{collection_id}" / f"{safe}.faiss"
-
-    def cached(self, collection_id: int, space: str) -> LoadedIndex | None:
-        return self._open.get((collection_id, space))
-
-    def put(self, collection_id: int, space: str, loaded: LoadedIndex) -> None:
-        with self._lock:
-            self._open[(collection_id, space)] = loaded
-
-    def forget(self, collection_id: int, space: str | None = None) -> None:
-        with self._lock:
-            for key in list(self._open):
-                if key[0] == collection_id and (space is None or key[1] == space):
-                    del self._open[key]
-
-    def open_checked(self, collection_id: int, space: str, db_fingerprint: str, generation: int) -> LoadedIndex | None:
-        """The on-disk index if its ids match ``db_fingerprint``; None if missing, corrupt or stale."""
-        from simsearch.store.repo import fingerprint
-
-        path = self.path_for(collection_id, space)
-        try:
-            index = load_index(path)
-        except IndexCorrupt as exc:
-            if path.exists():
-                log.warning("%s; rebuilding from the database", exc.message)
-            return None
-        fp = fingerprint(index_ids(index))
-        if fp != db_fingerprint:
-            log.warning("%s is stale (its ids differ from the database); rebuilding", path)
-            return None
-        return LoadedIndex(index=index, fingerprint=fp, generation=generation)

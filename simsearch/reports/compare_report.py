@@ -214,13 +214,13 @@ def json_path_for(html_path: Path | str) -> Path:
     return Path(html_path).with_suffix(".json")
 
 
-def write_report(services, comparison: Comparison, out: Path | str) -> dict:
+def write_report(ctx, comparison: Comparison, out: Path | str) -> dict:
     """Write the HTML report to ``out`` and its data to ``out`` with a .json suffix. Returns the paths."""
     from .map_plot import load_thumbnails
 
     out = Path(out)
     ids = {int(i) for p in comparison.backbones if p.map is not None for i in p.map.ids}
-    thumbs = load_thumbnails(services, ids, max_side=96) if ids else {}
+    thumbs = load_thumbnails(ctx, ids, max_side=96) if ids else {}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = render_report(comparison, thumbs, generated_at=generated)
     out.parent.mkdir(parents=True, exist_ok=True)

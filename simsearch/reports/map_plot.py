@@ -21,7 +21,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#dbdb8d", "#9edae5"]
 
 
-def load_thumbnails(services, ids, max_side: int = 96) -> dict[int, "PIL.Image.Image"]:  # noqa: F821
+def load_thumbnails(ctx, ids, max_side: int = 96) -> dict[int, "PIL.Image.Image"]:  # noqa: F821
     """image id -> RGB thumbnail (longest side <= ``max_side``) from the ``thumbnails`` table.
 
     Images without a thumbnail (or whose thumbnail cannot be decoded) are left out."""
@@ -32,7 +32,7 @@ def load_thumbnails(services, ids, max_side: int = 96) -> dict[int, "PIL.Image.I
 
     id_list = sorted({int(i) for i in ids})
     out: dict[int, PILImage.Image] = {}
-    with services.db.session() as s:
+    with ctx.db.session() as s:
         for start in range(0, len(id_list), 2000):
             chunk = id_list[start:start + 2000]
             rows = s.execute(select(Image.id, Thumbnail.data).join(Thumbnail, Image.thumbnail_hash == Thumbnail.content_hash)

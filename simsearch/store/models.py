@@ -125,7 +125,7 @@ class IngestRun(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     errors: Mapped[list] = mapped_column(JSON, default=list, nullable=False)  # [{"file":..., "reason":...}]
     message: Mapped[str | None] = mapped_column(Text)
-    # "thread:<host>:<pid>:<token>" while an in-process runner has it (see simsearch.web.jobs)
+    # "thread:<host>:<pid>:<token>" while an in-process runner has it (see simsearch.jobs.runners)
     owner: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

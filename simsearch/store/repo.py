@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Iterator
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -13,6 +14,16 @@ from simsearch.errors import InvalidInput, NotFound
 from simsearch.store.models import Collection, Embedding, Image, IndexState, IngestRun
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Databases cap the size of an IN list (SQLite's host parameters, PostgreSQL's protocol): ids
+# are queried this many at a time.
+IN_CHUNK = 5000
+
+
+def in_chunks(ids, size: int = IN_CHUNK) -> Iterator[list[int]]:
+    """``ids`` (any iterable of ints) as lists of at most ``size``, in the order given."""
+    id_list = [int(i) for i in ids]
+    for start in range(0, len(id_list), size):
+        yield id_list[start : start + size]
 
 
 def validate_collection_name(name: str) -> str:
@@ -92,9 +103,7 @@ def load_vectors_for_ids(session: Session, space: str, ids: np.ndarray) -> tuple
     """Vectors of the given image ids in ``space`` (ordered by id)."""
     out_ids: list[int] = []
     chunks: list[bytes] = []
-    id_list = sorted(int(i) for i in ids)
-    for start in range(0, len(id_list), 5000):
-        part = id_list[start : start + 5000]
+    for part in in_chunks(sorted(int(i) for i in ids)):
         rows = session.execute(
             select(Embedding.image_id, Embedding.vector)
             .where(Embedding.space == space, Embedding.image_id.in_(part))
@@ -157,8 +166,7 @@ def labels_for(session: Session, ids: np.ndarray) -> list[str | None]:
         return []
     mapping: dict[int, str | None] = {}
     id_list = [int(i) for i in ids]
-    for start in range(0, len(id_list), 5000):
-        chunk = id_list[start : start + 5000]
+    for chunk in in_chunks(id_list):
         mapping.update(session.execute(select(Image.id, Image.label).where(Image.id.in_(chunk))).all())
     return [mapping.get(i) for i in id_list]
 

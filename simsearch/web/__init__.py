@@ -1,8 +1,9 @@
 """The web app: a JSON API at ``/api`` and (when installed) the browser UI at ``/``.
 
-``create_app(config)`` builds one :class:`~simsearch.services.Services` per app, so models and
-FAISS indexes are loaded once per process and shared by all requests (``services.index`` picks up a
-new index generation written by another process without a restart).
+``create_app(config)`` opens one :class:`~simsearch.context.AppContext` per app, so models and
+FAISS indexes are loaded once per process and shared by all requests (its index manager picks up
+a new index generation written by another process without a restart). The views call the
+operations in :mod:`simsearch.ops` with it.
 
 Configuration is one :class:`~simsearch.config.Settings` (every ``SIMSEARCH_*`` variable; see the
 README's table). ``config`` is either a Settings, or a dict of Flask config keys plus ``SETTINGS``
@@ -16,7 +17,6 @@ larger requests get 413) and ``SECRET_KEY`` (``SIMSEARCH_SECRET_KEY``, else a ke
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, redirect
 
@@ -45,11 +45,11 @@ def split_config(config: dict | Settings | None) -> tuple[Settings, dict]:
 
 def create_app(config: dict | Settings | None = None):
     """The Flask app (see the module docstring for ``config``)."""
-    from simsearch.services import Services
+    from simsearch.context import AppContext
+    from simsearch.jobs.runners import make_runner
     from simsearch.web import security
     from simsearch.web.api import bp as api_bp
     from simsearch.web.errors import register_error_handlers
-    from simsearch.web.jobs import make_runner
     from simsearch.web.openapi import bp as docs_bp
 
     settings, overrides = split_config(config)
@@ -68,13 +68,12 @@ def create_app(config: dict | Settings | None = None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = security.load_secret_key(settings.home, settings.secret_key)
 
-    services = Services(settings, wait_for_database=True)
-    app.extensions["simsearch"] = services
-    app.extensions["simsearch_jobs"] = make_runner(services)
-    app.extensions["simsearch_tasks"] = ThreadPoolExecutor(1, thread_name_prefix="simsearch-task")
+    ctx = AppContext.open(settings, wait_for_database=True)
+    app.extensions["simsearch"] = ctx
+    app.extensions["simsearch_jobs"] = make_runner(ctx)
 
     register_error_handlers(app)
-    app.before_request(_schema_hook(services))
+    app.before_request(_schema_hook(ctx))
     jobs = app.extensions["simsearch_jobs"]
     if hasattr(jobs, "recover_once"):  # in-process runner: resume jobs of a stopped process
         app.before_request(jobs.recover_once)
@@ -87,15 +86,13 @@ def create_app(config: dict | Settings | None = None):
     ui = _import_ui()
     if ui is not None:
         app.register_blueprint(ui)
-    rules = {r.rule for r in app.url_map.iter_rules()}
-    if "/login" not in rules:
-        app.register_blueprint(security.auth_bp)
-    if "/" not in rules:
+    app.register_blueprint(security.auth_bp)  # /login and /logout (the UI's page when installed)
+    if "/" not in {r.rule for r in app.url_map.iter_rules()}:
         app.add_url_rule("/", "index", lambda: redirect("/api/docs"))
     return app
 
 
-def _schema_hook(services):
+def _schema_hook(app_ctx):
     """Until the schema has been checked (the database was down at start), check it first: 503
     ``database_unavailable`` or ``schema_outdated`` instead of errors from a missing table. The
     health endpoint reports it itself."""
@@ -103,8 +100,8 @@ def _schema_hook(services):
     def hook():
         from flask import request
 
-        if not services.schema_checked and request.endpoint != "api.health":
-            services.ensure_schema()
+        if not app_ctx.schema_checked and request.endpoint != "api.health":
+            app_ctx.ensure_schema()
 
     return hook
 
@@ -137,5 +134,5 @@ def _import_ui():
 def shutdown(app, wait: bool = True) -> None:
     """Stop the app's background threads and close its database connections (tests, tools)."""
     app.extensions["simsearch_jobs"].shutdown(wait=wait)
-    app.extensions["simsearch_tasks"].shutdown(wait=wait)
+    app.extensions["simsearch"].indexes.shutdown(wait=wait)
     app.extensions["simsearch"].close()

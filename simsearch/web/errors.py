@@ -14,16 +14,9 @@ from flask import Flask, Response, jsonify, render_template_string, request
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from simsearch.errors import SimsearchError
+from simsearch.errors import Forbidden, SimsearchError
 
 log = logging.getLogger("simsearch.web")
-
-
-class Forbidden(SimsearchError):
-    """The caller may not do this here (e.g. server-side paths are not enabled)."""
-
-    code = "forbidden"
-    http_status = 403
 
 
 class CSRFError(Forbidden):

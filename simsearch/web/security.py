@@ -26,7 +26,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template_string, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, render_template_string, request, session, url_for
 
 from simsearch.errors import InvalidInput, Unauthorized
 from simsearch.web.errors import CSRFError
@@ -35,7 +35,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 # Endpoints that a browser may post to before logging in (CSRF is still checked).
-LOGIN_ENDPOINTS = {"auth.login", "auth.logout", "ui.login", "ui.logout"}
+LOGIN_ENDPOINTS = {"auth.login", "auth.logout"}
 
 
 # ---- secret key --------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def jinja_globals() -> dict:
     return {"csrf_token": csrf_token, "auth_required": auth_required, "is_logged_in": is_logged_in}
 
 
-# ---- /login and /logout (used when the UI blueprint does not provide them) ----------------
+# ---- /login and /logout -------------------------------------------------------------------
 
 auth_bp = Blueprint("auth", __name__)
 
@@ -220,24 +220,32 @@ def handle_login_post():
     return True, None
 
 
-@auth_bp.route("/login", methods=["GET", "POST"])
+def _login_page(error: str | None, nxt: str, status: int = 200):
+    """The browser UI's sign-in page when the UI is installed, else a minimal one."""
+    if "ui" in current_app.blueprints:
+        return render_template("ui/login.html", page="login", error=error, next=nxt), status
+    return render_template_string(_LOGIN_HTML, error=error, next=nxt), status
+
+
+@auth_bp.route("/login", methods=["GET", "POST"], endpoint="login")
 def login_view():
+    """Log the browser session in with an API key (only needed when SIMSEARCH_API_KEYS is set)."""
     nxt = safe_next(request.values.get("next"))
     if request.method == "GET":
-        return render_template_string(_LOGIN_HTML, error=None, next=nxt)
+        return _login_page(None, nxt)
     ok, error = handle_login_post()
     if request.is_json:
         if not ok:
             raise Unauthorized(error, field="key")
         return {"logged_in": True}
     if not ok:
-        return render_template_string(_LOGIN_HTML, error=error, next=nxt), 401
+        return _login_page(error, nxt, 401)
     return redirect(nxt)
 
 
-@auth_bp.route("/logout", methods=["POST"])
+@auth_bp.route("/logout", methods=["POST"], endpoint="logout")
 def logout_view():
     logout()
     if request.is_json:
         return {"logged_in": False}
-    return redirect(url_for("auth.login"))
+    return redirect(url_for("ui.index") if "ui" in current_app.blueprints else url_for("auth.login"))

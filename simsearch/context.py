@@ -1,0 +1,97 @@
+"""The application context: what one process keeps for its whole life.
+
+:class:`AppContext` holds the settings, the database, the index manager (open FAISS indexes and
+the policy that keeps them in step with the database) and the model cache (loaded embedders).
+The CLI, the web app and the RQ worker each open one and pass it explicitly to the operations
+(:mod:`simsearch.ops`), searches, ingests and jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simsearch.config import Settings
+from simsearch.errors import DatabaseUnavailable
+from simsearch.index.manager import IndexManager
+from simsearch.store.db import Database
+
+
+class ModelCache:
+    """Embedders by space, made on first use (TensorFlow is imported only then)."""
+
+    def __init__(self, weights_dir: Path):
+        self.weights_dir = Path(weights_dir)
+        self._lock = threading.Lock()
+        self._embedders: dict[str, object] = {}
+
+    def get(self, space: str, *, weights: str | None = None):
+        """The embedder of ``space``; ``weights``: a local weights file (replaces a cached one
+        built from other weights)."""
+        from simsearch.embed import Embedder
+
+        with self._lock:
+            emb = self._embedders.get(space)
+            if emb is None or (weights and emb.weights != weights):
+                emb = Embedder(space, self.weights_dir, weights=weights)
+                self._embedders[space] = emb
+        return emb
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    indexes: IndexManager
+    models: ModelCache = field(repr=False)
+
+    schema_checked: bool = True
+
+    @classmethod
+    def open(cls, settings: Settings, *, schema: str | None = "check", wait_for_database: bool = False) -> "AppContext":
+        """Create the data folders, open the database and make empty index and model caches.
+
+        ``schema``: ``"check"`` (the default: refuse a missing or old schema with SchemaOutdated,
+        as servers and workers must), ``"upgrade"`` (bring it up to date: the CLI on SQLite) or
+        None. ``wait_for_database``: when the database is down, open anyway (a server starting
+        before its database) and check the schema when it answers (:meth:`ensure_schema`)."""
+        settings.ensure_dirs()
+        db = Database.from_settings(settings)
+        checked = schema != "check"
+        try:
+            if schema == "upgrade":
+                db.upgrade()
+            elif schema == "check":
+                db.check_schema()
+                checked = True
+        except DatabaseUnavailable:
+            if not wait_for_database:
+                db.dispose()
+                raise
+        except BaseException:
+            db.dispose()
+            raise
+        return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir),
+                   models=ModelCache(settings.weights_dir), schema_checked=checked)
+
+    def ensure_schema(self) -> None:
+        """Check the schema if the database was down when this process started (cheap after)."""
+        if not self.schema_checked:
+            self.db.check_schema()
+            self.schema_checked = True
+
+    # Shorthands used by search, ingest and analysis.
+    def embedder(self, space: str, *, weights: str | None = None):
+        return self.models.get(space, weights=weights)
+
+    def index(self, collection_id: int, space: str, *, verify: bool | None = None, state_generation=...):
+        return self.indexes.get(collection_id, space, verify=verify, state_generation=state_generation)
+
+    def sync_index(self, collection_id: int, space: str, *, force_rebuild: bool = False):
+        return self.indexes.sync(collection_id, space, force_rebuild=force_rebuild)
+
+    def close(self) -> None:
+        """Finish background index updates and close the database connections."""
+        self.indexes.shutdown(wait=True)
+        self.db.dispose()

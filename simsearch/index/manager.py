@@ -1,0 +1,218 @@
+"""The index manager: which FAISS index belongs where, and when it is reused, extended or rebuilt.
+
+The database is the source of truth for every vector; an index is a derived cache of one
+(collection, space). This module owns:
+
+- the on-disk layout: ``<index_dir>/collection-<id>/<space>.faiss`` (:func:`index_path`), and
+  removing a collection's folder;
+- the policy that makes an index agree with the database (:meth:`IndexManager.sync`): reuse the
+  open or on-disk index when its ids match, extend the on-disk one when it holds a subset, else
+  rebuild; each write bumps the generation in ``index_states`` so other processes notice;
+- updates after images are deleted: small indexes now, large ones on a background thread whose
+  failures are logged and make the next query rebuild.
+
+FAISS itself is imported only when an index is opened (``simsearch --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from simsearch.store import repo
+
+log = logging.getLogger("simsearch.index")
+
+# A process that keeps an index open re-checks it against the database this often (seconds);
+# in between it trusts the generation number that every index write bumps.
+VERIFY_INTERVAL = 30.0
+# Indexes at least this large are brought up to date off the request path after a deletion
+# (search results never show a deleted image: hits are looked up in the database).
+BACKGROUND_UPDATE_AT = 50_000
+
+
+def collection_dir(index_dir: Path, collection_id: int) -> Path:
+    return Path(index_dir) / f"collection-{int(collection_id)}"
+
+
+def index_path(index_dir: Path, collection_id: int, space: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in space)
+    return collection_dir(index_dir, collection_id) / f"{safe}.faiss"
+
+
+class IndexManager:
+    """Open indexes of one process (thread-safe) and the policy that keeps them right."""
+
+    def __init__(self, db, index_dir: Path):
+        self.db = db
+        self.index_dir = Path(index_dir)
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, str], object] = {}
+        self._verified_at: dict[tuple[int, str], float] = {}
+        self._sync_locks: dict[tuple[int, str], threading.Lock] = {}
+        self._background: ThreadPoolExecutor | None = None
+
+    # ---- layout ------------------------------------------------------------------------
+    def path_for(self, collection_id: int, space: str) -> Path:
+        return index_path(self.index_dir, collection_id, space)
+
+    def remove_collection(self, collection_id: int) -> None:
+        """Forget a deleted collection's open indexes and remove its folder."""
+        self.forget(collection_id)
+        shutil.rmtree(collection_dir(self.index_dir, collection_id), ignore_errors=True)
+
+    # ---- open indexes ------------------------------------------------------------------
+    def cached(self, collection_id: int, space: str):
+        """The open index of (collection, space), unchecked, or None."""
+        return self._open.get((collection_id, space))
+
+    def forget(self, collection_id: int, space: str | None = None) -> None:
+        with self._lock:
+            for key in list(self._open):
+                if key[0] == collection_id and (space is None or key[1] == space):
+                    del self._open[key]
+
+    def get(self, collection_id: int, space: str, *, verify: bool | None = None, state_generation=...):
+        """The checked index of (collection, space): rebuilt from the database when needed.
+
+        ``verify``: True re-checks against the database now; False trusts a cached index whose
+        generation matches; None re-checks every :data:`VERIFY_INTERVAL` seconds.
+        ``state_generation``: the generation in ``index_states`` that the caller has just read
+        (``None``: no row), to save this method the query."""
+        key = (collection_id, space)
+        cached = self.cached(collection_id, space)
+        if cached is not None and verify is not True:
+            fresh = time.monotonic() - self._verified_at.get(key, 0.0) < VERIFY_INTERVAL
+            if state_generation is ...:
+                with self.db.session() as s:
+                    state = repo.index_state(s, collection_id, space)
+                state_generation = state.generation if state is not None else None
+            if state_generation is not None and state_generation == cached.generation and (fresh or verify is False):
+                return cached
+        return self.sync(collection_id, space)
+
+    # ---- policy ------------------------------------------------------------------------
+    def sync(self, collection_id: int, space: str, *, force_rebuild: bool = False):
+        """Make the index agree with the database: reuse, extend with missing vectors, or rebuild."""
+        key = (collection_id, space)
+        with self._lock:
+            key_lock = self._sync_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one writer per index file in this process
+            loaded = self._sync(collection_id, space, force_rebuild)
+        with self._lock:
+            self._open[key] = loaded
+        self._verified_at[key] = time.monotonic()
+        return loaded
+
+    def _sync(self, collection_id: int, space: str, force_rebuild: bool):
+        from simsearch.index.faiss_index import LoadedIndex, build_index, index_ids, save_index
+
+        with self.db.session() as s:
+            db_ids = repo.vector_ids(s, collection_id, space)
+            state = repo.index_state(s, collection_id, space)
+        fp = repo.fingerprint(db_ids)
+        generation = state.generation if state is not None else 0
+        loaded = None if force_rebuild else self.cached(collection_id, space)
+        if loaded is not None and loaded.fingerprint != fp:
+            loaded = None
+        if loaded is None and not force_rebuild:
+            loaded = self._open_checked(collection_id, space, fp, generation)
+            if loaded is None:
+                loaded = self._extend_on_disk(collection_id, space, db_ids, fp)
+        if loaded is None:
+            with self.db.session() as s:
+                ids, vectors = repo.load_vectors(s, collection_id, space)
+            index = build_index(ids, vectors) if len(ids) else build_index(ids, np.zeros((0, 1), np.float32))
+            save_index(index, self.path_for(collection_id, space))
+            loaded = LoadedIndex(index=index, fingerprint=repo.fingerprint(index_ids(index)), generation=generation, rebuilt=True)
+        if state is None or state.fingerprint != loaded.fingerprint or loaded.rebuilt:
+            with self.db.session() as s:
+                new_state = repo.record_index_state(s, collection_id, space, loaded.ntotal, loaded.fingerprint)
+                loaded.generation = new_state.generation
+        return loaded
+
+    def _open_checked(self, collection_id: int, space: str, db_fingerprint: str, generation: int):
+        """The on-disk index if its ids match ``db_fingerprint``; None if missing, corrupt or stale."""
+        from simsearch.errors import IndexCorrupt
+        from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index
+
+        path = self.path_for(collection_id, space)
+        try:
+            index = load_index(path)
+        except IndexCorrupt as exc:
+            if path.exists():
+                log.warning("%s; rebuilding from the database", exc.message)
+            return None
+        fp = repo.fingerprint(index_ids(index))
+        if fp != db_fingerprint:
+            log.warning("%s is stale (its ids differ from the database); rebuilding", path)
+            return None
+        return LoadedIndex(index=index, fingerprint=fp, generation=generation)
+
+    def _extend_on_disk(self, collection_id: int, space: str, db_ids: np.ndarray, fp: str):
+        """If the on-disk index holds a subset of the database's ids, add the missing vectors."""
+        from simsearch.errors import IndexCorrupt
+        from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
+
+        path = self.path_for(collection_id, space)
+        try:
+            index = load_index(path)
+        except IndexCorrupt:
+            return None
+        have = index_ids(index)
+        missing = np.setdiff1d(db_ids, have)
+        if len(np.setdiff1d(have, db_ids)) or not len(missing):
+            return None
+        with self.db.session() as s:
+            ids, vectors = repo.load_vectors_for_ids(s, space, missing)
+        if vectors.shape[1] != index.d:
+            return None
+        index.add_with_ids(vectors, ids)
+        save_index(index, path)
+        if repo.fingerprint(index_ids(index)) != fp:
+            return None
+        return LoadedIndex(index=index, fingerprint=fp, generation=0, rebuilt=True)
+
+    # ---- after deletions ---------------------------------------------------------------
+    def images_deleted(self, collection_id: int, spaces: list[str]) -> list[Future]:
+        """Bring the indexes of ``spaces`` up to date after images of the collection were deleted:
+        small ones now, large ones (:data:`BACKGROUND_UPDATE_AT`) in the background. Returns the
+        background updates (their failures are logged, never lost)."""
+        pending = []
+        for space in spaces:
+            cached = self.cached(collection_id, space)
+            if cached is not None and cached.ntotal >= BACKGROUND_UPDATE_AT:
+                pending.append(self.sync_in_background(collection_id, space))
+            else:
+                self.sync(collection_id, space)
+        return pending
+
+    def sync_in_background(self, collection_id: int, space: str) -> Future:
+        """:meth:`sync` on this manager's background thread. A failure is logged and the open
+        index is dropped, so the next query checks against the database and rebuilds."""
+        with self._lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, thread_name_prefix="simsearch-index")
+            future = self._background.submit(self.sync, collection_id, space)
+
+        def report(done: Future) -> None:
+            exc = done.exception()
+            if exc is not None:
+                log.error("updating the index of collection %s / %s failed; it is rebuilt on next use",
+                          collection_id, space, exc_info=exc)
+                self.forget(collection_id, space)
+
+        future.add_done_callback(report)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=wait, cancel_futures=not wait)

@@ -1,0 +1,94 @@
+"""Creating, running and failing ingest jobs (the same code in the web app's threads and in
+``simsearch worker``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+from simsearch.errors import NotFound
+from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
+from simsearch.jobs.staging import Staging, remove_quietly
+from simsearch.store import repo
+from simsearch.store.models import Collection, IngestRun, utcnow
+
+log = logging.getLogger("simsearch.jobs")
+
+
+def create_run(ctx, collection: str, spaces: list[str], source: str, staging: Staging, *,
+               absolute_files: list[ManifestFile] | None = None, batch_size: int | None = None) -> int:
+    """Create the queued run, move the staged files to ``uploads/<run_id>/`` and write its manifest.
+    ``absolute_files``: files outside the staging folder (a server-side folder) instead of its own."""
+    if absolute_files is not None:
+        files = list(absolute_files)
+    else:
+        files = [ManifestFile(path=f.rel, label=f.label) for f in staging.files]
+    with ctx.db.session() as s:
+        coll = repo.get_or_create_collection(s, collection)
+        run = IngestRun(collection_id=coll.id, source=source, spaces=list(spaces), status="queued", total=len(files),
+                        updated_at=utcnow())
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    folder = run_folder(ctx.settings, run_id)
+    try:
+        if folder.exists():  # left over from a deleted run that had the same id
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging.dir, folder)
+        if absolute_files is None:
+            for f in files:
+                f.name = str(folder / f.path)
+        Manifest(run_id=run_id, collection=collection, files=files, ignored=staging.ignored, batch_size=batch_size).write(folder)
+    except BaseException as exc:
+        mark_failed(ctx, run_id, f"could not stage the files: {exc}")
+        remove_quietly(staging.dir)
+        raise
+    return run_id
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed job's message says: the error's own message, or for a database error its
+    reason (never the SQL or its parameters)."""
+    from simsearch.store.db import unavailable
+
+    db_error = unavailable(exc)
+    if db_error is not None:
+        return f"{db_error.message.split(';')[0]} while the job ran; ingest the same files again to finish it"
+    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+
+
+def mark_failed(ctx, run_id: int, message: str) -> None:
+    """Record a failure on a run that did not finish (no-op on finished runs)."""
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, run_id)
+        if run is not None and run.status not in ("done", "failed"):
+            run.status, run.message = "failed", message[:2000]
+            run.finished_at = run.updated_at = utcnow()
+
+
+def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
+    """Run a queued ingest job to the end; the run row tracks progress. Returns the report dict."""
+    from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
+
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, run_id)
+        if run is None:
+            raise NotFound(f"no ingest job with id {run_id}", field="job_id")
+        if run.status != "queued":
+            log.warning("ingest job %s is %s, not queued: not running it again", run_id, run.status)
+            return {"run_id": run_id, "status": run.status}
+        coll = s.get(Collection, run.collection_id)
+        collection, spaces, source = coll.name, list(run.spaces), run.source
+    try:
+        folder = run_folder(ctx.settings, run_id)
+        manifest = Manifest.read(folder)
+        ingester = Ingester(ctx, spaces=spaces, batch_size=batch_size or manifest.batch_size or DEFAULT_BATCH_SIZE,
+                            workers=workers)
+        report = ingester.run(collection, manifest.source_files(folder), source=source, ignored=manifest.ignored,
+                              run_id=run_id)
+    except BaseException as exc:
+        mark_failed(ctx, run_id, failure_reason(exc))
+        raise
+    return report.to_dict()

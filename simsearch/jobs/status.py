@@ -1,0 +1,69 @@
+"""A run as the API and the UI show it: counters, rate, ETA, errors, and whether it went stale."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from simsearch.store.models import IngestRun
+
+MAX_ERRORS_SHOWN = 200
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def iso(dt: datetime | None) -> str | None:
+    dt = _aware(dt)
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if dt else None
+
+
+STALE_AFTER_SECONDS = 600
+
+
+def job_dict(run: IngestRun, collection: str | None) -> dict:
+    started, finished = _aware(run.started_at), _aware(run.finished_at)
+    rate, eta = 0.0, None
+    if started is not None:
+        elapsed = ((finished or datetime.now(timezone.utc)) - started).total_seconds()
+        if elapsed > 0 and run.processed:
+            rate = run.processed / elapsed
+    if run.status == "done":
+        eta = 0.0
+    elif run.status == "running" and rate > 0:
+        eta = max(0.0, (run.total - run.processed) / rate)
+    errors = list(run.errors or [])
+    # A running job reports progress every batch (seconds apart); one silent for this long lost
+    # the process running it (killed, restarted). Its committed work is kept: ingest it again.
+    last = _aware(run.updated_at) or _aware(run.started_at)
+    stale = run.status == "running" and last is not None and \
+        (datetime.now(timezone.utc) - last).total_seconds() > STALE_AFTER_SECONDS
+    message = run.message
+    if stale:
+        message = (f"no progress for over {STALE_AFTER_SECONDS // 60} minutes: the process running this job "
+                   "probably stopped; everything committed is kept. An in-process job resumes when the web app "
+                   "restarts on the same host; otherwise ingesting the same files again resumes it")
+    return {
+        "id": run.id,
+        "status": run.status,
+        "collection": collection,
+        "backbones": list(run.spaces or []),
+        "source": run.source,
+        "total": run.total,
+        "processed": run.processed,
+        "failed": run.failed,
+        "added": run.added,
+        "skipped": run.skipped,
+        "rate": round(rate, 3),
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "errors": errors[:MAX_ERRORS_SHOWN],
+        "errors_total": len(errors),
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "updated_at": iso(run.updated_at),
+        "finished_at": iso(run.finished_at),
+        "message": message,
+        "stale": stale,
+    }

@@ -1,0 +1,42 @@
+"""The backbones this installation knows, with their weights status."""
+
+from __future__ import annotations
+
+
+def backbone_rows(settings) -> list[dict]:
+    """One row per registered backbone: name, input size, dimension, family, whether its weights
+    can be had here (and why not), whether this process has it loaded, and the default."""
+    from simsearch.backbones import get_backbone, list_backbones
+    from simsearch.embed import _MODELS
+
+    loaded = {key[0] for key in list(_MODELS)}
+    rows = []
+    for name in list_backbones():
+        b = get_backbone(name)
+        ok, reason = b.weights_status(settings.weights_dir)
+        rows.append({"name": b.name, "input_size": b.input_size, "dim": b.dim, "family": b.family,
+                     "weights_available": bool(ok), "weights_note": reason or None, "loaded": b.name in loaded,
+                     "default": b.name == settings.default_backbone})
+    return rows
+
+
+def not_embedded(settings, spaces: list[str]) -> list[dict]:
+    """Backbones without vectors among ``spaces``, each with why it cannot be compared yet."""
+    embedded = {s.partition("@")[0] for s in spaces}
+    out = []
+    for row in backbone_rows(settings):
+        if row["name"] in embedded:
+            continue
+        why = "no vectors in this collection yet"
+        ok = row["weights_available"]
+        out.append({"backbone": row["name"], "reason": why if ok else f"{why}; weights unavailable: {row['weights_note']}",
+                    "weights_ok": ok})
+    return out
+
+
+def check_space(name: str) -> str:
+    """``name`` if it is a known backbone (optionally ``@avg``/``@max``), else InvalidInput."""
+    from simsearch.embed import parse_space
+
+    parse_space(name)
+    return name

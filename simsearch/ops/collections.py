@@ -1,0 +1,118 @@
+"""Collections: their summaries (the same for the API, the UI and the CLI), create, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from simsearch.errors import Conflict, InvalidInput
+from simsearch.jobs.manifest import run_folder
+from simsearch.jobs.staging import remove_quietly
+from simsearch.jobs.status import iso, job_dict
+from simsearch.store import repo
+from simsearch.store.models import Collection, Image, IngestRun
+
+MAX_DESCRIPTION = 10_000
+RECENT_JOBS = 5
+
+
+def _summary(ctx, s, coll: Collection) -> dict:
+    counts = repo.image_counts(s, coll.id)
+    vectors = repo.vector_counts(s, coll.id)
+    spaces = {}
+    for space in repo.spaces_of(s, coll.id):
+        cached = ctx.indexes.cached(coll.id, space)
+        spaces[space] = {"vectors_in_db": vectors.get(space, 0), "vectors_in_index": cached.ntotal if cached else None}
+    return {"name": coll.name, "id": coll.id, "description": coll.description, "created_at": iso(coll.created_at),
+            "images_ok": counts.get("ok", 0), "images_failed": counts.get("failed", 0), "backbones": spaces}
+
+
+def _check_indexes(ctx, summary: dict) -> dict:
+    """Open (and check, rebuilding if needed) each index of the summary, and count its vectors."""
+    for space, info in summary["backbones"].items():
+        info["vectors_in_index"] = ctx.index(summary["id"], space, verify=True).ntotal
+    return summary
+
+
+def list_collections(ctx, *, check_indexes: bool = False) -> list[dict]:
+    """Every collection's summary, by name: image counts and, per backbone (space), the vectors
+    in the database and in the index. ``vectors_in_index`` is the open index's count (None when
+    this process has not opened it), or with ``check_indexes`` the checked index's."""
+    with ctx.db.session() as s:
+        rows = [_summary(ctx, s, c) for c in s.scalars(select(Collection).order_by(Collection.name))]
+    if check_indexes:  # after the session: a check may write the index state
+        rows = [_check_indexes(ctx, r) for r in rows]
+    return rows
+
+
+def collection_names(ctx) -> list[str]:
+    with ctx.db.session() as s:
+        return list(s.scalars(select(Collection.name).order_by(Collection.name)))
+
+
+def summary(ctx, name: str) -> dict:
+    with ctx.db.session() as s:
+        return _summary(ctx, s, repo.get_collection(s, name))
+
+
+def detail(ctx, name: str) -> dict:
+    """The summary plus the labels of its images (with counts, most frequent first; ``None``:
+    unlabelled) and its latest ingest jobs."""
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        out = _summary(ctx, s, coll)
+        labels = s.execute(select(Image.label, func.count()).where(Image.collection_id == coll.id, Image.status == "ok")
+                           .group_by(Image.label).order_by(func.count().desc(), Image.label)).all()
+        out["labels"] = [{"label": lab, "count": n} for lab, n in labels]
+        out["recent_jobs"] = [job_dict(r, coll.name) for r in repo.latest_runs(s, coll.id, RECENT_JOBS)]
+    return out
+
+
+def spaces(ctx, name: str) -> tuple[int, list[str]]:
+    """The collection's id and the spaces it has vectors in."""
+    with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, name).id
+        return coll_id, repo.spaces_of(s, coll_id)
+
+
+def create(ctx, name, description=None) -> dict:
+    """A new, empty collection (409 when the name is taken); returns its summary."""
+    if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
+        raise InvalidInput(f"description must be a string of at most {MAX_DESCRIPTION:,} characters", field="description")
+    repo.validate_collection_name(name)
+    with ctx.db.session() as s:
+        if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
+            raise Conflict(f"a collection named {name!r} already exists", field="name")
+        return _summary(ctx, s, repo.get_or_create_collection(s, name, description))
+
+
+def delete(ctx, name: str) -> dict:
+    """Delete a collection: its images, vectors, jobs, index files and staged job folders."""
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        coll_id = coll.id
+        counts = repo.image_counts(s, coll_id)
+        run_ids = list(s.scalars(select(IngestRun.id).where(IngestRun.collection_id == coll_id)))
+        repo.delete_collection(s, coll)
+    ctx.indexes.remove_collection(coll_id)
+    for run_id in run_ids:
+        remove_quietly(run_folder(ctx.settings, run_id))
+    return {"deleted": name, "images": counts.get("ok", 0) + counts.get("failed", 0)}
+
+
+def reindex(ctx, *, collection: str | None = None, backbone: str | None = None) -> list[dict]:
+    """Rebuild the indexes of one collection or all, of one space or all, from the database."""
+    import time
+
+    with ctx.db.session() as s:
+        if collection:
+            colls = [repo.get_collection(s, collection)]
+        else:
+            colls = list(s.scalars(select(Collection).order_by(Collection.name)))
+        targets = [(c.id, c.name, sp) for c in colls for sp in repo.spaces_of(s, c.id) if backbone in (None, sp)]
+    out = []
+    for coll_id, name, space in targets:
+        t0 = time.perf_counter()
+        loaded = ctx.indexes.sync(coll_id, space, force_rebuild=True)
+        out.append({"collection": name, "backbone": space, "vectors": loaded.ntotal, "generation": loaded.generation,
+                    "seconds": round(time.perf_counter() - t0, 3)})
+    return out

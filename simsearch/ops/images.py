@@ -1,0 +1,162 @@
+"""Images: one image, a filtered page of a collection's images, labels, deletion, thumbnails."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from simsearch.errors import InvalidInput, NotFound
+from simsearch.jobs.status import iso
+from simsearch.store import repo
+from simsearch.store.models import Collection, Embedding, Image, Thumbnail
+
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 500
+MAX_PAGE = 10_000_000
+MAX_LABEL_IDS = 100_000
+MAX_LABEL_LENGTH = 200
+META_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}$")
+STATUSES = ("ok", "failed")
+
+
+def image_record(img: Image, collection: str | None) -> dict:
+    """An image as data; ``has_thumbnail`` tells callers whether to link one."""
+    return {
+        "id": img.id,
+        "collection": collection,
+        "path": img.source_path,
+        "label": img.label,
+        "width": img.width,
+        "height": img.height,
+        "status": img.status,
+        "error": img.error,
+        "meta": img.meta or {},
+        "created_at": iso(img.created_at),
+        "has_thumbnail": bool(img.thumbnail_hash),
+    }
+
+
+def get(ctx, image_id: int) -> dict:
+    """One image, with its collection's name and the backbones (spaces) it has vectors in."""
+    with ctx.db.session() as s:
+        img = repo.get_image(s, image_id)
+        coll = s.get(Collection, img.collection_id)
+        out = image_record(img, coll.name)
+        out["backbones"] = sorted(s.scalars(select(Embedding.space).where(Embedding.image_id == image_id)))
+    return out
+
+
+def check_meta_key(key: str, field: str) -> str:
+    if not META_KEY.match(key):
+        raise InvalidInput(f"bad metadata key {key!r}: use letters, digits, '_', '-', '.', ' '", field=field)
+    return key
+
+
+def check_page(page: int, per_page: int) -> None:
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidInput(f"page must be >= 1 and <= {MAX_PAGE}, not {page}", field="page")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidInput(f"per_page must be >= 1 and <= {MAX_PER_PAGE}, not {per_page}", field="per_page")
+
+
+def list_page(ctx, name: str, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE, label: str | None = None,
+              status: str | None = None, meta: dict[str, str] | None = None) -> dict:
+    """A page of a collection's images by id, filtered by label, status and metadata values
+    (``meta``: key -> the value it must have, all must match)."""
+    check_page(page, per_page)
+    if status not in (None, *STATUSES):
+        raise InvalidInput(f"status must be 'ok' or 'failed', not {status!r}", field="status")
+    meta = dict(meta or {})
+    for key in meta:
+        check_meta_key(key, f"meta.{key}")
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        q = select(Image).where(Image.collection_id == coll.id)
+        if label is not None:
+            q = q.where(Image.label == label)
+        if status is not None:
+            q = q.where(Image.status == status)
+        for key, value in meta.items():
+            q = q.where(Image.meta[key].as_string() == value)
+        total = s.scalar(select(func.count()).select_from(q.subquery()))
+        rows = s.scalars(q.order_by(Image.id).offset((page - 1) * per_page).limit(per_page)).all()
+        items = [image_record(img, coll.name) for img in rows]
+    return {"collection": name, "page": page, "per_page": per_page, "total": total,
+            "pages": max(1, math.ceil(total / per_page)), "filters": {"label": label, "status": status, "meta": meta},
+            "images": items}
+
+
+def clean_label(label, *, field: str = "label") -> str | None:
+    """A label as stored: stripped, 1-200 characters; None stays None (no label)."""
+    if label is None:
+        return None
+    if not isinstance(label, str) or not label.strip() or len(label.strip()) > MAX_LABEL_LENGTH:
+        raise InvalidInput(f"label must be a non-empty string of at most {MAX_LABEL_LENGTH} characters, or null", field=field)
+    return label.strip()
+
+
+def set_labels(ctx, name: str, image_ids, label=...) -> dict:
+    """Set (or with ``None`` remove) the label of images of a collection; all or none: 404
+    listing the ids that are not in the collection. ``label`` must be given (``...``: it was not)."""
+    if not isinstance(image_ids, list) or not image_ids:
+        raise InvalidInput("image_ids must be a non-empty list of image ids", field="image_ids")
+    if len(image_ids) > MAX_LABEL_IDS:
+        raise InvalidInput(f"at most {MAX_LABEL_IDS} image ids at once", field="image_ids")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in image_ids):
+        raise InvalidInput("image_ids must all be whole numbers", field="image_ids")
+    if label is ...:
+        raise InvalidInput("give the label to set ('label': null removes it)", field="label")
+    label = clean_label(label)
+    wanted = sorted(set(image_ids))
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        found: set[int] = set()
+        for chunk in repo.in_chunks(wanted):
+            found.update(s.scalars(select(Image.id).where(Image.collection_id == coll.id, Image.id.in_(chunk))))
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFound(f"{len(missing)} of the image ids are not in collection {name!r}", field="image_ids",
+                           details={"missing": missing[:100]})
+        for chunk in repo.in_chunks(wanted):
+            s.execute(update(Image).where(Image.id.in_(chunk)).values(label=label))
+    return {"collection": name, "label": label, "updated": len(wanted)}
+
+
+def brief(ctx, image_ids) -> dict[int, dict]:
+    """image id -> {image_id, path, label} for the ids that exist."""
+    out = {}
+    with ctx.db.session() as s:
+        for chunk in repo.in_chunks(sorted({int(i) for i in image_ids})):
+            rows = s.execute(select(Image.id, Image.source_path, Image.label).where(Image.id.in_(chunk))).all()
+            out.update({i: {"image_id": i, "path": path, "label": label} for i, path, label in rows})
+    return out
+
+
+def delete(ctx, image_id: int) -> dict:
+    """Delete an image and its vectors; its indexes follow (large ones in the background)."""
+    with ctx.db.session() as s:
+        img = repo.get_image(s, image_id)
+        coll_id = img.collection_id
+        spaces = sorted(s.scalars(select(Embedding.space).where(Embedding.image_id == image_id)))
+        s.delete(img)
+    ctx.indexes.images_deleted(coll_id, spaces)
+    return {"deleted": image_id}
+
+
+@dataclass
+class ThumbnailData:
+    data: bytes
+    mime_type: str
+    etag: str
+
+
+def thumbnail(ctx, image_id: int) -> ThumbnailData:
+    with ctx.db.session() as s:
+        img = repo.get_image(s, image_id)
+        thumb = s.get(Thumbnail, img.thumbnail_hash) if img.thumbnail_hash else None
+        if thumb is None:
+            raise NotFound(f"image {image_id} has no thumbnail ({img.error or 'not decoded'})", field="image_id")
+        return ThumbnailData(thumb.data, thumb.mime_type, thumb.content_hash)

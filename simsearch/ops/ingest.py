@@ -1,0 +1,168 @@
+"""Starting ingest jobs: from a folder on the server, uploaded image files, or a zip archive.
+
+Each function checks the options, stages the files (:mod:`simsearch.jobs.staging`), creates the
+queued run and hands it to a runner (:mod:`simsearch.jobs.runners`); the caller polls the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simsearch.errors import Forbidden, InvalidInput, WeightsUnavailable
+from simsearch.jobs.execute import create_run
+from simsearch.jobs.manifest import ManifestFile, uploads_dir
+from simsearch.jobs.staging import Staging, ZipLimits, extract_zip, new_staging_dir, remove_quietly, stage_files
+from simsearch.store import repo
+
+MAX_BATCH_SIZE = 256
+MAX_IGNORED_SHOWN = 200
+IMAGE_TYPES = ".jpg .jpeg .png .gif .bmp .tif .tiff .webp"
+
+
+@dataclass
+class IngestOptions:
+    spaces: list[str]
+    labels: str | None = None  # "folders": label each image by its folder
+    label: str | None = None  # one label for every image
+    batch_size: int | None = None
+
+    @classmethod
+    def parse(cls, settings, *, backbones=(), pooling: str | None = None, labels=None, label=None,
+              batch_size=None) -> "IngestOptions":
+        """From request-style values (strings, lists of comma-separated names); checks that each
+        backbone's weights are available before anything is queued."""
+        return cls(spaces=_spaces(settings, list(backbones), pooling), labels=_labels(labels), label=_label(label),
+                   batch_size=_batch_size(batch_size))
+
+
+def name_list(value, field: str = "backbones") -> list[str]:
+    """A name or a list of names (JSON bodies) as a list."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise InvalidInput("backbones must be a list of names", field=field)
+        return value
+    if isinstance(value, str):
+        return [value]
+    raise InvalidInput("backbones must be a name or a list of names", field=field)
+
+
+def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
+    from simsearch.backbones import get_backbone
+    from simsearch.embed import space_key
+
+    names = [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]
+    if not names:
+        names = [settings.default_backbone]
+    spaces = []
+    for n in dict.fromkeys(names):
+        base, _, pool = n.partition("@")
+        spaces.append(space_key(base, pool or pooling or "avg"))
+        ok, reason = get_backbone(base).weights_status(settings.weights_dir)
+        if not ok:
+            raise WeightsUnavailable(f"{base}: {reason}", field="backbone")
+    return list(dict.fromkeys(spaces))
+
+
+def _labels(value) -> str | None:
+    if value in (None, "", "none"):
+        return None
+    if value != "folders":
+        raise InvalidInput(f"labels must be 'folders' (label each image by its folder), not {value!r}", field="labels")
+    return "folders"
+
+
+def _label(value) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value.strip()) > 200 or not value.strip():
+        raise InvalidInput("label must be a non-empty string of at most 200 characters", field="label")
+    return value.strip()
+
+
+def _batch_size(value) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"batch_size must be a whole number, not {value!r}", field="batch_size") from None
+    if not 1 <= n <= MAX_BATCH_SIZE:
+        raise InvalidInput(f"batch_size must be between 1 and {MAX_BATCH_SIZE}", field="batch_size")
+    return n
+
+
+def _accepted(runner, run_id: int, collection: str, total: int, ignored: list[str]) -> dict:
+    return {"job_id": run_id, "status": "queued", "collection": collection, "total": total,
+            "ignored": ignored[:MAX_IGNORED_SHOWN], "runner": runner.kind}
+
+
+def from_server_path(ctx, runner, collection: str, server_path, options: dict, *, allowed_root) -> dict:
+    """Queue the images of a folder on the server, inside ``allowed_root`` (None: not allowed).
+    ``options``: the keyword arguments of :meth:`IngestOptions.parse`."""
+    from simsearch.ingest import files_from_folder
+
+    repo.validate_collection_name(collection)
+    if not allowed_root:
+        raise Forbidden("ingest from a server-side folder is disabled; the administrator can allow it with "
+                        "SIMSEARCH_ALLOW_SERVER_PATHS=<allowed root folder>", field="server_path")
+    if not isinstance(server_path, str) or not server_path.strip() or "\x00" in server_path:
+        raise InvalidInput("server_path must be a folder path (a string)", field="server_path")
+    root = Path(allowed_root).expanduser().resolve()
+    given = Path(server_path.strip()).expanduser()
+    target = (given if given.is_absolute() else root / given).resolve()
+    if not target.is_relative_to(root):
+        raise Forbidden(f"server_path must be inside the allowed folder {root}", field="server_path")
+    if not target.exists():
+        raise InvalidInput(f"server_path {server_path!r}: no such file or folder", field="server_path")
+    options = IngestOptions.parse(ctx.settings, **options)
+    files, ignored = files_from_folder(target, labels=options.labels)
+    kept = []
+    for f in files:
+        if f.path.resolve().is_relative_to(root):  # no symlinks out of the allowed folder
+            kept.append(ManifestFile(path=str(f.path), name=f.name, label=f.label or options.label, meta=f.meta))
+        else:
+            ignored.append(f"{f.name} (links outside the allowed folder)")
+    if not kept:
+        raise InvalidInput(f"server_path {server_path!r}: no image files found", field="server_path",
+                           details={"ignored": ignored[:100]})
+    staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=ignored)
+    run_id = create_run(ctx, collection, options.spaces, str(target), staging, absolute_files=kept,
+                        batch_size=options.batch_size)
+    runner.submit(run_id, {"batch_size": options.batch_size})
+    return _accepted(runner, run_id, collection, len(kept), ignored)
+
+
+def from_upload(ctx, runner, collection: str, options: dict, *, files=(), archive=None,
+                archive_name: str | None = None, zip_limits: ZipLimits | None = None) -> dict:
+    """Queue uploaded image files (objects with ``filename`` and ``save``, e.g. werkzeug's
+    FileStorage) or one zip archive (a binary stream). ``options``: the keyword arguments of
+    :meth:`IngestOptions.parse`."""
+    repo.validate_collection_name(collection)
+    options = IngestOptions.parse(ctx.settings, **options)
+    files = list(files)
+    if files and archive is not None:
+        raise InvalidInput("send either image files (field 'files') or one zip archive (field 'archive'), not both",
+                           field="archive")
+    if not files and archive is None:
+        raise InvalidInput("no files: send images in the multipart field 'files' (repeatable) or a zip in 'archive'",
+                           field="files")
+    dest = new_staging_dir(uploads_dir(ctx.settings))
+    try:
+        if archive is not None:
+            staging = extract_zip(archive, dest, zip_limits or ZipLimits(), labels=options.labels, label=options.label)
+            source = f"upload: {archive_name or 'archive.zip'}"
+        else:
+            staging = stage_files(files, dest, labels=options.labels, label=options.label)
+            source = f"upload: {len(files)} file(s)"
+        if not staging.files:
+            raise InvalidInput(f"the upload has no image files (looked for {IMAGE_TYPES})",
+                               field="archive" if archive is not None else "files", details={"ignored": staging.ignored[:100]})
+        run_id = create_run(ctx, collection, options.spaces, source, staging, batch_size=options.batch_size)
+    except BaseException:
+        remove_quietly(dest)
+        raise
+    runner.submit(run_id, {"batch_size": options.batch_size})
+    return _accepted(runner, run_id, collection, len(staging.files), staging.ignored)

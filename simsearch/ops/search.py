@@ -1,0 +1,46 @@
+"""Similarity search as the API, UI and CLI offer it: by an image's bytes, or by an ingested image."""
+
+from __future__ import annotations
+
+import time
+
+from simsearch.ops.backbones import check_space
+from simsearch.store import repo
+
+
+def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
+              label: str | None = None) -> dict:
+    """Embed an image file's bytes and search ``collection`` with it. ``results``: hit dicts."""
+    from simsearch.search import search_image
+
+    if backbone is not None:
+        check_space(backbone)  # 400 for a name that is no backbone (one without vectors is a 404)
+    t0 = time.perf_counter()
+    space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=k, label=label)
+    return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
+            "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str | None = None, k: int = 10,
+             label: str | None = None) -> dict:
+    """The images most similar to an ingested one (itself excluded)."""
+    from simsearch.search import similar_to
+
+    if backbone is not None:
+        check_space(backbone)
+    t0 = time.perf_counter()
+    space, img, hits = similar_to(ctx, image_id, collection=collection, space=backbone, k=k, label=label)
+    return {"query": {"image_id": img.id, "path": img.source_path, "label": img.label}, "backbone": space, "k": k,
+            "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def collection_space(ctx, name: str, backbone: str | None) -> tuple[int, str]:
+    """The collection's id and the space to work in: ``backbone`` (checked: 400 for an unknown
+    name, before 404 for one without vectors), or the collection's default."""
+    from simsearch.search import resolve_space
+
+    with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, name).id
+    if backbone is not None:
+        check_space(backbone)
+    return coll_id, resolve_space(ctx, coll_id, backbone)

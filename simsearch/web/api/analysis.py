@@ -1,0 +1,94 @@
+"""Analysis endpoints: clusters, the 2-D map, evaluation against labels, backbone comparison
+(computed by :mod:`simsearch.ops.analysis` and :mod:`simsearch.ops.comparison`, cached in the
+database)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from flask import jsonify, request
+
+from simsearch.errors import InvalidInput
+from simsearch.ops import collections as ops_collections
+from simsearch.ops.backbones import check_space
+from simsearch.ops.search import collection_space
+from simsearch.web.api import bp
+from simsearch.web.api.common import ctx
+from simsearch.web.payloads import int_arg, str_arg
+
+MAP_SIGNIFICANT_DIGITS = 4
+
+
+def _cluster_k():
+    raw = (request.args.get("k") or "auto").strip().lower()
+    if raw == "auto":
+        return "auto"
+    k = int_arg("k", minimum=2, maximum=200)
+    return k
+
+
+@bp.get("/collections/<name>/clusters")
+def clusters(name: str):
+    k = _cluster_k()
+    _, space = collection_space(ctx(), name, str_arg("backbone"))
+    from simsearch.ops import analysis
+
+    return jsonify(analysis.clusters(ctx(), name, space, k).to_dict())
+
+
+def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
+    """Round an array to ``digits`` significant digits relative to its largest magnitude."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return []
+    finite = np.abs(arr[np.isfinite(arr)])
+    top = float(finite.max()) if finite.size else 0.0
+    decimals = digits - 1 - (int(math.floor(math.log10(top))) if top > 0 else 0)
+    out = np.round(arr, max(0, decimals))
+    return [None if not math.isfinite(v) else (int(v) if decimals <= 0 else v) for v in out.tolist()]
+
+
+def compact_map(result: dict) -> dict:
+    """Arrays stay arrays; float arrays are rounded (``x``, ``y`` and any other list of floats)."""
+    out = dict(result)
+    for key, value in result.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, list) and value and all(isinstance(v, float) for v in value[:64]):
+            out[key] = round_significant(value)
+        elif isinstance(value, list):
+            out[key] = value
+    return out
+
+
+@bp.get("/collections/<name>/map")
+def map_view(name: str):
+    _, space = collection_space(ctx(), name, str_arg("backbone"))
+    from simsearch.ops import analysis
+
+    return jsonify(compact_map(analysis.map_2d(ctx(), name, space).to_dict()))
+
+
+@bp.get("/collections/<name>/evaluation")
+def evaluation(name: str):
+    _, space = collection_space(ctx(), name, str_arg("backbone"))
+    from simsearch.ops import analysis
+
+    return jsonify(analysis.evaluate(ctx(), name, space).to_dict())
+
+
+@bp.get("/collections/<name>/comparison")
+def comparison(name: str):
+    raw = str_arg("backbones", max_length=2000)
+    _, have = ops_collections.spaces(ctx(), name)
+    names = [b.strip() for b in raw.split(",") if b.strip()] if raw else have
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise InvalidInput("name the backbones to compare (backbones=a,b); this collection has: "
+                           + (", ".join(have) or "none"), field="backbones")
+    for n in names:
+        check_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
+    from simsearch.ops.comparison import compare
+
+    return jsonify(compare(ctx(), name, names, with_maps=False).to_dict())

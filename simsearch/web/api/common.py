@@ -1,0 +1,44 @@
+"""What the API's views share: the app's context and job runner, and JSON for images and hits."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from simsearch.ops.backbones import check_space
+from simsearch.web.payloads import str_arg
+
+
+def ctx():
+    """The app's :class:`~simsearch.context.AppContext`."""
+    return current_app.extensions["simsearch"]
+
+
+def runner():
+    """The app's job runner (:mod:`simsearch.jobs.runners`)."""
+    return current_app.extensions["simsearch_jobs"]
+
+
+def thumbnail_url(image_id: int) -> str:
+    return f"{request.script_root}/api/images/{image_id}/thumbnail"
+
+
+def image_json(record: dict) -> dict:
+    """An :func:`simsearch.ops.images.image_record` with its thumbnail's URL (None: none)."""
+    out = dict(record)
+    has = out.pop("has_thumbnail")
+    backbones = out.pop("backbones", None)
+    out["thumbnail_url"] = thumbnail_url(out["id"]) if has else None
+    if backbones is not None:
+        out["backbones"] = backbones
+    return out
+
+
+def hits_json(hits: list[dict]) -> list[dict]:
+    return [{**h, "thumbnail_url": thumbnail_url(h["image_id"])} for h in hits]
+
+
+def backbone_arg(source=None) -> str | None:
+    """The ``backbone`` parameter, checked: 400 for a name that is no backbone at all (a known
+    backbone without vectors in the collection is a 404, from the search)."""
+    value = str_arg("backbone", source)
+    return check_space(value) if value is not None else None

@@ -1,0 +1,52 @@
+"""``/api/health`` and ``/api/backbones``."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from simsearch import __version__
+from simsearch.errors import QueueUnavailable, SimsearchError
+from simsearch.ops.backbones import backbone_rows
+from simsearch.web.api import bp
+from simsearch.web.api.common import ctx, runner
+
+
+@bp.get("/health")
+def health():
+    """200 when every dependency answers; else 503 naming the first one down, with every
+    dependency's state in ``details.checks`` (``ok``, ``unavailable``, ``schema_outdated``)."""
+    from simsearch.store.db import unavailable
+
+    app_ctx = ctx()
+    checks = {"database": "ok", "job_queue": "ok" if runner().kind == "rq" else "in-process"}
+    failures = []
+    try:
+        app_ctx.ensure_schema()
+        with app_ctx.db.session() as s:
+            s.execute(text("SELECT 1"))
+    except SimsearchError as exc:
+        checks["database"] = "unavailable" if exc.code == "database_unavailable" else exc.code
+        failures.append(exc)
+    except Exception as exc:
+        err = unavailable(exc)
+        if err is None:
+            raise
+        checks["database"] = "unavailable"
+        failures.append(err)
+    if runner().kind == "rq":
+        try:
+            runner().ping()
+        except Exception as exc:
+            checks["job_queue"] = "unavailable"
+            failures.append(QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}"))
+    out = {"status": "ok", "version": __version__, "database": app_ctx.db.dialect, "jobs": runner().kind, "checks": checks}
+    if failures:
+        first = failures[0]
+        down = ", ".join(k for k, v in checks.items() if v not in ("ok", "in-process"))
+        raise type(first)(f"{first.message} (down: {down})", details=dict(out, status="unavailable"))
+    return out
+
+
+@bp.get("/backbones")
+def backbones():
+    return {"backbones": backbone_rows(ctx().settings)}
