@@ -239,9 +239,26 @@ def test_search_by_upload_then_by_clicking_a_result(live, browser):
     assert all("filename=notes.txt" in e["message"] and "400" in e["message"] for e in expected), expected
 
 
-def test_clusters_show_rows_and_the_silhouette_curve(live, browser):
-    browser.get(live.url + f"/c/{COLLECTION}/clusters")
+def test_clusters_show_rows_and_the_silhouette_curve(live, browser, monkeypatch):
+    from tests.test_analysis_jobs import Gate
+
+    # The first visit finds nothing cached: the page gets a 202 and polls the job. The sweep is
+    # held on the job's thread until the page has shown the wait.
+    gate = Gate(monkeypatch, "silhouette_sweep")
+    try:
+        browser.get(live.url + f"/c/{COLLECTION}/clusters")
+        assert gate.entered.wait(120), "the clustering job never started"
+        bar = wait(browser, visible(browser, "analysis-progress"), message="progress bar while the job runs")
+        wait(browser, lambda d: "step" in d.find_element("css selector", "#clusters-status").text,
+             message="the job's step in the status line")
+        assert "Clustering" in browser.find_element("css selector", "#clusters-status").text
+        assert not by_testid(browser, "cluster-row", many=True)
+        shot(browser, "05a-clusters-computing")
+    finally:
+        gate.release.set()
     wait(browser, lambda d: len(by_testid(d, "cluster-row", many=True)) >= 2, timeout=300, message="cluster rows")
+    assert not bar.is_displayed()
+    assert gate.threads == ["simsearch-analysis_0"]  # once, on the runner's analysis thread
     chart = by_testid(browser, "silhouette-chart")
     points = chart.find_elements("css selector", "circle[data-k]")
     assert len(points) >= 3  # one per k of the sweep

@@ -74,7 +74,7 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
 
     with ctx.db.session() as s:
         run = s.get(IngestRun, run_id)
-        if run is None:
+        if run is None or run.kind != "ingest":
             raise NotFound(f"no ingest job with id {run_id}", field="job_id")
         if run.status != "queued":
             log.warning("ingest job %s is %s, not queued: not running it again", run_id, run.status)

@@ -69,6 +69,22 @@ def run_ingest_job(run_id: int, options: dict | None = None, settings: dict | No
                        workers=options.get("workers"))
 
 
+def resolve_target(target: str):
+    """The function named ``module:function`` (the job functions of layers above this package,
+    named rather than imported, e.g. ``simsearch.ops.analysis_jobs:execute``)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    if not module.startswith("simsearch.") or not name:
+        raise ValueError(f"not a simsearch job function: {target!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_function_job(run_id: int, target: str, settings: dict | None = None):
+    """RQ job: call ``target(ctx, run_id)`` (see :func:`resolve_target`) for job ``run_id``."""
+    return resolve_target(target)(job_context(settings), int(run_id))
+
+
 def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback (also when the work horse was killed): mark the run failed."""
     from simsearch.jobs.execute import mark_failed
@@ -82,6 +98,24 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
 
 
 # ---- queue and worker ----------------------------------------------------------------------
+
+def enqueue_function(redis_url: str, queue_name: str, run_id: int, target: str, *, settings=None) -> str:
+    """Put a job that calls ``target(ctx, run_id)`` on the RQ queue; returns the RQ job id."""
+    from rq import Callback, Queue
+
+    queue = Queue(queue_name, connection=redis_connection(redis_url))
+    args = (int(run_id), target) + ((settings_to_data(settings),) if settings is not None else ())
+    job = queue.enqueue_call(
+        func="simsearch.jobs.rq.run_function_job",
+        args=args,
+        timeout=JOB_TIMEOUT,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"simsearch job {run_id} ({target})",
+        on_failure=Callback(on_job_failure),
+    )
+    return job.id
+
 
 def redis_connection(url: str):
     from redis import Redis

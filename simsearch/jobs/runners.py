@@ -1,8 +1,11 @@
-"""Who runs ingest jobs: a small in-process thread pool, or an RQ queue when Redis is configured.
+"""Who runs jobs: a small in-process thread pool, or an RQ queue when Redis is configured.
 
 Either way the caller only stages the files, creates the ``queued`` IngestRun row
 (:func:`~simsearch.jobs.execute.create_run`) and hands its id over; progress is read back from
-that row.
+that row. Other kinds of job (the background analyses) are handed over with
+:meth:`submit_function`: a run id and the name of the function that runs it
+(``module:function``, called as ``function(ctx, run_id)``); in this process they have a thread of
+their own, so a long ingest and a long t-SNE do not wait for each other.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from sqlalchemy import select, update
 
 from simsearch.errors import QueueUnavailable, SimsearchError
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
-from simsearch.jobs.rq import DEFAULT_QUEUE, enqueue_ingest, redis_connection
+from simsearch.jobs.rq import DEFAULT_QUEUE, enqueue_function, enqueue_ingest, redis_connection, resolve_target
 from simsearch.store.db import unavailable
 from simsearch.store.models import IngestRun, utcnow
 
@@ -68,6 +71,7 @@ class ThreadRunner:
     def __init__(self, ctx, threads: int = 1):
         self.ctx = ctx
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="simsearch-job")
+        self.functions = ThreadPoolExecutor(1, thread_name_prefix="simsearch-analysis")
         self._recovered = False
         self._recover_lock = threading.Lock()
         self._pending: dict[int, str] = {}
@@ -79,6 +83,20 @@ class ThreadRunner:
         with self.ctx.db.session() as s:
             s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
         self.pool.submit(self._run, run_id, options)
+
+    def submit_function(self, run_id: int, target: str) -> None:
+        """Run ``target(ctx, run_id)`` (``module:function``) on this process's second thread."""
+        with self.ctx.db.session() as s:
+            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
+        self.functions.submit(self._call, run_id, target)
+
+    def _call(self, run_id: int, target: str) -> None:
+        try:
+            resolve_target(target)(self.ctx, run_id)
+        except BaseException as exc:
+            log.exception("job %s (%s) failed", run_id, target)
+            reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            mark_failed(self.ctx, run_id, reason)  # no-op when the function recorded it already
 
     def _run(self, run_id: int, options: dict) -> None:
         try:
@@ -155,11 +173,20 @@ class ThreadRunner:
         once (gunicorn workers) exactly one resumes it."""
         me = this_process()
         with self.ctx.db.session() as s:
-            candidates = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total)
+            candidates = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total,
+                                          IngestRun.kind)
                                    .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.is_not(None))).all()
         resumed = []
-        for run_id, owner, processed, total in candidates:
+        for run_id, owner, processed, total, kind in candidates:
             if owner == me or not _owner_is_gone(owner):
+                continue
+            if kind != "ingest":  # an analysis keeps nothing half-done: the next request starts it again
+                with self.ctx.db.session() as s:
+                    s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,
+                                                      IngestRun.status.in_(("queued", "running")))
+                              .values(status="failed", finished_at=utcnow(), updated_at=utcnow(),
+                                      message="interrupted: the process computing it stopped; "
+                                              "asking for the result again starts a new computation"))
                 continue
             message = (f"resumed after the process running it stopped ({processed} of {total} files were done; "
                        "images stored before count as skipped)")
@@ -177,6 +204,7 @@ class ThreadRunner:
     def shutdown(self, wait: bool = True) -> None:
         self._stopping.set()
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.functions.shutdown(wait=wait, cancel_futures=not wait)
 
 
 class RQRunner:
@@ -192,6 +220,13 @@ class RQRunner:
     def submit(self, run_id: int, options: dict) -> None:
         try:
             enqueue_ingest(self.redis_url, self.queue_name, run_id, options, settings=self.ctx.settings)
+        except Exception as exc:
+            mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+
+    def submit_function(self, run_id: int, target: str) -> None:
+        try:
+            enqueue_function(self.redis_url, self.queue_name, run_id, target, settings=self.ctx.settings)
         except Exception as exc:
             mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
             raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None

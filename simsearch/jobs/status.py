@@ -41,12 +41,18 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
     stale = run.status == "running" and last is not None and \
         (datetime.now(timezone.utc) - last).total_seconds() > STALE_AFTER_SECONDS
     message = run.message
-    if stale:
+    kind = run.kind or "ingest"
+    if stale and kind != "ingest":
+        message = (f"no progress for over {STALE_AFTER_SECONDS // 60} minutes: the process computing this probably "
+                   "stopped; asking for the result again starts a new computation")
+    elif stale:
         message = (f"no progress for over {STALE_AFTER_SECONDS // 60} minutes: the process running this job "
                    "probably stopped; everything committed is kept. An in-process job resumes when the web app "
                    "restarts on the same host; otherwise ingesting the same files again resumes it")
     return {
         "id": run.id,
+        "kind": kind,  # "ingest", or the analysis: "clusters", "map", "evaluation", "comparison"
+        "params": dict(run.params) if run.params is not None else None,  # an analysis' parameters
         "status": run.status,
         "collection": collection,
         "backbones": list(run.spaces or []),

@@ -1,4 +1,4 @@
-"""Ingest jobs as the API and UI show them."""
+"""Jobs (ingest and background analyses) as the API and UI show them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from simsearch.errors import NotFound
 from simsearch.jobs.status import job_dict
+from simsearch.ops.analysis_tasks import KINDS, AnalysisTask
 from simsearch.store import repo
 from simsearch.store.models import Collection, IngestRun
 
@@ -16,9 +17,17 @@ def get(ctx, job_id: int) -> dict:
     with ctx.db.session() as s:
         run = s.get(IngestRun, job_id)
         if run is None:
-            raise NotFound(f"no ingest job with id {job_id}", field="job_id")
+            raise NotFound(f"no job with id {job_id}", field="job_id")
         coll = s.get(Collection, run.collection_id)
-        return job_dict(run, coll.name if coll else None)
+        return _shown(run, coll.name if coll else None)
+
+
+def _shown(run: IngestRun, collection: str | None) -> dict:
+    """:func:`job_dict`, with ``result_url`` (where the result is served) for an analysis job."""
+    out = job_dict(run, collection)
+    if run.kind in KINDS and collection is not None:
+        out["result_url"] = AnalysisTask.from_json(run.kind, collection, run.params).result_url()
+    return out
 
 
 def recent(ctx, *, collection: str | None = None, limit: int = 20) -> list[dict]:
@@ -28,4 +37,4 @@ def recent(ctx, *, collection: str | None = None, limit: int = 20) -> list[dict]
         if collection is not None:
             q = q.where(IngestRun.collection_id == repo.get_collection(s, collection).id)
         rows = s.execute(q.order_by(IngestRun.id.desc()).limit(limit)).all()
-        return [job_dict(run, cname) for run, cname in rows]
+        return [_shown(run, cname) for run, cname in rows]

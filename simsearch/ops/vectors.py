@@ -30,9 +30,15 @@ class VectorSet:
         return int(len(self.ids))
 
     def labels(self, ctx) -> list[str | None]:
-        """The images' labels, in the order of ``ids`` (read now: labels change without the vectors)."""
+        """The images' labels, in the order of ``ids`` (read now: labels change without the vectors).
+        One query over the collection (no IN lists), so it stays cheap enough for a request."""
+        from sqlalchemy import select
+
+        from simsearch.store.models import Image
+
         with ctx.db.session() as s:
-            return repo.labels_for(s, self.ids)
+            mapping = dict(s.execute(select(Image.id, Image.label).where(Image.collection_id == self.collection_id)).all())
+        return [mapping.get(int(i)) for i in self.ids]
 
 
 def _resolve(ctx, collection: str, space: str | None) -> tuple[int, str]:

@@ -8,7 +8,9 @@ Tables:
 - ``embeddings``: one float32 vector per (image, space). A *space* is a backbone with its pooling,
   e.g. ``efficientnet_lite0`` or ``efficientnet_lite0@max``.
 - ``index_states``: the generation and fingerprint of each (collection, space) FAISS index.
-- ``ingest_runs``: one row per ingest (CLI or web job) with its counters and status.
+- ``ingest_runs``: one row per job: an ingest (CLI or web; ``kind`` 'ingest') with its counters
+  and status, or a background analysis (``kind`` 'clusters', 'map', 'evaluation' or 'comparison',
+  its parameters in ``params``; ``processed``/``total`` count its steps).
 - ``analysis_results``: cached cluster runs and projections keyed by parameters and the
   fingerprint of the vectors they were computed from.
 """
@@ -112,8 +114,11 @@ class IndexState(Base):
 
 class IngestRun(Base):
     __tablename__ = "ingest_runs"
+    __table_args__ = (Index("ix_ingest_runs_kind_status", "kind", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), default="ingest", server_default="ingest", nullable=False)
+    params: Mapped[dict | None] = mapped_column(JSON)  # analysis jobs: what to compute (AnalysisTask.params)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
     source: Mapped[str] = mapped_column(Text, nullable=False)
     spaces: Mapped[list] = mapped_column(JSON, default=list, nullable=False)

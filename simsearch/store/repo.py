@@ -194,9 +194,11 @@ def delete_collection(session: Session, coll: Collection) -> None:
     session.execute(delete(Collection).where(Collection.id == coll.id))
 
 
-def latest_runs(session: Session, collection_id: int, limit: int = 10) -> list[IngestRun]:
+def latest_runs(session: Session, collection_id: int, limit: int = 10, kind: str = "ingest") -> list[IngestRun]:
+    """The newest jobs of one ``kind`` (ingest by default; analyses are the other kinds)."""
     return list(
         session.scalars(
-            select(IngestRun).where(IngestRun.collection_id == collection_id).order_by(IngestRun.id.desc()).limit(limit)
+            select(IngestRun).where(IngestRun.collection_id == collection_id, IngestRun.kind == kind)
+            .order_by(IngestRun.id.desc()).limit(limit)
         )
     )

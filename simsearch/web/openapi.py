@@ -154,7 +154,15 @@ SCHEMAS = {
             "errors_total": {"type": "integer"}, "created_at": NULLABLE_STRING, "started_at": NULLABLE_STRING,
             "updated_at": NULLABLE_STRING, "finished_at": NULLABLE_STRING, "message": NULLABLE_STRING,
             "stale": {"type": "boolean", "description": "Running, but no progress for 10 minutes: its process probably stopped."},
+            "kind": {"type": "string", "enum": ["ingest", "clusters", "map", "evaluation", "comparison"]},
+            "params": {"type": ["object", "null"], "description": "An analysis job's parameters."},
+            "result_url": {"type": "string", "description": "An analysis job: where its result is served (200 once done)."},
         },
+    },
+    "AnalysisAccepted": {
+        "type": "object", "required": ["job_id", "status", "status_url"], "additionalProperties": False,
+        "properties": {"job_id": {"type": "integer"}, "status": {"type": "string", "enum": ["queued", "running"]},
+                       "status_url": {"type": "string"}},
     },
     "JobAccepted": {
         "type": "object", "required": ["job_id", "status", "status_url"],
@@ -243,7 +251,11 @@ def _op(summary: str, responses: dict, *, params=(), body=None, description: str
 
 
 def _paths() -> dict:
-    analysis = "Computed on first request and cached in the database until the collection's vectors change."
+    analysis = ("Never computed inside the request: 200 with the result when it is cached for the collection's current "
+                "vectors (and labels, for scores), else 202 with the background job computing it (the one already "
+                "running for the same parameters, or a new one): poll status_url until done, then ask again.")
+    accepted = ok("Being computed; poll status_url, then ask again.", ref("AnalysisAccepted"),
+                  headers={"Location": {"schema": {"type": "string"}, "description": "The job's status URL."}})
     return {
         "/api/health": {"get": _op("Health check", {"200": ok("Database (and job queue) reachable.", ref("Health")),
                                                    "500": err("Database unreachable."), "503": E503}, tags=["service"])},
@@ -310,13 +322,13 @@ def _paths() -> dict:
             description="Upload image files or one zip archive (multipart), or name a folder on the server (JSON, only when "
                         "the administrator set SIMSEARCH_ALLOW_SERVER_PATHS). The collection is created if new. Files "
                         "already in the collection (same content) are skipped.", write=True, tags=["ingest"])},
-        "/api/jobs": {"get": _op("List ingest jobs", {"200": ok("Most recent first.", {
+        "/api/jobs": {"get": _op("List jobs (ingest and analysis)", {"200": ok("Most recent first.", {
             "type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array", "items": ref("Job")}}}),
             "400": E400, "404": E404},
             params=[param("collection", "query", {"type": "string"}, "Only this collection's jobs."),
                     param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}, "How many.")],
             tags=["ingest"])},
-        "/api/jobs/{job_id}": {"get": _op("Ingest job status", {"200": ok("Progress, rate, ETA and per-file errors.", ref("Job")),
+        "/api/jobs/{job_id}": {"get": _op("Job status", {"200": ok("Progress (ingest: files, rate, ETA, per-file errors; analysis: steps).", ref("Job")),
                                                                "404": E404},
                                           params=[param("job_id", "path", {"type": "integer"}, "Job id (as returned by ingest).")],
                                           tags=["ingest"])},
@@ -335,18 +347,18 @@ def _paths() -> dict:
             "200": ok("The most similar images of its collection (itself excluded), best first.", ref("SimilarResult")),
             "400": E400, "404": E404}, params=[IMAGE_ID, K, BACKBONE, LABEL], tags=["search"])},
         "/api/collections/{name}/clusters": {"get": _op("Clusters", {"200": ok("Cluster assignment and summary.", ref("Clusters")),
-                                                                     "400": E400, "404": E404}, description=analysis,
+                                                                     "202": accepted, "400": E400, "404": E404}, description=analysis,
             params=[COLLECTION, BACKBONE, param("k", "query", {"oneOf": [{"type": "string", "enum": ["auto"]},
                                                                          {"type": "integer", "minimum": 2, "maximum": 200}]},
                                                 "Number of clusters, or `auto` (silhouette sweep).")], tags=["analysis"])},
         "/api/collections/{name}/map": {"get": _op("2-D map", {"200": ok("Parallel arrays; gzip-compressed when accepted.", ref("Map")),
-                                                              "400": E400, "404": E404},
+                                                              "202": accepted, "400": E400, "404": E404},
                                                    description=analysis, params=[COLLECTION, BACKBONE], tags=["analysis"])},
         "/api/collections/{name}/evaluation": {"get": _op("Evaluation against labels", {
-            "200": ok("Retrieval precision and cluster agreement with the labels.", ref("Evaluation")), "400": E400, "404": E404},
+            "200": ok("Retrieval precision and cluster agreement with the labels.", ref("Evaluation")), "202": accepted, "400": E400, "404": E404},
             description=analysis, params=[COLLECTION, BACKBONE], tags=["analysis"])},
         "/api/collections/{name}/comparison": {"get": _op("Compare backbones", {
-            "200": ok("The evaluation of each backbone, side by side.", ref("Comparison")), "400": E400, "404": E404},
+            "200": ok("The evaluation of each backbone, side by side.", ref("Comparison")), "202": accepted, "400": E400, "404": E404},
             description=analysis,
             params=[COLLECTION, param("backbones", "query", {"type": "string"},
                                       "Comma-separated backbones (at least two); default: all of the collection's.")],

@@ -1,40 +1,59 @@
-"""Analysis endpoints: clusters, the 2-D map, evaluation against labels, backbone comparison
-(computed by :mod:`simsearch.ops.analysis` and :mod:`simsearch.ops.comparison`, cached in the
-database)."""
+"""Analysis endpoints: clusters, the 2-D map, evaluation against labels, backbone comparison.
+
+None of them computes inside the request. Each names its result as an
+:class:`~simsearch.ops.analysis_tasks.AnalysisTask` and answers **200** with the result when it is
+cached for the collection's current vectors (and labels, for scores), else **202**
+``{"job_id", "status", "status_url"}`` (and ``Location``) for the background job computing it:
+the one already queued or running for the same parameters, or a new one on the app's job runner
+(:mod:`simsearch.ops.analysis_jobs`). Poll ``status_url`` until ``done``, then ask again.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from flask import jsonify, request
+from flask import jsonify, request, url_for
 
 from simsearch.errors import InvalidInput
 from simsearch.ops import collections as ops_collections
+from simsearch.ops import analysis_jobs
+from simsearch.ops.analysis import parse_k
+from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.backbones import check_space
 from simsearch.ops.search import collection_space
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx
+from simsearch.web.api.common import ctx, runner
 from simsearch.web.payloads import int_arg, str_arg
 
 MAP_SIGNIFICANT_DIGITS = 4
+
+
+def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
+    """200 with the cached result, or 202 with the job that computes it."""
+    result = task.lookup(ctx())
+    if result is not None:
+        return jsonify(shape(result))
+    job_id, status = analysis_jobs.start(ctx(), runner(), task)
+    status_url = url_for("api.job", job_id=job_id)
+    resp = jsonify({"job_id": job_id, "status": status, "status_url": status_url})
+    resp.status_code = 202
+    resp.headers["Location"] = status_url
+    return resp
 
 
 def _cluster_k():
     raw = (request.args.get("k") or "auto").strip().lower()
     if raw == "auto":
         return "auto"
-    k = int_arg("k", minimum=2, maximum=200)
-    return k
+    return parse_k(int_arg("k", minimum=2, maximum=200))
 
 
 @bp.get("/collections/<name>/clusters")
 def clusters(name: str):
     k = _cluster_k()
     _, space = collection_space(ctx(), name, str_arg("backbone"))
-    from simsearch.ops import analysis
-
-    return jsonify(analysis.clusters(ctx(), name, space, k).to_dict())
+    return answer(AnalysisTask("clusters", name, {"backbone": space, "k": k, "representatives": 8}))
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:
@@ -65,17 +84,14 @@ def compact_map(result: dict) -> dict:
 @bp.get("/collections/<name>/map")
 def map_view(name: str):
     _, space = collection_space(ctx(), name, str_arg("backbone"))
-    from simsearch.ops import analysis
-
-    return jsonify(compact_map(analysis.map_2d(ctx(), name, space).to_dict()))
+    return answer(AnalysisTask("map", name, {"backbone": space, "method": "tsne"}),
+                  lambda result: compact_map(result.to_dict()))
 
 
 @bp.get("/collections/<name>/evaluation")
 def evaluation(name: str):
     _, space = collection_space(ctx(), name, str_arg("backbone"))
-    from simsearch.ops import analysis
-
-    return jsonify(analysis.evaluate(ctx(), name, space).to_dict())
+    return answer(AnalysisTask("evaluation", name, {"backbone": space}))
 
 
 @bp.get("/collections/<name>/comparison")
@@ -89,6 +105,4 @@ def comparison(name: str):
                            + (", ".join(have) or "none"), field="backbones")
     for n in names:
         check_space(n)  # 400 for unknown names; known ones without vectors are reported in their panel
-    from simsearch.ops.comparison import compare
-
-    return jsonify(compare(ctx(), name, names, with_maps=False).to_dict())
+    return answer(AnalysisTask("comparison", name, {"backbones": names}))

@@ -15,7 +15,8 @@ export function csrfToken() {
   return meta ? meta.content : '';
 }
 
-export async function api(path, { method = 'GET', json, form, file, signal } = {}) {
+// The response as {status, data, headers}; errors (status >= 400, network) are thrown as ApiError.
+export async function request(path, { method = 'GET', json, form, file, signal } = {}) {
   const headers = { Accept: 'application/json' };
   let body;
   if (json !== undefined) {
@@ -42,7 +43,50 @@ export async function api(path, { method = 'GET', json, form, file, signal } = {
     if (resp.status === 401 && !e.message) e.message = 'Sign in with an API key first.';
     throw new ApiError(resp.status, e.code || 'http_' + resp.status, e.message || `${resp.status} ${resp.statusText}`, e.field);
   }
-  return data;
+  return { status: resp.status, data, headers: resp.headers };
+}
+
+export async function api(path, options = {}) {
+  return (await request(path, options)).data;
+}
+
+const sleep = (ms, signal) => new Promise((resolve, reject) => {
+  const t = setTimeout(resolve, ms);
+  if (signal) signal.addEventListener('abort', () => { clearTimeout(t); reject(new DOMException('aborted', 'AbortError')); }, { once: true });
+});
+
+// An analysis result (clusters, map, evaluation, comparison). The server answers 200 with the
+// result when it is cached, or 202 with a background job ({job_id, status, status_url}); the job
+// is then polled (onProgress(job) after each poll) until it is done, and the result fetched again.
+// A failed job is thrown as ApiError with its message.
+export async function analysisResult(path, { onProgress, signal, interval = 700 } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const first = await request(path, { signal });
+    if (first.status !== 202) return first.data;
+    const statusUrl = first.data.status_url || `/api/jobs/${first.data.job_id}`;
+    let job = first.data;
+    if (onProgress) onProgress(job);
+    while (job.status === 'queued' || job.status === 'running') {
+      await sleep(interval, signal);
+      job = await api(statusUrl, { signal });
+      if (onProgress) onProgress(job);
+    }
+    if (job.status !== 'done') {
+      throw new ApiError(500, 'job_failed', job.message || `the computation ${job.status}`);
+    }
+    if (attempt >= 2) {  // done twice and still not cached: the data changed under it each time
+      throw new ApiError(409, 'changed', 'The collection keeps changing while this is computed; try again.');
+    }
+  }
+}
+
+// "step 2 of 3: k-means ... (12 s)" for a job being polled.
+export function jobProgressText(job, what) {
+  if (job.status === 'queued') return `${what}: waiting for a worker…`;
+  const steps = job.total ? ` (step ${Math.min(job.processed + 1, job.total)} of ${job.total})` : '';
+  const started = job.started_at ? Date.parse(job.started_at) : NaN;
+  const secs = Number.isNaN(started) ? '' : `, ${Math.max(0, Math.round((Date.now() - started) / 1000))} s`;
+  return `${what}${steps}: ${job.message || 'working'}…${secs}`;
 }
 
 export const enc = encodeURIComponent;

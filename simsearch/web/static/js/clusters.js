@@ -1,13 +1,15 @@
 // Clusters page: k-means over the stored vectors (k fixed or chosen by silhouette), the silhouette
 // curve, one row of representative thumbnails per cluster; a row opens all its members.
-import { api, collectionApi } from './api.js';
+import { analysisResult, collectionApi, jobProgressText } from './api.js';
 import { lineChart } from './chart.js';
-import { $, h, palette, setStatus, tile } from './ui.js';
+import { $, h, palette, setStatus, showJob, tile } from './ui.js';
 
 const form = $('#clusters-form');
 const backbone = $('#clusters-backbone');
 const kInput = $('#clusters-k');
 const status = $('#clusters-status');
+const bar = $('#clusters-progress');
+let pending = null; // the AbortController of the run in progress
 const chart = $('#silhouette-chart');
 const note = $('#silhouette-note');
 const list = $('#clusters');
@@ -31,18 +33,29 @@ async function run() {
   const q = new URLSearchParams({ backbone: backbone.value, k });
   history.replaceState(null, '', `${location.pathname}?${q}`);
   setStatus(status, 'Clustering…');
+  if (pending) pending.abort();
+  const mine = pending = new AbortController();
   form.querySelector('button[type=submit]').disabled = true;
   list.setAttribute('aria-busy', 'true');
   try {
-    const data = await api(collectionApi(`/clusters?${q}`));
+    const data = await analysisResult(collectionApi(`/clusters?${q}`), {
+      signal: mine.signal,
+      onProgress: (job) => { setStatus(status, jobProgressText(job, 'Clustering')); showJob(bar, job); },
+    });
+    showJob(bar, null);
     draw(data);
     const sizes = data.clusters.map((c) => c.size);
     setStatus(status, `${data.clusters.length} clusters of ${sizes.reduce((a, b) => a + b, 0)} images (${data.backbone}).`);
   } catch (err) {
+    if (err.name === 'AbortError') return;  // a newer run replaced this one
+    showJob(bar, null);
     setStatus(status, err.message, 'error');
   } finally {
-    form.querySelector('button[type=submit]').disabled = false;
-    list.removeAttribute('aria-busy');
+    if (pending === mine) {
+      pending = null;
+      form.querySelector('button[type=submit]').disabled = false;
+      list.removeAttribute('aria-busy');
+    }
   }
 }
 

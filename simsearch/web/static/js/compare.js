@@ -1,11 +1,12 @@
 // Compare page: per-backbone metrics on this collection (table and bars), the silhouette curves
 // on one chart, and the backbones that could not be evaluated with the reason.
-import { api, collectionApi } from './api.js';
+import { analysisResult, collectionApi, jobProgressText } from './api.js';
 import { barChart, lineChart } from './chart.js';
-import { $, fmt, h, palette, setStatus } from './ui.js';
+import { $, fmt, h, palette, setStatus, showJob } from './ui.js';
 
 const form = $('#compare-form');
 const status = $('#compare-status');
+const bar = $('#compare-progress');
 const table = $('#compare-table');
 const bars = $('#compare-bars');
 const curves = $('#compare-curves');
@@ -104,13 +105,17 @@ async function run() {
   if (chosen.length < 2) { setStatus(status, 'Choose at least two backbones.', 'error'); return; }
   const q = new URLSearchParams({ backbones: chosen.join(',') });
   history.replaceState(null, '', `${location.pathname}?${q}`);
-  setStatus(status, 'Computing metrics… (the first run clusters every backbone and can take a while)');
+  setStatus(status, 'Computing metrics…');
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
   try {
-    render(await api(collectionApi(`/comparison?${q}`)));
+    render(await analysisResult(collectionApi(`/comparison?${q}`), {
+      onProgress: (job) => { setStatus(status, jobProgressText(job, 'Comparing the backbones')); showJob(bar, job); },
+    }));
+    showJob(bar, null);
     setStatus(status, '');
   } catch (err) {
+    showJob(bar, null);
     setStatus(status, err.message, 'error');
   } finally {
     button.disabled = false;

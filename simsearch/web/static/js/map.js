@@ -1,8 +1,8 @@
 // Map page: every image as a point of a 2-D projection (WebGL), coloured by cluster or label;
 // hover shows the thumbnail; a lasso selects points, which can be saved as a label.
-import { api, collectionApi, loginHint, thumbUrl } from './api.js';
+import { analysisResult, api, collectionApi, jobProgressText, loginHint, thumbUrl } from './api.js';
 import { Scatter, categories } from './scatter.js';
-import { $, h, PALETTE, palette, setStatus, tile } from './ui.js';
+import { $, h, PALETTE, palette, setStatus, showJob, tile } from './ui.js';
 
 const NONE_COLOUR = '#9a9a9a';
 const SHOW_SELECTED = 200;
@@ -10,6 +10,8 @@ const SHOW_SELECTED = 200;
 const form = $('#map-form');
 const backbone = $('#map-backbone');
 const status = $('#map-status');
+const bar = $('#map-progress');
+let pending = null; // the AbortController of the load in progress
 const wrap = $('#map-wrap');
 const glCanvas = $('#map-gl');
 const overlay = $('#map-overlay');
@@ -33,12 +35,22 @@ window.simsearchMap = null; // set once loaded: read-only hooks for tests and th
 
 async function load() {
   if (!backbone.value) return;
-  setStatus(status, 'Loading map… (the first projection of a collection takes a while)');
+  setStatus(status, 'Loading map…');
+  if (pending) pending.abort();
+  const mine = pending = new AbortController();
   try {
-    const d = await api(collectionApi(`/map?backbone=${encodeURIComponent(backbone.value)}`));
+    const d = await analysisResult(collectionApi(`/map?backbone=${encodeURIComponent(backbone.value)}`), {
+      signal: mine.signal,
+      onProgress: (job) => { setStatus(status, jobProgressText(job, 'Computing the map')); showJob(bar, job); },
+    });
+    showJob(bar, null);
     setup(d);
   } catch (err) {
+    if (err.name === 'AbortError') return;  // another backbone was chosen meanwhile
+    showJob(bar, null);
     setStatus(status, err.message, 'error');
+  } finally {
+    if (pending === mine) pending = null;
   }
 }
 

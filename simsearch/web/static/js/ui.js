@@ -47,6 +47,16 @@ export function setStatus(el, text, kind = '') {
   el.classList.toggle('error', kind === 'error');
 }
 
+// A <progress> element following a background job (hidden when job is null or finished).
+export function showJob(bar, job) {
+  if (!bar) return;
+  const active = job && (job.status === 'queued' || job.status === 'running');
+  bar.hidden = !active;
+  if (!active) return;
+  if (job.status === 'queued' || !job.total) bar.removeAttribute('value');  // indeterminate
+  else bar.value = Math.min(1, job.processed / job.total);
+}
+
 export function fmt(n, digits = 3) {
   if (n === null || n === undefined || Number.isNaN(n)) return '—';
   return typeof n === 'number' ? (Number.isInteger(n) ? String(n) : n.toFixed(digits)) : String(n);
