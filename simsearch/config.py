@@ -26,6 +26,7 @@ from simsearch.errors import InvalidInput
 ENV_PREFIX = "SIMSEARCH_"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_SEARCH_MAX_PIXELS = 24_000_000
 WEIGHTS_PREFIX = ENV_PREFIX + "WEIGHTS_"
 
 
@@ -58,8 +59,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     secret_key: str | None = Field(None, repr=False)
     allow_server_paths: Path | None = None
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    expose_paths: bool = False
     # images, models and ingest
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    search_max_pixels: int = Field(DEFAULT_SEARCH_MAX_PIXELS, ge=1)
+    upload_retention_hours: float = Field(0.0, ge=0)
     default_backbone: str = DEFAULT_BACKBONE
     download_timeout: float = Field(30.0, ge=1.0)
     decode_priority: str = "idle"
@@ -71,7 +76,7 @@ class Settings(BaseSettings):
     job_threads: int = Field(1, ge=1, le=64)
     search_threads: int = Field(1, ge=1, le=256)
     zip_max_entries: int = Field(50_000, ge=1)
-    zip_max_bytes: int = Field(4 << 30, ge=1)
+    zip_max_bytes: int = Field(1 << 30, ge=1)
     zip_max_entry_bytes: int = Field(512 << 20, ge=1)
     zip_max_ratio: float = Field(100.0, gt=1)
 
@@ -93,7 +98,7 @@ class Settings(BaseSettings):
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, v: Any) -> Any:
         items = v.split(",") if isinstance(v, str) else (v or ())

@@ -110,3 +110,43 @@ class QueueUnavailable(SimsearchError):
 
     code = "queue_unavailable"
     http_status = 503
+
+
+_REASON_LIMIT = 300
+
+
+def public_reason(exc: BaseException, *, hide: tuple[str, ...] = ()) -> str:
+    """A one-line reason for ``exc`` that is safe to store and show to API clients.
+
+    Our own errors keep their message (written for users). A database error becomes its driver's
+    first line (``database error (UniqueViolation): duplicate key value violates ...``), never
+    SQLAlchemy's text, which carries the SQL statement and its parameters (a failed ingest once
+    recorded ~10 KB of SQL with image data in its message). An OS error keeps its ``strerror``
+    without the file name. Anything else: its type and the first line of its text, cut to 300
+    characters. Occurrences of the folders in ``hide`` (the data directory...) are replaced by
+    ``<data>``: clients need not learn where the server keeps its files. The full exception
+    belongs in the server log.
+    """
+    if isinstance(exc, SimsearchError):
+        text = exc.message
+    elif type(exc).__module__.split(".")[0] == "sqlalchemy":
+        orig = getattr(exc, "orig", None)
+        detail = _first_line(str(orig)) if orig is not None else ""
+        kind = type(orig).__name__ if orig is not None else type(exc).__name__
+        text = f"database error ({kind})" + (f": {detail}" if detail else "")
+    elif isinstance(exc, OSError):
+        text = f"{type(exc).__name__}: {exc.strerror or 'operating system error'}"
+    elif isinstance(exc, MemoryError):
+        text = "out of memory"
+    else:
+        detail = _first_line(str(exc))
+        text = type(exc).__name__ + (f": {detail}" if detail else "")
+    for folder in hide:
+        if folder and len(folder) > 1:
+            text = text.replace(str(folder), "<data>")
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return line if len(line) <= _REASON_LIMIT else line[:_REASON_LIMIT - 3] + "..."

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 from sqlalchemy import select
 
-from simsearch.errors import ImageDecodeError, InvalidInput
+from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
 from simsearch.images import content_hash, decode_image, make_thumbnail, resize_for_model, scan_images
 from simsearch.store import repo
 from simsearch.store.models import Embedding, Image, IngestRun, Thumbnail, utcnow
@@ -265,7 +265,7 @@ class Ingester:
                 stored.result()
         except BaseException as exc:
             writer.shutdown(wait=True, cancel_futures=True)
-            self._finish(run_id, report, "failed", f"{type(exc).__name__}: {exc}")
+            self._finish(run_id, report, "failed", public_reason(exc, hide=(str(self.services.settings.home),)))
             raise
         finally:
             writer.shutdown(wait=True)
@@ -322,7 +322,7 @@ class Ingester:
         except ImageDecodeError as exc:
             prep.error = exc.reason
         except Exception as exc:  # one bad file never aborts the batch
-            prep.error = f"unexpected error: {type(exc).__name__}: {exc}"
+            prep.error = f"unexpected error: {public_reason(exc, hide=(str(self.services.settings.home),))}"
         return prep
 
     def _embed(self, batch: list[Prepared], embedders, report: IngestReport):

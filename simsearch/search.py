@@ -111,9 +111,16 @@ def search_vector(services, collection_id: int, space: str, query: np.ndarray, k
 
 def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndarray, float]:
     """Decode and embed one image; returns (vector, model seconds)."""
+    from simsearch.images.decode import is_large, release_memory
+
     emb = services.embedder(space)
-    img = decode_image(data, source=source, max_pixels=services.settings.max_pixels, draft_size=emb.input_size)
+    settings = services.settings
+    img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=emb.input_size,
+                       max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
     pixels = resize_for_model(img.image, emb.input_size)[None]
+    if is_large(img):
+        del img
+        release_memory()  # the decoded pixels are gone: give their memory back
     t0 = time.perf_counter()
     vec = emb.embed(pixels)[0]
     return vec, time.perf_counter() - t0

@@ -201,7 +201,10 @@ def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
 
     from simsearch.jobs.runners import this_process
 
-    app = make_app()
+    import dataclasses
+
+    kept = dataclasses.replace(settings, upload_retention_hours=24)  # the files outlive the job rewound below
+    app = make_app(kept)
     client = app.test_client()
     job_id = upload(client, "resume", pets_files(4), labels="folders").get_json()["job_id"]
     assert wait_job(client, job_id)["status"] == "done"
@@ -219,7 +222,7 @@ def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
             s.add(IngestRun(collection_id=1, source=source, spaces=["efficientnet_lite0"], status="running", total=1,
                             owner=owner))
 
-    other = make_app()  # the restarted server: its first request resumes the job
+    other = make_app(kept)  # the restarted server: its first request resumes the job
     assert other.test_client().get("/api/health").status_code == 200
     job = wait_job(other.test_client(), job_id)
     assert job["status"] == "done", job

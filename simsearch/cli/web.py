@@ -24,7 +24,8 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     from simsearch.web import create_app
 
     settings = settings_from(ctx, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
-    app = create_app(settings)  # refuses a missing or old schema; waits for a database that is down
+    # refuses a missing or old schema; waits for a database that is down; the bound address is an allowed Host
+    app = create_app({"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host})
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 
-from simsearch.errors import NotFound
+from simsearch.errors import NotFound, public_reason
 from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
 from simsearch.jobs.staging import Staging, remove_quietly
 from simsearch.store import repo
@@ -42,7 +42,8 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
                 f.name = str(folder / f.path)
         Manifest(run_id=run_id, collection=collection, files=files, ignored=staging.ignored, batch_size=batch_size).write(folder)
     except BaseException as exc:
-        mark_failed(ctx, run_id, f"could not stage the files: {exc}")
+        log.exception("ingest job %s: could not stage the files", run_id)
+        mark_failed(ctx, run_id, exc, "could not stage the files: ")
         remove_quietly(staging.dir)
         raise
     return run_id
@@ -59,8 +60,13 @@ def failure_reason(exc: BaseException) -> str:
     return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
 
 
-def mark_failed(ctx, run_id: int, message: str) -> None:
-    """Record a failure on a run that did not finish (no-op on finished runs)."""
+def mark_failed(ctx, run_id: int, failure: str | BaseException, context: str = "") -> None:
+    """Record a failure on a run that did not finish (no-op on finished runs). An exception is
+    recorded as :func:`~simsearch.errors.public_reason` gives it: a reason, never SQL or paths
+    inside the data directory."""
+    if isinstance(failure, BaseException):
+        failure = public_reason(failure, hide=(str(ctx.settings.home),))
+    message = context + failure
     with ctx.db.session() as s:
         run = s.get(IngestRun, run_id)
         if run is not None and run.status not in ("done", "failed"):
@@ -89,6 +95,18 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
         report = ingester.run(collection, manifest.source_files(folder), source=source, ignored=manifest.ignored,
                               run_id=run_id)
     except BaseException as exc:
-        mark_failed(ctx, run_id, failure_reason(exc))
+        mark_failed(ctx, run_id, failure_reason(exc) if _db_error(exc) else exc)
         raise
+    finally:
+        from simsearch.images.decode import release_memory
+        from simsearch.jobs.cleanup import release_uploads
+
+        release_uploads(ctx, run_id)
+        release_memory()  # the decode threads' buffers (up to SIMSEARCH_MAX_PIXELS each) are free now
     return report.to_dict()
+
+
+def _db_error(exc: BaseException) -> bool:
+    from simsearch.store.db import unavailable
+
+    return unavailable(exc) is not None

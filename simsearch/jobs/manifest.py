@@ -62,7 +62,7 @@ class Manifest:
         try:
             text = (folder / FILENAME).read_text()
         except FileNotFoundError:
-            raise InvalidInput(f"{folder}: the job's staged files are gone ({FILENAME} missing)") from None
+            raise InvalidInput(f"the job's staged files are gone (its {FILENAME} is missing from the upload folder)") from None
         return cls.from_json(text)
 
     def source_files(self, folder: Path) -> list:

@@ -92,7 +92,8 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
     try:
         run_id = int(job.args[0])
         settings = job.args[2] if len(job.args) > 2 else None
-        mark_failed(job_context(settings), run_id, f"{getattr(exc_type, '__name__', 'error')}: {exc_value}")
+        failure = exc_value if isinstance(exc_value, BaseException) else getattr(exc_type, "__name__", "error")
+        mark_failed(job_context(settings), run_id, failure)
     except Exception:  # never let a callback hide the original failure
         log.exception("could not mark the ingest run of job %s failed", getattr(job, "id", "?"))
 

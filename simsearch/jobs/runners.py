@@ -107,14 +107,14 @@ class ThreadRunner:
             if unavailable(exc) is not None and isinstance(ctx, Exception) and \
                     not type(ctx).__module__.startswith(("sqlalchemy", "psycopg", "sqlite3")):
                 exc = ctx
-            log.error("ingest job %s failed: %s", run_id, failure_reason(exc))
-            self._record_failure(run_id, failure_reason(exc))
+            log.error("ingest job %s failed: %s", run_id, type(exc).__name__)
+            self._record_failure(run_id, failure_reason(exc) if unavailable(exc) is not None else exc)
 
     # A job whose failure could not be written (the database was down) must not stay "running":
     # the failure is kept here and written as soon as the database answers again.
     RETRY_SECONDS = 2.0
 
-    def _record_failure(self, run_id: int, message: str) -> None:
+    def _record_failure(self, run_id: int, message) -> None:
         try:
             mark_failed(self.ctx, run_id, message)  # a no-op when execute_run recorded it
             return
@@ -221,8 +221,9 @@ class RQRunner:
         try:
             enqueue_ingest(self.redis_url, self.queue_name, run_id, options, settings=self.ctx.settings)
         except Exception as exc:
-            mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
-            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
+            log.error("could not enqueue ingest job %s: %s", run_id, exc)
+            mark_failed(self.ctx, run_id, exc, "could not enqueue the job: ")
+            raise QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}") from None
 
     def submit_function(self, run_id: int, target: str) -> None:
         try:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from simsearch.errors import InvalidInput, NotFound
 from simsearch.jobs.status import iso
 from simsearch.store import repo
-from simsearch.store.models import Collection, Embedding, Image, Thumbnail
+from simsearch.store.models import Collection, Embedding, Image, Thumbnail, max_id
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 500
@@ -111,10 +111,12 @@ def set_labels(ctx, name: str, image_ids, label=...) -> dict:
         raise InvalidInput("give the label to set ('label': null removes it)", field="label")
     label = clean_label(label)
     wanted = sorted(set(image_ids))
+    top = max_id(ctx.db.dialect)
+    storable = [i for i in wanted if 0 < i <= top]  # others cannot exist (and the driver refuses them)
     with ctx.db.session() as s:
         coll = repo.get_collection(s, name)
         found: set[int] = set()
-        for chunk in repo.in_chunks(wanted):
+        for chunk in repo.in_chunks(storable):
             found.update(s.scalars(select(Image.id).where(Image.collection_id == coll.id, Image.id.in_(chunk))))
         missing = [i for i in wanted if i not in found]
         if missing:

@@ -114,9 +114,14 @@ def from_server_path(ctx, runner, collection: str, server_path, options: dict, *
     given = Path(server_path.strip()).expanduser()
     target = (given if given.is_absolute() else root / given).resolve()
     if not target.is_relative_to(root):
-        raise Forbidden(f"server_path must be inside the allowed folder {root}", field="server_path")
-    if not target.exists():
-        raise InvalidInput(f"server_path {server_path!r}: no such file or folder", field="server_path")
+        where = f" {root}" if ctx.settings.expose_paths else " (SIMSEARCH_ALLOW_SERVER_PATHS)"
+        raise Forbidden(f"server_path must be inside the allowed folder{where}", field="server_path")
+    try:
+        exists = target.exists()
+    except OSError as exc:  # a name too long, a loop of links...
+        raise InvalidInput(f"server_path {server_path[:200]!r}: cannot be used ({exc.strerror})", field="server_path") from None
+    if not exists:
+        raise InvalidInput(f"server_path {server_path[:200]!r}: no such file or folder", field="server_path")
     options = IngestOptions.parse(ctx.settings, **options)
     files, ignored = files_from_folder(target, labels=options.labels)
     kept = []

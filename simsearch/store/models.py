@@ -38,6 +38,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def max_id(dialect: str) -> int:
+    """The largest id an ``Integer`` primary key can hold on ``dialect``: 32-bit ``integer`` on
+    PostgreSQL, 64-bit ``INTEGER`` on SQLite. Larger ids cannot exist, and passing one to the
+    driver fails (``NumericValueOutOfRange`` / ``OverflowError``) instead of finding nothing."""
+    return 2**31 - 1 if dialect == "postgresql" else 2**63 - 1
+
+
 class Base(DeclarativeBase):
     pass
 

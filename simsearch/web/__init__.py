@@ -47,7 +47,7 @@ def create_app(config: dict | Settings | None = None):
     """The Flask app (see the module docstring for ``config``)."""
     from simsearch.context import AppContext
     from simsearch.jobs.runners import make_runner
-    from simsearch.web import security
+    from simsearch.web import guards, security
     from simsearch.web.api import bp as api_bp
     from simsearch.web.errors import register_error_handlers
     from simsearch.web.openapi import bp as docs_bp
@@ -77,6 +77,8 @@ def create_app(config: dict | Settings | None = None):
     jobs = app.extensions["simsearch_jobs"]
     if hasattr(jobs, "recover_once"):  # in-process runner: resume jobs of a stopped process
         app.before_request(jobs.recover_once)
+    app.before_request(security.check_host)
+    guards.install(app)
     app.before_request(_single_query_threads(settings.search_threads))
     app.before_request(security.check_request)
     app.jinja_env.globals.update(security.jinja_globals())

@@ -80,7 +80,14 @@ def handle_simsearch_error(exc: SimsearchError) -> Response:
     if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
     headers = {"WWW-Authenticate": 'Bearer realm="simsearch"'} if status == 401 else None
-    return _respond(status, exc.to_dict(), headers)
+    body = exc.to_dict()
+    try:  # messages about weights or files may name folders of the server: show placeholders
+        from simsearch.web.paths import hide_server_paths
+
+        body["error"]["message"] = hide_server_paths(body["error"]["message"])
+    except Exception:  # never fail the error response itself
+        log.debug("could not hide server paths in an error message", exc_info=True)
+    return _respond(status, body, headers)
 
 
 def handle_http_exception(exc: HTTPException) -> Response:

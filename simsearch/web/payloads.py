@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from flask import request
+from flask import current_app, request
 
 from simsearch.errors import InvalidInput
 
@@ -46,8 +46,8 @@ def json_body(*, required: bool = True) -> dict:
     if not request.is_json:
         raise InvalidInput(f"send a JSON object with 'Content-Type: application/json' (got {request.mimetype or 'no content type'})",
                            field="body")
-    try:
-        data = json.loads(request.get_data(as_text=True) or "null")
+    try:  # the app's JSON provider refuses deep nesting with a ValueError (simsearch.web.guards)
+        data = current_app.json.loads(request.get_data(as_text=True) or "null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}", field="body") from None
     if not isinstance(data, dict):

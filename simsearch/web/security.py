@@ -13,14 +13,23 @@ Reads (GET/HEAD/OPTIONS) are open. A write (POST/PUT/PATCH/DELETE) is accepted w
 
 A browser request without a matching token is refused (403 ``csrf_failed``) even when no keys are
 configured: otherwise any web page could make the visitor's browser post forms to a local server.
+A browser write whose ``Origin`` is not this server is refused (403) before the token is looked at.
 The session stores a digest of the key it logged in with, never the key, so removing a key from
 ``SIMSEARCH_API_KEYS`` logs its sessions out.
+
+Every request (reads too) must name an allowed host in its ``Host`` header (400 ``bad_host``
+otherwise): localhost, 127.0.0.1, [::1], the address ``simsearch serve --host`` binds, and the
+names in ``SIMSEARCH_ALLOWED_HOSTS``. Without this check a page on a domain that an attacker
+re-points at 127.0.0.1 (DNS rebinding) is same-origin with this server: it could read the CSRF
+token and write. An IP address cannot be rebound, so when the server listens on every interface
+(``--host 0.0.0.0`` or ``::``) any IP-literal host is accepted as well.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -28,7 +37,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, render_template_string, request, session, url_for
 
-from simsearch.errors import InvalidInput, Unauthorized
+from simsearch.errors import InvalidInput, SimsearchError, Unauthorized
 from simsearch.web.errors import CSRFError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -36,6 +45,73 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 # Endpoints that a browser may post to before logging in (CSRF is still checked).
 LOGIN_ENDPOINTS = {"auth.login", "auth.logout"}
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+BIND_HOST_KEY = "SIMSEARCH_BIND_HOST"  # app.config: the address `simsearch serve` listens on
+
+
+class HostNotAllowed(SimsearchError):
+    code = "bad_host"
+    http_status = 400
+
+
+# ---- Host allow-list (DNS rebinding) --------------------------------------------------------
+
+def host_name(host: str) -> str:
+    """The name part of a ``Host`` header or an allow-list entry, lower-case, without the port or
+    a trailing dot: ``Example.COM:5000`` -> ``example.com``, ``[::1]:5000`` -> ``::1``."""
+    h = (host or "").strip().lower()
+    if h.startswith("["):
+        end = h.find("]")
+        return h[1:end] if end > 0 else ""
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(host: str, allowed, bind: str | None = None) -> bool:
+    """Whether ``host`` (a Host header) matches the allow-list ``allowed`` plus the defaults."""
+    name = host_name(host)
+    if not name:
+        return False
+    if name in LOCAL_HOSTS:
+        return True
+    if bind is not None:
+        if host_name(bind) == name:
+            return True
+        if host_name(bind) in WILDCARD_BINDS and _is_ip(name):
+            return True
+    for entry in allowed:
+        entry = entry.strip().lower()
+        if entry == "*":
+            return True
+        if entry.startswith("."):
+            base = entry[1:].rstrip(".")
+            if name == base or name.endswith("." + base):
+                return True
+        elif host_name(entry) == name:
+            return True
+    return False
+
+
+def check_host() -> None:
+    """``before_request`` hook: 400 unless the ``Host`` header names an allowed host."""
+    allowed = current_app.extensions["simsearch"].settings.allowed_hosts
+    host = request.host
+    if not host_allowed(host, allowed, current_app.config.get(BIND_HOST_KEY)):
+        shown = host_name(host)[:100] or host[:100]
+        raise HostNotAllowed(f"host {shown!r} is not served here: add it to SIMSEARCH_ALLOWED_HOSTS "
+                             "(comma-separated) to allow it", field="host")
 
 
 # ---- secret key --------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from flask import jsonify, request, url_for
 from simsearch.ops import collections as ops_collections
 from simsearch.ops import images as ops_images
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, image_json
+from simsearch.web.api.common import ctx, image_json, public_paths
+from simsearch.web.paths import public_job
 from simsearch.web.payloads import int_arg, json_body, str_arg
 
 
@@ -28,7 +29,9 @@ def create_collection():
 
 @bp.get("/collections/<name>")
 def get_collection_view(name: str):
-    return ops_collections.detail(ctx(), name)
+    out = ops_collections.detail(ctx(), name)
+    out["recent_jobs"] = [public_job(j) for j in out.get("recent_jobs", [])]
+    return out
 
 
 @bp.delete("/collections/<name>")
@@ -56,7 +59,7 @@ def list_images(name: str):
     per_page = int_arg("per_page", ops_images.DEFAULT_PER_PAGE, minimum=1, maximum=ops_images.MAX_PER_PAGE)
     out = ops_images.list_page(ctx(), name, page=page, per_page=per_page, label=str_arg("label"),
                                status=str_arg("status"), meta=meta_filters())
-    out["images"] = [image_json(img) for img in out["images"]]
+    out["images"] = [image_json(img) for img in public_paths(out["images"])]
     return out
 
 

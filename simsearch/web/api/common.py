@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 
 from simsearch.ops.backbones import check_space
+from simsearch.web.paths import needs_sources, run_sources, shown_path
 from simsearch.web.payloads import str_arg
 
 
@@ -34,7 +35,18 @@ def image_json(record: dict) -> dict:
 
 
 def hits_json(hits: list[dict]) -> list[dict]:
-    return [{**h, "thumbnail_url": thumbnail_url(h["image_id"])} for h in hits]
+    return [{**h, "thumbnail_url": thumbnail_url(h["image_id"])} for h in public_paths(hits, "image_id")]
+
+
+def public_paths(records: list[dict], id_key: str = "id") -> list[dict]:
+    """``records`` (dicts with a ``path``) with their paths as responses show them
+    (:mod:`simsearch.web.paths`); one query for the ingest sources, only when one is needed."""
+    paths = {r[id_key]: r.get("path") for r in records}
+    sources = {}
+    if needs_sources(paths.values()):
+        with ctx().db.session() as s:
+            sources = run_sources(s, paths)
+    return [{**r, "path": shown_path(r.get("path"), sources.get(r[id_key]))} if "path" in r else r for r in records]
 
 
 def backbone_arg(source=None) -> str | None:

@@ -9,6 +9,7 @@ from simsearch.errors import QueueUnavailable, SimsearchError
 from simsearch.ops.backbones import backbone_rows
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, runner
+from simsearch.web.paths import hide_server_paths
 
 
 @bp.get("/health")
@@ -49,4 +50,5 @@ def health():
 
 @bp.get("/backbones")
 def backbones():
-    return {"backbones": backbone_rows(ctx().settings)}
+    rows = backbone_rows(ctx().settings)
+    return {"backbones": [{**r, "weights_note": hide_server_paths(r["weights_note"])} for r in rows]}

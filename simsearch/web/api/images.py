@@ -7,7 +7,7 @@ from flask import Response, request, url_for
 from simsearch.ops import images as ops_images
 from simsearch.ops import search as ops_search
 from simsearch.web.api import bp
-from simsearch.web.api.common import backbone_arg, ctx, hits_json, image_json, thumbnail_url
+from simsearch.web.api.common import backbone_arg, ctx, hits_json, image_json, public_paths, thumbnail_url
 from simsearch.web.payloads import int_arg, str_arg
 
 THUMBNAIL_MAX_AGE = 7 * 24 * 3600
@@ -15,7 +15,7 @@ THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 
 @bp.get("/images/<int:image_id>")
 def get_image(image_id: int):
-    out = image_json(ops_images.get(ctx(), image_id))
+    out = image_json(public_paths([ops_images.get(ctx(), image_id)])[0])
     out["similar_url"] = url_for("api.similar", image_id=image_id)
     return out
 
@@ -39,6 +39,8 @@ def thumbnail(image_id: int):
 def similar(image_id: int):
     k = int_arg("k", 10)
     out = ops_search.by_image(ctx(), image_id, backbone=backbone_arg(), k=k, label=str_arg("label"))
+    out["query"] = public_paths([{**out["query"], "id": image_id}])[0]
+    out["query"].pop("id")
     out["query"]["thumbnail_url"] = thumbnail_url(image_id)
     out["results"] = hits_json(out["results"])
     return out

@@ -11,6 +11,7 @@ from simsearch.ops import jobs as ops_jobs
 from simsearch.store import repo
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, runner
+from simsearch.web.paths import public_job
 from simsearch.web.payloads import int_arg, json_body, str_arg
 
 
@@ -52,10 +53,10 @@ def ingest(name: str):
 
 @bp.get("/jobs/<int:job_id>")
 def job(job_id: int):
-    return ops_jobs.get(ctx(), job_id)
+    return public_job(ops_jobs.get(ctx(), job_id))
 
 
 @bp.get("/jobs")
 def list_jobs():
     limit = int_arg("limit", 20, minimum=1, maximum=ops_jobs.MAX_LIMIT)
-    return {"jobs": ops_jobs.recent(ctx(), collection=str_arg("collection"), limit=limit)}
+    return {"jobs": [public_job(j) for j in ops_jobs.recent(ctx(), collection=str_arg("collection"), limit=limit)]}
