@@ -201,9 +201,7 @@ def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
 
     from simsearch.jobs.runners import this_process
 
-    import dataclasses
-
-    kept = dataclasses.replace(settings, upload_retention_hours=24)  # the files outlive the job rewound below
+    kept = settings.replace(upload_retention_hours=24)  # the files outlive the job rewound below
     app = make_app(kept)
     client = app.test_client()
     job_id = upload(client, "resume", pets_files(4), labels="folders").get_json()["job_id"]
