@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     download_timeout: float = Field(30.0, ge=1.0)
     decode_priority: str = "idle"
     tf_verbose: bool = False
+    runtime: Literal["auto", "openvino", "onnxruntime", "keras"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "gpu"] = "auto"
     # web requests and jobs
     max_upload_mb: float = Field(64.0, gt=0)
     jobs: Literal["thread", "rq"] | None = None
@@ -93,10 +96,15 @@ class Settings(BaseSettings):
             return v or None
         return v
 
+    @field_validator("runtime", "precision", "device", mode="before")
+    @classmethod
+    def _lower_or_auto(cls, v: Any) -> Any:
+        return (v.strip().lower() or "auto") if isinstance(v, str) else v
+
     @field_validator("jobs", mode="before")
     @classmethod
     def _lower(cls, v: Any) -> Any:
-        return v.lower() if isinstance(v, str) else v
+        return (v.strip().lower() or None) if isinstance(v, str) else v
 
     @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod

@@ -21,8 +21,9 @@ from simsearch.store.db import Database
 class ModelCache:
     """Embedders by space, made on first use (TensorFlow is imported only then)."""
 
-    def __init__(self, weights_dir: Path):
+    def __init__(self, weights_dir: Path, runtime: str = "auto", device: str = "auto"):
         self.weights_dir = Path(weights_dir)
+        self.runtime, self.device = runtime, device
         self._lock = threading.Lock()
         self._embedders: dict[str, object] = {}
 
@@ -34,7 +35,7 @@ class ModelCache:
         with self._lock:
             emb = self._embedders.get(space)
             if emb is None or (weights and emb.weights != weights):
-                emb = Embedder(space, self.weights_dir, weights=weights)
+                emb = Embedder(space, self.weights_dir, weights=weights, runtime=self.runtime, device=self.device)
                 self._embedders[space] = emb
         return emb
 
@@ -73,7 +74,7 @@ class AppContext:
             db.dispose()
             raise
         return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir),
-                   models=ModelCache(settings.weights_dir), schema_checked=checked)
+                   models=ModelCache(settings.weights_dir, settings.runtime, settings.device), schema_checked=checked)
 
     def ensure_schema(self) -> None:
         """Check the schema if the database was down when this process started (cheap after)."""
@@ -84,6 +85,13 @@ class AppContext:
     # Shorthands used by search, ingest and analysis.
     def embedder(self, space: str, *, weights: str | None = None):
         return self.models.get(space, weights=weights)
+
+    def new_space(self, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
+        """The space new vectors of ``backbone`` go to under these settings (``precision`` auto:
+        ``+bf16`` where this CPU computes bf16 natively and the runtime uses it, else fp32)."""
+        from simsearch.embed import new_space
+
+        return new_space(self.settings, backbone, pooling, precision)
 
     def index(self, collection_id: int, space: str, *, verify: bool | None = None, state_generation=...):
         return self.indexes.get(collection_id, space, verify=verify, state_generation=state_generation)

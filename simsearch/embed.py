@@ -1,12 +1,17 @@
 """Embedding: uint8 images at a backbone's input size -> L2-normalised float32 vectors.
 
-An embedding *space* is a backbone with its pooling: ``efficientnet_lite0`` (global average,
-the default) or ``efficientnet_lite0@max``. Vectors of different spaces are never mixed.
+An embedding *space* is a backbone with its pooling and the numerics of its vectors:
+``efficientnet_lite0`` (global average pooling, fp32: the default), ``efficientnet_lite0@max``,
+``efficientnet_lite0+bf16`` (computed in bfloat16). Vectors of different spaces are never mixed.
+fp32 vectors from any runtime share a space: every converted runtime is validated against Keras
+fp32 (cosine >= 0.9999); bf16 vectors differ more (cosine ~0.998), so they get a space of their own.
+
+The model runs on a runtime from :mod:`simsearch.runtimes` (``auto``: OpenVINO or ONNX Runtime on
+a validated converted model where installed, else Keras), on the CPU or a GPU.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +20,7 @@ import numpy as np
 
 from simsearch.backbones import Backbone, get_backbone
 from simsearch.errors import InvalidInput
+from simsearch.runtimes import FP32, PRECISIONS, ModelSpec, check_choice, open_session, resolve_device
 
 
 def _tf_verbose() -> bool:
@@ -28,64 +34,60 @@ def _tf_verbose() -> bool:
 
 POOLINGS = ("avg", "max")
 
-# Built models, shared by every Embedder in the process (the web app, tests): building one
-# costs seconds and hundreds of MB, so each (backbone, pooling, weights) is built once.
+# Opened runtime sessions, shared by every Embedder in the process (the web app, tests): opening
+# one costs seconds and hundreds of MB, so each (backbone, pooling, precision, weights, runtime,
+# device) is opened once. Keys start with the backbone name.
 _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-_IMPORT_LOCK = threading.Lock()
-_tf_imported = False
-
-
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and Keras once per process, with file descriptor 2 pointed at /dev/null:
-    TensorFlow's C++ start-up lines (CPU features, oneDNN, missing CUDA) are written before its
-    logging can be configured and are noise for CLI users. Import errors still raise as Python
-    exceptions.
+    """Import Keras and its backend once per process (the old name, kept for callers)."""
+    from simsearch.runtimes.keras_rt import import_keras_quietly
 
-    Under a lock: two threads importing TensorFlow at once (the first two requests of a web
-    server) fail with errors from half-initialised modules, and the file descriptor swap is
-    process-wide."""
-    global _tf_imported
-    if _tf_imported:
-        return
-    import sys
-
-    with _IMPORT_LOCK:
-        if _tf_imported:
-            return
-        if "tensorflow" in sys.modules or _tf_verbose():
-            import tensorflow  # noqa: F401
-        else:
-            sys.stderr.flush()
-            saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, 2)
-                import tensorflow  # noqa: F401
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                os.close(devnull)
-        import keras  # noqa: F401  (also not safe to import from two threads at once)
-
-        _tf_imported = True
+    import_keras_quietly()
 
 
-def space_key(backbone: str, pooling: str = "avg") -> str:
+def space_key(backbone: str, pooling: str = "avg", precision: str = FP32) -> str:
+    """``('resnet50', 'max', 'bf16')`` -> ``'resnet50@max+bf16'``; validates every part."""
     if pooling not in POOLINGS:
         raise InvalidInput(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}", field="pooling")
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", field="precision")
     get_backbone(backbone)  # validates the name
-    return backbone if pooling == "avg" else f"{backbone}@{pooling}"
+    key = backbone if pooling == "avg" else f"{backbone}@{pooling}"
+    return key if precision == FP32 else f"{key}+{precision}"
+
+
+def parse_space_full(space: str) -> tuple[str, str, str]:
+    """``'resnet50@max+bf16'`` -> ``('resnet50', 'max', 'bf16')``; validates every part."""
+    rest, plus, precision = str(space).partition("+")
+    if plus and not precision:
+        raise InvalidInput(f"{space!r}: nothing after '+' (write e.g. efficientnet_lite0+bf16)", field="backbone")
+    name, _, pooling = rest.partition("@")
+    precision = precision or FP32
+    pooling = pooling or "avg"
+    space_key(name, pooling, precision)
+    return name, pooling, precision
 
 
 def parse_space(space: str) -> tuple[str, str]:
-    """``'resnet50@max'`` -> ``('resnet50', 'max')``; validates both parts."""
-    name, _, pooling = space.partition("@")
-    pooling = pooling or "avg"
-    space_key(name, pooling)
+    """``'resnet50@max'`` -> ``('resnet50', 'max')``; validates every part (a ``+bf16`` suffix too)."""
+    name, pooling, _ = parse_space_full(space)
     return name, pooling
+
+
+def new_space(settings, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
+    """The space new vectors of ``backbone`` go to under ``settings`` (runtime, precision, device)."""
+    from simsearch.runtimes import resolve_device, resolve_precision
+
+    device = resolve_device(settings.device)
+    return space_key(backbone, pooling, resolve_precision(precision or settings.precision, settings.runtime, device))
+
+
+def loaded_backbones() -> set[str]:
+    """Names of the backbones with a model open in this process."""
+    return {key[0] for key in list(_MODELS)}
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -95,16 +97,21 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    """Embeds batches with one backbone. Thread-safe (one forward at a time per embedder)."""
+    """Embeds batches with one backbone on one runtime. Thread-safe (one forward at a time per model).
 
-    def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None):
+    ``runtime``: ``auto`` or a name from :func:`simsearch.runtimes.runtime_names`; ``device``:
+    ``auto``, ``cpu`` or ``gpu``. The precision comes from the space (``+bf16``)."""
+
+    def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None, runtime: str = "auto",
+                 device: str = "auto"):
         self.space = space
-        name, self.pooling = parse_space(space)
+        name, self.pooling, self.precision = parse_space_full(space)
         self.backbone: Backbone = get_backbone(name)
         self.weights_dir = Path(weights_dir)
         self.weights = weights
-        self._model = None
-        self._lock = threading.Lock()
+        self.runtime = check_choice(runtime)
+        self.device = device
+        self.session = None
         self.load_seconds = 0.0
 
     @property
@@ -115,33 +122,60 @@ class Embedder:
     def dim(self) -> int:
         return self.backbone.dim
 
+    @property
+    def numerics(self) -> str | None:
+        """What computes the vectors once loaded, e.g. ``'openvino 2026.4.1 fp32 cpu'``."""
+        return None if self.session is None else self.session.describe
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """Images per forward: 32 on a CPU (enough to keep the cores busy), 256 on a GPU."""
+        self.load()
+        return 256 if self.session.device == "gpu" else 32
+
+    def check(self) -> None:
+        """Cheap checks, without loading anything: the weights are at hand (or will be downloaded:
+        then the model is loaded now, so that a failed download is reported early) and the runtime
+        asked for is installed. Raises WeightsUnavailable / RuntimeRefused."""
+        from simsearch.runtimes import RuntimeRefused, get_runtime
+
+        if self.runtime != "auto":
+            why = get_runtime(self.runtime).unavailable()
+            if why is not None:
+                raise RuntimeRefused(f"runtime {self.runtime}: {why}", field="runtime")
+        if self.weights is None:
+            ok, _ = self.backbone.weights_status(self.weights_dir)
+            if ok:
+                return
+        self.load()
+
     def load(self) -> None:
-        """Build the model now (raises WeightsUnavailable if its weights cannot be had)."""
-        if self._model is not None:
+        """Open the model now (raises WeightsUnavailable if its weights cannot be had, RuntimeRefused
+        if the runtime asked for cannot run it here)."""
+        if self.session is not None:
             return
-        key = (self.backbone.name, self.pooling, str(self.weights_dir), self.weights)
-        import_tensorflow_quietly()
+        device = resolve_device(self.device)
+        spec = ModelSpec(self.backbone, self.pooling, self.precision, self.weights_dir, self.weights, device)
+        key = (self.backbone.name, self.pooling, self.precision, str(self.weights_dir), self.weights, self.runtime, device)
         with _MODELS_LOCK:
-            entry = _MODELS.get(key)
-            if entry is None:
+            session = _MODELS.get(key)
+            if session is None:
                 t0 = time.perf_counter()
-                model = self.backbone.build_feature_model(self.weights_dir, pooling=self.pooling, weights=self.weights)
+                session = _MODELS[key] = open_session(spec, self.runtime)
                 self.load_seconds = time.perf_counter() - t0
-                entry = _MODELS[key] = (model, threading.Lock())
-        self._model, self._lock = entry
+        self.session = session
 
     def forward(self, preprocessed: np.ndarray) -> np.ndarray:
         """Bare model forward on an already preprocessed batch (for benchmarks)."""
         self.load()
-        with self._lock:
-            out = self._model.predict_on_batch(preprocessed)
-        return np.asarray(out, dtype=np.float32)
+        return self.session.run(preprocessed)
 
     def embed(self, pixels: np.ndarray, *, pad_to: int | None = None) -> np.ndarray:
         """uint8 (N, S, S, 3) at the backbone's input size -> (N, dim) float32, L2-normalised.
 
         ``pad_to``: pad a smaller batch with blank images up to this size, so the model runs the
-        batch shape it has already compiled instead of tracing a new one (seconds on a CPU)."""
+        batch shape it has already compiled instead of tracing a new one (seconds on a CPU); only
+        the Keras runtime needs it, the converted runtimes take any batch size as it is."""
         pixels = np.asarray(pixels)
         s = self.input_size
         if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
@@ -150,6 +184,7 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         n = len(pixels)
         x = self.backbone.preprocess(pixels)
-        if pad_to is not None and n < pad_to:
+        self.load()
+        if pad_to is not None and n < pad_to and self.session.runtime == "keras":
             x = np.concatenate([x, np.repeat(x[:1], pad_to - n, axis=0)])
         return l2_normalise(self.forward(x)[:n])

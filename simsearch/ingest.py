@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
-from simsearch.images import content_hash, decode_image, make_thumbnail, resize_for_model, scan_images
+from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, resize_for_model, scan_images
 from simsearch.store import repo
 from simsearch.store.models import Embedding, Image, IngestRun, Thumbnail, utcnow
 
@@ -172,6 +172,19 @@ def read_metadata_csv(csv_path: Path, base: Path) -> dict[Path, dict]:
 # ---- the pipeline ---------------------------------------------------------------------------
 
 
+def default_workers() -> int:
+    """Decode threads: one per core (2 to 16). PIL releases the GIL while it decodes, resizes and
+    encodes, and hashlib while it hashes, so threads scale like processes here without copying
+    pixels between processes. They run below the model's priority (see :func:`_lower_priority`),
+    so on a 2-core machine they use the cycles the model leaves and never starve it; the queue of
+    prepared files is bounded (``Ingester._prepared``), so memory stays bounded too."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 2
+    return max(2, min(16, cores))
+
+
 def _lower_priority(policy: str) -> None:
     """Run this decode thread below the model's threads, so it fills the gaps the model leaves on
     the cores instead of preempting one of its worker threads (which stalls every parallel op of
@@ -202,7 +215,7 @@ class Ingester:
         self.services = services
         self.spaces = list(dict.fromkeys(spaces))
         self.batch_size = batch_size
-        self.workers = workers or max(2, min(4, os.cpu_count() or 2))
+        self.workers = workers or default_workers()
         self.weights = weights or {}
         self.progress = progress
         self.show_bar = show_bar
@@ -215,7 +228,9 @@ class Ingester:
         db = self.services.db
         embedders = {s: self.services.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
         for emb in embedders.values():
-            emb.load()  # fail early (e.g. weights unavailable) before touching the database
+            # Fail early (weights unavailable, runtime missing) before touching the database, but
+            # load nothing yet: a re-ingest that finds nothing new never opens a model.
+            emb.check()
         with db.session() as s:
             coll = repo.get_or_create_collection(s, collection)
             if run_id is None:
@@ -312,8 +327,11 @@ class Ingester:
             else:  # new, or failed before: decode again so the reason is reported (or it now succeeds)
                 existing = None
                 prep.need = tuple(self.spaces)
+            # One decode feeds the thumbnail and every model input: a JPEG at least twice as large
+            # as they need is decoded at 1/2, 1/4 or 1/8 scale (draft mode), several times faster.
             draft = max(sizes[sp] for sp in prep.need)
-            img = decode_image(data, source=src.name, max_pixels=self.max_pixels, draft_size=draft)
+            img = decode_image(data, source=src.name, max_pixels=self.max_pixels, draft_size=draft,
+                               draft_long=THUMBNAIL_SIDE)
             prep.width, prep.height = img.width, img.height
             if existing is None:
                 prep.thumbnail = make_thumbnail(img.image)

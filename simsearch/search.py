@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch.errors import InvalidInput, NotFound
-from simsearch.images import decode_image, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
 from simsearch.store import hot, repo
 from simsearch.store.models import Embedding, Image
 
@@ -116,6 +116,7 @@ def embed_bytes(services, space: str, data: bytes, source: str) -> tuple[np.ndar
     emb = services.embedder(space)
     settings = services.settings
     img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=emb.input_size,
+                       draft_long=THUMBNAIL_SIDE,  # decoded exactly as at ingest
                        max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
     pixels = resize_for_model(img.image, emb.input_size)[None]
     if is_large(img):

@@ -63,6 +63,11 @@ class Backbone:
         """Cheap check (no TensorFlow): are the weights available locally? ``(ok, reason if not)``."""
         raise NotImplementedError
 
+    def weights_file(self, weights_dir, weights=None) -> Path | None:
+        """The file the weights come from (its digest keys converted models), without TensorFlow;
+        None when they are still to be downloaded."""
+        raise NotImplementedError
+
 
 def check_pooling(pooling: str) -> str:
     if pooling not in ("avg", "max"):

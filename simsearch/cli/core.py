@@ -36,6 +36,15 @@ def backbone_options(f):
     return f
 
 
+def runtime_options(f):
+    """--runtime / --device (and --precision where new vectors are made): what computes the vectors."""
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default=None,
+                     help="Where the model runs [env SIMSEARCH_DEVICE; default auto: a GPU if the Keras backend sees one].")(f)
+    f = click.option("--runtime", type=click.Choice(["auto", "openvino", "onnxruntime", "keras"]), default=None,
+                     help="What runs the model [env SIMSEARCH_RUNTIME; default auto: the fastest installed and validated].")(f)
+    return f
+
+
 def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for v in values:
@@ -57,20 +66,24 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--workers", type=int, help="Decoding threads [default: 2-4 by cores].")
 @click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@runtime_options
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+              help="Numerics of the new vectors [env SIMSEARCH_PRECISION; default auto: bf16 where the CPU has "
+                   "AMX/AVX512-BF16, else fp32]. bf16 vectors go to their own space (BACKBONE+bf16).")
 @json_option
 @click.pass_context
-def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_size, workers, weights, progress, as_json):
+def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_size, workers, weights, progress,
+           runtime, device, precision, as_json):
     """Embed every image under PATH and add it to a collection.
 
     Idempotent: files already in the collection (same content) are skipped, so an interrupted
     ingest continues where it stopped when run again. Bad files are reported, never fatal.
     """
-    from simsearch.embed import space_key
     from simsearch.ingest import Ingester, files_from_folder
 
-    app = context_from(ctx)
+    app = context_from(ctx, runtime=runtime, device=device, precision=precision)
     names = backbones or (app.settings.default_backbone,)
-    spaces = [space_key(b, pooling) for b in names]
+    spaces = [app.new_space(b, pooling) for b in names]
     files, ignored = files_from_folder(path, labels=labels, metadata_csv=metadata)
     if not files:
         raise InvalidInput(f"{path}: no image files found (looked for .jpg .jpeg .png .gif .bmp .tif .tiff .webp)", field="path")
@@ -109,9 +122,10 @@ def _print_hits(hits: list[dict], header: str) -> None:
 @click.option("--backbone", "-b", help="Backbone (space) to search in [default: the collection's].")
 @click.option("-k", default=10, show_default=True, help="Number of results.")
 @click.option("--label", help="Only return images with this label.")
+@runtime_options
 @json_option
 @click.pass_context
-def search(ctx, image, collection, backbone, k, label, as_json):
+def search(ctx, image, collection, backbone, k, label, runtime, device, as_json):
     """Find the images most similar to an image file."""
     try:
         data = image.read_bytes()
@@ -119,7 +133,8 @@ def search(ctx, image, collection, backbone, k, label, as_json):
         raise InvalidInput(f"{image}: cannot read ({exc.strerror or exc})", field="image")
     from simsearch.ops import search as ops_search
 
-    out = ops_search.by_upload(context_from(ctx), collection, data, str(image), backbone=backbone, k=k, label=label)
+    out = ops_search.by_upload(context_from(ctx, runtime=runtime, device=device), collection, data, str(image),
+                               backbone=backbone, k=k, label=label)
     hits = out["results"]
     if as_json:
         emit_json({"query": str(image), "collection": collection, "backbone": out["backbone"], "results": hits})

@@ -5,11 +5,12 @@ Everything here is pure CPU work with no global state, safe to call from worker 
 
 from simsearch.images.decode import DecodedImage, decode_image, load_image
 from simsearch.images.scan import IMAGE_EXTENSIONS, scan_images
-from simsearch.images.transform import content_hash, make_thumbnail, resize_for_model
+from simsearch.images.transform import THUMBNAIL_SIDE, content_hash, make_thumbnail, resize_for_model
 
 __all__ = [
     "DecodedImage",
     "IMAGE_EXTENSIONS",
+    "THUMBNAIL_SIDE",
     "content_hash",
     "decode_image",
     "load_image",

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from simsearch.config import DEFAULT_MAX_PIXELS
 from simsearch.errors import ImageDecodeError
+from simsearch.images.draft import apply_draft
 from simsearch.images.headers import check_structure
 
 _ORIENTATION_TAG = 0x0112
@@ -196,6 +197,7 @@ def decode_image(
     source: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    draft_long: int = 0,
     *,
     max_decoded_pixels: int | None = None,
     decoded_limit_name: str = "SIMSEARCH_SEARCH_MAX_PIXELS",
@@ -204,7 +206,8 @@ def decode_image(
 
     Raises :class:`ImageDecodeError` naming ``source`` for empty, non-image, truncated or corrupt
     data and for images with more than ``max_pixels`` pixels (checked before decoding). With
-    ``draft_size``, JPEGs are decoded at a reduced DCT scale that keeps both sides >= draft_size.
+    ``draft_size``, JPEGs at least twice that size are decoded at a reduced DCT scale that keeps
+    both sides >= draft_size and the long side >= ``draft_long`` (see :mod:`.draft`).
     ``max_decoded_pixels`` is a tighter budget on the pixels actually decoded (after the JPEG draft
     scale), for requests that must stay cheap (search uploads); ``decoded_limit_name`` names the
     setting in the error.
@@ -227,8 +230,7 @@ def decode_image(
         if width <= 0 or height <= 0:
             raise ImageDecodeError(source, f"corrupt image data (size {width}x{height})")
         fmt = im.format or "unknown"
-        if draft_size and fmt in ("JPEG", "MPO"):
-            im.draft("RGB", (draft_size, draft_size))
+        apply_draft(im, draft_size, draft_long)
         decoded = im.size[0] * im.size[1]
         if max_decoded_pixels is not None and decoded > max_decoded_pixels:
             raise ImageDecodeError(source, _too_many_pixels(decoded, max_decoded_pixels, decoded_limit_name))
@@ -256,6 +258,7 @@ def load_image(
     path: str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    draft_long: int = 0,
 ) -> DecodedImage:
     """Read ``path`` and :func:`decode_image` it; unreadable paths raise :class:`ImageDecodeError` too."""
     source = os.fspath(path)
@@ -270,7 +273,7 @@ def load_image(
         raise ImageDecodeError(source, "permission denied") from None
     except OSError as exc:
         raise ImageDecodeError(source, f"cannot read file ({exc.strerror or exc})") from None
-    return decode_image(data, source=source, max_pixels=max_pixels, draft_size=draft_size)
+    return decode_image(data, source=source, max_pixels=max_pixels, draft_size=draft_size, draft_long=draft_long)
 
 
 # ---- giving memory back ------------------------------------------------------------------------

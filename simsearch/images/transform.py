@@ -37,7 +37,10 @@ def resize_for_model(rgb: np.ndarray | Image.Image, size: int) -> np.ndarray:
     return np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def make_thumbnail(rgb: np.ndarray | Image.Image, max_side: int = 256, quality: int = 85) -> bytes:
+THUMBNAIL_SIDE = 256
+
+
+def make_thumbnail(rgb: np.ndarray | Image.Image, max_side: int = THUMBNAIL_SIDE, quality: int = 85) -> bytes:
     """JPEG bytes of ``rgb`` (array or RGB PIL image, left unchanged) scaled down (never up) so
     its longest side is at most ``max_side``."""
     im = _as_image(rgb)

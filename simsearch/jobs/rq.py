@@ -21,6 +21,10 @@ JOB_FUNCTION = "simsearch.jobs.rq.run_ingest_job"
 
 # ---- settings as job data ------------------------------------------------------------------
 
+# Settings a job does not need and that must not sit in Redis with the job (for days): secrets.
+NOT_CARRIED = frozenset({"api_keys"})
+
+
 def settings_to_data(settings) -> dict:
     """The settings as JSON-able data (without API keys or the secret key: they stay off Redis)."""
     return settings.to_data()
@@ -100,46 +104,42 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
 
 # ---- queue and worker ----------------------------------------------------------------------
 
-def enqueue_function(redis_url: str, queue_name: str, run_id: int, target: str, *, settings=None) -> str:
-    """Put a job that calls ``target(ctx, run_id)`` on the RQ queue; returns the RQ job id."""
-    from rq import Callback, Queue
-
-    queue = Queue(queue_name, connection=redis_connection(redis_url))
-    args = (int(run_id), target) + ((settings_to_data(settings),) if settings is not None else ())
-    job = queue.enqueue_call(
-        func="simsearch.jobs.rq.run_function_job",
-        args=args,
-        timeout=JOB_TIMEOUT,
-        result_ttl=7 * 24 * 3600,
-        failure_ttl=30 * 24 * 3600,
-        description=f"simsearch job {run_id} ({target})",
-        on_failure=Callback(on_job_failure),
-    )
-    return job.id
-
-
 def redis_connection(url: str):
     from redis import Redis
 
     return Redis.from_url(url)
 
 
-def enqueue_ingest(redis_url: str, queue_name: str, run_id: int, options: dict | None = None, *, settings=None) -> str:
-    """Put an ingest job on the RQ queue; returns the RQ job id."""
+def _enqueue(redis_url: str, queue_name: str, func: str, args: tuple, settings, description: str) -> str:
+    """Put ``func(*args, settings data)`` on the RQ queue, failures recorded on the run by
+    :func:`on_job_failure`; returns the RQ job id."""
     from rq import Callback, Queue
 
     queue = Queue(queue_name, connection=redis_connection(redis_url))
-    args = (int(run_id), dict(options or {})) + ((settings_to_data(settings),) if settings is not None else ())
+    if settings is not None:
+        args = args + (settings_to_data(settings),)
     job = queue.enqueue_call(
-        func=JOB_FUNCTION,
+        func=func,
         args=args,
         timeout=JOB_TIMEOUT,
         result_ttl=7 * 24 * 3600,
         failure_ttl=30 * 24 * 3600,
-        description=f"simsearch ingest run {run_id}",
+        description=description,
         on_failure=Callback(on_job_failure),
     )
     return job.id
+
+
+def enqueue_ingest(redis_url: str, queue_name: str, run_id: int, options: dict | None = None, *, settings=None) -> str:
+    """Put an ingest job on the RQ queue; returns the RQ job id."""
+    return _enqueue(redis_url, queue_name, JOB_FUNCTION, (int(run_id), dict(options or {})), settings,
+                    f"simsearch ingest run {run_id}")
+
+
+def enqueue_function(redis_url: str, queue_name: str, run_id: int, target: str, *, settings=None) -> str:
+    """Put a job that calls ``target(ctx, run_id)`` on the RQ queue; returns the RQ job id."""
+    return _enqueue(redis_url, queue_name, "simsearch.jobs.rq.run_function_job", (int(run_id), target), settings,
+                    f"simsearch job {run_id} ({target})")
 
 
 def run_worker(redis_url: str, queues: list[str], *, burst: bool = False, simple: bool = False,

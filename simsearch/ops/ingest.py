@@ -51,15 +51,16 @@ def name_list(value, field: str = "backbones") -> list[str]:
 
 def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
     from simsearch.backbones import get_backbone
-    from simsearch.embed import space_key
+    from simsearch.embed import new_space
 
     names = [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]
     if not names:
         names = [settings.default_backbone]
     spaces = []
     for n in dict.fromkeys(names):
-        base, _, pool = n.partition("@")
-        spaces.append(space_key(base, pool or pooling or "avg"))
+        rest, _, precision = n.partition("+")
+        base, _, pool = rest.partition("@")
+        spaces.append(new_space(settings, base, pool or pooling or "avg", precision or None))
         ok, reason = get_backbone(base).weights_status(settings.weights_dir)
         if not ok:
             raise WeightsUnavailable(f"{base}: {reason}", field="backbone")

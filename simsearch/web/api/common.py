@@ -25,12 +25,8 @@ def thumbnail_url(image_id: int) -> str:
 
 def image_json(record: dict) -> dict:
     """An :func:`simsearch.ops.images.image_record` with its thumbnail's URL (None: none)."""
-    out = dict(record)
-    has = out.pop("has_thumbnail")
-    backbones = out.pop("backbones", None)
-    out["thumbnail_url"] = thumbnail_url(out["id"]) if has else None
-    if backbones is not None:
-        out["backbones"] = backbones
+    out = {key: value for key, value in record.items() if key != "has_thumbnail"}
+    out["thumbnail_url"] = thumbnail_url(record["id"]) if record["has_thumbnail"] else None
     return out
 
 

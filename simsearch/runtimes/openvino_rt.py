@@ -1,0 +1,70 @@
+"""OpenVINO (CPU plugin) on an IR converted from the ONNX export of the Keras model.
+bf16 uses ``INFERENCE_PRECISION_HINT=bf16`` and is offered only where the CPU plugin reports
+BF16 among its capabilities (AMX / AVX512-BF16): elsewhere the hint is silently ignored."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .base import BF16, ConvertingRuntime, ModelSpec, cpu_threads
+
+
+@lru_cache(maxsize=1)
+def _core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+class OpenVinoRuntime(ConvertingRuntime):
+    name = "openvino"
+    files = ("model.xml", "model.bin")
+
+    def unavailable(self) -> str | None:
+        return None if importlib.util.find_spec("openvino") is not None else "openvino is not installed"
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return version("openvino")
+
+    def cpu_bf16(self) -> bool:
+        try:
+            return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        except Exception:
+            return False
+
+    def refuses(self, spec: ModelSpec) -> str | None:
+        if spec.device != "cpu":
+            return "runs on the CPU only here"
+        if spec.precision == BF16 and not self.cpu_bf16():
+            return "this CPU has no bf16 (AMX or AVX512-BF16): OpenVINO would compute in fp32"
+        return None
+
+    def convert(self, onnx_path: Path, out_dir: Path) -> None:
+        import openvino as ov
+
+        model = _core().read_model(str(onnx_path))
+        # compress_to_fp16 defaults to True: that would change the weights, and so the vectors
+        ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=False)
+
+    def load(self, model_dir: Path, spec: ModelSpec):
+        core = _core()
+        model = core.read_model(str(model_dir / "model.xml"))
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": cpu_threads(),
+                  "INFERENCE_PRECISION_HINT": "bf16" if spec.precision == BF16 else "f32"}
+        compiled = core.compile_model(model, "CPU", config)
+        request = compiled.create_infer_request()
+        lock = threading.Lock()  # an infer request runs one inference at a time
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with lock:
+                out = request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})[0]
+                return np.array(out, dtype=np.float32)  # a copy: the request reuses its buffer
+
+        return run
