@@ -1,37 +1,33 @@
-"""Settings from the environment, each overridable by a CLI option or ``create_app(config)``.
+"""The one settings object: every ``SIMSEARCH_*`` variable, typed, validated, with its default.
 
-- ``SIMSEARCH_HOME``: the data directory (SQLite file, converted weights, FAISS indexes).
-  Default: ``$XDG_DATA_HOME/simsearch`` or ``~/.local/share/simsearch``.
-- ``SIMSEARCH_DATABASE_URL``: SQLAlchemy URL. Default: ``sqlite:///$SIMSEARCH_HOME/simsearch.db``.
-- ``SIMSEARCH_REDIS_URL``: when set, web ingest jobs go to an RQ queue for ``simsearch worker``.
-- ``SIMSEARCH_API_KEYS``: comma-separated keys; when set, every API write needs one.
-- ``SIMSEARCH_MAX_PIXELS``: decoded images larger than this are refused (decompression bombs).
-- ``SIMSEARCH_WEIGHTS_DIR``: where model weights are looked for and converted weights cached.
-  Default: ``$SIMSEARCH_HOME/weights``.
-- ``SIMSEARCH_RUNTIME``: ``auto`` (default), ``openvino``, ``onnxruntime`` or ``keras``: what runs the model.
-- ``SIMSEARCH_PRECISION``: ``auto`` (default: bf16 where the CPU has AMX / AVX512-BF16, else fp32),
-  ``fp32`` or ``bf16``: the numerics of new vectors (bf16 ones go to their own ``+bf16`` space).
-- ``SIMSEARCH_DEVICE``: ``auto`` (default: a GPU when the Keras backend sees one), ``cpu`` or ``gpu``.
-- ``SIMSEARCH_ALLOWED_HOSTS``: comma-separated host names the web app answers to besides
-  localhost, 127.0.0.1, [::1] and the address ``simsearch serve`` binds; ``.example.com`` allows
-  example.com and its subdomains, ``*`` any host (DNS rebinding protection).
-- ``SIMSEARCH_EXPOSE_PATHS``: ``1`` shows absolute server paths in API responses (default: paths
-  relative to the ingested folder, or the uploaded name).
-- ``SIMSEARCH_SEARCH_MAX_PIXELS``: the largest search-by-upload image (default 24 million pixels).
-- ``SIMSEARCH_UPLOAD_RETENTION_HOURS``: how long uploaded files are kept after their ingest job
-  ends (default 0: deleted when the job ends).
+:class:`Settings` is built once per process (the CLI from its options and the environment,
+``create_app(config)`` from a Settings or a dict of overrides, the RQ worker from its command) and
+passed explicitly; nothing else in the package reads ``SIMSEARCH_*`` from the environment.
+Each field is read from ``SIMSEARCH_<FIELD NAME IN CAPITALS>`` unless its ``alias`` says otherwise,
+so adding a variable is adding one annotated line here (and a row in the README's table).
+A bad value is an :class:`~simsearch.errors.InvalidInput` naming the variable:
+``SIMSEARCH_MAX_PIXELS: Input should be a valid integer (got 'lots')``.
+
+Per-backbone weights files (``SIMSEARCH_WEIGHTS_<BACKBONE>``, e.g. ``SIMSEARCH_WEIGHTS_RESNET50``)
+have names that depend on the registry, so they are collected into ``weights_files``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from simsearch.errors import InvalidInput
+
+ENV_PREFIX = "SIMSEARCH_"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_SEARCH_MAX_PIXELS = 24_000_000
-_TRUE = ("1", "true", "yes", "on")
+WEIGHTS_PREFIX = ENV_PREFIX + "WEIGHTS_"
 
 
 def default_home() -> Path:
@@ -39,46 +35,125 @@ def default_home() -> Path:
     return Path(base) / "simsearch"
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    database_url: str
-    redis_url: str | None = None
-    api_keys: tuple[str, ...] = ()
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    default_backbone: str = DEFAULT_BACKBONE
-    weights_path: Path | None = None
-    runtime: str = "auto"
-    precision: str = "auto"
-    device: str = "auto"
-    allowed_hosts: tuple[str, ...] = ()
-    expose_paths: bool = False
-    search_max_pixels: int = DEFAULT_SEARCH_MAX_PIXELS
-    upload_retention_hours: float = 0.0
+def _weights_files_from_env() -> dict[str, Path]:
+    return {k[len(WEIGHTS_PREFIX):].lower(): Path(v).expanduser()
+            for k, v in os.environ.items() if k.startswith(WEIGHTS_PREFIX) and k != WEIGHTS_PREFIX + "DIR" and v}
 
+
+class Settings(BaseSettings):
+    """Read-only settings (see the README's configuration table for every variable)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True,
+                                      validate_default=True)
+
+    # where things live
+    home: Path = Field(default_factory=default_home)
+    database_url: str = ""  # empty: SQLite in home
+    weights_path: Path | None = Field(None, alias="SIMSEARCH_WEIGHTS_DIR")
+    weights_files: dict[str, Path] = Field(default_factory=_weights_files_from_env, exclude=True)
+    redis_url: str | None = None
+    # database failure handling
+    db_connect_timeout: float = Field(3.0, gt=0, le=600)
+    db_statement_timeout: float = Field(30.0, gt=0)
+    # security
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    secret_key: str | None = Field(None, repr=False)
+    allow_server_paths: Path | None = None
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    expose_paths: bool = False
+    # images, models and ingest
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    search_max_pixels: int = Field(DEFAULT_SEARCH_MAX_PIXELS, ge=1)
+    upload_retention_hours: float = Field(0.0, ge=0)
+    default_backbone: str = DEFAULT_BACKBONE
+    download_timeout: float = Field(30.0, ge=1.0)
+    decode_priority: str = "idle"
+    tf_verbose: bool = False
+    runtime: Literal["auto", "openvino", "onnxruntime", "keras"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    # web requests and jobs
+    max_upload_mb: float = Field(64.0, gt=0)
+    jobs: Literal["thread", "rq"] | None = None
+    queue: str = Field("simsearch", min_length=1)
+    job_threads: int = Field(1, ge=1, le=64)
+    search_threads: int = Field(1, ge=1, le=256)
+    zip_max_entries: int = Field(50_000, ge=1)
+    zip_max_bytes: int = Field(1 << 30, ge=1)
+    zip_max_entry_bytes: int = Field(512 << 20, ge=1)
+    zip_max_ratio: float = Field(100.0, gt=1)
+
+    @field_validator("home", "weights_path", "allow_server_paths", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        return None if v is None else Path(v).expanduser().resolve()
+
+    @field_validator("redis_url", "secret_key", "weights_path", "allow_server_paths", "jobs", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip()
+            return v or None
+        return v
+
+    @field_validator("runtime", "precision", "device", mode="before")
+    @classmethod
+    def _lower_or_auto(cls, v: Any) -> Any:
+        return (v.strip().lower() or "auto") if isinstance(v, str) else v
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return (v.strip().lower() or None) if isinstance(v, str) else v
+
+    @field_validator("api_keys", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_keys(cls, v: Any) -> Any:
+        items = v.split(",") if isinstance(v, str) else (v or ())
+        return tuple(k.strip() for k in items if k and k.strip())
+
+    @field_validator("decode_priority", mode="after")
+    @classmethod
+    def _priority(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v != "idle":
+            try:
+                if not 0 <= int(v) <= 19:
+                    raise ValueError
+            except ValueError:
+                raise ValueError("should be 'idle' or a nice value from 0 to 19") from None
+        return v
+
+    @model_validator(mode="after")
+    def _derived(self) -> "Settings":
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'simsearch.db'}")
+        return self
+
+    # ---- building ---------------------------------------------------------------------------
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None, database_url: str | None = None, **overrides) -> "Settings":
-        env = os.environ
-        home_path = Path(home or env.get("SIMSEARCH_HOME") or default_home()).expanduser().resolve()
-        url = database_url or env.get("SIMSEARCH_DATABASE_URL") or f"sqlite:///{home_path / 'simsearch.db'}"
-        keys = tuple(k.strip() for k in env.get("SIMSEARCH_API_KEYS", "").split(",") if k.strip())
-        settings = cls(
-            home=home_path,
-            database_url=url,
-            redis_url=env.get("SIMSEARCH_REDIS_URL") or None,
-            api_keys=keys,
-            max_pixels=int(env.get("SIMSEARCH_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
-            weights_path=Path(env["SIMSEARCH_WEIGHTS_DIR"]).expanduser().resolve() if env.get("SIMSEARCH_WEIGHTS_DIR") else None,
-            runtime=(env.get("SIMSEARCH_RUNTIME") or "auto").strip().lower(),
-            precision=(env.get("SIMSEARCH_PRECISION") or "auto").strip().lower(),
-            device=(env.get("SIMSEARCH_DEVICE") or "auto").strip().lower(),
-            allowed_hosts=tuple(h.strip() for h in env.get("SIMSEARCH_ALLOWED_HOSTS", "").split(",") if h.strip()),
-            expose_paths=env.get("SIMSEARCH_EXPOSE_PATHS", "").strip().lower() in _TRUE,
-            search_max_pixels=int(env.get("SIMSEARCH_SEARCH_MAX_PIXELS", DEFAULT_SEARCH_MAX_PIXELS)),
-            upload_retention_hours=float(env.get("SIMSEARCH_UPLOAD_RETENTION_HOURS", 0)),
-        )
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        """The environment's settings; arguments that are not None take precedence."""
+        given = {k: v for k, v in dict(overrides, home=home, database_url=database_url).items() if v is not None}
+        return _validated(cls, given)
 
+    def replace(self, **changes) -> "Settings":
+        """A copy with ``changes`` applied and validated."""
+        data = {k: getattr(self, k) for k in type(self).model_fields}
+        data.update(changes)
+        return _validated(type(self), data)
+
+    def to_data(self) -> dict:
+        """Plain JSON-able values (for a job payload); :meth:`from_data` reads them back."""
+        data = self.model_dump(mode="json", exclude={"api_keys", "secret_key"})
+        data["weights_files"] = {k: str(v) for k, v in self.weights_files.items()}
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict) -> "Settings":
+        return _validated(cls, dict(data))
+
+    # ---- derived paths ------------------------------------------------------------------------
     @property
     def weights_dir(self) -> Path:
         return self.weights_path or self.home / "weights"
@@ -87,6 +162,41 @@ class Settings:
     def index_dir(self) -> Path:
         return self.home / "indexes"
 
+    @property
+    def max_content_length(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
     def ensure_dirs(self) -> None:
         for p in (self.home, self.weights_dir, self.index_dir):
             p.mkdir(parents=True, exist_ok=True)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    info = Settings.model_fields.get(field)
+    if info is not None and info.alias:
+        return info.alias
+    return ENV_PREFIX + field.upper()
+
+
+def _validated(cls, data: dict) -> Settings:
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = str(err["loc"][0]) if err.get("loc") else ""
+        name = loc if loc.startswith(ENV_PREFIX) else env_name(loc)
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) or loc == "secret_key" or loc == "api_keys" else f" (got {value!r})"
+        raise InvalidInput(f"{name}: {err['msg']}{shown}", field=loc) from None
+
+
+def env_settings() -> Settings:
+    """The environment's settings, for library code that is not handed a :class:`Settings` (a
+    backbone built directly, TensorFlow's import): the same variables and validation."""
+    return Settings.from_env()
+
+
+def env_weights_file(backbone: str) -> Path | None:
+    """``SIMSEARCH_WEIGHTS_<BACKBONE>``: a weights file named for one backbone, if set."""
+    return env_settings().weights_files.get(backbone.lower())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simsearch.config import Settings
+from simsearch.errors import DatabaseUnavailable
 from simsearch.index.manager import IndexManager
 from simsearch.store.db import Database
 
@@ -46,13 +47,40 @@ class AppContext:
     indexes: IndexManager
     models: ModelCache = field(repr=False)
 
+    schema_checked: bool = True
+
     @classmethod
-    def open(cls, settings: Settings) -> "AppContext":
-        """Create the data folders, open the database and make empty index and model caches."""
+    def open(cls, settings: Settings, *, schema: str | None = "check", wait_for_database: bool = False) -> "AppContext":
+        """Create the data folders, open the database and make empty index and model caches.
+
+        ``schema``: ``"check"`` (the default: refuse a missing or old schema with SchemaOutdated,
+        as servers and workers must), ``"upgrade"`` (bring it up to date: the CLI on SQLite) or
+        None. ``wait_for_database``: when the database is down, open anyway (a server starting
+        before its database) and check the schema when it answers (:meth:`ensure_schema`)."""
         settings.ensure_dirs()
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
+        checked = schema != "check"
+        try:
+            if schema == "upgrade":
+                db.upgrade()
+            elif schema == "check":
+                db.check_schema()
+                checked = True
+        except DatabaseUnavailable:
+            if not wait_for_database:
+                db.dispose()
+                raise
+        except BaseException:
+            db.dispose()
+            raise
         return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir),
-                   models=ModelCache(settings.weights_dir, settings.runtime, settings.device))
+                   models=ModelCache(settings.weights_dir, settings.runtime, settings.device), schema_checked=checked)
+
+    def ensure_schema(self) -> None:
+        """Check the schema if the database was down when this process started (cheap after)."""
+        if not self.schema_checked:
+            self.db.check_schema()
+            self.schema_checked = True
 
     # Shorthands used by search, ingest and analysis.
     def embedder(self, space: str, *, weights: str | None = None):

@@ -22,6 +22,16 @@ from simsearch.backbones import Backbone, get_backbone
 from simsearch.errors import InvalidInput
 from simsearch.runtimes import FP32, PRECISIONS, ModelSpec, check_choice, open_session, resolve_device
 
+
+def _tf_verbose() -> bool:
+    """``SIMSEARCH_TF_VERBOSE``: show TensorFlow's start-up messages (quiet by default)."""
+    from simsearch.config import env_settings
+
+    try:
+        return env_settings().tf_verbose
+    except InvalidInput:
+        return False
+
 POOLINGS = ("avg", "max")
 
 # Opened runtime sessions, shared by every Embedder in the process (the web app, tests): opening

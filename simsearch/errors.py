@@ -84,6 +84,20 @@ class IndexCorrupt(SimsearchError):
     http_status = 500
 
 
+class DatabaseUnavailable(SimsearchError):
+    """The database cannot be reached or did not answer in time (the message never carries SQL)."""
+
+    code = "database_unavailable"
+    http_status = 503
+
+
+class SchemaOutdated(SimsearchError):
+    """The database's schema is missing or older (or newer) than this simsearch: run ``simsearch db upgrade``."""
+
+    code = "schema_outdated"
+    http_status = 503
+
+
 class Forbidden(SimsearchError):
     """The caller may not do this here (e.g. server-side paths are not enabled)."""
 

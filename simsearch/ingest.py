@@ -221,7 +221,7 @@ class Ingester:
         self.show_bar = show_bar
         self.max_pixels = services.settings.max_pixels
         # "idle" (default), a nice value such as "10", or "0" for normal priority.
-        self.decode_priority = os.environ.get("SIMSEARCH_DECODE_PRIORITY", "idle")
+        self.decode_priority = services.settings.decode_priority
 
     def run(self, collection: str, files: list[SourceFile], *, source: str, ignored: Iterable[str] = (),
             run_id: int | None = None) -> IngestReport:

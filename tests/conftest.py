@@ -67,19 +67,32 @@ def db_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+def upgraded(settings):
+    """``settings`` after ``simsearch db upgrade`` on its database (servers only check the schema)."""
+    from simsearch.store.db import Database
+
+    settings.ensure_dirs()
+    db = Database.from_settings(settings)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    return settings
+
+
 @pytest.fixture
 def settings(tmp_path, db_url, weights_dir):
     from simsearch.config import Settings
 
-    return Settings.from_env(home=tmp_path / "home", database_url=db_url, weights_path=weights_dir)
+    return upgraded(Settings.from_env(home=tmp_path / "home", database_url=db_url, weights_path=weights_dir))
 
 
 @pytest.fixture
 def sqlite_settings(tmp_path, weights_dir):
     from simsearch.config import Settings
 
-    return Settings.from_env(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'home' / 'simsearch.db'}",
-                             weights_path=weights_dir)
+    return upgraded(Settings.from_env(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'home' / 'simsearch.db'}",
+                                      weights_path=weights_dir))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ groups, labelled), so no model runs and the tests are quick."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 import time
@@ -207,7 +206,7 @@ def test_ingest_job_listing_and_collection_summary_keep_their_meaning(app):
 
 @pytest.mark.redis
 def test_analysis_job_runs_on_rq_in_a_worker_process(make_app, settings, rq_queue):  # noqa: F811
-    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    app = make_app(settings.replace(redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
     add_vectors(app.extensions["simsearch"])
     client = app.test_client()
     body = accepted(client.get("/api/collections/synth/clusters"))

@@ -4,7 +4,6 @@ uploads (413, bad images, decompression bombs), zip safety, API keys and CSRF.""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import io
 from markupsafe import escape as html_escape
@@ -570,7 +569,7 @@ def test_large_json_is_gzipped_when_accepted(client, pets):
 
 @pytest.fixture
 def keyed(make_app, settings):
-    return make_app(dataclasses.replace(settings, api_keys=("key-one", "key-two"))).test_client()
+    return make_app(settings.replace(api_keys=("key-one", "key-two"))).test_client()
 
 
 def test_api_keys_guard_every_write(keyed):

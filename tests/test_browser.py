@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CATS_DOGS, ROOT, copy_subset, dataset_files
+from tests.conftest import CATS_DOGS, ROOT, copy_subset, dataset_files, upgraded
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -61,7 +61,7 @@ def live(tmp_path_factory, weights_dir):
 
     base = tmp_path_factory.mktemp("browser")
     home = base / "home"
-    settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir)
+    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir))
     app = create_app(settings)
     ctx = app.extensions["simsearch"]
     pets = copy_subset(base / "pets", PER_CLASS)
@@ -504,7 +504,6 @@ def test_ingest_through_the_ui_shows_progress_and_errors(live, browser):
 @pytest.mark.redis
 def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
     """The same page, on an app whose jobs go to an RQ queue consumed by `simsearch worker`."""
-    import dataclasses
     import os
     import subprocess
     import sys
@@ -519,7 +518,7 @@ def test_ingest_through_the_ui_with_redis_and_a_worker_process(live, browser):
     conn = redis.Redis.from_url(redis_url)
     conn.ping()  # fail, not skip: .ci/run starts Redis
     queue = f"simsearch-ui-{uuid.uuid4().hex[:10]}"
-    settings = dataclasses.replace(live.ctx.settings, redis_url=redis_url)
+    settings = live.ctx.settings.replace(redis_url=redis_url)
     app = create_app({"SETTINGS": settings, "SIMSEARCH_QUEUE": queue})
     server = LiveServer(app)
     env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +113,7 @@ def make_mixed_folder(root: Path) -> tuple[set[str], dict[str, str]]:
 
 
 def test_mixed_good_and_bad_files(sqlite_settings, tmp_path):
-    ctx = AppContext.open(replace(sqlite_settings, max_pixels=4_000_000))
+    ctx = AppContext.open(sqlite_settings.replace(max_pixels=4_000_000))
     good, bad = make_mixed_folder(tmp_path / "mixed")
     report = ingest(ctx, tmp_path / "mixed", labels=None, batch_size=4)
     assert report.added == len(good), report.errors
@@ -216,7 +215,7 @@ def test_a_file_that_failed_before_is_stored_when_it_decodes_now(sqlite_settings
     (root / "large.png").write_bytes(_png(PILImage.new("RGB", (1200, 1000), "orange")))
     shutil_src = dataset_files(CATS_DOGS / "cats", 1)[0]
     (root / "small.jpg").write_bytes(shutil_src.read_bytes())
-    strict = AppContext.open(replace(sqlite_settings, max_pixels=1_000_000))
+    strict = AppContext.open(sqlite_settings.replace(max_pixels=1_000_000))
     first = ingest(strict, root, labels=None)
     assert (first.added, first.failed) == (1, 1) and "pixels" in first.errors[0]["reason"]
     relaxed = AppContext.open(sqlite_settings)  # the default limit lets it through

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATS_DOGS, dataset_files
+from conftest import CATS_DOGS, dataset_files, upgraded
 
 from simsearch.store.models import Image, IngestRun
 
@@ -124,7 +123,7 @@ def run_worker_process(settings, queue: str, timeout: float = 300) -> subprocess
 
 @pytest.mark.redis
 def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
-    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    app = make_app(settings.replace(redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
     client = app.test_client()
     assert client.get("/api/health").get_json()["jobs"] == "rq"
     resp = upload(client, "remote", pets_files(3), labels="folders")
@@ -154,13 +153,13 @@ def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue, tmp_pat
     another data directory and database still records the failure where the app reads it."""
     from simsearch.jobs.manifest import run_folder
 
-    app = make_app(dataclasses.replace(settings, redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
+    app = make_app(settings.replace(redis_url=REDIS_URL), SIMSEARCH_QUEUE=rq_queue)
     client = app.test_client()
     resp = upload(client, "doomed", pets_files(1))
     job_id = resp.get_json()["job_id"]
     (run_folder(settings, job_id) / "manifest.json").unlink()
-    decoy = dataclasses.replace(settings, home=tmp_path / "elsewhere",
-                                database_url=f"sqlite:///{tmp_path / 'elsewhere' / 'other.db'}")
+    decoy = upgraded(settings.replace(home=tmp_path / "elsewhere",
+                                      database_url=f"sqlite:///{tmp_path / 'elsewhere' / 'other.db'}"))
     proc = run_worker_process(decoy, rq_queue)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job = client.get(f"/api/jobs/{job_id}").get_json()
@@ -168,7 +167,7 @@ def test_rq_failure_is_recorded_on_the_run(make_app, settings, rq_queue, tmp_pat
 
 
 def test_redis_down_gives_503_and_no_stuck_job(make_app, settings):
-    app = make_app(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0"), SIMSEARCH_QUEUE="unused")
+    app = make_app(settings.replace(redis_url="redis://127.0.0.1:1/0"), SIMSEARCH_QUEUE="unused")
     client = app.test_client()
     resp = upload(client, "nowhere", pets_files(1))
     assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "queue_unavailable"
@@ -202,9 +201,7 @@ def test_jobs_of_a_stopped_process_are_resumed_once(make_app, settings):
 
     from simsearch.jobs.runners import this_process
 
-    import dataclasses
-
-    kept = dataclasses.replace(settings, upload_retention_hours=24)  # the files outlive the job rewound below
+    kept = settings.replace(upload_retention_hours=24)  # the files outlive the job rewound below
     app = make_app(kept)
     client = app.test_client()
     job_id = upload(client, "resume", pets_files(4), labels="folders").get_json()["job_id"]
@@ -279,7 +276,7 @@ def test_settings_travel_with_the_job_as_plain_data_without_secrets(settings):
 
     from simsearch.jobs.rq import settings_from_data, settings_to_data
 
-    keyed = dataclasses.replace(settings, api_keys=("k1", "k2"), redis_url=REDIS_URL, max_pixels=1234)
+    keyed = settings.replace(api_keys=("k1", "k2"), redis_url=REDIS_URL, max_pixels=1234)
     data = json.loads(json.dumps(settings_to_data(keyed)))
     assert "k1" not in json.dumps(data)  # API keys never sit in Redis with a job
-    assert settings_from_data(data) == dataclasses.replace(keyed, api_keys=())
+    assert settings_from_data(data) == keyed.replace(api_keys=())

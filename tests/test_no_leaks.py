@@ -3,7 +3,6 @@ default, and staged uploads are deleted when their job ends (issue 8, "fail safe
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -112,7 +111,7 @@ def test_responses_show_no_absolute_server_paths(leaky, settings, tmp_path):
 
 
 def test_paths_are_shown_when_the_administrator_asks(make_app, settings, tmp_path):
-    app = make_app(dataclasses.replace(settings, expose_paths=True))
+    app = make_app(settings.replace(expose_paths=True))
     svc = app.extensions["simsearch"]
     run_id = _add_run(svc, "c", str(tmp_path / "photos"), status="done")
     image_id = _add_image(svc, "c", str(tmp_path / "photos" / "a.jpg"), run_id, 1)
@@ -243,7 +242,7 @@ def test_upload_retention_keeps_files_for_a_while(settings, tmp_path):
     from simsearch.jobs.cleanup import release_uploads, sweep_uploads
     from simsearch.jobs.manifest import run_folder
 
-    svc = AppContext.open(dataclasses.replace(settings, upload_retention_hours=2))
+    svc = AppContext.open(settings.replace(upload_retention_hours=2))
     try:
         now = datetime.now(timezone.utc)
         old = _add_run(svc, "r", "upload", status="done", finished_at=now - timedelta(hours=3))

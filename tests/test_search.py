@@ -3,7 +3,6 @@ in the same error order, as the ORM path."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -68,7 +67,7 @@ def test_a_default_without_vectors_falls_back_to_the_collections_only_space(pets
     """The server default (here lite0 with max pooling) has no vectors in this collection, which
     has lite0 average-pooled vectors only: the query is embedded and searched with those."""
     query = dataset_files(CATS_DOGS / "cats", 1, start=150)[0].read_bytes()
-    other_default = AppContext.open(replace(settings, default_backbone=f"{SPACE}@max"))
+    other_default = AppContext.open(settings.replace(default_backbone=f"{SPACE}@max"))
     try:
         space, hits = search_image(other_default, "pets", query, "q.jpg", k=5)
     finally:

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from simsearch.errors import InvalidInput, NotFound
+from simsearch.errors import InvalidInput, NotFound, SchemaOutdated
 from simsearch.store import repo
 from simsearch.store.db import Database
 from simsearch.store.models import Collection, Embedding, Image
@@ -28,23 +28,35 @@ def add_images(db, name="c", n=5, dim=8, space="efficientnet_lite0", seed=0, lab
         return coll.id, np.asarray(ids), vecs
 
 
+def migrated(url: str) -> Database:
+    db = Database(url)
+    db.upgrade()
+    return db
+
+
 def test_migrations_create_schema(db_url):
     db = Database(db_url)
+    assert db.table_names() == []  # opening a database never migrates it
+    with pytest.raises(SchemaOutdated, match="no simsearch schema yet: run `simsearch db upgrade`"):
+        db.check_schema()
+    db.upgrade()
     assert {"collections", "images", "embeddings", "thumbnails", "index_states", "ingest_runs",
             "analysis_results", "alembic_version"} <= set(db.table_names())
-    Database(db_url)  # running the migrations again is a no-op
+    db.check_schema()
+    db.upgrade()  # running the migrations again is a no-op
+    assert db.revision()[0] == db.revision()[1]
     db.dispose()
 
 
 def test_sqlite_uses_wal(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db = migrated(f"sqlite:///{tmp_path / 'x.db'}")
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def test_vectors_round_trip_exactly(db_url):
-    db = Database(db_url)
+    db = migrated(db_url)
     coll_id, ids, vecs = add_images(db, n=7, dim=16)
     with db.session() as s:
         got_ids, got = repo.load_vectors(s, coll_id, "efficientnet_lite0")
@@ -61,7 +73,7 @@ def test_vectors_round_trip_exactly(db_url):
 
 
 def test_content_hash_unique_per_collection(db_url):
-    db = Database(db_url)
+    db = migrated(db_url)
     add_images(db, "one", n=2)
     add_images(db, "two", n=2)  # same hashes pattern but different collection prefix -> fine
     with pytest.raises(IntegrityError):
@@ -73,7 +85,7 @@ def test_content_hash_unique_per_collection(db_url):
 
 
 def test_delete_collection_cascades(db_url):
-    db = Database(db_url)
+    db = migrated(db_url)
     add_images(db, "gone", n=3)
     keep_id, _, _ = add_images(db, "kept", n=2)
     with db.session() as s:
@@ -85,7 +97,7 @@ def test_delete_collection_cascades(db_url):
 
 
 def test_collection_names_and_lookup_errors(db_url):
-    db = Database(db_url)
+    db = migrated(db_url)
     with db.session() as s:
         for bad in ["", "has space", "../etc", "-x", "a" * 101]:
             with pytest.raises(InvalidInput, match="collection name"):

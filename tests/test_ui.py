@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,7 +148,7 @@ def test_static_assets_are_served(client):
 def test_login_page_and_sign_in_with_a_key(sqlite_settings):
     from simsearch.web import create_app, shutdown
 
-    app = create_app(replace(sqlite_settings, api_keys=("s3cret",)))
+    app = create_app(sqlite_settings.replace(api_keys=("s3cret",)))
     try:
         client = app.test_client()
         html = client.get("/").get_data(as_text=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simsearch.config import env_weights_file
 from simsearch.errors import WeightsUnavailable
 
 from .base import Backbone, as_path, check_pooling
@@ -205,7 +206,7 @@ class EfficientNetLiteBackbone(Backbone):
         )
 
     def weights_status(self, weights_dir) -> tuple[bool, str]:
-        explicit = os.environ.get(self.env_var)
+        explicit = env_weights_file(self.name)
         if explicit:
             p = as_path(explicit)
             return (True, "") if p.is_file() else (False, f"{p} (from ${self.env_var}) does not exist")
@@ -248,7 +249,7 @@ class EfficientNetLiteBackbone(Backbone):
     def weights_source(self, weights_dir, weights=None) -> tuple[str, Path]:
         """Where the weights will come from, without building anything: ``(kind, path)`` with kind
         ``"file"`` (explicit argument or ``$SIMSEARCH_WEIGHTS_<NAME>``), ``"cache"`` or ``"package"``."""
-        explicit = weights if weights is not None else os.environ.get(self.env_var) or None
+        explicit = weights if weights is not None else env_weights_file(self.name)
         if explicit is not None:
             p = as_path(explicit)
             if not p.is_file():

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch.errors import WeightsUnavailable
+from simsearch.config import env_weights_file
+from simsearch.errors import InvalidInput, WeightsUnavailable
 
 from .base import Backbone, as_path, check_pooling
 
@@ -75,8 +76,10 @@ def keras_cache_dirs() -> list[Path]:
 def download_timeout() -> float:
     """Per-socket-operation timeout for weight downloads (``$SIMSEARCH_DOWNLOAD_TIMEOUT``, default 30 s)."""
     try:
-        return max(1.0, float(os.environ.get("SIMSEARCH_DOWNLOAD_TIMEOUT", "30")))
-    except ValueError:
+        from simsearch.config import env_settings
+
+        return env_settings().download_timeout
+    except InvalidInput:
         return 30.0
 
 
@@ -130,7 +133,7 @@ class KerasAppBackbone(Backbone):
                 raise WeightsUnavailable(f"{self.name}: weights file {p} does not exist",
                                          details={"backbone": self.name, "file": str(p)})
             return p
-        env = os.environ.get(self.env_var) if not top else None
+        env = env_weights_file(self.name) if not top else None
         if env:
             p = as_path(env)
             if not p.is_file():

@@ -20,11 +20,21 @@ class SimsearchGroup(click.Group):
         except SimsearchError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(2 if isinstance(exc, (InvalidInput, NotFound)) else 1)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("sqlalchemy"):
+                raise
+            from simsearch.store.db import unavailable
+
+            err = unavailable(exc)
+            if err is None:
+                raise
+            click.echo(f"error: {err.message}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=SimsearchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--home", envvar="SIMSEARCH_HOME", type=click.Path(file_okay=False), help="Data directory [env SIMSEARCH_HOME].")
-@click.option("--database-url", envvar="SIMSEARCH_DATABASE_URL", help="SQLAlchemy URL [env SIMSEARCH_DATABASE_URL; default: SQLite in the data directory].")
+@click.option("--home", type=click.Path(file_okay=False), help="Data directory [env SIMSEARCH_HOME].")
+@click.option("--database-url", help="SQLAlchemy URL [env SIMSEARCH_DATABASE_URL; default: SQLite in the data directory].")
 @click.version_option(__version__, prog_name="simsearch")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
@@ -37,21 +47,31 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
 
 
 def settings_from(ctx: click.Context, **overrides):
-    """The settings of this invocation: the environment, overridden by ``--home``, ``--database-url``
-    and ``overrides`` (options of the command, e.g. ``runtime``; None values are ignored)."""
+    """This invocation's settings: the environment, then the global options, then ``overrides``
+    (a command's own options; None: not given)."""
     from simsearch.config import Settings
 
     obj = ctx.find_root().obj
-    return Settings.from_env(home=obj["home"], database_url=obj["database_url"], **overrides)
+    if "settings" not in obj:
+        obj["settings"] = Settings.from_env(home=obj["home"], database_url=obj["database_url"])
+    over = {k: v for k, v in overrides.items() if v is not None}
+    if over:
+        obj["settings"] = obj["settings"].replace(**over)
+    return obj["settings"]
 
 
-def context_from(ctx: click.Context, **overrides):
-    """The :class:`~simsearch.context.AppContext` of this invocation (opened on first use)."""
+def context_from(ctx: click.Context, *, server: bool = False, **overrides):
+    """The :class:`~simsearch.context.AppContext` of this invocation (opened on first use). An
+    SQLite database is brought up to date on the way (embedded: one user); a PostgreSQL one, or
+    any for a server or worker (``server``: several processes must not race to migrate), is only
+    checked: a missing or old schema is refused with a message saying to run ``simsearch db upgrade``."""
     obj = ctx.find_root().obj
     if "app_context" not in obj:
         from simsearch.context import AppContext
 
-        obj["app_context"] = AppContext.open(settings_from(ctx, **overrides))
+        settings = settings_from(ctx, **overrides)
+        embedded = settings.database_url.startswith("sqlite")
+        obj["app_context"] = AppContext.open(settings, schema="upgrade" if embedded and not server else "check")
         ctx.call_on_close(obj["app_context"].close)
     return obj["app_context"]
 
@@ -61,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register() -> None:
-    from simsearch.cli import core  # noqa: F401
+    from simsearch.cli import core, db  # noqa: F401
 
     for optional in ("analysis", "web"):
         try:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from simsearch.cli import cli, settings_from
+from simsearch.cli import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--allow-server-paths", type=click.Path(file_okay=False), envvar="SIMSEARCH_ALLOW_SERVER_PATHS",
+@click.option("--allow-server-paths", type=click.Path(file_okay=False),
               help="Let ingest take a folder on this machine, inside this one [env SIMSEARCH_ALLOW_SERVER_PATHS].")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), help="Largest request body [default: 64].")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), help="Largest request body [env SIMSEARCH_MAX_UPLOAD_MB; default: 64].")
 @click.pass_context
 def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """Run the web app (API at /api, docs at /api/docs) for local use.
@@ -25,13 +23,9 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """
     from simsearch.web import create_app
 
-    settings = settings_from(ctx)
-    config = {"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host}  # the bound address is an allowed Host
-    if allow_server_paths:
-        config["SIMSEARCH_ALLOW_SERVER_PATHS"] = str(os.path.abspath(allow_server_paths))
-    if max_upload_mb:
-        config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
-    app = create_app(config)
+    settings = settings_from(ctx, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
+    # refuses a missing or old schema; waits for a database that is down; the bound address is an allowed Host
+    app = create_app({"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host})
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
@@ -42,7 +36,7 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
 
 
 @cli.command()
-@click.option("--queue", "-q", "queues", multiple=True, envvar="SIMSEARCH_QUEUE",
+@click.option("--queue", "-q", "queues", multiple=True,
               help="Queue(s) to consume [default: simsearch; env SIMSEARCH_QUEUE].")
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @click.option("--simple", is_flag=True,
@@ -56,12 +50,13 @@ def worker(ctx, queues, burst, simple, name):
     are staged there. Each job carries the web app's settings; jobs queued by an older version
     without them use this command's.
     """
-    from simsearch.jobs.rq import DEFAULT_QUEUE, run_worker
+    from simsearch.jobs.rq import run_worker
 
     settings = settings_from(ctx)
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
-    names = [q for raw in queues for q in raw.split(",") if q] or [DEFAULT_QUEUE]
+    context_from(ctx, server=True)  # refuses a missing or old schema before taking jobs
+    names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
     ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name, settings=settings)
     ctx.exit(0 if ok or burst else 1)

@@ -49,6 +49,17 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
     return run_id
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a failed job's message says: the error's own message, or for a database error its
+    reason (never the SQL or its parameters)."""
+    from simsearch.store.db import unavailable
+
+    db_error = unavailable(exc)
+    if db_error is not None:
+        return f"{db_error.message.split(';')[0]} while the job ran; ingest the same files again to finish it"
+    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+
+
 def mark_failed(ctx, run_id: int, failure: str | BaseException, context: str = "") -> None:
     """Record a failure on a run that did not finish (no-op on finished runs). An exception is
     recorded as :func:`~simsearch.errors.public_reason` gives it: a reason, never SQL or paths
@@ -84,7 +95,7 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
         report = ingester.run(collection, manifest.source_files(folder), source=source, ignored=manifest.ignored,
                               run_id=run_id)
     except BaseException as exc:
-        mark_failed(ctx, run_id, exc)
+        mark_failed(ctx, run_id, failure_reason(exc) if _db_error(exc) else exc)
         raise
     finally:
         from simsearch.images.decode import release_memory
@@ -93,3 +104,9 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
         release_uploads(ctx, run_id)
         release_memory()  # the decode threads' buffers (up to SIMSEARCH_MAX_PIXELS each) are free now
     return report.to_dict()
+
+
+def _db_error(exc: BaseException) -> bool:
+    from simsearch.store.db import unavailable
+
+    return unavailable(exc) is not None

@@ -8,11 +8,9 @@ it exactly as the web app would, whatever its own environment says.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
-from pathlib import Path
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -28,40 +26,15 @@ NOT_CARRIED = frozenset({"api_keys"})
 
 
 def settings_to_data(settings) -> dict:
-    """The settings a job needs, as JSON-able data (paths as strings, tuples as lists); secrets
-    (:data:`NOT_CARRIED`) are left out and take their defaults in the job."""
-    if hasattr(settings, "model_dump"):  # a pydantic settings object
-        return settings.model_dump(mode="json", exclude=set(NOT_CARRIED))
-    out = {}
-    for f in dataclasses.fields(settings):
-        if f.name in NOT_CARRIED:
-            continue
-        value = getattr(settings, f.name)
-        if isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+    """The settings as JSON-able data (without API keys or the secret key: they stay off Redis)."""
+    return settings.to_data()
 
 
 def settings_from_data(data: dict):
-    """The :class:`~simsearch.config.Settings` that :func:`settings_to_data` wrote."""
+    """The :class:`~simsearch.config.Settings` that :func:`settings_to_data` wrote (validated)."""
     from simsearch.config import Settings
 
-    if hasattr(Settings, "model_validate"):
-        return Settings.model_validate(data)
-    kwargs = {}
-    for f in dataclasses.fields(Settings):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if isinstance(value, str) and "Path" in str(f.type):
-            value = Path(value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return Settings(**kwargs)
+    return Settings.from_data(data)
 
 
 # ---- the job -------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select, update
 
 from simsearch.errors import QueueUnavailable, SimsearchError
-from simsearch.jobs.execute import execute_run, mark_failed
+from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
 from simsearch.jobs.rq import DEFAULT_QUEUE, enqueue_function, enqueue_ingest, redis_connection, resolve_target
+from simsearch.store.db import unavailable
 from simsearch.store.models import IngestRun, utcnow
 
 log = logging.getLogger("simsearch.jobs")
@@ -73,6 +74,10 @@ class ThreadRunner:
         self.functions = ThreadPoolExecutor(1, thread_name_prefix="simsearch-analysis")
         self._recovered = False
         self._recover_lock = threading.Lock()
+        self._pending: dict[int, str] = {}
+        self._pending_lock = threading.Lock()
+        self._retrier: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def submit(self, run_id: int, options: dict) -> None:
         with self.ctx.db.session() as s:
@@ -96,8 +101,55 @@ class ThreadRunner:
     def _run(self, run_id: int, options: dict) -> None:
         try:
             execute_run(self.ctx, run_id, batch_size=options.get("batch_size"))
-        except Exception:
-            log.exception("ingest job %s failed", run_id)
+        except Exception as exc:
+            # a database error raised while recording another failure: that one is the reason
+            ctx = exc.__context__
+            if unavailable(exc) is not None and isinstance(ctx, Exception) and \
+                    not type(ctx).__module__.startswith(("sqlalchemy", "psycopg", "sqlite3")):
+                exc = ctx
+            log.error("ingest job %s failed: %s", run_id, type(exc).__name__)
+            self._record_failure(run_id, failure_reason(exc) if unavailable(exc) is not None else exc)
+
+    # A job whose failure could not be written (the database was down) must not stay "running":
+    # the failure is kept here and written as soon as the database answers again.
+    RETRY_SECONDS = 2.0
+
+    def _record_failure(self, run_id: int, message) -> None:
+        try:
+            mark_failed(self.ctx, run_id, message)  # a no-op when execute_run recorded it
+            return
+        except Exception as exc:
+            if unavailable(exc) is None:
+                log.exception("could not record the failure of ingest job %s", run_id)
+                return
+        log.warning("ingest job %s: the database is unavailable; its failure is recorded when it is back", run_id)
+        with self._pending_lock:
+            self._pending[run_id] = message
+            if self._retrier is None or not self._retrier.is_alive():
+                self._retrier = threading.Thread(target=self._retry_pending, name="simsearch-job-retry", daemon=True)
+                self._retrier.start()
+
+    def _retry_pending(self) -> None:
+        while not self._stopping.wait(self.RETRY_SECONDS):
+            with self._pending_lock:
+                pending = dict(self._pending)
+                if not pending:
+                    self._retrier = None
+                    return
+            for run_id, message in pending.items():
+                try:
+                    mark_failed(self.ctx, run_id, message)
+                except Exception as exc:
+                    if unavailable(exc) is not None:
+                        break  # still down: try again later
+                    log.exception("could not record the failure of ingest job %s", run_id)
+                with self._pending_lock:
+                    self._pending.pop(run_id, None)
+                log.warning("ingest job %s: failure recorded now that the database is back", run_id)
+
+    def pending_failures(self) -> dict[int, str]:
+        with self._pending_lock:
+            return dict(self._pending)
 
     def recover_once(self) -> None:
         """:meth:`recover`, the first time this is called in this process (cheap afterwards)."""
@@ -109,7 +161,10 @@ class ThreadRunner:
             self._recovered = True
             try:
                 self.recover()
-            except Exception:  # never fail the request that triggered it
+            except Exception as exc:  # never fail the request that triggered it
+                if unavailable(exc) is not None:
+                    self._recovered = False  # the database is down: check again on a later request
+                    return
                 log.exception("could not check for interrupted ingest jobs")
 
     def recover(self) -> list[int]:
@@ -147,6 +202,7 @@ class ThreadRunner:
         return resumed
 
     def shutdown(self, wait: bool = True) -> None:
+        self._stopping.set()
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
         self.functions.shutdown(wait=wait, cancel_futures=not wait)
 
@@ -183,12 +239,13 @@ class RQRunner:
         pass
 
 
-def make_runner(ctx, config):
-    """``config``: a mapping with ``SIMSEARCH_JOBS`` (``thread`` or ``rq``; default ``rq`` when
-    the settings have a Redis URL), ``SIMSEARCH_QUEUE`` and ``SIMSEARCH_JOB_THREADS``."""
-    mode = (config.get("SIMSEARCH_JOBS") or ("rq" if ctx.settings.redis_url else "thread")).lower()
+def make_runner(ctx):
+    """The runner the settings ask for: ``SIMSEARCH_JOBS`` (``thread`` or ``rq``; default ``rq``
+    when there is a Redis URL), ``SIMSEARCH_QUEUE``, ``SIMSEARCH_JOB_THREADS``."""
+    settings = ctx.settings
+    mode = settings.jobs or ("rq" if settings.redis_url else "thread")
     if mode == "rq":
-        if not ctx.settings.redis_url:
+        if not settings.redis_url:
             raise SimsearchError("SIMSEARCH_JOBS=rq needs SIMSEARCH_REDIS_URL")
-        return RQRunner(ctx, ctx.settings.redis_url, config.get("SIMSEARCH_QUEUE") or DEFAULT_QUEUE)
-    return ThreadRunner(ctx, int(config.get("SIMSEARCH_JOB_THREADS", 1)))
+        return RQRunner(ctx, settings.redis_url, settings.queue)
+    return ThreadRunner(ctx, settings.job_threads)

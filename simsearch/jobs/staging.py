@@ -51,13 +51,9 @@ class ZipLimits:
     ratio_floor: int = 1 << 20  # once they unpack to more than this
 
     @classmethod
-    def from_config(cls, config) -> "ZipLimits":
-        return cls(
-            max_entries=int(config.get("SIMSEARCH_ZIP_MAX_ENTRIES", cls.max_entries)),
-            max_total_bytes=int(config.get("SIMSEARCH_ZIP_MAX_BYTES", cls.max_total_bytes)),
-            max_entry_bytes=int(config.get("SIMSEARCH_ZIP_MAX_ENTRY_BYTES", cls.max_entry_bytes)),
-            max_ratio=float(config.get("SIMSEARCH_ZIP_MAX_RATIO", cls.max_ratio)),
-        )
+    def from_settings(cls, settings) -> "ZipLimits":
+        return cls(max_entries=settings.zip_max_entries, max_total_bytes=settings.zip_max_bytes,
+                   max_entry_bytes=settings.zip_max_entry_bytes, max_ratio=settings.zip_max_ratio)
 
 
 @dataclass

@@ -61,7 +61,7 @@ def import_keras_quietly() -> None:
         if _keras_imported:
             return
         backend = keras_backend()
-        quiet = backend == "tensorflow" and "tensorflow" not in sys.modules and not os.environ.get("SIMSEARCH_TF_VERBOSE")
+        quiet = backend == "tensorflow" and "tensorflow" not in sys.modules and not _tf_verbose()
         if quiet:
             sys.stderr.flush()
             saved = os.dup(2)
@@ -157,3 +157,14 @@ class KerasRuntime(Runtime):
 
         return Session(runtime=self.name, version=self.version(), precision=spec.precision, device=spec.device,
                        run=run, source="keras", extra={"build_seconds": seconds})
+
+
+def _tf_verbose() -> bool:
+    """``SIMSEARCH_TF_VERBOSE`` (the settings): show TensorFlow's start-up messages."""
+    from simsearch.config import env_settings
+    from simsearch.errors import InvalidInput
+
+    try:
+        return env_settings().tf_verbose
+    except InvalidInput:
+        return False

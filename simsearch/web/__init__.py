@@ -5,70 +5,42 @@ FAISS indexes are loaded once per process and shared by all requests (its index 
 a new index generation written by another process without a restart). The views call the
 operations in :mod:`simsearch.ops` with it.
 
-Configuration: :class:`~simsearch.config.Settings` from the environment (``Settings.from_env``),
-overridden by ``config``: either a ``Settings`` or a dict of Flask config keys plus
-``SETTINGS`` (a Settings), ``SIMSEARCH_HOME``, ``SIMSEARCH_DATABASE_URL``, ``SIMSEARCH_REDIS_URL``,
-``SIMSEARCH_API_KEYS`` (list or comma-separated), ``SIMSEARCH_WEIGHTS_DIR``, ``SIMSEARCH_MAX_PIXELS``.
-Web-only keys (also read from the environment):
-
-- ``MAX_CONTENT_LENGTH``: largest request body in bytes (default 64 MB; env
-  ``SIMSEARCH_MAX_UPLOAD_MB``); larger requests get 413.
-- ``SIMSEARCH_ALLOW_SERVER_PATHS``: a folder; when set, ``POST /api/collections/<name>/ingest``
-  accepts ``{"server_path": ...}`` for folders inside it (administrator opt-in; off by default).
-- ``SECRET_KEY``: signs the session cookie. Default: env ``SIMSEARCH_SECRET_KEY``, else a key kept in
-  ``<home>/secret_key`` (created on first start), else random per process.
-- ``SIMSEARCH_JOBS``: ``thread`` (in-process pool, the default) or ``rq`` (the default when
-  ``SIMSEARCH_REDIS_URL`` is set); ``SIMSEARCH_QUEUE`` (RQ queue name, default ``simsearch``);
-  ``SIMSEARCH_JOB_THREADS`` (default 1).
-- ``SIMSEARCH_SEARCH_THREADS``: FAISS threads per request (default 1: lowest latency per query).
-- ``SIMSEARCH_ZIP_MAX_ENTRIES``, ``SIMSEARCH_ZIP_MAX_BYTES``, ``SIMSEARCH_ZIP_MAX_ENTRY_BYTES``,
-  ``SIMSEARCH_ZIP_MAX_RATIO``: zip bomb limits for uploaded archives.
+Configuration is one :class:`~simsearch.config.Settings` (every ``SIMSEARCH_*`` variable; see the
+README's table). ``config`` is either a Settings, or a dict of Flask config keys plus ``SETTINGS``
+(a Settings; default: from the environment) and ``SIMSEARCH_<NAME>`` keys that override its fields
+(``{"SIMSEARCH_QUEUE": "q2", "SIMSEARCH_API_KEYS": "k1,k2"}``), validated like the environment.
+Flask keys derived from the settings unless given: ``MAX_CONTENT_LENGTH`` (``SIMSEARCH_MAX_UPLOAD_MB``;
+larger requests get 413) and ``SECRET_KEY`` (``SIMSEARCH_SECRET_KEY``, else a key kept in
+``<home>/secret_key``, created on first start, else random per process).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import redirect
 
-from simsearch.config import Settings
+from simsearch.config import ENV_PREFIX, Settings
 
 log = logging.getLogger("simsearch.web")
 
-DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024 * 1024
 
-_SETTINGS_KEYS = {
-    "SIMSEARCH_HOME": "home",
-    "SIMSEARCH_DATABASE_URL": "database_url",
-    "SIMSEARCH_REDIS_URL": "redis_url",
-    "SIMSEARCH_API_KEYS": "api_keys",
-    "SIMSEARCH_WEIGHTS_DIR": "weights_path",
-    "SIMSEARCH_MAX_PIXELS": "max_pixels",
-}
-_ENV_CONFIG = ("SIMSEARCH_ALLOW_SERVER_PATHS", "SIMSEARCH_JOBS", "SIMSEARCH_QUEUE", "SIMSEARCH_JOB_THREADS",
-               "SIMSEARCH_ZIP_MAX_ENTRIES", "SIMSEARCH_ZIP_MAX_BYTES", "SIMSEARCH_ZIP_MAX_ENTRY_BYTES",
-               "SIMSEARCH_ZIP_MAX_RATIO")
-
-
-def settings_from_config(config: dict) -> Settings:
-    from pathlib import Path
-
+def split_config(config: dict | Settings | None) -> tuple[Settings, dict]:
+    """``(settings, flask_config)`` from ``create_app``'s argument."""
+    if isinstance(config, Settings):
+        return config, {}
+    flask_config = dict(config or {})
+    base = flask_config.pop("SETTINGS", None)
     over = {}
-    for key, attr in _SETTINGS_KEYS.items():
-        if config.get(key) is None:
-            continue
-        value = config[key]
-        if attr == "api_keys":
-            value = tuple(k.strip() for k in (value.split(",") if isinstance(value, str) else value) if k and k.strip())
-        elif attr == "weights_path":
-            value = Path(value).expanduser().resolve()
-        elif attr == "max_pixels":
-            value = int(value)
-        over[attr] = value
-    home = over.pop("home", None)
-    url = over.pop("database_url", None)
-    return Settings.from_env(home=home, database_url=url, **over)
+    for key in [k for k in flask_config if k.startswith(ENV_PREFIX)]:
+        name = key if key == "SIMSEARCH_WEIGHTS_DIR" else key[len(ENV_PREFIX):].lower()
+        if name in Settings.model_fields or name == "SIMSEARCH_WEIGHTS_DIR":
+            value = flask_config.pop(key)
+            if value is not None:
+                over["weights_path" if name == "SIMSEARCH_WEIGHTS_DIR" else name] = value
+    if base is None:
+        return Settings.from_env(**over), flask_config
+    return (base.replace(**over) if over else base), flask_config
 
 
 def create_app(config: dict | Settings | None = None):
@@ -83,45 +55,38 @@ def create_app(config: dict | Settings | None = None):
     from simsearch.web.docs import bp as docs_bp
     from simsearch.web.errors import register_error_handlers
 
-    if isinstance(config, Settings):
-        settings, overrides = config, {}
-    else:
-        overrides = dict(config or {})
-        settings = overrides.pop("SETTINGS", None) or settings_from_config(overrides)
+    settings, overrides = split_config(config)
 
     # APIFlask: a Flask app that generates the OpenAPI document and request validation from the
     # declared contract (simsearch.web.schemas); its own spec and docs routes are replaced by ours.
     app = APIFlask(__name__, title="simsearch API", version=__version__, spec_path=None, docs_path=None,
                    json_errors=False)
     contract.configure(app)
-    max_mb = os.environ.get("SIMSEARCH_MAX_UPLOAD_MB")
     app.config.update(
-        MAX_CONTENT_LENGTH=int(float(max_mb) * 1024 * 1024) if max_mb else DEFAULT_MAX_CONTENT_LENGTH,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
         MAX_FORM_PARTS=20_000,  # a multipart upload of many images has one part per file
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         JSON_SORT_KEYS=False,
     )
-    for key in _ENV_CONFIG:
-        if os.environ.get(key):
-            app.config[key] = os.environ[key]
-    app.config.update({k: v for k, v in overrides.items() if k not in _SETTINGS_KEYS})
+    app.config.update(overrides)
     app.json.sort_keys = False
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = security.load_secret_key(settings.home)
+        app.config["SECRET_KEY"] = security.load_secret_key(settings.home, settings.secret_key)
 
-    ctx = AppContext.open(settings)
+    ctx = AppContext.open(settings, wait_for_database=True)
     app.extensions["simsearch"] = ctx
-    app.extensions["simsearch_jobs"] = make_runner(ctx, app.config)
+    app.extensions["simsearch_jobs"] = make_runner(ctx)
 
     register_error_handlers(app)
+    app.before_request(_schema_hook(ctx))
     jobs = app.extensions["simsearch_jobs"]
     if hasattr(jobs, "recover_once"):  # in-process runner: resume jobs of a stopped process
         app.before_request(jobs.recover_once)
     app.before_request(security.check_host)
     guards.install(app)
-    app.before_request(_single_query_threads(int(app.config.get("SIMSEARCH_SEARCH_THREADS", 1))))
+    app.before_request(_single_query_threads(settings.search_threads))
     app.before_request(security.check_request)
     app.jinja_env.globals.update(security.jinja_globals())
     app.register_blueprint(api_bp, url_prefix="/api")
@@ -134,6 +99,20 @@ def create_app(config: dict | Settings | None = None):
     if "/" not in {r.rule for r in app.url_map.iter_rules()}:
         app.add_url_rule("/", "index", lambda: redirect("/api/docs"))
     return app
+
+
+def _schema_hook(app_ctx):
+    """Until the schema has been checked (the database was down at start), check it first: 503
+    ``database_unavailable`` or ``schema_outdated`` instead of errors from a missing table. The
+    health endpoint reports it itself."""
+
+    def hook():
+        from flask import request
+
+        if not app_ctx.schema_checked and request.endpoint != "api.health":
+            app_ctx.ensure_schema()
+
+    return hook
 
 
 def _single_query_threads(n: int):

@@ -109,16 +109,36 @@ def handle_http_exception(exc: HTTPException) -> Response:
     return _respond(status, error_body(code, message, details=details), headers)
 
 
+def handle_database_error(exc: Exception) -> Response:
+    """SQLAlchemy's connection errors and timeouts: 503 ``database_unavailable``, no SQL shown."""
+    from simsearch.store.db import unavailable
+
+    err = unavailable(exc)
+    if err is None:
+        return handle_unexpected(exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(getattr(exc, "orig", None) or exc).__name__)
+    return handle_simsearch_error(err)
+
+
 def handle_unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return handle_http_exception(exc)
     if isinstance(exc, SimsearchError):
         return handle_simsearch_error(exc)
+    from simsearch.store.db import unavailable
+
+    if unavailable(exc) is not None:
+        return handle_database_error(exc)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return _respond(500, error_body("internal_error", "internal server error; the server log has the details"))
 
 
 def register_error_handlers(app: Flask) -> None:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
     app.register_error_handler(SimsearchError, handle_simsearch_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    for cls in (OperationalError, InterfaceError, PoolTimeout):
+        app.register_error_handler(cls, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

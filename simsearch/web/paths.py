@@ -34,7 +34,7 @@ def exposed() -> bool:
 
 def _roots() -> list[PurePath]:
     roots = []
-    allowed = current_app.config.get("SIMSEARCH_ALLOW_SERVER_PATHS")
+    allowed = _services().settings.allow_server_paths
     if allowed:
         roots.append(PurePath(str(allowed)))
     return roots

@@ -116,15 +116,14 @@ def check_host() -> None:
 
 # ---- secret key --------------------------------------------------------------------------
 
-def load_secret_key(home: Path) -> str:
+def load_secret_key(home: Path, configured: str | None = None) -> str:
     """``SIMSEARCH_SECRET_KEY``, else ``<home>/secret_key`` (created once, mode 600), else random.
 
     A file shared by all processes keeps sessions valid across gunicorn workers and restarts; a
     per-process random key is the fallback when the data directory is read-only.
     """
-    env = os.environ.get("SIMSEARCH_SECRET_KEY")
-    if env:
-        return env
+    if configured:
+        return configured
     path = Path(home) / "secret_key"
     try:
         return path.read_text().strip() or _create_secret(path)

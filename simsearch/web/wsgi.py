@@ -4,8 +4,21 @@ Settings come from the environment (SIMSEARCH_HOME, SIMSEARCH_DATABASE_URL, SIMS
 SIMSEARCH_API_KEYS, ...). Each gunicorn worker process builds its own app, so models and indexes
 load once per worker, on first use. Keep the secret key shared by all workers: it is read from
 ``<home>/secret_key`` or ``SIMSEARCH_SECRET_KEY``.
+
+The schema is not migrated here (workers would race): run ``simsearch db upgrade`` first. On a
+missing or old schema, an unreachable database or a bad setting a worker prints one ``error:``
+line and exits with gunicorn's "worker failed to boot" status, which stops gunicorn.
 """
 
+import sys
+
+from simsearch.errors import SimsearchError
 from simsearch.web import create_app
 
-app = create_app()
+WORKER_BOOT_ERROR = 3  # gunicorn halts instead of restarting the worker forever
+
+try:
+    app = create_app()
+except SimsearchError as exc:
+    print(f"error: {exc.message}", file=sys.stderr, flush=True)
+    sys.exit(WORKER_BOOT_ERROR)

@@ -19,18 +19,37 @@ from simsearch.web.paths import hide_server_paths
 @bp.output(S.Health, description="Database (and job queue) reachable.")
 @bp.doc(summary="Health check", tags=["service"], responses=errors(400, 503))
 def health(q):
+    """200 when every dependency answers; else 503 naming the first one down, with every
+    dependency's state in ``details.checks`` (``ok``, ``unavailable``, ``schema_outdated``)."""
+    from simsearch.store.db import unavailable
+
     app_ctx = ctx()
-    out = {"status": "ok", "version": __version__, "database": app_ctx.db.dialect, "jobs": runner().kind}
+    checks = {"database": "ok", "job_queue": "ok" if runner().kind == "rq" else "in-process"}
+    failures = []
     try:
+        app_ctx.ensure_schema()
         with app_ctx.db.session() as s:
             s.execute(text("SELECT 1"))
+    except SimsearchError as exc:
+        checks["database"] = "unavailable" if exc.code == "database_unavailable" else exc.code
+        failures.append(exc)
     except Exception as exc:
-        raise SimsearchError(f"database unreachable: {type(exc).__name__}", details=out) from None
+        err = unavailable(exc)
+        if err is None:
+            raise
+        checks["database"] = "unavailable"
+        failures.append(err)
     if runner().kind == "rq":
         try:
             runner().ping()
         except Exception as exc:
-            raise QueueUnavailable(f"job queue (Redis) unreachable: {type(exc).__name__}", details=out) from None
+            checks["job_queue"] = "unavailable"
+            failures.append(QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}"))
+    out = {"status": "ok", "version": __version__, "database": app_ctx.db.dialect, "jobs": runner().kind, "checks": checks}
+    if failures:
+        first = failures[0]
+        down = ", ".join(k for k, v in checks.items() if v not in ("ok", "in-process"))
+        raise type(first)(f"{first.message} (down: {down})", details=dict(out, status="unavailable"))
     return out
 
 

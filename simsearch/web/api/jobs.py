@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request, url_for
+from flask import jsonify, request, url_for
 
 from simsearch.errors import InvalidInput
 from simsearch.jobs.staging import ZipLimits
@@ -44,7 +44,7 @@ def ingest(name: str, q):
         options = {"backbones": (body.backbones or []) + ([body.backbone] if body.backbone else []),
                    "pooling": body.pooling, "labels": body.labels, "label": body.label, "batch_size": body.batch_size}
         return _accepted(ops_ingest.from_server_path(ctx(), runner(), name, body.server_path, options,
-                                                     allowed_root=current_app.config.get("SIMSEARCH_ALLOW_SERVER_PATHS")))
+                                                     allowed_root=ctx().settings.allow_server_paths))
     if request.mimetype != "multipart/form-data":
         raise InvalidInput("send image files as multipart/form-data (field 'files', repeatable, or one zip in 'archive'), "
                            "or JSON {\"server_path\": ...}", field="files")
@@ -56,7 +56,7 @@ def ingest(name: str, q):
     out = ops_ingest.from_upload(ctx(), runner(), name, options, files=files,
                                  archive=archive.stream if archive else None,
                                  archive_name=archive.filename if archive else None,
-                                 zip_limits=ZipLimits.from_config(current_app.config))
+                                 zip_limits=ZipLimits.from_settings(ctx().settings))
     return _accepted(out)
 
 

@@ -33,6 +33,7 @@ class Health(BaseModel):
     version: str
     database: str = Field(description="The database dialect (`sqlite`, `postgresql`).")
     jobs: Literal["thread", "rq"] = Field(description="Where ingest jobs run: in-process threads or RQ workers.")
+    checks: dict[str, str] = Field(description="Each dependency's state: `ok`, `in-process`, `unavailable`, ...")
 
 
 class Backbone(BaseModel):

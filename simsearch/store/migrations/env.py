@@ -1,7 +1,5 @@
-"""Alembic environment: uses the connection simsearch passes in, or a URL from -x url=... /
-SIMSEARCH_DATABASE_URL when run by hand."""
-
-import os
+"""Alembic environment: uses the connection simsearch passes in (``simsearch db upgrade``), or a
+URL from ``-x url=...`` / the settings (``SIMSEARCH_DATABASE_URL``) when Alembic is run by hand."""
 
 from alembic import context
 from sqlalchemy import create_engine, text
@@ -26,9 +24,9 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("SIMSEARCH_DATABASE_URL")
-    if not url:
-        raise SystemExit("give the database: alembic -x url=... upgrade head, or set SIMSEARCH_DATABASE_URL")
+    from simsearch.config import Settings
+
+    url = context.get_x_argument(as_dictionary=True).get("url") or Settings.from_env().database_url
     engine = create_engine(normalise_url(url))
     with engine.begin() as conn:
         _run(conn)

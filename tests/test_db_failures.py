@@ -1,0 +1,287 @@
+"""The database failing: refused connections, a server that accepts TCP and never answers, a locked
+SQLite file. Requests get 503 ``database_unavailable`` (no SQL) instead of 500 or a hang, the health
+endpoint names the dependency that is down, the app recovers without a restart, and an in-process
+job whose failure could not be written is marked failed once the database is back."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from simsearch.config import Settings
+from simsearch.store.db import Database
+from simsearch.store.models import IngestRun
+from tests.conftest import ROOT, upgraded
+
+HANGS = 30  # seconds after which a request counts as hanging (the timeouts are 3-5 s)
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL on a fixed local port: ``forward``, ``refuse`` (nothing listens)
+    or ``blackhole`` (connections are accepted and never answered)."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.port = None
+        self.listener = None
+        self.mode = "refuse"
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def set(self, mode: str) -> None:
+        with self.lock:
+            if self.listener is not None:
+                try:
+                    self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+                except OSError:
+                    pass
+                self.listener.close()
+                self.listener = None
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+            self.conns.clear()
+            self.mode = mode
+            if mode == "refuse":
+                return
+            lst = socket.socket()
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lst.bind(("127.0.0.1", self.port or 0))
+            self.port = lst.getsockname()[1]
+            lst.listen(64)
+            self.listener = lst
+        threading.Thread(target=self._accept, args=(lst, mode), daemon=True).start()
+
+    def _accept(self, lst: socket.socket, mode: str) -> None:
+        while True:
+            try:
+                client, _ = lst.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(client)
+            if mode == "forward":
+                try:
+                    server = socket.create_connection(self.target)
+                except OSError:
+                    client.close()
+                    continue
+                with self.lock:
+                    self.conns.append(server)
+                for a, b in ((client, server), (server, client)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def url(self, real_url: str) -> str:
+        head, tail = real_url.split("@", 1)
+        return f"{head}@127.0.0.1:{self.port}/{tail.split('/', 1)[1]}"
+
+
+@pytest.fixture
+def proxy(postgres_url):
+    from sqlalchemy.engine import make_url
+
+    p = Proxy(make_url(postgres_url).port or 5432)
+    p.set("forward")
+    yield p
+    p.set("refuse")
+
+
+def timed(fn, limit: float = HANGS):
+    """``fn()``'s result; fails if it has not returned after ``limit`` seconds (a hang)."""
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", fn()), daemon=True)
+    t.start()
+    t.join(limit)
+    assert not t.is_alive(), f"no answer within {limit} s: the request hangs"
+    return box["r"]
+
+
+def assert_unavailable(resp):
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    err = resp.get_json()["error"]
+    assert err["code"] == "database_unavailable"
+    assert "SELECT" not in err["message"] and "INSERT" not in err["message"] and "%(" not in err["message"]
+    return err
+
+
+def make(settings):
+    from simsearch.web import create_app
+
+    return create_app({"SETTINGS": settings, "TESTING": True})
+
+
+def close(app):
+    from simsearch.web import shutdown
+
+    shutdown(app, wait=False)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("outage", ["refuse", "blackhole"])
+def test_postgres_outage_gives_503_then_recovers_without_restart(tmp_path, postgres_url, proxy, weights_dir, outage):
+    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=proxy.url(postgres_url),
+                                          weights_path=weights_dir))
+    app = make(settings)
+    try:
+        client = app.test_client()
+        assert client.post("/api/collections", json={"name": "before"}).status_code == 201
+        proxy.set(outage)
+        assert_unavailable(timed(lambda: client.get("/api/collections")))
+        assert_unavailable(timed(lambda: client.post("/api/collections", json={"name": "during"})))
+        health = timed(lambda: client.get("/api/health"))
+        assert health.status_code == 503
+        body = health.get_json()["error"]
+        assert body["code"] == "database_unavailable" and "(down: database)" in body["message"]
+        assert body["details"]["checks"] == {"database": "unavailable", "job_queue": "in-process"}
+        proxy.set("forward")
+        assert client.get("/api/health").status_code == 200
+        names = [c["name"] for c in client.get("/api/collections").get_json()["collections"]]
+        assert names == ["before"]
+        assert client.post("/api/collections", json={"name": "after"}).status_code == 201
+    finally:
+        close(app)
+
+
+@pytest.mark.postgres
+def test_fresh_app_starts_while_the_database_is_down(tmp_path, postgres_url, proxy, weights_dir):
+    """A server may start before its database (compose, reboots): 503s until it is there, then it
+    checks the schema once and serves."""
+    upgraded(Settings.from_env(home=tmp_path / "h0", database_url=postgres_url))
+    proxy.set("blackhole")
+    settings = Settings.from_env(home=tmp_path / "home", database_url=proxy.url(postgres_url), weights_path=weights_dir)
+    app = timed(lambda: make(settings))
+    try:
+        client = app.test_client()
+        assert_unavailable(timed(lambda: client.get("/api/collections")))
+        assert timed(lambda: client.get("/api/health")).get_json()["error"]["details"]["checks"]["database"] == "unavailable"
+        proxy.set("forward")
+        assert client.get("/api/collections").status_code == 200
+    finally:
+        close(app)
+
+
+def test_closed_port_gives_503_and_a_cli_error_line(tmp_path, weights_dir):
+    url = "postgresql://postgres@127.0.0.1:1/none"
+    settings = Settings.from_env(home=tmp_path / "home", database_url=url, weights_path=weights_dir)
+    app = make(settings)
+    try:
+        client = app.test_client()
+        err = assert_unavailable(client.get("/api/collections"))
+        assert err["message"] == "the database is unavailable (connection refused); try again shortly"
+        assert client.get("/api/health").status_code == 503
+    finally:
+        close(app)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMSEARCH_")}
+    env.update(SIMSEARCH_HOME=str(tmp_path / "home"), SIMSEARCH_DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    for args in (["collections"], ["db", "upgrade"]):
+        proc = subprocess.run([sys.executable, "-m", "simsearch.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == "error: the database is unavailable (connection refused); try again shortly"
+
+
+def test_locked_sqlite_gives_503_then_works(tmp_path, weights_dir):
+    db_file = tmp_path / "home" / "simsearch.db"
+    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=f"sqlite:///{db_file}",
+                                          weights_path=weights_dir, db_statement_timeout=1))
+    app = make(settings)
+    try:
+        client = app.test_client()
+        holder = sqlite3.connect(db_file, timeout=0, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process writing and not letting go
+        try:
+            err = assert_unavailable(timed(lambda: client.post("/api/collections", json={"name": "x"})))
+            assert "locked" in err["message"]
+            assert client.get("/api/collections").status_code == 200  # WAL: reads go on
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert client.post("/api/collections", json={"name": "x"}).status_code == 201
+    finally:
+        close(app)
+
+
+@pytest.mark.postgres
+def test_job_failure_recorded_once_the_database_is_back(tmp_path, postgres_url, proxy, weights_dir, monkeypatch):
+    """An in-process job whose failure could not be written (the database went away mid-job) is
+    marked failed, with its reason, when the database returns: it does not stay running."""
+    from simsearch.ingest import Ingester
+    from simsearch.jobs.manifest import Manifest, run_folder
+
+    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=proxy.url(postgres_url),
+                                          weights_path=weights_dir))
+    direct = Database(postgres_url)
+    app = make(settings)
+    services = app.extensions["simsearch"]
+    services = getattr(services, "services", services)
+    runner = app.extensions["simsearch_jobs"]
+
+    def dies_with_the_database(self, collection, files, *, source, ignored=(), run_id=None):
+        with self.services.db.session() as s:
+            s.get(IngestRun, run_id).status = "running"
+        proxy.set("refuse")
+        with self.services.db.session() as s:  # the next progress write
+            s.execute(text("SELECT 1"))
+
+    monkeypatch.setattr(Ingester, "run", dies_with_the_database)
+    try:
+        client = app.test_client()
+        assert client.post("/api/collections", json={"name": "c"}).status_code == 201
+        with direct.session() as s:
+            run = IngestRun(collection_id=1, source="test", spaces=["efficientnet_lite0"], status="queued", total=0)
+            s.add(run)
+            s.flush()
+            run_id = run.id
+        folder = run_folder(settings, run_id)
+        folder.mkdir(parents=True)
+        Manifest(run_id=run_id, collection="c", files=[], ignored=[]).write(folder)
+        runner.submit(run_id, {})
+        deadline = time.monotonic() + HANGS
+        while run_id not in runner.pending_failures():
+            assert time.monotonic() < deadline, "the failure was not kept for later"
+            time.sleep(0.1)
+        with direct.session() as s:
+            assert s.get(IngestRun, run_id).status == "running"  # could not be written
+        proxy.set("forward")
+        deadline = time.monotonic() + HANGS
+        while True:
+            with direct.session() as s:
+                run = s.get(IngestRun, run_id)
+                if run.status != "running":
+                    break
+            assert time.monotonic() < deadline, "the job stayed running after the database came back"
+            time.sleep(0.2)
+        assert run.status == "failed"
+        assert run.message == ("the database is unavailable (connection refused) while the job ran; "
+                               "ingest the same files again to finish it")
+        assert runner.pending_failures() == {}
+        job = client.get(f"/api/jobs/{run_id}").get_json()
+        assert job["status"] == "failed" and "SELECT" not in job["message"]
+    finally:
+        close(app)
+        direct.dispose()
