@@ -154,6 +154,8 @@ def run_one(kind: str, *, max_examples: int, per_class: int, seed: int | None, k
     proc = None
     try:
         pets = make_pets(folder / "pets", per_class)
+        # servers never migrate (a fresh PostgreSQL database has no schema yet): upgrade first
+        subprocess.run(simsearch_cmd("db", "upgrade"), env=env, check=True, stdout=subprocess.DEVNULL, timeout=300)
         subprocess.run(simsearch_cmd("ingest", str(pets), "-c", "pets", "--labels", "folders", "-b", "efficientnet_lite0",
                                      "--no-progress"), env=env, check=True, stdout=subprocess.DEVNULL, timeout=600)
         port = free_port()
