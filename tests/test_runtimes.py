@@ -73,9 +73,11 @@ def test_converted_runtime_matches_tensorflow(runtime, weights_dir, tf_vectors):
     assert emb.session.runtime == runtime and emb.session.precision == FP32
     assert emb.session.validation >= 0.9999
     assert cosines(vectors, tf_vectors).min() >= 0.9999
-    folders = [p for p in cache_root(weights_dir).iterdir() if f"-{runtime}-" in p.name]
-    assert len(folders) == 1
-    manifest = json.loads((folders[0] / MANIFEST).read_text())
+    # the session's weights folder also holds other tests' conversions (max pooling, bf16, ...):
+    # check the one this embedder uses
+    folder = Path(emb.session.extra["cache"])
+    assert folder.parent == cache_root(weights_dir) and f"-avg-fp32-{runtime}-" in folder.name
+    manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["backbone"] == LITE and manifest["pooling"] == "avg" and manifest["precision"] == FP32
     assert manifest["runtime_version"] == get_runtime(runtime).version()
     assert len(manifest["source_weights_sha256"]) == 64 and manifest["validation_min_cosine"] >= 0.9999
@@ -89,13 +91,13 @@ def test_auto_picks_a_converted_runtime_when_one_is_installed(weights_dir):
     assert emb.session.runtime == CONVERTING[0]
 
 
-def _copy_weights(src: Path, dest: Path, runtime: str | None) -> Path:
-    """A weights folder with the lite0 weights cache (and the runtime's converted model) of ``src``."""
+def _copy_weights(src: Path, dest: Path, runtime: str | None, folder: Path | None = None) -> Path:
+    """A weights folder with the lite0 weights cache (and the runtime's converted model ``folder``,
+    one of those under ``src``) of ``src``."""
     dest.mkdir(parents=True)
     for name in ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5.sha256"):
         shutil.copy(src / name, dest / name)
     if runtime is not None:
-        (folder,) = [p for p in cache_root(src).iterdir() if f"-avg-fp32-{runtime}-" in p.name]
         shutil.copytree(folder, cache_root(dest) / folder.name)
         return cache_root(dest) / folder.name
     return dest
@@ -110,8 +112,9 @@ def _copy_weights(src: Path, dest: Path, runtime: str | None) -> Path:
 def test_a_damaged_converted_model_is_detected_and_rebuilt(runtime, damage, target, weights_dir, tmp_path, caplog):
     if runtime not in CONVERTING:
         pytest.skip(f"{runtime} is not installed")
-    before = Embedder(LITE, weights_dir, runtime=runtime).embed(pets_pixels())
-    folder = _copy_weights(weights_dir, tmp_path / "weights", runtime)
+    original = Embedder(LITE, weights_dir, runtime=runtime)
+    before = original.embed(pets_pixels())
+    folder = _copy_weights(weights_dir, tmp_path / "weights", runtime, Path(original.session.extra["cache"]))
     damage(folder / target)
     with caplog.at_level(logging.WARNING, logger="simsearch.runtimes.cache"):
         emb = Embedder(LITE, tmp_path / "weights", runtime=runtime)
@@ -186,15 +189,13 @@ def test_openvino_bf16_is_refused_on_a_cpu_without_bf16(weights_dir):
 
 def test_bf16_vectors_go_to_their_own_space(sqlite_settings, tmp_path, tf_vectors):
     """--precision bf16 stores its vectors under BACKBONE+bf16, next to (never mixed with) fp32 ones."""
-    from dataclasses import replace
-
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.context import AppContext
     from simsearch.store import repo
 
     pets = copy_subset(tmp_path / "pets", 2)
     files, _ = files_from_folder(pets)
-    svc = AppContext.open(replace(sqlite_settings, precision="bf16"))
+    svc = AppContext.open(sqlite_settings.replace(precision="bf16"))
     try:
         space = svc.new_space(LITE, "avg")
         assert space == f"{LITE}+bf16"
