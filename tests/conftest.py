@@ -20,6 +20,11 @@ CATS_DOGS = DATASETS / "cats-dogs"
 FLOWERS = DATASETS / "flowers"
 PG_URL = os.environ.get("SIMSEARCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
+# The default precision (auto) is bf16 on CPUs with AMX / AVX512-BF16 and fp32 elsewhere, so the
+# default space's name depends on the machine CI happens to run on. The suite pins fp32 (for this
+# process and every CLI or server it starts); tests of bf16 and of `auto` set their own.
+os.environ["SIMSEARCH_PRECISION"] = "fp32"
+
 
 def dataset_files(folder: Path, n: int | None = None, start: int = 0) -> list[Path]:
     """The first ``n`` images of a dataset folder (sorted by number, so subsets are stable)."""

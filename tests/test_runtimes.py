@@ -312,3 +312,22 @@ print("TF", "tensorflow" in sys.modules)
     assert "NUMERICS keras" in out.stdout and "/jax fp32 cpu" in out.stdout
     assert "TF False" in out.stdout
     assert cosines(np.load(tmp_path / "out.npy"), tf_vectors[:2]).min() >= 0.9999
+
+
+def test_unfinished_conversion_folders_are_swept(tmp_path):
+    """A process killed mid-conversion leaves a '.tmp-*' folder: removed once it is an hour old;
+    a younger one may be another process's conversion in progress and stays."""
+    import os
+    import time
+
+    from simsearch.runtimes.cache import STALE_CONVERSION_SECONDS, sweep_stale_conversions
+
+    old, young, kept = tmp_path / ".tmp-old", tmp_path / ".tmp-young", tmp_path / "abc123"
+    for folder in (old, young, kept):
+        folder.mkdir()
+        (folder / "model.bin").write_bytes(b"x" * 10)
+    past = time.time() - STALE_CONVERSION_SECONDS - 60
+    os.utime(old, (past, past))
+    os.utime(kept, (past, past))
+    assert sweep_stale_conversions(tmp_path) == [old]
+    assert not old.exists() and young.is_dir() and kept.is_dir()

@@ -148,6 +148,31 @@ def export_onnx(model, path: Path) -> None:
         shutil.copyfile(done, path)
 
 
+STALE_CONVERSION_SECONDS = 3600  # a '.tmp-*' folder this old was left by a process killed mid-conversion
+
+
+def sweep_stale_conversions(root: Path, max_age: float = STALE_CONVERSION_SECONDS) -> list[Path]:
+    """Remove the temporary folders of conversions that never finished (the process was killed
+    while converting: SIGKILL skips the cleanup). Younger ones may belong to a conversion that is
+    running now in another process, and are left alone. Returns the folders removed."""
+    removed = []
+    try:
+        candidates = list(root.glob(".tmp-*"))
+    except OSError:
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        try:
+            if tmp.is_dir() and now - tmp.stat().st_mtime > max_age:
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d unfinished conversion folder(s) under %s", len(removed), root)
+    return removed
+
+
 def _write_manifest(tmp: Path, runtime: ConvertingRuntime, spec: ModelSpec, key: str, weights_sha: str,
                     cosine: float, seconds: float) -> None:
     from importlib.metadata import version
@@ -174,6 +199,7 @@ def open_converted(runtime: ConvertingRuntime, spec: ModelSpec) -> Session:
     root = cache_root(spec.weights_dir)
     key = cache_key(runtime, spec, weights_sha)
     folder = root / key
+    sweep_stale_conversions(root)
 
     def session(run, cos, source):
         return Session(runtime=runtime.name, version=runtime.version(), precision=spec.precision, device=spec.device,

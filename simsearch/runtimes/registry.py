@@ -19,10 +19,10 @@ from .openvino_rt import OpenVinoRuntime
 log = logging.getLogger(__name__)
 
 _RUNTIMES: dict[str, Runtime] = {}
-# Fastest first. On Intel Xeons with AMX / AVX512-BF16 OpenVINO ran fp32 1.2x ONNX Runtime and has
-# the only fast bf16 path (issue 9's table); on our 2-core AMD EPYC without bf16, ONNX Runtime ran
-# fp32 1.1-1.4x OpenVINO (README), so there it goes first (see auto_order()).
-AUTO_ORDER = ["openvino", "onnxruntime", "keras"]
+# Fastest first. fp32: ONNX Runtime ran the default backbone 1.15x OpenVINO on an Intel Xeon with
+# AMX and 1.1-1.4x on an AMD EPYC (README, "Runtimes and precision"). bf16: only OpenVINO has a
+# fast bf16 path (AMX / AVX512-BF16), so ``auto`` at bf16 gets OpenVINO (ONNX Runtime refuses it).
+AUTO_ORDER = ["onnxruntime", "openvino", "keras"]
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -38,13 +38,8 @@ for _rt in (OpenVinoRuntime(), OnnxRuntime(), KerasRuntime()):
 
 
 def auto_order() -> list[str]:
-    """The order ``auto`` tries runtimes in on this CPU."""
-    order = list(AUTO_ORDER)
-    if not cpu_has_bf16() and "onnxruntime" in order and "openvino" in order:
-        i, j = order.index("openvino"), order.index("onnxruntime")
-        if j > i:
-            order[i], order[j] = order[j], order[i]
-    return order
+    """The order ``auto`` tries runtimes in (a runtime that cannot run the precision is skipped)."""
+    return list(AUTO_ORDER)
 
 
 def runtime_names() -> list[str]:
