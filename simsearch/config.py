@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     jobs: Literal["thread", "rq"] | None = None
     queue: str = Field("simsearch", min_length=1)
     job_threads: int = Field(1, ge=1, le=64)
+    # queued ingests larger than this are split into shards of this many files that any worker takes
+    shard_size: int = Field(1000, ge=1, le=1_000_000)
+    # a job whose worker died or that raised is started again this many times, then it fails
+    job_retries: int = Field(3, ge=0, le=20)
+    # a busy worker reports every this many seconds; its job is taken over ~10 s after the last report
+    worker_heartbeat: int = Field(10, ge=1, le=600)
     search_threads: int = Field(1, ge=1, le=256)
     zip_max_entries: int = Field(50_000, ge=1)
     zip_max_bytes: int = Field(1 << 30, ge=1)

@@ -66,6 +66,10 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--workers", type=int, help="Decoding threads [default: 2-4 by cores].")
 @click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@click.option("--queue", "queued", is_flag=True,
+              help="Queue it for `simsearch worker` processes instead of running here (needs SIMSEARCH_REDIS_URL; "
+                   "the workers must see PATH at the same place). Large folders are split into shards that run in "
+                   "parallel; follow with `simsearch jobs ID --follow`.")
 @runtime_options
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
               help="Numerics of the new vectors [env SIMSEARCH_PRECISION; default auto: bf16 where the CPU has "
@@ -73,28 +77,37 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
 @json_option
 @click.pass_context
 def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_size, workers, weights, progress,
-           runtime, device, precision, as_json):
+           queued, runtime, device, precision, as_json):
     """Embed every image under PATH and add it to a collection.
 
     Idempotent: files already in the collection (same content) are skipped, so an interrupted
     ingest continues where it stopped when run again. Bad files are reported, never fatal.
     """
-    from simsearch.ingest import Ingester, files_from_folder
     from simsearch import limits
+    from simsearch.ingest import Ingester, files_from_folder
+    from simsearch.jobs.execute import create_command_run, mark_interrupted_now
+    from simsearch.jobs.reconcile import mark_interrupted
 
     batch_size = limits.check(limits.BatchSize, batch_size, "batch_size")  # the API's limit, the API's message
     app = context_from(ctx, runtime=runtime, device=device, precision=precision)
+    if queued:
+        return _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json)
     names = backbones or (app.settings.default_backbone,)
     spaces = [app.new_space(b, pooling) for b in names]
     files, ignored = files_from_folder(path, labels=labels, metadata_csv=metadata)
     if not files:
         raise InvalidInput(f"{path}: no image files found (looked for .jpg .jpeg .png .gif .bmp .tif .tiff .webp)", field="path")
+    for run_id in mark_interrupted(app):  # earlier commands killed mid-way
+        click.echo(f"note: ingest run {run_id} had stopped mid-way (killed?); marked interrupted", err=True)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     ingester = Ingester(app, spaces=spaces, batch_size=batch_size, workers=workers,
                         weights=parse_weights(weights), show_bar=show)
+    source = str(Path(path).resolve())
+    run_id = create_command_run(app, collection, spaces, source, len(files))
     try:
-        report = ingester.run(collection, files, source=str(Path(path).resolve()), ignored=ignored)
+        report = ingester.run(collection, files, source=source, ignored=ignored, run_id=run_id)
     except KeyboardInterrupt:
+        mark_interrupted_now(app, run_id)
         click.echo("\ninterrupted: everything committed so far is kept; run the same command again to continue.", err=True)
         ctx.exit(130)
     if as_json:
@@ -107,6 +120,36 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
         click.echo(f"ignored {len(report.ignored)} file(s) without an image extension, e.g. {report.ignored[0]}")
     for err in report.errors:
         click.echo(f"  failed: {err['file']}: {err['reason']}")
+
+
+def _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json):
+    """``ingest --queue``: the server-path ingest of the API, with PATH itself as the allowed folder."""
+    from simsearch.errors import QueueUnavailable
+    from simsearch.jobs.runners import RQRunner
+    from simsearch.ops import ingest as ingest_ops
+
+    if not app.settings.redis_url:
+        raise InvalidInput("--queue needs SIMSEARCH_REDIS_URL (the Redis that `simsearch worker` processes read)",
+                           field="queue")
+    if weights:
+        raise InvalidInput("--weights is not sent to workers: give the workers the weights file "
+                           "(SIMSEARCH_WEIGHTS_DIR) and queue without --weights", field="weights")
+    target = Path(path).resolve()
+    runner = RQRunner(app, app.settings.redis_url, app.settings.queue.split(",")[0])
+    try:
+        runner.ping()
+    except Exception as exc:
+        raise QueueUnavailable(f"the job queue (Redis at {app.settings.redis_url}) is unreachable: "
+                               f"{type(exc).__name__}") from None
+    accepted = ingest_ops.from_server_path(
+        app, runner, collection, str(target), {"backbones": backbones, "pooling": pooling, "labels": labels,
+                                               "batch_size": batch_size},
+        allowed_root=target if target.is_dir() else target.parent, metadata_csv=metadata)
+    if as_json:
+        emit_json(accepted)
+        return
+    click.echo(f"queued ingest job {accepted['job_id']}: {accepted['total']} files into {collection}; "
+               f"follow it with `simsearch jobs {accepted['job_id']} --follow`")
 
 
 def _print_hits(hits: list[dict], header: str) -> None:

@@ -16,14 +16,17 @@ FAISS itself is imported only when an index is opened (``simsearch --help`` stay
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import text
 
 from simsearch.store import repo
 
@@ -44,6 +47,43 @@ def collection_dir(index_dir: Path, collection_id: int) -> Path:
 def index_path(index_dir: Path, collection_id: int, space: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in space)
     return collection_dir(index_dir, collection_id) / f"{safe}.faiss"
+
+
+WRITER_LOCK_WAIT = 3600.0  # seconds a process waits for another's index write (a 1M rebuild takes minutes)
+
+
+@contextmanager
+def writer_lock(db, path: Path, wait: float = WRITER_LOCK_WAIT):
+    """Hold the lock of the index file ``path`` across processes. PostgreSQL: an advisory lock
+    (every web replica and worker shares the database, wherever it runs). SQLite (one machine):
+    an exclusive ``flock`` on ``<path>.lock`` beside the file."""
+    if db.dialect == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(f"simsearch-index:{path.name}:{path.parent.name}".encode(),
+                                             digest_size=8).digest(), "big", signed=True)
+        deadline = time.monotonic() + wait
+        with db.engine.connect() as conn:
+            # pg_try_advisory_lock in a loop: a blocking pg_advisory_lock would hit the statement timeout
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another process has held the lock of {path.name} for {wait:.0f} s")
+                conn.rollback()
+                time.sleep(0.05)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class IndexManager:
@@ -103,7 +143,9 @@ class IndexManager:
         key = (collection_id, space)
         with self._lock:
             key_lock = self._sync_locks.setdefault(key, threading.Lock())
-        with key_lock:  # one writer per index file in this process
+        # one writer per index file: in this process (the thread lock) and across processes and
+        # machines (a lock in the database), so many workers can finish jobs into one collection
+        with key_lock, writer_lock(self.db, self.path_for(collection_id, space)):
             loaded = self._sync(collection_id, space, force_rebuild)
         with self._lock:
             self._open[key] = loaded

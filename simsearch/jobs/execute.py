@@ -49,6 +49,30 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
     return run_id
 
 
+def create_command_run(ctx, collection: str, spaces: list[str], source: str, total: int) -> int:
+    """The run of a `simsearch ingest` command, owned by this process: if the command is killed,
+    the next one marks it ``interrupted`` (:func:`simsearch.jobs.reconcile.mark_interrupted`)."""
+    from simsearch.jobs.runners import this_process
+
+    with ctx.db.session() as s:
+        coll = repo.get_or_create_collection(s, collection)
+        run = IngestRun(collection_id=coll.id, source=source, spaces=list(spaces), status="queued", total=total,
+                        owner=this_process("cli"), updated_at=utcnow())
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def mark_interrupted_now(ctx, run_id: int) -> None:
+    """The command running ``run_id`` was interrupted (Ctrl-C): say so on the run."""
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, run_id)
+        if run is not None and run.status != "done":
+            run.status, run.finished_at, run.updated_at = "interrupted", utcnow(), utcnow()
+            run.message = (f"interrupted after {run.processed} of {run.total} files; everything committed is kept, "
+                           "run the same command again to continue")
+
+
 def failure_reason(exc: BaseException) -> str:
     """What a failed job's message says: the error's own message, or for a database error its
     reason (never the SQL or its parameters)."""
@@ -74,6 +98,22 @@ def mark_failed(ctx, run_id: int, failure: str | BaseException, context: str = "
             run.finished_at = run.updated_at = utcnow()
 
 
+def mark_retrying(ctx, run_id: int, failure: str | BaseException, retries_left: int) -> None:
+    """An attempt failed (or its worker died) and the queue starts the job again: back to
+    ``queued`` with the reason (no-op on ended runs)."""
+    if isinstance(failure, BaseException):
+        failure = failure_reason(failure) if _db_error(failure) else public_reason(failure, hide=(str(ctx.settings.home),))
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, run_id)
+        if run is not None and run.status in ("queued", "running", "failed"):
+            run.status, run.finished_at, run.updated_at = "queued", None, utcnow()
+            run.message = (f"attempt {run.attempts or 1} stopped ({failure}); starting again "
+                           f"({retries_left} more attempt{'s' if retries_left != 1 else ''} allowed)")[:2000]
+
+
+RUNNABLE = ("queued", "running")  # running: a worker died mid-job and the queue started it again
+
+
 def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Run a queued ingest job to the end; the run row tracks progress. Returns the report dict."""
     from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
@@ -82,9 +122,10 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
         run = s.get(IngestRun, run_id)
         if run is None or run.kind != "ingest":
             raise NotFound(f"no ingest job with id {run_id}", field="job_id")
-        if run.status != "queued":
-            log.warning("ingest job %s is %s, not queued: not running it again", run_id, run.status)
+        if run.status not in RUNNABLE:
+            log.warning("ingest job %s is %s: not running it again", run_id, run.status)
             return {"run_id": run_id, "status": run.status}
+        run.attempts += 1
         coll = s.get(Collection, run.collection_id)
         collection, spaces, source = coll.name, list(run.spaces), run.source
     try:

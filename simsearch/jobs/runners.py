@@ -21,7 +21,8 @@ from sqlalchemy import select, update
 
 from simsearch.errors import QueueUnavailable, SimsearchError
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
-from simsearch.jobs.rq import DEFAULT_QUEUE, enqueue_function, enqueue_ingest, redis_connection, resolve_target
+from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
+                              redis_connection, resolve_target)
 from simsearch.store.db import unavailable
 from simsearch.store.models import IngestRun, utcnow
 
@@ -30,25 +31,26 @@ log = logging.getLogger("simsearch.jobs")
 _TOKENS: dict[int, str] = {}
 
 
-def this_process() -> str:
-    """The owner name of jobs run by this process: host, pid and a random token (a restarted
-    container can give the new process the old one's pid; the token tells them apart)."""
+def this_process(kind: str = "thread") -> str:
+    """The owner name of jobs run by this process (``kind`` "thread": its in-process runner, "cli":
+    a `simsearch ingest` command): host, pid and a random token (a restarted container can give
+    the new process the old one's pid; the token tells them apart)."""
     pid = os.getpid()
     token = _TOKENS.setdefault(pid, uuid.uuid4().hex[:12])
-    return f"thread:{socket.gethostname()}:{pid}:{token}"
+    return f"{kind}:{socket.gethostname()}:{pid}:{token}"
 
 
-def _owner_is_gone(owner: str) -> bool:
-    """Whether the in-process runner named ``owner`` (on this host) has certainly stopped."""
+def owner_is_gone(owner: str) -> bool:
+    """Whether the in-process runner or CLI command named ``owner`` (on this host) has certainly stopped."""
     try:
-        kind, host, pid_text, _token = owner.split(":")
+        kind, host, pid_text, token = owner.split(":")
         pid = int(pid_text)
     except ValueError:
         return False
-    if kind != "thread" or host != socket.gethostname():
+    if kind not in ("thread", "cli") or host != socket.gethostname():
         return False  # another machine's process: cannot tell
     if pid == os.getpid():
-        return owner != this_process()  # an earlier process that had this pid
+        return token != _TOKENS.get(pid)  # an earlier process that had this pid
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -175,10 +177,10 @@ class ThreadRunner:
         with self.ctx.db.session() as s:
             candidates = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total,
                                           IngestRun.kind)
-                                   .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.is_not(None))).all()
+                                   .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.like("thread:%"))).all()
         resumed = []
         for run_id, owner, processed, total, kind in candidates:
-            if owner == me or not _owner_is_gone(owner):
+            if owner == me or not owner_is_gone(owner):
                 continue
             if kind != "ingest":  # an analysis keeps nothing half-done: the next request starts it again
                 with self.ctx.db.session() as s:
@@ -218,17 +220,40 @@ class RQRunner:
         self.queue_name = queue_name
 
     def submit(self, run_id: int, options: dict) -> None:
+        """Queue the job: as one RQ job, or (more than ``shard_size`` files) as one RQ job per shard
+        that any worker takes. Each RQ job's id is recorded on its run before it is queued, so a
+        job lost with Redis's data is found and queued again (:mod:`simsearch.jobs.reconcile`)."""
+        from simsearch.jobs.shards import create_shards
+
         try:
-            enqueue_ingest(self.redis_url, self.queue_name, run_id, options, settings=self.ctx.settings)
+            conn = redis_connection(self.redis_url)
+            shards = create_shards(self.ctx, run_id, self.ctx.settings.shard_size)
+            for rid in shards or [run_id]:
+                job_id = self._claim(rid)
+                enqueue = enqueue_shard if shards else enqueue_ingest
+                enqueue(self.redis_url, self.queue_name, rid, options, settings=self.ctx.settings, job_id=job_id,
+                        connection=conn)
         except Exception as exc:
+            if unavailable(exc) is not None:
+                raise
             log.error("could not enqueue ingest job %s: %s", run_id, exc)
-            mark_failed(self.ctx, run_id, exc, "could not enqueue the job: ")
+            for rid in [run_id, *(shards if "shards" in locals() else [])]:
+                mark_failed(self.ctx, rid, exc, "could not enqueue the job: ")
             raise QueueUnavailable(f"the job queue (Redis) is unavailable: {type(exc).__name__}") from None
+
+    def _claim(self, run_id: int) -> str:
+        job_id = new_job_id()
+        with self.ctx.db.session() as s:
+            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=f"rq:{job_id}"))
+        return job_id
 
     def submit_function(self, run_id: int, target: str) -> None:
         try:
-            enqueue_function(self.redis_url, self.queue_name, run_id, target, settings=self.ctx.settings)
+            enqueue_function(self.redis_url, self.queue_name, run_id, target, settings=self.ctx.settings,
+                             job_id=self._claim(run_id))
         except Exception as exc:
+            if unavailable(exc) is not None:
+                raise
             mark_failed(self.ctx, run_id, f"could not enqueue the job: {exc}")
             raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
 

@@ -8,8 +8,9 @@ from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput
 from simsearch.jobs.manifest import run_folder
 from simsearch.jobs.staging import remove_quietly
-from simsearch.jobs.status import iso, job_dict
+from simsearch.jobs.status import iso
 from simsearch.store import repo
+from simsearch.ops.jobs import shown as shown_job
 from simsearch.store.models import Collection, Image, IngestRun
 
 MAX_DESCRIPTION = limits.DESCRIPTION_MAX
@@ -64,7 +65,7 @@ def detail(ctx, name: str) -> dict:
         labels = s.execute(select(Image.label, func.count()).where(Image.collection_id == coll.id, Image.status == "ok")
                            .group_by(Image.label).order_by(func.count().desc(), Image.label)).all()
         out["labels"] = [{"label": lab, "count": n} for lab, n in labels]
-        out["recent_jobs"] = [job_dict(r, coll.name) for r in repo.latest_runs(s, coll.id, RECENT_JOBS)]
+        out["recent_jobs"] = [shown_job(r, coll.name, s) for r in repo.latest_runs(s, coll.id, RECENT_JOBS)]
     return out
 
 

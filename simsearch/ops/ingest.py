@@ -93,9 +93,11 @@ def _accepted(runner, run_id: int, collection: str, total: int, ignored: list[st
             "ignored": ignored[:MAX_IGNORED_SHOWN], "runner": runner.kind}
 
 
-def from_server_path(ctx, runner, collection: str, server_path, options: dict, *, allowed_root) -> dict:
+def from_server_path(ctx, runner, collection: str, server_path, options: dict, *, allowed_root,
+                     metadata_csv=None) -> dict:
     """Queue the images of a folder on the server, inside ``allowed_root`` (None: not allowed).
-    ``options``: the keyword arguments of :meth:`IngestOptions.parse`."""
+    ``options``: the keyword arguments of :meth:`IngestOptions.parse`; ``metadata_csv``: a CSV of
+    labels and metadata (the CLI's ``--metadata``)."""
     from simsearch.ingest import files_from_folder
 
     repo.validate_collection_name(collection)
@@ -117,7 +119,7 @@ def from_server_path(ctx, runner, collection: str, server_path, options: dict, *
     if not exists:
         raise InvalidInput(f"server_path {server_path[:200]!r}: no such file or folder", field="server_path")
     options = IngestOptions.parse(ctx.settings, **options)
-    files, ignored = files_from_folder(target, labels=options.labels)
+    files, ignored = files_from_folder(target, labels=options.labels, metadata_csv=metadata_csv)
     kept = []
     for f in files:
         if f.path.resolve().is_relative_to(root):  # no symlinks out of the allowed folder

@@ -129,7 +129,8 @@ class IngestRun(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=False)
     source: Mapped[str] = mapped_column(Text, nullable=False)
     spaces: Mapped[list] = mapped_column(JSON, default=list, nullable=False)
-    status: Mapped[str] = mapped_column(String(16), default="queued", nullable=False)  # queued|running|done|failed
+    # queued|running|done|failed, or interrupted (a CLI ingest whose process stopped mid-way)
+    status: Mapped[str] = mapped_column(String(16), default="queued", nullable=False)
     total: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     processed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     added: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
@@ -137,8 +138,13 @@ class IngestRun(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     errors: Mapped[list] = mapped_column(JSON, default=list, nullable=False)  # [{"file":..., "reason":...}]
     message: Mapped[str | None] = mapped_column(Text)
-    # "thread:<host>:<pid>:<token>" while an in-process runner has it (see simsearch.jobs.runners)
+    # Who runs it: "thread:<host>:<pid>:<token>" (an in-process runner), "cli:<host>:<pid>:<token>"
+    # (a `simsearch ingest` command) or "rq:<RQ job id>" (a worker; see simsearch.jobs.runners)
     owner: Mapped[str | None] = mapped_column(String(200))
+    # A shard of a large queued ingest (kind "shard"): its parent job; params {"start", "stop"}
+    # index the parent's manifest (see simsearch.jobs.shards)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id", ondelete="CASCADE"), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0", nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

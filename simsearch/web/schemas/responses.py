@@ -80,6 +80,15 @@ class JobError(BaseModel):
     reason: str
 
 
+class JobShards(BaseModel):
+    total: int
+    queued: int
+    running: int
+    done: int
+    failed: int
+    attempts: int = Field(description="Shard starts so far (above total: some were started again after a worker died).")
+
+
 class Job(BaseModel):
     """An ingest job, or an analysis job (clusters, map, evaluation, comparison) started by a 202."""
 
@@ -87,7 +96,8 @@ class Job(BaseModel):
     kind: Literal["ingest", "clusters", "map", "evaluation", "comparison"]
     params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest).")
     result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "interrupted"] = Field(
+        description="interrupted: a `simsearch ingest` command that stopped mid-way (its work is kept).")
     collection: str | None
     backbones: list[str]
     source: str | None
@@ -106,6 +116,8 @@ class Job(BaseModel):
     finished_at: Timestamp | None
     message: str | None
     stale: bool = Field(description="Running, but no progress for 10 minutes: its process probably stopped.")
+    shards: JobShards | None = Field(None, description="A large queued ingest split into shards that any worker "
+                                     "takes: how many are in each state (the counters above are their sums).")
 
 
 class AnalysisAccepted(BaseModel):

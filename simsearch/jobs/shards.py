@@ -1,0 +1,191 @@
+"""Sharded ingest: a large queued job split into shards that any worker takes.
+
+A queued ingest of more than ``SIMSEARCH_SHARD_SIZE`` files gets one child run per slice of its
+manifest (kind ``shard``, ``parent_id`` the job, ``params`` ``{"start", "stop"}``). Each shard is a
+job of its own on the queue: N workers embed N shards at once, a worker that dies loses one
+shard (started again by RQ), and the stores are upserts, so a shard run twice stores nothing
+twice. The job's counters are the sums of its shards' (:func:`progress`); when the last shard
+ends, :func:`roll_up` ends the job: ``done``, or ``failed`` naming the shards that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import case, func, select, update
+
+from simsearch.errors import NotFound
+from simsearch.store.models import Collection, Image, IngestRun, utcnow
+
+log = logging.getLogger("simsearch.jobs")
+
+SHARD = "shard"
+ENDED = ("done", "failed", "interrupted")
+MAX_ERRORS_KEPT = 1000
+
+
+def is_final(status: str, params: dict | None) -> bool:
+    """Whether a shard has ended for good. A shard whose attempt failed is ``failed`` for a moment
+    before RQ's failure callback puts it back to ``queued`` for its next attempt: only the last
+    failure (:func:`fail_finally`) counts, or the job would end while its shard is retried."""
+    return status in ("done", "interrupted") or (status == "failed" and bool((params or {}).get("final")))
+
+
+def fail_finally(ctx, shard_id: int, failure) -> None:
+    """The shard's last attempt failed: it ends ``failed`` with the reason, then the job is rolled up."""
+    from simsearch.errors import public_reason
+
+    if isinstance(failure, BaseException):
+        failure = public_reason(failure, hide=(str(ctx.settings.home),))
+    with ctx.db.session() as s:
+        shard = s.get(IngestRun, shard_id)
+        if shard is None or shard.status == "done":
+            return
+        shard.status, shard.message = "failed", str(failure)[:2000]
+        shard.params = {**(shard.params or {}), "final": True}
+        shard.finished_at = shard.updated_at = utcnow()
+        parent_id = shard.parent_id
+    roll_up(ctx, parent_id)
+
+
+def plan(total: int, size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` slices of ``total`` files, at most ``size`` each, sizes differing by
+    at most one (2,001 files in shards of 1,000: 667 + 667 + 667, not 1,000 + 1,000 + 1)."""
+    if total <= 0:
+        return []
+    count = -(-total // max(1, size))
+    base, extra = divmod(total, count)
+    out, start = [], 0
+    for i in range(count):
+        stop = start + base + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def create_shards(ctx, run_id: int, size: int) -> list[int]:
+    """Split queued job ``run_id`` into shard runs (when it has more than ``size`` files); returns
+    the shard ids, or ``[]`` when the job runs as one. Idempotent: existing shards are returned."""
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, run_id)
+        if run is None:
+            raise NotFound(f"no ingest job with id {run_id}", field="job_id")
+        existing = list(s.scalars(select(IngestRun.id).where(IngestRun.parent_id == run_id).order_by(IngestRun.id)))
+        if existing:
+            return existing
+        slices = plan(run.total, size)
+        if len(slices) <= 1:
+            return []
+        shards = [IngestRun(kind=SHARD, parent_id=run_id, collection_id=run.collection_id, source=run.source,
+                            spaces=list(run.spaces), status="queued", total=stop - start,
+                            params={"start": start, "stop": stop, "shard": i + 1, "shards": len(slices)},
+                            updated_at=utcnow())
+                  for i, (start, stop) in enumerate(slices)]
+        s.add_all(shards)
+        run.params = {"shards": len(slices), "shard_size": size}
+        run.status, run.started_at, run.updated_at = "running", utcnow(), utcnow()
+        s.flush()
+        return [sh.id for sh in shards]
+
+
+def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
+    """Ingest one shard (its slice of the parent's manifest), then :func:`roll_up` the parent.
+    A shard that ended is not run again; one left ``running`` by a dead worker is."""
+    from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
+    from simsearch.jobs.manifest import Manifest, run_folder
+
+    with ctx.db.session() as s:
+        shard = s.get(IngestRun, shard_id)
+        if shard is None or shard.kind != SHARD:
+            raise NotFound(f"no ingest shard with id {shard_id}", field="job_id")
+        if is_final(shard.status, shard.params):
+            log.warning("shard %s of job %s is %s: not running it again", shard_id, shard.parent_id, shard.status)
+            return {"run_id": shard_id, "status": shard.status}
+        parent_id, start, stop = shard.parent_id, int(shard.params["start"]), int(shard.params["stop"])
+        shard.attempts += 1
+        coll = s.get(Collection, shard.collection_id)
+        collection, spaces, source = coll.name, list(shard.spaces), shard.source
+    # A failure is recorded by the caller: RQ's failure callback puts the shard back to queued
+    # while it has retries left, and fails it (and rolls up the job) only after the last one.
+    # Failing it here first would let another shard's roll-up end the whole job meanwhile.
+    folder = run_folder(ctx.settings, parent_id)
+    manifest = Manifest.read(folder)
+    files = manifest.source_files(folder)[start:stop]
+    ingester = Ingester(ctx, spaces=spaces, batch_size=batch_size or manifest.batch_size or DEFAULT_BATCH_SIZE,
+                        workers=workers)
+    report = ingester.run(collection, files, source=source, run_id=shard_id)
+    roll_up(ctx, parent_id)
+    return report.to_dict()
+
+
+def progress(session, parent_id: int) -> dict:
+    """The sums of a sharded job's shards and how many are in each state. A shard that ended
+    ``done`` processed all its files; ``added`` counts the images its runs stored (a shard run
+    twice, after its worker died, adds in both runs: its own counter has the last run's only)."""
+    shard_ids = select(IngestRun.id).where(IngestRun.parent_id == parent_id)
+    row = session.execute(select(func.count(),
+                                 func.coalesce(func.sum(case((IngestRun.status == "done", IngestRun.total),
+                                                             else_=IngestRun.processed)), 0),
+                                 func.coalesce(func.sum(IngestRun.failed), 0),
+                                 func.coalesce(func.sum(IngestRun.attempts), 0))
+                          .where(IngestRun.parent_id == parent_id)).one()
+    added = session.scalar(select(func.count()).select_from(Image)
+                           .where(Image.ingest_run_id.in_(shard_ids), Image.status == "ok"))
+    states = dict(session.execute(select(IngestRun.status, func.count()).where(IngestRun.parent_id == parent_id)
+                                  .group_by(IngestRun.status)).all())
+    processed, failed = int(row[1]), int(row[2])
+    return {"shards": int(row[0]), "processed": processed, "added": int(added),
+            "skipped": max(0, processed - int(added) - failed), "failed": failed, "attempts": int(row[3]),
+            "states": {k: int(v) for k, v in states.items()}}
+
+
+def roll_up(ctx, parent_id: int) -> str:
+    """Bring job ``parent_id`` up to date with its shards; end it when every shard has ended.
+    Returns its status. Safe when several shards end at once: the parent row is locked first
+    (an UPDATE), so the last shard to end always sees every other shard ended."""
+    from simsearch.jobs.cleanup import release_uploads
+
+    with ctx.db.session() as s:
+        locked = s.execute(update(IngestRun).where(IngestRun.id == parent_id, IngestRun.status.not_in(ENDED))
+                           .values(updated_at=utcnow())).rowcount
+        parent = s.get(IngestRun, parent_id)
+        if parent is None:
+            return "gone"
+        if not locked:
+            return parent.status
+        summary = progress(s, parent_id)
+        parent.processed, parent.added = summary["processed"], summary["added"]
+        parent.skipped, parent.failed = summary["skipped"], summary["failed"]
+        shards = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.message, IngestRun.errors,
+                                  IngestRun.params).where(IngestRun.parent_id == parent_id).order_by(IngestRun.id)).all()
+        errors: list = []
+        for _sid, _status, _message, shard_errors, _params in shards:
+            errors.extend(shard_errors or [])
+        parent.errors = errors[:MAX_ERRORS_KEPT]
+        if parent.started_at is None:
+            parent.started_at = utcnow()
+        if not all(is_final(status, params) for _sid, status, _m, _e, params in shards):
+            return parent.status
+        failed = [(p or {}).get("shard", sid) for sid, status, _m, _e, p in shards if status != "done"]
+        reasons = [m for _sid, status, m, _e, _p in shards if status != "done" and m]
+        parent.finished_at = utcnow()
+        if failed:
+            parent.status = "failed"
+            parent.message = (f"{len(failed)} of {len(shards)} shards failed (shard {', '.join(map(str, failed[:10]))}"
+                              f"{'...' if len(failed) > 10 else ''}): {reasons[0] if reasons else 'no reason recorded'}; "
+                              "ingesting the same files again finishes the job")[:2000]
+        else:
+            parent.status = "done"
+        status = parent.status
+    log.info("ingest job %s: %s (%d shards)", parent_id, status, len(shards))
+    release_uploads(ctx, parent_id)
+    return status
+
+
+def roll_up_parent_of(ctx, run_id: int) -> None:
+    """:func:`roll_up` the job that ``run_id`` is a shard of (nothing for an unsharded run)."""
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, run_id)
+        parent_id = run.parent_id if run is not None else None
+    if parent_id is not None:
+        roll_up(ctx, parent_id)

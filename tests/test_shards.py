@@ -1,0 +1,113 @@
+"""Sharded ingest jobs (in this process, both databases): the split, each shard's run, the job's
+counters as the sums of its shards', the end of the job when the last shard ends, and a failed
+shard named in the job's failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_subset
+
+from simsearch.jobs import shards
+from simsearch.jobs.execute import create_run
+from simsearch.jobs.manifest import ManifestFile, uploads_dir
+from simsearch.jobs.staging import Staging, new_staging_dir
+from simsearch.store.models import Image, IngestRun
+
+
+@pytest.mark.parametrize("total,size,expected", [
+    (0, 10, []),
+    (5, 10, [(0, 5)]),
+    (10, 10, [(0, 10)]),
+    (11, 10, [(0, 6), (6, 11)]),
+    (2001, 1000, [(0, 667), (667, 1334), (1334, 2001)]),
+])
+def test_plan_splits_into_even_slices_of_at_most_size(total, size, expected):
+    assert shards.plan(total, size) == expected
+    if expected:
+        assert all(stop - start <= size for start, stop in expected)
+        assert expected[0][0] == 0 and expected[-1][1] == total
+
+
+def queue_folder(ctx, folder: Path, collection: str) -> int:
+    """A queued server-path job over ``folder`` (as ops.ingest.from_server_path makes it)."""
+    from simsearch.ingest import files_from_folder
+
+    files, _ = files_from_folder(folder, labels="folders")
+    staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=[])
+    kept = [ManifestFile(path=str(f.path), name=f.name, label=f.label) for f in files]
+    return create_run(ctx, collection, ["efficientnet_lite0"], str(folder), staging, absolute_files=kept)
+
+
+def test_sharded_job_sums_its_shards_and_ends_with_the_last(ctx, tmp_path):
+    from simsearch.ops import jobs as jobs_ops
+
+    folder = copy_subset(tmp_path / "pets", 5)  # 10 files
+    job_id = queue_folder(ctx, folder, "sharded")
+    ids = shards.create_shards(ctx, job_id, 4)
+    assert len(ids) == 3 and shards.create_shards(ctx, job_id, 4) == ids  # idempotent
+    with ctx.db.session() as s:
+        sizes = [s.get(IngestRun, i).total for i in ids]
+    assert sizes == [4, 3, 3]
+
+    shown = jobs_ops.get(ctx, job_id)
+    assert shown["status"] == "running" and shown["shards"]["total"] == 3 and shown["shards"]["queued"] == 3
+    assert [j["id"] for j in jobs_ops.recent(ctx)] == [job_id]  # shards are not listed as jobs
+
+    shards.execute_shard(ctx, ids[0])
+    mid = jobs_ops.get(ctx, job_id)
+    assert mid["status"] == "running" and mid["processed"] == 4 and mid["added"] == 4
+    assert mid["shards"]["done"] == 1
+    for i in ids[1:]:
+        shards.execute_shard(ctx, i)
+    done = jobs_ops.get(ctx, job_id)
+    assert done["status"] == "done", done
+    assert (done["processed"], done["added"], done["failed"]) == (10, 10, 0)
+    assert done["shards"] == {"total": 3, "queued": 0, "running": 0, "done": 3, "failed": 0, "attempts": 3}
+    with ctx.db.session() as s:
+        assert s.query(Image).count() == 10
+    # the job's search index holds every image, and a shard that ended is not run again
+    assert ctx.index(_coll_id(ctx, "sharded"), "efficientnet_lite0").ntotal == 10
+    assert shards.execute_shard(ctx, ids[0]) == {"run_id": ids[0], "status": "done"}
+
+
+def _coll_id(ctx, name: str) -> int:
+    from simsearch.store import repo
+
+    with ctx.db.session() as s:
+        return repo.get_collection(s, name).id
+
+
+def test_a_failed_shard_fails_the_job_naming_it_after_its_last_attempt(ctx, tmp_path):
+    from simsearch.jobs.execute import mark_failed
+    from simsearch.ops import jobs as jobs_ops
+
+    folder = copy_subset(tmp_path / "pets", 3)  # 6 files
+    job_id = queue_folder(ctx, folder, "partly")
+    first, second = shards.create_shards(ctx, job_id, 3)
+    shards.execute_shard(ctx, first)
+    # an attempt that failed (RQ's callback will put it back to queued): the job goes on
+    mark_failed(ctx, second, "RuntimeError: boom")
+    shards.roll_up_parent_of(ctx, second)
+    assert jobs_ops.get(ctx, job_id)["status"] == "running"
+    shards.fail_finally(ctx, second, "the worker running it stopped and the queue gave up on it (failed)")
+    job = jobs_ops.get(ctx, job_id)
+    assert job["status"] == "failed"
+    assert job["message"].startswith("1 of 2 shards failed (shard 2): the worker running it stopped")
+    assert "ingesting the same files again finishes the job" in job["message"]
+    assert job["processed"] == 3 and job["added"] == 3
+
+
+def test_a_shard_left_running_by_a_dead_worker_runs_again(ctx, tmp_path):
+    folder = copy_subset(tmp_path / "pets", 2)
+    job_id = queue_folder(ctx, folder, "again")
+    first, second = shards.create_shards(ctx, job_id, 2)
+    with ctx.db.session() as s:
+        s.get(IngestRun, first).status = "running"  # its worker was SIGKILLed mid-way
+    shards.execute_shard(ctx, first)
+    shards.execute_shard(ctx, second)
+    with ctx.db.session() as s:
+        assert s.get(IngestRun, first).attempts == 1
+        assert s.get(IngestRun, job_id).status == "done"
