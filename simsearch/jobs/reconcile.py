@@ -35,9 +35,10 @@ def _state(connection, job_id: str) -> str | None:
     from rq.job import Job
 
     try:
-        return str(Job.fetch(job_id, connection=connection).get_status(refresh=False) or "") or None
+        status = Job.fetch(job_id, connection=connection).get_status(refresh=False)
     except NoSuchJobError:
         return None
+    return getattr(status, "value", status) or None  # JobStatus is a str Enum: str() would say "JobStatus.X"
 
 
 def reconcile(ctx, connection, queue_name: str) -> dict:

@@ -1,0 +1,36 @@
+"""The short chaos test of the worker fleet (the long one: `python scripts/chaos.py --kills 20`):
+PostgreSQL, Redis, 3 `simsearch worker` processes, ../shared/datasets queued as one sharded job
+plus overlapping cats-dogs jobs, while workers are SIGKILLed (horse, main process or both) and
+restarted. Every job must end `done`, every image be stored exactly once per collection, vectors
+== images, each index file == the database, and no run be left queued or running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_chaos_short(postgres_url, weights_dir, tmp_path):
+    from simsearch.embed import Embedder
+
+    Embedder("efficientnet_lite0", weights_dir, runtime="auto", device="cpu").load()  # the workers reuse its conversion
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "chaos.py"), "--database-url", postgres_url,
+                           "--weights-dir", str(weights_dir), "--home", str(tmp_path / "home"),
+                           "--kills", "4", "--interval", "3", "--timeout", "600"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.stdout, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["kill_count"] == 4, proc.stderr[-3000:]
+    assert result["ok"], json.dumps(result, indent=1)[-6000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0
+    assert result["checks"]["runs"]["not_done"] == []
+    assert all(job["status"] == "done" for job in result["jobs"].values())
+    assert result["checks"]["all"]["images"] == result["checks"]["all"]["expected"] == 700
