@@ -19,11 +19,14 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     """Run the web app (API at /api, docs at /api/docs) for local use.
 
     A threaded development server: fine on one machine. For a shared server use gunicorn:
-    `gunicorn -w 2 -b 0.0.0.0:8000 'simsearch.web.wsgi:app'`.
+    `gunicorn -c python:simsearch.web.gunicorn_conf -b 0.0.0.0:8000 'simsearch.web.wsgi:app'`.
+    An address beyond this machine (0.0.0.0, a LAN address) needs SIMSEARCH_API_KEYS set.
     """
     from simsearch.web import create_app
+    from simsearch.web.exposure import require_api_key
 
     settings = settings_from(ctx, allow_server_paths=allow_server_paths, max_upload_mb=max_upload_mb)
+    require_api_key([host], settings.api_keys, server="simsearch serve")  # before anything starts
     # refuses a missing or old schema; waits for a database that is down; the bound address is an allowed Host
     app = create_app({"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host})
     jobs = app.extensions["simsearch_jobs"].kind
@@ -42,8 +45,10 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
 @click.option("--simple", is_flag=True,
               help="Run jobs in this process (models stay loaded) instead of a forked process per job.")
 @click.option("--name", help="Worker name (default: RQ's).")
+@click.option("--check", is_flag=True,
+              help="Do not work: exit 0 when a worker of this host is registered with Redis and running (a health check).")
 @click.pass_context
-def worker(ctx, queues, burst, simple, name):
+def worker(ctx, queues, burst, simple, name, check):
     """Run ingest jobs queued by the web app (needs SIMSEARCH_REDIS_URL).
 
     Share the database and the data directory (SIMSEARCH_HOME) with the web app: uploaded files
@@ -55,6 +60,11 @@ def worker(ctx, queues, burst, simple, name):
     settings = settings_from(ctx)
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
+    if check:
+        from simsearch.jobs.worker_check import check as check_workers
+
+        click.echo(f"ok: {check_workers(settings.redis_url)}")
+        return
     context_from(ctx, server=True)  # refuses a missing or old schema before taking jobs
     names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)

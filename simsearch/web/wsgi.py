@@ -1,4 +1,5 @@
-"""WSGI entry point: ``gunicorn -w 2 'simsearch.web.wsgi:app'``.
+"""WSGI entry point: ``gunicorn -c python:simsearch.web.gunicorn_conf 'simsearch.web.wsgi:app'``
+(that config refuses to listen beyond localhost without SIMSEARCH_API_KEYS; see gunicorn_conf).
 
 Settings come from the environment (SIMSEARCH_HOME, SIMSEARCH_DATABASE_URL, SIMSEARCH_REDIS_URL,
 SIMSEARCH_API_KEYS, ...). Each gunicorn worker process builds its own app, so models and indexes
