@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import event, func, select
 
 from simsearch.config import Settings
@@ -169,6 +170,29 @@ def test_the_same_files_twice_at_once_count_as_added_once(ctx, pets, monkeypatch
     barrier = race_first_stores(monkeypatch, 3)
     reports = run_at_once(*(lambda: ingest(ctx, "twice", pets[:8]) for _ in range(3)), barrier=barrier)
     check_collection(ctx, "twice", hashes(pets[:8]), [r.to_dict() for r in reports])
+
+
+def test_a_failed_image_that_decodes_now_is_promoted_by_one_of_two_runs(settings, tmp_path, monkeypatch):
+    root = tmp_path / "big"
+    root.mkdir()
+    PILImage.new("RGB", (1200, 1000), "orange").save(root / "large.png")
+    files, _ = files_from_folder(root)
+    strict = AppContext.open(settings.replace(max_pixels=1_000_000))
+    try:
+        assert ingest(strict, "big", files).failed == 1
+    finally:
+        strict.close()
+    ctx = AppContext.open(settings)  # the default limit lets it through
+    try:
+        barrier = race_first_stores(monkeypatch, 2)
+        reports = run_at_once(lambda: ingest(ctx, "big", files), lambda: ingest(ctx, "big", files), barrier=barrier)
+        assert sorted((r.added, r.skipped, r.failed) for r in reports) == [(0, 1, 0), (1, 0, 0)]
+        with ctx.db.session() as s:
+            img = s.scalars(select(Image)).one()
+            assert (img.status, img.error, img.width, img.thumbnail_hash) == ("ok", None, 1200, img.content_hash)
+            assert s.scalar(select(func.count()).select_from(Embedding)) == 1
+    finally:
+        ctx.close()
 
 
 # ---- the API ------------------------------------------------------------------------------------------
