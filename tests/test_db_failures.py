@@ -242,10 +242,10 @@ def test_job_failure_recorded_once_the_database_is_back(tmp_path, postgres_url, 
     runner = app.extensions["simsearch_jobs"]
 
     def dies_with_the_database(self, collection, files, *, source, ignored=(), run_id=None):
-        with self.services.db.session() as s:
+        with self.ctx.db.session() as s:
             s.get(IngestRun, run_id).status = "running"
         proxy.set("refuse")
-        with self.services.db.session() as s:  # the next progress write
+        with self.ctx.db.session() as s:  # the next progress write
             s.execute(text("SELECT 1"))
 
     monkeypatch.setattr(Ingester, "run", dies_with_the_database)

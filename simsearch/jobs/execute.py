@@ -81,7 +81,7 @@ def failure_reason(exc: BaseException) -> str:
     db_error = unavailable(exc)
     if db_error is not None:
         return f"{db_error.message.split(';')[0]} while the job ran; ingest the same files again to finish it"
-    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    return public_reason(exc)
 
 
 def mark_failed(ctx, run_id: int, failure: str | BaseException, context: str = "") -> None:

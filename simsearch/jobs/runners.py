@@ -97,8 +97,7 @@ class ThreadRunner:
             resolve_target(target)(self.ctx, run_id)
         except BaseException as exc:
             log.exception("job %s (%s) failed", run_id, target)
-            reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            mark_failed(self.ctx, run_id, reason)  # no-op when the function recorded it already
+            mark_failed(self.ctx, run_id, exc)  # a reason, never SQL; no-op when the function recorded it already
 
     def _run(self, run_id: int, options: dict) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput
@@ -81,10 +82,17 @@ def create(ctx, name, description=None) -> dict:
     if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
         raise InvalidInput(f"description must be a string of at most {MAX_DESCRIPTION:,} characters", field="description")
     repo.validate_collection_name(name)
+    taken = Conflict(f"a collection named {name!r} already exists", field="name")
     with ctx.db.session() as s:
         if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
-            raise Conflict(f"a collection named {name!r} already exists", field="name")
-        return _summary(ctx, s, repo.get_or_create_collection(s, name, description))
+            raise taken
+        coll = Collection(name=name, description=description)
+        s.add(coll)
+        try:
+            s.flush()
+        except IntegrityError:  # created by another request since the lookup (the name is unique)
+            raise taken from None
+        return _summary(ctx, s, coll)
 
 
 def delete(ctx, name: str) -> dict:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from simsearch import limits
 from simsearch.errors import InvalidInput, NotFound
+from simsearch.store import upsert
 from simsearch.store.models import Collection, Embedding, Image, IndexState, IngestRun
 
 COLLECTION_NAME = re.compile(limits.COLLECTION_NAME_PATTERN)
@@ -46,13 +47,10 @@ def get_collection(session: Session, name: str) -> Collection:
 
 
 def get_or_create_collection(session: Session, name: str, description: str | None = None) -> Collection:
+    """The collection ``name``, created when missing; safe when another process creates it at the
+    same moment (both get the one row, see :mod:`simsearch.store.upsert`)."""
     validate_collection_name(name)
-    coll = session.scalar(select(Collection).where(Collection.name == name))
-    if coll is None:
-        coll = Collection(name=name, description=description)
-        session.add(coll)
-        session.flush()
-    return coll
+    return upsert.ensure_collection(session, name, description)
 
 
 def get_image(session: Session, image_id: int, collection_id: int | None = None) -> Image:
@@ -177,18 +175,8 @@ def index_state(session: Session, collection_id: int, space: str) -> IndexState 
 
 
 def record_index_state(session: Session, collection_id: int, space: str, count: int, fp: str) -> IndexState:
-    from simsearch.store.models import utcnow
-
-    state = session.get(IndexState, (collection_id, space))
-    if state is None:
-        state = IndexState(collection_id=collection_id, space=space, generation=0)
-        session.add(state)
-    state.generation = (state.generation or 0) + 1
-    state.vector_count = count
-    state.fingerprint = fp
-    state.built_at = utcnow()
-    session.flush()
-    return state
+    """A new generation of the index state (race-safe: two processes may record one at once)."""
+    return upsert.bump_index_state(session, collection_id, space, count, fp)
 
 
 def delete_collection(session: Session, coll: Collection) -> None:

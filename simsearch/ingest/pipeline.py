@@ -1,73 +1,31 @@
-"""Ingest: a folder (or list of files) -> images, thumbnails and vectors in the database -> index.
-
-The pipeline: worker threads read, hash, decode, thumbnail and resize files (PIL releases the GIL)
-while the main thread runs batched model forwards; each batch is committed in one transaction,
-so an interrupted ingest keeps everything committed and a rerun continues where it stopped.
-Files are identified by content hash, so running the same ingest again adds nothing.
-One bad file never aborts the run: it is recorded with its reason and reported at the end.
+"""The ingest pipeline: worker threads read, hash, decode, thumbnail and resize files (PIL releases
+the GIL) while the main thread runs batched model forwards; each batch is stored in one
+transaction (:mod:`simsearch.ingest.writes`, on a writer thread), so an interrupted ingest keeps
+everything committed and a rerun continues where it stopped. Files are identified by content
+hash, so running the same ingest again adds nothing, and runs of overlapping files may run at
+once. One bad file never aborts the run: it is recorded with its reason and reported at the end.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-from sqlalchemy import select
 
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
-from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, resize_for_model, scan_images
+from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, resize_for_model
+from simsearch.ingest.sources import SourceFile
+from simsearch.ingest.writes import Prepared, store_batch
 from simsearch.store import repo
-from simsearch.store.models import Embedding, Image, IngestRun, Thumbnail, utcnow
+from simsearch.store.models import IngestRun, utcnow
 
 DEFAULT_BATCH_SIZE = 32
-
-
-@dataclass
-class SourceFile:
-    """One file to ingest: where it is (or its bytes, for uploads) and what we know about it."""
-
-    name: str  # shown to the user and stored as source_path
-    path: Path | None = None
-    data: bytes | None = None
-    label: str | None = None
-    meta: dict = field(default_factory=dict)
-
-    def read(self) -> bytes:
-        if self.data is not None:
-            return self.data
-        try:
-            return self.path.read_bytes()
-        except IsADirectoryError:
-            raise ImageDecodeError(self.name, "is a directory, not a file")
-        except FileNotFoundError:
-            raise ImageDecodeError(self.name, "file not found (it disappeared during the ingest?)")
-        except PermissionError:
-            raise ImageDecodeError(self.name, "permission denied")
-        except OSError as exc:
-            raise ImageDecodeError(self.name, f"cannot read: {exc.strerror or exc}")
-
-
-@dataclass
-class Prepared:
-    """What a worker thread made of one file."""
-
-    src: SourceFile
-    hash: str | None = None
-    error: str | None = None
-    skip: bool = False  # already fully present
-    width: int = 0
-    height: int = 0
-    thumbnail: bytes | None = None
-    pixels: dict[int, np.ndarray] = field(default_factory=dict)  # input size -> uint8 (S,S,3)
-    need: tuple[str, ...] = ()  # spaces still to embed
 
 
 @dataclass
@@ -106,69 +64,6 @@ class IngestReport:
         }
 
 
-# ---- collecting the files -------------------------------------------------------------------
-
-
-def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Path | None = None) -> tuple[list[SourceFile], list[str]]:
-    """The image files under ``root`` (recursive) and the names of ignored non-image files.
-
-    ``labels='folders'``: each image's label is the name of the folder it is in (below root).
-    ``metadata_csv``: a CSV with a ``path`` column (relative to root, or absolute), an optional
-    ``label`` column and any further columns, stored as free-form metadata.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise InvalidInput(f"{root}: no such file or folder", field="path")
-    if labels not in (None, "folders"):
-        raise InvalidInput(f"--labels must be 'folders', not {labels!r}", field="labels")
-    base = root if root.is_dir() else root.parent
-    table = read_metadata_csv(metadata_csv, base) if metadata_csv else {}
-    files = []
-    base = Path(os.path.abspath(base))
-    for path in scan_images(root):
-        path = Path(os.path.abspath(path))
-        rel = path.relative_to(base)
-        label = rel.parent.name if labels == "folders" and rel.parent != Path(".") else None
-        meta = dict(table.get(path.resolve(), {}))
-        if "label" in meta:
-            label = meta.pop("label") or label
-        files.append(SourceFile(name=str(path), path=path, label=label, meta=meta))
-    ignored = []
-    if root.is_dir():
-        image_set = {f.path for f in files}
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fn in sorted(filenames):
-                p = Path(os.path.abspath(Path(dirpath) / fn))
-                if not fn.startswith(".") and p not in image_set and (metadata_csv is None or p.resolve() != Path(metadata_csv).resolve()):
-                    ignored.append(str(p))
-    return files, ignored
-
-
-def read_metadata_csv(csv_path: Path, base: Path) -> dict[Path, dict]:
-    csv_path = Path(csv_path)
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidInput(f"{csv_path}: cannot read metadata CSV ({exc.strerror or exc})", field="metadata")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{csv_path}: metadata CSV is not UTF-8 text", field="metadata")
-    reader = csv.DictReader(text.splitlines())
-    if not reader.fieldnames or "path" not in reader.fieldnames:
-        raise InvalidInput(f"{csv_path}: metadata CSV needs a 'path' column (found: {reader.fieldnames or 'no header'})", field="metadata")
-    table: dict[Path, dict] = {}
-    for lineno, row in enumerate(reader, start=2):
-        if None in row:
-            raise InvalidInput(f"{csv_path}, line {lineno}: more fields than header columns", field="metadata")
-        raw = (row.pop("path") or "").strip()
-        if not raw:
-            raise InvalidInput(f"{csv_path}, line {lineno}: empty 'path'", field="metadata")
-        p = Path(raw)
-        p = (p if p.is_absolute() else base / p).resolve()
-        table[p] = {k: v for k, v in row.items() if v not in (None, "")}
-    return table
-
-
 # ---- the pipeline ---------------------------------------------------------------------------
 
 
@@ -199,9 +94,9 @@ def _lower_priority(policy: str) -> None:
 
 
 class Ingester:
-    """Runs one ingest. ``services`` is the :class:`simsearch.context.AppContext`."""
+    """Runs one ingest. ``ctx`` is the :class:`simsearch.context.AppContext`."""
 
-    def __init__(self, services, *, spaces: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
+    def __init__(self, ctx, *, spaces: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None, weights: dict[str, str] | None = None,
                  progress: Callable[[IngestRun], None] | None = None, show_bar: bool = False):
         from simsearch.embed import parse_space
@@ -212,21 +107,21 @@ class Ingester:
             parse_space(s)
         if batch_size < 1:
             raise InvalidInput("batch size must be at least 1", field="batch_size")
-        self.services = services
+        self.ctx = ctx
         self.spaces = list(dict.fromkeys(spaces))
         self.batch_size = batch_size
         self.workers = workers or default_workers()
         self.weights = weights or {}
         self.progress = progress
         self.show_bar = show_bar
-        self.max_pixels = services.settings.max_pixels
+        self.max_pixels = ctx.settings.max_pixels
         # "idle" (default), a nice value such as "10", or "0" for normal priority.
-        self.decode_priority = services.settings.decode_priority
+        self.decode_priority = ctx.settings.decode_priority
 
     def run(self, collection: str, files: list[SourceFile], *, source: str, ignored: Iterable[str] = (),
             run_id: int | None = None) -> IngestReport:
-        db = self.services.db
-        embedders = {s: self.services.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
+        db = self.ctx.db
+        embedders = {s: self.ctx.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
         for emb in embedders.values():
             # Fail early (weights unavailable, runtime missing) before touching the database, but
             # load nothing yet: a re-ingest that finds nothing new never opens a model.
@@ -280,14 +175,14 @@ class Ingester:
                 stored.result()
         except BaseException as exc:
             writer.shutdown(wait=True, cancel_futures=True)
-            self._finish(run_id, report, "failed", public_reason(exc, hide=(str(self.services.settings.home),)))
+            self._finish(run_id, report, "failed", public_reason(exc, hide=(str(self.ctx.settings.home),)))
             raise
         finally:
             writer.shutdown(wait=True)
             bar.close()
         report.seconds = time.perf_counter() - t0
         for sp in self.spaces:
-            self.services.sync_index(coll_id, sp)
+            self.ctx.sync_index(coll_id, sp)
         self._finish(run_id, report, "done", None)
         return report
 
@@ -340,7 +235,7 @@ class Ingester:
         except ImageDecodeError as exc:
             prep.error = exc.reason
         except Exception as exc:  # one bad file never aborts the batch
-            prep.error = f"unexpected error: {public_reason(exc, hide=(str(self.services.settings.home),))}"
+            prep.error = f"unexpected error: {public_reason(exc, hide=(str(self.ctx.settings.home),))}"
         return prep
 
     def _embed(self, batch: list[Prepared], embedders, report: IngestReport):
@@ -362,67 +257,27 @@ class Ingester:
 
     def _store(self, batch: list[Prepared], vectors, per_image_seconds, coll_id: int, run_id: int, known, have,
                report: IngestReport) -> None:
-        """Store one embedded batch in one transaction (a few bulk statements, not one per row)."""
-        with self.services.db.session() as s:
+        """Store one embedded batch in one transaction; the report and the run's counters follow
+        what the database says was stored (another run may have stored some files first)."""
+        with self.ctx.db.session() as s:
+            out = store_batch(s, batch, vectors, per_image_seconds, collection_id=coll_id, run_id=run_id)
             run = s.get(IngestRun, run_id)
-            fresh: dict[str, Image] = {}  # new rows of this batch, by hash
-            promoted: list[int] = []  # batch positions of rows that failed before and decode now
-            ids: dict[int, int | Image] = {}  # batch position -> image id (or the new row)
-            for i, p in enumerate(batch):
-                if p.error:
-                    report.failed += 1
-                    report.errors.append({"file": p.src.name, "reason": p.error})
-                    if p.hash is not None and p.hash not in known and p.hash not in fresh:
-                        fresh[p.hash] = Image(collection_id=coll_id, content_hash=p.hash, source_path=p.src.name,
-                                              label=p.src.label, meta=p.src.meta, status="failed", error=p.error,
-                                              ingest_run_id=run_id)
-                elif p.skip:
-                    report.skipped += 1
-                elif p.hash in known and known[p.hash][1] == "ok":
-                    ids[i] = known[p.hash][0]
-                elif p.hash in known:  # failed in an earlier run, decodes now
-                    promoted.append(i)
-                    ids[i] = known[p.hash][0]
-                    report.added += 1
-                else:
-                    fresh[p.hash] = ids[i] = Image(
-                        collection_id=coll_id, content_hash=p.hash, source_path=p.src.name, width=p.width,
-                        height=p.height, label=p.src.label, meta=p.src.meta, status="ok", thumbnail_hash=p.hash,
-                        ingest_run_id=run_id)
-                    report.added += 1
-            thumbs = {p.hash: p.thumbnail for i, p in enumerate(batch) if i in ids and p.thumbnail is not None}
-            if thumbs:
-                stored = set(s.scalars(select(Thumbnail.content_hash).where(Thumbnail.content_hash.in_(list(thumbs)))))
-                s.add_all(Thumbnail(content_hash=h, data=d) for h, d in thumbs.items() if h not in stored)
-                s.flush()  # images reference thumbnails by foreign key
-            for i in promoted:
-                p = batch[i]
-                img = s.get(Image, ids[i])
-                img.status, img.error, img.width, img.height, img.thumbnail_hash = "ok", None, p.width, p.height, p.hash
-                known[p.hash] = (img.id, "ok")
-            s.add_all(fresh.values())
-            s.flush()  # assigns the new images' ids
-            for h, img in fresh.items():
-                known[h] = (img.id, img.status)
-            embeddings = []
-            for i, ref in ids.items():
-                image_id = ref.id if isinstance(ref, Image) else ref
-                for sp in batch[i].need:
-                    vec = vectors[sp][i]
-                    embeddings.append(Embedding(image_id=image_id, space=sp, dim=int(vec.shape[0]),
-                                                vector=repo.vector_to_bytes(vec), seconds=per_image_seconds[sp]))
-                    have[sp].add(image_id)
-            s.add_all(embeddings)
-            report.embedded += len(embeddings)
             run.processed += len(batch)
-            run.added, run.skipped, run.failed = report.added, report.skipped, report.failed
-            run.errors = list(report.errors)
+            run.added, run.skipped = report.added + out.added, report.skipped + out.skipped
+            run.failed, run.errors = report.failed + out.failed, report.errors + out.errors
             run.updated_at = utcnow()
+        # Committed: count it, and let the decode threads know what is stored now.
+        report.added, report.skipped, report.failed = run.added, run.skipped, run.failed
+        report.embedded += out.embedded
+        report.errors.extend(out.errors)
+        known.update(out.images)
+        for sp, ids in out.vectors.items():
+            have[sp].update(ids)
         if self.progress is not None:
             self.progress(run)
 
     def _finish(self, run_id: int, report: IngestReport, status: str, message: str | None) -> None:
-        with self.services.db.session() as s:
+        with self.ctx.db.session() as s:
             run = s.get(IngestRun, run_id)
             if run is None:
                 return
