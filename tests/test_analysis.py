@@ -19,6 +19,7 @@ from simsearch.analysis import (
     representatives,
     silhouette_sweep,
     tsne_2d,
+    place_2d,
 )
 from simsearch.analysis.cluster import silhouette_many
 from simsearch.errors import InvalidInput
@@ -274,6 +275,31 @@ def test_tsne_shape_determinism_and_separation(blobs):
     np.testing.assert_array_equal(a, b)
     assert knn_precision(a, y, k=10, metric="euclidean") > 0.95
     assert not np.array_equal(a, tsne_2d(X, seed=1, perplexity=20, **FAST_TSNE))
+
+
+def test_tsne_of_many_points_fits_a_sample_and_places_the_rest(blobs):
+    """Above fit_max points: t-SNE of a seeded sample, the others placed among their nearest
+    sampled neighbours (a 1M-point map in minutes, not hours)."""
+    X, y = blobs  # 600 points, 3 clusters
+    Y = tsne_2d(X, seed=0, perplexity=20, fit_max=200, **FAST_TSNE)
+    assert Y.shape == (600, 2) and Y.dtype == np.float32 and np.isfinite(Y).all()
+    np.testing.assert_array_equal(Y, tsne_2d(X, seed=0, perplexity=20, fit_max=200, **FAST_TSNE))
+    fit = np.sort(np.random.default_rng(0).choice(600, 200, replace=False))
+    np.testing.assert_array_equal(Y[fit], tsne_2d(X[fit], seed=0, perplexity=20, fit_max=None, **FAST_TSNE))
+    placed = np.setdiff1d(np.arange(600), fit)
+    # each placed point's nearest fitted point on the map is of its own cluster
+    d = ((Y[placed, None, :] - Y[None, fit, :]) ** 2).sum(-1)
+    assert (y[fit][d.argmin(1)] == y[placed]).mean() > 0.97
+    assert knn_precision(Y, y, k=10, metric="euclidean") > 0.95
+
+
+def test_place_2d_keeps_fitted_points_and_lands_between_neighbours():
+    fitted_x = np.array([[0.0, 0.0], [10.0, 0.0]], np.float32)
+    X = np.vstack([fitted_x, [[1.0, 0.0], [9.0, 0.0]]]).astype(np.float32)
+    coords = np.array([[-5.0, 0.0], [5.0, 0.0]], np.float32)
+    out = place_2d(X, np.array([0, 1]), coords, k=2)
+    np.testing.assert_array_equal(out[:2], coords)
+    assert -5 < out[2, 0] < 0 < out[3, 0] < 5  # nearer to its closer neighbour's position
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 12])

@@ -60,6 +60,13 @@ def _pca(X: np.ndarray, n_components: int, block: int = 16_384) -> np.ndarray:
 BH_MAX_N = 5_000
 
 
+# Above this many points t-SNE is fitted on a seeded sample of this many and the other points are
+# placed into that map (see tsne_2d): 100,000 points take about 2 minutes on 2 cores, 1M would take
+# hours; placing 900,000 more takes about one minute.
+TSNE_FIT_MAX = 100_000
+PLACE_NEIGHBOURS = 10
+
+
 def tsne_2d(
     X: Any,
     seed: int = 0,
@@ -70,6 +77,7 @@ def tsne_2d(
     early_exaggeration_iter: int = 250,
     n_jobs: int | None = None,
     knn_pca_dims: int | None = None,
+    fit_max: int | None = TSNE_FIT_MAX,
 ) -> np.ndarray:
     """t-SNE map of the rows of ``X``, float32 (N, 2), deterministic for a given seed.
 
@@ -84,8 +92,23 @@ def tsne_2d(
     own recommendation for large data; the reduced distances are the same kind of metric).
     ``metric``: ``"euclidean"`` (on unit vectors ``sqrt(2 - 2 cos)``) or ``"cosine"``.
     Perplexity is clipped to ``(N - 1) / 3`` for small N; one point maps to the origin.
+
+    Above ``fit_max`` points (None: never) t-SNE is fitted on a seeded random sample of
+    ``fit_max`` rows and every other row is placed into that map (:func:`place_2d`): at the
+    distance-weighted mean position of its ``PLACE_NEIGHBOURS`` nearest sampled rows, found on
+    the sample's top principal components -- how openTSNE initialises new points before it
+    optimises them (``prepare_partial``); the further optimisation is skipped, as it would cost
+    more than the fit. Neighbourhoods of the sample are exact t-SNE; a placed point lands among
+    the points it is nearest to.
     """
     X = v.matrix(X, "X")
+    if fit_max is not None and X.shape[0] > v.integer(fit_max, "fit_max", low=3):
+        rng = np.random.default_rng(v.seed(seed))
+        fit = np.sort(rng.choice(X.shape[0], fit_max, replace=False))
+        coords = tsne_2d(X[fit], seed, perplexity, metric=metric, n_iter=n_iter,
+                         early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs, knn_pca_dims=knn_pca_dims,
+                         fit_max=None)
+        return place_2d(X, fit, coords, metric=metric)
     seed = v.seed(seed)
     perplexity = v.positive_float(perplexity, "perplexity")
     metric = v.choice(metric, "metric", TSNE_METRICS)
@@ -133,3 +156,50 @@ def tsne_2d(
     )
     emb = tsne.fit(affinities=aff, initialization=np.ascontiguousarray(init))
     return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def place_2d(X: Any, fitted: np.ndarray, coords: np.ndarray, *, metric: str = "euclidean",
+             k: int = PLACE_NEIGHBOURS, dims: int = KNN_PCA_DIMS, block: int = 65_536) -> np.ndarray:
+    """2-D positions of every row of ``X`` given the map ``coords`` of the rows ``fitted`` (sorted
+    indices): fitted rows keep their coordinates; each other row goes to the distance-weighted mean
+    of the coordinates of its ``k`` nearest fitted rows (exact search on the fitted rows' top
+    ``dims`` principal components; weights ``1 / (distance + 1e-6)``). float32 (N, 2)."""
+    import faiss
+
+    X = v.matrix(X, "X")
+    metric = v.choice(metric, "metric", TSNE_METRICS)
+    fitted = np.asarray(fitted, dtype=np.int64)
+    coords = np.asarray(coords, dtype=np.float32)
+    n = X.shape[0]
+    out = np.empty((n, 2), dtype=np.float32)
+    out[fitted] = coords
+    rest = np.setdiff1d(np.arange(n), fitted, assume_unique=True)
+    if not len(rest):
+        return out
+    S = X[fitted]
+    if metric == "cosine":
+        S = v.unit_rows(S)
+    mean = S.mean(axis=0, dtype=np.float64).astype(np.float32)
+    d = min(dims, S.shape[1])
+    if d < S.shape[1]:  # the sample's principal directions (eigenvectors of its covariance)
+        cov = np.zeros((S.shape[1], S.shape[1]), dtype=np.float64)
+        for start in range(0, len(S), 16_384):
+            xc = S[start : start + 16_384] - mean
+            cov += xc.T @ xc
+        w, V = np.linalg.eigh(cov)
+        W = np.ascontiguousarray(V[:, np.argsort(w)[::-1][:d]], dtype=np.float32)
+    else:
+        W = np.eye(S.shape[1], dtype=np.float32)
+    index = faiss.IndexFlatL2(d)
+    index.add(np.ascontiguousarray((S - mean) @ W, dtype=np.float32))
+    k = min(k, len(fitted))
+    for start in range(0, len(rest), block):
+        rows = rest[start : start + block]
+        Q = X[rows]
+        if metric == "cosine":
+            Q = v.unit_rows(Q)
+        dist, nn = index.search(np.ascontiguousarray((Q - mean) @ W, dtype=np.float32), k)
+        weights = 1.0 / (np.sqrt(np.maximum(dist, 0.0)) + 1e-6)
+        weights /= weights.sum(axis=1, keepdims=True)
+        out[rows] = np.einsum("ij,ijk->ik", weights, coords[nn]).astype(np.float32)
+    return out
