@@ -542,6 +542,23 @@ def test_analysis_endpoints(client, pets):
     m = json.loads(raw)
     assert len(m["ids"]) == len(m["x"]) == len(m["y"]) == len(m["labels"]) == 12
     assert all(len(repr(v).replace("-", "").replace(".", "").lstrip("0")) <= 5 for v in m["x"] + m["y"])
+    # the same map as typed arrays: ids, labels and clusters exact, coordinates to 1/65,535 of the range
+    import numpy as np
+
+    from simsearch.web import map_binary
+
+    binary = analysis_result(client, "/api/collections/pets/map.bin", headers={"Accept-Encoding": "gzip"})
+    assert binary.mimetype == "application/octet-stream" and binary.headers["Content-Encoding"] == "gzip"
+    b = map_binary.decode(gzip.decompress(binary.data))
+    assert b["n"] == 12 and b["ids"].tolist() == m["ids"] and b["labels"] == m["labels"]
+    assert b["clusters"].tolist() == m["clusters"] and b["backbone"] == SPACE
+    for axis in ("x", "y"):
+        span = max(m[axis]) - min(m[axis])
+        assert np.abs(b[axis] - np.array(m[axis])).max() <= span * 1e-3  # JSON is rounded to 4 digits
+    raw = gzip.decompress(binary.data)
+    head_end = 12 + int.from_bytes(raw[8:12], "little")
+    assert len(raw) - (head_end + (-head_end) % 8) == 12 * 12  # 12 bytes a point
+    assert_error(client.get("/api/collections/pets/map.bin?backbone=resnet50"), 404, "not_found", "backbone")
     ev = analysis_result(client, "/api/collections/pets/evaluation").get_json()
     assert ev["backbone"] == SPACE and ev["n_images"] == 12
     assert_error(client.get("/api/collections/pets/clusters?k=1"), 400, "invalid_input", "k")
@@ -716,6 +733,7 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/clusters", "get"): lambda: client.get("/api/collections/pets/clusters?k=auto"),
         ("/api/collections/{name}/map", "get"): lambda: client.get("/api/collections/pets/map",
                                                                   headers={"Accept-Encoding": "gzip"}),
+        ("/api/collections/{name}/map.bin", "get"): lambda: client.get("/api/collections/pets/map.bin"),
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
@@ -752,6 +770,7 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/labels", "post", client.post("/api/collections/pets/labels", json={"image_ids": [77777], "label": "x"})),
         ("/api/collections/{name}/clusters", "get", client.get("/api/collections/pets/clusters?k=0")),
         ("/api/collections/{name}/map", "get", client.get("/api/collections/pets/map?backbone=resnet50")),
+        ("/api/collections/{name}/map.bin", "get", client.get("/api/collections/pets/map.bin?backbone=resnet50")),
         ("/api/collections/{name}/evaluation", "get", client.get("/api/collections/nope/evaluation")),
         ("/api/collections/{name}/comparison", "get", client.get("/api/collections/pets/comparison?backbones=x,y")),
     ]

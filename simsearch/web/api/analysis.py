@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from flask import jsonify, url_for
+from flask import Response, jsonify, url_for
 
 from simsearch.errors import Conflict
 from simsearch.ops import analysis_jobs
@@ -38,7 +38,8 @@ def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
     """200 with the cached result, or 202 with the job that computes it."""
     result = task.lookup(ctx())
     if result is not None:
-        return jsonify(shape(result))
+        shaped = shape(result)
+        return shaped if isinstance(shaped, Response) else jsonify(shaped)
     job_id, status = analysis_jobs.start(ctx(), runner(), task)
     status_url = url_for("api.job", job_id=job_id)
     resp = jsonify(S.AnalysisAccepted(job_id=job_id, status=status, status_url=status_url).model_dump())
@@ -89,6 +90,35 @@ def map_view(name: str, q: S.AnalysisQuery):
     _, space = collection_space(ctx(), name, q.backbone)
     return answer(AnalysisTask("map", name, {"backbone": space, "method": "tsne"}),
                   lambda result: compact_map(result.to_dict()))
+
+
+@bp.get("/collections/<name>/map.bin")
+@bp.input(S.AnalysisQuery, location="query", arg_name="q")
+@bp.doc(summary="2-D map, binary", tags=["analysis"],
+        description=ANALYSIS + " The same map as `/map` as typed arrays (12 bytes a point): see "
+                               "simsearch/web/map_binary.py for the layout. For maps of a million points.",
+        responses={200: {"description": "The binary map (gzip-compressed when accepted).",
+                         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                   **ACCEPTED, **errors(400, 404, 409)})
+def map_binary(name: str, q: S.AnalysisQuery):
+    from flask import Response, request
+
+    from simsearch.web import map_binary as mb
+
+    _, space = collection_space(ctx(), name, q.backbone)
+
+    def shape(result):
+        body = mb.encode(result)
+        resp = Response(body, mimetype="application/octet-stream")
+        if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+            import gzip
+
+            resp.set_data(gzip.compress(body, compresslevel=6))
+            resp.headers["Content-Encoding"] = "gzip"
+        resp.vary.add("Accept-Encoding")
+        return resp
+
+    return answer(AnalysisTask("map", name, {"backbone": space, "method": "tsne"}), shape)
 
 
 @bp.get("/collections/<name>/evaluation")

@@ -37,7 +37,8 @@ export async function request(path, { method = 'GET', json, form, file, signal }
     throw new ApiError(0, 'network', 'The server could not be reached: ' + err.message);
   }
   const type = resp.headers.get('Content-Type') || '';
-  const data = type.includes('json') ? await resp.json().catch(() => null) : null;
+  const data = type.includes('json') ? await resp.json().catch(() => null)
+    : type.includes('octet-stream') && resp.ok ? await resp.arrayBuffer() : null;
   if (!resp.ok) {
     const e = (data && data.error) || {};
     if (resp.status === 401 && !e.message) e.message = 'Sign in with an API key first.';
@@ -78,6 +79,28 @@ export async function analysisResult(path, { onProgress, signal, interval = 700 
       throw new ApiError(409, 'changed', 'The collection keeps changing while this is computed; try again.');
     }
   }
+}
+
+// The binary map (GET .../map.bin; layout in simsearch/web/map_binary.py) as
+// {collection, backbone, method, n, k, ids, x, y, labels, clusters}: typed arrays for the
+// coordinates, ids and clusters; labels as one string (or null) per point.
+export function decodeMap(buffer) {
+  const view = new DataView(buffer);
+  const magic = new TextDecoder().decode(new Uint8Array(buffer, 0, 6));
+  if (magic !== 'SSMAP1') throw new ApiError(500, 'bad_map', 'The server sent a map this page cannot read.');
+  const hlen = view.getUint32(8, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 12, hlen)));
+  const n = header.n;
+  let off = 12 + hlen;
+  off += (8 - (off % 8)) % 8;
+  const take = (Type) => { const a = new Type(buffer, off, n); off += n * Type.BYTES_PER_ELEMENT; return a; };
+  const ids = header.id_type === 'uint32' ? take(Uint32Array) : take(Float64Array);
+  const qx = take(Uint16Array), qy = take(Uint16Array), qlab = take(Uint16Array), clusters = take(Int16Array);
+  const scale = (q, [lo, hi]) => { const out = new Float32Array(n); const k = (hi - lo) / 65535; for (let i = 0; i < n; i++) out[i] = lo + q[i] * k; return out; };
+  const names = header.labels;
+  const labels = new Array(n);
+  for (let i = 0; i < n; i++) labels[i] = qlab[i] === 65535 ? null : names[qlab[i]];
+  return { ...header, ids: Array.from(ids), x: scale(qx, header.x_range), y: scale(qy, header.y_range), labels, clusters: Array.from(clusters) };
 }
 
 // "step 2 of 3: k-means ... (12 s)" for a job being polled.
