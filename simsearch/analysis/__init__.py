@@ -8,7 +8,7 @@ naming the field. Everything random takes a seed and is deterministic.
 from .cluster import KMeansResult, SweepResult, kmeans, silhouette_sweep
 from .evaluate import external_scores, representatives
 from .neighbours import knn_graph, knn_precision, neighbour_overlap
-from .project import pca_2d, place_2d, tsne_2d
+from .project import TSNE_FIT_MAX, pca_2d, place_2d, tsne_2d
 
 __all__ = [
     "KMeansResult",
@@ -23,4 +23,5 @@ __all__ = [
     "silhouette_sweep",
     "tsne_2d",
     "place_2d",
+    "TSNE_FIT_MAX",
 ]
