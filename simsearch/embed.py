@@ -77,6 +77,36 @@ def parse_space(space: str) -> tuple[str, str]:
     return name, pooling
 
 
+def is_backbone_space(space: str) -> bool:
+    """Whether ``space`` names a backbone's space (its vectors can be computed here); other valid
+    names are spaces of imported vectors (``simsearch import-vectors``), which only hold what was
+    imported."""
+    try:
+        parse_space_full(space)
+    except InvalidInput:
+        return False
+    return True
+
+
+def check_space_name(space: str) -> bool:
+    """True for a backbone space, False for a valid name of imported vectors; InvalidInput (the
+    backbone's message, naming the choices) for anything else."""
+    import re
+
+    from simsearch.limits import SPACE_NAME_PATTERN, SPACE_NAME_RULE
+
+    if is_backbone_space(space):
+        return True
+    if isinstance(space, str) and re.match(SPACE_NAME_PATTERN, space):
+        return False
+    try:
+        parse_space_full(space)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; or name imported vectors with {SPACE_NAME_RULE}", field=exc.field,
+                           details=exc.details) from None
+    return True
+
+
 def new_space(settings, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
     """The space new vectors of ``backbone`` go to under ``settings`` (runtime, precision, device)."""
     from simsearch.runtimes import resolve_device, resolve_precision

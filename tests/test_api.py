@@ -546,7 +546,8 @@ def test_analysis_endpoints(client, pets):
     assert ev["backbone"] == SPACE and ev["n_images"] == 12
     assert_error(client.get("/api/collections/pets/clusters?k=1"), 400, "invalid_input", "k")
     assert_error(client.get("/api/collections/pets/clusters?k=many"), 400, "invalid_input", "k")
-    assert_error(client.get("/api/collections/pets/map?backbone=nope"), 400, "invalid_input", "backbone")
+    assert_error(client.get("/api/collections/pets/map?backbone=no%20pe"), 400, "invalid_input", "backbone")
+    assert_error(client.get("/api/collections/pets/map?backbone=nope"), 404, "not_found", "backbone")  # could be imported vectors' name
     assert_error(client.get("/api/collections/pets/map?backbone=resnet50"), 404, "not_found", "backbone")
     assert_error(client.get("/api/collections/nope/evaluation"), 404, "not_found", "collection")
     own = analysis_result(client, "/api/collections/pets/comparison").get_json()  # default: the collection's own backbones
