@@ -688,6 +688,14 @@ def test_openapi_document_is_valid_and_rendered(client):
             assert str(html_escape(op["summary"])) in html
 
 
+def vectors_npz() -> bytes:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, vectors=np.eye(3, 8, dtype=np.float32), keys=np.array(["a", "b", "c"]))
+    return buf.getvalue()
+
+
 def test_every_documented_path_answers_as_documented(client, app, pets):
     spec = client.get("/api/openapi.json").get_json()
     cat, dog = pets["cat.1.jpg"], pets["dog.3.jpg"]
@@ -720,6 +728,9 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
+        ("/api/collections/{name}/vectors", "post"): lambda: client.post(
+            "/api/collections/vec/vectors?backbone=clip-vit-b32", data=vectors_npz(), content_type="application/octet-stream"),
+        ("/api/collections/{name}/vectors", "get"): lambda: client.get("/api/collections/pets/vectors"),
         ("/api/openapi.json", "get"): lambda: client.get("/api/openapi.json"),
         ("/api/docs", "get"): lambda: client.get("/api/docs"),
     }
@@ -755,6 +766,9 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/map", "get", client.get("/api/collections/pets/map?backbone=resnet50")),
         ("/api/collections/{name}/evaluation", "get", client.get("/api/collections/nope/evaluation")),
         ("/api/collections/{name}/comparison", "get", client.get("/api/collections/pets/comparison?backbones=x,y")),
+        ("/api/collections/{name}/vectors", "post", client.post("/api/collections/vec/vectors?backbone=clip-vit-b32",
+                                                                data=b"nope", content_type="application/octet-stream")),
+        ("/api/collections/{name}/vectors", "get", client.get("/api/collections/nope/vectors")),
     ]
     for path, method, resp in errors:
         assert resp.status_code >= 400
