@@ -283,7 +283,8 @@ def test_similar_by_id(client, pets):
     assert dogs and all(h["label"] == "dogs" for h in dogs)
     assert_error(client.get(f"/api/images/{cat}/similar?k=0"), 400, "invalid_input", "k")
     assert_error(client.get(f"/api/images/{cat}/similar?k=lots"), 400, "invalid_input", "k")
-    assert_error(client.get(f"/api/images/{cat}/similar?backbone=nonsense"), 400, "invalid_input", "backbone")
+    assert_error(client.get(f"/api/images/{cat}/similar?backbone=non%20sense"), 400, "invalid_input", "backbone")
+    assert_error(client.get(f"/api/images/{cat}/similar?backbone=nonsense"), 404, "not_found", "backbone")  # imported vectors' name?
     assert_error(client.get(f"/api/images/{cat}/similar?backbone=resnet50"), 404, "not_found", "backbone")
     assert_error(client.get("/api/images/424242/similar"), 404, "not_found", "image_id")
 
