@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.backbones import Backbone, get_backbone
-from simsearch.errors import InvalidInput
+from simsearch.errors import Conflict, InvalidInput
 from simsearch.runtimes import FP32, PRECISIONS, ModelSpec, check_choice, open_session, resolve_device
 
 
@@ -135,6 +135,10 @@ class Embedder:
     def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None, runtime: str = "auto",
                  device: str = "auto"):
         self.space = space
+        if not check_space_name(space):
+            raise Conflict(f"the {space!r} vectors were imported (simsearch import-vectors): simsearch cannot embed an "
+                           "image in that space; search by an image's id (similar), or choose a backbone's space",
+                           field="backbone")
         name, self.pooling, self.precision = parse_space_full(space)
         self.backbone: Backbone = get_backbone(name)
         self.weights_dir = Path(weights_dir)

@@ -143,12 +143,6 @@ def search_image(services, collection: str, data: bytes, source: str, *, space: 
     space is reported before a bad image."""
     k = validate_k(k)
     target = _lookup(services, collection, space, label)
-    from simsearch.embed import is_backbone_space
-
-    if not is_backbone_space(target.space):
-        raise Conflict(f"the {target.space!r} vectors of this collection were imported (simsearch import-vectors): "
-                       "simsearch cannot embed an image in that space; search by an image's id (similar), or choose "
-                       "a backbone's space", field="backbone")
     vec, _ = embed_bytes(services, target.space, data, source)
     return target.space, _search(services, target, vec, k)
 
