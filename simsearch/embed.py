@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.backbones import Backbone, get_backbone
-from simsearch.errors import InvalidInput
+from simsearch.errors import Conflict, InvalidInput
 from simsearch.runtimes import FP32, PRECISIONS, ModelSpec, check_choice, open_session, resolve_device
 
 
@@ -77,6 +77,36 @@ def parse_space(space: str) -> tuple[str, str]:
     return name, pooling
 
 
+def is_backbone_space(space: str) -> bool:
+    """Whether ``space`` names a backbone's space (its vectors can be computed here); other valid
+    names are spaces of imported vectors (``simsearch import-vectors``), which only hold what was
+    imported."""
+    try:
+        parse_space_full(space)
+    except InvalidInput:
+        return False
+    return True
+
+
+def check_space_name(space: str) -> bool:
+    """True for a backbone space, False for a valid name of imported vectors; InvalidInput (the
+    backbone's message, naming the choices) for anything else."""
+    import re
+
+    from simsearch.limits import SPACE_NAME_PATTERN, SPACE_NAME_RULE
+
+    if is_backbone_space(space):
+        return True
+    if isinstance(space, str) and re.match(SPACE_NAME_PATTERN, space):
+        return False
+    try:
+        parse_space_full(space)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; or name imported vectors with {SPACE_NAME_RULE}", field=exc.field,
+                           details=exc.details) from None
+    return True
+
+
 def new_space(settings, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
     """The space new vectors of ``backbone`` go to under ``settings`` (runtime, precision, device)."""
     from simsearch.runtimes import resolve_device, resolve_precision
@@ -105,6 +135,10 @@ class Embedder:
     def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None, runtime: str = "auto",
                  device: str = "auto"):
         self.space = space
+        if not check_space_name(space):
+            raise Conflict(f"the {space!r} vectors were imported (simsearch import-vectors): simsearch cannot embed an "
+                           "image in that space; search by an image's id (similar), or choose a backbone's space",
+                           field="backbone")
         name, self.pooling, self.precision = parse_space_full(space)
         self.backbone: Backbone = get_backbone(name)
         self.weights_dir = Path(weights_dir)

@@ -133,6 +133,34 @@ Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX, pattern=LABEL_P
 DESCRIPTION_MAX = 10_000
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
 Backbone = Annotated[str, _BackboneName]
+# A space of imported vectors (``simsearch import-vectors``) is named like a collection; a name
+# that is also a backbone space is that backbone's space.
+SPACE_NAME_PATTERN = COLLECTION_NAME_PATTERN
+SPACE_NAME_RULE = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class _SpaceName(_BackboneName):
+    """An embedding space to read: a backbone space, or the name of imported vectors."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
+        return {"anyOf": [{"type": "string", "enum": backbone_spaces()}, {"type": "string", "pattern": SPACE_NAME_PATTERN}],
+                "description": "Backbone (embedding space), optionally with `@max` or `@avg` pooling, or the name of "
+                               "a space of imported vectors."}
+
+    @staticmethod
+    def _check(value: str) -> str:
+        import re
+
+        if value in backbone_spaces() or re.match(SPACE_NAME_PATTERN, value):
+            return value
+        names = backbone_spaces()[: len(backbone_spaces()) // 3]
+        raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with @avg "
+                                  "or @max), or the name of imported vectors ({rule})",
+                                  {"given": repr(value[:70]), "names": ", ".join(names), "rule": SPACE_NAME_RULE})
+
+
+Space = Annotated[str, _SpaceName]
 Pooling = Literal["avg", "max"]
 FILENAME_MAX = 255
 Filename = Annotated[str, Field(max_length=FILENAME_MAX, pattern=NO_NUL)]

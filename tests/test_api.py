@@ -283,7 +283,8 @@ def test_similar_by_id(client, pets):
     assert dogs and all(h["label"] == "dogs" for h in dogs)
     assert_error(client.get(f"/api/images/{cat}/similar?k=0"), 400, "invalid_input", "k")
     assert_error(client.get(f"/api/images/{cat}/similar?k=lots"), 400, "invalid_input", "k")
-    assert_error(client.get(f"/api/images/{cat}/similar?backbone=nonsense"), 400, "invalid_input", "backbone")
+    assert_error(client.get(f"/api/images/{cat}/similar?backbone=non%20sense"), 400, "invalid_input", "backbone")
+    assert_error(client.get(f"/api/images/{cat}/similar?backbone=nonsense"), 404, "not_found", "backbone")  # imported vectors' name?
     assert_error(client.get(f"/api/images/{cat}/similar?backbone=resnet50"), 404, "not_found", "backbone")
     assert_error(client.get("/api/images/424242/similar"), 404, "not_found", "image_id")
 
@@ -563,7 +564,8 @@ def test_analysis_endpoints(client, pets):
     assert ev["backbone"] == SPACE and ev["n_images"] == 12
     assert_error(client.get("/api/collections/pets/clusters?k=1"), 400, "invalid_input", "k")
     assert_error(client.get("/api/collections/pets/clusters?k=many"), 400, "invalid_input", "k")
-    assert_error(client.get("/api/collections/pets/map?backbone=nope"), 400, "invalid_input", "backbone")
+    assert_error(client.get("/api/collections/pets/map?backbone=no%20pe"), 400, "invalid_input", "backbone")
+    assert_error(client.get("/api/collections/pets/map?backbone=nope"), 404, "not_found", "backbone")  # could be imported vectors' name
     assert_error(client.get("/api/collections/pets/map?backbone=resnet50"), 404, "not_found", "backbone")
     assert_error(client.get("/api/collections/nope/evaluation"), 404, "not_found", "collection")
     own = analysis_result(client, "/api/collections/pets/comparison").get_json()  # default: the collection's own backbones
@@ -704,6 +706,14 @@ def test_openapi_document_is_valid_and_rendered(client):
             assert str(html_escape(op["summary"])) in html
 
 
+def vectors_npz() -> bytes:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, vectors=np.eye(3, 8, dtype=np.float32), keys=np.array(["a", "b", "c"]))
+    return buf.getvalue()
+
+
 def test_every_documented_path_answers_as_documented(client, app, pets):
     spec = client.get("/api/openapi.json").get_json()
     cat, dog = pets["cat.1.jpg"], pets["dog.3.jpg"]
@@ -737,6 +747,9 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
+        ("/api/collections/{name}/vectors", "post"): lambda: client.post(
+            "/api/collections/vec/vectors?backbone=clip-vit-b32", data=vectors_npz(), content_type="application/octet-stream"),
+        ("/api/collections/{name}/vectors", "get"): lambda: client.get("/api/collections/pets/vectors"),
         ("/api/openapi.json", "get"): lambda: client.get("/api/openapi.json"),
         ("/api/docs", "get"): lambda: client.get("/api/docs"),
     }
@@ -773,6 +786,9 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/map.bin", "get", client.get("/api/collections/pets/map.bin?backbone=resnet50")),
         ("/api/collections/{name}/evaluation", "get", client.get("/api/collections/nope/evaluation")),
         ("/api/collections/{name}/comparison", "get", client.get("/api/collections/pets/comparison?backbones=x,y")),
+        ("/api/collections/{name}/vectors", "post", client.post("/api/collections/vec/vectors?backbone=clip-vit-b32",
+                                                                data=b"nope", content_type="application/octet-stream")),
+        ("/api/collections/{name}/vectors", "get", client.get("/api/collections/nope/vectors")),
     ]
     for path, method, resp in errors:
         assert resp.status_code >= 400

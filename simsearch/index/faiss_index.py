@@ -3,7 +3,8 @@
 - FAISS ids are image ids; inner product on L2-normalised vectors (= cosine similarity).
 - Exact search (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors, HNSW above it (approximate,
   but keeps single-query latency low at 100k+ vectors).
-- Saved atomically: written to a temporary file in the same folder, fsynced, then renamed.
+- Saved atomically: written to a temporary file in the same folder, fsynced, then renamed; the
+  file ends with a checksum of its bytes, verified before FAISS reads it (:mod:`.integrity`).
 - Checked when opened (by :mod:`simsearch.index.manager`, which owns the layout and the
   reuse/extend/rebuild policy): the ids it holds must match the database's.
 """
@@ -19,6 +20,7 @@ import faiss
 import numpy as np
 
 from simsearch.errors import IndexCorrupt, InvalidInput
+from simsearch.index.integrity import read_checked, write_checksummed
 
 HNSW_THRESHOLD = 50_000
 HNSW_M = 32
@@ -48,13 +50,14 @@ def index_ids(index: faiss.Index) -> np.ndarray:
 
 
 def save_index(index: faiss.Index, path: Path) -> None:
-    """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    """Write atomically: temp file in the same folder (with its checksum trailer), fsync, rename,
+    fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        os.close(fd)
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb+") as fh:
+        with os.fdopen(fd, "wb") as fh:
+            write_checksummed(index, fh)  # the FAISS bytes, then their checksum (simsearch.index.integrity)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -69,12 +72,11 @@ def save_index(index: faiss.Index, path: Path) -> None:
 
 
 def load_index(path: Path) -> faiss.Index:
+    """The index saved at ``path``; IndexCorrupt when it is missing, fails its checksum (damaged,
+    truncated, or saved without one), or cannot be read."""
     if not path.exists():
         raise IndexCorrupt(f"{path}: index file missing")
-    try:
-        index = faiss.read_index(str(path))
-    except Exception as exc:  # faiss raises RuntimeError with a C++ message
-        raise IndexCorrupt(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:200]})") from exc
+    index = read_checked(path)
     if not hasattr(index, "id_map"):
         index = faiss.downcast_index(index)
     if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIDMap)):

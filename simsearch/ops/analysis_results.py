@@ -252,7 +252,7 @@ class BackbonePanel:
 
     backbone: str
     dim: int
-    input_size: int
+    input_size: int | None  # None: imported vectors (no model)
     available: bool = True
     reason: str | None = None
     embedding: EmbedReport | None = None

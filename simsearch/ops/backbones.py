@@ -34,9 +34,14 @@ def not_embedded(settings, spaces: list[str]) -> list[dict]:
     return out
 
 
-def check_space(name: str) -> str:
-    """``name`` if it is a known backbone (optionally ``@avg``/``@max``), else InvalidInput."""
-    from simsearch.embed import parse_space
+def check_space(name: str, *, imported: bool = False) -> str:
+    """``name`` if it is a known backbone (optionally ``@avg``/``@max``), else InvalidInput.
+    ``imported``: a valid name of imported vectors (``clip-vit-b32``) passes too (whether the
+    collection has vectors there is the caller's 404)."""
+    from simsearch.embed import check_space_name, parse_space
 
-    parse_space(name)
+    if imported:
+        check_space_name(name)
+    else:
+        parse_space(name)
     return name

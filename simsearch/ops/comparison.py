@@ -42,14 +42,24 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
 
 
 def _spaces(spaces: list[str]) -> list[str]:
-    from simsearch.embed import parse_space
+    from simsearch.embed import check_space_name
 
     if not spaces:
         raise InvalidInput("give at least one backbone to compare", field="backbones")
     spaces = list(dict.fromkeys(spaces))
     for space in spaces:
-        parse_space(space)  # unknown names are bad input, not an unavailable backbone
+        check_space_name(space)  # unknown names are bad input, not an unavailable backbone
     return spaces
+
+
+def _check_imported(spaces: list[str], have: list[str]) -> None:
+    """Imported vectors' spaces can be compared where the collection has them; any other name that
+    is no backbone is unknown (400, as before there were imported spaces)."""
+    from simsearch.embed import is_backbone_space, parse_space
+
+    for space in spaces:
+        if space not in have and not is_backbone_space(space):
+            parse_space(space)  # raises: unknown backbone, naming the choices
 
 
 def _embed_seconds(ctx, coll_id: int, space: str) -> tuple[float | None, float | None]:
@@ -87,12 +97,18 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
            weights: dict[str, str] | None, steps) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
     from simsearch.backbones import get_backbone
-    from simsearch.embed import parse_space
+    from simsearch.embed import is_backbone_space, parse_space
 
-    name, _pooling = parse_space(space)
-    b = get_backbone(name)
-    base = {"backbone": space, "dim": b.dim, "input_size": b.input_size}
     embedding = None
+    if is_backbone_space(space):
+        name, _pooling = parse_space(space)
+        b = get_backbone(name)
+        base = {"backbone": space, "dim": b.dim, "input_size": b.input_size}
+    else:  # imported vectors: nothing to embed with, no input size
+        name, embed = space, False
+        with ctx.db.session() as s:
+            base = {"backbone": space, "dim": s.scalar(select(Embedding.dim).where(Embedding.space == space).limit(1)),
+                    "input_size": None}
     try:
         if embed:
             steps(f"{space}: embedding the images that lack its vectors")
@@ -124,6 +140,7 @@ def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         n_ok = repo.image_counts(s, coll.id).get("ok", 0)
+        _check_imported(spaces, repo.spaces_of(s, coll.id))
     steps = analysis.Steps(progress, len(spaces) * (2 if embed else 1) + 1)
     panels, loaded = [], []
     for space in spaces:

@@ -14,11 +14,25 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     from simsearch.search import search_image
 
     if backbone is not None:
-        check_space(backbone)  # 400 for a name that is no backbone (one without vectors is a 404)
+        check_space(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
+        _imported_here(ctx, collection, backbone)
     t0 = time.perf_counter()
     space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=k, label=label)
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
             "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def _imported_here(ctx, collection: str, space: str) -> None:
+    """Searching by an image in a space that is no backbone's: the collection's imported vectors
+    (then :func:`simsearch.search.search_image` explains the 409), else an unknown backbone (400)."""
+    from simsearch.embed import is_backbone_space, parse_space
+
+    if is_backbone_space(space):
+        return
+    with ctx.db.session() as s:
+        have = repo.spaces_of(s, repo.get_collection(s, collection).id)
+    if space not in have:
+        parse_space(space)  # raises: unknown backbone, naming the choices
 
 
 def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str | None = None, k: int = 10,
@@ -27,7 +41,7 @@ def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str
     from simsearch.search import similar_to
 
     if backbone is not None:
-        check_space(backbone)
+        check_space(backbone, imported=True)
     t0 = time.perf_counter()
     space, img, hits = similar_to(ctx, image_id, collection=collection, space=backbone, k=k, label=label)
     return {"query": {"image_id": img.id, "path": img.source_path, "label": img.label}, "backbone": space, "k": k,
@@ -35,12 +49,13 @@ def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str
 
 
 def collection_space(ctx, name: str, backbone: str | None) -> tuple[int, str]:
-    """The collection's id and the space to work in: ``backbone`` (checked: 400 for an unknown
-    name, before 404 for one without vectors), or the collection's default."""
+    """The collection's id and the space to work in: ``backbone`` (checked: 400 for a name that
+    is no backbone nor a valid name of imported vectors, before 404 for one without vectors), or
+    the collection's default."""
     from simsearch.search import resolve_space
 
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, name).id
     if backbone is not None:
-        check_space(backbone)
+        check_space(backbone, imported=True)
     return coll_id, resolve_space(ctx, coll_id, backbone)

@@ -8,7 +8,8 @@ and ``/api/docs`` describe every endpoint.
 - :mod:`.images`: ``/images/<id>``, its thumbnail and similar images;
 - :mod:`.search`: ``/collections/<name>/search`` (by upload);
 - :mod:`.jobs`: ``/collections/<name>/ingest``, ``/jobs``;
-- :mod:`.analysis`: clusters, map, evaluation, comparison.
+- :mod:`.analysis`: clusters, map, evaluation, comparison;
+- :mod:`.vectors`: ``/collections/<name>/vectors`` (import an .npz, export one, streamed).
 """
 
 from __future__ import annotations
@@ -42,4 +43,4 @@ def compress_and_harden(resp: Response) -> Response:
 
 
 # The resources register their routes on ``bp`` when imported.
-from simsearch.web.api import analysis, collections, health, images, jobs, search  # noqa: E402,F401
+from simsearch.web.api import analysis, collections, health, images, jobs, search, vectors  # noqa: E402,F401

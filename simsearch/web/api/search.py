@@ -30,8 +30,9 @@ def _raw_image_body() -> bool:
                     "may be form fields or query parameters, form fields win), or as the whole request body with "
                     "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
                     "(no multipart parsing: the fastest form for scripts).",
-        responses=errors(400, 401, 403, 404, 413, 503,
-                         e400="Bad input, or the upload is not a usable image (not an image, truncated, too many pixels)."),
+        responses=errors(400, 401, 403, 404, 409, 413, 503,
+                         e400="Bad input, or the upload is not a usable image (not an image, truncated, too many pixels).",
+                         e409="The space searched holds imported vectors: no model here can embed the image in it."),
         extensions=bodies(**{"multipart/form-data": S.SearchUpload, "image/*": BINARY, "application/octet-stream": BINARY}))
 def search(name: str, q: S.SearchQuery):
     """Search by an uploaded image: a multipart form with an ``image`` file field (what browsers

@@ -9,3 +9,4 @@ document (``/api/openapi.json``), the request validation and the 400s all come f
 from simsearch.web.schemas.analysis import Clusters, Comparison, Evaluation, Map  # noqa: F401
 from simsearch.web.schemas.requests import *  # noqa: F401,F403
 from simsearch.web.schemas.responses import *  # noqa: F401,F403
+from simsearch.web.schemas.vectors import *  # noqa: F401,F403

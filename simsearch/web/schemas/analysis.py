@@ -112,7 +112,7 @@ class BackbonePanel(BaseModel):
 
     backbone: str
     dim: int
-    input_size: int
+    input_size: int | None = Field(description="The model's input side in pixels; null for imported vectors.")
     available: bool
     reason: str | None
     n_images: int | None = None

@@ -15,7 +15,7 @@ __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "Cl
            "SearchUpload", "PATH_PARAMETERS"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
-BackboneParam = Annotated[L.Backbone | None, Blank]
+SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
 LabelFilter = Annotated[Annotated[str, Field(max_length=L.LABEL_MAX, pattern=L.NO_NUL)] | None, Blank]
 ServerPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*\S[^\x00]*$",
                                   description="A folder inside the administrator's allowed root (absolute, or relative to it).")]
@@ -54,7 +54,8 @@ class ImagesQuery(Query):
 
 
 class AnalysisQuery(Query):
-    backbone: BackboneParam = Field(None, description="Backbone (embedding space); default: the collection's only one.")
+    backbone: SpaceParam = Field(None, description="Backbone (embedding space), or the name of imported vectors; "
+                                                    "default: the collection's only one.")
 
 
 class SimilarQuery(AnalysisQuery):
@@ -136,6 +137,6 @@ class UploadIngest(Form):
 class SearchUpload(Form):
     image: UploadFile = Field(description="The query image.")
     k: L.SearchK | None = None
-    backbone: BackboneParam = None
+    backbone: SpaceParam = None
     label: LabelFilter = None
     csrf_token: CsrfToken = None
