@@ -350,3 +350,20 @@ def test_parameter_validation_names_the_field(blobs):
     assert _field(lambda: representatives(X, y, np.zeros((5, 64)), n=0)) == "n"
     with pytest.raises(InvalidInput, match="k must be < n_samples"):
         kmeans(X[:5], 5)
+
+
+def test_faiss_kmeans_refines_on_a_sample_above_refine_sample(blobs, monkeypatch):
+    """Above REFINE_SAMPLE points the Lloyd refinement runs on a seeded sample, then every point
+    is assigned once: the clusters are still found, and the centroids are the means of the final
+    labels over all points."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from simsearch.analysis import cluster
+
+    X, y = blobs
+    monkeypatch.setattr(cluster, "REFINE_SAMPLE", 150)
+    r = kmeans(X, 5, seed=0, backend="faiss")  # 5 blobs
+    assert adjusted_rand_score(y, r.labels) > 0.99
+    means = np.stack([X[r.labels == c].mean(0) for c in range(5)])
+    np.testing.assert_allclose(r.centroids, means, atol=1e-5)
+    np.testing.assert_array_equal(r.labels, kmeans(X, 5, seed=0, backend="faiss").labels)  # deterministic
