@@ -50,6 +50,18 @@ def delete_images(db, ids) -> None:
         s.execute(delete(Image).where(Image.id.in_([int(i) for i in ids])))
 
 
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """Small indexes build faster on one thread, and far faster when other processes keep the
+    cores busy (OpenMP's threads spin waiting for each other)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 @pytest.fixture
 def pctx(sqlite_settings):
     """An application context whose indexes follow :data:`POLICY` (approximate from 1,000 vectors)."""
@@ -222,8 +234,19 @@ def test_filtered_searches_keep_the_recall_target(pctx):
 def test_recall_ignores_the_query_itself():
     from simsearch.index.policy import Truth
 
-    truth = Truth(np.zeros((1, 2), np.float32), np.array([5]), np.array([[5, 1, 2]]), 0.0)
+    truth = Truth(np.zeros((1, 2), np.float32), np.array([5]), np.array([[5, 1, 2]]), np.array([0]), 0.0)
     assert recall_of(truth, np.array([[5, 1, 9]]), 2) == 0.5
+
+
+def test_tuning_queries_are_held_out_of_the_index():
+    x = clustered(2000, seed=10)
+    ids = np.arange(1, 2001, dtype=np.int64)
+    truth = ground_truth(ids, x, POLICY, held_out=True)
+    assert len(truth.query_ids) == 200 and truth.neighbours.shape == (200, 10)
+    assert not np.isin(truth.neighbours, truth.query_ids).any()  # neighbours among the others only
+    exact = np.argsort(-(truth.queries @ x.T), axis=1)
+    for row, got in zip(exact[:20], truth.neighbours[:20]):
+        assert got.tolist() == [i for i in ids[row] if i not in set(truth.query_ids.tolist())][:10]
 
 
 def test_the_cli_shows_the_policy_and_runs_the_recall_check(tmp_path):
@@ -249,3 +272,35 @@ def test_the_cli_shows_the_policy_and_runs_the_recall_check(tmp_path):
     checked = runner.invoke(cli, ["reindex", "--check-recall", "--json"], env=env, catch_exceptions=False)
     (row,) = __import__("json").loads(checked.output)
     assert row["kind"] == "ivf_sq8" and row["action"] == "ok" and row["recall"] >= 0.95
+
+
+def test_a_large_compaction_runs_in_the_background_while_searches_use_the_masked_index(pctx, monkeypatch):
+    import threading
+
+    from simsearch.index import manager, policy as policy_module
+
+    monkeypatch.setattr(manager, "BACKGROUND_UPDATE_AT", 1000)  # "large" from 1,000 vectors
+    x = clustered(2000, seed=9)
+    coll_id, ids = insert_vectors(pctx.db, x)
+    first = pctx.index(coll_id, SPACE)
+    builds = pctx.indexes.builds
+    release = threading.Event()
+    real_build = policy_module.build
+
+    def slow_build(*args, **kwargs):  # hold the rebuild until the searches below are done
+        release.wait(60)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(policy_module, "build", slow_build)
+    gone = ids[::5]  # 20%: beyond the 10% that may stay masked
+    delete_images(pctx.db, gone)
+    interim = pctx.sync_index(coll_id, SPACE)
+    assert interim.index is first.index and len(interim.masked) == len(gone)  # correct meanwhile
+    assert "compaction" in pctx.indexes.building(coll_id, SPACE)
+    assert pctx.index(coll_id, SPACE) is interim  # the previous generation while the build runs
+    assert not np.isin(interim.search(x[::5], 10)[1], gone).any()
+    release.set()
+    pctx.indexes.shutdown(wait=True)
+    done = pctx.index(coll_id, SPACE)
+    assert pctx.indexes.builds == builds + 1 and done.rebuilt and not len(done.masked) and done.ntotal == 1600
+    assert pctx.indexes.building(coll_id, SPACE) is None

@@ -245,6 +245,8 @@ def index_line(ix: dict) -> str:
         out += f", built in {ix['build_seconds']:.1f} s"
     if ix["masked"]:
         out += f", {ix['masked']} deleted vectors masked until compaction"
+    if ix.get("building"):
+        out += f"; rebuilding in the background: {ix['building']}"
     return out
 
 

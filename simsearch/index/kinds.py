@@ -187,11 +187,16 @@ def _hnsw(index: faiss.Index):
 
 
 # ---- updates ----------------------------------------------------------------------------------
-def add(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, batch: int = 100_000, progress=None) -> None:
+def add(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, batch: int = 100_000, progress=None,
+        skip: np.ndarray | None = None) -> None:
+    """Add in batches (``progress(done, total)`` after each); ``skip``: rows left out (sorted)."""
     for start in range(0, len(ids), batch):
         stop = min(len(ids), start + batch)
-        index.add_with_ids(np.ascontiguousarray(vectors[start:stop], dtype=np.float32),
-                           np.ascontiguousarray(ids[start:stop], dtype=np.int64))
+        keep = slice(None)
+        if skip is not None and len(skip):
+            keep = ~np.isin(np.arange(start, stop), skip)
+        index.add_with_ids(np.ascontiguousarray(vectors[start:stop][keep], dtype=np.float32),
+                           np.ascontiguousarray(ids[start:stop][keep], dtype=np.int64))
         if progress is not None:
             progress(stop, len(ids))
 

@@ -101,6 +101,7 @@ class IndexManager:
         self.policy = policy or IndexPolicy()
         self.builds = 0  # full builds in this process (updates in place do not count)
         self.progress = None  # optional callable(message) told the steps of a build
+        self._deferred: dict[tuple[int, str], str] = {}  # background rebuilds: their current step
         self._lock = threading.Lock()
         self._open: dict[tuple[int, str], object] = {}
         self._verified_at: dict[tuple[int, str], float] = {}
@@ -171,14 +172,21 @@ class IndexManager:
             db_ids = repo.vector_ids(s, collection_id, space)
             prior = updates.Prior.of(repo.index_state(s, collection_id, space))
         fp = repo.fingerprint(db_ids)
-        loaded, info = None, None
+        loaded, info, reason = None, None, None
         if not force_rebuild:
             cached = self.cached(collection_id, space)
             if cached is not None and cached.fingerprint == fp:
                 loaded = cached
             else:
-                loaded, info = updates.update(self, collection_id, space, db_ids, fp, prior, cached)
+                loaded, info, reason = updates.update(self, collection_id, space, db_ids, fp, prior, cached)
+        if loaded is not None and reason is not None:
+            if loaded.ntotal < BACKGROUND_UPDATE_AT:
+                loaded = None  # small: rebuilt now
+            else:  # large: rebuilt in the background; searches use this one meanwhile
+                self._defer_rebuild(collection_id, space, reason)
         if loaded is None:
+            if reason:
+                log.info("index of collection %s / %s: rebuilding (%s)", collection_id, space, reason)
             loaded, info = self._rebuild(collection_id, space)
         if prior.generation is None or prior.fingerprint != loaded.fingerprint or info:
             with self.db.session() as s:
@@ -195,7 +203,15 @@ class IndexManager:
             ids, vectors = repo.load_vectors(s, collection_id, space)
         if not len(ids):
             vectors = np.zeros((0, 1), np.float32)
-        say = self.progress or (lambda message: log.info("index of collection %s / %s: %s", collection_id, space, message))
+        key = (collection_id, space)
+
+        def say(message: str) -> None:
+            log.info("index of collection %s / %s: %s", collection_id, space, message)
+            if key in self._deferred:
+                self._deferred[key] = message
+            if self.progress is not None:
+                self.progress(message)
+
         built = build(ids, vectors, self.policy, progress=say)
         del vectors
         path = self.path_for(collection_id, space)
@@ -270,13 +286,35 @@ class IndexManager:
                 self.sync(collection_id, space)
         return pending
 
-    def sync_in_background(self, collection_id: int, space: str) -> Future:
+    def _defer_rebuild(self, collection_id: int, space: str, reason: str) -> None:
+        key = (collection_id, space)
+        with self._lock:
+            if key in self._deferred:
+                return
+            self._deferred[key] = f"rebuild queued ({reason})"
+        log.info("index of collection %s / %s: rebuilding in the background (%s)", collection_id, space, reason)
+        self.sync_in_background(collection_id, space, force_rebuild=True)
+
+    def building(self, collection_id: int, space: str) -> str | None:
+        """What a background rebuild of this index is doing (None: none queued or running)."""
+        return self._deferred.get((collection_id, space))
+
+    def sync_in_background(self, collection_id: int, space: str, *, force_rebuild: bool = False) -> Future:
         """:meth:`sync` on this manager's background thread. A failure is logged and the open
         index is dropped, so the next query checks against the database and rebuilds."""
+        key = (collection_id, space)
+
+        def run():
+            try:
+                return self.sync(collection_id, space, force_rebuild=force_rebuild)
+            finally:
+                if force_rebuild:
+                    self._deferred.pop(key, None)
+
         with self._lock:
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, thread_name_prefix="simsearch-index")
-            future = self._background.submit(self.sync, collection_id, space)
+            future = self._background.submit(run)
 
         def report(done: Future) -> None:
             exc = done.exception()

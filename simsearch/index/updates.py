@@ -10,7 +10,9 @@ writer lock).
   and left out of every search; beyond ``compact_fraction`` of the index a rebuild compacts it.
 - A rebuild instead when: the policy wants another kind for the new size, an id comes back that
   the index still holds under a mask (SQLite may reuse the largest id), the dimension differs,
-  the file is missing or corrupt, or the recall check after growth fails even when re-tuned.
+  the file is missing or corrupt, more than ``compact_fraction`` is masked (compaction), or the
+  recall check after growth fails even when re-tuned. In the last cases (and a kind change with no
+  other change) the index at hand is still correct: a large one is rebuilt in the background.
 - The index an open :class:`LoadedIndex` holds is never changed: changes are made on a copy read
   from the file, saved, and handed over as a new generation (searches in flight keep the old one).
 """
@@ -49,7 +51,12 @@ def masked_info(masked: np.ndarray) -> dict:
 
 
 def update(manager, collection_id: int, space: str, db_ids: np.ndarray, fp: str, prior: Prior, cached):
-    """(LoadedIndex, info for ``index_states`` or None), or (None, None) when a rebuild is due."""
+    """(LoadedIndex, info for ``index_states`` or None, why a rebuild is due or None).
+
+    No index ((None, None, reason)): rebuild now. An index and a reason: the index is correct
+    (its searches exclude what they must) but should be rebuilt: compacted, of another kind, or
+    below the recall target; the manager rebuilds it in the background when it is large, and
+    searches use this one meanwhile."""
     quick = _mask_open_index(manager.policy, cached, db_ids, fp, prior)
     if quick is not None:
         return quick
@@ -68,12 +75,15 @@ def _mask_open_index(policy, cached, db_ids, fp, prior):
     if len(np.setdiff1d(db_ids, live)) or policy.kind_for(len(db_ids), current=cached.kind) != cached.kind:
         return None
     masked = np.union1d(cached.masked, np.setdiff1d(live, db_ids))
-    if len(masked) > policy.compact_fraction * len(held):
-        log.info("index of %s masks %d of %d vectors: compacting (rebuild)", fp[:8], len(masked), len(held))
-        return None
     out = LoadedIndex(index=cached.index, fingerprint=fp, generation=prior.generation or 0, kind=cached.kind,
                       masked=masked, exact_subset=policy.exact_subset, _positions=cached.positions())
-    return out, masked_info(masked)
+    return out, masked_info(masked), _compaction_due(policy, masked, len(held))
+
+
+def _compaction_due(policy, masked: np.ndarray, held: int) -> str | None:
+    if len(masked) > policy.compact_fraction * held:
+        return f"compaction: {len(masked)} of {held} vectors are masked deletions"
+    return None
 
 
 def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp: str, prior: Prior):
@@ -88,29 +98,25 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     except IndexCorrupt as exc:
         if path.exists():
             log.warning("%s; rebuilding from the database", exc.message)
-        return None, None
+        return None, None, "missing or unreadable"
     kind = kinds.kind_of(index)
     held = index_ids(index)
     masked = np.intersect1d(prior.masked, held) if kind in kinds.MASKED else np.zeros(0, np.int64)
     live = np.setdiff1d(held, masked)
     to_add, to_remove = np.setdiff1d(db_ids, live), np.setdiff1d(live, db_ids)
     wanted = policy.kind_for(len(db_ids), current=kind)
-    if wanted != kind:
-        log.info("%s: the policy wants %s for %d vectors (it is %s): rebuilding", path, wanted, len(db_ids), kind)
-        return None, None
+    other_kind = f"the policy wants {wanted} for {len(db_ids)} vectors (it is {kind})" if wanted != kind else None
     if not len(to_add) and not len(to_remove):
         opened = LoadedIndex(index=index, fingerprint=fp, generation=prior.generation or 0, kind=kind, masked=masked,
                              exact_subset=policy.exact_subset)
-        return opened, None
+        return opened, None, other_kind or _compaction_due(policy, masked, len(held))
+    if other_kind:
+        return None, None, other_kind
     changed = bool(len(to_add))
     if kind in kinds.MASKED:
         if len(np.intersect1d(to_add, held)):
-            log.info("%s: ids masked as deleted are back in the database: rebuilding", path)
-            return None, None
+            return None, None, "ids masked as deleted are back in the database"
         masked = np.union1d(masked, to_remove)
-        if len(masked) > policy.compact_fraction * (len(held) + len(to_add)):
-            log.info("%s masks %d of %d vectors: compacting (rebuild)", path, len(masked), len(held) + len(to_add))
-            return None, None
     elif len(to_remove):
         kinds.remove(index, kind, to_remove)
         changed = True
@@ -118,23 +124,25 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
         with manager.db.session() as s:
             ids, vectors = repo.load_vectors_for_ids(s, space, to_add)
         if vectors.shape[1] != index.d:
-            return None, None
+            return None, None, f"new vectors have {vectors.shape[1]} dimensions, the index {index.d}"
         kinds.add(index, ids, vectors)
     if repo.fingerprint(np.setdiff1d(index_ids(index), masked)) != fp:
-        return None, None
+        return None, None, "its ids do not match the database's after the update"
     loaded = LoadedIndex(index=index, fingerprint=fp, generation=0, kind=kind, masked=masked,
                          exact_subset=policy.exact_subset)
     info = masked_info(masked)
+    reason = _compaction_due(policy, masked, len(held) + len(to_add))
     if kind != kinds.FLAT and prior.checked_count and loaded.ntotal >= (1 + policy.recheck_growth) * prior.checked_count:
         checked = recheck(manager, collection_id, space, loaded)
         if checked is None:
-            return None, None
-        retuned = checked.pop("retuned")
-        changed = changed or retuned
-        info.update(checked)
+            reason = reason or f"recall@{policy.k} below {policy.target_recall} after growth, even re-tuned"
+        else:
+            retuned = checked.pop("retuned")
+            changed = changed or retuned
+            info.update(checked)
     if changed:
         save_index(index, path)
-    return loaded, info
+    return loaded, info, reason
 
 
 def recheck(manager, collection_id: int, space: str, loaded, truth=None):

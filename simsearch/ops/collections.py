@@ -25,7 +25,8 @@ def _index_info(ctx, state: IndexState | None) -> dict | None:
     return {"kind": state.kind, "recall": state.recall, "target_recall": ctx.indexes.policy.target_recall,
             "params": state.params or {}, "memory_bytes": state.memory_bytes, "build_seconds": state.build_seconds,
             "built_at": iso(state.built_at), "vectors": state.vector_count, "masked": masked,
-            "recall_checked_at_vectors": state.checked_count, "generation": state.generation}
+            "recall_checked_at_vectors": state.checked_count, "generation": state.generation,
+            "building": ctx.indexes.building(state.collection_id, state.space)}
 
 
 def _summary(ctx, s, coll: Collection) -> dict:

@@ -66,6 +66,7 @@ class IndexInfo(BaseModel):
     masked: int = Field(description="Deleted vectors still in the index, left out of searches until it is compacted.")
     recall_checked_at_vectors: int | None = Field(description="Vectors in the index when the recall was measured.")
     generation: int
+    building: str | None = Field(None, description="The step of a background rebuild (searches use this index meanwhile).")
 
 
 class BackboneSpace(BaseModel):
