@@ -154,7 +154,7 @@ def test_the_recall_check_detects_a_bad_parameter_set(pctx):
     assert kinds.get_params(load_index(path), "ivf_pq_refine") == report["params"]  # saved with the file
 
 
-@pytest.mark.parametrize("kind", ["ivf_pq_refine", "ivf_sq8"])
+@pytest.mark.parametrize("kind", ["ivf_pq_refine", "ivf_sq8", "hnsw_sq8"])
 def test_deletes_without_a_rebuild(pctx, kind):
     pctx.indexes.policy = IndexPolicy(exact_threshold=1000, sample_queries=200, kind=kind)
     x = clustered(2400, seed=3)
@@ -167,11 +167,9 @@ def test_deletes_without_a_rebuild(pctx, kind):
     pctx.indexes.images_deleted(coll_id, [SPACE])
     after = pctx.indexes.cached(coll_id, SPACE)
     assert pctx.indexes.builds == builds and not after.rebuilt and after.ntotal == 2400 - len(gone)
-    if kind == "ivf_pq_refine":  # masked: the same FAISS index object, the ids kept in the state
-        assert after.index is first.index and set(after.masked.tolist()) == set(gone.tolist())
-        assert set(repo.masked_ids(state_of(pctx, coll_id)).tolist()) == set(gone.tolist())
-    else:  # removed from the lists (direct map)
-        assert not len(after.masked) and not np.isin(gone, index_ids(after.index)).any()
+    # masked: the same FAISS index object, nothing written, the ids kept in the state
+    assert after.index is first.index and set(after.masked.tolist()) == set(gone.tolist())
+    assert set(repo.masked_ids(state_of(pctx, coll_id)).tolist()) == set(gone.tolist())
     _, found = after.search(x[::25], 10)  # the deleted vectors themselves
     assert not np.isin(found, gone).any()
     # another process opens the file with the mask from the state: no rebuild either
@@ -179,11 +177,19 @@ def test_deletes_without_a_rebuild(pctx, kind):
     again = pctx.index(coll_id, SPACE)
     assert pctx.indexes.builds == builds and again.ntotal == after.ntotal
     assert not np.isin(again.search(x[::25], 10)[1], gone).any()
-    if kind == "ivf_pq_refine":  # beyond 10% masked, the index is compacted (rebuilt)
-        delete_images(pctx.db, ids[1::8])
-        compacted = pctx.sync_index(coll_id, SPACE)
-        assert pctx.indexes.builds == builds + 1 and compacted.rebuilt and not len(compacted.masked)
-        assert repo.masked_ids(state_of(pctx, coll_id)).size == 0
+    # beyond 10% masked the index is compacted: IVF lists and codes in place, HNSW rebuilt
+    more = ids[1::8]
+    delete_images(pctx.db, more)
+    compacted = pctx.sync_index(coll_id, SPACE)
+    left = np.setdiff1d(ids, np.union1d(gone, more))
+    assert not len(compacted.masked) and repo.masked_ids(state_of(pctx, coll_id)).size == 0
+    assert sorted(index_ids(compacted.index).tolist()) == left.tolist() == sorted(index_ids(load_index(
+        pctx.indexes.path_for(coll_id, SPACE))).tolist())
+    assert pctx.indexes.builds == builds + (kind == "hnsw_sq8")
+    queries = clustered(200, seed=11)
+    want = left[np.argsort(-(queries @ x[left - ids[0]].T), axis=1)[:, :10]]
+    _, got = compacted.search(queries, 10)
+    assert np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want)]) >= 0.93  # renumbered right
 
 
 @pytest.mark.parametrize("kind", ["ivf_pq_refine", "hnsw_sq8"])
@@ -279,6 +285,7 @@ def test_a_large_compaction_runs_in_the_background_while_searches_use_the_masked
 
     from simsearch.index import manager, policy as policy_module
 
+    pctx.indexes.policy = IndexPolicy(exact_threshold=1000, sample_queries=200, kind="hnsw_sq8")  # compacted by a rebuild
     monkeypatch.setattr(manager, "BACKGROUND_UPDATE_AT", 1000)  # "large" from 1,000 vectors
     x = clustered(2000, seed=9)
     coll_id, ids = insert_vectors(pctx.db, x)

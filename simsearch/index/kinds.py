@@ -1,18 +1,21 @@
 """The kinds of FAISS index the policy chooses from (:mod:`simsearch.index.policy`), each behind
-the same few operations: make and train, add, remove, the search knobs, and a search restricted
-to a set of ids (label filters, and deleted ids masked until compaction).
+the same few operations: make and train, add, the search knobs, a search restricted to a set of
+ids (label filters; deleted ids masked until compaction), and compaction.
 
-=============== ========================================================= ========= ===============
-kind            FAISS structure                                           deletes   tuned knobs
-=============== ========================================================= ========= ===============
-flat            IndexIDMap2(IndexFlatIP): exact                           removed   none
-ivf_pq_refine   IndexIDMap2(IndexRefine(OPQ rotation + IVF + PQ 4-bit      masked    nprobe, k_factor
-                fast-scan codes, an 8-bit scalar-quantised copy of the
-                vectors that re-ranks the candidates))
-ivf_sq8         IndexIVFScalarQuantizer (8-bit), the image ids in its      removed   nprobe
-                lists, a hashtable direct map (remove and reconstruct)
-hnsw_sq8        IndexIDMap2(IndexHNSWSQ, 8-bit, M=32)                     masked    efSearch
-=============== ========================================================= ========= ===============
+=============== ============================================================ ===============
+kind            FAISS structure (each in an IndexIDMap2: image ids)           tuned knobs
+=============== ============================================================ ===============
+flat            IndexFlatIP: exact                                            none
+ivf_pq_refine   IndexRefine(OPQ rotation + IVF + PQ 4-bit fast-scan codes,    nprobe, k_factor
+                an 8-bit scalar-quantised copy of the vectors that
+                re-ranks the candidates)
+ivf_sq8         IndexIVFScalarQuantizer (8-bit)                               nprobe
+hnsw_sq8        IndexHNSWSQ (8-bit, M=32)                                     efSearch
+=============== ============================================================ ===============
+
+Deletes: removed from a flat index at once; masked in the approximate ones (left out of every
+search) until there are enough to compact: the IVF kinds then remove them from their lists and
+codes in place (:func:`compact`, seconds at 1M), HNSW is rebuilt (it cannot remove).
 
 Inner products of L2-normalised vectors (cosine). The tuned knobs are saved in the index file
 (FAISS writes nprobe, efSearch and k_factor with the index).
@@ -28,7 +31,8 @@ import numpy as np
 from simsearch.index.policy import FLAT, HNSW_SQ8, IVF_PQ_REFINE, IVF_SQ8
 
 KINDS = (FLAT, IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)
-MASKED = (IVF_PQ_REFINE, HNSW_SQ8)  # deleted ids are masked until compaction (no remove_ids)
+MASKED = (IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)  # deleted ids are masked until compaction
+COMPACTED_IN_PLACE = (IVF_PQ_REFINE, IVF_SQ8)  # the others are rebuilt to compact
 HNSW_M = 32
 EF_CONSTRUCTION = 40
 EF_MAX = 2048
@@ -67,9 +71,7 @@ def make(kind: str, dim: int, n: int) -> faiss.Index:
         return faiss.IndexIDMap2(inner)
     nlist = nlist_for(n)
     if kind == IVF_SQ8:
-        index = faiss.index_factory(dim, f"IVF{nlist},SQ8", ip)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        return index
+        return faiss.IndexIDMap2(faiss.index_factory(dim, f"IVF{nlist},SQ8", ip))
     if kind == IVF_PQ_REFINE:
         m = pq_m(dim)
         return faiss.IndexIDMap2(faiss.index_factory(dim, f"OPQ{m},IVF{nlist},PQ{m}x4fs,Refine(SQ8)", ip))
@@ -96,7 +98,7 @@ def train(index: faiss.Index, kind: str, sample: np.ndarray) -> None:
 def kind_of(index: faiss.Index) -> str:
     """The kind of a loaded index (files written before the policy hold flat or HNSW-flat
     indexes: the latter counts as ``hnsw_flat``, which the policy replaces)."""
-    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    inner = faiss.downcast_index(index.index)
     if isinstance(inner, faiss.IndexFlat):
         return FLAT
     if isinstance(inner, faiss.IndexRefine):
@@ -114,24 +116,13 @@ def train_size(kind: str, n: int) -> int:
     return min(n, 50_000)
 
 
-def native_ids(index: faiss.Index) -> bool:
-    """The index keeps image ids itself (no id map): IVF lists."""
-    return not hasattr(index, "id_map")
-
-
 def ivf_of(index: faiss.Index):
     return faiss.extract_index_ivf(index)
 
 
 def held_ids(index: faiss.Index) -> np.ndarray:
-    """Every id the index holds (masked ones included), in its own order."""
-    if not native_ids(index):
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-    ivf = ivf_of(index)
-    lists = ivf.invlists
-    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-             for i in range(ivf.nlist) if lists.list_size(i)]
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    """Every id the index holds (masked ones included), in the order of its positions."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
 # ---- search knobs ---------------------------------------------------------------------------
@@ -202,11 +193,43 @@ def add(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, batch: int = 1
 
 
 def remove(index: faiss.Index, kind: str, ids: np.ndarray) -> int:
-    """Remove ``ids`` for good (kinds not in :data:`MASKED`)."""
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    if kind == IVF_SQ8:  # the hashtable direct map removes an array of ids without scanning the lists
-        return int(index.remove_ids(faiss.IDSelectorArray(ids)))
-    return int(index.remove_ids(faiss.IDSelectorBatch(ids)))
+    """Remove ``ids`` from a flat index (the others mask them until :func:`compact`)."""
+    if kind != FLAT:
+        raise ValueError(f"{kind} indexes mask deleted ids until they are compacted")
+    return int(index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))))
+
+
+def compact(index: faiss.Index, kind: str, ids: np.ndarray) -> bool:
+    """Remove ``ids`` (masked deletions) for good from an IVF kind, in place, without retraining
+    or re-adding anything; False for kinds that must be rebuilt instead.
+
+    IndexIDMap2.remove_ids cannot do it for an IVF: the lists keep each vector's position in the
+    id map, which removal shifts. So: remove the positions from the lists (and from the refine
+    codes, which shift like the id map), renumber the positions the lists keep, then shorten the
+    id map."""
+    if kind not in COMPACTED_IN_PLACE:
+        return False
+    id_map = held_ids(index)
+    pos = np.flatnonzero(np.isin(id_map, ids)).astype(np.int64)
+    if not len(pos):
+        return True
+    ivf = ivf_of(index)
+    ivf.remove_ids(faiss.IDSelectorBatch(pos))
+    lists = ivf.invlists
+    for i in range(ivf.nlist):
+        size = lists.list_size(i)
+        if size:
+            stored = faiss.rev_swig_ptr(lists.get_ids(i), size)  # a view: renumbered in place
+            stored -= np.searchsorted(pos, stored)
+    if kind == IVF_PQ_REFINE:
+        refine = _refine(index)
+        refine.refine_index.remove_ids(faiss.IDSelectorBatch(pos))
+        refine.base_index.ntotal = refine.ntotal = ivf.ntotal
+    kept = np.delete(id_map, pos)
+    faiss.copy_array_to_vector(kept, index.id_map)
+    index.ntotal = len(kept)
+    index.construct_rev_map()
+    return True
 
 
 # ---- searches restricted to some ids ------------------------------------------------------------
@@ -232,7 +255,8 @@ def search_selected(index: faiss.Index, kind: str, q: np.ndarray, k: int, *, all
         return scores, np.where(found >= 0, id_map[np.maximum(found, 0)], -1)
     sel = _selector(sel_ids, invert)
     if kind == IVF_SQ8:
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=_scaled(index.nprobe, scale, index.nlist))
+        ivf = ivf_of(index)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=_scaled(ivf.nprobe, scale, ivf.nlist))
     elif kind == HNSW_SQ8:
         params = faiss.SearchParametersHNSW(sel=sel, efSearch=_scaled(_hnsw(index).hnsw.efSearch, scale, EF_MAX))
     else:

@@ -179,6 +179,10 @@ class IndexManager:
                 loaded = cached
             else:
                 loaded, info, reason = updates.update(self, collection_id, space, db_ids, fp, prior, cached)
+        if loaded is not None and reason is not None and reason.startswith("compaction"):
+            compacted = updates.compact(self, collection_id, space, loaded)
+            if compacted is not None:
+                loaded, info, reason = compacted, dict(info or {}, masked=None), None
         if loaded is not None and reason is not None:
             if loaded.ntotal < BACKGROUND_UPDATE_AT:
                 loaded = None  # small: rebuilt now

@@ -5,9 +5,10 @@ writer lock).
   (collection, space) before it is used; :func:`update` makes them equal, or answers None (the
   manager then rebuilds from the database).
 - Adds are appended (IVF: added to their lists; HNSW: inserted in the graph). Deletes are
-  removed (flat, IVF+SQ8 with its direct map) or, for the kinds that cannot remove
-  (:data:`~simsearch.index.kinds.MASKED`), masked: their ids are kept in ``index_states.masked``
-  and left out of every search; beyond ``compact_fraction`` of the index a rebuild compacts it.
+  removed from a flat index; the approximate kinds (:data:`~simsearch.index.kinds.MASKED`) mask
+  them: their ids are kept in ``index_states.masked`` and left out of every search (nothing is
+  written); beyond ``compact_fraction`` of the index they are compacted: removed in place from an
+  IVF kind's lists and codes (:func:`compact`), or by a rebuild for HNSW.
 - A rebuild instead when: the policy wants another kind for the new size, an id comes back that
   the index still holds under a mask (SQLite may reuse the largest id), the dimension differs,
   the file is missing or corrupt, more than ``compact_fraction`` is masked (compaction), or the
@@ -143,6 +144,31 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     if changed:
         save_index(index, path)
     return loaded, info, reason
+
+
+def compact(manager, collection_id: int, space: str, loaded):
+    """``loaded`` with its masked ids removed for good (IVF kinds: in place on a copy read from the
+    file, which is then saved); None when that is not possible (rebuild instead)."""
+    from simsearch.errors import IndexCorrupt
+    from simsearch.index import kinds
+    from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
+
+    if loaded.kind not in kinds.COMPACTED_IN_PLACE:
+        return None
+    path = manager.path_for(collection_id, space)
+    try:
+        index = load_index(path)
+    except IndexCorrupt:
+        return None
+    if not np.array_equal(np.sort(index_ids(index)), np.sort(loaded.positions().id_map)):
+        return None  # the file is not the open index
+    kinds.compact(index, loaded.kind, loaded.masked)
+    if repo.fingerprint(index_ids(index)) != loaded.fingerprint:
+        return None
+    save_index(index, path)
+    log.info("%s: %d masked deletions compacted in place", path, len(loaded.masked))
+    return LoadedIndex(index=index, fingerprint=loaded.fingerprint, generation=0, kind=loaded.kind,
+                       exact_subset=manager.policy.exact_subset)
 
 
 def recheck(manager, collection_id: int, space: str, loaded, truth=None):
