@@ -76,7 +76,9 @@ class Image(Base):
     __tablename__ = "images"
     __table_args__ = (
         UniqueConstraint("collection_id", "content_hash", name="uq_images_collection_hash"),
-        Index("ix_images_collection_label", "collection_id", "label"),
+        # with status: a label filter's ids come from the index alone (SQLite took the status index
+        # and read every row of the collection: 15 ms per filtered search at 100k images)
+        Index("ix_images_collection_label_status", "collection_id", "label", "status"),
         Index("ix_images_collection_status", "collection_id", "status"),
     )
 

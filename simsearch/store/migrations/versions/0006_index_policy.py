@@ -1,6 +1,7 @@
 """index_states: what the index policy chose and measured (kind, tuned parameters, recall@10,
 memory, build time, vectors at the last recall check) and the ids of deleted vectors the index
-still holds, masked in searches until compaction
+still holds, masked in searches until compaction; images: the (collection, label) index gains
+status, so a filtered search's ids are read from the index alone
 
 Revision ID: 0006
 Revises: 0005
@@ -27,9 +28,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('build_seconds', sa.Float(), nullable=True))
         batch.add_column(sa.Column('checked_count', sa.Integer(), nullable=True))
         batch.add_column(sa.Column('masked', sa.LargeBinary(), nullable=True))
+    op.create_index('ix_images_collection_label_status', 'images', ['collection_id', 'label', 'status'])
+    op.drop_index('ix_images_collection_label', table_name='images')
 
 
 def downgrade() -> None:
+    op.create_index('ix_images_collection_label', 'images', ['collection_id', 'label'])
+    op.drop_index('ix_images_collection_label_status', table_name='images')
     with op.batch_alter_table('index_states') as batch:
         for name in reversed(COLUMNS):
             batch.drop_column(name)
