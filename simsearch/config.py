@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # a busy worker reports every this many seconds; its job is taken over ~10 s after the last report
     worker_heartbeat: int = Field(10, ge=1, le=600)
     search_threads: int = Field(1, ge=1, le=256)
+    # the index policy (simsearch.index.policy): exact search below exact_threshold vectors, above
+    # it a compressed approximate index tuned until recall@10 on sampled queries reaches target_recall
+    target_recall: float = Field(0.95, gt=0, le=1)
+    exact_threshold: int = Field(50_000, ge=0)
+    index_type: Literal["auto", "flat", "ivf_pq_refine", "ivf_sq8", "hnsw_sq8"] = "auto"
     zip_max_entries: int = Field(50_000, ge=1)
     zip_max_bytes: int = Field(1 << 30, ge=1)
     zip_max_entry_bytes: int = Field(512 << 20, ge=1)
@@ -102,7 +107,7 @@ class Settings(BaseSettings):
             return v or None
         return v
 
-    @field_validator("runtime", "precision", "device", mode="before")
+    @field_validator("runtime", "precision", "device", "index_type", mode="before")
     @classmethod
     def _lower_or_auto(cls, v: Any) -> Any:
         return (v.strip().lower() or "auto") if isinstance(v, str) else v

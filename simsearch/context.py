@@ -15,6 +15,7 @@ from pathlib import Path
 from simsearch.config import Settings
 from simsearch.errors import DatabaseUnavailable
 from simsearch.index.manager import IndexManager
+from simsearch.index.policy import IndexPolicy
 from simsearch.store.db import Database
 
 
@@ -73,7 +74,7 @@ class AppContext:
         except BaseException:
             db.dispose()
             raise
-        return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir),
+        return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings)),
                    models=ModelCache(settings.weights_dir, settings.runtime, settings.device), schema_checked=checked)
 
     def ensure_schema(self) -> None:

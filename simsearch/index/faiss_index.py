@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -23,25 +23,29 @@ from simsearch.errors import IndexCorrupt, InvalidInput
 from simsearch.index.integrity import read_checked, write_checksummed
 
 HNSW_THRESHOLD = 50_000
-HNSW_M = 32
 HNSW_EF_SEARCH = 128
+TUNED_K = 10  # the k the policy tunes for (recall@10); fewer results are taken from a top-10
 
 
-def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = HNSW_THRESHOLD) -> faiss.Index:
+def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = HNSW_THRESHOLD,
+                kind: str | None = None) -> faiss.Index:
+    """An index of ``kind`` (default: exact below ``hnsw_threshold`` vectors, HNSW+SQ8 above),
+    with its default search parameters. The index manager builds through the index policy
+    instead (:mod:`simsearch.index.policy`: the kind by size, tuned to a recall target; the kinds:
+    :mod:`simsearch.index.kinds`)."""
+    from simsearch.index import kinds
+
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise InvalidInput(f"vectors must be (N, D) with N ids; got {vectors.shape} and {len(ids)} ids", field="vectors")
-    dim = vectors.shape[1]
-    if len(ids) >= hnsw_threshold:
-        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = 80
-        inner.hnsw.efSearch = HNSW_EF_SEARCH
-    else:
-        inner = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIDMap2(inner)
+    kind = kind or (kinds.HNSW_SQ8 if len(ids) >= hnsw_threshold else kinds.FLAT)
+    index = kinds.make(kind, vectors.shape[1], len(ids))
+    kinds.train(index, kind, vectors[:kinds.train_size(kind, len(ids))])
+    if kind == kinds.HNSW_SQ8:
+        kinds.set_params(index, kind, {"efSearch": HNSW_EF_SEARCH})
     if len(ids):
-        index.add_with_ids(vectors, ids)
+        kinds.add(index, ids, vectors)
     return index
 
 
@@ -86,25 +90,96 @@ def load_index(path: Path) -> faiss.Index:
 
 @dataclass
 class LoadedIndex:
-    """An open index plus what it was checked against."""
+    """An open index plus what it was checked against. ``masked``: ids of deleted vectors it still
+    holds (kinds that cannot remove), left out of every search until it is compacted."""
 
     index: faiss.Index
     fingerprint: str
     generation: int
     rebuilt: bool = False
+    kind: str | None = None
+    masked: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    exact_subset: int = 4096  # a filter that leaves at most this many vectors is searched exactly
+    _positions: "_Positions | None" = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.kind is None:
+            from simsearch.index import kinds
+
+            self.kind = kinds.kind_of(self.index)
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) - len(self.masked)
+
+    def positions(self) -> "_Positions":
+        """The ids the index holds, in its own order (made once: the index is never changed in place)."""
+        if self._positions is None:
+            self._positions = _Positions(index_ids(self.index))
+        return self._positions
 
     def search(self, query: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for one or more L2-normalised queries; ids -1 mean no result."""
+        """Top-k (scores, ids) for one or more L2-normalised queries; ids -1 mean no result.
+        ``allowed_ids``: only these (a label filter). Masked ids are never returned."""
+        from simsearch.index import kinds
+
         q = np.ascontiguousarray(np.atleast_2d(query), dtype=np.float32)
-        k = max(1, min(int(k), self.ntotal)) if self.ntotal else 1
-        params = None
-        if allowed_ids is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64)))
         if self.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        scores, ids = self.index.search(q, k, params=params) if params is not None else self.index.search(q, k)
-        return scores, ids
+        k = max(1, min(int(k), self.ntotal))
+        if self.kind != kinds.FLAT and k < TUNED_K:  # as many candidates as when tuned (IndexRefine
+            scores, ids = self.search(q, min(TUNED_K, self.ntotal), allowed_ids=allowed_ids)  # re-ranks k * k_factor)
+            return scores[:, :k], ids[:, :k]
+        if allowed_ids is None and not len(self.masked):
+            return self.index.search(q, k)  # the tuned knobs are set on the index
+        allowed = None
+        if allowed_ids is not None:
+            allowed = np.setdiff1d(np.asarray(allowed_ids, dtype=np.int64), self.masked)
+            if len(allowed) == 0:
+                return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+            if self.kind != kinds.FLAT and len(allowed) <= self.exact_subset:
+                return self._exact(q, min(k, len(allowed)), allowed)
+        fraction = (len(allowed) if allowed is not None else self.ntotal) / max(1, int(self.index.ntotal))
+        return kinds.search_selected(self.index, self.kind, q, k, allowed=allowed, masked=self.masked,
+                                     fraction=fraction, positions=self.positions() if self.kind == kinds.IVF_PQ_REFINE else None)
+
+    def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every allowed vector scored (as the index stores it: 8-bit codes for the compressed kinds)."""
+        from simsearch.index import kinds
+
+        allowed = self.positions().held(allowed)  # ids added to the database since the index was synced are not in it
+        if len(allowed) == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        k = min(k, len(allowed))
+        if self.kind == kinds.IVF_SQ8:  # no direct map to decode by id: every list scanned, only these scored
+            return kinds.search_selected(self.index, self.kind, q, k, allowed=allowed, masked=self.masked, fraction=0.0)
+        vectors = self.index.reconstruct_batch(np.ascontiguousarray(allowed, dtype=np.int64))
+        # scored by FAISS, not numpy: a few queries go through its own SIMD loop on this thread,
+        # where OpenBLAS would wake its threads (~8 ms for 1,000 vectors on a busy 2-core host)
+        scores, top = faiss.knn(q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        return scores, allowed[top]
+
+
+class _Positions:
+    """The ids an index holds: which of some ids it holds, and their positions in its id map
+    (searches that select inside an IndexRefine, which knows positions, not ids)."""
+
+    def __init__(self, id_map: np.ndarray):
+        self.id_map = id_map
+        self.order = np.argsort(id_map, kind="stable")
+        self.sorted = id_map[self.order]
+
+    def _found(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(self.sorted):
+            return np.zeros(0, np.int64), np.zeros(len(ids), bool)
+        at = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        return at, self.sorted[at] == ids
+
+    def held(self, ids: np.ndarray) -> np.ndarray:
+        at, ok = self._found(ids)
+        return np.asarray(ids, dtype=np.int64)[ok]
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        at, ok = self._found(ids)
+        return self.order[at[ok]]

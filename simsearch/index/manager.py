@@ -6,10 +6,15 @@ The database is the source of truth for every vector; an index is a derived cach
 - the on-disk layout: ``<index_dir>/collection-<id>/<space>.faiss`` (:func:`index_path`), and
   removing a collection's folder;
 - the policy that makes an index agree with the database (:meth:`IndexManager.sync`): reuse the
-  open or on-disk index when its ids match, extend the on-disk one when it holds a subset, else
-  rebuild; each write bumps the generation in ``index_states`` so other processes notice;
+  open or on-disk index when its ids match, update it in place when they differ (adds appended,
+  deletes removed or masked: :mod:`simsearch.index.updates`), else rebuild it the way the index
+  policy says (:mod:`simsearch.index.policy`: kind, tuning to a recall target); each write bumps
+  the generation in ``index_states`` (with the policy's record) so other processes notice;
+- while an index is being built or updated, searches in this process use the previous
+  generation (:meth:`IndexManager.get` does not wait);
 - updates after images are deleted: small indexes now, large ones on a background thread whose
-  failures are logged and make the next query rebuild.
+  failures are logged and make the next query rebuild; the recall check on demand
+  (:meth:`IndexManager.check_recall`).
 
 FAISS itself is imported only when an index is opened (``simsearch --help`` stays fast).
 """
@@ -28,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
+from simsearch.index.policy import IndexPolicy
 from simsearch.store import repo
 
 log = logging.getLogger("simsearch.index")
@@ -89,9 +95,13 @@ def writer_lock(db, path: Path, wait: float = WRITER_LOCK_WAIT):
 class IndexManager:
     """Open indexes of one process (thread-safe) and the policy that keeps them right."""
 
-    def __init__(self, db, index_dir: Path):
+    def __init__(self, db, index_dir: Path, policy: IndexPolicy | None = None):
         self.db = db
         self.index_dir = Path(index_dir)
+        self.policy = policy or IndexPolicy()
+        self.builds = 0  # full builds in this process (updates in place do not count)
+        self.progress = None  # optional callable(message) told the steps of a build
+        self._deferred: dict[tuple[int, str], str] = {}  # background rebuilds: their current step
         self._lock = threading.Lock()
         self._open: dict[tuple[int, str], object] = {}
         self._verified_at: dict[tuple[int, str], float] = {}
@@ -128,6 +138,9 @@ class IndexManager:
         key = (collection_id, space)
         cached = self.cached(collection_id, space)
         if cached is not None and verify is not True:
+            lock = self._sync_locks.get(key)
+            if lock is not None and lock.locked():
+                return cached  # being built or updated (another thread): the previous generation meanwhile
             fresh = time.monotonic() - self._verified_at.get(key, 0.0) < VERIFY_INTERVAL
             if state_generation is ...:
                 with self.db.session() as s:
@@ -153,73 +166,115 @@ class IndexManager:
         return loaded
 
     def _sync(self, collection_id: int, space: str, force_rebuild: bool):
-        from simsearch.index.faiss_index import LoadedIndex, build_index, index_ids, save_index
+        from simsearch.index import updates
 
         with self.db.session() as s:
             db_ids = repo.vector_ids(s, collection_id, space)
-            state = repo.index_state(s, collection_id, space)
+            prior = updates.Prior.of(repo.index_state(s, collection_id, space))
         fp = repo.fingerprint(db_ids)
-        generation = state.generation if state is not None else 0
-        loaded = None if force_rebuild else self.cached(collection_id, space)
-        if loaded is not None and loaded.fingerprint != fp:
-            loaded = None
-        if loaded is None and not force_rebuild:
-            loaded = self._open_checked(collection_id, space, fp, generation)
-            if loaded is None:
-                loaded = self._extend_on_disk(collection_id, space, db_ids, fp)
+        loaded, info, reason = None, None, None
+        if not force_rebuild:
+            cached = self.cached(collection_id, space)
+            if cached is not None and cached.fingerprint == fp:
+                loaded = cached
+            else:
+                loaded, info, reason = updates.update(self, collection_id, space, db_ids, fp, prior, cached)
+        if loaded is not None and reason is not None and reason.startswith("compaction"):
+            compacted = updates.compact(self, collection_id, space, loaded)
+            if compacted is not None:
+                loaded, info, reason = compacted, dict(info or {}, masked=None), None
+        if loaded is not None and reason is not None:
+            if loaded.ntotal < BACKGROUND_UPDATE_AT:
+                loaded = None  # small: rebuilt now
+            else:  # large: rebuilt in the background; searches use this one meanwhile
+                self._defer_rebuild(collection_id, space, reason)
         if loaded is None:
+            if reason:
+                log.info("index of collection %s / %s: rebuilding (%s)", collection_id, space, reason)
+            loaded, info = self._rebuild(collection_id, space)
+        if prior.generation is None or prior.fingerprint != loaded.fingerprint or info:
             with self.db.session() as s:
-                ids, vectors = repo.load_vectors(s, collection_id, space)
-            index = build_index(ids, vectors) if len(ids) else build_index(ids, np.zeros((0, 1), np.float32))
-            save_index(index, self.path_for(collection_id, space))
-            loaded = LoadedIndex(index=index, fingerprint=repo.fingerprint(index_ids(index)), generation=generation, rebuilt=True)
-        if state is None or state.fingerprint != loaded.fingerprint or loaded.rebuilt:
-            with self.db.session() as s:
-                new_state = repo.record_index_state(s, collection_id, space, loaded.ntotal, loaded.fingerprint)
+                new_state = repo.record_index_state(s, collection_id, space, loaded.ntotal, loaded.fingerprint, info)
                 loaded.generation = new_state.generation
         return loaded
 
-    def _open_checked(self, collection_id: int, space: str, db_fingerprint: str, generation: int):
-        """The on-disk index if its ids match ``db_fingerprint``; None if missing, corrupt or stale."""
-        from simsearch.errors import IndexCorrupt
-        from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index
+    def _rebuild(self, collection_id: int, space: str):
+        """Build from the database as the policy says, tuned; save; (LoadedIndex, state record)."""
+        from simsearch.index.faiss_index import LoadedIndex, index_ids, save_index
+        from simsearch.index.policy import build
 
-        path = self.path_for(collection_id, space)
-        try:
-            index = load_index(path)
-        except IndexCorrupt as exc:
-            if path.exists():
-                log.warning("%s; rebuilding from the database", exc.message)
-            return None
-        fp = repo.fingerprint(index_ids(index))
-        if fp != db_fingerprint:
-            log.warning("%s is stale (its ids differ from the database); rebuilding", path)
-            return None
-        return LoadedIndex(index=index, fingerprint=fp, generation=generation)
-
-    def _extend_on_disk(self, collection_id: int, space: str, db_ids: np.ndarray, fp: str):
-        """If the on-disk index holds a subset of the database's ids, add the missing vectors."""
-        from simsearch.errors import IndexCorrupt
-        from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
-
-        path = self.path_for(collection_id, space)
-        try:
-            index = load_index(path)
-        except IndexCorrupt:
-            return None
-        have = index_ids(index)
-        missing = np.setdiff1d(db_ids, have)
-        if len(np.setdiff1d(have, db_ids)) or not len(missing):
-            return None
         with self.db.session() as s:
-            ids, vectors = repo.load_vectors_for_ids(s, space, missing)
-        if vectors.shape[1] != index.d:
-            return None
-        index.add_with_ids(vectors, ids)
-        save_index(index, path)
-        if repo.fingerprint(index_ids(index)) != fp:
-            return None
-        return LoadedIndex(index=index, fingerprint=fp, generation=0, rebuilt=True)
+            ids, vectors = repo.load_vectors(s, collection_id, space)
+        if not len(ids):
+            vectors = np.zeros((0, 1), np.float32)
+        key = (collection_id, space)
+
+        def say(message: str) -> None:
+            log.info("index of collection %s / %s: %s", collection_id, space, message)
+            if key in self._deferred:
+                self._deferred[key] = message
+            if self.progress is not None:
+                self.progress(message)
+
+        built = build(ids, vectors, self.policy, progress=say)
+        del vectors
+        path = self.path_for(collection_id, space)
+        save_index(built.index, path)
+        self.builds += 1
+        log.info("index of collection %s / %s: %s, %d vectors, recall@%d %.3f, %s, %.1f s", collection_id, space,
+                 built.kind, len(ids), self.policy.k, built.recall, built.params, built.seconds)
+        info = {"kind": built.kind, "params": built.params, "recall": round(built.recall, 4),
+                "memory_bytes": path.stat().st_size, "build_seconds": round(built.seconds, 2),
+                "checked_count": len(ids), "masked": None}
+        loaded = LoadedIndex(index=built.index, fingerprint=repo.fingerprint(index_ids(built.index)), generation=0,
+                             rebuilt=True, kind=built.kind, exact_subset=self.policy.exact_subset)
+        return loaded, info
+
+    def check_recall(self, collection_id: int, space: str) -> dict:
+        """The recall check: measure the index's recall@k on sampled stored vectors now, re-tune it
+        if it misses the target (a bad parameter set), rebuild it if re-tuning cannot reach it.
+        Returns {"recall_before", "recall", "params", "action": "ok" | "retuned" | "rebuilt"}."""
+        from simsearch.errors import IndexCorrupt
+        from simsearch.index import kinds, updates
+        from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
+        from simsearch.index.policy import ground_truth, measure
+
+        current = self.get(collection_id, space, verify=True)
+        key = (collection_id, space)
+        with self._lock:
+            key_lock = self._sync_locks.setdefault(key, threading.Lock())
+        with key_lock, writer_lock(self.db, self.path_for(collection_id, space)):
+            with self.db.session() as s:
+                ids, vectors = repo.load_vectors(s, collection_id, space)
+            if current.kind == kinds.FLAT or not len(ids):
+                before = after = 1.0
+                action, loaded, info = "ok", current, {"recall": 1.0, "checked_count": len(ids)}
+            else:
+                truth = ground_truth(ids, vectors, self.policy)
+                del vectors
+                before = measure(current.search, truth, self.policy.k)
+                copy = LoadedIndex(index=load_index(self.path_for(collection_id, space)), fingerprint=current.fingerprint,
+                                   generation=current.generation, kind=current.kind, masked=current.masked,
+                                   exact_subset=self.policy.exact_subset)
+                if repo.fingerprint(np.setdiff1d(index_ids(copy.index), copy.masked)) != current.fingerprint:
+                    raise IndexCorrupt("the index file changed during the recall check: run it again")
+                checked = updates.recheck(self, collection_id, space, copy, truth=truth)
+                if checked is None:
+                    loaded, info = self._rebuild(collection_id, space)
+                    action, after = "rebuilt", info["recall"]
+                else:
+                    action = "retuned" if checked.pop("retuned") else "ok"
+                    if action == "retuned":
+                        save_index(copy.index, self.path_for(collection_id, space))
+                    loaded, info, after = copy, checked, checked["recall"]
+            with self.db.session() as s:
+                loaded.generation = repo.record_index_state(s, collection_id, space, loaded.ntotal, loaded.fingerprint,
+                                                            info).generation
+        with self._lock:
+            self._open[key] = loaded
+        self._verified_at[key] = time.monotonic()
+        return {"recall_before": round(before, 4), "recall": round(after, 4), "action": action,
+                "params": kinds.get_params(loaded.index, loaded.kind), "kind": loaded.kind}
 
     # ---- after deletions ---------------------------------------------------------------
     def images_deleted(self, collection_id: int, spaces: list[str]) -> list[Future]:
@@ -235,13 +290,35 @@ class IndexManager:
                 self.sync(collection_id, space)
         return pending
 
-    def sync_in_background(self, collection_id: int, space: str) -> Future:
+    def _defer_rebuild(self, collection_id: int, space: str, reason: str) -> None:
+        key = (collection_id, space)
+        with self._lock:
+            if key in self._deferred:
+                return
+            self._deferred[key] = f"rebuild queued ({reason})"
+        log.info("index of collection %s / %s: rebuilding in the background (%s)", collection_id, space, reason)
+        self.sync_in_background(collection_id, space, force_rebuild=True)
+
+    def building(self, collection_id: int, space: str) -> str | None:
+        """What a background rebuild of this index is doing (None: none queued or running)."""
+        return self._deferred.get((collection_id, space))
+
+    def sync_in_background(self, collection_id: int, space: str, *, force_rebuild: bool = False) -> Future:
         """:meth:`sync` on this manager's background thread. A failure is logged and the open
         index is dropped, so the next query checks against the database and rebuilds."""
+        key = (collection_id, space)
+
+        def run():
+            try:
+                return self.sync(collection_id, space, force_rebuild=force_rebuild)
+            finally:
+                if force_rebuild:
+                    self._deferred.pop(key, None)
+
         with self._lock:
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, thread_name_prefix="simsearch-index")
-            future = self._background.submit(self.sync, collection_id, space)
+            future = self._background.submit(run)
 
         def report(done: Future) -> None:
             exc = done.exception()

@@ -12,19 +12,33 @@ from simsearch.jobs.staging import remove_quietly
 from simsearch.jobs.status import iso
 from simsearch.store import repo
 from simsearch.ops.jobs import shown as shown_job
-from simsearch.store.models import Collection, Image, IngestRun
+from simsearch.store.models import Collection, Image, IndexState, IngestRun
 
 MAX_DESCRIPTION = limits.DESCRIPTION_MAX
 RECENT_JOBS = 5
 
 
+def _index_info(ctx, state: IndexState | None) -> dict | None:
+    """What the index policy chose and measured for one index (None: never built)."""
+    if state is None or state.kind is None:
+        return None
+    masked = len(state.masked or b"") // 8
+    return {"kind": state.kind, "recall": state.recall, "target_recall": ctx.indexes.policy.target_recall,
+            "params": state.params or {}, "memory_bytes": state.memory_bytes, "build_seconds": state.build_seconds,
+            "built_at": iso(state.built_at), "vectors": state.vector_count, "masked": masked,
+            "recall_checked_at_vectors": state.checked_count, "generation": state.generation,
+            "building": ctx.indexes.building(state.collection_id, state.space)}
+
+
 def _summary(ctx, s, coll: Collection) -> dict:
     counts = repo.image_counts(s, coll.id)
     vectors = repo.vector_counts(s, coll.id)
+    states = {st.space: st for st in s.scalars(select(IndexState).where(IndexState.collection_id == coll.id))}
     spaces = {}
     for space in repo.spaces_of(s, coll.id):
         cached = ctx.indexes.cached(coll.id, space)
-        spaces[space] = {"vectors_in_db": vectors.get(space, 0), "vectors_in_index": cached.ntotal if cached else None}
+        spaces[space] = {"vectors_in_db": vectors.get(space, 0), "vectors_in_index": cached.ntotal if cached else None,
+                         "index": _index_info(ctx, states.get(space))}
     return {"name": coll.name, "id": coll.id, "description": coll.description, "created_at": iso(coll.created_at),
             "images_ok": counts.get("ok", 0), "images_failed": counts.get("failed", 0), "backbones": spaces}
 
@@ -33,6 +47,8 @@ def _check_indexes(ctx, summary: dict) -> dict:
     """Open (and check, rebuilding if needed) each index of the summary, and count its vectors."""
     for space, info in summary["backbones"].items():
         info["vectors_in_index"] = ctx.index(summary["id"], space, verify=True).ntotal
+        with ctx.db.session() as s:  # the check may have built it
+            info["index"] = _index_info(ctx, repo.index_state(s, summary["id"], space))
     return summary
 
 
@@ -109,8 +125,10 @@ def delete(ctx, name: str) -> dict:
     return {"deleted": name, "images": counts.get("ok", 0) + counts.get("failed", 0)}
 
 
-def reindex(ctx, *, collection: str | None = None, backbone: str | None = None) -> list[dict]:
-    """Rebuild the indexes of one collection or all, of one space or all, from the database."""
+def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False) -> list[dict]:
+    """Rebuild the indexes of one collection or all, of one space or all, from the database.
+    ``check``: run the recall check instead (re-tune, or rebuild only when re-tuning cannot reach
+    the target recall)."""
     import time
 
     with ctx.db.session() as s:
@@ -122,7 +140,13 @@ def reindex(ctx, *, collection: str | None = None, backbone: str | None = None) 
     out = []
     for coll_id, name, space in targets:
         t0 = time.perf_counter()
-        loaded = ctx.indexes.sync(coll_id, space, force_rebuild=True)
-        out.append({"collection": name, "backbone": space, "vectors": loaded.ntotal, "generation": loaded.generation,
-                    "seconds": round(time.perf_counter() - t0, 3)})
+        row = {"collection": name, "backbone": space}
+        if check:
+            row.update(ctx.indexes.check_recall(coll_id, space))
+            loaded = ctx.indexes.cached(coll_id, space)
+        else:
+            loaded = ctx.indexes.sync(coll_id, space, force_rebuild=True)
+            row["kind"] = loaded.kind
+        row.update(vectors=loaded.ntotal, generation=loaded.generation, seconds=round(time.perf_counter() - t0, 3))
+        out.append(row)
     return out

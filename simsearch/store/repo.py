@@ -84,18 +84,29 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
 
 
 def load_vectors(session: Session, collection_id: int, space: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64 (N,), vectors float32 (N, D)) of the collection's ok images in ``space``, by id."""
-    rows = session.execute(
-        select(Embedding.image_id, Embedding.vector)
-        .join(Image)
-        .where(Image.collection_id == collection_id, Image.status == "ok", Embedding.space == space)
-        .order_by(Embedding.image_id)
-    ).all()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    if not rows:
-        return ids, np.zeros((0, 0), dtype=np.float32)
-    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32).reshape(len(rows), -1)
-    return ids, vectors
+    """(ids int64 (N,), vectors float32 (N, D)) of the collection's ok images in ``space``, by id.
+
+    Streamed into one preallocated array (a million 1280-d vectors are 5.1 GB: holding their
+    rows' bytes and a joined copy besides would triple that)."""
+    where = (Image.collection_id == collection_id, Image.status == "ok", Embedding.space == space)
+    count = session.scalar(select(func.count()).select_from(Embedding).join(Image).where(*where)) or 0
+    rows = session.execute(select(Embedding.image_id, Embedding.vector).join(Image).where(*where)
+                           .order_by(Embedding.image_id).execution_options(yield_per=10_000))
+    ids = np.zeros(count, np.int64)
+    vectors = None
+    n = 0
+    for part in rows.partitions():
+        if vectors is None:
+            vectors = np.zeros((count, len(part[0][1]) // 4), np.float32)
+        if n + len(part) > len(ids):  # rows added since the count
+            ids = np.resize(ids, n + len(part))
+            vectors = np.resize(vectors, (n + len(part), vectors.shape[1]))
+        ids[n:n + len(part)] = [r[0] for r in part]
+        vectors[n:n + len(part)] = np.frombuffer(b"".join(r[1] for r in part), dtype="<f4").reshape(len(part), -1)
+        n += len(part)
+    if vectors is None:
+        return np.zeros(0, np.int64), np.zeros((0, 0), dtype=np.float32)
+    return ids[:n], vectors[:n]
 
 
 def load_vectors_for_ids(session: Session, space: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +185,29 @@ def index_state(session: Session, collection_id: int, space: str) -> IndexState 
     return session.get(IndexState, (collection_id, space))
 
 
-def record_index_state(session: Session, collection_id: int, space: str, count: int, fp: str) -> IndexState:
-    """A new generation of the index state (race-safe: two processes may record one at once)."""
-    return upsert.bump_index_state(session, collection_id, space, count, fp)
+def record_index_state(session: Session, collection_id: int, space: str, count: int, fp: str,
+                       info: dict | None = None) -> IndexState:
+    """A new generation of the (collection, space) index state with its vector count and
+    fingerprint (race-safe: two processes may record one at once); ``info``: columns of the
+    policy's record to set too (kind, params, recall, memory_bytes, build_seconds, checked_count,
+    masked)."""
+    state = upsert.bump_index_state(session, collection_id, space, count, fp)
+    for key, value in (info or {}).items():
+        if key not in INDEX_INFO:
+            raise ValueError(f"index_states has no column {key!r}")
+        setattr(state, key, value)
+    session.flush()
+    return state
+
+
+INDEX_INFO = ("kind", "params", "recall", "memory_bytes", "build_seconds", "checked_count", "masked")
+
+
+def masked_ids(state: IndexState | None) -> np.ndarray:
+    """The ids of deleted vectors that the index of ``state`` still holds (masked in searches)."""
+    if state is None or not state.masked:
+        return np.zeros(0, np.int64)
+    return np.frombuffer(state.masked, dtype="<i8").astype(np.int64)
 
 
 def delete_collection(session: Session, coll: Collection) -> None:

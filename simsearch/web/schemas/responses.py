@@ -51,9 +51,28 @@ class BackboneList(BaseModel):
     backbones: list[Backbone]
 
 
+class IndexInfo(BaseModel):
+    """What the index policy chose for one (collection, backbone) index and what it measured when
+    it last built, tuned or checked it (see the README's "Index policy and recall")."""
+
+    kind: str = Field(description="flat (exact), ivf_pq_refine, ivf_sq8 or hnsw_sq8.")
+    recall: float | None = Field(description="Recall@10 against exact search on sampled stored vectors, at `params`.")
+    target_recall: float = Field(description="The recall the parameters are tuned to reach (SIMSEARCH_TARGET_RECALL).")
+    params: dict[str, int | float] = Field(description="Tuned search parameters (nprobe, k_factor, efSearch) and structure (nlist, M).")
+    memory_bytes: int | None = Field(description="Size of the index (its file; about what it takes in memory).")
+    build_seconds: float | None = Field(description="Duration of the last full build, tuning included.")
+    built_at: Timestamp | None = Field(description="When the index was last written or checked.")
+    vectors: int = Field(description="Vectors searchable in the index.")
+    masked: int = Field(description="Deleted vectors still in the index, left out of searches until it is compacted.")
+    recall_checked_at_vectors: int | None = Field(description="Vectors in the index when the recall was measured.")
+    generation: int
+    building: str | None = Field(None, description="The step of a background rebuild (searches use this index meanwhile).")
+
+
 class BackboneSpace(BaseModel):
     vectors_in_db: int
     vectors_in_index: int | None = Field(description="Vectors in this process's open index (null: not opened yet).")
+    index: IndexInfo | None = Field(None, description="The index policy's choice and measurements (null: no index built yet).")
 
 
 class Collection(BaseModel):

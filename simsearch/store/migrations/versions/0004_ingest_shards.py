@@ -2,7 +2,7 @@
 worker takes (kind "shard", parent_id = the job); attempts counts how often a job was started
 (a worker that died mid-way makes RQ start it again)
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 11:00:00
 """
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
