@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import copy_subset
+from test_jobs import run_worker_process
 
 from simsearch.jobs import shards
 from simsearch.store.models import IngestRun, utcnow
@@ -60,13 +61,6 @@ def queue_folder(ctx, folder, collection: str) -> int:
     return create_run(ctx, collection, ["efficientnet_lite0"], str(folder), staging, absolute_files=kept)
 
 
-def worker_burst(settings, queue_name: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst", "--queue", queue_name]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.redis
 def test_a_large_queued_job_is_sharded_and_finished_by_workers(settings, tmp_path, queue_name):
     from simsearch.jobs.runners import RQRunner
@@ -81,7 +75,7 @@ def test_a_large_queued_job_is_sharded_and_finished_by_workers(settings, tmp_pat
         with ctx.db.session() as s:
             owners = [r.owner for r in s.query(IngestRun).filter(IngestRun.parent_id == job_id)]
         assert all(o.startswith("rq:") for o in owners)  # recorded before queueing: a lost job is found
-        proc = worker_burst(ctx.settings, queue_name)
+        proc = run_worker_process(ctx.settings, queue_name)
         assert proc.returncode == 0, proc.stderr[-3000:]
         job = jobs_ops.get(ctx, job_id)
         assert job["status"] == "done", job
@@ -162,7 +156,7 @@ def test_jobs_lost_with_redis_are_queued_again_and_given_up_jobs_fail(settings, 
         with ctx.db.session() as s:
             assert s.get(IngestRun, lost).status == "failed"
 
-        proc = worker_burst(ctx.settings, queue_name)  # nothing left to run twice
+        proc = run_worker_process(ctx.settings, queue_name)  # nothing left to run twice
         assert proc.returncode == 0, proc.stderr[-3000:]
     finally:
         ctx.close()
@@ -249,7 +243,7 @@ def test_ingest_queue_then_jobs_follow(settings, tmp_path, queue_name):
     assert accepted["status"] == "queued" and accepted["total"] == 6 and accepted["runner"] == "rq"
     follow = subprocess.Popen([*cli, "jobs", str(accepted["job_id"]), "--follow", "--interval", "0.3"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc = worker_burst(settings.replace(redis_url=REDIS_URL), queue_name)
+    proc = run_worker_process(settings.replace(redis_url=REDIS_URL), queue_name)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stdout, stderr = follow.communicate(timeout=120)
     assert follow.returncode == 0, stderr
