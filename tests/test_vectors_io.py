@@ -227,7 +227,9 @@ def test_an_imported_space_lists_finds_clusters_and_maps_but_cannot_embed(ctx, t
     import_vectors(ctx, npz(tmp_path / "v.npz", vectors=x, keys=keys, labels=np.array(["abc"[i // 20] for i in range(60)])),
                    "ext", EXT)
     listed = ops_collections.list_collections(ctx, check_indexes=True)[0]
-    assert listed["images_ok"] == 60 and listed["backbones"] == {EXT: {"vectors_in_db": 60, "vectors_in_index": 60}}
+    assert listed["images_ok"] == 60 and list(listed["backbones"]) == [EXT]
+    assert (listed["backbones"][EXT]["vectors_in_db"], listed["backbones"][EXT]["vectors_in_index"]) == (60, 60)
+    assert listed["backbones"][EXT]["index"]["kind"] == "flat"  # 60 vectors: exact search
     with ctx.db.session() as s:
         first = int(s.scalar(select(Image.id).where(Image.source_path == "item-0")))
     space, _, hits = similar_to(ctx, first, k=5)
