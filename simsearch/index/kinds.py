@@ -80,7 +80,7 @@ def make(kind: str, dim: int, n: int) -> faiss.Index:
 
 def train(index: faiss.Index, kind: str, sample: np.ndarray) -> None:
     """Train on ``sample`` (:func:`train_size` vectors of the collection). OPQ is trained with the
-    4-bit PQ the index uses (FAISS's default, 8 bits, costs 16 times as much) on at most
+    4-bit PQ the index uses (FAISS's default, 8 bits, has 16 times the centroids to fit) on at most
     :data:`OPQ_TRAIN` vectors, then the IVF and the PQ in the rotated space."""
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     if kind == FLAT:
