@@ -47,7 +47,7 @@ OPQ_TRAIN = 10_000  # vectors the OPQ rotation is trained on (its cost does not 
 
 def nlist_for(n: int) -> int:
     """Inverted lists for ``n`` vectors: the power of two nearest below 4 sqrt(n), with at least
-    39 training vectors per list (4,096 at 1M, 1,024 at 100k)."""
+    39 training vectors per list (2,048 at 1M, 1,024 at 100k, 32 at 2,000)."""
     target = max(1.0, min(4 * math.sqrt(max(n, 1)), n / 39))
     return int(min(65536, 1 << int(math.log2(target))))
 
@@ -80,7 +80,7 @@ def make(kind: str, dim: int, n: int) -> faiss.Index:
 
 def train(index: faiss.Index, kind: str, sample: np.ndarray) -> None:
     """Train on ``sample`` (:func:`train_size` vectors of the collection). OPQ is trained with the
-    4-bit PQ the index uses (FAISS's default, 8 bits, costs 16 times as much) on at most
+    4-bit PQ the index uses (FAISS's default, 8 bits, has 16 times the centroids to fit) on at most
     :data:`OPQ_TRAIN` vectors, then the IVF and the PQ in the rotated space."""
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     if kind == FLAT:
@@ -236,14 +236,16 @@ def compact(index: faiss.Index, kind: str, ids: np.ndarray) -> bool:
 def search_selected(index: faiss.Index, kind: str, q: np.ndarray, k: int, *, allowed: np.ndarray | None,
                     masked: np.ndarray, fraction: float, positions=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k among ``allowed`` ids (None: all), never ``masked`` ones. ``fraction``: the share of
-    the index that may match; the search knob is raised by 1 / fraction (more lists probed, a
-    wider beam) so that as many candidates are scored as without the restriction.
+    the index that may match; the search knob is raised for it: nprobe by 1 / sqrt(fraction)
+    (measured at 100k: recall@10 within a random 5% 0.989 as with 1 / fraction, 0.966 unraised,
+    at 0.72 of the time of 1 / fraction), efSearch by 1 / fraction (a graph's beam loses more).
     ``positions``: external ids -> positions in the id map (needed for ``ivf_pq_refine``)."""
     if allowed is not None:
         sel_ids, invert = allowed, False
     else:
         sel_ids, invert = masked, True
-    scale = 1.0 / max(fraction, 1e-6)
+    fraction = max(fraction, 1e-6)
+    scale = 1.0 / (fraction if kind == HNSW_SQ8 else math.sqrt(fraction))
     if kind == IVF_PQ_REFINE:  # IndexRefine takes no selector: select positions in its base index
         inner = _refine(index)
         pos = positions(sel_ids)
