@@ -16,14 +16,17 @@ stored vectors to recall@10 >= the target), and searched the way searches go
   (one query per call, 1 FAISS thread as ``SIMSEARCH_SEARCH_THREADS`` defaults to);
 - the same for filtered searches: a label holding 5% of the vectors (a selector, more lists
   probed) and one holding 0.2% (scored exactly);
-- deleting 1,000 ids: the time to mask them (kinds that cannot remove) or remove them (IVF with a
-  direct map) and save, then the recall and that no deleted id comes back;
+- deleting 1,000 ids: the time to mask them (as the index manager does), the recall after and
+  that no deleted id comes back; then their compaction (IVF kinds: in place, and the save);
 - for ``ivf_pq_refine``: re-ranking from a memory-mapped float16 copy of the vectors instead of
-  the index's 8-bit copy (process memory vs page cache, speed, recall).
+  the index's 8-bit copy (process memory vs page cache, speed, recall);
+- with ``--http N``: the vectors in a fresh SQLite store, the first kind's index placed where
+  `simsearch serve` finds it, N similar-by-id requests (p50/p99) and 200 with each label filter.
 
 The machine: CPU model, cores, load average before and after (other processes skew the figures).
 
-Usage: python benchmarks/scale.py [--n 1000000] [--kinds ivf_pq_refine,ivf_sq8,hnsw_sq8] [--target-recall 0.95]
+Usage: python benchmarks/scale.py [--n 1000000] [--kinds ivf_pq_refine,ivf_sq8,hnsw_sq8] [--http 1000]
+       [--target-recall 0.95]   (about 30 minutes and 9.5 GB at 1M with the three kinds)
 """
 
 from __future__ import annotations
