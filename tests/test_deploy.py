@@ -18,15 +18,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 import requests
 
+from test_web_serve import free_port, wait_up
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SIMSEARCH = [sys.executable, "-c", "from simsearch.cli import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env(settings, **extra) -> dict:
@@ -35,20 +31,6 @@ def base_env(settings, **extra) -> dict:
                SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir))
     env.update(extra)
     return env
-
-
-def wait_health(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("did not come up")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -104,7 +86,7 @@ def test_serve_on_every_interface_with_a_key(sqlite_settings):
                             env=base_env(sqlite_settings, SIMSEARCH_API_KEYS="k1"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_health(f"http://127.0.0.1:{port}/api/health", proc)
+        wait_up(f"http://127.0.0.1:{port}/api/health", proc)
         assert requests.post(f"http://127.0.0.1:{port}/api/collections", json={"name": "a"}, timeout=10).status_code == 401
         ok = requests.post(f"http://127.0.0.1:{port}/api/collections", json={"name": "a"}, timeout=10,
                            headers={"Authorization": "Bearer k1"})
@@ -137,7 +119,7 @@ def test_gunicorn_on_loopback_needs_no_key(sqlite_settings, tmp_path):
     proc = subprocess.Popen(gunicorn(f"127.0.0.1:{port}"), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
-        wait_health(f"http://127.0.0.1:{port}/api/health", proc)
+        wait_up(f"http://127.0.0.1:{port}/api/health", proc)
     finally:
         stop(proc)
 
