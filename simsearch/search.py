@@ -71,9 +71,7 @@ def _hits(ctx, scores: np.ndarray, ids: np.ndarray, exclude: int | None, k: int)
 def _allowed(ctx, collection_id: int, label: str | None) -> np.ndarray | None:
     if label is None:
         return None
-    with ctx.db.session() as s:
-        ids = s.scalars(select(Image.id).where(Image.collection_id == collection_id, Image.label == label, Image.status == "ok")).all()
-    return np.asarray(ids, dtype=np.int64)
+    return np.asarray(hot.label_ids(ctx.db, collection_id, label), dtype=np.int64)
 
 
 @dataclass
@@ -148,18 +146,29 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
 
 
 def similar_to(ctx, image_id: int, *, collection: str | None = None, space: str | None = None, k: int = 10,
-               label: str | None = None) -> tuple[str, Image, list[Hit]]:
+               label: str | None = None) -> tuple[str, hot.SimilarSource, list[Hit]]:
+    """The images most like an ingested one (itself excluded). The common case (the image has a
+    vector of the space asked for, else of the default one) reads the image, its vector and the
+    index generation in one round trip; anything else takes the general path, for its errors."""
     k = validate_k(k)
+    wanted = space if space is not None else ctx.settings.default_backbone
+    src = hot.similar_source(ctx.db, image_id, wanted)
+    if (src is None or src.status != "ok" or src.vector is None
+            or (collection is not None and src.collection != collection)):
+        src, wanted = _similar_source_checked(ctx, image_id, collection, space)
+    target = _target(ctx, src.collection_id, wanted, label, state_generation=src.index_generation)
+    return wanted, src, _search(ctx, target, repo.bytes_to_vector(src.vector), k, exclude=image_id)
+
+
+def _similar_source_checked(ctx, image_id: int, collection: str | None, space: str | None) -> tuple[hot.SimilarSource, str]:
+    """The general path of :func:`similar_to`: each check with its own error."""
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id if collection else None
         img = repo.get_image(s, image_id, coll_id)
-        coll_id = img.collection_id
         if img.status != "ok":
             raise Conflict(f"image {image_id} failed to ingest ({img.error}); it has no vector", field="image_id")
-    space = resolve_space(ctx, coll_id, space)
-    with ctx.db.session() as s:
-        row = s.get(Embedding, (image_id, space))
-        if row is None:
-            raise NotFound(f"image {image_id} has no {space} vector", field="image_id")
-        vec = repo.bytes_to_vector(row.vector)
-    return space, img, search_vector(ctx, coll_id, space, vec, k, exclude=image_id, label=label)
+    space = resolve_space(ctx, img.collection_id, space)
+    src = hot.similar_source(ctx.db, image_id, space)
+    if src is None or src.vector is None:
+        raise NotFound(f"image {image_id} has no {space} vector", field="image_id")
+    return src, space

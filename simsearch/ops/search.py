@@ -44,7 +44,7 @@ def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str
         check_space(backbone, imported=True)
     t0 = time.perf_counter()
     space, img, hits = similar_to(ctx, image_id, collection=collection, space=backbone, k=k, label=label)
-    return {"query": {"image_id": img.id, "path": img.source_path, "label": img.label}, "backbone": space, "k": k,
+    return {"query": {"image_id": img.image_id, "path": img.path, "label": img.label}, "backbone": space, "k": k,
             "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
 
 

@@ -58,3 +58,55 @@ def hit_rows(db, ids: list[int]) -> dict[int, tuple[str, str | None, int | None,
         return {}
     sql = f"SELECT id, source_path, label, width, height FROM images WHERE id IN ({', '.join('?' * len(ids))})"
     return {int(r[0]): (r[1], r[2], r[3], r[4]) for r in _rows(db, sql, tuple(int(i) for i in ids))}
+
+
+@dataclass(frozen=True)
+class SimilarSource:
+    """An ingested image as a similar-by-id query needs it, read in one round trip."""
+    image_id: int
+    collection_id: int
+    collection: str
+    status: str
+    error: str | None
+    path: str
+    label: str | None
+    vector: bytes | None  # of the space asked about; None: the image has no such vector
+    index_generation: int | None
+
+
+_SOURCE_SQL = """
+SELECT i.id, i.collection_id, c.name, i.status, i.error, i.source_path, i.label, e.vector,
+       (SELECT s.generation FROM index_states s WHERE s.collection_id = i.collection_id AND s.space = ?)
+FROM images i JOIN collections c ON c.id = i.collection_id
+LEFT JOIN embeddings e ON e.image_id = i.id AND e.space = ?
+WHERE i.id = ?
+"""
+
+
+def similar_source(db, image_id: int, space: str) -> SimilarSource | None:
+    """The image, its collection, its vector of ``space`` and that index's generation; None when
+    there is no such image."""
+    rows = _rows(db, _SOURCE_SQL, (space, space, int(image_id)))
+    if not rows:
+        return None
+    r = rows[0]
+    return SimilarSource(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6],
+                         None if r[7] is None else bytes(r[7]), None if r[8] is None else int(r[8]))
+
+
+def run_sources(db, ids) -> dict[int, str]:
+    """``{image id: the source of the ingest run that stored it}`` for the ids that have one."""
+    ids = sorted({int(i) for i in ids})
+    out: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        sql = ("SELECT i.id, r.source FROM images i JOIN ingest_runs r ON r.id = i.ingest_run_id "
+               f"WHERE i.id IN ({', '.join('?' * len(part))})")
+        out.update({int(image_id): source for image_id, source in _rows(db, sql, tuple(part))})
+    return out
+
+
+def label_ids(db, collection_id: int, label: str) -> list[int]:
+    """The ids of the collection's ingested images with this label (a search's filter)."""
+    sql = "SELECT id FROM images WHERE collection_id = ? AND label = ? AND status = 'ok'"
+    return [r[0] for r in _rows(db, sql, (int(collection_id), label))]

@@ -17,9 +17,6 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
-
-from simsearch.store.models import Image, IngestRun
 
 
 def _services():
@@ -79,17 +76,13 @@ def shown_source(source: str | None) -> str | None:
     return p.name
 
 
-def run_sources(session, image_ids) -> dict[int, str]:
+def run_sources(image_ids) -> dict[int, str]:
     """``{image id: its ingest run's source}`` for the given images (one query)."""
-    ids = sorted({int(i) for i in image_ids})
-    if not ids or exposed():
+    from simsearch.store import hot
+
+    if exposed():
         return {}
-    out: dict[int, str] = {}
-    for start in range(0, len(ids), 5000):
-        rows = session.execute(select(Image.id, IngestRun.source).join(IngestRun, IngestRun.id == Image.ingest_run_id)
-                               .where(Image.id.in_(ids[start:start + 5000]))).all()
-        out.update({image_id: source for image_id, source in rows})
-    return out
+    return hot.run_sources(_services().db, image_ids)
 
 
 def needs_sources(paths) -> bool:

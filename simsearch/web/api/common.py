@@ -35,6 +35,5 @@ def public_paths(records: list[dict], id_key: str = "id") -> list[dict]:
     paths = {r[id_key]: r.get("path") for r in records}
     sources = {}
     if needs_sources(paths.values()):
-        with ctx().db.session() as s:
-            sources = run_sources(s, paths)
+        sources = run_sources(paths)
     return [{**r, "path": shown_path(r.get("path"), sources.get(r[id_key]))} if "path" in r else r for r in records]
