@@ -206,6 +206,7 @@ def test_the_api_pages_groups_explains_tiers_and_refuses_bad_input(collection):
     assert all(img["thumbnail_url"] == f"/api/images/{img['id']}/thumbnail" for img in g["images"])
     assert "Same pixels" in body["meaning"] and body["threshold"] is None
     assert body["tiers"]["exact"] == {"groups": 16, "images": 48}
+    assert _api(client, url + "?tier=exact&threshold=0.7").get_json()["total_groups"] == 16  # ignored by exact
     page4 = _api(client, url + "?tier=exact&per_page=5&page=4").get_json()
     assert len(page4["groups"]) == 1 and page4["groups"][0]["group"] == 16
     assert _api(client, url + "?tier=exact&per_page=5&page=9").get_json()["groups"] == []
@@ -217,7 +218,7 @@ def test_the_api_pages_groups_explains_tiers_and_refuses_bad_input(collection):
     similar = _api(client, url + "?tier=similar&threshold=0.7").get_json()
     assert similar["grouped_images"] >= near["grouped_images"]
     for query, field in (("tier=bogus", "tier"), ("threshold=0.5", "threshold"), ("threshold=1.5", "threshold"),
-                         ("tier=exact&threshold=0.9", "threshold"), ("threshold=nan", "threshold"),
+                         ("tier=exact&threshold=1.01", "threshold"), ("threshold=nan", "threshold"),
                          ("per_page=501", "per_page"), ("page=0", "page"), ("colour=red", "colour")):
         resp = client.get(f"{url}?{query}")
         assert resp.status_code == 400, (query, resp.get_json())
@@ -245,7 +246,7 @@ def test_the_cli_prints_every_tier_and_json(collection):
     data = json.loads(r.output)
     assert data["tier"] == "near" and data["threshold"] == 0.95 and data["cached"] is True
     for args, message in ((["--threshold", "2"], "threshold must be <= 1"),
-                          (["--tier", "exact", "--threshold", "0.9"], "threshold applies to the near and similar"),
+                          (["--tier", "exact", "--threshold", "0.5"], "threshold must be >= 0.7"),
                           (["--per-page", "0"], "per_page must be >= 1")):
         r = CliRunner().invoke(cli, ["duplicates", "-c", COLLECTION, *args], env=env)
         assert r.exit_code == 2 and r.output.startswith(f"error: {message}"), r.output

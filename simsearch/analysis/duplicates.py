@@ -32,22 +32,16 @@ def _pairs(i: Any, j: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def union_find(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """The component of each of ``n`` items joined by the edges ``(i[e], j[e])``: an (n,) array
-    whose value is the smallest item of the component (so equal values = one component)."""
-    parent = np.arange(n, dtype=np.int64)
+    whose value is the smallest item of the component (so equal values = one component).
+    (SciPy's connected components in C: a million pairs take a fraction of a second.)"""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in zip(i.tolist(), j.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)  # the smaller root wins: the root is the component's smallest item
-    return np.fromiter((find(x) for x in range(n)), dtype=np.int64, count=n)
+    graph = sp.csr_matrix((np.ones(len(i), dtype=np.int8), (np.asarray(i), np.asarray(j))), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    smallest = np.full(labels.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(n, dtype=np.int64))
+    return smallest[labels]
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _print(result: dict, verbose_meaning: bool = True) -> None:
               help="exact: identical pixels in different files; near: the same photo resized, re-compressed, "
                    "cropped or flipped; similar: look-alikes above --threshold.")
 @click.option("--threshold", type=float, help="Cosine similarity to group at (near and similar; with --tier all: "
-                                              "similar) [default: the calibrated ones].")
+                                              "similar; exact ignores it) [default: the calibrated ones].")
 @click.option("--page", default=1, show_default=True, help="Page of groups (largest first).")
 @click.option("--per-page", default=20, show_default=True, help="Groups per page.")
 @click.option("--progress/--no-progress", default=None, help="Steps on stderr as they start [default: when stderr "

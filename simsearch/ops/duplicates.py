@@ -81,16 +81,16 @@ def parse_tier(tier) -> str:
 
 
 def tier_threshold(tier: str, threshold) -> float:
-    """The threshold a tier groups at: the given one (near and similar), else the tier's default."""
+    """The threshold a tier groups at: the given one (near and similar; checked even for exact,
+    which ignores it: identical pixels are identical at any threshold), else the tier's default."""
     parse_tier(tier)
+    if threshold is not None:
+        threshold = float(limits.check(limits.DuplicatesThreshold, threshold, "threshold"))
     if tier == "exact":
-        if threshold is not None:
-            raise InvalidInput("threshold applies to the near and similar tiers; exact means identical pixels",
-                               field="threshold")
         return EXACT_MIN_COSINE
     if threshold is None:
         return NEAR_THRESHOLD if tier == "near" else SIMILAR_DEFAULT
-    return float(limits.check(limits.DuplicatesThreshold, threshold, "threshold"))
+    return threshold
 
 
 def thresholds() -> dict:
@@ -171,7 +171,7 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
 
     i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=FLOOR, block=BLOCK, progress=searched)
     a, b = vs.ids[i], vs.ids[j]
-    del vs.x
+    vs.x = None  # (the vectors are not needed any more: free them before the thumbnails are read)
     say("checking identical images", 2, 3)
     exact = _identical(ctx, a, b, s)
     info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": FLOOR,

@@ -34,7 +34,6 @@ DESCRIPTION = (
         responses={**ACCEPTED, **errors(400, 404, 409)})
 def duplicates(name: str, q: S.DuplicatesQuery):
     _, space = collection_space(ctx(), name, q.backbone)
-    dup.tier_threshold(q.tier, q.threshold)  # a threshold with tier=exact is refused before any job starts
 
     def shape(pairs: dup.PairSet) -> dict:
         out = dup.groups(ctx(), pairs, tier=q.tier, threshold=q.threshold, page=q.page, per_page=q.per_page)

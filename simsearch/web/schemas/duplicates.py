@@ -19,7 +19,7 @@ class DuplicatesQuery(AnalysisQuery):
                             "re-compressed, cropped or flipped; `similar`: look-alikes at or above `threshold`.")
     threshold: Annotated[L.DuplicatesThreshold | None, Blank] = Field(
         None, description=f"Cosine similarity to group at, {L.DUPLICATES_THRESHOLD_MIN}..1 (near and similar tiers; "
-                          "default: the calibrated one).")
+                          "default: the calibrated one; the exact tier ignores it).")
     page: L.Page = 1
     per_page: L.PerPage = L.PER_PAGE_DEFAULT
 
