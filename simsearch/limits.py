@@ -26,6 +26,8 @@ BATCH_SIZE_MAX = 256
 PER_PAGE_MAX, PER_PAGE_DEFAULT = 500, 50
 PAGE_MAX = 10_000_000
 JOBS_LIMIT_MAX, JOBS_LIMIT_DEFAULT = 200, 20
+# The lowest cosine similarity the duplicate finder groups at (its pairs are kept from there up)
+DUPLICATES_THRESHOLD_MIN = 0.70
 LABEL_IDS_MAX = 100_000
 # Row ids are 64-bit on SQLite and PostgreSQL (BIGINT/INTEGER PRIMARY KEY); larger ones cannot exist.
 ID_MAX = 2**63 - 1
@@ -45,6 +47,8 @@ Page = Annotated[int, Field(ge=1, le=PAGE_MAX, description="Page number (from 1)
 PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX, description="Items per page."), Whole]
 JobsLimit = Annotated[int, Field(ge=1, le=JOBS_LIMIT_MAX, description="How many jobs."), Whole]
 Id = Annotated[int, Field(ge=1, le=ID_MAX), Whole]
+DuplicatesThreshold = Annotated[float, Field(ge=DUPLICATES_THRESHOLD_MIN, le=1.0, allow_inf_nan=False,
+                                             description="Cosine similarity at or above which two images are grouped.")]
 
 
 def _blank_to_none(value: Any) -> Any:

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register() -> None:
-    from simsearch.cli import core, db, jobs, vectors  # noqa: F401
+    from simsearch.cli import core, db, duplicates, jobs, vectors  # noqa: F401
 
     for optional in ("analysis", "web"):
         try:

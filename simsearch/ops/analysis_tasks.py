@@ -13,18 +13,19 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 from simsearch.errors import InvalidInput
-from simsearch.ops import analysis, comparison
+from simsearch.ops import analysis, comparison, duplicates
 
-KINDS = ("clusters", "map", "evaluation", "comparison")
+KINDS = ("clusters", "map", "evaluation", "comparison", "duplicates")
 # The query parameters of each kind's endpoint (GET /api/collections/<name>/<kind>).
 QUERY_PARAMS = {"clusters": ("backbone", "k"), "map": ("backbone",), "evaluation": ("backbone",),
-                "comparison": ("backbones",)}
+                "comparison": ("backbones",), "duplicates": ("backbone",)}
 
 
 @dataclass(frozen=True)
 class AnalysisTask:
     """``params`` by kind: clusters ``{"backbone", "k" ('auto' or int), "representatives"}``; map
-    ``{"backbone", "method"}``; evaluation ``{"backbone"}``; comparison ``{"backbones": [..]}``.
+    ``{"backbone", "method"}``; evaluation ``{"backbone"}``; comparison ``{"backbones": [..]}``;
+    duplicates ``{"backbone"}`` (the candidate pairs; tiers and thresholds are applied per request).
     ``backbone`` is resolved (never None) when a request makes the task, so the job computes what
     the request asked for even if the collection's default changes meanwhile."""
 
@@ -70,6 +71,8 @@ class AnalysisTask:
             return analysis.lookup_map(ctx, self.collection, p["backbone"], p.get("method", "tsne"))
         if self.kind == "evaluation":
             return analysis.lookup_evaluation(ctx, self.collection, p["backbone"])
+        if self.kind == "duplicates":
+            return duplicates.lookup_pairs(ctx, self.collection, p["backbone"])
         return comparison.lookup_comparison(ctx, self.collection, p["backbones"], with_maps=False)
 
     def compute(self, ctx, progress: analysis.Progress | None = None):
@@ -82,4 +85,6 @@ class AnalysisTask:
             return analysis.map_2d(ctx, self.collection, p["backbone"], p.get("method", "tsne"), progress=progress)
         if self.kind == "evaluation":
             return analysis.evaluate(ctx, self.collection, p["backbone"], progress=progress)
+        if self.kind == "duplicates":
+            return duplicates.pairs(ctx, self.collection, p["backbone"], progress=progress)
         return comparison.compare(ctx, self.collection, p["backbones"], with_maps=False, progress=progress)

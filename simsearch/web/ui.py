@@ -50,7 +50,7 @@ def _collection_context(name: str) -> dict:
 @bp.app_template_global()
 def ui_page_title(page: str) -> str:
     return {"browse": "Browse", "search": "Search", "clusters": "Clusters", "map": "Map", "compare": "Compare",
-            "ingest": "Add images"}.get(page, page.title())
+            "duplicates": "Duplicates", "ingest": "Add images"}.get(page, page.title())
 
 
 @bp.errorhandler(NotFound)
@@ -82,6 +82,14 @@ def clusters(name: str):
 @bp.get("/c/<name>/map")
 def map_view(name: str):
     return render_template("ui/map.html", page="map", **_collection_context(name))
+
+
+@bp.get("/c/<name>/duplicates")
+def duplicates(name: str):
+    from simsearch.ops import duplicates as dup
+
+    return render_template("ui/duplicates.html", page="duplicates", thresholds=dup.thresholds(),
+                           calibration=dup.calibration_text(), **_collection_context(name))
 
 
 @bp.get("/c/<name>/compare")

@@ -109,10 +109,10 @@ class JobShards(BaseModel):
 
 
 class Job(BaseModel):
-    """An ingest job, or an analysis job (clusters, map, evaluation, comparison) started by a 202."""
+    """An ingest job, or an analysis job (clusters, map, evaluation, comparison, duplicates) started by a 202."""
 
     id: int
-    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison"]
+    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison", "duplicates"]
     params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest).")
     result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
     status: Literal["queued", "running", "done", "failed", "interrupted"] = Field(

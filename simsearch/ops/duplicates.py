@@ -1,0 +1,294 @@
+"""The duplicate finder: groups of a collection's images in three tiers (no Flask).
+
+- **exact**: the same pixels in files with other bytes (metadata rewritten or stripped, a
+  lossless re-save). Files with the *same bytes* never get here: ingest identifies an image by its
+  content hash and stores it once per collection (a second path is counted "already present").
+  A pair is exact when its vectors agree (cosine >= :data:`EXACT_MIN_COSINE`) and its stored
+  thumbnails decode to identical pixels (a thumbnail's pixels are a deterministic function of the
+  image's decoded pixels; its bytes are not quite: Pillow copies a JPEG comment into it).
+- **near**: the same photo transformed (resized, re-compressed, slightly cropped, flipped):
+  cosine >= :data:`NEAR_THRESHOLD`, calibrated on transformed copies.
+- **similar**: other photos of similar content: cosine >= a threshold of the user's choosing
+  (default :data:`SIMILAR_DEFAULT`, at least :data:`simsearch.limits.DUPLICATES_THRESHOLD_MIN`).
+
+Each tier includes the pairs of the tiers above it. How: the collection's vectors of one space
+(the default: the space the thresholds were calibrated in) are searched against the collection's
+own FAISS index in blocks, each image's :data:`NEIGHBOURS` nearest (never an N x N matrix); the
+pairs at or above the lowest accepted threshold are re-scored exactly, checked for identity, and
+kept in the result cache (:mod:`simsearch.store.results`) while the vectors are unchanged. A
+request then only groups the cached pairs (union-find, :mod:`simsearch.analysis.duplicates`) at
+its tier's threshold and reads the images of the page it shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+import numpy as np
+from sqlalchemy import select
+
+from simsearch import limits
+from simsearch.errors import InvalidInput
+from simsearch.ops import vectors as vecs
+from simsearch.store import repo, results
+from simsearch.store.models import Image, Thumbnail
+from simsearch.store.results import ResultKey
+
+# ---- the thresholds: cosine similarity of L2-normalised efficientnet_lite0 vectors ----------------
+# Calibrated by benchmarks/duplicates_calibration.py (its JSON and the README's "Duplicates" have every
+# figure): 60 photos of ../shared/datasets (30 cats-dogs, 30 flowers) with 16 copies each, among all
+# 700 photos, ingested with the real pipeline (fp32).
+# NEAR_THRESHOLD: the benchmark's rule, the highest F1 of (original, near copy) pairs against
+# (photo, its most similar other photo) pairs. At 0.855: 99% of moderate copies found (resize 50%,
+# JPEG q30-90, 5% crops, flips: each 97-100%), 73% of harsh ones (25% size 78%, 10% crops 88%,
+# combinations 85-90%, 25% size + q30 8%); 4.6% of the 700 photos have another photo at or above it
+# (the top ones are real duplicates and bursts in the data sets: dog.74 = dog.180).
+NEAR_THRESHOLD = 0.855
+# SIMILAR_DEFAULT: a choice, described by measurement: at 0.80, 15% of the photos have a look-alike
+# (another photo at or above it); 64% of those share their label.
+SIMILAR_DEFAULT = 0.80
+# Exact: vectors this close (identical pixels give identical vectors up to float rounding), then
+# the thumbnails' pixels decide. Benchmark: 120 of 120 metadata-only copies found, no other pair.
+EXACT_MIN_COSINE = 0.9999
+# The figures the UI quotes (from the same run).
+CALIBRATION = {"photos": 700, "copies": 960, "near_recall_moderate": 0.99, "near_recall_harsh": 0.73,
+               "near_distinct_share": 0.046, "similar_distinct_share": 0.15, "similar_same_label": 0.64}
+
+TIERS = ("exact", "near", "similar")
+NEIGHBOURS = 16  # each image's nearest others searched for pairs
+BLOCK = 1024  # query rows per index search
+FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # pairs below it are never kept
+FORMAT = "v1"  # part of the cache key: bump when the stored pairs change shape
+PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
+
+MEANING = {
+    "exact": "Same pixels, different files: the metadata was rewritten or stripped, or the image was re-saved "
+             "losslessly. The vectors and the thumbnails' pixels are identical; keeping one loses nothing. "
+             "(Files with identical bytes are stored once at ingest and never listed.)",
+    "near": "The same photo, transformed: resized, re-compressed as JPEG, cropped by a few percent, flipped. "
+            "Cosine similarity at or above the threshold.",
+    "similar": "Different photos that look alike (the same scene, a burst, the same kind of subject): cosine "
+               "similarity at or above a threshold you choose. Not duplicates: look before deleting.",
+}
+
+
+def parse_tier(tier) -> str:
+    if tier not in TIERS:
+        raise InvalidInput(f"tier must be one of {', '.join(TIERS)}, not {tier!r}", field="tier")
+    return tier
+
+
+def tier_threshold(tier: str, threshold) -> float:
+    """The threshold a tier groups at: the given one (near and similar; checked even for exact,
+    which ignores it: identical pixels are identical at any threshold), else the tier's default."""
+    parse_tier(tier)
+    if threshold is not None:
+        threshold = float(limits.check(limits.DuplicatesThreshold, threshold, "threshold"))
+    if tier == "exact":
+        return EXACT_MIN_COSINE
+    if threshold is None:
+        return NEAR_THRESHOLD if tier == "near" else SIMILAR_DEFAULT
+    return threshold
+
+
+def thresholds() -> dict:
+    return {"exact_min_cosine": EXACT_MIN_COSINE, "near": NEAR_THRESHOLD, "similar_default": SIMILAR_DEFAULT,
+            "minimum": FLOOR}
+
+
+def calibration_text() -> dict:
+    """The calibration's figures in words, for the near and similar thresholds."""
+    c = CALIBRATION
+    return {
+        "near_text": (f"at {NEAR_THRESHOLD:g}, {c['near_recall_moderate']:.0%} of the copies resized to 50%, re-compressed "
+                      f"at JPEG quality 30-90, cropped 5% a side or flipped were found, {c['near_recall_harsh']:.0%} of "
+                      f"harsher ones (25% size, 10% crops, several changes at once), and {c['near_distinct_share']:.1%} of "
+                      f"{c['photos']} distinct photos had another photo above it (the most alike of them were real "
+                      f"duplicates and bursts)."),
+        "similar_text": (f"At the default {SIMILAR_DEFAULT:g}, {c['similar_distinct_share']:.0%} of the benchmark's "
+                         f"photos had a look-alike, and {c['similar_same_label']:.0%} of those shared their label "
+                         f"(cat or dog, flower species)."),
+    }
+
+
+def describe(tier: str, threshold: float) -> str:
+    """What a tier at a threshold means, in words (the UI and the CLI show it)."""
+    if tier == "near" and threshold == NEAR_THRESHOLD:
+        return MEANING["near"] + " Calibrated: " + calibration_text()["near_text"]
+    return MEANING[tier]
+
+
+# ---- the pairs (computed once per set of vectors, cached) --------------------------------------------
+
+
+def _key(vs: vecs.VectorSet) -> ResultKey:
+    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={FLOOR};{FORMAT}", vs.fingerprint)
+
+
+class PairSet:
+    """The candidate pairs of a collection's vectors: image ids ``a < b``, cosine ``score`` and
+    ``exact`` (identical pixels), with the set's ``info`` (images, seconds, index kind)."""
+
+    def __init__(self, collection: str, space: str, info: dict, arrays: dict, cached: bool):
+        self.collection, self.space, self.info, self.cached = collection, space, info, cached
+        self.a = np.asarray(arrays.get("a", np.zeros(0)), dtype=np.int64)
+        self.b = np.asarray(arrays.get("b", np.zeros(0)), dtype=np.int64)
+        self.score = np.asarray(arrays.get("score", np.zeros(0)), dtype=np.float32)
+        self.exact = np.asarray(arrays.get("exact", np.zeros(0)), dtype=bool)
+
+
+def lookup_pairs(ctx, collection: str, space: str | None) -> PairSet | None:
+    """The cached pairs of the collection's current vectors, or None (cheap: never reads vectors)."""
+    vs = vecs.peek(ctx, collection, space)
+    hit = results.get(ctx.db, _key(vs))
+    return None if hit is None else PairSet(collection, vs.space, hit.info, hit.arrays, True)
+
+
+def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
+    """The pairs of the collection's vectors: cached, or computed and stored (seconds to minutes)."""
+    from simsearch.analysis.duplicates import candidate_pairs
+
+    vs = vecs.peek(ctx, collection, space)
+    hit = results.get(ctx.db, _key(vs))
+    if hit is not None:
+        return PairSet(collection, vs.space, hit.info, hit.arrays, True)
+    say = progress or (lambda message, done, total: None)
+    say("reading the vectors", 0, 3)
+    vs = vecs.load(ctx, collection, vs.space)
+    t0 = time.perf_counter()
+    index = ctx.index(vs.collection_id, vs.space)
+
+    def search(queries: np.ndarray, k: int):
+        scores, ids = index.search(queries, k)
+        at = np.minimum(np.searchsorted(vs.ids, ids), max(len(vs.ids) - 1, 0))
+        rows = np.where((ids >= 0) & (vs.ids[at] == ids), at, -1) if len(vs.ids) else np.full(ids.shape, -1)
+        return scores, rows
+
+    def searched(done: int, total: int) -> None:
+        say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 3)
+
+    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=FLOOR, block=BLOCK, progress=searched)
+    a, b = vs.ids[i], vs.ids[j]
+    vs.x = None  # (the vectors are not needed any more: free them before the thumbnails are read)
+    say("checking identical images", 2, 3)
+    exact = _identical(ctx, a, b, s)
+    info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": FLOOR,
+            "index_kind": getattr(index, "kind", None), "seconds": round(time.perf_counter() - t0, 3)}
+    arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact}
+    results.put(ctx.db, _key(vs), info, arrays)
+    say("done", 3, 3)
+    return PairSet(collection, vs.space, info, arrays, False)
+
+
+def _pixels_digest(thumbnail: bytes) -> str | None:
+    """The digest of a stored thumbnail's decoded pixels (its bytes may also carry the source's JPEG
+    comment, which Pillow writes along: not part of the picture)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(thumbnail)) as im:
+            im.load()
+            return hashlib.sha256(f"{im.mode}{im.size}".encode() + im.tobytes()).hexdigest()
+    except Exception:  # an unreadable thumbnail: nothing to compare
+        return None
+
+
+def _identical(ctx, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Which pairs have identical pixels as far as the store can tell: vectors at least
+    :data:`EXACT_MIN_COSINE` alike and thumbnails of identical pixels."""
+    out = np.zeros(len(a), dtype=bool)
+    close = np.flatnonzero(s >= np.float32(EXACT_MIN_COSINE))
+    if not len(close):
+        return out
+    ids = sorted({int(x) for x in np.concatenate([a[close], b[close]])})
+    digest: dict[int, str] = {}
+    with ctx.db.session() as sess:
+        for chunk in repo.in_chunks(ids):
+            for image_id, data in sess.execute(select(Image.id, Thumbnail.data)
+                                               .join(Thumbnail, Thumbnail.content_hash == Image.thumbnail_hash)
+                                               .where(Image.id.in_(chunk))):
+                digest[image_id] = _pixels_digest(data)
+    for p in close:
+        da, db_ = digest.get(int(a[p])), digest.get(int(b[p]))
+        out[p] = da is not None and da == db_
+    return out
+
+
+# ---- groups (per request, from the cached pairs) -----------------------------------------------
+
+
+def tier_counts(ps: PairSet) -> dict:
+    """Groups and grouped images of each tier at its default threshold."""
+    out = {}
+    for tier in TIERS:
+        groups, _ = _groups(ps, tier, tier_threshold(tier, None))
+        out[tier] = {"groups": len(groups), "images": int(sum(g.size for g in groups))}
+    return out
+
+
+def _groups(ps: PairSet, tier: str, threshold: float):
+    from simsearch.analysis.duplicates import groups_from_pairs
+
+    ids = np.unique(np.concatenate([ps.a, ps.b])) if len(ps.a) else np.zeros(0, np.int64)
+    i, j = np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b)
+    mask = ps.exact if tier == "exact" else None
+    bar = np.float32(-1.0) if tier == "exact" else threshold
+    return groups_from_pairs(len(ids), i, j, ps.score, bar, mask=mask), ids
+
+
+def check_page(page: int, per_page: int | None) -> None:
+    limits.check(limits.Page, page, "page")
+    if per_page is not None:
+        limits.check(limits.PerPage, per_page, "per_page")
+
+
+def groups(ctx, ps: PairSet, *, tier: str = "near", threshold=None, page: int = 1,
+           per_page: int | None = limits.PER_PAGE_DEFAULT) -> dict:
+    """One page of a tier's groups, largest first: each with its images (id, path, label, size,
+    thumbnail) and its strongest pairs. ``per_page`` None: every group on one page."""
+    tier = parse_tier(tier)
+    t = tier_threshold(tier, threshold)
+    check_page(page, per_page)
+    found, ids = _groups(ps, tier, t)
+    per_page = per_page or max(1, len(found))
+    shown = found[(page - 1) * per_page: page * per_page]
+    wanted = sorted({int(ids[m]) for g in shown for m in g.members})
+    rows: dict[int, dict] = {}
+    with ctx.db.session() as s:
+        for chunk in repo.in_chunks(wanted):
+            for r in s.execute(select(Image.id, Image.source_path, Image.label, Image.width, Image.height,
+                                      Image.thumbnail_hash).where(Image.id.in_(chunk))):
+                rows[r.id] = {"id": r.id, "path": r.source_path, "label": r.label, "width": r.width,
+                              "height": r.height, "has_thumbnail": r.thumbnail_hash is not None}
+    out_groups = []
+    for n, g in enumerate(shown, start=(page - 1) * per_page + 1):
+        members = [rows[int(ids[m])] for m in g.members if int(ids[m]) in rows]  # (deleted since: left out)
+        pair_rows = [{"a": int(ids[x]), "b": int(ids[y]), "similarity": round(float(sc), 6),
+                      "identical": bool(ps.exact[p])}
+                     for x, y, sc, p in zip(g.pair_i[:PAIRS_SHOWN], g.pair_j[:PAIRS_SHOWN], g.pair_scores[:PAIRS_SHOWN],
+                                            g.pair_index[:PAIRS_SHOWN])]
+        out_groups.append({"group": n, "size": len(members), "max_similarity": round(g.max_score, 6),
+                           "min_similarity": round(g.min_score, 6), "images": members, "pairs": pair_rows,
+                           "pairs_total": int(len(g.pair_i))})
+    total = len(found)
+    return {"collection": ps.collection, "backbone": ps.space, "tier": tier,
+            "threshold": None if tier == "exact" else round(t, 6),
+            "meaning": describe(tier, t), "thresholds": thresholds(),
+            "n_images": int(ps.info.get("n_images", 0)), "total_groups": total,
+            "grouped_images": int(sum(g.size for g in found)), "tiers": tier_counts(ps),
+            "page": page, "per_page": per_page, "pages": max(1, math.ceil(total / per_page)),
+            "groups": out_groups, "cached": ps.cached, "seconds": ps.info.get("seconds")}
+
+
+def find(ctx, collection: str, space: str | None = None, *, tier: str = "near", threshold=None, page: int = 1,
+         per_page: int | None = limits.PER_PAGE_DEFAULT, progress=None) -> dict:
+    """Pairs (cached or computed now) and one page of a tier's groups: the CLI's and the benchmark's call."""
+    tier = parse_tier(tier)
+    tier_threshold(tier, threshold)  # bad input fails before the computation
+    check_page(page, per_page)
+    return groups(ctx, pairs(ctx, collection, space, progress), tier=tier, threshold=threshold, page=page,
+                  per_page=per_page)

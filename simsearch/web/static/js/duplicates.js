@@ -1,0 +1,111 @@
+// Duplicates page: groups of exact, near and similar images (GET .../duplicates), one row of
+// thumbnails per group, the tier's meaning in words. The pairs are computed once in the background
+// (202 + job, polled); changing the tier, the threshold or the page only regroups them.
+import { analysisResult, collectionApi, jobProgressText } from './api.js';
+import { $, h, setStatus, showJob, tile } from './ui.js';
+
+const form = $('#dups-form');
+const backbone = $('#dups-backbone');
+const threshold = $('#dups-threshold');
+const status = $('#dups-status');
+const bar = $('#dups-progress');
+const list = $('#dups-groups');
+const meaning = $('#dups-meaning');
+const prev = $('#dups-prev');
+const next = $('#dups-next');
+const pageText = $('#dups-page');
+const nearDefault = threshold.value;
+let page = 1;
+let pending = null;
+
+const params = new URLSearchParams(location.search);
+if (params.get('backbone')) backbone.value = params.get('backbone');
+if (['exact', 'near', 'similar'].includes(params.get('tier'))) form.tier.value = params.get('tier');
+if (params.get('threshold')) threshold.value = params.get('threshold');
+if (params.get('page')) page = Math.max(1, parseInt(params.get('page'), 10) || 1);
+syncThreshold();
+
+function syncThreshold() {
+  threshold.disabled = form.tier.value === 'exact';
+}
+
+async function run() {
+  if (!backbone.value) return;
+  const tier = form.tier.value;
+  const q = new URLSearchParams({ backbone: backbone.value, tier, page: String(page), per_page: '20' });
+  if (tier !== 'exact' && threshold.value) q.set('threshold', threshold.value);
+  history.replaceState(null, '', `${location.pathname}?${q}`);
+  setStatus(status, 'Finding duplicates…');
+  if (pending) pending.abort();
+  const mine = pending = new AbortController();
+  list.setAttribute('aria-busy', 'true');
+  try {
+    const data = await analysisResult(collectionApi(`/duplicates?${q}`), {
+      signal: mine.signal,
+      onProgress: (job) => { setStatus(status, jobProgressText(job, 'Comparing every image with its nearest')); showJob(bar, job); },
+    });
+    showJob(bar, null);
+    draw(data);
+  } catch (err) {
+    if (err.name === 'AbortError') return;
+    showJob(bar, null);
+    setStatus(status, err.message, 'error');
+  } finally {
+    if (pending === mine) {
+      pending = null;
+      list.removeAttribute('aria-busy');
+    }
+  }
+}
+
+function draw(data) {
+  for (const [tier, c] of Object.entries(data.tiers)) {
+    const el = form.querySelector(`[data-count="${tier}"]`);
+    if (el) el.textContent = `(${c.groups})`;
+  }
+  const at = data.threshold === null ? 'identical pixels' : `cosine ≥ ${data.threshold.toFixed(3)}`;
+  meaning.textContent = `${data.tier[0].toUpperCase() + data.tier.slice(1)} (${at}), largest groups first; `
+    + 'a number under a thumbnail is its strongest similarity in the group. Click one to search from it.';
+  setStatus(status, `${data.total_groups} group${data.total_groups === 1 ? '' : 's'} of ${data.grouped_images} images `
+    + `among ${data.n_images} (${data.backbone}).`);
+  list.replaceChildren(...(data.groups.length ? data.groups.map(groupRow)
+    : [h('li', { class: 'notice', 'data-testid': 'dups-none' }, `No ${data.tier} groups at this threshold.`)]));
+  page = data.page;
+  pageText.textContent = `page ${data.page} of ${data.pages}`;
+  prev.disabled = data.page <= 1;
+  next.disabled = data.page >= data.pages;
+}
+
+function groupRow(g) {
+  const searchBase = location.pathname.replace(/\/duplicates$/, '/search');
+  const span = g.max_similarity === g.min_similarity ? g.max_similarity.toFixed(4)
+    : `${g.min_similarity.toFixed(4)}–${g.max_similarity.toFixed(4)}`;
+  const best = new Map();  // each image's strongest pair in the group
+  for (const p of g.pairs) {
+    for (const id of [p.a, p.b]) if (!best.has(id) || best.get(id) < p.similarity) best.set(id, p.similarity);
+  }
+  return h('li', { class: 'cluster-row', 'data-testid': 'dup-group', 'data-size': g.size },
+    h('div', { class: 'cluster-head' },
+      h('strong', {}, `Group ${g.group}`),
+      h('span', { class: 'muted' }, ` ${g.size} images · similarity ${span}`
+        + (g.pairs.length && g.pairs.every((p) => p.identical) ? ' · identical pixels' : ''))),
+    h('div', { class: 'rep-strip', 'data-testid': 'dup-images' },
+      g.images.map((img) => tile({ id: img.id, label: img.label, path: img.path, score: best.get(img.id), testid: 'dup-image',
+        onpick: (id) => { location.href = `${searchBase}?image_id=${id}`; } }))));
+}
+
+form.addEventListener('submit', (ev) => { ev.preventDefault(); page = 1; run(); });
+for (const r of form.querySelectorAll('input[name=tier]')) {
+  r.addEventListener('change', () => {
+    const was = r.value;
+    if (was === 'near') threshold.value = nearDefault;
+    if (was === 'similar') threshold.value = threshold.dataset.similar;
+    syncThreshold();
+    page = 1;
+    run();
+  });
+}
+backbone.addEventListener('change', () => { page = 1; run(); });
+prev.addEventListener('click', () => { page = Math.max(1, page - 1); run(); });
+next.addEventListener('click', () => { page += 1; run(); });
+run();
