@@ -126,7 +126,7 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
 def mark_interrupted(ctx) -> list[int]:
     """Mark ``interrupted`` the unfinished runs of `simsearch ingest` commands on this host whose
     process is gone (killed mid-way); returns their ids. Their committed work is kept."""
-    from simsearch.jobs.runners import owner_is_gone
+    from simsearch.jobs.owners import owner_is_gone
 
     with ctx.db.session() as s:
         rows = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total)
