@@ -11,6 +11,7 @@ import click
 from simsearch.cli import cli, context_from
 from simsearch.cli.core import emit_json, json_option
 from simsearch.errors import InvalidInput
+from simsearch.text import plural, verb
 
 
 @cli.command("import-vectors")
@@ -39,15 +40,15 @@ def import_vectors(ctx, file, collection, space, no_index, as_json):
         emit_json(out)
         return
     kind = " (imported space: search by id, clusters and maps; no search by image)" if out["imported_space"] else ""
-    click.echo(f"collection {collection}: {out['vectors_added']} vectors added to {space}{kind}, {out['already_present']} "
-               f"already present; {out['images_created']} new images, {out['images_matched']} matched by source path; "
-               f"{out['rows']} rows x {out['dim']} in {out['seconds']:.1f} s ({out['rate'] or 0:,.0f} vectors/s)")
+    click.echo(f"collection {collection}: {plural(out['vectors_added'], 'vector')} added to {space}{kind}, "
+               f"{out['already_present']} already present; {plural(out['images_created'], 'new image')}, "
+               f"{out['images_matched']} matched by source path; {plural(out['rows'], 'row')} x {out['dim']} in {out['seconds']:.1f} s ({out['rate'] or 0:,.0f} vectors/s)")
     if out["normalised"]:
-        click.echo(f"note: {out['normalised']} vectors were not of unit length and were L2-normalised")
+        click.echo(f"note: {plural(out['normalised'], 'vector')} {verb(out['normalised'], 'was')} not of unit length and were L2-normalised")
     if out["ignored_arrays"]:
         click.echo(f"note: ignored arrays: {', '.join(out['ignored_arrays'])}")
     if out["index"]:
-        click.echo(f"index: {out['index']['vectors']} vectors, brought up to date in {out['index']['seconds']:.1f} s")
+        click.echo(f"index: {plural(out['index']['vectors'], 'vector')}, brought up to date in {out['index']['seconds']:.1f} s")
 
 
 @cli.command("export")
@@ -85,5 +86,5 @@ def export(ctx, collection, space, out, as_json):
     if as_json:
         emit_json(info)
         return
-    click.echo(f"wrote {info['vectors']} vectors ({info['dim']}-d, {info['backbone']}) of {collection} to {out} "
+    click.echo(f"wrote {plural(info['vectors'], 'vector')} ({info['dim']}-d, {info['backbone']}) of {collection} to {out} "
                f"({info['bytes'] / 1e6:.1f} MB) in {info['seconds']:.1f} s")

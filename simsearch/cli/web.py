@@ -65,8 +65,24 @@ def worker(ctx, queues, burst, simple, name, check):
 
         click.echo(f"ok: {check_workers(settings.redis_url)}")
         return
+    _ping_redis(settings.redis_url)
     context_from(ctx, server=True)  # refuses a missing or old schema before taking jobs
     names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
     ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name, settings=settings)
     ctx.exit(0 if ok or burst else 1)
+
+
+def _ping_redis(url: str) -> None:
+    """Fail before starting RQ when Redis does not answer: one line (see :mod:`simsearch.cli`),
+    not RQ's 70-line traceback."""
+    from redis import Redis
+
+    try:
+        conn = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError as exc:
+        raise InvalidInput(f"SIMSEARCH_REDIS_URL is not a Redis URL: {exc}", field="redis_url") from None
+    try:
+        conn.ping()
+    finally:
+        conn.close()

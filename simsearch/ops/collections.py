@@ -152,10 +152,11 @@ def delete(ctx, name: str) -> dict:
     return {"deleted": name, "images": counts.get("ok", 0) + counts.get("failed", 0)}
 
 
-def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False) -> list[dict]:
+def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False,
+            progress=None) -> list[dict]:
     """Rebuild the indexes of one collection or all, of one space or all, from the database.
     ``check``: run the recall check instead (re-tune, or rebuild only when re-tuning cannot reach
-    the target recall)."""
+    the target recall). ``progress(message, done, total)`` is called before each index and at the end."""
     import time
 
     with ctx.db.session() as s:
@@ -165,7 +166,9 @@ def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, 
             colls = list(s.scalars(select(Collection).order_by(Collection.name)))
         targets = [(c.id, c.name, sp) for c in colls for sp in repo.spaces_of(s, c.id) if backbone in (None, sp)]
     out = []
-    for coll_id, name, space in targets:
+    for done, (coll_id, name, space) in enumerate(targets):
+        if progress is not None:
+            progress(f"{name} / {space}", done, len(targets))
         t0 = time.perf_counter()
         row = {"collection": name, "backbone": space}
         if check:
@@ -176,4 +179,6 @@ def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, 
             row["kind"] = loaded.kind
         row.update(vectors=loaded.ntotal, generation=loaded.generation, seconds=round(time.perf_counter() - t0, 3))
         out.append(row)
+    if progress is not None:
+        progress("done", len(targets), len(targets))
     return out
