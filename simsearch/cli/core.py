@@ -107,6 +107,7 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
     from simsearch.jobs.reconcile import mark_interrupted
 
     batch_size = limits.check(limits.BatchSize, batch_size, "batch_size")  # the API's limit, the API's message
+    weights_files = parse_weights(weights)  # a usage error before anything is read
     app = context_from(ctx, runtime=runtime, device=device, precision=precision)
     if queued:
         return _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json)
@@ -119,7 +120,7 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
         click.echo(f"note: ingest run {run_id} had stopped mid-way (killed?); marked interrupted", err=True)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     ingester = Ingester(app, spaces=spaces, batch_size=batch_size, workers=workers,
-                        weights=parse_weights(weights), show_bar=show)
+                        weights=weights_files, show_bar=show)
     source = str(Path(path).resolve())
     run_id = create_command_run(app, collection, spaces, source, len(files))
     try:
