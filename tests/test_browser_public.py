@@ -63,8 +63,8 @@ def test_anonymous_visitor_searches_by_upload_but_cannot_change_anything(public,
     query = dataset_files(CATS_DOGS / "dogs", 1, start=PER_CLASS + 20)[0]
     by_testid(browser, "query-file").send_keys(str(query))
     wait(browser, lambda d: len(by_testid(d, "result", many=True)) >= 10, message="search results for a visitor")
-    labels = [r.get_attribute("data-label") for r in by_testid(browser, "result", many=True)[:8]]
-    assert labels.count("dogs") >= 6, labels
+    labels = [r.get_attribute("data-label") for r in by_testid(browser, "result", many=True)[:5]]
+    assert labels[0] == "dogs" and labels.count("dogs") >= 3, labels  # real results (8 dogs among 16 images)
     assert f"most similar to {query.name}" in browser.find_element("id", "search-status").text
     shot(browser, "20-public-search-anonymous")
     victim = by_testid(browser, "result", many=True)[0].get_attribute("data-id")
@@ -82,7 +82,7 @@ def test_anonymous_visitor_searches_by_upload_but_cannot_change_anything(public,
     by_testid(browser, "create-collection").find_element("css selector", "button").click()
     error = wait(browser, lambda d: d.find_element("id", "new-name-error") if d.find_element("id", "new-name-error").is_displayed() else False,
                  message="the refusal shown on the page")
-    assert "sign in at /login" in error.text
+    assert error.text == "log in with an API key first (at /login)"  # said once
     shot(browser, "21-public-create-refused")
     _expected_401s(browser)
 
