@@ -250,6 +250,16 @@ def test_reindex_progress_on_stderr_when_asked_summary_always(run, imported):
     assert r.stderr.startswith("cluster: [1/") and "k = 2 clusters" in r.stdout
 
 
+def test_import_vectors_progress_on_stderr_when_asked(run, tmp_path):
+    np.savez(tmp_path / "p.npz", vectors=np.eye(3, 4, dtype="float32"), keys=np.array(["a", "b", "c"]))
+    r = run("import-vectors", tmp_path / "p.npz", "-c", "p", "-s", SPACE)
+    assert r.stderr == "" and "3 vectors added" in r.stdout
+    r = run("import-vectors", tmp_path / "p.npz", "-c", "q", "-s", SPACE, "--progress")
+    assert r.stderr.splitlines() == ["import-vectors: [1/3] checking 3 keys, labels and metadata",
+                                     "import-vectors: [2/3] writing 3 vectors (4-d)",
+                                     "import-vectors: [3/3] bringing the index up to date"]
+
+
 @pytest.mark.model
 def test_compare_prints_its_summary_when_not_on_a_tty_and_writes_to_reports(run, tmp_path, monkeypatch):
     pets = copy_subset(tmp_path / "pets", 6)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from simsearch.cli import cli, context_from
-from simsearch.cli.core import emit_json, json_option
+from simsearch.cli.core import emit_json, json_option, progress_option, progress_printer
 from simsearch.errors import InvalidInput
 from simsearch.text import plural, verb
 
@@ -21,9 +21,10 @@ from simsearch.text import plural, verb
               help="Embedding space: a backbone's (e.g. efficientnet_lite0; the dimension must match) or any name for "
                    "vectors made elsewhere (e.g. clip-vit-b32).")
 @click.option("--no-index", is_flag=True, help="Do not bring the index up to date now (the next search does).")
+@progress_option
 @json_option
 @click.pass_context
-def import_vectors(ctx, file, collection, space, no_index, as_json):
+def import_vectors(ctx, file, collection, space, no_index, progress, as_json):
     """Import vectors computed elsewhere from an .npz file.
 
     FILE holds 'vectors' (N x D float32) and 'keys' (N unique strings: an image's source path, or
@@ -35,7 +36,8 @@ def import_vectors(ctx, file, collection, space, no_index, as_json):
 
     if not file.is_file():
         raise InvalidInput(f"{file}: no such file", field="file")
-    out = run_import(context_from(ctx), file, collection, space, name=str(file), update_index=not no_index)
+    out = run_import(context_from(ctx), file, collection, space, name=str(file), update_index=not no_index,
+                     progress=progress_printer("import-vectors", progress))
     if as_json:
         emit_json(out)
         return
