@@ -31,6 +31,9 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     app = create_app({"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host})
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
+    if settings.api_keys and settings.public_search:
+        per = settings.public_search_per_minute
+        keys += f"; search by upload open to everyone ({f'{per} a minute per address' if per else 'no rate limit'})"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
     runner = app.extensions["simsearch_jobs"]
     if hasattr(runner, "recover_once"):  # resume at once, not on the first request
