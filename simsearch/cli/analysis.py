@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from simsearch.cli import cli, context_from
-from simsearch.cli.core import parse_weights, emit_json, json_option
+from simsearch.cli.core import emit_json, json_option, parse_weights, progress_option, progress_printer
 from simsearch.errors import InvalidInput
+from simsearch.text import plural
 
 
 def _f(v, digits: int = 3) -> str:
@@ -20,32 +21,19 @@ def _sweep_line(sw, mark: int | None = None) -> str:
     return "  ".join(f"k={k}: {s:.3f}{'*' if k == mark else ''}" for k, s in zip(sw.ks, sw.scores))
 
 
-def progress_printer(what: str, enabled: bool | None = None):
-    """A ``progress`` callback for the analysis operations: one line per step on stderr
-    (``enabled`` None: when stderr is a terminal)."""
-    if not (sys.stderr.isatty() if enabled is None else enabled):
-        return None
-
-    def report(message: str, done: int, total: int) -> None:
-        if done < total:
-            click.echo(f"{what}: [{done + 1}/{total}] {message}", err=True)
-
-    return report
-
-
-progress_option = click.option("--progress/--no-progress", default=None,
-                               help="Steps on stderr as they start [default: when stderr is a terminal].")
 
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) whose vectors to cluster [default: the collection's].")
-@click.option("--k", "k", default="auto", show_default=True, help="Number of clusters, or 'auto' to choose it by silhouette (k = 2..10).")
+@click.option("-k", "k", default=None, help="Number of clusters, or 'auto' to choose it by silhouette (k = 2..10) "
+                                             "[default: auto].")
+@click.option("--k", "k_long", default=None, hidden=True)  # the old spelling, kept for scripts
 @click.option("--representatives", "n_reps", default=8, show_default=True, help="Representative images per cluster (nearest its centre).")
 @progress_option
 @json_option
 @click.pass_context
-def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
+def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
     """Cluster a collection with k-means: sizes, representative images and silhouette."""
     from collections import Counter
 
@@ -53,7 +41,9 @@ def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
     from simsearch.ops import analysis
     from simsearch.ops import images as ops_images
 
-    k = limits.check(limits.ClusterK, k, "k")  # the API's limit (2..200 or auto), the API's message
+    if k is not None and k_long is not None and k != k_long:
+        raise InvalidInput(f"-k {k} and --k {k_long} disagree: give -k once", field="k")
+    k = limits.check(limits.ClusterK, k or k_long or "auto", "k")  # the API's limit (2..200 or auto), the API's message
     app = context_from(ctx)
     result = analysis.clusters(app, collection, backbone, k=k, n_representatives=n_reps,
                                progress=progress_printer("cluster", progress))
@@ -67,14 +57,14 @@ def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
         emit_json(view)
         return
     how = "chosen by silhouette" if result.auto else "as asked"
-    click.echo(f"{collection} / {result.backbone}: {result.n_images} images in k = {result.k} clusters ({how}), "
+    click.echo(f"{collection} / {result.backbone}: {plural(result.n_images, 'image')} in k = {result.k} clusters ({how}), "
                f"silhouette {_f(result.silhouette_at_k)}")
     if result.auto:
         click.echo(f"silhouette by k: {_sweep_line(result.silhouette, result.k)}")
     for c in view["clusters"]:
         counts = c["label_counts"]
         labels = ", ".join(f"{lab} {n}" for lab, n in counts.items()) if set(counts) - {"(no label)"} else ""
-        click.echo(f"cluster {c['cluster']}: {c['size']} images" + (f" (labels: {labels})" if labels else ""))
+        click.echo(f"cluster {c['cluster']}: {plural(c['size'], 'image')}" + (f" (labels: {labels})" if labels else ""))
         for r in c["representative_images"]:
             click.echo(f"    #{r['image_id']}  {r['path']}" + (f"  [{r['label']}]" if r["label"] else ""))
 
@@ -93,8 +83,8 @@ def evaluate(ctx, collection, backbone, progress, as_json):
     if as_json:
         emit_json(ev.to_dict())
         return
-    click.echo(f"{collection} / {ev.backbone}: {ev.n_images} images, {ev.n_labelled} labelled, "
-               f"{ev.n_labels} distinct labels")
+    click.echo(f"{collection} / {ev.backbone}: {plural(ev.n_images, 'image')}, {ev.n_labelled} labelled, "
+               f"{plural(ev.n_labels, 'distinct label')}")
     click.echo(f"silhouette by k: {_sweep_line(ev.silhouette, ev.best_k)}")
     click.echo(f"best k by silhouette: {ev.best_k}")
     lab = ev.labels
@@ -106,6 +96,12 @@ def evaluate(ctx, collection, backbone, progress, as_json):
             click.echo(f"{what} ({s.k}): ARI {_f(s.ari)}  NMI {_f(s.nmi)}  "
                        f"homogeneity {_f(s.homogeneity)}  completeness {_f(s.completeness)}")
     click.echo(f"kNN precision@{lab.precision_k} (leave-one-out, labelled images): {_f(lab.knn_precision)}")
+
+
+def reports_dir(settings) -> Path:
+    """Where ``map`` and ``compare`` write when not given ``--out``: ``<data directory>/reports``
+    (never the current directory: a quick start run in a repository would litter it)."""
+    return settings.home / "reports"
 
 
 def write_coords(path: Path, data, paths: dict) -> None:
@@ -133,8 +129,9 @@ def write_coords(path: Path, data, paths: dict) -> None:
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) to map [default: the collection's].")
 @click.option("--method", type=click.Choice(["tsne", "pca"]), default="tsne", show_default=True)
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="map.png", show_default=True,
-              help="Scatter plot (PNG) with thumbnails.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scatter plot (PNG) with thumbnails [default: REPORTS/COLLECTION-BACKBONE-METHOD.png, REPORTS being "
+                   "the data directory's reports/ folder].")
 @click.option("--coords", type=click.Path(dir_okay=False, path_type=Path), help="Also write the 2-D coordinates (.csv or .json).")
 @click.option("--colour-by", "--color-by", "colour_by", type=click.Choice(["label", "cluster"]), default="label", show_default=True,
               help="Point colours (label falls back to cluster when nothing is labelled).")
@@ -146,7 +143,7 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
     """A 2-D map of a collection (t-SNE or PCA): a PNG scatter with thumbnails, and the coordinates."""
     if coords is not None and coords.suffix.lower() not in (".csv", ".json"):
         raise InvalidInput(f"--coords must end in .csv or .json, not {coords.name!r}", field="coords")
-    if out.suffix.lower() != ".png":
+    if out is not None and out.suffix.lower() != ".png":
         raise InvalidInput(f"--out must be a .png file, not {out.name!r}", field="out")
     from simsearch.ops import analysis
     from simsearch.ops import images as ops_images
@@ -155,6 +152,8 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
     app = context_from(ctx)
     data = analysis.map_2d(app, collection, backbone, method=method, progress=progress_printer("map", progress))
     thumbs = load_thumbnails(app, data.ids) if max_thumbs > 0 else {}
+    if out is None:
+        out = reports_dir(app.settings) / f"{collection}-{data.backbone}-{data.method}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     png = render_map(data, out, thumbs=thumbs, colour_by=colour_by, max_thumbs=max_thumbs)
     paths = ops_images.brief(app, data.ids)
@@ -165,15 +164,16 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
                    "png_bytes": len(png), "coords_file": str(coords) if coords else None})
         return
     how = "from the cache" if data.cached else f"computed in {data.seconds or 0:.1f} s"
-    click.echo(f"{collection} / {data.backbone}: {data.method} map of {data.n} images ({how}); "
+    click.echo(f"{collection} / {data.backbone}: {data.method} map of {plural(data.n, 'image')} ({how}); "
                f"wrote {out} ({len(png) / 1024:.0f} KB)" + (f" and {coords}" if coords else ""))
 
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbones", "-b", "backbones", required=True, help="Comma-separated backbones (spaces), e.g. efficientnet_lite0,resnet50.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="report.html", show_default=True,
-              help="The HTML report; its data goes beside it with a .json suffix.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML report; its data goes beside it with a .json suffix [default: "
+                   "REPORTS/COLLECTION-compare.html, REPORTS being the data directory's reports/ folder].")
 @click.option("--progress/--no-progress", default=None,
               help="Progress on stderr: the steps, and a bar while embedding [default: when stderr is a terminal].")
 @click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
@@ -197,11 +197,11 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     comparison = compare_backbones(app, collection, spaces, embed=True, show_bar=show,
                                    weights=parse_weights(weights), progress=progress_printer("compare", show))
-    written = write_report(app, comparison, out)
+    written = write_report(app, comparison, out or reports_dir(app.settings) / f"{collection}-compare.html")
     if as_json:
         emit_json({**comparison.to_dict(maps=False), "report": written})
         return
-    click.echo(f"{collection}: {comparison.n_images} images, {len(spaces)} backbones")
+    click.echo(f"{collection}: {plural(comparison.n_images, 'image')}, {plural(len(spaces), 'backbone')}")
     click.echo(f"  {'backbone':<22} {'dim':>5} {'ms/img':>7} {'best k':>6} {'ARI':>6} {'NMI':>6} {'P@10':>6}")
     for p in comparison.backbones:
         if not p.available:
@@ -215,7 +215,7 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
                    f"{_f(at_n and at_n.ari):>6} {_f(at_n and at_n.nmi):>6} {_f(prec):>6}")
         emb = p.embedding
         if emb is not None and emb.failed:
-            click.echo(f"    {emb.failed} image(s) could not be embedded, e.g. {emb.errors[0]['file']}: {emb.errors[0]['reason']}")
+            click.echo(f"    {plural(emb.failed, 'image')} could not be embedded, e.g. {emb.errors[0]['file']}: {emb.errors[0]['reason']}")
     for o in comparison.neighbour_overlap:
         click.echo(f"  top-10 neighbour overlap {o.a} / {o.b}: {o.jaccard:.3f}")
     click.echo(f"wrote {written['html']} ({written['html_bytes'] / 1e6:.1f} MB) and {written['json']}")

@@ -12,6 +12,7 @@ from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
 from simsearch.jobs.staging import Staging, remove_quietly
 from simsearch.store import repo
 from simsearch.store.models import Collection, IngestRun, utcnow
+from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -69,7 +70,7 @@ def mark_interrupted_now(ctx, run_id: int) -> None:
         run = s.get(IngestRun, run_id)
         if run is not None and run.status != "done":
             run.status, run.finished_at, run.updated_at = "interrupted", utcnow(), utcnow()
-            run.message = (f"interrupted after {run.processed} of {run.total} files; everything committed is kept, "
+            run.message = (f"interrupted after {run.processed} of {plural(run.total, 'file')}; everything committed is kept, "
                            "run the same command again to continue")
 
 

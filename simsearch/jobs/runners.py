@@ -23,6 +23,7 @@ from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, 
                               redis_connection, resolve_target)
 from simsearch.store.db import unavailable
 from simsearch.store.models import IngestRun, utcnow
+from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -156,7 +157,7 @@ class ThreadRunner:
                               .values(status="failed", finished_at=utcnow(), updated_at=utcnow(),
                                       message=f"interrupted: the process computing it stopped; {again}"))
                 continue
-            message = (f"resumed after the process running it stopped ({processed} of {total} files were done; "
+            message = (f"resumed after the process running it stopped ({processed} of {plural(total, 'file')} done; "
                        "images stored before count as skipped)")
             with self.ctx.db.session() as s:
                 claimed = s.execute(update(IngestRun)

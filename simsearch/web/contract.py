@@ -160,6 +160,8 @@ ERROR_DESCRIPTIONS = {
     404: "No such collection, image, job, or no vectors for that backbone.",
     409: "Conflict with the current state (e.g. the name is taken, or more clusters than images).",
     413: "The request body is larger than the server's limit.",
+    429: "Too many requests from this address (anonymous searches of a public server): wait the `Retry-After` "
+         "header's seconds.",
     503: "A dependency is unavailable (the database, the job queue, or model weights).",
 }
 WRITE_SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}, {}]

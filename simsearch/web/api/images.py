@@ -1,4 +1,4 @@
-"""``/api/images/<id>``: get, delete, thumbnail, similar images."""
+"""``/api/images/<id>``: get, rename, delete, thumbnail, similar images."""
 
 from __future__ import annotations
 
@@ -14,14 +14,31 @@ from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 
 
+def _image_detail(record: dict) -> dict:
+    out = image_json(public_paths([record])[0])
+    out["similar_url"] = url_for("api.similar", image_id=record["id"])
+    return out
+
+
 @bp.get("/images/<int:image_id>")
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.output(S.ImageDetail, description="The image's metadata.")
 @bp.doc(summary="Get an image", tags=["images"], responses=errors(400, 404))
 def get_image(image_id: int, q):
-    out = image_json(public_paths([ops_images.get(ctx(), image_id)])[0])
-    out["similar_url"] = url_for("api.similar", image_id=image_id)
-    return out
+    return _image_detail(ops_images.get(ctx(), image_id))
+
+
+@bp.patch("/images/<int:image_id>")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.ImageRename, location="json", arg_name="body")
+@bp.output(S.ImageDetail, description="Renamed: the image with its new file name.")
+@bp.doc(summary="Rename an image", tags=["images"], security=WRITE_SECURITY,
+        description="Gives the image a new file name in the same folder (what it is shown as, and where the file "
+                    "is read again to embed it with another backbone). Vectors, label and thumbnail are kept; "
+                    "the file itself is not touched.",
+        responses=errors(400, 401, 403, 404))
+def rename_image(image_id: int, q, body: S.ImageRename):
+    return _image_detail(ops_images.rename(ctx(), image_id, body.name))
 
 
 @bp.delete("/images/<int:image_id>")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from simsearch import limits as L
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
-           "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ServerPathIngest", "UploadIngest",
+           "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImageRename", "Labels", "ServerPathIngest", "UploadIngest",
            "SearchUpload", "PATH_PARAMETERS"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
@@ -92,6 +92,14 @@ class Body(BaseModel):
 class NewCollection(Body):
     name: L.CollectionName
     description: L.Description | None = None
+
+
+class CollectionRename(Body):
+    name: L.CollectionName = Field(description="The collection's new name (409 when taken).")
+
+
+class ImageRename(Body):
+    name: L.ImageName
 
 
 class Labels(Body):
