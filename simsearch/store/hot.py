@@ -17,6 +17,7 @@ class SearchTarget:
     collection_id: int
     has_vectors: bool  # of the space asked about
     index_generation: int | None  # None: no index_states row yet
+    default_space: str | None = None  # the collection's own default (simsearch tune --set-default)
 
 
 def _rows(db, sql: str, params: tuple) -> list[tuple]:
@@ -37,7 +38,8 @@ _TARGET_SQL = """
 SELECT c.id,
        EXISTS (SELECT 1 FROM embeddings e JOIN images i ON i.id = e.image_id
                WHERE i.collection_id = c.id AND e.space = ?),
-       (SELECT s.generation FROM index_states s WHERE s.collection_id = c.id AND s.space = ?)
+       (SELECT s.generation FROM index_states s WHERE s.collection_id = c.id AND s.space = ?),
+       c.default_space
 FROM collections c WHERE c.name = ?
 """
 
@@ -48,8 +50,8 @@ def search_target(db, collection: str, space: str) -> SearchTarget | None:
     rows = _rows(db, _TARGET_SQL, (space, space, collection))
     if not rows:
         return None
-    coll_id, has_vectors, generation = rows[0]
-    return SearchTarget(int(coll_id), bool(has_vectors), None if generation is None else int(generation))
+    coll_id, has_vectors, generation, default = rows[0]
+    return SearchTarget(int(coll_id), bool(has_vectors), None if generation is None else int(generation), default)
 
 
 def hit_rows(db, ids: list[int]) -> dict[int, tuple[str, str | None, int | None, int | None]]:
