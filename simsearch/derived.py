@@ -189,12 +189,13 @@ def refresh(ctx, d: Derived) -> int:
     return int(len(ids))
 
 
-def refresh_collection(ctx, collection_id: int) -> list[str]:
-    """Refresh every derived space of a collection (their vectors follow the bases' images)."""
+def refresh_for_bases(ctx, collection_id: int, spaces: list[str]) -> list[str]:
+    """Refresh the collection's derived spaces made from any of ``spaces`` (after an ingest added
+    vectors to them: the derived vectors follow, with the transforms as fitted)."""
     done = []
     for name in names(ctx, collection_id):
         d = get(ctx, collection_id, name)
-        if d is not None:
+        if d is not None and set(d.bases) & set(spaces):
             refresh(ctx, d)
             done.append(name)
     return done

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 def _register() -> None:
     from simsearch.cli import core, db, jobs, vectors  # noqa: F401
 
-    for optional in ("analysis", "web"):
+    for optional in ("analysis", "tune", "web"):
         try:
             __import__(f"simsearch.cli.{optional}")
         except ModuleNotFoundError as exc:
