@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 def _register() -> None:
     from simsearch.cli import core, db, duplicates, jobs, manage, vectors  # noqa: F401
 
-    for optional in ("analysis", "web"):
+    for optional in ("analysis", "tune", "web"):
         try:
             __import__(f"simsearch.cli.{optional}")
         except ModuleNotFoundError as exc:

@@ -71,17 +71,23 @@ def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
-@click.option("--backbone", "-b", help="Backbone (space) to evaluate [default: the collection's].")
+@click.option("--backbone", "--space", "-b", "backbone",
+              help="Space (a backbone's or a derived one) to evaluate [default: the collection's, then every space].")
 @progress_option
 @json_option
 @click.pass_context
 def evaluate(ctx, collection, backbone, progress, as_json):
-    """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10."""
+    """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10.
+
+    Without --space: the default space in detail, then one line per space of the collection
+    (backbones and derived spaces)."""
     from simsearch.ops import analysis
 
-    ev = analysis.evaluate(context_from(ctx), collection, backbone, progress=progress_printer("evaluate", progress))
+    app = context_from(ctx)
+    ev = analysis.evaluate(app, collection, backbone, progress=progress_printer("evaluate", progress))
+    others = _every_space(app, collection, ev) if backbone is None else []
     if as_json:
-        emit_json(ev.to_dict())
+        emit_json({**ev.to_dict(), **({"spaces": others} if others else {})})
         return
     click.echo(f"{collection} / {ev.backbone}: {plural(ev.n_images, 'image')}, {ev.n_labelled} labelled, "
                f"{plural(ev.n_labels, 'distinct label')}")
@@ -90,12 +96,60 @@ def evaluate(ctx, collection, backbone, progress, as_json):
     lab = ev.labels
     if lab is None:
         click.echo(ev.note)
-        return
-    for s, what in ((lab.at_n_labels, "at k = number of labels"), (lab.at_best_k, "at the best k")):
-        if s is not None:
-            click.echo(f"{what} ({s.k}): ARI {_f(s.ari)}  NMI {_f(s.nmi)}  "
-                       f"homogeneity {_f(s.homogeneity)}  completeness {_f(s.completeness)}")
-    click.echo(f"kNN precision@{lab.precision_k} (leave-one-out, labelled images): {_f(lab.knn_precision)}")
+    else:
+        for s, what in ((lab.at_n_labels, "at k = number of labels"), (lab.at_best_k, "at the best k")):
+            if s is not None:
+                click.echo(f"{what} ({s.k}): ARI {_f(s.ari)}  NMI {_f(s.nmi)}  "
+                           f"homogeneity {_f(s.homogeneity)}  completeness {_f(s.completeness)}")
+        click.echo(f"kNN precision@{lab.precision_k} (leave-one-out, labelled images): {_f(lab.knn_precision)}")
+        _in_sample_note(app, collection, ev.backbone)
+    if others:
+        click.echo("every space (P@10 and ARI at k = number of labels on the stored vectors):")
+        for o in others:
+            cv = o.get("cross_validated")
+            note = (f"  [fitted on these labels: in-sample; cross-validated P@10 {cv['p_at_10_mean']:.3f} ± "
+                    f"{cv['p_at_10_std']:.3f}]" if cv else "")
+            click.echo(f"  {o['space']:<52} best k {o['best_k']:>2}  ARI {_f(o['ari'])}  P@10 {_f(o['p_at_10'])}{note}")
+
+
+def _in_sample_note(app, collection: str, space: str) -> None:
+    from simsearch import derived
+    from simsearch.store import repo
+
+    with app.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
+    d = derived.get(app, coll_id, space)
+    report = (d.report or {}) if d is not None else {}
+    cv = report.get("cv")
+    if cv and report.get("fitted_on", {}).get("labelled"):
+        click.echo(f"note: {space} was fitted on these labels, so the figures above are in-sample; its "
+                   f"cross-validated P@10 is {cv['p_at_10_mean']:.3f} ± {cv['p_at_10_std']:.3f} (simsearch tune)")
+
+
+def _every_space(app, collection: str, ev) -> list[dict]:
+    """One evaluation line per space of the collection, when it has more than one. A derived space
+    fitted on the labels scores itself in-sample: its cross-validated figure goes with it."""
+    from simsearch import derived
+    from simsearch.ops import analysis
+    from simsearch.store import repo
+
+    with app.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
+        spaces = repo.spaces_of(s, coll_id)
+    if len(spaces) < 2:
+        return []
+    out = []
+    for space in spaces:
+        e = ev if space == ev.backbone else analysis.evaluate(app, collection, space)
+        lab = e.labels
+        d = derived.get(app, coll_id, space)
+        report = (d.report or {}) if d is not None else {}
+        supervised = bool(report.get("fitted_on", {}).get("labelled"))
+        out.append({"space": space, "derived": d is not None, "best_k": e.best_k,
+                    "ari": lab.at_n_labels.ari if lab and lab.at_n_labels else None,
+                    "p_at_10": lab.knn_precision if lab else None,
+                    "cross_validated": report.get("cv") if supervised else None})
+    return out
 
 
 def reports_dir(settings) -> Path:
