@@ -747,6 +747,7 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
                                                                   headers={"Accept-Encoding": "gzip"}),
         ("/api/collections/{name}/map.bin", "get"): lambda: client.get("/api/collections/pets/map.bin"),
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
+        ("/api/collections/{name}/duplicates", "get"): lambda: client.get("/api/collections/pets/duplicates?tier=near"),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
         ("/api/collections/{name}/vectors", "post"): lambda: client.post(

@@ -8,7 +8,7 @@ from simsearch.ops import images as ops_images
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, hits_json, image_json, public_paths, thumbnail_url
+from simsearch.web.api.common import ctx, image_json, public_paths, thumbnail_url
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 
 THUMBNAIL_MAX_AGE = 7 * 24 * 3600
@@ -69,8 +69,7 @@ def thumbnail(image_id: int, q):
 @bp.doc(summary="Images similar to an ingested image", tags=["search"], responses=errors(400, 404, 409))
 def similar(image_id: int, q: S.SimilarQuery):
     out = ops_search.by_image(ctx(), image_id, backbone=q.backbone, k=q.k, label=q.label)
-    out["query"] = public_paths([{**out["query"], "id": image_id}])[0]
-    out["query"].pop("id")
-    out["query"]["thumbnail_url"] = thumbnail_url(image_id)
-    out["results"] = hits_json(out["results"])
+    shown = public_paths([out["query"], *out["results"]], "image_id")  # one query for both
+    out["query"] = {**shown[0], "thumbnail_url": thumbnail_url(image_id)}
+    out["results"] = [{**h, "thumbnail_url": thumbnail_url(h["image_id"])} for h in shown[1:]]
     return out
