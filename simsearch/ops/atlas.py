@@ -36,8 +36,12 @@ CELL = 64  # pixels per cell side
 MAX_CELLS = 256  # a 16 x 16 grid at most: 1024 x 1024 pixels
 MAX_LEVEL = 8  # 256 x 256 tiles; 256 quantisation steps per tile side
 JPEG_QUALITY = 80
-TILE_PATTERN = r"^(\d{1,2})-(\d{1,3})-(\d{1,3})$"
-_TILE = re.compile(TILE_PATTERN)
+_TILE = re.compile(r"^(\d{1,2})-(\d{1,3})-(\d{1,3})$")
+# Exactly the tiles that exist (z = 0..8, x and y below 2^z, no leading zeros): the API documents it.
+_BELOW = {1: "0", 2: "[01]", 4: "[0-3]", 8: "[0-7]", 16: "(?:1[0-5]|[0-9])", 32: "(?:3[01]|[12][0-9]|[0-9])",
+          64: "(?:6[0-3]|[1-5][0-9]|[0-9])", 128: "(?:12[0-7]|1[01][0-9]|[1-9][0-9]|[0-9])",
+          256: "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])"}
+TILE_PATTERN = "^(?:" + "|".join(f"{z}-{_BELOW[2**z]}-{_BELOW[2**z]}" for z in range(MAX_LEVEL + 1)) + ")$"
 _KEEP = 4  # quantised maps kept in memory
 
 
@@ -163,6 +167,7 @@ class Atlas:
     points: int  # points in the tile (some may have no cell: no thumbnail, or past MAX_CELLS)
     generation: str
     etag: str
+    not_modified: bool = False  # the client's copy (If-None-Match) is current: nothing was built
 
 
 def _cell_image(data: bytes):
@@ -176,11 +181,16 @@ def _cell_image(data: bytes):
 
 
 def tile_atlas(ctx, collection: str, space: str, tile: str, *, method: str = "tsne",
-               generation: str | None = None) -> Atlas:
+               generation: str | None = None, cached=None) -> Atlas:
+    """The atlas of ``tile``. ``cached(etag) -> bool``: whether the client holds that version
+    (If-None-Match); then nothing is read or drawn (``not_modified``)."""
     from PIL import Image as PILImage
 
     t = parse_tile(tile)
     qm = current_map(ctx, collection, space, method, generation)
+    etag = hashlib.sha256(f"{qm.generation}:{method}:{t.key}:{CELL}:{MAX_CELLS}:{JPEG_QUALITY}".encode()).hexdigest()[:32]
+    if cached is not None and cached(etag):
+        return Atlas(b"", [], 0, CELL, 0, qm.generation, etag, not_modified=True)
     members = tile_members(qm, t)
     ids = [int(i) for i in qm.ids[members]]
     thumbs: dict[int, bytes] = {}
@@ -192,7 +202,6 @@ def tile_atlas(ctx, collection: str, space: str, tile: str, *, method: str = "ts
             if len(thumbs) >= MAX_CELLS:
                 break
     cells = [i for i in ids if i in thumbs][:MAX_CELLS]
-    etag = hashlib.sha256(f"{qm.generation}:{method}:{t.key}:{CELL}:{MAX_CELLS}:{JPEG_QUALITY}".encode()).hexdigest()[:32]
     if not cells:
         return Atlas(b"", [], 0, CELL, len(ids), qm.generation, etag)
     columns = int(np.ceil(np.sqrt(len(cells))))

@@ -170,10 +170,13 @@ def atlas(name: str, space: str, tile: str, q: S.AtlasQuery):
         check_space(space, imported=True)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="space") from None
-    got = ops_atlas.tile_atlas(ctx(), name, space, tile, generation=q.v)
-    resp = Response(got.data, status=200 if got.ids else 204, mimetype="image/jpeg" if got.ids else None)
-    resp.headers.update({"X-Atlas-Ids": ",".join(map(str, got.ids)), "X-Atlas-Columns": str(got.columns),
-                         "X-Atlas-Cell": str(got.cell), "X-Atlas-Points": str(got.points)})
+    got = ops_atlas.tile_atlas(ctx(), name, space, tile, generation=q.v, cached=request.if_none_match.contains)
+    if got.not_modified:
+        resp = Response(status=304)
+    else:
+        resp = Response(got.data, status=200 if got.ids else 204, mimetype="image/jpeg" if got.ids else None)
+        resp.headers.update({"X-Atlas-Ids": ",".join(map(str, got.ids)), "X-Atlas-Columns": str(got.columns),
+                             "X-Atlas-Cell": str(got.cell), "X-Atlas-Points": str(got.points)})
     resp.set_etag(got.etag)
     if q.v:
         resp.cache_control.max_age = ATLAS_MAX_AGE
@@ -181,4 +184,4 @@ def atlas(name: str, space: str, tile: str, q: S.AtlasQuery):
     else:
         resp.cache_control.no_cache = True
     resp.cache_control.private = True
-    return resp.make_conditional(request)
+    return resp

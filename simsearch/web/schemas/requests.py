@@ -9,6 +9,7 @@ from apiflask.fields import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
+from simsearch.ops.atlas import TILE_PATTERN
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
            "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ServerPathIngest", "UploadIngest",
@@ -29,7 +30,7 @@ META_FILTERS = {
 COMMA_SEPARATED = {"x-style": "form", "x-explode": False}
 
 # Path parameters (URL converters give strings and digits; these add the documented limits).
-ATLAS_TILE = Annotated[str, Field(pattern=r"^(\d{1,2})-(\d{1,3})-(\d{1,3})$",
+ATLAS_TILE = Annotated[str, Field(pattern=TILE_PATTERN,
                                   description="Map tile `z-x-y`: a cell of the 2^z x 2^z grid (z = 0..8) over the binary map's "
                                               "quantised coordinates (x = qx >> (16 - z), y = qy >> (16 - z)).")]
 PATH_PARAMETERS = {"name": L.CollectionName, "image_id": L.Id, "job_id": L.Id, "space": L.Space, "tile": ATLAS_TILE}
