@@ -302,7 +302,7 @@ def test_compare_page_shows_metrics_curves_and_unavailable_backbones(live, brows
     assert len(by_testid(browser, "compare-bars").find_elements("css selector", "rect")) >= 8
     unavailable = {li.get_attribute("data-backbone"): li.text for li in by_testid(browser, "unavailable-backbone", many=True)}
     assert SPACE not in unavailable and "efficientnet_lite1" in unavailable
-    assert "weights unavailable" in unavailable["resnet50"]
+    assert "weights not on this server yet" in unavailable["resnet50"]
     shot(browser, "13-compare")
 
 

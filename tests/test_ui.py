@@ -108,7 +108,14 @@ def test_compare_page_lists_unembedded_backbones_with_a_reason(app, client):
     html = client.get("/c/pets/compare").get_data(as_text=True)
     assert f'name="backbones" value="{SPACE}" checked' in html
     assert 'data-testid="compare-needs-two"' in html  # only one backbone embedded
-    assert re.search(r'data-backbone="efficientnet_lite1"><strong>efficientnet_lite1</strong>: no vectors in this collection', html)
+    # one line per backbone to add, with its action: a button to embed now, or the command that fetches the weights
+    lite1 = re.search(r'<li data-testid="unavailable-backbone" data-backbone="efficientnet_lite1" data-weights="ok">(.*?)</li>', html, re.S)
+    assert lite1 and "no vectors yet" in lite1.group(1) and 'data-testid="embed-backbone"' in lite1.group(1)
+    assert "Embed 3 images" in lite1.group(1)
+    resnet = re.search(r'<li data-testid="unavailable-backbone" data-backbone="resnet50" data-weights="(\w+)">(.*?)</li>', html, re.S)
+    if resnet.group(1) == "missing":
+        assert "simsearch compare -c pets --backbones efficientnet_lite0,resnet50" in resnet.group(2)
+    assert "--embed" not in html and "--backbone " not in html  # the old hint named options that do not exist
     assert f'data-backbone="{SPACE}"' not in html.split('data-testid="compare-unavailable"')[1]
 
 

@@ -7,7 +7,7 @@ naming the field. Everything random takes a seed and is deterministic.
 
 from .cluster import KMeansResult, SweepResult, kmeans, silhouette_sweep
 from .evaluate import external_scores, representatives
-from .neighbours import knn_graph, knn_precision, neighbour_overlap
+from .neighbours import knn_graph, knn_precision, knn_precision_per_point, neighbour_overlap
 from .project import TSNE_FIT_MAX, pca_2d, place_2d, tsne_2d
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "kmeans",
     "knn_graph",
     "knn_precision",
+    "knn_precision_per_point",
     "neighbour_overlap",
     "pca_2d",
     "representatives",

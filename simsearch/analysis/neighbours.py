@@ -115,12 +115,22 @@ def knn_precision(
     that many query points instead (their neighbours are still searched among all N points),
     O(sample_size N D).
     """
+    return float(knn_precision_per_point(X, labels, k, metric=metric, sample_size=sample_size, seed=seed)[1].mean())
+
+
+def knn_precision_per_point(
+    X: Any, labels: Any, k: int = 10, *, metric: str = "cosine", sample_size: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_precision` point by point: (the query rows, the fraction of each one's ``k``
+    nearest other points that share its label). Averaged by label, it says which classes a
+    backbone retrieves well."""
     X = v.matrix(X, "X", min_rows=2)
     y = _encode(v.labels(labels, X.shape[0]), "labels")
     q = _sample(X.shape[0], sample_size, seed)
     idx, _ = knn_graph(X, k, metric=metric, queries=q)
     own = y if q is None else y[q]
-    return float((y[idx] == own[:, None]).mean())
+    rows = np.arange(X.shape[0]) if q is None else q
+    return rows, (y[idx] == own[:, None]).mean(axis=1)
 
 
 def neighbour_overlap(

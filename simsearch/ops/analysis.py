@@ -44,6 +44,7 @@ SEED = 0
 METHODS = ("tsne", "pca")
 # Part of the cache keys of assembled results: bump it when their stored shape changes.
 FORMAT = "v1"
+EVALUATION_FORMAT = "v2"  # v2: per-label precision and the cluster/label contingency table
 
 Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
 
@@ -216,7 +217,22 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
 
 def _evaluation_key(vs: VectorSet, labels: list, k_precision: int) -> ResultKey:
     fp = vecs.combined_fingerprint(vs.fingerprint, vecs.labels_fingerprint(labels))
-    return ResultKey(vs.collection_id, vs.space, "evaluation", f"{FORMAT};precision_k={k_precision};seed={SEED}", fp)
+    return ResultKey(vs.collection_id, vs.space, "evaluation", f"{EVALUATION_FORMAT};precision_k={k_precision};seed={SEED}", fp)
+
+
+def _per_label(y: np.ndarray, per_point: np.ndarray) -> list[dict]:
+    """Mean kNN precision of each label's images, by label."""
+    names, codes = np.unique(y, return_inverse=True)
+    sums, counts = np.bincount(codes, per_point), np.bincount(codes)
+    return [{"label": str(n), "n": int(c), "precision": float(t / c)} for n, t, c in zip(names, sums, counts)]
+
+
+def _contingency(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
+    """Images of each label (rows) in each cluster (columns 0..k-1)."""
+    names, codes = np.unique(y, return_inverse=True)
+    counts = np.zeros((len(names), k), np.int64)
+    np.add.at(counts, (codes, np.asarray(pred, np.int64)), 1)
+    return {"k": int(k), "labels": [str(n) for n in names], "clusters": list(range(k)), "counts": counts.tolist()}
 
 
 def lookup_evaluation(ctx, collection: str, space: str | None = None, k_precision: int = 10, *,
@@ -233,7 +249,7 @@ def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 
     """Silhouette by k and best k; with labels: ARI/NMI/homogeneity/completeness at the best k and at
     the number of distinct labels, and leave-one-out kNN precision@10 (over the labelled images).
     ``vectors``: already loaded vectors of the collection (saves reading them again)."""
-    from simsearch.analysis import external_scores, knn_precision
+    from simsearch.analysis import external_scores, knn_precision_per_point
 
     steps = Steps(progress, 3)
     steps("reading the vectors")
@@ -255,13 +271,16 @@ def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 
         at_best = external_scores(y, arrays[f"labels_{sw.best_k}"][mask])
         n_lab = len(distinct)
         at_labels = None
+        table_k, table_pred = sw.best_k, np.asarray(arrays[f"labels_{sw.best_k}"])
         if n_lab < len(vs):
             pred, _ = _kmeans_at(ctx, vs, n_lab, arrays)
             at_labels = ExternalScores(k=n_lab, **external_scores(y, np.asarray(pred)[mask]))
+            table_k, table_pred = n_lab, np.asarray(pred)
         k_eff = min(k_precision, int(mask.sum()) - 1)
+        _, per_point = knn_precision_per_point(vs.x[mask], y, k=k_eff)
         scores = LabelScores(at_best_k=ExternalScores(k=sw.best_k, **at_best), at_n_labels=at_labels,
-                             knn_precision=float(knn_precision(vs.x[mask], y, k=k_eff)), precision_k=k_eff,
-                             k_precision=k_precision)
+                             knn_precision=float(per_point.mean()), precision_k=k_eff, k_precision=k_precision,
+                             per_label=_per_label(y, per_point), contingency=_contingency(y, table_pred[mask], table_k))
     ev = Evaluation(collection=collection, backbone=vs.space, n_images=len(vs), silhouette=sw,
                     n_labelled=int(mask.sum()), n_labels=len(distinct), labels=scores)
     results.put(ctx.db, key, ev.to_dict())

@@ -118,19 +118,26 @@ class LabelScores:
     """Scores against the labels, over the labelled images.
 
     ``to_dict()``: ``{"at_best_k": ExternalScores, "at_n_labels": ExternalScores | null,
-    "knn_precision_at_<K>": float, "precision_k": int}`` where ``<K>`` is the precision asked for
-    (10) and ``precision_k`` the k actually used (smaller when there are few labelled images)."""
+    "knn_precision_at_<K>": float, "precision_k": int, "per_label": [{"label", "n", "precision"}],
+    "contingency": {"k", "labels": [str], "clusters": [int], "counts": [[int]]} | null}`` where
+    ``<K>`` is the precision asked for (10), ``precision_k`` the k actually used (smaller when
+    there are few labelled images), ``per_label`` the same precision averaged over each label's
+    images, and ``contingency`` the images of each label (row) in each k-means cluster (column)
+    at k = the number of labels (else at the best k)."""
 
     at_best_k: ExternalScores
     at_n_labels: ExternalScores | None
     knn_precision: float
     precision_k: int
     k_precision: int = 10
+    per_label: list[dict] = field(default_factory=list)
+    contingency: dict | None = None
 
     def to_dict(self) -> dict:
         return {"at_best_k": self.at_best_k.to_dict(),
                 "at_n_labels": self.at_n_labels.to_dict() if self.at_n_labels else None,
-                f"knn_precision_at_{self.k_precision}": self.knn_precision, "precision_k": self.precision_k}
+                f"knn_precision_at_{self.k_precision}": self.knn_precision, "precision_k": self.precision_k,
+                "per_label": [dict(r) for r in self.per_label], "contingency": self.contingency}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabelScores":
@@ -138,7 +145,8 @@ class LabelScores:
         return cls(at_best_k=ExternalScores.from_dict(d["at_best_k"]),
                    at_n_labels=ExternalScores.from_dict(d["at_n_labels"]) if d.get("at_n_labels") else None,
                    knn_precision=float(d[key]), precision_k=int(d["precision_k"]),
-                   k_precision=int(key.removeprefix("knn_precision_at_")))
+                   k_precision=int(key.removeprefix("knn_precision_at_")),
+                   per_label=list(d.get("per_label") or []), contingency=d.get("contingency"))
 
 
 NO_LABELS_NOTE = "no labels (or only one): external scores need at least two distinct labels"

@@ -30,7 +30,8 @@ def not_embedded(settings, spaces: list[str]) -> list[dict]:
         why = "no vectors in this collection yet"
         ok = row["weights_available"]
         out.append({"backbone": row["name"], "reason": why if ok else f"{why}; weights unavailable: {row['weights_note']}",
-                    "weights_ok": ok})
+                    "weights_ok": ok, "weights_note": row["weights_note"], "dim": row["dim"],
+                    "input_size": row["input_size"]})
     return out
 
 

@@ -159,6 +159,29 @@ def rename(ctx, image_id: int, name) -> dict:
     return get(ctx, image_id)
 
 
+def selection(ctx, name: str, image_ids) -> list[dict]:
+    """``{"id", "path", "label"}`` of each of ``image_ids`` (a selection on the map), in the order
+    given (duplicates once); 404 listing the ids that are not in the collection."""
+    if not isinstance(image_ids, list) or not image_ids:
+        raise InvalidInput("image_ids must be a non-empty list of image ids", field="image_ids")
+    if len(image_ids) > MAX_LABEL_IDS:
+        raise InvalidInput(f"at most {MAX_LABEL_IDS} image ids at once", field="image_ids")
+    wanted = list(dict.fromkeys(int(i) for i in image_ids))
+    top = max_id(ctx.db.dialect)
+    found: dict[int, dict] = {}
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        for chunk in repo.in_chunks(sorted(i for i in wanted if 0 < i <= top)):
+            rows = s.execute(select(Image.id, Image.source_path, Image.label)
+                             .where(Image.collection_id == coll.id, Image.id.in_(chunk))).all()
+            found.update({i: {"id": i, "path": path, "label": label} for i, path, label in rows})
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"{len(missing)} of the image ids are not in collection {name!r}", field="image_ids",
+                       details={"missing": missing[:100]})
+    return [found[i] for i in wanted]
+
+
 def delete(ctx, image_id: int) -> dict:
     """Delete an image and its vectors; its indexes follow (large ones in the background)."""
     with ctx.db.session() as s:

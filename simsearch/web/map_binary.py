@@ -4,7 +4,8 @@ Layout (little-endian), parsed by ``static/js/api.js`` ``decodeMap``:
 
 - 8 bytes ``SSMAP1\\0\\0``; uint32 length of the header; the header (UTF-8 JSON: collection, backbone,
   method, n, k, seconds, cached, ``labels`` (the distinct label names), ``x_range``/``y_range``
-  ``[min, max]`` of the coordinates, ``id_type``); zero padding to a multiple of 8 bytes;
+  ``[min, max]`` of the coordinates, ``id_type``, ``generation``: names this content, for the
+  thumbnail atlases, :mod:`simsearch.ops.atlas`); zero padding to a multiple of 8 bytes;
 - ``ids``: n x uint32 (or uint64/float64 when an id does not fit: ``id_type`` says which);
 - ``x``, ``y``: n x uint16 each, the coordinate quantised to 65,535 steps of its range (1/65,535
   of the map's width: far below a pixel);
@@ -27,11 +28,9 @@ STEPS = 0xFFFF
 
 
 def _quantise(values: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    v = np.asarray(values, dtype=np.float64)
-    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
-    span = hi - lo
-    q = np.zeros(v.shape, np.uint16) if span <= 0 else np.rint((v - lo) / span * STEPS).astype(np.uint16)
-    return q, [lo, hi]
+    from simsearch.ops.atlas import quantise  # one quantisation: the thumbnail atlases' tiles use it too
+
+    return quantise(values)
 
 
 def encode(result) -> bytes:
@@ -52,7 +51,10 @@ def encode(result) -> bytes:
     clusters = np.asarray([-1 if c is None else c for c in d["clusters"]], dtype=np.int16)
     id_type = "uint32" if n == 0 or (ids.min() >= 0 and ids.max() < 2**32) else "float64"
     header = {k: d[k] for k in ("collection", "backbone", "method", "n", "k", "seconds", "cached")}
-    header.update(labels=list(names), x_range=x_range, y_range=y_range, id_type=id_type)
+    from simsearch.ops.atlas import generation_of
+
+    header.update(labels=list(names), x_range=x_range, y_range=y_range, id_type=id_type,
+                  generation=generation_of(ids, x, y))
     head = json.dumps(header, separators=(",", ":")).encode()
     pad = (-(len(MAGIC) + 4 + len(head))) % 8
     parts = [MAGIC, np.uint32(len(head)).tobytes(), head, b"\x00" * pad,

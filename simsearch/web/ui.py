@@ -94,9 +94,13 @@ def duplicates(name: str):
 
 @bp.get("/c/<name>/compare")
 def compare(name: str):
+    from simsearch.embed import is_backbone_space
+
     ctx = _collection_context(name)
-    return render_template("ui/compare.html", page="compare", not_embedded=not_embedded(_ctx().settings, ctx["spaces"]),
-                           **ctx)
+    # backbone spaces some images lack (an embedding stopped half-way, images added with another backbone)
+    partial = [s for s in ctx["spaces"] if is_backbone_space(s) and ctx["vector_counts"][s] < ctx["collection"]["images_ok"]]
+    missing = sorted(not_embedded(_ctx().settings, ctx["spaces"]), key=lambda b: not b["weights_ok"])  # the ones to embed now first
+    return render_template("ui/compare.html", page="compare", not_embedded=missing, partial=partial, **ctx)
 
 
 @bp.get("/c/<name>/ingest")

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from flask import Response, jsonify, url_for
 
-from simsearch.errors import Conflict
+from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import analysis_jobs
 from simsearch.ops import collections as ops_collections
 from simsearch.ops.analysis_tasks import AnalysisTask
@@ -23,7 +23,7 @@ from simsearch.ops.search import collection_space
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, runner
-from simsearch.web.contract import errors
+from simsearch.web.contract import BINARY, errors
 
 MAP_SIGNIFICANT_DIGITS = 4
 ANALYSIS = ("Never computed inside the request: 200 with the result when it is cached for the collection's current "
@@ -141,3 +141,47 @@ def comparison(name: str, q: S.ComparisonQuery):
     if not names:  # the request is fine; the collection has nothing to compare yet
         raise Conflict(f"collection {name!r} has no vectors yet: ingest images first", field="backbones")
     return answer(AnalysisTask("comparison", name, {"backbones": names}))
+
+
+ATLAS_MAX_AGE = 365 * 24 * 3600
+
+
+@bp.get("/collections/<name>/atlas/<space>/<tile>")
+@bp.input(S.AtlasQuery, location="query", arg_name="q")
+@bp.doc(summary="Thumbnail atlas of a map tile", tags=["analysis"],
+        description="The stored thumbnails of the points of one tile of the map (`z-x-y`, see the `tile` parameter) as "
+                    "one JPEG grid of 64-pixel cells, row by row, at most 256 (the first points of the tile, in map "
+                    "order). Headers: `X-Atlas-Ids` (the image of each cell, comma-separated), `X-Atlas-Columns`, "
+                    "`X-Atlas-Cell` (pixels), `X-Atlas-Points` (points in the tile). Points without a thumbnail "
+                    "(imported vectors) have no cell. 204 when no point of the tile has one. Needs the map computed "
+                    "(409 otherwise). With `v` (the map's generation) the answer is immutable.",
+        responses={200: {"description": "The atlas (JPEG).", "content": {"image/jpeg": {"schema": BINARY}},
+                         "headers": {h: {"schema": {"type": "string"}} for h in
+                                     ("X-Atlas-Ids", "X-Atlas-Columns", "X-Atlas-Cell", "X-Atlas-Points", "ETag")}},
+                   204: {"description": "No point of the tile has a thumbnail."},
+                   304: {"description": "Not modified (If-None-Match matched)."}, **errors(400, 404, 409)})
+def atlas(name: str, space: str, tile: str, q: S.AtlasQuery):
+    from flask import request
+
+    from simsearch.ops import atlas as ops_atlas
+    from simsearch.ops.backbones import check_space
+
+    try:
+        check_space(space, imported=True)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="space") from None
+    got = ops_atlas.tile_atlas(ctx(), name, space, tile, generation=q.v, cached=request.if_none_match.contains)
+    if got.not_modified:
+        resp = Response(status=304)
+    else:
+        resp = Response(got.data, status=200 if got.ids else 204, mimetype="image/jpeg" if got.ids else None)
+        resp.headers.update({"X-Atlas-Ids": ",".join(map(str, got.ids)), "X-Atlas-Columns": str(got.columns),
+                             "X-Atlas-Cell": str(got.cell), "X-Atlas-Points": str(got.points)})
+    resp.set_etag(got.etag)
+    if q.v:
+        resp.cache_control.max_age = ATLAS_MAX_AGE
+        resp.cache_control.immutable = True
+    else:
+        resp.cache_control.no_cache = True
+    resp.cache_control.private = True
+    return resp

@@ -74,3 +74,21 @@ def job(job_id: int, q):
 @bp.doc(summary="List jobs (ingest and analysis)", tags=["ingest"], responses=errors(400, 404))
 def list_jobs(q: S.JobsQuery):
     return {"jobs": [public_job(j) for j in ops_jobs.recent(ctx(), collection=q.collection, limit=q.limit)]}
+
+
+@bp.post("/collections/<name>/embed")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.EmbedBackbone, location="json", arg_name="body")
+@bp.output(S.JobAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
+@bp.doc(summary="Embed a collection with another backbone (background job)", tags=["ingest"], security=WRITE_SECURITY,
+        description="Queues an ingest job over the collection's images that lack the backbone's vectors, read again from "
+                    "their source files (those that are gone are listed in `ignored`); the vectors are added, nothing "
+                    "else changes. What `simsearch compare --backbones A,B` does before comparing. 409 when every "
+                    "image already has the vectors, or no source file is left.",
+        responses={**errors(400, 401, 403, 404, 409, 503, e503="The backbone's weights are unavailable, or the job queue is."),
+                   202: {"description": "Queued; poll status_url.", "headers": {
+                       "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}})
+def embed(name: str, q, body: S.EmbedBackbone):
+    from simsearch.ops.embed_jobs import start_embedding
+
+    return _accepted(start_embedding(ctx(), runner(), name, body.backbone))

@@ -68,6 +68,21 @@ class ExternalScores(BaseModel):
     n_clusters: int
 
 
+class LabelPrecision(BaseModel):
+    label: str
+    n: int = Field(description="Images with the label.")
+    precision: float = Field(description="Mean kNN precision of the label's images.")
+
+
+class Contingency(BaseModel):
+    """Images of each label (row) in each k-means cluster (column)."""
+
+    k: int = Field(description="Clusters: the number of distinct labels (the best k when there are as many labels as images).")
+    labels: list[str]
+    clusters: list[int]
+    counts: list[list[int]] = Field(description="counts[label][cluster].")
+
+
 class LabelScores(BaseModel):
     model_config = ConfigDict(extra="allow")  # knn_precision_at_<k> is named after its k
 
@@ -75,6 +90,8 @@ class LabelScores(BaseModel):
     at_n_labels: ExternalScores | None
     knn_precision_at_10: float = Field(description="Leave-one-out kNN precision@10 over the labelled images.")
     precision_k: int = Field(description="The k actually used (fewer when there are few labelled images).")
+    per_label: list[LabelPrecision] = Field(description="The same precision for each label's images.")
+    contingency: Contingency | None = Field(description="Labels against k-means clusters.")
 
 
 class Evaluation(BaseModel):

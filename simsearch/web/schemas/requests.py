@@ -9,10 +9,11 @@ from apiflask.fields import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
+from simsearch.ops.atlas import TILE_PATTERN
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
-           "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImageRename", "Labels", "ServerPathIngest", "UploadIngest",
-           "SearchUpload", "PATH_PARAMETERS"]
+           "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImageRename", "Labels", "ServerPathIngest",
+           "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery", "SelectionExport", "EmbedBackbone"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
@@ -29,7 +30,10 @@ META_FILTERS = {
 COMMA_SEPARATED = {"x-style": "form", "x-explode": False}
 
 # Path parameters (URL converters give strings and digits; these add the documented limits).
-PATH_PARAMETERS = {"name": L.CollectionName, "image_id": L.Id, "job_id": L.Id}
+ATLAS_TILE = Annotated[str, Field(pattern=TILE_PATTERN,
+                                  description="Map tile `z-x-y`: a cell of the 2^z x 2^z grid (z = 0..8) over the binary map's "
+                                              "quantised coordinates (x = qx >> (16 - z), y = qy >> (16 - z)).")]
+PATH_PARAMETERS = {"name": L.CollectionName, "image_id": L.Id, "job_id": L.Id, "space": L.Space, "tile": ATLAS_TILE}
 
 
 class Query(BaseModel):
@@ -78,6 +82,12 @@ class ComparisonQuery(Query):
                                                json_schema_extra=COMMA_SEPARATED)
 
 
+class AtlasQuery(Query):
+    v: Annotated[Annotated[str, Field(pattern=r"^[0-9a-f]{20}$")] | None, Blank] = Field(
+        None, description="The map's `generation` (from the binary map's header): the atlas is then immutable and cached "
+                          "for good; 409 when the map has changed since.")
+
+
 class JobsQuery(Query):
     collection: Annotated[L.CollectionName | None, Blank] = Field(None, description="Only this collection's jobs.")
     limit: L.JobsLimit = L.JOBS_LIMIT_DEFAULT
@@ -107,6 +117,16 @@ class Labels(Body):
     image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
                                                      description="The images to label.")
     label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
+
+
+class SelectionExport(Body):
+    image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
+                                                     description="The selected images (e.g. a lasso on the map), in order.")
+    format: Literal["csv", "json"] = Field("csv", description="`csv` (id,path,label) or `json` (a list of objects).")
+
+
+class EmbedBackbone(Body):
+    backbone: L.Backbone = Field(description="The backbone (optionally `@max`) to embed the collection's images with.")
 
 
 class ServerPathIngest(Body):

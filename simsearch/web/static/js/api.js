@@ -100,7 +100,8 @@ export function decodeMap(buffer) {
   const names = header.labels;
   const labels = new Array(n);
   for (let i = 0; i < n; i++) labels[i] = qlab[i] === 65535 ? null : names[qlab[i]];
-  return { ...header, ids: Array.from(ids), x: scale(qx, header.x_range), y: scale(qy, header.y_range), labels, clusters: Array.from(clusters) };
+  // qx, qy: the quantised coordinates, which name the map's tiles (thumbnail atlases)
+  return { ...header, ids: Array.from(ids), x: scale(qx, header.x_range), y: scale(qy, header.y_range), qx, qy, labels, clusters: Array.from(clusters) };
 }
 
 // "step 2 of 3: k-means ... (12 s)" for a job being polled.

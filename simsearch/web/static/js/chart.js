@@ -8,20 +8,39 @@ function s(tag, attrs = {}, text) {
   return el;
 }
 
-function niceTicks(lo, hi, count = 5) {
+// Round ticks from at or below lo to at or above hi: the axis always holds every value.
+export function niceTicks(lo, hi, count = 5) {
   if (!(hi > lo)) { hi = lo + 1; }
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+  const first = Math.floor(lo / step + 1e-9) * step, last = Math.ceil(hi / step - 1e-9) * step;
   const ticks = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(+t.toFixed(10));
+  for (let t = first; t <= last + step * 1e-9; t += step) ticks.push(+t.toFixed(10));
   return ticks;
+}
+
+const CHAR_PX = 6.6; // width of a character of the 11px tick font, near enough to lay out legends
+
+// Legend entries laid out in rows that wrap at the chart's width: [{x, y}] and the rows' height.
+function legendLayout(names, x0, width) {
+  const at = [];
+  let x = x0, y = 0;
+  for (const n of names) {
+    const w = 14 + String(n).length * CHAR_PX + 18;
+    if (x > x0 && x + w > x0 + width) { x = x0; y += 16; }
+    at.push({ x, y });
+    x += w;
+  }
+  return { at, height: names.length ? y + 16 : 0 };
 }
 
 // series: [{name, xs, ys, color}]; highlight: [{series, x, label}] draws a ringed point.
 export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], title = '' }) {
   container.replaceChildren();
-  const W = 480, H = 260, m = { l: 52, r: 16, t: 26, b: 42 };
+  const W = 480, m = { l: 52, r: 16, t: 26, b: 42 };
+  const legend = series.length > 1 ? legendLayout(series.map((se) => se.name), m.l, W - m.l - m.r) : { at: [], height: 0 };
+  const plotH = 260, H = plotH + legend.height;
   const pts = series.flatMap((se) => se.xs.map((x, i) => [x, se.ys[i]])).filter(([, y]) => y !== null && Number.isFinite(y));
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'svg-chart', 'aria-label': title || `${yLabel} by ${xLabel}` });
   if (!pts.length) {
@@ -32,10 +51,10 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   let x0 = Math.min(...xs), x1 = Math.max(...xs);
   if (x0 === x1) { x0 -= 1; x1 += 1; }
-  const yt = niceTicks(Math.min(0, ...ys), Math.max(...ys) * 1.05 || 1, 5);
+  const yt = niceTicks(Math.min(0, ...ys), Math.max(...ys) || 1, 5);
   const y0 = yt[0], y1 = yt[yt.length - 1];
   const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
-  const Y = (y) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const Y = (y) => plotH - m.b - ((y - y0) / (y1 - y0)) * (plotH - m.t - m.b);
   const axes = s('g', { class: 'axes' });
   for (const t of yt) {
     axes.append(s('line', { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t), class: t === 0 ? 'zero' : 'gridline' }));
@@ -44,12 +63,12 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
   const xTicks = [...new Set(xs)].sort((a, b) => a - b);
   const every = Math.ceil(xTicks.length / 12);
   xTicks.forEach((t, i) => {
-    if (i % every === 0) axes.append(s('text', { x: X(t), y: H - m.b + 16, 'text-anchor': 'middle', class: 'tick' }, String(t)));
+    if (i % every === 0) axes.append(s('text', { x: X(t), y: plotH - m.b + 16, 'text-anchor': 'middle', class: 'tick' }, String(t)));
   });
-  axes.append(s('line', { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, class: 'axis' }));
-  axes.append(s('text', { x: (m.l + W - m.r) / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis-label' }, xLabel));
-  axes.append(s('text', { x: 12, y: (m.t + H - m.b) / 2, 'text-anchor': 'middle', class: 'axis-label',
-    transform: `rotate(-90 12 ${(m.t + H - m.b) / 2})` }, yLabel));
+  axes.append(s('line', { x1: m.l, x2: W - m.r, y1: plotH - m.b, y2: plotH - m.b, class: 'axis' }));
+  axes.append(s('text', { x: (m.l + W - m.r) / 2, y: plotH - 6, 'text-anchor': 'middle', class: 'axis-label' }, xLabel));
+  axes.append(s('text', { x: 12, y: (m.t + plotH - m.b) / 2, 'text-anchor': 'middle', class: 'axis-label',
+    transform: `rotate(-90 12 ${(m.t + plotH - m.b) / 2})` }, yLabel));
   svg.append(axes);
   series.forEach((se) => {
     const g = s('g', { class: 'series', 'data-name': se.name });
@@ -72,11 +91,12 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
       svg.append(s('text', { x: lx, y: Math.max(11, Y(se.ys[i]) - 12), 'text-anchor': 'middle', class: 'hl-label' }, hl.label));
     }
   }
-  if (series.length > 1) {
+  if (series.length > 1) {  // below the plot, wrapping: never over the curves, never cut
     const lg = s('g', { class: 'legend' });
     series.forEach((se, i) => {
-      lg.append(s('rect', { x: W - m.r - 150, y: m.t + i * 16, width: 10, height: 10, fill: se.color }));
-      lg.append(s('text', { x: W - m.r - 135, y: m.t + i * 16 + 9, class: 'tick' }, se.name));
+      const { x, y } = legend.at[i];
+      lg.append(s('rect', { x, y: plotH + y, width: 10, height: 10, fill: se.color }));
+      lg.append(s('text', { x: x + 14, y: plotH + y + 9, class: 'tick' }, se.name));
     });
     svg.append(lg);
   }
@@ -89,7 +109,8 @@ export function barChart(container, { groups, seriesColors, max = 1, title = '' 
   container.replaceChildren();
   const names = Object.keys(seriesColors);
   const barH = 14, gap = 4, groupGap = 16, labelW = 130, W = 480;
-  const height = groups.length * (names.length * (barH + gap) + groupGap) + 24;
+  const legend = legendLayout(names, 0, W);
+  const height = groups.length * (names.length * (barH + gap) + groupGap) + 8 + legend.height;
   const svg = s('svg', { viewBox: `0 0 ${W} ${height}`, role: 'img', class: 'svg-chart', 'aria-label': title });
   const X = (v) => labelW + (Math.max(0, v) / max) * (W - labelW - 60);
   let y = 4;
@@ -111,9 +132,11 @@ export function barChart(container, { groups, seriesColors, max = 1, title = '' 
     y += groupGap;
   }
   const lg = s('g', { class: 'legend' });
+  const top = height - legend.height;
   names.forEach((n, i) => {
-    lg.append(s('rect', { x: labelW + i * 150, y: height - 14, width: 10, height: 10, fill: seriesColors[n] }));
-    lg.append(s('text', { x: labelW + i * 150 + 14, y: height - 5, class: 'tick' }, n));
+    const { x, y } = legend.at[i];
+    lg.append(s('rect', { x, y: top + y, width: 10, height: 10, fill: seriesColors[n] }));
+    lg.append(s('text', { x: x + 14, y: top + y + 9, class: 'tick' }, n));
   });
   svg.append(lg);
   container.append(svg);

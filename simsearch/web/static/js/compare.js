@@ -1,8 +1,9 @@
-// Compare page: per-backbone metrics on this collection (table and bars), the silhouette curves
-// on one chart, and the backbones that could not be evaluated with the reason.
-import { analysisResult, collectionApi, jobProgressText } from './api.js';
+// Compare page: per-backbone metrics on this collection (table, bars, silhouette curves), precision
+// by label, clusters against labels, the maps side by side, the same query's neighbours in each
+// backbone, a CSV of the metrics, and embedding the collection with a backbone it lacks (a job).
+import { analysisResult, api, ApiError, collectionApi, decodeMap, enc, jobProgressText, loginHint } from './api.js';
 import { barChart, lineChart } from './chart.js';
-import { $, fmt, h, palette, setStatus, showJob } from './ui.js';
+import { $, fmt, h, palette, setStatus, showJob, tile } from './ui.js';
 
 const form = $('#compare-form');
 const status = $('#compare-status');
@@ -10,12 +11,29 @@ const bar = $('#compare-progress');
 const table = $('#compare-table');
 const bars = $('#compare-bars');
 const curves = $('#compare-curves');
-const unavailable = $('#unavailable');
+const perLabel = $('#compare-per-label');
+const contingency = $('#compare-contingency');
+const maps = $('#compare-maps');
+const neighbours = $('#compare-neighbours');
+const nForm = $('#neighbours-form');
+const nStatus = $('#neighbours-status');
+const csvButton = $('#compare-csv');
+const NEIGHBOURS = 8;
+const MAP_PX = 320;
+
+let last = null; // the comparison shown: {data, rows, colours}
+let mapData = {}; // backbone -> decoded map
+let labelColour = new Map(); // one colour per label on every map
+let pending = null;
 
 const params = new URLSearchParams(location.search);
 if (params.get('backbones')) {
   const want = new Set(params.get('backbones').split(','));
   for (const cb of form.querySelectorAll('input[name=backbones]')) cb.checked = want.has(cb.value);
+}
+
+function chosen() {
+  return [...form.querySelectorAll('input[name=backbones]:checked')].map((cb) => cb.value);
 }
 
 // The label scores may be named ari/nmi or spelled out; accept both.
@@ -45,12 +63,16 @@ function metrics(p) {
   };
 }
 
+// ---- metrics table, charts ----------------------------------------------------------------------
+
 function render(data) {
   const panels = data.backbones || [];
   const ok = panels.filter((p) => p.available);
   const bad = panels.filter((p) => !p.available);
   const colours = Object.fromEntries(ok.map((p, i) => [p.backbone, palette(i)]));
   const rows = ok.map((p) => [p, metrics(p)]);
+  last = { data, rows, colours };
+  csvButton.disabled = !rows.length;
   const pLabel = rows.length ? rows[0][1].precisionLabel : 'precision@10';
   const th = (text, title) => h('th', { scope: 'col', title }, text);
   const best = (key, hi = true) => {
@@ -60,18 +82,24 @@ function render(data) {
   const bests = { silBest: best('silBest'), ari: best('ari'), nmi: best('nmi'), precision: best('precision'), perImage: best('perImage', false) };
   const cell = (m, key, digits = 3, suffix = '') => h('td', { class: 'num' + (m[key] !== null && m[key] === bests[key] && rows.length > 1 ? ' best' : '') },
     m[key] === null || m[key] === undefined ? '—' : fmt(m[key], digits) + suffix);
-  if (rows.length) {
+  const body = rows.map(([p, m]) => h('tr', { 'data-testid': 'compare-row', 'data-backbone': p.backbone },
+    h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${colours[p.backbone]}` }), p.backbone),
+    h('td', { class: 'num' }, fmt(m.dim)), h('td', { class: 'num' }, fmt(m.n)), h('td', { class: 'num' }, fmt(m.bestK)),
+    cell(m, 'silBest'), cell(m, 'ari'), cell(m, 'nmi'), cell(m, 'precision'),
+    h('td', { class: 'num' + (m.perImage === bests.perImage && rows.length > 1 ? ' best' : '') }, m.perImage == null ? '—' : (m.perImage * 1000).toFixed(1)),
+    h('td', { class: 'num' }, m.total == null ? '—' : `${m.total.toFixed(1)} s`)));
+  // a backbone the server could not evaluate: one row, one reason
+  for (const p of bad) {
+    body.push(h('tr', { 'data-testid': 'compare-unavailable-row', 'data-backbone': p.backbone },
+      h('th', { scope: 'row' }, p.backbone), h('td', { class: 'num' }, fmt(p.dim)), h('td', { colspan: 8, class: 'muted' }, p.reason || 'unavailable')));
+  }
+  if (body.length) {
     table.replaceChildren(h('table', { class: 'table' },
       h('thead', {}, h('tr', {}, th('Backbone'), th('Dim'), th('Images'), th('Best k', 'k with the highest silhouette'),
         th('Silhouette', 'mean silhouette at the best k'), th('ARI', 'adjusted Rand index of k-means clusters vs labels'),
         th('NMI', 'normalised mutual information of clusters vs labels'), th(pLabel, 'share of the nearest neighbours with the same label'),
         th('ms / image', 'model time per image when embedded'), th('Embed total'))),
-      h('tbody', {}, rows.map(([p, m]) => h('tr', { 'data-testid': 'compare-row', 'data-backbone': p.backbone },
-        h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${colours[p.backbone]}` }), p.backbone),
-        h('td', { class: 'num' }, fmt(m.dim)), h('td', { class: 'num' }, fmt(m.n)), h('td', { class: 'num' }, fmt(m.bestK)),
-        cell(m, 'silBest'), cell(m, 'ari'), cell(m, 'nmi'), cell(m, 'precision'),
-        h('td', { class: 'num' + (m.perImage === bests.perImage && rows.length > 1 ? ' best' : '') }, m.perImage == null ? '—' : (m.perImage * 1000).toFixed(1)),
-        h('td', { class: 'num' }, m.total == null ? '—' : `${m.total.toFixed(1)} s`))))));
+      h('tbody', {}, body)));
     if (rows.some(([, m]) => m.ariK)) {
       table.append(h('p', { class: 'hint' }, 'ARI and NMI compare k-means clusters (k = the number of distinct labels) with the labels; bold marks the best value.'));
     }
@@ -90,24 +118,214 @@ function render(data) {
     series: ok.filter((p) => p.silhouette && p.silhouette.ks).map((p) => ({ name: p.backbone, xs: p.silhouette.ks, ys: p.silhouette.scores, color: colours[p.backbone] })),
     xLabel: 'k (clusters)', yLabel: 'mean silhouette', title: 'Silhouette by k for each backbone',
   });
-  // backbones the server reported as unavailable join the ones listed with the page (not embedded here)
-  const ul = unavailable.querySelector('ul');
-  for (const li of ul.querySelectorAll('li[data-from=api]')) li.remove();
-  for (const p of bad) {
-    ul.append(h('li', { 'data-testid': 'unavailable-backbone', 'data-backbone': p.backbone, 'data-from': 'api' },
-      h('strong', {}, p.backbone), ': ', p.reason || 'unavailable'));
-  }
-  $('#unavailable-none').hidden = ul.querySelectorAll('li[data-testid=unavailable-backbone]').length > 0;
+  renderPerLabel(ok, colours);
+  renderContingency(ok);
 }
 
+function renderPerLabel(ok, colours) {
+  const withLabels = ok.filter((p) => p.labels && (p.labels.per_label || []).length);
+  if (!withLabels.length) { perLabel.replaceChildren(h('p', { class: 'muted' }, 'Needs at least two labels.')); return; }
+  const labels = [...new Set(withLabels.flatMap((p) => p.labels.per_label.map((r) => r.label)))].sort();
+  const value = (p, l) => (p.labels.per_label.find((r) => r.label === l) || {}).precision;
+  const count = (l) => (withLabels[0].labels.per_label.find((r) => r.label === l) || {}).n;
+  perLabel.replaceChildren(h('table', { class: 'table', 'data-testid': 'per-label-table' },
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Label'), h('th', { scope: 'col' }, 'Images'),
+      withLabels.map((p) => h('th', { scope: 'col' }, h('span', { class: 'swatch', style: `background:${colours[p.backbone]}` }), p.backbone)))),
+    h('tbody', {}, labels.map((l) => {
+      const vals = withLabels.map((p) => value(p, l));
+      const top = Math.max(...vals.filter((v) => typeof v === 'number'));
+      return h('tr', { 'data-testid': 'per-label-row', 'data-label': l }, h('th', { scope: 'row' }, l), h('td', { class: 'num' }, fmt(count(l))),
+        vals.map((v) => h('td', { class: 'num' + (v === top && withLabels.length > 1 ? ' best' : '') }, fmt(v))));
+    }))));
+}
+
+function renderContingency(ok) {
+  const withTable = ok.filter((p) => p.labels && p.labels.contingency);
+  if (!withTable.length) { contingency.replaceChildren(h('p', { class: 'muted' }, 'Needs at least two labels.')); return; }
+  contingency.replaceChildren(...withTable.map((p) => {
+    const t = p.labels.contingency;
+    const max = Math.max(1, ...t.counts.flat());
+    return h('figure', { class: 'contingency', 'data-testid': 'contingency', 'data-backbone': p.backbone },
+      h('figcaption', {}, `${p.backbone}: k = ${t.k}`),
+      h('table', { class: 'table compact' },
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'label \\ cluster'), t.clusters.map((c) => h('th', { scope: 'col', class: 'num' }, String(c))))),
+        h('tbody', {}, t.labels.map((l, r) => h('tr', {}, h('th', { scope: 'row' }, l),
+          t.counts[r].map((n) => h('td', { class: 'num', style: `background: rgba(31, 119, 180, ${(0.08 + 0.6 * n / max).toFixed(2)})` }, String(n))))))));
+  }));
+}
+
+// ---- CSV of the metrics -------------------------------------------------------------------------
+
+function csvValue(v) {
+  if (v === null || v === undefined) return '';
+  const s = typeof v === 'number' ? String(+v.toFixed(6)) : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function metricsCsv(comparison) {
+  const panels = comparison.backbones || [];
+  const labels = [...new Set(panels.flatMap((p) => ((p.labels || {}).per_label || []).map((r) => r.label)))].sort();
+  const head = ['backbone', 'available', 'dim', 'images', 'best_k', 'silhouette_at_best_k', 'ari', 'nmi', 'knn_precision',
+    'precision_k', 'ms_per_image', 'embed_seconds_total', ...labels.map((l) => `precision[${l}]`), 'reason'];
+  const lines = [head.map(csvValue).join(',')];
+  for (const p of panels) {
+    const m = p.available ? metrics(p) : {};
+    const per = Object.fromEntries(((p.labels || {}).per_label || []).map((r) => [r.label, r.precision]));
+    lines.push([p.backbone, p.available, p.dim, m.n, m.bestK, m.silBest, m.ari, m.nmi, m.precision, p.labels ? p.labels.precision_k : null,
+      m.perImage == null ? null : m.perImage * 1000, m.total, ...labels.map((l) => per[l]), p.available ? '' : p.reason].map(csvValue).join(','));
+  }
+  return lines.join('\n') + '\n';
+}
+
+csvButton.addEventListener('click', () => {
+  if (!last) return;
+  const blob = new Blob([metricsCsv(last.data)], { type: 'text/csv' });
+  const a = h('a', { href: URL.createObjectURL(blob), download: `${document.body.dataset.collection}-comparison.csv`, hidden: true });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+});
+
+// ---- maps side by side --------------------------------------------------------------------------
+
+function drawMap(canvas, d, highlight) {
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = MAP_PX * dpr;
+  canvas.height = MAP_PX * dpr;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, MAP_PX, MAP_PX);
+  const pad = 10, n = d.ids.length;
+  const [x0, x1] = d.x_range, [y0, y1] = d.y_range;
+  const span = Math.max(x1 - x0, y1 - y0) || 1;
+  const scale = (MAP_PX - 2 * pad) / span;
+  const ox = pad + ((MAP_PX - 2 * pad) - (x1 - x0) * scale) / 2, oy = pad + ((MAP_PX - 2 * pad) - (y1 - y0) * scale) / 2;
+  d.screen = new Float32Array(2 * n);
+  const r = Math.max(1.2, Math.min(4, 60 / Math.sqrt(n)));
+  const step = d.step = Math.max(1, Math.floor(n / 50000)); // a sample on very large maps
+  for (let i = 0; i < n; i += step) {
+    const sx = ox + (d.x[i] - x0) * scale, sy = MAP_PX - (oy + (d.y[i] - y0) * scale);
+    d.screen[2 * i] = sx; d.screen[2 * i + 1] = sy;
+    ctx.fillStyle = d.labels[i] == null ? '#9a9a9a' : labelColour.get(d.labels[i]);
+    ctx.beginPath();
+    ctx.arc(sx, sy, r, 0, Math.PI * 2);
+    ctx.fill();
+  }
+  const k = highlight == null ? -1 : d.ids.indexOf(highlight);
+  if (k >= 0) {
+    ctx.beginPath();
+    ctx.arc(d.screen[2 * k], d.screen[2 * k + 1], r + 5, 0, Math.PI * 2);
+    ctx.lineWidth = 2.5;
+    ctx.strokeStyle = '#111';
+    ctx.stroke();
+  }
+}
+
+function nearestPoint(d, px, py) {
+  let best = -1, bestD = 12 * 12;
+  for (let i = 0; i < d.ids.length; i += d.step) {
+    const dx = d.screen[2 * i] - px, dy = d.screen[2 * i + 1] - py, dd = dx * dx + dy * dy;
+    if (dd < bestD) { bestD = dd; best = i; }
+  }
+  return best;
+}
+
+async function renderMaps(spaces) {
+  const mine = pending = {};
+  mapData = {};
+  const figures = spaces.map((space) => {
+    const canvas = h('canvas', { width: MAP_PX, height: MAP_PX, style: `width:${MAP_PX}px;height:${MAP_PX}px`, role: 'img',
+      'aria-label': `Map of the collection in ${space}, coloured by label` });
+    const note = h('span', { class: 'muted' }, 'loading…');
+    const fig = h('figure', { class: 'compare-map', 'data-testid': 'compare-map', 'data-backbone': space }, canvas, h('figcaption', {}, h('strong', {}, space), ' ', note));
+    return { space, canvas, note, fig };
+  });
+  maps.replaceChildren(...figures.map((f) => f.fig));
+  await Promise.all(figures.map(async (f) => {
+    try {
+      const d = decodeMap(await analysisResult(collectionApi(`/map.bin?backbone=${enc(f.space)}`), {
+        onProgress: (job) => { f.note.textContent = jobProgressText(job, 'computing'); },
+      }));
+      if (pending !== mine) return;
+      mapData[f.space] = d;
+      for (const l of [...new Set(d.labels.filter((l) => l != null))].sort()) if (!labelColour.has(l)) labelColour.set(l, palette(labelColour.size));
+      f.note.textContent = `${d.n.toLocaleString()} images`;
+      f.fig.dataset.ready = '1';
+      drawMap(f.canvas, d, currentQuery());
+      f.canvas.addEventListener('click', (ev) => {
+        const rect = f.canvas.getBoundingClientRect();
+        const i = nearestPoint(d, ev.clientX - rect.left, ev.clientY - rect.top);
+        if (i >= 0) showNeighbours(d.ids[i]);
+      });
+    } catch (err) {
+      f.note.textContent = err.message;
+    }
+  }));
+  if (pending !== mine) return;
+  const first = Object.values(mapData)[0];
+  if (currentQuery() != null) showNeighbours(currentQuery());  // the same query in the backbones now chosen
+  else if (first && first.ids.length) showNeighbours(first.ids[0]);
+}
+
+// ---- the same query's neighbours ----------------------------------------------------------------
+
+function currentQuery() {
+  const v = Number($('#query-id').value);
+  return Number.isInteger(v) && v > 0 ? v : null;
+}
+
+async function showNeighbours(id) {
+  $('#query-id').value = String(id);
+  const spaces = chosen();
+  for (const [space, d] of Object.entries(mapData)) {
+    const fig = maps.querySelector(`[data-backbone="${CSS.escape(space)}"] canvas`);
+    if (fig) drawMap(fig, d, id);
+  }
+  setStatus(nStatus, 'Searching…');
+  const rows = await Promise.all(spaces.map(async (space) => {
+    try {
+      const res = await api(`/api/images/${id}/similar?backbone=${enc(space)}&k=${NEIGHBOURS}`);
+      return { space, res };
+    } catch (err) {
+      return { space, err };
+    }
+  }));
+  const query = rows.find((r) => r.res);
+  const qLabel = query ? query.res.query.label : null;
+  neighbours.replaceChildren(
+    query ? h('div', { class: 'neighbour-query' }, tile({ id, label: qLabel, path: query.res.query.path, testid: 'neighbour-query' })) : null,
+    ...rows.map(({ space, res, err }) => {
+      if (err) return h('div', { class: 'neighbour-row', 'data-backbone': space }, h('h3', {}, space), h('p', { class: 'error' }, err.message));
+      const same = res.results.filter((r) => qLabel != null && r.label === qLabel).length;
+      return h('div', { class: 'neighbour-row', 'data-testid': 'neighbour-row', 'data-backbone': space },
+        h('h3', {}, space, h('span', { class: 'muted' }, qLabel == null ? '' : ` · ${same} of ${res.results.length} labelled “${qLabel}”`)),
+        h('div', { class: 'grid small' }, res.results.map((r) => {
+          const t = tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, testid: 'neighbour', onpick: showNeighbours });
+          if (qLabel != null) t.classList.add(r.label === qLabel ? 'match' : 'miss');
+          return t;
+        })));
+    }));
+  setStatus(nStatus, query ? '' : 'No neighbours: the image has no vectors in these backbones.', query ? '' : 'error');
+}
+
+nForm.addEventListener('submit', (ev) => { ev.preventDefault(); const id = currentQuery(); if (id) showNeighbours(id); });
+$('#query-random').addEventListener('click', () => {
+  const d = Object.values(mapData)[0];
+  if (d && d.ids.length) showNeighbours(d.ids[Math.floor(Math.random() * d.ids.length)]);
+});
+
+// ---- run the comparison -------------------------------------------------------------------------
+
 async function run() {
-  const chosen = [...form.querySelectorAll('input[name=backbones]:checked')].map((cb) => cb.value);
-  if (chosen.length < 2) { setStatus(status, 'Choose at least two backbones.', 'error'); return; }
-  const q = new URLSearchParams({ backbones: chosen.join(',') });
+  const spaces = chosen();
+  if (spaces.length < 2) { setStatus(status, 'Choose at least two backbones.', 'error'); return; }
+  const q = new URLSearchParams({ backbones: spaces.join(',') });
   history.replaceState(null, '', `${location.pathname}?${q}`);
   setStatus(status, 'Computing metrics…');
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
+  renderMaps(spaces);
   try {
     render(await analysisResult(collectionApi(`/comparison?${q}`), {
       onProgress: (job) => { setStatus(status, jobProgressText(job, 'Comparing the backbones')); showJob(bar, job); },
@@ -122,5 +340,62 @@ async function run() {
   }
 }
 
+// ---- embedding a backbone the collection lacks (a job) ------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function embed(button) {
+  const li = button.closest('li');
+  const progress = li.querySelector('progress');
+  const note = li.querySelector('.embed-status');
+  const backbone = button.dataset.backbone;
+  button.disabled = true;
+  note.classList.remove('error');
+  note.textContent = 'Starting…';
+  try {
+    const accepted = await api(collectionApi('/embed'), { method: 'POST', json: { backbone } });
+    const skipped = accepted.ignored.length ? ` (${accepted.ignored.length} without their source file)` : '';
+    let job = accepted;
+    while (job.status === 'queued' || job.status === 'running') {
+      showJob(progress, job);
+      note.textContent = job.status === 'queued' ? `Waiting for a worker${skipped}…`
+        : `Embedding: ${job.processed ?? 0} of ${job.total ?? accepted.total} images${skipped}…`;
+      await sleep(600);
+      job = await api(`/api/jobs/${accepted.job_id}`);
+    }
+    showJob(progress, null);
+    if (job.status !== 'done') throw new ApiError(500, 'job_failed', job.message || `the job ${job.status}`);
+    note.textContent = `Done: ${job.processed} images embedded${job.failed ? `, ${job.failed} failed` : ''}.`;
+    await addSpaces();
+    li.dataset.done = '1';
+    if (chosen().length >= 2) run();
+  } catch (err) {
+    showJob(progress, null);
+    note.textContent = err.message + loginHint(err);
+    note.classList.add('error');
+    button.disabled = false;
+  }
+}
+
+// Checkboxes for the spaces that now have vectors (checked: a new one joins the comparison).
+async function addSpaces() {
+  const detail = await api(collectionApi(''));
+  const have = new Set([...form.querySelectorAll('input[name=backbones]')].map((cb) => cb.value));
+  const fieldset = $('#compare-spaces');
+  $('#no-spaces')?.remove();
+  for (const [space, info] of Object.entries(detail.backbones || {})) {
+    if (!info.vectors_in_db || have.has(space)) continue;
+    fieldset.append(h('label', {}, h('input', { type: 'checkbox', name: 'backbones', value: space, checked: true }), ` ${space}`));
+  }
+  form.querySelector('button[type=submit]').disabled = chosen().length < 2;
+}
+
+// read-only hooks for tests and the console
+window.simsearchCompare = {
+  ids: (space) => (mapData[space] ? mapData[space].ids : null),
+  point: (space, i) => [mapData[space].screen[2 * i], mapData[space].screen[2 * i + 1]],
+};
+
+for (const b of document.querySelectorAll('button.embed')) b.addEventListener('click', () => embed(b));
 form.addEventListener('submit', (ev) => { ev.preventDefault(); run(); });
-if (form.querySelectorAll('input[name=backbones]:checked').length >= 2) run();
+if (chosen().length >= 2) run();

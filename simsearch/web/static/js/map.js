@@ -1,7 +1,9 @@
 // Map page: every image as a point of a 2-D projection (WebGL), coloured by cluster or label;
-// hover shows the thumbnail; a lasso selects points, which can be saved as a label.
-import { analysisResult, api, collectionApi, decodeMap, jobProgressText, loginHint, thumbUrl } from './api.js';
+// zoomed in, the points are drawn as their thumbnails (sprites.js); hover shows the thumbnail; a
+// lasso selects points, which can be saved as a label or exported (CSV / JSON of ids, paths, labels).
+import { analysisResult, api, ApiError, collectionApi, csrfToken, decodeMap, enc, jobProgressText, loginHint, thumbUrl } from './api.js';
 import { Scatter, categories } from './scatter.js';
+import { SpriteLayer } from './sprites.js';
 import { $, h, PALETTE, palette, setStatus, showJob, tile } from './ui.js';
 
 const NONE_COLOUR = '#9a9a9a';
@@ -15,6 +17,9 @@ let pending = null; // the AbortController of the load in progress
 const wrap = $('#map-wrap');
 const glCanvas = $('#map-gl');
 const overlay = $('#map-overlay');
+const spriteCanvas = $('#map-sprites');
+const showImages = $('#map-images');
+const exportResult = $('#export-result');
 const ctx = overlay.getContext('2d');
 const tooltip = $('#map-tooltip');
 const legend = $('#map-legend');
@@ -26,6 +31,8 @@ const labelResult = $('#label-result');
 
 let data = null; // {ids, x, y, labels, clusters, backbone}
 let scatter = null;
+let sprites = null;
+let colours = { cluster: [], label: [] }; // CSS colour of each point, by colour mode (sprite frames)
 let hover = -1;
 let selected = [];
 let lassoPts = null;
@@ -70,6 +77,14 @@ function setup(d) {
     return;
   }
   scatter.setMode(form.colour.value);
+  colours = { cluster: pointColours(d.clusters.map((c) => (c === null || c < 0 ? null : c))), label: pointColours(data.labels) };
+  const space = d.backbone;
+  sprites = new SpriteLayer(spriteCanvas, scatter, d, {
+    atlasUrl: (tile) => collectionApi(`/atlas/${enc(space)}/${tile}?v=${d.generation}`),
+    colourOf: (i) => colours[form.colour.value][i],
+  });
+  sprites.setEnabled(showImages.checked);
+  scatter.onDraw = () => sprites.draw();
   sizeCanvases();
   scatter.fit();
   scatter.calibrate();
@@ -89,6 +104,9 @@ function setup(d) {
     toScreen: (i) => scatter.toScreen(i),
     pick: (px, py) => scatter.pick(px, py),
     paintedPixels: () => scatter.paintedPixels(),
+    get sprites() { return { drawn: sprites.drawn, requests: sprites.requests, level: sprites.level, size: sprites.spritePx() }; },
+    zoomAt: (px, py, factor) => scatter.zoomAt(px, py, factor),
+    fit: () => scatter.fit(),
   };
 }
 
@@ -96,8 +114,14 @@ function sizeCanvases() {
   const dpr = window.devicePixelRatio || 1;
   overlay.width = Math.round(overlay.clientWidth * dpr);
   overlay.height = Math.round(overlay.clientHeight * dpr);
+  if (sprites) sprites.resize();
   if (scatter) scatter.resize();
   drawOverlay();
+}
+
+function pointColours(values) {
+  const { codes } = categories(values);
+  return Array.from(codes, (c) => (c < 0 ? NONE_COLOUR : palette(c)));
 }
 
 function renderLegend() {
@@ -230,7 +254,9 @@ overlay.addEventListener('pointerup', (ev) => {
     // a click (no drag) on a point opens a similarity search from it
     const [px, py] = local(ev);
     const i = scatter.pick(px, py);
-    if (i >= 0) location.href = location.pathname.replace(/\/map$/, '/search') + `?image_id=${data.ids[i]}`;
+    if (i < 0) return;
+    if (window.simsearchViewer) window.simsearchViewer.open(data.ids[i]);  // the full-image viewer, where the page has it
+    else location.href = location.pathname.replace(/\/map$/, '/search') + `?image_id=${data.ids[i]}`;
   }
 });
 
@@ -248,8 +274,10 @@ overlay.addEventListener('wheel', (ev) => {
 
 function setSelection(indices) {
   selected = indices;
+  if (sprites) sprites.setSelection(indices);
   if (scatter) scatter.setSelection(indices);
   labelResult.textContent = '';
+  exportResult.textContent = '';
   selPanel.hidden = indices.length === 0;
   if (!indices.length) { selGrid.replaceChildren(); return; }
   const labelCounts = {};
@@ -272,6 +300,7 @@ labelForm.addEventListener('submit', async (ev) => {
     const ids = selected.map((i) => data.ids[i]);
     const res = await api(collectionApi('/labels'), { method: 'POST', json: { image_ids: ids, label } });
     for (const i of selected) data.labels[i] = label;
+    colours.label = pointColours(data.labels);
     scatter.setLabels(data.labels);
     renderLegend();
     const n = res && typeof res.updated === 'number' ? res.updated : ids.length;
@@ -286,10 +315,40 @@ labelForm.addEventListener('submit', async (ev) => {
   }
 });
 
+// The selection as a file: the server adds the paths (as the API shows them) to the ids and labels.
+async function exportSelection(format) {
+  if (!selected.length) return;
+  exportResult.classList.remove('error');
+  exportResult.textContent = 'Exporting…';
+  try {
+    const resp = await fetch(collectionApi('/selection'), {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
+      body: JSON.stringify({ image_ids: selected.map((i) => data.ids[i]), format }),
+    });
+    if (!resp.ok) {
+      const e = ((await resp.json().catch(() => null)) || {}).error || {};
+      throw new ApiError(resp.status, e.code, e.message || `${resp.status} ${resp.statusText}`, e.field);
+    }
+    const blob = await resp.blob();
+    const name = `${document.body.dataset.collection}-selection.${format}`;
+    const a = h('a', { href: URL.createObjectURL(blob), download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    exportResult.textContent = `Exported ${selected.length} image${selected.length === 1 ? '' : 's'} to ${name}.`;
+  } catch (err) {
+    exportResult.textContent = err.message + loginHint(err);
+    exportResult.classList.add('error');
+  }
+}
+
+for (const b of document.querySelectorAll('#export-csv, #export-json')) b.addEventListener('click', () => exportSelection(b.dataset.format));
+showImages.addEventListener('change', () => { if (sprites) sprites.setEnabled(showImages.checked); });
 $('#clear-selection').addEventListener('click', () => setSelection([]));
 $('#map-reset').addEventListener('click', () => { if (scatter) { scatter.fit(); drawOverlay(); } });
 for (const r of form.querySelectorAll('input[name=colour]')) {
-  r.addEventListener('change', () => { if (scatter) { scatter.setMode(form.colour.value); renderLegend(); } });
+  r.addEventListener('change', () => { if (scatter) { scatter.setMode(form.colour.value); renderLegend(); } });  // the frames follow on the next frame
 }
 for (const r of form.querySelectorAll('input[name=tool]')) {
   r.addEventListener('change', () => { overlay.classList.toggle('lasso', form.tool.value === 'lasso'); });

@@ -268,14 +268,28 @@ export class Scatter {
     this.requestDraw();
   }
 
+  // The whole map in view, as large as the canvas allows on both axes (no empty bands).
   fit() {
-    this.center = [0, 0];
-    this.zoom = (Math.min(this.cssWidth, this.cssHeight) / 2) * 0.92;
+    if (!this.bounds) {
+      let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+      for (let i = 0; i < this.n; i++) {
+        const x = this.pos[2 * i], y = this.pos[2 * i + 1];
+        if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+      }
+      this.bounds = this.n ? [x0, x1, y0, y1] : [-1, 1, -1, 1];
+    }
+    const [x0, x1, y0, y1] = this.bounds;
+    this.center = [(x0 + x1) / 2, (y0 + y1) / 2];
+    const pad = Math.min(48, this.cssWidth / 8, this.cssHeight / 8); // room for the thumbnails of the outermost points
+    const fitX = (this.cssWidth - 2 * pad) / Math.max(x1 - x0, 1e-6), fitY = (this.cssHeight - 2 * pad) / Math.max(y1 - y0, 1e-6);
+    this.zoom = Math.min(1e6, Math.max(10, Math.min(fitX, fitY)));
+    this.fitZoom = this.zoom;
     this.requestDraw();
   }
 
   pointSize() {
-    return Math.min(16, this.baseSize * Math.sqrt(Math.max(1, this.zoom / ((Math.min(this.cssWidth, this.cssHeight) / 2) * 0.92))));
+    const base = this.fitZoom || (Math.min(this.cssWidth, this.cssHeight) / 2) * 0.92;
+    return Math.min(16, this.baseSize * Math.sqrt(Math.max(1, this.zoom / base)));
   }
 
   // CSS pixel (relative to the canvas) <-> world.
@@ -351,6 +365,7 @@ export class Scatter {
     this.lastCount = count;
     this.drawCalls++;
     this.frames++;
+    if (this.onDraw) this.onDraw(count < this.n); // layers above the points (thumbnails) follow the view
   }
 }
 
