@@ -748,6 +748,13 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/map.bin", "get"): lambda: client.get("/api/collections/pets/map.bin"),
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
         ("/api/collections/{name}/duplicates", "get"): lambda: client.get("/api/collections/pets/duplicates?tier=near"),
+        ("/api/collections/{name}/atlas/{space}/{tile}", "get"): lambda: (  # needs the map computed
+            analysis_result(client, "/api/collections/pets/map"),
+            client.get("/api/collections/pets/atlas/efficientnet_lite0/0-0-0"))[1],
+        ("/api/collections/{name}/selection", "post"): lambda: client.post(
+            "/api/collections/pets/selection", json={"image_ids": [cat, dog], "format": "json"}),
+        ("/api/collections/{name}/embed", "post"): lambda: client.post(
+            "/api/collections/pets/embed", json={"backbone": "efficientnet_lite0@max"}),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
         ("/api/collections/{name}/vectors", "post"): lambda: client.post(
