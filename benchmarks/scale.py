@@ -309,12 +309,10 @@ def run_kind(kind: str, x: np.ndarray, ids: np.ndarray, queries: np.ndarray, tru
     return out
 
 
-def http_section(x: np.ndarray, ids: np.ndarray, work: Path, requests_n: int) -> dict:
+def http_section(x: np.ndarray, ids: np.ndarray, work: Path, requests_n: int, keep_home: Path | None = None) -> dict:
     """similar-by-id over HTTP: the vectors in a fresh SQLite store, the index built above placed
     where the server looks for it (reused: its ids match the database's), `simsearch serve` and gunicorn."""
-    import subprocess
-
-    import web  # benchmarks/web.py: server start and stop, timing helpers
+    import http_similar  # benchmarks/http_similar.py: the servers and the requests
 
     from simsearch.config import Settings
     from simsearch.context import AppContext
@@ -355,49 +353,16 @@ def http_section(x: np.ndarray, ids: np.ndarray, work: Path, requests_n: int) ->
                                  "checked_count": len(ids)})
     ctx.close()
     out = {"store": "SQLite", "rows_inserted_seconds": round(insert_s, 1), "database_gb": round((home / "simsearch.db").stat().st_size / 1e9, 2)}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMSEARCH_")}
-    env.update(SIMSEARCH_HOME=str(home), SIMSEARCH_DATABASE_URL=settings.database_url, PYTHONPATH=str(ROOT),
-               TF_CPP_MIN_LOG_LEVEL="3")
     try:
-        for server in ("serve", "gunicorn"):
-            port = web.free_port()
-            cmd = ([sys.executable, "-m", "simsearch.cli", "serve", "--port", str(port)] if server == "serve" else
-                   [sys.executable, "-m", "gunicorn", "-c", "python:simsearch.web.gunicorn_conf", "-w", "1",
-                    "-b", f"127.0.0.1:{port}", "simsearch.web.wsgi:app"])
-            log(f"http: {server}")
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                out[server] = http_requests(f"http://127.0.0.1:{port}", proc, ids, requests_n, rng)
-            finally:
-                web.stop(proc)
+        out.update(http_similar.run(home, requests_n))
     finally:
-        import shutil
+        if keep_home is not None:
+            os.replace(home, keep_home)
+            log(f"http: the store and its index kept in {keep_home} (python benchmarks/http_similar.py --home {keep_home})")
+        else:
+            import shutil
 
-        shutil.rmtree(home, ignore_errors=True)
-    return out
-
-
-def http_requests(base: str, proc, ids: np.ndarray, requests_n: int, rng) -> dict:
-    """similar-by-id against one running server: the first request (opens the index), then
-    ``requests_n`` at random, then 200 with each label filter."""
-    import requests
-    import web
-
-    web.wait_up(f"{base}/api/health", proc)
-    out = {"command": " ".join(proc.args[1:]) if isinstance(proc.args, list) else str(proc.args)}
-    t0 = time.perf_counter()
-    requests.get(f"{base}/api/images/1/similar?k=10", timeout=600).raise_for_status()
-    out["first_request_opens_the_index_seconds"] = round(time.perf_counter() - t0, 1)
-    out["similar_by_id"] = web.bench_similar(base, ids, requests_n)
-    out["similar_by_id"]["target_p99_ms"] = 10
-    for label, share in (("group-3", 0.05), ("rare", 0.002)):
-        sess, times = requests.Session(), []
-        for i in rng.choice(ids, 200):
-            t1 = time.perf_counter()
-            r = sess.get(f"{base}/api/images/{int(i)}/similar?k=10&label={label}", timeout=60)
-            times.append(time.perf_counter() - t1)
-            assert r.status_code == 200 and r.json()["results"], r.text[:300]
-        out[f"similar_by_id_label_{share}"] = web.percentiles(times)
+            shutil.rmtree(home, ignore_errors=True)
     return out
 
 
@@ -410,7 +375,9 @@ def main() -> None:
     ap.add_argument("--cache-dir", default="/tmp", help="where the synthetic vectors are cached")
     ap.add_argument("--no-float16", dest="float16", action="store_false", help="skip the float16-memmap re-ranking")
     ap.add_argument("--http", type=int, default=0, metavar="REQUESTS",
-                    help="also similar-by-id over HTTP (`simsearch serve`, SQLite) with the first kind's index")
+                    help="also similar-by-id over HTTP (`simsearch serve`, gunicorn; SQLite) with the first kind's index")
+    ap.add_argument("--keep-home", metavar="DIR", help="with --http: keep the SQLite store and its index in DIR "
+                                                       "(new, on the same file system) for benchmarks/http_similar.py")
     args = ap.parse_args()
 
     import faiss
@@ -439,7 +406,7 @@ def main() -> None:
         print(json.dumps(out["kinds"][kind]), file=sys.stderr, flush=True)
     if args.http:
         log("http: loading the vectors into SQLite")
-        out["http"] = http_section(x, ids, work, args.http)
+        out["http"] = http_section(x, ids, work, args.http, Path(args.keep_home) if args.keep_home else None)
     out["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     import resource
 
