@@ -1,10 +1,11 @@
-"""``/api/images/<id>``: get, delete, thumbnail, similar images."""
+"""``/api/images/<id>``: get, change (its label), delete, thumbnail, original file, similar images."""
 
 from __future__ import annotations
 
-from flask import Response, request, url_for
+from flask import Response, request, send_file, url_for
 
 from simsearch.ops import images as ops_images
+from simsearch.ops import originals
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
@@ -19,9 +20,23 @@ THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 @bp.output(S.ImageDetail, description="The image's metadata.")
 @bp.doc(summary="Get an image", tags=["images"], responses=errors(400, 404))
 def get_image(image_id: int, q):
-    out = image_json(public_paths([ops_images.get(ctx(), image_id)])[0])
-    out["similar_url"] = url_for("api.similar", image_id=image_id)
+    return _detail(ops_images.get(ctx(), image_id))
+
+
+def _detail(record: dict) -> dict:
+    out = image_json(public_paths([record])[0])
+    out["similar_url"] = url_for("api.similar", image_id=record["id"])
+    out["file_url"] = url_for("api.image_file", image_id=record["id"])
     return out
+
+
+@bp.patch("/images/<int:image_id>")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.ImagePatch, location="json", arg_name="body")
+@bp.output(S.ImageDetail, description="The image, changed.")
+@bp.doc(summary="Change an image's label", tags=["images"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
+def patch_image(image_id: int, q, body: S.ImagePatch):
+    return _detail(ops_images.set_label(ctx(), image_id, body.label))
 
 
 @bp.delete("/images/<int:image_id>")
@@ -44,6 +59,32 @@ def thumbnail(image_id: int, q):
     resp.cache_control.public = True
     resp.cache_control.max_age = THUMBNAIL_MAX_AGE
     return resp.make_conditional(request)
+
+
+@bp.get("/images/<int:image_id>/file")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.doc(summary="An image's original file", tags=["images"],
+        description="The file as it was ingested, byte for byte (its SHA-256 is checked against the one recorded at "
+                    "ingest), typed by its decoded format. Uploaded files are deleted when their ingest job ends "
+                    "unless SIMSEARCH_UPLOAD_RETENTION_HOURS keeps them: 410 then.",
+        responses={
+            200: {"description": "The original file (cacheable; ETag is the content hash).",
+                  "content": {"image/*": {"schema": BINARY}, "application/octet-stream": {"schema": BINARY}}},
+            304: {"description": "Not modified (If-None-Match matched)."},
+            **errors(400, 404, 409, 410,
+                     e404="No such image, or an image made by import-vectors (it has no file).",
+                     e409="The image failed to decode at ingest: there is no image to show.",
+                     e410="The original file is gone (deleted upload, moved, or changed since ingest).")})
+def image_file(image_id: int, q):
+    from pathlib import PurePath
+
+    from simsearch.web.paths import shown_path
+
+    orig = originals.open_original(ctx(), image_id)
+    resp = send_file(orig.file, mimetype=orig.mime_type, etag=orig.etag, conditional=True, max_age=THUMBNAIL_MAX_AGE,
+                     download_name=PurePath(shown_path(orig.source_path) or f"image-{image_id}").name)
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return resp
 
 
 @bp.get("/images/<int:image_id>/similar")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from simsearch import limits as L
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
-           "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ServerPathIngest", "UploadIngest",
+           "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ImagePatch", "ClusterName", "ClusterLabel", "ServerPathIngest", "UploadIngest",
            "SearchUpload", "PATH_PARAMETERS"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
@@ -101,6 +101,27 @@ class Labels(Body):
     label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
 
 
+class ImagePatch(Body):
+    label: L.Label | None = Field(description="The image's label (trimmed); null removes it.")
+
+
+class ClusterRef(Body):
+    backbone: L.Space | None = Field(None, description="As for GET .../clusters.")
+    k: L.ClusterK = "auto"
+    cluster: Annotated[int, Field(ge=0, le=L.CLUSTER_K_MAX - 1), L.Whole] = Field(
+        description="The cluster's number (0..k-1).")
+    version: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]+$")] | None = Field(
+        None, description="The `version` of the clusters shown: 409 when they changed since.")
+
+
+class ClusterName(ClusterRef):
+    name: L.Label | None = Field(description="The cluster's name (trimmed); null removes it.")
+
+
+class ClusterLabel(ClusterRef):
+    label: L.Label = Field(description="The label every image of the cluster gets (trimmed).")
+
+
 class ServerPathIngest(Body):
     server_path: ServerPath
     backbones: list[L.Backbone] | None = Field(None, description="Backbone(s); default: the server default.")
@@ -127,7 +148,11 @@ class UploadIngest(Form):
     backbones: list[L.Backbone] | None = None
     pooling: Annotated[L.Pooling | None, Blank] = None
     labels: Annotated[LabelsOption | None, Blank] = Field(None, description="`folders`: label each image by its folder "
-                                                                            "in the upload.")
+                                                                            "in the upload: the folder part of the "
+                                                                            "file's multipart name (`daisy/1.jpg`, as a "
+                                                                            "browser's folder upload sends it). Names "
+                                                                            "are sanitised: `..`, `.` and leading `/` "
+                                                                            "are dropped.")
     label: Annotated[L.Label | None, Blank] = Field(None, description="One label for every image (folders win when "
                                                                       "labels=folders).")
     batch_size: L.BatchSize | None = None
