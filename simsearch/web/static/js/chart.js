@@ -13,13 +13,18 @@ function niceTicks(lo, hi, count = 5) {
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw);
-  const ticks = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(+t.toFixed(10));
+  const ticks = [];  // from at or below lo to at or above hi, so every point is inside the axis
+  for (let t = Math.floor(lo / step + 1e-9) * step; ; t += step) {
+    ticks.push(+t.toFixed(10));
+    if (t >= hi - step * 1e-9 || ticks.length > 50) break;
+  }
   return ticks;
 }
 
-// series: [{name, xs, ys, color}]; highlight: [{series, x, label}] draws a ringed point.
-export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], title = '' }) {
+// series: [{name, xs, ys, color, metric}] (metric: what y is, for tooltips; default silhouette);
+// highlight: [{series, x, label}] draws a ringed point; markers: [{x, label, color}] draws a dashed
+// vertical line at x (within the x range) with its label at the top.
+export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], markers = [], title = '' }) {
   container.replaceChildren();
   const W = 480, H = 260, m = { l: 52, r: 16, t: 26, b: 42 };
   const pts = series.flatMap((se) => se.xs.map((x, i) => [x, se.ys[i]])).filter(([, y]) => y !== null && Number.isFinite(y));
@@ -57,11 +62,18 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
     g.append(s('polyline', { points: ok.map(([x, y]) => `${X(x)},${Y(y)}`).join(' '), fill: 'none', stroke: se.color, 'stroke-width': 2 }));
     for (const [x, y] of ok) {
       const c = s('circle', { cx: X(x), cy: Y(y), r: 3.5, fill: se.color, 'data-k': x });
-      c.append(s('title', {}, `${se.name ? se.name + ': ' : ''}k=${x}, silhouette ${y.toFixed(3)}`));
+      c.append(s('title', {}, `${se.name ? se.name + ': ' : ''}k=${x}, ${se.metric || 'silhouette'} ${y.toFixed(3)}`));
       g.append(c);
     }
     svg.append(g);
   });
+  for (const mk of markers) {
+    if (!(mk.x >= x0 && mk.x <= x1)) continue;
+    const g = s('g', { class: 'marker', 'data-x': mk.x });
+    g.append(s('line', { x1: X(mk.x), x2: X(mk.x), y1: m.t, y2: H - m.b, stroke: mk.color || '#555', 'stroke-width': 1.5, 'stroke-dasharray': '5 4' }));
+    if (mk.label) g.append(s('text', { x: Math.min(W - m.r - 30, Math.max(m.l + 30, X(mk.x))), y: m.t - 8, 'text-anchor': 'middle', class: 'hl-label' }, mk.label));
+    svg.append(g);
+  }
   for (const hl of highlight) {
     const se = series[hl.series || 0];
     const i = se ? se.xs.indexOf(hl.x) : -1;

@@ -62,7 +62,7 @@ function describeSelection() {
   const n = picked.length;
   let text = `${n} image${n === 1 ? '' : 's'}`;
   if (folders.size) {
-    const shown = [...folders].slice(0, 8).map(([f, c]) => `${f} (${c})`).join(', ');
+    const shown = [...folders].sort((a, b) => a[0].localeCompare(b[0])).slice(0, 8).map(([f, c]) => `${f} (${c})`).join(', ');
     text += ` in ${folders.size} folder${folders.size === 1 ? '' : 's'}: ${shown}${folders.size > 8 ? ', …' : ''}`;
   } else if (n) {
     text += ', picked loose (no folders)';
