@@ -21,7 +21,8 @@ stored vectors to recall@10 >= the target), and searched the way searches go
 - for ``ivf_pq_refine``: re-ranking from a memory-mapped float16 copy of the vectors instead of
   the index's 8-bit copy (process memory vs page cache, speed, recall);
 - with ``--http N``: the vectors in a fresh SQLite store, the first kind's index placed where
-  `simsearch serve` finds it, N similar-by-id requests (p50/p99) and 200 with each label filter.
+  the server finds it, N similar-by-id requests (p50/p99) and 200 with each label filter, against
+  `simsearch serve` (Werkzeug's threaded server) and against gunicorn with one sync worker.
 
 The machine: CPU model, cores, load average before and after (other processes skew the figures).
 
@@ -310,7 +311,7 @@ def run_kind(kind: str, x: np.ndarray, ids: np.ndarray, queries: np.ndarray, tru
 
 def http_section(x: np.ndarray, ids: np.ndarray, work: Path, requests_n: int) -> dict:
     """similar-by-id over HTTP: the vectors in a fresh SQLite store, the index built above placed
-    where the server looks for it (reused: its ids match the database's), `simsearch serve`."""
+    where the server looks for it (reused: its ids match the database's), `simsearch serve` and gunicorn."""
     import subprocess
 
     import web  # benchmarks/web.py: server start and stop, timing helpers
@@ -353,36 +354,50 @@ def http_section(x: np.ndarray, ids: np.ndarray, work: Path, requests_n: int) ->
                                  "memory_bytes": path.stat().st_size, "build_seconds": built["build_seconds"],
                                  "checked_count": len(ids)})
     ctx.close()
-    port = web.free_port()
+    out = {"store": "SQLite", "rows_inserted_seconds": round(insert_s, 1), "database_gb": round((home / "simsearch.db").stat().st_size / 1e9, 2)}
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIMSEARCH_")}
     env.update(SIMSEARCH_HOME=str(home), SIMSEARCH_DATABASE_URL=settings.database_url, PYTHONPATH=str(ROOT),
                TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "simsearch.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    out = {"store": "SQLite", "rows_inserted_seconds": round(insert_s, 1), "database_gb": round((home / "simsearch.db").stat().st_size / 1e9, 2)}
     try:
-        web.wait_up(f"{base}/api/health", proc)
-        import requests
-
-        t0 = time.perf_counter()
-        requests.get(f"{base}/api/images/1/similar?k=10", timeout=600).raise_for_status()
-        out["first_request_opens_the_index_seconds"] = round(time.perf_counter() - t0, 1)
-        out["similar_by_id"] = web.bench_similar(base, ids, requests_n)
-        out["similar_by_id"]["target_p99_ms"] = 10
-        for label, share in (("group-3", 0.05), ("rare", 0.002)):
-            sess, times = requests.Session(), []
-            for i in rng.choice(ids, 200):
-                t1 = time.perf_counter()
-                r = sess.get(f"{base}/api/images/{int(i)}/similar?k=10&label={label}", timeout=60)
-                times.append(time.perf_counter() - t1)
-                assert r.status_code == 200 and r.json()["results"], r.text[:300]
-            out[f"similar_by_id_label_{share}"] = web.percentiles(times)
+        for server in ("serve", "gunicorn"):
+            port = web.free_port()
+            cmd = ([sys.executable, "-m", "simsearch.cli", "serve", "--port", str(port)] if server == "serve" else
+                   [sys.executable, "-m", "gunicorn", "-c", "python:simsearch.web.gunicorn_conf", "-w", "1",
+                    "-b", f"127.0.0.1:{port}", "simsearch.web.wsgi:app"])
+            log(f"http: {server}")
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                out[server] = http_requests(f"http://127.0.0.1:{port}", proc, ids, requests_n, rng)
+            finally:
+                web.stop(proc)
     finally:
-        web.stop(proc)
         import shutil
 
         shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def http_requests(base: str, proc, ids: np.ndarray, requests_n: int, rng) -> dict:
+    """similar-by-id against one running server: the first request (opens the index), then
+    ``requests_n`` at random, then 200 with each label filter."""
+    import requests
+    import web
+
+    web.wait_up(f"{base}/api/health", proc)
+    out = {"command": " ".join(proc.args[1:]) if isinstance(proc.args, list) else str(proc.args)}
+    t0 = time.perf_counter()
+    requests.get(f"{base}/api/images/1/similar?k=10", timeout=600).raise_for_status()
+    out["first_request_opens_the_index_seconds"] = round(time.perf_counter() - t0, 1)
+    out["similar_by_id"] = web.bench_similar(base, ids, requests_n)
+    out["similar_by_id"]["target_p99_ms"] = 10
+    for label, share in (("group-3", 0.05), ("rare", 0.002)):
+        sess, times = requests.Session(), []
+        for i in rng.choice(ids, 200):
+            t1 = time.perf_counter()
+            r = sess.get(f"{base}/api/images/{int(i)}/similar?k=10&label={label}", timeout=60)
+            times.append(time.perf_counter() - t1)
+            assert r.status_code == 200 and r.json()["results"], r.text[:300]
+        out[f"similar_by_id_label_{share}"] = web.percentiles(times)
     return out
 
 

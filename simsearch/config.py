@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     allow_server_paths: Path | None = None
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     expose_paths: bool = False
+    # with API keys set, anonymous clients may still search by upload (reads are always open)...
+    public_search: bool = False
+    # ...at most this many such searches a minute per client address (0: no limit; per server process)
+    public_search_per_minute: int = Field(30, ge=0, le=1_000_000)
+    # reverse proxies in front whose X-Forwarded-For is trusted for the client address (0: none)
+    proxy_hops: int = Field(0, ge=0, le=10)
     # images, models and ingest
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     search_max_pixels: int = Field(DEFAULT_SEARCH_MAX_PIXELS, ge=1)

@@ -74,7 +74,12 @@ class AppContext:
         except BaseException:
             db.dispose()
             raise
-        return cls(settings=settings, db=db, indexes=IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings)),
+        from simsearch.jobs.index_builds import recorder
+        from simsearch.jobs.owners import this_process
+
+        indexes = IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings))
+        indexes.build_jobs = recorder(db, this_process())
+        return cls(settings=settings, db=db, indexes=indexes,
                    models=ModelCache(settings.weights_dir, settings.runtime, settings.device), schema_checked=checked)
 
     def ensure_schema(self) -> None:

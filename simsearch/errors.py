@@ -112,6 +112,18 @@ class Forbidden(SimsearchError):
     http_status = 403
 
 
+class TooManyRequests(SimsearchError):
+    """The caller sent too many requests of a kind in too short a time (anonymous searches of a
+    public server): ``retry_after`` is how many seconds to wait (the ``Retry-After`` header)."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None, details: Any = None):
+        super().__init__(message, field=field, details={"retry_after": retry_after, **(details or {})})
+        self.retry_after = retry_after
+
+
 class QueueUnavailable(SimsearchError):
     """The job queue (Redis) cannot be reached."""
 

@@ -169,12 +169,18 @@ Pooling = Literal["avg", "max"]
 FILENAME_MAX = 255
 Filename = Annotated[str, Field(max_length=FILENAME_MAX, pattern=NO_NUL)]
 META_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}$"
+# An image's new file name (rename): one path component, not '.' or '..', not only white space
+IMAGE_NAME_PATTERN = r"^(?!\.\.?$)[^/\\\x00]*[^/\\\x00\s][^/\\\x00]*$"
+IMAGE_NAME_RULE = "a file name without '/' or '\\', not '.' or '..' and not only white space"
+ImageName = Annotated[str, Field(min_length=1, max_length=FILENAME_MAX, pattern=IMAGE_NAME_PATTERN,
+                                 description=f"The image's new file name (1-{FILENAME_MAX} characters: {IMAGE_NAME_RULE}).")]
 
 _PATTERN_RULES = {
     COLLECTION_NAME_PATTERN: COLLECTION_NAME_RULE,
     LABEL_PATTERN: "it needs a character that is not white space, and no NUL characters",
     NO_NUL: "NUL characters are not allowed",
     META_KEY_PATTERN: "use letters, digits, '_', '-', '.', ' '",
+    IMAGE_NAME_PATTERN: f"use {IMAGE_NAME_RULE}",
 }
 
 

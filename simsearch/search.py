@@ -15,8 +15,9 @@ from sqlalchemy import select
 from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch import derived
 from simsearch.store import hot, repo
-from simsearch.store.models import Embedding, Image
+from simsearch.store.models import Collection, Embedding, Image
 
 MAX_K = limits.SEARCH_K_MAX
 
@@ -40,7 +41,12 @@ def validate_k(k) -> int:
 
 
 def resolve_space(ctx, collection_id: int, space: str | None) -> str:
-    """The requested space, or the collection's only / default one; checks it has vectors."""
+    """The requested space, or the collection's default (its own, set by ``simsearch tune
+    --set-default``, else the settings' default backbone) or only one; checks it has vectors."""
+    with ctx.db.session() as s:
+        own = s.scalar(select(Collection.default_space).where(Collection.id == collection_id)) if space is None else None
+    if own is not None:
+        space = own  # the collection's choice: it must have vectors (a 404 otherwise, naming it)
     wanted = space if space is not None else ctx.settings.default_backbone
     with ctx.db.session() as s:
         # Fast path (one indexed lookup, not a scan of every vector: 0.7 ms vs 200 ms at 100k).
@@ -130,7 +136,7 @@ def _lookup(ctx, collection: str, space: str | None, label: str | None) -> _Targ
         with ctx.db.session() as s:
             coll = repo.get_collection(s, collection)  # raises NotFound, naming the known collections
         found = hot.SearchTarget(coll.id, False, None)  # created in between: the general path below
-    if found.has_vectors:
+    if found.has_vectors and not (space is None and found.default_space not in (None, wanted)):
         return _target(ctx, found.collection_id, wanted, label, state_generation=found.index_generation)
     return _target(ctx, found.collection_id, resolve_space(ctx, found.collection_id, space), label)
 
@@ -141,8 +147,27 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     space is reported before a bad image."""
     k = validate_k(k)
     target = _lookup(ctx, collection, space, label)
-    vec, _ = embed_bytes(ctx, target.space, data, source)
+    d = _derived(ctx, target)
+    if d is None:
+        vec, _ = embed_bytes(ctx, target.space, data, source)
+    else:
+        vec = query_vector(ctx, d, target, derived.vector_of_upload(ctx, d, data, source)[0])
     return target.space, _search(ctx, target, vec, k)
+
+
+def _derived(ctx, target: _Target):
+    """The derived space searched (:mod:`simsearch.derived`), or None for a backbone's or
+    imported vectors' space."""
+    from simsearch.embed import is_backbone_space
+
+    if is_backbone_space(target.space):
+        return None
+    return derived.get(ctx, target.collection_id, target.space)
+
+
+def query_vector(ctx, d, target: _Target, vec: np.ndarray) -> np.ndarray:
+    """A derived space's query vector after its re-ranking (alpha-QE), the same for both paths."""
+    return derived.expand_query(ctx, d, target.index, vec) if d.qe else vec
 
 
 def similar_to(ctx, image_id: int, *, collection: str | None = None, space: str | None = None, k: int = 10,
@@ -154,10 +179,16 @@ def similar_to(ctx, image_id: int, *, collection: str | None = None, space: str 
     wanted = space if space is not None else ctx.settings.default_backbone
     src = hot.similar_source(ctx.db, image_id, wanted)
     if (src is None or src.status != "ok" or src.vector is None
-            or (collection is not None and src.collection != collection)):
+            or (collection is not None and src.collection != collection)
+            or (space is None and src.default_space not in (None, wanted))):
         src, wanted = _similar_source_checked(ctx, image_id, collection, space)
     target = _target(ctx, src.collection_id, wanted, label, state_generation=src.index_generation)
-    return wanted, src, _search(ctx, target, repo.bytes_to_vector(src.vector), k, exclude=image_id)
+    vec = repo.bytes_to_vector(src.vector)
+    d = _derived(ctx, target)
+    if d is not None:  # the transform of its base vectors, as for an upload (stored vectors may be DBA-augmented)
+        base = derived.vector_of_image(ctx, d, image_id)
+        vec = query_vector(ctx, d, target, vec if base is None else base)
+    return wanted, src, _search(ctx, target, vec, k, exclude=image_id)
 
 
 def _similar_source_checked(ctx, image_id: int, collection: str | None, space: str | None) -> tuple[hot.SimilarSource, str]:

@@ -725,7 +725,8 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections", "get"): lambda: client.get("/api/collections"),
         ("/api/collections", "post"): lambda: client.post("/api/collections", json={"name": "tmp", "description": "d"}),
         ("/api/collections/{name}", "get"): lambda: client.get("/api/collections/pets"),
-        ("/api/collections/{name}", "delete"): lambda: client.delete("/api/collections/tmp"),
+        ("/api/collections/{name}", "patch"): lambda: client.patch("/api/collections/tmp", json={"name": "tmp2"}),
+        ("/api/collections/{name}", "delete"): lambda: client.delete("/api/collections/tmp2"),
         ("/api/collections/{name}/images", "get"): lambda: client.get("/api/collections/pets/images?label=cats&page=1&per_page=3"),
         ("/api/collections/{name}/labels", "post"): lambda: client.post("/api/collections/pets/labels",
                                                                        json={"image_ids": [dog], "label": "dogs"}),
@@ -737,7 +738,15 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/jobs", "get"): lambda: client.get("/api/jobs?collection=pets&limit=5"),
         ("/api/jobs/{job_id}", "get"): lambda: client.get(f"/api/jobs/{job_id}"),
         ("/api/images/{image_id}", "get"): lambda: client.get(f"/api/images/{cat}"),
+        ("/api/images/{image_id}", "patch"): lambda: client.patch(f"/api/images/{dog}", json={"name": "dog-renamed.jpg"}),
         ("/api/images/{image_id}", "delete"): lambda: client.delete(f"/api/images/{dog}"),
+        ("/api/images/{image_id}/file", "get"): lambda: client.get(f"/api/images/{cat}/file"),
+        ("/api/collections/{name}/clusters/name", "post"): lambda: analysis_result(
+            client, "/api/collections/pets/clusters?k=2") and client.post(
+            "/api/collections/pets/clusters/name", json={"k": 2, "cluster": 0, "name": "first"}),
+        ("/api/collections/{name}/clusters/label", "post"): lambda: analysis_result(
+            client, "/api/collections/pets/clusters?k=2") and client.post(
+            "/api/collections/pets/clusters/label", json={"k": 2, "cluster": 1, "label": "second"}),
         ("/api/images/{image_id}/thumbnail", "get"): lambda: client.get(f"/api/images/{cat}/thumbnail"),
         ("/api/images/{image_id}/similar", "get"): lambda: client.get(f"/api/images/{cat}/similar?k=3&label=cats"),
         ("/api/collections/{name}/clusters", "get"): lambda: client.get("/api/collections/pets/clusters?k=auto"),
@@ -745,6 +754,7 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
                                                                   headers={"Accept-Encoding": "gzip"}),
         ("/api/collections/{name}/map.bin", "get"): lambda: client.get("/api/collections/pets/map.bin"),
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
+        ("/api/collections/{name}/duplicates", "get"): lambda: client.get("/api/collections/pets/duplicates?tier=near"),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
         ("/api/collections/{name}/vectors", "post"): lambda: client.post(
@@ -774,6 +784,15 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections", "post", client.post("/api/collections", json={"name": ""})),
         ("/api/collections/{name}/images", "get", client.get("/api/collections/pets/images?page=-1")),
         ("/api/images/{image_id}", "get", client.get("/api/images/77777")),
+        ("/api/images/{image_id}/file", "get", client.get("/api/images/77777/file")),
+        ("/api/collections/{name}/clusters/name", "post", client.post("/api/collections/pets/clusters/name",
+                                                                      json={"k": 9, "cluster": 0, "name": "x"})),
+        ("/api/collections/{name}/clusters/label", "post", client.post("/api/collections/pets/clusters/label",
+                                                                       json={"k": 2, "cluster": 5, "label": "x"})),
+        ("/api/images/{image_id}", "patch", client.patch(f"/api/images/{cat}", json={"name": "../x.jpg"})),
+        ("/api/images/{image_id}", "patch", client.patch("/api/images/77777", json={"name": "x.jpg"})),
+        ("/api/collections/{name}", "patch", client.patch("/api/collections/pets", json={"name": "vec"})),
+        ("/api/collections/{name}", "patch", client.patch("/api/collections/nope", json={"name": "x"})),
         ("/api/images/{image_id}/thumbnail", "get", client.get("/api/images/77777/thumbnail")),
         ("/api/images/{image_id}/similar", "get", client.get(f"/api/images/{cat}/similar?k=99999")),
         ("/api/jobs/{job_id}", "get", client.get("/api/jobs/77777")),

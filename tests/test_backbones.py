@@ -118,7 +118,7 @@ def test_offline_missing_weights_fail_fast(tmp_path, no_keras_cache, monkeypatch
         get_backbone("vgg16").build_feature_model(tmp_path)
     assert time.monotonic() - t0 < 20
     msg = exc.value.message
-    assert "vgg16" in msg and "--weights FILE" in msg
+    assert "vgg16" in msg and "--weights vgg16=FILE" in msg and "SIMSEARCH_WEIGHTS_VGG16=FILE" in msg
     assert str(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") in msg
     assert exc.value.details["file"] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 

@@ -183,7 +183,9 @@ def test_patch_changes_one_label(folder_app):
     listed = client.get("/api/collections/pets/images?label=favourite").get_json()
     assert [i["id"] for i in listed["images"]] == [image["id"]]
     assert client.patch(url, json={"label": None}).get_json()["label"] is None
-    assert_error(client.patch(url, json={}), 400, field="label")
+    assert_error(client.patch(url, json={}), 400, field="name")  # nothing to change
+    both = client.patch(url, json={"name": "renamed.jpg", "label": "both"}).get_json()
+    assert both["path"].endswith("renamed.jpg") and both["label"] == "both"
     assert_error(client.patch(url, json={"label": ""}), 400, field="label")
     assert_error(client.patch(url, json={"label": "x" * 201}), 400, field="label")
     assert_error(client.patch(url, json={"label": "a", "other": 1}), 400)

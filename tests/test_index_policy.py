@@ -311,3 +311,35 @@ def test_a_large_compaction_runs_in_the_background_while_searches_use_the_masked
     done = pctx.index(coll_id, SPACE)
     assert pctx.indexes.builds == builds + 1 and done.rebuilt and not len(done.masked) and done.ntotal == 1600
     assert pctx.indexes.building(coll_id, SPACE) is None
+    # the rebuild was a job: running while it ran (asserted above through building()), done now
+    from simsearch.jobs.status import job_dict
+    from simsearch.store.models import IngestRun
+
+    with pctx.db.session() as s:
+        (job,) = [job_dict(r, "c") for r in s.query(IngestRun).filter_by(kind="index").all()]
+    assert job["status"] == "done" and job["backbones"] == [SPACE] and "compaction" in job["source"]
+    assert job["message"].startswith("rebuilt: hnsw_sq8, recall@10 ") and job["processed"] == job["total"] == 1600
+    assert job["started_at"] and job["finished_at"]
+
+
+def test_a_failed_background_rebuild_is_a_failed_job(pctx, monkeypatch):
+    from simsearch.index import manager, policy as policy_module
+    from simsearch.store.models import IngestRun
+
+    pctx.indexes.policy = IndexPolicy(exact_threshold=1000, sample_queries=200, kind="hnsw_sq8")
+    monkeypatch.setattr(manager, "BACKGROUND_UPDATE_AT", 1000)
+    x = clustered(2000, seed=10)
+    coll_id, ids = insert_vectors(pctx.db, x)
+    pctx.index(coll_id, SPACE)
+
+    def broken_build(*args, **kwargs):
+        raise MemoryError("no room for the new index")
+
+    monkeypatch.setattr(policy_module, "build", broken_build)
+    delete_images(pctx.db, ids[::5])
+    pctx.sync_index(coll_id, SPACE)
+    pctx.indexes.shutdown(wait=True)
+    with pctx.db.session() as s:
+        (run,) = s.query(IngestRun).filter_by(kind="index").all()
+        assert run.status == "failed" and "MemoryError: no room for the new index" in run.message
+        assert "the next search rebuilds the index" in run.message

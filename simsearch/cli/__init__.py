@@ -12,7 +12,8 @@ from simsearch.errors import InvalidInput, NotFound, SimsearchError
 
 
 class SimsearchGroup(click.Group):
-    """Turns a SimsearchError into ``error: <message>`` and exit status 2 (bad input) or 1."""
+    """Turns a SimsearchError into ``error: <message>`` and exit status 2 (bad input) or 1; so too
+    an unreachable database or Redis, whichever command meets it (one line, no traceback)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -21,15 +22,31 @@ class SimsearchGroup(click.Group):
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(2 if isinstance(exc, (InvalidInput, NotFound)) else 1)
         except Exception as exc:
-            if not type(exc).__module__.startswith("sqlalchemy"):
-                raise
-            from simsearch.store.db import unavailable
-
-            err = unavailable(exc)
+            err = _unreachable(exc)
             if err is None:
                 raise
             click.echo(f"error: {err.message}", err=True)
             ctx.exit(1)
+
+
+def _unreachable(exc: Exception) -> SimsearchError | None:
+    """The one-line error for a database or Redis that cannot be reached, else None."""
+    module = type(exc).__module__
+    if module.startswith("sqlalchemy"):
+        from simsearch.store.db import unavailable
+
+        return unavailable(exc)
+    if module.startswith("redis"):
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeout
+
+        if isinstance(exc, (RedisConnectionError, RedisTimeout)):
+            from simsearch.errors import QueueUnavailable
+
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return QueueUnavailable(f"the job queue (Redis at SIMSEARCH_REDIS_URL) is unreachable: {type(exc).__name__}"
+                                    + (f" ({detail})" if detail else ""))
+    return None
 
 
 @click.group(cls=SimsearchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -81,9 +98,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register() -> None:
-    from simsearch.cli import core, db, duplicates, jobs, vectors  # noqa: F401
+    from simsearch.cli import core, db, duplicates, jobs, manage, vectors  # noqa: F401
 
-    for optional in ("analysis", "web"):
+    for optional in ("analysis", "tune", "web"):
         try:
             __import__(f"simsearch.cli.{optional}")
         except ModuleNotFoundError as exc:

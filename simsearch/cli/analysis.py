@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from simsearch.cli import cli, context_from
-from simsearch.cli.core import parse_weights, emit_json, json_option
+from simsearch.cli.core import emit_json, json_option, parse_weights, progress_option, progress_printer
 from simsearch.errors import InvalidInput
+from simsearch.text import plural
 
 
 def _f(v, digits: int = 3) -> str:
@@ -20,39 +21,28 @@ def _sweep_line(sw, mark: int | None = None) -> str:
     return "  ".join(f"k={k}: {s:.3f}{'*' if k == mark else ''}" for k, s in zip(sw.ks, sw.scores))
 
 
-def progress_printer(what: str, enabled: bool | None = None):
-    """A ``progress`` callback for the analysis operations: one line per step on stderr
-    (``enabled`` None: when stderr is a terminal)."""
-    if not (sys.stderr.isatty() if enabled is None else enabled):
-        return None
-
-    def report(message: str, done: int, total: int) -> None:
-        if done < total:
-            click.echo(f"{what}: [{done + 1}/{total}] {message}", err=True)
-
-    return report
-
-
-progress_option = click.option("--progress/--no-progress", default=None,
-                               help="Steps on stderr as they start [default: when stderr is a terminal].")
 
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) whose vectors to cluster [default: the collection's].")
-@click.option("--k", "k", default="auto", show_default=True, help="Number of clusters, or 'auto' to choose it by silhouette (k = 2..10).")
+@click.option("-k", "k", default=None, help="Number of clusters, or 'auto' to choose it by silhouette (k = 2..10) "
+                                             "[default: auto].")
+@click.option("--k", "k_long", default=None, hidden=True)  # the old spelling, kept for scripts
 @click.option("--representatives", "n_reps", default=8, show_default=True, help="Representative images per cluster (nearest its centre).")
 @progress_option
 @json_option
 @click.pass_context
-def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
+def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
     """Cluster a collection with k-means: sizes, label make-up, representative images, silhouette
     and agreement with the labels (ARI) by k."""
     from simsearch import limits
     from simsearch.ops import cluster_labels
     from simsearch.ops import images as ops_images
 
-    k = limits.check(limits.ClusterK, k, "k")  # the API's limit (2..200 or auto), the API's message
+    if k is not None and k_long is not None and k != k_long:
+        raise InvalidInput(f"-k {k} and --k {k_long} disagree: give -k once", field="k")
+    k = limits.check(limits.ClusterK, k or k_long or "auto", "k")  # the API's limit (2..200 or auto), the API's message
     app = context_from(ctx)
     result = cluster_labels.compute(app, collection, backbone, k=k, n_representatives=n_reps,
                                     progress=progress_printer("cluster", progress))
@@ -65,7 +55,7 @@ def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
         emit_json(view)
         return
     how = "chosen by silhouette" if result.auto else "as asked"
-    click.echo(f"{collection} / {result.backbone}: {result.n_images} images in k = {result.k} clusters ({how}), "
+    click.echo(f"{collection} / {result.backbone}: {plural(result.n_images, 'image')} in k = {result.k} clusters ({how}), "
                f"silhouette {_f(result.silhouette_at_k)}")
     if result.auto:
         click.echo(f"silhouette by k: {_sweep_line(result.silhouette, result.k)}")
@@ -78,38 +68,98 @@ def cluster(ctx, collection, backbone, k, n_reps, progress, as_json):
         counts = c["label_counts"]
         labels = ", ".join(f"{lab} {n}" for lab, n in counts.items()) if set(counts) - {"(no label)"} else ""
         named = f" \"{c['name']}\"" if c.get("name") else ""
-        click.echo(f"cluster {c['cluster']}{named}: {c['size']} images" + (f" (labels: {labels})" if labels else ""))
+        click.echo(f"cluster {c['cluster']}{named}: {plural(c['size'], 'image')}" + (f" (labels: {labels})" if labels else ""))
         for r in c["representative_images"]:
             click.echo(f"    #{r['image_id']}  {r['path']}" + (f"  [{r['label']}]" if r["label"] else ""))
 
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
-@click.option("--backbone", "-b", help="Backbone (space) to evaluate [default: the collection's].")
+@click.option("--backbone", "--space", "-b", "backbone",
+              help="Space (a backbone's or a derived one) to evaluate [default: the collection's, then every space].")
 @progress_option
 @json_option
 @click.pass_context
 def evaluate(ctx, collection, backbone, progress, as_json):
-    """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10."""
+    """Clustering and retrieval quality: silhouette by k, ARI/NMI against the labels, kNN precision@10.
+
+    Without --space: the default space in detail, then one line per space of the collection
+    (backbones and derived spaces)."""
     from simsearch.ops import analysis
 
-    ev = analysis.evaluate(context_from(ctx), collection, backbone, progress=progress_printer("evaluate", progress))
+    app = context_from(ctx)
+    ev = analysis.evaluate(app, collection, backbone, progress=progress_printer("evaluate", progress))
+    others = _every_space(app, collection, ev) if backbone is None else []
     if as_json:
-        emit_json(ev.to_dict())
+        emit_json({**ev.to_dict(), **({"spaces": others} if others else {})})
         return
-    click.echo(f"{collection} / {ev.backbone}: {ev.n_images} images, {ev.n_labelled} labelled, "
-               f"{ev.n_labels} distinct labels")
+    click.echo(f"{collection} / {ev.backbone}: {plural(ev.n_images, 'image')}, {ev.n_labelled} labelled, "
+               f"{plural(ev.n_labels, 'distinct label')}")
     click.echo(f"silhouette by k: {_sweep_line(ev.silhouette, ev.best_k)}")
     click.echo(f"best k by silhouette: {ev.best_k}")
     lab = ev.labels
     if lab is None:
         click.echo(ev.note)
-        return
-    for s, what in ((lab.at_n_labels, "at k = number of labels"), (lab.at_best_k, "at the best k")):
-        if s is not None:
-            click.echo(f"{what} ({s.k}): ARI {_f(s.ari)}  NMI {_f(s.nmi)}  "
-                       f"homogeneity {_f(s.homogeneity)}  completeness {_f(s.completeness)}")
-    click.echo(f"kNN precision@{lab.precision_k} (leave-one-out, labelled images): {_f(lab.knn_precision)}")
+    else:
+        for s, what in ((lab.at_n_labels, "at k = number of labels"), (lab.at_best_k, "at the best k")):
+            if s is not None:
+                click.echo(f"{what} ({s.k}): ARI {_f(s.ari)}  NMI {_f(s.nmi)}  "
+                           f"homogeneity {_f(s.homogeneity)}  completeness {_f(s.completeness)}")
+        click.echo(f"kNN precision@{lab.precision_k} (leave-one-out, labelled images): {_f(lab.knn_precision)}")
+        _in_sample_note(app, collection, ev.backbone)
+    if others:
+        click.echo("every space (P@10 and ARI at k = number of labels on the stored vectors):")
+        for o in others:
+            cv = o.get("cross_validated")
+            note = (f"  [fitted on these labels: in-sample; cross-validated P@10 {cv['p_at_10_mean']:.3f} ± "
+                    f"{cv['p_at_10_std']:.3f}]" if cv else "")
+            click.echo(f"  {o['space']:<52} best k {o['best_k']:>2}  ARI {_f(o['ari'])}  P@10 {_f(o['p_at_10'])}{note}")
+
+
+def _in_sample_note(app, collection: str, space: str) -> None:
+    from simsearch import derived
+    from simsearch.store import repo
+
+    with app.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
+    d = derived.get(app, coll_id, space)
+    report = (d.report or {}) if d is not None else {}
+    cv = report.get("cv")
+    if cv and report.get("fitted_on", {}).get("labelled"):
+        click.echo(f"note: {space} was fitted on these labels, so the figures above are in-sample; its "
+                   f"cross-validated P@10 is {cv['p_at_10_mean']:.3f} ± {cv['p_at_10_std']:.3f} (simsearch tune)")
+
+
+def _every_space(app, collection: str, ev) -> list[dict]:
+    """One evaluation line per space of the collection, when it has more than one. A derived space
+    fitted on the labels scores itself in-sample: its cross-validated figure goes with it."""
+    from simsearch import derived
+    from simsearch.ops import analysis
+    from simsearch.store import repo
+
+    with app.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
+        spaces = repo.spaces_of(s, coll_id)
+    if len(spaces) < 2:
+        return []
+    out = []
+    for space in spaces:
+        e = ev if space == ev.backbone else analysis.evaluate(app, collection, space)
+        lab = e.labels
+        d = derived.get(app, coll_id, space)
+        report = (d.report or {}) if d is not None else {}
+        supervised = bool(report.get("fitted_on", {}).get("labelled"))
+        out.append({"space": space, "derived": d is not None, "best_k": e.best_k,
+                    "ari": lab.at_n_labels.ari if lab and lab.at_n_labels else None,
+                    "p_at_10": lab.knn_precision if lab else None,
+                    "cross_validated": report.get("cv") if supervised else None})
+    return out
+
+
+def reports_dir(settings) -> Path:
+    """Where ``map`` and ``compare`` write when not given ``--out``: ``<data directory>/reports``
+    (never the current directory: a quick start run in a repository would litter it)."""
+    return settings.home / "reports"
 
 
 def write_coords(path: Path, data, paths: dict) -> None:
@@ -137,8 +187,9 @@ def write_coords(path: Path, data, paths: dict) -> None:
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) to map [default: the collection's].")
 @click.option("--method", type=click.Choice(["tsne", "pca"]), default="tsne", show_default=True)
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="map.png", show_default=True,
-              help="Scatter plot (PNG) with thumbnails.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scatter plot (PNG) with thumbnails [default: REPORTS/COLLECTION-BACKBONE-METHOD.png, REPORTS being "
+                   "the data directory's reports/ folder].")
 @click.option("--coords", type=click.Path(dir_okay=False, path_type=Path), help="Also write the 2-D coordinates (.csv or .json).")
 @click.option("--colour-by", "--color-by", "colour_by", type=click.Choice(["label", "cluster"]), default="label", show_default=True,
               help="Point colours (label falls back to cluster when nothing is labelled).")
@@ -150,7 +201,7 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
     """A 2-D map of a collection (t-SNE or PCA): a PNG scatter with thumbnails, and the coordinates."""
     if coords is not None and coords.suffix.lower() not in (".csv", ".json"):
         raise InvalidInput(f"--coords must end in .csv or .json, not {coords.name!r}", field="coords")
-    if out.suffix.lower() != ".png":
+    if out is not None and out.suffix.lower() != ".png":
         raise InvalidInput(f"--out must be a .png file, not {out.name!r}", field="out")
     from simsearch.ops import analysis
     from simsearch.ops import images as ops_images
@@ -159,6 +210,8 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
     app = context_from(ctx)
     data = analysis.map_2d(app, collection, backbone, method=method, progress=progress_printer("map", progress))
     thumbs = load_thumbnails(app, data.ids) if max_thumbs > 0 else {}
+    if out is None:
+        out = reports_dir(app.settings) / f"{collection}-{data.backbone}-{data.method}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     png = render_map(data, out, thumbs=thumbs, colour_by=colour_by, max_thumbs=max_thumbs)
     paths = ops_images.brief(app, data.ids)
@@ -169,15 +222,16 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
                    "png_bytes": len(png), "coords_file": str(coords) if coords else None})
         return
     how = "from the cache" if data.cached else f"computed in {data.seconds or 0:.1f} s"
-    click.echo(f"{collection} / {data.backbone}: {data.method} map of {data.n} images ({how}); "
+    click.echo(f"{collection} / {data.backbone}: {data.method} map of {plural(data.n, 'image')} ({how}); "
                f"wrote {out} ({len(png) / 1024:.0f} KB)" + (f" and {coords}" if coords else ""))
 
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbones", "-b", "backbones", required=True, help="Comma-separated backbones (spaces), e.g. efficientnet_lite0,resnet50.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="report.html", show_default=True,
-              help="The HTML report; its data goes beside it with a .json suffix.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML report; its data goes beside it with a .json suffix [default: "
+                   "REPORTS/COLLECTION-compare.html, REPORTS being the data directory's reports/ folder].")
 @click.option("--progress/--no-progress", default=None,
               help="Progress on stderr: the steps, and a bar while embedding [default: when stderr is a terminal].")
 @click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
@@ -201,11 +255,11 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     comparison = compare_backbones(app, collection, spaces, embed=True, show_bar=show,
                                    weights=parse_weights(weights), progress=progress_printer("compare", show))
-    written = write_report(app, comparison, out)
+    written = write_report(app, comparison, out or reports_dir(app.settings) / f"{collection}-compare.html")
     if as_json:
         emit_json({**comparison.to_dict(maps=False), "report": written})
         return
-    click.echo(f"{collection}: {comparison.n_images} images, {len(spaces)} backbones")
+    click.echo(f"{collection}: {plural(comparison.n_images, 'image')}, {plural(len(spaces), 'backbone')}")
     click.echo(f"  {'backbone':<22} {'dim':>5} {'ms/img':>7} {'best k':>6} {'ARI':>6} {'NMI':>6} {'P@10':>6}")
     for p in comparison.backbones:
         if not p.available:
@@ -219,7 +273,7 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
                    f"{_f(at_n and at_n.ari):>6} {_f(at_n and at_n.nmi):>6} {_f(prec):>6}")
         emb = p.embedding
         if emb is not None and emb.failed:
-            click.echo(f"    {emb.failed} image(s) could not be embedded, e.g. {emb.errors[0]['file']}: {emb.errors[0]['reason']}")
+            click.echo(f"    {plural(emb.failed, 'image')} could not be embedded, e.g. {emb.errors[0]['file']}: {emb.errors[0]['reason']}")
     for o in comparison.neighbour_overlap:
         click.echo(f"  top-10 neighbour overlap {o.a} / {o.b}: {o.jaccard:.3f}")
     click.echo(f"wrote {written['html']} ({written['html_bytes'] / 1e6:.1f} MB) and {written['json']}")

@@ -11,6 +11,7 @@ import click
 
 from simsearch.cli import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
+from simsearch.text import plural
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -28,6 +29,23 @@ def finite(data):
 
 def emit_json(data) -> None:
     click.echo(json.dumps(finite(data), indent=2, default=str, allow_nan=False))
+
+
+def progress_printer(what: str, enabled: bool | None = None):
+    """A ``progress`` callback for the long operations (analyses, reindex): one line per step on stderr
+    (``enabled`` None: when stderr is a terminal)."""
+    if not (sys.stderr.isatty() if enabled is None else enabled):
+        return None
+
+    def report(message: str, done: int, total: int) -> None:
+        if done < total:
+            click.echo(f"{what}: [{done + 1}/{total}] {message}", err=True)
+
+    return report
+
+
+progress_option = click.option("--progress/--no-progress", default=None,
+                               help="Steps on stderr as they start [default: when stderr is a terminal].")
 
 
 def backbone_options(f):
@@ -89,6 +107,7 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
     from simsearch.jobs.reconcile import mark_interrupted
 
     batch_size = limits.check(limits.BatchSize, batch_size, "batch_size")  # the API's limit, the API's message
+    weights_files = parse_weights(weights)  # a usage error before anything is read
     app = context_from(ctx, runtime=runtime, device=device, precision=precision)
     if queued:
         return _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json)
@@ -101,7 +120,7 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
         click.echo(f"note: ingest run {run_id} had stopped mid-way (killed?); marked interrupted", err=True)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     ingester = Ingester(app, spaces=spaces, batch_size=batch_size, workers=workers,
-                        weights=parse_weights(weights), show_bar=show)
+                        weights=weights_files, show_bar=show)
     source = str(Path(path).resolve())
     run_id = create_command_run(app, collection, spaces, source, len(files))
     try:
@@ -112,12 +131,20 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
         ctx.exit(130)
     if as_json:
         emit_json(report.to_dict())
-        return
-    click.echo(f"collection {report.collection}: {report.added} new images, {report.embedded} new vectors "
-               f"({', '.join(report.spaces)}), {report.skipped} already present, {report.failed} failed; "
-               f"{report.total} files in {report.seconds:.1f} s ({report.rate:.1f} images/s)")
+    else:
+        _print_report(report)
+    if report.total and report.failed == report.total:
+        click.echo(f"error: every file failed ({plural(report.total, 'file')}; the reasons are listed)", err=True)
+        ctx.exit(1)
+
+
+def _print_report(report) -> None:
+    click.echo(f"collection {report.collection}: {plural(report.added, 'new image')}, "
+               f"{plural(report.embedded, 'new vector')} ({', '.join(report.spaces)}), {report.skipped} already present, "
+               f"{report.failed} failed; {plural(report.total, 'file')} in {report.seconds:.1f} s "
+               f"({report.rate:.1f} images/s)")
     if report.ignored:
-        click.echo(f"ignored {len(report.ignored)} file(s) without an image extension, e.g. {report.ignored[0]}")
+        click.echo(f"ignored {plural(len(report.ignored), 'file')} without an image extension, e.g. {report.ignored[0]}")
     for err in report.errors:
         click.echo(f"  failed: {err['file']}: {err['reason']}")
 
@@ -148,7 +175,7 @@ def _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata,
     if as_json:
         emit_json(accepted)
         return
-    click.echo(f"queued ingest job {accepted['job_id']}: {accepted['total']} files into {collection}; "
+    click.echo(f"queued ingest job {accepted['job_id']}: {plural(accepted['total'], 'file')} into {collection}; "
                f"follow it with `simsearch jobs {accepted['job_id']} --follow`")
 
 
@@ -226,9 +253,10 @@ def collections(ctx, as_json):
     if not rows:
         click.echo("no collections yet: run `simsearch ingest PATH --collection NAME`")
     for r in rows:
-        click.echo(f"{r['name']}: {r['images_ok']} images ok, {r['images_failed']} failed")
+        click.echo(f"{r['name']}: {plural(r['images_ok'], 'image')} ok, {r['images_failed']} failed")
         for space, info in r["backbones"].items():
-            click.echo(f"  {space}: {info['vectors_in_db']} vectors in the database, {info['vectors_in_index']} in the index")
+            in_index = "index not loaded" if info["vectors_in_index"] is None else f"{info['vectors_in_index']} in the index"
+            click.echo(f"  {space}: {plural(info['vectors_in_db'], 'vector')} in the database, {in_index}")
             if info.get("index"):
                 click.echo(f"    index: {index_line(info['index'])}")
 
@@ -255,13 +283,15 @@ def index_line(ix: dict) -> str:
 @click.option("--backbone", "-b", help="Only this backbone (space).")
 @click.option("--check-recall", is_flag=True,
               help="Measure each index's recall@10 instead; re-tune (or rebuild) those below the target.")
+@click.option("--progress/--no-progress", default=None, help="Each index on stderr as it starts [default: when stderr is a terminal].")
 @json_option
 @click.pass_context
-def reindex(ctx, collection, backbone, check_recall, as_json):
+def reindex(ctx, collection, backbone, check_recall, progress, as_json):
     """Rebuild FAISS indexes from the vectors in the database (kind and tuning by the index policy)."""
     from simsearch.ops import collections as ops_collections
 
-    out = ops_collections.reindex(context_from(ctx), collection=collection, backbone=backbone, check=check_recall)
+    out = ops_collections.reindex(context_from(ctx), collection=collection, backbone=backbone, check=check_recall,
+                                  progress=progress_printer("reindex", progress))
     if as_json:
         emit_json(out)
         return
@@ -272,7 +302,7 @@ def reindex(ctx, collection, backbone, check_recall, as_json):
             click.echo(f"{o['collection']} / {o['backbone']}: {o['kind']}, recall@10 {o['recall_before']:.3f} -> "
                        f"{o['recall']:.3f} ({o['action']}) in {o['seconds']} s")
         else:
-            click.echo(f"{o['collection']} / {o['backbone']}: {o['vectors']} vectors indexed ({o['kind']}) in {o['seconds']} s "
+            click.echo(f"{o['collection']} / {o['backbone']}: {plural(o['vectors'], 'vector')} indexed ({o['kind']}) in {o['seconds']} s "
                        f"(generation {o['generation']})")
 
 

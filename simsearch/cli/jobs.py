@@ -9,6 +9,7 @@ import click
 
 from simsearch.cli import cli, context_from
 from simsearch.cli.core import emit_json, json_option
+from simsearch.text import plural
 
 ENDED = ("done", "failed", "interrupted")
 
@@ -78,6 +79,6 @@ def jobs(ctx, job_id, collection, limit, follow, interval, as_json):
         for err in job["errors"][:20]:
             click.echo(f"  failed: {err['file']}: {err['reason']}")
         if job["errors_total"] > 20:
-            click.echo(f"  ... and {job['errors_total'] - 20} more failed files (--json lists {len(job['errors'])})")
+            click.echo(f"  ... and {plural(job['errors_total'] - 20, 'more failed file')} (--json lists {len(job['errors'])})")
     if follow and job["status"] != "done":
         ctx.exit(1)

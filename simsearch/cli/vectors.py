@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from simsearch.cli import cli, context_from
-from simsearch.cli.core import emit_json, json_option
+from simsearch.cli.core import emit_json, json_option, progress_option, progress_printer
 from simsearch.errors import InvalidInput
+from simsearch.text import plural, verb
 
 
 @cli.command("import-vectors")
@@ -20,9 +21,10 @@ from simsearch.errors import InvalidInput
               help="Embedding space: a backbone's (e.g. efficientnet_lite0; the dimension must match) or any name for "
                    "vectors made elsewhere (e.g. clip-vit-b32).")
 @click.option("--no-index", is_flag=True, help="Do not bring the index up to date now (the next search does).")
+@progress_option
 @json_option
 @click.pass_context
-def import_vectors(ctx, file, collection, space, no_index, as_json):
+def import_vectors(ctx, file, collection, space, no_index, progress, as_json):
     """Import vectors computed elsewhere from an .npz file.
 
     FILE holds 'vectors' (N x D float32) and 'keys' (N unique strings: an image's source path, or
@@ -34,20 +36,21 @@ def import_vectors(ctx, file, collection, space, no_index, as_json):
 
     if not file.is_file():
         raise InvalidInput(f"{file}: no such file", field="file")
-    out = run_import(context_from(ctx), file, collection, space, name=str(file), update_index=not no_index)
+    out = run_import(context_from(ctx), file, collection, space, name=str(file), update_index=not no_index,
+                     progress=progress_printer("import-vectors", progress))
     if as_json:
         emit_json(out)
         return
     kind = " (imported space: search by id, clusters and maps; no search by image)" if out["imported_space"] else ""
-    click.echo(f"collection {collection}: {out['vectors_added']} vectors added to {space}{kind}, {out['already_present']} "
-               f"already present; {out['images_created']} new images, {out['images_matched']} matched by source path; "
-               f"{out['rows']} rows x {out['dim']} in {out['seconds']:.1f} s ({out['rate'] or 0:,.0f} vectors/s)")
+    click.echo(f"collection {collection}: {plural(out['vectors_added'], 'vector')} added to {space}{kind}, "
+               f"{out['already_present']} already present; {plural(out['images_created'], 'new image')}, "
+               f"{out['images_matched']} matched by source path; {plural(out['rows'], 'row')} x {out['dim']} in {out['seconds']:.1f} s ({out['rate'] or 0:,.0f} vectors/s)")
     if out["normalised"]:
-        click.echo(f"note: {out['normalised']} vectors were not of unit length and were L2-normalised")
+        click.echo(f"note: {plural(out['normalised'], 'vector')} {verb(out['normalised'], 'was')} not of unit length and were L2-normalised")
     if out["ignored_arrays"]:
         click.echo(f"note: ignored arrays: {', '.join(out['ignored_arrays'])}")
     if out["index"]:
-        click.echo(f"index: {out['index']['vectors']} vectors, brought up to date in {out['index']['seconds']:.1f} s")
+        click.echo(f"index: {plural(out['index']['vectors'], 'vector')}, brought up to date in {out['index']['seconds']:.1f} s")
 
 
 @cli.command("export")
@@ -85,5 +88,5 @@ def export(ctx, collection, space, out, as_json):
     if as_json:
         emit_json(info)
         return
-    click.echo(f"wrote {info['vectors']} vectors ({info['dim']}-d, {info['backbone']}) of {collection} to {out} "
+    click.echo(f"wrote {plural(info['vectors'], 'vector')} ({info['dim']}-d, {info['backbone']}) of {collection} to {out} "
                f"({info['bytes'] / 1e6:.1f} MB) in {info['seconds']:.1f} s")

@@ -31,6 +31,9 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     app = create_app({"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host})
     jobs = app.extensions["simsearch_jobs"].kind
     keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
+    if settings.api_keys and settings.public_search:
+        per = settings.public_search_per_minute
+        keys += f"; search by upload open to everyone ({f'{per} a minute per address' if per else 'no rate limit'})"
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
     runner = app.extensions["simsearch_jobs"]
     if hasattr(runner, "recover_once"):  # resume at once, not on the first request
@@ -65,8 +68,24 @@ def worker(ctx, queues, burst, simple, name, check):
 
         click.echo(f"ok: {check_workers(settings.redis_url)}")
         return
+    _ping_redis(settings.redis_url)
     context_from(ctx, server=True)  # refuses a missing or old schema before taking jobs
     names = [q for raw in queues for q in raw.split(",") if q] or [q for q in settings.queue.split(",") if q]
     click.echo(f"simsearch worker on {', '.join(names)} ({'burst' if burst else 'waiting for jobs'})", err=True)
     ok = run_worker(settings.redis_url, names, burst=burst, simple=simple, name=name, settings=settings)
     ctx.exit(0 if ok or burst else 1)
+
+
+def _ping_redis(url: str) -> None:
+    """Fail before starting RQ when Redis does not answer: one line (see :mod:`simsearch.cli`),
+    not RQ's 70-line traceback."""
+    from redis import Redis
+
+    try:
+        conn = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError as exc:
+        raise InvalidInput(f"SIMSEARCH_REDIS_URL is not a Redis URL: {exc}", field="redis_url") from None
+    try:
+        conn.ping()
+    finally:
+        conn.close()

@@ -101,6 +101,11 @@ class IndexManager:
         self.policy = policy or IndexPolicy()
         self.builds = 0  # full builds in this process (updates in place do not count)
         self.progress = None  # optional callable(message) told the steps of a build
+        # optional callable(collection id, space, reason, vectors) -> a job with step(message),
+        # done(info, vectors), failed(exc): background rebuilds as rows of the jobs table
+        # (simsearch.jobs.index_builds; the context sets it)
+        self.build_jobs = None
+        self._jobs: dict[tuple[int, str], object] = {}  # background rebuilds: their job
         self._deferred: dict[tuple[int, str], str] = {}  # background rebuilds: their current step
         self._lock = threading.Lock()
         self._open: dict[tuple[int, str], object] = {}
@@ -187,7 +192,7 @@ class IndexManager:
             if loaded.ntotal < BACKGROUND_UPDATE_AT:
                 loaded = None  # small: rebuilt now
             else:  # large: rebuilt in the background; searches use this one meanwhile
-                self._defer_rebuild(collection_id, space, reason)
+                self._defer_rebuild(collection_id, space, reason, len(db_ids))
         if loaded is None:
             if reason:
                 log.info("index of collection %s / %s: rebuilding (%s)", collection_id, space, reason)
@@ -213,6 +218,9 @@ class IndexManager:
             log.info("index of collection %s / %s: %s", collection_id, space, message)
             if key in self._deferred:
                 self._deferred[key] = message
+                job = self._jobs.get(key)
+                if job is not None:
+                    job.step(message)
             if self.progress is not None:
                 self.progress(message)
 
@@ -290,13 +298,17 @@ class IndexManager:
                 self.sync(collection_id, space)
         return pending
 
-    def _defer_rebuild(self, collection_id: int, space: str, reason: str) -> None:
+    def _defer_rebuild(self, collection_id: int, space: str, reason: str, vectors: int | None = None) -> None:
         key = (collection_id, space)
         with self._lock:
             if key in self._deferred:
                 return
             self._deferred[key] = f"rebuild queued ({reason})"
         log.info("index of collection %s / %s: rebuilding in the background (%s)", collection_id, space, reason)
+        if self.build_jobs is not None:
+            job = self.build_jobs(collection_id, space, reason, vectors)
+            if job is not None:
+                self._jobs[key] = job
         self.sync_in_background(collection_id, space, force_rebuild=True)
 
     def building(self, collection_id: int, space: str) -> str | None:
@@ -309,11 +321,23 @@ class IndexManager:
         key = (collection_id, space)
 
         def run():
+            job = self._jobs.get(key) if force_rebuild else None
             try:
-                return self.sync(collection_id, space, force_rebuild=force_rebuild)
+                loaded = self.sync(collection_id, space, force_rebuild=force_rebuild)
+            except BaseException as exc:
+                if job is not None:
+                    job.failed(exc)
+                raise
             finally:
                 if force_rebuild:
                     self._deferred.pop(key, None)
+                    self._jobs.pop(key, None)
+            if job is not None:
+                with self.db.session() as s:
+                    state = repo.index_state(s, collection_id, space)
+                    info = {"kind": state.kind, "recall": state.recall, "build_seconds": state.build_seconds} if state else None
+                job.done(info, loaded.ntotal)
+            return loaded
 
         with self._lock:
             if self._background is None:

@@ -183,6 +183,10 @@ class Ingester:
         report.seconds = time.perf_counter() - t0
         for sp in self.spaces:
             self.ctx.sync_index(coll_id, sp)
+        if report.embedded:
+            from simsearch import derived
+
+            derived.refresh_for_bases(self.ctx, coll_id, self.spaces)  # the new images get derived vectors too
         self._finish(run_id, report, "done", None)
         return report
 

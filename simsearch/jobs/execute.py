@@ -12,6 +12,7 @@ from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
 from simsearch.jobs.staging import Staging, remove_quietly
 from simsearch.store import repo
 from simsearch.store.models import Collection, IngestRun, utcnow
+from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -52,7 +53,7 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
 def create_command_run(ctx, collection: str, spaces: list[str], source: str, total: int) -> int:
     """The run of a `simsearch ingest` command, owned by this process: if the command is killed,
     the next one marks it ``interrupted`` (:func:`simsearch.jobs.reconcile.mark_interrupted`)."""
-    from simsearch.jobs.runners import this_process
+    from simsearch.jobs.owners import this_process
 
     with ctx.db.session() as s:
         coll = repo.get_or_create_collection(s, collection)
@@ -69,7 +70,7 @@ def mark_interrupted_now(ctx, run_id: int) -> None:
         run = s.get(IngestRun, run_id)
         if run is not None and run.status != "done":
             run.status, run.finished_at, run.updated_at = "interrupted", utcnow(), utcnow()
-            run.message = (f"interrupted after {run.processed} of {run.total} files; everything committed is kept, "
+            run.message = (f"interrupted after {run.processed} of {plural(run.total, 'file')}; everything committed is kept, "
                            "run the same command again to continue")
 
 

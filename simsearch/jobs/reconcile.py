@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 
 from simsearch.store.models import IngestRun, utcnow
+from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -126,7 +127,7 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
 def mark_interrupted(ctx) -> list[int]:
     """Mark ``interrupted`` the unfinished runs of `simsearch ingest` commands on this host whose
     process is gone (killed mid-way); returns their ids. Their committed work is kept."""
-    from simsearch.jobs.runners import owner_is_gone
+    from simsearch.jobs.owners import owner_is_gone
 
     with ctx.db.session() as s:
         rows = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total)
@@ -139,7 +140,7 @@ def mark_interrupted(ctx) -> list[int]:
             n = s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,
                                                   IngestRun.status.in_(("queued", "running")))
                           .values(status="interrupted", finished_at=utcnow(), updated_at=utcnow(),
-                                  message=f"interrupted: the command stopped after {processed} of {total} files; "
+                                  message=f"interrupted: the command stopped after {processed} of {plural(total, 'file')}; "
                                           "everything committed is kept, run it again to continue")).rowcount
         if n:
             marked.append(run_id)

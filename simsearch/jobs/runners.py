@@ -11,54 +11,21 @@ their own, so a long ingest and a long t-SNE do not wait for each other.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select, update
 
 from simsearch.errors import QueueUnavailable, SimsearchError
+from simsearch.jobs.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
 from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
                               redis_connection, resolve_target)
 from simsearch.store.db import unavailable
 from simsearch.store.models import IngestRun, utcnow
+from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
-
-_TOKENS: dict[int, str] = {}
-
-
-def this_process(kind: str = "thread") -> str:
-    """The owner name of jobs run by this process (``kind`` "thread": its in-process runner, "cli":
-    a `simsearch ingest` command): host, pid and a random token (a restarted container can give
-    the new process the old one's pid; the token tells them apart)."""
-    pid = os.getpid()
-    token = _TOKENS.setdefault(pid, uuid.uuid4().hex[:12])
-    return f"{kind}:{socket.gethostname()}:{pid}:{token}"
-
-
-def owner_is_gone(owner: str) -> bool:
-    """Whether the in-process runner or CLI command named ``owner`` (on this host) has certainly stopped."""
-    try:
-        kind, host, pid_text, token = owner.split(":")
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if kind not in ("thread", "cli") or host != socket.gethostname():
-        return False  # another machine's process: cannot tell
-    if pid == os.getpid():
-        return token != _TOKENS.get(pid)  # an earlier process that had this pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
-
 
 class ThreadRunner:
     """Runs jobs in this process, ``threads`` at a time (the ingest itself uses several threads).
@@ -181,15 +148,16 @@ class ThreadRunner:
         for run_id, owner, processed, total, kind in candidates:
             if owner == me or not owner_is_gone(owner):
                 continue
-            if kind != "ingest":  # an analysis keeps nothing half-done: the next request starts it again
+            if kind != "ingest":  # an analysis or index build keeps nothing half-done: it is started again when needed
+                again = ("the next search rebuilds the index" if kind == "index"
+                         else "asking for the result again starts a new computation")
                 with self.ctx.db.session() as s:
                     s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,
                                                       IngestRun.status.in_(("queued", "running")))
                               .values(status="failed", finished_at=utcnow(), updated_at=utcnow(),
-                                      message="interrupted: the process computing it stopped; "
-                                              "asking for the result again starts a new computation"))
+                                      message=f"interrupted: the process computing it stopped; {again}"))
                 continue
-            message = (f"resumed after the process running it stopped ({processed} of {total} files were done; "
+            message = (f"resumed after the process running it stopped ({processed} of {plural(total, 'file')} done; "
                        "images stored before count as skipped)")
             with self.ctx.db.session() as s:
                 claimed = s.execute(update(IngestRun)

@@ -16,6 +16,7 @@ from sqlalchemy import case, func, select, update
 
 from simsearch.errors import NotFound
 from simsearch.store.models import Collection, Image, IngestRun, utcnow
+from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -171,7 +172,7 @@ def roll_up(ctx, parent_id: int) -> str:
         parent.finished_at = utcnow()
         if failed:
             parent.status = "failed"
-            parent.message = (f"{len(failed)} of {len(shards)} shards failed (shard {', '.join(map(str, failed[:10]))}"
+            parent.message = (f"{len(failed)} of {plural(len(shards), 'shard')} failed (shard {', '.join(map(str, failed[:10]))}"
                               f"{'...' if len(failed) > 10 else ''}): {reasons[0] if reasons else 'no reason recorded'}; "
                               "ingesting the same files again finishes the job")[:2000]
         else:

@@ -51,7 +51,7 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
                    "restarts on the same host; otherwise ingesting the same files again resumes it")
     return {
         "id": run.id,
-        "kind": kind,  # "ingest", or the analysis: "clusters", "map", "evaluation", "comparison", "duplicates"
+        "kind": kind,  # "ingest", an analysis ("clusters", "map", "evaluation", "comparison", "duplicates"), "index"
         "params": dict(run.params) if run.params is not None else None,  # an analysis' parameters
         "status": run.status,
         "collection": collection,

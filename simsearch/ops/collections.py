@@ -1,8 +1,8 @@
-"""Collections: their summaries (the same for the API, the UI and the CLI), create, delete."""
+"""Collections: their summaries (the same for the API, the UI and the CLI), create, rename, delete."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete as sql_delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from simsearch import limits
@@ -12,7 +12,7 @@ from simsearch.jobs.staging import remove_quietly
 from simsearch.jobs.status import iso
 from simsearch.store import repo
 from simsearch.ops.jobs import shown as shown_job
-from simsearch.store.models import Collection, Image, IndexState, IngestRun
+from simsearch.store.models import AnalysisResult, Collection, Image, IndexState, IngestRun
 
 MAX_DESCRIPTION = limits.DESCRIPTION_MAX
 RECENT_JOBS = 5
@@ -111,6 +111,33 @@ def create(ctx, name, description=None) -> dict:
         return _summary(ctx, s, coll)
 
 
+def rename(ctx, name: str, new_name: str) -> dict:
+    """Rename a collection (409 when ``new_name`` is taken, or while one of its jobs is queued or
+    running: a job finds its collection by name). Its images, vectors and indexes are kept (they
+    belong to the collection's id); its cached analyses are dropped, since they carry the name
+    (the next clusters, map or evaluation recomputes them). Returns the renamed summary."""
+    repo.validate_collection_name(new_name)
+    taken = Conflict(f"a collection named {new_name!r} already exists", field="name")
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        if new_name == name:
+            return _summary(ctx, s, coll)
+        if s.scalar(select(Collection.id).where(Collection.name == new_name)) is not None:
+            raise taken
+        busy = s.scalar(select(func.count()).select_from(IngestRun).where(
+            IngestRun.collection_id == coll.id, IngestRun.status.in_(("queued", "running"))))
+        if busy:
+            raise Conflict(f"collection {name!r} has {busy} queued or running job{'s' if busy != 1 else ''}: rename it "
+                           "when they have ended", field="name")
+        coll.name = new_name
+        s.execute(sql_delete(AnalysisResult).where(AnalysisResult.collection_id == coll.id))
+        try:
+            s.flush()
+        except IntegrityError:  # taken by another request since the lookup (the name is unique)
+            raise taken from None
+        return _summary(ctx, s, coll)
+
+
 def delete(ctx, name: str) -> dict:
     """Delete a collection: its images, vectors, jobs, index files and staged job folders."""
     with ctx.db.session() as s:
@@ -125,10 +152,11 @@ def delete(ctx, name: str) -> dict:
     return {"deleted": name, "images": counts.get("ok", 0) + counts.get("failed", 0)}
 
 
-def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False) -> list[dict]:
+def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False,
+            progress=None) -> list[dict]:
     """Rebuild the indexes of one collection or all, of one space or all, from the database.
     ``check``: run the recall check instead (re-tune, or rebuild only when re-tuning cannot reach
-    the target recall)."""
+    the target recall). ``progress(message, done, total)`` is called before each index and at the end."""
     import time
 
     with ctx.db.session() as s:
@@ -138,7 +166,9 @@ def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, 
             colls = list(s.scalars(select(Collection).order_by(Collection.name)))
         targets = [(c.id, c.name, sp) for c in colls for sp in repo.spaces_of(s, c.id) if backbone in (None, sp)]
     out = []
-    for coll_id, name, space in targets:
+    for done, (coll_id, name, space) in enumerate(targets):
+        if progress is not None:
+            progress(f"{name} / {space}", done, len(targets))
         t0 = time.perf_counter()
         row = {"collection": name, "backbone": space}
         if check:
@@ -149,4 +179,6 @@ def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, 
             row["kind"] = loaded.kind
         row.update(vectors=loaded.ntotal, generation=loaded.generation, seconds=round(time.perf_counter() - t0, 3))
         out.append(row)
+    if progress is not None:
+        progress("done", len(targets), len(targets))
     return out

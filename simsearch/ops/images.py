@@ -1,4 +1,4 @@
-"""Images: one image, a filtered page of a collection's images, labels, deletion, thumbnails."""
+"""Images: one image, a filtered page of a collection's images, labels, renaming, deletion, thumbnails."""
 
 from __future__ import annotations
 
@@ -157,6 +157,29 @@ def brief(ctx, image_ids) -> dict[int, dict]:
             rows = s.execute(select(Image.id, Image.source_path, Image.label).where(Image.id.in_(chunk))).all()
             out.update({i: {"image_id": i, "path": path, "label": label} for i, path, label in rows})
     return out
+
+
+IMAGE_NAME = re.compile(limits.IMAGE_NAME_PATTERN)
+
+
+def renamed_path(path: str, name: str) -> str:
+    """``path`` with its last component (the file name) replaced by ``name``:
+    ``/photos/cats/1.jpg`` -> ``/photos/cats/kitten.jpg``; a key without a folder becomes ``name``."""
+    head, sep, _ = path.rpartition("/")
+    return head + sep + name
+
+
+def rename(ctx, image_id: int, name) -> dict:
+    """Give an image a new file name (its folder is kept): the name it is shown under, and where
+    ``compare`` reads the file again when it embeds it with another backbone (rename the file
+    itself first). Its vectors, label and thumbnail are unchanged. Returns the image as :func:`get`."""
+    if not isinstance(name, str) or not IMAGE_NAME.match(name) or len(name) > limits.FILENAME_MAX:
+        raise InvalidInput(f"name {name!r} is not valid: use {limits.IMAGE_NAME_RULE} "
+                           f"(at most {limits.FILENAME_MAX} characters)", field="name")
+    with ctx.db.session() as s:
+        img = repo.get_image(s, image_id)
+        img.source_path = renamed_path(img.source_path, name)
+    return get(ctx, image_id)
 
 
 def delete(ctx, image_id: int) -> dict:

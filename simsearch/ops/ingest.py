@@ -15,6 +15,7 @@ from simsearch.jobs.execute import create_run
 from simsearch.jobs.manifest import ManifestFile, uploads_dir
 from simsearch.jobs.staging import Staging, ZipLimits, extract_zip, new_staging_dir, remove_quietly, stage_files
 from simsearch.store import repo
+from simsearch.text import plural
 
 MAX_BATCH_SIZE = limits.BATCH_SIZE_MAX
 MAX_IGNORED_SHOWN = 200
@@ -157,7 +158,7 @@ def from_upload(ctx, runner, collection: str, options: dict, *, files=(), archiv
             source = f"upload: {archive_name or 'archive.zip'}"
         else:
             staging = stage_files(files, dest, labels=options.labels, label=options.label)
-            source = f"upload: {len(files)} file(s)"
+            source = f"upload: {plural(len(files), 'file')}"
         if not staging.files:
             raise InvalidInput(f"the upload has no image files (looked for {IMAGE_TYPES})",
                                field="archive" if archive is not None else "files", details={"ignored": staging.ignored[:100]})

@@ -64,9 +64,17 @@ def _stored(session, space: str, ids: np.ndarray) -> dict[int, bytes]:
     return out
 
 
-def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the file", update_index: bool = True) -> dict:
+def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the file", update_index: bool = True,
+                   progress=None) -> dict:
     """Import a vectors file (a path or a seekable binary file) into ``collection`` (created if
-    new) under ``space`` (a backbone's space, or any valid name for vectors made elsewhere)."""
+    new) under ``space`` (a backbone's space, or any valid name for vectors made elsewhere).
+    ``progress(message, done, total)``: called as each step starts, and at the end."""
+    steps = 3 if update_index else 2
+
+    def step(message: str, done: int) -> None:
+        if progress is not None:
+            progress(message, done, steps)
+
     from simsearch.embed import check_space_name
 
     t0 = time.perf_counter()
@@ -75,6 +83,7 @@ def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the
     vf = VectorsFile.open(source, name)
     try:
         n, dim = vf.shape
+        step(f"checking {n:,} keys, labels and metadata", 0)
         keys = vf.strings("keys", n)
         check_keys(keys)
         labels = vf.strings("labels", n)
@@ -112,6 +121,7 @@ def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the
                     yield r, bulk.prepare_vectors(dialect, image_of[start:start + len(x)][keep], space, x[keep], now)
 
             rescaled = 0
+            step(f"writing {n:,} vectors ({dim}-d)", 1)
             for r, prepared in prefetched(blocks()):
                 rescaled += r
                 bulk.write_vectors(s, prepared, now)
@@ -125,9 +135,11 @@ def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the
            "normalised": rescaled, "ignored_arrays": sorted(vf.ignored + (["ids"] if "ids" in vf.members else [])),
            "seconds": round(stored_seconds, 3), "rate": round(n / stored_seconds, 1) if stored_seconds else None, "index": None}
     if update_index:
+        step("bringing the index up to date", 2)
         t1 = time.perf_counter()
         loaded = ctx.sync_index(coll_id, space)
         out["index"] = {"vectors": loaded.ntotal, "seconds": round(time.perf_counter() - t1, 3)}
+    step("done", steps)
     return out
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simsearch.text import plural
+
 UNLABELLED = "(no label)"
 UNLABELLED_COLOUR = "#9e9e9e"
 # tab10 then tab20's lighter shades: distinct for up to 20 categories, cycled beyond.
@@ -171,7 +173,7 @@ def render_map(data: "MapResult", out: Path | str | None = None, *, thumbs: dict
     fig = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
     method = {"tsne": "t-SNE", "pca": "PCA"}.get(data.method, data.method or "map")
-    title = f"{data.collection} - {data.backbone} - {method}, {data.n} images, coloured by {legend}"
+    title = f"{data.collection} - {data.backbone} - {method}, {plural(data.n, 'image')}, coloured by {legend}"
     draw_map(ax, data.x, data.y, values, ids=data.ids, thumbs=thumbs, max_thumbs=max_thumbs,
              thumb_px=_thumb_px(size_px, max_thumbs), title=title, legend_title=legend, colours=colours)
     fig.tight_layout()

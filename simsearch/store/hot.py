@@ -17,6 +17,7 @@ class SearchTarget:
     collection_id: int
     has_vectors: bool  # of the space asked about
     index_generation: int | None  # None: no index_states row yet
+    default_space: str | None = None  # the collection's own default (simsearch tune --set-default)
 
 
 def _rows(db, sql: str, params: tuple) -> list[tuple]:
@@ -37,7 +38,8 @@ _TARGET_SQL = """
 SELECT c.id,
        EXISTS (SELECT 1 FROM embeddings e JOIN images i ON i.id = e.image_id
                WHERE i.collection_id = c.id AND e.space = ?),
-       (SELECT s.generation FROM index_states s WHERE s.collection_id = c.id AND s.space = ?)
+       (SELECT s.generation FROM index_states s WHERE s.collection_id = c.id AND s.space = ?),
+       c.default_space
 FROM collections c WHERE c.name = ?
 """
 
@@ -48,8 +50,8 @@ def search_target(db, collection: str, space: str) -> SearchTarget | None:
     rows = _rows(db, _TARGET_SQL, (space, space, collection))
     if not rows:
         return None
-    coll_id, has_vectors, generation = rows[0]
-    return SearchTarget(int(coll_id), bool(has_vectors), None if generation is None else int(generation))
+    coll_id, has_vectors, generation, default = rows[0]
+    return SearchTarget(int(coll_id), bool(has_vectors), None if generation is None else int(generation), default)
 
 
 def hit_rows(db, ids: list[int]) -> dict[int, tuple[str, str | None, int | None, int | None]]:
@@ -72,11 +74,13 @@ class SimilarSource:
     label: str | None
     vector: bytes | None  # of the space asked about; None: the image has no such vector
     index_generation: int | None
+    default_space: str | None = None  # the collection's own default (simsearch tune --set-default)
 
 
 _SOURCE_SQL = """
 SELECT i.id, i.collection_id, c.name, i.status, i.error, i.source_path, i.label, e.vector,
-       (SELECT s.generation FROM index_states s WHERE s.collection_id = i.collection_id AND s.space = ?)
+       (SELECT s.generation FROM index_states s WHERE s.collection_id = i.collection_id AND s.space = ?),
+       c.default_space
 FROM images i JOIN collections c ON c.id = i.collection_id
 LEFT JOIN embeddings e ON e.image_id = i.id AND e.space = ?
 WHERE i.id = ?
@@ -91,7 +95,7 @@ def similar_source(db, image_id: int, space: str) -> SimilarSource | None:
         return None
     r = rows[0]
     return SimilarSource(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6],
-                         None if r[7] is None else bytes(r[7]), None if r[8] is None else int(r[8]))
+                         None if r[7] is None else bytes(r[7]), None if r[8] is None else int(r[8]), r[9])
 
 
 def run_sources(db, ids) -> dict[int, str]:

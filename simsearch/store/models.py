@@ -14,6 +14,11 @@ Tables:
 - ``ingest_runs``: one row per job: an ingest (CLI or web; ``kind`` 'ingest') with its counters
   and status, or a background analysis (``kind`` 'clusters', 'map', 'evaluation' or 'comparison',
   its parameters in ``params``; ``processed``/``total`` count its steps).
+- ``derived_spaces``: a collection's spaces derived from its backbone spaces (concatenation,
+  a learned linear transform, re-ranking at query time; see :mod:`simsearch.ops.derived`): the
+  recipe, the fitted arrays and the scores that chose it. Their vectors are ``embeddings`` rows
+  under the derived space's name. ``collections.default_space``: the space searches and
+  analyses use when none is named (set by ``simsearch tune --set-default``).
 - ``analysis_results``: cached cluster runs and projections keyed by parameters and the
   fingerprint of the vectors they were computed from.
 """
@@ -60,6 +65,7 @@ class Collection(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    default_space: Mapped[str | None] = mapped_column(String(100))  # None: the settings' default backbone
 
     images: Mapped[list["Image"]] = relationship(back_populates="collection", cascade="all, delete-orphan", passive_deletes=True)
 
@@ -177,4 +183,16 @@ class AnalysisResult(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)  # of the vectors used
     result: Mapped[dict] = mapped_column(JSON, nullable=False)
     arrays: Mapped[bytes | None] = mapped_column(LargeBinary)  # npz bytes (coordinates, labels)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class DerivedSpace(Base):
+    __tablename__ = "derived_spaces"
+
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    bases: Mapped[list] = mapped_column(JSON, nullable=False)  # the spaces its vectors are made from, in order
+    recipe: Mapped[dict] = mapped_column(JSON, nullable=False)  # transform, rerank and their parameters
+    arrays: Mapped[bytes | None] = mapped_column(LargeBinary)  # the fitted transform (npz: mean, matrix)
+    report: Mapped[dict | None] = mapped_column(JSON)  # how it was chosen: fitted on, CV scores
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

@@ -54,6 +54,7 @@ def create_app(config: dict | Settings | None = None):
     from simsearch.web.api import bp as api_bp
     from simsearch.web.docs import bp as docs_bp
     from simsearch.web.errors import register_error_handlers
+    from simsearch.web.ratelimit import RateLimiter
 
     settings, overrides = split_config(config)
 
@@ -88,6 +89,11 @@ def create_app(config: dict | Settings | None = None):
     guards.install(app)
     app.before_request(_single_query_threads(settings.search_threads))
     app.before_request(security.check_request)
+    app.extensions[security.LIMITER_KEY] = RateLimiter(settings.public_search_per_minute)
+    if settings.proxy_hops:  # the client's address from the trusted proxies' X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
     app.jinja_env.globals.update(security.jinja_globals())
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(docs_bp, url_prefix="/api")

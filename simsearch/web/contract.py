@@ -161,6 +161,8 @@ ERROR_DESCRIPTIONS = {
     409: "Conflict with the current state (e.g. the name is taken, or more clusters than images).",
     410: "Gone: it existed, and is no longer there (e.g. an image's original file was deleted).",
     413: "The request body is larger than the server's limit.",
+    429: "Too many requests from this address (anonymous searches of a public server): wait the `Retry-After` "
+         "header's seconds.",
     503: "A dependency is unavailable (the database, the job queue, or model weights).",
 }
 WRITE_SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}, {}]

@@ -80,7 +80,9 @@ def handle_simsearch_error(exc: SimsearchError) -> Response:
     status = int(getattr(exc, "http_status", 500) or 500)
     if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
-    headers = {"WWW-Authenticate": 'Bearer realm="simsearch"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="simsearch"'} if status == 401 else {}
+    if getattr(exc, "retry_after", None) is not None:
+        headers["Retry-After"] = str(int(exc.retry_after))
     body = exc.to_dict()
     try:  # messages about weights or files may name folders of the server: show placeholders
         from simsearch.web.paths import hide_server_paths

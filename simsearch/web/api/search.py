@@ -29,8 +29,10 @@ def _raw_image_body() -> bool:
         description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone` and `label` "
                     "may be form fields or query parameters, form fields win), or as the whole request body with "
                     "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
-                    "(no multipart parsing: the fastest form for scripts).",
-        responses=errors(400, 401, 403, 404, 409, 413, 503,
+                    "(no multipart parsing: the fastest form for scripts). A server with API keys and "
+                    "SIMSEARCH_PUBLIC_SEARCH set answers clients without a key too, at most "
+                    "SIMSEARCH_PUBLIC_SEARCH_PER_MINUTE searches a minute per address (429 past it).",
+        responses=errors(400, 401, 403, 404, 409, 413, 429, 503,
                          e400="Bad input, or the upload is not a usable image (not an image, truncated, too many pixels).",
                          e409="The space searched holds imported vectors: no model here can embed the image in it."),
         extensions=bodies(**{"multipart/form-data": S.SearchUpload, "image/*": BINARY, "application/octet-stream": BINARY}))

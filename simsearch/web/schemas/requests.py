@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from simsearch import limits as L
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
-           "ComparisonQuery", "JobsQuery", "NewCollection", "Labels", "ImagePatch", "ClusterName", "ClusterLabel", "ServerPathIngest", "UploadIngest",
+           "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
+           "ClusterLabel", "ServerPathIngest", "UploadIngest",
            "SearchUpload", "PATH_PARAMETERS"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
@@ -94,6 +95,10 @@ class NewCollection(Body):
     description: L.Description | None = None
 
 
+class CollectionRename(Body):
+    name: L.CollectionName = Field(description="The collection's new name (409 when taken).")
+
+
 class Labels(Body):
     # any whole number: ids no image can have (beyond the id column's range) are reported missing (404)
     image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
@@ -102,7 +107,8 @@ class Labels(Body):
 
 
 class ImagePatch(Body):
-    label: L.Label | None = Field(description="The image's label (trimmed); null removes it.")
+    name: L.ImageName | None = Field(None, description="A new file name (in the same folder).")
+    label: L.Label | None = Field(None, description="The image's label (trimmed); null removes it.")
 
 
 class ClusterRef(Body):

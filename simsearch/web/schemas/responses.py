@@ -109,10 +109,11 @@ class JobShards(BaseModel):
 
 
 class Job(BaseModel):
-    """An ingest job, or an analysis job (clusters, map, evaluation, comparison, duplicates) started by a 202."""
+    """An ingest job, an analysis job (clusters, map, evaluation, comparison, duplicates) started by a 202,
+    or a background rebuild of a large index (index)."""
 
     id: int
-    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison", "duplicates"]
+    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison", "duplicates", "index"]
     params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest).")
     result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
     status: Literal["queued", "running", "done", "failed", "interrupted"] = Field(

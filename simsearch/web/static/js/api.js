@@ -127,5 +127,5 @@ export function thumbUrl(id) {
 }
 
 export function loginHint(err) {
-  return err instanceof ApiError && err.status === 401 ? ' (sign in at /login)' : '';
+  return err instanceof ApiError && err.status === 401 && !err.message.includes('/login') ? ' (sign in at /login)' : '';
 }

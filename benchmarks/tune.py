@@ -1,0 +1,93 @@
+"""Cross-validated P@10 of every tuning candidate on the shared labelled photos; prints ONE JSON object.
+
+    python benchmarks/tune.py                       # flowers and cats-dogs (../shared/datasets)
+    python benchmarks/tune.py --datasets flowers --folds 5 --seed 0
+    python benchmarks/tune.py --concat              # also avg+max pooling concatenated (embeds both)
+
+Each dataset is ingested (``--labels folders``, efficientnet_lite0, fp32) into a throw-away SQLite
+home, then ``simsearch.ops.tune.tune`` runs exactly as ``simsearch tune`` does: nested stratified
+k-fold CV (transforms fitted on the training folds only, held-out images queried against the
+training folds), the one-standard-error choice. Reported per candidate: P@10 mean and std over
+the folds, ARI (k-means at the label count, on the held-out images) mean and std, seconds; and
+the raw space's leave-one-out P@10 over the whole collection (what ``simsearch evaluate`` shows).
+There are no cat-breed labels in ../shared/datasets (its README), so no breed figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run(name: str, folds: int, seed: int, concat: bool, home: Path) -> dict:
+    from simsearch.analysis import knn_precision
+    from simsearch.config import Settings
+    from simsearch.context import AppContext
+    from simsearch.ingest import Ingester, files_from_folder
+    from simsearch.ops import vectors as vecs
+    from simsearch.ops.tune import tune
+
+    settings = Settings.from_env(home=home / name, database_url=f"sqlite:///{home / name / 'db.sqlite'}")
+    ctx = AppContext.open(settings, schema="upgrade")
+    try:
+        files, _ = files_from_folder(DATASETS / name, labels="folders")
+        spaces = [ctx.new_space("efficientnet_lite0")] + ([ctx.new_space("efficientnet_lite0", "max")] if concat else [])
+        t0 = time.perf_counter()
+        Ingester(ctx, spaces=spaces).run(name, files, source=str(DATASETS / name))
+        embed_s = time.perf_counter() - t0
+        vs = vecs.load(ctx, name, spaces[0])
+        loo = knn_precision(vs.x, vs.labels(ctx))
+        log(f"{name}: {len(vs)} images embedded in {embed_s:.0f} s; raw leave-one-out P@10 {loo:.3f}; tuning")
+        report = tune(ctx, name, set_default=True, folds=folds, seed=seed, concat=concat)
+        out = report.to_dict()
+        return {"images": report.n_images, "labels": report.n_labels, "raw_loo_p_at_10": round(loo, 4),
+                "embed_seconds": round(embed_s, 1), "tune_seconds": report.seconds, "chosen": report.chosen,
+                "protocol": report.protocol,
+                "candidates": [{k: c[k] for k in ("space", "p_at_10_mean", "p_at_10_std", "ari_mean", "ari_std",
+                                                  "seconds")} for c in out["candidates"]]}
+    finally:
+        ctx.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="flowers,cats-dogs")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--concat", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    result = {"benchmark": "tune", "cpu": cpu_model(), "cores": os.cpu_count(), "folds": args.folds,
+              "seed": args.seed, "backbone": "efficientnet_lite0 (fp32)", "datasets": {}}
+    with tempfile.TemporaryDirectory(prefix="simsearch-tune-") as tmp:
+        for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            result["datasets"][name] = run(name, args.folds, args.seed, args.concat, Path(tmp))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

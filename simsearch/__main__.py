@@ -1,0 +1,5 @@
+"""``python -m simsearch``: the ``simsearch`` command."""
+
+from simsearch.cli import main
+
+main()
