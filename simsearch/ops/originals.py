@@ -29,6 +29,11 @@ from simsearch.store import repo
 
 CHUNK = 1 << 20
 DEFAULT_MIME = "application/octet-stream"
+# PIL's format name -> the content type served (MPO: a JPEG with extra frames, as cameras write them).
+# Other formats are served as DEFAULT_MIME.
+FORMAT_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp",
+               "TIFF": "image/tiff", "WEBP": "image/webp"}
+MIME_TYPES = tuple(dict.fromkeys(FORMAT_MIME.values())) + (DEFAULT_MIME,)
 
 
 @dataclass
@@ -78,8 +83,6 @@ def _format_of(f: BinaryIO) -> str | None:
 
 def open_original(ctx, image_id: int) -> Original:
     """The image's original file, open and verified (see the module docstring for the errors)."""
-    from PIL import Image
-
     with ctx.db.session() as s:
         img = repo.get_image(s, image_id)
         path, digest, status, error = img.source_path, img.content_hash, img.status, img.error
@@ -110,7 +113,7 @@ def open_original(ctx, image_id: int) -> Original:
         f.seek(0)
         fmt = _format_of(f)
         return Original(image_id=image_id, file=f, size=info.st_size,
-                        mime_type=Image.MIME.get(fmt, DEFAULT_MIME) if fmt else DEFAULT_MIME, format=fmt,
+                        mime_type=FORMAT_MIME.get(fmt or "", DEFAULT_MIME), format=fmt,
                         etag=digest, source_path=path)
     except BaseException:
         f.close()

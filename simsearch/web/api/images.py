@@ -82,7 +82,7 @@ def thumbnail(image_id: int, q):
                     "unless SIMSEARCH_UPLOAD_RETENTION_HOURS keeps them: 410 then.",
         responses={
             200: {"description": "The original file (cacheable; ETag is the content hash).",
-                  "content": {"image/*": {"schema": BINARY}, "application/octet-stream": {"schema": BINARY}}},
+                  "content": {mime: {"schema": BINARY} for mime in originals.MIME_TYPES}},
             304: {"description": "Not modified (If-None-Match matched)."},
             **errors(400, 404, 409, 410,
                      e404="No such image, or an image made by import-vectors (it has no file).",
