@@ -107,7 +107,10 @@ class Labels(Body):
 
 
 class ImagePatch(Body):
-    name: L.ImageName | None = Field(None, description="A new file name (in the same folder).")
+    """Either field or both (an empty body changes nothing: 400)."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re", json_schema_extra={"minProperties": 1})
+    name: L.ImageName = Field(None, description="A new file name (in the same folder).")
     label: L.Label | None = Field(None, description="The image's label (trimmed); null removes it.")
 
 
