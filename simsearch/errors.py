@@ -60,6 +60,13 @@ class Conflict(SimsearchError):
     http_status = 409
 
 
+class Gone(SimsearchError):
+    """The resource existed and is gone for good (an image's original file was deleted)."""
+
+    code = "gone"
+    http_status = 410
+
+
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
     http_status = 413

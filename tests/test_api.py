@@ -740,6 +740,13 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/images/{image_id}", "get"): lambda: client.get(f"/api/images/{cat}"),
         ("/api/images/{image_id}", "patch"): lambda: client.patch(f"/api/images/{dog}", json={"name": "dog-renamed.jpg"}),
         ("/api/images/{image_id}", "delete"): lambda: client.delete(f"/api/images/{dog}"),
+        ("/api/images/{image_id}/file", "get"): lambda: client.get(f"/api/images/{cat}/file"),
+        ("/api/collections/{name}/clusters/name", "post"): lambda: analysis_result(
+            client, "/api/collections/pets/clusters?k=2") and client.post(
+            "/api/collections/pets/clusters/name", json={"k": 2, "cluster": 0, "name": "first"}),
+        ("/api/collections/{name}/clusters/label", "post"): lambda: analysis_result(
+            client, "/api/collections/pets/clusters?k=2") and client.post(
+            "/api/collections/pets/clusters/label", json={"k": 2, "cluster": 1, "label": "second"}),
         ("/api/images/{image_id}/thumbnail", "get"): lambda: client.get(f"/api/images/{cat}/thumbnail"),
         ("/api/images/{image_id}/similar", "get"): lambda: client.get(f"/api/images/{cat}/similar?k=3&label=cats"),
         ("/api/collections/{name}/clusters", "get"): lambda: client.get("/api/collections/pets/clusters?k=auto"),
@@ -784,6 +791,11 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections", "post", client.post("/api/collections", json={"name": ""})),
         ("/api/collections/{name}/images", "get", client.get("/api/collections/pets/images?page=-1")),
         ("/api/images/{image_id}", "get", client.get("/api/images/77777")),
+        ("/api/images/{image_id}/file", "get", client.get("/api/images/77777/file")),
+        ("/api/collections/{name}/clusters/name", "post", client.post("/api/collections/pets/clusters/name",
+                                                                      json={"k": 9, "cluster": 0, "name": "x"})),
+        ("/api/collections/{name}/clusters/label", "post", client.post("/api/collections/pets/clusters/label",
+                                                                       json={"k": 2, "cluster": 5, "label": "x"})),
         ("/api/images/{image_id}", "patch", client.patch(f"/api/images/{cat}", json={"name": "../x.jpg"})),
         ("/api/images/{image_id}", "patch", client.patch("/api/images/77777", json={"name": "x.jpg"})),
         ("/api/collections/{name}", "patch", client.patch("/api/collections/pets", json={"name": "vec"})),

@@ -34,25 +34,23 @@ def _sweep_line(sw, mark: int | None = None) -> str:
 @json_option
 @click.pass_context
 def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
-    """Cluster a collection with k-means: sizes, representative images and silhouette."""
-    from collections import Counter
-
+    """Cluster a collection with k-means: sizes, label make-up, representative images, silhouette
+    and agreement with the labels (ARI) by k."""
     from simsearch import limits
-    from simsearch.ops import analysis
+    from simsearch.ops import cluster_labels
     from simsearch.ops import images as ops_images
 
     if k is not None and k_long is not None and k != k_long:
         raise InvalidInput(f"-k {k} and --k {k_long} disagree: give -k once", field="k")
     k = limits.check(limits.ClusterK, k or k_long or "auto", "k")  # the API's limit (2..200 or auto), the API's message
     app = context_from(ctx)
-    result = analysis.clusters(app, collection, backbone, k=k, n_representatives=n_reps,
-                               progress=progress_printer("cluster", progress))
+    result = cluster_labels.compute(app, collection, backbone, k=k, n_representatives=n_reps,
+                                    progress=progress_printer("cluster", progress))
     view = result.to_dict()
-    info = ops_images.brief(app, [m for c in result.clusters for m in c.members])
+    info = ops_images.brief(app, [r for c in result.clusters for r in c.representatives])
     for c in view["clusters"]:
         c["representative_images"] = [info[i] for i in c["representatives"] if i in info]
-        counts = Counter(info[m]["label"] for m in c["members"] if m in info)
-        c["label_counts"] = {("(no label)" if lab is None else lab): n for lab, n in counts.most_common()}
+        c["label_counts"] = {("(no label)" if e["label"] is None else e["label"]): e["count"] for e in c["labels"]}
     if as_json:
         emit_json(view)
         return
@@ -61,10 +59,16 @@ def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
                f"silhouette {_f(result.silhouette_at_k)}")
     if result.auto:
         click.echo(f"silhouette by k: {_sweep_line(result.silhouette, result.k)}")
+    agree = result.agreement
+    if agree is not None and agree.ari_at_k is not None:
+        click.echo(f"ARI against the {agree.n_labels} labels ({agree.n_labelled} labelled images) by k: "
+                   + "  ".join(f"k={k}: {_f(a)}" for k, a in zip(result.silhouette.ks, agree.ari))
+                   + f"; at k = {result.k}: {_f(agree.ari_at_k)}")
     for c in view["clusters"]:
         counts = c["label_counts"]
         labels = ", ".join(f"{lab} {n}" for lab, n in counts.items()) if set(counts) - {"(no label)"} else ""
-        click.echo(f"cluster {c['cluster']}: {plural(c['size'], 'image')}" + (f" (labels: {labels})" if labels else ""))
+        named = f" \"{c['name']}\"" if c.get("name") else ""
+        click.echo(f"cluster {c['cluster']}{named}: {plural(c['size'], 'image')}" + (f" (labels: {labels})" if labels else ""))
         for r in c["representative_images"]:
             click.echo(f"    #{r['image_id']}  {r['path']}" + (f"  [{r['label']}]" if r["label"] else ""))
 

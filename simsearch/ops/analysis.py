@@ -161,10 +161,11 @@ def _clusters_args(k, n_representatives) -> tuple[int | None, int]:
 
 
 def lookup_clusters(ctx, collection: str, space: str | None = None, k="auto",
-                    n_representatives: int = 8) -> ClusterResult | None:
-    """The cached :func:`clusters` result for the current vectors, or None."""
+                    n_representatives: int = 8, *, vectors: VectorSet | None = None) -> ClusterResult | None:
+    """The cached :func:`clusters` result for the current vectors, or None. ``vectors``: the
+    collection's :func:`~simsearch.ops.vectors.peek` when the caller has it already."""
     want, n_reps = _clusters_args(k, n_representatives)
-    vs = vecs.peek(ctx, collection, space)
+    vs = vectors or vecs.peek(ctx, collection, space)
     _sweep_ks(len(vs))
     _check_k(want, len(vs))
     hit = results.get(ctx.db, _clusters_key(vs, want, n_reps), arrays=())
@@ -178,6 +179,10 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
 
     want, n_reps = _clusters_args(k, n_representatives)
     steps = Steps(progress, 3)
+    cached = lookup_clusters(ctx, collection, space, k, n_reps)  # without reading the vectors
+    if cached is not None:
+        steps.finish()
+        return cached
     steps("reading the vectors")
     vs = vecs.load(ctx, collection, space)
     ks = _sweep_ks(len(vs))
@@ -207,9 +212,23 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
         score = float(silhouette_many(vs.x[idx], [np.asarray(labels)[idx]])[0])
     result = ClusterResult(collection=collection, backbone=vs.space, k=int(chosen), auto=want is None,
                            silhouette_at_k=score, silhouette=sw, n_images=len(vs), clusters=groups)
-    results.put(ctx.db, key, result.to_dict())
+    results.put(ctx.db, key, result.base_dict())
     steps.finish()
     return result
+
+
+def sweep_assignments(ctx, vs: VectorSet) -> dict[int, np.ndarray]:
+    """k -> the cluster of each of ``vs``'s images (in the order of its ids) for every k of the
+    silhouette sweep: from the cache, else computed (the vectors are then read)."""
+    ks = _sweep_ks(len(vs))
+    hit = results.get(ctx.db, _sweep_key(vs, ks), arrays=[f"labels_{k}" for k in ks])
+    if hit is None or any(f"labels_{k}" not in hit.arrays for k in ks):
+        loaded = vs if vs.x is not None else vecs.load(ctx, vs.collection, vs.space)
+        if loaded.fingerprint != vs.fingerprint:
+            raise Conflict(f"the images of collection {vs.collection!r} changed meanwhile: try again", field="collection")
+        _, arrays, _ = sweep(ctx, loaded)
+        return {k: arrays[f"labels_{k}"] for k in ks}
+    return {k: hit.arrays[f"labels_{k}"] for k in ks}
 
 
 # ---- evaluation against labels ----------------------------------------------------------------

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+NO_LABELS_NOTE = "no labels (or only one): external scores need at least two distinct labels"
+
 
 @dataclass(frozen=True)
 class SilhouetteSweep:
@@ -59,12 +61,54 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class LabelAgreement:
+    """How a clustering relates to the labels, read against the labels of the moment.
+
+    ``makeup``: per cluster (in cluster order), ``[(label or None, count)]``, most common first
+    (None: images without a label). ``ari``: the adjusted Rand index against the labels, over the
+    labelled images, at each k of the silhouette sweep (parallel to its ``ks``; None without two
+    distinct labels); ``ari_at_k``: at the clustering's own k.
+
+    ``to_dict()``: ``{"n_labelled", "n_labels", "ari": [float|null], "ari_at_k": float|null,
+    "note": str|null}`` (the make-up goes into each cluster, see :class:`ClusterResult`)."""
+
+    n_labelled: int
+    n_labels: int
+    ari: list[float | None]
+    ari_at_k: float | None
+    makeup: list[list[tuple[str | None, int]]]
+
+    @property
+    def note(self) -> str | None:
+        return NO_LABELS_NOTE if self.ari_at_k is None else None
+
+    def to_dict(self) -> dict:
+        return {"n_labelled": self.n_labelled, "n_labels": self.n_labels, "ari": list(self.ari),
+                "ari_at_k": self.ari_at_k, "note": self.note}
+
+    def stored(self) -> dict:
+        return {**self.to_dict(), "makeup": [[[lab, n] for lab, n in m] for m in self.makeup]}
+
+    @classmethod
+    def from_stored(cls, d: dict) -> "LabelAgreement":
+        return cls(n_labelled=int(d["n_labelled"]), n_labels=int(d["n_labels"]),
+                   ari=[None if a is None else float(a) for a in d["ari"]],
+                   ari_at_k=None if d["ari_at_k"] is None else float(d["ari_at_k"]),
+                   makeup=[[(lab, int(n)) for lab, n in m] for m in d["makeup"]])
+
+
+@dataclass(frozen=True)
 class ClusterResult:
     """k-means clusters of a collection's vectors.
 
     ``to_dict()``: ``{"collection": str, "backbone": str, "k": int, "auto": bool (k chosen by
     silhouette), "silhouette_at_k": float, "silhouette": SilhouetteSweep, "n_images": int,
-    "clusters": [Cluster], "cached": bool (read from the cache, not computed now)}``."""
+    "clusters": [Cluster], "cached": bool (read from the cache, not computed now)}``, and once the
+    labels part is attached (:mod:`simsearch.ops.cluster_labels`): ``"version"`` (identifies the
+    vectors clustered: names and labels are saved against it), ``"label_agreement":
+    LabelAgreement`` and in each cluster ``"name"`` (str|null) and ``"labels"`` (``[{"label":
+    str|null, "count": int}]``, most common first). :meth:`base_dict` is the part cached under
+    the vectors alone."""
 
     collection: str
     backbone: str
@@ -75,11 +119,25 @@ class ClusterResult:
     n_images: int
     clusters: list[Cluster]
     cached: bool = False
+    version: str | None = None
+    agreement: LabelAgreement | None = None
+    names: dict[int, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def base_dict(self) -> dict:
         return {"collection": self.collection, "backbone": self.backbone, "k": self.k, "auto": self.auto,
                 "silhouette_at_k": self.silhouette_at_k, "silhouette": self.silhouette.to_dict(),
                 "n_images": self.n_images, "clusters": [c.to_dict() for c in self.clusters], "cached": self.cached}
+
+    def to_dict(self) -> dict:
+        out = self.base_dict()
+        if self.version is not None:
+            out["version"] = self.version
+        if self.agreement is not None:
+            out["label_agreement"] = self.agreement.to_dict()
+            for c, mix in zip(out["clusters"], self.agreement.makeup):
+                c["name"] = self.names.get(c["cluster"])
+                c["labels"] = [{"label": lab, "count": n} for lab, n in mix]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict, *, cached: bool) -> "ClusterResult":
@@ -148,8 +206,6 @@ class LabelScores:
                    k_precision=int(key.removeprefix("knn_precision_at_")),
                    per_label=list(d.get("per_label") or []), contingency=d.get("contingency"))
 
-
-NO_LABELS_NOTE = "no labels (or only one): external scores need at least two distinct labels"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 from simsearch.errors import InvalidInput
-from simsearch.ops import analysis, comparison, duplicates
+from simsearch.ops import analysis, cluster_labels, comparison, duplicates
 
 KINDS = ("clusters", "map", "evaluation", "comparison", "duplicates")
 # The query parameters of each kind's endpoint (GET /api/collections/<name>/<kind>).
@@ -23,7 +23,8 @@ QUERY_PARAMS = {"clusters": ("backbone", "k"), "map": ("backbone",), "evaluation
 
 @dataclass(frozen=True)
 class AnalysisTask:
-    """``params`` by kind: clusters ``{"backbone", "k" ('auto' or int), "representatives"}``; map
+    """``params`` by kind: clusters ``{"backbone", "k" ('auto' or int), "representatives"}`` (with
+    their labels part, :mod:`simsearch.ops.cluster_labels`); map
     ``{"backbone", "method"}``; evaluation ``{"backbone"}``; comparison ``{"backbones": [..]}``;
     duplicates ``{"backbone"}`` (the candidate pairs; tiers and thresholds are applied per request).
     ``backbone`` is resolved (never None) when a request makes the task, so the job computes what
@@ -65,8 +66,8 @@ class AnalysisTask:
         """The cached result (typed), or None when it must be computed."""
         p = self.params
         if self.kind == "clusters":
-            return analysis.lookup_clusters(ctx, self.collection, p["backbone"], p.get("k", "auto"),
-                                            p.get("representatives", 8))
+            return cluster_labels.lookup(ctx, self.collection, p["backbone"], p.get("k", "auto"),
+                                         p.get("representatives", 8))
         if self.kind == "map":
             return analysis.lookup_map(ctx, self.collection, p["backbone"], p.get("method", "tsne"))
         if self.kind == "evaluation":
@@ -79,8 +80,8 @@ class AnalysisTask:
         """Compute (what is not cached), store and return the result."""
         p = self.params
         if self.kind == "clusters":
-            return analysis.clusters(ctx, self.collection, p["backbone"], p.get("k", "auto"),
-                                     p.get("representatives", 8), progress=progress)
+            return cluster_labels.compute(ctx, self.collection, p["backbone"], p.get("k", "auto"),
+                                          p.get("representatives", 8), progress=progress)
         if self.kind == "map":
             return analysis.map_2d(ctx, self.collection, p["backbone"], p.get("method", "tsne"), progress=progress)
         if self.kind == "evaluation":

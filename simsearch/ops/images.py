@@ -126,6 +126,29 @@ def set_labels(ctx, name: str, image_ids, label=...) -> dict:
     return {"collection": name, "label": label, "updated": len(wanted)}
 
 
+def label_images(ctx, name: str, image_ids, label: str | None) -> int:
+    """Set the (already checked) label of the images of collection ``name`` among ``image_ids``,
+    any number of them (ids no longer in the collection are passed over); returns how many."""
+    updated = 0
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, name)
+        for chunk in repo.in_chunks(sorted({int(i) for i in image_ids})):
+            res = s.execute(update(Image).where(Image.collection_id == coll.id, Image.id.in_(chunk)).values(label=label))
+            updated += res.rowcount or 0
+    return updated
+
+
+def set_label(ctx, image_id: int, label=...) -> dict:
+    """Set (``None``: remove) one image's label; returns the image as :func:`get` does."""
+    if label is ...:
+        raise InvalidInput("give the label to set ('label': null removes it)", field="label")
+    label = clean_label(label)
+    with ctx.db.session() as s:
+        img = repo.get_image(s, image_id)
+        img.label = label
+    return get(ctx, image_id)
+
+
 def brief(ctx, image_ids) -> dict[int, dict]:
     """image id -> {image_id, path, label} for the ids that exist."""
     out = {}

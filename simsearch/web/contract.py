@@ -159,6 +159,7 @@ ERROR_DESCRIPTIONS = {
     403: "Refused: missing or wrong CSRF token on a browser request, or not allowed here.",
     404: "No such collection, image, job, or no vectors for that backbone.",
     409: "Conflict with the current state (e.g. the name is taken, or more clusters than images).",
+    410: "Gone: it existed, and is no longer there (e.g. an image's original file was deleted).",
     413: "The request body is larger than the server's limit.",
     429: "Too many requests from this address (anonymous searches of a public server): wait the `Retry-After` "
          "header's seconds.",

@@ -16,14 +16,14 @@ import numpy as np
 from flask import Response, jsonify, url_for
 
 from simsearch.errors import Conflict, InvalidInput
-from simsearch.ops import analysis_jobs
+from simsearch.ops import analysis_jobs, cluster_labels
 from simsearch.ops import collections as ops_collections
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.search import collection_space
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, runner
-from simsearch.web.contract import BINARY, errors
+from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 
 MAP_SIGNIFICANT_DIGITS = 4
 ANALYSIS = ("Never computed inside the request: 200 with the result when it is cached for the collection's current "
@@ -54,7 +54,34 @@ def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
 @bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
 def clusters(name: str, q: S.ClustersQuery):
     _, space = collection_space(ctx(), name, q.backbone)
-    return answer(AnalysisTask("clusters", name, {"backbone": space, "k": q.k, "representatives": 8}))
+    return answer(AnalysisTask("clusters", name, {"backbone": space, "k": q.k,
+                                                  "representatives": cluster_labels.REPRESENTATIVES}))
+
+
+CLUSTER_WRITE = ("Acts on the clusters as last computed by GET .../clusters with the same backbone and k (409 when "
+                 "there are none for the current images, or `version` is not theirs).")
+
+
+@bp.post("/collections/<name>/clusters/name")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.ClusterName, location="json", arg_name="body")
+@bp.output(S.ClusterNamed, description="Named (kept with the clustering, while its images are unchanged).")
+@bp.doc(summary="Name a cluster", tags=["analysis"], security=WRITE_SECURITY, description=CLUSTER_WRITE,
+        responses=errors(400, 401, 403, 404, 409))
+def name_cluster(name: str, q, body: S.ClusterName):
+    return cluster_labels.rename(ctx(), name, body.backbone, body.k, body.cluster, body.name, version=body.version)
+
+
+@bp.post("/collections/<name>/clusters/label")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.ClusterLabel, location="json", arg_name="body")
+@bp.output(S.ClusterLabelled, description="Every image of the cluster now carries the label.")
+@bp.doc(summary="Save a cluster as a label", tags=["analysis"], security=WRITE_SECURITY,
+        description=CLUSTER_WRITE + " Replaces the label of each image of the cluster.",
+        responses=errors(400, 401, 403, 404, 409))
+def label_cluster(name: str, q, body: S.ClusterLabel):
+    return cluster_labels.save_as_label(ctx(), name, body.backbone, body.k, body.cluster, body.label,
+                                        version=body.version)
 
 
 def round_significant(values, digits: int = MAP_SIGNIFICANT_DIGITS) -> list:

@@ -1,10 +1,12 @@
-"""``/api/images/<id>``: get, rename, delete, thumbnail, similar images."""
+"""``/api/images/<id>``: get, change (rename, label), delete, thumbnail, original file, similar images."""
 
 from __future__ import annotations
 
-from flask import Response, request, url_for
+from flask import Response, request, send_file, url_for
 
+from simsearch.errors import InvalidInput
 from simsearch.ops import images as ops_images
+from simsearch.ops import originals
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
@@ -17,6 +19,7 @@ THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 def _image_detail(record: dict) -> dict:
     out = image_json(public_paths([record])[0])
     out["similar_url"] = url_for("api.similar", image_id=record["id"])
+    out["file_url"] = url_for("api.image_file", image_id=record["id"])
     return out
 
 
@@ -30,15 +33,23 @@ def get_image(image_id: int, q):
 
 @bp.patch("/images/<int:image_id>")
 @bp.input(S.NoQuery, location="query", arg_name="q")
-@bp.input(S.ImageRename, location="json", arg_name="body")
-@bp.output(S.ImageDetail, description="Renamed: the image with its new file name.")
-@bp.doc(summary="Rename an image", tags=["images"], security=WRITE_SECURITY,
-        description="Gives the image a new file name in the same folder (what it is shown as, and where the file "
-                    "is read again to embed it with another backbone). Vectors, label and thumbnail are kept; "
-                    "the file itself is not touched.",
+@bp.input(S.ImagePatch, location="json", arg_name="body")
+@bp.output(S.ImageDetail, description="The image, changed.")
+@bp.doc(summary="Rename an image or change its label", tags=["images"], security=WRITE_SECURITY,
+        description="`name` gives the image a new file name in the same folder (what it is shown as, and where the "
+                    "file is read again to embed it with another backbone; the file itself is not touched). "
+                    "`label` sets its label (null removes it). Give either or both; vectors and thumbnail are kept.",
         responses=errors(400, 401, 403, 404))
-def rename_image(image_id: int, q, body: S.ImageRename):
-    return _image_detail(ops_images.rename(ctx(), image_id, body.name))
+def patch_image(image_id: int, q, body: S.ImagePatch):
+    given = body.model_fields_set
+    if not given:
+        raise InvalidInput("give the image's new 'name', its 'label' (null removes it), or both", field="name")
+    record = None
+    if "name" in given:
+        record = ops_images.rename(ctx(), image_id, body.name)
+    if "label" in given:
+        record = ops_images.set_label(ctx(), image_id, body.label)
+    return _image_detail(record)
 
 
 @bp.delete("/images/<int:image_id>")
@@ -61,6 +72,32 @@ def thumbnail(image_id: int, q):
     resp.cache_control.public = True
     resp.cache_control.max_age = THUMBNAIL_MAX_AGE
     return resp.make_conditional(request)
+
+
+@bp.get("/images/<int:image_id>/file")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.doc(summary="An image's original file", tags=["images"],
+        description="The file as it was ingested, byte for byte (its SHA-256 is checked against the one recorded at "
+                    "ingest), typed by its decoded format. Uploaded files are deleted when their ingest job ends "
+                    "unless SIMSEARCH_UPLOAD_RETENTION_HOURS keeps them: 410 then.",
+        responses={
+            200: {"description": "The original file (cacheable; ETag is the content hash).",
+                  "content": {mime: {"schema": BINARY} for mime in originals.MIME_TYPES}},
+            304: {"description": "Not modified (If-None-Match matched)."},
+            **errors(400, 404, 409, 410,
+                     e404="No such image, or an image made by import-vectors (it has no file).",
+                     e409="The image failed to decode at ingest: there is no image to show.",
+                     e410="The original file is gone (deleted upload, moved, or changed since ingest).")})
+def image_file(image_id: int, q):
+    from pathlib import PurePath
+
+    from simsearch.web.paths import shown_path
+
+    orig = originals.open_original(ctx(), image_id)
+    resp = send_file(orig.file, mimetype=orig.mime_type, etag=orig.etag, conditional=True, max_age=THUMBNAIL_MAX_AGE,
+                     download_name=PurePath(shown_path(orig.source_path) or f"image-{image_id}").name)
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return resp
 
 
 @bp.get("/images/<int:image_id>/similar")

@@ -6,7 +6,7 @@ document (``/api/openapi.json``), the request validation and the 400s all come f
 (k, batch size, label length, names...) come from :mod:`simsearch.limits`, shared with the CLI.
 """
 
-from simsearch.web.schemas.analysis import Clusters, Comparison, Evaluation, Map  # noqa: F401
+from simsearch.web.schemas.analysis import ClusterLabelled, ClusterNamed, Clusters, Comparison, Evaluation, Map  # noqa: F401
 from simsearch.web.schemas.requests import *  # noqa: F401,F403
 from simsearch.web.schemas.responses import *  # noqa: F401,F403
 from simsearch.web.schemas.vectors import *  # noqa: F401,F403

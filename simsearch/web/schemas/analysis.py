@@ -16,11 +16,30 @@ class SilhouetteSweep(BaseModel):
     seconds: float
 
 
+class LabelCount(BaseModel):
+    label: str | None = Field(description="A label; null counts the images without one.")
+    count: int
+
+
 class Cluster(BaseModel):
     cluster: int
     size: int
     representatives: list[int] = Field(description="Image ids nearest the cluster's centre.")
     members: list[int] = Field(description="Every image id in the cluster.")
+    name: str | None = Field(None, description="The name a curator gave the cluster (null: none).")
+    labels: list[LabelCount] = Field(default_factory=list, description="The cluster's label make-up: images per label "
+                                                                       "(now), most common first.")
+
+
+class LabelAgreement(BaseModel):
+    """How the clusters agree with the labels (computed over the labelled images)."""
+
+    n_labelled: int
+    n_labels: int = Field(description="Distinct labels: the k to compare with the silhouette's choice.")
+    ari: list[Score] = Field(description="Adjusted Rand index against the labels at each k of `silhouette.ks` "
+                                         "(null without two distinct labels).")
+    ari_at_k: Score = Field(description="At the clusters' k.")
+    note: str | None = None
 
 
 class Clusters(BaseModel):
@@ -35,6 +54,28 @@ class Clusters(BaseModel):
     n_images: int
     clusters: list[Cluster]
     cached: bool = Field(description="Served from the analysis cache (the vectors did not change).")
+    version: str = Field(description="Identifies the vectors clustered; send it back when naming or labelling a "
+                                     "cluster (409 if the clusters changed since).")
+    label_agreement: LabelAgreement
+
+
+class ClusterNamed(BaseModel):
+    collection: str
+    backbone: str
+    k: int
+    cluster: int
+    name: str | None
+    version: str
+
+
+class ClusterLabelled(BaseModel):
+    collection: str
+    backbone: str
+    k: int
+    cluster: int
+    label: str
+    updated: int = Field(description="Images that now carry the label.")
+    version: str
 
 
 class Map(BaseModel):

@@ -12,8 +12,9 @@ from simsearch import limits as L
 from simsearch.ops.atlas import TILE_PATTERN
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
-           "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImageRename", "Labels", "ServerPathIngest",
-           "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery", "SelectionExport", "EmbedBackbone"]
+           "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
+           "ClusterLabel", "ServerPathIngest", "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery",
+           "SelectionExport", "EmbedBackbone"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
@@ -108,10 +109,6 @@ class CollectionRename(Body):
     name: L.CollectionName = Field(description="The collection's new name (409 when taken).")
 
 
-class ImageRename(Body):
-    name: L.ImageName
-
-
 class Labels(Body):
     # any whole number: ids no image can have (beyond the id column's range) are reported missing (404)
     image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
@@ -127,6 +124,31 @@ class SelectionExport(Body):
 
 class EmbedBackbone(Body):
     backbone: L.Backbone = Field(description="The backbone (optionally `@max`) to embed the collection's images with.")
+
+
+class ImagePatch(Body):
+    """Either field or both (an empty body changes nothing: 400)."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re", json_schema_extra={"minProperties": 1})
+    name: L.ImageName = Field(None, description="A new file name (in the same folder).")
+    label: L.Label | None = Field(None, description="The image's label (trimmed); null removes it.")
+
+
+class ClusterRef(Body):
+    backbone: L.Space | None = Field(None, description="As for GET .../clusters.")
+    k: L.ClusterK = "auto"
+    cluster: Annotated[int, Field(ge=0, le=L.CLUSTER_K_MAX - 1), L.Whole] = Field(
+        description="The cluster's number (0..k-1).")
+    version: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]+$")] | None = Field(
+        None, description="The `version` of the clusters shown: 409 when they changed since.")
+
+
+class ClusterName(ClusterRef):
+    name: L.Label | None = Field(description="The cluster's name (trimmed); null removes it.")
+
+
+class ClusterLabel(ClusterRef):
+    label: L.Label = Field(description="The label every image of the cluster gets (trimmed).")
 
 
 class ServerPathIngest(Body):
@@ -155,7 +177,11 @@ class UploadIngest(Form):
     backbones: list[L.Backbone] | None = None
     pooling: Annotated[L.Pooling | None, Blank] = None
     labels: Annotated[LabelsOption | None, Blank] = Field(None, description="`folders`: label each image by its folder "
-                                                                            "in the upload.")
+                                                                            "in the upload: the folder part of the "
+                                                                            "file's multipart name (`daisy/1.jpg`, as a "
+                                                                            "browser's folder upload sends it). Names "
+                                                                            "are sanitised: `..`, `.` and leading `/` "
+                                                                            "are dropped.")
     label: Annotated[L.Label | None, Blank] = Field(None, description="One label for every image (folders win when "
                                                                       "labels=folders).")
     batch_size: L.BatchSize | None = None

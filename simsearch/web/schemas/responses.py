@@ -177,6 +177,7 @@ class Image(BaseModel):
 class ImageDetail(Image):
     backbones: list[str] = Field(description="Backbones (embedding spaces) with a vector for this image.")
     similar_url: str
+    file_url: str = Field(description="The original file (GET: 404 for imported vectors, 410 when the file is gone).")
 
 
 class ImageFilters(BaseModel):

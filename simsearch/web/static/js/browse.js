@@ -1,6 +1,8 @@
-// Collection page: a paged thumbnail grid, filtered by label; the state lives in the URL.
-import { api, collectionApi, collectionName, enc, thumbUrl } from './api.js';
-import { $, basename, h, setStatus, tile } from './ui.js';
+// Collection page: a paged thumbnail grid, filtered by label; the state lives in the URL. A tile
+// opens the image viewer (full image, metadata, label, search from it).
+import { api, collectionApi } from './api.js';
+import { $, h, setStatus, tile } from './ui.js';
+import { openViewer } from './viewer.js';
 
 const grid = $('#browse-grid');
 const status = $('#browse-status');
@@ -9,7 +11,6 @@ const perPageSel = $('#per-page');
 const prev = $('#prev-page');
 const next = $('#next-page');
 const info = $('#page-info');
-const dialog = $('#image-dialog');
 
 const params = new URLSearchParams(location.search);
 const state = {
@@ -46,7 +47,7 @@ async function load(push = false) {
     const data = await api(collectionApi(`/images?${q}`), { signal: controller.signal });
     const items = data.images || data.items || [];
     const pages = data.pages || Math.max(1, Math.ceil(data.total / data.per_page));
-    grid.replaceChildren(...items.map((it) => tile({ ...it, onpick: () => showImage(it) })));
+    grid.replaceChildren(...items.map(viewerTile));
     info.textContent = `Page ${data.page} of ${pages}`;
     prev.disabled = data.page <= 1;
     next.disabled = data.page >= pages;
@@ -58,19 +59,16 @@ async function load(push = false) {
   }
 }
 
-function showImage(it) {
-  $('#image-dialog-title').textContent = basename(it.path);
-  const meta = Object.entries(it.meta || {});
-  dialog.querySelector('.image-detail').replaceChildren(
-    h('img', { src: thumbUrl(it.id), alt: basename(it.path), class: 'detail-img' }),
-    h('dl', { class: 'summary' },
-      h('dt', {}, 'Label'), h('dd', {}, it.label || '—'),
-      h('dt', {}, 'Size'), h('dd', {}, it.width ? `${it.width} × ${it.height}` : '—'),
-      h('dt', {}, 'File'), h('dd', { class: 'path' }, it.path),
-      meta.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))])),
-    h('p', {}, h('a', { href: `/c/${enc(collectionName())}/search?image_id=${it.id}`, class: 'button' }, 'Find similar images')));
-  dialog.showModal();
+function viewerTile(it) {
+  const shown = () => [...grid.querySelectorAll('[data-testid=tile]')].map((t) => Number(t.dataset.id));
+  return tile({ ...it, onpick: () => openViewer(it.id, { ids: shown() }), action: 'view' });
 }
+
+// A label changed in the viewer: its tile shows it at once.
+window.addEventListener('simsearch:image-changed', (ev) => {
+  const old = grid.querySelector(`[data-testid=tile][data-id="${ev.detail.id}"]`);
+  if (old) old.replaceWith(viewerTile(ev.detail));
+});
 
 labelSel.addEventListener('change', () => { state.label = labelSel.value; state.page = 1; load(true); });
 perPageSel.addEventListener('change', () => { state.per_page = parseInt(perPageSel.value, 10); state.page = 1; load(true); });
@@ -84,5 +82,4 @@ window.addEventListener('popstate', () => {
   syncControls();
   load(false);
 });
-dialog.addEventListener('click', (ev) => { if (ev.target === dialog) dialog.close(); });
 load(false);

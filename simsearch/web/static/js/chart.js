@@ -35,8 +35,10 @@ function legendLayout(names, x0, width) {
   return { at, height: names.length ? y + 16 : 0 };
 }
 
-// series: [{name, xs, ys, color}]; highlight: [{series, x, label}] draws a ringed point.
-export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], title = '' }) {
+// series: [{name, xs, ys, color, metric}] (metric: what y is, for tooltips; default silhouette);
+// highlight: [{series, x, label}] draws a ringed point; markers: [{x, label, color}] draws a dashed
+// vertical line at x (within the x range) with its label at the top.
+export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], markers = [], title = '' }) {
   container.replaceChildren();
   const W = 480, m = { l: 52, r: 16, t: 26, b: 42 };
   const legend = series.length > 1 ? legendLayout(series.map((se) => se.name), m.l, W - m.l - m.r) : { at: [], height: 0 };
@@ -76,11 +78,18 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
     g.append(s('polyline', { points: ok.map(([x, y]) => `${X(x)},${Y(y)}`).join(' '), fill: 'none', stroke: se.color, 'stroke-width': 2 }));
     for (const [x, y] of ok) {
       const c = s('circle', { cx: X(x), cy: Y(y), r: 3.5, fill: se.color, 'data-k': x });
-      c.append(s('title', {}, `${se.name ? se.name + ': ' : ''}k=${x}, silhouette ${y.toFixed(3)}`));
+      c.append(s('title', {}, `${se.name ? se.name + ': ' : ''}k=${x}, ${se.metric || 'silhouette'} ${y.toFixed(3)}`));
       g.append(c);
     }
     svg.append(g);
   });
+  for (const mk of markers) {
+    if (!(mk.x >= x0 && mk.x <= x1)) continue;
+    const g = s('g', { class: 'marker', 'data-x': mk.x });
+    g.append(s('line', { x1: X(mk.x), x2: X(mk.x), y1: m.t, y2: plotH - m.b, stroke: mk.color || '#555', 'stroke-width': 1.5, 'stroke-dasharray': '5 4' }));
+    if (mk.label) g.append(s('text', { x: Math.min(W - m.r - 30, Math.max(m.l + 30, X(mk.x))), y: m.t - 8, 'text-anchor': 'middle', class: 'hl-label' }, mk.label));
+    svg.append(g);
+  }
   for (const hl of highlight) {
     const se = series[hl.series || 0];
     const i = se ? se.xs.indexOf(hl.x) : -1;

@@ -1,8 +1,11 @@
 // Clusters page: k-means over the stored vectors (k fixed or chosen by silhouette), the silhouette
-// curve, one row of representative thumbnails per cluster; a row opens all its members.
-import { analysisResult, collectionApi, jobProgressText } from './api.js';
+// curve with the agreement with the labels (ARI) at each k and a marker at k = number of labels,
+// one row per cluster: its label make-up, representative thumbnails (a row opens all its members),
+// its name (renamed in place) and "Save as label" (gives the label to every image of the cluster).
+import { analysisResult, api, ApiError, collectionApi, jobProgressText, loginHint } from './api.js';
 import { lineChart } from './chart.js';
 import { $, h, palette, setStatus, showJob, tile } from './ui.js';
+import { openViewer } from './viewer.js';
 
 const form = $('#clusters-form');
 const backbone = $('#clusters-backbone');
@@ -14,7 +17,10 @@ const chart = $('#silhouette-chart');
 const note = $('#silhouette-note');
 const list = $('#clusters');
 const dialog = $('#members-dialog');
+const actionStatus = $('#cluster-action-status');
 const MAX_MEMBERS_SHOWN = 600;
+let current = null;  // the clusters shown (the API's response)
+let labelColours = new Map();
 
 for (const r of form.querySelectorAll('input[name=kmode]')) {
   r.addEventListener('change', () => { kInput.disabled = form.kmode.value !== 'fixed'; });
@@ -60,42 +66,136 @@ async function run() {
 }
 
 function draw(data) {
+  current = data;
   const sil = data.silhouette || {};
   const ks = sil.ks || [];
   const scores = sil.scores || [];
+  const agree = data.label_agreement || {};
+  const hasAri = (agree.ari || []).some((a) => a !== null);
+  const series = [{ name: 'silhouette', xs: ks, ys: scores, color: '#1f77b4' }];
+  if (hasAri) series.push({ name: 'ARI vs labels', xs: ks, ys: agree.ari, color: '#2ca02c', metric: 'ARI' });
   const hl = [];
   if (sil.best_k !== undefined && sil.best_k !== null) hl.push({ x: sil.best_k, label: `best k=${sil.best_k}`, color: '#d62728' });
   if (data.k !== sil.best_k && ks.includes(data.k)) hl.push({ x: data.k, label: `k=${data.k}`, color: '#111' });
-  lineChart(chart, { series: [{ name: 'silhouette', xs: ks, ys: scores, color: '#1f77b4' }], xLabel: 'k (clusters)',
-    yLabel: 'mean silhouette', highlight: hl, title: `Silhouette score by number of clusters; best k = ${sil.best_k}` });
-  note.textContent = ks.length
-    ? `Higher is better: points sit closer to their own cluster than to the next. Showing k = ${data.k}${data.k === sil.best_k ? ' (the best)' : ''}.`
-    : 'No silhouette sweep for this run.';
+  const markers = agree.n_labels >= 2 ? [{ x: agree.n_labels, label: `${agree.n_labels} labels`, color: '#2ca02c' }] : [];
+  lineChart(chart, { series, xLabel: 'k (clusters)', yLabel: hasAri ? 'score' : 'mean silhouette', highlight: hl, markers,
+    title: `Silhouette${hasAri ? ' and agreement with the labels (ARI)' : ''} by number of clusters; best k = ${sil.best_k}` });
+  note.replaceChildren(...noteText(data, ks));
+  const labels = [...new Set(data.clusters.flatMap((c) => (c.labels || []).map((e) => e.label)).filter((l) => l !== null))].sort();
+  labelColours = new Map(labels.map((l, i) => [l, palette(i)]));
   list.replaceChildren(...data.clusters.map((c) => clusterRow(c)));
+}
+
+function noteText(data, ks) {
+  const sil = data.silhouette || {};
+  const agree = data.label_agreement || {};
+  if (!ks.length) return ['No silhouette sweep for this run.'];
+  const parts = [`Silhouette (blue): higher is better, points sit closer to their own cluster than to the next. `
+    + `Showing k = ${data.k}${data.k === sil.best_k ? ' (the best silhouette)' : ''}.`];
+  if (agree.n_labels >= 2 && (agree.ari || []).some((a) => a !== null)) {
+    let bestAri = 0;
+    agree.ari.forEach((a, i) => { if (a !== null && a > agree.ari[bestAri]) bestAri = i; });
+    const fmt = (v) => (v === null || v === undefined ? '—' : v.toFixed(2));
+    parts.push(h('br'), `ARI (green): how well the clusters match the ${agree.n_labels} labels of the `
+      + `${agree.n_labelled} labelled images (1 = exactly, 0 = chance); ${fmt(agree.ari_at_k)} at k = ${data.k}, `
+      + `highest at k = ${ks[bestAri]} (${fmt(agree.ari[bestAri])}). The dashed line marks k = ${agree.n_labels}, the number of labels.`);
+    if (ks[bestAri] !== sil.best_k) {
+      parts.push(' ', h('strong', { 'data-testid': 'k-hint' }, `The labels fit k = ${ks[bestAri]} better than the silhouette's k = ${sil.best_k}: try a fixed k.`));
+    }
+  } else if (agree.note) {
+    parts.push(h('br'), `No ARI: ${agree.note}.`);
+  }
+  return parts;
+}
+
+function makeup(c) {
+  const mix = c.labels || [];
+  if (!mix.length || (mix.length === 1 && mix[0].label === null)) {
+    return h('div', { class: 'cluster-makeup muted', 'data-testid': 'cluster-makeup' }, 'no labels');
+  }
+  const bar = h('span', { class: 'mix-bar', 'aria-hidden': 'true' }, mix.map((e) => h('span', {
+    class: e.label === null ? 'mix-none' : null, title: `${e.label ?? 'no label'}: ${e.count}`,
+    style: `flex-grow:${e.count}${e.label === null ? '' : `;background:${labelColours.get(e.label)}`}` })));
+  const text = mix.map((e) => h('span', { class: 'mix-item', 'data-testid': 'makeup-item', 'data-label': e.label ?? '', 'data-count': e.count },
+    `${e.count} ${e.label ?? 'no label'}`));
+  return h('div', { class: 'cluster-makeup', 'data-testid': 'cluster-makeup' }, bar,
+    h('span', { class: 'mix-text' }, text.flatMap((t, i) => (i ? [', ', t] : [t]))));
+}
+
+function title(c) {
+  return c.name ? c.name : `Cluster ${c.cluster}`;
 }
 
 function clusterRow(c) {
   const reps = c.representatives || [];
-  const labelMix = c.labels ? Object.entries(c.labels).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([l, n]) => `${n} ${l}`).join(', ') : '';
   const open = () => showMembers(c);
+  const nameInput = h('input', { name: 'name', value: c.name || '', maxlength: 200, placeholder: `Cluster ${c.cluster}`,
+    'aria-label': `Name of cluster ${c.cluster}`, 'data-testid': 'cluster-name-input', autocomplete: 'off' });
+  const actions = h('form', { class: 'cluster-actions', 'data-testid': 'cluster-actions',
+    onsubmit: (ev) => { ev.preventDefault(); rename(c, nameInput.value); } },
+    nameInput,
+    h('button', { type: 'submit', 'data-testid': 'cluster-rename' }, 'Rename'),
+    h('button', { type: 'button', 'data-testid': 'cluster-save-label', onclick: () => saveAsLabel(c, nameInput.value) }, 'Save as label…'));
   return h('li', { class: 'cluster-row', 'data-testid': 'cluster-row', 'data-cluster': c.cluster },
-    h('button', { type: 'button', class: 'cluster-head', onclick: open, 'aria-label': `Cluster ${c.cluster}: ${c.size} images; show all` },
+    h('button', { type: 'button', class: 'cluster-head', onclick: open,
+      'aria-label': `Cluster ${c.cluster}${c.name ? ` (${c.name})` : ''}: ${c.size} images; show all` },
       h('span', { class: 'swatch', style: `background:${palette(c.cluster)}` }),
-      h('strong', {}, `Cluster ${c.cluster}`),
-      h('span', { class: 'muted' }, ` ${c.size} image${c.size === 1 ? '' : 's'}${labelMix ? ' · ' + labelMix : ''}`),
+      h('strong', { 'data-testid': 'cluster-title' }, title(c)),
+      h('span', { class: 'muted' }, ` ${c.size} image${c.size === 1 ? '' : 's'}`),
       h('span', { class: 'more' }, 'Show all →')),
+    makeup(c),
     h('div', { class: 'rep-strip', 'data-testid': 'cluster-representatives' },
-      reps.map((id) => tile({ id, testid: 'representative', onpick: open }))));
+      reps.map((id) => tile({ id, testid: 'representative', onpick: () => openViewer(id, { ids: reps }), action: 'view' }))),
+    actions);
+}
+
+function writeBody(c, extra) {
+  return { backbone: current.backbone, k: current.auto ? 'auto' : current.k, cluster: c.cluster, version: current.version, ...extra };
+}
+
+async function writeFailed(err) {
+  setStatus(actionStatus, err.message + loginHint(err), 'error');
+  if (err instanceof ApiError && err.status === 409 && err.field === 'version') await run();  // show what is there now
+}
+
+async function rename(c, value) {
+  const name = value.trim() || null;
+  try {
+    const out = await api(collectionApi('/clusters/name'), { method: 'POST', json: writeBody(c, { name }) });
+    c.name = out.name;
+    const row = list.querySelector(`[data-testid=cluster-row][data-cluster="${c.cluster}"]`);
+    row.replaceWith(clusterRow(c));
+    setStatus(actionStatus, out.name ? `Cluster ${c.cluster} is now “${out.name}”.` : `Cluster ${c.cluster} has no name now.`);
+  } catch (err) {
+    await writeFailed(err);
+  }
+}
+
+async function saveAsLabel(c, value) {
+  const mix = c.labels || [];
+  const label = value.trim() || c.name || (mix[0] && mix[0].label) || '';
+  if (!label) { setStatus(actionStatus, `Type the label for cluster ${c.cluster} in its name field first.`, 'error'); return; }
+  const now = mix.map((e) => `${e.count} ${e.label ?? 'without a label'}`).join(', ');
+  const question = `Give all ${c.size} images of ${title(c)} the label “${label}”?\n\nTheir labels now: ${now}. They will be replaced.`;
+  if (!window.confirm(question)) { setStatus(actionStatus, 'Nothing was changed.'); return; }
+  try {
+    const out = await api(collectionApi('/clusters/label'), { method: 'POST', json: writeBody(c, { label }) });
+    await run();
+    setStatus(actionStatus, `Saved: ${out.updated} image${out.updated === 1 ? '' : 's'} now labelled “${out.label}”.`);
+  } catch (err) {
+    await writeFailed(err);
+  }
 }
 
 function showMembers(c) {
   const members = c.members || [];
-  $('#members-title').textContent = `Cluster ${c.cluster}: ${members.length} image${members.length === 1 ? '' : 's'}`
+  $('#members-title').textContent = `${title(c)}: ${members.length} image${members.length === 1 ? '' : 's'}`
     + (members.length > MAX_MEMBERS_SHOWN ? ` (first ${MAX_MEMBERS_SHOWN} shown)` : '');
   const grid = $('#members');
   const searchBase = location.pathname.replace(/\/clusters$/, '/search');
-  grid.replaceChildren(...members.slice(0, MAX_MEMBERS_SHOWN).map((id) => tile({ id, testid: 'member',
-    onpick: () => { location.href = `${searchBase}?image_id=${id}`; } })));
+  const shown = members.slice(0, MAX_MEMBERS_SHOWN);
+  grid.replaceChildren(...shown.map((id) => tile({ id, testid: 'member',
+    onpick: () => { location.href = `${searchBase}?image_id=${id}`; }, onview: () => openViewer(id, { ids: shown }) })));
   dialog.showModal();
 }
 

@@ -1,6 +1,8 @@
-// Search page: drop or pick an image -> POST search; click a result -> similar-by-id.
+// Search page: drop or pick an image -> POST search; click a result -> similar-by-id; a result's
+// ⤢ button (or the query image, when it is in the collection) opens the image viewer.
 import { api, collectionApi, thumbUrl } from './api.js';
 import { $, basename, setStatus, tile } from './ui.js';
+import { openViewer } from './viewer.js';
 
 const form = $('#search-form');
 const fileInput = $('#query-file');
@@ -14,16 +16,22 @@ let lastQuery = null; // {kind: 'file', file} | {kind: 'id', id}
 let previewUrl = null;
 let controller = null;
 
-function showPreview(src, caption) {
+function showPreview(src, caption, imageId = null) {
   preview.hidden = false;
+  const img = preview.querySelector('img');
+  img.classList.toggle('viewable', imageId !== null);
+  img.title = imageId !== null ? 'View the full image' : '';
+  img.onclick = imageId !== null ? () => openViewer(imageId, { onSearch: (from) => searchById(from, true) }) : null;
   preview.querySelector('img').src = src;
   preview.querySelector('figcaption').textContent = caption;
 }
 
 function render(data, what) {
   const hits = data.results || [];
+  const ids = hits.map((r) => r.image_id);
+  const view = (id) => openViewer(id, { ids, onSearch: (from) => searchById(from, true) });
   results.replaceChildren(...hits.map((r) => tile({ id: r.image_id, label: r.label, path: r.path, score: r.score,
-    onpick: (id) => searchById(id, true), testid: 'result' })));
+    onpick: (id) => searchById(id, true), onview: view, testid: 'result' })));
   const counts = {};
   for (const r of hits) counts[r.label || 'no label'] = (counts[r.label || 'no label'] || 0) + 1;
   const summary = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([l, n]) => `${n} ${l}`).join(', ');
@@ -62,11 +70,11 @@ async function searchById(id, push) {
   const q = new URLSearchParams({ k: kSel.value });
   if (backbone.value) q.set('backbone', backbone.value);
   setStatus(status, `Searching from image ${id}…`);
-  showPreview(thumbUrl(id), `image ${id}`);
+  showPreview(thumbUrl(id), `image ${id}`, id);
   try {
     const data = await api(`/api/images/${id}/similar?${q}`, { signal: begin() });
     const qimg = data.query || {};
-    showPreview(thumbUrl(id), [qimg.label, basename(qimg.path)].filter(Boolean).join(' · ') || `image ${id}`);
+    showPreview(thumbUrl(id), [qimg.label, basename(qimg.path)].filter(Boolean).join(' · ') || `image ${id}`, id);
     render(data, basename(qimg.path) || `image ${id}`);
     const url = `${location.pathname}?image_id=${id}`;
     if (push) history.pushState({ id }, '', url); else history.replaceState({ id }, '', url);

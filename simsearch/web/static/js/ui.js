@@ -27,8 +27,10 @@ export function basename(path) {
   return parts[parts.length - 1];
 }
 
-// One thumbnail tile. `onpick` (optional) makes it a button.
-export function tile({ id, label, path, score, onpick, testid = 'tile', lazy = true }) {
+// One thumbnail tile. `onpick` (optional) makes it a button (`action` says what it does, for
+// screen readers); `onview` (optional) adds a small "view" button beside it (the tile is then
+// wrapped in a <div class="tile-wrap">).
+export function tile({ id, label, path, score, onpick, onview, action = 'find similar', testid = 'tile', lazy = true }) {
   const name = basename(path);
   const alt = [label, name].filter(Boolean).join(' · ') || `image ${id}`;
   const img = h('img', { src: thumbUrl(id), alt, loading: lazy ? 'lazy' : undefined, width: 160, height: 160, decoding: 'async' });
@@ -36,10 +38,13 @@ export function tile({ id, label, path, score, onpick, testid = 'tile', lazy = t
     label === undefined ? null : label ? h('span', { class: 'lbl' }, label) : h('span', { class: 'lbl muted' }, 'no label'),
     score !== undefined ? h('span', { class: 'score', title: 'cosine similarity' }, score.toFixed(3)) : null);
   const attrs = { class: 'tile', 'data-testid': testid, 'data-id': id, 'data-label': label || '', title: name };
-  if (onpick) {
-    return h('button', { ...attrs, type: 'button', onclick: () => onpick(id), 'aria-label': `${alt}: find similar` }, img, cap);
-  }
-  return h('figure', attrs, img, cap);
+  const el = onpick
+    ? h('button', { ...attrs, type: 'button', onclick: () => onpick(id), 'aria-label': `${alt}: ${action}` }, img, cap)
+    : h('figure', attrs, img, cap);
+  if (!onview) return el;
+  return h('div', { class: 'tile-wrap' }, el,
+    h('button', { type: 'button', class: 'tile-view', 'data-testid': `${testid}-view`, 'aria-label': `${alt}: view the full image`,
+      title: 'View the full image', onclick: () => onview(id) }, '⤢'));
 }
 
 export function setStatus(el, text, kind = '') {

@@ -1,0 +1,120 @@
+"""An image's original file, as ingested: found, checked and opened for streaming.
+
+The database keeps each image's ``source_path`` (where ingest read it) and the SHA-256 of its
+bytes. :func:`open_original` serves a file only when its bytes still hash to that value, so the
+server only ever hands out content it ingested: a file replaced since (or a symbolic link
+re-pointed at another file) is refused, whatever the path now leads to. The path itself is never
+taken from a request (the request names an image id).
+
+Errors, each naming the image and why:
+
+- 404 ``not_found``: no such image, or an image created by ``import-vectors`` (a vector without a
+  file behind it);
+- 409 ``conflict``: the image failed to decode at ingest (there is no image to show);
+- 410 ``gone``: the file is no longer where it was ingested from (uploads are deleted when their
+  job ends unless ``SIMSEARCH_UPLOAD_RETENTION_HOURS`` keeps them), or it changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from simsearch.errors import Conflict, Gone, NotFound
+from simsearch.store import repo
+
+CHUNK = 1 << 20
+DEFAULT_MIME = "application/octet-stream"
+# PIL's format name -> the content type served (MPO: a JPEG with extra frames, as cameras write them).
+# Other formats are served as DEFAULT_MIME.
+FORMAT_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp",
+               "TIFF": "image/tiff", "WEBP": "image/webp"}
+MIME_TYPES = tuple(dict.fromkeys(FORMAT_MIME.values())) + (DEFAULT_MIME,)
+
+
+@dataclass
+class Original:
+    """An open original file (the caller closes ``file``; werkzeug's ``send_file`` does)."""
+
+    image_id: int
+    file: BinaryIO
+    size: int
+    mime_type: str
+    format: str | None  # PIL's name: JPEG, PNG, WEBP... (None: PIL does not recognise it now)
+    etag: str  # the content hash
+    source_path: str
+
+
+def _import_hash(key: str) -> str:
+    from simsearch.ops.vectors_io import import_hash
+
+    return import_hash(key)
+
+
+def _gone_reason(ctx, path: str) -> str:
+    uploads = (Path(ctx.settings.home) / "uploads").resolve()
+    try:
+        uploaded = Path(path).resolve().is_relative_to(uploads)
+    except (OSError, RuntimeError):
+        uploaded = False
+    if uploaded:
+        hours = ctx.settings.upload_retention_hours
+        kept = "are deleted when their ingest job ends" if hours <= 0 else f"are kept {hours:g} hours after their job"
+        return (f"uploaded files {kept} (SIMSEARCH_UPLOAD_RETENTION_HOURS); the thumbnail and vectors remain. "
+                "Set a retention, or ingest from a folder on the server, to keep originals viewable")
+    return "it is no longer at the path it was ingested from (moved or deleted)"
+
+
+def _format_of(f: BinaryIO) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:  # reads the header only
+            return im.format
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    finally:
+        f.seek(0)
+
+
+def open_original(ctx, image_id: int) -> Original:
+    """The image's original file, open and verified (see the module docstring for the errors)."""
+    with ctx.db.session() as s:
+        img = repo.get_image(s, image_id)
+        path, digest, status, error = img.source_path, img.content_hash, img.status, img.error
+    if digest == _import_hash(path):
+        raise NotFound(f"image {image_id} was imported as a vector (import-vectors): it has no image file",
+                       field="image_id")
+    if status != "ok":
+        raise Conflict(f"image {image_id} could not be decoded when it was ingested ({error or 'failed'}): "
+                       "there is no image to show", field="image_id")
+    if not path or not os.path.isabs(path):
+        raise Gone(f"the original file of image {image_id} is gone: it was ingested without a file path",
+                   field="image_id")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (handed to the caller)
+    except OSError:
+        raise Gone(f"the original file of image {image_id} is gone: {_gone_reason(ctx, path)}", field="image_id") from None
+    try:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise Gone(f"the original file of image {image_id} is gone: its path no longer names a file",
+                       field="image_id")
+        h = hashlib.sha256()
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+        if h.hexdigest() != digest:
+            raise Gone(f"the original file of image {image_id} is gone: the file at its path has changed since "
+                       "it was ingested", field="image_id")
+        f.seek(0)
+        fmt = _format_of(f)
+        return Original(image_id=image_id, file=f, size=info.st_size,
+                        mime_type=FORMAT_MIME.get(fmt or "", DEFAULT_MIME), format=fmt,
+                        etag=digest, source_path=path)
+    except BaseException:
+        f.close()
+        raise
