@@ -130,7 +130,10 @@ class ImagePatch(Body):
     """Either field or both (an empty body changes nothing: 400)."""
 
     model_config = ConfigDict(extra="forbid", regex_engine="python-re", json_schema_extra={"minProperties": 1})
-    name: L.ImageName = Field(None, description="A new file name (in the same folder).")
+    # no "default" in the schema: a JSON null is refused (a name cannot be removed), and OpenAPI
+    # validators reject a default that its own schema refuses
+    name: L.ImageName = Field(None, description="A new file name (in the same folder).",
+                              json_schema_extra=lambda schema: schema.pop("default", None))
     label: L.Label | None = Field(None, description="The image's label (trimmed); null removes it.")
 
 
