@@ -352,12 +352,13 @@ class Embedder:
     def _pooled(self, out: np.ndarray) -> np.ndarray:
         return pool_map(out, self.pooling) if self.spec.model_pooling == "none" else out
 
-    def embed_variants(self, pixels: np.ndarray, spaces: list[str], *, pad_to: int | None = None
-                       ) -> dict[str, np.ndarray]:
+    def embed_variants(self, pixels: np.ndarray, spaces: list[str], *, pad_to: int | None = None,
+                       view_seconds: dict[str, float] | None = None) -> dict[str, np.ndarray]:
         """One batch in several spaces of this backbone and precision at once, sharing the model's
         work: each test-time view runs the feature map once (this embedder's space must pool
         outside the model, e.g. ``@gem3``) and every space pools and combines what it needs.
-        The vectors equal each space's own :meth:`embed` (to float rounding)."""
+        The vectors equal each space's own :meth:`embed` (to float rounding). ``view_seconds``:
+        each view's model seconds are added to it."""
         if self.spec.model_pooling != "none":
             raise InvalidInput(f"embed_variants needs an embedder of the feature map (a GeM space), not {self.space}",
                                field="backbone")
@@ -369,6 +370,9 @@ class Embedder:
         pixels = np.asarray(pixels)
         maps: dict[str, np.ndarray] = {}
         for view in dict.fromkeys(v for spec in specs.values() for v in spec.view_list):
+            t0 = time.perf_counter()
             maps[view] = self._forward_padded(view_pixels(pixels, view), pad_to)
+            if view_seconds is not None:
+                view_seconds[view] = view_seconds.get(view, 0.0) + time.perf_counter() - t0
         return {sp: combine_views([pool_map(maps[v], spec.pooling) for v in spec.view_list])
                 for sp, spec in specs.items()}
