@@ -768,7 +768,6 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/vectors", "post"): lambda: client.post(
             "/api/collections/vec/vectors?backbone=clip-vit-b32", data=vectors_npz(), content_type="application/octet-stream"),
         ("/api/collections/{name}/vectors", "get"): lambda: client.get("/api/collections/pets/vectors"),
-        ("/api/collections/{name}/duplicates", "get"): lambda: client.get("/api/collections/pets/duplicates"),
         ("/api/collections/{name}/tune", "post"): lambda: client.post(
             "/api/collections/pets/tune", json={"folds": 2, "variants": False, "set_default": False}),
         ("/api/collections/{name}/spaces", "get"): lambda: client.get("/api/collections/pets/spaces"),
