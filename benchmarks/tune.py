@@ -3,11 +3,13 @@
     python benchmarks/tune.py                       # flowers and cats-dogs (../shared/datasets)
     python benchmarks/tune.py --datasets flowers --folds 5 --seed 0
     python benchmarks/tune.py --concat              # also avg+max pooling concatenated (embeds both)
+    python benchmarks/tune.py --no-variants         # without the GeM / flip / multi-scale candidates
 
 Each dataset is ingested (``--labels folders``, efficientnet_lite0, fp32) into a throw-away SQLite
 home, then ``simsearch.ops.tune.tune`` runs exactly as ``simsearch tune`` does: nested stratified
 k-fold CV (transforms fitted on the training folds only, held-out images queried against the
-training folds), the one-standard-error choice. Reported per candidate: P@10 mean and std over
+training folds), the one-standard-error choice; by default with the pooling and test-time-view
+variants of the base (GeM p = 2, 3, 4; +flip; +flip+ms), whose embedding pass is timed. Reported per candidate: P@10 mean and std over
 the folds, ARI (k-means at the label count, on the held-out images) mean and std, seconds; and
 the raw space's leave-one-out P@10 over the whole collection (what ``simsearch evaluate`` shows).
 There are no cat-breed labels in ../shared/datasets (its README), so no breed figure.
@@ -42,7 +44,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run(name: str, folds: int, seed: int, concat: bool, home: Path) -> dict:
+def run(name: str, folds: int, seed: int, concat: bool, variants: bool, home: Path) -> dict:
     from simsearch.analysis import knn_precision
     from simsearch.config import Settings
     from simsearch.context import AppContext
@@ -61,13 +63,13 @@ def run(name: str, folds: int, seed: int, concat: bool, home: Path) -> dict:
         vs = vecs.load(ctx, name, spaces[0])
         loo = knn_precision(vs.x, vs.labels(ctx))
         log(f"{name}: {len(vs)} images embedded in {embed_s:.0f} s; raw leave-one-out P@10 {loo:.3f}; tuning")
-        report = tune(ctx, name, set_default=True, folds=folds, seed=seed, concat=concat)
+        report = tune(ctx, name, set_default=True, folds=folds, seed=seed, concat=concat, variants=variants)
         out = report.to_dict()
         return {"images": report.n_images, "labels": report.n_labels, "raw_loo_p_at_10": round(loo, 4),
                 "embed_seconds": round(embed_s, 1), "tune_seconds": report.seconds, "chosen": report.chosen,
-                "protocol": report.protocol,
-                "candidates": [{k: c[k] for k in ("space", "p_at_10_mean", "p_at_10_std", "ari_mean", "ari_std",
-                                                  "seconds")} for c in out["candidates"]]}
+                "protocol": report.protocol, "embedding": report.embedding, "notes": report.notes,
+                "candidates": [{k: c.get(k) for k in ("space", "p_at_10_mean", "p_at_10_std", "ari_mean", "ari_std",
+                                                      "seconds", "embed_seconds")} for c in out["candidates"]]}
     finally:
         ctx.close()
 
@@ -78,14 +80,17 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--concat", action="store_true")
+    ap.add_argument("--no-variants", dest="variants", action="store_false")
     args = ap.parse_args()
     os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    result = {"benchmark": "tune", "cpu": cpu_model(), "cores": os.cpu_count(), "folds": args.folds,
+    result = {"benchmark": "tune", "cpu": cpu_model(), "cores": os.cpu_count(), "load_before": os.getloadavg()[0],
+              "folds": args.folds, "variants": args.variants,
               "seed": args.seed, "backbone": "efficientnet_lite0 (fp32)", "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="simsearch-tune-") as tmp:
         for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-            result["datasets"][name] = run(name, args.folds, args.seed, args.concat, Path(tmp))
+            result["datasets"][name] = run(name, args.folds, args.seed, args.concat, args.variants, Path(tmp))
+    result["load_after"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
 
 

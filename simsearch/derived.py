@@ -189,6 +189,22 @@ def refresh(ctx, d: Derived) -> int:
     return int(len(ids))
 
 
+def required_spaces(ctx, collection: str) -> list[str]:
+    """The backbone spaces new images of ``collection`` must be embedded in besides the ones asked
+    for: the bases of its derived spaces and its default space, when they are backbone spaces
+    (e.g. ``efficientnet_lite0@gem3+flip`` chosen by `simsearch tune`), so that the new images
+    are found there too. [] for a collection that does not exist yet."""
+    from simsearch.embed import is_backbone_space
+
+    with ctx.db.session() as s:
+        coll = s.scalar(select(Collection).where(Collection.name == collection))
+        if coll is None:
+            return []
+        rows = s.execute(select(DerivedSpace.bases).where(DerivedSpace.collection_id == coll.id)).all()
+        wanted = [b for (bases,) in rows for b in bases] + ([coll.default_space] if coll.default_space else [])
+    return [sp for sp in dict.fromkeys(wanted) if is_backbone_space(sp)]
+
+
 def refresh_for_bases(ctx, collection_id: int, spaces: list[str]) -> list[str]:
     """Refresh the collection's derived spaces made from any of ``spaces`` (after an ingest added
     vectors to them: the derived vectors follow, with the transforms as fitted)."""

@@ -70,11 +70,16 @@ class AllowBlank:
 
 
 def backbone_spaces() -> list[str]:
-    """Every embedding space name: each registered backbone, bare or with ``@avg`` / ``@max`` pooling."""
+    """Every embedding space name: each registered backbone, bare or with a pooling (``@avg``,
+    ``@max``, ``@gem2``..``@gem4``), then optionally test-time views (``+flip``, ``+ms``,
+    ``+flip+ms``); the bare names first (:mod:`simsearch.embed` defines the grammar)."""
     from simsearch.backbones.registry import list_backbones
+    from simsearch.embed import POOLINGS, VIEWS
 
     names = list_backbones()
-    return names + [f"{n}@{p}" for n in names for p in ("avg", "max")]
+    heads = names + [f"{n}@{p}" for n in names for p in POOLINGS]
+    suffixes = [""] + [f"+{v}" for v in VIEWS] + ["+" + "+".join(VIEWS)]
+    return heads + [h + sfx for sfx in suffixes[1:] for h in heads]
 
 
 class _BackboneName:
@@ -87,15 +92,19 @@ class _BackboneName:
     @classmethod
     def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
         return {"type": "string", "enum": backbone_spaces(),
-                "description": "Backbone (embedding space), optionally with `@max` or `@avg` pooling."}
+                "description": "Backbone (embedding space), optionally with a pooling (`@max`, `@avg`, `@gem3`...) "
+                               "and test-time views (`+flip`, `+ms`)."}
 
     @staticmethod
     def _check(value: str) -> str:
         choices = backbone_spaces()
         if value not in choices:
-            names = choices[: len(choices) // 3]
+            from simsearch.backbones.registry import list_backbones
+
+            names = list_backbones()
             raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with "
-                                      "@avg or @max)", {"given": repr(value[:70]), "names": ", ".join(names)})
+                                      "@avg, @max or @gem2..@gem4, then +flip and/or +ms)",
+                                      {"given": repr(value[:70]), "names": ", ".join(names)})
         return value
 
 
@@ -149,8 +158,8 @@ class _SpaceName(_BackboneName):
     @classmethod
     def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
         return {"anyOf": [{"type": "string", "enum": backbone_spaces()}, {"type": "string", "pattern": SPACE_NAME_PATTERN}],
-                "description": "Backbone (embedding space), optionally with `@max` or `@avg` pooling, or the name of "
-                               "a space of imported vectors."}
+                "description": "Backbone (embedding space), optionally with a pooling (`@max`, `@gem3`...) and "
+                               "test-time views (`+flip`, `+ms`), or the name of a space of imported or derived vectors."}
 
     @staticmethod
     def _check(value: str) -> str:
@@ -158,9 +167,11 @@ class _SpaceName(_BackboneName):
 
         if value in backbone_spaces() or re.match(SPACE_NAME_PATTERN, value):
             return value
-        names = backbone_spaces()[: len(backbone_spaces()) // 3]
-        raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with @avg "
-                                  "or @max), or the name of imported vectors ({rule})",
+        from simsearch.backbones.registry import list_backbones
+
+        names = list_backbones()
+        raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with @avg, "
+                                  "@max or @gem2..@gem4, then +flip and/or +ms), or the name of imported vectors ({rule})",
                                   {"given": repr(value[:70]), "names": ", ".join(names), "rule": SPACE_NAME_RULE})
 
 

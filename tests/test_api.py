@@ -714,6 +714,22 @@ def vectors_npz() -> bytes:
     return buf.getvalue()
 
 
+def _a_derived_space(app, collection: str) -> str:
+    """A whitening of the collection's efficientnet_lite0 vectors stored as a derived space; its name."""
+    from simsearch import derived
+    from simsearch.analysis import tuning
+    from simsearch.store import repo
+
+    ctx = app.extensions["simsearch"]
+    with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
+    _, parts = derived.base_vectors(ctx, coll_id, ["efficientnet_lite0"])
+    setting = tuning.Setting(tuning.Family("whiten"), 4, 0.5)
+    name = derived.derived_name(["efficientnet_lite0"], "doc-example")
+    derived.save(ctx, coll_id, name, ["efficientnet_lite0"], setting.to_dict(), tuning.fit(parts[0], None, setting), None)
+    return name
+
+
 def test_every_documented_path_answers_as_documented(client, app, pets):
     spec = client.get("/api/openapi.json").get_json()
     cat, dog = pets["cat.1.jpg"], pets["dog.3.jpg"]
@@ -767,6 +783,13 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/vectors", "post"): lambda: client.post(
             "/api/collections/vec/vectors?backbone=clip-vit-b32", data=vectors_npz(), content_type="application/octet-stream"),
         ("/api/collections/{name}/vectors", "get"): lambda: client.get("/api/collections/pets/vectors"),
+        ("/api/collections/{name}/tune", "post"): lambda: client.post(
+            "/api/collections/pets/tune", json={"folds": 2, "variants": False, "set_default": False}),
+        ("/api/collections/{name}/spaces", "get"): lambda: client.get("/api/collections/pets/spaces"),
+        ("/api/collections/{name}/default-space", "put"): lambda: client.put(
+            "/api/collections/pets/default-space", json={"space": "efficientnet_lite0"}),
+        ("/api/collections/{name}/spaces/{space}", "delete"): lambda: client.delete(
+            f"/api/collections/pets/spaces/{_a_derived_space(app, 'pets')}"),
         ("/api/openapi.json", "get"): lambda: client.get("/api/openapi.json"),
         ("/api/docs", "get"): lambda: client.get("/api/docs"),
     }

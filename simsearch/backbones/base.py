@@ -52,7 +52,9 @@ class Backbone:
 
     # -- models (TensorFlow, built lazily) ------------------------------------------------
     def build_feature_model(self, weights_dir, pooling: str = "avg", weights=None):
-        """keras.Model: preprocessed (None, S, S, 3) -> (None, dim) pooled features (not normalised)."""
+        """keras.Model: preprocessed (None, S, S, 3) -> (None, dim) pooled features (not normalised);
+        ``pooling="none"``: the last feature map itself, (None, h, w, dim), for poolings computed
+        outside the model (GeM: :mod:`simsearch.embed`)."""
         raise NotImplementedError
 
     def build_classifier(self, weights_dir, weights=None):
@@ -69,9 +71,13 @@ class Backbone:
         raise NotImplementedError
 
 
+MODEL_POOLINGS = ("avg", "max", "none")  # "none": the model outputs its last feature map
+
+
 def check_pooling(pooling: str) -> str:
-    if pooling not in ("avg", "max"):
-        raise InvalidInput(f"pooling must be 'avg' or 'max', got {pooling!r}", field="pooling")
+    if pooling not in MODEL_POOLINGS:
+        raise InvalidInput(f"pooling must be 'avg', 'max' or 'none' (the feature map), got {pooling!r}",
+                           field="pooling")
     return pooling
 
 

@@ -314,5 +314,7 @@ class EfficientNetLiteBackbone(Backbone):
         check_pooling(pooling)
         full = self.build_classifier(weights_dir, weights)
         fmap = full.get_layer(FEATURE_LAYER).output
+        if pooling == "none":
+            return keras.Model(full.input, fmap, name=f"{self.name}_feature_map")
         pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D
         return keras.Model(full.input, pool(name=f"{pooling}_pool_features")(fmap), name=f"{self.name}_features")

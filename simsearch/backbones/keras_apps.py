@@ -185,7 +185,7 @@ class KerasAppBackbone(Backbone):
         ctor = getattr(keras.applications, self.spec.constructor)
         kwargs = dict(include_top=top, input_shape=(self.input_size, self.input_size, 3))
         if not top:
-            kwargs["pooling"] = pooling
+            kwargs["pooling"] = None if pooling == "none" else pooling
         if path is not None:
             model = ctor(weights=None, **kwargs)
             try:

@@ -22,21 +22,25 @@ def _f(v, digits: int = 3) -> str:
 @click.option("--seed", default=0, show_default=True, help="Seed of the folds and the k-means of the ARI.")
 @click.option("--concat/--no-concat", default=True, show_default=True,
               help="Also try the concatenation of the collection's backbone spaces (when it has several).")
+@click.option("--variants/--no-variants", default=True, show_default=True,
+              help="Also try GeM pooling and test-time views (flip, multi-scale) of the base: embeds the images "
+                   "again (they must still be readable where they were ingested from).")
 @progress_option
 @json_option
 @click.pass_context
-def tune(ctx, collection, backbone, set_default, folds, seed, concat, progress, as_json):
+def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, progress, as_json):
     """Find a better search space for a collection without training the network.
 
     With labels: candidates (PCA-whitening, a supervised projection, alpha query expansion,
-    database-side augmentation, concatenated backbones) are scored by nested cross-validation
+    database-side augmentation, concatenated backbones, GeM pooling, flip and multi-scale test-time
+    views) are scored by nested cross-validation
     (fitted on the training folds only; held-out images are the queries) and the simplest one
     within one standard error of the best is kept as a derived space. Without labels: a whitening
     chosen by neighbour stability."""
     from simsearch.ops.tune import tune as run_tune
 
     report = run_tune(context_from(ctx), collection, base=backbone, set_default=set_default, folds=folds, seed=seed,
-                      concat=concat, progress=progress_printer("tune", progress))
+                      concat=concat, variants=variants, progress=progress_printer("tune", progress))
     if as_json:
         emit_json(report.to_dict())
         return
@@ -44,20 +48,29 @@ def tune(ctx, collection, backbone, set_default, folds, seed, concat, progress, 
                f"({report.mode})")
     click.echo(f"protocol: {report.protocol}")
     if report.mode == "labelled":
-        click.echo(f"  {'space':<52} {'P@10 mean±std':>15} {'ARI mean±std':>15} {'time s':>7}")
+        click.echo(f"  {'space':<52} {'P@10 mean±std':>15} {'ARI mean±std':>15} {'CV s':>6} {'embed s':>7}")
         for c in report.candidates:
             mark = "*" if c["space"] == report.chosen else " "
             click.echo(f"{mark} {c['space']:<52} {c['p_at_10_mean']:.3f} ± {c['p_at_10_std']:.3f}  "
-                       f"{_f(c['ari_mean'])} ± {_f(c['ari_std'])} {c['seconds']:>7.1f}")
+                       f"{_f(c['ari_mean'])} ± {_f(c['ari_std'])} {c['seconds']:>6.1f} {c.get('embed_seconds', 0):>7.1f}")
+        if report.embedding:
+            e = report.embedding
+            click.echo(f"embedding pass: {e['images']} images in {len(e['spaces'])} variants, {e['seconds']:.1f} s "
+                       "(embed s: the model seconds of the views a variant needs)")
     else:
         click.echo(f"  {'space':<40} {'dims':>5} {'shrink':>6} {'stability':>9}")
         for c in report.candidates:
             mark = "*" if c["chosen"] else " "
             click.echo(f"{mark} {c['space']:<40} {c['dims']:>5} {c['shrinkage']:>6} {c['stability']:>9.3f}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if report.created:
         r = report.created
         click.echo(f"stored derived space {r['name']} ({r['recipe']['transform']}, rerank {r['recipe']['rerank']}, "
                    f"{r['dim'] or '-'} dims)")
+    elif report.chosen and "." not in report.chosen and report.mode == "labelled" and \
+            report.chosen != (report.candidates[0]["space"] if report.candidates else None):
+        click.echo(f"chosen: the backbone space {report.chosen} as it is (kept; no transform)")
     else:
         click.echo(f"nothing beats {report.chosen} by more than its spread: no derived space stored")
     click.echo(f"default space: {report.default_space or '(the settings default backbone)'}  "

@@ -119,8 +119,15 @@ class Ingester:
         self.decode_priority = ctx.settings.decode_priority
 
     def run(self, collection: str, files: list[SourceFile], *, source: str, ignored: Iterable[str] = (),
-            run_id: int | None = None) -> IngestReport:
+            run_id: int | None = None, refresh_derived: bool = True) -> IngestReport:
+        """Ingest ``files``. Besides the spaces asked for, the images are embedded in the spaces the
+        collection's derived spaces and default space are made from (:func:`simsearch.derived.
+        required_spaces`). ``refresh_derived``: recompute the derived spaces at the end (a shard of a
+        sharded job leaves it to the job's end: :func:`simsearch.jobs.shards.roll_up`)."""
+        from simsearch import derived
+
         db = self.ctx.db
+        self.spaces = list(dict.fromkeys(self.spaces + derived.required_spaces(self.ctx, collection)))
         embedders = {s: self.ctx.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
         for emb in embedders.values():
             # Fail early (weights unavailable, runtime missing) before touching the database, but
@@ -183,9 +190,7 @@ class Ingester:
         report.seconds = time.perf_counter() - t0
         for sp in self.spaces:
             self.ctx.sync_index(coll_id, sp)
-        if report.embedded:
-            from simsearch import derived
-
+        if report.embedded and refresh_derived:
             derived.refresh_for_bases(self.ctx, coll_id, self.spaces)  # the new images get derived vectors too
         self._finish(run_id, report, "done", None)
         return report

@@ -150,6 +150,7 @@ class ThreadRunner:
                 continue
             if kind != "ingest":  # an analysis or index build keeps nothing half-done: it is started again when needed
                 again = ("the next search rebuilds the index" if kind == "index"
+                         else "start the tuning again" if kind == "tune"
                          else "asking for the result again starts a new computation")
                 with self.ctx.db.session() as s:
                     s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,

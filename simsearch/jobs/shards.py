@@ -114,7 +114,9 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
     files = manifest.source_files(folder)[start:stop]
     ingester = Ingester(ctx, spaces=spaces, batch_size=batch_size or manifest.batch_size or DEFAULT_BATCH_SIZE,
                         workers=workers)
-    report = ingester.run(collection, files, source=source, run_id=shard_id)
+    # The job's derived spaces are refreshed once, when its last shard ends (roll_up): shards
+    # refreshing them one by one at once would each rewrite them from what they saw.
+    report = ingester.run(collection, files, source=source, run_id=shard_id, refresh_derived=False)
     roll_up(ctx, parent_id)
     return report.to_dict()
 
@@ -178,9 +180,27 @@ def roll_up(ctx, parent_id: int) -> str:
         else:
             parent.status = "done"
         status = parent.status
+        coll_id, spaces = parent.collection_id, list(parent.spaces or [])
+        for sid, *_ in shards:
+            spaces += list(s.get(IngestRun, sid).spaces or [])  # a shard adds the collection's required spaces
     log.info("ingest job %s: %s (%d shards)", parent_id, status, len(shards))
     release_uploads(ctx, parent_id)
+    _refresh_derived(ctx, coll_id, list(dict.fromkeys(spaces)))
     return status
+
+
+def _refresh_derived(ctx, collection_id: int, spaces: list[str]) -> None:
+    """The job has ended: its collection's derived spaces made from its spaces follow the new
+    vectors (what the shards stored, even when some failed)."""
+    from simsearch import derived
+
+    try:
+        done = derived.refresh_for_bases(ctx, collection_id, spaces)
+    except Exception:  # the ingest itself is done; the next ingest or `simsearch tune` refreshes them
+        log.exception("ingest job: refreshing the derived spaces of collection %s failed", collection_id)
+        return
+    if done:
+        log.info("refreshed derived spaces %s", ", ".join(done))
 
 
 def roll_up_parent_of(ctx, run_id: int) -> None:

@@ -60,9 +60,9 @@ def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
         names = [settings.default_backbone]
     spaces = []
     for n in dict.fromkeys(names):
-        rest, _, precision = n.partition("+")
-        base, _, pool = rest.partition("@")
-        spaces.append(new_space(settings, base, pool or pooling or "avg", precision or None))
+        space = new_space(settings, n, pooling or "avg")  # n may carry its pooling and views
+        spaces.append(space)
+        base = space.split("@")[0].split("+")[0]
         ok, reason = get_backbone(base).weights_status(settings.weights_dir)
         if not ok:
             raise WeightsUnavailable(f"{base}: {reason}", field="backbone")

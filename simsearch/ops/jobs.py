@@ -32,6 +32,10 @@ def shown(run: IngestRun, collection: str | None, session=None) -> dict:
     out = job_dict(run, collection)
     if run.kind in KINDS and collection is not None:
         out["result_url"] = AnalysisTask.from_json(run.kind, collection, run.params).result_url()
+    elif run.kind == "tune" and collection is not None:
+        from urllib.parse import quote
+
+        out["result_url"] = f"/api/collections/{quote(collection, safe='')}/spaces"
     if session is not None and run.kind == "ingest" and (run.params or {}).get("shards"):
         out.update(sharded_progress(session, run, out))
     return out

@@ -10,6 +10,15 @@ hyper-parameters are then chosen by the same inner cross-validation on all label
 its transform fitted on them (a whitening on every image: it needs no labels); it is stored as
 a derived space and, with ``set_default``, made the collection's default search space.
 
+Pooling and test-time-view variants of the base (``@gem2``..``@gem4``, ``+flip``, ``+flip+ms``:
+:data:`VARIANT_POOLINGS` x :data:`VARIANT_VIEWS`) are candidates too, with labels: the collection's
+images are embedded in them again (:mod:`simsearch.ops.reembed`; their model seconds are reported)
+and each is cross-validated raw and with the supervised projection (:data:`VARIANT_FAMILIES`: the
+re-rankings and the whitening, which add less than their spread on the base, are not repeated
+for every variant). A variant costs more per query image (``+flip`` two forwards, ``+flip+ms``
+four), which the one-standard-error rule counts as complexity. Only the chosen variant's vectors
+are kept: the ones embedded for the others are removed again.
+
 Without labels there is nothing to score retrieval against: a PCA-whitening is fitted with the
 grid setting whose neighbour lists are the most stable across disjoint halves of the collection,
 and the stability is reported instead of P@10. It becomes the default only when asked.
@@ -23,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simsearch import derived
+from simsearch.embed import GEM_P, parse_space_spec, space_key
 from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
 from simsearch.store import repo
@@ -31,6 +41,33 @@ PROTOCOL = ("nested stratified {folds}-fold cross-validation over the labelled i
             "transforms fitted on the training folds only, hyper-parameters chosen by an inner {inner}-fold "
             "CV on them; held-out images are the queries, the training folds the database; "
             "P@10 and ARI (k-means at the number of labels, on the held-out images) per fold")
+
+
+VARIANT_POOLINGS = tuple(GEM_P)  # besides the base's own pooling
+VARIANT_VIEWS = ((), ("flip",), ("flip", "ms"))
+VARIANT_FAMILIES = (("none", "none"), ("discriminant", "none"))  # (transform, rerank) scored on each variant
+
+
+def variant_spaces(space: str) -> list[str]:
+    """The pooling and view variants of a backbone space tried by :func:`tune` (not the space itself):
+    ``efficientnet_lite0`` -> ``efficientnet_lite0+flip``, ``efficientnet_lite0@gem3``, ..."""
+    spec = parse_space_spec(space)
+    own = spec.pooling if spec.pooling in ("avg", "max") else "avg"
+    out = [space_key(spec.backbone, p, spec.precision, v) for v in VARIANT_VIEWS for p in (own, *VARIANT_POOLINGS)]
+    return [sp for sp in out if sp != space]
+
+
+def _base_cost(bases: list[str]) -> int:
+    """What a base set adds to a candidate's complexity: each further concatenated space, a GeM
+    pooling, and each extra forward pass per query image (test-time views)."""
+    from simsearch.embed import is_backbone_space
+
+    cost = len(bases) - 1
+    for b in bases:
+        if is_backbone_space(b):
+            spec = parse_space_spec(b)
+            cost += (spec.pooling in GEM_P) + len(spec.view_list) - 1
+    return cost
 
 
 @dataclass
@@ -46,6 +83,8 @@ class TuneReport:
     created: dict | None = None  # the derived space stored (simsearch.derived.Derived.to_dict)
     default_space: str | None = None  # the collection's default after the run
     seconds: float = 0.0
+    embedding: dict | None = None  # the variants' embedding pass: images, seconds, spaces (None: none run)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -80,8 +119,9 @@ def _labels(ctx, coll_id: int, ids: np.ndarray) -> np.ndarray:
 
 
 def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = False, folds: int = 5,
-         seed: int = 0, concat: bool = True, progress=None) -> TuneReport:
-    """Score the candidates, store the best as a derived space, optionally make it the default."""
+         seed: int = 0, concat: bool = True, variants: bool = True, progress=None) -> TuneReport:
+    """Score the candidates, store the best as a derived space, optionally make it the default.
+    ``variants``: also try the base's pooling and test-time-view variants (embeds the images again)."""
     from simsearch.analysis import tuning
 
     t0 = time.perf_counter()
@@ -107,9 +147,12 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
     except InvalidInput:
         labelled_ok = False
     if labelled_ok:
-        report = _tune_labelled(ctx, collection, coll_id, options, folds, seed, progress)
+        report = _tune_labelled(ctx, collection, coll_id, options, folds, seed, progress,
+                                variant_spaces(space) if variants and _is_backbone(space) else [])
     else:
         report = _tune_unlabelled(ctx, collection, coll_id, space, ids, parts, seed, progress)
+        if variants:
+            report.notes.append("pooling and test-time-view variants are scored against labels: none tried")
     report.n_labelled, report.n_labels = int(has.sum()), n_labels
     if set_default and report.chosen is not None:
         derived.set_default(ctx, collection, report.chosen)
@@ -118,37 +161,90 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
     return report
 
 
+def _is_backbone(space: str) -> bool:
+    from simsearch.embed import is_backbone_space
+
+    return is_backbone_space(space)
+
+
+def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: list[str]):
+    """Embed the images in the variant spaces they lack; returns (the pass, the spaces it created)."""
+    from simsearch.ops.reembed import embed_collection
+
+    with ctx.db.session() as s:
+        have = set(repo.spaces_of(s, coll_id))
+    new = [sp for sp in spaces if sp not in have]
+    if not new:
+        return None, []
+    steps(f"embedding the images in {len(new)} pooling / test-time-view variants")
+    done = embed_collection(ctx, coll_id, new)
+    if done.unavailable:
+        report_notes.append(f"variants not tried: {done.unavailable}")
+        return done, []
+    return done, new
+
+
+def _drop_vectors(ctx, coll_id: int, spaces: list[str]) -> None:
+    from sqlalchemy import delete, select
+
+    from simsearch.store.models import Embedding, Image
+
+    if not spaces:
+        return
+    with ctx.db.session() as s:
+        have = select(Image.id).where(Image.collection_id == coll_id)
+        s.execute(delete(Embedding).where(Embedding.space.in_(spaces), Embedding.image_id.in_(have)))
+        s.commit()
+
+
 def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]], folds: int, seed: int,
-                   progress) -> TuneReport:
+                   progress, variants: list[str]) -> TuneReport:
     from simsearch.analysis import tuning
 
     fams = tuning.families()
-    steps = Steps(progress, len(options) + 1)
+    var_fams = [tuning.Family(t, r) for t, r in VARIANT_FAMILIES]
+    steps = Steps(progress, len(options) + 1 + (len(variants) + 1 if variants else 0))
+    notes: list[str] = []
+    embedded, created = _embed_variants(ctx, coll_id, variants, steps, notes) if variants else (None, [])
+    with ctx.db.session() as s:
+        have = set(repo.spaces_of(s, coll_id))
+    plan = [(bases, fams) for bases in options] + [([v], var_fams) for v in variants if v in have]
     scored = []  # (bases, CandidateScore)
     data = {}
     n_images = 0
-    for bases in options:
-        steps(f"cross-validating {len(fams)} candidates over {' + '.join(bases)}")
+    for bases, fset in plan:
+        steps(f"cross-validating {len(fset)} candidates over {' + '.join(bases)}")
         ids, parts = derived.base_vectors(ctx, coll_id, bases)
         x = parts[0] if len(parts) == 1 else derived.Derived(coll_id, "", bases, {}, None).transform(parts)
         labels = _labels(ctx, coll_id, ids)
         has = np.array([lab is not None for lab in labels])
         n_images = max(n_images, len(ids))
         data[tuple(bases)] = (x, labels, has)
-        for sc in tuning.cross_validate(x[has], labels[has].astype(str), fams, n_folds=folds, seed=seed):
+        for sc in tuning.cross_validate(x[has], labels[has].astype(str), fset, n_folds=folds, seed=seed):
             scored.append((bases, sc))
 
     def name(bases, sc):
         return bases[0] if len(bases) == 1 and sc.family.transform == "none" and sc.family.rerank == "none" \
             else derived.derived_name(bases, sc.family.name)
 
+    def embed_seconds(b):
+        return round(sum(embedded.space_seconds(sp) for sp in b if sp in created), 2) if embedded else 0.0
+
     best = tuning.select([sc for _, sc in scored],
-                         complexity=lambda sc: (sc.family.complexity[0] + _concat_of(scored, sc), sc.family.complexity[1]))
+                         complexity=lambda sc: (sc.family.complexity[0] + _cost_of(scored, sc), sc.family.complexity[1]))
     bases = next(b for b, sc in scored if sc is best)
-    rows = [{"space": name(b, sc), "bases": b, **sc.to_dict()} for b, sc in scored]
+    rows = [{"space": name(b, sc), "bases": b, **sc.to_dict(), "embed_seconds": embed_seconds(b)} for b, sc in scored]
     report = TuneReport(collection, "labelled", n_images, 0, 0, PROTOCOL.format(folds=folds, seed=seed,
                                                                                  inner=tuning.INNER_FOLDS),
-                        candidates=rows, chosen=name(bases, best))
+                        candidates=rows, chosen=name(bases, best), notes=notes)
+    if embedded is not None and not embedded.unavailable:
+        report.embedding = {"images": embedded.images, "seconds": round(embedded.seconds, 2),
+                            "spaces": embedded.spaces,
+                            "view_seconds": {k: round(v, 2) for k, v in embedded.view_seconds.items()}}
+    _drop_vectors(ctx, coll_id, [sp for sp in created if sp not in bases])  # only the chosen variant stays
+    for sp in created:
+        if sp in bases:
+            ctx.sync_index(coll_id, sp, force_rebuild=True)
     steps(f"fitting {report.chosen} on the whole collection")
     if report.chosen not in bases:
         x, labels, has = data[tuple(bases)]
@@ -165,8 +261,8 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     return report
 
 
-def _concat_of(scored, sc) -> int:
-    return next(len(b) - 1 for b, s in scored if s is sc)
+def _cost_of(scored, sc) -> int:
+    return next(_base_cost(b) for b, s in scored if s is sc)
 
 
 def _tune_unlabelled(ctx, collection: str, coll_id: int, space: str, ids, parts, seed: int, progress) -> TuneReport:

@@ -300,7 +300,7 @@ def configure(app) -> None:
         AUTO_OPERATION_ID=True,
         AUTO_SERVERS=False,
         SERVERS=[{"url": "/"}],
-        TAGS=[{"name": t} for t in ("service", "collections", "images", "search", "ingest", "analysis")],
+        TAGS=[{"name": t} for t in ("service", "collections", "images", "search", "ingest", "analysis", "tuning")],
     )
     app.version = __version__
     app.title = "simsearch API"

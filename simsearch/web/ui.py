@@ -50,7 +50,7 @@ def _collection_context(name: str) -> dict:
 @bp.app_template_global()
 def ui_page_title(page: str) -> str:
     return {"browse": "Browse", "search": "Search", "clusters": "Clusters", "map": "Map", "compare": "Compare",
-            "duplicates": "Duplicates", "ingest": "Add images"}.get(page, page.title())
+            "duplicates": "Duplicates", "spaces": "Spaces", "ingest": "Add images"}.get(page, page.title())
 
 
 @bp.errorhandler(NotFound)
@@ -101,6 +101,12 @@ def compare(name: str):
     partial = [s for s in ctx["spaces"] if is_backbone_space(s) and ctx["vector_counts"][s] < ctx["collection"]["images_ok"]]
     missing = sorted(not_embedded(_ctx().settings, ctx["spaces"]), key=lambda b: not b["weights_ok"])  # the ones to embed now first
     return render_template("ui/compare.html", page="compare", not_embedded=missing, partial=partial, **ctx)
+
+
+@bp.get("/c/<name>/spaces")
+def spaces(name: str):
+    """The collection's search spaces, its default, and the tuning (a job) with its results."""
+    return render_template("ui/spaces.html", page="spaces", **_collection_context(name))
 
 
 @bp.get("/c/<name>/ingest")

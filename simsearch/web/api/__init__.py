@@ -10,7 +10,8 @@ and ``/api/docs`` describe every endpoint.
 - :mod:`.jobs`: ``/collections/<name>/ingest``, ``/jobs``;
 - :mod:`.analysis`: clusters, map, evaluation, comparison;
 - :mod:`.duplicates`: `/collections/<name>/duplicates` (exact, near and similar groups);
-- :mod:`.vectors`: ``/collections/<name>/vectors`` (import an .npz, export one, streamed).
+- :mod:`.vectors`: ``/collections/<name>/vectors`` (import an .npz, export one, streamed);
+- :mod:`.tune`: ``/collections/<name>/tune`` (a job), its ``spaces``, ``default-space``.
 """
 
 from __future__ import annotations
@@ -44,4 +45,4 @@ def compress_and_harden(resp: Response) -> Response:
 
 
 # The resources register their routes on ``bp`` when imported.
-from simsearch.web.api import analysis, collections, duplicates, health, images, jobs, search, vectors  # noqa: E402,F401
+from simsearch.web.api import analysis, collections, duplicates, health, images, jobs, search, tune, vectors  # noqa: E402,F401

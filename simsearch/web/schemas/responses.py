@@ -110,11 +110,13 @@ class JobShards(BaseModel):
 
 class Job(BaseModel):
     """An ingest job, an analysis job (clusters, map, evaluation, comparison, duplicates) started by a 202,
-    or a background rebuild of a large index (index)."""
+    a tuning (tune: its options, and its report once done, in params), or a background rebuild of a
+    large index (index)."""
 
     id: int
-    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison", "duplicates", "index"]
-    params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest).")
+    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
+    params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest); a tuning's "
+                                          "options and, once done, its report.")
     result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
     status: Literal["queued", "running", "done", "failed", "interrupted"] = Field(
         description="interrupted: a `simsearch ingest` command that stopped mid-way (its work is kept).")

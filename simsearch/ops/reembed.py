@@ -1,0 +1,93 @@
+"""Embedding a collection's images again in new spaces of a backbone it already has (the pooling
+and test-time-view variants `simsearch tune` tries: ``@gem3``, ``+flip``...).
+
+The images are read again from where they were ingested from (``images.source_path``) and decoded
+as at ingest; every view runs the backbone's feature map once per batch and each space pools and
+combines what it needs (:meth:`simsearch.embed.Embedder.embed_variants`). Nothing is written unless
+every image could be read: a space with vectors for only some images would hide the others.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from simsearch.embed import parse_space_spec, space_key
+from simsearch.errors import InvalidInput
+from simsearch.store.models import Embedding, Image
+
+BATCH = 32
+
+
+@dataclass
+class Reembedded:
+    spaces: list[str]
+    images: int = 0
+    seconds: float = 0.0  # wall time of the whole pass: reading, decoding, model, storing
+    view_seconds: dict[str, float] = field(default_factory=dict)  # model seconds of each test-time view
+    unavailable: str | None = None  # why nothing was embedded (images no longer readable), else None
+
+    def space_seconds(self, space: str) -> float:
+        """The model seconds this space needs on its own: the views it is made of."""
+        return float(sum(self.view_seconds.get(v, 0.0) for v in parse_space_spec(space).view_list))
+
+
+def _sources(ctx, collection_id: int) -> list[tuple[int, str]]:
+    with ctx.db.session() as s:
+        return list(s.execute(select(Image.id, Image.source_path)
+                              .where(Image.collection_id == collection_id, Image.status == "ok")
+                              .order_by(Image.id)).all())
+
+
+def embed_collection(ctx, collection_id: int, spaces: list[str], *, progress=None) -> Reembedded:
+    """Embed every ok image of the collection in ``spaces`` (one backbone, one precision), store the
+    vectors (replacing any) and leave their indexes to be built when first searched. ``progress``:
+    called with (images done, total)."""
+    from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+    from simsearch.store import bulk
+
+    specs = [parse_space_spec(sp) for sp in spaces]
+    if len({(sp.backbone, sp.precision) for sp in specs}) != 1:
+        raise InvalidInput("spaces embedded together must share their backbone and precision", field="spaces")
+    out = Reembedded(spaces=list(spaces))
+    rows = _sources(ctx, collection_id)
+    t0 = time.perf_counter()
+    missing = []
+    for _, path in rows:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError:
+            missing.append(path)
+    if missing:
+        out.unavailable = (f"{len(missing)} of {len(rows)} images can no longer be read where they were ingested "
+                           "from (uploads are not kept), so they cannot be embedded in another space")
+        return out
+    emb = ctx.embedder(space_key(specs[0].backbone, "gem3", specs[0].precision))  # the feature map
+    size = emb.input_size
+    now = datetime.now(timezone.utc)
+    for start in range(0, len(rows), BATCH):
+        chunk = rows[start:start + BATCH]
+        pixels = []
+        for _, path in chunk:
+            with open(path, "rb") as f:
+                data = f.read()
+            img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size,
+                               draft_long=THUMBNAIL_SIDE)  # decoded exactly as at ingest
+            pixels.append(resize_for_model(img.image, size))
+        vectors = emb.embed_variants(np.stack(pixels), list(spaces), pad_to=BATCH, view_seconds=out.view_seconds)
+        ids = np.asarray([i for i, _ in chunk], np.int64)
+        with ctx.db.session() as s:
+            for sp, x in vectors.items():
+                s.execute(delete(Embedding).where(Embedding.space == sp, Embedding.image_id.in_(ids.tolist())))
+                bulk.write_vectors(s, bulk.prepare_vectors(ctx.db.dialect, ids, sp, x, now), now)
+            s.commit()
+        out.images += len(chunk)
+        if progress is not None:
+            progress(out.images, len(rows))
+    out.seconds = time.perf_counter() - t0
+    return out

@@ -1,0 +1,52 @@
+"""A collection's search spaces as the API and the Spaces page show them: the backbone spaces it
+has vectors in, its derived spaces (recipe, cross-validated P@10), spaces of imported vectors, which
+one is the default, and the newest tuning's candidates (:mod:`simsearch.ops.tune_jobs`)."""
+
+from __future__ import annotations
+
+from simsearch import derived
+from simsearch.errors import Conflict, SimsearchError
+from simsearch.store import repo
+
+
+def overview(ctx, collection: str) -> dict:
+    from simsearch.embed import is_backbone_space
+    from simsearch.ops import tune_jobs
+    from simsearch.search import resolve_space
+
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, collection)
+        coll_id, chosen = coll.id, coll.default_space
+        counts = repo.vector_counts(s, coll_id)
+    rows_derived = {r["name"]: r for r in derived.list_derived(ctx, collection)}
+    try:
+        default = resolve_space(ctx, coll_id, None) if counts else None
+    except SimsearchError:  # several spaces and none of them the default: a search must name one
+        default = None
+    spaces = []
+    for name in sorted(counts):
+        d = rows_derived.get(name)
+        kind = "derived" if d is not None else ("backbone" if is_backbone_space(name) else "imported")
+        cv = ((d or {}).get("report") or {}).get("cv")
+        spaces.append({"name": name, "kind": kind, "vectors": int(counts[name]), "default": name == default,
+                       "bases": d["bases"] if d else None, "recipe": d["recipe"] if d else None,
+                       "dim": d["dim"] if d else None, "cv": cv})
+    return {"collection": collection, "default_space": default, "default_chosen": chosen is not None,
+            "spaces": spaces, "last_tuning": tune_jobs.last_report(ctx, coll_id)}
+
+
+def set_default(ctx, collection: str, space: str | None) -> dict:
+    """Make ``space`` the collection's default (None: back to the settings' default backbone)."""
+    return derived.set_default(ctx, collection, space)
+
+
+def remove(ctx, collection: str, space: str) -> dict:
+    """Remove a derived space; a backbone space or imported vectors are refused (409): they are
+    the collection's own vectors, not something made from them."""
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, collection)
+        coll_id, have = coll.id, repo.spaces_of(s, coll.id)
+    if derived.get(ctx, coll_id, space) is None and space in have:
+        raise Conflict(f"{space!r} is not a derived space: its vectors are the collection's own (from a backbone or "
+                       "imported); only derived spaces are removed here", field="space")
+    return derived.remove(ctx, collection, space)

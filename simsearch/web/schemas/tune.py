@@ -1,0 +1,109 @@
+"""Requests and responses of the tuning endpoints: start a tuning job, a collection's spaces, its
+default space, removing a derived space (:mod:`simsearch.web.api.tune`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StrictBool
+
+from simsearch import limits as L
+from simsearch.web.schemas.requests import Body
+
+Folds = Annotated[int, Field(ge=2, le=20, description="Cross-validation folds (stratified by label, seeded)."), L.Whole]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="Seed of the folds and of the ARI's k-means."), L.Whole]
+
+
+class TuneRequest(Body):
+    set_default: StrictBool = Field(True, description="Make the chosen space the collection's default search space.")
+    folds: Folds = 5
+    seed: Seed = 0
+    variants: StrictBool = Field(True, description="Also try GeM pooling and flip / multi-scale test-time views "
+                                 "(embeds the images again: they must still be readable where they were "
+                                 "ingested from).")
+
+
+class DefaultSpaceRequest(Body):
+    space: L.Space | None = Field(description="A space the collection has vectors in; null: back to the "
+                                  "settings' default backbone.")
+
+
+class SpaceCV(BaseModel):
+    p_at_10_mean: float
+    p_at_10_std: float
+    ari_mean: float | None
+    ari_std: float | None
+
+
+class SpaceRow(BaseModel):
+    name: str
+    kind: Literal["backbone", "derived", "imported"] = Field(
+        description="backbone: embedded by a backbone (with its pooling and test-time views); derived: made from "
+                    "backbone spaces by `tune` (removable); imported: vectors imported from a file.")
+    vectors: int
+    default: bool
+    bases: list[str] | None = Field(description="A derived space: the spaces it is made from.")
+    recipe: dict[str, Any] | None = Field(description="A derived space: transform, dims, shrinkage, re-ranking.")
+    dim: int | None
+    cv: SpaceCV | None = Field(description="A derived space: its cross-validated scores when it was chosen.")
+
+
+class TuneCandidate(BaseModel):
+    space: str
+    bases: list[str]
+    candidate: str
+    p_at_10_mean: float
+    p_at_10_std: float
+    ari_mean: float | None
+    ari_std: float | None
+    seconds: float = Field(description="Cross-validation seconds.")
+    embed_seconds: float = Field(0.0, description="Model seconds of the embedding pass this space needed (0: "
+                                 "its vectors were there).")
+
+
+class TuneReport(BaseModel):
+    collection: str
+    mode: Literal["labelled", "unlabelled"]
+    n_images: int
+    n_labelled: int
+    n_labels: int
+    protocol: str
+    candidates: list[dict[str, Any]] = Field(description="Labelled: TuneCandidate rows; unlabelled: the whitening grid.")
+    chosen: str | None
+    created: dict[str, Any] | None
+    default_space: str | None
+    seconds: float
+    embedding: dict[str, Any] | None = None
+    notes: list[str] = []
+
+
+class LastTuning(BaseModel):
+    job_id: int
+    status: Literal["queued", "running", "done", "failed", "interrupted"]
+    message: str | None
+    finished_at: str | None
+    report: TuneReport | None = Field(description="Once the job is done.")
+
+
+class Spaces(BaseModel):
+    """A collection's search spaces, its default, and its newest tuning."""
+
+    collection: str
+    default_space: str | None = Field(description="Where searches go when they name no space (null: they must "
+                                      "name one).")
+    default_chosen: bool = Field(description="The collection chose its default (else the settings' default "
+                                 "backbone applies).")
+    spaces: list[SpaceRow]
+    last_tuning: LastTuning | None
+
+
+class DefaultSpace(BaseModel):
+    collection: str
+    default_space: str | None
+
+
+class SpaceRemoved(BaseModel):
+    collection: str
+    space: str
+    vectors_deleted: int
+    was_default: bool
