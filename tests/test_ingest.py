@@ -167,7 +167,7 @@ def test_search_with_a_held_out_cat_returns_mostly_cats(sqlite_settings, tmp_pat
     assert sum(h.label == "cats" for h in hits) >= 8, [h.label for h in hits]
     assert hits == sorted(hits, key=lambda h: -h.score)
     _, img, similar = similar_to(ctx, hits[0].image_id, k=5)
-    assert img.id not in [h.image_id for h in similar] and len(similar) == 5
+    assert img.image_id == hits[0].image_id and img.image_id not in [h.image_id for h in similar] and len(similar) == 5
 
 
 def test_sigkill_midway_then_rerun_leaves_each_image_once(sqlite_settings, tmp_path):
