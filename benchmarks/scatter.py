@@ -93,6 +93,7 @@ def main() -> int:
     from werkzeug.serving import make_server
 
     from simsearch.config import Settings
+    from simsearch.store.db import Database
     from simsearch.web import create_app, shutdown
 
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
@@ -100,7 +101,12 @@ def main() -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="simsearch-scatter-"))
     home = tmp / "home"
-    app = create_app(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}"))
+    settings = Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}")
+    settings.ensure_dirs()
+    db = Database.from_settings(settings)
+    db.upgrade()  # servers never migrate: `simsearch db upgrade` does, as here
+    db.dispose()
+    app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
