@@ -160,3 +160,19 @@ def test_sharded_upload_keeps_its_originals(ctx, tmp_path):
             assert original.file.read() == data[digest] and original.mime_type == "image/jpeg"
         finally:
             original.file.close()
+
+
+def test_embedding_with_another_backbone_reads_the_kept_originals(make_app, settings):
+    cat, dog = dataset_files(CATS_DOGS / "cats", 1)[0], dataset_files(CATS_DOGS / "dogs", 1)[0]
+    client = make_app(settings).test_client()
+    upload(client, "reembed", [(cat.read_bytes(), "cats/a.jpg"), (dog.read_bytes(), "dogs/b.jpg")])
+    resp = client.post("/api/collections/reembed/embed", json={"backbone": "efficientnet_lite0@max"})
+    assert resp.status_code == 202, resp.get_data(as_text=True)[:300]
+    body = resp.get_json()
+    assert body["total"] == 2 and body["ignored"] == []
+    job = wait_job(client, body["job_id"])
+    assert job["status"] == "done" and job["failed"] == 0, job
+    detail = client.get("/api/collections/reembed").get_json()
+    assert detail["backbones"]["efficientnet_lite0@max"]["vectors_in_db"] == 2
+    # the embed job read the kept files in place: they are still there, and the images keep their names
+    assert kept_file(settings, cat.read_bytes()).is_file() and set(images(client, "reembed")) == {"a.jpg", "b.jpg"}
