@@ -126,18 +126,20 @@ def forget(ctx, hashes: Iterable[str]) -> int:
         return 0
 
 
-def kept_of_collection(ctx, session, collection_id: int) -> list[str]:
+def kept_of_collection(ctx, collection_id: int) -> list[str]:
     """The hashes of the collection's images that have a kept original (read before deleting it,
-    for :func:`forget` after). Never raises."""
+    for :func:`forget` after; in a session of its own, so a failure here cannot spoil the delete's
+    transaction). Never raises."""
     try:
         root = store_dir(ctx.settings)
         if not root.is_dir():
             return []
         kept = sorted(p.name for sub in root.iterdir() if sub.is_dir() for p in sub.iterdir() if HASH.match(p.name))
         out: list[str] = []
-        for chunk in _chunks(kept):
-            out.extend(session.scalars(select(Image.content_hash).where(Image.collection_id == collection_id,
-                                                                        Image.content_hash.in_(chunk))))
+        with ctx.db.session() as s:
+            for chunk in _chunks(kept):
+                out.extend(s.scalars(select(Image.content_hash).where(Image.collection_id == collection_id,
+                                                                      Image.content_hash.in_(chunk))))
         return out
     except Exception:
         log.exception("could not list the kept originals of collection %s", collection_id)

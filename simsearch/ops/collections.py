@@ -143,11 +143,13 @@ def delete(ctx, name: str) -> dict:
     """Delete a collection: its images, vectors, jobs, index files and staged job folders, and the
     kept originals of its images that no other collection has."""
     with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, name).id
+    kept = kept_originals.kept_of_collection(ctx, coll_id)
+    with ctx.db.session() as s:
         coll = repo.get_collection(s, name)
         coll_id = coll.id
         counts = repo.image_counts(s, coll_id)
         run_ids = list(s.scalars(select(IngestRun.id).where(IngestRun.collection_id == coll_id)))
-        kept = kept_originals.kept_of_collection(ctx, s, coll_id)
         repo.delete_collection(s, coll)
     ctx.indexes.remove_collection(coll_id)
     for run_id in run_ids:
