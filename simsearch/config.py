@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     search_max_pixels: int = Field(DEFAULT_SEARCH_MAX_PIXELS, ge=1)
     upload_retention_hours: float = Field(0.0, ge=0)
+    # keep the file of each image stored from an upload in <home>/originals (by content hash) when
+    # its job ends, so the full image stays viewable after the upload folder is deleted
+    keep_originals: bool = True
     default_backbone: str = DEFAULT_BACKBONE
     download_timeout: float = Field(30.0, ge=1.0)
     decode_priority: str = "idle"

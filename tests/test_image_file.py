@@ -151,7 +151,7 @@ def test_file_of_imported_vectors_and_failed_images(make_app, tmp_path):
 def test_uploaded_originals_are_gone_unless_kept(make_app, settings):
     cat = dataset_files(CATS_DOGS / "cats", 1)[0]
     for hours, expected in ((0, 410), (2, 200)):
-        app = make_app(settings.replace(upload_retention_hours=hours))
+        app = make_app(settings.replace(upload_retention_hours=hours, keep_originals=False))  # kept: test_originals_store
         client = app.test_client()
         coll = f"up{hours}"
         resp = client.post(f"/api/collections/{coll}/ingest", data={"files": [(io.BytesIO(cat.read_bytes()), "cats/a.jpg")]},

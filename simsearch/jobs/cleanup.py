@@ -4,7 +4,9 @@ Uploads are staged under ``<home>/uploads/<run id>/`` for the job (in this proce
 ``simsearch worker``). When the job ends, done or failed, they are deleted at once by default
 (``SIMSEARCH_UPLOAD_RETENTION_HOURS`` = 0): the database keeps the vectors and thumbnails, and
 keeping copies would silently double the disk used by every upload. With a retention, each job's
-end also sweeps the folders whose job ended longer ago than that.
+end also sweeps the folders whose job ended longer ago than that. Before any of that, with
+``SIMSEARCH_KEEP_ORIGINALS`` (the default) the files of the images the job stored are kept in
+``<home>/originals`` (:mod:`simsearch.jobs.kept_originals`): one file per content, nothing else.
 """
 
 from __future__ import annotations
@@ -24,9 +26,20 @@ STAGING_MAX_AGE = 24 * 3600  # seconds: a '.staging-*' folder this old was left 
 ORPHAN_MIN_AGE = 3600  # seconds: an upload folder whose run row is gone (collection deleted)
 
 
+def _keep(ctx, run_id: int) -> None:
+    from simsearch.jobs.kept_originals import keep_run
+
+    try:
+        keep_run(ctx, run_id)
+    except Exception:  # keeping originals must not turn a finished job into a failure either
+        log.exception("could not keep the uploaded originals of ingest job %s", run_id)
+
+
 def release_uploads(ctx, run_id: int) -> None:
-    """After job ``run_id`` ended: delete its uploaded files now (``upload_retention_hours`` 0, the
-    default) and those of jobs that ended longer ago than the retention. Never raises."""
+    """After job ``run_id`` ended: keep the originals of the images it stored (``keep_originals``),
+    delete its uploaded files now (``upload_retention_hours`` 0, the default) and those of jobs
+    that ended longer ago than the retention. Never raises."""
+    _keep(ctx, run_id)
     try:
         if ctx.settings.upload_retention_hours <= 0:
             shutil.rmtree(run_folder(ctx.settings, run_id), ignore_errors=True)
@@ -65,6 +78,8 @@ def sweep_uploads(ctx, now: datetime | None = None) -> list[Path]:
         else:
             expired = wall - _mtime(folder) > ORPHAN_MIN_AGE
         if expired:
+            if run_id in runs:  # a job that ended without its own clean-up (its worker died)
+                _keep(ctx, run_id)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     for folder in uploads.glob(".staging-*"):

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput
+from simsearch.jobs import kept_originals
 from simsearch.jobs.manifest import run_folder
 from simsearch.jobs.staging import remove_quietly
 from simsearch.jobs.status import iso
@@ -139,7 +140,11 @@ def rename(ctx, name: str, new_name: str) -> dict:
 
 
 def delete(ctx, name: str) -> dict:
-    """Delete a collection: its images, vectors, jobs, index files and staged job folders."""
+    """Delete a collection: its images, vectors, jobs, index files and staged job folders, and the
+    kept originals of its images that no other collection has."""
+    with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, name).id
+    kept = kept_originals.kept_of_collection(ctx, coll_id)
     with ctx.db.session() as s:
         coll = repo.get_collection(s, name)
         coll_id = coll.id
@@ -149,6 +154,7 @@ def delete(ctx, name: str) -> dict:
     ctx.indexes.remove_collection(coll_id)
     for run_id in run_ids:
         remove_quietly(run_folder(ctx.settings, run_id))
+    kept_originals.forget(ctx, kept)
     return {"deleted": name, "images": counts.get("ok", 0) + counts.get("failed", 0)}
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from simsearch.errors import Conflict
 from simsearch.jobs.execute import create_run
+from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.manifest import ManifestFile, uploads_dir
 from simsearch.jobs.staging import Staging, new_staging_dir
 from simsearch.ops.ingest import IngestOptions
@@ -29,15 +30,15 @@ from simsearch.store.models import Embedding, Image
 MAX_IGNORED_SHOWN = 200
 
 
-def missing_images(ctx, collection: str, space: str) -> list[tuple[int, str, str | None, dict]]:
-    """(id, source path, label, meta) of the collection's ok images without ``space`` vectors."""
+def missing_images(ctx, collection: str, space: str) -> list[tuple[int, str, str | None, dict, str]]:
+    """(id, source path, label, meta, content hash) of the collection's ok images without ``space`` vectors."""
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         have = select(Embedding.image_id).where(Embedding.space == space)
-        rows = s.execute(select(Image.id, Image.source_path, Image.label, Image.meta)
+        rows = s.execute(select(Image.id, Image.source_path, Image.label, Image.meta, Image.content_hash)
                          .where(Image.collection_id == coll.id, Image.status == "ok", Image.id.not_in(have))
                          .order_by(Image.id)).all()
-    return [(int(i), path, label, meta or {}) for i, path, label, meta in rows]
+    return [(int(i), path, label, meta or {}, digest) for i, path, label, meta, digest in rows]
 
 
 def start_embedding(ctx, runner, collection: str, backbone: str) -> dict:
@@ -49,14 +50,17 @@ def start_embedding(ctx, runner, collection: str, backbone: str) -> dict:
     if not rows:
         raise Conflict(f"every image of {collection!r} already has {space} vectors", field="backbone")
     files, ignored = [], []
-    for _image_id, path, label, meta in rows:
+    for _image_id, path, label, meta, digest in rows:
+        kept = stored_path(ctx.settings, digest)
         if path and Path(path).is_file():
             files.append(ManifestFile(path=path, name=path, label=label, meta=dict(meta)))
+        elif kept is not None and kept.is_file():  # an upload whose original was kept (SIMSEARCH_KEEP_ORIGINALS)
+            files.append(ManifestFile(path=str(kept), name=path, label=label, meta=dict(meta)))
         else:
             ignored.append(f"{Path(path or '?').name} (its source file is gone)")
     if not files:
         raise Conflict(f"the source files of the {len(rows)} image(s) without {space} vectors are gone (uploaded files "
-                       "are not kept after their ingest): upload them again with this backbone on the collection's "
+                       "are not kept after their ingest unless SIMSEARCH_KEEP_ORIGINALS is on): upload them again with this backbone on the collection's "
                        "Add images page, or run `simsearch ingest FOLDER --collection "
                        f"{collection} --backbone {backbone}` on the original folder", field="backbone",
                        details={"ignored": ignored[:MAX_IGNORED_SHOWN]})

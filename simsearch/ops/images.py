@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from simsearch import limits
 from simsearch.errors import InvalidInput, NotFound
+from simsearch.jobs import kept_originals
 from simsearch.jobs.status import iso
 from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image, Thumbnail, max_id
@@ -206,13 +207,15 @@ def selection(ctx, name: str, image_ids) -> list[dict]:
 
 
 def delete(ctx, image_id: int) -> dict:
-    """Delete an image and its vectors; its indexes follow (large ones in the background)."""
+    """Delete an image and its vectors; its indexes follow (large ones in the background). Its
+    kept original goes too, unless another image (in any collection) has the same content."""
     with ctx.db.session() as s:
         img = repo.get_image(s, image_id)
-        coll_id = img.collection_id
+        coll_id, digest = img.collection_id, img.content_hash
         spaces = sorted(s.scalars(select(Embedding.space).where(Embedding.image_id == image_id)))
         s.delete(img)
     ctx.indexes.images_deleted(coll_id, spaces)
+    kept_originals.forget(ctx, [digest])
     return {"deleted": image_id}
 
 

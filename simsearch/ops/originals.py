@@ -11,8 +11,11 @@ Errors, each naming the image and why:
 - 404 ``not_found``: no such image, or an image created by ``import-vectors`` (a vector without a
   file behind it);
 - 409 ``conflict``: the image failed to decode at ingest (there is no image to show);
-- 410 ``gone``: the file is no longer where it was ingested from (uploads are deleted when their
-  job ends unless ``SIMSEARCH_UPLOAD_RETENTION_HOURS`` keeps them), or it changed since.
+- 410 ``gone``: the file is no longer where it was ingested from, or it changed since, and its
+  bytes are not among the kept originals either. Uploads are deleted when their job ends
+  (``SIMSEARCH_UPLOAD_RETENTION_HOURS``), but with ``SIMSEARCH_KEEP_ORIGINALS`` (the default) the
+  job's end first keeps each stored image's file in ``<home>/originals/<hh>/<hash>``
+  (:mod:`simsearch.jobs.kept_originals`), which is served instead, verified the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from simsearch.errors import Conflict, Gone, NotFound
+from simsearch.jobs.kept_originals import stored_path
 from simsearch.store import repo
 
 CHUNK = 1 << 20
@@ -61,11 +65,15 @@ def _gone_reason(ctx, path: str) -> str:
         uploaded = Path(path).resolve().is_relative_to(uploads)
     except (OSError, RuntimeError):
         uploaded = False
+    if uploaded and ctx.settings.keep_originals:
+        return ("its upload was deleted when its ingest job ended, before originals were kept (SIMSEARCH_KEEP_ORIGINALS "
+                "keeps those uploaded since); the thumbnail and vectors remain")
     if uploaded:
         hours = ctx.settings.upload_retention_hours
         kept = "are deleted when their ingest job ends" if hours <= 0 else f"are kept {hours:g} hours after their job"
         return (f"uploaded files {kept} (SIMSEARCH_UPLOAD_RETENTION_HOURS); the thumbnail and vectors remain. "
-                "Set a retention, or ingest from a folder on the server, to keep originals viewable")
+                "Set SIMSEARCH_KEEP_ORIGINALS or a retention, or ingest from a folder on the server, to keep "
+                "originals viewable")
     return "it is no longer at the path it was ingested from (moved or deleted)"
 
 
@@ -92,29 +100,56 @@ def open_original(ctx, image_id: int) -> Original:
     if status != "ok":
         raise Conflict(f"image {image_id} could not be decoded when it was ingested ({error or 'failed'}): "
                        "there is no image to show", field="image_id")
-    if not path or not os.path.isabs(path):
+    candidates = [path] if path and os.path.isabs(path) else []
+    kept = stored_path(ctx.settings, digest)  # served also when keep_originals was turned off since
+    if kept is not None:
+        candidates.append(str(kept))
+    if not candidates:
         raise Gone(f"the original file of image {image_id} is gone: it was ingested without a file path",
                    field="image_id")
+    reason = None
+    for candidate in candidates:  # where it was ingested from, then the kept originals
+        try:
+            f, size = _open_verified(candidate, digest)
+        except _Missing as why:
+            reason = reason or why.reason
+            continue
+        try:
+            fmt = _format_of(f)
+        except BaseException:
+            f.close()
+            raise
+        return Original(image_id=image_id, file=f, size=size, mime_type=FORMAT_MIME.get(fmt or "", DEFAULT_MIME),
+                        format=fmt, etag=digest, source_path=path)
+    if reason == "missing":
+        reason = _gone_reason(ctx, path) if path and os.path.isabs(path) else "it was ingested without a file path"
+    raise Gone(f"the original file of image {image_id} is gone: {reason}", field="image_id")
+
+
+class _Missing(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _open_verified(path: str, digest: str) -> tuple[BinaryIO, int]:
+    """``path`` open at its start, and its size, if it is a regular file whose bytes hash to
+    ``digest``; else :class:`_Missing` with why (``"missing"``: it cannot be opened)."""
     try:
         f = open(path, "rb")  # noqa: SIM115 (handed to the caller)
     except OSError:
-        raise Gone(f"the original file of image {image_id} is gone: {_gone_reason(ctx, path)}", field="image_id") from None
+        raise _Missing("missing") from None
     try:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise Gone(f"the original file of image {image_id} is gone: its path no longer names a file",
-                       field="image_id")
+            raise _Missing("its path no longer names a file")
         h = hashlib.sha256()
         while chunk := f.read(CHUNK):
             h.update(chunk)
         if h.hexdigest() != digest:
-            raise Gone(f"the original file of image {image_id} is gone: the file at its path has changed since "
-                       "it was ingested", field="image_id")
+            raise _Missing("the file at its path has changed since it was ingested")
         f.seek(0)
-        fmt = _format_of(f)
-        return Original(image_id=image_id, file=f, size=info.st_size,
-                        mime_type=FORMAT_MIME.get(fmt or "", DEFAULT_MIME), format=fmt,
-                        etag=digest, source_path=path)
+        return f, info.st_size
     except BaseException:
         f.close()
         raise

@@ -78,8 +78,9 @@ def thumbnail(image_id: int, q):
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.doc(summary="An image's original file", tags=["images"],
         description="The file as it was ingested, byte for byte (its SHA-256 is checked against the one recorded at "
-                    "ingest), typed by its decoded format. Uploaded files are deleted when their ingest job ends "
-                    "unless SIMSEARCH_UPLOAD_RETENTION_HOURS keeps them: 410 then.",
+                    "ingest), typed by its decoded format. Uploaded files are deleted when their ingest job ends; "
+                    "with SIMSEARCH_KEEP_ORIGINALS (the default) their originals are kept by content hash and "
+                    "served from there, otherwise 410 (unless SIMSEARCH_UPLOAD_RETENTION_HOURS keeps them).",
         responses={
             200: {"description": "The original file (cacheable; ETag is the content hash).",
                   "content": {mime: {"schema": BINARY} for mime in originals.MIME_TYPES}},
