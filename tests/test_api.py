@@ -570,7 +570,8 @@ def test_analysis_endpoints(client, pets):
     assert_error(client.get("/api/collections/nope/evaluation"), 404, "not_found", "collection")
     own = analysis_result(client, "/api/collections/pets/comparison").get_json()  # default: the collection's own backbones
     assert [p["backbone"] for p in own["backbones"]] == [SPACE] and own["backbones"][0]["available"] is True
-    assert_error(client.get("/api/collections/pets/comparison?backbones=efficientnet_lite0,nope"), 400, field="backbones")  # the query parameter at fault
+    assert_error(client.get("/api/collections/pets/comparison?backbones=efficientnet_lite0,no%20pe"), 400, field="backbones")  # the query parameter at fault
+    assert_error(client.get("/api/collections/pets/comparison?backbones=efficientnet_lite0,nope"), 404, field="backbones")  # could be a derived space
     cmp = analysis_result(client, "/api/collections/pets/comparison?backbones=efficientnet_lite0,efficientnet_lite0@max").get_json()
     panels = {p["backbone"]: p for p in cmp["backbones"]}
     assert panels[SPACE]["available"] is True and panels["efficientnet_lite0@max"]["available"] is False

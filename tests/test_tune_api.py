@@ -68,3 +68,25 @@ def test_tuning_writes_need_the_api_key(make_app, settings):
                             ("delete", "/api/collections/synth/spaces/x.whiten", {})]:
         assert getattr(keyed, method)(url, **kw).status_code == 401
     assert keyed.get("/api/collections/synth/spaces").status_code == 404  # reads are open (no such collection)
+
+
+def test_a_derived_space_is_compared_like_a_backbone(client):
+    """The compare page lists every space with vectors; a derived one (here the whitening that
+    tuning an unlabelled collection fits) is compared with its base like a backbone."""
+    from simsearch.store.models import Image
+
+    ctx = client.application.extensions["simsearch"]
+    with ctx.db.session() as s:
+        s.query(Image).update({Image.label: None})
+    job = poll(client, accepted(client.post("/api/collections/synth/tune", json={}))["job_id"], timeout=300)
+    assert job["status"] == "done", job
+    derived = [r["name"] for r in client.get("/api/collections/synth/spaces").get_json()["spaces"] if r["kind"] == "derived"]
+    assert len(derived) == 1 and derived[0].endswith("whiten"), derived
+    url = f"/api/collections/synth/comparison?backbones={SPACE},{derived[0]}"
+    first = client.get(url)
+    assert first.status_code in (200, 202), first.get_data(as_text=True)[:300]
+    if first.status_code == 202:
+        assert poll(client, first.get_json()["job_id"], timeout=300)["status"] == "done"
+    resp = client.get(url)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    assert [p["backbone"] for p in resp.get_json()["backbones"]] == [SPACE, derived[0]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
-from simsearch.errors import InvalidInput, SimsearchError
+from simsearch.errors import InvalidInput, NotFound, SimsearchError
 from simsearch.ops import analysis, vectors as vecs
 from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, Overlap
 from simsearch.ops.vectors import VectorSet
@@ -53,13 +53,15 @@ def _spaces(spaces: list[str]) -> list[str]:
 
 
 def _check_imported(spaces: list[str], have: list[str]) -> None:
-    """Imported vectors' spaces can be compared where the collection has them; any other name that
-    is no backbone is unknown (400, as before there were imported spaces)."""
-    from simsearch.embed import is_backbone_space, parse_space
+    """Derived and imported vectors' spaces can be compared where the collection has them; any
+    other name that is no backbone is a 404 naming what the collection has (as for the map)."""
+    from simsearch.embed import is_backbone_space
 
     for space in spaces:
         if space not in have and not is_backbone_space(space):
-            parse_space(space)  # raises: unknown backbone, naming the choices
+            raise NotFound(f"no vectors for backbone {space!r} in this collection (it has: {', '.join(have) or 'none yet'}); "
+                           "a backbone's vectors are embedded for the comparison, a derived or imported space must exist",
+                           field="backbones")
 
 
 def _embed_seconds(ctx, coll_id: int, space: str) -> tuple[float | None, float | None]:

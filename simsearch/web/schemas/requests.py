@@ -79,8 +79,9 @@ class ClustersQuery(AnalysisQuery):
 
 class ComparisonQuery(Query):
     comma_separated = frozenset({"backbones"})
-    backbones: list[L.Backbone] | None = Field(None, description="Comma-separated backbones; default: all of the collection's.",
-                                               json_schema_extra=COMMA_SEPARATED)
+    backbones: list[L.Space] | None = Field(None, description="Comma-separated backbones, or spaces of derived or imported "
+                                                          "vectors; default: all of the collection's.",
+                                            json_schema_extra=COMMA_SEPARATED)
 
 
 class AtlasQuery(Query):
