@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,19 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
 
 def populate(ctx, n: int, dim: int, seed: int = 0, clusters: int = 8) -> None:
     from sqlalchemy import insert

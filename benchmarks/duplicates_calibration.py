@@ -46,6 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
 RULE = ("near threshold: the t (steps of 0.005) with the highest F1 when (original, near copy) pairs are the "
@@ -57,20 +60,6 @@ NEAR = ("resize50", "resize25", "jpeg30", "jpeg50", "jpeg70", "jpeg90", "crop5",
 # one change at a time, as photo tools make them: what the near tier is meant to find
 MODERATE = ("resize50", "jpeg30", "jpeg50", "jpeg70", "jpeg90", "crop5", "hflip", "hflip_jpeg70")
 HARSH = tuple(t for t in NEAR if t not in MODERATE)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---- the copies -------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import cpu_model  # noqa: E402  benchmarks/machine.py
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -69,16 +72,6 @@ const N = arguments[0], FRAMES = arguments[1];
          renderer: gl.getParameter(gl.RENDERER) });
 })().catch((e) => done({ error: String(e) }));
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:

@@ -23,7 +23,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -35,23 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATASET = ROOT.parent / "shared" / "datasets" / "cats-dogs"
 PG_URL = os.environ.get("SIMSEARCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SPACE = "efficientnet_lite0"
 BLOCK = 16384
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def peak_rss_mb() -> float:
