@@ -152,12 +152,20 @@ SPACE_NAME_PATTERN = COLLECTION_NAME_PATTERN
 SPACE_NAME_RULE = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
+def read_spaces() -> list[str]:
+    """The backbone spaces a request may read: :func:`backbone_spaces`, and each with ``+bf16``
+    (where the vectors were embedded in bfloat16: ``SIMSEARCH_PRECISION`` auto on a CPU with AMX
+    or AVX512-BF16). Which precision new vectors get is a setting, not a name a request gives."""
+    names = backbone_spaces()
+    return names + [f"{n}+bf16" for n in names]
+
+
 class _SpaceName(_BackboneName):
     """An embedding space to read: a backbone space, or the name of imported vectors."""
 
     @classmethod
     def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
-        return {"anyOf": [{"type": "string", "enum": backbone_spaces()}, {"type": "string", "pattern": SPACE_NAME_PATTERN}],
+        return {"anyOf": [{"type": "string", "enum": read_spaces()}, {"type": "string", "pattern": SPACE_NAME_PATTERN}],
                 "description": "Backbone (embedding space), optionally with a pooling (`@max`, `@gem3`...) and "
                                "test-time views (`+flip`, `+ms`), or the name of a space of imported or derived vectors."}
 
@@ -165,7 +173,7 @@ class _SpaceName(_BackboneName):
     def _check(value: str) -> str:
         import re
 
-        if value in backbone_spaces() or re.match(SPACE_NAME_PATTERN, value):
+        if value in read_spaces() or re.match(SPACE_NAME_PATTERN, value):
             return value
         from simsearch.backbones.registry import list_backbones
 

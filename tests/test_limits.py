@@ -66,3 +66,22 @@ def test_search_k_is_refused_alike(runner, api, tmp_path):
     query = tmp_path / "q.jpg"
     query.write_bytes(b"x")
     assert cli_error(runner, "search", str(query), "-c", "pets", "-k", "0") == "k must be >= 1, not 0"
+
+
+def test_a_bf16_space_is_a_space_to_read(api):
+    """Vectors embedded in bfloat16 (precision auto on an AMX CPU) live in ``<backbone>+bf16``:
+    reads may name that space (a 404 where the collection has none), a misspelt suffix is a 400."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from simsearch import limits
+
+    space = TypeAdapter(limits.Space)
+    assert space.validate_python("efficientnet_lite0+bf16") == "efficientnet_lite0+bf16"
+    assert space.validate_python("efficientnet_lite0@gem3+flip+bf16") == "efficientnet_lite0@gem3+flip+bf16"
+    with pytest.raises(ValidationError):
+        space.validate_python("efficientnet_lite0+bf17")
+    assert api.post("/api/collections", json={"name": "c"}).status_code == 201
+    resp = api.get("/api/collections/c/map?backbone=efficientnet_lite0%2Bbf16")
+    assert resp.status_code in (404, 409), resp.get_data(as_text=True)  # no vectors there: not a 400
+    assert resp.get_json()["error"]["code"] != "invalid_input"
+    assert "unknown backbone" in api_error(api.get("/api/collections/c/map?backbone=efficientnet_lite0%2Bbf17"), "backbone")
