@@ -46,7 +46,8 @@ def import_vectors(ctx, file, collection, space, no_index, progress, as_json):
                f"{out['already_present']} already present; {plural(out['images_created'], 'new image')}, "
                f"{out['images_matched']} matched by source path; {plural(out['rows'], 'row')} x {out['dim']} in {out['seconds']:.1f} s ({out['rate'] or 0:,.0f} vectors/s)")
     if out["normalised"]:
-        click.echo(f"note: {plural(out['normalised'], 'vector')} {verb(out['normalised'], 'was')} not of unit length and were L2-normalised")
+        click.echo(f"note: {plural(out['normalised'], 'vector')} {verb(out['normalised'], 'was')} not of unit length and "
+                   f"{verb(out['normalised'], 'was')} L2-normalised")
     if out["ignored_arrays"]:
         click.echo(f"note: ignored arrays: {', '.join(out['ignored_arrays'])}")
     if out["index"]:
