@@ -9,18 +9,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import copy_subset
+from tests.test_api import assert_error
 
 SPACE = "efficientnet_lite0"
-
-
-def assert_error(resp, status: int, code: str | None = None, field: str | None = None) -> dict:
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    err = resp.get_json()["error"]
-    if code is not None:
-        assert err["code"] == code, err
-    if field is not None:
-        assert err.get("field") == field, err
-    return err
 
 
 def result(client, url: str, timeout: float = 240) -> tuple[dict, int]:

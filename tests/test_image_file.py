@@ -14,27 +14,9 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import CATS_DOGS, FLOWERS, copy_subset, dataset_files
+from tests.test_api import assert_error, wait_job
 
 SPACE = "efficientnet_lite0"
-
-
-def assert_error(resp, status: int, code: str | None = None, field: str | None = None) -> dict:
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    err = resp.get_json()["error"]
-    if code is not None:
-        assert err["code"] == code, err
-    if field is not None:
-        assert err.get("field") == field, err
-    return err
-
-
-def wait_job(client, job_id: int, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").get_json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
 
 
 def ingest_folder(app, folder: Path, collection: str = "pets"):
@@ -156,7 +138,7 @@ def test_uploaded_originals_are_gone_unless_kept(make_app, settings):
         coll = f"up{hours}"
         resp = client.post(f"/api/collections/{coll}/ingest", data={"files": [(io.BytesIO(cat.read_bytes()), "cats/a.jpg")]},
                            content_type="multipart/form-data")
-        assert wait_job(client, resp.get_json()["job_id"])["status"] == "done"
+        assert wait_job(client, resp.get_json()["job_id"], timeout=240)["status"] == "done"
         image = client.get(f"/api/collections/{coll}/images").get_json()["images"][0]
         resp = client.get(f"/api/images/{image['id']}/file")
         if expected == 410:
@@ -224,7 +206,7 @@ def test_folder_upload_names_give_labels_and_are_sanitised(make_app, settings, t
     resp = client.post("/api/collections/garden/ingest", data={"files": files, "labels": "folders"},
                        content_type="multipart/form-data")
     assert resp.status_code == 202, resp.get_json()
-    job = wait_job(client, resp.get_json()["job_id"])
+    job = wait_job(client, resp.get_json()["job_id"], timeout=240)
     assert job["status"] == "done" and job["added"] == 4, job
     got = {i["path"]: i["label"] for i in client.get("/api/collections/garden/images").get_json()["images"]}
     windows = got.pop("CUsersmedandelion4.jpg")  # a quoted-string's backslashes are escapes: one flat, safe name
@@ -237,5 +219,5 @@ def test_folder_upload_names_give_labels_and_are_sanitised(make_app, settings, t
     # the label option without folders: loose files get no label from it
     resp = client.post("/api/collections/loose/ingest", data={"files": [(io.BytesIO(daisy.read_bytes()), "1.jpg")],
                                                               "labels": "folders"}, content_type="multipart/form-data")
-    assert wait_job(client, resp.get_json()["job_id"])["status"] == "done"
+    assert wait_job(client, resp.get_json()["job_id"], timeout=240)["status"] == "done"
     assert client.get("/api/collections/loose/images").get_json()["images"][0]["label"] is None

@@ -72,6 +72,17 @@ def start(ctx, runner, task: AnalysisTask) -> tuple[int, str]:
     return run_id, "queued"
 
 
+def job_progress(ctx, run_id: int):
+    """``progress(message, done, total)`` that writes a background job's step to its row."""
+
+    def progress(message: str, done: int, total: int) -> None:
+        with ctx.db.session() as s:
+            s.execute(update(IngestRun).where(IngestRun.id == run_id)
+                      .values(processed=done, total=total, message=message[:2000], updated_at=utcnow()))
+
+    return progress
+
+
 class _Heartbeat:
     """Bumps the run's ``updated_at`` every few seconds while a long step runs, so that a live
     job never looks lost."""
@@ -112,10 +123,7 @@ def execute(ctx, run_id: int) -> dict:
         task = AnalysisTask.from_json(run.kind, coll.name, run.params)
         run.status, run.started_at, run.updated_at, run.message = "running", utcnow(), utcnow(), "starting"
 
-    def progress(message: str, done: int, total: int) -> None:
-        with ctx.db.session() as s:
-            s.execute(update(IngestRun).where(IngestRun.id == run_id)
-                      .values(processed=done, total=total, message=message[:2000], updated_at=utcnow()))
+    progress = job_progress(ctx, run_id)
 
     try:
         with _Heartbeat(ctx, run_id):

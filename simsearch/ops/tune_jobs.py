@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from simsearch import derived
 from simsearch.errors import Conflict, InvalidInput, NotFound
@@ -90,7 +90,7 @@ def start(ctx, runner, collection: str, opts: dict) -> tuple[int, str]:
 
 def execute(ctx, run_id: int) -> dict:
     """Run a queued tuning job to the end. Returns ``{"run_id", "status", "chosen"}``."""
-    from simsearch.ops.analysis_jobs import _Heartbeat
+    from simsearch.ops.analysis_jobs import _Heartbeat, job_progress
     from simsearch.ops.tune import tune
 
     with ctx.db.session() as s:
@@ -104,10 +104,7 @@ def execute(ctx, run_id: int) -> dict:
         opts = options(**{k: v for k, v in (run.params or {}).items() if k != "report"})
         run.status, run.started_at, run.updated_at, run.message = "running", utcnow(), utcnow(), "starting"
 
-    def progress(message: str, done: int, total: int) -> None:
-        with ctx.db.session() as s:
-            s.execute(update(IngestRun).where(IngestRun.id == run_id)
-                      .values(processed=done, total=total, message=message[:2000], updated_at=utcnow()))
+    progress = job_progress(ctx, run_id)
 
     try:
         with _Heartbeat(ctx, run_id):
