@@ -1,7 +1,7 @@
 """Chaos test of the worker fleet: queued ingests finish correctly while workers are SIGKILLed.
 
 PostgreSQL + Redis + N `simsearch worker` processes (default 3). Queued at once:
-  - ../shared/datasets (700 images) into collection `all`, as one job split into shards;
+  - --data (default ../shared/datasets, every photo in it) into collection `all`, as one job split into shards;
   - ../shared/datasets/cats-dogs into `pets-a` and into `pets-b` (the same files, two collections);
   - ../shared/datasets/cats-dogs into `pets-a` once more (the same folder twice into one collection).
 Meanwhile a driver SIGKILLs a random worker every few seconds (its work horse, its main process,
