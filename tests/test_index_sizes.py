@@ -241,3 +241,36 @@ finally:
     assert "ivf_pq_refine for 400 vectors of 1,280 dimensions: its OPQ rotation would be trained on 320" in reindexed.stderr
     similar = json.loads(run("similar", "1", "-c", "small", "-k", "5", "--json").stdout)
     assert [hit["image_id"] for hit in similar["results"]] == hits  # the CLI and the web app: one op, one index
+
+
+def test_a_fallback_index_is_kept_and_the_forced_kind_comes_once_it_fits(sqlite_settings):
+    """Through the index manager: 20 vectors of 32 dimensions are too few for ivf_pq_refine's
+    OPQ rotation, so ivf_sq8 is built, and kept by the next process (no rebuild at each sync);
+    at 50 vectors (40 training vectors >= 32 dimensions) the forced kind is built."""
+    from test_index_policy import SPACE, clustered, insert_vectors
+
+    from simsearch.context import AppContext
+
+    policy = IndexPolicy(exact_threshold=10, kind=IVF_PQ_REFINE, sample_queries=50)
+    x = clustered(50, seed=3)
+
+    def opened():
+        ctx = AppContext.open(sqlite_settings)
+        ctx.indexes.policy = policy
+        return ctx
+
+    ctx = opened()
+    try:
+        coll_id, _ = insert_vectors(ctx.db, x[:20])
+        small = ctx.index(coll_id, SPACE)
+        assert (small.kind, small.ntotal, ctx.indexes.builds) == (IVF_SQ8, 20, 1)
+    finally:
+        ctx.close()
+    ctx = opened()  # another process: the fallback index is the one the policy wants
+    try:
+        assert ctx.index(coll_id, SPACE).kind == IVF_SQ8 and ctx.indexes.builds == 0
+        insert_vectors(ctx.db, x[20:], first=20)
+        grown = ctx.sync_index(coll_id, SPACE)
+        assert (grown.kind, grown.ntotal, ctx.indexes.builds) == (IVF_PQ_REFINE, 50, 1)
+    finally:
+        ctx.close()
