@@ -187,6 +187,8 @@ def build(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy, *, kind: st
     candidates = []
     if wanted != FLAT and n:
         for cand in policy.order(wanted):
+            if cand == FLAT:
+                break
             problem = kinds.unfit(cand, n, dim)
             if problem is not None:  # FAISS would throw or crash: never tried
                 rejected[cand] = problem
