@@ -40,6 +40,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = H
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise InvalidInput(f"vectors must be (N, D) with N ids; got {vectors.shape} and {len(ids)} ids", field="vectors")
     kind = kind or (kinds.HNSW_SQ8 if len(ids) >= hnsw_threshold else kinds.FLAT)
+    kind = kinds.fitting([kind], len(ids), vectors.shape[1])[0]  # exact when FAISS cannot build that kind
     index = kinds.make(kind, vectors.shape[1], len(ids))
     kinds.train(index, kind, vectors[:kinds.train_size(kind, len(ids))])
     if kind == kinds.HNSW_SQ8:
@@ -127,8 +128,8 @@ class LoadedIndex:
         if self.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         k = max(1, min(int(k), self.ntotal))
-        if self.kind != kinds.FLAT and k < TUNED_K:  # as many candidates as when tuned (IndexRefine
-            scores, ids = self.search(q, min(TUNED_K, self.ntotal), allowed_ids=allowed_ids)  # re-ranks k * k_factor)
+        if self.kind != kinds.FLAT and k < min(TUNED_K, self.ntotal):  # as many candidates as when tuned
+            scores, ids = self.search(q, min(TUNED_K, self.ntotal), allowed_ids=allowed_ids)  # (IndexRefine re-ranks k * k_factor)
             return scores[:, :k], ids[:, :k]
         if allowed_ids is None and not len(self.masked):
             return self.index.search(q, k)  # the tuned knobs are set on the index

@@ -19,6 +19,12 @@ codes in place (:func:`compact`, seconds at 1M), HNSW is rebuilt (it cannot remo
 
 Inner products of L2-normalised vectors (cosine). The tuned knobs are saved in the index file
 (FAISS writes nprobe, efSearch and k_factor with the index).
+
+Preconditions: each kind says whether FAISS can build it for ``n`` vectors of ``dim`` dimensions
+(:func:`unfit`, a pure function of the sizes this module trains with) and :func:`train` refuses a
+sample that breaks them, before FAISS sees it: below them FAISS throws (k-means with fewer points
+than centroids) or, for the OPQ rotation trained on fewer vectors than dimensions, writes past a
+buffer and kills the process. The policy falls back to a kind that fits (down to flat).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ REFINE_COST = 200.0
 TRAIN_PER_LIST = 40  # training vectors per inverted list (FAISS's k-means warns below 39)
 OPQ_ITERATIONS = 4
 OPQ_TRAIN = 10_000  # vectors the OPQ rotation is trained on (its cost does not grow with the collection)
+PQ_BITS = 4  # the fast-scan codes of ivf_pq_refine (and the PQ its OPQ rotation is trained with)
+IVF_KINDS = (IVF_PQ_REFINE, IVF_SQ8)
 
 
 def nlist_for(n: int) -> int:
@@ -60,6 +68,78 @@ def pq_m(dim: int) -> int:
     return m
 
 
+def train_size(kind: str, n: int) -> int:
+    """Vectors of the collection an index of ``kind`` is trained on: 40 per inverted list (IVF
+    kinds: 81,920 at 1M, 40,960 at 100k), else at most 50,000; flat is not trained."""
+    if kind == FLAT:
+        return 0
+    if kind in IVF_KINDS:
+        return min(n, TRAIN_PER_LIST * nlist_for(n))
+    return min(n, 50_000)
+
+
+def opq_train_size(n_train: int) -> int:
+    """Vectors the OPQ rotation is trained on, of a training sample of ``n_train``."""
+    return min(n_train, OPQ_TRAIN)
+
+
+def training_problem(kind: str, dim: int, n_train: int, nlist: int | None = None) -> str | None:
+    """Why FAISS cannot train an index of ``kind`` for ``dim``-d vectors on ``n_train`` vectors
+    (``nlist`` inverted lists for the IVF kinds), or None when it can. The preconditions:
+
+    - every kind but flat: at least one training vector, and ``dim`` >= 1;
+    - IVF kinds: at least one training vector per list (FAISS's k-means throws below that);
+    - ivf_pq_refine: at least 16 (2^4) training vectors, the centroids of each 4-bit PQ
+      sub-quantizer (FAISS throws below that); and the OPQ rotation trained on at least ``dim``
+      vectors: ``OPQMatrix::train`` sizes a buffer n x d that it fills with a d x d product, so
+      below that it writes past it (heap corruption, then a segfault: FAISS 1.15).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}")
+    if kind == FLAT:
+        return None
+    if dim < 1:
+        return f"vectors of {dim} dimensions"
+    if n_train < 1:
+        return "no vectors to train on"
+    if kind in IVF_KINDS and nlist is not None and n_train < nlist:
+        return f"{n_train:,} training vectors for {nlist:,} inverted lists (k-means needs one a list)"
+    if kind == IVF_PQ_REFINE:
+        if n_train < 1 << PQ_BITS:
+            return f"{n_train:,} training vectors for the {1 << PQ_BITS} centroids of each {PQ_BITS}-bit PQ sub-quantizer"
+        opq = opq_train_size(n_train)
+        if opq < dim:
+            return (f"its OPQ rotation would be trained on {opq:,} vectors, fewer than their {dim:,} dimensions "
+                    "(FAISS writes past a buffer there)")
+    return None
+
+
+def unfit(kind: str, n: int, dim: int) -> str | None:
+    """Why an index of ``kind`` cannot be built for ``n`` vectors of ``dim`` dimensions (with the
+    lists and training samples this module gives it: :func:`nlist_for`, :func:`train_size`), or
+    None when it can. Pure: no FAISS call."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}")
+    if kind == FLAT:
+        return None
+    if n < 1:
+        return "no vectors"
+    problem = training_problem(kind, dim, train_size(kind, n), nlist_for(n) if kind in IVF_KINDS else None)
+    return f"{kind} for {n:,} vector{'s' * (n != 1)} of {dim:,} dimensions: {problem}" if problem else None
+
+
+def fitting(order, n: int, dim: int) -> tuple[str, dict]:
+    """The first kind of ``order`` that fits ``n`` vectors of ``dim`` dimensions (flat when none
+    does), and why each one before it does not: (kind, {kind: reason})."""
+    rejected = {}
+    for kind in order:
+        problem = unfit(kind, n, dim)
+        if problem is None:
+            return kind, rejected
+        rejected[kind] = problem
+    return FLAT, rejected
+
+
 def make(kind: str, dim: int, n: int) -> faiss.Index:
     """An empty, untrained index of ``kind`` sized for about ``n`` vectors."""
     ip = faiss.METRIC_INNER_PRODUCT
@@ -74,7 +154,7 @@ def make(kind: str, dim: int, n: int) -> faiss.Index:
         return faiss.IndexIDMap2(faiss.index_factory(dim, f"IVF{nlist},SQ8", ip))
     if kind == IVF_PQ_REFINE:
         m = pq_m(dim)
-        return faiss.IndexIDMap2(faiss.index_factory(dim, f"OPQ{m},IVF{nlist},PQ{m}x4fs,Refine(SQ8)", ip))
+        return faiss.IndexIDMap2(faiss.index_factory(dim, f"OPQ{m},IVF{nlist},PQ{m}x{PQ_BITS}fs,Refine(SQ8)", ip))
     raise ValueError(f"unknown index kind {kind!r}")
 
 
@@ -85,12 +165,16 @@ def train(index: faiss.Index, kind: str, sample: np.ndarray) -> None:
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     if kind == FLAT:
         return
+    problem = training_problem(kind, int(index.d), len(sample), ivf_of(index).nlist if kind in IVF_KINDS else None)
+    if problem is not None or sample.ndim != 2 or sample.shape[1] != index.d:
+        # a guard, not a fallback: the policy only builds kinds that fit (:func:`unfit`)
+        raise ValueError(f"cannot train {kind}: {problem or f'a sample of shape {sample.shape} for {index.d} dimensions'}")
     if kind == IVF_PQ_REFINE:
         base = faiss.downcast_index(_refine(index).base_index)
         opq = faiss.downcast_VectorTransform(base.chain.at(0))
-        pq = faiss.ProductQuantizer(opq.d_in, opq.M, 4)
+        pq = faiss.ProductQuantizer(opq.d_in, opq.M, PQ_BITS)
         opq.pq, opq.niter, opq.verbose = pq, OPQ_ITERATIONS, False
-        opq.train(sample[:OPQ_TRAIN])
+        opq.train(sample[:opq_train_size(len(sample))])
         opq.pq = None  # ``pq`` (a Python object) only served the training
     index.train(sample)
 
@@ -108,12 +192,6 @@ def kind_of(index: faiss.Index) -> str:
     if isinstance(inner, faiss.IndexHNSWSQ):
         return HNSW_SQ8
     return "hnsw_flat" if isinstance(inner, faiss.IndexHNSW) else type(inner).__name__
-
-
-def train_size(kind: str, n: int) -> int:
-    if kind in (IVF_SQ8, IVF_PQ_REFINE):
-        return min(n, TRAIN_PER_LIST * nlist_for(n))
-    return min(n, 50_000)
 
 
 def ivf_of(index: faiss.Index):

@@ -231,6 +231,8 @@ class IndexManager:
         self.builds += 1
         log.info("index of collection %s / %s: %s, %d vectors, recall@%d %.3f, %s, %.1f s", collection_id, space,
                  built.kind, len(ids), self.policy.k, built.recall, built.params, built.seconds)
+        for kind, why in built.rejected.items():
+            log.info("index of collection %s / %s: not %s: %s", collection_id, space, kind, why)
         info = {"kind": built.kind, "params": built.params, "recall": round(built.recall, 4),
                 "memory_bytes": path.stat().st_size, "build_seconds": round(built.seconds, 2),
                 "checked_count": len(ids), "masked": None}

@@ -6,6 +6,10 @@
   recall") whose recall check passes; exact search if none does. ``SIMSEARCH_INDEX_TYPE`` forces
   one kind. An approximate index stays approximate until the collection shrinks below half the
   threshold (no flapping around it).
+- **Preconditions**: a kind that FAISS cannot build for the collection's size and dimension
+  (:func:`simsearch.index.kinds.unfit`: training vectors against dimensions, lists against
+  vectors) is never tried: the next kind of the preference that fits is, down to flat; the reason
+  is logged, told to the build's progress and kept in :attr:`Built.rejected`.
 - **Tuning** when an approximate index is built: ``sample_queries`` stored vectors (seeded) are
   the queries; their exact top-10 (other than themselves) come from a brute-force scan of every
   vector (``faiss.knn``, batched); the search knob (nprobe, efSearch; nprobe and k_factor for the
@@ -54,12 +58,24 @@ class IndexPolicy:
         return cls(exact_threshold=settings.exact_threshold, target_recall=settings.target_recall,
                    kind=settings.index_type)
 
-    def kind_for(self, n: int, current: str | None = None) -> str:
-        """The kind an index of ``n`` vectors should be; ``current``: the kind it is now."""
+    def order(self, first: str | None = None) -> list[str]:
+        """The kinds to try, best first: ``first`` (default: the forced kind, or the first of the
+        preference), then the rest of the preference (the fallbacks when one does not fit)."""
+        first = first or (self.preference[0] if self.kind == "auto" else self.kind)
+        return [first] + [k for k in self.preference if k != first]
+
+    def kind_for(self, n: int, current: str | None = None, dim: int | None = None) -> str:
+        """The kind an index of ``n`` vectors should be; ``current``: the kind it is now; ``dim``:
+        their dimension, to want only a kind that FAISS can build for them (the first of
+        :meth:`order` that fits, else flat; None: not checked)."""
         if self.kind == FLAT:
             return FLAT
-        wanted = self.preference[0] if self.kind == "auto" else self.kind
-        if current in PREFERENCE and (self.kind == "auto" or current == self.kind):
+        wanted = self.order()[0]
+        if dim is not None and n >= self.exact_threshold // 2:
+            from simsearch.index.kinds import fitting
+
+            wanted = fitting(self.order(), n, dim)[0]
+        if current in PREFERENCE and (self.kind == "auto" or current in (self.kind, wanted)):
             return current if n >= self.exact_threshold // 2 else FLAT
         return FLAT if n < self.exact_threshold else wanted
 
@@ -167,26 +183,35 @@ def build(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy, *, kind: st
     n, dim = vectors.shape
     say = progress or (lambda message: None)
     wanted = kind or policy.kind_for(n)
-    candidates = [wanted] + ([k for k in policy.preference if k != wanted] if policy.kind == "auto" else [])
     rejected: dict = {}
+    candidates = []
+    if wanted != FLAT and n:
+        for cand in policy.order(wanted):
+            if cand == FLAT:
+                break
+            problem = kinds.unfit(cand, n, dim)
+            if problem is not None:  # FAISS would throw or crash: never tried
+                rejected[cand] = problem
+                # expected for a small collection under the automatic policy; a forced kind is a warning
+                log.log(logging.INFO if policy.kind == "auto" else logging.WARNING,
+                        "index does not fit: %s; trying the next kind", problem)
+                say(f"does not fit: {problem}; trying the next kind")
+                continue
+            candidates.append(cand)
+            if policy.kind != "auto":
+                break  # a forced kind (or, when it does not fit, the first fallback that does): one try
     truth = None
     for cand in candidates:
-        if cand == FLAT or n == 0:
-            break
         if truth is None:
             say(f"exact neighbours of {min(policy.sample_queries, max(1, n // 10)):,} sampled vectors (held out while tuning)")
             truth = ground_truth(ids, vectors, policy, held_out=True)
-        say(f"{cand}: training on {kinds.train_size(cand, n):,} of {n:,} vectors")
-        index = kinds.make(cand, dim, n)
-        rng = np.random.default_rng(policy.seed)
-        sample = vectors[np.sort(rng.choice(n, kinds.train_size(cand, n), replace=False))]
-        kinds.train(index, cand, sample)
-        del sample
-        kinds.add(index, ids, vectors, skip=truth.rows,
-                  progress=lambda done, total: say(f"{cand}: added {done:,} of {total:,}"))
-        say(f"{cand}: tuning for recall@{policy.k} >= {policy.target_recall}")
-        params, recall, curve = tune(index, cand, truth, policy, n)
-        kinds.add(index, ids[truth.rows], vectors[truth.rows])  # the held-out queries, last
+        try:
+            index, params, recall, curve = _build_one(cand, ids, vectors, truth, policy, say)
+        except RuntimeError as exc:  # a C++ exception of FAISS (the preconditions above keep them out)
+            rejected[cand] = f"FAISS failed: {str(exc).strip().splitlines()[-1][:300]}"
+            log.error("index %s: FAISS failed on %d vectors of %d dimensions; trying the next kind", cand, n, dim,
+                      exc_info=exc)
+            continue
         if recall >= policy.target_recall:
             return Built(index, cand, params, recall, time.perf_counter() - t0, curve, rejected)
         rejected[cand] = f"recall@{policy.k} {recall:.3f} at best ({params}) < {policy.target_recall}"
@@ -197,3 +222,22 @@ def build(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy, *, kind: st
     if n:
         kinds.add(index, ids, vectors)
     return Built(index, FLAT, {}, 1.0, time.perf_counter() - t0, [], rejected)
+
+
+def _build_one(kind: str, ids: np.ndarray, vectors: np.ndarray, truth: Truth, policy: IndexPolicy, say):
+    """An index of ``kind`` (which fits: :func:`simsearch.index.kinds.unfit`) trained, filled
+    (the tuning queries held out, then added last) and tuned: (index, params, recall, curve)."""
+    from simsearch.index import kinds
+
+    n, dim = vectors.shape
+    say(f"{kind}: training on {kinds.train_size(kind, n):,} of {n:,} vectors")
+    index = kinds.make(kind, dim, n)
+    rng = np.random.default_rng(policy.seed)
+    sample = vectors[np.sort(rng.choice(n, kinds.train_size(kind, n), replace=False))]
+    kinds.train(index, kind, sample)
+    del sample
+    kinds.add(index, ids, vectors, skip=truth.rows, progress=lambda done, total: say(f"{kind}: added {done:,} of {total:,}"))
+    say(f"{kind}: tuning for recall@{policy.k} >= {policy.target_recall}")
+    params, recall, curve = tune(index, kind, truth, policy, n)
+    kinds.add(index, ids[truth.rows], vectors[truth.rows])  # the held-out queries, last
+    return index, params, recall, curve

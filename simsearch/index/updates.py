@@ -73,7 +73,7 @@ def _mask_open_index(policy, cached, db_ids, fp, prior):
         return None
     held = cached.positions().id_map
     live = np.setdiff1d(held, cached.masked)
-    if len(np.setdiff1d(db_ids, live)) or policy.kind_for(len(db_ids), current=cached.kind) != cached.kind:
+    if len(np.setdiff1d(db_ids, live)) or policy.kind_for(len(db_ids), current=cached.kind, dim=cached.index.d) != cached.kind:
         return None
     masked = np.union1d(cached.masked, np.setdiff1d(live, db_ids))
     out = LoadedIndex(index=cached.index, fingerprint=fp, generation=prior.generation or 0, kind=cached.kind,
@@ -105,7 +105,7 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     masked = np.intersect1d(prior.masked, held) if kind in kinds.MASKED else np.zeros(0, np.int64)
     live = np.setdiff1d(held, masked)
     to_add, to_remove = np.setdiff1d(db_ids, live), np.setdiff1d(live, db_ids)
-    wanted = policy.kind_for(len(db_ids), current=kind)
+    wanted = policy.kind_for(len(db_ids), current=kind, dim=index.d)
     other_kind = f"the policy wants {wanted} for {len(db_ids)} vectors (it is {kind})" if wanted != kind else None
     if not len(to_add) and not len(to_remove):
         opened = LoadedIndex(index=index, fingerprint=fp, generation=prior.generation or 0, kind=kind, masked=masked,
