@@ -1,0 +1,226 @@
+"""Every write route under parallel requests (issue 19, item 4): races end in 200/201/202, 404 or
+409, never a 500, on SQLite and PostgreSQL.
+
+The race is real: each request runs on its own thread and its first write statement (INSERT,
+UPDATE, DELETE, SELECT ... FOR UPDATE) waits at a barrier until every request has reached its own
+first write (or has finished without one). So all of them have read what is stored (the
+collection, the image, the name that is still free) before any of them writes: what a burst of
+requests from a script or a double-click does on a busy server."""
+
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from sqlalchemy import event, func, select
+
+from simsearch.store.models import Collection, Image
+from tests.test_concurrent_writes import WAIT
+
+N = 6  # requests at once
+
+
+def _engine(app):
+    services = app.extensions["simsearch"]
+    return getattr(services, "services", services).db.engine
+
+
+def at_once(app, *calls):
+    """Run the calls (each gets a fresh test client) on threads at once, every first write at a
+    barrier; returns the responses in order."""
+    barrier = threading.Barrier(len(calls), timeout=WAIT)
+    local = threading.local()
+
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        head = statement.lstrip()[:7].upper()
+        write = head.startswith(("INSERT", "UPDATE", "DELETE")) or "FOR UPDATE" in statement.upper()
+        if write and getattr(local, "party", False) and not getattr(local, "waited", False):
+            local.waited = True
+            barrier.wait()
+
+    def run(fn):
+        local.party, local.waited = True, False
+        try:
+            return fn(app.test_client())
+        except BaseException:
+            barrier.abort()
+            raise
+        finally:
+            if not local.waited:  # finished without writing: the others need not wait for it
+                local.waited = True
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+            local.party = False
+
+    event.listen(_engine(app), "before_cursor_execute", hook)
+    try:
+        with ThreadPoolExecutor(len(calls)) as pool:
+            futures = [pool.submit(run, fn) for fn in calls]
+            return [f.result() for f in futures]
+    finally:
+        event.remove(_engine(app), "before_cursor_execute", hook)
+
+
+def statuses(responses) -> list[int]:
+    return sorted(r.status_code for r in responses)
+
+
+def no_500(responses) -> None:
+    bad = [(r.status_code, r.get_data(as_text=True)[:300]) for r in responses if r.status_code >= 500]
+    assert not bad, bad
+
+
+def npz(keys, dim: int = 8, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    np.savez(buf, vectors=rng.normal(size=(len(keys), dim)).astype(np.float32), keys=np.array(keys),
+             labels=np.array(["a" if i % 2 else "b" for i in range(len(keys))]))
+    return buf.getvalue()
+
+
+def imported(client, name: str, n: int = 6, seed: int = 0) -> list[int]:
+    """A collection of ``n`` imported vectors (no model needed); returns its image ids."""
+    resp = client.post(f"/api/collections/{name}/vectors?backbone=efficientnet_lite0",
+                       data=npz([f"k{i}" for i in range(n)], dim=1280, seed=seed),
+                       content_type="application/octet-stream")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    images = client.get(f"/api/collections/{name}/images?per_page=100").get_json()["images"]
+    return [i["id"] for i in images]
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+# ---- collections ---------------------------------------------------------------------------------
+
+def test_parallel_creates_of_one_name(app):
+    answers = at_once(app, *[lambda c: c.post("/api/collections", json={"name": "same"})] * N)
+    no_500(answers)
+    assert statuses(answers) == [201] + [409] * (N - 1)
+
+
+def test_parallel_renames_of_several_collections_to_one_name(app):
+    client = app.test_client()
+    for i in range(N):
+        assert client.post("/api/collections", json={"name": f"c{i}"}).status_code == 201
+    answers = at_once(app, *[lambda c, i=i: c.patch(f"/api/collections/c{i}", json={"name": "target"})
+                             for i in range(N)])
+    no_500(answers)
+    assert statuses(answers) == [200] + [409] * (N - 1)
+    for r in answers:
+        if r.status_code == 409:
+            assert r.get_json()["error"]["field"] == "name" and "already exists" in r.get_json()["error"]["message"]
+    names = {c["name"] for c in client.get("/api/collections").get_json()["collections"]}
+    winner = next(i for i, r in enumerate(answers) if r.status_code == 200)
+    assert names == {"target"} | {f"c{i}" for i in range(N) if i != winner}
+
+
+def test_parallel_renames_of_one_collection(app):
+    client = app.test_client()
+    client.post("/api/collections", json={"name": "src"})
+    answers = at_once(app, *[lambda c, i=i: c.patch("/api/collections/src", json={"name": f"dst{i}"})
+                             for i in range(N)])
+    no_500(answers)
+    assert statuses(answers) == [200] + [404] * (N - 1), [r.get_json() for r in answers]
+    names = [c["name"] for c in client.get("/api/collections").get_json()["collections"]]
+    assert len(names) == 1 and names[0].startswith("dst")
+
+
+def test_parallel_deletes_of_one_collection(app):
+    client = app.test_client()
+    imported(client, "gone")
+    answers = at_once(app, *[lambda c: c.delete("/api/collections/gone")] * N)
+    no_500(answers)
+    assert statuses(answers) == [200] + [404] * (N - 1), [r.get_json() for r in answers]
+    assert next(r for r in answers if r.status_code == 200).get_json()["images"] == 6
+    with app.extensions["simsearch"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Collection)) == 0
+        assert s.scalar(select(func.count()).select_from(Image)) == 0
+
+
+# ---- images --------------------------------------------------------------------------------------
+
+def test_parallel_deletes_of_one_image(app):
+    ids = imported(app.test_client(), "pets")
+    answers = at_once(app, *[lambda c: c.delete(f"/api/images/{ids[0]}")] * N)
+    no_500(answers)
+    assert statuses(answers) == [200] + [404] * (N - 1), [r.get_json() for r in answers]
+
+
+def test_parallel_changes_of_one_image(app):
+    ids = imported(app.test_client(), "pets")
+    answers = at_once(app, *[lambda c, i=i: c.patch(f"/api/images/{ids[0]}", json={"name": f"n{i}.jpg", "label": f"l{i}"})
+                             for i in range(N)])
+    no_500(answers)
+    assert statuses(answers) == [200] * N
+    final = app.test_client().get(f"/api/images/{ids[0]}").get_json()
+    assert final["label"] in {f"l{i}" for i in range(N)}
+
+
+def test_parallel_changes_and_a_delete_of_one_image(app):
+    ids = imported(app.test_client(), "pets")
+    calls = [lambda c: c.delete(f"/api/images/{ids[0]}")] + \
+            [lambda c, i=i: c.patch(f"/api/images/{ids[0]}", json={"label": f"l{i}"}) for i in range(N - 1)]
+    answers = at_once(app, *calls)
+    no_500(answers)
+    assert answers[0].status_code == 200
+    assert set(r.status_code for r in answers[1:]) <= {200, 404, 409}
+
+
+def test_parallel_labels_of_a_selection(app):
+    ids = imported(app.test_client(), "pets")
+    answers = at_once(app, *[lambda c, i=i: c.post("/api/collections/pets/labels", json={"image_ids": ids, "label": f"l{i}"})
+                             for i in range(N)])
+    no_500(answers)
+    assert statuses(answers) == [200] * N
+    labels = {i["label"] for i in app.test_client().get("/api/collections/pets/images?per_page=100").get_json()["images"]}
+    assert len(labels) == 1
+
+
+def test_parallel_labels_while_the_collection_is_deleted(app):
+    ids = imported(app.test_client(), "pets")
+    calls = [lambda c: c.delete("/api/collections/pets")] + \
+            [lambda c, i=i: c.post("/api/collections/pets/labels", json={"image_ids": ids, "label": f"l{i}"})
+             for i in range(N - 1)]
+    answers = at_once(app, *calls)
+    no_500(answers)
+    assert answers[0].status_code == 200
+    assert set(r.status_code for r in answers[1:]) <= {200, 404, 409}
+
+
+# ---- vectors, spaces -----------------------------------------------------------------------------
+
+def test_parallel_imports_of_the_same_vectors(app):
+    data = npz([f"k{i}" for i in range(5)], dim=1280)
+    answers = at_once(app, *[lambda c: c.post("/api/collections/vec/vectors?backbone=efficientnet_lite0", data=data,
+                                              content_type="application/octet-stream")] * N)
+    no_500(answers)
+    assert set(statuses(answers)) <= {200, 409}, [r.get_json() for r in answers]
+    assert 200 in statuses(answers)
+    with app.extensions["simsearch"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Collection)) == 1
+        assert s.scalar(select(func.count()).select_from(Image)) == 5
+
+
+def test_parallel_imports_of_different_vectors_for_the_same_keys(app):
+    answers = at_once(app, *[lambda c, i=i: c.post("/api/collections/vec/vectors?backbone=efficientnet_lite0",
+                                                   data=npz(["a", "b", "c"], dim=1280, seed=i),
+                                                   content_type="application/octet-stream") for i in range(N)])
+    no_500(answers)
+    assert statuses(answers) == [200] + [409] * (N - 1), [r.get_json() for r in answers]
+
+
+def test_parallel_default_space_changes(app):
+    imported(app.test_client(), "pets")
+    answers = at_once(app, *[lambda c, i=i: c.put("/api/collections/pets/default-space",
+                                                  json={"space": "efficientnet_lite0" if i % 2 else None})
+                             for i in range(N)])
+    no_500(answers)
+    assert set(statuses(answers)) <= {200}, [r.get_json() for r in answers]
