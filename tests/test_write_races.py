@@ -224,3 +224,103 @@ def test_parallel_default_space_changes(app):
                              for i in range(N)])
     no_500(answers)
     assert set(statuses(answers)) <= {200}, [r.get_json() for r in answers]
+
+
+# ---- deleting a collection while one of its jobs runs (issue 19, item 8) ------------------------------
+
+def _job_row(app, collection: str, status: str = "running", kind: str = "ingest") -> int:
+    """A job of the collection as a worker in another process leaves it while it runs."""
+    from simsearch.store import repo
+    from simsearch.store.models import IngestRun
+
+    with app.extensions["simsearch"].db.session() as s:
+        coll = repo.get_collection(s, collection)
+        run = IngestRun(collection_id=coll.id, kind=kind, source="elsewhere", spaces=[], status=status)
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_collection_with_an_unfinished_job_is_not_deleted_unless_forced(app, status):
+    client = app.test_client()
+    imported(client, "busy")
+    job = _job_row(app, "busy", status)
+    err = client.delete("/api/collections/busy")
+    assert err.status_code == 409, err.get_json()
+    body = err.get_json()["error"]
+    assert body["code"] == "conflict" and "force" in body["message"] and body["details"] == {"jobs": 1}
+    assert client.get(f"/api/jobs/{job}").get_json()["status"] == status  # untouched
+    assert client.get("/api/collections/busy").status_code == 200
+    answers = at_once(app, *[lambda c: c.delete("/api/collections/busy?force=true")] * N)
+    no_500(answers)
+    assert statuses(answers) == [200] + [404] * (N - 1), [r.get_json() for r in answers]
+    assert client.get(f"/api/jobs/{job}").status_code == 404
+    assert client.get("/api/collections/busy").status_code == 404
+    assert client.delete("/api/collections/busy?force=true").status_code == 404
+
+
+def test_a_background_index_rebuild_does_not_hold_a_delete(app):
+    client = app.test_client()
+    imported(client, "idx")
+    _job_row(app, "idx", "running", kind="index")
+    assert client.delete("/api/collections/idx").status_code == 200
+
+
+def test_forced_delete_cancels_a_queued_job_before_it_starts(app):
+    """A cancelled queued job is never run, even by a runner that still has it (a worker's queue)."""
+    from simsearch.jobs.execute import execute_run
+    from simsearch.ops.collections import cancel_jobs
+    from simsearch.store import repo
+
+    client = app.test_client()
+    imported(client, "q")
+    job = _job_row(app, "q", "queued")
+    ctx = app.extensions["simsearch"]
+    with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, "q").id
+    assert cancel_jobs(ctx, coll_id, "cancelled: test") == [job]
+    assert execute_run(ctx, job) == {"run_id": job, "status": "failed"}
+
+
+@pytest.mark.model
+def test_forced_delete_of_a_collection_while_its_ingest_runs(app, tmp_path, monkeypatch):
+    """A real ingest, held between two batches: the delete is 409 while it runs; a forced delete
+    (several at once: one 200, the others 404) removes the collection and the job stops at its next
+    write without bringing anything back."""
+    from simsearch.ingest import Ingester
+    from tests.conftest import copy_subset
+
+    entered, release, ended = threading.Event(), threading.Event(), threading.Event()
+    original = Ingester._store
+
+    def held(self, *args, **kwargs):
+        entered.set()
+        try:
+            assert release.wait(WAIT)
+            return original(self, *args, **kwargs)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(Ingester, "_store", held)
+    folder = copy_subset(tmp_path / "pets", 2)
+    client = app.test_client()
+    files = [(open(p, "rb"), f"{p.parent.name}/{p.name}") for p in sorted(folder.rglob("*.jpg"))]
+    resp = client.post("/api/collections/pets/ingest", data={"files": files, "batch_size": "2"},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 202, resp.get_json()
+    job = resp.get_json()["job_id"]
+    assert entered.wait(WAIT)
+    assert client.get(f"/api/jobs/{job}").get_json()["status"] == "running"
+    assert client.delete("/api/collections/pets").status_code == 409
+    answers = at_once(app, *[lambda c: c.delete("/api/collections/pets?force=true")] * N)
+    no_500(answers)
+    assert statuses(answers) == [200] + [404] * (N - 1)
+    release.set()
+    assert ended.wait(WAIT)
+    app.extensions["simsearch_jobs"].shutdown(wait=True)  # the job's thread has ended
+    assert client.get(f"/api/jobs/{job}").status_code == 404
+    assert client.get("/api/collections/pets").status_code == 404
+    with app.extensions["simsearch"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Collection)) == 0
+        assert s.scalar(select(func.count()).select_from(Image)) == 0
