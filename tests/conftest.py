@@ -135,8 +135,14 @@ def server_paths_in(seen: list, folders) -> list[str]:
     """The responses (of ``seen``) showing one of ``folders`` (absolute paths) that the request
     did not contain itself."""
     folders = [str(f) for f in folders if f and len(str(f)) > 1]
-    return [f"{what}: {text[:300]}" for what, asked, text in seen
-            if any(f in text and f not in asked for f in folders)]
+    found = []
+    for what, asked, text in seen:
+        for f in folders:
+            at = text.find(f)
+            if at >= 0 and f not in asked:
+                found.append(f"{what}: ...{text[max(0, at - 150):at + len(f) + 80]}...")
+                break
+    return found
 
 
 @pytest.fixture
