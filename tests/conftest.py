@@ -124,7 +124,10 @@ def record_responses(app, seen: list) -> None:
     def record(resp):
         if not resp.is_streamed and not resp.direct_passthrough and resp.mimetype and (
                 resp.mimetype.startswith("text/") or resp.mimetype.endswith("json")):
-            asked = request.full_path + request.get_data(as_text=True) + str(dict(request.form))
+            try:
+                asked = request.full_path + request.get_data(as_text=True) + str(dict(request.form))
+            except Exception:  # a body refused (413) or not readable: the URL is what was asked
+                asked = request.full_path
             seen.append((f"{request.method} {request.full_path}", asked, resp.get_data(as_text=True)))
         return resp
 

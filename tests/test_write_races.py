@@ -2,7 +2,7 @@
 409, never a 500, on SQLite and PostgreSQL.
 
 The race is real: each request runs on its own thread and its first write statement (INSERT,
-UPDATE, DELETE, SELECT ... FOR UPDATE) waits at a barrier until every request has reached its own
+UPDATE, DELETE, SELECT ... FOR UPDATE, an advisory lock) waits at a barrier until every request has reached its own
 first write (or has finished without one). So all of them have read what is stored (the
 collection, the image, the name that is still free) before any of them writes: what a burst of
 requests from a script or a double-click does on a busy server."""
@@ -19,6 +19,7 @@ from sqlalchemy import event, func, select
 
 from simsearch.store.models import Collection, Image
 from tests.test_concurrent_writes import WAIT
+from tests.test_jobs import rq_queue  # noqa: F401 (fixture)
 
 N = 6  # requests at once
 
@@ -35,8 +36,10 @@ def at_once(app, *calls):
     local = threading.local()
 
     def hook(conn, cursor, statement, parameters, context, executemany):
-        head = statement.lstrip()[:7].upper()
-        write = head.startswith(("INSERT", "UPDATE", "DELETE")) or "FOR UPDATE" in statement.upper()
+        head, upper = statement.lstrip()[:7].upper(), statement.upper()
+        # a lock held until the transaction ends counts as a write: a request must not wait at
+        # the barrier holding one (the others would wait for it and never reach the barrier)
+        write = head.startswith(("INSERT", "UPDATE", "DELETE")) or "FOR UPDATE" in upper or "PG_ADVISORY" in upper
         if write and getattr(local, "party", False) and not getattr(local, "waited", False):
             local.waited = True
             barrier.wait()
@@ -324,3 +327,64 @@ def test_forced_delete_of_a_collection_while_its_ingest_runs(app, tmp_path, monk
     with app.extensions["simsearch"].db.session() as s:
         assert s.scalar(select(func.count()).select_from(Collection)) == 0
         assert s.scalar(select(func.count()).select_from(Image)) == 0
+
+
+# ---- jobs, spaces, clusters ----------------------------------------------------------------------------
+
+@pytest.fixture
+def queued_app(make_app, settings, rq_queue):  # noqa: F811
+    """An app whose jobs stay queued (an RQ queue no worker takes from)."""
+    from tests.test_jobs import REDIS_URL
+
+    return make_app(settings.replace(redis_url=REDIS_URL, jobs="rq", queue=rq_queue))
+
+
+def test_parallel_first_ingests_into_a_new_collection(queued_app, tmp_path):
+    from PIL import Image as PILImage
+
+    for i in range(N):
+        PILImage.new("RGB", (32, 32), (40 * i, 0, 0)).save(tmp_path / f"{i}.jpg")
+
+    def upload(i):
+        return lambda c: c.post("/api/collections/fresh/ingest", content_type="multipart/form-data",
+                                data={"files": [(open(tmp_path / f"{i}.jpg", "rb"), f"{i}.jpg")]})
+
+    answers = at_once(queued_app, *[upload(i) for i in range(N)])
+    no_500(answers)
+    assert statuses(answers) == [202] * N
+    assert len({r.get_json()["job_id"] for r in answers}) == N
+    with queued_app.extensions["simsearch"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Collection)) == 1
+
+
+def test_parallel_tunings_of_one_collection(queued_app):
+    imported(queued_app.test_client(), "pets", n=40)
+    answers = at_once(queued_app, *[lambda c: c.post("/api/collections/pets/tune", json={})] * N)
+    no_500(answers)
+    assert set(statuses(answers)) == {202}, [r.get_json() for r in answers]
+    # a tuning already queued is the one every request gets, or a second one: never more than asked
+    assert len({r.get_json()["job_id"] for r in answers}) <= N
+
+
+def test_parallel_deletes_of_a_derived_space(app):
+    from tests.test_api import _a_derived_space
+
+    imported(app.test_client(), "pets", n=20)
+    space = _a_derived_space(app, "pets")
+    answers = at_once(app, *[lambda c: c.delete(f"/api/collections/pets/spaces/{space}")] * N)
+    no_500(answers)
+    assert statuses(answers) == [200] + [404] * (N - 1), [r.get_json() for r in answers]
+
+
+def test_parallel_names_and_labels_of_one_cluster(app):
+    from tests.test_cluster_labels import result
+
+    imported(app.test_client(), "pets", n=20)
+    data, _ = result(app.test_client(), "/api/collections/pets/clusters?k=2")
+    name = [lambda c, i=i: c.post("/api/collections/pets/clusters/name",
+                                  json={"k": 2, "cluster": 0, "name": f"n{i}", "version": data["version"]}) for i in range(3)]
+    label = [lambda c, i=i: c.post("/api/collections/pets/clusters/label", json={"k": 2, "cluster": 0, "label": f"l{i}"})
+             for i in range(3)]
+    answers = at_once(app, *name, *label)
+    no_500(answers)
+    assert statuses(answers) == [200] * 6, [r.get_json() for r in answers]
