@@ -388,3 +388,25 @@ def test_parallel_names_and_labels_of_one_cluster(app):
     answers = at_once(app, *name, *label)
     no_500(answers)
     assert statuses(answers) == [200] * 6, [r.get_json() for r in answers]
+
+
+@pytest.mark.parametrize("reason, status", [("UNIQUE constraint failed: collections.name", 409),
+                                            ("FOREIGN KEY constraint failed", 409),
+                                            ("NOT NULL constraint failed: collections.name", 500)])
+def test_an_integrity_error_reaching_the_app_is_409_only_for_a_lost_race(app, monkeypatch, reason, status):
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError
+
+    from simsearch.ops import collections as ops_collections
+
+    def fails(*args, **kwargs):
+        raise IntegrityError("INSERT INTO collections (name) VALUES (?)", ("secret-value",), sqlite3.IntegrityError(reason))
+
+    monkeypatch.setattr(ops_collections, "create", fails)
+    resp = app.test_client().post("/api/collections", json={"name": "x"})
+    assert resp.status_code == status
+    text = resp.get_data(as_text=True)
+    assert "INSERT" not in text and "secret-value" not in text
+    if status == 409:
+        assert resp.get_json()["error"]["code"] == "conflict"

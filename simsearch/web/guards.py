@@ -217,12 +217,21 @@ def refuse_oversized_stream() -> None:
 
 # ---- lost races --------------------------------------------------------------------------------
 
+RACE_VIOLATIONS = ("unique", "foreign key", "duplicate key")  # in the driver's message, lower-cased
+
+
 def lost_race(exc: Exception):
     """The 409 for a write that another request's change made impossible (a unique name taken,
-    a row it refers to deleted, the row it changes deleted), without the SQL or its values."""
-    from simsearch.errors import Conflict
-    from simsearch.web.errors import handle_simsearch_error, log
+    a row it refers to deleted, the row it changes deleted), without the SQL or its values.
+    Other integrity errors (a NOT NULL column left empty: a bug) stay 500s."""
+    from sqlalchemy.exc import IntegrityError
 
+    from simsearch.errors import Conflict
+    from simsearch.web.errors import handle_simsearch_error, handle_unexpected, log
+
+    reason = str(getattr(exc, "orig", None) or "").lower()
+    if isinstance(exc, IntegrityError) and not any(v in reason for v in RACE_VIOLATIONS):
+        return handle_unexpected(exc)
     log.warning("a write lost a race on %s %s: %s", request.method, request.path, type(exc).__name__)
     return handle_simsearch_error(Conflict(
         "another request changed or deleted the same data at the same time: reload it and try again"))
