@@ -362,8 +362,6 @@ def test_parallel_tunings_of_one_collection(queued_app):
     answers = at_once(queued_app, *[lambda c: c.post("/api/collections/pets/tune", json={})] * N)
     no_500(answers)
     assert set(statuses(answers)) == {202}, [r.get_json() for r in answers]
-    # a tuning already queued is the one every request gets, or a second one: never more than asked
-    assert len({r.get_json()["job_id"] for r in answers}) <= N
 
 
 def test_parallel_deletes_of_a_derived_space(app):
