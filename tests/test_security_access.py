@@ -208,3 +208,16 @@ def test_caps_of_zero_mean_no_cap(queued_only):
     app = queued_only(max_queued_jobs_per_client=0, max_queued_jobs=0)
     answers = [_clusters(k)(app.test_client()) for k in range(2, 8)]
     assert [r.status_code for r in answers] == [202] * 6
+
+
+def test_a_refused_server_path_ingest_leaves_no_folder(queued_only, tmp_path):
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "allowed" / "pics"
+    folder.mkdir(parents=True)
+    PILImage.new("RGB", (32, 32), "red").save(folder / "a.jpg")
+    app = queued_only(allow_server_paths=tmp_path / "allowed", max_queued_jobs_per_client=1)
+    client = _keyed_client(app)
+    assert client.post("/api/collections/pics/ingest", json={"server_path": "pics"}).status_code == 202
+    assert_error(client.post("/api/collections/pics/ingest", json={"server_path": "pics"}), 429, "too_many_requests")
+    assert not list((app.extensions["simsearch"].settings.home / "uploads").glob(".staging-*"))

@@ -140,8 +140,12 @@ def from_server_path(ctx, runner, collection: str, server_path, options: dict, *
         raise InvalidInput(f"server_path {server_path!r}: no image files found", field="server_path",
                            details={"ignored": ignored[:100]})
     staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=ignored)
-    run_id = create_run(ctx, collection, options.spaces, str(target), staging, absolute_files=kept,
-                        batch_size=options.batch_size)
+    try:
+        run_id = create_run(ctx, collection, options.spaces, str(target), staging, absolute_files=kept,
+                            batch_size=options.batch_size)
+    except BaseException:  # refused (too many jobs: 429) or the database failed: no folder left behind
+        remove_quietly(staging.dir)
+        raise
     runner.submit(run_id, {"batch_size": options.batch_size})
     return _accepted(runner, run_id, collection, len(kept), ignored)
 
