@@ -64,6 +64,7 @@ def test_pages_send_a_browser_to_the_sign_in_page(keyed):
         assert resp.status_code == 302 and resp.headers["Location"] == f"/login?next={page}", (page, resp.headers)
     for url in OPEN:
         assert client.get(url).status_code == 200, url
+    assert "needs an API key to browse, search and make changes" in client.get("/login").get_data(as_text=True)
 
 
 def test_a_signed_in_browser_reads_everything(keyed):

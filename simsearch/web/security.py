@@ -282,7 +282,7 @@ def public_request() -> bool:
 
 def jinja_globals() -> dict:
     return {"csrf_token": csrf_token, "auth_required": auth_required, "is_logged_in": is_logged_in,
-            "public_search": public_search}
+            "public_search": public_search, "public_reads": public_reads}
 
 
 # ---- /login and /logout -------------------------------------------------------------------
