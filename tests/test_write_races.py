@@ -408,3 +408,14 @@ def test_an_integrity_error_reaching_the_app_is_409_only_for_a_lost_race(app, mo
     assert "INSERT" not in text and "secret-value" not in text
     if status == 409:
         assert resp.get_json()["error"]["code"] == "conflict"
+
+
+def test_parallel_embeds_and_selection_exports(app):
+    """The remaining write routes: an embedding with a backbone every image has (409 each: nothing to
+    do) and exports of a selection (a POST for its long list; it changes nothing)."""
+    ids = imported(app.test_client(), "pets")
+    embed = [lambda c: c.post("/api/collections/pets/embed", json={"backbone": "efficientnet_lite0"})] * 3
+    export = [lambda c: c.post("/api/collections/pets/selection", json={"image_ids": ids, "format": "json"})] * 3
+    answers = at_once(app, *embed, *export)
+    no_500(answers)
+    assert [r.status_code for r in answers] == [409] * 3 + [200] * 3, [r.get_data(as_text=True)[:200] for r in answers]
