@@ -61,10 +61,18 @@ class Settings(BaseSettings):
     allow_server_paths: Path | None = None
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     expose_paths: bool = False
-    # with API keys set, anonymous clients may still search by upload (reads are always open)...
+    # with API keys set, every read (collections, images, thumbnails, originals, vectors, analyses,
+    # jobs; the browser UI's pages) needs a key or a signed-in session, unless this opens them all
+    public_reads: bool = False
+    # with API keys set, anonymous clients may still search (by upload, or from a result: similar
+    # images) and see the results' thumbnails and the search page; nothing else...
     public_search: bool = False
     # ...at most this many such searches a minute per client address (0: no limit; per server process)
     public_search_per_minute: int = Field(30, ge=0, le=1_000_000)
+    # jobs started through the API and not yet finished (queued or running): at most this many per
+    # client (its API key, else its address) and in all; more is 429 with Retry-After (0: no cap)
+    max_queued_jobs_per_client: int = Field(10, ge=0, le=1_000_000)
+    max_queued_jobs: int = Field(100, ge=0, le=1_000_000)
     # reverse proxies in front whose X-Forwarded-For is trusted for the client address (0: none)
     proxy_hops: int = Field(0, ge=0, le=10)
     # images, models and ingest

@@ -228,9 +228,13 @@ def remove(ctx, collection: str, name: str) -> dict:
         if row is None:
             have = ", ".join(names(ctx, coll.id)) or "none"
             raise NotFound(f"no derived space {name!r} in collection {collection!r} (it has: {have})", field="space")
+        # the row first, counting: of parallel removals one removes it, the others are 404
+        gone = delete(DerivedSpace).where(DerivedSpace.collection_id == coll.id, DerivedSpace.name == name)
+        if s.execute(gone.execution_options(synchronize_session=False)).rowcount != 1:
+            raise NotFound(f"no derived space {name!r} in collection {collection!r} (removed meanwhile)", field="space")
+        s.expunge(row)
         have = select(Image.id).where(Image.collection_id == coll.id)
         n = s.execute(delete(Embedding).where(Embedding.space == name, Embedding.image_id.in_(have))).rowcount
-        s.delete(row)
         s.execute(delete(IndexState).where(IndexState.collection_id == coll.id, IndexState.space == name))
         was_default = coll.default_space == name
         if was_default:

@@ -116,21 +116,64 @@ def pets_small(tmp_path) -> Path:
     return copy_subset(tmp_path / "pets", 8)
 
 
+def record_responses(app, seen: list) -> None:
+    """Keep (request, response text) of every text response ``app`` gives (for
+    :func:`server_paths_in`); streamed and binary responses are not read."""
+    from flask import request
+
+    def record(resp):
+        if not resp.is_streamed and not resp.direct_passthrough and resp.mimetype and (
+                resp.mimetype.startswith("text/") or resp.mimetype.endswith("json")):
+            try:
+                asked = request.full_path + request.get_data(as_text=True) + str(dict(request.form))
+            except Exception:  # a body refused (413) or not readable: the URL is what was asked
+                asked = request.full_path
+            seen.append((f"{request.method} {request.full_path}", asked, resp.get_data(as_text=True)))
+        return resp
+
+    app.after_request(record)
+
+
+def server_paths_in(seen: list, folders) -> list[str]:
+    """The responses (of ``seen``) showing one of ``folders`` (absolute paths) that the request
+    did not contain itself."""
+    folders = [str(f) for f in folders if f and len(str(f)) > 1]
+    found = []
+    for what, asked, text in seen:
+        for f in folders:
+            at = text.find(f)
+            if at >= 0 and f not in asked:
+                found.append(f"{what}: ...{text[max(0, at - 150):at + len(f) + 80]}...")
+                break
+    return found
+
+
 @pytest.fixture
-def make_app(settings):
-    """Makes Flask apps on the test's settings (both databases); shuts their job runners down after."""
+def make_app(settings, tmp_path):
+    """Makes Flask apps on the test's settings (both databases); shuts their job runners down after.
+
+    No response of these apps may show the data folder, the test's folders (sources of ingests)
+    or the weights folder by their absolute paths unless SIMSEARCH_EXPOSE_PATHS is set (issue 19,
+    item 6): every text response is scanned after the test."""
     from simsearch.web import create_app, shutdown
 
-    apps = []
+    apps, seen = [], []
 
     def make(settings_=None, **config):
         app = create_app({"SETTINGS": settings_ or settings, "TESTING": True, **config})
         apps.append(app)
+        if not app.extensions["simsearch"].settings.expose_paths:
+            record_responses(app, seen)
         return app
 
     yield make
     for app in apps:
         shutdown(app)
+    folders = {tmp_path.resolve(), tmp_path, settings.weights_dir}
+    for app in apps:
+        folders |= {app.extensions["simsearch"].settings.home, app.extensions["simsearch"].settings.weights_dir}
+    leaks = server_paths_in(seen, folders)
+    assert not leaks, "responses show server paths (SIMSEARCH_EXPOSE_PATHS is unset):\n" + "\n".join(leaks[:10])
 
 
 @pytest.fixture

@@ -593,7 +593,7 @@ def keyed(make_app, settings):
 
 
 def test_api_keys_guard_every_write(keyed):
-    assert keyed.get("/api/collections").status_code == 200  # reads stay open
+    assert keyed.get("/api/collections").status_code == 401  # reads need a key too (tests/test_security_access.py)
     assert keyed.get("/api/health").status_code == 200
     writes = [("post", "/api/collections", {"json": {"name": "a"}}),
               ("delete", "/api/collections/a", {}),

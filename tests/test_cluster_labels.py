@@ -141,7 +141,9 @@ def test_clusters_carry_makeup_ari_names_and_save_as_label(pets_app, make_app, s
 
 def test_cluster_writes_need_a_key_when_keys_are_set(pets_app, make_app, settings):
     keyed = make_app(settings.replace(api_keys=("key-one",))).test_client()
-    data, _ = result(keyed, "/api/collections/pets/clusters?k=2")  # reads are open
+    assert_error(keyed.get("/api/collections/pets/clusters?k=2"), 401, "unauthorized")  # reads need the key too
+    reader = make_app(settings.replace(api_keys=("key-one",), public_reads=True)).test_client()
+    data, _ = result(reader, "/api/collections/pets/clusters?k=2")
     body = {"k": 2, "cluster": 0, "name": "x", "version": data["version"]}
     assert_error(keyed.post("/api/collections/pets/clusters/name", json=body), 401, "unauthorized")
     label = {"k": 2, "cluster": 0, "label": "x"}

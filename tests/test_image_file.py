@@ -174,15 +174,19 @@ def test_patch_changes_one_label(folder_app):
     assert_error(client.patch("/api/images/987654", json={"label": "a"}), 404, "not_found")
 
 
-def test_api_keys_guard_the_label_but_not_the_file(make_app, settings, tmp_path):
-    """With keys set, the original is read like the thumbnail (reads are open); changing a label
-    is a write (a key, or a signed-in browser session with its CSRF token)."""
+def test_api_keys_guard_the_label_and_the_file(make_app, settings, tmp_path):
+    """With keys set, the original and the thumbnail need a key like every read (issue 19); changing
+    a label is a write (a key, or a signed-in browser session with its CSRF token)."""
     app = make_app(settings.replace(api_keys=("key-one",)))
     ingest_folder(app, copy_subset(tmp_path / "pets", 1))
     client = app.test_client()
-    image = next(iter(images_by_name(client).values()))
-    thumb = client.get(f"/api/images/{image['id']}/thumbnail")
-    original = client.get(f"/api/images/{image['id']}/file")
+    reader = app.test_client()
+    reader.environ_base["HTTP_X_API_KEY"] = "key-one"
+    image = next(iter(images_by_name(reader).values()))
+    for what in ("thumbnail", "file"):
+        assert_error(client.get(f"/api/images/{image['id']}/{what}"), 401, "unauthorized")
+    thumb = client.get(f"/api/images/{image['id']}/thumbnail", headers={"X-API-Key": "key-one"})
+    original = client.get(f"/api/images/{image['id']}/file", headers={"X-API-Key": "key-one"})
     assert thumb.status_code == original.status_code == 200
     assert_error(client.patch(f"/api/images/{image['id']}", json={"label": "x"}), 401, "unauthorized")
     assert_error(client.patch(f"/api/images/{image['id']}", json={"label": "x"}, headers={"X-API-Key": "nope"}), 401)

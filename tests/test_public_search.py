@@ -1,5 +1,6 @@
 """A public server: API keys set, SIMSEARCH_PUBLIC_SEARCH on. Anonymous clients may search by
-upload (rate-limited per address: 429 with Retry-After) and read; every change needs a key."""
+upload (rate-limited per address: 429 with Retry-After) and see the results; every change, and
+every other read, needs a key (tests/test_security_access.py)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_without_public_search_an_anonymous_search_is_401(make_app, settings):
 
 def test_public_search_leaves_every_change_behind_a_key(make_app, settings):
     client = _public(make_app, settings).test_client()
-    assert client.get("/api/collections").status_code == 200
+    assert client.get("/api/collections").status_code == 401
     for method, url, kw in WRITES:
         err = assert_error(getattr(client, method)(url, **kw), 401, "unauthorized", "api_key")
         assert "API key" in err["message"], (method, url)
@@ -80,8 +81,8 @@ def test_anonymous_searches_are_rate_limited_with_retry_after(make_app, settings
         keyed = client.post("/api/collections/nope/search", data=b"x", content_type="image/jpeg",
                             headers={"X-API-Key": KEY})
         assert_error(keyed, 404)
-    # reads are not counted
-    assert client.get("/api/collections").status_code == 200
+    # the results' thumbnails are not counted (the view answers: no such image)
+    assert_error(client.get("/api/images/1/thumbnail"), 404, "not_found")
 
 
 def test_rate_limit_zero_means_unlimited_and_proxy_hops_trusts_forwarded_for(make_app, settings):

@@ -67,7 +67,8 @@ def test_tuning_writes_need_the_api_key(make_app, settings):
                             ("put", "/api/collections/synth/default-space", {"json": {"space": None}}),
                             ("delete", "/api/collections/synth/spaces/x.whiten", {})]:
         assert getattr(keyed, method)(url, **kw).status_code == 401
-    assert keyed.get("/api/collections/synth/spaces").status_code == 404  # reads are open (no such collection)
+    assert keyed.get("/api/collections/synth/spaces").status_code == 401  # reads need the key too
+    assert keyed.get("/api/collections/synth/spaces", headers={"X-API-Key": "key-one"}).status_code == 404
 
 
 def test_a_derived_space_is_compared_like_a_backbone(client):

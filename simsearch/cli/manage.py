@@ -33,12 +33,14 @@ def delete():
 
 @delete.command("collection")
 @click.argument("name")
+@click.option("--force", is_flag=True, help="Delete even while one of its jobs is queued or running (cancels them first).")
 @yes_option
 @json_option
 @click.pass_context
-def delete_collection(ctx, name, yes, as_json):
+def delete_collection(ctx, name, force, yes, as_json):
     """Delete collection NAME: its images, vectors, jobs, index files and staged uploads.
-    The image files themselves are not touched."""
+    The image files themselves are not touched. Refused while one of its jobs is queued or
+    running, unless --force."""
     from simsearch.ops import collections as ops_collections
 
     app = context_from(ctx)
@@ -47,7 +49,7 @@ def delete_collection(ctx, name, yes, as_json):
     vectors = sum(info["vectors_in_db"] for info in summary["backbones"].values())
     _confirm(f"Delete collection {name!r} ({plural(images, 'image')}, {plural(vectors, 'vector')})? "
              "Your image files are not touched.", yes)
-    out = ops_collections.delete(app, name)
+    out = ops_collections.delete(app, name, force=force)
     if as_json:
         emit_json(out)
         return

@@ -40,7 +40,10 @@ class SourceFile:
 
 
 def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Path | None = None) -> tuple[list[SourceFile], list[str]]:
-    """The image files under ``root`` (recursive) and the names of ignored non-image files.
+    """The image files under ``root`` (recursive) and the names of ignored non-image files
+    (FIFOs, sockets and other files that are not regular files too), as paths relative to the
+    folder: they are shown to whoever asked for the ingest, who may not be shown where the
+    server keeps its files.
 
     ``labels='folders'``: each image's label is the name of the folder it is in (below root).
     ``metadata_csv``: a CSV with a ``path`` column (relative to root, or absolute), an optional
@@ -71,7 +74,7 @@ def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Pa
             for fn in sorted(filenames):
                 p = Path(os.path.abspath(Path(dirpath) / fn))
                 if not fn.startswith(".") and p not in image_set and (metadata_csv is None or p.resolve() != Path(metadata_csv).resolve()):
-                    ignored.append(str(p))
+                    ignored.append(p.relative_to(base).as_posix())
     return files, ignored
 
 

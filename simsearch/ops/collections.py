@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete as sql_delete, func, select
+from sqlalchemy import delete as sql_delete, func, select, update as sql_update
 from sqlalchemy.exc import IntegrityError
 
 from simsearch import limits
-from simsearch.errors import Conflict, InvalidInput
+from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.jobs import kept_originals
 from simsearch.jobs.manifest import run_folder
 from simsearch.jobs.staging import remove_quietly
 from simsearch.jobs.status import iso
 from simsearch.store import repo
 from simsearch.ops.jobs import shown as shown_job
-from simsearch.store.models import AnalysisResult, Collection, Image, IndexState, IngestRun
+from simsearch.store.models import AnalysisResult, Collection, Image, IndexState, IngestRun, utcnow
+from simsearch.text import plural
 
 MAX_DESCRIPTION = limits.DESCRIPTION_MAX
 RECENT_JOBS = 5
+UNFINISHED = ("queued", "running")
 
 
 def _index_info(ctx, state: IndexState | None) -> dict | None:
@@ -116,46 +118,95 @@ def rename(ctx, name: str, new_name: str) -> dict:
     """Rename a collection (409 when ``new_name`` is taken, or while one of its jobs is queued or
     running: a job finds its collection by name). Its images, vectors and indexes are kept (they
     belong to the collection's id); its cached analyses are dropped, since they carry the name
-    (the next clusters, map or evaluation recomputes them). Returns the renamed summary."""
+    (the next clusters, map or evaluation recomputes them). Returns the renamed summary.
+
+    Safe under parallel requests: the rename is one ``UPDATE ... WHERE id = ? AND name = ?``, so
+    of several renames of one collection the first wins and the others find no collection named
+    ``name`` (404); of several renames to one new name the first wins and the others hit the
+    unique name (409), whichever statement meets it first."""
     repo.validate_collection_name(new_name)
     taken = Conflict(f"a collection named {new_name!r} already exists", field="name")
-    with ctx.db.session() as s:
+    with ctx.db.session() as s, s.no_autoflush:
         coll = repo.get_collection(s, name)
         if new_name == name:
             return _summary(ctx, s, coll)
         if s.scalar(select(Collection.id).where(Collection.name == new_name)) is not None:
             raise taken
-        busy = s.scalar(select(func.count()).select_from(IngestRun).where(
-            IngestRun.collection_id == coll.id, IngestRun.status.in_(("queued", "running"))))
+        busy = _unfinished_jobs(s, coll.id)
         if busy:
-            raise Conflict(f"collection {name!r} has {busy} queued or running job{'s' if busy != 1 else ''}: rename it "
+            raise Conflict(f"collection {name!r} has {plural(busy, 'queued or running job')}: rename it "
                            "when they have ended", field="name")
-        coll.name = new_name
-        s.execute(sql_delete(AnalysisResult).where(AnalysisResult.collection_id == coll.id))
         try:
-            s.flush()
+            renamed = s.execute(sql_update(Collection).where(Collection.id == coll.id, Collection.name == name)
+                                .values(name=new_name).execution_options(synchronize_session=False)).rowcount
         except IntegrityError:  # taken by another request since the lookup (the name is unique)
             raise taken from None
+        if renamed != 1:  # renamed or deleted by another request since the lookup
+            raise _gone(name)
+        s.execute(sql_delete(AnalysisResult).where(AnalysisResult.collection_id == coll.id))
+        s.expire(coll)
         return _summary(ctx, s, coll)
 
 
-def delete(ctx, name: str) -> dict:
+def _gone(name: str) -> NotFound:
+    return NotFound(f"no collection named {name!r} (it was renamed or deleted meanwhile)", field="collection")
+
+
+# Jobs that hold a collection: every kind but a background index rebuild (a derived cache that the
+# collection's deletion removes anyway).
+def _unfinished_jobs(s, coll_id: int, *, kinds_except=("index", )) -> int:
+    return s.scalar(select(func.count()).select_from(IngestRun).where(
+        IngestRun.collection_id == coll_id, IngestRun.status.in_(UNFINISHED), IngestRun.kind.not_in(kinds_except)))
+
+
+def delete(ctx, name: str, *, force: bool = False) -> dict:
     """Delete a collection: its images, vectors, jobs, index files and staged job folders, and the
-    kept originals of its images that no other collection has."""
+    kept originals of its images that no other collection has.
+
+    409 while one of its jobs is queued or running, unless ``force``: then its jobs are cancelled
+    first (marked failed, and their queued work dropped), the collection is deleted, and a job
+    still running stops at its next write (its collection is gone). Under parallel requests one
+    delete wins; the others are 404, as a later delete would be."""
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, name).id
+        busy = _unfinished_jobs(s, coll_id)
+    if busy and not force:
+        raise Conflict(f"collection {name!r} has {plural(busy, 'queued or running job')}: delete it when they have "
+                       "ended, or force it (API: ?force=true, CLI: --force), which cancels them first",
+                       field="collection", details={"jobs": busy})
+    if busy:
+        cancel_jobs(ctx, coll_id, f"cancelled: collection {name!r} was deleted")
     kept = kept_originals.kept_of_collection(ctx, coll_id)
     with ctx.db.session() as s:
-        coll = repo.get_collection(s, name)
-        coll_id = coll.id
         counts = repo.image_counts(s, coll_id)
         run_ids = list(s.scalars(select(IngestRun.id).where(IngestRun.collection_id == coll_id)))
-        repo.delete_collection(s, coll)
+        if not force and _unfinished_jobs(s, coll_id):  # a job queued since the check
+            raise Conflict(f"collection {name!r} has a job queued meanwhile: delete it when it has ended, or force it",
+                           field="collection")
+        deleted = s.execute(sql_delete(Collection).where(Collection.id == coll_id, Collection.name == name)
+                            .execution_options(synchronize_session=False)).rowcount
+        if deleted != 1:  # deleted (or renamed) by another request since the lookup
+            raise _gone(name)
     ctx.indexes.remove_collection(coll_id)
     for run_id in run_ids:
         remove_quietly(run_folder(ctx.settings, run_id))
     kept_originals.forget(ctx, kept)
     return {"deleted": name, "images": counts.get("ok", 0) + counts.get("failed", 0)}
+
+
+def cancel_jobs(ctx, coll_id: int, message: str) -> list[int]:
+    """Mark the collection's queued and running jobs failed with ``message`` (a queued one is then
+    never started: runners only start queued or running jobs) and drop their queued shards.
+    Returns their ids."""
+    now = utcnow()
+    with ctx.db.session() as s:
+        ids = list(s.scalars(select(IngestRun.id).where(IngestRun.collection_id == coll_id,
+                                                        IngestRun.status.in_(UNFINISHED))))
+        if ids:
+            s.execute(sql_update(IngestRun).where(IngestRun.id.in_(ids), IngestRun.status.in_(UNFINISHED))
+                      .values(status="failed", message=message, finished_at=now, updated_at=now)
+                      .execution_options(synchronize_session=False))
+    return ids
 
 
 def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False,

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete as sql_delete, func, select, update
 
 from simsearch import limits
 from simsearch.errors import InvalidInput, NotFound
@@ -213,7 +213,10 @@ def delete(ctx, image_id: int) -> dict:
         img = repo.get_image(s, image_id)
         coll_id, digest = img.collection_id, img.content_hash
         spaces = sorted(s.scalars(select(Embedding.space).where(Embedding.image_id == image_id)))
-        s.delete(img)
+        # by its id, counting the rows: of parallel deletes one deletes it, the others are 404
+        if s.execute(sql_delete(Image).where(Image.id == image_id).execution_options(synchronize_session=False)).rowcount != 1:
+            raise NotFound(f"no image with id {image_id} (deleted meanwhile)", field="image_id")
+        s.expunge(img)
     ctx.indexes.images_deleted(coll_id, spaces)
     kept_originals.forget(ctx, [digest])
     return {"deleted": image_id}

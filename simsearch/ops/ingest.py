@@ -7,6 +7,7 @@ queued run and hands it to a runner (:mod:`simsearch.jobs.runners`); the caller 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 from simsearch import limits
@@ -94,6 +95,14 @@ def _accepted(runner, run_id: int, collection: str, total: int, ignored: list[st
             "ignored": ignored[:MAX_IGNORED_SHOWN], "runner": runner.kind}
 
 
+def _inside(path: Path, folder: Path) -> str:
+    """``path`` relative to the ingested ``folder`` (a response never shows the server's paths)."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(folder).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 def from_server_path(ctx, runner, collection: str, server_path, options: dict, *, allowed_root,
                      metadata_csv=None) -> dict:
     """Queue the images of a folder on the server, inside ``allowed_root`` (None: not allowed).
@@ -126,13 +135,17 @@ def from_server_path(ctx, runner, collection: str, server_path, options: dict, *
         if f.path.resolve().is_relative_to(root):  # no symlinks out of the allowed folder
             kept.append(ManifestFile(path=str(f.path), name=f.name, label=f.label or options.label, meta=f.meta))
         else:
-            ignored.append(f"{f.name} (links outside the allowed folder)")
+            ignored.append(f"{_inside(f.path, target)} (links outside the allowed folder)")
     if not kept:
         raise InvalidInput(f"server_path {server_path!r}: no image files found", field="server_path",
                            details={"ignored": ignored[:100]})
     staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=ignored)
-    run_id = create_run(ctx, collection, options.spaces, str(target), staging, absolute_files=kept,
-                        batch_size=options.batch_size)
+    try:
+        run_id = create_run(ctx, collection, options.spaces, str(target), staging, absolute_files=kept,
+                            batch_size=options.batch_size)
+    except BaseException:  # refused (too many jobs: 429) or the database failed: no folder left behind
+        remove_quietly(staging.dir)
+        raise
     runner.submit(run_id, {"batch_size": options.batch_size})
     return _accepted(runner, run_id, collection, len(kept), ignored)
 

@@ -165,6 +165,9 @@ class IngestRun(Base):
     # index the parent's manifest (see simsearch.jobs.shards)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id", ondelete="CASCADE"), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0", nullable=False)
+    # Who asked for it through the API ("key:<digest>" or "addr:<address>"), for the cap on each
+    # client's unfinished jobs (simsearch.web.ratelimit); None: the CLI, or made by another job
+    requested_by: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

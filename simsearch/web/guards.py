@@ -12,7 +12,11 @@ field, never a 500:
 - JSON bodies are parsed once, refusing nesting deeper than :data:`MAX_JSON_DEPTH` (a body
   nested 100,000 deep made the parser raise ``RecursionError``);
 - a body sent with ``Transfer-Encoding: chunked`` is held to ``MAX_CONTENT_LENGTH`` like one with
-  a ``Content-Length`` (413), instead of being silently cut at the limit (:class:`BodyLimit`).
+  a ``Content-Length`` (413), instead of being silently cut at the limit (:class:`BodyLimit`);
+- a write that lost a race to another request is a 409, never a 500 (:func:`lost_race`): a
+  constraint that another request's commit broke (a name taken meanwhile, a collection deleted
+  while images were labelled) or a row that another request deleted while this one changed it.
+  The operations turn the races they expect into precise 404/409 errors; this is the net under them.
 """
 
 from __future__ import annotations
@@ -211,8 +215,35 @@ def refuse_oversized_stream() -> None:
         raise RequestEntityTooLarge()
 
 
+# ---- lost races --------------------------------------------------------------------------------
+
+RACE_VIOLATIONS = ("unique", "foreign key", "duplicate key")  # in the driver's message, lower-cased
+
+
+def lost_race(exc: Exception):
+    """The 409 for a write that another request's change made impossible (a unique name taken,
+    a row it refers to deleted, the row it changes deleted), without the SQL or its values.
+    Other integrity errors (a NOT NULL column left empty: a bug) stay 500s."""
+    from sqlalchemy.exc import IntegrityError
+
+    from simsearch.errors import Conflict
+    from simsearch.web.errors import handle_simsearch_error, handle_unexpected, log
+
+    reason = str(getattr(exc, "orig", None) or "").lower()
+    if isinstance(exc, IntegrityError) and not any(v in reason for v in RACE_VIOLATIONS):
+        return handle_unexpected(exc)
+    log.warning("a write lost a race on %s %s: %s", request.method, request.path, type(exc).__name__)
+    return handle_simsearch_error(Conflict(
+        "another request changed or deleted the same data at the same time: reload it and try again"))
+
+
 def install(app) -> None:
     """Install the guards on ``app``."""
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm.exc import StaleDataError
+
+    app.register_error_handler(IntegrityError, lost_race)
+    app.register_error_handler(StaleDataError, lost_race)
     app.json = SafeJSONProvider(app)
     app.json.sort_keys = False
     app.wsgi_app = BodyLimit(app, app.wsgi_app)

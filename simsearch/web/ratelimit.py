@@ -1,4 +1,7 @@
-"""A per-address rate limit for anonymous requests (searches by upload on a public server).
+"""Limits on what one client may ask of the server: a per-address rate limit for anonymous
+searches (:class:`RateLimiter`) and a cap on unfinished jobs (:func:`cap_jobs`).
+
+**Anonymous searches** (a public server, ``SIMSEARCH_PUBLIC_SEARCH``):
 
 A token bucket per client address: ``per_minute`` tokens, refilled continuously (one every
 ``60 / per_minute`` seconds), so a visitor may send a burst of ``per_minute`` searches and then one
@@ -8,6 +11,16 @@ every few seconds. A request finding the bucket empty is refused with
 The buckets live in the server process: gunicorn's N workers each allow ``per_minute``, so the
 effective limit is up to N times higher. Behind a reverse proxy every visitor has the proxy's
 address unless ``SIMSEARCH_PROXY_HOPS`` says how many proxies' ``X-Forwarded-For`` to trust.
+
+**Jobs** (ingest, embedding, tuning, analyses: each request may queue one): a job created while a
+request is handled records who asked for it (``ingest_runs.requested_by``: the client's API key as a
+digest, else its address; :func:`simsearch.web.security.client_id`). Before it is stored, the jobs
+not yet finished (queued or running, a job's shards and background index rebuilds not counted) are
+counted, the client's and everyone's; at ``SIMSEARCH_MAX_QUEUED_JOBS_PER_CLIENT`` or
+``SIMSEARCH_MAX_QUEUED_JOBS`` the request is refused: 429 with ``Retry-After``. A request that finds
+its job already queued (the same analysis) creates nothing and is never refused. The count and the
+insert are one transaction holding a lock (PostgreSQL: an advisory lock; SQLite: the write lock,
+taken first), so parallel requests, in any number of processes, never exceed the caps.
 """
 
 from __future__ import annotations
@@ -16,7 +29,10 @@ import math
 import threading
 import time
 
+from sqlalchemy import event, func, select, text, update
+
 from simsearch.errors import TooManyRequests
+from simsearch.store.models import IngestRun
 
 MAX_ADDRESSES = 10_000  # buckets kept; full (idle) ones are dropped first when there are more
 
@@ -53,3 +69,64 @@ class RateLimiter:
             del self._buckets[a]
         while len(self._buckets) > MAX_ADDRESSES:  # all busy: drop the oldest entries
             del self._buckets[next(iter(self._buckets))]
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+
+JOB_RETRY_AFTER = 10  # seconds: jobs take a while; ask again then
+NOT_COUNTED = ("shard", "index")  # made by a job, or by the index manager: nobody asked for them
+UNFINISHED = ("queued", "running")
+_ADVISORY_KEY = 0x51A5EA4C  # pg_advisory_xact_lock's key for "count then insert a job"
+
+
+def _job_lock(connection) -> None:
+    """Serialise "count the unfinished jobs, then insert one" across requests and processes
+    until the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+    else:  # SQLite: a write statement takes the database's write lock (reads saw the latest commit)
+        connection.execute(update(IngestRun).where(IngestRun.id < 0).values(requested_by=None))
+
+
+def cap_jobs(mapper, connection, run: IngestRun) -> None:
+    """``before_insert`` of :class:`IngestRun`: within a web request, record who asks for the job
+    and refuse it (429) when that client or the server has too many unfinished jobs."""
+    from flask import current_app, has_request_context
+
+    if not has_request_context() or run.kind in NOT_COUNTED or run.parent_id is not None:
+        return
+    from simsearch.web.security import client_id
+
+    services = current_app.extensions.get("simsearch")
+    settings = getattr(getattr(services, "services", services), "settings", None)
+    if settings is None:
+        return
+    client = client_id()
+    run.requested_by = client
+    per_client, overall = settings.max_queued_jobs_per_client, settings.max_queued_jobs
+    if not per_client and not overall:
+        return
+    _job_lock(connection)
+    unfinished = (select(func.count()).select_from(IngestRun)
+                  .where(IngestRun.status.in_(UNFINISHED), IngestRun.kind.not_in(NOT_COUNTED),
+                         IngestRun.parent_id.is_(None)))
+    if per_client:
+        mine = connection.scalar(unfinished.where(IngestRun.requested_by == client))
+        if mine >= per_client:
+            raise TooManyRequests(
+                f"you have {mine} unfinished jobs (queued or running): at most {per_client} at once "
+                f"(SIMSEARCH_MAX_QUEUED_JOBS_PER_CLIENT); ask again when one has ended",
+                retry_after=JOB_RETRY_AFTER, details={"unfinished": mine, "limit": per_client})
+    if overall:
+        everyone = connection.scalar(unfinished)
+        if everyone >= overall:
+            raise TooManyRequests(
+                f"the server has {everyone} unfinished jobs: at most {overall} at once (SIMSEARCH_MAX_QUEUED_JOBS); "
+                "ask again when some have ended", retry_after=JOB_RETRY_AFTER,
+                details={"unfinished": everyone, "limit": overall})
+
+
+# One listener for the process, whatever the number of apps: it acts only inside a request of an
+# app (the CLI and the workers are not capped) and reads that app's settings.
+if not event.contains(IngestRun, "before_insert", cap_jobs):
+    event.listen(IngestRun, "before_insert", cap_jobs)

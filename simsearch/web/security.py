@@ -1,6 +1,20 @@
-"""Who may write: API keys for programs, a session plus a CSRF token for browsers.
+"""Who may read and write: API keys for programs, a session plus a CSRF token for browsers.
 
-Reads (GET/HEAD/OPTIONS) are open. A write (POST/PUT/PATCH/DELETE) is accepted when:
+Without ``SIMSEARCH_API_KEYS`` reads are open. With keys set the server is private by default:
+a read (GET/HEAD) needs a valid key (the headers below) or a browser session signed in with one
+at ``/login``, except
+
+- what anyone may see to use the server at all: ``/api/health``, the API's documentation
+  (``/api/docs``, ``/api/openapi.json``), ``/login`` and the UI's static files (:data:`OPEN_READS`);
+- everything, when ``SIMSEARCH_PUBLIC_READS`` is set (reads as open as without keys);
+- with ``SIMSEARCH_PUBLIC_SEARCH``, what a visitor needs to search and see the results: the UI's
+  search page, images similar to a result (rate-limited like searches by upload) and thumbnails
+  (:data:`PUBLIC_SEARCH_READS`). Not the originals, the vectors, the listings or the analyses.
+
+A browser asking for a page without a session is sent to ``/login?next=<page>``; any other read
+without a key is 401 ``unauthorized``.
+
+A write (POST/PUT/PATCH/DELETE) is accepted when:
 
 - it carries an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) that is one of
   ``settings.api_keys``. Such headers cannot be sent cross-site without a CORS preflight (which
@@ -35,7 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -43,8 +56,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, render_template_string, request, session, url_for
 
-from simsearch.errors import InvalidInput, SimsearchError, Unauthorized
+from simsearch.errors import InvalidInput, Unauthorized
 from simsearch.web.errors import CSRFError
+# The Host allow-list (DNS rebinding) lives in simsearch.web.hosts; the app installs check_host from here.
+from simsearch.web.hosts import BIND_HOST_KEY, HostNotAllowed, check_host, host_allowed, host_name  # noqa: F401
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -54,74 +69,13 @@ LOGIN_ENDPOINTS = {"auth.login", "auth.logout"}
 # Writes in the HTTP sense that change nothing: anonymous clients may make them on a public server
 # (SIMSEARCH_PUBLIC_SEARCH), rate-limited.
 PUBLIC_ENDPOINTS = {"api.search"}
+# Reads open to anyone on a server with keys: what is needed to reach the server and sign in.
+OPEN_READS = {"api.health", "docs.openapi_json", "docs.docs", "auth.login", "ui.static", "index"}
+# Reads open to anyone on a public server (SIMSEARCH_PUBLIC_SEARCH): the search page and its results.
+PUBLIC_SEARCH_READS = {"ui.search", "api.thumbnail"}
+# ...of which these are searches, rate-limited like PUBLIC_ENDPOINTS.
+PUBLIC_SEARCH_LIMITED = {"api.similar"}
 LIMITER_KEY = "simsearch_public_limiter"  # app.extensions
-
-
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-WILDCARD_BINDS = ("0.0.0.0", "::", "")
-BIND_HOST_KEY = "SIMSEARCH_BIND_HOST"  # app.config: the address `simsearch serve` listens on
-
-
-class HostNotAllowed(SimsearchError):
-    code = "bad_host"
-    http_status = 400
-
-
-# ---- Host allow-list (DNS rebinding) --------------------------------------------------------
-
-def host_name(host: str) -> str:
-    """The name part of a ``Host`` header or an allow-list entry, lower-case, without the port or
-    a trailing dot: ``Example.COM:5000`` -> ``example.com``, ``[::1]:5000`` -> ``::1``."""
-    h = (host or "").strip().lower()
-    if h.startswith("["):
-        end = h.find("]")
-        return h[1:end] if end > 0 else ""
-    if h.count(":") == 1:
-        h = h.split(":", 1)[0]
-    return h.rstrip(".")
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def host_allowed(host: str, allowed, bind: str | None = None) -> bool:
-    """Whether ``host`` (a Host header) matches the allow-list ``allowed`` plus the defaults."""
-    name = host_name(host)
-    if not name:
-        return False
-    if name in LOCAL_HOSTS:
-        return True
-    if bind is not None:
-        if host_name(bind) == name:
-            return True
-        if host_name(bind) in WILDCARD_BINDS and _is_ip(name):
-            return True
-    for entry in allowed:
-        entry = entry.strip().lower()
-        if entry == "*":
-            return True
-        if entry.startswith("."):
-            base = entry[1:].rstrip(".")
-            if name == base or name.endswith("." + base):
-                return True
-        elif host_name(entry) == name:
-            return True
-    return False
-
-
-def check_host() -> None:
-    """``before_request`` hook: 400 unless the ``Host`` header names an allowed host."""
-    allowed = current_app.extensions["simsearch"].settings.allowed_hosts
-    host = request.host
-    if not host_allowed(host, allowed, current_app.config.get(BIND_HOST_KEY)):
-        shown = host_name(host)[:100] or host[:100]
-        raise HostNotAllowed(f"host {shown!r} is not served here: add it to SIMSEARCH_ALLOWED_HOSTS "
-                             "(comma-separated) to allow it", field="host")
 
 
 # ---- secret key --------------------------------------------------------------------------
@@ -244,10 +198,51 @@ def _same_origin() -> bool:
     return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
-def check_request() -> None:
-    """``before_request`` hook: refuses writes that are not allowed (see the module docstring)."""
-    if request.method in SAFE_METHODS or request.endpoint in (None, "static"):
-        return
+def client_id() -> str:
+    """Who is asking, for the caps on each client's jobs: ``key:<digest>`` for a valid API key
+    (sent, or the key a browser session signed in with), else ``addr:<address>``."""
+    key = presented_key()
+    if key is not None and key_is_valid(key):
+        return "key:" + _digest(key)[:24]
+    if is_logged_in():
+        return "key:" + str(session.get("auth"))[:24]
+    return "addr:" + (request.remote_addr or "unknown")[:90]
+
+
+def public_reads() -> bool:
+    return bool(current_app.extensions["simsearch"].settings.public_reads)
+
+
+def check_read():
+    """Reads on a server with keys: see the module docstring. Returns the redirect to the sign-in
+    page for a browser asking for a page, or None; raises 401 otherwise."""
+    endpoint = request.endpoint
+    if endpoint in (None, "static") or endpoint in OPEN_READS or not auth_required() or public_reads():
+        return None
+    key = presented_key()
+    if key is not None:
+        if not key_is_valid(key):
+            raise Unauthorized("invalid API key", field="api_key")
+        return None
+    if is_logged_in():
+        return None
+    if public_search() and endpoint in PUBLIC_SEARCH_READS:
+        return None
+    if public_search() and endpoint in PUBLIC_SEARCH_LIMITED:
+        current_app.extensions[LIMITER_KEY].take(request.remote_addr or "unknown", "searches")
+        return None
+    if not request.path.startswith("/api/") and request.method == "GET":
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    raise Unauthorized("this server needs an API key to read: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
+                       "(in a browser, log in at /login)", field="api_key")
+
+
+def check_request():
+    """``before_request`` hook: refuses reads and writes that are not allowed (see the module docstring)."""
+    if request.method in SAFE_METHODS:
+        return check_read()
+    if request.endpoint in (None, "static"):
+        return None
     key = presented_key()
     if key is not None:
         if auth_required() and not key_is_valid(key):
@@ -287,7 +282,7 @@ def public_request() -> bool:
 
 def jinja_globals() -> dict:
     return {"csrf_token": csrf_token, "auth_required": auth_required, "is_logged_in": is_logged_in,
-            "public_search": public_search}
+            "public_search": public_search, "public_reads": public_reads}
 
 
 # ---- /login and /logout -------------------------------------------------------------------

@@ -99,7 +99,12 @@ def compare(name: str):
     ctx = _collection_context(name)
     # backbone spaces some images lack (an embedding stopped half-way, images added with another backbone)
     partial = [s for s in ctx["spaces"] if is_backbone_space(s) and ctx["vector_counts"][s] < ctx["collection"]["images_ok"]]
+    from simsearch.web.paths import hide_server_paths
+
     missing = sorted(not_embedded(_ctx().settings, ctx["spaces"]), key=lambda b: not b["weights_ok"])  # the ones to embed now first
+    # the notes name the weights folder: shown as $SIMSEARCH_WEIGHTS_DIR (unless SIMSEARCH_EXPOSE_PATHS)
+    missing = [{**b, "reason": hide_server_paths(b["reason"]), "weights_note": hide_server_paths(b["weights_note"])}
+               for b in missing]
     return render_template("ui/compare.html", page="compare", not_embedded=missing, partial=partial, **ctx)
 
 

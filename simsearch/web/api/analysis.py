@@ -29,9 +29,12 @@ MAP_SIGNIFICANT_DIGITS = 4
 ANALYSIS = ("Never computed inside the request: 200 with the result when it is cached for the collection's current "
             "vectors (and labels, for scores), else 202 with the background job computing it (the one already "
             "running for the same parameters, or a new one): poll status_url until done, then ask again.")
+JOB_CAP = ("Too many unfinished jobs: this client's (SIMSEARCH_MAX_QUEUED_JOBS_PER_CLIENT) or the server's "
+           "(SIMSEARCH_MAX_QUEUED_JOBS); wait the `Retry-After` header's seconds.")
 ACCEPTED = {202: {"description": "Being computed; poll status_url, then ask again.",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AnalysisAccepted"}}},
                   "headers": {"Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}}
+ANALYSIS_ERRORS = {**ACCEPTED, **errors(400, 404, 409, 429, e429=JOB_CAP)}
 
 
 def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
@@ -51,7 +54,7 @@ def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
 @bp.get("/collections/<name>/clusters")
 @bp.input(S.ClustersQuery, location="query", arg_name="q")
 @bp.output(S.Clusters, description="Cluster assignment and summary.")
-@bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
+@bp.doc(summary="Clusters", tags=["analysis"], description=ANALYSIS, responses={**ANALYSIS_ERRORS})
 def clusters(name: str, q: S.ClustersQuery):
     _, space = collection_space(ctx(), name, q.backbone)
     return answer(AnalysisTask("clusters", name, {"backbone": space, "k": q.k,
@@ -112,7 +115,7 @@ def compact_map(result: dict) -> dict:
 @bp.get("/collections/<name>/map")
 @bp.input(S.AnalysisQuery, location="query", arg_name="q")
 @bp.output(S.Map, description="Parallel arrays; gzip-compressed when accepted.")
-@bp.doc(summary="2-D map", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
+@bp.doc(summary="2-D map", tags=["analysis"], description=ANALYSIS, responses={**ANALYSIS_ERRORS})
 def map_view(name: str, q: S.AnalysisQuery):
     _, space = collection_space(ctx(), name, q.backbone)
     return answer(AnalysisTask("map", name, {"backbone": space, "method": "tsne"}),
@@ -126,7 +129,7 @@ def map_view(name: str, q: S.AnalysisQuery):
                                "simsearch/web/map_binary.py for the layout. For maps of a million points.",
         responses={200: {"description": "The binary map (gzip-compressed when accepted).",
                          "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                   **ACCEPTED, **errors(400, 404, 409)})
+                   **ANALYSIS_ERRORS})
 def map_binary(name: str, q: S.AnalysisQuery):
     from flask import Response, request
 
@@ -152,7 +155,7 @@ def map_binary(name: str, q: S.AnalysisQuery):
 @bp.input(S.AnalysisQuery, location="query", arg_name="q")
 @bp.output(S.Evaluation, description="Retrieval precision and cluster agreement with the labels.")
 @bp.doc(summary="Evaluation against labels", tags=["analysis"], description=ANALYSIS,
-        responses={**ACCEPTED, **errors(400, 404, 409)})
+        responses={**ANALYSIS_ERRORS})
 def evaluation(name: str, q: S.AnalysisQuery):
     _, space = collection_space(ctx(), name, q.backbone)
     return answer(AnalysisTask("evaluation", name, {"backbone": space}))
@@ -161,7 +164,7 @@ def evaluation(name: str, q: S.AnalysisQuery):
 @bp.get("/collections/<name>/comparison")
 @bp.input(S.ComparisonQuery, location="query", arg_name="q")
 @bp.output(S.Comparison, description="The evaluation of each backbone, side by side.")
-@bp.doc(summary="Compare backbones", tags=["analysis"], description=ANALYSIS, responses={**ACCEPTED, **errors(400, 404, 409)})
+@bp.doc(summary="Compare backbones", tags=["analysis"], description=ANALYSIS, responses={**ANALYSIS_ERRORS})
 def comparison(name: str, q: S.ComparisonQuery):
     _, have = ops_collections.spaces(ctx(), name)
     names = list(dict.fromkeys(q.backbones or have))  # known backbones without vectors are reported in their panel

@@ -59,11 +59,15 @@ def rename_collection(name: str, q, body: S.CollectionRename):
 
 
 @bp.delete("/collections/<name>")
-@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.CollectionDeleteQuery, location="query", arg_name="q")
 @bp.output(S.CollectionDeleted, description="Deleted, with its images, vectors, index files and staged uploads.")
-@bp.doc(summary="Delete a collection", tags=["collections"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
-def delete_collection(name: str, q):
-    return ops_collections.delete(ctx(), name)
+@bp.doc(summary="Delete a collection", tags=["collections"], security=WRITE_SECURITY,
+        description="409 while one of its jobs (ingest, analysis, tuning) is queued or running, unless `force=true`, "
+                    "which cancels them first (a running ingest stops at its next batch). Of parallel deletes one "
+                    "answers 200, the others 404.",
+        responses=errors(400, 401, 403, 404, 409))
+def delete_collection(name: str, q: S.CollectionDeleteQuery):
+    return ops_collections.delete(ctx(), name, force=q.force)
 
 
 @bp.get("/collections/<name>/images")

@@ -11,6 +11,7 @@ from simsearch.ops import jobs as ops_jobs
 from simsearch.store import repo
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
+from simsearch.web.api.analysis import JOB_CAP
 from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate
 from simsearch.web.paths import public_job
@@ -31,8 +32,9 @@ def _accepted(out: dict):
         description="Upload image files or one zip archive (multipart), or name a folder on the server (JSON, only when "
                     "the administrator set SIMSEARCH_ALLOW_SERVER_PATHS). The collection is created if new. Files "
                     "already in the collection (same content) are skipped.",
-        responses={**errors(400, 401, 403, 413, 503,
+        responses={**errors(400, 401, 403, 413, 429, 503,
                             e400="Bad input, no images, or a refused archive (path traversal, symlinks, zip bomb).",
+                            e429=JOB_CAP,
                             e403="Server paths are not enabled, the path is outside the allowed root, or CSRF failed."),
                    202: {"description": "Queued; poll status_url.", "headers": {
                        "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}},
@@ -85,7 +87,8 @@ def list_jobs(q: S.JobsQuery):
                     "their source files (those that are gone are listed in `ignored`); the vectors are added, nothing "
                     "else changes. What `simsearch compare --backbones A,B` does before comparing. 409 when every "
                     "image already has the vectors, or no source file is left.",
-        responses={**errors(400, 401, 403, 404, 409, 503, e503="The backbone's weights are unavailable, or the job queue is."),
+        responses={**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP,
+                            e503="The backbone's weights are unavailable, or the job queue is."),
                    202: {"description": "Queued; poll status_url.", "headers": {
                        "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}})
 def embed(name: str, q, body: S.EmbedBackbone):

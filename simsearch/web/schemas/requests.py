@@ -14,7 +14,7 @@ from simsearch.ops.atlas import TILE_PATTERN
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
            "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
            "ClusterLabel", "ServerPathIngest", "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery",
-           "SelectionExport", "EmbedBackbone"]
+           "SelectionExport", "EmbedBackbone", "CollectionDeleteQuery"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
@@ -46,6 +46,11 @@ class Query(BaseModel):
 
 class NoQuery(Query):
     """No query parameters."""
+
+
+class CollectionDeleteQuery(Query):
+    force: Annotated[bool, Blank] = Field(False, description="Delete even while one of its jobs is queued or running: "
+                                                             "the jobs are cancelled first (without it: 409).")
 
 
 class ImagesQuery(Query):
