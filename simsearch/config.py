@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # database failure handling
     db_connect_timeout: float = Field(3.0, gt=0, le=600)
     db_statement_timeout: float = Field(30.0, gt=0)
+    # PostgreSQL ends a session that stays idle inside a transaction this long (a client that froze)
+    db_idle_transaction_timeout: float = Field(120.0, gt=0)
+    # the health check's answer about the database comes within this many seconds, whatever it does
+    health_timeout: float = Field(3.0, gt=0, le=60)
     # security
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     secret_key: str | None = Field(None, repr=False)
