@@ -476,3 +476,43 @@ def test_read_only_sqlite_database_is_503_storage_read_only(tmp_path, weights_di
         assert err["code"] == "storage_read_only" and "read-only" in err["message"]
     finally:
         close(app)
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 1 MB tmpfs (a disk that fills up, and can be made read-only); skipped where this process
+    may not mount file systems (not root, or a container without the capability)."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def test_full_or_read_only_data_folder_is_507_or_503(tmp_path, small_mount, weights_dir):
+    """Uploads staged into a data folder whose disk is full: 507 storage_full; the same folder
+    read-only: 503 storage_read_only with Retry-After. Reads go on in both."""
+    import io
+
+    home = small_mount / "home"
+    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                          weights_path=weights_dir))
+    app = make(settings)
+    try:
+        client = app.test_client()
+        big = os.urandom(700_000)
+        files = [(io.BytesIO(big), f"p{i}.jpg") for i in range(3)]
+        resp = client.post("/api/collections/c/ingest", data={"files": files}, content_type="multipart/form-data")
+        assert resp.status_code == 507, resp.get_data(as_text=True)
+        assert resp.get_json()["error"]["code"] == "storage_full" and "Retry-After" not in resp.headers
+        assert client.get("/api/collections").status_code == 200
+        subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
+        resp = assert_retry_after(client.post("/api/collections/d/ingest", data={"files": [(io.BytesIO(b"x" * 10), "a.jpg")]},
+                                              content_type="multipart/form-data"))
+        err = resp.get_json()["error"]
+        assert err["code"] == "storage_read_only" and "read-only" in err["message"], err
+        assert client.get("/api/collections").status_code == 200
+    finally:
+        close(app)
