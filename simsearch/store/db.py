@@ -84,8 +84,17 @@ def deadline_connection_class(limit: float):
     rollback, ping) ends after ``limit`` seconds (less inside :func:`answer_within`): then the
     connection is closed and ``psycopg.OperationalError`` raised, which SQLAlchemy treats as a lost
     connection (it is dropped from the pool)."""
+    import inspect
+    import logging
+
     import psycopg
     from psycopg import errors as pg_errors
+
+    if not hasattr(pg_errors, "_WaitTimeout") or "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:
+        logging.getLogger("simsearch.db").warning(
+            "psycopg %s has no timeout on its waits: a PostgreSQL server that stops answering can hang requests "
+            "(upgrade psycopg)", psycopg.__version__)
+        return psycopg.Connection
 
     class DeadlineConnection(psycopg.Connection):
         def wait(self, gen, interval=0.1, timeout=None):  # noqa: ANN001 - psycopg's signature

@@ -95,6 +95,12 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
+def _too_late():
+    from werkzeug.exceptions import RequestTimeout
+
+    return RequestTimeout("the request body did not arrive in time (held back, or slower than the server accepts)")
+
+
 class TimedInput:
     """``wsgi.input`` counting what it reads for the watchdog; a body cut short by its deadline
     raises werkzeug's 408 instead of looking like a client that went away."""
@@ -109,9 +115,7 @@ class TimedInput:
             return fn(*args)
         except Exception:
             if self._deadline.fired:  # the socket was shut down under the reader
-                from werkzeug.exceptions import RequestTimeout
-
-                raise RequestTimeout("the request body did not arrive fast enough") from None
+                raise _too_late() from None
             raise
 
     def _got(self, data: bytes, asked: int | None = None) -> bytes:
@@ -119,9 +123,7 @@ class TimedInput:
         if self._left is not None:
             self._left -= len(data)
         if self._deadline.fired and (not data or (asked is not None and asked > 0 and len(data) < asked)):
-            from werkzeug.exceptions import RequestTimeout
-
-            raise RequestTimeout("the request body did not arrive fast enough")
+            raise _too_late()
         if self._left is not None and self._left <= 0 or (not data and asked != 0):
             WATCHDOG.release(self._deadline.sock)  # all of it is here
         return data

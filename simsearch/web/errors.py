@@ -122,7 +122,6 @@ def handle_http_exception(exc: HTTPException) -> Response:
     if status == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
     if status == 408:
-        message = "the request was not received in time: " + message
         headers["Connection"] = "close"
     if status == 503:
         headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
