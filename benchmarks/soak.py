@@ -100,6 +100,7 @@ def main() -> None:
 
     rng = random.Random(args.seed)
     home = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="simsearch-soak-"))
+    home.mkdir(parents=True, exist_ok=True)
     admin = PG_URL.replace("postgresql+psycopg://", "postgresql://")
     db_name = f"simsearch_soak_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
