@@ -162,7 +162,8 @@ def handle_database_error(exc: Exception) -> Response:
     err = unavailable(exc) or storage_error(exc)
     if err is None:
         return _unexpected(exc)
-    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(getattr(exc, "orig", None) or exc).__name__)
+    log.warning("%s on %s %s: %s", err.code.replace("_", " "), request.method, request.path,
+                type(getattr(exc, "orig", None) or exc).__name__)
     return handle_simsearch_error(err)
 
 
