@@ -476,6 +476,17 @@ def test_read_only_sqlite_database_is_503_storage_read_only(tmp_path, weights_di
         assert err["code"] == "storage_read_only" and "read-only" in err["message"]
     finally:
         close(app)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photos.joinpath("a.jpg").write_bytes(next((ROOT.parent / "shared" / "datasets" / "flowers").rglob("*.jpg")).read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMSEARCH_")}
+    env.update(SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
+               SIMSEARCH_WEIGHTS_DIR=str(weights_dir), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "simsearch.cli", "ingest", str(photos), "-c", "x"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: the database is read-only: it accepts no changes until it is writable again (reads still work)")
 
 
 @pytest.fixture
