@@ -527,3 +527,61 @@ def test_full_or_read_only_data_folder_is_507_or_503(tmp_path, small_mount, weig
         assert client.get("/api/collections").status_code == 200
     finally:
         close(app)
+
+
+@pytest.mark.postgres
+def test_full_postgres_disk_is_507_storage_full(postgres_url, weights_dir, tmp_path):
+    """PostgreSQL's own disk-full error (SQLSTATE 53100): the collections table is moved to a
+    tablespace on a 64 KB tmpfs and filled through the API. Skipped unless this process may mount
+    file systems and the PostgreSQL server runs on this machine as the user ``postgres``."""
+    import pwd
+    import tempfile
+
+    import psycopg
+
+    try:
+        pg_user = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no local PostgreSQL server user")
+    point = Path(tempfile.mkdtemp(prefix="simsearch-full-pg-", dir="/tmp"))
+    point.chmod(0o755)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
+                                           capture_output=True).returncode != 0:
+        point.rmdir()
+        pytest.skip("cannot mount a tmpfs here")
+    os.chown(point, pg_user.pw_uid, pg_user.pw_gid)
+    space = f"full_{point.name.rsplit('-', 1)[-1].lower()}"
+    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    admin = plain.rsplit("/", 1)[0] + "/postgres"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            try:
+                conn.execute(f"CREATE TABLESPACE {space} LOCATION '{point}'")
+            except psycopg.Error as exc:
+                pytest.skip(f"PostgreSQL cannot use a tablespace here: {exc}")
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE collections SET TABLESPACE {space}")
+            conn.execute("ALTER TABLE collections SET (fillfactor = 10)")  # few rows a page: full sooner
+        app = make(settings)
+        try:
+            client = app.test_client()
+            statuses = []
+            for i in range(5000):
+                statuses.append(client.post("/api/collections", json={"name": f"c{i}-" + "x" * 50}).status_code)
+                if statuses[-1] != 201:
+                    break
+            assert statuses[-1] == 507 and set(statuses[:-1]) == {201}, statuses[-3:]
+            resp = client.post("/api/collections", json={"name": "one-more-" + "y" * 50})
+            err = resp.get_json()["error"]
+            assert resp.status_code == 507 and err["code"] == "storage_full" and "disk is full" in err["message"]
+            assert client.get("/api/collections").status_code == 200
+        finally:
+            close(app)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            name = plain.rsplit("/", 1)[1]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+        point.rmdir()
