@@ -41,9 +41,11 @@ USER simsearch
 VOLUME ["/data", "/weights"]
 EXPOSE 8000
 
+# /api/health answers within SIMSEARCH_HEALTH_TIMEOUT (3 s) whatever the database does
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD curl -fsS -o /dev/null http://127.0.0.1:8000/api/health || exit 1
 
 # gunicorn_conf refuses to listen on 0.0.0.0 without SIMSEARCH_API_KEYS (one error line, exit 2).
-# Two worker processes; each loads models and indexes once, on first use.
+# Two worker processes of 16 threads (gthread), with deadlines for slow clients (docs/operations.md);
+# each process loads models and indexes once, on first use.
 CMD ["gunicorn", "-c", "python:simsearch.web.gunicorn_conf", "-b", "0.0.0.0:8000", "simsearch.web.wsgi:app"]

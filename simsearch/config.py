@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # database failure handling
     db_connect_timeout: float = Field(3.0, gt=0, le=600)
     db_statement_timeout: float = Field(30.0, gt=0)
+    # PostgreSQL ends a session that stays idle inside a transaction this long (a client that froze)
+    db_idle_transaction_timeout: float = Field(120.0, gt=0)
+    # the health check's answer about the database comes within this many seconds, whatever it does
+    health_timeout: float = Field(3.0, gt=0, le=60)
     # security
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     secret_key: str | None = Field(None, repr=False)
@@ -91,6 +95,12 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "gpu"] = "auto"
     # web requests and jobs
     max_upload_mb: float = Field(64.0, gt=0)
+    # slow clients under gunicorn (simsearch.web.deadlines): headers must arrive within this many
+    # seconds; a body, and the reading of a response, may take this long and must then keep
+    # moving at request_min_rate_kb KB/s on average (else 408 and the connection is closed)
+    request_header_timeout: float = Field(10.0, gt=0, le=3600)
+    request_body_timeout: float = Field(20.0, gt=0, le=3600)
+    request_min_rate_kb: float = Field(8.0, ge=0)
     jobs: Literal["thread", "rq"] | None = None
     queue: str = Field("simsearch", min_length=1)
     job_threads: int = Field(1, ge=1, le=64)

@@ -96,6 +96,24 @@ class DatabaseUnavailable(SimsearchError):
 
     code = "database_unavailable"
     http_status = 503
+    retry_after = 5  # seconds: the Retry-After header of the 503
+
+
+class StorageFull(SimsearchError):
+    """The disk the database or the data folder writes to is full: 507 Insufficient Storage (the
+    request was valid; nothing can be stored until an operator frees space, so no Retry-After)."""
+
+    code = "storage_full"
+    http_status = 507
+
+
+class StorageReadOnly(SimsearchError):
+    """The database or the data folder accepts no writes (read-only mount, permissions, a read-only
+    database): 503, reads still work."""
+
+    code = "storage_read_only"
+    http_status = 503
+    retry_after = 60
 
 
 class SchemaOutdated(SimsearchError):
@@ -103,6 +121,7 @@ class SchemaOutdated(SimsearchError):
 
     code = "schema_outdated"
     http_status = 503
+    retry_after = 30
 
 
 class Forbidden(SimsearchError):
@@ -129,6 +148,7 @@ class QueueUnavailable(SimsearchError):
 
     code = "queue_unavailable"
     http_status = 503
+    retry_after = 5
 
 
 _REASON_LIMIT = 300

@@ -262,6 +262,25 @@ def test_compose_photos_weights_keys_and_scaling():
     assert '"python:simsearch.web.gunicorn_conf"' in cmd and '"0.0.0.0:8000"' in cmd
 
 
+def test_health_probes_wait_longer_than_the_health_check_takes():
+    """/api/health answers within SIMSEARCH_HEALTH_TIMEOUT whatever the database does; compose's
+    and the image's probes give it more than that, so a frozen database reads as 503, not as a
+    probe timeout. The deadline settings compose passes are real settings."""
+    from simsearch.config import Settings, env_name
+
+    def seconds(text: str) -> float:
+        return float(text.rstrip("s"))
+
+    health_timeout = Settings.model_fields["health_timeout"].default
+    web = compose()["services"]["web"]
+    assert seconds(web["healthcheck"]["timeout"]) > health_timeout
+    probe = dockerfile_instructions("HEALTHCHECK")[-1]
+    assert seconds(re.search(r"--timeout=(\S+)", probe).group(1)) > health_timeout
+    for field in ("request_header_timeout", "request_body_timeout", "request_min_rate_kb"):
+        default = Settings.model_fields[field].default
+        assert web["environment"][env_name(field)] == f"${{{env_name(field)}:-{default:g}}}"
+
+
 def dockerfile_instructions(name: str) -> list[str]:
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     return [line.split(None, 1)[1] for line in text.splitlines() if line.split(None, 1)[:1] == [name]]

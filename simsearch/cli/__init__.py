@@ -30,12 +30,13 @@ class SimsearchGroup(click.Group):
 
 
 def _unreachable(exc: Exception) -> SimsearchError | None:
-    """The one-line error for a database or Redis that cannot be reached, else None."""
+    """The one-line error for a database or Redis that cannot be reached (or a database that cannot
+    write: disk full, read-only), else None."""
     module = type(exc).__module__
     if module.startswith("sqlalchemy"):
-        from simsearch.store.db import unavailable
+        from simsearch.store.db import storage_error, unavailable
 
-        return unavailable(exc)
+        return unavailable(exc) or storage_error(exc)  # a full or read-only database: its own line
     if module.startswith("redis"):
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeout

@@ -5,6 +5,10 @@ The forward pass evicts the CPU caches, and measured right after it a ten-row re
 session costs about 1.3 ms, the same read on a pooled DBAPI connection about 0.3 ms. So these two
 reads skip the ORM; everything else uses it. The SQL is plain enough for SQLite and PostgreSQL
 (tests run it on both).
+
+The driver's own errors (no SQLAlchemy in between) are mapped here as SQLAlchemy's are elsewhere:
+a lost, refused or timed-out connection is :class:`~simsearch.errors.DatabaseUnavailable` (503)
+and the broken connection is dropped from the pool.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ class SearchTarget:
 
 
 def _rows(db, sql: str, params: tuple) -> list[tuple]:
+    from simsearch.store.db import storage_error, unavailable
+
     placeholder = "?" if db.dialect == "sqlite" else "%s"
     conn = db.engine.raw_connection()  # from the pool; close() returns it (rolled back)
     try:
@@ -29,7 +35,17 @@ def _rows(db, sql: str, params: tuple) -> list[tuple]:
             cur.execute(sql.replace("?", placeholder), params)
             return cur.fetchall()
         finally:
-            cur.close()
+            try:
+                cur.close()
+            except Exception:  # a cursor of a connection that broke: the error above says why
+                pass
+    except Exception as exc:
+        err = unavailable(exc) or storage_error(exc)
+        if err is None:
+            raise
+        if unavailable(exc) is not None:
+            conn.invalidate()  # never hand this connection out again
+        raise err from None
     finally:
         conn.close()
 

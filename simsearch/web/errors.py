@@ -4,17 +4,23 @@ Every :class:`~simsearch.errors.SimsearchError` maps to its ``http_status``; wer
 (unknown route, wrong method, body too large, bad JSON...) and unexpected exceptions (500, logged,
 never shown to the client) are turned into the same shape. Pages outside the API (the browser UI)
 get a small HTML page instead, unless the client asks for JSON.
+
+Outages (docs/operations.md): every 503 carries ``Retry-After``. Database connection errors and
+timeouts, SQLAlchemy's or the driver's own, are 503 ``database_unavailable``; a full disk (the
+database's or the data folder's) is 507 ``storage_full``; a read-only database or data folder is
+503 ``storage_read_only``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask, Response, jsonify, render_template_string, request
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from simsearch.errors import Forbidden, SimsearchError
+from simsearch.errors import Forbidden, SimsearchError, StorageFull, StorageReadOnly
 
 log = logging.getLogger("simsearch.web")
 
@@ -22,6 +28,9 @@ log = logging.getLogger("simsearch.web")
 class CSRFError(Forbidden):
     code = "csrf_failed"
 
+
+# seconds in Retry-After of a 503 whose error does not say
+DEFAULT_RETRY_AFTER = 30
 
 # werkzeug exception class name -> our stable code
 _HTTP_CODES = {
@@ -31,6 +40,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     410: "gone",
     413: "payload_too_large",
@@ -83,6 +93,8 @@ def handle_simsearch_error(exc: SimsearchError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="simsearch"'} if status == 401 else {}
     if getattr(exc, "retry_after", None) is not None:
         headers["Retry-After"] = str(int(exc.retry_after))
+    elif status == 503:
+        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
     body = exc.to_dict()
     try:  # messages about weights or files may name folders of the server: show placeholders
         from simsearch.web.paths import hide_server_paths
@@ -109,17 +121,49 @@ def handle_http_exception(exc: HTTPException) -> Response:
     headers = {}
     if status == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
+    if status == 408:
+        headers["Connection"] = "close"
+    if status == 503:
+        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
     return _respond(status, error_body(code, message, details=details), headers)
 
 
-def handle_database_error(exc: Exception) -> Response:
-    """SQLAlchemy's connection errors and timeouts: 503 ``database_unavailable``, no SQL shown."""
-    from simsearch.store.db import unavailable
+def storage_os_error(exc: BaseException) -> StorageFull | StorageReadOnly | None:
+    """A write to the data folder that failed because its disk is full or it is read-only."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull("the server cannot store this: its data folder's disk is full "
+                           "(an operator must free space; reads still work)")
+    if exc.errno == errno.EROFS or (exc.errno in (errno.EACCES, errno.EPERM) and _in_data_folder(exc.filename)):
+        why = "is read-only" if exc.errno == errno.EROFS else "is not writable by the server (permissions)"
+        return StorageReadOnly(f"the server cannot store this: its data folder {why}; reads still work")
+    return None
 
-    err = unavailable(exc)
+
+def _in_data_folder(filename) -> bool:
+    """Whether ``filename`` lies in the data folder (SIMSEARCH_HOME): a permission error there is
+    the server's storage, elsewhere (a file a request named) it is not."""
+    from flask import current_app
+    from pathlib import Path
+
+    try:
+        home = current_app.extensions["simsearch"].settings.home
+        return filename is not None and Path(str(filename)).resolve().is_relative_to(home)
+    except Exception:  # no app context or settings: not ours to say
+        return False
+
+
+def handle_database_error(exc: Exception) -> Response:
+    """SQLAlchemy's connection errors and timeouts: 503 ``database_unavailable``, no SQL shown; a
+    full or read-only database: 507 ``storage_full`` / 503 ``storage_read_only``."""
+    from simsearch.store.db import storage_error, unavailable
+
+    err = unavailable(exc) or storage_error(exc)
     if err is None:
-        return handle_unexpected(exc)
-    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(getattr(exc, "orig", None) or exc).__name__)
+        return _unexpected(exc)
+    log.warning("%s on %s %s: %s", err.code.replace("_", " "), request.method, request.path,
+                type(getattr(exc, "orig", None) or exc).__name__)
     return handle_simsearch_error(err)
 
 
@@ -128,10 +172,18 @@ def handle_unexpected(exc: Exception) -> Response:
         return handle_http_exception(exc)
     if isinstance(exc, SimsearchError):
         return handle_simsearch_error(exc)
-    from simsearch.store.db import unavailable
+    from simsearch.store.db import storage_error, unavailable
 
-    if unavailable(exc) is not None:
+    if unavailable(exc) is not None or storage_error(exc) is not None:
         return handle_database_error(exc)
+    storage = storage_os_error(exc)
+    if storage is not None:
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
+        return handle_simsearch_error(storage)
+    return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return _respond(500, error_body("internal_error", "internal server error; the server log has the details"))
 

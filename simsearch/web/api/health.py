@@ -19,17 +19,20 @@ from simsearch.web.paths import hide_server_paths
 @bp.output(S.Health, description="Database (and job queue) reachable.")
 @bp.doc(summary="Health check", tags=["service"], responses=errors(400, 503))
 def health(q):
-    """200 when every dependency answers; else 503 naming the first one down, with every
-    dependency's state in ``details.checks`` (``ok``, ``unavailable``, ``schema_outdated``)."""
-    from simsearch.store.db import unavailable
+    """200 when every dependency answers; else 503 (with ``Retry-After``) naming the first one
+    down, with every dependency's state in ``details.checks`` (``ok``, ``unavailable``,
+    ``schema_outdated``). The database gets ``SIMSEARCH_HEALTH_TIMEOUT`` seconds (3) in all to
+    answer, whatever it does (refuses, hangs, is frozen)."""
+    from simsearch.store.db import answer_within, unavailable
 
     app_ctx = ctx()
     checks = {"database": "ok", "job_queue": "ok" if runner().kind == "rq" else "in-process"}
     failures = []
     try:
-        app_ctx.ensure_schema()
-        with app_ctx.db.session() as s:
-            s.execute(text("SELECT 1"))
+        with answer_within(app_ctx.settings.health_timeout):
+            app_ctx.ensure_schema()
+            with app_ctx.db.session() as s:
+                s.execute(text("SELECT 1"))
     except SimsearchError as exc:
         checks["database"] = "unavailable" if exc.code == "database_unavailable" else exc.code
         failures.append(exc)
