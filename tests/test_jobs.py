@@ -280,3 +280,31 @@ def test_settings_travel_with_the_job_as_plain_data_without_secrets(settings):
     data = json.loads(json.dumps(settings_to_data(keyed)))
     assert "k1" not in json.dumps(data)  # API keys never sit in Redis with a job
     assert settings_from_data(data) == keyed.replace(api_keys=())
+
+
+def test_frozen_redis_gives_503_not_a_hung_request(make_app, settings):
+    """A Redis that accepts connections and never answers (frozen, or a dead host behind a live port):
+    the queue client's socket timeouts turn the enqueue into 503 queue_unavailable, not a hang. (redis-py 8
+    has 5-s defaults; older releases that pyproject admits had none, so jobs/rq.py sets them itself.)"""
+    import socket
+    import threading
+
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.1", 0))
+    frozen.listen(16)  # the kernel completes the handshake; nothing ever reads or answers
+    try:
+        port = frozen.getsockname()[1]
+        app = make_app(settings.replace(redis_url=f"redis://127.0.0.1:{port}/0"), SIMSEARCH_QUEUE="unused")
+        client = app.test_client()
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("r", upload(client, "frozen", pets_files(1))), daemon=True)
+        t.start()
+        t.join(60)  # a hang detector, not a performance claim (the client timeout is 5 s)
+        assert not t.is_alive(), "the upload hangs on a frozen Redis"
+        resp = box["r"]
+        assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "queue_unavailable"
+        assert resp.headers.get("Retry-After")
+        jobs = client.get("/api/jobs").get_json()["jobs"]
+        assert len(jobs) == 1 and jobs[0]["status"] == "failed"
+    finally:
+        frozen.close()

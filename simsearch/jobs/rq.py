@@ -125,10 +125,19 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
 
 # ---- queue and worker ----------------------------------------------------------------------
 
-def redis_connection(url: str):
+# Seconds a client of the queue (the web app, the CLI, reconcile) waits for Redis to connect or answer:
+# a frozen Redis must give QueueUnavailable (503), not hang a request. The worker's own connection
+# has none: it blocks on the queue by design (RQ bounds that wait itself).
+CLIENT_TIMEOUT = 5.0
+
+
+def redis_connection(url: str, *, worker: bool = False):
     from redis import Redis
 
-    return Redis.from_url(url)
+    if worker:
+        return Redis.from_url(url)
+    return Redis.from_url(url, socket_connect_timeout=CLIENT_TIMEOUT, socket_timeout=CLIENT_TIMEOUT,
+                          socket_keepalive=True)
 
 
 def retry_policy(settings):
@@ -253,7 +262,7 @@ def run_worker(redis_url: str, queues: list[str], *, burst: bool = False, simple
 
     _worker_settings = settings
     heartbeat = settings.worker_heartbeat if settings is not None else 10
-    conn = redis_connection(redis_url)
+    conn = redis_connection(redis_url, worker=True)
     worker = worker_class(simple)(queues, connection=conn, name=name, job_monitoring_interval=heartbeat,
                                   maintenance_interval=heartbeat, worker_ttl=heartbeat + 20)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
