@@ -155,14 +155,15 @@ registry.register("pydantic", ContractAdapter)
 
 ERROR_DESCRIPTIONS = {
     400: "Bad input: the message says which field and why (`field` names it).",
-    401: "API keys are configured and the request has none, or a wrong one.",
+    401: "API keys are configured and the request has none, or a wrong one (writes; reads too unless "
+         "SIMSEARCH_PUBLIC_READS).",
     403: "Refused: missing or wrong CSRF token on a browser request, or not allowed here.",
     404: "No such collection, image, job, or no vectors for that backbone.",
     409: "Conflict with the current state (e.g. the name is taken, or more clusters than images).",
     410: "Gone: it existed, and is no longer there (e.g. an image's original file was deleted).",
     413: "The request body is larger than the server's limit.",
-    429: "Too many requests from this address (anonymous searches of a public server): wait the `Retry-After` "
-         "header's seconds.",
+    429: "Too many requests from this address (anonymous searches of a public server), or too many unfinished "
+         "jobs for this client or in all: wait the `Retry-After` header's seconds.",
     503: "A dependency is unavailable (the database, the job queue, or model weights).",
 }
 WRITE_SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}, {}]
@@ -231,8 +232,12 @@ def finish_spec(spec: dict) -> dict:
         "Image similarity search over your own collections. Every error has one shape: "
         "`{\"error\": {\"code\", \"message\", \"field\"?, \"details\"?}}`. Unknown query parameters are refused "
         "(400, naming them). When the server has API keys (SIMSEARCH_API_KEYS), every write (POST/PUT/PATCH/DELETE) "
-        "needs one, as `Authorization: Bearer KEY` or `X-API-Key: KEY`; browser sessions use /login and send the "
-        "page's CSRF token in `X-CSRF-Token`.")
+        "needs one, as `Authorization: Bearer KEY` or `X-API-Key: KEY`, and so does every read except /api/health "
+        "and the API docs unless SIMSEARCH_PUBLIC_READS is set (SIMSEARCH_PUBLIC_SEARCH opens only search, similar "
+        "images and thumbnails); browser sessions use /login and send the page's CSRF token in `X-CSRF-Token`. "
+        "Any route may also answer 408 `request_timeout` (the body did not arrive in time), 503 with `Retry-After` "
+        "(the database or the job queue is unavailable or frozen, or the data folder is read-only) and 507 "
+        "`storage_full` (the disk holding the database or the data folder is full).")
     spec["paths"] = {p: ops for p, ops in spec["paths"].items() if p.startswith("/api/")}
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = model_schema(schemas.Error)
