@@ -15,7 +15,7 @@ from sqlalchemy import select
 from simsearch import limits
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch import derived
 from simsearch.store import hot, repo
 from simsearch.store.models import Collection, Embedding, Image
@@ -110,22 +110,9 @@ def search_vector(ctx, collection_id: int, space: str, query: np.ndarray, k: int
 
 
 def embed_bytes(ctx, space: str, data: bytes, source: str) -> tuple[np.ndarray, float]:
-    """Decode and embed one image; returns (vector, model seconds)."""
-    from simsearch.images.decode import is_large, release_memory
-
-    emb = ctx.embedder(space)
-    settings = ctx.settings
-    img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=emb.input_size,
-                       draft_long=THUMBNAIL_SIDE,  # decoded exactly as at ingest
-                       max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
-    pixels = resize_for_model(img.image, emb.input_size)[None]
-    if is_large(img):
-        del img
-        release_memory()  # the decoded pixels are gone: give their memory back
-    t0 = time.perf_counter()
-    vec = emb.embed(pixels)[0]
-    return vec, time.perf_counter() - t0
-
+    """Decode and embed one image, whole (decoded exactly as at ingest); returns (vector, model seconds)."""
+    q = embed_query(ctx, space, data, source, regions=0)
+    return q.vectors[0], q.seconds
 
 
 @dataclass
