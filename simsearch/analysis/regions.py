@@ -157,9 +157,10 @@ def rectangle_proposals(gray: np.ndarray, n: int, *, min_size: float = PROPOSAL_
     xa, xb = np.triu_indices(w, k=mw)  # every left/right pair at least mw apart
     ya, yb = np.triu_indices(h, k=mh)
     # the sides' cells: a right side at column xb runs along that column (box = columns xa..xb)
-    vert = (cols[yb + 1] - cols[ya]) / (yb - ya + 1)[:, None]  # (ny, w): mean |gx| of each column over [ya, yb]
-    horiz = (rows[:, xb + 1] - rows[:, xa]) / (xb - xa + 1)[None, :]  # (h, nx): mean |gy| of each row over [xa, xb]
-    score = np.minimum(np.minimum(vert[:, xa], vert[:, xb]), np.minimum(horiz[ya], horiz[yb]))  # (ny, nx)
+    vert = (cols[yb + 1] - cols[ya]) / (yb - ya + 1).astype(np.float32)[:, None]  # (ny, w): mean |gx| of each column over [ya, yb]
+    horiz = (rows[:, xb + 1] - rows[:, xa]) / (xb - xa + 1).astype(np.float32)[None, :]  # (h, nx): mean |gy| of each row over [xa, xb]
+    score = np.minimum(vert[:, xa], vert[:, xb])  # (ny, nx), float32 throughout
+    np.minimum(score, np.minimum(horiz[ya], horiz[yb]), out=score)
     flat = score.ravel()
     keep = min(flat.size, 64 * n)  # candidates for the suppression: the best few hundred
     cand = np.argpartition(-flat, keep - 1)[:keep]
