@@ -50,6 +50,15 @@ def _drag(driver, img, box) -> None:
     actions.perform()
 
 
+def _overlay_matches(driver, img, overlay, box, tolerance=4) -> bool:
+    r = _content_rect(driver, img)
+    o = driver.execute_script("const b = arguments[0].getBoundingClientRect(); "
+                              "return {left: b.left, top: b.top, right: b.right, bottom: b.bottom};", overlay)
+    want = (r["left"] + box[0] * r["width"], r["top"] + box[1] * r["height"],
+            r["left"] + box[2] * r["width"], r["top"] + box[3] * r["height"])
+    return all(abs(a - b) <= tolerance for a, b in zip((o["left"], o["top"], o["right"], o["bottom"]), want))
+
+
 def _loaded(driver, img):
     return driver.execute_script("const i = arguments[0]; return i.complete && i.naturalWidth > 0", img)
 
@@ -82,6 +91,7 @@ def test_drag_a_box_on_the_query_image_to_search_by_that_region(live, browser, t
     results = by_testid(browser, "result", many=True)
     assert results[0].get_attribute("data-id") == str(cat_id), [r.get_attribute("data-id") for r in results[:5]]
     assert by_testid(browser, "query-box").is_displayed() and by_testid(browser, "whole-image").is_displayed()
+    assert _overlay_matches(browser, img, by_testid(browser, "query-box"), box)
     shot(browser, "31-search-region")
     by_testid(browser, "whole-image").click()
     wait(browser, lambda d: "most similar to cat-in-oxford.jpg" in d.find_element("id", "search-status").text,
@@ -102,6 +112,8 @@ def test_drag_a_box_in_the_viewer_to_search_by_that_region(live, browser):
     _drag(browser, img, (0.2, 0.15, 0.8, 0.9))
     wait(browser, visible(browser, "viewer-search-region"), message="'Search this region' offered")
     assert by_testid(browser, "viewer-region").is_displayed()
+    wait(browser, lambda d: _overlay_matches(d, img, by_testid(d, "viewer-region"), (0.2, 0.15, 0.8, 0.9)),
+         message="the box is drawn where it was dragged, over the image")
     shot(browser, "32-viewer-region")
     by_testid(browser, "viewer-search-region").click()
     wait(browser, lambda d: f"image_id={image_id}&box=" in d.current_url, message="search page with the box")

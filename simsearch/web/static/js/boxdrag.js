@@ -33,7 +33,8 @@ function contentRect(img) {
 
 export function attachBoxDrag(img, { onBox, testid = 'region-box' } = {}) {
   const parent = img.parentElement;
-  if (getComputedStyle(parent).position === 'static') parent.style.position = 'relative';
+  // the box is placed relative to the parent (a detached parent has no computed position yet)
+  if (!['relative', 'absolute', 'fixed', 'sticky'].includes(getComputedStyle(parent).position)) parent.style.position = 'relative';
   const overlay = document.createElement('div');
   overlay.dataset.testid = testid;
   overlay.hidden = true;
@@ -99,8 +100,15 @@ export function attachBoxDrag(img, { onBox, testid = 'region-box' } = {}) {
   img.addEventListener('click', (ev) => {
     if (state.dragged) { ev.stopImmediatePropagation(); ev.preventDefault(); state.dragged = false; }
   }, true);
+  // the image moves when the page around it changes (a viewer's side panel filling in, a new image)
   img.addEventListener('load', () => place(state.box));
-  window.addEventListener('resize', () => place(state.box));
+  if (window.ResizeObserver) {
+    const watch = new ResizeObserver(() => place(state.box));
+    watch.observe(img);
+    watch.observe(parent);
+  } else {
+    window.addEventListener('resize', () => place(state.box));
+  }
 
   return {
     get box() { return state.box; },
