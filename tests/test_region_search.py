@@ -189,3 +189,13 @@ def test_regions_zero_is_the_plain_search(artefacts):
     expected = [(h.image_id, round(h.score, 4)) for h in search_vector(ctx, coll_id, SPACE, vec, 6)]
     got = _search(client, data, regions=0, k=6).get_json()["results"]
     assert [(h["image_id"], round(h["score"], 4)) for h in got] == expected
+
+
+def test_the_label_filter_holds_for_every_region(artefacts):
+    client, _, paths = artefacts
+    data, box = _pasted(paths[9], dataset_files(OXFORD / "oxford", 1, start=3)[0])
+    label = paths[1].parent.name  # a flowers102 species: one image in the collection
+    for params in ({"label": label}, {"label": label, "box": box}, {"label": label, "regions": R.REGIONS_MAX}):
+        hits = _search(client, data, k=5, **params).get_json()["results"]
+        assert [h["label"] for h in hits] == [label], (params, hits)
+    assert _search(client, data, label="no-such-label").get_json()["results"] == []
