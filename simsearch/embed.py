@@ -341,6 +341,23 @@ class Embedder:
         return combine_views([self._pooled(self._forward_padded(view_pixels(pixels, v), pad_to))
                               for v in self.spec.view_list])[:n]
 
+    def embed_regions(self, image, boxes) -> np.ndarray:
+        """One decoded image (a PIL RGB image or a uint8 (H, W, 3) array) and regions of it in one
+        batch -> (1 + len(boxes), dim) L2-normalised vectors: the whole image first (squashed to
+        the input size exactly as :meth:`embed` is fed at ingest), then each box's crop (``boxes``:
+        normalised ``(x0, y0, x1, y1)``, see :mod:`simsearch.analysis.regions`), squashed alike."""
+        from PIL import Image as PILImage
+
+        from simsearch.analysis.regions import pixel_box
+        from simsearch.images import resize_for_model
+
+        im = image if isinstance(image, PILImage.Image) else PILImage.fromarray(np.asarray(image))
+        s = self.input_size
+        batch = [resize_for_model(im, s)]
+        for box in boxes:
+            batch.append(resize_for_model(im.crop(pixel_box(box, im.width, im.height)), s))
+        return self.embed(np.stack(batch))
+
     def _forward_padded(self, pixels: np.ndarray, pad_to: int | None) -> np.ndarray:
         n = len(pixels)
         x = self.backbone.preprocess(pixels)

@@ -13,8 +13,9 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch import limits
+from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch import derived
 from simsearch.store import hot, repo
 from simsearch.store.models import Collection, Embedding, Image
@@ -109,21 +110,84 @@ def search_vector(ctx, collection_id: int, space: str, query: np.ndarray, k: int
 
 
 def embed_bytes(ctx, space: str, data: bytes, source: str) -> tuple[np.ndarray, float]:
-    """Decode and embed one image; returns (vector, model seconds)."""
+    """Decode and embed one image, whole (decoded exactly as at ingest); returns (vector, model seconds)."""
+    q = embed_query(ctx, space, data, source, regions=0)
+    return q.vectors[0], q.seconds
+
+
+@dataclass
+class QueryVectors:
+    """A query image's vectors: the whole image (or the box asked for) first, then the object
+    proposals found in it; ``margins``: what each one's cosines lose in the fusion; ``boxes``:
+    each vector's region of the uploaded image (normalised; None: the whole image)."""
+    vectors: np.ndarray
+    margins: list[float]
+    boxes: list[tuple[float, float, float, float] | None]
+    seconds: float
+
+
+def _draft_side(input_size: int, box) -> int:
+    """The short side to decode a JPEG at: the model's input, or enough for the box's crop to fill
+    the input (at most 4 times the input: a box of a quarter of the image or more)."""
+    if box is None:
+        return input_size
+    return int(min(4 * input_size, np.ceil(input_size / max(min(box[2] - box[0], box[3] - box[1]), 0.25))))
+
+
+def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions: int = REGION_PROPOSALS) -> QueryVectors:
+    """Decode an uploaded image and embed what a search by it uses: the whole image, or the crop
+    of ``box`` (normalised ``(x0, y0, x1, y1)``); with ``regions``, also up to
+    :data:`REGION_PROPOSALS` object proposals inside it (rectangles on strong straight edges:
+    :func:`simsearch.analysis.regions.rectangle_proposals`), all in one batch. Without a box and
+    regions this is exactly :func:`embed_bytes`. ``regions``: how many proposals (0: none)."""
+    from PIL import Image as PILImage
+
+    from simsearch.analysis import regions as R
     from simsearch.images.decode import is_large, release_memory
 
     emb = ctx.embedder(space)
     settings = ctx.settings
-    img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=emb.input_size,
-                       draft_long=THUMBNAIL_SIDE,  # decoded exactly as at ingest
+    img = decode_image(data, source=source, max_pixels=settings.max_pixels,
+                       draft_size=_draft_side(emb.input_size, box), draft_long=THUMBNAIL_SIDE,
                        max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
-    pixels = resize_for_model(img.image, emb.input_size)[None]
+    im = img.image if isinstance(img.image, PILImage.Image) else PILImage.fromarray(img.image)
+    if box is not None:
+        im = im.crop(R.pixel_box(box, im.width, im.height))
+    found: list = []
+    regions = R.check_regions(regions)
+    if regions:
+        side = R.PROPOSAL_GRID / max(im.width, im.height)
+        small = im.convert("L").resize((max(1, round(im.width * side)), max(1, round(im.height * side))),
+                                       PILImage.BILINEAR)
+        found = [R.inset(b) for b, _ in R.rectangle_proposals(np.asarray(small, np.float32), regions)]
     if is_large(img):
         del img
-        release_memory()  # the decoded pixels are gone: give their memory back
+        release_memory()
     t0 = time.perf_counter()
-    vec = emb.embed(pixels)[0]
-    return vec, time.perf_counter() - t0
+    vecs = emb.embed_regions(im, found)
+    seconds = time.perf_counter() - t0
+
+    def outer(b):  # a region of the crop -> a region of the uploaded image
+        if box is None:
+            return b
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        return (box[0] + b[0] * bw, box[1] + b[1] * bh, box[0] + b[2] * bw, box[1] + b[3] * bh)
+
+    return QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found),
+                        [box] + [outer(b) for b in found], seconds)
+
+
+def _search_fused(ctx, target: _Target, q: QueryVectors, k: int) -> list[Hit]:
+    """Search with every vector of ``q`` and fuse (:func:`simsearch.analysis.regions.fuse_max`)."""
+    from simsearch.analysis.regions import fuse_max
+
+    if len(q.vectors) == 1:
+        return _search(ctx, target, q.vectors[0], k)
+    if target.allowed is not None and len(target.allowed) == 0:
+        return []
+    scores, ids = target.index.search(q.vectors, k, allowed_ids=target.allowed)
+    fused_ids, fused, _ = fuse_max(list(zip(scores, ids)), q.margins, k)
+    return _hits(ctx, fused, fused_ids, None, k)
 
 
 def _lookup(ctx, collection: str, space: str | None, label: str | None) -> _Target:
@@ -142,16 +206,30 @@ def _lookup(ctx, collection: str, space: str | None, label: str | None) -> _Targ
 
 
 def search_image(ctx, collection: str, data: bytes, source: str, *, space: str | None = None, k: int = 10,
-                 label: str | None = None) -> tuple[str, list[Hit]]:
+                 label: str | None = None, box=None, regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]]:
     """Embed an image file's bytes and search a collection with it. An unknown collection or
-    space is reported before a bad image."""
+    space is reported before a bad image.
+
+    ``box``: search by that region of the image only (normalised ``(x0, y0, x1, y1)``, or the
+    text ``'x0,y0,x1,y1'``); ``regions``: also search by that many object proposals found in the
+    image (or the box) and fuse the scores (the default, one: a photo of an artefact in its
+    surroundings finds the artefact; a close copy keeps its rank); 0: the whole image only. In a
+    derived space the query is the whole image, as before (a box there is refused)."""
+    from simsearch.analysis.regions import check_regions, parse_box
+
     k = validate_k(k)
+    regions = check_regions(regions)
+    if box is not None:
+        box = parse_box(box)
     target = _lookup(ctx, collection, space, label)
     d = _derived(ctx, target)
     if d is None:
-        vec, _ = embed_bytes(ctx, target.space, data, source)
-    else:
-        vec = query_vector(ctx, d, target, derived.vector_of_upload(ctx, d, data, source)[0])
+        q = embed_query(ctx, target.space, data, source, box=box, regions=regions)
+        return target.space, _search_fused(ctx, target, q, k)
+    if box is not None:
+        raise InvalidInput(f"search by a region works in a backbone's space; {target.space!r} is a derived space "
+                           "(choose a backbone with the backbone parameter)", field="box")
+    vec = query_vector(ctx, d, target, derived.vector_of_upload(ctx, d, data, source)[0])
     return target.space, _search(ctx, target, vec, k)
 
 

@@ -50,17 +50,19 @@ def test_hot_reads_agree_with_the_orm(pets):
 
 
 def test_search_image_matches_embedding_then_searching(pets):
+    # regions=0: the whole image only (the default also searches by an object proposal and fuses:
+    # tests/test_region_search.py)
     query = dataset_files(CATS_DOGS / "dogs", 1, start=150)[0].read_bytes()
     with pets.db.session() as s:
         coll_id = repo.get_collection(s, "pets").id
     vec, _ = embed_bytes(pets, SPACE, query, "q.jpg")
-    space, hits = search_image(pets, "pets", query, "q.jpg", k=6)
+    space, hits = search_image(pets, "pets", query, "q.jpg", k=6, regions=0)
     assert space == SPACE and len(hits) == 6
     assert _ids(hits) == _ids(search_vector(pets, coll_id, SPACE, vec, 6))
-    _, dogs = search_image(pets, "pets", query, "q.jpg", k=6, label="dogs")
+    _, dogs = search_image(pets, "pets", query, "q.jpg", k=6, label="dogs", regions=0)
     assert _ids(dogs) == _ids(search_vector(pets, coll_id, SPACE, vec, 6, label="dogs"))
     assert {h.label for h in dogs} == {"dogs"}
-    assert search_image(pets, "pets", query, "q.jpg", k=6, label="no such label")[1] == []
+    assert search_image(pets, "pets", query, "q.jpg", k=6, label="no such label", regions=0)[1] == []
 
 
 def test_a_default_without_vectors_falls_back_to_the_collections_only_space(pets, settings):

@@ -9,15 +9,24 @@ from simsearch.store import repo
 
 
 def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
-              label: str | None = None) -> dict:
-    """Embed an image file's bytes and search ``collection`` with it. ``results``: hit dicts."""
+              label: str | None = None, box=None, regions: int | bool = True) -> dict:
+    """Embed an image file's bytes and search ``collection`` with it. ``results``: hit dicts.
+    ``box``: a region of the image (``'x0,y0,x1,y1'``, fractions); ``regions``: how many objects
+    found in it to search by too (True: the default number, False or 0: none; see
+    :func:`simsearch.search.search_image`)."""
     from simsearch.search import search_image
 
     if backbone is not None:
         check_space(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
         _imported_here(ctx, collection, backbone)
+    from simsearch.analysis.regions import check_regions, parse_box
+
+    regions = check_regions(regions)  # a 400 naming the field before anything is looked up
+    if box is not None:
+        box = parse_box(box)
     t0 = time.perf_counter()
-    space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=k, label=label)
+    space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=k, label=label,
+                               box=box, regions=regions)
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
             "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
 

@@ -9,6 +9,7 @@ from apiflask.fields import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
+from simsearch.analysis.regions import REGIONS_DEFAULT, REGIONS_MAX
 from simsearch.ops.atlas import TILE_PATTERN
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
@@ -29,6 +30,14 @@ META_FILTERS = {
     "description": "Metadata filters as `meta[<key>]=<value>` or `meta.<key>=<value>` (e.g. `meta.photographer=Ann`); "
                    "all must match."}
 COMMA_SEPARATED = {"x-style": "form", "x-explode": False}
+BoxParam = Annotated[Annotated[str, Field(max_length=200, pattern=L.NO_NUL, examples=["0.25,0.1,0.75,0.6"],
+                                          description="Search by this region of the query image only: `x0,y0,x1,y1`, "
+                                                      "fractions of its width and height (0 = left/top, 1 = right/bottom).")]
+                     | None, Blank]
+RegionsParam = Annotated[Annotated[int, Field(ge=0, le=REGIONS_MAX), L.Whole] | None, Blank,
+                         Field(description=f"How many objects found in the query image (framed pictures, pages, screens: "
+                                           f"rectangles on strong straight edges) to search by besides the whole image, "
+                                           f"fusing the scores; default {REGIONS_DEFAULT}, 0: the whole image (or box) only.")]
 
 # Path parameters (URL converters give strings and digits; these add the documented limits).
 ATLAS_TILE = Annotated[str, Field(pattern=TILE_PATTERN,
@@ -76,6 +85,8 @@ class SimilarQuery(AnalysisQuery):
 class SearchQuery(SimilarQuery):
     filename: Annotated[L.Filename | None, Blank] = Field(None, description="With a raw image body: the file name to report in errors "
                                                          "and in `query.filename`.")
+    box: BoxParam = None
+    regions: RegionsParam = None
 
 
 class ClustersQuery(AnalysisQuery):
@@ -202,4 +213,6 @@ class SearchUpload(Form):
     k: L.SearchK | None = None
     backbone: SpaceParam = None
     label: LabelFilter = None
+    box: BoxParam = None
+    regions: RegionsParam = None
     csrf_token: CsrfToken = None

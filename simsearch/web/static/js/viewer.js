@@ -6,16 +6,20 @@
 //
 // `ids` (optional): the list the image belongs to (a page of results); ← and → step through it.
 // `onSearch(id)` (optional): what "Search from this image" does; by default it opens the
-// collection's search page for that image. After a label change the window gets a
+// collection's search page for that image. Dragging a box on the image offers "Search this
+// region": `onSearchRegion(id, box)` (optional; box = [x0, y0, x1, y1] fractions), by default the
+// search page with `?image_id=<id>&box=x0,y0,x1,y1`. After a label change the window gets a
 // `simsearch:image-changed` event whose `detail` is the image as the API now returns it.
 // When the original file cannot be shown (an upload deleted after ingest, imported vectors...)
 // the viewer says why and shows the thumbnail.
 import { api, ApiError, enc, loginHint, request, thumbUrl } from './api.js';
 import { basename, h, setStatus } from './ui.js';
+import { attachBoxDrag, formatBox } from './boxdrag.js';
 
 let dialog = null;
 let els = {};
-let state = { id: null, ids: [], onSearch: null, image: null, fit: true, token: 0 };
+let state = { id: null, ids: [], onSearch: null, onSearchRegion: null, image: null, fit: true, token: 0 };
+let region = null;  // the box dragged on the image (boxdrag.js)
 const labelCache = new Map();  // collection -> its labels (for the label field's suggestions)
 
 function stylesheet() {
@@ -46,11 +50,15 @@ function build() {
       h('button', { type: 'button', class: 'secondary', 'data-testid': 'viewer-label-clear', onclick: () => saveLabel(null) }, 'Remove')),
     els.labelStatus);
   els.search = h('button', { type: 'button', class: 'viewer-search', 'data-testid': 'viewer-search', onclick: searchFrom }, 'Search from this image');
+  els.searchRegion = h('button', { type: 'button', class: 'viewer-search', 'data-testid': 'viewer-search-region', hidden: true,
+    onclick: searchRegion }, 'Search this region');
   dialog = h('dialog', { class: 'viewer', 'data-testid': 'viewer', 'aria-labelledby': 'viewer-title' },
     h('div', { class: 'viewer-bar' }, els.title, h('span', { class: 'viewer-tools' }, els.prev, els.next, els.zoom, els.original,
       h('button', { type: 'button', class: 'close', 'aria-label': 'Close', 'data-testid': 'viewer-close', onclick: close }, '×'))),
     h('div', { class: 'viewer-body' }, els.stage,
-      h('aside', { class: 'viewer-side' }, els.note, els.meta, els.labelForm, els.search)));
+      h('aside', { class: 'viewer-side' }, els.note, els.meta, els.labelForm, els.search, els.searchRegion,
+        h('p', { class: 'hint' }, 'Drag a box on the image to search by that part of it.'))));
+  region = attachBoxDrag(els.img, { testid: 'viewer-region', onBox: () => { els.searchRegion.hidden = false; } });
   dialog.addEventListener('click', (ev) => { if (ev.target === dialog) close(); });
   dialog.addEventListener('keydown', (ev) => {
     if (ev.target === els.labelInput) return;
@@ -123,6 +131,8 @@ async function show(id) {
   dialog.setAttribute('aria-busy', 'true');
   els.note.hidden = true;
   els.original.hidden = false;
+  region.clear();
+  els.searchRegion.hidden = true;
   setStatus(els.labelStatus, '');
   els.title.textContent = `Image ${id}`;
   const i = state.ids.indexOf(id);
@@ -185,10 +195,24 @@ function searchFrom() {
   location.href = `/c/${enc(collection)}/search?image_id=${id}`;
 }
 
-export function openViewer(imageId, { ids = [], onSearch = null } = {}) {
+function searchRegion() {
+  const id = state.id;
+  const box = region.box;
+  if (!box) return;
+  if (state.onSearchRegion) {
+    close();
+    state.onSearchRegion(id, box);
+    return;
+  }
+  const collection = state.image ? state.image.collection : document.body.dataset.collection;
+  location.href = `/c/${enc(collection)}/search?image_id=${id}&box=${formatBox(box)}`;
+}
+
+export function openViewer(imageId, { ids = [], onSearch = null, onSearchRegion = null } = {}) {
   if (!dialog) build();
   state.ids = ids.map(Number);
   state.onSearch = onSearch;
+  state.onSearchRegion = onSearchRegion;
   show(Number(imageId));
   if (!dialog.open) dialog.showModal();
   return dialog;

@@ -1,0 +1,278 @@
+"""Artefacts photographed in context: search by a photo of a picture hanging on a wall; prints ONE JSON object.
+
+    python benchmarks/in_context.py            # 466 artefacts, 60 wall photos, 60 copies, 102 flowers (~8 min on 2 cores)
+    python benchmarks/in_context.py --quick    # 120 artefacts, 20 + 20 + 30 queries (~1.5 min)
+    python benchmarks/in_context.py --seed 7   # other wall photos and copies than the development set (seed 2026)
+
+What it does (every file in a temporary folder, never in the repository):
+
+1. The collection ("artefacts"): the first 3 photos of each of the 102 flowers102 species and the
+   first 10 of each of the 16 oxford-buildings landmarks (466 photos), ingested with the real
+   pipeline (default backbone efficientnet_lite0, fp32, offline weights) into a temporary SQLite
+   collection.
+2. Queries, each searched through the op the API and the UI call (``simsearch.ops.search.by_upload``):
+   - **wall**: an artefact (half flowers, half buildings, drawn at random) "photographed on a wall":
+     framed (a border of 4-9% of its short side in one of five frame colours, darker towards the
+     picture), lit differently (brightness x0.75-1.15, contrast x0.8-1.1, a colour cast of up to
+     8% per channel and a light fall-off of 10-30% across it), turned by a slight perspective (each
+     corner moved by up to 5% of the size), pasted at 30-70% of the size of an unrelated photo of
+     Oxford (oxford-buildings/oxford/, never in the collection) at a random place, saved as JPEG
+     q85. The right answer is the artefact;
+   - **copy**: the same artefacts colour-shifted (saturation x0.6-1.4, up to 12% per channel),
+     resized to 40-80% and saved as JPEG q85: a close copy, which must still come first;
+   - **flowers**: the 4th photo of each flowers102 species (not in the collection): ordinary
+     same-class retrieval, precision@3 (the collection holds 3 photos of each species).
+3. Each query runs with ``regions=0`` (**plain**: the whole image's vector, the search as it
+   was), with the default (**default**: the whole image plus 1 object proposal, one batch, fused
+   with the whole image as the prior) and with ``regions=4`` (**max**: 4 proposals); wall photos
+   also with **box**: the pasted picture's bounding box as a user would drag it (the default
+   search inside it).
+   Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, and for the
+   flowers precision@1 and @3; latency: every query's plain and default search timed back to
+   back (alternating order), median and mean of each and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
+FRAME_COLOURS = [(92, 60, 30), (176, 141, 67), (25, 25, 25), (235, 232, 225), (120, 80, 50)]
+SEED = 2026
+
+
+# ---- the scenes -----------------------------------------------------------------------------------
+
+def _perspective_coeffs(src, dst) -> list[float]:
+    """PIL's PERSPECTIVE coefficients mapping output points ``dst`` back to input points ``src``."""
+    a, b = [], []
+    for (x, y), (u, v) in zip(dst, src):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        b.append(u)
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        b.append(v)
+    return np.linalg.solve(np.asarray(a, float), np.asarray(b, float)).tolist()
+
+
+def on_a_wall(art, background, rng: np.random.Generator):
+    """(photo, box): ``art`` (PIL) framed, lit differently, slightly turned in perspective and pasted
+    at 30-70% of ``background``'s size; ``box``: the framed picture's bounding box (normalised)."""
+    from PIL import Image, ImageEnhance
+
+    art = art.convert("RGB")
+    bg = background.convert("RGB").copy()
+    W, H = bg.size
+    scale = rng.uniform(0.3, 0.7)
+    aspect = art.width / art.height
+    fw = min(scale * W, scale * H * aspect)
+    fw, fh = int(round(fw)), int(round(fw / aspect))
+    border = max(2, int(round(rng.uniform(0.04, 0.09) * min(fw, fh))))
+    iw, ih = max(8, fw - 2 * border), max(8, fh - 2 * border)
+    pic = art.resize((iw, ih), Image.BILINEAR)
+    pic = ImageEnhance.Brightness(pic).enhance(rng.uniform(0.75, 1.15))
+    pic = ImageEnhance.Contrast(pic).enhance(rng.uniform(0.8, 1.1))
+    x = np.asarray(pic, np.float32)
+    cast = 1.0 + rng.uniform(-0.08, 0.08, 3)
+    yy, xx = np.mgrid[0:ih, 0:iw]
+    cx, cy = rng.uniform(0, iw), rng.uniform(-ih * 0.5, ih * 0.5)  # a lamp above or beside it
+    fall = 1.0 - rng.uniform(0.1, 0.3) * np.hypot(xx - cx, yy - cy) / np.hypot(iw, ih)
+    x = np.clip(x * cast[None, None, :] * fall[..., None], 0, 255).astype(np.uint8)
+    framed = np.empty((fh, fw, 3), np.float32)
+    framed[:] = np.asarray(FRAME_COLOURS[rng.integers(len(FRAME_COLOURS))], np.float32)
+    d = np.minimum(np.minimum(np.arange(fh), np.arange(fh)[::-1])[:, None],
+                   np.minimum(np.arange(fw), np.arange(fw)[::-1])[None, :]) / border  # distance to the outside
+    framed *= (1.0 - 0.35 * np.clip(d, 0, 1))[..., None]  # a bevel: darker towards the picture
+    framed = framed.astype(np.uint8)
+    framed[border:border + ih, border:border + iw] = x[:fh - 2 * border, :fw - 2 * border]
+    framed = Image.fromarray(framed)
+    jitter = rng.uniform(-0.05, 0.05, (4, 2)) * np.array([fw, fh])
+    pad = int(0.06 * max(fw, fh)) + 1
+    src = [(0, 0), (fw, 0), (fw, fh), (0, fh)]
+    dst = [(px + pad + dx, py + pad + dy) for (px, py), (dx, dy) in zip(src, jitter)]
+    size = (fw + 2 * pad, fh + 2 * pad)
+    coeffs = _perspective_coeffs(src, dst)
+    warped = framed.transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
+    mask = Image.new("L", (fw, fh), 255).transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
+    ox = int(rng.integers(0, W - size[0] + 1)) if W > size[0] else (W - size[0]) // 2
+    oy = int(rng.integers(0, H - size[1] + 1)) if H > size[1] else (H - size[1]) // 2
+    bg.paste(warped, (ox, oy), mask)
+    xs, ys = [p[0] + ox for p in dst], [p[1] + oy for p in dst]
+    box = (max(0.0, min(xs) / W), max(0.0, min(ys) / H), min(1.0, max(xs) / W), min(1.0, max(ys) / H))
+    return bg, tuple(round(float(v), 4) for v in box)
+
+
+def colour_shifted(art, rng: np.random.Generator):
+    from PIL import Image, ImageEnhance
+
+    im = ImageEnhance.Color(art.convert("RGB")).enhance(rng.uniform(0.6, 1.4))
+    x = np.asarray(im, np.float32) * (1 + rng.uniform(-0.12, 0.12, 3))[None, None]
+    im = Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+    s = rng.uniform(0.4, 0.8)
+    return im.resize((max(16, int(im.width * s)), max(16, int(im.height * s))), Image.BILINEAR)
+
+
+def jpeg(im, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: (len(p.name), p.name))
+
+
+def build(tmp: Path, quick: bool, seed: int = SEED) -> tuple[list[tuple[str, Path]], dict]:
+    """The collection's files (copied under tmp/artefacts/<label>/) and the queries."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    flowers = sorted(p for p in (DATASETS / "flowers102").iterdir() if p.is_dir())
+    buildings = sorted(p for p in (DATASETS / "oxford-buildings").iterdir() if p.is_dir() and p.name != "oxford")
+    if quick:
+        flowers = flowers[:30]
+    per_flower, per_building = 3, (10 if not quick else 2)
+    coll: list[tuple[str, Path]] = []
+    for d in flowers:
+        coll += [(f"flowers102-{d.name}", f) for f in _files(d)[:per_flower]]
+    for d in buildings:
+        coll += [(f"oxford-{d.name}", f) for f in _files(d)[:per_building]]
+    for label, f in coll:
+        (tmp / "artefacts" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, tmp / "artefacts" / label / f.name)
+    n_wall = 20 if quick else 60
+    fl = [i for i, (lab, _) in enumerate(coll) if lab.startswith("flowers102")]
+    ox = [i for i, (lab, _) in enumerate(coll) if lab.startswith("oxford")]
+    targets = [int(i) for i in rng.choice(fl, n_wall // 2, replace=False)] + \
+              [int(i) for i in rng.choice(ox, n_wall - n_wall // 2, replace=False)]
+    backgrounds = _files(DATASETS / "oxford-buildings" / "oxford")
+    picks = rng.choice(len(backgrounds), n_wall, replace=False)
+    wall, copies = [], []
+    for t, b in zip(targets, picks):
+        with Image.open(coll[t][1]) as art, Image.open(backgrounds[int(b)]) as bg:
+            photo, box = on_a_wall(art, bg, rng)
+            wall.append({"target": coll[t][1].name, "data": jpeg(photo), "box": box,
+                         "background": backgrounds[int(b)].name})
+            copies.append({"target": coll[t][1].name, "data": jpeg(colour_shifted(art, rng))})
+    held = [{"label": f"flowers102-{d.name}", "data": _files(d)[per_flower].read_bytes(), "name": _files(d)[per_flower].name}
+            for d in (flowers if not quick else flowers[:30])]
+    return coll, {"wall": wall, "copy": copies, "flowers": held}
+
+
+# ---- measuring ------------------------------------------------------------------------------------
+
+def _ap5(names: list[str], target: str) -> float:
+    return next((1.0 / (r + 1) for r, n in enumerate(names[:5]) if n == target), 0.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="120 artefacts and 70 queries: a smoke run")
+    ap.add_argument("--seed", type=int, default=SEED, help="which artefacts, backgrounds and changes are drawn "
+                                                           f"(default {SEED}: the set the method was developed on)")
+    args = ap.parse_args()
+    os.environ["SIMSEARCH_PRECISION"] = "fp32"
+    os.environ.setdefault("SIMSEARCH_REDIS_URL", "")
+
+    from simsearch.analysis import regions as R
+    from simsearch.config import Settings
+    from simsearch.context import AppContext
+    from simsearch.ingest.pipeline import Ingester
+    from simsearch.ingest.sources import files_from_folder
+    from simsearch.ops import search as ops_search
+
+    out: dict = {"benchmark": "in_context", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+                 "platform": platform.platform(), "python": platform.python_version(), "seed": args.seed,
+                 "method": {"plain": "regions=0: the whole image's vector (the search before region search)",
+                            "default": f"the whole image and up to {R.REGIONS_DEFAULT} object proposal(s) (rectangles on "
+                                       f"strong straight edges, {R.PROPOSAL_GRID}-cell grid, >= {R.PROPOSAL_MIN:g} of each "
+                                       f"side, NMS {R.PROPOSAL_NMS:g}), each cropped {R.PROPOSAL_INSET:g} inside, embedded "
+                                       "in one batch; fused: an image's score is max(whole-image cosine, region "
+                                       f"cosine - {R.REGION_MARGIN:g})",
+                            "max": f"as default with {R.REGIONS_MAX} proposals",
+                            "box": "the default search inside the pasted picture's bounding box (a user's drag)"}}
+    with tempfile.TemporaryDirectory(prefix="simsearch-in-context-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        coll, queries = build(tmp, args.quick, args.seed)
+        out["data"] = {"collection": f"{len(coll)} artefacts: flowers102 (first 3 of each species) and oxford-buildings "
+                                     f"landmarks (first {2 if args.quick else 10} of each), labelled by folder",
+                       "artefacts": len(coll), "wall_queries": len(queries["wall"]), "copy_queries": len(queries["copy"]),
+                       "flowers_queries": len(queries["flowers"]),
+                       "wall": "artefact framed, relit, slight perspective, pasted at 30-70% into an oxford-buildings/oxford/ photo",
+                       "copy": "artefact colour-shifted and resized to 40-80%, JPEG q85",
+                       "flowers": "4th photo of each flowers102 species, same-species precision"}
+        log(f"{len(coll)} artefacts, {sum(len(v) for v in queries.values())} queries built ({time.perf_counter() - t0:.1f} s)")
+        settings = Settings.from_env(home=tmp / "home", database_url=f"sqlite:///{tmp / 'home' / 'db.sqlite'}")
+        ctx = AppContext.open(settings, schema="upgrade")
+        try:
+            space = ctx.new_space(settings.default_backbone)
+            files, _ = files_from_folder(tmp / "artefacts", labels="folders")
+            t0 = time.perf_counter()
+            report = Ingester(ctx, spaces=[space]).run("artefacts", files, source=str(tmp / "artefacts"))
+            out["space"] = space
+            out["ingest"] = {"added": report.added, "failed": report.failed, "seconds": round(time.perf_counter() - t0, 1)}
+            log(f"ingested: {out['ingest']}")
+
+            def run(q: dict, **kw) -> tuple[list[dict], float]:
+                t = time.perf_counter()
+                res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
+                return res["results"], time.perf_counter() - t
+
+            for q in queries["copy"][:3]:  # warm-up: models open, index loaded
+                run(q, regions=0)
+                run(q)
+            times = {"plain": [], "default": [], "max": []}
+            quality: dict = {}
+            for kind, items in queries.items():
+                per = {"plain": [], "default": [], "max": []} | ({"box": []} if kind == "wall" else {})
+                for n, q in enumerate(items):
+                    order = ("plain", "default", "max") if n % 2 == 0 else ("default", "plain", "max")
+                    for mode in order:
+                        hits, secs = run(q, regions={"plain": 0, "default": R.REGIONS_DEFAULT, "max": R.REGIONS_MAX}[mode])
+                        times[mode].append(secs)
+                        per[mode].append(hits)
+                    if kind == "wall":
+                        per["box"].append(run(q, box=q["box"])[0])
+                quality[kind] = {}
+                for mode, all_hits in per.items():
+                    names = [[Path(h["path"]).name for h in hits] for hits in all_hits]
+                    labels = [[h["label"] for h in hits] for hits in all_hits]
+                    if kind == "flowers":
+                        p1 = np.mean([lab[:1] == [q["label"]] for lab, q in zip(labels, items)])
+                        p3 = np.mean([np.mean([x == q["label"] for x in lab[:3]]) for lab, q in zip(labels, items)])
+                        quality[kind][mode] = {"precision_at_1": round(float(p1), 3), "precision_at_3": round(float(p3), 3)}
+                    else:
+                        ap = [_ap5(nm, q["target"]) for nm, q in zip(names, items)]
+                        top1 = [nm[:1] == [q["target"]] for nm, q in zip(names, items)]
+                        quality[kind][mode] = {"map_at_5": round(float(np.mean(ap)), 3),
+                                               "top1": round(float(np.mean(top1)), 3)}
+                log(f"{kind}: {quality[kind]}")
+            out["quality"] = quality
+            med = {m: float(np.median(v)) for m, v in times.items()}
+            out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
+                              **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},
+                              **{f"{m}_mean_ms": round(1000 * float(np.mean(v)), 1) for m, v in times.items()},
+                              "ratio_default_to_plain_median": round(med["default"] / med["plain"], 2),
+                              "ratio_max_to_plain_median": round(med["max"] / med["plain"], 2)}
+        finally:
+            ctx.close()
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

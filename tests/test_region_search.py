@@ -1,0 +1,201 @@
+"""Search by a region of the query image, and the default object search (simsearch.analysis.regions,
+simsearch.search.embed_query): the pure functions, then the API over a small real collection of
+flowers102 and oxford-buildings photos ("artefacts") on SQLite."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from simsearch.analysis import regions as R
+from simsearch.errors import InvalidInput
+from tests.conftest import DATASETS, dataset_files, upgraded
+from tests.test_api import assert_error
+
+SPACE = "efficientnet_lite0"
+FLOWERS102 = DATASETS / "flowers102"
+OXFORD = DATASETS / "oxford-buildings"
+
+
+# ---- pure functions --------------------------------------------------------------------------------
+
+def test_parse_box_accepts_fractions_and_names_the_field_when_wrong():
+    assert R.parse_box("0.1,0.2,0.9,1") == (0.1, 0.2, 0.9, 1.0)
+    assert R.parse_box(" 0 , 0 , 0.5 , 0.5 ") == (0.0, 0.0, 0.5, 0.5)
+    assert R.parse_box([0, 0.25, 1, 0.75]) == (0.0, 0.25, 1.0, 0.75)
+    for bad, why in (("0.1,0.2,0.9", "four numbers"), ("a,b,c,d", "four numbers"), ("0,0,1.5,1", "from 0 to 1"),
+                     ("0,0,nan,1", "from 0 to 1"), ("0.5,0,0.2,1", "greater than x0"), ("0,0.4,1,0.4", "greater than"),
+                     (None, "four numbers"), ("", "four numbers")):
+        with pytest.raises(InvalidInput) as exc:
+            R.parse_box(bad)
+        assert exc.value.field == "box" and why in exc.value.message, (bad, exc.value.message)
+
+
+def test_check_regions_takes_a_small_whole_number():
+    assert R.check_regions(True) == R.REGIONS_DEFAULT and R.check_regions(False) == 0
+    assert R.check_regions(0) == 0 and R.check_regions("2") == 2 and R.check_regions(R.REGIONS_MAX) == R.REGIONS_MAX
+    for bad in (-1, R.REGIONS_MAX + 1, 1.5, "two", "1.0"):
+        with pytest.raises(InvalidInput) as exc:
+            R.check_regions(bad)
+        assert exc.value.field == "regions"
+
+
+def test_pixel_box_stays_inside_the_image():
+    assert R.pixel_box((0.25, 0.5, 0.75, 1.0), 100, 40) == (25, 20, 75, 40)
+    assert R.pixel_box((0.999, 0.999, 1.0, 1.0), 10, 10) == (9, 9, 10, 10)  # at least one pixel
+    assert R.inset((0.0, 0.0, 1.0, 1.0), 0.1) == pytest.approx((0.1, 0.1, 0.9, 0.9))
+
+
+def test_rectangle_proposals_find_a_framed_picture_on_a_textured_wall():
+    rng = np.random.default_rng(0)
+    wall = rng.normal(120, 12, (30, 40)).astype(np.float32)  # a textured wall, 40 x 30 cells
+    wall[:, ::7] += 25  # vertical panelling: long lines that are no rectangle
+    wall[8:24, 10:30] = 40  # a dark frame ...
+    wall[10:22, 12:28] = rng.normal(200, 30, (12, 16))  # ... around a bright, busy picture
+    found = R.rectangle_proposals(wall, 3)
+    assert 1 <= len(found) <= 3
+    frame, inner = (10 / 40, 8 / 30, 30 / 40, 24 / 30), (12 / 40, 10 / 30, 28 / 40, 22 / 30)
+    best = found[0][0]
+    assert max(R.iou(best, frame), R.iou(best, inner)) > 0.8, found
+    scores = [s for _, s in found]
+    assert scores == sorted(scores, reverse=True)
+    assert all(R.iou(a, b) <= R.PROPOSAL_NMS for i, (a, _) in enumerate(found) for b, _ in found[i + 1:])
+    assert R.rectangle_proposals(np.full((30, 40), 100, np.float32), 0) == []
+    assert R.rectangle_proposals(np.zeros((2, 2), np.float32), 3) == []  # too small for any box
+
+
+def test_fuse_max_keeps_the_whole_image_as_the_prior():
+    whole = (np.array([0.95, 0.60, 0.50]), np.array([1, 2, 3]))
+    region = (np.array([0.70, 0.64, -1.0]), np.array([4, 2, -1]))  # -1: no result
+    ids, scores, which = R.fuse_max([whole, region], [0.0, 0.05], 3)
+    assert ids.tolist() == [1, 4, 2] and which.tolist() == [0, 1, 0]
+    assert scores.tolist() == pytest.approx([0.95, 0.65, 0.60])  # 0.64 - 0.05 < 0.60: the whole image decides
+    assert R.fuse_max([whole], [0.0], 2)[0].tolist() == [1, 2]
+    with pytest.raises(InvalidInput):
+        R.fuse_max([whole, region], [0.0], 3)
+
+
+# ---- through the API --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory, weights_dir):
+    """An app on SQLite with a collection 'art' of 8 flowers102 photos (different species) and
+    4 oxford-buildings landmarks; returns (client, {file name: id}, paths)."""
+    import shutil
+
+    from simsearch.config import Settings
+    from simsearch.ingest import Ingester, files_from_folder
+    from simsearch.web import create_app, shutdown
+
+    base = tmp_path_factory.mktemp("regions")
+    folder = base / "art"
+    paths = []
+    for d in sorted(p for p in FLOWERS102.iterdir() if p.is_dir())[:8] + \
+            sorted(p for p in OXFORD.iterdir() if p.is_dir() and p.name != "oxford")[:4]:
+        (folder / d.name).mkdir(parents=True)
+        f = dataset_files(d, 1)[0]
+        shutil.copy(f, folder / d.name / f.name)
+        paths.append(f)
+    home = base / "home"
+    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'db.sqlite'}", weights_path=weights_dir))
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    files, _ = files_from_folder(folder, labels="folders")
+    Ingester(app.extensions["simsearch"], spaces=[SPACE]).run("art", files, source=str(folder))
+    client = app.test_client()
+    images = client.get("/api/collections/art/images?per_page=100").get_json()["images"]
+    yield client, {Path(i["path"]).name: i["id"] for i in images}, paths
+    shutdown(app)
+
+
+def _jpeg(im: PILImage.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _pasted(art: Path, background: Path, at=(0.45, 0.3), scale=0.4) -> tuple[bytes, str]:
+    """``art`` pasted at ``scale`` of ``background``'s width (top-left corner at ``at``), and the
+    box around it as the API takes it."""
+    with PILImage.open(background) as bg, PILImage.open(art) as a:
+        bg = bg.convert("RGB")
+        w = int(bg.width * scale)
+        h = int(w * a.height / a.width)
+        x, y = int(at[0] * bg.width), int(at[1] * bg.height)
+        bg.paste(a.convert("RGB").resize((w, h), PILImage.BILINEAR), (x, y))
+        box = (x / bg.width, y / bg.height, (x + w) / bg.width, (y + h) / bg.height)
+        return _jpeg(bg), ",".join(f"{v:.4f}" for v in box)
+
+
+def _search(client, data: bytes, **params):
+    q = "&".join(f"{k}={v}" for k, v in params.items())
+    return client.post(f"/api/collections/art/search?{q}", data=data, content_type="image/jpeg")
+
+
+def test_box_and_regions_errors_name_the_field(artefacts):
+    client, _, paths = artefacts
+    data = paths[0].read_bytes()
+    for box in ("0.5,0,0.2,1", "abc", "0,0,1", "0,0,2,1", "-0.1,0,1,1"):
+        assert_error(_search(client, data, box=box), 400, field="box")
+    for regions in ("-1", "9", "x", "1.5"):
+        assert_error(_search(client, data, regions=regions), 400, field="regions")
+    form = {"image": (io.BytesIO(data), "q.jpg"), "box": "0.9,0.1,0.2,0.8"}
+    assert_error(client.post("/api/collections/art/search", data=form, content_type="multipart/form-data"), 400, field="box")
+    # a bad box is reported even when the image is no image (the parameters come first)
+    assert_error(_search(client, b"not an image", box="1,1,0,0"), 400, field="box")
+
+
+def test_a_box_around_a_pasted_image_finds_it_first(artefacts):
+    client, ids, paths = artefacts
+    art = paths[9]  # an oxford-buildings landmark, pasted into an unrelated photo of Oxford
+    background = dataset_files(OXFORD / "oxford", 1, start=3)[0]
+    data, box = _pasted(art, background)
+    boxed = _search(client, data, box=box, k=3)
+    assert boxed.status_code == 200, boxed.get_json()
+    hits = boxed.get_json()["results"]
+    assert hits[0]["image_id"] == ids[art.name], hits
+    plain = _search(client, data, regions=0, k=12).get_json()["results"]
+    plain_score = next(h["score"] for h in plain if h["image_id"] == ids[art.name])
+    assert hits[0]["score"] > plain_score + 0.1  # the region matches far better than the whole photo
+    # the same through a multipart form (what the browser sends)
+    form = {"image": (io.BytesIO(data), "wall.jpg"), "box": box, "k": "3"}
+    res = client.post("/api/collections/art/search", data=form, content_type="multipart/form-data")
+    assert res.status_code == 200 and res.get_json()["results"][0]["image_id"] == ids[art.name]
+
+
+def test_a_close_copy_keeps_its_rank_and_score(artefacts):
+    client, ids, paths = artefacts
+    for art in (paths[2], paths[10]):
+        with PILImage.open(art) as im:
+            copy = _jpeg(im.resize((im.width // 2, im.height // 2)), quality=70)
+        default = _search(client, copy, k=5).get_json()["results"]
+        plain = _search(client, copy, regions=0, k=5).get_json()["results"]
+        assert default[0]["image_id"] == plain[0]["image_id"] == ids[art.name]
+        assert default[0]["score"] == pytest.approx(plain[0]["score"], abs=1e-4)  # the whole image decided
+
+
+def test_regions_zero_is_the_plain_search(artefacts):
+    """regions=0 embeds and searches exactly as the search did before region search."""
+    from simsearch.search import embed_bytes, search_vector
+
+    client, _, paths = artefacts
+    data = dataset_files(FLOWERS102 / sorted(p.name for p in FLOWERS102.iterdir())[0], 1, start=3)[0].read_bytes()
+    ctx = client.application.extensions["simsearch"]
+    vec, _ = embed_bytes(ctx, SPACE, data, "q.jpg")
+    coll_id = client.get("/api/collections/art").get_json()["id"]
+    expected = [(h.image_id, round(h.score, 4)) for h in search_vector(ctx, coll_id, SPACE, vec, 6)]
+    got = _search(client, data, regions=0, k=6).get_json()["results"]
+    assert [(h["image_id"], round(h["score"], 4)) for h in got] == expected
+
+
+def test_the_label_filter_holds_for_every_region(artefacts):
+    client, _, paths = artefacts
+    data, box = _pasted(paths[9], dataset_files(OXFORD / "oxford", 1, start=3)[0])
+    label = paths[1].parent.name  # a flowers102 species: one image in the collection
+    for params in ({"label": label}, {"label": label, "box": box}, {"label": label, "regions": R.REGIONS_MAX}):
+        hits = _search(client, data, k=5, **params).get_json()["results"]
+        assert [h["label"] for h in hits] == [label], (params, hits)
+    assert _search(client, data, label="no-such-label").get_json()["results"] == []
