@@ -199,3 +199,41 @@ def test_the_label_filter_holds_for_every_region(artefacts):
         hits = _search(client, data, k=5, **params).get_json()["results"]
         assert [h["label"] for h in hits] == [label], (params, hits)
     assert _search(client, data, label="no-such-label").get_json()["results"] == []
+
+
+def test_cli_search_takes_a_box_and_regions(tmp_path, weights_dir):
+    """`simsearch search --box` finds a pasted picture first; a bad box or regions is one line naming it."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from simsearch.cli import cli
+
+    folder = tmp_path / "art"
+    folder.mkdir()
+    landmarks = sorted(p for p in OXFORD.iterdir() if p.is_dir() and p.name != "oxford")[:4]
+    for d in landmarks:
+        shutil.copy(dataset_files(d, 1)[0], folder / f"{d.name}.jpg")
+    env = {"SIMSEARCH_HOME": str(tmp_path / "home"), "SIMSEARCH_DATABASE_URL": f"sqlite:///{tmp_path / 'home' / 'db.sqlite'}",
+           "SIMSEARCH_WEIGHTS_DIR": str(weights_dir), "SIMSEARCH_REDIS_URL": ""}
+    runner = CliRunner()
+
+    def run(*args, code=0):
+        result = runner.invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result
+
+    run("ingest", folder, "--collection", "art")
+    art = folder / f"{landmarks[2].name}.jpg"
+    data, box = _pasted(art, dataset_files(OXFORD / "oxford", 1, start=3)[0])
+    query = tmp_path / "wall.jpg"
+    query.write_bytes(data)
+    out = json.loads(run("search", query, "-c", "art", "-k", "2", "--box", box, "--json").output)
+    assert Path(out["results"][0]["path"]).name == art.name
+    plain = json.loads(run("search", query, "-c", "art", "-k", "4", "--regions", "0", "--json").output)
+    assert len(plain["results"]) == 4
+    bad = run("search", query, "-c", "art", "--box", "0.9,0,0.1,1", code=2)
+    assert bad.output.startswith("error:") and "box" in bad.output and len(bad.output.strip().splitlines()) == 1
+    bad = run("search", query, "-c", "art", "--regions", "9", code=2)
+    assert "regions" in bad.output and len(bad.output.strip().splitlines()) == 1

@@ -194,10 +194,13 @@ def _print_hits(hits: list[dict], header: str) -> None:
 @click.option("--backbone", "-b", help="Backbone (space) to search in [default: the collection's].")
 @click.option("-k", default=10, show_default=True, help="Number of results.")
 @click.option("--label", help="Only return images with this label.")
+@click.option("--box", help="Search by a region of the image: x0,y0,x1,y1 as fractions of its width and height.")
+@click.option("--regions", type=int, default=None,
+              help="Object proposals searched besides the whole image (0: the whole image only) [default: 1].")
 @runtime_options
 @json_option
 @click.pass_context
-def search(ctx, image, collection, backbone, k, label, runtime, device, as_json):
+def search(ctx, image, collection, backbone, k, label, box, regions, runtime, device, as_json):
     """Find the images most similar to an image file."""
     from simsearch import limits
 
@@ -209,7 +212,8 @@ def search(ctx, image, collection, backbone, k, label, runtime, device, as_json)
     from simsearch.ops import search as ops_search
 
     out = ops_search.by_upload(context_from(ctx, runtime=runtime, device=device), collection, data, str(image),
-                               backbone=backbone, k=k, label=label)
+                               backbone=backbone, k=k, label=label, box=box,
+                               **({} if regions is None else {"regions": regions}))
     hits = out["results"]
     if as_json:
         emit_json({"query": str(image), "collection": collection, "backbone": out["backbone"], "results": hits})
