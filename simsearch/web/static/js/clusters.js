@@ -79,8 +79,9 @@ function draw(data) {
   if (sil.best_k !== undefined && sil.best_k !== null) hl.push({ x: sil.best_k, label: `best k=${sil.best_k}`, color: '#d62728' });
   if (data.k !== sil.best_k && ks.includes(data.k)) hl.push({ x: data.k, label: `k=${data.k}`, color: '#111' });
   const markers = agree.n_labels >= 2 ? [{ x: agree.n_labels, label: `${agree.n_labels} labels`, color: '#2ca02c' }] : [];
-  lineChart(chart, { series, xLabel: 'k (clusters, log scale)', yLabel: hasAri ? 'score' : 'mean silhouette', highlight: hl, markers,
-    logX: ks.length > 1 && ks[ks.length - 1] > 20,
+  const logX = ks.length > 1 && ks[ks.length - 1] > 20;  // the range grew past 2..10: 2..10 stay readable
+  lineChart(chart, { series, xLabel: `k (clusters${logX ? ', log scale' : ''})`, yLabel: hasAri ? 'score' : 'mean silhouette',
+    highlight: hl, markers, logX,
     title: `Silhouette${hasAri ? ' and agreement with the labels (ARI)' : ''} by number of clusters; best k = ${sil.best_k}` });
   for (const dot of chart.querySelectorAll('.series circle[data-k]')) pickable(dot, Number(dot.dataset.k));
   note.replaceChildren(...noteText(data, ks));
