@@ -109,7 +109,7 @@ def quality(name: str, x: np.ndarray, y: np.ndarray) -> dict:
     return out
 
 
-def scale(sizes: list[int], seed: int) -> list[dict]:
+def scale(sizes: list[int], seed: int, old_too: bool = True) -> list[dict]:
     import resource
 
     from synthetic import Synthetic, real_embeddings
@@ -127,14 +127,16 @@ def scale(sizes: list[int], seed: int) -> list[dict]:
         row["auto_sweep_ks"] = new.ks
         row["auto_sweep_best_k"] = new.best_k
         row["sum_of_k"] = int(sum(new.ks))
-        t0 = time.perf_counter()
-        old = silhouette_sweep(x, ks=range(2, 11), seed=seed)
-        row["old_sweep_2_10_seconds"] = round(time.perf_counter() - t0, 1)
-        row["old_sweep_best_k"] = old.best_k
+        if old_too:
+            t0 = time.perf_counter()
+            old = silhouette_sweep(x, ks=range(2, 11), seed=seed)
+            row["old_sweep_2_10_seconds"] = round(time.perf_counter() - t0, 1)
+            row["old_sweep_best_k"] = old.best_k
+            del old
         row["peak_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 2)
-        log(f"{n} x {x.shape[1]}: auto_sweep {row['auto_sweep_seconds']} s, old 2..10 sweep {row['old_sweep_2_10_seconds']} s")
+        log(f"{n} x {x.shape[1]}: auto_sweep {row['auto_sweep_seconds']} s, old 2..10 sweep {row.get('old_sweep_2_10_seconds')} s")
         rows.append(row)
-        del x, new, old
+        del x, new
     return rows
 
 
@@ -142,6 +144,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=",".join(SETS))
     ap.add_argument("--scale", default="100000", help="comma-separated N for the timing (empty: none)")
+    ap.add_argument("--no-old", dest="old", action="store_false", help="time the new sweep only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="/tmp", help="folder for the embeddings' .npz")
     args = ap.parse_args()
@@ -157,7 +160,7 @@ def main() -> None:
         out["datasets"][name] = quality(name, x, y)
     sizes = [int(s) for s in args.scale.split(",") if s.strip()]
     if sizes:
-        out["scale"] = scale(sizes, args.seed)
+        out["scale"] = scale(sizes, args.seed, args.old)
     out["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=1))
 
