@@ -129,7 +129,7 @@ ClusterK = Annotated[
     BeforeValidator(_cluster_k),
     WithJsonSchema({"oneOf": [{"type": "string", "enum": ["auto", ""]},
                               {"type": "integer", "minimum": CLUSTER_K_MIN, "maximum": CLUSTER_K_MAX}],
-                    "description": "Number of clusters, or `auto` (chosen by silhouette over k = 2..10)."}),
+                    "description": "Number of clusters, or `auto` (chosen by silhouette over a range of k that grows with the collection: see `silhouette.ks`)."}),
 ]
 
 # ---- names and text ---------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Gate:
 
 def test_clusters_request_starts_a_job_and_never_computes_inline(app, monkeypatch):
     client = app.test_client()
-    gate = Gate(monkeypatch, "silhouette_sweep")
+    gate = Gate(monkeypatch, "auto_sweep")
     first = accepted(client.get("/api/collections/synth/clusters?k=auto"))
     # the sweep runs (and waits) on the job runner's thread, not on the request's
     assert gate.entered.wait(30), "the job never started"

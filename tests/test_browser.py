@@ -244,7 +244,7 @@ def test_clusters_show_rows_and_the_silhouette_curve(live, browser, monkeypatch)
 
     # The first visit finds nothing cached: the page gets a 202 and polls the job. The sweep is
     # held on the job's thread until the page has shown the wait.
-    gate = Gate(monkeypatch, "silhouette_sweep")
+    gate = Gate(monkeypatch, "auto_sweep")
     try:
         browser.get(live.url + f"/c/{COLLECTION}/clusters")
         assert gate.entered.wait(120), "the clustering job never started"

@@ -5,7 +5,7 @@ any finite real arrays work). Bad parameters raise :class:`simsearch.errors.Inva
 naming the field. Everything random takes a seed and is deterministic.
 """
 
-from .cluster import KMeansResult, SweepResult, kmeans, silhouette_sweep
+from .cluster import KMeansResult, SweepResult, auto_sweep, k_grid, kmeans, silhouette_sweep
 from .evaluate import external_scores, representatives
 from .neighbours import knn_graph, knn_precision, knn_precision_per_point, neighbour_overlap
 from .project import TSNE_FIT_MAX, pca_2d, place_2d, tsne_2d
@@ -13,7 +13,9 @@ from .project import TSNE_FIT_MAX, pca_2d, place_2d, tsne_2d
 __all__ = [
     "KMeansResult",
     "SweepResult",
+    "auto_sweep",
     "external_scores",
+    "k_grid",
     "kmeans",
     "knn_graph",
     "knn_precision",

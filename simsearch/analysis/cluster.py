@@ -13,6 +13,16 @@ labels and the inertia is over all points. (At 1M x 1,280 on 2 cores the sweep k
 52 s like this.) Both are deterministic for a given
 seed. Cluster ids are then renumbered by decreasing size (ties: the cluster whose first member
 comes first), so id 0 is always the largest cluster whichever backend ran.
+
+Choosing k (:func:`auto_sweep`, what ``cluster -k auto`` runs): the k tried grow with the
+collection (:func:`k_grid`: every k up to 10, then steps of x1.5 up to ``N / 10`` points per
+cluster, at most 200). Each k is fitted on one seeded sample of at most 10,000 points, scored by
+the mean cosine silhouette on that sample, then every point is assigned to the nearest centroid
+of every k in one pass. The sweep works on *mean-centred* vectors (the collection's mean
+subtracted, then L2-normalised again): CNN features are non-negative and share a large common
+component, so the raw cosines of a collection are all high and the silhouette favours the one or
+two directions of largest variance (k = 2 or 3); centred, the silhouette peaks at the grain of
+the collection (see docs/clusters.md for the figures).
 """
 
 from __future__ import annotations
@@ -36,6 +46,14 @@ REFINE_SAMPLE = 100_000  # above this many points the refinement runs on a seede
 REFINE_TOL = 1e-4  # full-data refinement stops once at most this fraction of labels change
 BACKENDS = ("auto", "sklearn", "faiss")
 SILHOUETTE_METRICS = ("euclidean", "cosine")
+# The k of the automatic sweep (k_grid): every k up to DENSE_K, then steps of K_STEP up to one
+# cluster per POINTS_PER_CLUSTER points, at most K_MAX (the API's largest k).
+DENSE_K = 10
+K_STEP = 1.5
+POINTS_PER_CLUSTER = 10
+K_MAX = 200
+SWEEP_SAMPLE = 10_000  # the automatic sweep fits and scores every k on a seeded sample of this many
+RESTART_BUDGET = 40  # restarts at k: min(n_init, max(1, RESTART_BUDGET // k)) (large k vary little)
 
 
 @dataclass
@@ -58,6 +76,7 @@ class SweepResult:
     sample_indices: np.ndarray | None = None  # sorted rows of X the silhouette used
     metric: str = "euclidean"
     backend: str = "sklearn"
+    centred: bool = False  # scored (and, in auto_sweep, fitted) on mean-centred, re-normalised vectors
 
 
 def _check_k(k: Any, n: int, field_name: str = "k") -> int:
@@ -165,19 +184,22 @@ def _means(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.nda
     return out.astype(np.float32)
 
 
-def _assign_and_sum(X: np.ndarray, centroid_sets: list[np.ndarray], block: int = 16_384) -> list[tuple[np.ndarray, np.ndarray]]:
+def _assign_and_sum(X: np.ndarray, centroid_sets: list[np.ndarray], block: int = 16_384,
+                    mean: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each set of centroids: every row's nearest centroid (as :func:`_assign`) and the
     per-cluster sums of the rows (float32 products per block, accumulated in float64), all in
-    one pass over ``X``."""
+    one pass over ``X``. With ``mean``, rows are assigned as :func:`centre_normalise` makes them
+    (the centroids live in that space) and the sums are of the rows as given."""
     sets = [np.ascontiguousarray(c, dtype=np.float32) for c in centroid_sets]
     half_sq = [0.5 * np.einsum("ij,ij->i", c, c) for c in sets]
     labels = [np.empty(X.shape[0], dtype=np.int64) for _ in sets]
     sums = [np.zeros((c.shape[0], X.shape[1]), dtype=np.float64) for c in sets]
     for start in range(0, X.shape[0], block):
         xb = np.ascontiguousarray(X[start : start + block], dtype=np.float32)
+        zb = xb if mean is None else centre_normalise(xb, mean)
         rows = np.arange(xb.shape[0])
         for c, hs, lab, sm in zip(sets, half_sq, labels, sums):
-            score = xb @ c.T
+            score = zb @ c.T
             score -= hs
             best = np.argmax(score, axis=1)
             lab[start : start + xb.shape[0]] = best
@@ -269,20 +291,8 @@ def silhouette_sweep(
     n = X.shape[0]
     metric = v.choice(metric, "metric", SILHOUETTE_METRICS)
     seed = v.seed(seed)
-    try:
-        ks_list = [_check_k(k, n, "ks") for k in ks]
-    except TypeError:
-        raise v.InvalidInput(f"ks must be an iterable of integers, got {ks!r}", field="ks") from None
-    if not ks_list:
-        raise v.InvalidInput("ks is empty: give at least one k", field="ks")
-    if len(set(ks_list)) != len(ks_list):
-        raise v.InvalidInput(f"ks contains duplicates: {ks_list}", field="ks")
-    ks_list.sort()
-    if sample_size is None:
-        m = n
-    else:
-        m = min(n, v.integer(sample_size, "sample_size", low=3))
-    idx = np.arange(n) if m == n else np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+    ks_list = _check_ks(ks, n)
+    m, idx = _sample(n, sample_size, seed)
 
     n_init = v.integer(n_init, "n_init", low=1)
     backend = v.choice(backend, "backend", BACKENDS)
@@ -302,6 +312,122 @@ def silhouette_sweep(
         metric=metric,
         backend=results[ks_list[0]].backend,
     )
+
+
+def _check_ks(ks: Iterable[int], n: int) -> list[int]:
+    """Sorted, validated ``ks`` (each 2 <= k < n, no duplicates, at least one)."""
+    try:
+        ks_list = [_check_k(k, n, "ks") for k in ks]
+    except TypeError:
+        raise v.InvalidInput(f"ks must be an iterable of integers, got {ks!r}", field="ks") from None
+    if not ks_list:
+        raise v.InvalidInput("ks is empty: give at least one k", field="ks")
+    if len(set(ks_list)) != len(ks_list):
+        raise v.InvalidInput(f"ks contains duplicates: {ks_list}", field="ks")
+    return sorted(ks_list)
+
+
+def _sample(n: int, sample_size: int | None, seed: int) -> tuple[int, np.ndarray]:
+    """(m, sorted row indices): all rows, or ``default_rng(seed).choice(n, m, replace=False)``."""
+    m = n if sample_size is None else min(n, v.integer(sample_size, "sample_size", low=3))
+    idx = np.arange(n) if m == n else np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+    return m, idx
+
+
+def k_grid(n: int, *, k_max: int = K_MAX) -> list[int]:
+    """The k an automatic sweep over ``n`` points tries: every k from 2 to :data:`DENSE_K` (10),
+    then geometric steps of :data:`K_STEP` (x1.5, rounded) up to ``n // POINTS_PER_CLUSTER``
+    (clusters of 10 points on average), at most ``k_max`` (200), always below ``n``. So 2..10 up
+    to 100 points, 2..40 (13 k) at 400, 2..163 (16 k) at 1,632 and 2..200 (17 k) from 2,000 on:
+    the range grows with the collection, the number of k with its logarithm."""
+    n = v.integer(n, "n", low=3)
+    k_max = v.integer(k_max, "k_max", low=2)
+    top = min(k_max, n - 1, max(DENSE_K, n // POINTS_PER_CLUSTER))
+    ks = list(range(2, min(DENSE_K, top) + 1))
+    if top > DENSE_K:
+        steps = math.ceil(math.log(top / DENSE_K) / math.log(K_STEP))
+        ks += sorted({int(round(k)) for k in np.geomspace(DENSE_K, top, steps + 1)[1:]})
+    return ks
+
+
+def restarts(k: int, n_init: int) -> int:
+    """k-means restarts at ``k`` in a sweep: ``n_init`` for small k, fewer as k grows (the best of
+    several starts differs little at large k, and each start costs k times more)."""
+    return max(1, min(n_init, RESTART_BUDGET // k))
+
+
+def centre_normalise(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``(X - mean)`` with each row L2-normalised again (float32; a row equal to the mean stays 0)."""
+    Z = np.asarray(X, dtype=np.float32) - np.asarray(mean, dtype=np.float32)
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    Z /= norms
+    return Z
+
+
+def _column_mean(X: np.ndarray, block: int = 65_536) -> np.ndarray:
+    total = np.zeros(X.shape[1], dtype=np.float64)
+    for start in range(0, X.shape[0], block):
+        total += X[start : start + block].sum(axis=0, dtype=np.float64)
+    return (total / X.shape[0]).astype(np.float32)
+
+
+def auto_sweep(
+    X: Any,
+    ks: Iterable[int] | None = None,
+    seed: int = 0,
+    sample_size: int | None = SWEEP_SAMPLE,
+    *,
+    metric: str = "cosine",
+    n_init: int = 10,
+    centre: bool = True,
+) -> SweepResult:
+    """k-means at every k of ``ks`` (default :func:`k_grid` of N) scored by mean silhouette, fitted
+    on a sample so that it stays fast at a million points.
+
+    1. One seeded sample of ``m = min(N, sample_size)`` rows (as :func:`silhouette_sweep` draws it),
+       mean-centred and re-normalised (:func:`centre_normalise`, the mean over all N) unless
+       ``centre=False``.
+    2. For each k: FAISS k-means on the sample (``restarts(k, n_init)`` seeded restarts, then Lloyd
+       iterations over the whole sample), and the mean silhouette (``metric``) of the sample's
+       labels, all k sharing one distance pass.
+    3. One pass over all N rows assigns each to the nearest centroid of every k (in the same space);
+       ``centroids`` are then the means of the rows *as given* (not centred), ``inertias`` the
+       squared distances to them. With ``m == N`` the labels are the fitted ones.
+
+    Cost: the fits are O(m x sum(k) x D) whatever N, the pass O(N x sum(k) x D). ``best_k``: the
+    highest score, ties to the smaller k. Deterministic for a given seed.
+    """
+    X = v.matrix(X, "X", min_rows=3)
+    n = X.shape[0]
+    metric = v.choice(metric, "metric", SILHOUETTE_METRICS)
+    seed = v.seed(seed)
+    n_init = v.integer(n_init, "n_init", low=1)
+    m, idx = _sample(n, sample_size, seed)
+    ks_list = _check_ks(k_grid(n) if ks is None else ks, m)
+    mean = _column_mean(X) if centre else None
+    S = np.ascontiguousarray(X[idx], dtype=np.float32)
+    Z = centre_normalise(S, mean) if centre else S
+    fitted = [_train_faiss(Z, k, seed, restarts(k, n_init), REFINE_ITER) for k in ks_list]
+    sample_labels = [_assign(Z, c) for c in fitted]
+    scores = silhouette_many(Z, sample_labels, metric=metric)
+    if m == n:
+        full = [(lab, _blocked_sums(X, lab, c.shape[0])) for lab, c in zip(sample_labels, fitted)]
+    else:
+        full = _assign_and_sum(X, fitted, mean=mean)
+    total_sq = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
+    labels, centroids, inertias = {}, {}, {}
+    for k, c, (lab, sums) in zip(ks_list, fitted, full):
+        counts = np.bincount(lab, minlength=k)
+        nonempty = counts > 0
+        raw = np.zeros((k, X.shape[1]), dtype=np.float32)
+        raw[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
+        inertias[k] = max(total_sq - float((np.einsum("ij,ij->i", sums[nonempty], sums[nonempty]) / counts[nonempty]).sum()), 0.0)
+        labels[k], centroids[k] = _canonical(lab, raw)
+    finite = [(s, -k) for k, s in zip(ks_list, scores) if not math.isnan(s)]
+    return SweepResult(ks=ks_list, scores=scores, best_k=-max(finite)[1] if finite else ks_list[0], sample_size=m,
+                       labels=labels, centroids=centroids, inertias=inertias, sample_indices=idx, metric=metric,
+                       backend="faiss", centred=centre)
 
 
 def silhouette_many(

@@ -21,12 +21,24 @@ def _sweep_line(sw, mark: int | None = None) -> str:
     return "  ".join(f"k={k}: {s:.3f}{'*' if k == mark else ''}" for k, s in zip(sw.ks, sw.scores))
 
 
+def _curve(sw, chosen: int, ari: list | None = None) -> list[str]:
+    """The silhouette curve as a table, one k a line (``*``: the chosen k, ``best``: the highest score)."""
+    how = f"{sw.metric} silhouette{' of the mean-centred vectors' if sw.centred else ''}, {sw.sample_size} images"
+    lines = [f"silhouette by k ({how}; ARI against the labels):" if ari else f"silhouette by k ({how}):",
+             "      k   silhouette" + ("    ARI" if ari else "")]
+    for i, (k, s) in enumerate(zip(sw.ks, sw.scores)):
+        mark = ("*" if k == chosen else " ") + (" best" if k == sw.best_k else "")
+        lines.append(f"  {k:>5}   {s:>10.4f}" + (f" {_f(ari[i]):>6}" if ari else "") + f" {mark}".rstrip())
+    return lines
+
+
 
 
 @cli.command()
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) whose vectors to cluster [default: the collection's].")
-@click.option("-k", "k", default=None, help="Number of clusters, or 'auto' to choose it by silhouette (k = 2..10) "
+@click.option("-k", "k", default=None, help="Number of clusters, or 'auto' to choose it by silhouette over k = 2..10, "
+                                             "then steps of x1.5 up to one cluster per 10 images (at most 200) "
                                              "[default: auto].")
 @click.option("--k", "k_long", default=None, hidden=True)  # the old spelling, kept for scripts
 @click.option("--representatives", "n_reps", default=8, show_default=True, help="Representative images per cluster (nearest its centre).")
@@ -55,15 +67,17 @@ def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
         emit_json(view)
         return
     how = "chosen by silhouette" if result.auto else "as asked"
+    agree = result.agreement
+    scored = agree is not None and agree.ari_at_k is not None
     click.echo(f"{collection} / {result.backbone}: {plural(result.n_images, 'image')} in k = {result.k} clusters ({how}), "
                f"silhouette {_f(result.silhouette_at_k)}")
-    if result.auto:
-        click.echo(f"silhouette by k: {_sweep_line(result.silhouette, result.k)}")
-    agree = result.agreement
-    if agree is not None and agree.ari_at_k is not None:
-        click.echo(f"ARI against the {agree.n_labels} labels ({agree.n_labelled} labelled images) by k: "
-                   + "  ".join(f"k={k}: {_f(a)}" for k, a in zip(result.silhouette.ks, agree.ari))
-                   + f"; at k = {result.k}: {_f(agree.ari_at_k)}")
+    for line in _curve(result.silhouette, result.k, agree.ari if scored else None):
+        click.echo(line)
+    click.echo(f"chosen k: {result.k} ({'the best silhouette' if result.auto else 'as asked'}; the best silhouette is "
+               f"at k = {result.silhouette.best_k}; another k: -k N)")
+    if scored:
+        click.echo(f"ARI against the {agree.n_labels} labels ({agree.n_labelled} labelled images) at k = {result.k}: "
+                   f"{_f(agree.ari_at_k)}")
     for c in view["clusters"]:
         counts = c["label_counts"]
         labels = ", ".join(f"{lab} {n}" for lab, n in counts.items()) if set(counts) - {"(no label)"} else ""

@@ -39,11 +39,11 @@ from simsearch.ops.vectors import VectorSet
 from simsearch.store import results
 from simsearch.store.results import ResultKey
 
-DEFAULT_KS = tuple(range(2, 11))
 SEED = 0
 METHODS = ("tsne", "pca")
 # Part of the cache keys of assembled results: bump it when their stored shape changes.
-FORMAT = "v1"
+FORMAT = "v2"  # v2: k chosen over a range growing with the collection (analysis.cluster.auto_sweep)
+SWEEP_FORMAT = "auto1"  # how the sweep is computed: k_grid, sample fit, mean-centred cosine silhouette
 EVALUATION_FORMAT = "v2"  # v2: per-label precision and the cluster/label contingency table
 
 Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
@@ -66,7 +66,7 @@ class Steps:
 
 
 def parse_k(k) -> int | None:
-    """'auto' or None -> None (choose by silhouette); otherwise an int in 2..200 (simsearch.limits.ClusterK,
+    """'auto' or None -> None (choose by the silhouette sweep); otherwise an int in 2..200 (simsearch.limits.ClusterK,
     the API's and the CLI's limit)."""
     from simsearch import limits
 
@@ -95,28 +95,33 @@ def _check_k(k: int | None, n: int) -> None:
 
 
 def _sweep_key(vs: VectorSet, ks: list[int]) -> ResultKey:
-    return ResultKey(vs.collection_id, vs.space, "sweep", f"ks={ks[0]}..{ks[-1]};seed={SEED}", vs.fingerprint)
+    return ResultKey(vs.collection_id, vs.space, "sweep", f"{SWEEP_FORMAT};ks={ks[0]}..{ks[-1]};seed={SEED}",
+                     vs.fingerprint)
 
 
-def _sweep_ks(n: int, ks=DEFAULT_KS) -> list[int]:
+def _sweep_ks(n: int) -> list[int]:
+    """The k the sweep tries for ``n`` images (:func:`simsearch.analysis.cluster.k_grid`)."""
+    from simsearch.analysis import k_grid
+
     _need(n, 3, "a silhouette sweep")
-    return [k for k in ks if k < n]
+    return k_grid(n)
 
 
-def sweep(ctx, vs: VectorSet, ks=DEFAULT_KS) -> tuple[SilhouetteSweep, dict[str, np.ndarray], bool]:
-    """Silhouette per k over loaded vectors, with the labels and centroids of every k (arrays
-    ``labels_<k>``, ``centroids_<k>``), and whether it came from the cache."""
-    from simsearch.analysis import silhouette_sweep
+def sweep(ctx, vs: VectorSet) -> tuple[SilhouetteSweep, dict[str, np.ndarray], bool]:
+    """Silhouette per k over loaded vectors (k over :func:`_sweep_ks`), with the labels and
+    centroids of every k (arrays ``labels_<k>``, ``centroids_<k>``), and whether it came from the cache."""
+    from simsearch.analysis import auto_sweep
 
-    ks = _sweep_ks(len(vs), ks)
+    ks = _sweep_ks(len(vs))
     key = _sweep_key(vs, ks)
     hit = results.get(ctx.db, key)
     if hit is not None:
         return SilhouetteSweep.from_dict(hit.info), hit.arrays, True
     t0 = time.perf_counter()
-    res = silhouette_sweep(vs.x, ks=ks, seed=SEED)
+    res = auto_sweep(vs.x, ks=ks, seed=SEED)
     sw = SilhouetteSweep(ks=[int(k) for k in res.ks], scores=[float(s) for s in res.scores], best_k=int(res.best_k),
-                         sample_size=int(res.sample_size), seconds=round(time.perf_counter() - t0, 3))
+                         sample_size=int(res.sample_size), seconds=round(time.perf_counter() - t0, 3),
+                         metric=res.metric, centred=res.centred)
     arrays = {}
     for k in res.ks:
         arrays[f"labels_{k}"] = np.asarray(res.labels[k], dtype=np.int32)
@@ -125,20 +130,23 @@ def sweep(ctx, vs: VectorSet, ks=DEFAULT_KS) -> tuple[SilhouetteSweep, dict[str,
     return sw, arrays, False
 
 
-def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, centroids) at ``k``: from the sweep when it covers k, else k-means (cached)."""
-    from simsearch.analysis import kmeans
+def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(labels, centroids, silhouette) at ``k``: from the sweep when it covers k (silhouette None:
+    the sweep has it), else k-means exactly as the sweep fits each k (cached)."""
+    from simsearch.analysis import auto_sweep
 
     if f"labels_{k}" in sweep_arrays:
-        return sweep_arrays[f"labels_{k}"], sweep_arrays[f"centroids_{k}"]
-    key = ResultKey(vs.collection_id, vs.space, "kmeans", f"k={k};seed={SEED}", vs.fingerprint)
+        return sweep_arrays[f"labels_{k}"], sweep_arrays[f"centroids_{k}"], None
+    key = ResultKey(vs.collection_id, vs.space, "kmeans", f"{SWEEP_FORMAT};k={k};seed={SEED}", vs.fingerprint)
     hit = results.get(ctx.db, key)
     if hit is not None:
-        return hit.arrays["labels"], hit.arrays["centroids"]
-    r = kmeans(vs.x, k, seed=SEED)
-    labels, centroids = np.asarray(r.labels, np.int32), np.asarray(r.centroids, np.float32)
-    results.put(ctx.db, key, {"k": k, "inertia": float(r.inertia)}, {"labels": labels, "centroids": centroids})
-    return labels, centroids
+        return hit.arrays["labels"], hit.arrays["centroids"], hit.info.get("silhouette")
+    r = auto_sweep(vs.x, ks=[k], seed=SEED)
+    labels, centroids = np.asarray(r.labels[k], np.int32), np.asarray(r.centroids[k], np.float32)
+    score = None if np.isnan(r.scores[0]) else float(r.scores[0])
+    results.put(ctx.db, key, {"k": k, "inertia": float(r.inertias[k]), "silhouette": score},
+                {"labels": labels, "centroids": centroids})
+    return labels, centroids, score
 
 
 # ---- clusters ---------------------------------------------------------------------------------
@@ -197,19 +205,12 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
     chosen = sw.best_k if want is None else want
     _check_k(chosen, len(vs))
     steps(f"clusters at k = {chosen} and their representatives")
-    labels, centroids = _kmeans_at(ctx, vs, chosen, arrays)
+    labels, centroids, outside = _kmeans_at(ctx, vs, chosen, arrays)
     reps = representatives(vs.x, labels, centroids, n=n_reps)
     ids = vs.ids
     groups = [Cluster(cluster=c, size=int((labels == c).sum()), representatives=[int(ids[i]) for i in reps.get(c, [])],
                       members=[int(i) for i in ids[labels == c]]) for c in range(chosen)]
-    score = sw.score_at(chosen)
-    if score is None:  # k outside the sweep: score it on the same kind of sample
-        from simsearch.analysis.cluster import silhouette_many
-
-        idx = np.arange(len(vs))
-        if len(vs) > sw.sample_size:
-            idx = np.sort(np.random.default_rng(SEED).choice(len(vs), size=sw.sample_size, replace=False))
-        score = float(silhouette_many(vs.x[idx], [np.asarray(labels)[idx]])[0])
+    score = sw.score_at(chosen) if outside is None else outside  # k outside the sweep: scored as the sweep scores
     result = ClusterResult(collection=collection, backbone=vs.space, k=int(chosen), auto=want is None,
                            silhouette_at_k=score, silhouette=sw, n_images=len(vs), clusters=groups)
     results.put(ctx.db, key, result.base_dict())
@@ -292,7 +293,7 @@ def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 
         at_labels = None
         table_k, table_pred = sw.best_k, np.asarray(arrays[f"labels_{sw.best_k}"])
         if n_lab < len(vs):
-            pred, _ = _kmeans_at(ctx, vs, n_lab, arrays)
+            pred, _, _ = _kmeans_at(ctx, vs, n_lab, arrays)
             at_labels = ExternalScores(k=n_lab, **external_scores(y, np.asarray(pred)[mask]))
             table_k, table_pred = n_lab, np.asarray(pred)
         k_eff = min(k_precision, int(mask.sum()) - 1)
@@ -352,7 +353,8 @@ def map_2d(ctx, collection: str, space: str | None = None, method: str = "tsne",
     t0 = time.perf_counter()
     coords = np.asarray(tsne_2d(vs.x, seed=SEED) if method == "tsne" else pca_2d(vs.x), np.float32)
     seconds = round(time.perf_counter() - t0, 3)
-    steps(f"k-means for k = 2..10 and silhouette over {len(vs)} vectors (map colours)")
+    ks = _sweep_ks(len(vs))
+    steps(f"k-means for k = {ks[0]}..{ks[-1]} and silhouette over {len(vs)} vectors (map colours)")
     sw, arrays, _ = sweep(ctx, vs)
     clusters_at_k = np.asarray(arrays[f"labels_{sw.best_k}"], np.int32)
     stored = results.StoredResult(info={"seconds": seconds, "n": len(vs), "k": sw.best_k},

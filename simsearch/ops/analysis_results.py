@@ -16,29 +16,36 @@ NO_LABELS_NOTE = "no labels (or only one): external scores need at least two dis
 
 @dataclass(frozen=True)
 class SilhouetteSweep:
-    """Mean silhouette for each k of a k-means sweep.
+    """Mean silhouette for each k of a k-means sweep: the curve ``cluster -k auto`` chooses from.
 
     ``to_dict()``: ``{"ks": [int], "scores": [float], "best_k": int, "sample_size": int,
-    "seconds": float}`` (``sample_size``: the points the silhouette was computed on;
-    ``seconds``: how long the sweep took when it was computed)."""
+    "seconds": float, "metric": str, "centred": bool}`` (``ks``: the k tried, a range that grows
+    with the collection, :func:`simsearch.analysis.cluster.k_grid`; ``best_k``: the highest score;
+    ``sample_size``: the points each k was fitted and scored on; ``seconds``: how long the sweep
+    took when it was computed; ``metric``: the silhouette's distance; ``centred``: computed on
+    mean-centred vectors)."""
 
     ks: list[int]
     scores: list[float]
     best_k: int
     sample_size: int
     seconds: float
+    metric: str = "cosine"
+    centred: bool = True
 
     def score_at(self, k: int) -> float | None:
         return dict(zip(self.ks, self.scores)).get(k)
 
     def to_dict(self) -> dict:
         return {"ks": list(self.ks), "scores": list(self.scores), "best_k": self.best_k,
-                "sample_size": self.sample_size, "seconds": self.seconds}
+                "sample_size": self.sample_size, "seconds": self.seconds, "metric": self.metric,
+                "centred": self.centred}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SilhouetteSweep":
         return cls(ks=[int(k) for k in d["ks"]], scores=[float(s) for s in d["scores"]], best_k=int(d["best_k"]),
-                   sample_size=int(d["sample_size"]), seconds=float(d.get("seconds") or 0.0))
+                   sample_size=int(d["sample_size"]), seconds=float(d.get("seconds") or 0.0),
+                   metric=str(d.get("metric", "euclidean")), centred=bool(d.get("centred", False)))
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,8 @@ class ClusterResult:
     """k-means clusters of a collection's vectors.
 
     ``to_dict()``: ``{"collection": str, "backbone": str, "k": int, "auto": bool (k chosen by
-    silhouette), "silhouette_at_k": float, "silhouette": SilhouetteSweep, "n_images": int,
+    the silhouette sweep: its ``best_k``), "silhouette_at_k": float (scored as the sweep scores, also
+    for a k outside it), "silhouette": SilhouetteSweep, "n_images": int,
     "clusters": [Cluster], "cached": bool (read from the cache, not computed now)}``, and once the
     labels part is attached (:mod:`simsearch.ops.cluster_labels`): ``"version"`` (identifies the
     vectors clustered: names and labels are saved against it), ``"label_agreement":

@@ -9,11 +9,18 @@ Score = float | None  # a metric; null where it cannot be computed
 
 
 class SilhouetteSweep(BaseModel):
-    ks: list[int] = Field(description="The k tried (2..10, below the number of images).")
-    scores: list[float] = Field(description="Mean silhouette at each k (cosine, on a sample).")
-    best_k: int
-    sample_size: int
-    seconds: float
+    """The silhouette curve `k=auto` chooses from: plot `scores` against `ks` to pick another k."""
+
+    ks: list[int] = Field(description="The k tried: every k from 2 to 10, then steps of x1.5 up to one cluster per 10 "
+                                      "images (at most 200), always below the number of images.")
+    scores: list[float] = Field(description="Mean silhouette at each k (higher: tighter, better separated clusters), "
+                                            "computed on `sample_size` images.")
+    best_k: int = Field(description="The k with the highest score (the one `k=auto` uses).")
+    sample_size: int = Field(description="Images each k was fitted and scored on (a seeded sample of at most 10,000; "
+                                         "every image is then assigned to its nearest centre).")
+    seconds: float = Field(description="Time the sweep took when it was computed.")
+    metric: str = Field("cosine", description="The silhouette's distance: `cosine` (or `euclidean`).")
+    centred: bool = Field(True, description="Fitted and scored on the vectors less their mean (re-normalised).")
 
 
 class LabelCount(BaseModel):
@@ -43,13 +50,14 @@ class LabelAgreement(BaseModel):
 
 
 class Clusters(BaseModel):
-    """k-means clusters of a collection's vectors (k chosen by silhouette when `k=auto`)."""
+    """k-means clusters of a collection's vectors (k chosen by the silhouette curve, `silhouette`, when `k=auto`)."""
 
     collection: str
     backbone: str
     k: int
-    auto: bool = Field(description="k was chosen by the silhouette sweep.")
-    silhouette_at_k: Score
+    auto: bool = Field(description="k was chosen by the silhouette sweep (its `best_k`).")
+    silhouette_at_k: Score = Field(description="Mean silhouette at `k`, scored as the sweep scores (also for a k "
+                                               "outside `silhouette.ks`).")
     silhouette: SilhouetteSweep
     n_images: int
     clusters: list[Cluster]

@@ -37,8 +37,8 @@ function legendLayout(names, x0, width) {
 
 // series: [{name, xs, ys, color, metric}] (metric: what y is, for tooltips; default silhouette);
 // highlight: [{series, x, label}] draws a ringed point; markers: [{x, label, color}] draws a dashed
-// vertical line at x (within the x range) with its label at the top.
-export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], markers = [], title = '' }) {
+// vertical line at x (within the x range) with its label at the top; logX: a logarithmic x axis (x > 0).
+export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], markers = [], title = '', logX = false }) {
   container.replaceChildren();
   const W = 480, m = { l: 52, r: 16, t: 26, b: 42 };
   const legend = series.length > 1 ? legendLayout(series.map((se) => se.name), m.l, W - m.l - m.r) : { at: [], height: 0 };
@@ -55,7 +55,8 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
   if (x0 === x1) { x0 -= 1; x1 += 1; }
   const yt = niceTicks(Math.min(0, ...ys), Math.max(...ys) || 1, 5);
   const y0 = yt[0], y1 = yt[yt.length - 1];
-  const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
+  const T = logX && x0 > 0 ? Math.log : (x) => x;
+  const X = (x) => m.l + ((T(x) - T(x0)) / (T(x1) - T(x0))) * (W - m.l - m.r);
   const Y = (y) => plotH - m.b - ((y - y0) / (y1 - y0)) * (plotH - m.t - m.b);
   const axes = s('g', { class: 'axes' });
   for (const t of yt) {

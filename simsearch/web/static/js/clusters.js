@@ -1,5 +1,6 @@
 // Clusters page: k-means over the stored vectors (k fixed or chosen by silhouette), the silhouette
-// curve with the agreement with the labels (ARI) at each k and a marker at k = number of labels,
+// curve over a range of k that grows with the collection (log axis; click a point to cluster at
+// that k) with the agreement with the labels (ARI) at each k and a marker at k = number of labels,
 // one row per cluster: its label make-up, representative thumbnails (a row opens all its members),
 // its name (renamed in place) and "Save as label" (gives the label to every image of the cluster).
 import { analysisResult, api, ApiError, collectionApi, jobProgressText, loginHint } from './api.js';
@@ -78,20 +79,38 @@ function draw(data) {
   if (sil.best_k !== undefined && sil.best_k !== null) hl.push({ x: sil.best_k, label: `best k=${sil.best_k}`, color: '#d62728' });
   if (data.k !== sil.best_k && ks.includes(data.k)) hl.push({ x: data.k, label: `k=${data.k}`, color: '#111' });
   const markers = agree.n_labels >= 2 ? [{ x: agree.n_labels, label: `${agree.n_labels} labels`, color: '#2ca02c' }] : [];
-  lineChart(chart, { series, xLabel: 'k (clusters)', yLabel: hasAri ? 'score' : 'mean silhouette', highlight: hl, markers,
+  const logX = ks.length > 1 && ks[ks.length - 1] > 20;  // the range grew past 2..10: 2..10 stay readable
+  lineChart(chart, { series, xLabel: `k (clusters${logX ? ', log scale' : ''})`, yLabel: hasAri ? 'score' : 'mean silhouette',
+    highlight: hl, markers, logX,
     title: `Silhouette${hasAri ? ' and agreement with the labels (ARI)' : ''} by number of clusters; best k = ${sil.best_k}` });
+  for (const dot of chart.querySelectorAll('.series circle[data-k]')) pickable(dot, Number(dot.dataset.k));
   note.replaceChildren(...noteText(data, ks));
   const labels = [...new Set(data.clusters.flatMap((c) => (c.labels || []).map((e) => e.label)).filter((l) => l !== null))].sort();
   labelColours = new Map(labels.map((l, i) => [l, palette(i)]));
   list.replaceChildren(...data.clusters.map((c) => clusterRow(c)));
 }
 
+// A point of the curve: clicking it (or Enter on it) clusters at its k.
+function pickable(dot, k) {
+  dot.setAttribute('tabindex', '0');
+  dot.setAttribute('role', 'button');
+  dot.setAttribute('aria-label', `Cluster at k = ${k}`);
+  dot.classList.add('pick-k');
+  dot.style.cursor = 'pointer';
+  const pick = () => { form.kmode.value = 'fixed'; kInput.disabled = false; kInput.value = String(k); run(); };
+  dot.addEventListener('click', pick);
+  dot.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); pick(); } });
+}
+
 function noteText(data, ks) {
   const sil = data.silhouette || {};
   const agree = data.label_agreement || {};
   if (!ks.length) return ['No silhouette sweep for this run.'];
-  const parts = [`Silhouette (blue): higher is better, points sit closer to their own cluster than to the next. `
-    + `Showing k = ${data.k}${data.k === sil.best_k ? ' (the best silhouette)' : ''}.`];
+  const sample = sil.sample_size < data.n_images ? ` (computed on a sample of ${sil.sample_size} images)` : '';
+  const parts = [`Silhouette (blue) at k = ${ks[0]}..${ks[ks.length - 1]}, a range that grows with the collection${sample}: `
+    + `higher is better, points sit closer to their own cluster than to the next. `
+    + `Showing k = ${data.k}${data.k === sil.best_k ? ' (the best silhouette)' : ''}. `,
+    h('span', { 'data-testid': 'pick-k-hint' }, 'Click a point of the curve to cluster at that k, or type a fixed k.')];
   if (agree.n_labels >= 2 && (agree.ari || []).some((a) => a !== null)) {
     let bestAri = 0;
     agree.ari.forEach((a, i) => { if (a !== null && a > agree.ari[bestAri]) bestAri = i; });
