@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from simsearch import limits
 from simsearch.errors import InvalidInput
+from simsearch.ops import near_duplicates as near
 from simsearch.ops import vectors as vecs
 from simsearch.store import repo, results
 from simsearch.store.models import Image, Thumbnail
@@ -60,7 +61,7 @@ TIERS = ("exact", "near", "similar")
 NEIGHBOURS = 16  # each image's nearest others searched for pairs
 BLOCK = 1024  # query rows per index search
 FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # pairs below it are never kept
-FORMAT = "v1"  # part of the cache key: bump when the stored pairs change shape
+FORMAT = "v2"  # part of the cache key: bump when the stored pairs change shape (v2: hash distances)
 PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
 
 MEANING = {
@@ -124,7 +125,10 @@ def describe(tier: str, threshold: float) -> str:
 
 
 def _key(vs: vecs.VectorSet) -> ResultKey:
-    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={FLOOR};{FORMAT}", vs.fingerprint)
+    from simsearch.images.phash import METHOD
+
+    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={FLOOR};{FORMAT};{METHOD}",
+                     vs.fingerprint)
 
 
 class PairSet:
@@ -137,11 +141,12 @@ class PairSet:
         self.b = np.asarray(arrays.get("b", np.zeros(0)), dtype=np.int64)
         self.score = np.asarray(arrays.get("score", np.zeros(0)), dtype=np.float32)
         self.exact = np.asarray(arrays.get("exact", np.zeros(0)), dtype=bool)
+        self.distance = np.asarray(arrays.get("distance", np.full(len(self.a), -1)), dtype=np.int16)  # hashes
 
 
 def lookup_pairs(ctx, collection: str, space: str | None) -> PairSet | None:
     """The cached pairs of the collection's current vectors, or None (cheap: never reads vectors)."""
-    vs = vecs.peek(ctx, collection, space)
+    vs = near.peek(ctx, collection, space)
     hit = results.get(ctx.db, _key(vs))
     return None if hit is None else PairSet(collection, vs.space, hit.info, hit.arrays, True)
 
@@ -150,12 +155,12 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     """The pairs of the collection's vectors: cached, or computed and stored (seconds to minutes)."""
     from simsearch.analysis.duplicates import candidate_pairs
 
-    vs = vecs.peek(ctx, collection, space)
+    vs = near.peek(ctx, collection, space)  # a backbone space: the thresholds' own (never a derived one)
     hit = results.get(ctx.db, _key(vs))
     if hit is not None:
         return PairSet(collection, vs.space, hit.info, hit.arrays, True)
     say = progress or (lambda message, done, total: None)
-    say("reading the vectors", 0, 3)
+    say("reading the vectors", 0, 4)
     vs = vecs.load(ctx, collection, vs.space)
     t0 = time.perf_counter()
     index = ctx.index(vs.collection_id, vs.space)
@@ -167,18 +172,22 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
         return scores, rows
 
     def searched(done: int, total: int) -> None:
-        say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 3)
+        say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 4)
 
     i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=FLOOR, block=BLOCK, progress=searched)
     a, b = vs.ids[i], vs.ids[j]
     vs.x = None  # (the vectors are not needed any more: free them before the thumbnails are read)
-    say("checking identical images", 2, 3)
+    say("checking identical images", 2, 4)
     exact = _identical(ctx, a, b, s)
+    say("comparing perceptual hashes", 3, 4)
+    distance = near.pair_hash_distances(
+        ctx, vs.collection_id, a, b,
+        progress=lambda done, total: say(f"hashing images stored before hashes were kept ({done} of {total})", 3, 4))
     info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": FLOOR,
             "index_kind": getattr(index, "kind", None), "seconds": round(time.perf_counter() - t0, 3)}
-    arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact}
+    arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact, "distance": distance}
     results.put(ctx.db, _key(vs), info, arrays)
-    say("done", 3, 3)
+    say("done", 4, 4)
     return PairSet(collection, vs.space, info, arrays, False)
 
 
@@ -235,9 +244,9 @@ def _groups(ps: PairSet, tier: str, threshold: float):
 
     ids = np.unique(np.concatenate([ps.a, ps.b])) if len(ps.a) else np.zeros(0, np.int64)
     i, j = np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b)
-    mask = ps.exact if tier == "exact" else None
-    bar = np.float32(-1.0) if tier == "exact" else threshold
-    return groups_from_pairs(len(ids), i, j, ps.score, bar, mask=mask), ids
+    if tier != "exact":  # verified pairs around representatives: no chains
+        return near.tier_groups(len(ids), i, j, ps.score, ps.distance, tier, threshold), ids
+    return groups_from_pairs(len(ids), i, j, ps.score, np.float32(-1.0), mask=ps.exact), ids
 
 
 def check_page(page: int, per_page: int | None) -> None:
