@@ -46,7 +46,7 @@ from simsearch.store.results import ResultKey
 # JPEG q30-90, 5% crops, flips: each 97-100%), 73% of harsh ones (25% size 78%, 10% crops 88%,
 # combinations 85-90%, 25% size + q30 8%); 4.6% of the 700 photos have another photo at or above it
 # (the top ones are real duplicates and bursts in the data sets: dog.74 = dog.180).
-NEAR_THRESHOLD = 0.855
+NEAR_THRESHOLD = 0.60  # near: the candidates' cosine floor (then verified: simsearch.ops.near_duplicates)
 # SIMILAR_DEFAULT: a choice, described by measurement: at 0.80, 15% of the photos have a look-alike
 # (another photo at or above it); 64% of those share their label.
 SIMILAR_DEFAULT = 0.80
@@ -60,7 +60,8 @@ CALIBRATION = {"photos": 700, "copies": 960, "near_recall_moderate": 0.99, "near
 TIERS = ("exact", "near", "similar")
 NEIGHBOURS = 16  # each image's nearest others searched for pairs
 BLOCK = 1024  # query rows per index search
-FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # pairs below it are never kept
+FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # the lowest threshold a user may ask for
+CANDIDATES = min(FLOOR, NEAR_THRESHOLD)  # pairs below it are never kept
 FORMAT = "v2"  # part of the cache key: bump when the stored pairs change shape (v2: hash distances)
 PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
 
@@ -127,7 +128,7 @@ def describe(tier: str, threshold: float) -> str:
 def _key(vs: vecs.VectorSet) -> ResultKey:
     from simsearch.images.phash import METHOD
 
-    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={FLOOR};{FORMAT};{METHOD}",
+    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={CANDIDATES};{FORMAT};{METHOD}",
                      vs.fingerprint)
 
 
@@ -174,7 +175,7 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     def searched(done: int, total: int) -> None:
         say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 4)
 
-    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=FLOOR, block=BLOCK, progress=searched)
+    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=CANDIDATES, block=BLOCK, progress=searched)
     a, b = vs.ids[i], vs.ids[j]
     vs.x = None  # (the vectors are not needed any more: free them before the thumbnails are read)
     say("checking identical images", 2, 4)
@@ -183,7 +184,7 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     distance = near.pair_hash_distances(
         ctx, vs.collection_id, a, b,
         progress=lambda done, total: say(f"hashing images stored before hashes were kept ({done} of {total})", 3, 4))
-    info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": FLOOR,
+    info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": CANDIDATES,
             "index_kind": getattr(index, "kind", None), "seconds": round(time.perf_counter() - t0, 3)}
     arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact, "distance": distance}
     results.put(ctx.db, _key(vs), info, arrays)
