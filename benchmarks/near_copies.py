@@ -5,7 +5,8 @@ quality 95 unless a step names the format (``jpeg30``, ``png``, ``webp``):
 
 - ``resize50`` / ``resize25``: scaled to 50% / 25% of each side (Lanczos);
 - ``jpeg30`` .. ``jpeg90``: re-encoded at that JPEG quality;
-- ``crop5`` / ``crop10`` / ``crop15``: 5% / 10% / 15% cut off every side (centred);
+- ``crop5`` / ``crop7`` / ``crop10`` / ``crop15``: 5% / 7% / 10% / 15% cut off every side (centred; 7% is
+  none of the centre windows the hashes keep);
   ``cropoff10``: 10% cut off the left and the top only (an off-centre crop);
 - ``hflip``: mirrored left-right;
 - ``rotate3``: rotated 3 degrees and cropped to its largest upright rectangle (as "straighten" does);
@@ -20,7 +21,7 @@ from __future__ import annotations
 import io
 import math
 
-SINGLE = ("resize50", "resize25", "jpeg30", "jpeg50", "jpeg70", "jpeg90", "crop5", "crop10", "crop15", "cropoff10",
+SINGLE = ("resize50", "resize25", "jpeg30", "jpeg50", "jpeg70", "jpeg90", "crop5", "crop7", "crop10", "crop15", "cropoff10",
           "hflip", "rotate3", "bright130", "dark70", "sat150", "gray", "text", "watermark", "png", "webp")
 COMBINED = ("resize50+jpeg50", "crop5+resize50+jpeg70", "hflip+jpeg70", "crop10+jpeg50", "resize25+jpeg30",
             "text+resize50+jpeg70")

@@ -60,14 +60,17 @@ def pair_hash_distance(hashes: np.ndarray, known: np.ndarray, i: np.ndarray, j: 
     return out
 
 
-def verify(scores: Any, distances: Any, *, floor: float, hash_max: int, strict: float) -> np.ndarray:
-    """Which pairs are near-duplicates: cosine >= ``floor`` and hash distance <= ``hash_max``
-    (known), or cosine >= ``strict`` (hashes unknown or not agreeing)."""
+def verify(scores: Any, distances: Any, *, floor: float, hash_max: int, strict: float, hash_sure: int = -1) -> np.ndarray:
+    """Which pairs are near-duplicates: hash distance <= ``hash_sure`` (the same picture, whatever
+    the vectors say: a grayscale copy's cosine falls to 0.45), or cosine >= ``floor`` and hash
+    distance <= ``hash_max``, or cosine >= ``strict`` (hashes unknown or not agreeing: crops the
+    hashes do not cover, rotations). Distance < 0: unknown."""
     s = np.asarray(scores, np.float32)
     d = np.asarray(distances, np.int16)
     if s.shape != d.shape:
         raise InvalidInput("scores and distances need one value per pair", field="pairs")
-    return ((s >= np.float32(floor)) & (d >= 0) & (d <= hash_max)) | (s >= np.float32(strict))
+    known = d >= 0
+    return (known & (d <= hash_sure)) | ((s >= np.float32(floor)) & known & (d <= hash_max)) | (s >= np.float32(strict))
 
 
 def representative_groups(n: int, i: Any, j: Any, scores: Any, *, mask: Any = None,
@@ -108,21 +111,24 @@ def representative_groups(n: int, i: Any, j: Any, scores: Any, *, mask: Any = No
     starts = np.r_[0, np.cumsum(degree)]
     nodes = np.flatnonzero(degree)
     rank = np.lexsort((nodes, -strength[nodes], -prio[nodes], -degree[nodes]))  # the last key sorts first
-    group_of = np.full(n, -1, dtype=np.int64)
-    members_of: list[np.ndarray] = []
+    # the greedy pass in plain Python lists (a few microseconds per linked item: NumPy calls per
+    # item would cost more than the work)
+    adjacency, first, grouped = dst_sorted.tolist(), starts.tolist(), [-1] * n
+    members_of: list[list[int]] = []
     reps: list[int] = []
-    for u in nodes[rank]:
-        if group_of[u] >= 0:
+    for u in nodes[rank].tolist():
+        if grouped[u] >= 0:
             continue
-        linked = dst_sorted[starts[u]:starts[u + 1]]
-        free = np.unique(linked[group_of[linked] < 0])
-        if not len(free):
+        free = [v for v in adjacency[first[u]:first[u + 1]] if grouped[v] < 0]
+        if not free:
             continue  # every item linked to it is grouped already: it stays alone
         g = len(members_of)
-        group_of[u] = g
-        group_of[free] = g
-        members_of.append(np.sort(np.r_[u, free]))
-        reps.append(int(u))
+        grouped[u] = g
+        for v in free:
+            grouped[v] = g
+        members_of.append(sorted(set(free) | {u}))
+        reps.append(u)
+    group_of = np.asarray(grouped, dtype=np.int64)
     if not members_of:
         return []
     # the links inside each group, strongest first
@@ -132,8 +138,46 @@ def representative_groups(n: int, i: Any, j: Any, scores: Any, *, mask: Any = No
     porder = np.lexsort((-ps, pg))
     pi, pj, ps, pp, pg = pi[porder], pj[porder], ps[porder], pp[porder], pg[porder]
     bounds = np.searchsorted(pg, np.arange(len(members_of) + 1))
-    out = [Group(members_of[g], pi[bounds[g]:bounds[g + 1]], pj[bounds[g]:bounds[g + 1]],
+    out = [Group(np.asarray(members_of[g], dtype=np.int64), pi[bounds[g]:bounds[g + 1]], pj[bounds[g]:bounds[g + 1]],
                  ps[bounds[g]:bounds[g + 1]], pp[bounds[g]:bounds[g + 1]], reps[g]) for g in range(len(members_of))]
     out.sort(key=lambda g: (-g.size, -g.max_score, int(g.members[0])))
     return out
 
+
+
+def hash_candidates(hashes: Any, *, max_distance: int, bucket_max: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of rows whose hashes ((N,) uint64: the whole pictures') differ in at most
+    ``max_distance`` (<= 3) bits, found without comparing all pairs: split into ``max_distance +
+    1`` blocks of bits, two hashes that close agree on at least one block (pigeonhole), so only
+    rows sharing a block value are compared (O(N log N)). A block value shared by more than ``bucket_max`` rows (a flat
+    picture's hash) is skipped. Returns rows ``i < j`` and their distances. These pairs catch copies
+    whose vectors moved far (a photo turned grayscale: cosine down to 0.45) that no nearest
+    neighbour search offers."""
+    h = np.asarray(hashes, np.uint64).reshape(-1)
+    if max_distance > 3:
+        raise InvalidInput("hash candidates find distances of at most 3 bits", field="max_distance")
+    out_i, out_j = [], []
+    edges = np.linspace(0, 64, max_distance + 2).round().astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        block = ((h >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)).astype(np.int64)
+        order = np.argsort(block, kind="stable")
+        sb = block[order]
+        starts = np.flatnonzero(np.r_[True, sb[1:] != sb[:-1]])
+        sizes = np.diff(np.r_[starts, len(sb)])
+        for size in range(2, bucket_max + 1):  # buckets of one size at a time: all their pairs at once
+            first = starts[sizes == size]
+            if not len(first):
+                continue
+            members = order[first[:, None] + np.arange(size)[None, :]]  # (buckets, size)
+            a, b = np.triu_indices(size, 1)
+            out_i.append(members[:, a].reshape(-1))
+            out_j.append(members[:, b].reshape(-1))
+    if not out_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16)
+    i, j = np.concatenate(out_i), np.concatenate(out_j)
+    i, j = np.minimum(i, j), np.maximum(i, j)
+    d = hamming(h[i], h[j])
+    keep = d <= max_distance
+    i, j, d = i[keep], j[keep], d[keep]
+    _, first = np.unique(i * len(h) + j, return_index=True)
+    return i[first], j[first], d[first]

@@ -176,14 +176,15 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
         say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 4)
 
     i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=CANDIDATES, block=BLOCK, progress=searched)
+    i, j, s = near.with_hash_candidates(  # + pairs of (nearly) equal hashes, wherever their vectors are
+        ctx, vs, i, j, s,
+        progress=lambda done, total: say(f"hashing images stored before hashes were kept ({done} of {total})", 1, 4))
     a, b = vs.ids[i], vs.ids[j]
     vs.x = None  # (the vectors are not needed any more: free them before the thumbnails are read)
     say("checking identical images", 2, 4)
     exact = _identical(ctx, a, b, s)
     say("comparing perceptual hashes", 3, 4)
-    distance = near.pair_hash_distances(
-        ctx, vs.collection_id, a, b,
-        progress=lambda done, total: say(f"hashing images stored before hashes were kept ({done} of {total})", 3, 4))
+    distance = near.pair_hash_distances(ctx, vs.collection_id, a, b)
     info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": CANDIDATES,
             "index_kind": getattr(index, "kind", None), "seconds": round(time.perf_counter() - t0, 3)}
     arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact, "distance": distance}

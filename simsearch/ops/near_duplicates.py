@@ -9,8 +9,11 @@ space their thresholds hold in, the perceptual hashes of the candidate pairs, an
   is a derived space, the backbone it is made from (:func:`peek`).
 - **The hashes.** Images ingested since migration 0008 have their perceptual hashes
   (:mod:`simsearch.images.phash`) stored; images stored before are hashed from their stored
-  thumbnails the first time the pairs are computed (:func:`pair_hash_distances`, with progress,
-  a few milliseconds an image on a few threads), and stored, so it happens once.
+  thumbnails the first time the pairs are computed (:func:`with_hash_candidates`, with progress,
+  a few milliseconds an image on 4 threads), and stored, so it happens once.
+- **The candidates.** Each image's nearest neighbours at cosine >= the near floor, and the pairs
+  whose whole-picture hashes are at most :data:`HASH_SURE` bits apart (found from the hashes:
+  a grayscale copy's vectors can be farther apart than a look-alike's).
 - **The groups.** Near: candidate pairs verified by hashes (or a strict cosine where hashes fail),
   grouped around representatives (:mod:`simsearch.analysis.near_duplicates`). Similar: pairs at or
   above the user's cosine threshold, grouped around representatives too (no chains of look-alikes).
@@ -29,14 +32,21 @@ from simsearch.store.models import Image, Thumbnail
 
 # ---- the constants (benchmarks/near_duplicates.py measures them; docs/near-duplicates.md) ----------
 # HASH_MAX: two pictures whose hashes differ in at most this many of 64 bits (over the hash pairs of
-# hash_distance) are the same picture. Chosen from the distribution of distances between *distinct*
-# photos: for 3.5M pairs of the 2,641 photos of flowers102 and oxford-buildings, 42 (1.2e-5) are at
-# 10 or below (most of them real duplicates), and for independent random bits the chance is 2e-6;
-# every single transform but rotation and off-centre crops puts 97% of its copies at 8 or below.
-HASH_MAX = 10
+# hash_distance) are the same picture (when their cosine is at least the near floor too). Chosen from
+# two distributions (benchmarks/near_duplicates.py): every single transform but a rotation puts 97% of
+# its copies at 8 or below (rotations: 90% at 10, then the strict cosine finds them); the distinct
+# candidate pairs (a photo and one of its 16 nearest other photos) at 8 or below are 9 of 17,569, and
+# double (17) at 10, most of those being different photos of one building from one spot.
+HASH_MAX = 8
+# HASH_SURE: at most this many bits apart, the pictures are the same whatever the cosine (a grayscale
+# or strongly re-coloured copy's vectors move far: cosine down to 0.45). Among the 3.5M pairs of
+# distinct photos above, one is at 4 bits or fewer and none at 2 (random bits: 1e-16); such pairs
+# are found from the hashes themselves (:func:`simsearch.analysis.near_duplicates.hash_candidates`).
+HASH_SURE = 2
 # STRICT_COSINE: a pair this alike is a near-duplicate without agreeing hashes (hashes miss
 # rotations and off-centre crops). Set above the 99.9th percentile of the cosine between a photo and
-# its most similar *distinct* photo (see the benchmark).
+# its most similar *distinct* photo (0.926 on flowers102 + oxford-buildings; the pairs above it are
+# mostly bursts: benchmark).
 STRICT_COSINE = 0.93
 
 
@@ -80,28 +90,53 @@ def _backfill(ctx, ids: list[int], progress) -> None:
             progress(done, len(ids))
 
 
+def _hashes(ctx, collection_id: int, ids: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids with hashes, their hashes) of the collection, after hashing those of ``ids`` that have
+    none (from their thumbnails)."""
+    say = progress or (lambda done, total: None)
+    with ctx.db.session() as s:
+        have, hashes = stored_hashes.of_collection(s, collection_id, phash.METHOD, phash.N_HASHES)
+    missing = np.setdiff1d(np.asarray(ids, np.int64), have)
+    if not len(missing):
+        return have, hashes
+    _backfill(ctx, [int(x) for x in missing], say)
+    with ctx.db.session() as s:
+        return stored_hashes.of_collection(s, collection_id, phash.METHOD, phash.N_HASHES)
+
+
+def with_hash_candidates(ctx, vs: vecs.VectorSet, i: np.ndarray, j: np.ndarray, s: np.ndarray,
+                         progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs (rows of ``vs``, vectors loaded) and the pairs whose whole-picture hashes
+    are at most :data:`HASH_SURE` apart, scored from the vectors, each once."""
+    from simsearch.analysis.near_duplicates import hash_candidates
+
+    have, hashes = _hashes(ctx, vs.collection_id, vs.ids, progress)
+    at = np.minimum(np.searchsorted(have, vs.ids), max(len(have) - 1, 0))
+    known = np.flatnonzero(have[at] == vs.ids) if len(have) else np.zeros(0, np.int64)
+    hi, hj, _ = hash_candidates(hashes[at[known], 0], max_distance=HASH_SURE)
+    if not len(hi):
+        return i, j, s
+    hi, hj = known[hi], known[hj]
+    hs = np.einsum("ij,ij->i", vs.x[hi], vs.x[hj]).astype(np.float32)
+    n = len(vs.ids)
+    old = i * n + j
+    new = ~np.isin(hi * n + hj, old)
+    return np.r_[i, hi[new]], np.r_[j, hj[new]], np.r_[s, hs[new]].astype(np.float32)
+
+
 def pair_hash_distances(ctx, collection_id: int, a: np.ndarray, b: np.ndarray, progress=None) -> np.ndarray:
     """The hash distance of each pair ``(a, b)`` of image ids (-1 where one has no hashes); images
     without hashes (stored before they were kept) are hashed from their thumbnails first."""
     from simsearch.analysis.near_duplicates import pair_hash_distance
 
-    say = progress or (lambda done, total: None)
-    with ctx.db.session() as s:
-        have, _ = stored_hashes.of_collection(s, collection_id, phash.METHOD, phash.N_HASHES)
     involved = np.unique(np.concatenate([a, b])) if len(a) else np.zeros(0, np.int64)
-    missing = np.setdiff1d(involved, have)
-    if len(missing):
-        _backfill(ctx, [int(x) for x in missing], say)
-    with ctx.db.session() as s:
-        have, hashes = stored_hashes.of_collection(s, collection_id, phash.METHOD, phash.N_HASHES)
+    have, hashes = _hashes(ctx, collection_id, involved, progress)
     if not len(have) or not len(a):
         return np.full(len(a), -1, np.int16)
-    ra = np.minimum(np.searchsorted(have, a), len(have) - 1)
-    rb = np.minimum(np.searchsorted(have, b), len(have) - 1)
-    known = np.zeros(len(have) + 1, bool)
-    known[:len(have)] = True
-    ra = np.where(have[ra] == a, ra, len(have))
-    rb = np.where(have[rb] == b, rb, len(have))
+    # rows of the table: the images with hashes, then one "unknown" row
+    ra, rb = (np.minimum(np.searchsorted(have, x), len(have) - 1) for x in (a, b))
+    ra, rb = np.where(have[ra] == a, ra, len(have)), np.where(have[rb] == b, rb, len(have))
+    known = np.r_[np.ones(len(have), bool), False]
     table = np.concatenate([hashes, np.zeros((1, phash.N_HASHES), np.uint64)])
     return pair_hash_distance(table, known, ra, rb)
 
@@ -113,7 +148,8 @@ def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distanc
 
     if tier == "near":
         d = distance if distance is not None else np.full(len(i), -1, np.int16)
-        mask = verify(score, d, floor=threshold, hash_max=HASH_MAX, strict=max(STRICT_COSINE, threshold))
+        mask = verify(score, d, floor=threshold, hash_max=HASH_MAX, strict=max(STRICT_COSINE, threshold),
+                      hash_sure=HASH_SURE)
     else:
         mask = score >= np.float32(threshold)
     return representative_groups(n, i, j, score, mask=mask)
