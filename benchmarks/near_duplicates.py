@@ -133,9 +133,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=int, default=0, help="instead: the pipeline on N synthetic vectors")
+    ap.add_argument("--no-index", action="store_true", help="with --scale: candidate pairs made up (each vector and "
+                                                            "16 random others, the planted copies among them) instead of "
+                                                            "searched: times the steps after the index search")
     args = ap.parse_args()
     if args.scale:
-        print(json.dumps(scale(args.scale, seed=args.seed), indent=1))
+        print(json.dumps(scale(args.scale, seed=args.seed, index=not args.no_index), indent=1))
         return
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
     os.environ.setdefault("SIMSEARCH_REDIS_URL", "")
@@ -258,7 +261,7 @@ def distributions(ctx, vs, src, kind, ps, transforms) -> dict:
             "nearest_distinct_photo_cosine": q(best, (0.5, 0.9, 0.99, 0.995, 0.999, 1.0))}
 
 
-def scale(n: int, seed: int = 0, k: int | None = None) -> dict:
+def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> dict:
     """The near tier's steps on ``n`` synthetic vectors (benchmarks/synthetic.py) with 1% planted
     copies: the candidate search (each vector's ``k`` nearest in the index a
     collection of ``n`` vectors gets from the index policy, built and tuned as simsearch does),
@@ -290,12 +293,25 @@ def scale(n: int, seed: int = 0, k: int | None = None) -> dict:
         H[copy, 0] ^= (np.uint64(1) << flips[:, f].astype(np.uint64))
     gen_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    built = policy.build(np.arange(n, dtype=np.int64), X, policy.IndexPolicy())  # the kind a collection of n gets
-    if built.params:
-        kinds.set_params(built.index, built.kind, built.params)
+    if index:
+        built = policy.build(np.arange(n, dtype=np.int64), X, policy.IndexPolicy())  # the kind a collection of n gets
+        if built.params:
+            kinds.set_params(built.index, built.kind, built.params)
+        index_info = {"kind": built.kind, "params": built.params, "recall_at_10": round(float(built.recall), 4)}
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    i, j, s = candidate_pairs(X, built.index.search, k=k, floor=dup.CANDIDATES, block=dup.BLOCK)
+    if index:
+        i, j, s = candidate_pairs(X, built.index.search, k=k, floor=dup.CANDIDATES, block=dup.BLOCK)
+    else:  # made-up candidates: every vector with k random others and the planted pairs, scored exactly
+        index_info = "none: candidate pairs made up (--no-index)"
+        a = np.r_[np.repeat(np.arange(n), k), copy]
+        b = np.r_[rng.integers(0, n, n * k), orig]
+        keep = a != b
+        a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+        s = np.concatenate([np.einsum("ij,ij->i", X[a[c:c + 1_000_000]], X[b[c:c + 1_000_000]])
+                            for c in range(0, len(a), 1_000_000)]).astype(np.float32)
+        s = np.maximum(s, np.float32(dup.CANDIDATES))  # as if all were neighbours above the floor
+        i, j = a, b
     search_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     hi, hj, _ = hash_candidates(H[:, 0], max_distance=near.HASH_SURE)
@@ -317,7 +333,7 @@ def scale(n: int, seed: int = 0, k: int | None = None) -> dict:
                 got.add((min(int(mbr), g.representative), max(int(mbr), g.representative)))
     return {"benchmark": "near_duplicates_scale", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "n": n,
             "dim": int(X.shape[1]), "neighbours": k, "planted_copies": m,
-            "index": {"kind": built.kind, "params": built.params, "recall_at_10": round(float(built.recall), 4)},
+            "index": index_info,
             "generate_seconds": round(gen_s, 1), "index_build_seconds": round(build_s, 1),
             "candidate_search_seconds": round(search_s, 1), "hash_candidates_seconds": round(hash_candidates_s, 2),
             "candidate_pairs": int(len(i)),

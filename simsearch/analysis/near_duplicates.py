@@ -54,9 +54,10 @@ def pair_hash_distance(hashes: np.ndarray, known: np.ndarray, i: np.ndarray, j: 
     where ``known`` (N,) is false for either row."""
     i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
     out = np.full(len(i), UNKNOWN, dtype=np.int16)
-    ok = known[i] & known[j]
-    if ok.any():
-        out[ok] = hash_distance(hashes[i[ok]], hashes[j[ok]])
+    ok = np.flatnonzero(known[i] & known[j])
+    for start in range(0, len(ok), 1_000_000):  # in chunks: 16M pairs would copy 1.3 GB of hashes at once
+        p = ok[start:start + 1_000_000]
+        out[p] = hash_distance(hashes[i[p]], hashes[j[p]])
     return out
 
 

@@ -142,14 +142,18 @@ def pair_hash_distances(ctx, collection_id: int, a: np.ndarray, b: np.ndarray, p
 
 
 def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distance: np.ndarray | None,
-                tier: str, threshold: float):
-    """The groups of the near or similar tier over the cached pairs (rows ``i``, ``j`` of ``n``)."""
+                tier: str, threshold: float, near_floor: float = 0.60):
+    """The groups of the near or similar tier over the cached pairs (rows ``i``, ``j`` of ``n``);
+    ``near_floor``: the near tier's default threshold."""
     from simsearch.analysis.near_duplicates import representative_groups, verify
 
     if tier == "near":
+        # at the default floor, pictures whose hashes agree to HASH_SURE bits are near-duplicates at any
+        # cosine; a threshold the user gives (>= 0.70, above the floor) is one every near pair must reach
         d = distance if distance is not None else np.full(len(i), -1, np.int16)
+        sure = HASH_SURE if threshold <= near_floor else -1
         mask = verify(score, d, floor=threshold, hash_max=HASH_MAX, strict=max(STRICT_COSINE, threshold),
-                      hash_sure=HASH_SURE)
+                      hash_sure=sure)
     else:
         mask = score >= np.float32(threshold)
     return representative_groups(n, i, j, score, mask=mask)
