@@ -308,8 +308,8 @@ def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> di
         b = np.r_[rng.integers(0, n, n * k), orig]
         keep = a != b
         a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
-        s = np.concatenate([np.einsum("ij,ij->i", X[a[c:c + 1_000_000]], X[b[c:c + 1_000_000]])
-                            for c in range(0, len(a), 1_000_000)]).astype(np.float32)
+        s = np.concatenate([np.einsum("ij,ij->i", X[a[c:c + 50_000]], X[b[c:c + 50_000]])
+                            for c in range(0, len(a), 50_000)]).astype(np.float32)
         s = np.maximum(s, np.float32(dup.CANDIDATES))  # as if all were neighbours above the floor
         i, j = a, b
     search_s = time.perf_counter() - t0

@@ -41,11 +41,12 @@ from simsearch.store.results import ResultKey
 # Calibrated by benchmarks/duplicates_calibration.py (its JSON and the README's "Duplicates" have every
 # figure): 60 photos of ../shared/datasets (30 cats-dogs, 30 flowers) with 16 copies each, among all
 # 700 photos, ingested with the real pipeline (fp32).
-# NEAR_THRESHOLD: the near tier's cosine floor for candidate pairs, which perceptual hashes then verify
-# (simsearch/ops/near_duplicates.py; docs/near-duplicates.md; benchmarks/near_duplicates.py): below
-# every measured copy's cosine on flowers102 + oxford-buildings except grayscale copies and harsh
-# combinations (those are found from their hashes).
-NEAR_THRESHOLD = 0.60  # near: the candidates' cosine floor (then verified: simsearch.ops.near_duplicates)
+# NEAR_THRESHOLD: the near tier's cosine floor for pairs whose perceptual hashes agree
+# (simsearch/ops/near_duplicates.py; docs/near-duplicates.md; benchmarks/near_duplicates.py): the lowest
+# threshold a user may ask for. Copies below it (grayscale, 15% crops, harsh combinations: cosine down to
+# 0.45) are found when their hashes agree to HASH_SURE bits, among the candidates from CANDIDATES up and
+# the pairs of (nearly) equal hashes.
+NEAR_THRESHOLD = 0.70
 # SIMILAR_DEFAULT: a choice, described by measurement: at 0.80, 15% of the photos have a look-alike
 # (another photo at or above it); 64% of those share their label.
 SIMILAR_DEFAULT = 0.80
@@ -62,7 +63,7 @@ TIERS = ("exact", "near", "similar")
 NEIGHBOURS = 16  # each image's nearest others searched for pairs
 BLOCK = 1024  # query rows per index search
 FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # the lowest threshold a user may ask for
-CANDIDATES = min(FLOOR, NEAR_THRESHOLD)  # pairs below it are never kept
+CANDIDATES = 0.60  # nearest-neighbour pairs below it are never kept: below every measured copy but grayscale
 FORMAT = "v2"  # part of the cache key: bump when the stored pairs change shape (v2: hash distances)
 PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
 
