@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simsearch.analysis.near_duplicates import hash_distance, pair_hash_distance, representative_groups, verify
+from simsearch.analysis.near_duplicates import (contains, hamming, hash_candidates, hash_distance,
+                                                pair_hash_distance, representative_groups, verify)
 from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
@@ -72,10 +73,25 @@ def test_verify_needs_agreeing_hashes_or_a_strict_cosine():
     hashes = np.zeros((3, 5), np.uint64)
     hashes[1] = np.uint64(0b111)  # every picture of image 1 differs from image 0 in 3 bits
     assert pair_hash_distance(hashes, np.array([True, True, False]), [0, 0], [1, 2]).tolist() == [3, -1]
+    assert verify(s, d, floor=0.6, hash_max=10, strict=0.93, hash_sure=2).tolist() == [True, False, True, False, True]
+    assert contains(np.array([1, 5, 9]), [5, 6, 9, 0]).tolist() == [True, False, True, False]
     with pytest.raises(InvalidInput):
         verify(s, d[:2], floor=0.6, hash_max=10, strict=0.93)
     with pytest.raises(InvalidInput):
         hash_distance(np.zeros((2, 5), np.uint64), np.zeros((2, 4), np.uint64))
+
+
+def test_hash_candidates_find_every_pair_within_the_distance_and_no_other():
+    rng = np.random.default_rng(0)
+    h = rng.integers(0, 2**63, 5000, dtype=np.int64).astype(np.uint64)
+    h[4000:4100] = h[:100] ^ (np.uint64(1) << np.uint64(7)) ^ (np.uint64(1) << np.uint64(40))  # 2 bits apart
+    h[4100:4200] = h[100:200] ^ np.uint64(0b111)  # 3 bits apart: not within 2
+    i, j, d = hash_candidates(h, max_distance=2)
+    brute = {(a, int(b)) for a in range(5000) for b in np.flatnonzero(hamming(h[a], h[a + 1:]) <= 2) + a + 1}
+    assert set(zip(i.tolist(), j.tolist())) == brute and {(k, 4000 + k) for k in range(100)} <= brute
+    assert (d <= 2).all() and len(i) >= 100
+    with pytest.raises(InvalidInput):
+        hash_candidates(h, max_distance=4)
 
 
 def test_groups_form_around_representatives_never_through_chains():

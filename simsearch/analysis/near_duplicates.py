@@ -37,6 +37,16 @@ def hamming(a: Any, b: Any) -> np.ndarray:
     return _POPCOUNT[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.int16)
 
 
+def contains(sorted_keys: np.ndarray, keys: Any) -> np.ndarray:
+    """Which of ``keys`` are in ``sorted_keys`` (ascending int64): binary search (np.isin took
+    53-75 s for 100 keys against 16M on NumPy 2.4)."""
+    keys = np.asarray(keys, np.int64)
+    if not len(sorted_keys):
+        return np.zeros(len(keys), bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
 def hash_distance(ha: Any, hb: Any) -> np.ndarray:
     """(P,) smallest Hamming distance between the pictures of two images' hashes ((P, 5) uint64 as
     :func:`simsearch.images.phash.image_hashes` computes them: full, mirror, centre 90/80/70%):

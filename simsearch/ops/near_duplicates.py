@@ -108,7 +108,7 @@ def with_hash_candidates(ctx, vs: vecs.VectorSet, i: np.ndarray, j: np.ndarray, 
                          progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The candidate pairs (rows of ``vs``, vectors loaded) and the pairs whose whole-picture hashes
     are at most :data:`HASH_SURE` apart, scored from the vectors, each once."""
-    from simsearch.analysis.near_duplicates import hash_candidates
+    from simsearch.analysis.near_duplicates import contains, hash_candidates
 
     have, hashes = _hashes(ctx, vs.collection_id, vs.ids, progress)
     at = np.minimum(np.searchsorted(have, vs.ids), max(len(have) - 1, 0))
@@ -120,7 +120,7 @@ def with_hash_candidates(ctx, vs: vecs.VectorSet, i: np.ndarray, j: np.ndarray, 
     hs = np.einsum("ij,ij->i", vs.x[hi], vs.x[hj]).astype(np.float32)
     n = len(vs.ids)
     old = i * n + j
-    new = ~np.isin(hi * n + hj, old)
+    new = ~contains(np.sort(old), hi * n + hj)
     return np.r_[i, hi[new]], np.r_[j, hj[new]], np.r_[s, hs[new]].astype(np.float32)
 
 
