@@ -35,7 +35,7 @@ from simsearch.store.models import Image, Thumbnail
 # hash_distance) are the same picture (when their cosine is at least the near floor too). Chosen from
 # two distributions (benchmarks/near_duplicates.py): every single transform but a rotation puts 97% of
 # its copies at 8 or below (rotations: 90% at 10, then the strict cosine finds them); the distinct
-# candidate pairs (a photo and one of its 16 nearest other photos) at 8 or below are 9 of 17,569, and
+# candidate pairs (a photo and one of its 16 nearest other photos) at 8 or below are 9 of 17,472, and
 # double (17) at 10, most of those being different photos of one building from one spot.
 HASH_MAX = 8
 # HASH_SURE: at most this many bits apart, the pictures are the same whatever the cosine (a grayscale
