@@ -29,7 +29,12 @@ What it does (every file in a temporary folder, never in the repository):
 The rule for the near threshold (``RULE``): the threshold (steps of 0.005) with the highest F1
 when the (original, near copy) pairs are the positives and the (photo, its most similar other
 photo) pairs the negatives: one negative per photo, the pair most likely to be grouped wrongly.
-The constants in ``simsearch/ops/duplicates.py`` come from this run's output (README "Duplicates").
+The exact tier's constant in ``simsearch/ops/duplicates.py`` comes from this run's output (README
+"Duplicates"). The near tier no longer groups at one cosine threshold: its candidates (cosine >=
+``NEAR_THRESHOLD``) are verified by perceptual hashes and grouped around representatives, measured
+on the realistic sets by ``benchmarks/near_duplicates.py`` (docs/near-duplicates.md); the sweep
+here describes the previous single-cosine rule on the small sets, and step 2 runs the op's near
+tier with the threshold it picks as the candidates' floor.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class Group:
     pair_j: np.ndarray
     pair_scores: np.ndarray  # float32 (p,)
     pair_index: np.ndarray  # int64 (p,) positions of these pairs in the arrays given
+    representative: int = -1  # the row every member was verified against (grouping around representatives)
 
     @property
     def size(self) -> int:

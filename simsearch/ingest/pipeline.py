@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
-from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
 from simsearch.ingest.writes import Prepared, store_batch
 from simsearch.store import repo
@@ -239,6 +239,7 @@ class Ingester:
             prep.width, prep.height = img.width, img.height
             if existing is None:
                 prep.thumbnail = make_thumbnail(img.image)
+                prep.hashes = phash.to_bytes(phash.image_hashes(img.image))  # near-duplicates' check
             for size in {sizes[sp] for sp in prep.need}:
                 prep.pixels[size] = resize_for_model(img.image, size)
         except ImageDecodeError as exc:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy.orm import Session
 
+from simsearch.images.phash import METHOD as HASH_METHOD
 from simsearch.ingest.sources import SourceFile
+from simsearch.store import hashes as stored_hashes
 from simsearch.store import repo, upsert
 
 
@@ -32,6 +34,7 @@ class Prepared:
     height: int = 0
     thumbnail: bytes | None = None  # None: the image was stored (ok) when the run started
     pixels: dict[int, np.ndarray] = field(default_factory=dict)  # input size -> uint8 (S,S,3)
+    hashes: bytes | None = None  # perceptual hashes (simsearch.images.phash), with the thumbnail
     need: tuple[str, ...] = ()  # spaces still to embed
 
 
@@ -99,6 +102,7 @@ def store_batch(session: Session, batch: list[Prepared], vectors: dict[str, dict
             embeddings.append({"image_id": image_id, "space": sp, "dim": int(vec.shape[0]),
                                "vector": repo.vector_to_bytes(vec), "seconds": per_image_seconds[sp]})
             out.vectors.setdefault(sp, set()).add(image_id)
+    stored_hashes.store(session, {out.images[p.hash][0]: p.hashes for p in good.values() if p.hashes}, HASH_METHOD)
     new_vectors = upsert.store_embeddings(session, embeddings)
     out.embedded = len(new_vectors)
     # A file whose image was there already counts as already present unless it got a vector of a

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from simsearch import limits
 from simsearch.errors import InvalidInput
+from simsearch.ops import near_duplicates as near
 from simsearch.ops import vectors as vecs
 from simsearch.store import repo, results
 from simsearch.store.models import Image, Thumbnail
@@ -40,12 +41,12 @@ from simsearch.store.results import ResultKey
 # Calibrated by benchmarks/duplicates_calibration.py (its JSON and the README's "Duplicates" have every
 # figure): 60 photos of ../shared/datasets (30 cats-dogs, 30 flowers) with 16 copies each, among all
 # 700 photos, ingested with the real pipeline (fp32).
-# NEAR_THRESHOLD: the benchmark's rule, the highest F1 of (original, near copy) pairs against
-# (photo, its most similar other photo) pairs. At 0.855: 99% of moderate copies found (resize 50%,
-# JPEG q30-90, 5% crops, flips: each 97-100%), 73% of harsh ones (25% size 78%, 10% crops 88%,
-# combinations 85-90%, 25% size + q30 8%); 4.6% of the 700 photos have another photo at or above it
-# (the top ones are real duplicates and bursts in the data sets: dog.74 = dog.180).
-NEAR_THRESHOLD = 0.855
+# NEAR_THRESHOLD: the near tier's cosine floor for pairs whose perceptual hashes agree
+# (simsearch/ops/near_duplicates.py; docs/near-duplicates.md; benchmarks/near_duplicates.py): the lowest
+# threshold a user may ask for. Copies below it (grayscale, 15% crops, harsh combinations: cosine down to
+# 0.45) are found when their hashes agree to HASH_SURE bits, among the candidates from CANDIDATES up and
+# the pairs of (nearly) equal hashes.
+NEAR_THRESHOLD = 0.70
 # SIMILAR_DEFAULT: a choice, described by measurement: at 0.80, 15% of the photos have a look-alike
 # (another photo at or above it); 64% of those share their label.
 SIMILAR_DEFAULT = 0.80
@@ -53,22 +54,27 @@ SIMILAR_DEFAULT = 0.80
 # the thumbnails' pixels decide. Benchmark: 120 of 120 metadata-only copies found, no other pair.
 EXACT_MIN_COSINE = 0.9999
 # The figures the UI quotes (from the same run).
-CALIBRATION = {"photos": 700, "copies": 960, "near_recall_moderate": 0.99, "near_recall_harsh": 0.73,
-               "near_distinct_share": 0.046, "similar_distinct_share": 0.15, "similar_same_label": 0.64}
+CALIBRATION = {"photos": 700, "copies": 960, "similar_distinct_share": 0.15, "similar_same_label": 0.64,
+               # benchmarks/near_duplicates.py: 2,641 photos of flowers102 + oxford-buildings, 60 with 27 copies each
+               "near_photos": 2641, "near_single_transforms": 21, "near_single_recall_min": 0.98,
+               "near_distinct_share": 0.0117, "near_distinct_most": 3, "old_near_distinct_share": 0.123}
 
 TIERS = ("exact", "near", "similar")
 NEIGHBOURS = 16  # each image's nearest others searched for pairs
 BLOCK = 1024  # query rows per index search
-FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # pairs below it are never kept
-FORMAT = "v1"  # part of the cache key: bump when the stored pairs change shape
+FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # the lowest threshold a user may ask for
+CANDIDATES = 0.60  # nearest-neighbour pairs below it are never kept: below every measured copy but grayscale
+FORMAT = "v2"  # part of the cache key: bump when the stored pairs change shape (v2: hash distances)
 PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
 
 MEANING = {
     "exact": "Same pixels, different files: the metadata was rewritten or stripped, or the image was re-saved "
              "losslessly. The vectors and the thumbnails' pixels are identical; keeping one loses nothing. "
              "(Files with identical bytes are stored once at ingest and never listed.)",
-    "near": "The same photo, transformed: resized, re-compressed as JPEG, cropped by a few percent, flipped. "
-            "Cosine similarity at or above the threshold.",
+    "near": "The same photo, transformed: resized, re-compressed, cropped by a few percent, flipped, slightly "
+            "rotated, re-coloured, captioned. Nearest neighbours (cosine at or above the threshold) confirmed by "
+            "perceptual hashes of the pictures (or a cosine of at least 0.93); each group is one image and the images "
+            "confirmed against it, so look-alikes never chain.",
     "similar": "Different photos that look alike (the same scene, a burst, the same kind of subject): cosine "
                "similarity at or above a threshold you choose. Not duplicates: look before deleting.",
 }
@@ -102,11 +108,13 @@ def calibration_text() -> dict:
     """The calibration's figures in words, for the near and similar thresholds."""
     c = CALIBRATION
     return {
-        "near_text": (f"at {NEAR_THRESHOLD:g}, {c['near_recall_moderate']:.0%} of the copies resized to 50%, re-compressed "
-                      f"at JPEG quality 30-90, cropped 5% a side or flipped were found, {c['near_recall_harsh']:.0%} of "
-                      f"harsher ones (25% size, 10% crops, several changes at once), and {c['near_distinct_share']:.1%} of "
-                      f"{c['photos']} distinct photos had another photo above it (the most alike of them were real "
-                      f"duplicates and bursts)."),
+        "near_text": (f"on {c['near_photos']:,} distinct photos (flowers102 and oxford-buildings) with planted copies, "
+                      f"{c['near_single_transforms'] - 1} of {c['near_single_transforms']} single transforms (resize to "
+                      f"25-50%, JPEG quality 30-90, centred crops of 5-15%, flip, 3-degree rotation, brightness, colour, "
+                      f"grayscale, caption, watermark, PNG, WebP) had at least {c['near_single_recall_min']:.0%} of their "
+                      f"copies grouped with the original (an off-centre crop: 72%), and {c['near_distinct_share']:.1%} of "
+                      f"the distinct photos were grouped with another one, at most {c['near_distinct_most']} in a group "
+                      f"(most of them bursts; one cosine threshold grouped {c['old_near_distinct_share']:.0%})."),
         "similar_text": (f"At the default {SIMILAR_DEFAULT:g}, {c['similar_distinct_share']:.0%} of the benchmark's "
                          f"photos had a look-alike, and {c['similar_same_label']:.0%} of those shared their label "
                          f"(cat or dog, flower species)."),
@@ -124,7 +132,10 @@ def describe(tier: str, threshold: float) -> str:
 
 
 def _key(vs: vecs.VectorSet) -> ResultKey:
-    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={FLOOR};{FORMAT}", vs.fingerprint)
+    from simsearch.images.phash import METHOD
+
+    return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={CANDIDATES};{FORMAT};{METHOD}",
+                     vs.fingerprint)
 
 
 class PairSet:
@@ -137,11 +148,12 @@ class PairSet:
         self.b = np.asarray(arrays.get("b", np.zeros(0)), dtype=np.int64)
         self.score = np.asarray(arrays.get("score", np.zeros(0)), dtype=np.float32)
         self.exact = np.asarray(arrays.get("exact", np.zeros(0)), dtype=bool)
+        self.distance = np.asarray(arrays.get("distance", np.full(len(self.a), -1)), dtype=np.int16)  # hashes
 
 
 def lookup_pairs(ctx, collection: str, space: str | None) -> PairSet | None:
     """The cached pairs of the collection's current vectors, or None (cheap: never reads vectors)."""
-    vs = vecs.peek(ctx, collection, space)
+    vs = near.peek(ctx, collection, space)
     hit = results.get(ctx.db, _key(vs))
     return None if hit is None else PairSet(collection, vs.space, hit.info, hit.arrays, True)
 
@@ -150,12 +162,12 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     """The pairs of the collection's vectors: cached, or computed and stored (seconds to minutes)."""
     from simsearch.analysis.duplicates import candidate_pairs
 
-    vs = vecs.peek(ctx, collection, space)
+    vs = near.peek(ctx, collection, space)  # a backbone space: the thresholds' own (never a derived one)
     hit = results.get(ctx.db, _key(vs))
     if hit is not None:
         return PairSet(collection, vs.space, hit.info, hit.arrays, True)
     say = progress or (lambda message, done, total: None)
-    say("reading the vectors", 0, 3)
+    say("reading the vectors", 0, 4)
     vs = vecs.load(ctx, collection, vs.space)
     t0 = time.perf_counter()
     index = ctx.index(vs.collection_id, vs.space)
@@ -167,18 +179,23 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
         return scores, rows
 
     def searched(done: int, total: int) -> None:
-        say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 3)
+        say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 4)
 
-    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=FLOOR, block=BLOCK, progress=searched)
+    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=CANDIDATES, block=BLOCK, progress=searched)
+    i, j, s = near.with_hash_candidates(  # + pairs of (nearly) equal hashes, wherever their vectors are
+        ctx, vs, i, j, s,
+        progress=lambda done, total: say(f"hashing images stored before hashes were kept ({done} of {total})", 1, 4))
     a, b = vs.ids[i], vs.ids[j]
     vs.x = None  # (the vectors are not needed any more: free them before the thumbnails are read)
-    say("checking identical images", 2, 3)
+    say("checking identical images", 2, 4)
     exact = _identical(ctx, a, b, s)
-    info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": FLOOR,
+    say("comparing perceptual hashes", 3, 4)
+    distance = near.pair_hash_distances(ctx, vs.collection_id, a, b)
+    info = {"n_images": len(vs), "pairs": int(len(a)), "neighbours": NEIGHBOURS, "floor": CANDIDATES,
             "index_kind": getattr(index, "kind", None), "seconds": round(time.perf_counter() - t0, 3)}
-    arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact}
+    arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact, "distance": distance}
     results.put(ctx.db, _key(vs), info, arrays)
-    say("done", 3, 3)
+    say("done", 4, 4)
     return PairSet(collection, vs.space, info, arrays, False)
 
 
@@ -235,9 +252,9 @@ def _groups(ps: PairSet, tier: str, threshold: float):
 
     ids = np.unique(np.concatenate([ps.a, ps.b])) if len(ps.a) else np.zeros(0, np.int64)
     i, j = np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b)
-    mask = ps.exact if tier == "exact" else None
-    bar = np.float32(-1.0) if tier == "exact" else threshold
-    return groups_from_pairs(len(ids), i, j, ps.score, bar, mask=mask), ids
+    if tier != "exact":  # verified pairs around representatives: no chains
+        return near.tier_groups(len(ids), i, j, ps.score, ps.distance, tier, threshold, NEAR_THRESHOLD), ids
+    return groups_from_pairs(len(ids), i, j, ps.score, np.float32(-1.0), mask=ps.exact), ids
 
 
 def check_page(page: int, per_page: int | None) -> None:

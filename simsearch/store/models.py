@@ -21,6 +21,7 @@ Tables:
   analyses use when none is named (set by ``simsearch tune --set-default``).
 - ``analysis_results``: cached cluster runs and projections keyed by parameters and the
   fingerprint of the vectors they were computed from.
+- ``image_hashes``: perceptual hashes of each image's picture, for the near-duplicate finder.
 """
 
 from __future__ import annotations
@@ -199,3 +200,15 @@ class DerivedSpace(Base):
     arrays: Mapped[bytes | None] = mapped_column(LargeBinary)  # the fitted transform (npz: mean, matrix)
     report: Mapped[dict | None] = mapped_column(JSON)  # how it was chosen: fitted on, CV scores
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class ImageHashes(Base):
+    """Perceptual hashes of an image's picture (:mod:`simsearch.images.phash`), stored at ingest:
+    the near-duplicate finder's check of its candidate pairs. ``method`` names what ``hashes``
+    holds (little-endian uint64s); a row of another method is stale and computed again."""
+
+    __tablename__ = "image_hashes"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(100), nullable=False)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
