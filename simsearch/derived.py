@@ -279,6 +279,7 @@ def vector_of_image(ctx, d: Derived, image_id: int) -> np.ndarray | None:
 def vector_of_upload(ctx, d: Derived, data: bytes, source: str) -> tuple[np.ndarray, float]:
     """The query vector of an image file's bytes: embedded with each base backbone, transformed;
     and the model seconds."""
+    from simsearch import provenance
     from simsearch.embed import is_backbone_space
     from simsearch.search import embed_bytes
 
@@ -287,6 +288,7 @@ def vector_of_upload(ctx, d: Derived, data: bytes, source: str) -> tuple[np.ndar
         if not is_backbone_space(base):
             raise Conflict(f"the derived space {d.name!r} is made from imported vectors ({base}): simsearch cannot "
                            "embed an image in it; search by an image's id instead", field="backbone")
+        provenance.check_query(ctx, d.collection_id, base)
         vec, secs = embed_bytes(ctx, base, data, source)
         parts.append(vec[None])
         seconds += secs

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
-from simsearch import derived
+from simsearch import derived, provenance
 from simsearch.store import hot, repo
 from simsearch.store.models import Collection, Embedding, Image
 
@@ -149,6 +149,7 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     target = _lookup(ctx, collection, space, label)
     d = _derived(ctx, target)
     if d is None:
+        provenance.check_query(ctx, target.collection_id, target.space)  # the stored vectors' model, or 409
         vec, _ = embed_bytes(ctx, target.space, data, source)
     else:
         vec = query_vector(ctx, d, target, derived.vector_of_upload(ctx, d, data, source)[0])
