@@ -259,6 +259,29 @@ def set_default(ctx, collection: str, space: str | None) -> dict:
     return {"collection": collection, "default_space": space}
 
 
+def keep_default(ctx, collection: str, adding: list[str]) -> str | None:
+    """Before vectors of ``adding`` go into a collection that chose no default (an ingest or
+    `compare` embedding another backbone, `tune` embedding variants): when one of them is new to
+    it, the space it uses now becomes its own default, so that what pages and commands use when
+    they name no space does not change with the spaces it has. Returns the collection's default."""
+    from simsearch.errors import SimsearchError
+    from simsearch.search import resolve_space
+
+    with ctx.db.session() as s:
+        coll = s.scalar(select(Collection).where(Collection.name == collection))
+        if coll is None or coll.default_space is not None:
+            return None if coll is None else coll.default_space
+        coll_id, have = coll.id, set(repo.spaces_of(s, coll.id))
+    if not have or set(adding) <= have:
+        return None
+    try:
+        now = resolve_space(ctx, coll_id, None)
+    except SimsearchError:  # several spaces and none the default already: nothing to keep
+        return None
+    set_default(ctx, collection, now)
+    return now
+
+
 def default_space(ctx, collection_id: int) -> str | None:
     with ctx.db.session() as s:
         return s.scalar(select(Collection.default_space).where(Collection.id == collection_id))

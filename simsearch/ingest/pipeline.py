@@ -134,6 +134,7 @@ class Ingester:
             # load nothing yet: a re-ingest that finds nothing new never opens a model.
             emb.check()
         provenance.check_embedders(self.ctx, collection, embedders)  # never two models' vectors in one space
+        derived.keep_default(self.ctx, collection, self.spaces)  # a new space does not change the default
         with db.session() as s:
             coll = repo.get_or_create_collection(s, collection)
             if run_id is None:
