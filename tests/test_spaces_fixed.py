@@ -245,7 +245,7 @@ def test_percentile_reads_the_same_in_a_raw_and_a_collapsed_space(ctx, tmp_path)
 
 
 def test_percentile_function_places_scores_in_the_reference():
-    from simsearch.ops.calibration import neighbour_quantiles, percentile
+    from simsearch.analysis.calibration import neighbour_quantiles, percentile
 
     q = neighbour_quantiles(np.linspace(0.5, 0.9, 1001))
     assert np.allclose(percentile(q, [0.5, 0.7, 0.9, 0.2, 0.99]), [0, 50, 100, 0, 100], atol=0.2)

@@ -22,6 +22,7 @@ import threading
 
 import numpy as np
 
+from simsearch.analysis.calibration import neighbour_quantiles, percentile
 from simsearch.store import repo
 
 SAMPLE = 300
@@ -29,18 +30,6 @@ K = 10
 DRIFT = 0.1
 _CACHE: dict[tuple[int, str], tuple[int, np.ndarray]] = {}
 _LOCK = threading.Lock()
-
-
-def neighbour_quantiles(sims: np.ndarray) -> np.ndarray:
-    """101 quantiles (0th..100th percentile) of the neighbour similarities ``sims``."""
-    return np.quantile(np.asarray(sims, dtype=np.float64).ravel(), np.linspace(0.0, 1.0, 101))
-
-
-def percentile(quantiles: np.ndarray, scores) -> np.ndarray:
-    """Each score's place (0-100) in the reference distribution of :func:`neighbour_quantiles`."""
-    s = np.asarray(scores, dtype=np.float64)
-    q = np.maximum.accumulate(np.asarray(quantiles, dtype=np.float64))
-    return np.interp(s, q, np.linspace(0.0, 100.0, len(q)), left=0.0, right=100.0)
 
 
 def reference(ctx, collection_id: int, space: str) -> np.ndarray | None:

@@ -15,7 +15,8 @@ Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="Seed of the folds a
 
 
 class TuneRequest(Body):
-    set_default: StrictBool = Field(True, description="Make the chosen space the collection's default search space.")
+    set_default: StrictBool = Field(False, description="Make the chosen space the collection's default search space "
+                                    "(without it the default stays what it was).")
     folds: Folds = 5
     seed: Seed = 0
     variants: StrictBool = Field(True, description="Also try GeM pooling and flip / multi-scale test-time views "
