@@ -277,3 +277,25 @@ def test_a_projection_that_scatters_neighbourhoods_scores_below_the_raw_space():
     assert proj.p_at_10[0] > raw.p_at_10[0]  # better by label precision alone
     assert proj.kept[0] < 0.5 and proj.mean < raw.mean  # and worse at what the space serves
     assert tuning.select([raw, proj]) is raw
+
+
+def test_cli_imports_foreign_vectors_into_a_space_named_for_them_and_lists_what_made_each(tmp_path, weights_dir):
+    from click.testing import CliRunner
+
+    from simsearch.cli import cli
+
+    env = {"SIMSEARCH_HOME": str(tmp_path / "home"), "SIMSEARCH_DATABASE_URL": f"sqlite:///{tmp_path / 'home' / 'db.sqlite'}",
+           "SIMSEARCH_WEIGHTS_DIR": str(weights_dir), "SIMSEARCH_REDIS_URL": ""}
+    runner = CliRunner()
+    x = np.random.default_rng(0).standard_normal((12, 4)).astype(np.float32)
+    made = {"model": "clip-vit-b32", "weights_sha256": "ef" * 32, "dim": 4, "space": "clip-vit-b32"}
+    np.savez(tmp_path / "v.npz", vectors=x, keys=np.array([f"k{i}" for i in range(12)]),
+             fingerprint=np.array([json.dumps(made)]))
+    np.savez(tmp_path / "bare.npz", vectors=x, keys=np.array([f"k{i}" for i in range(12)]))
+    out = runner.invoke(cli, ["import-vectors", str(tmp_path / "v.npz"), "-c", "ext"], env=env, catch_exceptions=False)
+    assert out.exit_code == 0 and "added to clip-vit-b32.w-efefefef" in out.output, out.output
+    out = runner.invoke(cli, ["import-vectors", str(tmp_path / "bare.npz"), "-c", "ext"], env=env)
+    assert out.exit_code != 0 and out.output.count("\n") == 1  # one line, naming the cause
+    assert "does not say which model made its vectors" in out.output
+    out = runner.invoke(cli, ["spaces", "list", "-c", "ext"], env=env, catch_exceptions=False)
+    assert "* clip-vit-b32.w-efefefef: imported, 12 vectors, made by clip-vit-b32 (4-d, weights efefefef)" in out.output
