@@ -113,7 +113,11 @@ def spaces(name: str):
 
 @bp.get("/c/<name>/ingest")
 def ingest(name: str):
+    from simsearch.embed import is_backbone_space, parse_space
+
     ctx = _collection_context(name)
+    own = ctx["default_space"]  # new images are embedded with the backbone of the collection's default
+    ctx["default_space"] = parse_space(own)[0] if own and is_backbone_space(own) else ctx["default_backbone"]
     return render_template("ui/ingest.html", page="ingest", all_backbones=_all_backbones(), **ctx)
 
 
