@@ -299,3 +299,18 @@ def test_cli_imports_foreign_vectors_into_a_space_named_for_them_and_lists_what_
     assert "does not say which model made its vectors" in out.output
     out = runner.invoke(cli, ["spaces", "list", "-c", "ext"], env=env, catch_exceptions=False)
     assert "* clip-vit-b32.w-efefefef: imported, 12 vectors, made by clip-vit-b32 (4-d, weights efefefef)" in out.output
+
+
+def test_api_refuses_a_file_without_fingerprint_into_a_backbone_space_unless_vouched_for(make_app):
+    app = make_app()
+    client = app.test_client()
+    x = np.random.default_rng(0).standard_normal((3, 1280)).astype(np.float32)
+    body = npz_bytes(vectors=x, keys=np.array(["a", "b", "c"])).getvalue()
+    url = f"/api/collections/v/vectors?backbone={LITE0}"
+    resp = client.post(url, data=body, content_type="application/octet-stream")
+    assert resp.status_code == 400 and resp.get_json()["error"]["field"] == "space"
+    assert "does not say which model made its vectors" in resp.get_json()["error"]["message"]
+    resp = client.post(url + "&same_model=true", data=body, content_type="application/octet-stream")
+    assert resp.status_code == 200 and resp.get_json()["backbone"] == LITE0
+    spaces = client.get("/api/collections/v/spaces").get_json()["spaces"]
+    assert spaces[0]["fingerprint"]["model"] == LITE0  # recorded as the backbone's, as vouched
