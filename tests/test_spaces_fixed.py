@@ -143,7 +143,7 @@ def test_imports_that_would_mix_models_are_refused_and_foreign_vectors_get_their
 
         # another backbone's export renamed: efficientnet_lite1 has 1280 dimensions too
         with pytest.raises(Conflict, match=r"holds vectors of efficientnet_lite0 .*not of efficientnet_lite1 .*"
-                                           r"import them under their own name"):
+                                           r"import them under their own name \(efficientnet_lite0\)"):
             import_vectors(ctx, npz_bytes(**arrays, fingerprint=got["fingerprint"]), "other", "efficientnet_lite1")
         # no fingerprint: not into a backbone's space, unless vouched for
         with pytest.raises(InvalidInput, match="does not say which model made its vectors"):
@@ -155,7 +155,7 @@ def test_imports_that_would_mix_models_are_refused_and_foreign_vectors_get_their
         # vectors of the same backbone with other weights: foreign here
         other = dict(fp, weights_sha256="ab" * 32)
         foreign = np.array([json.dumps(other)])
-        with pytest.raises(Conflict, match="weights abababab.*import them under their own name"):
+        with pytest.raises(Conflict, match=r"weights abababab.*import them under their own name \(efficientnet_lite0.w-abababab\)"):
             import_vectors(ctx, npz_bytes(**arrays, fingerprint=foreign), "pets", LITE0)
         out = import_vectors(ctx, npz_bytes(**arrays, fingerprint=foreign), "pets", None)
         assert out["backbone"] == "efficientnet_lite0.w-abababab" and out["imported_space"]

@@ -2,8 +2,8 @@
 neighbour similarities in that space.
 
 A cosine is no measure a person can read across spaces: on flowers102 an image's ten nearest
-neighbours are at 0.75 (same species) and 0.71 (another) in the raw EfficientNet-Lite0 space, but
-at 0.93 and 0.89 in an 8-dimensional supervised projection of it. So each search result also
+neighbours are at 0.74 (same species) and 0.70 (another) in the raw EfficientNet-Lite0 space, but
+at 0.93 and 0.88 in an 8-dimensional supervised projection of it. So each search result also
 carries ``percentile``: the share (0-100) of *typical nearest-neighbour similarities* of the
 collection in that space that the hit's cosine reaches. The reference is the similarity of up to
 :data:`SAMPLE` seeded stored images to each of their :data:`K` nearest neighbours (themselves left

@@ -34,6 +34,17 @@ def _own_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("._-")[:80] or "imported"
 
 
+def own_space(ctx, fp: dict) -> str:
+    """The space a fingerprinted file's vectors belong to here: its backbone's space when this
+    server embeds that space with the same model, else one named for the model."""
+    from simsearch.embed import is_backbone_space
+
+    own = fp.get("space")
+    if isinstance(own, str) and is_backbone_space(own) and not provenance.differs(fp, provenance.of_space(ctx, own)):
+        return own
+    return provenance.foreign_name(fp)
+
+
 def target(ctx, collection: str, space: str | None, fp: dict | None, name: str, dim: int, *,
            same_model: bool = False) -> tuple[str, dict | None]:
     """(the space to import into, the fingerprint to record for it, None: none known)."""
@@ -43,11 +54,7 @@ def target(ctx, collection: str, space: str | None, fp: dict | None, name: str, 
         if fp is None:
             raise InvalidInput(f"{name} does not say which model made its vectors (it has no 'fingerprint' array): "
                                "name the space to import them into", field="space")
-        own = fp.get("space")
-        if isinstance(own, str) and is_backbone_space(own) and not provenance.differs(fp, provenance.of_space(ctx, own)):
-            space = own
-        else:
-            space = provenance.foreign_name(fp)
+        space = own_space(ctx, fp)
     is_backbone = check_space_name(space)
     coll_id = _collection_id(ctx, collection)
     have = provenance.recorded(ctx, coll_id, space) if coll_id is not None else None
@@ -64,7 +71,7 @@ def target(ctx, collection: str, space: str | None, fp: dict | None, name: str, 
             return space, expected
         if provenance.differs(fp, expected):
             raise Conflict(f"{name} holds vectors of {provenance.describe(fp)}, not of {provenance.describe(expected)} "
-                           f"as {space}'s are: import them under their own name ({provenance.foreign_name(fp)})",
+                           f"as {space}'s are: import them under their own name ({own_space(ctx, fp)})",
                            field="space")
         return space, fp
     if fp is not None and have is not None and provenance.differs(fp, have[0]):
