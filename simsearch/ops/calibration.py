@@ -28,7 +28,7 @@ from simsearch.store import repo
 SAMPLE = 300
 K = 10
 DRIFT = 0.1
-_CACHE: dict[tuple[int, str], tuple[int, np.ndarray]] = {}
+_CACHE: dict[tuple[str, int, str], tuple[int, np.ndarray]] = {}
 _LOCK = threading.Lock()
 
 
@@ -36,7 +36,7 @@ def reference(ctx, collection_id: int, space: str) -> np.ndarray | None:
     """The space's neighbour-similarity quantiles (None with fewer than K + 2 vectors)."""
     index = ctx.index(collection_id, space)
     n = int(index.ntotal)
-    key = (collection_id, space)
+    key = (str(ctx.db.url), collection_id, space)  # (another database may have a collection of the same id)
     with _LOCK:
         hit = _CACHE.get(key)
     if hit is not None and abs(hit[0] - n) <= DRIFT * max(hit[0], 1):
