@@ -125,7 +125,7 @@ def run_one(kind: str, work: Path, src: Path, base: np.ndarray, n: int, noise: f
             log(f"{kind}: importing {n:,} vectors")
             load0 = os.getloadavg()[0]
             t0 = time.perf_counter()
-            report = import_vectors(ctx, src, "bench", SPACE, update_index=index)
+            report = import_vectors(ctx, src, "bench", SPACE, update_index=index, same_model=True)  # no fingerprint in the file
             seconds = time.perf_counter() - t0
             out["import"] = {"seconds": round(seconds, 1), "vectors_per_s": round(n / seconds), "MB_per_s": round(src.stat().st_size / seconds / 1e6, 1),
                              "store_seconds": report["seconds"], "index": report["index"], "load_average_before": round(load0, 2),

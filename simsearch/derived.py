@@ -263,6 +263,29 @@ def set_default(ctx, collection: str, space: str | None) -> dict:
     return {"collection": collection, "default_space": space}
 
 
+def keep_default(ctx, collection: str, adding: list[str]) -> str | None:
+    """Before vectors of ``adding`` go into a collection that chose no default (an ingest or
+    `compare` embedding another backbone, `tune` embedding variants): when one of them is new to
+    it, the space it uses now becomes its own default, so that what pages and commands use when
+    they name no space does not change with the spaces it has. Returns the collection's default."""
+    from simsearch.errors import SimsearchError
+    from simsearch.search import resolve_space
+
+    with ctx.db.session() as s:
+        coll = s.scalar(select(Collection).where(Collection.name == collection))
+        if coll is None or coll.default_space is not None:
+            return None if coll is None else coll.default_space
+        coll_id, have = coll.id, set(repo.spaces_of(s, coll.id))
+    if not have or set(adding) <= have:
+        return None
+    try:
+        now = resolve_space(ctx, coll_id, None)
+    except SimsearchError:  # several spaces and none the default already: nothing to keep
+        return None
+    set_default(ctx, collection, now)
+    return now
+
+
 def default_space(ctx, collection_id: int) -> str | None:
     with ctx.db.session() as s:
         return s.scalar(select(Collection.default_space).where(Collection.id == collection_id))
@@ -283,6 +306,7 @@ def vector_of_image(ctx, d: Derived, image_id: int) -> np.ndarray | None:
 def vector_of_upload(ctx, d: Derived, data: bytes, source: str) -> tuple[np.ndarray, float]:
     """The query vector of an image file's bytes: embedded with each base backbone, transformed;
     and the model seconds."""
+    from simsearch import provenance
     from simsearch.embed import is_backbone_space
     from simsearch.search import embed_bytes
 
@@ -291,6 +315,7 @@ def vector_of_upload(ctx, d: Derived, data: bytes, source: str) -> tuple[np.ndar
         if not is_backbone_space(base):
             raise Conflict(f"the derived space {d.name!r} is made from imported vectors ({base}): simsearch cannot "
                            "embed an image in it; search by an image's id instead", field="backbone")
+        provenance.check_query(ctx, d.collection_id, base)
         vec, secs = embed_bytes(ctx, base, data, source)
         parts.append(vec[None])
         seconds += secs

@@ -16,7 +16,7 @@ from simsearch import limits
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import THUMBNAIL_SIDE, decode_image
-from simsearch import derived
+from simsearch import derived, provenance
 from simsearch.store import hot, repo
 from simsearch.store.models import Collection, Embedding, Image
 
@@ -224,6 +224,7 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     target = _lookup(ctx, collection, space, label)
     d = _derived(ctx, target)
     if d is None:
+        provenance.check_query(ctx, target.collection_id, target.space)  # the stored vectors' model, or 409
         q = embed_query(ctx, target.space, data, source, box=box, regions=regions)
         return target.space, _search_fused(ctx, target, q, k)
     if box is not None:

@@ -57,6 +57,7 @@ def test_tuning_from_the_spaces_page_shows_the_table_and_the_new_default(live, b
     assert _default_row(browser) == SPACE
     shot(browser, "spaces-before-tuning")
 
+    by_testid(browser, "tune-set-default").click()  # asked for: a tuning never changes the default otherwise
     by_testid(browser, "tune-start").click()
     wait(browser, lambda d: by_testid(d, "tune-status").text not in ("", "starting…"), 60,
          "the page shows the job's progress")
@@ -78,9 +79,13 @@ def test_tuning_from_the_spaces_page_shows_the_table_and_the_new_default(live, b
     assert "★" in row.text and " ± " in row.find_element(By.CSS_SELECTOR, '[data-testid="p-at-10"]').text
     assert "chosen for this collection" in by_testid(browser, "spaces-summary").text
 
-    # "make default" on the backbone's space moves the marker there
+    # "make default" on the backbone's space moves the marker there (when the tuning chose another: on 30
+    # images the raw space can win, tune's criterion weighing its neighbourhoods kept; it is the default then)
     base_row = next(r for r in _rows(browser) if r.get_attribute("data-space") == SPACE)
-    base_row.find_element(By.CSS_SELECTOR, '[data-testid="make-default"]').click()
+    if chosen != SPACE:
+        base_row.find_element(By.CSS_SELECTOR, '[data-testid="make-default"]').click()
+    else:
+        assert not base_row.find_elements(By.CSS_SELECTOR, '[data-testid="make-default"]')
     wait(browser, lambda d: _default_row(d) == SPACE, 30, "the backbone's space is the default again")
     assert live.get_json(f"/api/collections/{COLLECTION}/spaces")["default_space"] == SPACE
 

@@ -20,7 +20,7 @@ def client(make_app):
 
 
 def test_tune_job_stores_the_best_space_and_the_page_data_follow(client):
-    body = accepted(client.post("/api/collections/synth/tune", json={"folds": 3}))
+    body = accepted(client.post("/api/collections/synth/tune", json={"folds": 3, "set_default": True}))
     job = poll(client, body["job_id"], timeout=300)
     assert job["status"] == "done", job
     assert job["kind"] == "tune" and job["result_url"] == "/api/collections/synth/spaces"
@@ -91,3 +91,17 @@ def test_a_derived_space_is_compared_like_a_backbone(client):
     resp = client.get(url)
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
     assert [p["backbone"] for p in resp.get_json()["backbones"]] == [SPACE, derived[0]]
+
+
+def test_a_tune_job_not_asked_to_set_the_default_leaves_it_and_the_pages_follow(client):
+    import re
+
+    before = client.get("/api/collections/synth/spaces").get_json()["default_space"]
+    job = poll(client, accepted(client.post("/api/collections/synth/tune", json={"folds": 3}))["job_id"], timeout=300)
+    assert job["status"] == "done", job
+    out = client.get("/api/collections/synth/spaces").get_json()
+    assert out["default_space"] == before == SPACE  # (pinned before the variants were tried: the same space)
+    for page, sel in (("search", "search-backbone"), ("map", "map-backbone"), ("clusters", "clusters-backbone")):
+        html = client.get(f"/c/synth/{page}").get_data(as_text=True)
+        block = re.search(rf'<select id="{sel}".*?</select>', html, re.S).group(0)
+        assert re.findall(r'<option value="([^"]*)" selected', block) == [SPACE], page

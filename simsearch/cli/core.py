@@ -185,7 +185,8 @@ def _print_hits(hits: list[dict], header: str) -> None:
         click.echo("  (no results)")
     for rank, h in enumerate(hits, 1):
         label = f"  [{h['label']}]" if h["label"] else ""
-        click.echo(f"  {rank:>3}. {h['score']:.4f}  #{h['image_id']}  {h['path']}{label}")
+        pct = f" p{h['percentile']:>5.1f}" if h.get("percentile") is not None else ""  # comparable across spaces
+        click.echo(f"  {rank:>3}. {h['score']:.4f}{pct}  #{h['image_id']}  {h['path']}{label}")
 
 
 @cli.command()

@@ -48,11 +48,15 @@ def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, 
                f"({report.mode})")
     click.echo(f"protocol: {report.protocol}")
     if report.mode == "labelled":
-        click.echo(f"  {'space':<52} {'P@10 mean±std':>15} {'ARI mean±std':>15} {'CV s':>6} {'embed s':>7}")
+        click.echo(f"  {'space':<52} {'P@10 mean±std':>15} {'ARI mean±std':>15} {'kept':>5} {'score':>5} "
+                   f"{'CV s':>6} {'embed s':>7}")
         for c in report.candidates:
             mark = "*" if c["space"] == report.chosen else " "
             click.echo(f"{mark} {c['space']:<52} {c['p_at_10_mean']:.3f} ± {c['p_at_10_std']:.3f}  "
-                       f"{_f(c['ari_mean'])} ± {_f(c['ari_std'])} {c['seconds']:>6.1f} {c.get('embed_seconds', 0):>7.1f}")
+                       f"{_f(c['ari_mean'])} ± {_f(c['ari_std'])} {_f(c.get('kept_mean'))} {_f(c.get('served_mean'))} "
+                       f"{c['seconds']:>6.1f} {c.get('embed_seconds', 0):>7.1f}")
+        click.echo("kept: a held-out image's raw top-10 still in its top-50; score: the mean of P@10, ARI and kept, "
+                   "what the choice (*) is made by")
         if report.embedding:
             e = report.embedding
             click.echo(f"embedding pass: {e['images']} images in {len(e['spaces'])} variants, {e['seconds']:.1f} s "
@@ -87,13 +91,23 @@ def spaces():
 @json_option
 @click.pass_context
 def spaces_list(ctx, collection, as_json):
-    """The derived spaces of a collection, with how they were made."""
+    """The spaces of a collection: what made each one's vectors, the default (*), and the derived
+    spaces with how they were made."""
     from simsearch.derived import list_derived
+    from simsearch.ops.spaces import overview
+    from simsearch.provenance import describe
 
-    rows = list_derived(context_from(ctx), collection)
+    app = context_from(ctx)
+    rows = list_derived(app, collection)
+    every = overview(app, collection)
     if as_json:
         emit_json(rows)
         return
+    for s in every["spaces"]:
+        if s["kind"] != "derived":
+            made = describe(s["fingerprint"]) if s["fingerprint"] else "an unknown model"
+            click.echo(f"{'*' if s['default'] else ' '} {s['name']}: {s['kind']}, {s['vectors']} vectors, made by {made}"
+                       + (" (internal: a tuning variant, a derived space's base)" if s["internal"] else ""))
     if not rows:
         click.echo(f"{collection}: no derived spaces (run `simsearch tune -c {collection}`)")
     for r in rows:

@@ -17,27 +17,32 @@ from simsearch.text import plural, verb
 @cli.command("import-vectors")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--collection", "-c", required=True, help="Collection to add them to (created if new).")
-@click.option("--space", "-s", required=True,
-              help="Embedding space: a backbone's (e.g. efficientnet_lite0; the dimension must match) or any name for "
-                   "vectors made elsewhere (e.g. clip-vit-b32).")
+@click.option("--space", "-s",
+              help="Embedding space: a backbone's (e.g. efficientnet_lite0: the file's fingerprint must name that "
+                   "model) or any name for vectors made elsewhere (e.g. clip-vit-b32) [default: the one the file's "
+                   "fingerprint names; a model this server does not run gets a space named for it].")
+@click.option("--same-model", is_flag=True,
+              help="The file has no fingerprint, and you vouch that the backbone of --space made its vectors.")
 @click.option("--no-index", is_flag=True, help="Do not bring the index up to date now (the next search does).")
 @progress_option
 @json_option
 @click.pass_context
-def import_vectors(ctx, file, collection, space, no_index, progress, as_json):
+def import_vectors(ctx, file, collection, space, same_model, no_index, progress, as_json):
     """Import vectors computed elsewhere from an .npz file.
 
     FILE holds 'vectors' (N x D float32) and 'keys' (N unique strings: an image's source path, or
     any name), optionally 'labels' and 'metadata' (JSON objects as strings). A key that is the
     source path of an image of the collection gives that image the vector; any other key becomes a
     new image without a file or thumbnail. Vectors are L2-normalised. Nothing is stored when any
-    row is refused (NaN, infinity, zero vector, wrong dimension, duplicate key)."""
+    row is refused (NaN, infinity, zero vector, wrong dimension, duplicate key), or when the file's
+    'fingerprint' (written by `simsearch export`) names another model than the space's."""
     from simsearch.ops.vectors_io import import_vectors as run_import
 
     if not file.is_file():
         raise InvalidInput(f"{file}: no such file", field="file")
     out = run_import(context_from(ctx), file, collection, space, name=str(file), update_index=not no_index,
-                     progress=progress_printer("import-vectors", progress))
+                     progress=progress_printer("import-vectors", progress), same_model=same_model)
+    space = out["backbone"]
     if as_json:
         emit_json(out)
         return

@@ -124,7 +124,7 @@ class Ingester:
         collection's derived spaces and default space are made from (:func:`simsearch.derived.
         required_spaces`). ``refresh_derived``: recompute the derived spaces at the end (a shard of a
         sharded job leaves it to the job's end: :func:`simsearch.jobs.shards.roll_up`)."""
-        from simsearch import derived
+        from simsearch import derived, provenance
 
         db = self.ctx.db
         self.spaces = list(dict.fromkeys(self.spaces + derived.required_spaces(self.ctx, collection)))
@@ -133,6 +133,8 @@ class Ingester:
             # Fail early (weights unavailable, runtime missing) before touching the database, but
             # load nothing yet: a re-ingest that finds nothing new never opens a model.
             emb.check()
+        provenance.check_embedders(self.ctx, collection, embedders)  # never two models' vectors in one space
+        derived.keep_default(self.ctx, collection, self.spaces)  # a new space does not change the default
         with db.session() as s:
             coll = repo.get_or_create_collection(s, collection)
             if run_id is None:
@@ -188,6 +190,8 @@ class Ingester:
             writer.shutdown(wait=True)
             bar.close()
         report.seconds = time.perf_counter() - t0
+        if report.embedded:
+            provenance.record_embedders(self.ctx, coll_id, embedders)
         for sp in self.spaces:
             self.ctx.sync_index(coll_id, sp)
         if report.embedded and refresh_derived:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from simsearch.ops import calibration
 from simsearch.ops.backbones import check_space
 from simsearch.store import repo
 
@@ -27,8 +28,11 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     t0 = time.perf_counter()
     space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=k, label=label,
                                box=box, regions=regions)
+    with ctx.db.session() as s:
+        coll_id = repo.get_collection(s, collection).id
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
-            "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
+            "results": calibration.annotate(ctx, coll_id, space, [h.to_dict() for h in hits]),
+            "seconds": round(time.perf_counter() - t0, 4)}
 
 
 def _imported_here(ctx, collection: str, space: str) -> None:
@@ -54,7 +58,8 @@ def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str
     t0 = time.perf_counter()
     space, img, hits = similar_to(ctx, image_id, collection=collection, space=backbone, k=k, label=label)
     return {"query": {"image_id": img.image_id, "path": img.path, "label": img.label}, "backbone": space, "k": k,
-            "results": [h.to_dict() for h in hits], "seconds": round(time.perf_counter() - t0, 4)}
+            "results": calibration.annotate(ctx, img.collection_id, space, [h.to_dict() for h in hits]),
+            "seconds": round(time.perf_counter() - t0, 4)}
 
 
 def collection_space(ctx, name: str, backbone: str | None) -> tuple[int, str]:

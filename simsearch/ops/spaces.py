@@ -18,7 +18,10 @@ def overview(ctx, collection: str) -> dict:
         coll = repo.get_collection(s, collection)
         coll_id, chosen = coll.id, coll.default_space
         counts = repo.vector_counts(s, coll_id)
+    from simsearch import provenance
+
     rows_derived = {r["name"]: r for r in derived.list_derived(ctx, collection)}
+    made_by = provenance.all_of(ctx, coll_id)
     try:
         default = resolve_space(ctx, coll_id, None) if counts else None
     except SimsearchError:  # several spaces and none of them the default: a search must name one
@@ -28,11 +31,40 @@ def overview(ctx, collection: str) -> dict:
         d = rows_derived.get(name)
         kind = "derived" if d is not None else ("backbone" if is_backbone_space(name) else "imported")
         cv = ((d or {}).get("report") or {}).get("cv")
+        fp, origin = made_by.get(name, (None, None))
         spaces.append({"name": name, "kind": kind, "vectors": int(counts[name]), "default": name == default,
                        "bases": d["bases"] if d else None, "recipe": d["recipe"] if d else None,
-                       "dim": d["dim"] if d else None, "cv": cv})
+                       "dim": d["dim"] if d else None, "cv": cv, "fingerprint": fp,
+                       "internal": origin == provenance.INTERNAL and name != default})
     return {"collection": collection, "default_space": default, "default_chosen": chosen is not None,
             "spaces": spaces, "last_tuning": tune_jobs.last_report(ctx, coll_id)}
+
+
+def default_of(ctx, collection_id: int) -> str | None:
+    """The space a page or command uses when none is named: the collection's own default, else
+    the settings' default backbone, else its only space; None when it has no vectors, or several
+    spaces and no default."""
+    from simsearch.search import resolve_space
+
+    try:
+        return resolve_space(ctx, collection_id, None)
+    except SimsearchError:
+        return None
+
+
+def picker(ctx, collection: str) -> dict:
+    """What a page's space picker offers: the spaces with vectors, the default first, without the
+    internal ones (the pooling / view variants `simsearch tune` embedded as a derived space's
+    base); and the default, preselected."""
+    from simsearch import provenance
+
+    with ctx.db.session() as s:
+        coll = repo.get_collection(s, collection)
+        coll_id, counts = coll.id, repo.vector_counts(s, coll.id)
+    default = default_of(ctx, coll_id) if counts else None
+    hidden = provenance.internal_spaces(ctx, coll_id) - {default}
+    shown = sorted((sp for sp in counts if sp not in hidden), key=lambda sp: (sp != default, sp))
+    return {"spaces": shown, "default": default, "internal": sorted(hidden & set(counts))}
 
 
 def set_default(ctx, collection: str, space: str | None) -> dict:

@@ -36,11 +36,13 @@ from simsearch.embed import GEM_P, parse_space_spec, space_key
 from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
 from simsearch.store import repo
+from simsearch.store.models import Collection
 
 PROTOCOL = ("nested stratified {folds}-fold cross-validation over the labelled images (seed {seed}): "
             "transforms fitted on the training folds only, hyper-parameters chosen by an inner {inner}-fold "
             "CV on them; held-out images are the queries, the training folds the database; "
-            "P@10 and ARI (k-means at the number of labels, on the held-out images) per fold")
+            "P@10, ARI (k-means at the number of labels, on the held-out images) and neighbour preservation "
+            "(a held-out image's raw top-10 kept in its top-50) per fold; chosen by their mean (one-standard-error rule)")
 
 
 VARIANT_POOLINGS = tuple(GEM_P)  # besides the base's own pooling
@@ -173,14 +175,21 @@ def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: l
 
     with ctx.db.session() as s:
         have = set(repo.spaces_of(s, coll_id))
+    from simsearch import provenance
+
     new = [sp for sp in spaces if sp not in have]
     if not new:
         return None, []
+    with ctx.db.session() as s:
+        collection = s.get(Collection, coll_id).name
+    derived.keep_default(ctx, collection, new)  # the variants do not change what the collection uses
     steps(f"embedding the images in {len(new)} pooling / test-time-view variants")
     done = embed_collection(ctx, coll_id, new)
     if done.unavailable:
         report_notes.append(f"variants not tried: {done.unavailable}")
         return done, []
+    for sp in new:  # internal: out of the pages' pickers unless chosen as a space of its own
+        provenance.record(ctx, coll_id, sp, provenance.of_space(ctx, sp), provenance.INTERNAL, replace=True)
     return done, new
 
 
@@ -189,12 +198,15 @@ def _drop_vectors(ctx, coll_id: int, spaces: list[str]) -> None:
 
     from simsearch.store.models import Embedding, Image
 
+    from simsearch import provenance
+
     if not spaces:
         return
     with ctx.db.session() as s:
         have = select(Image.id).where(Image.collection_id == coll_id)
         s.execute(delete(Embedding).where(Embedding.space.in_(spaces), Embedding.image_id.in_(have)))
         s.commit()
+    provenance.forget(ctx, coll_id, spaces)
 
 
 def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]], folds: int, seed: int,
@@ -245,6 +257,10 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     for sp in created:
         if sp in bases:
             ctx.sync_index(coll_id, sp, force_rebuild=True)
+    if report.chosen in created:  # a variant chosen as it is: a space of its own, shown in the pickers
+        from simsearch import provenance
+
+        provenance.set_origin(ctx, coll_id, [report.chosen], "embedded")
     steps(f"fitting {report.chosen} on the whole collection")
     if report.chosen not in bases:
         x, labels, has = data[tuple(bases)]
@@ -253,7 +269,8 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
         linear = tuning.fit(x[fit_rows], labels[fit_rows].astype(str) if best.family.supervised else None, setting)
         cv = next(r for r in rows if r["space"] == report.chosen)
         info = {"fitted_on": {"images": int(fit_rows.sum()), "labelled": best.family.supervised},
-                "cv": {k: cv[k] for k in ("p_at_10_mean", "p_at_10_std", "ari_mean", "ari_std")},
+                "cv": {k: cv[k] for k in ("p_at_10_mean", "p_at_10_std", "ari_mean", "ari_std", "kept_mean",
+                                          "served_mean")},
                 "protocol": report.protocol, "chosen_over": len(rows)}
         d = derived.save(ctx, coll_id, report.chosen, bases, setting.to_dict(), linear, info)
         report.created = d.to_dict()

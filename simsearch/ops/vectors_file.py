@@ -26,7 +26,7 @@ from simsearch.errors import InvalidInput
 
 CHUNK_ROWS = 16384
 KEY_MAX = 4096
-KNOWN = ("vectors", "keys", "labels", "metadata", "ids")
+KNOWN = ("vectors", "keys", "labels", "metadata", "ids", "fingerprint")
 NPZ_HELP = "an .npz file (numpy.savez) with 'vectors' (N x D float32) and 'keys' (N unique strings), optional 'labels'"
 
 
@@ -106,6 +106,25 @@ class VectorsFile:
             except UnicodeDecodeError:
                 raise _bad(f"{name}: row {row} is not UTF-8 text", name) from None
         return out
+
+    def fingerprint(self) -> dict | None:
+        """The ``fingerprint`` member (one JSON object as a string: what made the vectors, see
+        :mod:`simsearch.provenance`), or None when the file has none."""
+        m = self.members.get("fingerprint")
+        if m is None:
+            return None
+        if m.dtype.kind != "U" or m.shape not in ((), (1,)):
+            raise _bad(f"fingerprint must be one string (numpy dtype <U, shape () or (1,)), not {m.dtype} {m.shape}",
+                       "fingerprint")
+        with self.zf.open(m.info) as fh:
+            text = str(np.lib.format.read_array(fh, allow_pickle=False).reshape(-1)[0])
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise _bad(f"fingerprint is not JSON ({exc})", "fingerprint") from None
+        if not isinstance(value, dict):
+            raise _bad("fingerprint must be a JSON object", "fingerprint")
+        return value
 
     def chunks(self, rows: int = CHUNK_ROWS, *, check_crc: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, block)`` of the vectors as stored (any float type), ``rows`` at a time.

@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from simsearch.errors import Conflict, InvalidInput
+from simsearch.ops import vectors_origin
 from simsearch.ops.vectors_file import (CHUNK_ROWS, Array, VectorsFile, check_keys, check_labels, check_metadata,
                                         npz_stream, string_chunks, unit_rows)
 from simsearch.store import bulk, repo
@@ -64,10 +65,12 @@ def _stored(session, space: str, ids: np.ndarray) -> dict[int, bytes]:
     return out
 
 
-def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the file", update_index: bool = True,
-                   progress=None) -> dict:
+def import_vectors(ctx, source, collection: str, space: str | None, *, name: str = "the file", update_index: bool = True,
+                   progress=None, same_model: bool = False) -> dict:
     """Import a vectors file (a path or a seekable binary file) into ``collection`` (created if
-    new) under ``space`` (a backbone's space, or any valid name for vectors made elsewhere).
+    new) under ``space`` (a backbone's space, or any valid name for vectors made elsewhere; None:
+    the one the file's fingerprint names). :mod:`.vectors_origin` refuses a model mix-up
+    (``same_model``: the caller vouches that a file without a fingerprint is the backbone's).
     ``progress(message, done, total)``: called as each step starts, and at the end."""
     steps = 3 if update_index else 2
 
@@ -79,10 +82,14 @@ def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the
 
     t0 = time.perf_counter()
     repo.validate_collection_name(collection)
-    is_backbone = check_space_name(space)
+    if space is not None:
+        check_space_name(space)
     vf = VectorsFile.open(source, name)
     try:
         n, dim = vf.shape
+        space, made_by = vectors_origin.target(ctx, collection, space, vf.fingerprint(), name, dim,
+                                                   same_model=same_model)
+        is_backbone = check_space_name(space)
         step(f"checking {n:,} keys, labels and metadata", 0)
         keys = vf.strings("keys", n)
         check_keys(keys)
@@ -127,6 +134,7 @@ def import_vectors(ctx, source, collection: str, space: str, *, name: str = "the
                 bulk.write_vectors(s, prepared, now)
     finally:
         vf.close()
+    vectors_origin.record(ctx, coll_id, space, made_by)
     bulk.analyze(ctx.db)  # fresh statistics: the planner must not take a million new rows for none
     stored_seconds = time.perf_counter() - t0
     out = {"collection": collection, "backbone": space, "imported_space": not is_backbone, "dim": dim, "rows": n,
@@ -216,12 +224,14 @@ def export_stream(ctx, collection: str, space: str | None = None, *,
     with ctx.db.session() as s:
         n, dim = s.execute(select(func.count(), func.max(Embedding.dim)).join(Image).where(
             Image.collection_id == coll_id, Image.status == "ok", Embedding.space == space)).one()
+    from simsearch import provenance
+
     info = {"collection": collection, "backbone": space, "vectors": int(n), "dim": int(dim or 0),
-            "filename": f"{collection}-{space}.npz"}
-    return info, _npz(ctx, coll_id, space, key_view)
+            "filename": f"{collection}-{space}.npz", "fingerprint": provenance.ensure(ctx, coll_id, space)}
+    return info, _npz(ctx, coll_id, space, key_view, info["fingerprint"])
 
 
-def _npz(ctx, coll_id: int, space: str, key_view) -> Iterator[bytes]:
+def _npz(ctx, coll_id: int, space: str, key_view, made_by: dict | None = None) -> Iterator[bytes]:
     with ctx.db.session() as s:
         if ctx.db.dialect == "postgresql":  # one snapshot for the rows and their vectors
             s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
@@ -241,6 +251,9 @@ def _npz(ctx, coll_id: int, space: str, key_view) -> Iterator[bytes]:
             dtype, chunks = string_chunks(values)
             arrays.append(Array(name, dtype, (len(values),), chunks))
         arrays.append(Array("vectors", "<f4", (len(ids), int(dim or 0)), _vector_blocks(s, space, ids, int(dim or 0))))
+        if made_by is not None:  # what made the vectors (simsearch.provenance): an import checks it
+            dtype, chunks = string_chunks([json.dumps(made_by, sort_keys=True)])
+            arrays.append(Array("fingerprint", dtype, (1,), chunks))
         yield from npz_stream(arrays)
 
 

@@ -212,3 +212,18 @@ class ImageHashes(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     method: Mapped[str] = mapped_column(String(100), nullable=False)
     hashes: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class SpaceFingerprint(Base):
+    """What made a collection's vectors of one space (:mod:`simsearch.provenance`): the model
+    (backbone, weights SHA-256, pooling, views, precision, dimension) or, for vectors made
+    elsewhere, what their file said; and how the space came to be (``origin``)."""
+
+    __tablename__ = "space_fingerprints"
+
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    space: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[dict] = mapped_column(JSON, nullable=False)
+    # embedded (ingest, compare) | assumed (vectors from before fingerprints) | imported | variant (tune's, internal)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

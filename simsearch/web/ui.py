@@ -32,18 +32,20 @@ def _vector_counts(summary: dict) -> dict[str, int]:
 
 def _collection_context(name: str) -> dict:
     """What every collection page shows: counts, labels (with counts) and embedded spaces."""
+    from simsearch.ops import spaces as ops_spaces
+
     detail = ops_collections.detail(_ctx(), name)
     vectors = _vector_counts(detail)
-    spaces = sorted(vectors)
-    default = _ctx().settings.default_backbone
+    pick = ops_spaces.picker(_ctx(), name)  # the collection's default first; tune's internal variants left out
+    spaces = [sp for sp in pick["spaces"] if sp in vectors]
     labels = sorted((row for row in detail["labels"] if row["label"] is not None), key=lambda row: row["label"])
     return {
         "collection": {"name": detail["name"], "images_ok": detail["images_ok"], "images_failed": detail["images_failed"]},
         "labels": [{"name": row["label"], "count": row["count"]} for row in labels],
         "spaces": spaces,
         "vector_counts": vectors,
-        "default_space": default if default in spaces or not spaces else spaces[0],
-        "default_backbone": default,
+        "default_space": pick["default"],
+        "default_backbone": _ctx().settings.default_backbone,
     }
 
 
@@ -116,7 +118,11 @@ def spaces(name: str):
 
 @bp.get("/c/<name>/ingest")
 def ingest(name: str):
+    from simsearch.embed import is_backbone_space, parse_space
+
     ctx = _collection_context(name)
+    own = ctx["default_space"]  # new images are embedded with the backbone of the collection's default
+    ctx["default_space"] = parse_space(own)[0] if own and is_backbone_space(own) else ctx["default_backbone"]
     return render_template("ui/ingest.html", page="ingest", all_backbones=_all_backbones(), **ctx)
 
 

@@ -47,11 +47,13 @@ def import_vectors(name: str, q: S.VectorsImportQuery):
             if not spool.tell():
                 raise InvalidInput("the request body is empty: send the .npz file's bytes", field="file")
             spool.seek(0)
-            return vectors_io.import_vectors(ctx(), spool, name, q.backbone, name="the upload")
+            return vectors_io.import_vectors(ctx(), spool, name, q.backbone, name="the upload",
+                                             same_model=q.same_model)
     if request.mimetype != "multipart/form-data" or "file" not in request.files:
         raise InvalidInput(NO_FILE, field="file")
     form = validate(S.VectorsUpload, form_data(S.VectorsUpload), "form")
-    return vectors_io.import_vectors(ctx(), form.file.stream, name, q.backbone, name=form.file.filename or "the upload")
+    return vectors_io.import_vectors(ctx(), form.file.stream, name, q.backbone, name=form.file.filename or "the upload",
+                                     same_model=q.same_model)
 
 
 @bp.get("/collections/<name>/vectors")

@@ -205,6 +205,9 @@ class ImageDeleted(BaseModel):
 class Hit(BaseModel):
     image_id: int
     score: float = Field(description="Cosine similarity.")
+    percentile: float | None = Field(None, description="The score as a percentile (0-100) of this collection's "
+                                     "nearest-neighbour similarities in the space searched: comparable across spaces "
+                                     "(50: a typical top-10 neighbour; null: too few vectors).")
     path: str
     label: str | None
     width: int | None

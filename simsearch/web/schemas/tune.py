@@ -15,7 +15,8 @@ Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="Seed of the folds a
 
 
 class TuneRequest(Body):
-    set_default: StrictBool = Field(True, description="Make the chosen space the collection's default search space.")
+    set_default: StrictBool = Field(False, description="Make the chosen space the collection's default search space "
+                                    "(without it the default stays what it was).")
     folds: Folds = 5
     seed: Seed = 0
     variants: StrictBool = Field(True, description="Also try GeM pooling and flip / multi-scale test-time views "
@@ -33,6 +34,8 @@ class SpaceCV(BaseModel):
     p_at_10_std: float
     ari_mean: float | None
     ari_std: float | None
+    kept_mean: float | None = Field(None, description="Neighbour preservation vs the raw space (see `tune`).")
+    served_mean: float | None = Field(None, description="What `tune` chose by: mean of P@10, ARI and preservation.")
 
 
 class SpaceRow(BaseModel):
@@ -46,6 +49,10 @@ class SpaceRow(BaseModel):
     recipe: dict[str, Any] | None = Field(description="A derived space: transform, dims, shrinkage, re-ranking.")
     dim: int | None
     cv: SpaceCV | None = Field(description="A derived space: its cross-validated scores when it was chosen.")
+    fingerprint: dict[str, Any] | None = Field(None, description="What made the vectors: model, weights_sha256, "
+                                               "pooling, views, precision, dim (null: not known).")
+    internal: bool = Field(False, description="A pooling / view variant `tune` embedded as a derived space's base: "
+                           "left out of the pages' space pickers.")
 
 
 class TuneCandidate(BaseModel):
@@ -56,6 +63,11 @@ class TuneCandidate(BaseModel):
     p_at_10_std: float
     ari_mean: float | None
     ari_std: float | None
+    kept_mean: float | None = Field(None, description="Mean fraction of a held-out image's 10 nearest in the raw "
+                                    "space still among its 50 nearest here (1: the raw space's neighbourhoods kept).")
+    served_mean: float | None = Field(None, description="The criterion: per fold, the mean of P@10, ARI (0 when "
+                                      "negative) and kept; averaged over the folds.")
+    served_std: float | None = None
     seconds: float = Field(description="Cross-validation seconds.")
     embed_seconds: float = Field(0.0, description="Model seconds of the embedding pass this space needed (0: "
                                  "its vectors were there).")

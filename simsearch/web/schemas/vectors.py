@@ -12,8 +12,12 @@ __all__ = ["VectorsImportQuery", "VectorsExportQuery", "VectorsUpload", "Vectors
 
 
 class VectorsImportQuery(Query):
-    backbone: L.Space = Field(description="The embedding space: a backbone's (its dimension must match) or any name "
-                                          "for vectors computed elsewhere, e.g. `clip-vit-b32`.")
+    backbone: L.Space = Field(description="The embedding space: a backbone's (its dimension must match, and the file's "
+                                          "`fingerprint` must name that model) or any name for vectors computed "
+                                          "elsewhere, e.g. `clip-vit-b32`.")
+    same_model: bool = Field(False, description="The file has no `fingerprint`, and the caller vouches that the "
+                                                "backbone of `backbone` made its vectors (else such a file is refused "
+                                                "into a backbone's space).")
 
 
 class VectorsExportQuery(Query):

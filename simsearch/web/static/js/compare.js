@@ -380,11 +380,13 @@ async function embed(button) {
 // Checkboxes for the spaces that now have vectors (checked: a new one joins the comparison).
 async function addSpaces() {
   const detail = await api(collectionApi(''));
+  const listed = await api(collectionApi('/spaces')).catch(() => null);  // tune's internal variants stay out
+  const internal = new Set((listed?.spaces || []).filter((s) => s.internal).map((s) => s.name));
   const have = new Set([...form.querySelectorAll('input[name=backbones]')].map((cb) => cb.value));
   const fieldset = $('#compare-spaces');
   $('#no-spaces')?.remove();
   for (const [space, info] of Object.entries(detail.backbones || {})) {
-    if (!info.vectors_in_db || have.has(space)) continue;
+    if (!info.vectors_in_db || have.has(space) || internal.has(space)) continue;
     fieldset.append(h('label', {}, h('input', { type: 'checkbox', name: 'backbones', value: space, checked: true }), ` ${space}`));
   }
   form.querySelector('button[type=submit]').disabled = chosen().length < 2;

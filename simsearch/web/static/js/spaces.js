@@ -33,7 +33,7 @@ function render(data) {
   const seen = new Set();
   if (report && report.mode === 'labelled') {
     for (const c of report.candidates) {
-      rows.push({ space: c.space, p: pm(c.p_at_10_mean, c.p_at_10_std), ari: fmt(c.ari_mean),
+      rows.push({ space: c.space, p: pm(c.p_at_10_mean, c.p_at_10_std), ari: fmt(c.ari_mean), kept: fmt(c.kept_mean),
         time: fmt((c.seconds || 0) + (c.embed_seconds || 0), 1), chosen: c.space === report.chosen });
       seen.add(c.space);
     }
@@ -41,6 +41,7 @@ function render(data) {
   for (const s of data.spaces) {
     if (seen.has(s.name)) continue;
     rows.push({ space: s.name, p: s.cv ? pm(s.cv.p_at_10_mean, s.cv.p_at_10_std) : '—', ari: s.cv ? fmt(s.cv.ari_mean) : '—',
+      kept: s.cv && s.cv.kept_mean != null ? fmt(s.cv.kept_mean) : '—',
       time: '—', chosen: report && report.chosen === s.name });
   }
   const tbody = $('#spaces-table tbody');
@@ -49,8 +50,8 @@ function render(data) {
     return h('tr', { 'data-testid': 'space-row', 'data-space': row.space, 'data-default': info && info.default ? 'true' : 'false',
       class: info ? '' : 'muted' },
       h('th', { scope: 'row' }, row.chosen ? '★ ' : '', h('code', {}, row.space)),
-      h('td', {}, info ? info.kind : 'candidate (not kept)'),
-      h('td', { 'data-testid': 'p-at-10' }, row.p), h('td', {}, row.ari), h('td', {}, row.time),
+      h('td', {}, info ? (info.internal ? 'variant (a base; not in the pickers)' : info.kind) : 'candidate (not kept)'),
+      h('td', { 'data-testid': 'p-at-10' }, row.p), h('td', {}, row.ari), h('td', {}, row.kept ?? '—'), h('td', {}, row.time),
       h('td', { 'data-testid': 'default-marker' }, info && info.default ? 'default' : ''),
       h('td', {}, ...actions(row, info)));
   }));
