@@ -128,6 +128,8 @@ class Job(BaseModel):
     failed: int
     added: int
     skipped: int
+    duplicates: int = Field(0, description="Files with the bytes of an image the collection has under another path: "
+                                           "kept as that image's paths (not new images).")
     rate: float = Field(description="Images processed per second.")
     eta_seconds: float | None
     errors: list[JobError] = Field(description="Per-file errors (the first ones).")
