@@ -176,9 +176,17 @@ class Image(BaseModel):
     meta: dict[str, Any] = Field(description="Metadata from the ingest (e.g. CSV columns).")
     created_at: Timestamp | None
     thumbnail_url: str | None
+    file_count: int = Field(description="Files with this image's bytes (byte-identical copies): `path` is the first.")
+
+
+class ImageFileInfo(BaseModel):
+    path: str = Field(description="The file's path as ingested (shown like `path`).")
+    size: int | None = Field(description="Bytes (null: recorded before sizes were).")
+    mtime: Timestamp | None = Field(description="The file's modification time when it was read (null: unknown).")
 
 
 class ImageDetail(Image):
+    files: list[ImageFileInfo] = Field(description="Every file with this image's bytes, the first (`path`) first.")
     backbones: list[str] = Field(description="Backbones (embedding spaces) with a vector for this image.")
     similar_url: str
     file_url: str = Field(description="The original file (GET: 404 for imported vectors, 410 when the file is gone).")
@@ -207,10 +215,12 @@ class ImageDeleted(BaseModel):
 class Hit(BaseModel):
     image_id: int
     score: float = Field(description="Cosine similarity.")
-    path: str
+    path: str = Field(description="The image's first file (see `file_count`).")
     label: str | None
     width: int | None
     height: int | None
+    file_count: int = Field(description="Files with this image's bytes (byte-identical copies; the image's page "
+                                        "lists them all).")
     thumbnail_url: str
 
 
