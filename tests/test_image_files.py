@@ -260,6 +260,17 @@ def test_the_exact_tier_lists_identical_files_and_pixels_with_every_path(coll):
         n = Path(img["path"]).stem[1:]
         assert {f["path"] for f in img["files"]} == {str(folder / "keep" / f"p{n}.jpg"), str(folder / "copies" / f"c{n}.jpg")}
         assert g["pairs"] == [] and img["file_count"] == 2
+    # the vectors' export: every path of each image (the first is its key)
+    import numpy as np
+
+    from simsearch.ops.vectors_io import export_stream
+
+    _, chunks = export_stream(ctx, "files")
+    with np.load(io.BytesIO(b"".join(chunks)), allow_pickle=False) as f:
+        keys, exported_paths = f["keys"].tolist(), f["paths"].tolist()
+    row = keys.index(str(folder / "keep" / "p01.jpg"))
+    assert json.loads(exported_paths[row]) == [str(folder / "keep" / "p01.jpg"), str(folder / "copies" / "c01.jpg")]
+    assert sum(len(json.loads(p)) for p in exported_paths) == 2 * PHOTOS + 1
     # the API: the same groups, paths shown as the API shows them (inside the ingested folder)
     body = _api(app.test_client(), "/api/collections/files/duplicates?tier=exact&per_page=500").get_json()
     shown = {f["path"] for f in body["groups"][0]["images"][0]["files"] + body["groups"][0]["images"][1]["files"]}
