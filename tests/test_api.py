@@ -774,6 +774,11 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/map.bin", "get"): lambda: client.get("/api/collections/pets/map.bin"),
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
         ("/api/collections/{name}/duplicates", "get"): lambda: client.get("/api/collections/pets/duplicates?tier=near"),
+        ("/api/collections/{name}/duplicates/export", "get"): lambda: client.get(
+            "/api/collections/pets/duplicates/export?tier=exact&format=csv"),
+        ("/api/collections/{name}/duplicates/resolve", "post"): lambda: analysis_result(
+            client, "/api/collections/pets/duplicates?tier=exact") and client.post(
+            "/api/collections/pets/duplicates/resolve", json={"tier": "exact", "keep": "oldest"}),
         ("/api/collections/{name}/atlas/{space}/{tile}", "get"): lambda: (  # needs the map computed
             analysis_result(client, "/api/collections/pets/map"),
             client.get("/api/collections/pets/atlas/efficientnet_lite0/0-0-0"))[1],
