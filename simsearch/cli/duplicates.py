@@ -106,6 +106,7 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
     similar images; export them, or keep one of each and remove the rest (--keep)."""
     from simsearch.cli.analysis import progress_printer
     from simsearch.errors import InvalidInput
+    from simsearch.ops import duplicate_actions as actions
     from simsearch.ops import duplicates as dup
 
     acting = keep is not None
@@ -131,21 +132,21 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
         dup.tier_threshold(t, per_tier[t])
     dup.check_page(page, per_page)
     if acting:
-        dup.check_keep(keep, pattern)
+        actions.check_keep(keep, pattern)
     fmt = None
     if export_to is not None:
         fmt = export_to.suffix.lower().lstrip(".")
-        if fmt not in dup.EXPORT_FORMATS:
+        if fmt not in actions.EXPORT_FORMATS:
             raise InvalidInput(f"{export_to}: the export's name must end in .csv or .json", field="export")
     app = context_from(ctx)
     pairs = dup.pairs(app, collection, backbone, progress=progress_printer("duplicates", progress))
     if acting:
-        plan = dup.resolve(app, pairs, tier=tier, threshold=per_tier[tier], keep=keep, pattern=pattern,
+        plan = actions.resolve(app, pairs, tier=tier, threshold=per_tier[tier], keep=keep, pattern=pattern,
                            groups=list(group_numbers) or None, apply=apply, digest=digest, delete_files=delete_files)
         emit_json(plan) if as_json else _print_plan(plan)
         return
     if export_to is not None:
-        text = dup.export(app, pairs, tier=tier, threshold=per_tier[tier], fmt=fmt)
+        text = actions.export(app, pairs, tier=tier, threshold=per_tier[tier], fmt=fmt)
         try:
             export_to.write_text(text, encoding="utf-8")
         except OSError as exc:

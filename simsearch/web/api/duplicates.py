@@ -15,6 +15,7 @@ from __future__ import annotations
 from flask import Response
 
 from simsearch.errors import Conflict
+from simsearch.ops import duplicate_actions as actions
 from simsearch.ops import duplicates as dup
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.search import collection_space
@@ -73,7 +74,7 @@ def duplicates_export(name: str, q: S.DuplicatesExportQuery):
     _, space = collection_space(ctx(), name, q.backbone)
 
     def shape(pairs: dup.PairSet) -> Response:
-        text = dup.export(ctx(), pairs, tier=q.tier, threshold=q.threshold, fmt=q.format, path_view=_path_view)
+        text = actions.export(ctx(), pairs, tier=q.tier, threshold=q.threshold, fmt=q.format, path_view=_path_view)
         resp = Response(text, mimetype="text/csv" if q.format == "csv" else "application/json")
         resp.headers["Content-Disposition"] = f'attachment; filename="{name}-duplicates-{q.tier}.{q.format}"'
         return resp
@@ -99,5 +100,5 @@ def duplicates_resolve(name: str, q, body: S.DuplicatesResolve):
     if pairs is None:
         raise Conflict("the duplicates of the collection's current images are not computed: list them first "
                        f"(GET /api/collections/{name}/duplicates), then ask again", field="collection")
-    return dup.resolve(ctx(), pairs, tier=body.tier, threshold=body.threshold, keep=body.keep, pattern=body.pattern,
+    return actions.resolve(ctx(), pairs, tier=body.tier, threshold=body.threshold, keep=body.keep, pattern=body.pattern,
                        groups=body.groups, apply=body.apply, digest=body.digest, path_view=_path_view)
