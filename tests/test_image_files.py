@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -315,6 +316,35 @@ def test_export_writes_every_group_with_every_path(coll, tmp_path):
     resp = _api(app.test_client(), "/api/collections/files/duplicates/export?tier=exact&format=json")
     assert len(resp.get_json()["groups"]) == PHOTOS
     assert app.test_client().get("/api/collections/files/duplicates/export?format=xml").status_code == 400
+
+
+@pytest.mark.browser
+def test_the_duplicates_page_shows_every_path_links_exports_and_previews(coll):
+    from tests.test_browser import LiveServer, by_testid, wait
+    from tests.test_duplicates import _chromium
+
+    app, _ = coll
+    server = LiveServer(app)
+    driver, profile = _chromium()
+    try:
+        driver.get(server.url + "/c/files/duplicates?tier=exact")
+        wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) == 20, message="exact groups")
+        first = by_testid(driver, "dup-group", many=True)[0]
+        assert "3 files" in first.text
+        paths = first.find_element("css selector", '[data-testid="dup-paths"]')
+        paths.find_element("css selector", "summary").click()
+        assert all(p in paths.text for p in ("keep/p00.jpg", "copies/c00.jpg", "keep/m00.jpg")), paths.text
+        assert "format=csv" in by_testid(driver, "dups-export-csv").get_attribute("href")
+        by_testid(driver, "dups-preview").click()
+        wait(driver, lambda d: "Preview (nothing changed yet)" in by_testid(d, "dups-plan").text, message="preview")
+        assert f"{PHOTOS} groups acted on" in by_testid(driver, "dups-plan").text
+        assert not by_testid(driver, "dups-apply").get_attribute("disabled")
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+        assert not severe, severe
+    finally:
+        driver.quit()
+        server.stop()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_preview_then_apply_through_the_api(coll):
