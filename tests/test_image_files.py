@@ -187,6 +187,30 @@ def test_concurrent_ingests_of_copies_record_each_path_once(tmp_path, postgres_u
         ctx.close()
 
 
+def test_a_sharded_job_records_copies_across_its_shards(ctx, tmp_path):
+    from simsearch.jobs import shards
+    from simsearch.ops import jobs as jobs_ops
+    from tests.test_shards import queue_folder
+
+    folder = tmp_path / "sharded"
+    for n, p in enumerate(_photos(3)):
+        for sub in ("a", "b"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub / f"{n}.jpg").write_bytes(p.read_bytes())
+    job_id = queue_folder(ctx, folder, "sharded")
+    ids = shards.create_shards(ctx, job_id, 2)
+    assert len(ids) == 3
+    for i in ids:  # a/ in the first shards, its copies in b/ in the later ones
+        shards.execute_shard(ctx, i)
+    done = jobs_ops.get(ctx, job_id)
+    assert done["status"] == "done", done
+    assert (done["processed"], done["added"], done["duplicates"], done["skipped"]) == (6, 3, 3, 0), done
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ImageFile)) == 6
+        assert sorted(s.scalars(select(Image.file_count))) == [2, 2, 2]
+    _consistent(ctx)
+
+
 # ---- the collection with copies (module scope) ---------------------------------------------------
 
 
