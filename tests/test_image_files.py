@@ -389,6 +389,8 @@ def test_preview_then_apply_through_the_api(coll):
     with ctx.db.session() as s:  # nothing changed
         assert s.scalar(select(func.count()).select_from(Image)) == PHOTOS + 1
         assert s.scalar(select(func.count()).select_from(ImageFile)) == 2 * PHOTOS + 1
+    blind = client.post(url, json={"keep": "pattern", "pattern": "keep/*", "groups": [1], "apply": True})
+    assert blind.status_code == 400 and blind.get_json()["error"]["field"] == "digest"  # preview first
     stale = client.post(url, json={"keep": "pattern", "pattern": "keep/*", "groups": [1], "apply": True,
                                    "digest": "0" * 16})
     assert stale.status_code == 409 and stale.get_json()["error"]["field"] == "digest"

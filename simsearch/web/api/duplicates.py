@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from simsearch.errors import Conflict
+from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import duplicate_actions as actions
 from simsearch.ops import duplicates as dup
 from simsearch.ops.analysis_tasks import AnalysisTask
@@ -90,11 +90,14 @@ def duplicates_export(name: str, q: S.DuplicatesExportQuery):
         description="Keep one file of each group (the `keep` rule) and remove the rest from the collection: other "
                     "files of the kept image are dropped as records (the image stays), the group's other images are "
                     "deleted with their vectors (the indexes follow). `apply` false (the default) previews; then "
-                    "apply with the preview's `digest` to act only if the plan is unchanged (409 otherwise). Acts on "
+                    "apply (with the preview's `digest`, required) acts only if the plan is unchanged (409 otherwise). Acts on "
                     "the groups as listed now: 409 when they are not computed for the current images (GET "
                     ".../duplicates first). Files on disk are never touched (the CLI's --delete-files does that).",
         responses=errors(400, 401, 403, 404, 409))
 def duplicates_resolve(name: str, q, body: S.DuplicatesResolve):
+    if body.apply and not body.digest:
+        raise InvalidInput("apply needs the preview's digest: preview first (apply false), then apply with its digest",
+                           field="digest")
     _, space = collection_space(ctx(), name, body.backbone)
     pairs = dup.lookup_pairs(ctx(), name, space)
     if pairs is None:

@@ -120,7 +120,7 @@ class DuplicatesResolve(Body):
                                             "default: every group.")
     apply: bool = Field(False, description="false: a preview, nothing changes. true: do it.")
     digest: Annotated[str, Field(max_length=64)] | None = Field(
-        None, description="With apply: the preview's `digest`; 409 when the plan is no longer the same.")
+        None, description="With apply (required): the preview's `digest`; 409 when the plan is no longer the same.")
 
 
 class PlanFile(BaseModel):
