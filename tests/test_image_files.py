@@ -377,11 +377,12 @@ def test_preview_then_apply_through_the_api(coll):
     client = app.test_client()
     _api(client, "/api/collections/files/duplicates?tier=exact")
     url = "/api/collections/files/duplicates/resolve"
-    bad = client.post(url, json={"keep": "pattern"})
+    bad = client.post(url, json={"pattern": ""})
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "pattern"
     assert client.post(url, json={"keep": "newest"}).status_code == 400
-    assert client.post(url, json={"keep": "oldest", "groups": [99]}).get_json()["error"]["field"] == "groups"
-    preview = client.post(url, json={"keep": "pattern", "pattern": "keep/*", "groups": [1]})
+    gone = client.post(url, json={"keep": "oldest", "groups": [99]})
+    assert gone.status_code == 409 and gone.get_json()["error"]["field"] == "groups"
+    preview = client.post(url, json={"pattern": "keep/*", "groups": [1]})
     assert preview.status_code == 200, preview.get_json()
     plan = preview.get_json()
     (g,) = plan["groups"]
@@ -389,13 +390,9 @@ def test_preview_then_apply_through_the_api(coll):
     with ctx.db.session() as s:  # nothing changed
         assert s.scalar(select(func.count()).select_from(Image)) == PHOTOS + 1
         assert s.scalar(select(func.count()).select_from(ImageFile)) == 2 * PHOTOS + 1
-    blind = client.post(url, json={"keep": "pattern", "pattern": "keep/*", "groups": [1], "apply": True})
-    assert blind.status_code == 400 and blind.get_json()["error"]["field"] == "digest"  # preview first
-    stale = client.post(url, json={"keep": "pattern", "pattern": "keep/*", "groups": [1], "apply": True,
-                                   "digest": "0" * 16})
+    stale = client.post(url, json={"pattern": "keep/*", "groups": [1], "digest": "0" * 16})
     assert stale.status_code == 409 and stale.get_json()["error"]["field"] == "digest"
-    done = client.post(url, json={"keep": "pattern", "pattern": "keep/*", "groups": [1], "apply": True,
-                                  "digest": plan["digest"]}).get_json()
+    done = client.post(url, json={"pattern": "keep/*", "groups": [1], "digest": plan["digest"]}).get_json()
     assert done["applied"] is True and done["summary"]["images_deleted"] == 1
     kept_id = g["keep"]["image_id"]
     with ctx.db.session() as s:
@@ -410,14 +407,14 @@ def test_preview_then_apply_through_the_api(coll):
 def test_preview_then_apply_from_the_cli_and_delete_files_only_when_asked(coll):
     app, folder = coll
     ctx = app.extensions["simsearch"]
-    out = _cli(app, "duplicates", "-c", "files", "--keep", "pattern", "--pattern", "*/keep/*")
+    out = _cli(app, "duplicates", "-c", "files", "--pattern", "*/keep/*")
     assert "preview (nothing changed" in out and "drop file record" in out
-    plan = json.loads(_cli(app, "duplicates", "-c", "files", "--keep", "pattern", "--pattern", "*/keep/*", "--json"))
+    plan = json.loads(_cli(app, "duplicates", "-c", "files", "--keep", "oldest", "--pattern", "*/keep/*", "--json"))
     assert plan["summary"]["files_dropped"] == PHOTOS - 1 and plan["summary"]["images_deleted"] == 0
     assert all(f["path"].startswith(str(folder / "copies")) for g in plan["groups"] for f in g["drop_files"])
-    assert "--apply goes with --keep" in _cli(app, "duplicates", "-c", "files", "--apply", code=2)
+    assert "--apply goes with --keep or --pattern" in _cli(app, "duplicates", "-c", "files", "--apply", code=2)
     # apply, deleting the removed files on disk (asked for); the kept ones stay
-    out = _cli(app, "duplicates", "-c", "files", "--keep", "pattern", "--pattern", "*/keep/*", "--apply",
+    out = _cli(app, "duplicates", "-c", "files", "--keep", "oldest", "--pattern", "*/keep/*", "--apply",
                "--plan", plan["digest"], "--delete-files")
     assert "applied" in out and f"{PHOTOS - 1} files deleted on disk" in out
     assert all((folder / "keep" / f"p{n:02d}.jpg").exists() for n in range(1, PHOTOS))

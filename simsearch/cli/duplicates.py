@@ -48,7 +48,7 @@ def _print(result: dict, verbose_meaning: bool = True) -> None:
 
 def _print_plan(plan: dict) -> None:
     s = plan["summary"]
-    rule = plan["keep"] + (f" {plan['pattern']!r}" if plan["pattern"] else "")
+    rule = plan["keep"] + (f" matching {plan['pattern']!r}" if plan["pattern"] else "")
     head = "applied" if plan["applied"] else "preview (nothing changed; --apply to do it)"
     click.echo(f"{plan['tier']} groups, keep {rule}: {head}")
     for g in plan["groups"]:
@@ -84,11 +84,12 @@ def _print_plan(plan: dict) -> None:
 @click.option("--all", "all_groups", is_flag=True, help="Every group (no pages).")
 @click.option("--export", "export_to", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every group of the tier with every path to this file (.csv: a row per file; .json).")
-@click.option("--keep", type=click.Choice(["most-pixels", "oldest", "pattern"]),
-              help="Keep one file of each group, remove the rest from the collection: the file of the largest image, "
-                   "the oldest file (modification time), or the first whose path matches --pattern. Extra files of "
-                   "one image are dropped as records; other images are deleted. A preview unless --apply.")
-@click.option("--pattern", help="With --keep pattern: a glob the kept file's path matches (e.g. '*/originals/*').")
+@click.option("--keep", type=click.Choice(["oldest", "most-pixels"]),
+              help="Keep one file of each group, remove the rest from the collection: the oldest file (modification "
+                   "time) or a file of the largest image. Extra files of one image are dropped as records; other "
+                   "images are deleted. A preview unless --apply [default with --pattern: oldest].")
+@click.option("--pattern", help="Keep only a file whose path matches this glob (e.g. '*/originals/*'; --keep chooses "
+                                "among them); a group where none does is left alone.")
 @click.option("--group", "group_numbers", type=int, multiple=True, help="With --keep: act on this group only "
                                                                          "(repeat for more) [default: every group].")
 @click.option("--apply", is_flag=True, help="With --keep: do it (without: only show what would be done).")
@@ -109,15 +110,16 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
     from simsearch.ops import duplicate_actions as actions
     from simsearch.ops import duplicates as dup
 
-    acting = keep is not None
+    acting = keep is not None or pattern is not None
+    keep = keep or "oldest"
     for flag, given in (("--apply", apply), ("--plan", digest), ("--delete-files", delete_files),
-                        ("--pattern", pattern), ("--group", group_numbers)):
+                        ("--group", group_numbers)):
         if given and not acting:
-            raise InvalidInput(f"{flag} goes with --keep", field=flag.lstrip("-").replace("-", "_"))
+            raise InvalidInput(f"{flag} goes with --keep or --pattern", field=flag.lstrip("-").replace("-", "_"))
     if (acting or export_to) and tier == "all":
-        raise InvalidInput("--keep and --export act on one tier: give --tier exact, near or similar", field="tier")
+        raise InvalidInput("--keep, --pattern and --export act on one tier: give --tier exact, near or similar", field="tier")
     if acting and export_to:
-        raise InvalidInput("give --keep or --export, not both", field="export")
+        raise InvalidInput("give --keep/--pattern or --export, not both", field="export")
     if tier is None:
         tier = "exact" if (acting or export_to) else "all"
     if all_groups and (page is not None or per_page is not None):

@@ -17,29 +17,26 @@ from simsearch.store.models import Embedding, Image, ImageFile
 
 # ---- acting on groups: keep one, remove the rest (preview, then apply) -----------------------------
 
-KEEP_RULES = ("most-pixels", "oldest", "pattern")
+KEEP_RULES = ("oldest", "most-pixels")
 PATTERN_MAX = 1000
 
 
 def check_keep(keep, pattern) -> tuple[str, str | None]:
-    """A keep rule: ``most-pixels`` (the largest image), ``oldest`` (the file with the earliest
-    modification time) or ``pattern`` (a file whose path matches the glob ``pattern``; a group
-    where none does is left alone). Ties: the oldest file, then the first stored."""
+    """A keep rule: ``oldest`` (the file with the earliest modification time) or ``most-pixels``
+    (a file of the largest image); with a ``pattern`` (a glob, ``*`` also matching ``/``), only
+    the files whose path matches it can be kept (a group where none does is left alone), the rule
+    choosing among them. Ties: the oldest file, then the first stored."""
     if keep not in KEEP_RULES:
         raise InvalidInput(f"keep must be one of {', '.join(KEEP_RULES)}, not {keep!r}", field="keep")
-    if keep == "pattern":
-        if not isinstance(pattern, str) or not pattern.strip():
-            raise InvalidInput("keep 'pattern' needs a pattern: a glob the kept file's path matches, e.g. '*/originals/*'",
-                               field="pattern")
-        if len(pattern) > PATTERN_MAX:
-            raise InvalidInput(f"pattern must be at most {PATTERN_MAX} characters", field="pattern")
-    elif pattern is not None:
-        raise InvalidInput(f"a pattern goes with keep 'pattern' (not {keep!r})", field="pattern")
+    if pattern is not None and (not isinstance(pattern, str) or not pattern or len(pattern) > PATTERN_MAX):
+        raise InvalidInput(f"pattern must be a glob of 1 to {PATTERN_MAX} characters, e.g. '*/originals/*'",
+                           field="pattern")
     return keep, pattern
 
 
 def _rank(keep: str, pattern: str | None, path_view):
-    """The sort key of (image row, file): the first is kept."""
+    """The sort key of (image row, file): the first is kept (its first element: the file's path
+    does not match the pattern)."""
     from fnmatch import fnmatchcase
 
     def oldest(f: dict):
@@ -47,11 +44,11 @@ def _rank(keep: str, pattern: str | None, path_view):
         return (f["mtime"] is None, when.timestamp() if when is not None else math.inf, f["id"])
 
     def key(row: dict, f: dict):
+        unmatched = pattern is not None and not fnmatchcase(duplicate_files.shown(path_view, f["path"], f["source"]),
+                                                            pattern)
         if keep == "most-pixels":
-            return (-((row["width"] or 0) * (row["height"] or 0)), *oldest(f))
-        if keep == "pattern":
-            return (not fnmatchcase(duplicate_files.shown(path_view, f["path"], f["source"]), pattern), *oldest(f))
-        return oldest(f)
+            return (unmatched, -((row["width"] or 0) * (row["height"] or 0)), *oldest(f))
+        return (unmatched, *oldest(f))
 
     return key
 
@@ -60,9 +57,9 @@ def _plan_groups(ctx, ps: PairSet, tier: str, t: float, keep: str, pattern: str 
     found = tier_groups(ctx, ps, tier, t)
     if chosen:
         bad = [n for n in chosen if not 1 <= n <= len(found)]
-        if bad:
-            raise InvalidInput(f"no group {bad[0]}: the {tier} tier has {len(found)} group{'' if len(found) == 1 else 's'}",
-                               field="groups")
+        if bad:  # (the groups are as the collection is now: they may have changed since they were listed)
+            raise Conflict(f"no group {bad[0]}: the {tier} tier has {len(found)} group{'' if len(found) == 1 else 's'} "
+                           "now; list them again", field="groups")
         numbered = [(n, found[n - 1]) for n in sorted(set(chosen))]
     else:
         numbered = list(enumerate(found, start=1))
@@ -75,7 +72,7 @@ def _plan_groups(ctx, ps: PairSet, tier: str, t: float, keep: str, pattern: str 
         entry = {"group": n, "keep": None, "drop_files": [], "delete_images": [], "skipped": None}
         if len(files) < 2:
             entry["skipped"] = "nothing to remove (its other images were deleted)"
-        elif keep == "pattern" and rank(*min(files, key=lambda rf: rank(*rf)))[0]:
+        elif pattern is not None and rank(*min(files, key=lambda rf: rank(*rf)))[0]:
             entry["skipped"] = "no path in the group matches the pattern"
         else:
             row, kept = min(files, key=lambda rf: rank(*rf))

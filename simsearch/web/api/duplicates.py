@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from simsearch.errors import Conflict, InvalidInput
+from simsearch.errors import Conflict
 from simsearch.ops import duplicate_actions as actions
 from simsearch.ops import duplicates as dup
 from simsearch.ops.analysis_tasks import AnalysisTask
@@ -85,23 +85,21 @@ def duplicates_export(name: str, q: S.DuplicatesExportQuery):
 @bp.post("/collections/<name>/duplicates/resolve")
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.input(S.DuplicatesResolve, location="json", arg_name="body")
-@bp.output(S.DuplicatesPlan, description="The plan (apply false: nothing changed), or what was done.")
+@bp.output(S.DuplicatesPlan, description="The plan (without digest: nothing changed), or what was done.")
 @bp.doc(summary="Keep one of each duplicate group", tags=["analysis"], security=WRITE_SECURITY,
-        description="Keep one file of each group (the `keep` rule) and remove the rest from the collection: other "
-                    "files of the kept image are dropped as records (the image stays), the group's other images are "
-                    "deleted with their vectors (the indexes follow). `apply` false (the default) previews; then "
-                    "apply (with the preview's `digest`, required) acts only if the plan is unchanged (409 otherwise). Acts on "
+        description="Keep one file of each group (the `keep` rule, among the files matching `pattern` when given) and "
+                    "remove the rest from the collection: other files of the kept image are dropped as records (the "
+                    "image stays), the group's other images are deleted with their vectors (the indexes follow). "
+                    "Without `digest`: a preview, nothing changes. With the preview's `digest`: the plan is carried "
+                    "out, only if it is unchanged (409 otherwise). Acts on "
                     "the groups as listed now: 409 when they are not computed for the current images (GET "
                     ".../duplicates first). Files on disk are never touched (the CLI's --delete-files does that).",
         responses=errors(400, 401, 403, 404, 409))
 def duplicates_resolve(name: str, q, body: S.DuplicatesResolve):
-    if body.apply and not body.digest:
-        raise InvalidInput("apply needs the preview's digest: preview first (apply false), then apply with its digest",
-                           field="digest")
     _, space = collection_space(ctx(), name, body.backbone)
     pairs = dup.lookup_pairs(ctx(), name, space)
     if pairs is None:
         raise Conflict("the duplicates of the collection's current images are not computed: list them first "
                        f"(GET /api/collections/{name}/duplicates), then ask again", field="collection")
     return actions.resolve(ctx(), pairs, tier=body.tier, threshold=body.threshold, keep=body.keep, pattern=body.pattern,
-                       groups=body.groups, apply=body.apply, digest=body.digest, path_view=_path_view)
+                       groups=body.groups, apply=body.digest is not None, digest=body.digest, path_view=_path_view)

@@ -109,18 +109,18 @@ class DuplicatesResolve(Body):
     backbone: L.Space | None = Field(None, description="As for the listing.")
     tier: Tier = Field("exact", description=TIER_HELP)
     threshold: L.DuplicatesThreshold | None = Field(None, description="As for the listing (near and similar).")
-    keep: Literal["most-pixels", "oldest", "pattern"] = Field(
-        description="Which file of each group is kept: the file of the largest image (`most-pixels`), the oldest file "
-                    "(modification time), or the first whose path (as shown) matches `pattern` (`pattern`; a group "
-                    "where none does is left alone). Ties: the oldest, then the first stored.")
+    keep: Literal["oldest", "most-pixels"] = Field(
+        "oldest", description="Which file of each group is kept: the oldest file (modification time), or a file of the "
+                              "largest image (`most-pixels`). Ties: the oldest, then the first stored.")
     pattern: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
-        None, description="With keep `pattern`: a glob, e.g. `*/originals/*` (`*` also matches `/`).")
-    groups: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None, max_length=10000, description="Group numbers (as listed at this tier and threshold) to act on; "
-                                            "default: every group.")
-    apply: bool = Field(False, description="false: a preview, nothing changes. true: do it.")
-    digest: Annotated[str, Field(max_length=64)] | None = Field(
-        None, description="With apply (required): the preview's `digest`; 409 when the plan is no longer the same.")
+        None, description="Only a file whose path (as shown) matches this glob can be kept, e.g. `*/originals/*` "
+                          "(`*` also matches `/`); `keep` chooses among them. A group where none does is left alone.")
+    groups: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=10000)] | None = Field(
+        None, description="Group numbers (as listed at this tier and threshold) to act on; default: every group. "
+                          "409 when one no longer exists.")
+    digest: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Absent: a preview, nothing changes. The preview's `digest`: carry the plan out, only if it "
+                          "is still the same (409 otherwise).")
 
 
 class PlanFile(BaseModel):
@@ -161,7 +161,7 @@ class DuplicatesPlan(BaseModel):
     threshold: float | None
     keep: str
     pattern: str | None
-    digest: str = Field(description="Identifies this plan: pass it with apply to act only if nothing changed.")
+    digest: str = Field(description="Identifies this plan: send it back to carry the plan out (only if unchanged).")
     applied: bool
     summary: PlanSummary
     groups: list[PlanGroup]

@@ -120,8 +120,8 @@ function groupRow(g) {
 function resolveBody(apply) {
   const body = { backbone: backbone.value, tier: form.tier.value, keep: keep.value };
   if (body.tier !== 'exact' && threshold.value) body.threshold = Number(threshold.value);
-  if (keep.value === 'pattern') body.pattern = pattern.value;
-  if (apply) { body.apply = true; body.digest = plan.digest; }
+  if (pattern.value) body.pattern = pattern.value;
+  if (apply) body.digest = plan.digest;  // carry out the previewed plan (409 if it changed since)
   return body;
 }
 
@@ -167,7 +167,7 @@ async function resolve(apply) {
   }
 }
 
-keep.addEventListener('change', () => { pattern.hidden = keep.value !== 'pattern'; clearPlan(); });
+keep.addEventListener('change', clearPlan);
 pattern.addEventListener('input', clearPlan);
 resolveForm.addEventListener('submit', (ev) => { ev.preventDefault(); resolve(false); });
 applyBtn.addEventListener('click', () => resolve(true));
