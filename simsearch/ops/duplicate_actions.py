@@ -108,7 +108,8 @@ def _digest(entries) -> str:
 def resolve(ctx, ps: PairSet, *, tier: str, threshold=None, keep: str = "oldest", pattern: str | None = None,
             groups=None, apply: bool = False, digest: str | None = None, delete_files: bool = False,
             path_view=None) -> dict:
-    """Keep one file of each group of a tier (chosen by the ``keep`` rule) and remove the rest
+    """Keep one file of each group of a tier (chosen by the ``keep`` rule among the files whose
+    path matches ``pattern``, when given: see :func:`check_keep`) and remove the rest
     from the collection: the kept image's other files are dropped as records (the image stays),
     the group's other images are deleted (with their vectors; the indexes follow). ``groups``:
     group numbers (1 = the first of the tier's order) to act on, default every group.
@@ -126,6 +127,8 @@ def resolve(ctx, ps: PairSet, *, tier: str, threshold=None, keep: str = "oldest"
         raise InvalidInput("groups must be a list of group numbers", field="groups")
     if delete_files and not apply:
         raise InvalidInput("deleting files on disk needs apply", field="delete_files")
+    if digest is not None and not apply:
+        raise InvalidInput("a plan's digest goes with apply", field="digest")
     entries = _plan_groups(ctx, ps, tier, t, keep, pattern, groups, path_view)
     plan_digest = _digest(entries)
     acted = [e for e in entries if e["keep"] is not None]

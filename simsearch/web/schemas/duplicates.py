@@ -115,7 +115,7 @@ class DuplicatesResolve(Body):
     pattern: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
         None, description="Only a file whose path (as shown) matches this glob can be kept, e.g. `*/originals/*` "
                           "(`*` also matches `/`); `keep` chooses among them. A group where none does is left alone.")
-    groups: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=10000)] | None = Field(
+    groups: Annotated[list[Annotated[int, Field(ge=1), L.Whole]], Field(min_length=1, max_length=10000)] | None = Field(
         None, description="Group numbers (as listed at this tier and threshold) to act on; default: every group. "
                           "409 when one no longer exists.")
     digest: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
