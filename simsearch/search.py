@@ -31,10 +31,11 @@ class Hit:
     label: str | None
     width: int | None
     height: int | None
+    file_count: int = 1  # files with its bytes (``path`` is the first)
 
     def to_dict(self) -> dict:
         return {"image_id": self.image_id, "score": round(self.score, 6), "path": self.path, "label": self.label,
-                "width": self.width, "height": self.height}
+                "width": self.width, "height": self.height, "file_count": self.file_count}
 
 
 def validate_k(k) -> int:

@@ -392,11 +392,13 @@ def test_ingest_upload_files_runs_in_background(client, app, settings):
     # the new index is used at once
     hits = client.get(f"/api/images/{listed['images'][0]['id']}/similar?k=2").get_json()["results"]
     assert len(hits) == 2
-    # the same upload again adds nothing (content hashes)
+    # the same content again adds no image (content hashes); its uploaded name is kept as a path of the image
     resp = client.post("/api/collections/uploads/ingest", data={"files": [(io.BytesIO(cats[0].read_bytes()), "again.jpg")]},
                        content_type="multipart/form-data")
     job = wait_job(client, resp.get_json()["job_id"])
-    assert (job["status"], job["added"], job["skipped"]) == ("done", 0, 1)
+    assert (job["status"], job["added"], job["skipped"], job["duplicates"]) == ("done", 0, 0, 1)
+    first = next(i for i in listed["images"] if i["path"] == f"cats/{cats[0].name}")
+    assert [f["path"] for f in client.get(f"/api/images/{first['id']}").get_json()["files"]] == [first["path"], "again.jpg"]
     jobs = client.get("/api/jobs?collection=uploads").get_json()["jobs"]
     assert [j["id"] for j in jobs] == sorted((j["id"] for j in jobs), reverse=True) and len(jobs) == 2
     assert_error(client.get("/api/jobs/99999"), 404, "not_found", "job_id")
@@ -772,6 +774,11 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/map.bin", "get"): lambda: client.get("/api/collections/pets/map.bin"),
         ("/api/collections/{name}/evaluation", "get"): lambda: client.get("/api/collections/pets/evaluation"),
         ("/api/collections/{name}/duplicates", "get"): lambda: client.get("/api/collections/pets/duplicates?tier=near"),
+        ("/api/collections/{name}/duplicates/export", "get"): lambda: client.get(
+            "/api/collections/pets/duplicates/export?tier=exact&format=csv"),
+        ("/api/collections/{name}/duplicates/resolve", "post"): lambda: analysis_result(
+            client, "/api/collections/pets/duplicates?tier=exact") and client.post(
+            "/api/collections/pets/duplicates/resolve", json={"tier": "exact", "keep": "oldest"}),
         ("/api/collections/{name}/atlas/{space}/{tile}", "get"): lambda: (  # needs the map computed
             analysis_result(client, "/api/collections/pets/map"),
             client.get("/api/collections/pets/atlas/efficientnet_lite0/0-0-0"))[1],

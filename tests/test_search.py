@@ -45,7 +45,7 @@ def test_hot_reads_agree_with_the_orm(pets):
     with pets.db.session() as s:
         orm = {img.id: img for img in s.scalars(select(Image).where(Image.id.in_([int(i) for i in ids])))}
     assert set(rows) == set(orm) and 987654 not in rows
-    assert all(rows[i] == (img.source_path, img.label, img.width, img.height) for i, img in orm.items())
+    assert all(rows[i] == (img.source_path, img.label, img.width, img.height, img.file_count) for i, img in orm.items())
     assert hot.hit_rows(pets.db, []) == {}
 
 

@@ -141,7 +141,9 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
 def _print_report(report) -> None:
     click.echo(f"collection {report.collection}: {plural(report.added, 'new image')}, "
                f"{plural(report.embedded, 'new vector')} ({', '.join(report.spaces)}), {report.skipped} already present, "
-               f"{report.failed} failed; {plural(report.total, 'file')} in {report.seconds:.1f} s "
+               + (f"{plural(report.duplicates, 'duplicate file')} (copies of an image's bytes, kept as its paths), "
+                  if report.duplicates else "")
+               + f"{report.failed} failed; {plural(report.total, 'file')} in {report.seconds:.1f} s "
                f"({report.rate:.1f} images/s)")
     if report.ignored:
         click.echo(f"ignored {plural(len(report.ignored), 'file')} without an image extension, e.g. {report.ignored[0]}")

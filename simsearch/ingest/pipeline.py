@@ -14,6 +14,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 import numpy as np
@@ -36,7 +37,8 @@ class IngestReport:
     total: int = 0
     added: int = 0  # new images
     embedded: int = 0  # new vectors (all spaces)
-    skipped: int = 0  # already present (or duplicate content within this run)
+    skipped: int = 0  # already present (the same file ingested before)
+    duplicates: int = 0  # files with the bytes of an image stored under another path (kept as its paths)
     failed: int = 0
     ignored: list[str] = field(default_factory=list)  # files without an image extension
     errors: list[dict] = field(default_factory=list)
@@ -56,6 +58,7 @@ class IngestReport:
             "added": self.added,
             "embedded": self.embedded,
             "skipped": self.skipped,
+            "duplicates": self.duplicates,
             "failed": self.failed,
             "ignored": self.ignored,
             "errors": self.errors,
@@ -91,6 +94,16 @@ def _lower_priority(policy: str) -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(policy))
     except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
         pass
+
+
+def _mtime(src: SourceFile) -> datetime | None:
+    """The modification time of a file on disk (UTC); None for bytes without a file."""
+    if src.path is None:
+        return None
+    try:
+        return datetime.fromtimestamp(src.path.stat().st_mtime, timezone.utc)
+    except (OSError, ValueError, OverflowError):
+        return None
 
 
 class Ingester:
@@ -226,6 +239,7 @@ class Ingester:
         try:
             data = src.read()
             prep.hash = content_hash(data)
+            prep.size, prep.mtime = len(data), _mtime(src)
             existing = known.get(prep.hash)
             if existing is not None and existing[1] == "ok":
                 prep.need = tuple(sp for sp in self.spaces if existing[0] not in have[sp])
@@ -278,10 +292,12 @@ class Ingester:
             run = s.get(IngestRun, run_id)
             run.processed += len(batch)
             run.added, run.skipped = report.added + out.added, report.skipped + out.skipped
+            run.duplicates = report.duplicates + out.duplicates
             run.failed, run.errors = report.failed + out.failed, report.errors + out.errors
             run.updated_at = utcnow()
         # Committed: count it, and let the decode threads know what is stored now.
         report.added, report.skipped, report.failed = run.added, run.skipped, run.failed
+        report.duplicates = run.duplicates
         report.embedded += out.embedded
         report.errors.extend(out.errors)
         known.update(out.images)
@@ -299,3 +315,4 @@ class Ingester:
             if message is not None or status == "failed":
                 run.message = message  # (a resumed run that finishes keeps the note that it was resumed)
             run.added, run.skipped, run.failed, run.errors = report.added, report.skipped, report.failed, list(report.errors)
+            run.duplicates = report.duplicates

@@ -7,11 +7,18 @@ already complete; what it stores and what it counts comes from the database: an 
 run stored first is found and counted as already present, a vector another run stored first is
 kept and not counted, and an image that failed before and decodes now is promoted to ok by
 exactly one run.
+
+Every file that resolved to an image is recorded as one of its files (path, size, mtime, run),
+keyed by (image, path): a file with the bytes of an image the collection has under another path
+is a *duplicate file* (counted, and kept as a path of the image); the same file ingested again
+adds nothing.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -36,6 +43,8 @@ class Prepared:
     pixels: dict[int, np.ndarray] = field(default_factory=dict)  # input size -> uint8 (S,S,3)
     hashes: bytes | None = None  # perceptual hashes (simsearch.images.phash), with the thumbnail
     need: tuple[str, ...] = ()  # spaces still to embed
+    size: int | None = None  # bytes read
+    mtime: datetime | None = None  # the file's modification time (None: not a file on disk)
 
 
 @dataclass
@@ -44,6 +53,7 @@ class Stored:
 
     added: int = 0  # images this batch stored (new, or failed before and ok now)
     skipped: int = 0  # already present: before the run, or stored by another run meanwhile
+    duplicates: int = 0  # files with the bytes of an image stored under another path (a new path of it)
     failed: int = 0
     embedded: int = 0  # vectors this batch stored
     errors: list[dict] = field(default_factory=list)
@@ -64,7 +74,7 @@ def store_batch(session: Session, batch: list[Prepared], vectors: dict[str, dict
             out.failed += 1
             out.errors.append({"file": p.src.name, "reason": p.error})
         elif p.skip:
-            out.skipped += 1
+            pass  # (counted below: already present, or a new path of its image)
         else:
             good[i] = p
             rows[p.hash] = {"content_hash": p.hash, "source_path": p.src.name, "width": p.width, "height": p.height,
@@ -74,24 +84,48 @@ def store_batch(session: Session, batch: list[Prepared], vectors: dict[str, dict
         if p.error and p.hash is not None and p.hash not in rows:
             rows[p.hash] = {"content_hash": p.hash, "source_path": p.src.name, "label": p.src.label,
                             "meta": p.src.meta, "status": "failed", "error": p.error, "ingest_run_id": run_id}
-    if not rows:
-        return out
-    # Thumbnails first: images refer to them. A file without one was stored (ok, so with its
-    # thumbnail) when the run started; thumbnails are never deleted.
-    upsert.store_thumbnails(session, {p.hash: p.thumbnail for p in good.values() if p.thumbnail is not None})
-    stored = upsert.store_images(session, collection_id, rows.values())
+    paths = {h: {p.src.name for p in batch if p.hash == h} for h in rows}
+    for h, row in rows.items():  # a new image starts with the batch's files of its bytes (all new to it)
+        row["file_count"] = len(paths[h])
+    stored: dict[str, tuple[int, str, bool]] = {}
+    if rows:
+        # Thumbnails first: images refer to them. A file without one was stored (ok, so with its
+        # thumbnail) when the run started; thumbnails are never deleted.
+        upsert.store_thumbnails(session, {p.hash: p.thumbnail for p in good.values() if p.thumbnail is not None})
+        stored = upsert.store_images(session, collection_id, rows.values())
+    ids = {h: (i, status) for h, (i, status, _) in stored.items()}
+    ids.update(upsert.image_ids(session, collection_id, {p.hash for p in batch if p.hash is not None} - set(ids)))
+    # The files: every one whose image exists (one deleted since the run started is passed over).
+    new_files = upsert.store_files(session, [
+        {"image_id": ids[p.hash][0], "path": p.src.name, "size": p.size, "mtime": p.mtime, "ingest_run_id": run_id}
+        for p in batch if p.hash in ids])
+    inserted_images = {i for i, _, inserted in stored.values() if inserted}
+    grown = Counter(i for i, _ in new_files if i not in inserted_images)  # (a new image's count is set)
+    promote = {stored[p.hash][0]: i for i, p in good.items()
+               if not stored[p.hash][2] and stored[p.hash][1] == "failed"}
+    promoted: set[int] = set()
+    for image_id in sorted(set(promote) | set(grown)):  # promotions and file counts in id order
+        if image_id in promote:
+            p = good[promote[image_id]]
+            if upsert.promote_failed(session, image_id, width=p.width, height=p.height, thumbnail_hash=p.hash):
+                promoted.add(image_id)
+        upsert.add_file_count(session, image_id, grown.get(image_id, 0))
     found: list[int] = []  # positions of files whose image was stored before (ok)
-    for i in sorted(good, key=lambda i: stored[good[i].hash][0]):  # promotions in id order
-        p = good[i]
+    for i, p in good.items():
         image_id, status, inserted = stored[p.hash]
-        if inserted:
+        if inserted or image_id in promoted:
             out.added += 1
-        elif status == "failed" and upsert.promote_failed(session, image_id, width=p.width, height=p.height,
-                                                          thumbnail_hash=p.hash):
-            out.added += 1
+        elif (image_id, p.src.name) in new_files:
+            out.duplicates += 1
         else:
             found.append(i)
         out.images[p.hash] = (image_id, "ok")
+    for p in batch:
+        if p.skip and not p.error:
+            if p.hash in ids and (ids[p.hash][0], p.src.name) in new_files:
+                out.duplicates += 1
+            else:
+                out.skipped += 1
     for h, (image_id, status, _) in stored.items():
         out.images.setdefault(h, (image_id, status))
     embeddings = []

@@ -130,15 +130,16 @@ def progress(session, parent_id: int) -> dict:
                                  func.coalesce(func.sum(case((IngestRun.status == "done", IngestRun.total),
                                                              else_=IngestRun.processed)), 0),
                                  func.coalesce(func.sum(IngestRun.failed), 0),
-                                 func.coalesce(func.sum(IngestRun.attempts), 0))
+                                 func.coalesce(func.sum(IngestRun.attempts), 0),
+                                 func.coalesce(func.sum(IngestRun.duplicates), 0))
                           .where(IngestRun.parent_id == parent_id)).one()
     added = session.scalar(select(func.count()).select_from(Image)
                            .where(Image.ingest_run_id.in_(shard_ids), Image.status == "ok"))
     states = dict(session.execute(select(IngestRun.status, func.count()).where(IngestRun.parent_id == parent_id)
                                   .group_by(IngestRun.status)).all())
-    processed, failed = int(row[1]), int(row[2])
-    return {"shards": int(row[0]), "processed": processed, "added": int(added),
-            "skipped": max(0, processed - int(added) - failed), "failed": failed, "attempts": int(row[3]),
+    processed, failed, duplicates = int(row[1]), int(row[2]), int(row[4])
+    return {"shards": int(row[0]), "processed": processed, "added": int(added), "duplicates": duplicates,
+            "skipped": max(0, processed - int(added) - failed - duplicates), "failed": failed, "attempts": int(row[3]),
             "states": {k: int(v) for k, v in states.items()}}
 
 
@@ -159,6 +160,7 @@ def roll_up(ctx, parent_id: int) -> str:
         summary = progress(s, parent_id)
         parent.processed, parent.added = summary["processed"], summary["added"]
         parent.skipped, parent.failed = summary["skipped"], summary["failed"]
+        parent.duplicates = summary["duplicates"]
         shards = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.message, IngestRun.errors,
                                   IngestRun.params).where(IngestRun.parent_id == parent_id).order_by(IngestRun.id)).all()
         errors: list = []

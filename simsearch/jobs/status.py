@@ -62,6 +62,7 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
         "failed": run.failed,
         "added": run.added,
         "skipped": run.skipped,
+        "duplicates": run.duplicates or 0,
         "rate": round(rate, 3),
         "eta_seconds": None if eta is None else round(eta, 1),
         "errors": errors[:MAX_ERRORS_SHOWN],

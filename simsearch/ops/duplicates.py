@@ -1,11 +1,13 @@
 """The duplicate finder: groups of a collection's images in three tiers (no Flask).
 
-- **exact**: the same pixels in files with other bytes (metadata rewritten or stripped, a
-  lossless re-save). Files with the *same bytes* never get here: ingest identifies an image by its
-  content hash and stores it once per collection (a second path is counted "already present").
-  A pair is exact when its vectors agree (cosine >= :data:`EXACT_MIN_COSINE`) and its stored
-  thumbnails decode to identical pixels (a thumbnail's pixels are a deterministic function of the
-  image's decoded pixels; its bytes are not quite: Pillow copies a JPEG comment into it).
+- **exact**: files with the same bytes, and the same pixels in files with other bytes (metadata
+  rewritten or stripped, a lossless re-save). Ingest stores an image once per collection per
+  content hash and keeps every file with its bytes as one of its files (``image_files``): an image
+  with several files is a group of byte-identical files (read from ``images.file_count``, no
+  vectors needed). A pair of images is exact when its vectors agree (cosine >=
+  :data:`EXACT_MIN_COSINE`) and its stored thumbnails decode to identical pixels (a thumbnail's
+  pixels are a deterministic function of the image's decoded pixels; its bytes are not quite:
+  Pillow copies a JPEG comment into it).
 - **near**: the same photo transformed (resized, re-compressed, slightly cropped, flipped):
   cosine >= :data:`NEAR_THRESHOLD`, calibrated on transformed copies.
 - **similar**: other photos of similar content: cosine >= a threshold of the user's choosing
@@ -17,7 +19,10 @@ own FAISS index in blocks, each image's :data:`NEIGHBOURS` nearest (never an N x
 pairs at or above the lowest accepted threshold are re-scored exactly, checked for identity, and
 kept in the result cache (:mod:`simsearch.store.results`) while the vectors are unchanged. A
 request then only groups the cached pairs (union-find, :mod:`simsearch.analysis.duplicates`) at
-its tier's threshold and reads the images of the page it shows.
+its tier's threshold and reads the images of the page it shows (every path of each).
+
+Every path of each image: :mod:`simsearch.ops.duplicate_files`. Acting on groups (preview, then
+apply "keep one, remove the rest") and exporting them: :mod:`simsearch.ops.duplicate_actions`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
@@ -32,6 +38,7 @@ from sqlalchemy import select
 from simsearch import limits
 from simsearch.errors import InvalidInput
 from simsearch.ops import near_duplicates as near
+from simsearch.ops import duplicate_files as files
 from simsearch.ops import vectors as vecs
 from simsearch.store import repo, results
 from simsearch.store.models import Image, Thumbnail
@@ -68,9 +75,9 @@ FORMAT = "v2"  # part of the cache key: bump when the stored pairs change shape 
 PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
 
 MEANING = {
-    "exact": "Same pixels, different files: the metadata was rewritten or stripped, or the image was re-saved "
-             "losslessly. The vectors and the thumbnails' pixels are identical; keeping one loses nothing. "
-             "(Files with identical bytes are stored once at ingest and never listed.)",
+    "exact": "Same pixels: files with identical bytes (one image, several paths), and files whose bytes differ but "
+             "whose pixels do not (the metadata was rewritten or stripped, or the image was re-saved losslessly: "
+             "the vectors and the thumbnails' pixels are identical). Keeping one loses nothing.",
     "near": "The same photo, transformed: resized, re-compressed, cropped by a few percent, flipped, slightly "
             "rotated, re-coloured, captioned. Nearest neighbours (cosine at or above the threshold) confirmed by "
             "perceptual hashes of the pictures (or a cosine of at least 0.93); each group is one image and the images "
@@ -142,8 +149,10 @@ class PairSet:
     """The candidate pairs of a collection's vectors: image ids ``a < b``, cosine ``score`` and
     ``exact`` (identical pixels), with the set's ``info`` (images, seconds, index kind)."""
 
-    def __init__(self, collection: str, space: str, info: dict, arrays: dict, cached: bool):
+    def __init__(self, collection: str, space: str, info: dict, arrays: dict, cached: bool,
+                 collection_id: int | None = None):
         self.collection, self.space, self.info, self.cached = collection, space, info, cached
+        self.collection_id = collection_id
         self.a = np.asarray(arrays.get("a", np.zeros(0)), dtype=np.int64)
         self.b = np.asarray(arrays.get("b", np.zeros(0)), dtype=np.int64)
         self.score = np.asarray(arrays.get("score", np.zeros(0)), dtype=np.float32)
@@ -155,7 +164,7 @@ def lookup_pairs(ctx, collection: str, space: str | None) -> PairSet | None:
     """The cached pairs of the collection's current vectors, or None (cheap: never reads vectors)."""
     vs = near.peek(ctx, collection, space)
     hit = results.get(ctx.db, _key(vs))
-    return None if hit is None else PairSet(collection, vs.space, hit.info, hit.arrays, True)
+    return None if hit is None else PairSet(collection, vs.space, hit.info, hit.arrays, True, vs.collection_id)
 
 
 def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
@@ -165,7 +174,7 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     vs = near.peek(ctx, collection, space)  # a backbone space: the thresholds' own (never a derived one)
     hit = results.get(ctx.db, _key(vs))
     if hit is not None:
-        return PairSet(collection, vs.space, hit.info, hit.arrays, True)
+        return PairSet(collection, vs.space, hit.info, hit.arrays, True, vs.collection_id)
     say = progress or (lambda message, done, total: None)
     say("reading the vectors", 0, 4)
     vs = vecs.load(ctx, collection, vs.space)
@@ -196,7 +205,7 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     arrays = {"a": a, "b": b, "score": s.astype(np.float32), "exact": exact, "distance": distance}
     results.put(ctx.db, _key(vs), info, arrays)
     say("done", 4, 4)
-    return PairSet(collection, vs.space, info, arrays, False)
+    return PairSet(collection, vs.space, info, arrays, False, vs.collection_id)
 
 
 def _pixels_digest(thumbnail: bytes) -> str | None:
@@ -235,16 +244,21 @@ def _identical(ctx, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-# ---- groups (per request, from the cached pairs) -----------------------------------------------
+# ---- groups (per request, from the cached pairs and the files) ---------------------------------
 
 
-def tier_counts(ps: PairSet) -> dict:
-    """Groups and grouped images of each tier at its default threshold."""
-    out = {}
-    for tier in TIERS:
-        groups, _ = _groups(ps, tier, tier_threshold(tier, None))
-        out[tier] = {"groups": len(groups), "images": int(sum(g.size for g in groups))}
-    return out
+@dataclass
+class DupGroup:
+    """One group of a tier: its images (ids, ascending), its strongest pairs (image id a, image id b,
+    similarity, identical pixels), and, once known, how many files its images have."""
+
+    images: list[int]
+    pairs: list[tuple[int, int, float, bool]]
+    pairs_total: int
+    max_similarity: float
+    min_similarity: float
+    files: int = 0
+    identical_files: bool = False  # some image of it has byte-identical files (several paths)
 
 
 def _groups(ps: PairSet, tier: str, threshold: float):
@@ -257,6 +271,62 @@ def _groups(ps: PairSet, tier: str, threshold: float):
     return groups_from_pairs(len(ids), i, j, ps.score, np.float32(-1.0), mask=ps.exact), ids
 
 
+def _pair_groups(ps: PairSet, tier: str, threshold: float) -> list[DupGroup]:
+    """The groups of images joined by the tier's pairs (the near and similar tiers; the exact
+    tier's identical pixels), largest first."""
+    found, ids = _groups(ps, tier, threshold)
+    out = []
+    for g in found:
+        pairs = [(int(ids[x]), int(ids[y]), float(sc), bool(ps.exact[p]))
+                 for x, y, sc, p in zip(g.pair_i[:PAIRS_SHOWN], g.pair_j[:PAIRS_SHOWN], g.pair_scores[:PAIRS_SHOWN],
+                                        g.pair_index[:PAIRS_SHOWN])]
+        out.append(DupGroup([int(ids[m]) for m in g.members], pairs, int(len(g.pair_i)), g.max_score, g.min_score))
+    return out
+
+
+def collection_id_of(ctx, ps: PairSet) -> int:
+    if ps.collection_id is None:
+        with ctx.db.session() as s:
+            ps.collection_id = repo.get_collection(s, ps.collection).id
+    return ps.collection_id
+
+
+def _exact_groups(ctx, ps: PairSet) -> list[DupGroup]:
+    """The exact tier: images with identical pixels (confirmed pairs), and images with
+    byte-identical files (one image, several paths; ingest stores their bytes once), most files
+    first. An image with copies that has identical-pixel siblings is in their group."""
+    pixel = _pair_groups(ps, "exact", EXACT_MIN_COSINE)
+    grouped = {i for g in pixel for i in g.images}
+    counts = files.file_counts(ctx, collection_id_of(ctx, ps), grouped)
+    out = pixel + [DupGroup([i], [], 0, 1.0, 1.0) for i in sorted(counts) if counts[i] > 1 and i not in grouped]
+    for g in out:
+        g.files = sum(counts.get(i, 1) for i in g.images)
+        g.identical_files = any(counts.get(i, 1) > 1 for i in g.images)
+    out.sort(key=lambda g: (-g.files, -len(g.images), g.images[0]))
+    return out
+
+
+def tier_groups(ctx, ps: PairSet, tier: str, threshold: float) -> list[DupGroup]:
+    """Every group of a tier (at ``threshold``, see :func:`tier_threshold`), in the order pages show them."""
+    if tier == "exact":
+        return _exact_groups(ctx, ps)
+    return _pair_groups(ps, tier, threshold)
+
+
+def tier_counts(ps: PairSet, ctx=None) -> dict:
+    """Groups, grouped images (and for exact, with ``ctx``, files) of each tier at its default threshold."""
+    out = {}
+    for tier in TIERS:
+        if tier == "exact" and ctx is not None:
+            groups = _exact_groups(ctx, ps)
+            out[tier] = {"groups": len(groups), "images": sum(len(g.images) for g in groups),
+                         "files": sum(g.files for g in groups)}
+            continue
+        groups, _ = _groups(ps, tier, tier_threshold(tier, None))
+        out[tier] = {"groups": len(groups), "images": int(sum(g.size for g in groups))}
+    return out
+
+
 def check_page(page: int, per_page: int | None) -> None:
     limits.check(limits.Page, page, "page")
     if per_page is not None:
@@ -264,39 +334,31 @@ def check_page(page: int, per_page: int | None) -> None:
 
 
 def groups(ctx, ps: PairSet, *, tier: str = "near", threshold=None, page: int = 1,
-           per_page: int | None = limits.PER_PAGE_DEFAULT) -> dict:
-    """One page of a tier's groups, largest first: each with its images (id, path, label, size,
-    thumbnail) and its strongest pairs. ``per_page`` None: every group on one page."""
+           per_page: int | None = limits.PER_PAGE_DEFAULT, path_view=None) -> dict:
+    """One page of a tier's groups, largest first: each with its images (id, first path, every
+    file, label, size, thumbnail) and its strongest pairs. ``per_page`` None: every group on one
+    page. ``path_view(path, ingest source)``: how paths are shown (the API hides server paths)."""
     tier = parse_tier(tier)
     t = tier_threshold(tier, threshold)
     check_page(page, per_page)
-    found, ids = _groups(ps, tier, t)
+    found = tier_groups(ctx, ps, tier, t)
     per_page = per_page or max(1, len(found))
     shown = found[(page - 1) * per_page: page * per_page]
-    wanted = sorted({int(ids[m]) for g in shown for m in g.members})
-    rows: dict[int, dict] = {}
-    with ctx.db.session() as s:
-        for chunk in repo.in_chunks(wanted):
-            for r in s.execute(select(Image.id, Image.source_path, Image.label, Image.width, Image.height,
-                                      Image.thumbnail_hash).where(Image.id.in_(chunk))):
-                rows[r.id] = {"id": r.id, "path": r.source_path, "label": r.label, "width": r.width,
-                              "height": r.height, "has_thumbnail": r.thumbnail_hash is not None}
+    rows = files.image_rows(ctx, {i for g in shown for i in g.images})
     out_groups = []
     for n, g in enumerate(shown, start=(page - 1) * per_page + 1):
-        members = [rows[int(ids[m])] for m in g.members if int(ids[m]) in rows]  # (deleted since: left out)
-        pair_rows = [{"a": int(ids[x]), "b": int(ids[y]), "similarity": round(float(sc), 6),
-                      "identical": bool(ps.exact[p])}
-                     for x, y, sc, p in zip(g.pair_i[:PAIRS_SHOWN], g.pair_j[:PAIRS_SHOWN], g.pair_scores[:PAIRS_SHOWN],
-                                            g.pair_index[:PAIRS_SHOWN])]
-        out_groups.append({"group": n, "size": len(members), "max_similarity": round(g.max_score, 6),
-                           "min_similarity": round(g.min_score, 6), "images": members, "pairs": pair_rows,
-                           "pairs_total": int(len(g.pair_i))})
+        members = [files.public_image(rows[i], path_view) for i in g.images if i in rows]  # (deleted since: left out)
+        pair_rows = [{"a": a, "b": b, "similarity": round(sc, 6), "identical": ident} for a, b, sc, ident in g.pairs]
+        out_groups.append({"group": n, "size": len(members), "files": sum(m["file_count"] for m in members),
+                           "identical_files": any(m["file_count"] > 1 for m in members),
+                           "max_similarity": round(g.max_similarity, 6), "min_similarity": round(g.min_similarity, 6),
+                           "images": members, "pairs": pair_rows, "pairs_total": g.pairs_total})
     total = len(found)
     return {"collection": ps.collection, "backbone": ps.space, "tier": tier,
             "threshold": None if tier == "exact" else round(t, 6),
             "meaning": describe(tier, t), "thresholds": thresholds(),
             "n_images": int(ps.info.get("n_images", 0)), "total_groups": total,
-            "grouped_images": int(sum(g.size for g in found)), "tiers": tier_counts(ps),
+            "grouped_images": int(sum(len(g.images) for g in found)), "tiers": tier_counts(ps, ctx),
             "page": page, "per_page": per_page, "pages": max(1, math.ceil(total / per_page)),
             "groups": out_groups, "cached": ps.cached, "seconds": ps.info.get("seconds")}
 

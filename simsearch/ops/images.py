@@ -13,7 +13,7 @@ from simsearch.errors import InvalidInput, NotFound
 from simsearch.jobs import kept_originals
 from simsearch.jobs.status import iso
 from simsearch.store import repo
-from simsearch.store.models import Collection, Embedding, Image, Thumbnail, max_id
+from simsearch.store.models import Collection, Embedding, Image, ImageFile, IngestRun, Thumbnail, max_id
 
 DEFAULT_PER_PAGE = limits.PER_PAGE_DEFAULT
 MAX_PER_PAGE = limits.PER_PAGE_MAX
@@ -38,7 +38,17 @@ def image_record(img: Image, collection: str | None) -> dict:
         "meta": img.meta or {},
         "created_at": iso(img.created_at),
         "has_thumbnail": bool(img.thumbnail_hash),
+        "file_count": img.file_count or 1,
     }
+
+
+def files_of(session, image_id: int) -> list[dict]:
+    """Every file of an image, the first (its ``path``) first: path, size, mtime, ``source`` (the
+    source of the ingest run that read it, for showing the path relative to it)."""
+    rows = session.execute(select(ImageFile.path, ImageFile.size, ImageFile.mtime, IngestRun.source)
+                           .outerjoin(IngestRun, IngestRun.id == ImageFile.ingest_run_id)
+                           .where(ImageFile.image_id == image_id).order_by(ImageFile.id)).all()
+    return [{"path": path, "size": size, "mtime": iso(mtime), "source": source} for path, size, mtime, source in rows]
 
 
 def get(ctx, image_id: int) -> dict:
@@ -48,6 +58,9 @@ def get(ctx, image_id: int) -> dict:
         coll = s.get(Collection, img.collection_id)
         out = image_record(img, coll.name)
         out["backbones"] = sorted(s.scalars(select(Embedding.space).where(Embedding.image_id == image_id)))
+        files = files_of(s, image_id)
+        files.sort(key=lambda f: f["path"] != img.source_path)  # the first path first (stable: then by id)
+        out["files"] = files
     return out
 
 
@@ -179,7 +192,11 @@ def rename(ctx, image_id: int, name) -> dict:
                            f"(at most {limits.FILENAME_MAX} characters)", field="name")
     with ctx.db.session() as s:
         img = repo.get_image(s, image_id)
-        img.source_path = renamed_path(img.source_path, name)
+        old, new = img.source_path, renamed_path(img.source_path, name)
+        img.source_path = new
+        if new != old and s.scalar(select(ImageFile.id).where(ImageFile.image_id == image_id, ImageFile.path == new)) is None:
+            # its first file is renamed with it (a path it already has as another file stays one row)
+            s.execute(update(ImageFile).where(ImageFile.image_id == image_id, ImageFile.path == old).values(path=new))
     return get(ctx, image_id)
 
 

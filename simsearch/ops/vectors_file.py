@@ -2,7 +2,7 @@
 
 An ``.npz`` is a zip of ``.npy`` arrays. Import reads ``vectors`` (N x D, floating point) and
 ``keys`` (N strings), optional ``labels`` and ``metadata`` (N strings, ``""`` for none; metadata
-as JSON objects); ``ids`` (from an export) is ignored, and so is anything else (reported). The
+as JSON objects); ``ids`` and ``paths`` (from an export) are ignored, and so is anything else (reported). The
 vectors are never loaded whole: a 1M x 1280 file is 5 GB, read ``CHUNK_ROWS`` rows at a time
 straight from the zip member (stored or deflated). Pickled (object) arrays are refused.
 
@@ -26,7 +26,7 @@ from simsearch.errors import InvalidInput
 
 CHUNK_ROWS = 16384
 KEY_MAX = 4096
-KNOWN = ("vectors", "keys", "labels", "metadata", "ids", "fingerprint")
+KNOWN = ("vectors", "keys", "labels", "metadata", "ids", "fingerprint", "paths")
 NPZ_HELP = "an .npz file (numpy.savez) with 'vectors' (N x D float32) and 'keys' (N unique strings), optional 'labels'"
 
 

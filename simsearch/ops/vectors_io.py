@@ -17,9 +17,10 @@ they are stored (similarity is their inner product); unit-length rows are kept b
 Everything is written in one transaction, after the checks (bulk COPY / executemany,
 :mod:`simsearch.store.bulk`): on any error nothing is stored. The index is then brought up to date.
 
-**Export** (:func:`export_stream`): ``ids`` (int64), ``keys`` (source paths: the import keys for
-imported images), ``labels`` (``""`` for none), ``metadata`` (JSON objects as strings) and
-``vectors`` (float32, N x D), streamed: the vectors are read a block at a time.
+**Export** (:func:`export_stream`): ``ids`` (int64), ``keys`` (first paths: the import keys for
+imported images), ``paths`` (every file of the image, its byte-identical copies too, as a JSON
+array of strings, the first first), ``labels`` (``""`` for none), ``metadata`` (JSON objects as
+strings) and ``vectors`` (float32, N x D), streamed: the vectors are read a block at a time.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from simsearch.ops import vectors_origin
 from simsearch.ops.vectors_file import (CHUNK_ROWS, Array, VectorsFile, check_keys, check_labels, check_metadata,
                                         npz_stream, string_chunks, unit_rows)
 from simsearch.store import bulk, repo
-from simsearch.store.models import Embedding, Image, IngestRun
+from simsearch.store.models import Embedding, Image, ImageFile, IngestRun
 
 
 def import_hash(key: str) -> str:
@@ -140,7 +141,8 @@ def import_vectors(ctx, source, collection: str, space: str | None, *, name: str
     out = {"collection": collection, "backbone": space, "imported_space": not is_backbone, "dim": dim, "rows": n,
            "vectors_added": int(n - same.sum()), "already_present": int(same.sum()), "images_created": len(new_rows),
            "images_matched": int(matched.sum()), "labels_set": sum(1 for lab in labels if lab) if labels else 0,
-           "normalised": rescaled, "ignored_arrays": sorted(vf.ignored + (["ids"] if "ids" in vf.members else [])),
+           "normalised": rescaled,
+           "ignored_arrays": sorted(vf.ignored + [m for m in ("ids", "paths") if m in vf.members]),
            "seconds": round(stored_seconds, 3), "rate": round(n / stored_seconds, 1) if stored_seconds else None, "index": None}
     if update_index:
         step("bringing the index up to date", 2)
@@ -243,11 +245,13 @@ def _npz(ctx, coll_id: int, space: str, key_view, made_by: dict | None = None) -
         dim = s.scalar(select(Embedding.dim).join(Image).where(Image.collection_id == coll_id, Embedding.space == space).limit(1))
         ids = np.fromiter((r[0] for r in rows), dtype="<i8", count=len(rows))
         keys = [key_view(r[1], r[4]) if key_view else r[1] for r in rows]
+        more = _copies(s, coll_id, key_view)  # images with several files (few: a partial index finds them)
+        paths = [json.dumps(more.get(r[0]) or [key], ensure_ascii=False) for r, key in zip(rows, keys)]
         labels = [r[2] or "" for r in rows]
         metas = [json.dumps(r[3] or {}, ensure_ascii=False, sort_keys=True) for r in rows]
         del rows
         arrays = [Array("ids", "<i8", (len(ids),), [ids.tobytes()])]
-        for name, values in (("keys", keys), ("labels", labels), ("metadata", metas)):
+        for name, values in (("keys", keys), ("paths", paths), ("labels", labels), ("metadata", metas)):
             dtype, chunks = string_chunks(values)
             arrays.append(Array(name, dtype, (len(values),), chunks))
         arrays.append(Array("vectors", "<f4", (len(ids), int(dim or 0)), _vector_blocks(s, space, ids, int(dim or 0))))
@@ -255,6 +259,18 @@ def _npz(ctx, coll_id: int, space: str, key_view, made_by: dict | None = None) -
             dtype, chunks = string_chunks([json.dumps(made_by, sort_keys=True)])
             arrays.append(Array("fingerprint", dtype, (1,), chunks))
         yield from npz_stream(arrays)
+
+
+def _copies(s, coll_id: int, key_view) -> dict[int, list[str]]:
+    """image id -> every path of it (the first first), for the collection's images with several files."""
+    out: dict[int, list[tuple[bool, str]]] = {}
+    rows = s.execute(select(ImageFile.image_id, ImageFile.path, Image.source_path, IngestRun.source)
+                     .join(Image, Image.id == ImageFile.image_id)
+                     .outerjoin(IngestRun, IngestRun.id == ImageFile.ingest_run_id)
+                     .where(Image.collection_id == coll_id, Image.file_count > 1).order_by(ImageFile.id))
+    for image_id, path, first, source in rows:
+        out.setdefault(image_id, []).append((path != first, key_view(path, source) if key_view else path))
+    return {i: [p for _, p in sorted(v, key=lambda t: t[0])] for i, v in out.items()}
 
 
 def _vector_blocks(s, space: str, ids: np.ndarray, dim: int) -> Iterator[bytes]:

@@ -47,7 +47,8 @@ def new_image_ids(session: Session, n: int) -> np.ndarray:
 
 
 def insert_images(session: Session, collection_id: int, ids, content_hashes, paths, labels, metas) -> None:
-    """New ``ok`` image rows without thumbnails (all lists in the order of ``ids``)."""
+    """New ``ok`` image rows without thumbnails (all lists in the order of ``ids``), each with its
+    path as its one file (``file_count`` 1, the column's default)."""
     now = datetime.now(timezone.utc)
     if _dialect(session) == "postgresql":
         raw = session.connection().connection.driver_connection
@@ -60,6 +61,10 @@ def insert_images(session: Session, collection_id: int, ids, content_hashes, pat
                     for row in zip(ids[start:stop], content_hashes[start:stop], paths[start:stop], labels[start:stop],
                                    metas[start:stop]):
                         copy.write_row((int(row[0]), collection_id, row[1], row[2], row[3], _json(row[4]), "ok", now))
+                with cur.copy("COPY image_files (image_id, path, created_at) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int4", "text", "timestamptz"])
+                    for image_id, path in zip(ids[start:stop], paths[start:stop]):
+                        copy.write_row((int(image_id), path, now))
         return
     at = _sqlite_datetime(session, now)
     conn = session.connection()
@@ -71,6 +76,8 @@ def insert_images(session: Session, collection_id: int, ids, content_hashes, pat
             [(int(i), collection_id, h, p, lab, _json(m), at)
              for i, h, p, lab, m in zip(ids[start:stop], content_hashes[start:stop], paths[start:stop],
                                         labels[start:stop], metas[start:stop])])
+        conn.exec_driver_sql("INSERT INTO image_files (image_id, path, created_at) VALUES (?, ?, ?)",
+                             [(int(i), p, at) for i, p in zip(ids[start:stop], paths[start:stop])])
 
 
 def _json(meta: dict) -> str:
@@ -163,4 +170,5 @@ def analyze(db) -> None:
         with db.engine.connect() as conn:
             conn.execute(text("ANALYZE images"))
             conn.execute(text("ANALYZE embeddings"))
+            conn.execute(text("ANALYZE image_files"))
             conn.commit()

@@ -70,12 +70,12 @@ def search_target(db, collection: str, space: str) -> SearchTarget | None:
     return SearchTarget(int(coll_id), bool(has_vectors), None if generation is None else int(generation), default)
 
 
-def hit_rows(db, ids: list[int]) -> dict[int, tuple[str, str | None, int | None, int | None]]:
-    """``{image id: (source path, label, width, height)}`` for the ids that exist."""
+def hit_rows(db, ids: list[int]) -> dict[int, tuple[str, str | None, int | None, int | None, int]]:
+    """``{image id: (first path, label, width, height, file count)}`` for the ids that exist."""
     if not ids:
         return {}
-    sql = f"SELECT id, source_path, label, width, height FROM images WHERE id IN ({', '.join('?' * len(ids))})"
-    return {int(r[0]): (r[1], r[2], r[3], r[4]) for r in _rows(db, sql, tuple(int(i) for i in ids))}
+    sql = f"SELECT id, source_path, label, width, height, file_count FROM images WHERE id IN ({', '.join('?' * len(ids))})"
+    return {int(r[0]): (r[1], r[2], r[3], r[4], int(r[5])) for r in _rows(db, sql, tuple(int(i) for i in ids))}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@
 Tables:
 - ``collections``: a named set of images.
 - ``images``: one row per distinct file content within a collection (``content_hash`` unique per
-  collection); ``status`` is ``ok`` or ``failed`` (then ``error`` says why).
+  collection); ``status`` is ``ok`` or ``failed`` (then ``error`` says why). ``source_path`` is its
+  first file's path, ``file_count`` how many files (paths) have its bytes.
+- ``image_files``: every file that resolved to an image (many files -> one image per collection):
+  the path as given to ingest, its size and modification time, the run that saw it; unique per
+  (image, path). Byte-identical copies are the images with ``file_count > 1``.
 - ``thumbnails``: JPEG thumbnails keyed by content hash (shared across collections).
 - ``embeddings``: one float32 vector per (image, space). A *space* is a backbone with its pooling,
   e.g. ``efficientnet_lite0`` or ``efficientnet_lite0@max``.
@@ -40,6 +44,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -87,6 +92,9 @@ class Image(Base):
         # and read every row of the collection: 15 ms per filtered search at 100k images)
         Index("ix_images_collection_label_status", "collection_id", "label", "status"),
         Index("ix_images_collection_status", "collection_id", "status"),
+        # the images with byte-identical copies (a few, even among a million): the exact tier's files
+        Index("ix_images_collection_copies", "collection_id", "id", postgresql_where=text("file_count > 1"),
+              sqlite_where=text("file_count > 1")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,9 +110,31 @@ class Image(Base):
     thumbnail_hash: Mapped[str | None] = mapped_column(ForeignKey("thumbnails.content_hash", ondelete="SET NULL"))
     ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    # how many image_files rows it has (kept by the writes that add or drop them: lists read it, never count)
+    file_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1", nullable=False)
 
     collection: Mapped[Collection] = relationship(back_populates="images")
     embeddings: Mapped[list["Embedding"]] = relationship(back_populates="image", cascade="all, delete-orphan", passive_deletes=True)
+    files: Mapped[list["ImageFile"]] = relationship(back_populates="image", cascade="all, delete-orphan", passive_deletes=True,
+                                                    order_by="ImageFile.id")
+
+
+class ImageFile(Base):
+    """A file whose bytes are an image's: its path as ingest was given it (an upload: where it was
+    staged, shown as the uploaded name), size in bytes and modification time when it was read."""
+
+    __tablename__ = "image_files"
+    __table_args__ = (UniqueConstraint("image_id", "path", name="uq_image_files_image_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    image: Mapped[Image] = relationship(back_populates="files")
 
 
 class Embedding(Base):
@@ -156,6 +186,8 @@ class IngestRun(Base):
     processed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     added: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     skipped: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # files whose bytes an image of the collection already had under another path (kept as its paths)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0", nullable=False)
     failed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     errors: Mapped[list] = mapped_column(JSON, default=list, nullable=False)  # [{"file":..., "reason":...}]
     message: Mapped[str | None] = mapped_column(Text)

@@ -2,13 +2,17 @@
 ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite) and their ids read back, so a row
 another transaction stored first is found, never stored twice and never an error.
 
-- a collection by its name; an image by (collection, content hash); a thumbnail by content hash
-  (shared by every collection); a vector by (image, space); an index state by (collection, space).
+- a collection by its name; an image by (collection, content hash); a file of an image by (image,
+  path); a thumbnail by content hash (shared by every collection); a vector by (image, space); an
+  index state by (collection, space).
+- an image's ``file_count`` grows by the file rows a transaction inserted (``file_count + n``: a
+  concurrent increment waits for the row and adds to the committed value, never overwrites it).
 - PostgreSQL: an insert that meets a row another transaction inserted and has not committed waits
   for that transaction; on commit it does nothing, on rollback it inserts. Each statement then
   sees what was committed before it (READ COMMITTED), so the ids read back are the stored ones.
-  Rows are inserted in key order and tables in one order (thumbnails, images, promotions,
-  vectors), so two transactions never wait for each other in a cycle (no deadlocks).
+  Rows are inserted in key order and tables in one order (thumbnails, images, files, then
+  promotions and file counts in one pass in image id order, vectors), so two transactions never
+  wait for each other in a cycle (no deadlocks).
 - SQLite: one writer at a time (the others wait ``busy_timeout``); the same statements.
 
 Functions take a Session; callers own the transaction.
@@ -21,7 +25,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from simsearch.store.models import Collection, Embedding, Image, IndexState, Thumbnail, utcnow
+from simsearch.store.models import Collection, Embedding, Image, ImageFile, IndexState, Thumbnail, utcnow
 
 # Rows per INSERT statement (SQLite allows 32,766 parameters; an image row has 13).
 ROWS_PER_STATEMENT = 500
@@ -91,6 +95,37 @@ def store_images(session: Session, collection_id: int, rows: Iterable[dict]) -> 
             Image.collection_id == collection_id, Image.content_hash.in_(wanted[start:start + KEYS_PER_SELECT])))
         out.update({h: (i, status, h in inserted) for h, i, status in found})
     return out
+
+
+def image_ids(session: Session, collection_id: int, hashes: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """content hash -> (image id, status) of the collection's images among ``hashes``."""
+    wanted = sorted(set(hashes))
+    out: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(wanted), KEYS_PER_SELECT):
+        found = session.execute(select(Image.content_hash, Image.id, Image.status).where(
+            Image.collection_id == collection_id, Image.content_hash.in_(wanted[start:start + KEYS_PER_SELECT])))
+        out.update({h: (i, status) for h, i, status in found})
+    return out
+
+
+def store_files(session: Session, rows: Iterable[dict]) -> set[tuple[int, str]]:
+    """File rows (``image_id``, ``path``, ``size``, ``mtime``, ``ingest_run_id``); an (image, path)
+    already stored keeps its row. Returns the (image id, path) pairs this call inserted. The
+    caller adds them to the images' ``file_count`` (:func:`add_file_counts`)."""
+    table = ImageFile.__table__
+    now = utcnow()
+    unique = {(r["image_id"], r["path"]): r for r in rows}
+    full = [{"size": None, "mtime": None, "ingest_run_id": None, "created_at": now, **unique[k]} for k in sorted(unique)]
+    got = insert_missing(session, table, full, keys=["image_id", "path"], returning=(table.c.image_id, table.c.path))
+    return {(i, p) for i, p in got}
+
+
+def add_file_count(session: Session, image_id: int, n: int) -> None:
+    """``file_count += n`` (negative: files dropped); call in image id order with the other
+    updates of images in the transaction (see the module's note on deadlocks)."""
+    if n:
+        session.execute(update(Image.__table__).where(Image.id == image_id)
+                        .values(file_count=Image.__table__.c.file_count + n))
 
 
 def promote_failed(session: Session, image_id: int, *, width: int, height: int, thumbnail_hash: str) -> bool:

@@ -12,12 +12,15 @@ from simsearch.web import schemas as S
 from simsearch.web.api import bp
 from simsearch.web.api.common import ctx, image_json, public_paths, thumbnail_url
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
+from simsearch.web.paths import shown_path
 
 THUMBNAIL_MAX_AGE = 7 * 24 * 3600
 
 
 def _image_detail(record: dict) -> dict:
+    files = record.pop("files", None) or [{"path": record["path"], "size": None, "mtime": None, "source": None}]
     out = image_json(public_paths([record])[0])
+    out["files"] = [{"path": shown_path(f["path"], f["source"]), "size": f["size"], "mtime": f["mtime"]} for f in files]
     out["similar_url"] = url_for("api.similar", image_id=record["id"])
     out["file_url"] = url_for("api.image_file", image_id=record["id"])
     return out

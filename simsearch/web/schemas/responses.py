@@ -128,6 +128,8 @@ class Job(BaseModel):
     failed: int
     added: int
     skipped: int
+    duplicates: int = Field(0, description="Files with the bytes of an image the collection has under another path: "
+                                           "kept as that image's paths (not new images).")
     rate: float = Field(description="Images processed per second.")
     eta_seconds: float | None
     errors: list[JobError] = Field(description="Per-file errors (the first ones).")
@@ -174,9 +176,17 @@ class Image(BaseModel):
     meta: dict[str, Any] = Field(description="Metadata from the ingest (e.g. CSV columns).")
     created_at: Timestamp | None
     thumbnail_url: str | None
+    file_count: int = Field(description="Files with this image's bytes (byte-identical copies): `path` is the first.")
+
+
+class ImageFileInfo(BaseModel):
+    path: str = Field(description="The file's path as ingested (shown like `path`).")
+    size: int | None = Field(description="Bytes (null: recorded before sizes were).")
+    mtime: Timestamp | None = Field(description="The file's modification time when it was read (null: unknown).")
 
 
 class ImageDetail(Image):
+    files: list[ImageFileInfo] = Field(description="Every file with this image's bytes, the first (`path`) first.")
     backbones: list[str] = Field(description="Backbones (embedding spaces) with a vector for this image.")
     similar_url: str
     file_url: str = Field(description="The original file (GET: 404 for imported vectors, 410 when the file is gone).")
@@ -208,10 +218,12 @@ class Hit(BaseModel):
     percentile: float | None = Field(None, description="The score as a percentile (0-100) of this collection's "
                                      "nearest-neighbour similarities in the space searched: comparable across spaces "
                                      "(50: a typical top-10 neighbour; null: too few vectors).")
-    path: str
+    path: str = Field(description="The image's first file (see `file_count`).")
     label: str | None
     width: int | None
     height: int | None
+    file_count: int = Field(description="Files with this image's bytes (byte-identical copies; the image's page "
+                                        "lists them all).")
     thumbnail_url: str
 
 

@@ -105,6 +105,10 @@ function metaRows(image) {
     ['Label', image.label || '—'],
     ['Size', image.width ? `${image.width} × ${image.height} px` : '—'],
     ['File', image.path || '—'],
+    // byte-identical copies: every file with this image's bytes (the first is `path`)
+    ...((image.files || []).length > 1 ? [['Copies', h('ul', { class: 'paths', 'data-testid': 'viewer-paths' },
+      h('li', { class: 'muted' }, `${image.files.length} files with these bytes:`),
+      image.files.map((f) => h('li', { class: 'path' }, f.path)))]] : []),
     ['Collection', image.collection],
     ['Added', image.created_at ? new Date(image.created_at).toLocaleString() : '—'],
     ['Embedded by', (image.backbones || []).join(', ') || '—'],
