@@ -81,7 +81,7 @@ def test_migration_gives_each_existing_image_its_source_path_as_first_file(db_ur
                                   "ingest_run_id, created_at) VALUES (:id, 1, :h, :p, '{}', :st, 1, CURRENT_TIMESTAMP)"),
                              {"id": i, "h": h, "p": path, "st": status})
         db.upgrade()
-        assert db.revision()[0] == "0007"
+        assert db.revision()[0] == db.revision()[1]  # at the head (0007 and every later migration)
         with db.session() as s:
             files = s.execute(select(ImageFile.image_id, ImageFile.path, ImageFile.ingest_run_id, ImageFile.size)
                               .order_by(ImageFile.image_id)).all()
