@@ -50,8 +50,8 @@ PROPOSAL_NMS = 0.5
 # pool of a 40-cell grid is ~0.2 M boxes). Ranked on a colour copy of this many pixels on its long
 # side, with 4 levels per channel (64 colours: coarse enough that a relit or re-compressed picture
 # keeps its histogram), against a band around the box of this share of its width and height.
-CONTRAST_POOL = 2000
-CONTRAST_SIDE = 64
+CONTRAST_POOL = 1000
+CONTRAST_SIDE = 48
 CONTRAST_LEVELS = 4
 CONTRAST_RING = 0.15
 # Each proposal's crop loses this share of its width and height on each side before it is
