@@ -201,8 +201,9 @@ def main() -> None:
                  "method": {"plain": "regions=0: the whole image's vector (the search before region search)",
                             "default": f"the whole image and up to {R.REGIONS_DEFAULT} object proposal(s) (rectangles on "
                                        f"strong straight edges, {R.PROPOSAL_GRID}-cell grid, >= {R.PROPOSAL_MIN:g} of each "
-                                       f"side; the best {R.CONTRAST_POOL} ranked again by edge score x colour contrast with a "
-                                       f"{R.CONTRAST_RING:g} band around them; NMS {R.PROPOSAL_NMS:g}), each cropped {R.PROPOSAL_INSET:g} inside, embedded "
+                                       f"side; the best {R.CONTRAST_POOL} ranked again by edge score x colour contrast "
+                                       f"with a {R.CONTRAST_RING:g} band around them; NMS {R.PROPOSAL_NMS:g}), each "
+                                       f"cropped {R.PROPOSAL_INSET:g} inside, embedded "
                                        "in one batch; fused: an image's score is max(whole-image cosine, region "
                                        f"cosine - {R.REGION_MARGIN:g})",
                             "max": f"as default with {R.REGIONS_MAX} proposals",

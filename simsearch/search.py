@@ -139,7 +139,8 @@ def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions:
     of ``box`` (normalised ``(x0, y0, x1, y1)``); with ``regions``, also up to
     :data:`REGION_PROPOSALS` object proposals inside it (rectangles on strong straight edges whose
     colours differ from their surroundings: :func:`simsearch.analysis.regions.rectangle_proposals`),
-    all in one batch. Without a box and regions this is exactly :func:`embed_bytes`. ``regions``: how many proposals (0: none)."""
+    all in one batch. Without a box and regions this is exactly :func:`embed_bytes`. ``regions``:
+    how many proposals (0: none)."""
     from PIL import Image as PILImage
 
     from simsearch.analysis import regions as R
