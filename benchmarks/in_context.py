@@ -23,8 +23,9 @@ What it does (every file in a temporary folder, never in the repository):
    - **flowers**: the 4th photo of each flowers102 species (not in the collection): ordinary
      same-class retrieval, precision@3 (the collection holds 3 photos of each species).
 3. Each query runs with ``regions=0`` (**plain**: the whole image's vector, the search as it
-   was), with the default (**default**: the whole image plus 1 object proposal, one batch, fused
-   with the whole image as the prior) and with ``regions=4`` (**max**: 4 proposals); wall photos
+   was), with the default (**default**: the whole image plus 1 object proposal, a rectangle on
+   strong straight edges whose colours differ from a band around it; one batch, fused with the
+   whole image as the prior) and with ``regions=4`` (**max**: 4 proposals); wall photos
    also with **box**: the pasted picture's bounding box as a user would drag it (the default
    search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, and for the
@@ -200,7 +201,9 @@ def main() -> None:
                  "method": {"plain": "regions=0: the whole image's vector (the search before region search)",
                             "default": f"the whole image and up to {R.REGIONS_DEFAULT} object proposal(s) (rectangles on "
                                        f"strong straight edges, {R.PROPOSAL_GRID}-cell grid, >= {R.PROPOSAL_MIN:g} of each "
-                                       f"side, NMS {R.PROPOSAL_NMS:g}), each cropped {R.PROPOSAL_INSET:g} inside, embedded "
+                                       f"side; the best {R.CONTRAST_POOL} ranked again by edge score x colour contrast "
+                                       f"with a {R.CONTRAST_RING:g} band around them; NMS {R.PROPOSAL_NMS:g}), each "
+                                       f"cropped {R.PROPOSAL_INSET:g} inside, embedded "
                                        "in one batch; fused: an image's score is max(whole-image cosine, region "
                                        f"cosine - {R.REGION_MARGIN:g})",
                             "max": f"as default with {R.REGIONS_MAX} proposals",

@@ -138,9 +138,10 @@ def _draft_side(input_size: int, box) -> int:
 def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions: int = REGION_PROPOSALS) -> QueryVectors:
     """Decode an uploaded image and embed what a search by it uses: the whole image, or the crop
     of ``box`` (normalised ``(x0, y0, x1, y1)``); with ``regions``, also up to
-    :data:`REGION_PROPOSALS` object proposals inside it (rectangles on strong straight edges:
-    :func:`simsearch.analysis.regions.rectangle_proposals`), all in one batch. Without a box and
-    regions this is exactly :func:`embed_bytes`. ``regions``: how many proposals (0: none)."""
+    :data:`REGION_PROPOSALS` object proposals inside it (rectangles on strong straight edges whose
+    colours differ from their surroundings: :func:`simsearch.analysis.regions.rectangle_proposals`),
+    all in one batch. Without a box and regions this is exactly :func:`embed_bytes`. ``regions``:
+    how many proposals (0: none)."""
     from PIL import Image as PILImage
 
     from simsearch.analysis import regions as R
@@ -157,10 +158,13 @@ def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions:
     found: list = []
     regions = R.check_regions(regions)
     if regions:
-        side = R.PROPOSAL_GRID / max(im.width, im.height)
-        small = im.convert("L").resize((max(1, round(im.width * side)), max(1, round(im.height * side))),
-                                       PILImage.BILINEAR)
-        found = [R.inset(b) for b, _ in R.rectangle_proposals(np.asarray(small, np.float32), regions)]
+        def shrunk(side: int) -> PILImage.Image:
+            f = side / max(im.width, im.height)
+            return im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), PILImage.BILINEAR)
+
+        gray = np.asarray(shrunk(R.PROPOSAL_GRID).convert("L"), np.float32)
+        rgb = np.asarray(shrunk(R.CONTRAST_SIDE).convert("RGB"))
+        found = [R.inset(b) for b, _ in R.rectangle_proposals(gray, regions, rgb=rgb)]
     if is_large(img):
         del img
         release_memory()

@@ -68,6 +68,35 @@ def test_rectangle_proposals_find_a_framed_picture_on_a_textured_wall():
     assert R.rectangle_proposals(np.zeros((2, 2), np.float32), 3) == []  # too small for any box
 
 
+def test_surround_contrast_measures_how_a_box_differs_from_its_band():
+    img = np.full((40, 60, 3), 200, np.uint8)  # a plain light wall
+    img[10:30, 20:40] = (30, 60, 160)  # a blue picture
+    boxes = np.array([(20 / 60, 10 / 40, 40 / 60, 30 / 40),  # the picture: nothing in common with the wall
+                      (0.0, 0.0, 0.2, 0.2),  # a patch of wall: the same colours around it
+                      (0.0, 0.0, 1.0, 1.0)])  # the whole image: no band at all
+    c = R.surround_contrast(img, boxes)
+    assert c.shape == (3,) and c[0] == pytest.approx(1.0) and c[1] == pytest.approx(0.0) and c[2] == 0.0
+    with pytest.raises(InvalidInput):
+        R.surround_contrast(img[..., 0], boxes)
+
+
+def test_colour_contrast_prefers_the_picture_over_a_panel_of_the_wall():
+    # two rectangles with equally clear sides: a panel outlined on the wall (the wall's colour inside
+    # and out) and a picture whose colours differ from the wall, its outline a little weaker
+    wall = np.full((30, 40, 3), 180, np.uint8)
+    wall[3:14, 3:37] = 180
+    for y in (3, 13):
+        wall[y, 3:37] = 60
+    wall[3:14, 3] = wall[3:14, 36] = 60  # the panel: a dark outline on the wall
+    wall[17:28, 8:32] = (40, 140, 60)  # the picture: a green print, its edge is its outline
+    gray = np.asarray(PILImage.fromarray(wall).convert("L"), np.float32)
+    panel, picture = (3 / 40, 3 / 30, 37 / 40, 14 / 30), (8 / 40, 17 / 30, 32 / 40, 28 / 30)
+    by_edges = R.rectangle_proposals(gray, 1)[0][0]
+    by_both = R.rectangle_proposals(gray, 1, rgb=wall)[0][0]
+    assert R.iou(by_edges, panel) > 0.6, by_edges
+    assert R.iou(by_both, picture) > 0.6, by_both
+
+
 def test_fuse_max_keeps_the_whole_image_as_the_prior():
     whole = (np.array([0.95, 0.60, 0.50]), np.array([1, 2, 3]))
     region = (np.array([0.70, 0.64, -1.0]), np.array([4, 2, -1]))  # -1: no result
