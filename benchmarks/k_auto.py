@@ -20,7 +20,10 @@ that k against the labels, beside the same figures at k = the number of labels:
   same clusterings as ``silhouette_centred`` (seed 0), on the same vectors.
 
 Scale: the sweep at N synthetic vectors derived from the real ones (benchmarks/synthetic.py),
-the new ``auto_sweep`` (17 k, 2..200) beside the old ``silhouette_sweep`` over k = 2..10, wall-clock.
+the new ``auto_sweep`` (17 k, 2..200 fitted and scored on a 10,000 sample, every point assigned
+at the chosen k only) and a later pick of another k (the largest: fit + one pass), beside, up to
+``--previous-max``, the previous sweep (every point assigned at all 17 k) and the old
+``silhouette_sweep`` over k = 2..10; wall-clock.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def quality(name: str, x: np.ndarray, y: np.ndarray) -> dict:
                                            "curve": [round(s, 4) for s in raw.scores]}
     runs = []
     for seed in (0, 1, 2):
-        res = auto_sweep(x, seed=seed)
+        res = auto_sweep(x, seed=seed, assign=k_grid(n) if seed == 0 else None)  # seed 0: every k, for CH / DB
         runs.append({"seed": seed, "k": res.best_k, **scores(y, res.labels[res.best_k]),
                      "curve": [round(s, 4) for s in res.scores]})
         if seed == 0:
@@ -109,7 +112,10 @@ def quality(name: str, x: np.ndarray, y: np.ndarray) -> dict:
     return out
 
 
-def scale(sizes: list[int], seed: int, old_too: bool = True) -> list[dict]:
+def scale(sizes: list[int], seed: int, old_too: bool = True, previous_max: int = 100_000) -> list[dict]:
+    """Time the sweep at each N. Beside it, for N <= ``previous_max``: the previous sweep (the same
+    fits, then one pass assigning every point at all 17 k: ``auto_sweep(assign=ks)``) and, with
+    ``old_too``, the first one (k = 2..10 on all points, ``silhouette_sweep``)."""
     import resource
 
     from synthetic import Synthetic, real_embeddings
@@ -119,22 +125,39 @@ def scale(sizes: list[int], seed: int, old_too: bool = True) -> list[dict]:
     model = Synthetic.fit(real_embeddings())
     rows = []
     for n in sizes:
+        t0 = time.perf_counter()
         x = model.generate(n, seed)
-        row = {"n": n, "dim": int(x.shape[1])}
+        row = {"n": n, "dim": int(x.shape[1]), "generate_seconds": round(time.perf_counter() - t0, 1),
+               "load_before": round(os.getloadavg()[0], 2)}
         t0 = time.perf_counter()
         new = auto_sweep(x, seed=seed)
         row["auto_sweep_seconds"] = round(time.perf_counter() - t0, 1)
         row["auto_sweep_ks"] = new.ks
         row["auto_sweep_best_k"] = new.best_k
+        row["assigned_k"] = sorted(new.labels)
         row["sum_of_k"] = int(sum(new.ks))
-        if old_too:
+        t0 = time.perf_counter()
+        other_k = new.ks[-1]
+        at_other = auto_sweep(x, seed=seed, ks=[other_k])  # a k picked on the curve later: fit + one pass
+        row[f"another_k_{other_k}_seconds"] = round(time.perf_counter() - t0, 1)
+        del at_other
+        if n <= previous_max:
             t0 = time.perf_counter()
-            old = silhouette_sweep(x, ks=range(2, 11), seed=seed)
-            row["old_sweep_2_10_seconds"] = round(time.perf_counter() - t0, 1)
-            row["old_sweep_best_k"] = old.best_k
-            del old
+            prev = auto_sweep(x, seed=seed, assign=new.ks)
+            row["previous_sweep_all_k_assigned_seconds"] = round(time.perf_counter() - t0, 1)
+            assert prev.scores == new.scores and prev.best_k == new.best_k
+            assert np.array_equal(prev.labels[new.best_k], new.labels[new.best_k])
+            del prev
+            if old_too:
+                t0 = time.perf_counter()
+                old = silhouette_sweep(x, ks=range(2, 11), seed=seed)
+                row["old_sweep_2_10_seconds"] = round(time.perf_counter() - t0, 1)
+                row["old_sweep_best_k"] = old.best_k
+                del old
         row["peak_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 2)
-        log(f"{n} x {x.shape[1]}: auto_sweep {row['auto_sweep_seconds']} s, old 2..10 sweep {row.get('old_sweep_2_10_seconds')} s")
+        row["load_after"] = round(os.getloadavg()[0], 2)
+        log(f"{n} x {x.shape[1]}: auto_sweep {row['auto_sweep_seconds']} s, previous (all k assigned) "
+            f"{row.get('previous_sweep_all_k_assigned_seconds')} s, old 2..10 sweep {row.get('old_sweep_2_10_seconds')} s")
         rows.append(row)
         del x, new
     return rows
@@ -144,7 +167,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=",".join(SETS))
     ap.add_argument("--scale", default="100000", help="comma-separated N for the timing (empty: none)")
-    ap.add_argument("--no-old", dest="old", action="store_false", help="time the new sweep only")
+    ap.add_argument("--no-old", dest="old", action="store_false", help="skip the k = 2..10 sweep")
+    ap.add_argument("--previous-max", type=int, default=100_000,
+                    help="largest N at which the previous sweeps are timed beside the new one")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="/tmp", help="folder for the embeddings' .npz")
     args = ap.parse_args()
@@ -160,7 +185,7 @@ def main() -> None:
         out["datasets"][name] = quality(name, x, y)
     sizes = [int(s) for s in args.scale.split(",") if s.strip()]
     if sizes:
-        out["scale"] = scale(sizes, args.seed, args.old)
+        out["scale"] = scale(sizes, args.seed, args.old, args.previous_max)
     out["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=1))
 

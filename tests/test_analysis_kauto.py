@@ -13,6 +13,7 @@ from sklearn import metrics
 from sklearn.datasets import make_blobs
 
 from simsearch.analysis import auto_sweep, k_grid
+from simsearch.analysis.cluster import assign_clusters
 from simsearch.errors import InvalidInput
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 
@@ -57,23 +58,71 @@ def many_blobs():
     return unit(X), y
 
 
-def test_sampled_sweep_is_deterministic_and_assigns_every_point(many_blobs):
+def test_sampled_sweep_is_deterministic_and_assigns_every_point_at_the_chosen_k(many_blobs):
     X, y = many_blobs
     a = auto_sweep(X, seed=3, sample_size=600)
     b = auto_sweep(X, seed=3, sample_size=600)
     assert a.ks == k_grid(3_000) and a.sample_size == 600 and len(a.sample_indices) == 600
     assert a.scores == b.scores and a.best_k == b.best_k
+    assert sorted(a.labels) == sorted(a.centroids) == [a.best_k]  # every point assigned at the chosen k only
+    assert sorted(a.sample_labels) == a.ks  # the sample's clusters at every k
     for k in a.ks:
-        np.testing.assert_array_equal(a.labels[k], b.labels[k])
-        np.testing.assert_array_equal(a.centroids[k], b.centroids[k])
-        assert a.labels[k].shape == (3_000,)
+        np.testing.assert_array_equal(a.sample_labels[k], b.sample_labels[k])
+        assert a.sample_labels[k].shape == (600,)
+    np.testing.assert_array_equal(a.labels[6], b.labels[6])
+    np.testing.assert_array_equal(a.centroids[6], b.centroids[6])
+    assert a.labels[6].shape == (3_000,)
     np.testing.assert_array_equal(a.sample_indices, np.sort(np.random.default_rng(3).choice(3_000, 600, replace=False)))
     assert a.best_k == 6 and metrics.adjusted_rand_score(y, a.labels[6]) > 0.99
     # the centroids are the means of every point's final cluster, in the vectors' own space
     for c in range(6):
         np.testing.assert_allclose(a.centroids[6][c], X[a.labels[6] == c].mean(axis=0), atol=1e-5)
+    # on the sample, the full assignment is the fitted clustering (up to the numbering)
+    assert metrics.adjusted_rand_score(a.sample_labels[6], a.labels[6][a.sample_indices]) == 1.0
     other = auto_sweep(X, seed=4, sample_size=600, ks=[2, 6])
     assert not np.array_equal(other.sample_indices, a.sample_indices)
+
+
+def test_another_k_alone_gives_the_sweeps_clusters_at_that_k(many_blobs):
+    """A k the curator picks later is fitted and scored alone: the same clusters and silhouette
+    as in the sweep, and every point assigned (``assign`` picks the k assigned in the pass)."""
+    X, _ = many_blobs
+    sweep = auto_sweep(X, seed=3, sample_size=600)
+    k = 15
+    alone = auto_sweep(X, seed=3, sample_size=600, ks=[k])
+    assert alone.scores[0] == pytest.approx(sweep.scores[sweep.ks.index(k)], abs=1e-6)
+    np.testing.assert_array_equal(alone.sample_labels[k], sweep.sample_labels[k])
+    assert alone.labels[k].shape == (3_000,) and len(np.unique(alone.labels[k])) <= k
+    both = auto_sweep(X, seed=3, sample_size=600, ks=[6, k], assign=[6, k])
+    assert sorted(both.labels) == [6, k]
+    np.testing.assert_array_equal(both.labels[k], alone.labels[k])
+    # or from the centres the sweep fitted at k, without fitting again: the same clusters
+    later = assign_clusters(X, sweep.fitted[k], sweep.mean)
+    np.testing.assert_array_equal(later.labels, alone.labels[k])
+    np.testing.assert_allclose(later.centroids, alone.centroids[k], atol=1e-6)
+    assert later.inertia == pytest.approx(alone.inertias[k], rel=1e-6)
+    small = auto_sweep(X[:300], seed=3)  # the sample is every point: the fitted labels are reused
+    known = assign_clusters(X[:300], small.fitted[4], small.mean, labels=small.sample_labels[4])
+    np.testing.assert_array_equal(known.labels, auto_sweep(X[:300], seed=3, ks=[4]).labels[4])
+    with pytest.raises(InvalidInput) as err:
+        assign_clusters(X, sweep.fitted[k][:, :5], sweep.mean)
+    assert err.value.field == "fitted"
+    with pytest.raises(InvalidInput) as err:
+        auto_sweep(X, seed=3, sample_size=600, ks=[6], assign=[7])
+    assert err.value.field == "assign"
+
+
+def test_ari_curve_skips_the_images_outside_the_sample():
+    from simsearch.ops.cluster_labels import agreement
+
+    labels = ["a", "a", "b", "b", "a", None]
+    sampled = np.array([0, 0, 1, 1, -1, -1])  # images 4 and 5 are outside the sweep's sample
+    wrong = np.array([0, 1, 0, 1, -1, 0])
+    at_k = np.array([0, 0, 1, 1, 1, 0])
+    out = agreement(labels, {2: sampled, 3: wrong}, at_k, [np.array([0, 1, 5]), np.array([2, 3, 4])])
+    assert out.ari[0] == 1.0 and out.ari[1] < 0  # over images 0-3 only
+    assert out.ari_at_k < 1.0  # the chosen k: over every labelled image
+    assert agreement(labels, {2: np.array([0, -1, -1, -1, -1, 0])}, at_k, []).ari == [None]
 
 
 def test_sweep_validates_its_parameters(many_blobs):

@@ -70,13 +70,16 @@ class SweepResult:
     scores: list[float]  # mean silhouette per k (nan if the sample held < 2 clusters)
     best_k: int  # highest score; ties go to the smaller k
     sample_size: int  # points the silhouette was actually computed on
-    labels: dict[int, np.ndarray]  # k -> labels of all N points
-    centroids: dict[int, np.ndarray]  # k -> (k, D) float32
+    labels: dict[int, np.ndarray]  # k -> labels of all N points (auto_sweep: only the k it assigned)
+    centroids: dict[int, np.ndarray]  # k -> (k, D) float32 (likewise)
     inertias: dict[int, float] = field(default_factory=dict)
     sample_indices: np.ndarray | None = None  # sorted rows of X the silhouette used
     metric: str = "euclidean"
     backend: str = "sklearn"
     centred: bool = False  # scored (and, in auto_sweep, fitted) on mean-centred, re-normalised vectors
+    sample_labels: dict[int, np.ndarray] = field(default_factory=dict)  # auto_sweep: k -> labels of sample_indices
+    fitted: dict[int, np.ndarray] = field(default_factory=dict)  # auto_sweep: k -> centroids as fitted (see assign_clusters)
+    mean: np.ndarray | None = None  # auto_sweep: the mean the rows were centred on (None: not centred)
 
 
 def _check_k(k: Any, n: int, field_name: str = "k") -> int:
@@ -381,6 +384,7 @@ def auto_sweep(
     metric: str = "cosine",
     n_init: int = 10,
     centre: bool = True,
+    assign: Iterable[int] | None = None,
 ) -> SweepResult:
     """k-means at every k of ``ks`` (default :func:`k_grid` of N) scored by mean silhouette, fitted
     on a sample so that it stays fast at a million points.
@@ -389,14 +393,19 @@ def auto_sweep(
        mean-centred and re-normalised (:func:`centre_normalise`, the mean over all N) unless
        ``centre=False``.
     2. For each k: FAISS k-means on the sample (``restarts(k, n_init)`` seeded restarts, then Lloyd
-       iterations over the whole sample), and the mean silhouette (``metric``) of the sample's
-       labels, all k sharing one distance pass.
-    3. One pass over all N rows assigns each to the nearest centroid of every k (in the same space);
-       ``centroids`` are then the means of the rows *as given* (not centred), ``inertias`` the
-       squared distances to them. With ``m == N`` the labels are the fitted ones.
+       iterations over the sample), and the mean silhouette (``metric``) of the sample's labels,
+       all k sharing one distance pass. ``sample_labels[k]``: those labels (rows
+       ``sample_indices``), for every k.
+    3. Only for the k of ``assign`` (default: ``best_k`` alone): one pass over all N rows assigns
+       each to the nearest centroid (in the same space; :func:`assign_clusters` does the same
+       later for another k from ``fitted[k]`` and ``mean``); ``labels[k]`` / ``centroids[k]`` /
+       ``inertias[k]`` then hold every row's cluster, the means of the rows *as given* (not
+       centred) and the squared distances to them. With ``m == N`` the labels are the fitted ones.
 
-    Cost: the fits are O(m x sum(k) x D) whatever N, the pass O(N x sum(k) x D). ``best_k``: the
-    highest score, ties to the smaller k. Deterministic for a given seed.
+    Cost: the fits are O(m x sum(k) x D) whatever N, the pass O(N x k x D) for the assigned k
+    only. ``best_k``: the highest score, ties to the smaller k. Deterministic for a given seed;
+    the fit at a k does not depend on the other k, so ``auto_sweep(X, ks=[k])`` gives the same
+    clusters at k as a sweep that contains k.
     """
     X = v.matrix(X, "X", min_rows=3)
     n = X.shape[0]
@@ -408,26 +417,69 @@ def auto_sweep(
     mean = _column_mean(X) if centre else None
     S = np.ascontiguousarray(X[idx], dtype=np.float32)
     Z = centre_normalise(S, mean) if centre else S
-    fitted = [_train_faiss(Z, k, seed, restarts(k, n_init), REFINE_ITER) for k in ks_list]
-    sample_labels = [_assign(Z, c) for c in fitted]
-    scores = silhouette_many(Z, sample_labels, metric=metric)
-    if m == n:
-        full = [(lab, _blocked_sums(X, lab, c.shape[0])) for lab, c in zip(sample_labels, fitted)]
+    fitted = {k: _train_faiss(Z, k, seed, restarts(k, n_init), REFINE_ITER) for k in ks_list}
+    sample_labels = {k: _assign(Z, c) for k, c in fitted.items()}
+    scores = silhouette_many(Z, [sample_labels[k] for k in ks_list], metric=metric)
+    finite = [(s, -k) for k, s in zip(ks_list, scores) if not math.isnan(s)]
+    best_k = -max(finite)[1] if finite else ks_list[0]
+    if assign is None:
+        to_assign = [best_k]
     else:
-        full = _assign_and_sum(X, fitted, mean=mean)
+        to_assign = sorted(set(assign))
+        if not set(to_assign) <= set(ks_list):
+            raise v.InvalidInput(f"assign must be a subset of ks {ks_list}, got {to_assign}", field="assign")
+    fits = [fitted[k] for k in to_assign]
+    assigned = _assign_full(X, fits, mean, [sample_labels[k] for k in to_assign] if m == n else None)
+    labels = {k: r.labels for k, r in zip(to_assign, assigned)}
+    centroids = {k: r.centroids for k, r in zip(to_assign, assigned)}
+    inertias = {k: r.inertia for k, r in zip(to_assign, assigned)}
+    return SweepResult(ks=ks_list, scores=scores, best_k=best_k, sample_size=m,
+                       labels=labels, centroids=centroids, inertias=inertias, sample_indices=idx, metric=metric,
+                       backend="faiss", centred=centre, sample_labels=sample_labels, fitted=fitted, mean=mean)
+
+
+def assign_clusters(X: Any, fitted: Any, mean: Any = None, *, labels: Any = None) -> KMeansResult:
+    """Every row of ``X`` assigned to the nearest of ``fitted`` (the centroids :func:`auto_sweep`
+    fitted at one k: its ``fitted[k]``, in the space it fitted in: rows centred on ``mean`` and
+    re-normalised when ``mean`` is given, as its ``mean``), in one pass. ``labels``: the rows'
+    clusters when they are known already (the sweep's sample was every row): no pass, only the
+    sums. Returns the clusters renumbered by size, the means of the rows *as given* and the
+    inertia about them: exactly what :func:`auto_sweep` returns at a k it assigns."""
+    X = v.matrix(X, "X", min_rows=1)
+    fitted = v.matrix(fitted, "fitted", min_rows=2)
+    if fitted.shape[1] != X.shape[1]:
+        raise v.InvalidInput(f"fitted has {fitted.shape[1]} columns, X has {X.shape[1]}", field="fitted")
+    if mean is not None:
+        mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        if mean.shape[0] != X.shape[1]:
+            raise v.InvalidInput(f"mean has {mean.shape[0]} values, X has {X.shape[1]} columns", field="mean")
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if labels.shape[0] != X.shape[0] or (labels.size and (labels.min() < 0 or labels.max() >= fitted.shape[0])):
+            raise v.InvalidInput("labels must give a cluster 0..k-1 for every row of X", field="labels")
+        labels = [labels]
+    return _assign_full(X, [fitted], mean, labels)[0]
+
+
+def _assign_full(X: np.ndarray, fits: list[np.ndarray], mean: np.ndarray | None,
+                 known: list[np.ndarray] | None) -> list[KMeansResult]:
+    """:func:`assign_clusters` for several k in one pass over ``X`` (no pass with ``known``)."""
+    if known is not None:
+        full = [(lab, _blocked_sums(X, lab, c.shape[0])) for lab, c in zip(known, fits)]
+    else:
+        full = _assign_and_sum(X, fits, mean=mean)
     total_sq = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
-    labels, centroids, inertias = {}, {}, {}
-    for k, c, (lab, sums) in zip(ks_list, fitted, full):
+    out = []
+    for c, (lab, sums) in zip(fits, full):
+        k = c.shape[0]
         counts = np.bincount(lab, minlength=k)
         nonempty = counts > 0
         raw = np.zeros((k, X.shape[1]), dtype=np.float32)
         raw[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
-        inertias[k] = max(total_sq - float((np.einsum("ij,ij->i", sums[nonempty], sums[nonempty]) / counts[nonempty]).sum()), 0.0)
-        labels[k], centroids[k] = _canonical(lab, raw)
-    finite = [(s, -k) for k, s in zip(ks_list, scores) if not math.isnan(s)]
-    return SweepResult(ks=ks_list, scores=scores, best_k=-max(finite)[1] if finite else ks_list[0], sample_size=m,
-                       labels=labels, centroids=centroids, inertias=inertias, sample_indices=idx, metric=metric,
-                       backend="faiss", centred=centre)
+        inertia = max(total_sq - float((np.einsum("ij,ij->i", sums[nonempty], sums[nonempty]) / counts[nonempty]).sum()), 0.0)
+        lab, raw = _canonical(lab, raw)
+        out.append(KMeansResult(lab, raw, inertia, "faiss"))
+    return out
 
 
 def silhouette_many(

@@ -43,7 +43,9 @@ SEED = 0
 METHODS = ("tsne", "pca")
 # Part of the cache keys of assembled results: bump it when their stored shape changes.
 FORMAT = "v2"  # v2: k chosen over a range growing with the collection (analysis.cluster.auto_sweep)
-SWEEP_FORMAT = "auto1"  # how the sweep is computed: k_grid, sample fit, mean-centred cosine silhouette
+# How the sweep is computed: k_grid, sample fit, mean-centred cosine silhouette; auto2: every image
+# assigned at the best k only (the other k: their labels on the sample, assigned when asked for).
+SWEEP_FORMAT = "auto2"
 EVALUATION_FORMAT = "v2"  # v2: per-label precision and the cluster/label contingency table
 
 Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
@@ -108,8 +110,11 @@ def _sweep_ks(n: int) -> list[int]:
 
 
 def sweep(ctx, vs: VectorSet) -> tuple[SilhouetteSweep, dict[str, np.ndarray], bool]:
-    """Silhouette per k over loaded vectors (k over :func:`_sweep_ks`), with the labels and
-    centroids of every k (arrays ``labels_<k>``, ``centroids_<k>``), and whether it came from the cache."""
+    """Silhouette per k over loaded vectors (k over :func:`_sweep_ks`), and whether it came from
+    the cache. Arrays: ``labels_<best_k>`` / ``centroids_<best_k>`` (every image, at the best k
+    only), ``sample_rows`` (the positions of the sample the k were fitted and scored on),
+    ``sample_labels_<k>`` (that sample's clusters at every k), ``fitted_<k>`` (the centres as
+    fitted, at every k) and ``mean`` (what the vectors were centred on, when they were)."""
     from simsearch.analysis import auto_sweep
 
     ks = _sweep_ks(len(vs))
@@ -122,8 +127,13 @@ def sweep(ctx, vs: VectorSet) -> tuple[SilhouetteSweep, dict[str, np.ndarray], b
     sw = SilhouetteSweep(ks=[int(k) for k in res.ks], scores=[float(s) for s in res.scores], best_k=int(res.best_k),
                          sample_size=int(res.sample_size), seconds=round(time.perf_counter() - t0, 3),
                          metric=res.metric, centred=res.centred)
-    arrays = {}
+    arrays = {"sample_rows": np.asarray(res.sample_indices, dtype=np.int64)}
+    if res.mean is not None:
+        arrays["mean"] = np.asarray(res.mean, dtype=np.float32)
     for k in res.ks:
+        arrays[f"sample_labels_{k}"] = np.asarray(res.sample_labels[k], dtype=np.int32)
+        arrays[f"fitted_{k}"] = np.asarray(res.fitted[k], dtype=np.float32)
+    for k in res.labels:
         arrays[f"labels_{k}"] = np.asarray(res.labels[k], dtype=np.int32)
         arrays[f"centroids_{k}"] = np.asarray(res.centroids[k], dtype=np.float32)
     results.put(ctx.db, key, sw.to_dict(), arrays)
@@ -131,9 +141,12 @@ def sweep(ctx, vs: VectorSet) -> tuple[SilhouetteSweep, dict[str, np.ndarray], b
 
 
 def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """(labels, centroids, silhouette) at ``k``: from the sweep when it covers k (silhouette None:
-    the sweep has it), else k-means exactly as the sweep fits each k (cached)."""
+    """(labels, centroids, silhouette) at ``k`` for every image. A k of the sweep (silhouette None:
+    the sweep has it): its labels when the sweep assigned every image at k (its best k), else one
+    pass assigning every image to the centres the sweep fitted at k. Another k: k-means fitted and
+    scored on the sample exactly as the sweep fits each k, then one pass for k alone. Both cached."""
     from simsearch.analysis import auto_sweep
+    from simsearch.analysis.cluster import assign_clusters
 
     if f"labels_{k}" in sweep_arrays:
         return sweep_arrays[f"labels_{k}"], sweep_arrays[f"centroids_{k}"], None
@@ -141,10 +154,17 @@ def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarr
     hit = results.get(ctx.db, key)
     if hit is not None:
         return hit.arrays["labels"], hit.arrays["centroids"], hit.info.get("silhouette")
-    r = auto_sweep(vs.x, ks=[k], seed=SEED)
-    labels, centroids = np.asarray(r.labels[k], np.int32), np.asarray(r.centroids[k], np.float32)
-    score = None if np.isnan(r.scores[0]) else float(r.scores[0])
-    results.put(ctx.db, key, {"k": k, "inertia": float(r.inertias[k]), "silhouette": score},
+    if f"fitted_{k}" in sweep_arrays:
+        rows = sweep_arrays["sample_rows"]
+        known = sweep_arrays[f"sample_labels_{k}"] if len(rows) == len(vs) else None  # the sample was every image
+        r = assign_clusters(vs.x, sweep_arrays[f"fitted_{k}"], sweep_arrays.get("mean"), labels=known)
+        labels, centroids, inertia, score = r.labels, r.centroids, r.inertia, None
+    else:
+        r = auto_sweep(vs.x, ks=[k], seed=SEED)
+        labels, centroids, inertia = r.labels[k], r.centroids[k], r.inertias[k]
+        score = None if np.isnan(r.scores[0]) else float(r.scores[0])
+    labels, centroids = np.asarray(labels, np.int32), np.asarray(centroids, np.float32)
+    results.put(ctx.db, key, {"k": k, "inertia": float(inertia), "silhouette": score},
                 {"labels": labels, "centroids": centroids})
     return labels, centroids, score
 
@@ -219,17 +239,27 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
 
 
 def sweep_assignments(ctx, vs: VectorSet) -> dict[int, np.ndarray]:
-    """k -> the cluster of each of ``vs``'s images (in the order of its ids) for every k of the
-    silhouette sweep: from the cache, else computed (the vectors are then read)."""
+    """k -> the cluster of each of ``vs``'s images (in the order of its ids) at every k of the
+    silhouette sweep, for the images of the sweep's sample (all images up to
+    :data:`simsearch.analysis.cluster.SWEEP_SAMPLE`); -1 for the others. From the cache, else
+    computed (the vectors are then read)."""
     ks = _sweep_ks(len(vs))
-    hit = results.get(ctx.db, _sweep_key(vs, ks), arrays=[f"labels_{k}" for k in ks])
-    if hit is None or any(f"labels_{k}" not in hit.arrays for k in ks):
+    names = ["sample_rows"] + [f"sample_labels_{k}" for k in ks]
+    hit = results.get(ctx.db, _sweep_key(vs, ks), arrays=names)
+    if hit is None or any(name not in hit.arrays for name in names):
         loaded = vs if vs.x is not None else vecs.load(ctx, vs.collection, vs.space)
         if loaded.fingerprint != vs.fingerprint:
             raise Conflict(f"the images of collection {vs.collection!r} changed meanwhile: try again", field="collection")
         _, arrays, _ = sweep(ctx, loaded)
-        return {k: arrays[f"labels_{k}"] for k in ks}
-    return {k: hit.arrays[f"labels_{k}"] for k in ks}
+    else:
+        arrays = hit.arrays
+    rows = np.asarray(arrays["sample_rows"], dtype=np.int64)
+    out = {}
+    for k in ks:
+        full = np.full(len(vs), -1, dtype=np.int32)
+        full[rows] = arrays[f"sample_labels_{k}"]
+        out[k] = full
+    return out
 
 
 # ---- evaluation against labels ----------------------------------------------------------------

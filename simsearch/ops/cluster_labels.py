@@ -76,8 +76,9 @@ def lookup(ctx, collection: str, space: str | None = None, k="auto",
 def agreement(labels: list, assignments: dict[int, np.ndarray], at_k: np.ndarray,
               clusters: list[np.ndarray]) -> LabelAgreement:
     """The labels part from the images' ``labels`` (in id order), the cluster of each image at
-    every sweep k (``assignments``) and at the clustering's k (``at_k``), and each cluster's
-    members as positions in that order."""
+    every sweep k (``assignments``; -1: not assigned at that k, outside the sweep's sample: the ARI
+    curve is over the labelled images that are) and at the clustering's k (``at_k``), and each
+    cluster's members as positions in that order."""
     from simsearch.analysis import external_scores
 
     lab = np.array(["" if v is None else v for v in labels], dtype=object)
@@ -86,7 +87,11 @@ def agreement(labels: list, assignments: dict[int, np.ndarray], at_k: np.ndarray
     scorable = int(mask.sum()) >= 2 and len(distinct) >= 2
 
     def ari(pred: np.ndarray) -> float | None:
-        return float(external_scores(lab[mask], np.asarray(pred)[mask])["ari"]) if scorable else None
+        pred = np.asarray(pred)
+        keep = mask & (pred >= 0)
+        if not scorable or keep.sum() < 2 or len(set(lab[keep])) < 2:
+            return None
+        return float(external_scores(lab[keep], pred[keep])["ari"])
 
     makeup = []
     for positions in clusters:
