@@ -363,6 +363,12 @@ def test_the_duplicates_page_shows_every_path_links_exports_and_previews(coll):
         wait(driver, lambda d: "Preview (nothing changed yet)" in by_testid(d, "dups-plan").text, message="preview")
         assert f"{PHOTOS} groups acted on" in by_testid(driver, "dups-plan").text
         assert not by_testid(driver, "dups-apply").get_attribute("disabled")
+        # browsing: an image with copies says how many files it has
+        driver.get(server.url + "/c/files")
+        wait(driver, lambda d: len(by_testid(d, "copies", many=True)) > 0, message="copy badges")
+        tiles, badges = by_testid(driver, "tile", many=True), by_testid(driver, "copies", many=True)
+        # every photo has one copy under copies/ (2 files); only m00 (other bytes, the same pixels) has one file
+        assert {b.text for b in badges} == {"×2"} and len(tiles) - 1 <= len(badges) < len(tiles) + 1, (len(tiles), len(badges))
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
         assert not severe, severe
     finally:

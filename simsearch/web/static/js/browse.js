@@ -61,7 +61,7 @@ async function load(push = false) {
 
 function viewerTile(it) {
   const shown = () => [...grid.querySelectorAll('[data-testid=tile]')].map((t) => Number(t.dataset.id));
-  return tile({ ...it, onpick: () => openViewer(it.id, { ids: shown() }), action: 'view' });
+  return tile({ ...it, files: it.file_count, onpick: () => openViewer(it.id, { ids: shown() }), action: 'view' });
 }
 
 // A label changed in the viewer: its tile shows it at once.

@@ -197,6 +197,7 @@ form.addEventListener('submit', async (ev) => {
 function describe(job) {
   const parts = [`${job.processed ?? 0} of ${job.total ?? '?'} files`];
   if (job.failed) parts.push(`${job.failed} failed`);
+  if (job.duplicates) parts.push(`${job.duplicates} duplicate file${job.duplicates === 1 ? '' : 's'}`);
   if (job.rate) parts.push(`${fmt(job.rate, 1)} images/s`);
   if (job.eta_seconds !== null && job.eta_seconds !== undefined && job.status === 'running') parts.push(`about ${Math.ceil(job.eta_seconds)} s left`);
   return parts.join(' · ');
@@ -232,6 +233,7 @@ function showSummary(job, name) {
   setStatus(statusLine, ok ? `Done: ${describe(job)}.` : `Failed: ${job.message || job.error || 'the job stopped'}`, ok ? '' : 'error');
   $('[data-testid=summary-added]').textContent = fmt(job.added ?? 0);
   $('[data-testid=summary-skipped]').textContent = fmt(job.skipped ?? 0);
+  $('[data-testid=summary-duplicates]').textContent = fmt(job.duplicates ?? 0);
   $('[data-testid=summary-failed]').textContent = fmt(job.failed ?? 0);
   const errors = job.errors || [];
   errorsTable.hidden = errors.length === 0;

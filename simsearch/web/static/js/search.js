@@ -42,7 +42,7 @@ function render(data, what) {
   const hits = data.results || [];
   const ids = hits.map((r) => r.image_id);
   const view = (id) => openViewer(id, viewerOptions(ids));
-  results.replaceChildren(...hits.map((r) => tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, percentile: r.percentile,
+  results.replaceChildren(...hits.map((r) => tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, percentile: r.percentile, files: r.file_count,
     onpick: (id) => searchById(id, true), onview: view, testid: 'result' })));
   const counts = {};
   for (const r of hits) counts[r.label || 'no label'] = (counts[r.label || 'no label'] || 0) + 1;

@@ -30,7 +30,7 @@ export function basename(path) {
 // One thumbnail tile. `onpick` (optional) makes it a button (`action` says what it does, for
 // screen readers); `onview` (optional) adds a small "view" button beside it (the tile is then
 // wrapped in a <div class="tile-wrap">).
-export function tile({ id, label, path, score, percentile, onpick, onview, action = 'find similar', testid = 'tile', lazy = true }) {
+export function tile({ id, label, path, score, percentile, files, onpick, onview, action = 'find similar', testid = 'tile', lazy = true }) {
   const name = basename(path);
   const alt = [label, name].filter(Boolean).join(' · ') || `image ${id}`;
   const img = h('img', { src: thumbUrl(id), alt, loading: lazy ? 'lazy' : undefined, width: 160, height: 160, decoding: 'async' });
@@ -38,7 +38,9 @@ export function tile({ id, label, path, score, percentile, onpick, onview, actio
     label === undefined ? null : label ? h('span', { class: 'lbl' }, label) : h('span', { class: 'lbl muted' }, 'no label'),
     // a percentile of the collection's neighbour similarities reads the same in every space; the cosine does not
     percentile != null ? h('span', { class: 'score', title: `cosine similarity ${score.toFixed(3)}: closer than ${percentile}% of this collection's typical top-10 neighbours` }, `${Math.round(percentile)}%`)
-      : score !== undefined ? h('span', { class: 'score', title: 'cosine similarity' }, score.toFixed(3)) : null);
+      : score !== undefined ? h('span', { class: 'score', title: 'cosine similarity' }, score.toFixed(3)) : null,
+    // byte-identical files of this image (every path is listed in the viewer)
+    files > 1 ? h('span', { class: 'copies', 'data-testid': 'copies', title: `${files} files with these bytes (the viewer lists every path)` }, `×${files}`) : null);
   const attrs = { class: 'tile', 'data-testid': testid, 'data-id': id, 'data-label': label || '', title: name };
   const el = onpick
     ? h('button', { ...attrs, type: 'button', onclick: () => onpick(id), 'aria-label': `${alt}: ${action}` }, img, cap)
