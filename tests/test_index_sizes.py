@@ -218,7 +218,7 @@ def test_reindex_and_similar_by_id_on_a_small_collection_with_a_low_threshold(tm
         return proc
 
     run("db", "upgrade")
-    run("import-vectors", str(tmp_path / "v.npz"), "-c", "small", "-s", "efficientnet_lite0", "--no-index")
+    run("import-vectors", str(tmp_path / "v.npz"), "-c", "small", "-s", "efficientnet_lite0", "--same-model", "--no-index")
     web = run(code="""
 import json
 from simsearch.config import Settings
