@@ -8,6 +8,7 @@ Screenshots of every page go to artifacts/screenshots/ (gitignored) for a human 
 from __future__ import annotations
 
 import base64
+import re
 import json
 import shutil
 import tempfile
@@ -195,8 +196,12 @@ def test_search_by_upload_then_by_clicking_a_result(live, browser):
     results = by_testid(browser, "result", many=True)
     labels = [r.get_attribute("data-label") for r in results[:10]]
     assert labels.count("dogs") >= 8, labels
-    scores = [float(r.find_element("css selector", ".score").text) for r in results]
+    # each tile shows a percentile of the collection's neighbour similarities, the cosine in its title
+    badges = [r.find_element("css selector", ".score") for r in results]
+    scores = [float(re.search(r"cosine similarity (-?[0-9.]+)", b.get_attribute("title")).group(1)) for b in badges]
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1.0001
+    percentiles = [float(b.text.rstrip("%")) for b in badges]
+    assert all(b.text.endswith("%") for b in badges) and percentiles == sorted(percentiles, reverse=True)
     assert by_testid(browser, "query-preview").is_displayed()
     shot(browser, "03-search-upload")
 
