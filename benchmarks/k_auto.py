@@ -176,7 +176,7 @@ def main() -> None:
     os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
-    from simsearch.analysis.cluster import SWEEP_SAMPLE
+    from simsearch.analysis.k_auto import SWEEP_SAMPLE
 
     out = {"benchmark": "k_auto", "cpu": cpu_model(), "cores": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2),
            "backbone": "efficientnet_lite0 (avg pool, fp32)", "sweep_sample": SWEEP_SAMPLE, "datasets": {}}

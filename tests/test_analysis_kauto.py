@@ -13,7 +13,7 @@ from sklearn import metrics
 from sklearn.datasets import make_blobs
 
 from simsearch.analysis import auto_sweep, k_grid
-from simsearch.analysis.cluster import assign_clusters
+from simsearch.analysis.k_auto import assign_clusters
 from simsearch.errors import InvalidInput
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 

@@ -5,7 +5,8 @@ any finite real arrays work). Bad parameters raise :class:`simsearch.errors.Inva
 naming the field. Everything random takes a seed and is deterministic.
 """
 
-from .cluster import KMeansResult, SweepResult, auto_sweep, k_grid, kmeans, silhouette_sweep
+from .cluster import KMeansResult, SweepResult, kmeans, silhouette_sweep
+from .k_auto import auto_sweep, k_grid
 from .evaluate import external_scores, representatives
 from .neighbours import knn_graph, knn_precision, knn_precision_per_point, neighbour_overlap
 from .project import TSNE_FIT_MAX, pca_2d, place_2d, tsne_2d

@@ -42,7 +42,7 @@ from simsearch.store.results import ResultKey
 SEED = 0
 METHODS = ("tsne", "pca")
 # Part of the cache keys of assembled results: bump it when their stored shape changes.
-FORMAT = "v2"  # v2: k chosen over a range growing with the collection (analysis.cluster.auto_sweep)
+FORMAT = "v2"  # v2: k chosen over a range growing with the collection (analysis.k_auto.auto_sweep)
 # How the sweep is computed: k_grid, sample fit, mean-centred cosine silhouette; auto2: every image
 # assigned at the best k only (the other k: their labels on the sample, assigned when asked for).
 SWEEP_FORMAT = "auto2"
@@ -102,7 +102,7 @@ def _sweep_key(vs: VectorSet, ks: list[int]) -> ResultKey:
 
 
 def _sweep_ks(n: int) -> list[int]:
-    """The k the sweep tries for ``n`` images (:func:`simsearch.analysis.cluster.k_grid`)."""
+    """The k the sweep tries for ``n`` images (:func:`simsearch.analysis.k_auto.k_grid`)."""
     from simsearch.analysis import k_grid
 
     _need(n, 3, "a silhouette sweep")
@@ -146,7 +146,7 @@ def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarr
     pass assigning every image to the centres the sweep fitted at k. Another k: k-means fitted and
     scored on the sample exactly as the sweep fits each k, then one pass for k alone. Both cached."""
     from simsearch.analysis import auto_sweep
-    from simsearch.analysis.cluster import assign_clusters
+    from simsearch.analysis.k_auto import assign_clusters
 
     if f"labels_{k}" in sweep_arrays:
         return sweep_arrays[f"labels_{k}"], sweep_arrays[f"centroids_{k}"], None
@@ -241,7 +241,7 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
 def sweep_assignments(ctx, vs: VectorSet) -> dict[int, np.ndarray]:
     """k -> the cluster of each of ``vs``'s images (in the order of its ids) at every k of the
     silhouette sweep, for the images of the sweep's sample (all images up to
-    :data:`simsearch.analysis.cluster.SWEEP_SAMPLE`); -1 for the others. From the cache, else
+    :data:`simsearch.analysis.k_auto.SWEEP_SAMPLE`); -1 for the others. From the cache, else
     computed (the vectors are then read)."""
     ks = _sweep_ks(len(vs))
     names = ["sample_rows"] + [f"sample_labels_{k}" for k in ks]

@@ -20,7 +20,7 @@ class SilhouetteSweep:
 
     ``to_dict()``: ``{"ks": [int], "scores": [float], "best_k": int, "sample_size": int,
     "seconds": float, "metric": str, "centred": bool}`` (``ks``: the k tried, a range that grows
-    with the collection, :func:`simsearch.analysis.cluster.k_grid`; ``best_k``: the highest score;
+    with the collection, :func:`simsearch.analysis.k_auto.k_grid`; ``best_k``: the highest score;
     ``sample_size``: the points each k was fitted and scored on; ``seconds``: how long the sweep
     took when it was computed; ``metric``: the silhouette's distance; ``centred``: computed on
     mean-centred vectors)."""
