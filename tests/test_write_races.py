@@ -88,7 +88,7 @@ def npz(keys, dim: int = 8, seed: int = 0) -> bytes:
 
 def imported(client, name: str, n: int = 6, seed: int = 0) -> list[int]:
     """A collection of ``n`` imported vectors (no model needed); returns its image ids."""
-    resp = client.post(f"/api/collections/{name}/vectors?backbone=efficientnet_lite0",
+    resp = client.post(f"/api/collections/{name}/vectors?backbone=efficientnet_lite0&same_model=true",
                        data=npz([f"k{i}" for i in range(n)], dim=1280, seed=seed),
                        content_type="application/octet-stream")
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -202,7 +202,7 @@ def test_parallel_labels_while_the_collection_is_deleted(app):
 
 def test_parallel_imports_of_the_same_vectors(app):
     data = npz([f"k{i}" for i in range(5)], dim=1280)
-    answers = at_once(app, *[lambda c: c.post("/api/collections/vec/vectors?backbone=efficientnet_lite0", data=data,
+    answers = at_once(app, *[lambda c: c.post("/api/collections/vec/vectors?backbone=efficientnet_lite0&same_model=true", data=data,
                                               content_type="application/octet-stream")] * N)
     no_500(answers)
     assert set(statuses(answers)) <= {200, 409}, [r.get_json() for r in answers]
@@ -213,7 +213,7 @@ def test_parallel_imports_of_the_same_vectors(app):
 
 
 def test_parallel_imports_of_different_vectors_for_the_same_keys(app):
-    answers = at_once(app, *[lambda c, i=i: c.post("/api/collections/vec/vectors?backbone=efficientnet_lite0",
+    answers = at_once(app, *[lambda c, i=i: c.post("/api/collections/vec/vectors?backbone=efficientnet_lite0&same_model=true",
                                                    data=npz(["a", "b", "c"], dim=1280, seed=i),
                                                    content_type="application/octet-stream") for i in range(N)])
     no_500(answers)
