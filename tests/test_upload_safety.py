@@ -87,6 +87,9 @@ class _StubEmbedder:
     def embed(self, pixels):
         return np.ones((len(pixels), self.dim), np.float32) / 2
 
+    def embed_regions(self, image, boxes):  # the whole image, then each box (as Embedder.embed_regions)
+        return np.ones((1 + len(boxes), self.dim), np.float32) / 2
+
 
 @pytest.fixture
 def stub_services(sqlite_settings):
