@@ -63,6 +63,16 @@ def _loaded(driver, img):
     return driver.execute_script("const i = arguments[0]; return i.complete && i.naturalWidth > 0", img)
 
 
+def _result_ids(driver) -> list[str]:
+    """The result tiles' image ids, or [] while the grid is being replaced (stale elements)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return [r.get_attribute("data-id") for r in by_testid(driver, "result", many=True)]
+    except StaleElementReferenceException:
+        return []
+
+
 def test_drag_a_box_on_the_query_image_to_search_by_that_region(live, browser, tmp_path):
     # a cat of the collection pasted into a photo of Oxford: the photo as a whole is no cat
     cat = dataset_files(CATS_DOGS / "cats", 1, start=2)[0]
@@ -88,8 +98,8 @@ def test_drag_a_box_on_the_query_image_to_search_by_that_region(live, browser, t
     _drag(browser, img, box)
     wait(browser, lambda d: "the region of cat-in-oxford.jpg" in d.find_element("id", "search-status").text,
          message="search by the dragged region")
-    results = by_testid(browser, "result", many=True)
-    assert results[0].get_attribute("data-id") == str(cat_id), [r.get_attribute("data-id") for r in results[:5]]
+    # the grid may be rendered again just after the status line changes: read it until it holds still
+    wait(browser, lambda d: _result_ids(d)[:1] == [str(cat_id)], message=f"the pasted cat (#{cat_id}) first")
     assert by_testid(browser, "query-box").is_displayed() and by_testid(browser, "whole-image").is_displayed()
     assert _overlay_matches(browser, img, by_testid(browser, "query-box"), box)
     shot(browser, "31-search-region")
