@@ -187,7 +187,10 @@ def test_the_vocabulary_matches_the_analyses_and_the_api_contract():
     from simsearch.web import schemas as S
 
     assert set(KINDS) == set(lifecycle.ANALYSIS_KINDS)
+    from simsearch.web.schemas.tune import LastTuning
+
     assert set(get_args(S.Job.model_fields["status"].annotation)) == set(JobStatus)
+    assert set(get_args(LastTuning.model_fields["status"].annotation)) == set(JobStatus)
     assert set(get_args(S.AnalysisAccepted.model_fields["status"].annotation)) == set(lifecycle.UNFINISHED)
     assert set(lifecycle.UNFINISHED) | set(lifecycle.ENDED) == set(JobStatus)
     assert JobStatus.QUEUED == "queued" and f"{JobStatus.RUNNING}" == "running"  # the column's strings
@@ -249,3 +252,27 @@ def test_no_status_is_written_by_hand_outside_the_lifecycle(path):
     found = hand_written(path.read_text())
     assert not found, (f"{path.relative_to(PACKAGE)}: {found}: job statuses are written (and their sets "
                        "spelled) only in simsearch/jobs/lifecycle.py; use its functions and constants")
+
+
+def answers_202(source: str) -> bool:
+    """Whether ``source`` makes a 202 itself: ``resp.status_code = 202``, ``return body, 202`` or
+    ``Response(..., status=202)``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and any(getattr(t, "attr", None) == "status_code" for t in node.targets) \
+                and getattr(node.value, "value", None) == 202:
+            return True
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and \
+                any(getattr(e, "value", None) == 202 for e in node.value.elts):
+            return True
+        if isinstance(node, ast.keyword) and node.arg == "status" and getattr(node.value, "value", None) == 202:
+            return True
+    return False
+
+
+def test_every_view_that_starts_a_job_answers_through_job_accepted():
+    assert answers_202("resp = jsonify(x)\nresp.status_code = 202") and answers_202("def f():\n    return {}, 202")
+    common = PACKAGE / "web" / "api" / "common.py"
+    assert answers_202(common.read_text())
+    makers = [str(p.relative_to(PACKAGE)) for p in sorted((PACKAGE / "web").rglob("*.py"))
+              if p != common and answers_202(p.read_text())]
+    assert makers == [], f"{makers}: answer 202 with simsearch.web.api.common.job_accepted"
