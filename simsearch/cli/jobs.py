@@ -9,9 +9,10 @@ import click
 
 from simsearch.cli import cli, context_from
 from simsearch.cli.core import emit_json, json_option
+from simsearch.jobs import lifecycle
 from simsearch.text import plural
 
-ENDED = ("done", "failed", "interrupted")
+ENDED = lifecycle.ENDED
 
 
 def _line(job: dict) -> str:

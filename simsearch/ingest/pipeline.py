@@ -22,6 +22,7 @@ import numpy as np
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
 from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
+from simsearch.jobs import lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
 from simsearch.store import repo
 from simsearch.store.models import IngestRun, utcnow
@@ -151,13 +152,12 @@ class Ingester:
         with db.session() as s:
             coll = repo.get_or_create_collection(s, collection)
             if run_id is None:
-                run = IngestRun(collection_id=coll.id, source=source, spaces=self.spaces)
+                run = lifecycle.new_run(collection_id=coll.id, source=source, spaces=self.spaces)
                 s.add(run)
                 s.flush()
             else:
                 run = s.get(IngestRun, run_id)
-            run.status, run.total, run.started_at, run.updated_at = "running", len(files), utcnow(), utcnow()
-            run.processed = 0  # (a resumed run starts counting again; what was stored counts as skipped)
+            lifecycle.begin(run, len(files))  # (a resumed run counts again from 0; what was stored counts as skipped)
             run.spaces = self.spaces
             coll_id, run_id = coll.id, run.id
             known = repo.known_hashes(s, coll_id)
@@ -197,7 +197,7 @@ class Ingester:
                 stored.result()
         except BaseException as exc:
             writer.shutdown(wait=True, cancel_futures=True)
-            self._finish(run_id, report, "failed", public_reason(exc, hide=(str(self.ctx.settings.home),)))
+            self._finish(run_id, report, lifecycle.JobStatus.FAILED, public_reason(exc, hide=(str(self.ctx.settings.home),)))
             raise
         finally:
             writer.shutdown(wait=True)
@@ -209,7 +209,7 @@ class Ingester:
             self.ctx.sync_index(coll_id, sp)
         if report.embedded and refresh_derived:
             derived.refresh_for_bases(self.ctx, coll_id, self.spaces)  # the new images get derived vectors too
-        self._finish(run_id, report, "done", None)
+        self._finish(run_id, report, lifecycle.JobStatus.DONE, None)
         return report
 
     def _bar(self, total: int):
@@ -311,8 +311,7 @@ class Ingester:
             run = s.get(IngestRun, run_id)
             if run is None:
                 return
-            run.status, run.finished_at, run.updated_at = status, utcnow(), utcnow()
-            if message is not None or status == "failed":
-                run.message = message  # (a resumed run that finishes keeps the note that it was resumed)
+            # (a resumed run that finishes keeps the note that it was resumed)
+            lifecycle.end(run, status, message, keep_message=message is None and status != lifecycle.JobStatus.FAILED)
             run.added, run.skipped, run.failed, run.errors = report.added, report.skipped, report.failed, list(report.errors)
             run.duplicates = report.duplicates

@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from simsearch.jobs.lifecycle import JobStatus
 from simsearch.jobs.manifest import run_folder, uploads_dir
 from simsearch.store.models import IngestRun
 
@@ -74,7 +75,7 @@ def sweep_uploads(ctx, now: datetime | None = None) -> list[Path]:
             status, finished = runs[run_id]
             if finished is not None and finished.tzinfo is None:
                 finished = finished.replace(tzinfo=timezone.utc)
-            expired = status in ("done", "failed") and (finished is None or finished <= cutoff)
+            expired = status in (JobStatus.DONE, JobStatus.FAILED) and (finished is None or finished <= cutoff)
         else:
             expired = wall - _mtime(folder) > ORPHAN_MIN_AGE
         if expired:

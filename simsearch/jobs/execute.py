@@ -8,10 +8,12 @@ import os
 import shutil
 
 from simsearch.errors import NotFound, public_reason
+from simsearch.jobs import lifecycle
+from simsearch.jobs.lifecycle import JobKind, JobStatus
 from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
 from simsearch.jobs.staging import Staging, remove_quietly
 from simsearch.store import repo
-from simsearch.store.models import Collection, IngestRun, utcnow
+from simsearch.store.models import IngestRun
 from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
@@ -27,8 +29,7 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
         files = [ManifestFile(path=f.rel, label=f.label) for f in staging.files]
     with ctx.db.session() as s:
         coll = repo.get_or_create_collection(s, collection)
-        run = IngestRun(collection_id=coll.id, source=source, spaces=list(spaces), status="queued", total=len(files),
-                        updated_at=utcnow())
+        run = lifecycle.new_run(collection_id=coll.id, source=source, spaces=spaces, total=len(files))
         s.add(run)
         s.flush()
         run_id = run.id
@@ -57,8 +58,8 @@ def create_command_run(ctx, collection: str, spaces: list[str], source: str, tot
 
     with ctx.db.session() as s:
         coll = repo.get_or_create_collection(s, collection)
-        run = IngestRun(collection_id=coll.id, source=source, spaces=list(spaces), status="queued", total=total,
-                        owner=this_process("cli"), updated_at=utcnow())
+        run = lifecycle.new_run(collection_id=coll.id, source=source, spaces=spaces, total=total,
+                                owner=this_process("cli"))
         s.add(run)
         s.flush()
         return run.id
@@ -68,10 +69,9 @@ def mark_interrupted_now(ctx, run_id: int) -> None:
     """The command running ``run_id`` was interrupted (Ctrl-C): say so on the run."""
     with ctx.db.session() as s:
         run = s.get(IngestRun, run_id)
-        if run is not None and run.status != "done":
-            run.status, run.finished_at, run.updated_at = "interrupted", utcnow(), utcnow()
-            run.message = (f"interrupted after {run.processed} of {plural(run.total, 'file')}; everything committed is kept, "
-                           "run the same command again to continue")
+        processed, total = (run.processed, run.total) if run is not None else (0, 0)
+    lifecycle.interrupt(ctx.db, run_id, f"interrupted after {processed} of {plural(total, 'file')}; everything "
+                                        "committed is kept, run the same command again to continue")
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -91,12 +91,7 @@ def mark_failed(ctx, run_id: int, failure: str | BaseException, context: str = "
     inside the data directory."""
     if isinstance(failure, BaseException):
         failure = public_reason(failure, hide=(str(ctx.settings.home),))
-    message = context + failure
-    with ctx.db.session() as s:
-        run = s.get(IngestRun, run_id)
-        if run is not None and run.status not in ("done", "failed"):
-            run.status, run.message = "failed", message[:2000]
-            run.finished_at = run.updated_at = utcnow()
+    lifecycle.fail(ctx.db, run_id, context + failure)
 
 
 def mark_retrying(ctx, run_id: int, failure: str | BaseException, retries_left: int) -> None:
@@ -106,29 +101,26 @@ def mark_retrying(ctx, run_id: int, failure: str | BaseException, retries_left: 
         failure = failure_reason(failure) if _db_error(failure) else public_reason(failure, hide=(str(ctx.settings.home),))
     with ctx.db.session() as s:
         run = s.get(IngestRun, run_id)
-        if run is not None and run.status in ("queued", "running", "failed"):
-            run.status, run.finished_at, run.updated_at = "queued", None, utcnow()
-            run.message = (f"attempt {run.attempts or 1} stopped ({failure}); starting again "
-                           f"({retries_left} more attempt{'s' if retries_left != 1 else ''} allowed)")[:2000]
+        attempts = run.attempts if run is not None else 0
+    lifecycle.requeue(ctx.db, run_id, f"attempt {attempts or 1} stopped ({failure}); starting again "
+                                      f"({retries_left} more attempt{'s' if retries_left != 1 else ''} allowed)",
+                      when=(*lifecycle.UNFINISHED, JobStatus.FAILED))
 
 
-RUNNABLE = ("queued", "running")  # running: a worker died mid-job and the queue started it again
+RUNNABLE = lifecycle.UNFINISHED  # running: a worker died mid-job and the queue started it again
 
 
 def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Run a queued ingest job to the end; the run row tracks progress. Returns the report dict."""
     from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
 
-    with ctx.db.session() as s:
-        run = s.get(IngestRun, run_id)
-        if run is None or run.kind != "ingest":
-            raise NotFound(f"no ingest job with id {run_id}", field="job_id")
-        if run.status not in RUNNABLE:
-            log.warning("ingest job %s is %s: not running it again", run_id, run.status)
-            return {"run_id": run_id, "status": run.status}
-        run.attempts += 1
-        coll = s.get(Collection, run.collection_id)
-        collection, spaces, source = coll.name, list(run.spaces), run.source
+    got = lifecycle.claim(ctx.db, run_id, kinds=(JobKind.INGEST,), runnable=RUNNABLE, count_attempt=True)
+    if got.run is None:
+        raise NotFound(f"no ingest job with id {run_id}", field="job_id")
+    if not got.claimed:
+        log.warning("ingest job %s is %s: not running it again", run_id, got.status)
+        return {"run_id": run_id, "status": got.status}
+    collection, spaces, source = got.collection, list(got.run.spaces), got.run.source
     try:
         folder = run_folder(ctx.settings, run_id)
         manifest = Manifest.read(folder)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import update
-
-from simsearch.store.models import IngestRun, utcnow
+from simsearch.jobs import lifecycle
+from simsearch.jobs.lifecycle import JobKind
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -32,19 +31,13 @@ class IndexBuildJob:
 
     def __init__(self, db, owner: str, collection_id: int, space: str, reason: str, vectors: int | None = None):
         self.db, self._last = db, 0.0
-        now = utcnow()
-        with db.session() as s:
-            run = IngestRun(kind="index", collection_id=collection_id, source=f"index rebuild: {reason}", spaces=[space],
-                            status="running", total=int(vectors or 0), owner=owner, params={"reason": reason},
-                            message="rebuild queued", started_at=now, updated_at=now)
-            s.add(run)
-            s.flush()
-            self.id = run.id
+        self.id = lifecycle.create(db, kind=JobKind.INDEX, collection_id=collection_id, source=f"index rebuild: {reason}",
+                                   spaces=[space], total=int(vectors or 0), owner=owner, params={"reason": reason},
+                                   message="rebuild queued", running=True)
 
-    def _set(self, **values) -> None:
+    def _set(self, change, *args, **values) -> None:
         try:
-            with self.db.session() as s:
-                s.execute(update(IngestRun).where(IngestRun.id == self.id).values(updated_at=utcnow(), **values))
+            change(self.db, self.id, *args, **values)
         except Exception:  # a progress row must never break the build itself
             log.warning("index build job %s: could not record its progress", self.id, exc_info=True)
 
@@ -52,19 +45,18 @@ class IndexBuildJob:
         now = time.monotonic()
         if now - self._last >= STEP_INTERVAL:
             self._last = now
-            self._set(message=message)
+            self._set(lifecycle.progress, message)
 
     def done(self, info: dict | None, vectors: int) -> None:
         info = info or {}
         summary = ", ".join(part for part in (
             info.get("kind"), f"recall@10 {info['recall']:.3f}" if info.get("recall") is not None else None,
             f"{info['build_seconds']:.1f} s" if info.get("build_seconds") is not None else None) if part)
-        self._set(status="done", total=int(vectors), processed=int(vectors), finished_at=utcnow(),
-                  message=f"rebuilt: {summary}" if summary else "rebuilt")
+        self._set(lifecycle.finish, f"rebuilt: {summary}" if summary else "rebuilt", total=int(vectors),
+                  processed=int(vectors))
 
     def failed(self, exc: BaseException) -> None:
-        self._set(status="failed", finished_at=utcnow(),
-                  message=f"the rebuild failed ({type(exc).__name__}: {exc}); the next search rebuilds the index")
+        self._set(lifecycle.fail, f"the rebuild failed ({type(exc).__name__}: {exc}); the next search rebuilds the index")
 
 
 def recorder(db, owner: str):

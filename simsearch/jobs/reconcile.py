@@ -20,14 +20,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from simsearch.store.models import IngestRun, utcnow
+from simsearch.jobs import lifecycle
+from simsearch.jobs.lifecycle import RESTARTABLE, UNFINISHED, JobKind, JobStatus
+from simsearch.store.models import IngestRun
 from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
-RESTARTABLE = ("ingest", "shard")
 UNOWNED_GRACE = timedelta(minutes=5)  # a queued job nobody claimed: its submitter died before enqueueing
 
 
@@ -45,26 +46,27 @@ def _state(connection, job_id: str) -> str | None:
 def reconcile(ctx, connection, queue_name: str) -> dict:
     """One pass over the unfinished jobs (see the module's doc); returns what it did."""
     from simsearch.jobs.rq import enqueue_ingest, enqueue_shard, new_job_id
-    from simsearch.jobs.shards import SHARD, is_final, roll_up
+    from simsearch.jobs.shards import roll_up
 
     done: dict[str, list[int]] = {"requeued": [], "failed": [], "ended": []}
     with ctx.db.session() as s:
         rows = s.execute(select(IngestRun.id, IngestRun.kind, IngestRun.status, IngestRun.owner, IngestRun.created_at,
                                 IngestRun.attempts, IngestRun.params)
-                         .where(IngestRun.status.in_(("queued", "running")) |
-                                ((IngestRun.kind == SHARD) & (IngestRun.status == "failed")))).all()
+                         .where(IngestRun.status.in_([u.value for u in UNFINISHED]) |
+                                ((IngestRun.kind == JobKind.SHARD.value) & (IngestRun.status == JobStatus.FAILED.value)))
+                         ).all()
     limit = ctx.settings.job_retries + 3
     now = datetime.now(timezone.utc)
     for run_id, kind, status, owner, created, attempts, params in rows:
-        if is_final(status, params):
+        if lifecycle.is_final(status, params):
             continue  # (a shard that failed for good)
-        if kind == "ingest" and (params or {}).get("shards"):  # a sharded job: its shards are the work
+        if kind == JobKind.INGEST and (params or {}).get("shards"):  # a sharded job: its shards are the work
             if roll_up(ctx, run_id) != status:
                 done["ended"].append(run_id)
             continue
         if owner is None:
             created = created if created is None or created.tzinfo else created.replace(tzinfo=timezone.utc)
-            if not (status == "queued" and kind in RESTARTABLE and created and now - created > UNOWNED_GRACE):
+            if not (status == JobStatus.QUEUED and kind in RESTARTABLE and created and now - created > UNOWNED_GRACE):
                 continue
         elif not owner.startswith("rq:"):
             continue  # an in-process runner's or a CLI command's (see ThreadRunner.recover, mark_interrupted)
@@ -83,15 +85,10 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
             done["failed"].append(run_id)
             continue
         job_id = new_job_id()
-        with ctx.db.session() as s:
-            owned = IngestRun.owner.is_(None) if owner is None else IngestRun.owner == owner
-            claimed = s.execute(update(IngestRun).where(IngestRun.id == run_id, owned,
-                                                        IngestRun.status.in_(("queued", "running")))
-                                .values(owner=f"rq:{job_id}", status="queued", updated_at=utcnow(),
-                                        message="queued again: the job queue had lost it")).rowcount
-        if claimed != 1:
+        if not lifecycle.requeue(ctx.db, run_id, "queued again: the job queue had lost it", owned_by=owner,
+                                 new_owner=f"rq:{job_id}"):
             continue  # another worker did it
-        enqueue = enqueue_shard if kind == "shard" else enqueue_ingest
+        enqueue = enqueue_shard if kind == JobKind.SHARD else enqueue_ingest
         enqueue(ctx.settings.redis_url or "", queue_name, run_id, {}, settings=ctx.settings, job_id=job_id,
                 connection=connection)
         log.warning("job %s was lost by the queue; queued it again", run_id)
@@ -101,9 +98,9 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
 
 def give_up(ctx, run_id: int, kind: str, why: str) -> None:
     from simsearch.jobs.execute import mark_failed
-    from simsearch.jobs.shards import SHARD, fail_finally
+    from simsearch.jobs.shards import fail_finally
 
-    if kind == SHARD:
+    if kind == JobKind.SHARD:
         fail_finally(ctx, run_id, why)
     else:
         mark_failed(ctx, run_id, why)
@@ -129,19 +126,12 @@ def mark_interrupted(ctx) -> list[int]:
     process is gone (killed mid-way); returns their ids. Their committed work is kept."""
     from simsearch.jobs.owners import owner_is_gone
 
-    with ctx.db.session() as s:
-        rows = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total)
-                         .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.like("cli:%"))).all()
     marked = []
-    for run_id, owner, processed, total in rows:
+    for run_id, owner, _kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):
         if not owner_is_gone(owner):
             continue
-        with ctx.db.session() as s:
-            n = s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,
-                                                  IngestRun.status.in_(("queued", "running")))
-                          .values(status="interrupted", finished_at=utcnow(), updated_at=utcnow(),
-                                  message=f"interrupted: the command stopped after {processed} of {plural(total, 'file')}; "
-                                          "everything committed is kept, run it again to continue")).rowcount
-        if n:
+        if lifecycle.interrupt(ctx.db, run_id, f"interrupted: the command stopped after {processed} of "
+                                               f"{plural(total, 'file')}; everything committed is kept, run it again "
+                                               "to continue", owned_by=owner):
             marked.append(run_id)
     return marked

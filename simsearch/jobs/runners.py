@@ -14,15 +14,14 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select, update
-
 from simsearch.errors import QueueUnavailable, SimsearchError
+from simsearch.jobs import lifecycle
+from simsearch.jobs.lifecycle import JobKind
 from simsearch.jobs.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
 from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
                               redis_connection, resolve_target)
 from simsearch.store.db import unavailable
-from simsearch.store.models import IngestRun, utcnow
 from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
@@ -49,14 +48,12 @@ class ThreadRunner:
         self._stopping = threading.Event()
 
     def submit(self, run_id: int, options: dict) -> None:
-        with self.ctx.db.session() as s:
-            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
+        lifecycle.assign(self.ctx.db, run_id, this_process())
         self.pool.submit(self._run, run_id, options)
 
     def submit_function(self, run_id: int, target: str) -> None:
         """Run ``target(ctx, run_id)`` (``module:function``) on this process's second thread."""
-        with self.ctx.db.session() as s:
-            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=this_process()))
+        lifecycle.assign(self.ctx.db, run_id, this_process())
         self.functions.submit(self._call, run_id, target)
 
     def _call(self, run_id: int, target: str) -> None:
@@ -140,32 +137,20 @@ class ThreadRunner:
         their ids. Each is claimed with a conditional update, so of several processes starting at
         once (gunicorn workers) exactly one resumes it."""
         me = this_process()
-        with self.ctx.db.session() as s:
-            candidates = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.processed, IngestRun.total,
-                                          IngestRun.kind)
-                                   .where(IngestRun.status.in_(("queued", "running")), IngestRun.owner.like("thread:%"))).all()
         resumed = []
-        for run_id, owner, processed, total, kind in candidates:
+        for run_id, owner, kind, processed, total in lifecycle.unfinished(self.ctx.db, owner_like="thread:%"):
             if owner == me or not owner_is_gone(owner):
                 continue
-            if kind != "ingest":  # an analysis or index build keeps nothing half-done: it is started again when needed
-                again = ("the next search rebuilds the index" if kind == "index"
-                         else "start the tuning again" if kind == "tune"
+            if kind != JobKind.INGEST:  # an analysis or index build keeps nothing half-done: it is started again when needed
+                again = ("the next search rebuilds the index" if kind == JobKind.INDEX
+                         else "start the tuning again" if kind == JobKind.TUNE
                          else "asking for the result again starts a new computation")
-                with self.ctx.db.session() as s:
-                    s.execute(update(IngestRun).where(IngestRun.id == run_id, IngestRun.owner == owner,
-                                                      IngestRun.status.in_(("queued", "running")))
-                              .values(status="failed", finished_at=utcnow(), updated_at=utcnow(),
-                                      message=f"interrupted: the process computing it stopped; {again}"))
+                lifecycle.transition(self.ctx.db, run_id, lifecycle.JobStatus.FAILED, owned_by=owner,
+                                     message=f"interrupted: the process computing it stopped; {again}")
                 continue
             message = (f"resumed after the process running it stopped ({processed} of {plural(total, 'file')} done; "
                        "images stored before count as skipped)")
-            with self.ctx.db.session() as s:
-                claimed = s.execute(update(IngestRun)
-                                    .where(IngestRun.id == run_id, IngestRun.owner == owner,
-                                           IngestRun.status.in_(("queued", "running")))
-                                    .values(owner=me, status="queued", message=message, updated_at=utcnow())).rowcount
-            if claimed == 1:
+            if lifecycle.requeue(self.ctx.db, run_id, message, owned_by=owner, new_owner=me):
                 log.warning("ingest job %s: %s", run_id, message)
                 self.pool.submit(self._run, run_id, {})
                 resumed.append(run_id)
@@ -211,8 +196,7 @@ class RQRunner:
 
     def _claim(self, run_id: int) -> str:
         job_id = new_job_id()
-        with self.ctx.db.session() as s:
-            s.execute(update(IngestRun).where(IngestRun.id == run_id).values(owner=f"rq:{job_id}"))
+        lifecycle.assign(self.ctx.db, run_id, f"rq:{job_id}")
         return job_id
 
     def submit_function(self, run_id: int, target: str) -> None:

@@ -15,21 +15,15 @@ import logging
 from sqlalchemy import case, func, select, update
 
 from simsearch.errors import NotFound
-from simsearch.store.models import Collection, Image, IngestRun, utcnow
+from simsearch.jobs import lifecycle
+from simsearch.jobs.lifecycle import ENDED, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
+from simsearch.store.models import Image, IngestRun, utcnow
 from simsearch.text import plural
 
 log = logging.getLogger("simsearch.jobs")
 
-SHARD = "shard"
-ENDED = ("done", "failed", "interrupted")
+SHARD = JobKind.SHARD
 MAX_ERRORS_KEPT = 1000
-
-
-def is_final(status: str, params: dict | None) -> bool:
-    """Whether a shard has ended for good. A shard whose attempt failed is ``failed`` for a moment
-    before RQ's failure callback puts it back to ``queued`` for its next attempt: only the last
-    failure (:func:`fail_finally`) counts, or the job would end while its shard is retried."""
-    return status in ("done", "interrupted") or (status == "failed" and bool((params or {}).get("final")))
 
 
 def fail_finally(ctx, shard_id: int, failure) -> None:
@@ -38,14 +32,10 @@ def fail_finally(ctx, shard_id: int, failure) -> None:
 
     if isinstance(failure, BaseException):
         failure = public_reason(failure, hide=(str(ctx.settings.home),))
+    if not lifecycle.fail(ctx.db, shard_id, str(failure), final=True):
+        return  # done (or gone)
     with ctx.db.session() as s:
-        shard = s.get(IngestRun, shard_id)
-        if shard is None or shard.status == "done":
-            return
-        shard.status, shard.message = "failed", str(failure)[:2000]
-        shard.params = {**(shard.params or {}), "final": True}
-        shard.finished_at = shard.updated_at = utcnow()
-        parent_id = shard.parent_id
+        parent_id = s.get(IngestRun, shard_id).parent_id
     roll_up(ctx, parent_id)
 
 
@@ -77,14 +67,13 @@ def create_shards(ctx, run_id: int, size: int) -> list[int]:
         slices = plan(run.total, size)
         if len(slices) <= 1:
             return []
-        shards = [IngestRun(kind=SHARD, parent_id=run_id, collection_id=run.collection_id, source=run.source,
-                            spaces=list(run.spaces), status="queued", total=stop - start,
-                            params={"start": start, "stop": stop, "shard": i + 1, "shards": len(slices)},
-                            updated_at=utcnow())
+        shards = [lifecycle.new_run(kind=SHARD, parent_id=run_id, collection_id=run.collection_id, source=run.source,
+                                    spaces=run.spaces, total=stop - start,
+                                    params={"start": start, "stop": stop, "shard": i + 1, "shards": len(slices)})
                   for i, (start, stop) in enumerate(slices)]
         s.add_all(shards)
         run.params = {"shards": len(slices), "shard_size": size}
-        run.status, run.started_at, run.updated_at = "running", utcnow(), utcnow()
+        lifecycle.start_parent(run)
         s.flush()
         return [sh.id for sh in shards]
 
@@ -95,17 +84,16 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
     from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
     from simsearch.jobs.manifest import Manifest, run_folder
 
-    with ctx.db.session() as s:
-        shard = s.get(IngestRun, shard_id)
-        if shard is None or shard.kind != SHARD:
-            raise NotFound(f"no ingest shard with id {shard_id}", field="job_id")
-        if is_final(shard.status, shard.params):
-            log.warning("shard %s of job %s is %s: not running it again", shard_id, shard.parent_id, shard.status)
-            return {"run_id": shard_id, "status": shard.status}
-        parent_id, start, stop = shard.parent_id, int(shard.params["start"]), int(shard.params["stop"])
-        shard.attempts += 1
-        coll = s.get(Collection, shard.collection_id)
-        collection, spaces, source = coll.name, list(shard.spaces), shard.source
+    got = lifecycle.claim(ctx.db, shard_id, kinds=(SHARD,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
+                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+    shard = got.run
+    if shard is None:
+        raise NotFound(f"no ingest shard with id {shard_id}", field="job_id")
+    if not got.claimed:
+        log.warning("shard %s of job %s is %s: not running it again", shard_id, shard.parent_id, shard.status)
+        return {"run_id": shard_id, "status": shard.status}
+    parent_id, start, stop = shard.parent_id, int(shard.params["start"]), int(shard.params["stop"])
+    collection, spaces, source = got.collection, list(shard.spaces), shard.source
     # A failure is recorded by the caller: RQ's failure callback puts the shard back to queued
     # while it has retries left, and fails it (and rolls up the job) only after the last one.
     # Failing it here first would let another shard's roll-up end the whole job meanwhile.
@@ -127,7 +115,7 @@ def progress(session, parent_id: int) -> dict:
     twice, after its worker died, adds in both runs: its own counter has the last run's only)."""
     shard_ids = select(IngestRun.id).where(IngestRun.parent_id == parent_id)
     row = session.execute(select(func.count(),
-                                 func.coalesce(func.sum(case((IngestRun.status == "done", IngestRun.total),
+                                 func.coalesce(func.sum(case((IngestRun.status == JobStatus.DONE.value, IngestRun.total),
                                                              else_=IngestRun.processed)), 0),
                                  func.coalesce(func.sum(IngestRun.failed), 0),
                                  func.coalesce(func.sum(IngestRun.attempts), 0),
@@ -150,7 +138,8 @@ def roll_up(ctx, parent_id: int) -> str:
     from simsearch.jobs.cleanup import release_uploads
 
     with ctx.db.session() as s:
-        locked = s.execute(update(IngestRun).where(IngestRun.id == parent_id, IngestRun.status.not_in(ENDED))
+        locked = s.execute(update(IngestRun).where(IngestRun.id == parent_id,
+                                                   IngestRun.status.not_in([e.value for e in ENDED]))
                            .values(updated_at=utcnow())).rowcount
         parent = s.get(IngestRun, parent_id)
         if parent is None:
@@ -171,16 +160,15 @@ def roll_up(ctx, parent_id: int) -> str:
             parent.started_at = utcnow()
         if not all(is_final(status, params) for _sid, status, _m, _e, params in shards):
             return parent.status
-        failed = [(p or {}).get("shard", sid) for sid, status, _m, _e, p in shards if status != "done"]
-        reasons = [m for _sid, status, m, _e, _p in shards if status != "done" and m]
-        parent.finished_at = utcnow()
+        failed = [(p or {}).get("shard", sid) for sid, status, _m, _e, p in shards if status != JobStatus.DONE]
+        reasons = [m for _sid, status, m, _e, _p in shards if status != JobStatus.DONE and m]
         if failed:
-            parent.status = "failed"
-            parent.message = (f"{len(failed)} of {plural(len(shards), 'shard')} failed (shard {', '.join(map(str, failed[:10]))}"
-                              f"{'...' if len(failed) > 10 else ''}): {reasons[0] if reasons else 'no reason recorded'}; "
-                              "ingesting the same files again finishes the job")[:2000]
+            lifecycle.end(parent, JobStatus.FAILED,
+                          f"{len(failed)} of {plural(len(shards), 'shard')} failed (shard {', '.join(map(str, failed[:10]))}"
+                          f"{'...' if len(failed) > 10 else ''}): {reasons[0] if reasons else 'no reason recorded'}; "
+                          "ingesting the same files again finishes the job")
         else:
-            parent.status = "done"
+            lifecycle.end(parent, JobStatus.DONE, keep_message=True)
         status = parent.status
         coll_id, spaces = parent.collection_id, list(parent.spaces or [])
         for sid, *_ in shards:

@@ -7,18 +7,17 @@ from sqlalchemy.exc import IntegrityError
 
 from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.jobs import kept_originals
+from simsearch.jobs import kept_originals, lifecycle
 from simsearch.jobs.manifest import run_folder
 from simsearch.jobs.staging import remove_quietly
 from simsearch.jobs.status import iso
 from simsearch.store import repo
 from simsearch.ops.jobs import shown as shown_job
-from simsearch.store.models import AnalysisResult, Collection, Image, IndexState, IngestRun, utcnow
+from simsearch.store.models import AnalysisResult, Collection, Image, IndexState, IngestRun
 from simsearch.text import plural
 
 MAX_DESCRIPTION = limits.DESCRIPTION_MAX
 RECENT_JOBS = 5
-UNFINISHED = ("queued", "running")
 
 
 def _index_info(ctx, state: IndexState | None) -> dict | None:
@@ -156,7 +155,8 @@ def _gone(name: str) -> NotFound:
 # collection's deletion removes anyway).
 def _unfinished_jobs(s, coll_id: int, *, kinds_except=("index", )) -> int:
     return s.scalar(select(func.count()).select_from(IngestRun).where(
-        IngestRun.collection_id == coll_id, IngestRun.status.in_(UNFINISHED), IngestRun.kind.not_in(kinds_except)))
+        IngestRun.collection_id == coll_id, IngestRun.status.in_([u.value for u in lifecycle.UNFINISHED]),
+        IngestRun.kind.not_in(kinds_except)))
 
 
 def delete(ctx, name: str, *, force: bool = False) -> dict:
@@ -198,15 +198,7 @@ def cancel_jobs(ctx, coll_id: int, message: str) -> list[int]:
     """Mark the collection's queued and running jobs failed with ``message`` (a queued one is then
     never started: runners only start queued or running jobs) and drop their queued shards.
     Returns their ids."""
-    now = utcnow()
-    with ctx.db.session() as s:
-        ids = list(s.scalars(select(IngestRun.id).where(IngestRun.collection_id == coll_id,
-                                                        IngestRun.status.in_(UNFINISHED))))
-        if ids:
-            s.execute(sql_update(IngestRun).where(IngestRun.id.in_(ids), IngestRun.status.in_(UNFINISHED))
-                      .values(status="failed", message=message, finished_at=now, updated_at=now)
-                      .execution_options(synchronize_session=False))
-    return ids
+    return lifecycle.cancel(ctx.db, coll_id, message)
 
 
 def reindex(ctx, *, collection: str | None = None, backbone: str | None = None, check: bool = False,

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from simsearch.errors import Conflict
 from simsearch.jobs.execute import create_run
 from simsearch.jobs.kept_originals import stored_path
+from simsearch.jobs.lifecycle import JobStatus
 from simsearch.jobs.manifest import ManifestFile, uploads_dir
 from simsearch.jobs.staging import Staging, new_staging_dir
 from simsearch.ops.ingest import IngestOptions
@@ -67,5 +68,5 @@ def start_embedding(ctx, runner, collection: str, backbone: str) -> dict:
     staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=ignored)
     run_id = create_run(ctx, collection, options.spaces, f"embed: {space}", staging, absolute_files=files)
     runner.submit(run_id, {"batch_size": None})
-    return {"job_id": run_id, "status": "queued", "collection": collection, "total": len(files),
+    return {"job_id": run_id, "status": JobStatus.QUEUED.value, "collection": collection, "total": len(files),
             "ignored": ignored[:MAX_IGNORED_SHOWN], "runner": runner.kind}

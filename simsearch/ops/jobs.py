@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from simsearch import limits
 from simsearch.errors import NotFound
 from simsearch.jobs import shards
+from simsearch.jobs.lifecycle import JobKind, JobStatus
 from simsearch.jobs.status import STALE_AFTER_SECONDS, _aware, job_dict
 from simsearch.ops.analysis_tasks import KINDS, AnalysisTask
 from simsearch.store import repo
@@ -32,11 +33,11 @@ def shown(run: IngestRun, collection: str | None, session=None) -> dict:
     out = job_dict(run, collection)
     if run.kind in KINDS and collection is not None:
         out["result_url"] = AnalysisTask.from_json(run.kind, collection, run.params).result_url()
-    elif run.kind == "tune" and collection is not None:
+    elif run.kind == JobKind.TUNE and collection is not None:
         from urllib.parse import quote
 
         out["result_url"] = f"/api/collections/{quote(collection, safe='')}/spaces"
-    if session is not None and run.kind == "ingest" and (run.params or {}).get("shards"):
+    if session is not None and run.kind == JobKind.INGEST and (run.params or {}).get("shards"):
         out.update(sharded_progress(session, run, out))
     return out
 
@@ -46,11 +47,12 @@ def sharded_progress(session, run: IngestRun, shown: dict) -> dict:
     summary = shards.progress(session, run.id)
     out = {k: summary[k] for k in ("processed", "added", "skipped", "failed")}
     states = summary["states"]
-    out["shards"] = {"total": summary["shards"], **{k: states.get(k, 0) for k in ("queued", "running", "done", "failed")},
+    counted = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.FAILED)
+    out["shards"] = {"total": summary["shards"], **{k.value: states.get(k.value, 0) for k in counted},
                      "attempts": summary["attempts"]}
     last = session.scalar(select(func.max(IngestRun.updated_at)).where(IngestRun.parent_id == run.id))
     started, last = _aware(run.started_at), _aware(last)
-    if run.status == "running" and started is not None:
+    if run.status == JobStatus.RUNNING and started is not None:
         elapsed = (datetime.now(timezone.utc) - started).total_seconds()
         out["rate"] = round(out["processed"] / elapsed, 3) if elapsed > 0 else 0.0
         out["eta_seconds"] = round(max(0.0, (run.total - out["processed"]) / out["rate"]), 1) if out["rate"] else None

@@ -12,22 +12,22 @@ writing each step to the row; the report is stored in the row's ``params["report
 from __future__ import annotations
 
 import logging
-from datetime import timedelta, timezone
 
 from sqlalchemy import select
 
 from simsearch import derived
 from simsearch.errors import Conflict, InvalidInput, NotFound
+from simsearch.jobs import lifecycle
 from simsearch.jobs.execute import mark_failed
+from simsearch.jobs.lifecycle import JobKind
 from simsearch.store import repo
-from simsearch.store.models import Collection, IngestRun, utcnow
+from simsearch.store.models import IngestRun
 
 log = logging.getLogger("simsearch.jobs")
 
-KIND = "tune"
+KIND = JobKind.TUNE
 TARGET = "simsearch.ops.tune_jobs:execute"  # what the runners call: execute(ctx, run_id)
 MIN_IMAGES = 8
-LOST_AFTER_SECONDS = 300  # a running tuning not heard of for this long is taken as lost (heartbeat: 30 s)
 
 
 def options(set_default=True, folds=5, seed=0, variants=True) -> dict:
@@ -37,21 +37,6 @@ def options(set_default=True, folds=5, seed=0, variants=True) -> dict:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise InvalidInput(f"seed must be a whole number from 0 to 2147483647, not {seed!r}", field="seed")
     return {"set_default": bool(set_default), "folds": folds, "seed": seed, "variants": bool(variants)}
-
-
-def _active(ctx, coll_id: int) -> tuple[int, str] | None:
-    fresh_since = utcnow() - timedelta(seconds=LOST_AFTER_SECONDS)
-    with ctx.db.session() as s:
-        rows = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.updated_at)
-                         .where(IngestRun.kind == KIND, IngestRun.collection_id == coll_id,
-                                IngestRun.status.in_(("queued", "running")))
-                         .order_by(IngestRun.id.desc())).all()
-    for run_id, status, updated in rows:
-        if updated is not None and updated.tzinfo is None:
-            updated = updated.replace(tzinfo=timezone.utc)
-        if status == "queued" or updated is None or updated >= fresh_since:
-            return run_id, status
-    return None
 
 
 def _check_collection(ctx, coll_id: int, collection: str) -> None:
@@ -74,51 +59,36 @@ def start(ctx, runner, collection: str, opts: dict) -> tuple[int, str]:
     opts = options(**opts)
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
-    found = _active(ctx, coll_id)
+    found = lifecycle.active(ctx.db, kind=KIND, collection_id=coll_id)
     if found is not None:
         return found
     _check_collection(ctx, coll_id, collection)
-    with ctx.db.session() as s:
-        run = IngestRun(collection_id=coll_id, kind=KIND, params=opts, source=f"tuning of {collection}",
-                        spaces=[], status="queued", total=0, updated_at=utcnow())
-        s.add(run)
-        s.flush()
-        run_id = run.id
+    run_id = lifecycle.create(ctx.db, kind=KIND, collection_id=coll_id, params=opts, source=f"tuning of {collection}")
     runner.submit_function(run_id, TARGET)
-    return run_id, "queued"
+    return run_id, lifecycle.JobStatus.QUEUED.value
 
 
 def execute(ctx, run_id: int) -> dict:
     """Run a queued tuning job to the end. Returns ``{"run_id", "status", "chosen"}``."""
-    from simsearch.ops.analysis_jobs import _Heartbeat, job_progress
     from simsearch.ops.tune import tune
 
-    with ctx.db.session() as s:
-        run = s.get(IngestRun, run_id)
-        if run is None or run.kind != KIND:
-            raise NotFound(f"no tuning job with id {run_id}", field="job_id")
-        if run.status != "queued":
-            log.warning("tuning job %s is %s, not queued: not running it again", run_id, run.status)
-            return {"run_id": run_id, "status": run.status}
-        collection = s.get(Collection, run.collection_id).name
-        opts = options(**{k: v for k, v in (run.params or {}).items() if k != "report"})
-        run.status, run.started_at, run.updated_at, run.message = "running", utcnow(), utcnow(), "starting"
-
-    progress = job_progress(ctx, run_id)
-
+    got = lifecycle.claim(ctx.db, run_id, kinds=(KIND,), message="starting")
+    if got.run is None:
+        raise NotFound(f"no tuning job with id {run_id}", field="job_id")
+    if not got.claimed:
+        log.warning("tuning job %s is %s, not queued: not running it again", run_id, got.status)
+        return {"run_id": run_id, "status": got.status}
+    opts = options(**{k: v for k, v in (got.run.params or {}).items() if k != "report"})
     try:
-        with _Heartbeat(ctx, run_id):
-            report = tune(ctx, collection, progress=progress, **opts)
+        with lifecycle.Heartbeat(ctx.db, run_id):
+            report = tune(ctx, got.collection, progress=lifecycle.progress_writer(ctx.db, run_id), **opts)
     except BaseException as exc:
         reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         mark_failed(ctx, run_id, f"the tuning failed: {reason}")
         raise
-    with ctx.db.session() as s:
-        run = s.get(IngestRun, run_id)
-        run.params = {**opts, "report": report.to_dict()}
-        run.status, run.finished_at, run.updated_at = "done", utcnow(), utcnow()
-        run.message = f"done: {report.chosen} chosen" + (" and made the default" if opts["set_default"] else "")
-    return {"run_id": run_id, "status": "done", "chosen": report.chosen}
+    lifecycle.finish(ctx.db, run_id, f"done: {report.chosen} chosen" + (" and made the default" if opts["set_default"] else ""),
+                     params={**opts, "report": report.to_dict()})
+    return {"run_id": run_id, "status": lifecycle.JobStatus.DONE.value, "chosen": report.chosen}
 
 
 def last_report(ctx, coll_id: int) -> dict | None:

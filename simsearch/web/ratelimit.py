@@ -32,6 +32,7 @@ import time
 from sqlalchemy import event, func, select, text, update
 
 from simsearch.errors import TooManyRequests
+from simsearch.jobs import lifecycle
 from simsearch.store.models import IngestRun
 
 MAX_ADDRESSES = 10_000  # buckets kept; full (idle) ones are dropped first when there are more
@@ -75,7 +76,7 @@ class RateLimiter:
 
 JOB_RETRY_AFTER = 10  # seconds: jobs take a while; ask again then
 NOT_COUNTED = ("shard", "index")  # made by a job, or by the index manager: nobody asked for them
-UNFINISHED = ("queued", "running")
+UNFINISHED = [status.value for status in lifecycle.UNFINISHED]
 _ADVISORY_KEY = 0x51A5EA4C  # pg_advisory_xact_lock's key for "count then insert a job"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify
 
 from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import analysis_jobs, cluster_labels
@@ -22,7 +22,7 @@ from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.search import collection_space
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, runner
+from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 
 MAP_SIGNIFICANT_DIGITS = 4
@@ -44,11 +44,7 @@ def answer(task: AnalysisTask, shape=lambda result: result.to_dict()):
         shaped = shape(result)
         return shaped if isinstance(shaped, Response) else jsonify(shaped)
     job_id, status = analysis_jobs.start(ctx(), runner(), task)
-    status_url = url_for("api.job", job_id=job_id)
-    resp = jsonify(S.AnalysisAccepted(job_id=job_id, status=status, status_url=status_url).model_dump())
-    resp.status_code = 202
-    resp.headers["Location"] = status_url
-    return resp
+    return job_accepted({"job_id": job_id, "status": status}, S.AnalysisAccepted)
 
 
 @bp.get("/collections/<name>/clusters")

@@ -1,8 +1,9 @@
-"""What the API's views share: the app's context and job runner, and JSON for images and hits."""
+"""What the API's views share: the app's context and job runner, the 202 of a view that starts a
+job, and JSON for images and hits."""
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, jsonify, request, url_for
 
 from simsearch.web.paths import needs_sources, run_sources, shown_path
 
@@ -14,6 +15,20 @@ def ctx():
 def runner():
     """The app's job runner (:mod:`simsearch.jobs.runners`)."""
     return current_app.extensions["simsearch_jobs"]
+
+def job_accepted(job: dict, schema=None):
+    """**202** for a view that started (or joined) a job: ``job`` (``job_id``, ``status`` and what
+    else the view tells) with ``status_url``, the job's URL to poll, also in ``Location``.
+    ``schema``: a pydantic model the body is checked against."""
+    status_url = url_for("api.job", job_id=job["job_id"])
+    body = {**job, "status_url": status_url}
+    if schema is not None:
+        body = schema(**body).model_dump()
+    resp = jsonify(body)
+    resp.status_code = 202
+    resp.headers["Location"] = status_url
+    return resp
+
 
 def thumbnail_url(image_id: int) -> str:
     return f"{request.script_root}/api/images/{image_id}/thumbnail"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request, url_for
+from flask import request
 
 from simsearch.errors import InvalidInput
 from simsearch.jobs.staging import ZipLimits
@@ -12,17 +12,9 @@ from simsearch.store import repo
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
 from simsearch.web.api.analysis import JOB_CAP
-from simsearch.web.api.common import ctx, runner
+from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate
 from simsearch.web.paths import public_job
-
-
-def _accepted(out: dict):
-    status_url = url_for("api.job", job_id=out["job_id"])
-    resp = jsonify({**out, "status_url": status_url})
-    resp.status_code = 202
-    resp.headers["Location"] = status_url
-    return resp
 
 
 @bp.post("/collections/<name>/ingest")
@@ -45,7 +37,7 @@ def ingest(name: str, q):
         body = json_model(S.ServerPathIngest)
         options = {"backbones": (body.backbones or []) + ([body.backbone] if body.backbone else []),
                    "pooling": body.pooling, "labels": body.labels, "label": body.label, "batch_size": body.batch_size}
-        return _accepted(ops_ingest.from_server_path(ctx(), runner(), name, body.server_path, options,
+        return job_accepted(ops_ingest.from_server_path(ctx(), runner(), name, body.server_path, options,
                                                      allowed_root=ctx().settings.allow_server_paths))
     if request.mimetype != "multipart/form-data":
         raise InvalidInput("send image files as multipart/form-data (field 'files', repeatable, or one zip in 'archive'), "
@@ -59,7 +51,7 @@ def ingest(name: str, q):
                                  archive=archive.stream if archive else None,
                                  archive_name=archive.filename if archive else None,
                                  zip_limits=ZipLimits.from_settings(ctx().settings))
-    return _accepted(out)
+    return job_accepted(out)
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -94,4 +86,4 @@ def list_jobs(q: S.JobsQuery):
 def embed(name: str, q, body: S.EmbedBackbone):
     from simsearch.ops.embed_jobs import start_embedding
 
-    return _accepted(start_embedding(ctx(), runner(), name, body.backbone))
+    return job_accepted(start_embedding(ctx(), runner(), name, body.backbone))

@@ -4,13 +4,11 @@
 
 from __future__ import annotations
 
-from flask import jsonify, url_for
-
 from simsearch.ops import spaces as ops_spaces
 from simsearch.ops import tune_jobs
 from simsearch.web import schemas as S
 from simsearch.web.api import bp
-from simsearch.web.api.common import ctx, runner
+from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, errors
 from simsearch.web.schemas import tune as T
 
@@ -31,11 +29,7 @@ ACCEPTED = {202: {"description": "Queued or running; poll status_url, then read 
         responses={**ACCEPTED, **errors(400, 401, 403, 404, 409)})
 def tune_collection(name: str, q, body: T.TuneRequest):
     job_id, status = tune_jobs.start(ctx(), runner(), name, body.model_dump())
-    status_url = url_for("api.job", job_id=job_id)
-    resp = jsonify(S.AnalysisAccepted(job_id=job_id, status=status, status_url=status_url).model_dump())
-    resp.status_code = 202
-    resp.headers["Location"] = status_url
-    return resp
+    return job_accepted({"job_id": job_id, "status": status}, S.AnalysisAccepted)
 
 
 @bp.get("/collections/<name>/spaces")
