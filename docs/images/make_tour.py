@@ -288,6 +288,10 @@ class Tour:
         self.open(f"/c/{COLLECTION}/duplicates")
         wait(d, lambda d: testid(d, "dup-group", many=True) or testid(d, "dups-none", many=True), timeout=600,
              message="duplicate groups")
+        # the groups are below the tiers' explanation and the "keep one" form: show them with the form
+        d.execute_script("document.querySelector('[data-testid=dups-resolve]').scrollIntoView({block: 'start'});"
+                         "window.scrollBy(0, -110);")
+        wait(d, in_view_loaded, message="group thumbnails")
         self.shot("duplicates")
 
     def spaces_and_tune(self, variants: bool):
