@@ -33,7 +33,11 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     # refuses a missing or old schema; waits for a database that is down; the bound address is an allowed Host
     app = create_app({"SETTINGS": settings, "SIMSEARCH_BIND_HOST": host})
     jobs = app.extensions["simsearch_jobs"].kind
-    keys = "API keys required for writes" if settings.api_keys else "no API keys (open writes from this machine's clients)"
+    if not settings.api_keys:
+        keys = "no API keys (open writes from this machine's clients)"
+    else:
+        keys = ("API keys required for writes (reads open: SIMSEARCH_PUBLIC_READS)" if settings.public_reads
+                else "API keys required for reads and writes")
     if settings.api_keys and settings.public_search:
         per = settings.public_search_per_minute
         keys += f"; search by upload open to everyone ({f'{per} a minute per address' if per else 'no rate limit'})"

@@ -229,7 +229,10 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
         ids, parts = derived.base_vectors(ctx, coll_id, bases)
         x = parts[0] if len(parts) == 1 else derived.Derived(coll_id, "", bases, {}, None).transform(parts)
         labels = _labels(ctx, coll_id, ids)
-        has = np.array([lab is not None for lab in labels])
+        has = np.fromiter((lab is not None for lab in labels), dtype=bool, count=len(labels))
+        if not has.any():  # e.g. a variant space embedded for a few unlabelled images only
+            steps(f"skipped {' + '.join(bases)}: none of its {len(ids)} images has a label")
+            continue
         n_images = max(n_images, len(ids))
         data[tuple(bases)] = (x, labels, has)
         for sc in tuning.cross_validate(x[has], labels[has].astype(str), fset, n_folds=folds, seed=seed):
