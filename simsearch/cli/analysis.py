@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, parse_weights, progress_option, progress_printer
 from simsearch.errors import InvalidInput
 from simsearch.text import plural

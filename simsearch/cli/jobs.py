@@ -7,7 +7,7 @@ import time
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
 from simsearch.text import plural
 

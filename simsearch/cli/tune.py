@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.analysis import progress_option, progress_printer
 from simsearch.cli.core import emit_json, json_option
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simsearch.cli import cli, context_from, settings_from
+from simsearch.cli.app import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 
 
@@ -58,7 +58,7 @@ def worker(ctx, queues, burst, simple, name, check):
     are staged there. Each job carries the web app's settings; jobs queued by an older version
     without them use this command's.
     """
-    from simsearch.jobs.rq import run_worker
+    from simsearch.jobs.worker_loop import run_worker
 
     settings = settings_from(ctx)
     if not settings.redis_url:

@@ -34,7 +34,7 @@ import math
 import faiss
 import numpy as np
 
-from simsearch.index.policy import FLAT, HNSW_SQ8, IVF_PQ_REFINE, IVF_SQ8
+from simsearch.index.kind_names import FLAT, HNSW_SQ8, IVF_PQ_REFINE, IVF_SQ8
 
 KINDS = (FLAT, IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)
 MASKED = (IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)  # deleted ids are masked until compaction

@@ -103,7 +103,7 @@ class IndexManager:
         self.progress = None  # optional callable(message) told the steps of a build
         # optional callable(collection id, space, reason, vectors) -> a job with step(message),
         # done(info, vectors), failed(exc): background rebuilds as rows of the jobs table
-        # (simsearch.jobs.index_builds; the context sets it)
+        # (simsearch.index.build_jobs; the context sets it)
         self.build_jobs = None
         self._jobs: dict[tuple[int, str], object] = {}  # background rebuilds: their job
         self._deferred: dict[tuple[int, str], str] = {}  # background rebuilds: their current step

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simsearch.index.kind_names import FLAT, HNSW_SQ8, IVF_PQ_REFINE, IVF_SQ8  # noqa: F401 (importable from here too)
+
 log = logging.getLogger("simsearch.index")
 
-FLAT, IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8 = "flat", "ivf_pq_refine", "ivf_sq8", "hnsw_sq8"
 PREFERENCE = (IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)
 
 

@@ -53,7 +53,7 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
 def create_command_run(ctx, collection: str, spaces: list[str], source: str, total: int) -> int:
     """The run of a `simsearch ingest` command, owned by this process: if the command is killed,
     the next one marks it ``interrupted`` (:func:`simsearch.jobs.reconcile.mark_interrupted`)."""
-    from simsearch.jobs.owners import this_process
+    from simsearch.owners import this_process
 
     with ctx.db.session() as s:
         coll = repo.get_or_create_collection(s, collection)

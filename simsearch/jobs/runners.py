@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select, update
 
 from simsearch.errors import QueueUnavailable, SimsearchError
-from simsearch.jobs.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
+from simsearch.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
 from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
                               redis_connection, resolve_target)

@@ -90,25 +90,6 @@ class Runtime:
         raise NotImplementedError
 
 
-class ConvertingRuntime(Runtime):
-    """A runtime fed with a file converted from the Keras model (see :mod:`.cache`)."""
-
-    converts = True
-    files: tuple[str, ...] = ()  # file names of the converted model inside its cache folder
-
-    def convert(self, onnx_path: Path, out_dir: Path) -> None:
-        """Write this runtime's model files into ``out_dir`` from the ONNX export of the Keras model."""
-        raise NotImplementedError
-
-    def load(self, model_dir: Path, spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray]:
-        raise NotImplementedError
-
-    def open(self, spec: ModelSpec) -> Session:
-        from .cache import open_converted
-
-        return open_converted(self, spec)
-
-
 def cpu_threads() -> int:
     import os
 

@@ -9,7 +9,7 @@ from flask import jsonify, url_for
 from simsearch.ops import spaces as ops_spaces
 from simsearch.ops import tune_jobs
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import WRITE_SECURITY, errors
 from simsearch.web.schemas import tune as T
