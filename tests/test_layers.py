@@ -52,7 +52,8 @@ LAZY: dict[str, str] = {
 # Imports of the package's own modules inside functions: each one can hide a circle, so their
 # number may only go down. Lower it when you remove some; never raise it (import at the top, or
 # move the code to the layer where it belongs).
-OWN_INSIDE_FUNCTIONS = 0  # set below from the measured count
+# Counted per import statement (per module for ``import a, b``): 276 before the layers work, 251 after it.
+OWN_INSIDE_FUNCTIONS = 251
 
 # What the CLI may import below the operations, each with why: anything else it does goes
 # through simsearch.ops, the same operation the API's view calls.
@@ -62,9 +63,12 @@ CLI_BELOW_OPS: dict[str, str] = {
     "simsearch.context": "opening the process's AppContext",
     "simsearch.errors": "the error hierarchy it prints",
     "simsearch.text": "wording",
+    "simsearch.paths": "the data folder's layout (where reports go without --out)",
     "simsearch.limits": "the limits its options are checked against",
     "simsearch.store.db": "`simsearch db`: the schema's own tooling (no API twin); the database driver's errors as one line",
-    "simsearch.jobs.worker": "`simsearch worker`: the RQ worker loop is an entry point, not an operation",
+    "simsearch.jobs.worker_loop": "`simsearch worker`: the RQ worker loop is an entry point, not an operation",
+    "simsearch.jobs.worker_check": "`simsearch worker --check`: the container's health check, beside the loop",
+    "simsearch.provenance": "describe(): the wording of a space's fingerprint, which ops.spaces.overview returns",
 }
 
 

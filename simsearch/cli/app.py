@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from simsearch import __version__
-from simsearch.errors import InvalidInput, NotFound, SimsearchError
+from simsearch.errors import InvalidInput, NotFound, QueueUnavailable, SimsearchError
 
 
 class SimsearchGroup(click.Group):
@@ -42,8 +42,6 @@ def _unreachable(exc: Exception) -> SimsearchError | None:
         from redis.exceptions import TimeoutError as RedisTimeout
 
         if isinstance(exc, (RedisConnectionError, RedisTimeout)):
-            from simsearch.errors import QueueUnavailable
-
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return QueueUnavailable(f"the job queue (Redis at SIMSEARCH_REDIS_URL) is unreachable: {type(exc).__name__}"
                                     + (f" ({detail})" if detail else ""))

@@ -34,6 +34,8 @@ import numpy as np
 from sqlalchemy import text
 
 from simsearch.index.policy import IndexPolicy
+from simsearch.paths import collection_index_dir as collection_dir
+from simsearch.paths import index_file as index_path
 from simsearch.store import repo
 
 log = logging.getLogger("simsearch.index")
@@ -44,15 +46,6 @@ VERIFY_INTERVAL = 30.0
 # Indexes at least this large are brought up to date off the request path after a deletion
 # (search results never show a deleted image: hits are looked up in the database).
 BACKGROUND_UPDATE_AT = 50_000
-
-
-def collection_dir(index_dir: Path, collection_id: int) -> Path:
-    return Path(index_dir) / f"collection-{int(collection_id)}"
-
-
-def index_path(index_dir: Path, collection_id: int, space: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in space)
-    return collection_dir(index_dir, collection_id) / f"{safe}.faiss"
 
 
 WRITER_LOCK_WAIT = 3600.0  # seconds a process waits for another's index write (a 1M rebuild takes minutes)

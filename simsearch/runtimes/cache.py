@@ -29,8 +29,10 @@ from typing import Callable
 import numpy as np
 
 from simsearch.digest import file_sha256, write_atomic
+from simsearch.errors import RuntimeRefused
+from simsearch.paths import converted_dir
 
-from .base import FP32, TOLERANCE, ModelSpec, Runtime, RuntimeRefused, Session, min_cosine, probe_images
+from .base import FP32, TOLERANCE, ModelSpec, Runtime, Session, min_cosine, probe_images
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ MANIFEST, REFERENCE = "manifest.json", "reference.npy"
 
 
 def cache_root(weights_dir) -> Path:
-    return Path(weights_dir) / "converted"
+    return converted_dir(weights_dir)
 
 
 def cache_key(runtime: ConvertingRuntime, spec: ModelSpec, weights_sha: str) -> str:
