@@ -297,7 +297,7 @@ def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> di
     if index:
         built = policy.build(np.arange(n, dtype=np.int64), X, policy.IndexPolicy())  # the kind a collection of n gets
         if built.params:
-            kinds.set_params(built.index, built.kind, built.params)
+            kinds.get(built.kind).set_params(built.index, built.params)
         index_info = {"kind": built.kind, "params": built.params, "recall_at_10": round(float(built.recall), 4)}
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -255,7 +255,7 @@ def run_kind(kind: str, x: np.ndarray, ids: np.ndarray, queries: np.ndarray, tru
     out["filtered"] = [filtered(loaded, queries, x, ids, share, rng) for share in (0.05, 0.002)]
     log(f"{kind}: recall {out['recall_at_10_heldout']}, {out['batch_qps']} QPS, p99 {out['p99_ms']} ms")
 
-    if kind == kinds.IVF_PQ_REFINE and args.float16:
+    if isinstance(faiss.downcast_index(index.index), faiss.IndexRefine) and args.float16:  # ivf_pq_refine
         log(f"{kind}: re-ranking from a float16 memmap")
         out["refine_from_float16_memmap"] = float16_refine(loaded, x, int(ids[0]), queries, truth, work)
 
@@ -282,7 +282,7 @@ def run_kind(kind: str, x: np.ndarray, ids: np.ndarray, queries: np.ndarray, tru
                           "seconds": round(delete_s, 3), "rebuilt": False, **after_delete(after)}
     # compaction (due beyond 10% masked; timed here on these 1,000): IVF kinds in place, HNSW rebuilt
     t0 = time.perf_counter()
-    if kinds.compact(index, kind, gone):
+    if kinds.get(kind).compact(index, gone):
         compact_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         save_index(index, path)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from simsearch import paths
@@ -116,7 +118,8 @@ class Settings(BaseSettings):
     # it a compressed approximate index tuned until recall@10 on sampled queries reaches target_recall
     target_recall: float = Field(0.95, gt=0, le=1)
     exact_threshold: int = Field(50_000, ge=0)
-    index_type: Literal["auto", "flat", "ivf_pq_refine", "ivf_sq8", "hnsw_sq8"] = "auto"
+    # "auto" or a registered index kind (simsearch.index.kinds: flat, ivf_pq_refine, ivf_sq8, hnsw_sq8)
+    index_type: str = "auto"
     zip_max_entries: int = Field(50_000, ge=1)
     zip_max_bytes: int = Field(1 << 30, ge=1)
     zip_max_entry_bytes: int = Field(512 << 20, ge=1)
@@ -139,6 +142,19 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_or_auto(cls, v: Any) -> Any:
         return (v.strip().lower() or "auto") if isinstance(v, str) else v
+
+    @field_validator("index_type", mode="after")
+    @classmethod
+    def _index_kind(cls, v: str) -> str:
+        if v == "auto":
+            return v
+        from simsearch.index import kinds
+
+        known = ["auto", *kinds.names()]
+        if v not in known:  # worded as pydantic words a Literal's error
+            expected = ", ".join(repr(k) for k in known[:-1]) + f" or {known[-1]!r}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return v
 
     @field_validator("jobs", mode="before")
     @classmethod

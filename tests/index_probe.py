@@ -59,7 +59,7 @@ def probe(kind: str, n: int, dim: int, folder: Path) -> dict:
         check(loaded.search(q, n)[1], everything, "top-n", problems)
         allowed = ids[::2]
         check(loaded.search(q, 5, allowed_ids=allowed)[1], set(allowed.tolist()), f"filtered ({exact_subset})", problems, 0)
-        if built.kind in kinds.MASKED and n > 1:
+        if kinds.get(built.kind).masks_deletions and n > 1:
             masked = ids[: n // 2]
             gone = LoadedIndex(index=built.index, fingerprint="", generation=0, kind=built.kind, masked=masked,
                                exact_subset=exact_subset)

@@ -143,7 +143,7 @@ def test_the_recall_check_detects_a_bad_parameter_set(pctx):
     # sabotage: one list probed, no re-ranking beyond k (as a careless hand-tuning would)
     path = pctx.indexes.path_for(coll_id, SPACE)
     bad = load_index(path)
-    kinds.set_params(bad, "ivf_pq_refine", {"nprobe": 1, "k_factor": 1})
+    kinds.get("ivf_pq_refine").set_params(bad, {"nprobe": 1, "k_factor": 1})
     save_index(bad, path)
     pctx.indexes.forget(coll_id)
     report = pctx.indexes.check_recall(coll_id, SPACE)
@@ -151,7 +151,7 @@ def test_the_recall_check_detects_a_bad_parameter_set(pctx):
     assert report["params"]["nprobe"] > 1 and pctx.indexes.builds == builds  # re-tuned, not rebuilt
     st = state_of(pctx, coll_id)
     assert st.recall == report["recall"] and st.params == report["params"]
-    assert kinds.get_params(load_index(path), "ivf_pq_refine") == report["params"]  # saved with the file
+    assert kinds.get("ivf_pq_refine").get_params(load_index(path)) == report["params"]  # saved with the file
 
 
 @pytest.mark.parametrize("kind", ["ivf_pq_refine", "ivf_sq8", "hnsw_sq8"])

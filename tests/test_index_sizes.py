@@ -19,12 +19,15 @@ import numpy as np
 import pytest
 
 from simsearch.index import kinds
-from simsearch.index.policy import FLAT, HNSW_SQ8, IVF_PQ_REFINE, IVF_SQ8, IndexPolicy
+from simsearch.index.kinds.ivf import nlist_for
+from simsearch.index.kinds.ivf_pq_refine import OPQ_TRAIN, opq_train_size
+from simsearch.index.policy import IndexPolicy
 
 from conftest import ROOT
 
 SIZES = range(1, 5001)
 DIMS = (1, 8, 15, 16, 64, 80, 100, 320, 512, 768, 1000, 1280, 2048, 2560)
+FLAT, IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8 = "flat", "ivf_pq_refine", "ivf_sq8", "hnsw_sq8"
 APPROXIMATE = (IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)
 # glibc aborts on the heap corruption it finds (an overrun that might not segfault by itself)
 CHECKED_ENV = {"GLIBC_TUNABLES": "glibc.malloc.check=3", "OMP_NUM_THREADS": "1"}
@@ -34,53 +37,55 @@ def faiss_preconditions_hold(kind: str, n: int, dim: int) -> bool:
     """FAISS's own requirements, restated from its sources (1.15) for the sizes the kind uses."""
     if kind == FLAT:
         return True
-    train = kinds.train_size(kind, n)
+    train = kinds.get(kind).train_size(n)
     ok = n >= 1 and dim >= 1 and train >= 1
     if kind in (IVF_PQ_REFINE, IVF_SQ8):
-        nlist = kinds.nlist_for(n)
+        nlist = nlist_for(n)
         ok = ok and nlist <= train <= n  # Clustering::train: "Number of training points should be at least ... clusters"
     if kind == IVF_PQ_REFINE:
         ok = ok and train >= 16  # each 4-bit sub-quantizer's k-means: 16 centroids
-        ok = ok and min(train, kinds.OPQ_TRAIN) >= dim  # OPQMatrix::train: xxr(d * n) receives a d x d product
+        ok = ok and min(train, OPQ_TRAIN) >= dim  # OPQMatrix::train: xxr(d * n) receives a d x d product
     return ok
 
 
 @pytest.mark.parametrize("dim", DIMS)
 def test_the_guard_at_every_size_says_exactly_when_faiss_can_build(dim):
-    for kind in kinds.KINDS:
-        fits = [kinds.unfit(kind, n, dim) is None for n in SIZES]
+    assert kinds.names() == [FLAT, *APPROXIMATE]
+    for kind in kinds.names():
+        fits = [kinds.get(kind).unfit(n, dim) is None for n in SIZES]
         assert fits == [faiss_preconditions_hold(kind, n, dim) for n in SIZES], kind
         # once a kind fits, it fits every larger collection (the policy cannot flap between kinds)
         first = fits.index(True) if True in fits else len(fits)
         assert all(fits[first:]), kind
         for n in SIZES:  # the reason names the kind, the size and the dimension
-            why = kinds.unfit(kind, n, dim)
+            why = kinds.get(kind).unfit(n, dim)
             assert why is None or (why.startswith(f"{kind} for {n:,} vector") and f"{dim:,} dimensions" in why)
 
 
 def test_the_boundaries_where_each_kind_starts_to_fit():
     def first(kind, dim):
-        return next(n for n in range(1, 100_000) if kinds.unfit(kind, n, dim) is None)
+        return next(n for n in range(1, 100_000) if kinds.get(kind).unfit(n, dim) is None)
 
     # the OPQ rotation needs as many training vectors as dimensions (40 a list: 32 lists from 1,248)
     assert first(IVF_PQ_REFINE, 1280) == 1280 and first(IVF_PQ_REFINE, 64) == 78 and first(IVF_PQ_REFINE, 8) == 16
     assert first(IVF_PQ_REFINE, 2048) == 2496  # 64 lists: 2,560 training vectors
-    assert "trained on 320 vectors, fewer than their 1,280 dimensions" in kinds.unfit(IVF_PQ_REFINE, 400, 1280)
+    assert "trained on 320 vectors, fewer than their 1,280 dimensions" in kinds.get(IVF_PQ_REFINE).unfit(400, 1280)
     for kind in (FLAT, IVF_SQ8, HNSW_SQ8):
         assert first(kind, 1280) == 1
     for kind in APPROXIMATE:
-        assert kinds.unfit(kind, 0, 1280) is not None
-    with pytest.raises(ValueError):
-        kinds.unfit("ivf_pq", 1000, 64)
+        assert kinds.get(kind).unfit(0, 1280) is not None
+    with pytest.raises(ValueError, match="unknown index kind 'ivf_pq'"):
+        kinds.get("ivf_pq")
 
 
 def test_training_sizes_at_scale_are_unchanged():
     # 1M: 2,048 lists trained on 40 vectors each, the OPQ rotation on 10,000; 100k: 1,024 lists
-    assert (kinds.nlist_for(10**6), kinds.train_size(IVF_PQ_REFINE, 10**6), kinds.opq_train_size(81_920)) == (2048, 81_920, 10_000)
-    assert (kinds.nlist_for(100_000), kinds.train_size(IVF_SQ8, 100_000)) == (1024, 40_960)
-    assert kinds.train_size(HNSW_SQ8, 10**6) == 50_000 and kinds.train_size(FLAT, 10**6) == 0
+    size = {kind: kinds.get(kind).train_size for kind in kinds.names()}
+    assert (nlist_for(10**6), size[IVF_PQ_REFINE](10**6), opq_train_size(81_920)) == (2048, 81_920, 10_000)
+    assert (nlist_for(100_000), size[IVF_SQ8](100_000)) == (1024, 40_960)
+    assert size[HNSW_SQ8](10**6) == 50_000 and size[FLAT](10**6) == 0
     # at 1M every dimension up to the OPQ sample fits; beyond it ivf_pq_refine never does
-    assert kinds.unfit(IVF_PQ_REFINE, 10**6, 10_000) is None and kinds.unfit(IVF_PQ_REFINE, 10**6, 10_001)
+    assert kinds.get(IVF_PQ_REFINE).unfit(10**6, 10_000) is None and kinds.get(IVF_PQ_REFINE).unfit(10**6, 10_001)
 
 
 def test_the_policy_wants_only_kinds_that_fit():
@@ -99,7 +104,7 @@ def test_the_policy_wants_only_kinds_that_fit():
     for policy in (forced, auto, IndexPolicy(exact_threshold=1, kind=HNSW_SQ8)):
         for dim in (8, 64, 1280):
             for n in range(1, 3000, 7):
-                assert kinds.unfit(policy.kind_for(n, dim=dim), n, dim) is None
+                assert kinds.get(policy.kind_for(n, dim=dim)).unfit(n, dim) is None
 
 
 def run_probe(cases: list, timeout: float = 300) -> list[dict]:
@@ -123,9 +128,10 @@ def expected_kind(kind: str, n: int, dim: int) -> str:
 def boundaries(kind: str, dim: int, top: int = 5000) -> set[int]:
     """Sizes around each change of what the kind is built with: where it starts to fit, and where
     the IVF kinds get more lists (n/39 crossing a power of two); -1, 0 and +1."""
-    changes = {n for n in range(2, top + 1) if (kinds.unfit(kind, n, dim) is None) != (kinds.unfit(kind, n - 1, dim) is None)}
+    unfit = kinds.get(kind).unfit
+    changes = {n for n in range(2, top + 1) if (unfit(n, dim) is None) != (unfit(n - 1, dim) is None)}
     if kind in (IVF_PQ_REFINE, IVF_SQ8):
-        changes |= {n for n in range(2, top + 1) if kinds.nlist_for(n) != kinds.nlist_for(n - 1)}
+        changes |= {n for n in range(2, top + 1) if nlist_for(n) != nlist_for(n - 1)}
     return {m for n in changes for m in (n - 1, n, n + 1) if 1 <= m <= top}
 
 
@@ -167,7 +173,7 @@ def test_the_issue_sizes_at_1280_dimensions():
 
 
 def test_training_refuses_a_sample_that_does_not_fit():
-    """The last line of defence: whoever calls :func:`kinds.train`, a sample below the kind's
+    """The last line of defence: whoever calls ``IndexKind.train``, a sample below the kind's
     preconditions is a ValueError before FAISS sees it (in a subprocess: were the guard wrong, the
     overrun would abort it)."""
     code = """
@@ -176,15 +182,15 @@ from simsearch.index import kinds
 x = np.random.default_rng(0).standard_normal((400, 256)).astype(np.float32)
 for kind, n_index, n_sample in (("ivf_pq_refine", 5000, 255), ("ivf_pq_refine", 300, 15), ("ivf_sq8", 5000, 100),
                                 ("hnsw_sq8", 10, 0)):
-    index = kinds.make(kind, 256, n_index)
+    index = kinds.get(kind).make(256, n_index)
     try:
-        kinds.train(index, kind, x[:n_sample])
+        kinds.get(kind).train(index, x[:n_sample])
     except ValueError as exc:
         print(kind, n_sample, "refused:", exc)
     else:
         print(kind, n_sample, "trained")
-index = kinds.make("ivf_pq_refine", 256, 312)
-kinds.train(index, "ivf_pq_refine", x[:320])
+index = kinds.get("ivf_pq_refine").make(256, 312)
+kinds.get("ivf_pq_refine").train(index, x[:320])
 print("ivf_pq_refine 320 trained", index.is_trained)
 """
     env = {**os.environ, **CHECKED_ENV, "PYTHONPATH": str(ROOT)}

@@ -1,8 +1,9 @@
 """FAISS indexes: a derived cache of the database's vectors, one per (collection, space).
 
 - FAISS ids are image ids; inner product on L2-normalised vectors (= cosine similarity).
-- Exact search (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors, HNSW above it (approximate,
-  but keeps single-query latency low at 100k+ vectors).
+- :func:`build_index` (indexes built outside the policy): exact search (``IndexFlatIP``) up to
+  ``HNSW_THRESHOLD`` vectors, HNSW above it (approximate, but keeps single-query latency low at
+  100k+ vectors).
 - Saved atomically: written to a temporary file in the same folder, fsynced, then renamed; the
   file ends with a checksum of its bytes, verified before FAISS reads it (:mod:`.integrity`).
 - Checked when opened (by :mod:`simsearch.index.manager`, which owns the layout and the
@@ -23,7 +24,6 @@ from simsearch.errors import IndexCorrupt, InvalidInput
 from simsearch.index.integrity import read_checked, write_checksummed
 
 HNSW_THRESHOLD = 50_000
-HNSW_EF_SEARCH = 128
 TUNED_K = 10  # the k the policy tunes for (recall@10); fewer results are taken from a top-10
 
 
@@ -32,19 +32,18 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = H
     """An index of ``kind`` (default: exact below ``hnsw_threshold`` vectors, HNSW+SQ8 above),
     with its default search parameters. The index manager builds through the index policy
     instead (:mod:`simsearch.index.policy`: the kind by size, tuned to a recall target; the kinds:
-    :mod:`simsearch.index.kinds`)."""
+    :mod:`simsearch.index.kinds`). Untuned: the kind's ``default_params``."""
     from simsearch.index import kinds
 
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise InvalidInput(f"vectors must be (N, D) with N ids; got {vectors.shape} and {len(ids)} ids", field="vectors")
-    kind = kind or (kinds.HNSW_SQ8 if len(ids) >= hnsw_threshold else kinds.FLAT)
-    kind = kinds.fitting([kind], len(ids), vectors.shape[1])[0]  # exact when FAISS cannot build that kind
-    index = kinds.make(kind, vectors.shape[1], len(ids))
-    kinds.train(index, kind, vectors[:kinds.train_size(kind, len(ids))])
-    if kind == kinds.HNSW_SQ8:
-        kinds.set_params(index, kind, {"efSearch": HNSW_EF_SEARCH})
+    kind = kind or (kinds.untuned().name if len(ids) >= hnsw_threshold else kinds.exact().name)
+    of = kinds.get(kinds.fitting([kind], len(ids), vectors.shape[1])[0])  # exact when FAISS cannot build that kind
+    index = of.make(vectors.shape[1], len(ids))
+    of.train(index, vectors[:of.train_size(len(ids))])
+    of.set_params(index, of.default_params)
     if len(ids):
         kinds.add(index, ids, vectors)
     return index
@@ -128,7 +127,8 @@ class LoadedIndex:
         if self.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         k = max(1, min(int(k), self.ntotal))
-        if self.kind != kinds.FLAT and k < min(TUNED_K, self.ntotal):  # as many candidates as when tuned
+        of = kinds.behaviour(self.kind)
+        if not of.exact and k < min(TUNED_K, self.ntotal):  # as many candidates as when tuned
             scores, ids = self.search(q, min(TUNED_K, self.ntotal), allowed_ids=allowed_ids)  # (IndexRefine re-ranks k * k_factor)
             return scores[:, :k], ids[:, :k]
         if allowed_ids is None and not len(self.masked):
@@ -138,11 +138,11 @@ class LoadedIndex:
             allowed = np.setdiff1d(np.asarray(allowed_ids, dtype=np.int64), self.masked)
             if len(allowed) == 0:
                 return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-            if self.kind != kinds.FLAT and len(allowed) <= self.exact_subset:
+            if not of.exact and len(allowed) <= self.exact_subset:
                 return self._exact(q, min(k, len(allowed)), allowed)
         fraction = (len(allowed) if allowed is not None else self.ntotal) / max(1, int(self.index.ntotal))
-        return kinds.search_selected(self.index, self.kind, q, k, allowed=allowed, masked=self.masked,
-                                     fraction=fraction, positions=self.positions() if self.kind == kinds.IVF_PQ_REFINE else None)
+        return of.search_selected(self.index, q, k, allowed=allowed, masked=self.masked, fraction=fraction,
+                                  positions=self.positions() if of.selects_positions else None)
 
     def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every allowed vector scored (as the index stores it: 8-bit codes for the compressed kinds)."""
@@ -152,8 +152,10 @@ class LoadedIndex:
         if len(allowed) == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         k = min(k, len(allowed))
-        if self.kind == kinds.IVF_SQ8:  # no direct map to decode by id: every list scanned, only these scored
-            return kinds.search_selected(self.index, self.kind, q, k, allowed=allowed, masked=self.masked, fraction=0.0)
+        of = kinds.behaviour(self.kind)
+        if of.scans_to_decode:  # no direct map to decode by id: every list scanned, only these scored
+            return of.search_selected(self.index, q, k, allowed=allowed, masked=self.masked, fraction=0.0)
+
         vectors = self.index.reconstruct_batch(np.ascontiguousarray(allowed, dtype=np.int64))
         # scored by FAISS, not numpy: a few queries go through its own SIMD loop on this thread,
         # where OpenBLAS would wake its threads (~8 ms for 1,000 vectors on a busy 2-core host)

@@ -249,7 +249,7 @@ class IndexManager:
         with key_lock, writer_lock(self.db, self.path_for(collection_id, space)):
             with self.db.session() as s:
                 ids, vectors = repo.load_vectors(s, collection_id, space)
-            if current.kind == kinds.FLAT or not len(ids):
+            if kinds.behaviour(current.kind).exact or not len(ids):
                 before = after = 1.0
                 action, loaded, info = "ok", current, {"recall": 1.0, "checked_count": len(ids)}
             else:
@@ -277,7 +277,8 @@ class IndexManager:
             self._open[key] = loaded
         self._verified_at[key] = time.monotonic()
         return {"recall_before": round(before, 4), "recall": round(after, 4), "action": action,
-                "params": kinds.get_params(loaded.index, loaded.kind), "kind": loaded.kind}
+                "params": kinds.behaviour(loaded.kind).get_params(loaded.index), "kind": loaded.kind}
+
 
     # ---- after deletions ---------------------------------------------------------------
     def images_deleted(self, collection_id: int, spaces: list[str]) -> list[Future]:

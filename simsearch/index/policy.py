@@ -6,8 +6,10 @@
   recall") whose recall check passes; exact search if none does. ``SIMSEARCH_INDEX_TYPE`` forces
   one kind. An approximate index stays approximate until the collection shrinks below half the
   threshold (no flapping around it).
+- **The kinds** are registered in :mod:`simsearch.index.kinds` (one class a kind); the policy
+  asks the registry for them (the preference: the kinds' ranks; the exact kind), never a name.
 - **Preconditions**: a kind that FAISS cannot build for the collection's size and dimension
-  (:func:`simsearch.index.kinds.unfit`: training vectors against dimensions, lists against
+  (:meth:`simsearch.index.kinds.IndexKind.unfit`: training vectors against dimensions, lists against
   vectors) is never tried: the next kind of the preference that fits is, down to flat; the reason
   is logged, told to the build's progress and kept in :attr:`Built.rejected`.
 - **Tuning** when an approximate index is built: ``sample_queries`` stored vectors (seeded) are
@@ -30,11 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simsearch.index.kind_names import FLAT, HNSW_SQ8, IVF_PQ_REFINE, IVF_SQ8  # noqa: F401 (importable from here too)
+from simsearch.index import kinds
 
 log = logging.getLogger("simsearch.index")
-
-PREFERENCE = (IVF_PQ_REFINE, IVF_SQ8, HNSW_SQ8)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class IndexPolicy:
     exact_threshold: int = 50_000
     target_recall: float = 0.95
     kind: str = "auto"  # or one kind for every index above the threshold
-    preference: tuple[str, ...] = PREFERENCE
+    # the kinds the automatic policy tries, best first (None: the registered kinds by their rank,
+    # simsearch.index.kinds.preference(): ivf_pq_refine, ivf_sq8, hnsw_sq8)
+    preference: tuple[str, ...] | None = None
     sample_queries: int = 1000
     k: int = 10
     compact_fraction: float = 0.10  # masked (deleted) vectors beyond this share: the index is compacted
@@ -62,23 +64,23 @@ class IndexPolicy:
     def order(self, first: str | None = None) -> list[str]:
         """The kinds to try, best first: ``first`` (default: the forced kind, or the first of the
         preference), then the rest of the preference (the fallbacks when one does not fit)."""
-        first = first or (self.preference[0] if self.kind == "auto" else self.kind)
-        return [first] + [k for k in self.preference if k != first]
+        preference = self.preference if self.preference is not None else kinds.preference()
+        first = first or (preference[0] if self.kind == "auto" else self.kind)
+        return [first] + [k for k in preference if k != first]
 
     def kind_for(self, n: int, current: str | None = None, dim: int | None = None) -> str:
         """The kind an index of ``n`` vectors should be; ``current``: the kind it is now; ``dim``:
         their dimension, to want only a kind that FAISS can build for them (the first of
-        :meth:`order` that fits, else flat; None: not checked)."""
-        if self.kind == FLAT:
-            return FLAT
+        :meth:`order` that fits, else the exact kind; None: not checked)."""
+        exact = kinds.exact().name
+        if self.kind != "auto" and kinds.get(self.kind).exact:
+            return exact
         wanted = self.order()[0]
         if dim is not None and n >= self.exact_threshold // 2:
-            from simsearch.index.kinds import fitting
-
-            wanted = fitting(self.order(), n, dim)[0]
-        if current in PREFERENCE and (self.kind == "auto" or current in (self.kind, wanted)):
-            return current if n >= self.exact_threshold // 2 else FLAT
-        return FLAT if n < self.exact_threshold else wanted
+            wanted = kinds.fitting(self.order(), n, dim)[0]
+        if kinds.is_approximate(current) and (self.kind == "auto" or current in (self.kind, wanted)):
+            return current if n >= self.exact_threshold // 2 else exact
+        return exact if n < self.exact_threshold else wanted
 
 
 @dataclass
@@ -152,32 +154,29 @@ def tune(index, kind: str, truth: Truth, policy: IndexPolicy, n: int, *, search=
     """The cheapest setting of the index's knobs that reaches the target recall (applied to the
     index); if none does, the setting with the highest recall. Returns (params, recall, curve).
     ``search``: how to query it (default ``index.search``; an open index with masked ids passes its own)."""
-    from simsearch.index import kinds
-
+    of = kinds.behaviour(kind)
     search = search or (lambda q, kk: index.search(q, kk))
     curve, reached = [], []
     best = ({}, -1.0)
-    for group in kinds.knob_grid(kind, index):
+    for group in of.knob_grid(index):
         for params in group:
-            kinds.set_params(index, kind, params)
+            of.set_params(index, params)
             r = measure(search, truth, policy.k)
             curve.append(dict(params, recall=round(r, 4)))
             if r > best[1]:
                 best = (params, r)
             if r >= min(1.0, policy.target_recall + policy.margin):
-                reached.append((kinds.cost(kind, params, n, policy.k), params, r))
+                reached.append((of.cost(params, n, policy.k), params, r))
                 break
     params, r = min(reached, key=lambda t: t[0])[1:] if reached else best
-    kinds.set_params(index, kind, params)
-    return kinds.get_params(index, kind), r, curve
+    of.set_params(index, params)
+    return of.get_params(index), r, curve
 
 
 def build(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy, *, kind: str | None = None,
           progress=None) -> Built:
     """Build the index the policy wants for these vectors, tuned; ``kind`` overrides the choice.
     ``progress(message)`` is told each step."""
-    from simsearch.index import kinds
-
     t0 = time.perf_counter()
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -186,11 +185,11 @@ def build(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy, *, kind: st
     wanted = kind or policy.kind_for(n)
     rejected: dict = {}
     candidates = []
-    if wanted != FLAT and n:
+    if not kinds.get(wanted).exact and n:
         for cand in policy.order(wanted):
-            if cand == FLAT:
+            if kinds.get(cand).exact:
                 break
-            problem = kinds.unfit(cand, n, dim)
+            problem = kinds.get(cand).unfit(n, dim)
             if problem is not None:  # FAISS would throw or crash: never tried
                 rejected[cand] = problem
                 # expected for a small collection under the automatic policy; a forced kind is a warning
@@ -219,23 +218,24 @@ def build(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy, *, kind: st
         log.warning("index %s reaches recall@%d %.3f at best, below the target %.2f: trying the next kind",
                     cand, policy.k, recall, policy.target_recall)
         del index
-    index = kinds.make(FLAT, dim, n)
+    exact = kinds.exact()
+    index = exact.make(dim, n)
     if n:
         kinds.add(index, ids, vectors)
-    return Built(index, FLAT, {}, 1.0, time.perf_counter() - t0, [], rejected)
+    return Built(index, exact.name, {}, 1.0, time.perf_counter() - t0, [], rejected)
 
 
 def _build_one(kind: str, ids: np.ndarray, vectors: np.ndarray, truth: Truth, policy: IndexPolicy, say):
-    """An index of ``kind`` (which fits: :func:`simsearch.index.kinds.unfit`) trained, filled
-    (the tuning queries held out, then added last) and tuned: (index, params, recall, curve)."""
-    from simsearch.index import kinds
-
+    """An index of ``kind`` (which fits: :meth:`IndexKind.unfit`) trained, filled (the tuning
+    queries held out, then added last) and tuned: (index, params, recall, curve)."""
+    of = kinds.get(kind)
     n, dim = vectors.shape
-    say(f"{kind}: training on {kinds.train_size(kind, n):,} of {n:,} vectors")
-    index = kinds.make(kind, dim, n)
+    say(f"{kind}: training on {of.train_size(n):,} of {n:,} vectors")
+    index = of.make(dim, n)
     rng = np.random.default_rng(policy.seed)
-    sample = vectors[np.sort(rng.choice(n, kinds.train_size(kind, n), replace=False))]
-    kinds.train(index, kind, sample)
+    sample = vectors[np.sort(rng.choice(n, of.train_size(n), replace=False))]
+    of.train(index, sample)
+
     del sample
     kinds.add(index, ids, vectors, skip=truth.rows, progress=lambda done, total: say(f"{kind}: added {done:,} of {total:,}"))
     say(f"{kind}: tuning for recall@{policy.k} >= {policy.target_recall}")

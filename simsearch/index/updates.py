@@ -5,10 +5,11 @@ writer lock).
   (collection, space) before it is used; :func:`update` makes them equal, or answers None (the
   manager then rebuilds from the database).
 - Adds are appended (IVF: added to their lists; HNSW: inserted in the graph). Deletes are
-  removed from a flat index; the approximate kinds (:data:`~simsearch.index.kinds.MASKED`) mask
-  them: their ids are kept in ``index_states.masked`` and left out of every search (nothing is
-  written); beyond ``compact_fraction`` of the index they are compacted: removed in place from an
-  IVF kind's lists and codes (:func:`compact`), or by a rebuild for HNSW.
+  removed from a flat index; the kinds that mask them (``IndexKind.masks_deletions``: the
+  approximate ones) keep their ids in ``index_states.masked`` and leave them out of every search
+  (nothing is written); beyond ``compact_fraction`` of the index they are compacted: removed in
+  place (``IndexKind.compacts_in_place``: an IVF kind's lists and codes, :func:`compact`), or by
+  a rebuild (HNSW).
 - A rebuild instead when: the policy wants another kind for the new size, an id comes back that
   the index still holds under a mask (SQLite may reuse the largest id), the dimension differs,
   the file is missing or corrupt, more than ``compact_fraction`` is masked (compaction), or the
@@ -69,7 +70,7 @@ def _mask_open_index(policy, cached, db_ids, fp, prior):
     from simsearch.index import kinds
     from simsearch.index.faiss_index import LoadedIndex
 
-    if cached is None or cached.kind not in kinds.MASKED:
+    if cached is None or not kinds.behaviour(cached.kind).masks_deletions:
         return None
     held = cached.positions().id_map
     live = np.setdiff1d(held, cached.masked)
@@ -101,8 +102,9 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
             log.warning("%s; rebuilding from the database", exc.message)
         return None, None, "missing or unreadable"
     kind = kinds.kind_of(index)
+    of = kinds.behaviour(kind)
     held = index_ids(index)
-    masked = np.intersect1d(prior.masked, held) if kind in kinds.MASKED else np.zeros(0, np.int64)
+    masked = np.intersect1d(prior.masked, held) if of.masks_deletions else np.zeros(0, np.int64)
     live = np.setdiff1d(held, masked)
     to_add, to_remove = np.setdiff1d(db_ids, live), np.setdiff1d(live, db_ids)
     wanted = policy.kind_for(len(db_ids), current=kind, dim=index.d)
@@ -114,12 +116,12 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     if other_kind:
         return None, None, other_kind
     changed = bool(len(to_add))
-    if kind in kinds.MASKED:
+    if of.masks_deletions:
         if len(np.intersect1d(to_add, held)):
             return None, None, "ids masked as deleted are back in the database"
         masked = np.union1d(masked, to_remove)
     elif len(to_remove):
-        kinds.remove(index, kind, to_remove)
+        of.remove(index, to_remove)
         changed = True
     if len(to_add):
         with manager.db.session() as s:
@@ -133,7 +135,7 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
                          exact_subset=policy.exact_subset)
     info = masked_info(masked)
     reason = _compaction_due(policy, masked, len(held) + len(to_add))
-    if kind != kinds.FLAT and prior.checked_count and loaded.ntotal >= (1 + policy.recheck_growth) * prior.checked_count:
+    if not of.exact and prior.checked_count and loaded.ntotal >= (1 + policy.recheck_growth) * prior.checked_count:
         checked = recheck(manager, collection_id, space, loaded)
         if checked is None:
             reason = reason or f"recall@{policy.k} below {policy.target_recall} after growth, even re-tuned"
@@ -153,7 +155,8 @@ def compact(manager, collection_id: int, space: str, loaded):
     from simsearch.index import kinds
     from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
 
-    if loaded.kind not in kinds.COMPACTED_IN_PLACE:
+    of = kinds.behaviour(loaded.kind)
+    if not of.compacts_in_place:
         return None
     path = manager.path_for(collection_id, space)
     try:
@@ -162,7 +165,7 @@ def compact(manager, collection_id: int, space: str, loaded):
         return None
     if not np.array_equal(np.sort(index_ids(index)), np.sort(loaded.positions().id_map)):
         return None  # the file is not the open index
-    kinds.compact(index, loaded.kind, loaded.masked)
+    of.compact(index, loaded.masked)
     if repo.fingerprint(index_ids(index)) != loaded.fingerprint:
         return None
     save_index(index, path)
@@ -188,11 +191,12 @@ def recheck(manager, collection_id: int, space: str, loaded, truth=None):
     retuned = False
     if recall < policy.target_recall:
         log.warning("index of collection %s / %s: recall@%d %.3f < %.2f with %s: re-tuning", collection_id, space,
-                    policy.k, recall, policy.target_recall, kinds.get_params(loaded.index, loaded.kind))
+                    policy.k, recall, policy.target_recall, kinds.behaviour(loaded.kind).get_params(loaded.index))
         _, recall, _ = tune(loaded.index, loaded.kind, truth, policy, loaded.ntotal, search=loaded.search)
         retuned = True
         if recall < policy.target_recall:
             log.warning("re-tuned, recall@%d is %.3f at best: rebuilding", policy.k, recall)
             return None
-    return {"recall": round(recall, 4), "params": kinds.get_params(loaded.index, loaded.kind),
+    return {"recall": round(recall, 4), "params": kinds.behaviour(loaded.kind).get_params(loaded.index),
+
             "checked_count": loaded.ntotal, "retuned": retuned}

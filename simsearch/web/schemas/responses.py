@@ -51,11 +51,20 @@ class BackboneList(BaseModel):
     backbones: list[Backbone]
 
 
+def _index_kinds() -> str:
+    """``flat (exact), ivf_pq_refine, ivf_sq8 or hnsw_sq8.``: the registered kinds."""
+    from simsearch.index import kinds
+
+    approximate = [k for k in kinds.names() if kinds.is_approximate(k)]
+    return f"{kinds.exact().name} (exact), {', '.join(approximate[:-1])} or {approximate[-1]}."
+
+
 class IndexInfo(BaseModel):
     """What the index policy chose for one (collection, backbone) index and what it measured when
     it last built, tuned or checked it (see the README's "Index policy and recall")."""
 
-    kind: str = Field(description="flat (exact), ivf_pq_refine, ivf_sq8 or hnsw_sq8.")
+    kind: str = Field(description=_index_kinds())
+
     recall: float | None = Field(description="Recall@10 against exact search on sampled stored vectors, at `params`.")
     target_recall: float = Field(description="The recall the parameters are tuned to reach (SIMSEARCH_TARGET_RECALL).")
     params: dict[str, int | float] = Field(description="Tuned search parameters (nprobe, k_factor, efSearch) and structure (nlist, M).")
