@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simsearch.config import Settings
-from simsearch.errors import DatabaseUnavailable
+from simsearch.errors import DatabaseRefused, DatabaseUnavailable
 from simsearch.index.build_jobs import recorder
 from simsearch.index.manager import IndexManager
 from simsearch.index.policy import IndexPolicy
@@ -69,8 +69,8 @@ class AppContext:
             elif schema == "check":
                 db.check_schema()
                 checked = True
-        except DatabaseUnavailable:
-            if not wait_for_database:
+        except DatabaseUnavailable as exc:
+            if not wait_for_database or isinstance(exc, DatabaseRefused):  # waiting cannot fix a wrong URL
                 db.dispose()
                 raise
         except BaseException:

@@ -107,6 +107,13 @@ class DatabaseUnavailable(SimsearchError):
     retry_after = 5  # seconds: the Retry-After header of the 503
 
 
+class DatabaseRefused(DatabaseUnavailable):
+    """The database server answers but refuses this URL: the database or role does not exist, the
+    password is wrong. Waiting does not help: a server does not start with it (see
+    ``AppContext.open``); a request that meets it (a database dropped under a running server) is a
+    503 like any database outage."""
+
+
 class StorageFull(SimsearchError):
     """The disk the database or the data folder writes to is full: 507 Insufficient Storage (the
     request was valid; nothing can be stored until an operator frees space, so no Retry-After)."""

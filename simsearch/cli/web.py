@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import click
 
 from simsearch.cli.app import cli, context_from, settings_from
@@ -34,11 +37,47 @@ def serve(ctx, host, port, allow_server_paths, max_upload_mb):
     if settings.api_keys and settings.public_search:
         per = settings.public_search_per_minute
         keys += f"; search by upload open to everyone ({f'{per} a minute per address' if per else 'no rate limit'})"
+    server = _bind(app, host, port)  # a busy port is a one-line error before the banner, not Werkzeug's
     click.echo(f"simsearch on http://{host}:{port}/  (API docs: /api/docs; jobs: {jobs}; {keys})", err=True)
     runner = app.extensions["simsearch_jobs"]
     if hasattr(runner, "recover_once"):  # resume at once, not on the first request
         runner.recover_once()
-    app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _bind(app, host: str, port: int):
+    """Werkzeug's threaded development server (what ``app.run`` starts) on a socket bound here to
+    ``host:port``, or :class:`InvalidInput` naming ``--port``/``--host`` when the address cannot
+    be taken (Werkzeug would print two lines of its own and exit)."""
+    from werkzeug.serving import get_sockaddr, make_server, select_address_family
+
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Werkzeug's own server does
+    try:
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(f"port {port} on {host} is in use by another program (another simsearch?): "
+                               f"stop it or choose another port with --port", field="port") from None
+        if exc.errno == errno.EACCES:
+            raise InvalidInput(f"port {port} on {host} needs more privileges than this user has: "
+                               f"choose a port above 1023 with --port", field="port") from None
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+            raise InvalidInput(f"--host {host}: not an address of this machine ({exc.strerror or exc})",
+                               field="host") from None
+        raise
+    try:
+        return make_server(host, port, app, threaded=True, fd=sock.fileno())  # it keeps a duplicate
+    finally:
+        sock.close()
 
 
 @cli.command()

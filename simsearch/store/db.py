@@ -30,6 +30,7 @@ the SQL; :func:`storage_error` a full disk (507 ``storage_full``) or a read-only
 from __future__ import annotations
 
 import math
+import re
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -42,7 +43,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from simsearch.errors import DatabaseUnavailable, InvalidInput, SchemaOutdated, StorageFull, StorageReadOnly
+from simsearch.errors import DatabaseRefused, DatabaseUnavailable, InvalidInput, SchemaOutdated, StorageFull, StorageReadOnly
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 UPGRADE_HINT = "run `simsearch db upgrade`"
@@ -113,6 +114,22 @@ def deadline_connection_class(limit: float):
     return DeadlineConnection
 
 
+SUPPORTED_URLS = "postgresql://user@host:5432/name (PostgreSQL, through psycopg 3) or sqlite:///path/to/file.db"
+
+
+def _check_driver(parsed) -> None:
+    """:class:`InvalidInput` for a database or driver simsearch does not ship (``mysql://``,
+    ``postgresql+psycopg2://``): one line naming what works, instead of an ImportError later."""
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite" and driver in ("pysqlite", ""):
+        return
+    if backend == "postgresql" and driver == "psycopg":
+        return
+    what = backend if backend not in ("sqlite", "postgresql") else f"the {driver} driver for {backend}"
+    raise InvalidInput(f"SIMSEARCH_DATABASE_URL: {what} is not supported; use {SUPPORTED_URLS}",
+                       field="database_url")
+
+
 def make_engine(url: str, *, connect_timeout: float = 3.0, statement_timeout: float = 30.0,
                 idle_transaction_timeout: float = 120.0) -> Engine:
     url = normalise_url(url)
@@ -120,6 +137,7 @@ def make_engine(url: str, *, connect_timeout: float = 3.0, statement_timeout: fl
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InvalidInput(f"SIMSEARCH_DATABASE_URL: not a database URL: {url!r}", field="database_url") from exc
+    _check_driver(parsed)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +235,31 @@ def storage_error(exc: BaseException) -> StorageFull | StorageReadOnly | None:
     return None
 
 
+def _setup_problem(orig: BaseException, text: str) -> str | None:
+    """A message for a server that answers but refuses this URL (a database or role that does not
+    exist, a wrong password): fix the URL or the server, waiting will not help."""
+    state = getattr(getattr(orig, "diag", None), "sqlstate", None) or getattr(orig, "sqlstate", None)
+    def named(what: str) -> str:
+        found = re.search(what + r' "([^"]+)" does not exist', str(orig))
+        return found.group(1) if found else "?"
+
+    if state == "3D000" or re.search(r'database "[^"]*" does not exist', text):
+        name = named("database")
+        return (f"the database {name!r} does not exist on the server: create it (`createdb {name}`) "
+                "or fix the name in SIMSEARCH_DATABASE_URL")
+    if re.search(r'role "[^"]*" does not exist', text):
+        name = named("role")
+        return (f"the database role (user) {name!r} does not exist on the server: create it "
+                f"(`createuser {name}`) or fix the user in SIMSEARCH_DATABASE_URL")
+    if state == "28P01" or "password authentication failed" in text or "authentication failed" in text:
+        return ("the database refused the password for the user in SIMSEARCH_DATABASE_URL "
+                "(authentication failed): fix the password or the server's pg_hba.conf")
+    if state == "28000" or "no pg_hba.conf entry" in text:
+        return ("the database server refuses connections from this machine for that user and database "
+                "(no pg_hba.conf entry): allow them on the server or fix SIMSEARCH_DATABASE_URL")
+    return None
+
+
 def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """The :class:`DatabaseUnavailable` that ``exc`` means, or None when it is something else
     (a constraint, bad data, a full disk: those are the caller's to map, see :func:`storage_error`)."""
@@ -231,6 +274,8 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
         reason = "connection refused"
     elif "database is locked" in text:
         reason = "it stayed locked by another process"
+    elif (setup := _setup_problem(orig, text)) is not None:
+        return DatabaseRefused(setup)
     elif "no such table" in text:
         return DatabaseUnavailable(f"the database has no simsearch schema: {UPGRADE_HINT}")
     elif "closed" in text or "terminat" in text or "lost" in text or "reset" in text or "eof" in text:
