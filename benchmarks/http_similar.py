@@ -100,9 +100,9 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.home / "simsearch.db").exists():
         ap.error(f"{args.home} has no simsearch.db: make one with benchmarks/scale.py --http N --keep-home DIR")
-    from scale import machine  # benchmarks/scale.py: CPU model, cores, SIMD, FAISS version, memory, load
+    from machine import machine_facts  # benchmarks/machine.py: CPU model, cores, SIMD, FAISS version, memory, load
 
-    out = {"benchmark": "http_similar", "machine": machine(), "images": int(len(image_ids(args.home)))}
+    out = {"benchmark": "http_similar", "machine": machine_facts(), "images": int(len(image_ids(args.home)))}
     out.update(run(args.home, args.requests, args.servers.split(",")))
     out["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(out, indent=1))

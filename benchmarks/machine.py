@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -22,3 +23,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_facts() -> dict:
+    """CPU model, cores, SIMD flags, FAISS version, memory and load average (scale.py, http_similar.py)."""
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    import faiss
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "simd": [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
+            "faiss": faiss.__version__, "memory_gb": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
+            "load_average_before": [round(v, 2) for v in os.getloadavg()], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

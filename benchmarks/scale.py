@@ -37,7 +37,6 @@ import dataclasses
 import gc
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import synthetic  # noqa: E402
+from machine import machine_facts  # noqa: E402  benchmarks/machine.py
 
 K = 10
 
@@ -93,16 +93,6 @@ def memory_of(path: Path) -> float:
             "r0 = rss(); index = faiss.read_index(sys.argv[1]); print(rss() - r0)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     return round(int(out.stdout.split()[-1]) / 1e9, 3)
-
-
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    import faiss
-
-    return {"cpu": model, "cores": os.cpu_count(), "simd": [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
-            "faiss": faiss.__version__, "memory_gb": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
-            "load_average_before": [round(v, 2) for v in os.getloadavg()], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def vectors_for(n: int, cache_dir: Path) -> tuple[np.ndarray, float]:
@@ -384,7 +374,7 @@ def main() -> None:
 
     from simsearch.index.policy import IndexPolicy
 
-    out = {"machine": machine()}
+    out = {"machine": machine_facts()}
     policy = IndexPolicy(exact_threshold=0, target_recall=args.target_recall)
     x, gen_s = vectors_for(args.n, Path(args.cache_dir))
     log(f"{args.n:,} vectors ready ({gen_s:.0f} s); loading")

@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from simsearch import paths
 from simsearch.errors import InvalidInput
 
 ENV_PREFIX = "SIMSEARCH_"
@@ -181,7 +182,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _derived(self) -> "Settings":
         if not self.database_url:
-            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'simsearch.db'}")
+            object.__setattr__(self, "database_url", f"sqlite:///{paths.database_file(self.home)}")
         return self
 
     # ---- building ---------------------------------------------------------------------------
@@ -210,11 +211,11 @@ class Settings(BaseSettings):
     # ---- derived paths ------------------------------------------------------------------------
     @property
     def weights_dir(self) -> Path:
-        return self.weights_path or self.home / "weights"
+        return self.weights_path or paths.weights_dir(self.home)
 
     @property
     def index_dir(self) -> Path:
-        return self.home / "indexes"
+        return paths.index_dir(self.home)
 
     @property
     def max_content_length(self) -> int:

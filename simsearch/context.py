@@ -14,8 +14,10 @@ from pathlib import Path
 
 from simsearch.config import Settings
 from simsearch.errors import DatabaseRefused, DatabaseUnavailable
+from simsearch.index.build_jobs import recorder
 from simsearch.index.manager import IndexManager
 from simsearch.index.policy import IndexPolicy
+from simsearch.owners import this_process
 from simsearch.store.db import Database
 
 
@@ -74,9 +76,6 @@ class AppContext:
         except BaseException:
             db.dispose()
             raise
-        from simsearch.jobs.index_builds import recorder
-        from simsearch.jobs.owners import this_process
-
         indexes = IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings))
         indexes.build_jobs = recorder(db, this_process())
         return cls(settings=settings, db=db, indexes=indexes,

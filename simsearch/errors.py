@@ -84,6 +84,14 @@ class WeightsUnavailable(SimsearchError):
     http_status = 503
 
 
+class RuntimeRefused(SimsearchError):
+    """A runtime cannot run this model here (not installed, no bf16 on this CPU, conversion or
+    validation failed); the message says why. ``auto`` then tries the next runtime."""
+
+    code = "runtime_unavailable"
+    http_status = 503
+
+
 class IndexCorrupt(SimsearchError):
     """A FAISS index file cannot be read or does not match the database (internal: triggers a rebuild)."""
 
@@ -138,6 +146,19 @@ class Forbidden(SimsearchError):
     http_status = 403
 
 
+class CSRFError(Forbidden):
+    """A form or a cookie-authenticated write without a valid CSRF token."""
+
+    code = "csrf_failed"
+
+
+class HostNotAllowed(SimsearchError):
+    """A request's ``Host`` header is not one this server answers to (the Host allow-list)."""
+
+    code = "bad_host"
+    http_status = 400
+
+
 class TooManyRequests(SimsearchError):
     """The caller sent too many requests of a kind in too short a time (anonymous searches of a
     public server): ``retry_after`` is how many seconds to wait (the ``Retry-After`` header)."""
@@ -156,6 +177,13 @@ class QueueUnavailable(SimsearchError):
     code = "queue_unavailable"
     http_status = 503
     retry_after = 5
+
+
+class WorkerDown(SimsearchError):
+    """No `simsearch worker` takes jobs from the queue (the container health check)."""
+
+    code = "worker_down"
+    http_status = 503
 
 
 _REASON_LIMIT = 300

@@ -32,6 +32,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from simsearch.digest import file_sha256
 from simsearch.errors import Conflict
 from simsearch.store.models import SpaceFingerprint
 
@@ -41,8 +42,6 @@ INTERNAL = "variant"  # origin of the spaces `simsearch tune` embedded to try (k
 
 def of_embedder(emb) -> dict:
     """The fingerprint of what ``emb`` (a :class:`simsearch.embed.Embedder`) computes."""
-    from simsearch.runtimes.digest import file_sha256
-
     spec = emb.spec
     path = emb.backbone.weights_file(emb.weights_dir, emb.weights)
     sha = file_sha256(path) if path is not None and Path(path).is_file() else None

@@ -1,4 +1,4 @@
-"""One life for every job (simsearch.jobs.lifecycle): claim, heartbeat, progress, finish, fail,
+"""One life for every job (simsearch.store.lifecycle): claim, heartbeat, progress, finish, fail,
 lost; on SQLite and PostgreSQL, with an injected clock instead of sleeps. And a check over the
 package that no other module writes a status by hand or spells the unfinished statuses itself."""
 
@@ -12,8 +12,8 @@ from typing import get_args
 
 import pytest
 
-from simsearch.jobs import lifecycle
-from simsearch.jobs.lifecycle import LOST_AFTER_SECONDS, JobKind, JobStatus
+from simsearch.store import lifecycle
+from simsearch.store.lifecycle import LOST_AFTER_SECONDS, JobKind, JobStatus
 
 PACKAGE = Path(__file__).resolve().parents[1] / "simsearch"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -199,7 +199,7 @@ def test_the_vocabulary_matches_the_analyses_and_the_api_contract():
 # ---- no status written by hand outside the lifecycle module --------------------------------------
 
 STATUSES = {s.value for s in JobStatus}
-LIFECYCLE = PACKAGE / "jobs" / "lifecycle.py"
+LIFECYCLE = PACKAGE / "store" / "lifecycle.py"
 
 
 def _is_status(node: ast.AST) -> bool:
@@ -251,7 +251,7 @@ def test_the_check_finds_what_it_looks_for():
 def test_no_status_is_written_by_hand_outside_the_lifecycle(path):
     found = hand_written(path.read_text())
     assert not found, (f"{path.relative_to(PACKAGE)}: {found}: job statuses are written (and their sets "
-                       "spelled) only in simsearch/jobs/lifecycle.py; use its functions and constants")
+                       "spelled) only in simsearch/store/lifecycle.py; use its functions and constants")
 
 
 def answers_202(source: str) -> bool:

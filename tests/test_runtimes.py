@@ -18,7 +18,8 @@ from simsearch.embed import Embedder, parse_space_full, space_key
 from simsearch.errors import InvalidInput
 from simsearch.images import decode_image, resize_for_model
 from simsearch.runtimes import BF16, FP32, RuntimeRefused, auto_order, cpu_has_bf16, get_runtime, open_session, register
-from simsearch.runtimes.base import ConvertingRuntime, ModelSpec
+from simsearch.runtimes.base import ModelSpec
+from simsearch.runtimes.cache import ConvertingRuntime
 from simsearch.runtimes.cache import MANIFEST, cache_root
 
 from conftest import CATS_DOGS, ROOT, copy_subset, dataset_files
@@ -139,7 +140,7 @@ def test_a_damaged_weights_cache_is_detected_and_converted_again(damage, weights
         after = Embedder(LITE, dest, runtime="keras").embed(pets_pixels())
     assert any("converting efficientnet_lite0 weights again" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(after, before)
-    from simsearch.runtimes.digest import check_sidecar
+    from simsearch.digest import check_sidecar
 
     assert check_sidecar(cache) is None  # rewritten, with a matching digest
 

@@ -6,6 +6,7 @@ vectors can be exported."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -228,3 +229,14 @@ def test_cli_tune_reports_a_table_and_sets_the_default(sqlite_settings, flowers_
     assert "default space:" in r.output
     r = runner.invoke(cli, ["tune", "-c", "fl", "--folds", "1"])
     assert r.exit_code == 2 and "error: folds must be between 2 and 20" in r.output
+    r = runner.invoke(cli, ["spaces", "list", "-c", "fl", "--json"])
+    assert r.exit_code == 0, r.output
+    derived_names = {d["name"] for d in json.loads(r.output)}
+    r = runner.invoke(cli, ["collections", "--json"])
+    assert r.exit_code == 0, r.output
+    base = next(sp for sp in next(c for c in json.loads(r.output) if c["name"] == "fl")["backbones"]
+                if sp not in derived_names)
+    # A backbone space is the collection's own: refused as the API refuses it (409 Conflict, exit
+    # status 1), not "no such derived space" (404, exit status 2): the CLI calls the same operation.
+    r = runner.invoke(cli, ["spaces", "remove", "-c", "fl", base])
+    assert r.exit_code == 1 and "is not a derived space" in r.output, r.output

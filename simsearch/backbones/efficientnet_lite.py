@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.config import env_weights_file
+from simsearch.digest import check_sidecar, file_sha256, sidecar, write_sidecar
 from simsearch.errors import WeightsUnavailable
 
 from .base import Backbone, as_path, check_pooling
@@ -233,8 +234,6 @@ class EfficientNetLiteBackbone(Backbone):
     def _save_cache(self, model, cache: Path) -> None:
         """Write the converted weights atomically, with their SHA-256 in ``<cache>.sha256`` (checked
         on load: h5py reads a file with a zeroed stretch without complaint, giving wrong vectors)."""
-        from simsearch.runtimes.digest import file_sha256, sidecar, write_sidecar
-
         tmp = cache.with_name(f".{cache.stem.split('.')[0]}.{os.getpid()}.tmp.weights.h5")
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -275,8 +274,6 @@ class EfficientNetLiteBackbone(Backbone):
 
     def _load_weights(self, model, mapping, weights_dir, kind: str, path: Path) -> None:
         if kind == "cache":
-            from simsearch.runtimes.digest import check_sidecar, sidecar
-
             problem = check_sidecar(path)
             ckpt = self.checkpoint_path()
             if problem is not None and ckpt is None and sidecar(path).exists():

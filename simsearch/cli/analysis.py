@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, parse_weights, progress_option, progress_printer
 from simsearch.errors import InvalidInput
 from simsearch.text import plural
@@ -99,11 +99,11 @@ def evaluate(ctx, collection, backbone, progress, as_json):
 
     Without --space: the default space in detail, then one line per space of the collection
     (backbones and derived spaces)."""
-    from simsearch.ops import analysis
+    from simsearch.ops import analysis, space_scores
 
     app = context_from(ctx)
     ev = analysis.evaluate(app, collection, backbone, progress=progress_printer("evaluate", progress))
-    others = _every_space(app, collection, ev) if backbone is None else []
+    others = space_scores.every_space(app, collection, ev) if backbone is None else []
     if as_json:
         emit_json({**ev.to_dict(), **({"spaces": others} if others else {})})
         return
@@ -131,49 +131,20 @@ def evaluate(ctx, collection, backbone, progress, as_json):
 
 
 def _in_sample_note(app, collection: str, space: str) -> None:
-    from simsearch import derived
-    from simsearch.store import repo
+    from simsearch.ops.space_scores import in_sample_cv
 
-    with app.db.session() as s:
-        coll_id = repo.get_collection(s, collection).id
-    d = derived.get(app, coll_id, space)
-    report = (d.report or {}) if d is not None else {}
-    cv = report.get("cv")
-    if cv and report.get("fitted_on", {}).get("labelled"):
+    cv = in_sample_cv(app, collection, space)
+    if cv:
         click.echo(f"note: {space} was fitted on these labels, so the figures above are in-sample; its "
                    f"cross-validated P@10 is {cv['p_at_10_mean']:.3f} ± {cv['p_at_10_std']:.3f} (simsearch tune)")
 
 
-def _every_space(app, collection: str, ev) -> list[dict]:
-    """One evaluation line per space of the collection, when it has more than one. A derived space
-    fitted on the labels scores itself in-sample: its cross-validated figure goes with it."""
-    from simsearch import derived
-    from simsearch.ops import analysis
-    from simsearch.store import repo
-
-    with app.db.session() as s:
-        coll_id = repo.get_collection(s, collection).id
-        spaces = repo.spaces_of(s, coll_id)
-    if len(spaces) < 2:
-        return []
-    out = []
-    for space in spaces:
-        e = ev if space == ev.backbone else analysis.evaluate(app, collection, space)
-        lab = e.labels
-        d = derived.get(app, coll_id, space)
-        report = (d.report or {}) if d is not None else {}
-        supervised = bool(report.get("fitted_on", {}).get("labelled"))
-        out.append({"space": space, "derived": d is not None, "best_k": e.best_k,
-                    "ari": lab.at_n_labels.ari if lab and lab.at_n_labels else None,
-                    "p_at_10": lab.knn_precision if lab else None,
-                    "cross_validated": report.get("cv") if supervised else None})
-    return out
-
-
 def reports_dir(settings) -> Path:
     """Where ``map`` and ``compare`` write when not given ``--out``: ``<data directory>/reports``
-    (never the current directory: a quick start run in a repository would litter it)."""
-    return settings.home / "reports"
+    (:func:`simsearch.paths.reports_dir`)."""
+    from simsearch.paths import reports_dir as under
+
+    return under(settings.home)
 
 
 def write_coords(path: Path, data, paths: dict) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, context_from, settings_from
+from simsearch.cli.app import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 from simsearch.text import plural
 
@@ -102,9 +102,7 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
     ingest continues where it stopped when run again. Bad files are reported, never fatal.
     """
     from simsearch import limits
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.jobs.execute import create_command_run, mark_interrupted_now
-    from simsearch.jobs.reconcile import mark_interrupted
+    from simsearch.ops import command_ingest
 
     batch_size = limits.check(limits.BatchSize, batch_size, "batch_size")  # the API's limit, the API's message
     weights_files = parse_weights(weights)  # a usage error before anything is read
@@ -113,20 +111,14 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
         return _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json)
     names = backbones or (app.settings.default_backbone,)
     spaces = [app.new_space(b, pooling) for b in names]
-    files, ignored = files_from_folder(path, labels=labels, metadata_csv=metadata)
-    if not files:
-        raise InvalidInput(f"{path}: no image files found (looked for .jpg .jpeg .png .gif .bmp .tif .tiff .webp)", field="path")
-    for run_id in mark_interrupted(app):  # earlier commands killed mid-way
+    files, ignored = command_ingest.folder_files(path, labels=labels, metadata=metadata)
+    for run_id in command_ingest.interrupted_commands(app):  # earlier commands killed mid-way
         click.echo(f"note: ingest run {run_id} had stopped mid-way (killed?); marked interrupted", err=True)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
-    ingester = Ingester(app, spaces=spaces, batch_size=batch_size, workers=workers,
-                        weights=weights_files, show_bar=show)
-    source = str(Path(path).resolve())
-    run_id = create_command_run(app, collection, spaces, source, len(files))
     try:
-        report = ingester.run(collection, files, source=source, ignored=ignored, run_id=run_id)
+        report = command_ingest.ingest_folder(app, collection, path, files, ignored, spaces, batch_size=batch_size,
+                                              workers=workers, weights=weights_files, show_bar=show)
     except KeyboardInterrupt:
-        mark_interrupted_now(app, run_id)
         click.echo("\ninterrupted: everything committed so far is kept; run the same command again to continue.", err=True)
         ctx.exit(130)
     if as_json:
@@ -153,27 +145,11 @@ def _print_report(report) -> None:
 
 def _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json):
     """``ingest --queue``: the server-path ingest of the API, with PATH itself as the allowed folder."""
-    from simsearch.errors import QueueUnavailable
-    from simsearch.jobs.runners import RQRunner
-    from simsearch.ops import ingest as ingest_ops
+    from simsearch.ops import command_ingest
 
-    if not app.settings.redis_url:
-        raise InvalidInput("--queue needs SIMSEARCH_REDIS_URL (the Redis that `simsearch worker` processes read)",
-                           field="queue")
-    if weights:
-        raise InvalidInput("--weights is not sent to workers: give the workers the weights file "
-                           "(SIMSEARCH_WEIGHTS_DIR) and queue without --weights", field="weights")
-    target = Path(path).resolve()
-    runner = RQRunner(app, app.settings.redis_url, app.settings.queue.split(",")[0])
-    try:
-        runner.ping()
-    except Exception as exc:
-        raise QueueUnavailable(f"the job queue (Redis at {app.settings.redis_url}) is unreachable: "
-                               f"{type(exc).__name__}") from None
-    accepted = ingest_ops.from_server_path(
-        app, runner, collection, str(target), {"backbones": backbones, "pooling": pooling, "labels": labels,
-                                               "batch_size": batch_size},
-        allowed_root=target if target.is_dir() else target.parent, metadata_csv=metadata)
+    accepted = command_ingest.queue_folder(
+        app, collection, path, {"backbones": backbones, "pooling": pooling, "labels": labels, "batch_size": batch_size},
+        metadata=metadata, weights=weights)
     if as_json:
         emit_json(accepted)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simsearch.cli import cli, settings_from
+from simsearch.cli.app import cli, settings_from
 
 
 @cli.group()

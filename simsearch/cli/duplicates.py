@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, context_from
-from simsearch.cli.core import emit_json, json_option
+from simsearch.cli.app import cli, context_from
+from simsearch.cli.core import emit_json, json_option, progress_printer
+from simsearch.errors import InvalidInput
 
 
 def _threshold_text(result: dict) -> str:
@@ -105,8 +106,6 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
                group_numbers, apply, digest, delete_files, progress, as_json):
     """Groups of duplicate images: identical files and pixels, near-duplicates (transformed copies) and
     similar images; export them, or keep one of each and remove the rest (--keep)."""
-    from simsearch.cli.analysis import progress_printer
-    from simsearch.errors import InvalidInput
     from simsearch.ops import duplicate_actions as actions
     from simsearch.ops import duplicates as dup
 

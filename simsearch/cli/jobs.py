@@ -7,9 +7,9 @@ import time
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
-from simsearch.jobs import lifecycle
+from simsearch.store import lifecycle
 from simsearch.text import plural
 
 ENDED = lifecycle.ENDED
@@ -44,11 +44,11 @@ def jobs(ctx, job_id, collection, limit, follow, interval, as_json):
     A large queued ingest (`simsearch ingest PATH --queue`) is one job whose counters are the sums
     of its shards'. Runs of `simsearch ingest` commands that were killed show as interrupted.
     """
-    from simsearch.jobs.reconcile import mark_interrupted
     from simsearch.ops import jobs as jobs_ops
+    from simsearch.ops.command_ingest import interrupted_commands
 
     app = context_from(ctx)
-    mark_interrupted(app)
+    interrupted_commands(app)
     if job_id is None:
         if follow:
             raise click.UsageError("--follow needs a JOB_ID")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.analysis import progress_option, progress_printer
 from simsearch.cli.core import emit_json, json_option
 
@@ -93,12 +93,11 @@ def spaces():
 def spaces_list(ctx, collection, as_json):
     """The spaces of a collection: what made each one's vectors, the default (*), and the derived
     spaces with how they were made."""
-    from simsearch.derived import list_derived
-    from simsearch.ops.spaces import overview
+    from simsearch.ops.spaces import derived_spaces, overview
     from simsearch.provenance import describe
 
     app = context_from(ctx)
-    rows = list_derived(app, collection)
+    rows = derived_spaces(app, collection)
     every = overview(app, collection)
     if as_json:
         emit_json(rows)
@@ -124,7 +123,7 @@ def spaces_list(ctx, collection, as_json):
 @click.pass_context
 def spaces_default(ctx, collection, space, as_json):
     """Make SPACE the collection's default search space (none given: back to the settings' default)."""
-    from simsearch.derived import set_default
+    from simsearch.ops.spaces import set_default
 
     out = set_default(context_from(ctx), collection, space)
     emit_json(out) if as_json else click.echo(f"{collection}: default space {space or '(the settings default)'}")
@@ -137,7 +136,7 @@ def spaces_default(ctx, collection, space, as_json):
 @click.pass_context
 def spaces_remove(ctx, collection, space, as_json):
     """Remove a derived space (its vectors and index; the backbone spaces stay)."""
-    from simsearch.derived import remove
+    from simsearch.ops.spaces import remove
 
     out = remove(context_from(ctx), collection, space)
     if as_json:

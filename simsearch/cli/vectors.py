@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from simsearch.cli import cli, context_from
+from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, progress_option, progress_printer
 from simsearch.errors import InvalidInput
 from simsearch.text import plural, verb

@@ -7,7 +7,7 @@ import socket
 
 import click
 
-from simsearch.cli import cli, context_from, settings_from
+from simsearch.cli.app import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 
 
@@ -101,7 +101,7 @@ def worker(ctx, queues, burst, simple, name, check):
     are staged there. Each job carries the web app's settings; jobs queued by an older version
     without them use this command's.
     """
-    from simsearch.jobs.rq import run_worker
+    from simsearch.jobs.worker_loop import run_worker
 
     settings = settings_from(ctx)
     if not settings.redis_url:

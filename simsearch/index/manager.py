@@ -34,6 +34,8 @@ import numpy as np
 from sqlalchemy import text
 
 from simsearch.index.policy import IndexPolicy
+from simsearch.paths import collection_index_dir as collection_dir
+from simsearch.paths import index_file as index_path
 from simsearch.store import repo
 
 log = logging.getLogger("simsearch.index")
@@ -44,15 +46,6 @@ VERIFY_INTERVAL = 30.0
 # Indexes at least this large are brought up to date off the request path after a deletion
 # (search results never show a deleted image: hits are looked up in the database).
 BACKGROUND_UPDATE_AT = 50_000
-
-
-def collection_dir(index_dir: Path, collection_id: int) -> Path:
-    return Path(index_dir) / f"collection-{int(collection_id)}"
-
-
-def index_path(index_dir: Path, collection_id: int, space: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in space)
-    return collection_dir(index_dir, collection_id) / f"{safe}.faiss"
 
 
 WRITER_LOCK_WAIT = 3600.0  # seconds a process waits for another's index write (a 1M rebuild takes minutes)
@@ -103,7 +96,7 @@ class IndexManager:
         self.progress = None  # optional callable(message) told the steps of a build
         # optional callable(collection id, space, reason, vectors) -> a job with step(message),
         # done(info, vectors), failed(exc): background rebuilds as rows of the jobs table
-        # (simsearch.jobs.index_builds; the context sets it)
+        # (simsearch.index.build_jobs; the context sets it)
         self.build_jobs = None
         self._jobs: dict[tuple[int, str], object] = {}  # background rebuilds: their job
         self._deferred: dict[tuple[int, str], str] = {}  # background rebuilds: their current step

@@ -4,7 +4,7 @@ A job is an :class:`~simsearch.store.models.IngestRun` row plus a folder
 ``<home>/uploads/<run_id>/`` holding its :class:`~simsearch.jobs.manifest.Manifest` and, for
 uploads, the staged files. The modules, in the order a job meets them:
 
-- :mod:`~simsearch.jobs.lifecycle`: every job's statuses and kinds, and every change of status
+- :mod:`~simsearch.store.lifecycle`: every job's statuses and kinds, and every change of status
   (create, claim, heartbeat, progress, finish, fail, requeue, lost), for ingest and the other
   kinds of job alike;
 - :mod:`~simsearch.jobs.staging`: uploaded files and zip archives written to a staging folder;

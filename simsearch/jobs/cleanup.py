@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from simsearch.jobs.lifecycle import JobStatus
+from simsearch.store.lifecycle import JobStatus
 from simsearch.jobs.manifest import run_folder, uploads_dir
 from simsearch.store.models import IngestRun
 

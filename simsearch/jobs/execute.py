@@ -8,8 +8,8 @@ import os
 import shutil
 
 from simsearch.errors import NotFound, public_reason
-from simsearch.jobs import lifecycle
-from simsearch.jobs.lifecycle import JobKind, JobStatus
+from simsearch.store import lifecycle
+from simsearch.store.lifecycle import JobKind, JobStatus
 from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
 from simsearch.jobs.staging import Staging, remove_quietly
 from simsearch.store import repo
@@ -54,7 +54,7 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
 def create_command_run(ctx, collection: str, spaces: list[str], source: str, total: int) -> int:
     """The run of a `simsearch ingest` command, owned by this process: if the command is killed,
     the next one marks it ``interrupted`` (:func:`simsearch.jobs.reconcile.mark_interrupted`)."""
-    from simsearch.jobs.owners import this_process
+    from simsearch.owners import this_process
 
     with ctx.db.session() as s:
         coll = repo.get_or_create_collection(s, collection)

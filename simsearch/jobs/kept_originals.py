@@ -24,6 +24,7 @@ from typing import Iterable
 from sqlalchemy import select
 
 from simsearch.jobs.manifest import run_folder
+from simsearch.paths import originals_dir
 from simsearch.store import repo
 from simsearch.store.models import Collection, Image, IngestRun
 
@@ -39,7 +40,7 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 
 
 def store_dir(settings) -> Path:
-    return Path(settings.home) / "originals"
+    return originals_dir(settings.home)
 
 
 def stored_path(settings, content_hash: str) -> Path | None:

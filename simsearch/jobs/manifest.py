@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from simsearch import paths
 from simsearch.errors import InvalidInput
 
 FILENAME = "manifest.json"
@@ -14,7 +15,7 @@ FILENAME = "manifest.json"
 
 def uploads_dir(settings) -> Path:
     """Where job folders live: ``<home>/uploads``."""
-    return Path(settings.home) / "uploads"
+    return paths.uploads_dir(settings.home)
 
 
 def run_folder(settings, run_id: int) -> Path:

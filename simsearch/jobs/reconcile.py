@@ -1,7 +1,7 @@
 """Making the jobs table and the queue agree after crashes, restarts and lost Redis data.
 
 RQ itself starts again a job whose worker died (its heartbeats stopped: see
-:func:`simsearch.jobs.rq.worker_class`). What RQ cannot know, the database tells:
+:func:`simsearch.jobs.worker_loop.worker_class`). What RQ cannot know, the database tells:
 
 - a queued or running job whose RQ job is gone (Redis restarted without persistence, or was
   flushed) is put on the queue again, once (a conditional update claims it), when it is an ingest
@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from simsearch.jobs import lifecycle
-from simsearch.jobs.lifecycle import RESTARTABLE, UNFINISHED, JobKind, JobStatus
+from simsearch.store import lifecycle
+from simsearch.store.lifecycle import RESTARTABLE, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
 
@@ -124,7 +124,7 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
 def mark_interrupted(ctx) -> list[int]:
     """Mark ``interrupted`` the unfinished runs of `simsearch ingest` commands on this host whose
     process is gone (killed mid-way); returns their ids. Their committed work is kept."""
-    from simsearch.jobs.owners import owner_is_gone
+    from simsearch.owners import owner_is_gone
 
     marked = []
     for run_id, owner, _kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):

@@ -15,9 +15,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from simsearch.errors import QueueUnavailable, SimsearchError
-from simsearch.jobs import lifecycle
-from simsearch.jobs.lifecycle import JobKind
-from simsearch.jobs.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
+from simsearch.store import lifecycle
+from simsearch.store.lifecycle import JobKind
+from simsearch.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
 from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
                               redis_connection, resolve_target)

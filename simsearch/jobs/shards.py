@@ -15,8 +15,8 @@ import logging
 from sqlalchemy import case, func, select, update
 
 from simsearch.errors import NotFound
-from simsearch.jobs import lifecycle
-from simsearch.jobs.lifecycle import ENDED, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
+from simsearch.store import lifecycle
+from simsearch.store.lifecycle import ENDED, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
 from simsearch.store.models import Image, IngestRun, utcnow
 from simsearch.text import plural
 

@@ -10,14 +10,9 @@ from __future__ import annotations
 import os
 import socket
 
-from simsearch.errors import SimsearchError
+from simsearch.errors import WorkerDown
 
 TIMEOUT = 3.0  # seconds for Redis to answer: a health check must not hang
-
-
-class WorkerDown(SimsearchError):
-    code = "worker_down"
-    http_status = 503
 
 
 def _pid_alive(pid: int | None) -> bool:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 
 from simsearch.errors import NotFound
-from simsearch.jobs import lifecycle
+from simsearch.store import lifecycle
 from simsearch.jobs.execute import mark_failed
-from simsearch.jobs.lifecycle import ANALYSIS_KINDS
+from simsearch.store.lifecycle import ANALYSIS_KINDS
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.store import repo
 
@@ -29,7 +29,7 @@ TARGET = "simsearch.ops.analysis_jobs:execute"  # what the runners call: execute
 
 def start(ctx, runner, task: AnalysisTask) -> tuple[int, str]:
     """The job computing ``task``: one already queued, or running and not lost, for the same
-    parameters (:func:`simsearch.jobs.lifecycle.active`), else a new one handed to ``runner``.
+    parameters (:func:`simsearch.store.lifecycle.active`), else a new one handed to ``runner``.
     Returns (job id, status)."""
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, task.collection).id

@@ -7,7 +7,8 @@ from sqlalchemy.exc import IntegrityError
 
 from simsearch import limits
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.jobs import kept_originals, lifecycle
+from simsearch.jobs import kept_originals
+from simsearch.store import lifecycle
 from simsearch.jobs.manifest import run_folder
 from simsearch.jobs.staging import remove_quietly
 from simsearch.jobs.status import iso

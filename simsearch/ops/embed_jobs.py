@@ -21,7 +21,7 @@ from sqlalchemy import select
 from simsearch.errors import Conflict
 from simsearch.jobs.execute import create_run
 from simsearch.jobs.kept_originals import stored_path
-from simsearch.jobs.lifecycle import JobStatus
+from simsearch.store.lifecycle import JobStatus
 from simsearch.jobs.manifest import ManifestFile, uploads_dir
 from simsearch.jobs.staging import Staging, new_staging_dir
 from simsearch.ops.ingest import IngestOptions

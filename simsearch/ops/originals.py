@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from simsearch.errors import Conflict, Gone, NotFound
 from simsearch.jobs.kept_originals import stored_path
+from simsearch.paths import uploads_dir
 from simsearch.store import repo
 
 CHUNK = 1 << 20
@@ -60,7 +61,7 @@ def _import_hash(key: str) -> str:
 
 
 def _gone_reason(ctx, path: str) -> str:
-    uploads = (Path(ctx.settings.home) / "uploads").resolve()
+    uploads = uploads_dir(ctx.settings.home).resolve()
     try:
         uploaded = Path(path).resolve().is_relative_to(uploads)
     except (OSError, RuntimeError):

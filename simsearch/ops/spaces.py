@@ -67,6 +67,11 @@ def picker(ctx, collection: str) -> dict:
     return {"spaces": shown, "default": default, "internal": sorted(hidden & set(counts))}
 
 
+def derived_spaces(ctx, collection: str) -> list[dict]:
+    """The collection's derived spaces: recipe, bases, dimension, report and whether it is the default."""
+    return derived.list_derived(ctx, collection)
+
+
 def set_default(ctx, collection: str, space: str | None) -> dict:
     """Make ``space`` the collection's default (None: back to the settings' default backbone)."""
     return derived.set_default(ctx, collection, space)

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from simsearch import derived
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.jobs import lifecycle
+from simsearch.store import lifecycle
 from simsearch.jobs.execute import mark_failed
-from simsearch.jobs.lifecycle import JobKind
+from simsearch.store.lifecycle import JobKind
 from simsearch.store import repo
 from simsearch.store.models import IngestRun
 

@@ -3,7 +3,9 @@ PyTorch, per ``KERAS_BACKEND``) or on a converted copy (OpenVINO, ONNX Runtime),
 against Keras. ``open_session(ModelSpec(...), runtime="auto")`` picks the first that works.
 Importing this package imports none of the runtimes."""
 
-from .base import BF16, FP32, PRECISIONS, TOLERANCE, ModelSpec, Runtime, RuntimeRefused, Session
+from simsearch.errors import RuntimeRefused
+
+from .base import BF16, FP32, PRECISIONS, TOLERANCE, ModelSpec, Runtime, Session
 from .hardware import cpu_has_bf16, cpu_summary
 from .registry import (
     AUTO_ORDER,

@@ -13,7 +13,6 @@ from typing import Callable
 
 import numpy as np
 
-from simsearch.errors import SimsearchError
 
 FP32, BF16 = "fp32", "bf16"
 PRECISIONS = (FP32, BF16)
@@ -21,14 +20,6 @@ PRECISIONS = (FP32, BF16)
 # Minimum cosine, over the probe images, between a runtime's features and the Keras fp32 features
 # (the reference). fp32 vectors share their space with TensorFlow's; bf16 ones live in their own.
 TOLERANCE = {FP32: 0.9999, BF16: 0.99}
-
-
-class RuntimeRefused(SimsearchError):
-    """A runtime cannot run this model here (not installed, no bf16 on this CPU, conversion or
-    validation failed); the message says why. ``auto`` then tries the next runtime."""
-
-    code = "runtime_unavailable"
-    http_status = 503
 
 
 @dataclass(frozen=True)
@@ -88,25 +79,6 @@ class Runtime:
 
     def open(self, spec: ModelSpec) -> Session:
         raise NotImplementedError
-
-
-class ConvertingRuntime(Runtime):
-    """A runtime fed with a file converted from the Keras model (see :mod:`.cache`)."""
-
-    converts = True
-    files: tuple[str, ...] = ()  # file names of the converted model inside its cache folder
-
-    def convert(self, onnx_path: Path, out_dir: Path) -> None:
-        """Write this runtime's model files into ``out_dir`` from the ONNX export of the Keras model."""
-        raise NotImplementedError
-
-    def load(self, model_dir: Path, spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray]:
-        raise NotImplementedError
-
-    def open(self, spec: ModelSpec) -> Session:
-        from .cache import open_converted
-
-        return open_converted(self, spec)
 
 
 def cpu_threads() -> int:

@@ -24,20 +24,42 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .base import FP32, TOLERANCE, ConvertingRuntime, ModelSpec, RuntimeRefused, Session, min_cosine, probe_images
-from .digest import file_sha256, write_atomic
+from simsearch.digest import file_sha256, write_atomic
+from simsearch.errors import RuntimeRefused
+from simsearch.paths import converted_dir
+
+from .base import FP32, TOLERANCE, ModelSpec, Runtime, Session, min_cosine, probe_images
 
 log = logging.getLogger(__name__)
+
+
+class ConvertingRuntime(Runtime):
+    """A runtime fed with a file converted from the Keras model (converted and cached by this module)."""
+
+    converts = True
+    files: tuple[str, ...] = ()  # file names of the converted model inside its cache folder
+
+    def convert(self, onnx_path: Path, out_dir: Path) -> None:
+        """Write this runtime's model files into ``out_dir`` from the ONNX export of the Keras model."""
+        raise NotImplementedError
+
+    def load(self, model_dir: Path, spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray]:
+        raise NotImplementedError
+
+    def open(self, spec: ModelSpec) -> Session:
+        return open_converted(self, spec)
+
 
 FORMAT = 1
 MANIFEST, REFERENCE = "manifest.json", "reference.npy"
 
 
 def cache_root(weights_dir) -> Path:
-    return Path(weights_dir) / "converted"
+    return converted_dir(weights_dir)
 
 
 def cache_key(runtime: ConvertingRuntime, spec: ModelSpec, weights_sha: str) -> str:

@@ -12,6 +12,9 @@ import time
 
 import numpy as np
 
+from simsearch.config import env_settings
+from simsearch.errors import InvalidInput
+
 from .base import BF16, FP32, ModelSpec, Runtime, Session
 
 _IMPORT_LOCK = threading.Lock()
@@ -161,9 +164,6 @@ class KerasRuntime(Runtime):
 
 def _tf_verbose() -> bool:
     """``SIMSEARCH_TF_VERBOSE`` (the settings): show TensorFlow's start-up messages."""
-    from simsearch.config import env_settings
-    from simsearch.errors import InvalidInput
-
     try:
         return env_settings().tf_verbose
     except InvalidInput:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BF16, ConvertingRuntime, ModelSpec, cpu_threads
+from .base import BF16, ModelSpec, cpu_threads
+from .cache import ConvertingRuntime
 
 
 class OnnxRuntime(ConvertingRuntime):

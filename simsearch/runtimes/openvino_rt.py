@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BF16, ConvertingRuntime, ModelSpec, cpu_threads
+from .base import BF16, ModelSpec, cpu_threads
+from .cache import ConvertingRuntime
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from .base import BF16, FP32, PRECISIONS, ModelSpec, Runtime, RuntimeRefused, Session
+from simsearch.errors import InvalidInput, RuntimeRefused
+
+from .base import BF16, FP32, PRECISIONS, ModelSpec, Runtime, Session
 from .hardware import cpu_has_bf16
 from .keras_rt import KerasRuntime, gpu_visible
 from .onnxruntime_rt import OnnxRuntime
@@ -50,8 +52,6 @@ def get_runtime(name: str) -> Runtime:
     try:
         return _RUNTIMES[name]
     except KeyError:
-        from simsearch.errors import InvalidInput
-
         raise InvalidInput(f"unknown runtime {name!r}; choose auto or one of: {', '.join(_RUNTIMES)}",
                            field="runtime", details={"choices": ["auto", *_RUNTIMES]}) from None
 
@@ -64,8 +64,6 @@ def check_choice(runtime: str) -> str:
 
 
 def check_precision(precision: str) -> str:
-    from simsearch.errors import InvalidInput
-
     precision = (precision or "auto").strip().lower()
     if precision not in ("auto", *PRECISIONS):
         raise InvalidInput(f"precision must be auto, fp32 or bf16, not {precision!r}", field="precision")
@@ -73,8 +71,6 @@ def check_precision(precision: str) -> str:
 
 
 def resolve_device(device: str) -> str:
-    from simsearch.errors import InvalidInput
-
     device = (device or "auto").strip().lower()
     if device not in DEVICES:
         raise InvalidInput(f"device must be auto, cpu or gpu, not {device!r}", field="device")

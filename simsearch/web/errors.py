@@ -20,13 +20,9 @@ from flask import Flask, Response, jsonify, render_template_string, request
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from simsearch.errors import Forbidden, SimsearchError, StorageFull, StorageReadOnly
+from simsearch.errors import CSRFError, SimsearchError, StorageFull, StorageReadOnly  # noqa: F401 (CSRFError: importable from here)
 
 log = logging.getLogger("simsearch.web")
-
-
-class CSRFError(Forbidden):
-    code = "csrf_failed"
 
 
 # seconds in Retry-After of a 503 whose error does not say

@@ -30,7 +30,7 @@ from flask import current_app, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from simsearch.errors import InvalidInput, NotFound
+from simsearch.errors import Conflict, InvalidInput, NotFound
 
 MAX_JSON_DEPTH = 32
 NUL = "\x00"
@@ -226,7 +226,6 @@ def lost_race(exc: Exception):
     Other integrity errors (a NOT NULL column left empty: a bug) stay 500s."""
     from sqlalchemy.exc import IntegrityError
 
-    from simsearch.errors import Conflict
     from simsearch.web.errors import handle_simsearch_error, handle_unexpected, log
 
     reason = str(getattr(exc, "orig", None) or "").lower()

@@ -7,16 +7,11 @@ import ipaddress
 
 from flask import current_app, request
 
-from simsearch.errors import SimsearchError
+from simsearch.errors import HostNotAllowed
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 BIND_HOST_KEY = "SIMSEARCH_BIND_HOST"  # app.config: the address `simsearch serve` listens on
-
-
-class HostNotAllowed(SimsearchError):
-    code = "bad_host"
-    http_status = 400
 
 
 def host_name(host: str) -> str:

@@ -19,6 +19,8 @@ from pathlib import PurePath
 
 from flask import current_app, has_app_context
 
+from simsearch.paths import uploads_dir
+
 
 def _services():
     svc = current_app.extensions["simsearch"]
@@ -39,7 +41,7 @@ def _roots() -> list[PurePath]:
 
 
 def _uploads() -> PurePath:
-    return PurePath(str(_services().settings.home)) / "uploads"
+    return PurePath(str(uploads_dir(_services().settings.home)))
 
 
 def _plain(path: str) -> bool:

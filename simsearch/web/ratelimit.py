@@ -32,7 +32,7 @@ import time
 from sqlalchemy import event, func, select, text, update
 
 from simsearch.errors import TooManyRequests
-from simsearch.jobs import lifecycle
+from simsearch.store import lifecycle
 from simsearch.store.models import IngestRun
 
 MAX_ADDRESSES = 10_000  # buckets kept; full (idle) ones are dropped first when there are more

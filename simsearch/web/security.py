@@ -56,8 +56,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, render_template_string, request, session, url_for
 
-from simsearch.errors import InvalidInput, Unauthorized
-from simsearch.web.errors import CSRFError
+from simsearch.errors import CSRFError, InvalidInput, Unauthorized
+from simsearch.paths import secret_key_file
 # The Host allow-list (DNS rebinding) lives in simsearch.web.hosts; the app installs check_host from here.
 from simsearch.web.hosts import BIND_HOST_KEY, HostNotAllowed, check_host, host_allowed, host_name  # noqa: F401
 
@@ -88,7 +88,7 @@ def load_secret_key(home: Path, configured: str | None = None) -> str:
     """
     if configured:
         return configured
-    path = Path(home) / "secret_key"
+    path = secret_key_file(home)
     try:
         return path.read_text().strip() or _create_secret(path)
     except FileNotFoundError:

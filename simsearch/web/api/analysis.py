@@ -21,7 +21,7 @@ from simsearch.ops import collections as ops_collections
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.search import collection_space
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 

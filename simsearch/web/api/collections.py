@@ -7,7 +7,7 @@ from flask import jsonify, url_for
 from simsearch.ops import collections as ops_collections
 from simsearch.ops import images as ops_images
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, image_json, public_paths
 from simsearch.web.contract import WRITE_SECURITY, errors, links
 from simsearch.web.paths import public_job

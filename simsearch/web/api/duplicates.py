@@ -20,7 +20,7 @@ from simsearch.ops import duplicates as dup
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.search import collection_space
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.analysis import ACCEPTED, answer
 from simsearch.web.api.common import ctx, image_json
 from simsearch.web.contract import WRITE_SECURITY, errors

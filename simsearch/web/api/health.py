@@ -8,7 +8,7 @@ from simsearch import __version__
 from simsearch.errors import QueueUnavailable, SimsearchError
 from simsearch.ops.backbones import backbone_rows
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import errors
 from simsearch.web.paths import hide_server_paths

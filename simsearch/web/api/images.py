@@ -9,7 +9,7 @@ from simsearch.ops import images as ops_images
 from simsearch.ops import originals
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, image_json, public_paths, thumbnail_url
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
 from simsearch.web.paths import shown_path

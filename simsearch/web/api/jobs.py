@@ -10,7 +10,7 @@ from simsearch.ops import ingest as ops_ingest
 from simsearch.ops import jobs as ops_jobs
 from simsearch.store import repo
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.analysis import JOB_CAP
 from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate

@@ -7,7 +7,7 @@ from flask import request
 from simsearch.errors import InvalidInput
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, hits_json
 from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, validate
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from simsearch.ops import spaces as ops_spaces
 from simsearch.ops import tune_jobs
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, errors
 from simsearch.web.schemas import tune as T

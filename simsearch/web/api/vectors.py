@@ -15,7 +15,7 @@ from flask import Response, request, stream_with_context
 from simsearch.errors import InvalidInput
 from simsearch.ops import vectors_io
 from simsearch.web import schemas as S
-from simsearch.web.api import bp
+from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx
 from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, validate
 from simsearch.web.paths import shown_path

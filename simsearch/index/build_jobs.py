@@ -9,8 +9,8 @@ the message, then done (kind, recall, seconds) or failed (why). It is owned by t
 web process on the host marks failed (the next query rebuilds the index anyway: nothing is lost,
 the database holds every vector).
 
-The manager only sees a callable (:attr:`simsearch.index.manager.IndexManager.build_jobs`): the
-index layer never imports this one.
+The manager only sees a callable (:attr:`simsearch.index.manager.IndexManager.build_jobs`) and
+never imports this module: :meth:`simsearch.context.AppContext.open` wires it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import time
 
-from simsearch.jobs import lifecycle
-from simsearch.jobs.lifecycle import JobKind
+from simsearch.store import lifecycle
+from simsearch.store.lifecycle import JobKind
 
 log = logging.getLogger("simsearch.jobs")
 
