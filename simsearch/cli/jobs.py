@@ -9,10 +9,8 @@ import click
 
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
-from simsearch.store import lifecycle
+from simsearch.ops.jobs import ENDED
 from simsearch.text import plural
-
-ENDED = lifecycle.ENDED
 
 
 def _line(job: dict) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from simsearch import limits
 from simsearch.errors import NotFound
 from simsearch.jobs import shards
-from simsearch.store.lifecycle import JobKind, JobStatus
+from simsearch.store.lifecycle import ENDED, JobKind, JobStatus  # noqa: F401 (ENDED: the CLI's)
 from simsearch.jobs.status import STALE_AFTER_SECONDS, _aware, job_dict
 from simsearch.ops.analysis_tasks import KINDS, AnalysisTask
 from simsearch.store import repo
