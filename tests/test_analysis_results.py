@@ -63,7 +63,7 @@ def test_keys_absent_stay_absent():
     assert Evaluation.model_validate(EVALUATION_NO_LABELS).to_dict()["note"] == NO_LABELS_NOTE
     down = BackbonePanel(backbone="x", dim=8, input_size=None, available=False, reason="no weights")
     assert down.to_dict() == {"backbone": "x", "dim": 8, "input_size": None, "available": False, "reason": "no weights"}
-    embedded = down.model_copy(update={"embedding": EmbedReport(embedded=2)})
+    embedded = down.model_copy(update={"embedding": EmbedReport(embedded=2, failed=0, errors=[])})
     assert embedded.to_dict()["embedding"] == {"embedded": 2, "failed": 0, "errors": []}
     m = MapResult(collection="ext", backbone="x", method="pca", n=2, ids=np.array([4, 5]),
                   x=np.array([0.5, 1.0], np.float32), y=np.array([0.25, 2.0], np.float32), labels=["a", None],

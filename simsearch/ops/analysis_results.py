@@ -37,10 +37,19 @@ FloatArray = _array(np.float32, {"anyOf": [{"type": "number"}, {"type": "null"}]
 
 
 class Result(BaseModel):
-    """A result: immutable; ``to_dict()`` is its JSON (plain lists, numbers, strings). Keys named
-    in ``OMIT_WHEN_NONE`` are left out of the JSON when None (absent, not null)."""
+    """A result: immutable; ``to_dict()`` is its JSON (plain lists, numbers, strings)."""
 
     model_config = ConfigDict(frozen=True)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class SometimesAbsent(Result):
+    """A result some of whose keys are left out of its JSON (absent, not null): those named in
+    ``OMIT_WHEN_NONE`` when None, and any :meth:`absent` names. Only where needed: the wrapping
+    serializer slows the dump of a large result (a clusters result of 1M members)."""
+
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
 
     @model_serializer(mode="wrap")
@@ -53,9 +62,6 @@ class Result(BaseModel):
     def absent(self) -> set[str]:
         """The keys left out of this result's JSON."""
         return {key for key in self.OMIT_WHEN_NONE if getattr(self, key) is None}
-
-    def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
 
 
 # ---- silhouette sweep and clusters ------------------------------------------------------------
@@ -211,7 +217,7 @@ class LabelScores(Result):
         return self.knn_precision_at_10
 
 
-class Evaluation(Result):
+class Evaluation(SometimesAbsent):
     """Retrieval and clustering quality against the labels."""
 
     OMIT_WHEN_NONE = frozenset({"note"})
@@ -255,12 +261,12 @@ class MapResult(MapPoints):
 class EmbedReport(Result):
     """Images embedded for a comparison."""
 
-    embedded: int = 0
-    failed: int = 0
-    errors: list[dict] = Field(default_factory=list)
+    embedded: int
+    failed: int
+    errors: list[dict] = Field(description="Per image that failed: `{\"file\", \"reason\"}`.")
 
 
-class BackbonePanel(Result):
+class BackbonePanel(SometimesAbsent):
     """One backbone's column in the comparison; `available: false` with a `reason` (no vectors,
     no weights) and no scores otherwise."""
 

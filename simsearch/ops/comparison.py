@@ -35,7 +35,7 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
                                              Image.id.not_in(have)).order_by(Image.id)).all()
         files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
     if not files:
-        return EmbedReport()
+        return EmbedReport(embedded=0, failed=0, errors=[])
     report = Ingester(ctx, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
         collection, files, source=f"compare:{space}")
     return EmbedReport(embedded=report.embedded, failed=report.failed, errors=list(report.errors))
