@@ -238,7 +238,7 @@ def test_an_imported_space_lists_finds_clusters_and_maps_but_cannot_embed(ctx, t
     assert clusters.backbone == EXT and sorted(c.size for c in clusters.clusters) == [20, 20, 20]
     assert len(analysis.map_2d(ctx, "ext", EXT).to_dict()["ids"]) == 60
     panel = comparison.compare(ctx, "ext", [EXT], with_maps=False).backbones[0]  # compared like a backbone, nothing embedded
-    assert (panel.available, panel.dim, panel.input_size, panel.evaluation.n_images) == (True, 32, None, 60)
+    assert (panel.available, panel.dim, panel.input_size, panel.n_images) == (True, 32, None, 60)
     with pytest.raises(NotFound, match="no vectors for backbone 'clip'"):  # a name the collection has no vectors for
         comparison.compare(ctx, "ext", ["clip"])
     image = dataset_files(CATS_DOGS / "cats", 1)[0].read_bytes()

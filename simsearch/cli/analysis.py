@@ -67,7 +67,7 @@ def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
         emit_json(view)
         return
     how = "chosen by silhouette" if result.auto else "as asked"
-    agree = result.agreement
+    agree = result.label_agreement
     scored = agree is not None and agree.ari_at_k is not None
     click.echo(f"{collection} / {result.backbone}: {plural(result.n_images, 'image')} in k = {result.k} clusters ({how}), "
                f"silhouette {_f(result.silhouette_at_k)}")
@@ -250,11 +250,11 @@ def compare(ctx, collection, backbones, out, progress, weights, as_json):
         if not p.available:
             click.echo(f"  {p.backbone:<22} {p.dim:>5}  unavailable: {p.reason}")
             continue
-        lab = p.evaluation.labels
+        lab = p.labels
         at_n = lab.at_n_labels if lab else None
         prec = lab.knn_precision if lab else None
         ms = p.embed_seconds_per_image
-        click.echo(f"  {p.backbone:<22} {p.dim:>5} {('-' if ms is None else f'{ms * 1000:.1f}'):>7} {p.evaluation.best_k:>6} "
+        click.echo(f"  {p.backbone:<22} {p.dim:>5} {('-' if ms is None else f'{ms * 1000:.1f}'):>7} {p.best_k:>6} "
                    f"{_f(at_n and at_n.ari):>6} {_f(at_n and at_n.nmi):>6} {_f(prec):>6}")
         emb = p.embedding
         if emb is not None and emb.failed:

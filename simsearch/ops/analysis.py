@@ -26,15 +26,9 @@ import numpy as np
 
 from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import vectors as vecs
-from simsearch.ops.analysis_results import (
-    Cluster,
-    ClusterResult,
-    Evaluation,
-    ExternalScores,
-    LabelScores,
-    MapResult,
-    SilhouetteSweep,
-)
+from simsearch.ops.analysis_results import (NO_LABELS_NOTE, PRECISION_AT, ClusterMembers, ClusterResult, Contingency,
+                                             Evaluation, ExternalScores, LabelPrecision, LabelScores, MapResult,
+                                             SilhouetteSweep)
 from simsearch.ops.vectors import VectorSet
 from simsearch.store import results
 from simsearch.store.results import ResultKey
@@ -121,7 +115,7 @@ def sweep(ctx, vs: VectorSet) -> tuple[SilhouetteSweep, dict[str, np.ndarray], b
     key = _sweep_key(vs, ks)
     hit = results.get(ctx.db, key)
     if hit is not None:
-        return SilhouetteSweep.from_dict(hit.info), hit.arrays, True
+        return SilhouetteSweep.model_validate(hit.info), hit.arrays, True
     t0 = time.perf_counter()
     res = auto_sweep(vs.x, ks=ks, seed=SEED)
     sw = SilhouetteSweep(ks=[int(k) for k in res.ks], scores=[float(s) for s in res.scores], best_k=int(res.best_k),
@@ -197,7 +191,7 @@ def lookup_clusters(ctx, collection: str, space: str | None = None, k="auto",
     _sweep_ks(len(vs))
     _check_k(want, len(vs))
     hit = results.get(ctx.db, _clusters_key(vs, want, n_reps), arrays=())
-    return ClusterResult.from_dict(hit.info, cached=True) if hit is not None else None
+    return ClusterResult.model_validate({**hit.info, "cached": True}) if hit is not None else None
 
 
 def clusters(ctx, collection: str, space: str | None = None, k="auto", n_representatives: int = 8, *,
@@ -219,7 +213,7 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
     hit = results.get(ctx.db, key, arrays=())
     if hit is not None:
         steps.finish()
-        return ClusterResult.from_dict(hit.info, cached=True)
+        return ClusterResult.model_validate({**hit.info, "cached": True})
     steps(f"k-means for k = {ks[0]}..{ks[-1]} and silhouette over {len(vs)} vectors")
     sw, arrays, _ = sweep(ctx, vs)
     chosen = sw.best_k if want is None else want
@@ -228,12 +222,13 @@ def clusters(ctx, collection: str, space: str | None = None, k="auto", n_represe
     labels, centroids, outside = _kmeans_at(ctx, vs, chosen, arrays)
     reps = representatives(vs.x, labels, centroids, n=n_reps)
     ids = vs.ids
-    groups = [Cluster(cluster=c, size=int((labels == c).sum()), representatives=[int(ids[i]) for i in reps.get(c, [])],
+    groups = [ClusterMembers(cluster=c, size=int((labels == c).sum()), representatives=[int(ids[i]) for i in reps.get(c, [])],
                       members=[int(i) for i in ids[labels == c]]) for c in range(chosen)]
     score = sw.score_at(chosen) if outside is None else outside  # k outside the sweep: scored as the sweep scores
     result = ClusterResult(collection=collection, backbone=vs.space, k=int(chosen), auto=want is None,
-                           silhouette_at_k=score, silhouette=sw, n_images=len(vs), clusters=groups)
-    results.put(ctx.db, key, result.base_dict())
+                           silhouette_at_k=score, silhouette=sw, n_images=len(vs), clusters=groups,
+                           cached=False)
+    results.put(ctx.db, key, result.to_dict())
     steps.finish()
     return result
 
@@ -265,36 +260,36 @@ def sweep_assignments(ctx, vs: VectorSet) -> dict[int, np.ndarray]:
 # ---- evaluation against labels ----------------------------------------------------------------
 
 
-def _evaluation_key(vs: VectorSet, labels: list, k_precision: int) -> ResultKey:
+def _evaluation_key(vs: VectorSet, labels: list) -> ResultKey:
     fp = vecs.combined_fingerprint(vs.fingerprint, vecs.labels_fingerprint(labels))
-    return ResultKey(vs.collection_id, vs.space, "evaluation", f"{EVALUATION_FORMAT};precision_k={k_precision};seed={SEED}", fp)
+    return ResultKey(vs.collection_id, vs.space, "evaluation", f"{EVALUATION_FORMAT};precision_k={PRECISION_AT};seed={SEED}", fp)
 
 
-def _per_label(y: np.ndarray, per_point: np.ndarray) -> list[dict]:
+def _per_label(y: np.ndarray, per_point: np.ndarray) -> list[LabelPrecision]:
     """Mean kNN precision of each label's images, by label."""
     names, codes = np.unique(y, return_inverse=True)
     sums, counts = np.bincount(codes, per_point), np.bincount(codes)
-    return [{"label": str(n), "n": int(c), "precision": float(t / c)} for n, t, c in zip(names, sums, counts)]
+    return [LabelPrecision(label=str(n), n=int(c), precision=float(t / c)) for n, t, c in zip(names, sums, counts)]
 
 
-def _contingency(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
+def _contingency(y: np.ndarray, pred: np.ndarray, k: int) -> Contingency:
     """Images of each label (rows) in each cluster (columns 0..k-1)."""
     names, codes = np.unique(y, return_inverse=True)
     counts = np.zeros((len(names), k), np.int64)
     np.add.at(counts, (codes, np.asarray(pred, np.int64)), 1)
-    return {"k": int(k), "labels": [str(n) for n in names], "clusters": list(range(k)), "counts": counts.tolist()}
+    return Contingency(k=int(k), labels=[str(n) for n in names], clusters=list(range(k)), counts=counts.tolist())
 
 
-def lookup_evaluation(ctx, collection: str, space: str | None = None, k_precision: int = 10, *,
+def lookup_evaluation(ctx, collection: str, space: str | None = None, *,
                       vectors: VectorSet | None = None) -> Evaluation | None:
     """The cached :func:`evaluate` result for the current vectors and labels, or None."""
     vs = vectors or vecs.peek(ctx, collection, space)
     _sweep_ks(len(vs))
-    hit = results.get(ctx.db, _evaluation_key(vs, vs.labels(ctx), k_precision), arrays=())
-    return Evaluation.from_dict(hit.info) if hit is not None else None
+    hit = results.get(ctx.db, _evaluation_key(vs, vs.labels(ctx)), arrays=())
+    return Evaluation.model_validate(hit.info) if hit is not None else None
 
 
-def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 10, *,
+def evaluate(ctx, collection: str, space: str | None = None, *,
              vectors: VectorSet | None = None, progress: Progress | None = None) -> Evaluation:
     """Silhouette by k and best k; with labels: ARI/NMI/homogeneity/completeness at the best k and at
     the number of distinct labels, and leave-one-out kNN precision@10 (over the labelled images).
@@ -305,11 +300,11 @@ def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 
     steps("reading the vectors")
     vs = vectors if vectors is not None and vectors.x is not None else vecs.load(ctx, collection, space)
     labels = vs.labels(ctx)
-    key = _evaluation_key(vs, labels, k_precision)
+    key = _evaluation_key(vs, labels)
     hit = results.get(ctx.db, key, arrays=())
     if hit is not None:
         steps.finish()
-        return Evaluation.from_dict(hit.info)
+        return Evaluation.model_validate(hit.info)
     steps(f"k-means and silhouette over {len(vs)} vectors")
     sw, arrays, _ = sweep(ctx, vs)
     mask = np.array([lab is not None for lab in labels], dtype=bool)
@@ -326,13 +321,14 @@ def evaluate(ctx, collection: str, space: str | None = None, k_precision: int = 
             pred, _, _ = _kmeans_at(ctx, vs, n_lab, arrays)
             at_labels = ExternalScores(k=n_lab, **external_scores(y, np.asarray(pred)[mask]))
             table_k, table_pred = n_lab, np.asarray(pred)
-        k_eff = min(k_precision, int(mask.sum()) - 1)
+        k_eff = min(PRECISION_AT, int(mask.sum()) - 1)
         _, per_point = knn_precision_per_point(vs.x[mask], y, k=k_eff)
         scores = LabelScores(at_best_k=ExternalScores(k=sw.best_k, **at_best), at_n_labels=at_labels,
-                             knn_precision=float(per_point.mean()), precision_k=k_eff, k_precision=k_precision,
+                             knn_precision_at_10=float(per_point.mean()), precision_k=k_eff,
                              per_label=_per_label(y, per_point), contingency=_contingency(y, table_pred[mask], table_k))
-    ev = Evaluation(collection=collection, backbone=vs.space, n_images=len(vs), silhouette=sw,
-                    n_labelled=int(mask.sum()), n_labels=len(distinct), labels=scores)
+    ev = Evaluation(collection=collection, backbone=vs.space, n_images=len(vs), silhouette=sw, best_k=sw.best_k,
+                    n_labelled=int(mask.sum()), n_labels=len(distinct), labels=scores,
+                    note=NO_LABELS_NOTE if scores is None else None)
     results.put(ctx.db, key, ev.to_dict())
     steps.finish()
     return ev
@@ -346,9 +342,11 @@ def _map_key(vs: VectorSet, method: str) -> ResultKey:
 
 
 def _map_result(vs: VectorSet, method: str, stored, labels: list, cached: bool) -> MapResult:
-    return MapResult(collection=vs.collection, backbone=vs.space, method=method, ids=stored.arrays["ids"].astype(np.int64),
-                     coords=stored.arrays["coords"], labels=labels, clusters=stored.arrays["clusters"].astype(np.int64),
-                     k=int(stored.info["k"]), seconds=stored.info.get("seconds"), cached=cached)
+    coords = stored.arrays["coords"]
+    return MapResult(collection=vs.collection, backbone=vs.space, method=method, n=len(stored.arrays["ids"]),
+                     ids=stored.arrays["ids"], x=coords[:, 0], y=coords[:, 1], labels=labels,
+                     clusters=stored.arrays["clusters"], k=int(stored.info["k"]), seconds=stored.info.get("seconds"),
+                     cached=cached)
 
 
 def lookup_map(ctx, collection: str, space: str | None = None, method: str = "tsne", *,

@@ -25,7 +25,7 @@ from simsearch import limits
 from simsearch.errors import Conflict, NotFound
 from simsearch.ops import analysis
 from simsearch.ops import vectors as vecs
-from simsearch.ops.analysis_results import ClusterResult, LabelAgreement
+from simsearch.ops.analysis_results import NO_LABELS_NOTE, ClusterResult, Clusters, StoredLabelAgreement
 from simsearch.store import results
 from simsearch.store.results import ResultKey
 
@@ -55,14 +55,12 @@ def names(ctx, vs: vecs.VectorSet, k: int) -> dict[int, str]:
     return {int(c): n for c, n in (hit.info.get("names") or {}).items()} if hit is not None else {}
 
 
-def _attach(ctx, vs, base: ClusterResult, agreement: LabelAgreement) -> ClusterResult:
-    from dataclasses import replace
-
-    return replace(base, version=version_of(vs), agreement=agreement, names=names(ctx, vs, base.k))
+def _attach(ctx, vs, base: ClusterResult, agreement: StoredLabelAgreement) -> Clusters:
+    return Clusters.attach(base, agreement, names(ctx, vs, base.k), version_of(vs))
 
 
 def lookup(ctx, collection: str, space: str | None = None, k="auto",
-           n_representatives: int = REPRESENTATIVES) -> ClusterResult | None:
+           n_representatives: int = REPRESENTATIVES) -> Clusters | None:
     """The clusters with their labels part, when both are cached for the current vectors and
     labels; else None (the job of :func:`compute` makes what is missing)."""
     vs = vecs.peek(ctx, collection, space)
@@ -70,11 +68,11 @@ def lookup(ctx, collection: str, space: str | None = None, k="auto",
     if base is None:
         return None
     hit = results.get(ctx.db, _agreement_key(vs, base, vs.labels(ctx)), arrays=())
-    return _attach(ctx, vs, base, LabelAgreement.from_stored(hit.info)) if hit is not None else None
+    return _attach(ctx, vs, base, StoredLabelAgreement.model_validate(hit.info)) if hit is not None else None
 
 
 def agreement(labels: list, assignments: dict[int, np.ndarray], at_k: np.ndarray,
-              clusters: list[np.ndarray]) -> LabelAgreement:
+              clusters: list[np.ndarray]) -> StoredLabelAgreement:
     """The labels part from the images' ``labels`` (in id order), the cluster of each image at
     every sweep k (``assignments``; -1: not assigned at that k, outside the sweep's sample: the ARI
     curve is over the labelled images that are) and at the clustering's k (``at_k``), and each
@@ -97,12 +95,14 @@ def agreement(labels: list, assignments: dict[int, np.ndarray], at_k: np.ndarray
     for positions in clusters:
         counts = Counter(labels[i] for i in positions.tolist())
         makeup.append(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or "")))
-    return LabelAgreement(n_labelled=int(mask.sum()), n_labels=len(distinct),
-                          ari=[ari(assignments[k]) for k in sorted(assignments)], ari_at_k=ari(at_k), makeup=makeup)
+    at_k_score = ari(at_k)
+    return StoredLabelAgreement(n_labelled=int(mask.sum()), n_labels=len(distinct),
+                                ari=[ari(assignments[k]) for k in sorted(assignments)], ari_at_k=at_k_score,
+                                note=NO_LABELS_NOTE if at_k_score is None else None, makeup=makeup)
 
 
 def compute(ctx, collection: str, space: str | None = None, k="auto", n_representatives: int = REPRESENTATIVES, *,
-            progress: analysis.Progress | None = None) -> ClusterResult:
+            progress: analysis.Progress | None = None) -> Clusters:
     """The clusters (:func:`simsearch.ops.analysis.clusters`, cached or computed) with their labels
     part (cached or computed from the cached sweep)."""
     base = analysis.clusters(ctx, collection, space, k, n_representatives, progress=progress)
@@ -114,7 +114,7 @@ def compute(ctx, collection: str, space: str | None = None, k="auto", n_represen
     key = _agreement_key(vs, base, labels)
     hit = results.get(ctx.db, key, arrays=())
     if hit is not None:
-        return _attach(ctx, vs, base, LabelAgreement.from_stored(hit.info))
+        return _attach(ctx, vs, base, StoredLabelAgreement.model_validate(hit.info))
     assignments = analysis.sweep_assignments(ctx, vs)
     at_k = np.empty(len(vs), dtype=np.int32)
     positions = []
@@ -123,7 +123,7 @@ def compute(ctx, collection: str, space: str | None = None, k="auto", n_represen
         at_k[pos] = c.cluster
         positions.append(pos)
     result = agreement(labels, assignments, at_k, positions)
-    results.put(ctx.db, key, result.stored())
+    results.put(ctx.db, key, result.to_dict())
     return _attach(ctx, vs, base, result)
 
 

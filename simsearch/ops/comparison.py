@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from simsearch.errors import InvalidInput, NotFound, SimsearchError
 from simsearch.ops import analysis, vectors as vecs
-from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, Overlap
+from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap
 from simsearch.ops.vectors import VectorSet
 from simsearch.store import repo, results
 from simsearch.store.models import Embedding, Image
@@ -35,7 +35,7 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
                                              Image.id.not_in(have)).order_by(Image.id)).all()
         files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
     if not files:
-        return EmbedReport()
+        return EmbedReport(embedded=0, failed=0, errors=[])
     report = Ingester(ctx, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
         collection, files, source=f"compare:{space}")
     return EmbedReport(embedded=report.embedded, failed=report.failed, errors=list(report.errors))
@@ -76,21 +76,21 @@ def _overlap_key(a: VectorSet, b: VectorSet) -> ResultKey:
                      vecs.combined_fingerprint(a.fingerprint, b.fingerprint))
 
 
-def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> Overlap | None | bool:
+def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOverlap | None | bool:
     """The overlap of a pair; None when they share too few images; False when not cached and not ``compute``."""
     from simsearch.analysis import neighbour_overlap
 
     key = _overlap_key(a, b)
     hit = results.get(ctx.db, key, arrays=())
     if hit is not None:
-        return Overlap(**hit.info) if hit.info else None
+        return NeighbourOverlap.model_validate(hit.info) if hit.info else None
     if not compute:
         return False
     common, ia, ib = np.intersect1d(a.ids, b.ids, return_indices=True)
     value = None
     if len(common) > OVERLAP_K + 1:
-        value = Overlap(a=a.space, b=b.space, k=OVERLAP_K, n=int(len(common)),
-                        jaccard=float(neighbour_overlap(a.x[ia], b.x[ib], k=OVERLAP_K)))
+        value = NeighbourOverlap(a=a.space, b=b.space, k=OVERLAP_K, n=int(len(common)),
+                                 jaccard=float(neighbour_overlap(a.x[ia], b.x[ib], k=OVERLAP_K)))
     results.put(ctx.db, key, value.to_dict() if value else {})
     return value
 
@@ -131,8 +131,8 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
     except SimsearchError as exc:
         return BackbonePanel(**base, available=False, reason=exc.message, embedding=embedding), None
     per_image, total = _embed_seconds(ctx, vs.collection_id, space)
-    return BackbonePanel(**base, embedding=embedding, evaluation=ev, embed_seconds_per_image=per_image,
-                         embed_seconds_total=total, map=mp), vs
+    return BackbonePanel.scored(ev, **base, embedding=embedding, embed_seconds_per_image=per_image,
+                                embed_seconds_total=total, map=mp), vs
 
 
 def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed: bool = False,

@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from simsearch.ops.analysis_results import BackbonePanel, Comparison, Overlap
+from simsearch.ops.analysis_results import BackbonePanel, Comparison, NeighbourOverlap
 
 from .map_plot import PALETTE, cluster_colours, draw_map, figure_bytes
 
@@ -38,20 +38,20 @@ def _colours(names: list[str]) -> dict[str, str]:
 
 def silhouette_chart(panels: list[BackbonePanel]) -> bytes | None:
     """One chart: silhouette against k, a line per available backbone, its best k marked."""
-    avail = [p for p in panels if p.available and p.evaluation is not None]
+    avail = [p for p in panels if p.available and p.silhouette is not None]
     if not avail:
         return None
     colours = _colours([p.backbone for p in avail])
     fig = _fig(900, 420)
     ax = fig.add_subplot(1, 1, 1)
     for p in avail:
-        sw = p.evaluation.silhouette
+        sw = p.silhouette
         c = colours[p.backbone]
         ax.plot(sw.ks, sw.scores, marker="o", ms=4, lw=1.8, color=c, label=p.backbone)
         ax.plot([sw.best_k], [sw.score_at(sw.best_k)], marker="*", ms=16, color=c, mec="black", mew=0.6)
     ax.set_xlabel("k (number of clusters)")
     ax.set_ylabel("silhouette")
-    ax.set_xticks(sorted({k for p in avail for k in p.evaluation.silhouette.ks}))
+    ax.set_xticks(sorted({k for p in avail for k in p.silhouette.ks}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
@@ -62,7 +62,7 @@ def score_rows(panels: list[BackbonePanel]) -> list[dict]:
     """Per available backbone with label scores: the numbers of the scores panel (None when missing)."""
     rows = []
     for p in panels:
-        lab = p.evaluation.labels if p.available and p.evaluation is not None else None
+        lab = p.labels if p.available else None
         if lab is None:
             continue
         best = lab.at_best_k
@@ -132,7 +132,7 @@ def map_panels(panels: list[BackbonePanel], thumbs: dict) -> list[dict]:
     return out
 
 
-def overlap_matrix(names: list[str], overlap: list[Overlap]) -> dict:
+def overlap_matrix(names: list[str], overlap: list[NeighbourOverlap]) -> dict:
     """Symmetric matrix of mean top-10 Jaccard overlaps (diagonal 1), as table cells with a shade."""
     value = {(o.a, o.b): o.jaccard for o in overlap}
     value.update({(o.b, o.a): o.jaccard for o in overlap})
@@ -182,10 +182,10 @@ def render_report(comparison: Comparison, thumbs: dict | None = None, *, generat
     available = [p for p in panels if p.available]
     backbones = []
     for p in panels:
-        ev = p.evaluation if p.available else None
+        scored = p.available and p.n_images is not None
         backbones.append({"backbone": p.backbone, "available": p.available, "reason": p.reason,
-                          "dim": p.dim, "input_size": p.input_size, "n_images": ev.n_images if ev else None,
-                          "best_k": ev.best_k if ev else None, "per_image": _duration(p.embed_seconds_per_image),
+                          "dim": p.dim, "input_size": p.input_size, "n_images": p.n_images if scored else None,
+                          "best_k": p.best_k if scored else None, "per_image": _duration(p.embed_seconds_per_image),
                           "total": _duration(p.embed_seconds_total)})
     fmt_rows = [{k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
     precision_k = next((r["precision_k"] for r in rows if r.get("precision_k")), 10)
