@@ -48,6 +48,9 @@ HASH_SURE = 2
 # its most similar *distinct* photo (0.926 on flowers102 + oxford-buildings; the pairs above it are
 # mostly bursts: benchmark).
 STRICT_COSINE = 0.93
+# CONFIRM_WEAK: a pair whose hashes agree only weakly (HASH_SURE < distance <= HASH_MAX) also needs the
+# geometric check not to reject it (photos of one building from one spot on other days pass the hashes).
+CONFIRM_WEAK = False
 
 
 def peek(ctx, collection: str, space: str | None) -> vecs.VectorSet:
@@ -142,9 +145,10 @@ def pair_hash_distances(ctx, collection_id: int, a: np.ndarray, b: np.ndarray, p
 
 
 def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distance: np.ndarray | None,
-                tier: str, threshold: float, near_floor: float = 0.60):
+                tier: str, threshold: float, near_floor: float = 0.60, geometry: np.ndarray | None = None):
     """The groups of the near or similar tier over the cached pairs (rows ``i``, ``j`` of ``n``);
-    ``near_floor``: the near tier's default threshold."""
+    ``near_floor``: the near tier's default threshold; ``geometry``: the geometric check's verdicts
+    (:func:`simsearch.ops.near_geometry.check`; None: pairs cached before it existed)."""
     from simsearch.analysis.near_duplicates import representative_groups, verify
 
     if tier == "near":
@@ -153,7 +157,7 @@ def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distanc
         d = distance if distance is not None else np.full(len(i), -1, np.int16)
         sure = HASH_SURE if threshold <= near_floor else -1
         mask = verify(score, d, floor=threshold, hash_max=HASH_MAX, strict=max(STRICT_COSINE, threshold),
-                      hash_sure=sure)
+                      hash_sure=sure, geometry=geometry, confirm_weak=CONFIRM_WEAK)
     else:
         mask = score >= np.float32(threshold)
     return representative_groups(n, i, j, score, mask=mask)
