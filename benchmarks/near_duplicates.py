@@ -133,6 +133,9 @@ def main() -> None:
     ap.add_argument("--originals", type=int, default=60)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-pairs", type=Path, default=None, help="also write the candidate pairs (image rows, cosine, "
+                                                                 "hash distance, geometric verdict) and each row's source "
+                                                                 "photo and transform to this .npz, to study other rules")
     ap.add_argument("--scale", type=int, default=0, help="instead: the pipeline on N synthetic vectors")
     ap.add_argument("--no-index", action="store_true", help="with --scale: candidate pairs made up (each vector and "
                                                             "16 random others, the planted copies among them) instead of "
@@ -194,6 +197,10 @@ def main() -> None:
             src, kind = zip(*(source_of(paths[int(i)]) for i in vs.ids))
             src, kind = np.asarray(src), np.asarray(kind)
             row = {int(i): r for r, i in enumerate(vs.ids)}
+            if args.save_pairs:
+                np.savez_compressed(args.save_pairs, a=np.array([row[int(x)] for x in ps.a]),
+                                    b=np.array([row[int(x)] for x in ps.b]), score=ps.score, distance=ps.distance,
+                                    geometry=ps.geometry, geometry_share=ps.geometry_share, src=src, kind=kind)
             # the distributions
             out.update(distributions(ctx, vs, src, kind, ps, transforms))
             # the op's near tier at its defaults

@@ -160,6 +160,7 @@ class PairSet:
         self.exact = np.asarray(arrays.get("exact", np.zeros(0)), dtype=bool)
         self.distance = np.asarray(arrays.get("distance", np.full(len(self.a), -1)), dtype=np.int16)  # hashes
         self.geometry = np.asarray(arrays.get("geometry", np.full(len(self.a), -1)), dtype=np.int8)  # near_geometry
+        self.geometry_share = np.asarray(arrays.get("geometry_share", np.full(len(self.a), -1)), dtype=np.float32)
 
 
 def lookup_pairs(ctx, collection: str, space: str | None) -> PairSet | None:
