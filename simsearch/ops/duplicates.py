@@ -81,8 +81,8 @@ MEANING = {
              "the vectors and the thumbnails' pixels are identical). Keeping one loses nothing.",
     "near": "The same photo, transformed: resized, re-compressed, cropped by a few percent, flipped, slightly "
             "rotated, re-coloured, captioned. Nearest neighbours (cosine at or above the threshold) confirmed by "
-            "perceptual hashes of the pictures (or a cosine of at least 0.93); each group is one image and the images "
-            "confirmed against it, so look-alikes never chain.",
+            "perceptual hashes of the pictures or by a geometric check of local features (off-centre crops, flipped "
+            "crops, rotations); each group is one image and the images confirmed against it, so look-alikes never chain.",
     "similar": "Different photos that look alike (the same scene, a burst, the same kind of subject): cosine "
                "similarity at or above a threshold you choose. Not duplicates: look before deleting.",
 }
