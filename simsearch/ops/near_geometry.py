@@ -22,9 +22,14 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
 
 from simsearch.analysis import geometry
 from simsearch.analysis.near_duplicates import GEOMETRY_UNCHECKED
+from simsearch.images.decode import decode_image
+from simsearch.ops.originals import open_original
+from simsearch.store.models import Image, Thumbnail
 
 GEOMETRY_FLOOR = 0.80  # pairs below this cosine are never checked (docs/near-duplicates.md: the copies' cosines)
 CACHE_IMAGES = 4096
@@ -40,13 +45,6 @@ def needs_check(score: np.ndarray, distance: np.ndarray, *, hash_sure: int, floo
 
 def _picture(ctx, image_id: int):
     """The image's picture (PIL, RGB) from its original file, else its thumbnail; None if neither."""
-    from PIL import Image as PILImage
-    from sqlalchemy import select
-
-    from simsearch.images.decode import decode_image
-    from simsearch.ops.originals import open_original
-    from simsearch.store.models import Image, Thumbnail
-
     try:
         original = open_original(ctx, image_id)
         with original.file as f:
