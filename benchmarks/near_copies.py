@@ -7,9 +7,9 @@ quality 95 unless a step names the format (``jpeg30``, ``png``, ``webp``):
 - ``jpeg30`` .. ``jpeg90``: re-encoded at that JPEG quality;
 - ``crop5`` / ``crop7`` / ``crop10`` / ``crop15``: 5% / 7% / 10% / 15% cut off every side (centred; 7% is
   none of the centre windows the hashes keep);
-  ``cropoff10``: 10% cut off the left and the top only (an off-centre crop);
+  ``cropoff5`` / ``cropoff10`` / ``cropoff15``: 5% / 10% / 15% cut off the left and the top only (off-centre crops);
 - ``hflip``: mirrored left-right;
-- ``rotate3``: rotated 3 degrees and cropped to its largest upright rectangle (as "straighten" does);
+- ``rotate3`` / ``rotate6``: rotated 3 / 6 degrees and cropped to its largest upright rectangle (as "straighten" does);
 - ``bright130`` / ``dark70``: brightness x1.3 / x0.7; ``sat150``: saturation x1.5 and a warm tint;
   ``gray``: converted to grayscale;
 - ``text``: a caption in the bottom third; ``watermark``: a semi-transparent name across the middle;
@@ -21,10 +21,11 @@ from __future__ import annotations
 import io
 import math
 
-SINGLE = ("resize50", "resize25", "jpeg30", "jpeg50", "jpeg70", "jpeg90", "crop5", "crop7", "crop10", "crop15", "cropoff10",
-          "hflip", "rotate3", "bright130", "dark70", "sat150", "gray", "text", "watermark", "png", "webp")
+SINGLE = ("resize50", "resize25", "jpeg30", "jpeg50", "jpeg70", "jpeg90", "crop5", "crop7", "crop10", "crop15", "cropoff5",
+          "cropoff10", "cropoff15", "hflip", "rotate3", "rotate6", "bright130", "dark70", "sat150", "gray", "text", "watermark",
+          "png", "webp")
 COMBINED = ("resize50+jpeg50", "crop5+resize50+jpeg70", "hflip+jpeg70", "crop10+jpeg50", "resize25+jpeg30",
-            "text+resize50+jpeg70")
+            "text+resize50+jpeg70", "hflip+cropoff10")
 EXTENSION = {"png": ".png", "webp": ".webp"}
 
 

@@ -8,9 +8,10 @@ What it does (files in a temporary folder, never in the repository):
 
 1. Every photo of ``../shared/datasets/flowers102`` and ``oxford-buildings`` (2,641) is a distinct
    photo; ``--originals`` of them (half from each set, seeded, spread over the classes) also get a
-   copy for each transform of ``benchmarks/near_copies.py`` (20 single ones: resize 50/25%, JPEG
-   q30-90, centred crops 5/10/15% a side, an off-centre 10% crop, flip, 3-degree rotation,
-   brightness, saturation/tint, grayscale, a caption, a watermark, PNG, WebP; and 6 combinations).
+   copy for each transform of ``benchmarks/near_copies.py`` (24 single ones: resize 50/25%, JPEG
+   q30-90, centred crops 5/7/10/15% a side, off-centre crops of 5/10/15%, flip, 3- and 6-degree
+   rotations, brightness, saturation/tint, grayscale, a caption, a watermark, PNG, WebP; and 7
+   combinations, a flipped off-centre crop among them).
 2. All are ingested with the real pipeline (default backbone, fp32, perceptual hashes at ingest)
    into a temporary SQLite collection; the op (:mod:`simsearch.ops.duplicates`) finds the near
    tier's groups at its defaults.
@@ -132,6 +133,9 @@ def main() -> None:
     ap.add_argument("--originals", type=int, default=60)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-pairs", type=Path, default=None, help="also write the candidate pairs (image rows, cosine, "
+                                                                 "hash distance, geometric verdict) and each row's source "
+                                                                 "photo and transform to this .npz, to study other rules")
     ap.add_argument("--scale", type=int, default=0, help="instead: the pipeline on N synthetic vectors")
     ap.add_argument("--no-index", action="store_true", help="with --scale: candidate pairs made up (each vector and "
                                                             "16 random others, the planted copies among them) instead of "
@@ -152,6 +156,7 @@ def main() -> None:
     from simsearch.ingest.sources import files_from_folder
     from simsearch.ops import duplicates as dup
     from simsearch.ops import near_duplicates as near
+    from simsearch.ops import near_geometry
     from simsearch.ops import vectors as vecs
     from simsearch.store.models import Image
 
@@ -165,7 +170,8 @@ def main() -> None:
                  "platform": platform.platform(), "python": platform.python_version(), "data": list(SETS),
                  "distinct_photos": len(photos), "originals": len(originals), "transforms": list(transforms),
                  "constants": {"near_floor": dup.NEAR_THRESHOLD, "hash_max": near.HASH_MAX, "hash_sure": near.HASH_SURE,
-                               "strict_cosine": near.STRICT_COSINE, "neighbours": dup.NEIGHBOURS}}
+                               "strict_cosine": near.STRICT_COSINE, "neighbours": dup.NEIGHBOURS,
+                               "geometry_floor": near_geometry.GEOMETRY_FLOOR, "confirm_weak": near.CONFIRM_WEAK}}
     with tempfile.TemporaryDirectory(prefix="simsearch-neardup-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -191,6 +197,10 @@ def main() -> None:
             src, kind = zip(*(source_of(paths[int(i)]) for i in vs.ids))
             src, kind = np.asarray(src), np.asarray(kind)
             row = {int(i): r for r, i in enumerate(vs.ids)}
+            if args.save_pairs:
+                np.savez_compressed(args.save_pairs, a=np.array([row[int(x)] for x in ps.a]),
+                                    b=np.array([row[int(x)] for x in ps.b]), score=ps.score, distance=ps.distance,
+                                    geometry=ps.geometry, geometry_share=ps.geometry_share, src=src, kind=kind)
             # the distributions
             out.update(distributions(ctx, vs, src, kind, ps, transforms))
             # the op's near tier at its defaults
@@ -199,6 +209,26 @@ def main() -> None:
             out["group_seconds"] = round(time.perf_counter() - t0, 3)
             new = grouping_figures([np.array([row[m["id"]] for m in g["images"]]) for g in res["groups"]],
                                    src, kind, transforms)
+            # the same pairs under other rules: weak hash matches confirmed by the geometric check too,
+            # and without the geometric check (hashes, then the strict cosine: the rule before it)
+            ids = np.unique(np.concatenate([ps.a, ps.b]))
+            pi, pj = np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b)
+            variants = {}
+            for name, confirm, geo in (("confirm_weak_hash_matches", True, ps.geometry),
+                                       ("without_geometry", False, None)):
+                saved, near.CONFIRM_WEAK = near.CONFIRM_WEAK, confirm
+                try:
+                    found = near.tier_groups(len(ids), pi, pj, ps.score, ps.distance, "near", dup.NEAR_THRESHOLD,
+                                             dup.NEAR_THRESHOLD, geometry=geo)
+                finally:
+                    near.CONFIRM_WEAK = saved
+                fig = grouping_figures([np.array([row[int(ids[m])] for m in g.members]) for g in found],
+                                       src, kind, transforms)
+                several = fig.pop("groups_with_several_distinct")
+                fig["distinct_pairs_grouped"] = [[str(photos[a][1].relative_to(DATASETS)) for a in d] for d in several]
+                fig["single_transforms_min_recall"] = min(fig["recall"][t] for t in near_copies.SINGLE)
+                variants[name] = fig
+            out["other_rules"] = variants
             # the previous method on the same candidate pairs
             ids = np.unique(np.concatenate([ps.a, ps.b]))
             old_groups = groups_from_pairs(len(ids), np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b),
@@ -217,6 +247,7 @@ def main() -> None:
         finally:
             ctx.close()
     out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+    out["load_average_at_end"] = os.getloadavg()
     print(json.dumps(out, indent=1))
 
 
@@ -246,6 +277,22 @@ def distributions(ctx, vs, src, kind, ps, transforms) -> dict:
     distinct = (src[ra] != src[rb]) & (kind[ra] == "") & (kind[rb] == "")
     dd, dc = ps.distance[distinct], ps.score[distinct]
     counts = {str(t): int((dd <= t).sum()) for t in (6, 8, 10, 12, 14, 16)}
+    # the geometric check: pairs it looked at and accepted, per transform (original, copy) and distinct
+    geo = {}
+    pair_at = {(min(int(x), int(y)), max(int(x), int(y))): p for p, (x, y) in enumerate(zip(ra, rb))}
+    for t in transforms:
+        rows = np.flatnonzero(kind == t.replace("+", "_"))
+        ps_idx = [pair_at.get((min(orig_row[int(src[r])], r), max(orig_row[int(src[r])], r))) for r in rows]
+        ps_idx = [p for p in ps_idx if p is not None]
+        g = ps.geometry[ps_idx] if ps_idx else np.zeros(0, np.int8)
+        geo[t] = {"candidate_pairs": len(ps_idx), "checked": int((g >= 0).sum()), "accepted": int((g == 1).sum())}
+    gd = ps.geometry[distinct]
+    geo["distinct_candidate_pairs"] = {"checked": int((gd >= 0).sum()), "accepted": int((gd == 1).sum()),
+                                       "accepted_pairs": [[int(src[ra[p]]), int(src[rb[p]])]
+                                                          for p in np.flatnonzero(distinct & (ps.geometry == 1))][:60]}
+    geo["all_pairs"] = {"candidate_pairs": int(len(ps.a)), "checked": int((ps.geometry >= 0).sum()),
+                        "accepted": int((ps.geometry == 1).sum()), "images": int(len(vs.ids)),
+                        "seconds": ps.info.get("geometry_seconds")}
     photo = np.flatnonzero(kind == "")
     P = X[photo]
     best = np.full(len(photo), -1.0, np.float32)
@@ -253,7 +300,7 @@ def distributions(ctx, vs, src, kind, ps, transforms) -> dict:
         S = P[s0:s0 + 1024] @ P.T
         S[np.arange(S.shape[0]), np.arange(s0, s0 + S.shape[0])] = -1
         best[s0:s0 + 1024] = S.max(axis=1)
-    return {"copies": per_t,
+    return {"copies": per_t, "geometry": geo,
             "distinct_candidate_pairs": {"n": int(distinct.sum()), "cosine_floor": float(ps.info.get("floor", 0)),
                                          "hash_distance_at_or_below": counts,
                                          "hash_distance": q(dd, (0.0001, 0.001, 0.01, 0.5)),

@@ -10,7 +10,9 @@ is close to B, B to C, ... : one group of 553 different flower photos). Here:
 2. **Verification** (:func:`verify`): a candidate pair is a near-duplicate when its perceptual
    hashes agree (:func:`hash_distance` <= ``hash_max``: the same picture, resized, re-compressed,
    re-coloured, flipped, centre-cropped, captioned) or, where hashes are known to fail (off-centre
-   crops, rotations), when its cosine is at least ``strict`` (far above that of distinct photos).
+   crops, a crop of a flipped copy, rotations), when a geometric check of local features
+   (:mod:`simsearch.analysis.geometry`) finds one picture a crop, flip, rotation or rescale of the
+   other; a pair the check could not look at falls back to a cosine of at least ``strict``.
 3. **Grouping** (:func:`representative_groups`): each group is one representative and the
    images verified against *it*: never the transitive closure, so two distinct photos only share
    a group when both are verified copies of the same third image.
@@ -26,6 +28,7 @@ from simsearch.analysis.duplicates import Group, _pairs
 from simsearch.errors import InvalidInput
 
 UNKNOWN = -1  # hash distance of a pair one of whose images has no hashes
+GEOMETRY_UNCHECKED = -1  # a pair the geometric check did not look at
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int16)
 
 
@@ -71,17 +74,32 @@ def pair_hash_distance(hashes: np.ndarray, known: np.ndarray, i: np.ndarray, j: 
     return out
 
 
-def verify(scores: Any, distances: Any, *, floor: float, hash_max: int, strict: float, hash_sure: int = -1) -> np.ndarray:
-    """Which pairs are near-duplicates: hash distance <= ``hash_sure`` (the same picture, whatever
-    the vectors say: a grayscale copy's cosine falls to 0.45), or cosine >= ``floor`` and hash
-    distance <= ``hash_max``, or cosine >= ``strict`` (hashes unknown or not agreeing: crops the
-    hashes do not cover, rotations). Distance < 0: unknown."""
+def verify(scores: Any, distances: Any, *, floor: float, hash_max: int, strict: float, hash_sure: int = -1,
+           geometry: Any = None, confirm_weak: bool = False) -> np.ndarray:
+    """Which pairs are near-duplicates. Distance < 0: hashes unknown; ``geometry`` (one per pair,
+    as :func:`simsearch.ops.near_geometry.check` gives it): 1 the geometric check accepted the
+    pair, 0 it rejected it, :data:`GEOMETRY_UNCHECKED` not checked (None: none checked). A pair is
+    one when
+
+    - its hash distance is <= ``hash_sure`` (the same picture, whatever the vectors say: a
+      grayscale copy's cosine falls to 0.45); or
+    - its cosine is >= ``floor`` and its hash distance <= ``hash_max`` (with ``confirm_weak``: and
+      the geometric check did not reject it); or
+    - its cosine is >= ``floor`` and the geometric check accepted it (crops the hashes do not
+      cover, a crop of a flipped copy, rotations); or
+    - its cosine is >= ``strict`` and it was not checked (a picture unavailable to the check)."""
     s = np.asarray(scores, np.float32)
     d = np.asarray(distances, np.int16)
-    if s.shape != d.shape:
-        raise InvalidInput("scores and distances need one value per pair", field="pairs")
+    g = np.full(s.shape, GEOMETRY_UNCHECKED, np.int8) if geometry is None else np.asarray(geometry, np.int8)
+    if s.shape != d.shape or s.shape != g.shape:
+        raise InvalidInput("scores, distances and geometry need one value per pair", field="pairs")
     known = d >= 0
-    return (known & (d <= hash_sure)) | ((s >= np.float32(floor)) & known & (d <= hash_max)) | (s >= np.float32(strict))
+    floor_ok = s >= np.float32(floor)
+    hashed = floor_ok & known & (d <= hash_max)
+    if confirm_weak:
+        hashed &= g != 0
+    return ((known & (d <= hash_sure)) | hashed | (floor_ok & (g == 1))
+            | ((s >= np.float32(strict)) & (g == GEOMETRY_UNCHECKED)))
 
 
 def representative_groups(n: int, i: Any, j: Any, scores: Any, *, mask: Any = None,

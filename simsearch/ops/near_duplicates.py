@@ -14,8 +14,12 @@ space their thresholds hold in, the perceptual hashes of the candidate pairs, an
 - **The candidates.** Each image's nearest neighbours at cosine >= the near floor, and the pairs
   whose whole-picture hashes are at most :data:`HASH_SURE` bits apart (found from the hashes:
   a grayscale copy's vectors can be farther apart than a look-alike's).
-- **The groups.** Near: candidate pairs verified by hashes (or a strict cosine where hashes fail),
-  grouped around representatives (:mod:`simsearch.analysis.near_duplicates`). Similar: pairs at or
+- **The geometric check.** The candidate pairs at cosine >= 0.80 the hashes do not settle (more
+  than HASH_SURE bits apart) are checked with local features (:mod:`simsearch.ops.near_geometry`,
+  :mod:`simsearch.analysis.geometry`): off-centre crops, crops of flipped copies, rotations.
+- **The groups.** Near: candidate pairs verified by hashes or by the geometric check (a strict
+  cosine only where a pair could not be checked), grouped around representatives
+  (:mod:`simsearch.analysis.near_duplicates`). Similar: pairs at or
   above the user's cosine threshold, grouped around representatives too (no chains of look-alikes).
 """
 
@@ -43,11 +47,14 @@ HASH_MAX = 8
 # distinct photos above, one is at 4 bits or fewer and none at 2 (random bits: 1e-16); such pairs
 # are found from the hashes themselves (:func:`simsearch.analysis.near_duplicates.hash_candidates`).
 HASH_SURE = 2
-# STRICT_COSINE: a pair this alike is a near-duplicate without agreeing hashes (hashes miss
-# rotations and off-centre crops). Set above the 99.9th percentile of the cosine between a photo and
+# STRICT_COSINE: a pair this alike is a near-duplicate without agreeing hashes when the geometric check
+# could not look at it (a picture unavailable: simsearch/ops/near_geometry.py; checked pairs take its verdict). Set above the 99.9th percentile of the cosine between a photo and
 # its most similar *distinct* photo (0.926 on flowers102 + oxford-buildings; the pairs above it are
 # mostly bursts: benchmark).
 STRICT_COSINE = 0.93
+# CONFIRM_WEAK: a pair whose hashes agree only weakly (HASH_SURE < distance <= HASH_MAX) also needs the
+# geometric check not to reject it (photos of one building from one spot on other days pass the hashes).
+CONFIRM_WEAK = False
 
 
 def peek(ctx, collection: str, space: str | None) -> vecs.VectorSet:
@@ -142,9 +149,10 @@ def pair_hash_distances(ctx, collection_id: int, a: np.ndarray, b: np.ndarray, p
 
 
 def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distance: np.ndarray | None,
-                tier: str, threshold: float, near_floor: float = 0.60):
+                tier: str, threshold: float, near_floor: float = 0.60, geometry: np.ndarray | None = None):
     """The groups of the near or similar tier over the cached pairs (rows ``i``, ``j`` of ``n``);
-    ``near_floor``: the near tier's default threshold."""
+    ``near_floor``: the near tier's default threshold; ``geometry``: the geometric check's verdicts
+    (:func:`simsearch.ops.near_geometry.check`; None: pairs cached before it existed)."""
     from simsearch.analysis.near_duplicates import representative_groups, verify
 
     if tier == "near":
@@ -153,7 +161,7 @@ def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distanc
         d = distance if distance is not None else np.full(len(i), -1, np.int16)
         sure = HASH_SURE if threshold <= near_floor else -1
         mask = verify(score, d, floor=threshold, hash_max=HASH_MAX, strict=max(STRICT_COSINE, threshold),
-                      hash_sure=sure)
+                      hash_sure=sure, geometry=geometry, confirm_weak=CONFIRM_WEAK)
     else:
         mask = score >= np.float32(threshold)
     return representative_groups(n, i, j, score, mask=mask)

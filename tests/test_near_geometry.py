@@ -1,0 +1,143 @@
+"""The near tier's geometric check: local features under one similarity transform, covering most of
+both pictures, whose aligned pixels agree (simsearch/analysis/geometry.py), and its use by the near
+tier for the copies perceptual hashes miss (off-centre crops, flipped crops, rotations).
+
+The figures on the realistic sets come from benchmarks/near_duplicates.py (docs/near-duplicates.md);
+here: the rule on a few real photos, and the op end to end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simsearch.analysis import geometry
+from simsearch.analysis.near_duplicates import GEOMETRY_UNCHECKED, hash_distance, verify
+from simsearch.errors import InvalidInput
+from simsearch.images import phash
+from simsearch.ops import near_duplicates as near
+from tests.conftest import DATASETS, ROOT, upgraded
+
+OXFORD = DATASETS / "oxford-buildings"
+FLOWER = DATASETS / "flowers102" / "buttercup" / "image_04648.jpg"
+LANDMARK = OXFORD / "magdalen" / "magdalen_000022.jpg"
+# two photos of the Radcliffe Camera from about the same spot (cosine 0.93 in efficientnet_lite0:
+# a hard negative), and another view of it
+CAMERA_A = OXFORD / "radcliffe_camera" / "radcliffe_camera_000209.jpg"
+CAMERA_B = OXFORD / "radcliffe_camera" / "radcliffe_camera_000270.jpg"
+CAMERA_C = OXFORD / "radcliffe_camera" / "radcliffe_camera_000050.jpg"
+
+
+def _copies():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("near_copies", ROOT / "benchmarks" / "near_copies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _picture(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _features(data: bytes) -> geometry.Features:
+    return geometry.features(_picture(data))
+
+
+# ---- the rule, on real photos -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [FLOWER, LANDMARK], ids=["flower", "landmark"])
+def test_crops_flips_and_rotations_of_a_photo_are_accepted(path):
+    copies = _copies()
+    data = path.read_bytes()
+    original = _features(data)
+    for t in ("cropoff12", "hflip+cropoff10", "rotate6", "crop15", "resize25+jpeg30"):
+        v = geometry.verify(original, _features(copies.make_copy(data, t)))
+        assert v.accepted, (t, v)
+        assert v.mirrored == t.startswith("hflip"), (t, v)
+    # the check is symmetric in what it accepts: the copy against the original too
+    assert geometry.verify(_features(copies.make_copy(data, "cropoff12")), original).accepted
+    # the off-centre crop is one the hashes miss (the reason for the check)
+    h = phash.image_hashes(_picture(data))
+    assert int(hash_distance(h, phash.image_hashes(_picture(copies.make_copy(data, "cropoff12"))))[0]) > near.HASH_MAX
+
+
+def test_other_photos_of_the_same_landmark_and_a_shared_detail_are_rejected():
+    a, b, c = (_features(p.read_bytes()) for p in (CAMERA_A, CAMERA_B, CAMERA_C))
+    for x, y in ((a, b), (b, a), (a, c), (b, c)):
+        v = geometry.verify(x, y)
+        assert not v.accepted, v
+    # the same building from the same spot: many keypoints agree on one transform, but the aligned
+    # pictures do not (other light, other people): the pixel check rejects it
+    v = geometry.verify(a, b)
+    assert v.inliers >= geometry.MIN_INLIERS and v.ncc < geometry.MIN_NCC, v
+    # a detail of a photo (a fifth of each side: the same window of the same building) is no crop of it
+    pic = _picture(LANDMARK.read_bytes())
+    w, h = pic.size
+    detail = pic.crop((int(w * 0.4), int(h * 0.3), int(w * 0.6), int(h * 0.5)))
+    v = geometry.verify(_features(LANDMARK.read_bytes()), geometry.features(detail))
+    assert not v.accepted and v.cover < geometry.MIN_COVER, v
+
+
+def test_features_check_their_input():
+    with pytest.raises(InvalidInput):
+        geometry.features(np.zeros((8, 8), np.uint8))
+    with pytest.raises(InvalidInput):
+        geometry.verify("a", "b")
+    flat = geometry.features(np.full((64, 64), 128, np.uint8))  # no keypoints: nothing to accept
+    assert not geometry.verify(flat, flat).accepted
+
+
+def test_verify_takes_the_geometric_verdict():
+    # cosine, hash distance, geometry: hashes agree / agree weakly / disagree, checked or not
+    s = np.array([0.85, 0.85, 0.85, 0.95, 0.95, 0.75, 0.65], np.float32)
+    d = np.array([5, 20, 20, 20, 20, 20, 1], np.int16)
+    g = np.array([0, 1, 0, 0, GEOMETRY_UNCHECKED, 1, 0], np.int8)
+    rule = dict(floor=0.70, hash_max=8, strict=0.93, hash_sure=2)
+    assert verify(s, d, geometry=g, **rule).tolist() == [True, True, False, False, True, True, True]
+    assert verify(s, d, geometry=g, confirm_weak=True, **rule).tolist() == [False, True, False, False, True, True, True]
+    # without verdicts (pairs cached before the check): the strict cosine as before
+    assert verify(s, d, **rule).tolist() == [True, False, False, True, True, False, True]
+    with pytest.raises(InvalidInput):
+        verify(s, d, geometry=g[:3], **rule)
+
+
+# ---- the op end to end ------------------------------------------------------------------------------
+
+
+def test_the_near_tier_groups_off_centre_and_flipped_crops_not_other_photos_of_a_landmark(tmp_path, weights_dir):
+    from simsearch.config import Settings
+    from simsearch.context import AppContext
+    from simsearch.ingest import Ingester, files_from_folder
+    from simsearch.ops import duplicates as dup
+
+    copies = _copies()
+    folder = tmp_path / "photos" / "mixed"
+    folder.mkdir(parents=True)
+    for name, path in (("flower", FLOWER), ("landmark", LANDMARK), ("camera_a", CAMERA_A), ("camera_b", CAMERA_B)):
+        data = path.read_bytes()
+        (folder / f"{name}.jpg").write_bytes(data)
+        if name in ("flower", "landmark"):
+            for t in ("cropoff12", "hflip+cropoff12"):
+                (folder / f"{name}__{t.replace('+', '_')}.jpg").write_bytes(copies.make_copy(data, t))
+    home = tmp_path / "home"
+    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}",
+                                          weights_path=weights_dir))
+    ctx = AppContext.open(settings)
+    try:
+        files, _ = files_from_folder(tmp_path / "photos", labels="folders")
+        assert Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run("geo", files, source=str(folder)).added == 8
+        res = dup.find(ctx, "geo", None, tier="near", per_page=None)
+        groups = sorted(tuple(sorted(img["path"].rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g["images"]))
+                        for g in res["groups"])
+        assert groups == [("flower",) * 3, ("landmark",) * 3], groups
+        ps = dup.pairs(ctx, "geo", None)
+        assert ps.cached and (ps.geometry == 1).sum() >= 4  # the crops were found by the check
+    finally:
+        ctx.close()
