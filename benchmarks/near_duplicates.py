@@ -349,7 +349,8 @@ def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> di
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     if index:
-        i, j, s = candidate_pairs(X, built.index.search, k=k, floor=dup.CANDIDATES, block=dup.BLOCK)
+        i, j, s = candidate_pairs(X, built.index.search, k=k, floor=dup.CANDIDATES, block=dup.BLOCK,
+                                  widen_above=dup.WIDEN_ABOVE, max_k=dup.MAX_NEIGHBOURS)
     else:  # made-up candidates: every vector with k random others and the planted pairs, scored exactly
         index_info = "none: candidate pairs made up (--no-index)"
         a = np.r_[np.repeat(np.arange(n), k), copy]

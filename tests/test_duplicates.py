@@ -88,6 +88,40 @@ def test_candidate_pairs_match_brute_force_without_an_n_by_n_matrix():
     assert np.allclose(s, S[i, j], atol=1e-5) and (i < j).all()
 
 
+
+def test_a_group_larger_than_k_is_searched_wider_until_every_member_meets_the_others():
+    """An image with 40 copies of 4 kinds and k = 5: without widening, most copies meet only their
+    own kind; with ``widen_above`` every copy is paired with it, and ordinary rows (whose 5th
+    neighbour is far) are not searched again."""
+    import faiss
+
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((200, 64)).astype(np.float32)
+    # 4 kinds of copy (a crop, a colour change...) of 10 each: a copy's nearest are its own kind
+    kinds = 0.25 * rng.standard_normal((4, 64)).astype(np.float32)
+    copies = base[0] + np.repeat(kinds, 10, axis=0) + 0.02 * rng.standard_normal((40, 64)).astype(np.float32)
+    X = np.concatenate([base, copies])
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    index = faiss.IndexFlatIP(X.shape[1])
+    index.add(X)
+    widths = []
+
+    def search(q, k):
+        widths.append((len(q), k))
+        return index.search(q, k)
+
+    group = set(range(200, 240)) | {0}
+    narrow = candidate_pairs(X, search, k=5, floor=0.9, block=64)
+    met = {b for a, b in zip(*narrow[:2]) if a == 0}
+    assert len(met) < 40  # the gap the widening closes
+    widths.clear()
+    i, j, _ = candidate_pairs(X, search, k=5, floor=0.9, block=64, widen_above=0.9, max_k=64)
+    assert {b for a, b in zip(i.tolist(), j.tolist()) if a == 0} == group - {0}
+    assert {(int(a), int(b)) for a, b in zip(i, j)} <= {(a, b) for a in group for b in group if a < b}
+    wider = [(n, k) for n, k in widths if k > 6]
+    assert wider and all(n <= 41 for n, _ in wider)  # only the group's rows were searched again
+    assert max(k for _, k in widths) <= 65
+
 # ---- the collection of copies ---------------------------------------------------------------------
 
 

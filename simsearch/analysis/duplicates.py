@@ -143,16 +143,21 @@ def pair_precision_recall(predicted: Any, truth: Any) -> dict:
             "true_positive_pairs": tp, "predicted_pairs": n_pred, "true_pairs": n_true}
 
 
-def candidate_pairs(X: Any, search, *, k: int, floor: float, block: int = 1024,
-                    progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_pairs(X: Any, search, *, k: int, floor: float, block: int = 1024, progress=None,
+                    widen_above: float | None = None, max_k: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs of rows of ``X`` (L2-normalised, (N, D)) with cosine similarity >= ``floor``
     among each row's ``k`` nearest neighbours, each pair once (``i < j``), scored exactly.
 
     ``search(queries, k)`` answers a block of query rows with ``(scores, rows)`` (N_q, k) arrays,
     rows -1 for none: an index over the same rows (exact or approximate: its scores only pick the
     candidates; every kept pair is re-scored from ``X``). Memory is O(block * k + pairs), never
-    N x N; time is that of N / block searches. A group of more than ``k`` near-identical items may
-    miss some of its pairs, but its members still join through the pairs found.
+    N x N; time is that of N / block searches.
+
+    ``widen_above``: a row whose ``k``-th neighbour still scores at least this much sits in a group
+    of more than ``k`` near-identical items (an image with dozens of copies): it is searched again
+    with 4x the neighbours, up to ``max_k``, so every member of a large group meets the others
+    (without it, a group of more than ``k`` may miss some of its pairs). Rows of ordinary photos
+    never reach it, so the cost stays that of the first pass.
     ``progress(done, total)`` is told after each block."""
     X = np.asarray(X, dtype=np.float32)
     n = X.shape[0] if X.ndim == 2 else 0
@@ -162,18 +167,26 @@ def candidate_pairs(X: Any, search, *, k: int, floor: float, block: int = 1024,
     out_i, out_j, out_s = [], [], []
     for start in range(0, n if k > 0 else 0, block):
         q = np.arange(start, min(n, start + block), dtype=np.int64)
-        _, rows = search(X[q], k + 1)  # +1: a row is usually its own first neighbour
-        rows = np.asarray(rows, dtype=np.int64)
-        a = np.repeat(q, rows.shape[1])
-        b = rows.reshape(-1)
-        ok = (b >= 0) & (b != a)
-        a, b = a[ok], b[ok]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        s = np.einsum("ij,ij->i", X[lo], X[hi])
-        keep = s >= np.float32(floor)
-        out_i.append(lo[keep]), out_j.append(hi[keep]), out_s.append(s[keep])
+        width = k
+        while q.size:
+            _, rows = search(X[q], width + 1)  # +1: a row is usually its own first neighbour
+            rows = np.asarray(rows, dtype=np.int64)
+            a = np.repeat(q, rows.shape[1])
+            b = rows.reshape(-1)
+            ok = (b >= 0) & (b != a)
+            a, b = a[ok], b[ok]
+            lo, hi = np.minimum(a, b), np.maximum(a, b)
+            s = np.einsum("ij,ij->i", X[lo], X[hi])
+            keep = s >= np.float32(floor)
+            out_i.append(lo[keep]), out_j.append(hi[keep]), out_s.append(s[keep])
+            if widen_above is None or width >= min(max_k, n - 1):
+                break
+            last = rows[:, -1]
+            full = last >= 0
+            full[full] = np.einsum("ij,ij->i", X[q[full]], X[last[full]]) >= np.float32(widen_above)
+            q, width = q[full], int(min(max_k, n - 1, width * 4))
         if progress is not None:
-            progress(int(q[-1]) + 1, n)
+            progress(min(n, start + block), n)
     if not out_i:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     i, j, s = np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s).astype(np.float32)

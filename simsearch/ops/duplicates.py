@@ -73,7 +73,13 @@ NEIGHBOURS = 16  # each image's nearest others searched for pairs
 BLOCK = 1024  # query rows per index search
 FLOOR = limits.DUPLICATES_THRESHOLD_MIN  # the lowest threshold a user may ask for
 CANDIDATES = 0.60  # nearest-neighbour pairs below it are never kept: below every measured copy but grayscale
-FORMAT = "v3"  # part of the cache key: bump when the stored pairs change shape (v2: hash distances, v3: geometry)
+# An image whose NEIGHBOURS-th nearest still scores this much has more copies than NEIGHBOURS: it is
+# searched again with more (analysis.duplicates.candidate_pairs). Re-encoded, resized or recoloured
+# copies score 0.9-1.0 while the nearest *distinct* photos of the shared sets are at 0.75-0.9 (the
+# 99th percentile of each photo's most similar other photo is 0.926, and the 16th is far lower).
+WIDEN_ABOVE = 0.90
+MAX_NEIGHBOURS = 256
+FORMAT = "v4"  # part of the cache key: bump when the stored pairs change (v2: hash distances, v3: geometry, v4: widening)
 PAIRS_SHOWN = 50  # pairs listed per group (the strongest)
 
 MEANING = {
@@ -194,7 +200,8 @@ def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     def searched(done: int, total: int) -> None:
         say(f"searching each image's {NEIGHBOURS} nearest ({done} of {total})", 1, 5)
 
-    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=CANDIDATES, block=BLOCK, progress=searched)
+    i, j, s = candidate_pairs(vs.x, search, k=NEIGHBOURS, floor=CANDIDATES, block=BLOCK, progress=searched,
+                              widen_above=WIDEN_ABOVE, max_k=MAX_NEIGHBOURS)
     i, j, s = near.with_hash_candidates(  # + pairs of (nearly) equal hashes, wherever their vectors are
         ctx, vs, i, j, s,
         progress=lambda done, total: say(f"hashing images stored before hashes were kept ({done} of {total})", 1, 5))
