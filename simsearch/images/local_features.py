@@ -15,7 +15,8 @@ different photos of the same subject, or unrelated photos, agree on few.
 - :func:`serialise` / :func:`deserialise`: a compact byte string (a 8-byte header, then float16
   coordinates and the uint8 descriptors) for a table or a cache.
 - :func:`verify`: match two sets (nearest neighbour with Lowe's ratio test) and fit a homography
-  with RANSAC (OpenCV's MAGSAC++); the number of inliers is the score.
+  with RANSAC (OpenCV's MAGSAC++); the number of inliers is the score. A query (a whole scene)
+  is extracted with more keypoints (:data:`N_QUERY`) than a stored image (:data:`N_FEATURES`).
 
 Pure CPU work with OpenCV (``opencv-python-headless``), no global state. A mirrored copy is not
 verified (a mirror is no homography of the plane that keeps its orientation): a caller that wants
@@ -36,23 +37,32 @@ from simsearch.errors import InvalidInput
 # discriminative under scale and lighting changes). Codes are stored in the serialised header.
 KINDS = {"sift": 1, "orb": 2}
 DESC_BYTES = {"sift": 128, "orb": 32}
-# What :func:`extract` uses by default: ORB. SIFT takes 50-150 ms to extract on a 400-512 px copy on
-# the 2-core development machine, ORB 6-10 ms (a plain query's whole search is 20-50 ms there);
-# docs/region-search.md compares the two on the in-context benchmark.
-DEFAULT_KIND = "orb"
-# The long side of the grey copy the features are found on: a picture hung on a wall and filling a
-# third of a phone photo is ~200 px of a 640-px copy, enough for a few hundred keypoints; more pixels
-# cost time (SIFT's time grows with the area) and add mostly fine texture that JPEG changes.
+# What :func:`extract` uses by default: SIFT. On the in-context benchmark's wall photos (a picture
+# pasted at 30-70% of a 720 x 480 photo, decoded as a search decodes it), SIFT verified 20 of 20
+# targets with >= 15 inliers where ORB verified 7-11 of 20 (its binary tests do not survive the
+# relighting, perspective and JPEG; docs/region-search.md); ORB is ~10x cheaper to extract.
+DEFAULT_KIND = "sift"
+# The long side of the grey copy the features are found on. A search decodes an upload at about
+# the model's input (a JPEG's short side >= 224 px, so ~300-450 px long), ingest likewise: 512 px
+# leaves those as they are and caps larger images (SIFT's time grows with the area).
 MAX_SIDE = 512
-# Keypoints kept per image (the strongest by detector response). A few hundred is the usual range
-# for spatial verification of a short list; each costs 132 bytes (SIFT) or 36 (ORB) when stored.
-N_FEATURES = 400
+# Keypoints kept per stored image (the strongest by detector response): each costs 132 bytes
+# (SIFT) or 36 (ORB) when stored, and matching time grows with it. A picture that fills the image
+# keeps a few hundred anyway.
+N_FEATURES = 300
+# Keypoints of a query: more, because the query is a whole scene (a wall, a room) in which the
+# picture sought may hold only 10-25% of the keypoints (measured on the benchmark's wall photos).
+N_QUERY = 1000
 # Lowe's ratio test (Lowe 2004 used 0.8): a match is kept only when its nearest neighbour is this
 # much closer than the second nearest, which discards most matches of repeated texture.
 RATIO = 0.8
 # RANSAC's reprojection threshold, in the normalised units above (a fraction of the long side):
 # 1% is ~5 px of a 512-px copy, room for a keypoint's position noise after a resize and JPEG.
 REPROJ = 0.01
+# The homography is fitted on coordinates in pixels of a copy this long (the normalised ones times
+# this): OpenCV's MAGSAC++ found 0-10 inliers where RANSAC found 70-190 when given coordinates in
+# 0..1 (its noise model expects pixel-sized errors), and the same as RANSAC on this scale, 2-3x faster.
+FIT_SCALE = 1000.0
 # Fewer tentative matches than this cannot give a meaningful homography (4 are its minimum; with so
 # few every fit has all of them as inliers): the pair is not verified.
 MIN_MATCHES = 8
@@ -191,10 +201,14 @@ def verify(a: LocalFeatures, b: LocalFeatures, *, ratio: float = RATIO, reproj: 
     m = len(pairs)
     if m < MIN_MATCHES:
         return Match(0, 0.0, m, None)
-    src = a.xy[pairs[:, 0]].reshape(-1, 1, 2)
-    dst = b.xy[pairs[:, 1]].reshape(-1, 1, 2)
-    h, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, reproj, maxIters=2000, confidence=0.995)
-    if not _acceptable(h) or mask is None:
+    src = a.xy[pairs[:, 0]].reshape(-1, 1, 2) * FIT_SCALE
+    dst = b.xy[pairs[:, 1]].reshape(-1, 1, 2) * FIT_SCALE
+    h, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, reproj * FIT_SCALE, maxIters=2000, confidence=0.995)
+    if h is None or mask is None:
+        return Match(0, 0.0, m, None)
+    s = np.diag([FIT_SCALE, FIT_SCALE, 1.0])
+    h = np.linalg.inv(s) @ h @ s  # back to the normalised units
+    if not _acceptable(h):
         return Match(0, 0.0, m, None)
     inliers = int(mask.sum())
     return Match(inliers, inliers / m, m, h)
