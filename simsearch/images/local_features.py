@@ -63,6 +63,9 @@ REPROJ = 0.01
 # this): OpenCV's MAGSAC++ found 0-10 inliers where RANSAC found 70-190 when given coordinates in
 # 0..1 (its noise model expects pixel-sized errors), and the same as RANSAC on this scale, 2-3x faster.
 FIT_SCALE = 1000.0
+# Two keypoints closer than this (normalised units: a 500th of the long side, ~1 px of a 512-px
+# copy) are one place (SIFT gives a place with two dominant orientations two keypoints).
+PLACE = 500
 # Fewer tentative matches than this cannot give a meaningful homography (4 are its minimum; with so
 # few every fit has all of them as inliers): the pair is not verified.
 MIN_MATCHES = 8
@@ -70,6 +73,9 @@ MIN_MATCHES = 8
 # a degenerate fit of chance matches, not a view of the same plane: a picture a tenth of a photo's
 # side against the whole picture is an area ratio of 100.
 MAX_AREA_RATIO = 200.0
+
+# What a stored image's features are (:func:`of_picture`); a stored row of another method is stale.
+METHOD = f"{DEFAULT_KIND}-{N_FEATURES}@{MAX_SIDE}:v1"
 
 _HEADER = struct.Struct("<4sBBH")  # magic, version, kind code, number of keypoints
 _MAGIC = b"SSLF"
@@ -143,6 +149,22 @@ def extract(gray: np.ndarray, max_side: int = MAX_SIDE, n: int = N_FEATURES, kin
     return LocalFeatures(xy, np.ascontiguousarray(np.asarray(desc, np.uint8)[order]), kind)
 
 
+def grey_of(image) -> np.ndarray:
+    """A picture (PIL image or (h, w, 3) uint8 array) as a grey uint8 array."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("L"))
+    a = np.asarray(image, dtype=np.uint8)
+    return a if a.ndim == 2 else np.asarray(Image.fromarray(a).convert("L"))
+
+
+def of_picture(image, n: int = N_FEATURES) -> LocalFeatures:
+    """The default features (:data:`METHOD` with ``n`` = :data:`N_FEATURES`) of a picture as
+    ingest decodes it (PIL image or (h, w, 3) uint8 array)."""
+    return extract(grey_of(image), MAX_SIDE, n, DEFAULT_KIND)
+
+
 def serialise(f: LocalFeatures) -> bytes:
     """A compact byte string: header, float16 coordinates (a 2000th of the long side at worst: a
     fraction of a pixel of the copy), descriptors."""
@@ -170,7 +192,9 @@ def deserialise(data: bytes) -> LocalFeatures:
 
 
 def tentative_matches(a: LocalFeatures, b: LocalFeatures, ratio: float = RATIO) -> np.ndarray:
-    """(m, 2) index pairs (into a, into b) whose nearest neighbour passes the ratio test."""
+    """(m, 2) index pairs (into a, into b) whose nearest neighbour passes the ratio test, one to
+    one: a keypoint of either set keeps its closest match only, and SIFT's twin keypoints (one place,
+    two orientations) count once, so a few repeated places cannot add up to many inliers."""
     import cv2
 
     if a.kind != b.kind:
@@ -181,9 +205,22 @@ def tentative_matches(a: LocalFeatures, b: LocalFeatures, ratio: float = RATIO) 
         matcher, da, db = cv2.BFMatcher(cv2.NORM_HAMMING), a.desc, b.desc
     else:
         matcher, da, db = cv2.BFMatcher(cv2.NORM_L2), a.desc.astype(np.float32), b.desc.astype(np.float32)
-    pairs = [(m[0].queryIdx, m[0].trainIdx) for m in matcher.knnMatch(da, db, k=2)
-             if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-    return np.asarray(pairs, np.int64).reshape(-1, 2)
+    # each keypoint of the smaller set looks for its two nearest in the larger (a query's scene has
+    # more keypoints than a stored picture): fewer matches to read back, the same ratio test
+    flip = len(b) < len(a)
+    knn = matcher.knnMatch(db, da, k=2) if flip else matcher.knnMatch(da, db, k=2)
+    m = np.asarray([(x[0].distance, x[0].queryIdx, x[0].trainIdx) for x in knn
+                    if len(x) == 2 and x[0].distance < ratio * x[1].distance], np.float64).reshape(-1, 3)
+    m = m[np.argsort(m[:, 0], kind="stable")]  # best first
+    ia, ib = (m[:, 2], m[:, 1]) if flip else (m[:, 1], m[:, 2])
+    ia, ib = ia.astype(np.int64), ib.astype(np.int64)
+    keep = np.zeros(len(m), bool)
+    keep[np.unique(ia, return_index=True)[1]] = True  # one to one: the best match of each keypoint
+    keep &= np.isin(np.arange(len(m)), np.unique(ib, return_index=True)[1])
+    places = np.rint(np.concatenate([a.xy[ia], b.xy[ib]], axis=1) * PLACE).astype(np.int64)
+    keep &= np.isin(np.arange(len(m)), np.unique(places, axis=0, return_index=True)[1])
+    pairs = np.stack([ia[keep], ib[keep]], axis=1)
+    return pairs.reshape(-1, 2)
 
 
 def _acceptable(h: np.ndarray | None) -> bool:

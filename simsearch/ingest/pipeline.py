@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
-from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, phash, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
 from simsearch.ingest.writes import Prepared, store_batch
 from simsearch.store import repo
@@ -258,6 +258,7 @@ class Ingester:
             if existing is None:
                 prep.thumbnail = make_thumbnail(img.image)
                 prep.hashes = phash.to_bytes(phash.image_hashes(img.image))  # near-duplicates' check
+                prep.features = local_features.serialise(local_features.of_picture(img.image))  # search's verification
             for size in {sizes[sp] for sp in prep.need}:
                 prep.pixels[size] = resize_for_model(img.image, size)
         except ImageDecodeError as exc:
