@@ -68,13 +68,17 @@ def main() -> None:
     def decoded(path: Path):
         return decode_image(path.read_bytes(), source=path.name, draft_size=V.DECODE_SIDE, draft_long=THUMBNAIL_SIDE).image
 
-    t0 = time.perf_counter()
-    query, stored = [], []
+    query, stored, stored_seconds, query_seconds = [], [], 0.0, 0.0
     for _, f in photos:
         im = decoded(f)
+        t0 = time.perf_counter()
         query.append(LF.extract(LF.grey_of(im), LF.MAX_SIDE, LF.N_QUERY, LF.DEFAULT_KIND))
-        stored.append(LF.of_picture(im))
-    log(f"{len(photos)} photos' features in {time.perf_counter() - t0:.1f} s")
+        t1 = time.perf_counter()
+        stored.append(LF.of_picture(im))  # what ingest stores
+        stored_seconds += time.perf_counter() - t1
+        query_seconds += t1 - t0
+    stored_bytes = [len(LF.serialise(f)) for f in stored]
+    log(f"{len(photos)} photos' features: {stored_seconds:.1f} s stored, {query_seconds:.1f} s as queries")
     groups: dict[str, list[int]] = {"same_species": [], "other_species": [], "other_landmark": [], "same_landmark": []}
     label = [lab for lab, _ in photos]
     t0 = time.perf_counter()
@@ -106,7 +110,13 @@ def main() -> None:
                       "max_side": LF.MAX_SIDE, "ratio": LF.RATIO, "reproj": LF.REPROJ, "decode_side": V.DECODE_SIDE},
            "groups": {g: summary(v) for g, v in groups.items() if v}, "distinct_pairs": overall,
            "smallest_threshold_under_0.1pct": ok[0] if ok else None, "min_inliers_in_use": V.MIN_INLIERS,
-           "ms_per_pair": round(1000 * seconds / max(n_pairs, 1), 2)}
+           "ms_per_pair": round(1000 * seconds / max(n_pairs, 1), 2),
+           "stored_features": {"ms_per_image": round(1000 * stored_seconds / len(photos), 1),
+                               "bytes_per_image_mean": round(float(np.mean(stored_bytes))),
+                               "bytes_per_image_max": int(max(stored_bytes)),
+                               "keypoints_mean": round(float(np.mean([len(f) for f in stored])), 1)},
+           "query_features_ms": round(1000 * query_seconds / len(photos), 1),
+           "load_average_at_end": os.getloadavg()[0]}
     print(json.dumps(out, indent=1))
 
 

@@ -6,7 +6,7 @@ import time
 
 from simsearch.ops import calibration
 from simsearch.ops.backbones import check_space
-from simsearch.ops.verify import CANDIDATES, check_verify, verified_hits
+from simsearch.ops import verify as V
 from simsearch.store import repo
 
 
@@ -25,16 +25,16 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     from simsearch.analysis.regions import check_regions, parse_box
 
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
-    verify = check_verify(verify)
+    verify = V.check_verify(verify)
     if box is not None:
         box = parse_box(box)
     t0 = time.perf_counter()
     k = validate_k(k)
-    wide = max(k, CANDIDATES) if verify else k  # the candidates to verify
+    wide = max(k, V.CANDIDATES) if verify else k  # the candidates to verify
     space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=wide, label=label,
                                box=box, regions=regions)
     if verify:
-        hits = verified_hits(ctx, data, filename or "uploaded image", hits, k, box)
+        hits = V.verified_hits(ctx, data, filename or "uploaded image", hits, k, box)
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
