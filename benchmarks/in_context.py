@@ -22,15 +22,20 @@ What it does (every file in a temporary folder, never in the repository):
      resized to 40-80% and saved as JPEG q85: a close copy, which must still come first;
    - **flowers**: the 4th photo of each flowers102 species (not in the collection): ordinary
      same-class retrieval, precision@3 (the collection holds 3 photos of each species).
-3. Each query runs with ``regions=0`` (**plain**: the whole image's vector, the search as it
-   was), with the default (**default**: the whole image plus 1 object proposal, a rectangle on
-   strong straight edges whose colours differ from a band around it; one batch, fused with the
-   whole image as the prior) and with ``regions=4`` (**max**: 4 proposals); wall photos
-   also with **box**: the pasted picture's bounding box as a user would drag it (the default
-   search inside it).
-   Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, and for the
-   flowers precision@1 and @3; latency: every query's plain and default search timed back to
-   back (alternating order), median and mean of each and the ratio of the medians.
+3. Each query runs in each mode of :data:`MODES`: **plain** (``regions=0, verify=False``: the
+   whole image's vector, the search as it was), **default** (by_upload's default: the whole image
+   plus 1 object proposal, a rectangle on strong straight edges whose colours differ from a band
+   around it; one batch, fused with the whole image as the prior; runs before verification was
+   built called it ``default``, the runs while it was the default ``fused``), **verified**
+   (``verify=true``: the default, then the top candidates geometrically verified,
+   simsearch/ops/verify.py; runs before 2026-12-06 17:30 UTC called it ``default``), **verified_50**
+   (the same with 50 candidates verified) and
+   **max_verified** (4 proposals, then verified); wall photos also with **box**:
+   the pasted picture's bounding box as a user would drag it (the verified search inside it).
+   Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
+   with the target in the top 10, and for the flowers precision@1 and @3; latency: every
+   query's modes timed back to back (plain and default alternating first), median and mean of
+   each and the ratio of each median to plain's.
 """
 
 from __future__ import annotations
@@ -55,6 +60,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
 FRAME_COLOURS = [(92, 60, 30), (176, 141, 67), (25, 25, 25), (235, 232, 225), (120, 80, 50)]
 SEED = 2026
+# The modes measured: by_upload's keyword arguments (regions: object proposals; verify: geometric
+# verification of the top candidates, simsearch/ops/verify.py).
+MODES = {"plain": {"regions": 0, "verify": False},  # the whole image's vector: the search before region search
+         "default": {},  # by_upload's default: the whole image + 1 proposal, fused (no verification)
+         "verified": {"verify": True},  # fused, then the top candidates verified (verify=true)
+         "verified_50": {"verify": True, "candidates": 50},  # with 50 candidates verified instead of V.CANDIDATES
+         "max_verified": {"regions": 4, "verify": True}}  # 4 proposals, then verified
 
 
 # ---- the scenes -----------------------------------------------------------------------------------
@@ -190,6 +202,8 @@ def main() -> None:
     os.environ.setdefault("SIMSEARCH_REDIS_URL", "")
 
     from simsearch.analysis import regions as R
+    from simsearch.images import local_features as LF
+    from simsearch.ops import verify as V
     from simsearch.config import Settings
     from simsearch.context import AppContext
     from simsearch.ingest.pipeline import Ingester
@@ -197,6 +211,7 @@ def main() -> None:
     from simsearch.ops import search as ops_search
 
     out: dict = {"benchmark": "in_context", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+                 "load_average_at_start": round(os.getloadavg()[0], 2),
                  "platform": platform.platform(), "python": platform.python_version(), "seed": args.seed,
                  "method": {"plain": "regions=0: the whole image's vector (the search before region search)",
                             "default": f"the whole image and up to {R.REGIONS_DEFAULT} object proposal(s) (rectangles on "
@@ -206,8 +221,13 @@ def main() -> None:
                                        f"cropped {R.PROPOSAL_INSET:g} inside, embedded "
                                        "in one batch; fused: an image's score is max(whole-image cosine, region "
                                        f"cosine - {R.REGION_MARGIN:g})",
-                            "max": f"as default with {R.REGIONS_MAX} proposals",
-                            "box": "the default search inside the pasted picture's bounding box (a user's drag)"}}
+                            "verified": f"verify=true: the default, then the top {V.CANDIDATES} verified: SIFT ({LF.N_QUERY} keypoints of the "
+                                       f"query, {LF.N_FEATURES} stored per image, grey copies <= {LF.MAX_SIDE} px), ratio "
+                                       f"test {LF.RATIO}, MAGSAC++ homography ({LF.REPROJ} of the long side); >= "
+                                       f"{V.MIN_INLIERS} inliers: verified, first by inliers",
+                            "verified_50": "as verified, the top 50 candidates verified",
+                            "max_verified": f"{R.REGIONS_MAX} proposals fused, then the top candidates verified",
+                            "box": "the verified search inside the pasted picture's bounding box (a user's drag)"}}
     with tempfile.TemporaryDirectory(prefix="simsearch-in-context-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -220,7 +240,8 @@ def main() -> None:
                        "copy": "artefact colour-shifted and resized to 40-80%, JPEG q85",
                        "flowers": "4th photo of each flowers102 species, same-species precision"}
         log(f"{len(coll)} artefacts, {sum(len(v) for v in queries.values())} queries built ({time.perf_counter() - t0:.1f} s)")
-        settings = Settings.from_env(home=tmp / "home", database_url=f"sqlite:///{tmp / 'home' / 'db.sqlite'}")
+        settings = Settings.from_env(home=tmp / "home", database_url=f"sqlite:///{tmp / 'home' / 'db.sqlite'}",
+                                     local_features=True)  # verified modes read stored features, as a deployment using them would
         ctx = AppContext.open(settings, schema="upgrade")
         try:
             space = ctx.new_space(settings.default_backbone)
@@ -231,26 +252,31 @@ def main() -> None:
             out["ingest"] = {"added": report.added, "failed": report.failed, "seconds": round(time.perf_counter() - t0, 1)}
             log(f"ingested: {out['ingest']}")
 
-            def run(q: dict, **kw) -> tuple[list[dict], float]:
-                t = time.perf_counter()
-                res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
-                return res["results"], time.perf_counter() - t
+            def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
+                keep = V.CANDIDATES
+                V.CANDIDATES = candidates or keep
+                try:
+                    t = time.perf_counter()
+                    res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
+                    return res["results"], time.perf_counter() - t
+                finally:
+                    V.CANDIDATES = keep
 
             for q in queries["copy"][:3]:  # warm-up: models open, index loaded
-                run(q, regions=0)
-                run(q)
-            times = {"plain": [], "default": [], "max": []}
+                run(q, **MODES["plain"])
+                run(q, **MODES["default"])
+            times: dict = {m: [] for m in MODES}
             quality: dict = {}
             for kind, items in queries.items():
-                per = {"plain": [], "default": [], "max": []} | ({"box": []} if kind == "wall" else {})
+                per = {m: [] for m in MODES} | ({"box": []} if kind == "wall" else {})
                 for n, q in enumerate(items):
-                    order = ("plain", "default", "max") if n % 2 == 0 else ("default", "plain", "max")
+                    order = list(MODES) if n % 2 == 0 else ["default", "plain"] + [m for m in MODES if m not in ("default", "plain")]
                     for mode in order:
-                        hits, secs = run(q, regions={"plain": 0, "default": R.REGIONS_DEFAULT, "max": R.REGIONS_MAX}[mode])
+                        hits, secs = run(q, **MODES[mode])
                         times[mode].append(secs)
                         per[mode].append(hits)
                     if kind == "wall":
-                        per["box"].append(run(q, box=q["box"])[0])
+                        per["box"].append(run(q, box=q["box"], verify=True)[0])
                 quality[kind] = {}
                 for mode, all_hits in per.items():
                     names = [[Path(h["path"]).name for h in hits] for hits in all_hits]
@@ -262,18 +288,20 @@ def main() -> None:
                     else:
                         ap = [_ap5(nm, q["target"]) for nm, q in zip(names, items)]
                         top1 = [nm[:1] == [q["target"]] for nm, q in zip(names, items)]
+                        recall = [q["target"] in nm for nm, q in zip(names, items)]
                         quality[kind][mode] = {"map_at_5": round(float(np.mean(ap)), 3),
-                                               "top1": round(float(np.mean(top1)), 3)}
+                                               "top1": round(float(np.mean(top1)), 3),
+                                               "in_top10": round(float(np.mean(recall)), 3)}
                 log(f"{kind}: {quality[kind]}")
             out["quality"] = quality
             med = {m: float(np.median(v)) for m, v in times.items()}
             out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
                               **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},
                               **{f"{m}_mean_ms": round(1000 * float(np.mean(v)), 1) for m, v in times.items()},
-                              "ratio_default_to_plain_median": round(med["default"] / med["plain"], 2),
-                              "ratio_max_to_plain_median": round(med["max"] / med["plain"], 2)}
+                              **{f"ratio_{m}_to_plain_median": round(med[m] / med["plain"], 2) for m in med if m != "plain"}}
         finally:
             ctx.close()
+    out["load_average_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=1))
 
 

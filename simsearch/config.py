@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # keep the file of each image stored from an upload in <home>/originals (by content hash) when
     # its job ends, so the full image stays viewable after the upload folder is deleted
     keep_originals: bool = True
+    # store each image's local features (SIFT, ~36 KB an image, about 3x ingest's pre-processing CPU)
+    # at ingest, for searches with verify=true; without them a verified search reads the candidates'
+    # originals the first time and stores their features then
+    local_features: bool = False
     default_backbone: str = DEFAULT_BACKBONE
     download_timeout: float = Field(30.0, ge=1.0)
     decode_priority: str = "idle"

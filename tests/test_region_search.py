@@ -130,7 +130,8 @@ def artefacts(tmp_path_factory, weights_dir):
         shutil.copy(f, folder / d.name / f.name)
         paths.append(f)
     home = base / "home"
-    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'db.sqlite'}", weights_path=weights_dir))
+    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'db.sqlite'}", weights_path=weights_dir,
+                                          local_features=True))  # stored at ingest for verify=true (test_verify_search)
     app = create_app({"SETTINGS": settings, "TESTING": True})
     files, _ = files_from_folder(folder, labels="folders")
     Ingester(app.extensions["simsearch"], spaces=[SPACE]).run("art", files, source=str(folder))
@@ -207,7 +208,7 @@ def test_a_close_copy_keeps_its_rank_and_score(artefacts):
 
 
 def test_regions_zero_is_the_plain_search(artefacts):
-    """regions=0 embeds and searches exactly as the search did before region search."""
+    """regions=0 without verification embeds and searches exactly as the search did before region search."""
     from simsearch.search import embed_bytes, search_vector
 
     client, _, paths = artefacts
@@ -216,7 +217,7 @@ def test_regions_zero_is_the_plain_search(artefacts):
     vec, _ = embed_bytes(ctx, SPACE, data, "q.jpg")
     coll_id = client.get("/api/collections/art").get_json()["id"]
     expected = [(h.image_id, round(h.score, 4)) for h in search_vector(ctx, coll_id, SPACE, vec, 6)]
-    got = _search(client, data, regions=0, k=6).get_json()["results"]
+    got = _search(client, data, regions=0, verify="false", k=6).get_json()["results"]
     assert [(h["image_id"], round(h["score"], 4)) for h in got] == expected
 
 

@@ -176,10 +176,12 @@ def _print_hits(hits: list[dict], header: str) -> None:
 @click.option("--box", help="Search by a region of the image: x0,y0,x1,y1 as fractions of its width and height.")
 @click.option("--regions", type=int, default=None,
               help="Object proposals searched besides the whole image (0: the whole image only) [default: 1].")
+@click.option("--verify/--no-verify", default=False, show_default=True,
+              help="Re-rank the top results by geometric verification (local features under one homography).")
 @runtime_options
 @json_option
 @click.pass_context
-def search(ctx, image, collection, backbone, k, label, box, regions, runtime, device, as_json):
+def search(ctx, image, collection, backbone, k, label, box, regions, verify, runtime, device, as_json):
     """Find the images most similar to an image file."""
     from simsearch import limits
 
@@ -191,7 +193,7 @@ def search(ctx, image, collection, backbone, k, label, box, regions, runtime, de
     from simsearch.ops import search as ops_search
 
     out = ops_search.by_upload(context_from(ctx, runtime=runtime, device=device), collection, data, str(image),
-                               backbone=backbone, k=k, label=label, box=box,
+                               backbone=backbone, k=k, label=label, box=box, verify=verify,
                                **({} if regions is None else {"regions": regions}))
     hits = out["results"]
     if as_json:

@@ -15,7 +15,8 @@ different photos of the same subject, or unrelated photos, agree on few.
 - :func:`serialise` / :func:`deserialise`: a compact byte string (a 8-byte header, then float16
   coordinates and the uint8 descriptors) for a table or a cache.
 - :func:`verify`: match two sets (nearest neighbour with Lowe's ratio test) and fit a homography
-  with RANSAC (OpenCV's MAGSAC++); the number of inliers is the score.
+  with RANSAC (OpenCV's MAGSAC++); the number of inliers is the score. A query (a whole scene)
+  is extracted with more keypoints (:data:`N_QUERY`) than a stored image (:data:`N_FEATURES`).
 
 Pure CPU work with OpenCV (``opencv-python-headless``), no global state. A mirrored copy is not
 verified (a mirror is no homography of the plane that keeps its orientation): a caller that wants
@@ -36,23 +37,35 @@ from simsearch.errors import InvalidInput
 # discriminative under scale and lighting changes). Codes are stored in the serialised header.
 KINDS = {"sift": 1, "orb": 2}
 DESC_BYTES = {"sift": 128, "orb": 32}
-# What :func:`extract` uses by default: ORB. SIFT takes 50-150 ms to extract on a 400-512 px copy on
-# the 2-core development machine, ORB 6-10 ms (a plain query's whole search is 20-50 ms there);
-# docs/region-search.md compares the two on the in-context benchmark.
-DEFAULT_KIND = "orb"
-# The long side of the grey copy the features are found on: a picture hung on a wall and filling a
-# third of a phone photo is ~200 px of a 640-px copy, enough for a few hundred keypoints; more pixels
-# cost time (SIFT's time grows with the area) and add mostly fine texture that JPEG changes.
+# What :func:`extract` uses by default: SIFT. On the in-context benchmark's wall photos (a picture
+# pasted at 30-70% of a 720 x 480 photo, decoded as a search decodes it), SIFT verified 20 of 20
+# targets with >= 15 inliers where ORB verified 7-11 of 20 (its binary tests do not survive the
+# relighting, perspective and JPEG; docs/region-search.md); ORB is ~10x cheaper to extract.
+DEFAULT_KIND = "sift"
+# The long side of the grey copy the features are found on. A search decodes an upload at about
+# the model's input (a JPEG's short side >= 224 px, so ~300-450 px long), ingest likewise: 512 px
+# leaves those as they are and caps larger images (SIFT's time grows with the area).
 MAX_SIDE = 512
-# Keypoints kept per image (the strongest by detector response). A few hundred is the usual range
-# for spatial verification of a short list; each costs 132 bytes (SIFT) or 36 (ORB) when stored.
-N_FEATURES = 400
+# Keypoints kept per stored image (the strongest by detector response): each costs 132 bytes
+# (SIFT) or 36 (ORB) when stored, and matching time grows with it. A picture that fills the image
+# keeps a few hundred anyway.
+N_FEATURES = 300
+# Keypoints of a query: more, because the query is a whole scene (a wall, a room) in which the
+# picture sought may hold only 10-25% of the keypoints (measured on the benchmark's wall photos).
+N_QUERY = 1000
 # Lowe's ratio test (Lowe 2004 used 0.8): a match is kept only when its nearest neighbour is this
 # much closer than the second nearest, which discards most matches of repeated texture.
 RATIO = 0.8
 # RANSAC's reprojection threshold, in the normalised units above (a fraction of the long side):
 # 1% is ~5 px of a 512-px copy, room for a keypoint's position noise after a resize and JPEG.
 REPROJ = 0.01
+# The homography is fitted on coordinates in pixels of a copy this long (the normalised ones times
+# this): OpenCV's MAGSAC++ found 0-10 inliers where RANSAC found 70-190 when given coordinates in
+# 0..1 (its noise model expects pixel-sized errors), and the same as RANSAC on this scale, 2-3x faster.
+FIT_SCALE = 1000.0
+# Two keypoints closer than this (normalised units: a 500th of the long side, ~1 px of a 512-px
+# copy) are one place (SIFT gives a place with two dominant orientations two keypoints).
+PLACE = 500
 # Fewer tentative matches than this cannot give a meaningful homography (4 are its minimum; with so
 # few every fit has all of them as inliers): the pair is not verified.
 MIN_MATCHES = 8
@@ -60,6 +73,9 @@ MIN_MATCHES = 8
 # a degenerate fit of chance matches, not a view of the same plane: a picture a tenth of a photo's
 # side against the whole picture is an area ratio of 100.
 MAX_AREA_RATIO = 200.0
+
+# What a stored image's features are (:func:`of_picture`); a stored row of another method is stale.
+METHOD = f"{DEFAULT_KIND}-{N_FEATURES}@{MAX_SIDE}:v1"
 
 _HEADER = struct.Struct("<4sBBH")  # magic, version, kind code, number of keypoints
 _MAGIC = b"SSLF"
@@ -133,6 +149,22 @@ def extract(gray: np.ndarray, max_side: int = MAX_SIDE, n: int = N_FEATURES, kin
     return LocalFeatures(xy, np.ascontiguousarray(np.asarray(desc, np.uint8)[order]), kind)
 
 
+def grey_of(image) -> np.ndarray:
+    """A picture (PIL image or (h, w, 3) uint8 array) as a grey uint8 array."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("L"))
+    a = np.asarray(image, dtype=np.uint8)
+    return a if a.ndim == 2 else np.asarray(Image.fromarray(a).convert("L"))
+
+
+def of_picture(image, n: int = N_FEATURES) -> LocalFeatures:
+    """The default features (:data:`METHOD` with ``n`` = :data:`N_FEATURES`) of a picture as
+    ingest decodes it (PIL image or (h, w, 3) uint8 array)."""
+    return extract(grey_of(image), MAX_SIDE, n, DEFAULT_KIND)
+
+
 def serialise(f: LocalFeatures) -> bytes:
     """A compact byte string: header, float16 coordinates (a 2000th of the long side at worst: a
     fraction of a pixel of the copy), descriptors."""
@@ -160,7 +192,9 @@ def deserialise(data: bytes) -> LocalFeatures:
 
 
 def tentative_matches(a: LocalFeatures, b: LocalFeatures, ratio: float = RATIO) -> np.ndarray:
-    """(m, 2) index pairs (into a, into b) whose nearest neighbour passes the ratio test."""
+    """(m, 2) index pairs (into a, into b) whose nearest neighbour passes the ratio test, one to
+    one: a keypoint of either set keeps its closest match only, and SIFT's twin keypoints (one place,
+    two orientations) count once, so a few repeated places cannot add up to many inliers."""
     import cv2
 
     if a.kind != b.kind:
@@ -171,9 +205,22 @@ def tentative_matches(a: LocalFeatures, b: LocalFeatures, ratio: float = RATIO) 
         matcher, da, db = cv2.BFMatcher(cv2.NORM_HAMMING), a.desc, b.desc
     else:
         matcher, da, db = cv2.BFMatcher(cv2.NORM_L2), a.desc.astype(np.float32), b.desc.astype(np.float32)
-    pairs = [(m[0].queryIdx, m[0].trainIdx) for m in matcher.knnMatch(da, db, k=2)
-             if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-    return np.asarray(pairs, np.int64).reshape(-1, 2)
+    # each keypoint of the smaller set looks for its two nearest in the larger (a query's scene has
+    # more keypoints than a stored picture): fewer matches to read back, the same ratio test
+    flip = len(b) < len(a)
+    knn = matcher.knnMatch(db, da, k=2) if flip else matcher.knnMatch(da, db, k=2)
+    m = np.asarray([(x[0].distance, x[0].queryIdx, x[0].trainIdx) for x in knn
+                    if len(x) == 2 and x[0].distance < ratio * x[1].distance], np.float64).reshape(-1, 3)
+    m = m[np.argsort(m[:, 0], kind="stable")]  # best first
+    ia, ib = (m[:, 2], m[:, 1]) if flip else (m[:, 1], m[:, 2])
+    ia, ib = ia.astype(np.int64), ib.astype(np.int64)
+    keep = np.zeros(len(m), bool)
+    keep[np.unique(ia, return_index=True)[1]] = True  # one to one: the best match of each keypoint
+    keep &= np.isin(np.arange(len(m)), np.unique(ib, return_index=True)[1])
+    places = np.rint(np.concatenate([a.xy[ia], b.xy[ib]], axis=1) * PLACE).astype(np.int64)
+    keep &= np.isin(np.arange(len(m)), np.unique(places, axis=0, return_index=True)[1])
+    pairs = np.stack([ia[keep], ib[keep]], axis=1)
+    return pairs.reshape(-1, 2)
 
 
 def _acceptable(h: np.ndarray | None) -> bool:
@@ -191,10 +238,14 @@ def verify(a: LocalFeatures, b: LocalFeatures, *, ratio: float = RATIO, reproj: 
     m = len(pairs)
     if m < MIN_MATCHES:
         return Match(0, 0.0, m, None)
-    src = a.xy[pairs[:, 0]].reshape(-1, 1, 2)
-    dst = b.xy[pairs[:, 1]].reshape(-1, 1, 2)
-    h, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, reproj, maxIters=2000, confidence=0.995)
-    if not _acceptable(h) or mask is None:
+    src = a.xy[pairs[:, 0]].reshape(-1, 1, 2) * FIT_SCALE
+    dst = b.xy[pairs[:, 1]].reshape(-1, 1, 2) * FIT_SCALE
+    h, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, reproj * FIT_SCALE, maxIters=2000, confidence=0.995)
+    if h is None or mask is None:
+        return Match(0, 0.0, m, None)
+    s = np.diag([FIT_SCALE, FIT_SCALE, 1.0])
+    h = np.linalg.inv(s) @ h @ s  # back to the normalised units
+    if not _acceptable(h):
         return Match(0, 0.0, m, None)
     inliers = int(mask.sum())
     return Match(inliers, inliers / m, m, h)

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
-from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, phash, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
 from simsearch.store import lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
@@ -129,6 +129,7 @@ class Ingester:
         self.progress = progress
         self.show_bar = show_bar
         self.max_pixels = ctx.settings.max_pixels
+        self.local_features = ctx.settings.local_features
         # "idle" (default), a nice value such as "10", or "0" for normal priority.
         self.decode_priority = ctx.settings.decode_priority
 
@@ -258,6 +259,8 @@ class Ingester:
             if existing is None:
                 prep.thumbnail = make_thumbnail(img.image)
                 prep.hashes = phash.to_bytes(phash.image_hashes(img.image))  # near-duplicates' check
+                if self.local_features:  # search's verification (verify=true); else filled on first use
+                    prep.features = local_features.serialise(local_features.of_picture(img.image))
             for size in {sizes[sp] for sp in prep.need}:
                 prep.pixels[size] = resize_for_model(img.image, size)
         except ImageDecodeError as exc:

@@ -23,8 +23,10 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
+from simsearch.images.local_features import METHOD as FEATURES_METHOD
 from simsearch.images.phash import METHOD as HASH_METHOD
 from simsearch.ingest.sources import SourceFile
+from simsearch.store import features as stored_features
 from simsearch.store import hashes as stored_hashes
 from simsearch.store import repo, upsert
 
@@ -42,6 +44,7 @@ class Prepared:
     thumbnail: bytes | None = None  # None: the image was stored (ok) when the run started
     pixels: dict[int, np.ndarray] = field(default_factory=dict)  # input size -> uint8 (S,S,3)
     hashes: bytes | None = None  # perceptual hashes (simsearch.images.phash), with the thumbnail
+    features: bytes | None = None  # local features (simsearch.images.local_features), with the thumbnail
     need: tuple[str, ...] = ()  # spaces still to embed
     size: int | None = None  # bytes read
     mtime: datetime | None = None  # the file's modification time (None: not a file on disk)
@@ -137,6 +140,8 @@ def store_batch(session: Session, batch: list[Prepared], vectors: dict[str, dict
                                "vector": repo.vector_to_bytes(vec), "seconds": per_image_seconds[sp]})
             out.vectors.setdefault(sp, set()).add(image_id)
     stored_hashes.store(session, {out.images[p.hash][0]: p.hashes for p in good.values() if p.hashes}, HASH_METHOD)
+    stored_features.store(session, {out.images[p.hash][0]: p.features for p in good.values() if p.features},
+                          FEATURES_METHOD)
     new_vectors = upsert.store_embeddings(session, embeddings)
     out.embedded = len(new_vectors)
     # A file whose image was there already counts as already present unless it got a vector of a

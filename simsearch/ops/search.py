@@ -6,16 +6,18 @@ import time
 
 from simsearch.ops import calibration
 from simsearch.ops.backbones import check_space
+from simsearch.ops import verify as V
 from simsearch.store import repo
 
 
 def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
-              label: str | None = None, box=None, regions: int | bool = True) -> dict:
+              label: str | None = None, box=None, regions: int | bool = True, verify=False) -> dict:
     """Embed an image file's bytes and search ``collection`` with it. ``results``: hit dicts.
     ``box``: a region of the image (``'x0,y0,x1,y1'``, fractions); ``regions``: how many objects
     found in it to search by too (True: the default number, False or 0: none; see
-    :func:`simsearch.search.search_image`)."""
-    from simsearch.search import search_image
+    :func:`simsearch.search.search_image`); ``verify``: re-rank the top results by geometric
+    verification (:mod:`simsearch.ops.verify`)."""
+    from simsearch.search import search_image, validate_k
 
     if backbone is not None:
         check_space(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
@@ -23,11 +25,16 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     from simsearch.analysis.regions import check_regions, parse_box
 
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
+    verify = V.check_verify(verify)
     if box is not None:
         box = parse_box(box)
     t0 = time.perf_counter()
-    space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=k, label=label,
+    k = validate_k(k)
+    wide = max(k, V.CANDIDATES) if verify else k  # the candidates to verify
+    space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=wide, label=label,
                                box=box, regions=regions)
+    if verify:
+        hits = V.verified_hits(ctx, data, filename or "uploaded image", hits, k, box)
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,

@@ -246,6 +246,18 @@ class ImageHashes(Base):
     hashes: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
+class ImageFeatures(Base):
+    """Local features of an image's picture (:mod:`simsearch.images.local_features`, serialised):
+    the geometric verification of search results. ``method`` names how they were extracted; a
+    row of another method is stale and extracted again."""
+
+    __tablename__ = "image_features"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(100), nullable=False)
+    features: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
 class SpaceFingerprint(Base):
     """What made a collection's vectors of one space (:mod:`simsearch.provenance`): the model
     (backbone, weights SHA-256, pooling, views, precision, dimension) or, for vectors made

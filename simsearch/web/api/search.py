@@ -26,15 +26,16 @@ def _raw_image_body() -> bool:
 @bp.input(S.SearchQuery, location="query", arg_name="q")
 @bp.output(S.SearchResult, description="The most similar images, best first.")
 @bp.doc(summary="Search by an uploaded image", tags=["search"], security=WRITE_SECURITY,
-        description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone`, `label`, `box` and "
-                    "`regions` "
+        description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone`, `label`, `box`, "
+                    "`regions` and `verify` "
                     "may be form fields or query parameters, form fields win), or as the whole request body with "
                     "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
                     "(no multipart parsing: the fastest form for scripts). A server with API keys and "
                     "SIMSEARCH_PUBLIC_SEARCH set answers clients without a key too, at most "
                     "SIMSEARCH_PUBLIC_SEARCH_PER_MINUTE searches a minute per address (429 past it). By default the "
                     "search also looks for the object in the photo (a picture on a wall, a page on a desk: "
-                    "docs/region-search.md); `box` searches by one region of the image.",
+                    "docs/region-search.md); `verify=true` also re-ranks the top results by geometric verification "
+                    "(slower); `box` searches by one region of the image.",
         responses=errors(400, 401, 403, 404, 409, 413, 429, 503,
                          e400="Bad input, or the upload is not a usable image (not an image, truncated, too many pixels).",
                          e409="The space searched holds imported vectors: no model here can embed the image in it."),
@@ -43,7 +44,7 @@ def search(name: str, q: S.SearchQuery):
     """Search by an uploaded image: a multipart form with an ``image`` file field (what browsers
     send), or the image as the whole request body with the options in the query string (no
     multipart parsing: about 1 ms less per query, for scripts)."""
-    k, backbone, label, box, regions = q.k, q.backbone, q.label, q.box, q.regions
+    k, backbone, label, box, regions, verify = q.k, q.backbone, q.label, q.box, q.regions, q.verify
     if _raw_image_body():
         data = request.get_data(cache=False)
         filename = q.filename
@@ -58,7 +59,9 @@ def search(name: str, q: S.SearchQuery):
         k, backbone, label = form.k or k, form.backbone or backbone, form.label or label
         box = form.box or box
         regions = form.regions if form.regions is not None else regions
+        verify = form.verify if form.verify is not None else verify
     out = ops_search.by_upload(ctx(), name, data, filename, backbone=backbone, k=k, label=label, box=box,
-                               regions=True if regions is None else regions)  # True: the default number
+                               regions=True if regions is None else regions,  # True: the default number
+                               verify=False if verify is None else verify)
     out["results"] = hits_json(out["results"])
     return out

@@ -1,0 +1,124 @@
+"""Calibration of geometric verification's threshold: inliers of pairs of DISTINCT photos; prints ONE JSON object.
+
+    python benchmarks/verify_calibration.py            # ~9k pairs (~5 min on 2 busy cores)
+    python benchmarks/verify_calibration.py --quick    # ~2k pairs
+
+A search verifies its top candidates (simsearch/ops/verify.py): a candidate with at least
+``MIN_INLIERS`` inliers ranks first. A false accept puts a different picture above the ranking of
+the vectors. This measures how many inliers pairs of photos that are NOT the same picture reach,
+with the features and decoding a search uses (the query: ``N_QUERY`` keypoints of the photo
+decoded as an upload is; the candidate: ``N_FEATURES`` keypoints, as ingest stores them):
+
+- **same_species**: every ordered pair of the first 4 photos of each flowers102 species (different
+  photos of one kind of flower: the hardest look-alikes of that set);
+- **other_species**: each of those photos against 8 photos of other species drawn at random;
+- **other_landmark**: each of the first 6 photos of each oxford-buildings landmark against 8
+  photos of other landmarks drawn at random.
+
+Pairs of photos of the SAME landmark are reported apart (**same_landmark**): they may show the same
+façade, a true match of the object (not of the photo), so they are no false accepts.
+Reported per group and over all distinct pairs: quantiles and maximum of the inliers, and the
+false-accept rate (share of pairs with >= T inliers) for a range of T, with the smallest T whose
+rate is below 0.1%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
+THRESHOLDS = (8, 10, 12, 15, 20, 25, 30, 40)
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: (len(p.name), p.name))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="30 species and 8 landmarks, 4 others each")
+    ap.add_argument("--seed", type=int, default=2026)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from simsearch.images import THUMBNAIL_SIDE, decode_image
+    from simsearch.images import local_features as LF
+    from simsearch.ops import verify as V
+
+    rng = np.random.default_rng(args.seed)
+    species = sorted(p for p in (DATASETS / "flowers102").iterdir() if p.is_dir())
+    landmarks = sorted(p for p in (DATASETS / "oxford-buildings").iterdir() if p.is_dir() and p.name != "oxford")
+    if args.quick:
+        species, landmarks = species[:30], landmarks[:8]
+    others = 4 if args.quick else 8
+    photos = [(f"f:{d.name}", f) for d in species for f in _files(d)[:4]]
+    photos += [(f"o:{d.name}", f) for d in landmarks for f in _files(d)[:6]]
+
+    def decoded(path: Path):
+        return decode_image(path.read_bytes(), source=path.name, draft_size=V.DECODE_SIDE, draft_long=THUMBNAIL_SIDE).image
+
+    query, stored, stored_seconds, query_seconds = [], [], 0.0, 0.0
+    for _, f in photos:
+        im = decoded(f)
+        t0 = time.perf_counter()
+        query.append(LF.extract(LF.grey_of(im), LF.MAX_SIDE, LF.N_QUERY, LF.DEFAULT_KIND))
+        t1 = time.perf_counter()
+        stored.append(LF.of_picture(im))  # what ingest stores
+        stored_seconds += time.perf_counter() - t1
+        query_seconds += t1 - t0
+    stored_bytes = [len(LF.serialise(f)) for f in stored]
+    log(f"{len(photos)} photos' features: {stored_seconds:.1f} s stored, {query_seconds:.1f} s as queries")
+    groups: dict[str, list[int]] = {"same_species": [], "other_species": [], "other_landmark": [], "same_landmark": []}
+    label = [lab for lab, _ in photos]
+    t0 = time.perf_counter()
+    for i, lab in enumerate(label):
+        same = [j for j, other in enumerate(label) if other == lab and j != i]
+        diff = [j for j, other in enumerate(label) if other[0] == lab[0] and other != lab]
+        pairs = [(j, "same_species" if lab[0] == "f" else "same_landmark") for j in same]
+        pairs += [(int(j), "other_species" if lab[0] == "f" else "other_landmark")
+                  for j in rng.choice(diff, min(others, len(diff)), replace=False)]
+        for j, group in pairs:
+            groups[group].append(LF.verify(query[i], stored[j]).inliers)
+    n_pairs = sum(len(v) for v in groups.values())
+    seconds = time.perf_counter() - t0
+    log(f"{n_pairs} pairs verified in {seconds:.1f} s")
+
+    def summary(values: list[int]) -> dict:
+        a = np.asarray(values)
+        return {"pairs": int(a.size), "median": float(np.median(a)), "p99": float(np.percentile(a, 99)),
+                "p99_9": float(np.percentile(a, 99.9)), "max": int(a.max()),
+                "false_accept_rate": {str(t): round(float(np.mean(a >= t)), 5) for t in THRESHOLDS}}
+
+    distinct = [v for g, vals in groups.items() if g != "same_landmark" for v in vals]
+    overall = summary(distinct)
+    ok = [t for t in THRESHOLDS if overall["false_accept_rate"][str(t)] < 0.001]
+    out = {"benchmark": "verify_calibration", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+           "load_average": os.getloadavg()[0], "platform": platform.platform(), "python": platform.python_version(),
+           "seed": args.seed, "photos": len(photos),
+           "method": {"kind": LF.DEFAULT_KIND, "query_keypoints": LF.N_QUERY, "stored_keypoints": LF.N_FEATURES,
+                      "max_side": LF.MAX_SIDE, "ratio": LF.RATIO, "reproj": LF.REPROJ, "decode_side": V.DECODE_SIDE},
+           "groups": {g: summary(v) for g, v in groups.items() if v}, "distinct_pairs": overall,
+           "smallest_threshold_under_0.1pct": ok[0] if ok else None, "min_inliers_in_use": V.MIN_INLIERS,
+           "ms_per_pair": round(1000 * seconds / max(n_pairs, 1), 2),
+           "stored_features": {"ms_per_image": round(1000 * stored_seconds / len(photos), 1),
+                               "bytes_per_image_mean": round(float(np.mean(stored_bytes))),
+                               "bytes_per_image_max": int(max(stored_bytes)),
+                               "keypoints_mean": round(float(np.mean([len(f) for f in stored])), 1)},
+           "query_features_ms": round(1000 * query_seconds / len(photos), 1),
+           "load_average_at_end": os.getloadavg()[0]}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Geometric verification of a search by image: the top candidates of the ranking are checked for
+the query's picture with local features and a homography (Philbin et al. 2007), and those that
+hold it rank first.
+
+A photo of a painting on a wall, of a print on a desk or of a façade seen from elsewhere shares
+its global CNN vector with many look-alikes; local features matched under one plane-to-plane
+mapping (:mod:`simsearch.images.local_features`) tell the very picture from the look-alikes. The
+fused ranking (whole image and object proposals, :func:`simsearch.search.search_image`) chooses
+the :data:`CANDIDATES` candidates; each is verified against the query's features. Candidates with
+at least :data:`MIN_INLIERS` inliers are *verified*: they come first, by inliers (more first);
+the others keep their order after them. A close copy is verified too (with many inliers), so it
+stays first; an ordinary photo of the same species or subject is not, so same-class retrieval
+keeps its order.
+
+Candidate features are stored at ingest (``image_features``); an image stored before has them
+extracted from its original file the first time a search verifies it, and stored. An image
+without a readable original is left unverified (it keeps its place).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simsearch.errors import InvalidInput, SimsearchError
+from simsearch.images import THUMBNAIL_SIDE, decode_image
+from simsearch.images import local_features as LF
+from simsearch.store import features as stored
+
+# The candidates verified: the fused ranking's best this many (each costs one match and one
+# homography fit, ~2-5 ms on one core of the development machine; docs/region-search.md gives
+# the in-context benchmark's recall of the target within the top 10 / 20 / 50).
+CANDIDATES = 20
+# Inliers a candidate needs to count as the same picture, calibrated on 5,256 pairs of distinct
+# photos (benchmarks/verify_calibration.py: different flowers102 photos of one species and of
+# different species, photos of different oxford-buildings landmarks): 99.9% of them reach at most
+# 6, and 2 pairs (0.04%, both of one species' photos) reach 12 or more: a false-accept rate under
+# 0.1%. The wall photos' targets reach 11 to 150 (a picture of ~100 px in a small photo gives few).
+MIN_INLIERS = 12
+# JPEGs are decoded at a reduced scale keeping the short side at least this (the default
+# backbone's input, as ingest and a search decode them): the features of a query and of a stored
+# image then come from pictures of about the same detail.
+DECODE_SIDE = 224
+
+
+def check_verify(value, field: str = "verify") -> bool:
+    """Whether to verify: a boolean (or ``'true'``/``'false'``/``'1'``/``'0'``...), else
+    :class:`InvalidInput` naming ``field``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+        return value.strip().lower() in {"true", "1", "yes", "on"}
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise InvalidInput(f"{field} must be true or false (verify the top results' geometry or not), got {value!r}",
+                       field=field)
+
+
+def query_features(ctx, data: bytes, source: str, box=None) -> LF.LocalFeatures:
+    """The query's features, decoded as :func:`simsearch.search.embed_query` decodes it (inside
+    ``box`` when one is given)."""
+    from simsearch.analysis.regions import pixel_box
+
+    settings = ctx.settings
+    img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=DECODE_SIDE,
+                       draft_long=THUMBNAIL_SIDE, max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
+    g = LF.grey_of(img.image)
+    if box is not None:
+        x0, y0, x1, y1 = pixel_box(box, g.shape[1], g.shape[0])
+        g = np.ascontiguousarray(g[y0:y1, x0:x1])
+    return LF.extract(g, LF.MAX_SIDE, LF.N_QUERY, LF.DEFAULT_KIND)
+
+
+def _from_original(ctx, image_id: int) -> bytes | None:
+    """An image's features extracted from its original file (decoded as ingest decodes it), or
+    None when the file cannot be read or decoded."""
+    from simsearch.ops.originals import open_original
+
+    try:
+        orig = open_original(ctx, image_id)
+        with orig.file as f:
+            data = f.read()
+        img = decode_image(data, source=orig.source_path, max_pixels=ctx.settings.max_pixels,
+                           draft_size=DECODE_SIDE, draft_long=THUMBNAIL_SIDE)
+    except SimsearchError:
+        return None
+    return LF.serialise(LF.of_picture(img.image))
+
+
+def candidate_features(ctx, image_ids: list[int]) -> dict[int, LF.LocalFeatures]:
+    """The stored features of these images; those without (or with stale ones) are extracted from
+    their originals and stored first."""
+    with ctx.db.session() as s:
+        found, stale = stored.of_images(s, image_ids, LF.METHOD)
+    missing = [i for i in image_ids if i not in found]
+    if missing:
+        new = {i: b for i in missing if (b := _from_original(ctx, i)) is not None}
+        if new:
+            with ctx.db.session() as s:
+                stored.store(s, new, LF.METHOD, replace=bool(stale & set(new)))
+            found.update(new)
+    return {i: LF.deserialise(b) for i, b in found.items()}
+
+
+def rerank(query: LF.LocalFeatures, hits: list, feats: dict[int, LF.LocalFeatures],
+           min_inliers: int = MIN_INLIERS) -> tuple[list, dict[int, int]]:
+    """``hits`` (objects with ``image_id``, best first) with the verified ones first (by inliers,
+    more first; ties keep their order) and the others after them in their order; and the inliers
+    of each hit verified."""
+    inliers = {h.image_id: LF.verify(query, feats[h.image_id]).inliers for h in hits if h.image_id in feats}
+    good = [h for h in hits if inliers.get(h.image_id, 0) >= min_inliers]
+    good.sort(key=lambda h: -inliers[h.image_id])
+    ids = {h.image_id for h in good}
+    return good + [h for h in hits if h.image_id not in ids], inliers
+
+
+def verified_hits(ctx, data: bytes, source: str, hits: list, k: int, box=None) -> list:
+    """The top :data:`CANDIDATES` of ``hits`` verified against the query and re-ranked
+    (:func:`rerank`), then the rest; the first ``k``."""
+    head, tail = hits[:CANDIDATES], hits[CANDIDATES:]
+    if not head:
+        return hits[:k]
+    q = query_features(ctx, data, source, box)
+    ranked, _ = rerank(q, head, candidate_features(ctx, [h.image_id for h in head]))
+    return (ranked + tail)[:k]
