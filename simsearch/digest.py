@@ -64,3 +64,9 @@ def check_sidecar(path: Path) -> str | None:
     if actual != recorded:
         return f"{path.name} does not match its recorded SHA-256 (damaged or changed since it was written)"
     return None
+
+
+def import_hash(key: str) -> str:
+    """The content hash of an image created for ``key`` by a vectors import (unique per key, never a
+    file's SHA-256 in practice): the import writes it, the originals' lookup recognises it."""
+    return hashlib.sha256(b"simsearch-import\x00" + key.encode("utf-8")).hexdigest()

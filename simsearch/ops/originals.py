@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from simsearch.digest import import_hash
 from simsearch.errors import Conflict, Gone, NotFound
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.paths import uploads_dir
@@ -52,12 +53,6 @@ class Original:
     format: str | None  # PIL's name: JPEG, PNG, WEBP... (None: PIL does not recognise it now)
     etag: str  # the content hash
     source_path: str
-
-
-def _import_hash(key: str) -> str:
-    from simsearch.ops.vectors_io import import_hash
-
-    return import_hash(key)
 
 
 def _gone_reason(ctx, path: str) -> str:
@@ -95,7 +90,7 @@ def open_original(ctx, image_id: int) -> Original:
     with ctx.db.session() as s:
         img = repo.get_image(s, image_id)
         path, digest, status, error = img.source_path, img.content_hash, img.status, img.error
-    if digest == _import_hash(path):
+    if digest == import_hash(path):
         raise NotFound(f"image {image_id} was imported as a vector (import-vectors): it has no image file",
                        field="image_id")
     if status != "ok":

@@ -25,7 +25,6 @@ strings) and ``vectors`` (float32, N x D), streamed: the vectors are read a bloc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import queue
 import threading
@@ -36,17 +35,13 @@ from datetime import datetime, timezone
 import numpy as np
 from sqlalchemy import func, select
 
+from simsearch.digest import import_hash  # noqa: F401  (also imported from here by tests)
 from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import vectors_origin
 from simsearch.ops.vectors_file import (CHUNK_ROWS, Array, VectorsFile, check_keys, check_labels, check_metadata,
                                         npz_stream, string_chunks, unit_rows)
 from simsearch.store import bulk, repo
 from simsearch.store.models import Embedding, Image, ImageFile, IngestRun
-
-
-def import_hash(key: str) -> str:
-    """The content hash of an image created for ``key`` (unique per key, never a file's SHA-256 in practice)."""
-    return hashlib.sha256(b"simsearch-import\x00" + key.encode("utf-8")).hexdigest()
 
 
 def _space_dim(session, space: str, is_backbone: bool) -> int | None:
