@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from simsearch import spaces
 from simsearch.config import Settings
-from simsearch.embed import Embedder
+from simsearch.embedding.embedder import Embedder
 from simsearch.errors import DatabaseRefused, DatabaseUnavailable
 from simsearch.index.build_jobs import recorder
 from simsearch.index.manager import IndexManager

@@ -45,7 +45,7 @@ LAYERS: tuple[Layer, ...] = (
           "the database: models, engine, queries, migrations, the result cache"),
     Layer("limits", ("limits",),
           "every limit on user input, declared once for the CLI and the API"),
-    Layer("embedding", ("embed", "embedding"),
+    Layer("embedding", ("embedding",),
           "batches of images to L2-normalised vectors; the process's one model cache"),
     Layer("spaces", ("spaces",),
           "what an embedding space's name means: the grammar, the names a request may give, new vectors' precision"),

@@ -42,7 +42,7 @@ INTERNAL = "variant"  # origin of the spaces `simsearch tune` embedded to try (k
 
 
 def of_embedder(emb) -> dict:
-    """The fingerprint of what ``emb`` (a :class:`simsearch.embed.Embedder`) computes."""
+    """The fingerprint of what ``emb`` (a :class:`simsearch.embedding.embedder.Embedder`) computes."""
     spec = emb.spec
     path = emb.backbone.weights_file(emb.weights_dir, emb.weights)
     sha = file_sha256(path) if path is not None and Path(path).is_file() else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simsearch.embed import Embedder
+from simsearch.embedding.embedder import Embedder
 from simsearch.spaces import SpaceSpec, parse, space_key
 from simsearch.errors import InvalidInput
 from simsearch.images import decode_image, resize_for_model
@@ -303,7 +303,7 @@ def test_keras_runtime_under_jax_without_tensorflow(weights_dir, tf_vectors, tmp
     np.save(tmp_path / "pixels.npy", pets_pixels()[:2])
     code = f"""
 import sys, numpy as np
-from simsearch.embed import Embedder
+from simsearch.embedding.embedder import Embedder
 emb = Embedder("{LITE}", {str(weights_dir)!r}, runtime="keras", device="cpu")
 np.save({str(tmp_path / 'out.npy')!r}, emb.embed(np.load({str(tmp_path / 'pixels.npy')!r})))
 print("NUMERICS", emb.numerics)

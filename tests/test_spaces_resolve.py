@@ -80,12 +80,12 @@ def models(monkeypatch):
     from simsearch.embedding import ModelCache
 
     cache = ModelCache()
-    monkeypatch.setattr("simsearch.embed.MODELS", cache)
+    monkeypatch.setattr("simsearch.embedding.embedder.MODELS", cache)
     return cache
 
 
 def test_embedders_of_one_model_share_its_session(models, weights_dir):
-    from simsearch.embed import Embedder
+    from simsearch.embedding.embedder import Embedder
 
     a = Embedder(LITE, weights_dir, runtime="keras", device="cpu")
     assert a.session is None and len(models) == 0  # making an embedder opens nothing

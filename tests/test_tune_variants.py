@@ -17,7 +17,7 @@ from conftest import FLOWERS, copy_subset
 
 
 def test_gem_lies_between_the_average_and_the_maximum_and_grows_with_p():
-    from simsearch.embed import pool_map
+    from simsearch.embedding.embedder import pool_map
 
     rng = np.random.default_rng(0)
     fmap = rng.uniform(0, 6, size=(3, 7, 7, 16)).astype(np.float32)
@@ -30,7 +30,7 @@ def test_gem_lies_between_the_average_and_the_maximum_and_grows_with_p():
 
 
 def test_views_flip_and_zoom_keep_the_shape():
-    from simsearch.embed import MS_ZOOM, view_pixels
+    from simsearch.embedding.embedder import MS_ZOOM, view_pixels
     from simsearch.spaces import parse as parse_space_spec
 
     rng = np.random.default_rng(1)

@@ -3,7 +3,7 @@ and test-time-view variants `simsearch tune` tries: ``@gem3``, ``+flip``...).
 
 The images are read again from where they were ingested from (``images.source_path``) and decoded
 as at ingest; every view runs the backbone's feature map once per batch and each space pools and
-combines what it needs (:meth:`simsearch.embed.Embedder.embed_variants`). Nothing is written unless
+combines what it needs (:meth:`simsearch.embedding.embedder.Embedder.embed_variants`). Nothing is written unless
 every image could be read: a space with vectors for only some images would hide the others.
 """
 
