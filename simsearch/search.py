@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simsearch import limits, provenance
+from simsearch import derived, limits, provenance
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import THUMBNAIL_SIDE, decode_image
-from simsearch import derived
-from simsearch.spaces import is_backbone_space
 from simsearch.space_defaults import resolve_space
+from simsearch.spaces import is_backbone_space
 from simsearch.store import hot, repo
 
 MAX_K = limits.SEARCH_K_MAX

@@ -19,13 +19,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from simsearch import provenance
+from simsearch import derived, provenance, space_defaults
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
 from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
 from simsearch.store import lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
-from simsearch import derived, space_defaults
 from simsearch.spaces import parse as parse_space
 from simsearch.store import repo
 from simsearch.store.models import IngestRun, utcnow

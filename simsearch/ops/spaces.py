@@ -1,13 +1,12 @@
 """A collection's search spaces as the API and the Spaces page show them: the backbone spaces it
 has vectors in, its derived spaces (recipe, cross-validated P@10), spaces of imported vectors, which
 one is the default, and the newest tuning's candidates (:mod:`simsearch.ops.tune_jobs`). What a
-space is and which one is the default: :mod:`simsearch.spaces`."""
+space is: :mod:`simsearch.spaces`; which one is the default: :mod:`simsearch.space_defaults`."""
 
 from __future__ import annotations
 
-from simsearch import provenance, spaces
+from simsearch import derived, provenance, space_defaults, spaces
 from simsearch.errors import Conflict
-from simsearch import derived, space_defaults
 from simsearch.store import repo
 
 

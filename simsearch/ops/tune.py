@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simsearch import derived, space_defaults
 from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
-from simsearch import derived, space_defaults
 from simsearch.spaces import GEM_P, is_backbone_space, parse, space_key
 from simsearch.store import repo
 from simsearch.store.models import Collection
