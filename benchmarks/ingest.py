@@ -97,7 +97,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from simsearch.config import Settings
-    from simsearch.embed import Embedder, space_key
+    from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import space_key
     from simsearch.images import load_image, resize_for_model, scan_images
     from simsearch.ingest import Ingester, default_workers, files_from_folder
     from simsearch.runtimes import BF16, FP32, RuntimeRefused, cpu_summary, get_runtime, runtime_names

@@ -51,7 +51,8 @@ def embeddings(name: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.exists():
         d = np.load(path)
         return d["x"], d["labels"]
-    from simsearch.embed import Embedder, space_key
+    from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import space_key
     from simsearch.images import load_image, resize_for_model, scan_images
 
     root = (DATASETS / name).resolve()

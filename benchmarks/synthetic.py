@@ -52,7 +52,8 @@ def real_embeddings(cache: Path = DEFAULT_CACHE, data: Path = DATASETS, backbone
     if cache.exists():
         return np.load(cache)
     sys.path.insert(0, str(ROOT))
-    from simsearch.embed import Embedder, space_key
+    from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import space_key
     from simsearch.images import load_image, resize_for_model, scan_images
 
     paths = sorted(scan_images(Path(data).resolve()))

@@ -189,7 +189,7 @@ def bench_upload_vs_forward(base: str, settings, data: bytes, rounds: int, per_r
     alternating blocks (uploads in each form, then bare forwards in this process while the server
     idles) so that drift of the host's speed hits both sides alike. The bare forward is the model
     alone on an already decoded, resized and preprocessed image."""
-    from simsearch.embed import Embedder
+    from simsearch.embedding.embedder import Embedder
     from simsearch.images import decode_image, resize_for_model
 
     emb = Embedder(SPACE, settings.weights_dir)

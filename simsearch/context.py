@@ -1,18 +1,19 @@
 """The application context: what one process keeps for its whole life.
 
 :class:`AppContext` holds the settings, the database, the index manager (open FAISS indexes and
-the policy that keeps them in step with the database) and the model cache (loaded embedders).
+the policy that keeps them in step with the database) and the local weights files chosen for
+its spaces; the models themselves are in the process's one model cache (:mod:`simsearch.embedding`).
 The CLI, the web app and the RQ worker each open one and pass it explicitly to the operations
 (:mod:`simsearch.ops`), searches, ingests and jobs.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from simsearch import spaces
 from simsearch.config import Settings
+from simsearch.embedding.embedder import Embedder
 from simsearch.errors import DatabaseRefused, DatabaseUnavailable
 from simsearch.index.build_jobs import recorder
 from simsearch.index.manager import IndexManager
@@ -21,40 +22,20 @@ from simsearch.owners import this_process
 from simsearch.store.db import Database
 
 
-class ModelCache:
-    """Embedders by space, made on first use (TensorFlow is imported only then)."""
-
-    def __init__(self, weights_dir: Path, runtime: str = "auto", device: str = "auto"):
-        self.weights_dir = Path(weights_dir)
-        self.runtime, self.device = runtime, device
-        self._lock = threading.Lock()
-        self._embedders: dict[str, object] = {}
-
-    def get(self, space: str, *, weights: str | None = None):
-        """The embedder of ``space``; ``weights``: a local weights file (replaces a cached one
-        built from other weights)."""
-        from simsearch.embed import Embedder
-
-        with self._lock:
-            emb = self._embedders.get(space)
-            if emb is None or (weights and emb.weights != weights):
-                emb = Embedder(space, self.weights_dir, weights=weights, runtime=self.runtime, device=self.device)
-                self._embedders[space] = emb
-        return emb
-
-
 @dataclass
 class AppContext:
     settings: Settings
     db: Database
     indexes: IndexManager
-    models: ModelCache = field(repr=False)
+    # space -> the local weights file its embedder uses (``--weights``): once chosen, the space's
+    # later embedders (a search, a fingerprint) use the same model
+    weights: dict[str, str] = field(default_factory=dict, repr=False)
 
     schema_checked: bool = True
 
     @classmethod
     def open(cls, settings: Settings, *, schema: str | None = "check", wait_for_database: bool = False) -> "AppContext":
-        """Create the data folders, open the database and make empty index and model caches.
+        """Create the data folders, open the database and make an empty index cache.
 
         ``schema``: ``"check"`` (the default: refuse a missing or old schema with SchemaOutdated,
         as servers and workers must), ``"upgrade"`` (bring it up to date: the CLI on SQLite) or
@@ -78,8 +59,7 @@ class AppContext:
             raise
         indexes = IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings))
         indexes.build_jobs = recorder(db, this_process())
-        return cls(settings=settings, db=db, indexes=indexes,
-                   models=ModelCache(settings.weights_dir, settings.runtime, settings.device), schema_checked=checked)
+        return cls(settings=settings, db=db, indexes=indexes, schema_checked=checked)
 
     def ensure_schema(self) -> None:
         """Check the schema if the database was down when this process started (cheap after)."""
@@ -88,15 +68,19 @@ class AppContext:
             self.schema_checked = True
 
     # Shorthands used by search, ingest and analysis.
-    def embedder(self, space: str, *, weights: str | None = None):
-        return self.models.get(space, weights=weights)
+    def embedder(self, space: str, *, weights: str | None = None) -> Embedder:
+        """The embedder of ``space`` on these settings' runtime and device (cheap: its model is
+        opened once per process, in :data:`simsearch.embedding.MODELS`). ``weights``: a local
+        weights file, used for this space from now on."""
+        if weights:
+            self.weights[space] = weights
+        return Embedder(space, self.settings.weights_dir, weights=self.weights.get(space),
+                        runtime=self.settings.runtime, device=self.settings.device)
 
     def new_space(self, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
         """The space new vectors of ``backbone`` go to under these settings (``precision`` auto:
         ``+bf16`` where this CPU computes bf16 natively and the runtime uses it, else fp32)."""
-        from simsearch.embed import new_space
-
-        return new_space(self.settings, backbone, pooling, precision)
+        return spaces.new_space(self.settings, backbone, pooling, precision)
 
     def index(self, collection_id: int, space: str, *, verify: bool | None = None, state_generation=...):
         return self.indexes.get(collection_id, space, verify=verify, state_generation=state_generation)

@@ -9,12 +9,13 @@ is built from them as for any space.
 
 Queries use the same path whichever way they come: a query's vector in a derived space is the
 transform applied to its base vectors (:func:`vector_of_image` reads them from the database,
-:func:`vector_of_upload` embeds the image with each base backbone), then expanded
+:func:`simsearch.search.vector_of_upload` embeds the image with each base backbone), then expanded
 (:func:`expand_query`) when the recipe says so. The stored vector of an image is the same
 transform (augmented, with DBA), so without DBA it equals the query vector.
 
 Names: ``<base>.<candidate>``, e.g. ``efficientnet_lite0.discriminant`` or
-``efficientnet_lite0.whiten-qe`` (:func:`derived_name`): valid space names that are no backbone's.
+``efficientnet_lite0.whiten-qe`` (:func:`simsearch.spaces.derived_name`): valid space names that are
+no backbone's. Which space a collection uses by default: :mod:`simsearch.space_defaults`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from sqlalchemy import delete, select
 
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.store import repo
-from simsearch.store.models import Collection, DerivedSpace, Embedding, Image, IndexState
+from simsearch.store.models import DerivedSpace, Embedding, Image, IndexState
+
+from simsearch.spaces import derived_name, is_backbone_space
+
+__all__ = ["Derived", "base_vectors", "derived_name", "derived_vectors", "expand_query", "get", "list_derived",
+           "names", "refresh", "refresh_for_bases", "remove", "save", "vector_of_image"]
 
 
 @dataclass
@@ -63,21 +69,6 @@ class Derived:
     def to_dict(self) -> dict:
         return {"name": self.name, "bases": self.bases, "recipe": self.recipe,
                 "dim": self.linear.out_dim if self.linear is not None else None, "report": self.report}
-
-
-def derived_name(bases: list[str], candidate: str) -> str:
-    """``(['efficientnet_lite0'], 'discriminant+qe')`` -> ``'efficientnet_lite0.discriminant-qe'``."""
-    from simsearch import limits
-
-    base = ".".join(b.replace("@", "_").replace("+", "_") for b in bases)
-    name = f"{base}.{candidate.replace('+', '-')}"
-    if len(name) > 100:
-        raise InvalidInput(f"the derived space's name {name!r} is longer than 100 characters", field="backbones")
-    import re
-
-    if not re.match(limits.SPACE_NAME_PATTERN, name):  # pragma: no cover - bases are checked names
-        raise InvalidInput(f"{name!r} is no valid space name", field="backbones")
-    return name
 
 
 def _loaded(row: DerivedSpace) -> Derived:
@@ -160,8 +151,6 @@ def _write_vectors(ctx, collection_id: int, name: str, ids: np.ndarray, x: np.nd
 
 def save(ctx, collection_id: int, name: str, bases: list[str], recipe: dict, linear, report: dict | None) -> Derived:
     """Store (or replace) a derived space: its row, its vectors, and a rebuilt index."""
-    from simsearch.embed import is_backbone_space
-
     if is_backbone_space(name):
         raise InvalidInput(f"{name!r} is a backbone's space: a derived space needs another name", field="name")
     with ctx.db.session() as s:
@@ -187,22 +176,6 @@ def refresh(ctx, d: Derived) -> int:
     _write_vectors(ctx, d.collection_id, d.name, ids, x)
     ctx.sync_index(d.collection_id, d.name, force_rebuild=True)
     return int(len(ids))
-
-
-def required_spaces(ctx, collection: str) -> list[str]:
-    """The backbone spaces new images of ``collection`` must be embedded in besides the ones asked
-    for: the bases of its derived spaces and its default space, when they are backbone spaces
-    (e.g. ``efficientnet_lite0@gem3+flip`` chosen by `simsearch tune`), so that the new images
-    are found there too. [] for a collection that does not exist yet."""
-    from simsearch.embed import is_backbone_space
-
-    with ctx.db.session() as s:
-        coll = s.scalar(select(Collection).where(Collection.name == collection))
-        if coll is None:
-            return []
-        rows = s.execute(select(DerivedSpace.bases).where(DerivedSpace.collection_id == coll.id)).all()
-        wanted = [b for (bases,) in rows for b in bases] + ([coll.default_space] if coll.default_space else [])
-    return [sp for sp in dict.fromkeys(wanted) if is_backbone_space(sp)]
 
 
 def refresh_for_bases(ctx, collection_id: int, spaces: list[str]) -> list[str]:
@@ -250,47 +223,6 @@ def remove(ctx, collection: str, name: str) -> dict:
     return {"collection": collection, "space": name, "vectors_deleted": int(n or 0), "was_default": was_default}
 
 
-def set_default(ctx, collection: str, space: str | None) -> dict:
-    """Make ``space`` (a space with vectors in the collection) its default; None: back to the
-    settings' default backbone."""
-    with ctx.db.session() as s:
-        coll = repo.get_collection(s, collection)
-        if space is not None and space not in repo.spaces_of(s, coll.id):
-            have = ", ".join(repo.spaces_of(s, coll.id)) or "none yet"
-            raise NotFound(f"no vectors for space {space!r} in this collection (it has: {have})", field="space")
-        coll.default_space = space
-        s.commit()
-    return {"collection": collection, "default_space": space}
-
-
-def keep_default(ctx, collection: str, adding: list[str]) -> str | None:
-    """Before vectors of ``adding`` go into a collection that chose no default (an ingest or
-    `compare` embedding another backbone, `tune` embedding variants): when one of them is new to
-    it, the space it uses now becomes its own default, so that what pages and commands use when
-    they name no space does not change with the spaces it has. Returns the collection's default."""
-    from simsearch.errors import SimsearchError
-    from simsearch.search import resolve_space
-
-    with ctx.db.session() as s:
-        coll = s.scalar(select(Collection).where(Collection.name == collection))
-        if coll is None or coll.default_space is not None:
-            return None if coll is None else coll.default_space
-        coll_id, have = coll.id, set(repo.spaces_of(s, coll.id))
-    if not have or set(adding) <= have:
-        return None
-    try:
-        now = resolve_space(ctx, coll_id, None)
-    except SimsearchError:  # several spaces and none the default already: nothing to keep
-        return None
-    set_default(ctx, collection, now)
-    return now
-
-
-def default_space(ctx, collection_id: int) -> str | None:
-    with ctx.db.session() as s:
-        return s.scalar(select(Collection.default_space).where(Collection.id == collection_id))
-
-
 # ---- queries ------------------------------------------------------------------------------------
 
 
@@ -301,25 +233,6 @@ def vector_of_image(ctx, d: Derived, image_id: int) -> np.ndarray | None:
     if len(ids) == 0:
         return None
     return d.transform(parts)[0]
-
-
-def vector_of_upload(ctx, d: Derived, data: bytes, source: str) -> tuple[np.ndarray, float]:
-    """The query vector of an image file's bytes: embedded with each base backbone, transformed;
-    and the model seconds."""
-    from simsearch import provenance
-    from simsearch.embed import is_backbone_space
-    from simsearch.search import embed_bytes
-
-    parts, seconds = [], 0.0
-    for base in d.bases:
-        if not is_backbone_space(base):
-            raise Conflict(f"the derived space {d.name!r} is made from imported vectors ({base}): simsearch cannot "
-                           "embed an image in it; search by an image's id instead", field="backbone")
-        provenance.check_query(ctx, d.collection_id, base)
-        vec, secs = embed_bytes(ctx, base, data, source)
-        parts.append(vec[None])
-        seconds += secs
-    return d.transform(parts)[0], seconds
 
 
 def expand_query(ctx, d: Derived, index, query: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:

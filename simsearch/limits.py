@@ -16,7 +16,10 @@ from pydantic import BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, G
 from pydantic import ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError, core_schema
 
+from simsearch import spaces
+from simsearch.backbones import list_backbones
 from simsearch.errors import InvalidInput
+from simsearch.spaces import backbone_spaces, read_spaces
 
 # ---- numbers ----------------------------------------------------------------------------------
 
@@ -69,19 +72,6 @@ class AllowBlank:
         return {"anyOf": [inner, {"type": "string", "maxLength": 0}], **{k: v for k, v in schema.items() if k != "default"}}
 
 
-def backbone_spaces() -> list[str]:
-    """Every embedding space name: each registered backbone, bare or with a pooling (``@avg``,
-    ``@max``, ``@gem2``..``@gem4``), then optionally test-time views (``+flip``, ``+ms``,
-    ``+flip+ms``); the bare names first (:mod:`simsearch.embed` defines the grammar)."""
-    from simsearch.backbones.registry import list_backbones
-    from simsearch.embed import POOLINGS, VIEWS
-
-    names = list_backbones()
-    heads = names + [f"{n}@{p}" for n in names for p in POOLINGS]
-    suffixes = [""] + [f"+{v}" for v in VIEWS] + ["+" + "+".join(VIEWS)]
-    return heads + [h + sfx for sfx in suffixes[1:] for h in heads]
-
-
 class _BackboneName:
     """A registered backbone (embedding space): documented as the list of names, checked against it."""
 
@@ -97,14 +87,10 @@ class _BackboneName:
 
     @staticmethod
     def _check(value: str) -> str:
-        choices = backbone_spaces()
-        if value not in choices:
-            from simsearch.backbones.registry import list_backbones
-
-            names = list_backbones()
-            raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with "
-                                      "@avg, @max or @gem2..@gem4, then +flip and/or +ms)",
-                                      {"given": repr(value[:70]), "names": ", ".join(names)})
+        if value not in backbone_spaces():
+            raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} ({suffixes})",
+                                      {"given": repr(value[:70]), "names": ", ".join(list_backbones()),
+                                       "suffixes": spaces.SUFFIX_HELP})
         return value
 
 
@@ -146,18 +132,9 @@ Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX, pattern=LABEL_P
 DESCRIPTION_MAX = 10_000
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
 Backbone = Annotated[str, _BackboneName]
-# A space of imported vectors (``simsearch import-vectors``) is named like a collection; a name
-# that is also a backbone space is that backbone's space.
-SPACE_NAME_PATTERN = COLLECTION_NAME_PATTERN
-SPACE_NAME_RULE = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-
-
-def read_spaces() -> list[str]:
-    """The backbone spaces a request may read: :func:`backbone_spaces`, and each with ``+bf16``
-    (where the vectors were embedded in bfloat16: ``SIMSEARCH_PRECISION`` auto on a CPU with AMX
-    or AVX512-BF16). Which precision new vectors get is a setting, not a name a request gives."""
-    names = backbone_spaces()
-    return names + [f"{n}+bf16" for n in names]
+# A space of imported or derived vectors: the grammar is :mod:`simsearch.spaces`'s
+SPACE_NAME_PATTERN = spaces.NAME_PATTERN
+SPACE_NAME_RULE = spaces.NAME_RULE
 
 
 class _SpaceName(_BackboneName):
@@ -171,16 +148,12 @@ class _SpaceName(_BackboneName):
 
     @staticmethod
     def _check(value: str) -> str:
-        import re
-
-        if value in read_spaces() or re.match(SPACE_NAME_PATTERN, value):
+        if value in read_spaces() or spaces.is_valid_name(value):
             return value
-        from simsearch.backbones.registry import list_backbones
-
-        names = list_backbones()
-        raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} (optionally with @avg, "
-                                  "@max or @gem2..@gem4, then +flip and/or +ms), or the name of imported vectors ({rule})",
-                                  {"given": repr(value[:70]), "names": ", ".join(names), "rule": SPACE_NAME_RULE})
+        raise PydanticCustomError("backbone", "unknown backbone {given}; choose one of: {names} ({suffixes}), or the "
+                                  "name of imported vectors ({rule})",
+                                  {"given": repr(value[:70]), "names": ", ".join(list_backbones()),
+                                   "suffixes": spaces.SUFFIX_HELP, "rule": SPACE_NAME_RULE})
 
 
 Space = Annotated[str, _SpaceName]

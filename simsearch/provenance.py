@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from simsearch.digest import file_sha256
 from simsearch.errors import Conflict
+from simsearch.spaces import imported_name, is_backbone_space
 from simsearch.store.models import SpaceFingerprint
 
 KEYS = ("model", "pooling", "views", "precision", "dim")
@@ -41,7 +42,7 @@ INTERNAL = "variant"  # origin of the spaces `simsearch tune` embedded to try (k
 
 
 def of_embedder(emb) -> dict:
-    """The fingerprint of what ``emb`` (a :class:`simsearch.embed.Embedder`) computes."""
+    """The fingerprint of what ``emb`` (a :class:`simsearch.embedding.embedder.Embedder`) computes."""
     spec = emb.spec
     path = emb.backbone.weights_file(emb.weights_dir, emb.weights)
     sha = file_sha256(path) if path is not None and Path(path).is_file() else None
@@ -84,13 +85,8 @@ def _norm(value):
 
 def foreign_name(fp: dict) -> str:
     """The space for vectors of a model this server does not run: named for the model and its
-    weights, e.g. ``efficientnet_lite0.w-9f1c2a3b`` (a valid space name that is no backbone's)."""
-    import re
-
-    base = str(fp.get("space") or fp.get("model") or "imported")
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", base).strip("._-") or "imported"
-    sha = str(fp.get("weights_sha256") or "")[:8]
-    return f"{base}.w-{sha}"[:100] if sha else f"{base}.foreign"[:100]
+    weights, e.g. ``efficientnet_lite0.w-9f1c2a3b`` (:func:`simsearch.spaces.imported_name`)."""
+    return imported_name(fp.get("space") or fp.get("model"), fp.get("weights_sha256"))
 
 
 # ---- the records --------------------------------------------------------------------------------
@@ -152,8 +148,6 @@ def internal_spaces(ctx, collection_id: int) -> set[str]:
 def ensure(ctx, collection_id: int, space: str) -> dict | None:
     """The space's fingerprint; a backbone space stored before fingerprints existed gets the
     server's current model, recorded as ``assumed``. None for imported vectors without one."""
-    from simsearch.embed import is_backbone_space
-
     have = recorded(ctx, collection_id, space)
     if have is not None:
         return have[0]

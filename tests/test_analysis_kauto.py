@@ -138,7 +138,8 @@ def test_sweep_validates_its_parameters(many_blobs):
 @pytest.fixture(scope="module")
 def cats_dogs_vectors(weights_dir):
     """efficientnet_lite0 vectors of the first 20 cats and 20 dogs."""
-    from simsearch.embed import Embedder, space_key
+    from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import space_key
     from simsearch.images import load_image, resize_for_model
 
     emb = Embedder(space_key(SPACE, "avg", "fp32"), weights_dir, runtime="auto", device="cpu")

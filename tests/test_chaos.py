@@ -22,7 +22,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_chaos_short(postgres_url, weights_dir, tmp_path):
-    from simsearch.embed import Embedder
+    from simsearch.embedding.embedder import Embedder
     from simsearch.images import content_hash, scan_images
 
     data = tmp_path / "data"

@@ -196,8 +196,8 @@ def test_images_stored_before_hashes_were_kept_are_hashed_from_thumbnails(app_wi
 
 
 def test_near_duplicates_run_in_the_backbone_space_when_the_default_is_derived(app_with_copies):
-    from simsearch import derived
     from simsearch.analysis import tuning
+    from simsearch import derived, space_defaults
     from simsearch.store import repo
 
     ctx = app_with_copies.extensions["simsearch"]
@@ -207,11 +207,11 @@ def test_near_duplicates_run_in_the_backbone_space_when_the_default_is_derived(a
     setting = tuning.Setting(tuning.Family("whiten"), 4, 0.5)
     name = derived.derived_name(["efficientnet_lite0"], "nd-test")
     derived.save(ctx, coll_id, name, ["efficientnet_lite0"], setting.to_dict(), tuning.fit(parts[0], None, setting), None)
-    derived.set_default(ctx, "nd", name)
+    space_defaults.set_default(ctx, "nd", name)
     try:
         for space in (None, name):  # the default, or the derived space by name: its backbone
             res, groups = _near_groups(ctx, space)
             assert res["backbone"] == "efficientnet_lite0"
             assert groups == [("s0",) * 5, ("s1",) * 5], groups
     finally:
-        derived.set_default(ctx, "nd", None)
+        space_defaults.set_default(ctx, "nd", None)

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simsearch.embed import Embedder, parse_space_full, space_key
+from simsearch.embedding.embedder import Embedder
+from simsearch.spaces import SpaceSpec, parse, space_key
 from simsearch.errors import InvalidInput
 from simsearch.images import decode_image, resize_for_model
 from simsearch.runtimes import BF16, FP32, RuntimeRefused, auto_order, cpu_has_bf16, get_runtime, open_session, register
@@ -59,11 +60,11 @@ def truncate(path: Path) -> None:
 def test_precision_is_part_of_the_space_name():
     assert space_key(LITE) == LITE
     assert space_key(LITE, "max", BF16) == f"{LITE}@max+bf16"
-    assert parse_space_full(f"{LITE}+bf16") == (LITE, "avg", BF16)
-    assert parse_space_full(f"{LITE}@max") == (LITE, "max", FP32)
+    assert parse(f"{LITE}+bf16") == SpaceSpec(LITE, "avg", (), BF16)
+    assert parse(f"{LITE}@max") == SpaceSpec(LITE, "max", (), FP32)
     for bad in (f"{LITE}+fp16", f"{LITE}+", f"{LITE}@min+bf16"):
         with pytest.raises(InvalidInput):
-            parse_space_full(bad)
+            parse(bad)
 
 
 # -- converted runtimes ----------------------------------------------------------------------------
@@ -302,7 +303,7 @@ def test_keras_runtime_under_jax_without_tensorflow(weights_dir, tf_vectors, tmp
     np.save(tmp_path / "pixels.npy", pets_pixels()[:2])
     code = f"""
 import sys, numpy as np
-from simsearch.embed import Embedder
+from simsearch.embedding.embedder import Embedder
 emb = Embedder("{LITE}", {str(weights_dir)!r}, runtime="keras", device="cpu")
 np.save({str(tmp_path / 'out.npy')!r}, emb.embed(np.load({str(tmp_path / 'pixels.npy')!r})))
 print("NUMERICS", emb.numerics)

@@ -100,14 +100,13 @@ def test_tune_leaves_the_default_and_keeps_its_variants_out_of_the_pickers(make_
 
 
 def test_a_collection_that_gets_a_second_space_keeps_the_one_it_used(ctx):
-    from simsearch import derived
-    from simsearch.search import resolve_space
+    from simsearch.space_defaults import keep_default, resolve_space
     from tests.test_store import add_images
 
     coll_id, _, _ = add_images(ctx.db, name="ext", n=4, dim=8, space="clip-a")
     assert resolve_space(ctx, coll_id, None) == "clip-a"
-    assert derived.keep_default(ctx, "ext", ["clip-a"]) is None  # nothing new: nothing pinned
-    assert derived.keep_default(ctx, "ext", ["clip-a", "clip-b"]) == "clip-a"
+    assert keep_default(ctx, "ext", ["clip-a"]) is None  # nothing new: nothing pinned
+    assert keep_default(ctx, "ext", ["clip-a", "clip-b"]) == "clip-a"
     add_images(ctx.db, name="ext", n=4, dim=8, space="clip-b", seed=1)
     assert resolve_space(ctx, coll_id, None) == "clip-a"  # without the pin: "several spaces, choose one"
 
@@ -128,7 +127,7 @@ def test_imports_that_would_mix_models_are_refused_and_foreign_vectors_get_their
     from simsearch.errors import Conflict, InvalidInput
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.ops.vectors_io import export_stream, import_vectors
-    from simsearch.search import resolve_space
+    from simsearch.space_defaults import resolve_space
 
     ctx = AppContext.open(sqlite_settings)
     try:

@@ -125,8 +125,8 @@ def _ingest(ctx, folder, name, labels=True):
 
 def _store_projection(ctx, collection: str) -> str:
     """A supervised projection of the collection's raw space, stored as tune stores one, and made the default."""
-    from simsearch import derived
     from simsearch.analysis import tuning
+    from simsearch import derived, space_defaults
     from simsearch.store import repo
 
     with ctx.db.session() as s:
@@ -137,15 +137,16 @@ def _store_projection(ctx, collection: str) -> str:
     setting = tuning.Setting(tuning.Family("discriminant"), dims=4, shrinkage=0.5)
     name = derived.derived_name(["efficientnet_lite0"], "discriminant")
     derived.save(ctx, coll_id, name, ["efficientnet_lite0"], setting.to_dict(), tuning.fit(x, labels, setting), None)
-    derived.set_default(ctx, collection, name)
+    space_defaults.set_default(ctx, collection, name)
     return name
 
 
 def test_tune_stores_a_derived_space_searched_by_id_and_upload_alike(ctx, flowers_small):
-    from simsearch import derived
     from simsearch.ops import search as ops_search
     from simsearch.ops.tune import tune
     from simsearch.ops.vectors_io import export_stream
+    from simsearch.search import vector_of_upload
+    from simsearch import derived
     from simsearch.store import repo
 
     _ingest(ctx, flowers_small, "fl")
@@ -168,7 +169,7 @@ def test_tune_stores_a_derived_space_searched_by_id_and_upload_alike(ctx, flower
     d = derived.get(ctx, coll.id, name)
     data = open(img.source_path, "rb").read()
     by_id = derived.vector_of_image(ctx, d, img.id)
-    by_upload, _ = derived.vector_of_upload(ctx, d, data, img.source_path)
+    by_upload, _ = vector_of_upload(ctx, d, data, img.source_path)
     assert np.allclose(by_id, by_upload, atol=2e-3)
     # both paths search the default (derived) space and agree on the neighbours
     up = ops_search.by_upload(ctx, "fl", data, "q.jpg", k=5)
@@ -184,10 +185,10 @@ def test_tune_stores_a_derived_space_searched_by_id_and_upload_alike(ctx, flower
 
 
 def test_removing_a_derived_space_leaves_the_raw_one(ctx, flowers_small):
-    from simsearch import derived
     from simsearch.errors import NotFound
     from simsearch.ops import search as ops_search
     from simsearch.ops.tune import tune
+    from simsearch import derived, space_defaults
     from simsearch.store import repo
 
     _ingest(ctx, flowers_small, "fl", labels=False)  # no labels: an unsupervised whitening
@@ -199,14 +200,14 @@ def test_removing_a_derived_space_leaves_the_raw_one(ctx, flowers_small):
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, "fl").id
         before = repo.load_vectors(s, coll_id, "efficientnet_lite0")
-    assert derived.default_space(ctx, coll_id) == name
+    assert space_defaults.default_space(ctx, coll_id) == name
     out = derived.remove(ctx, "fl", name)
     assert out["vectors_deleted"] == 30 and out["was_default"]
     with ctx.db.session() as s:
         after = repo.load_vectors(s, coll_id, "efficientnet_lite0")
         assert name not in repo.spaces_of(s, coll_id)
     assert (before[0] == after[0]).all() and np.array_equal(before[1], after[1])
-    assert derived.default_space(ctx, coll_id) is None
+    assert space_defaults.default_space(ctx, coll_id) is None
     assert ops_search.by_image(ctx, int(after[0][0]), k=3)["backbone"] == "efficientnet_lite0"
     with pytest.raises(NotFound):
         derived.remove(ctx, "fl", name)

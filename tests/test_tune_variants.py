@@ -17,7 +17,7 @@ from conftest import FLOWERS, copy_subset
 
 
 def test_gem_lies_between_the_average_and_the_maximum_and_grows_with_p():
-    from simsearch.embed import pool_map
+    from simsearch.embedding.embedder import pool_map
 
     rng = np.random.default_rng(0)
     fmap = rng.uniform(0, 6, size=(3, 7, 7, 16)).astype(np.float32)
@@ -30,7 +30,8 @@ def test_gem_lies_between_the_average_and_the_maximum_and_grows_with_p():
 
 
 def test_views_flip_and_zoom_keep_the_shape():
-    from simsearch.embed import MS_ZOOM, parse_space_spec, view_pixels
+    from simsearch.embedding.embedder import MS_ZOOM, view_pixels
+    from simsearch.spaces import parse as parse_space_spec
 
     rng = np.random.default_rng(1)
     px = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
@@ -53,7 +54,7 @@ def test_views_flip_and_zoom_keep_the_shape():
     ("resnet50@max+flip+ms+bf16", ("resnet50", "max", ("flip", "ms"), "bf16")),
 ])
 def test_space_names_round_trip(space, parts):
-    from simsearch.embed import parse_space_spec, space_key
+    from simsearch.spaces import parse as parse_space_spec, space_key
 
     spec = parse_space_spec(space)
     assert (spec.backbone, spec.pooling, spec.views, spec.precision) == parts
@@ -68,7 +69,7 @@ def test_space_names_round_trip(space, parts):
     ("efficientnet_lite0+", "nothing after '+'"),
 ])
 def test_bad_space_names_say_why(space, says):
-    from simsearch.embed import is_backbone_space, parse_space_spec
+    from simsearch.spaces import is_backbone_space, parse as parse_space_spec
     from simsearch.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as exc:
@@ -78,9 +79,10 @@ def test_bad_space_names_say_why(space, says):
 
 
 def test_the_api_accepts_the_variant_names():
-    from simsearch import limits
+    from simsearch import limits, spaces
 
-    names = limits.backbone_spaces()
+    names = spaces.backbone_spaces()
+    assert limits.backbone_spaces is spaces.backbone_spaces  # the API's schemas list the same names
     assert "efficientnet_lite0@gem3+flip+ms" in names and "efficientnet_lite0+flip" in names
     assert names[0] == "resnet50" and len(names) == len(set(names))
 
@@ -139,7 +141,7 @@ def test_variant_vectors_agree_at_ingest_reembedding_and_query(sqlite_settings, 
 def test_a_sharded_queued_ingest_refreshes_derived_spaces_at_its_end(settings, tmp_path):
     from rq import Queue
 
-    from simsearch import derived
+    from simsearch import derived, space_defaults
     from simsearch.analysis import tuning
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.jobs.runners import RQRunner
@@ -163,8 +165,8 @@ def test_a_sharded_queued_ingest_refreshes_derived_spaces_at_its_end(settings, t
         setting = tuning.Setting(tuning.Family("whiten"), 8, 0.5)
         d = derived.save(ctx, coll_id, derived.derived_name([variant], "whiten"), [variant], setting.to_dict(),
                          tuning.fit(parts[0], None, setting), None)
-        derived.set_default(ctx, "fl", d.name)
-        assert derived.required_spaces(ctx, "fl") == [variant]
+        space_defaults.set_default(ctx, "fl", d.name)
+        assert space_defaults.required_spaces(ctx, "fl") == [variant]
 
         more = copy_subset(tmp_path / "more", 1, start=2, dataset=FLOWERS)  # 5 new images: 2 shards of 3 + 2
         job_id = queue_folder(ctx, more, "fl")  # asks for efficientnet_lite0 only

@@ -54,7 +54,7 @@ class Backbone:
     def build_feature_model(self, weights_dir, pooling: str = "avg", weights=None):
         """keras.Model: preprocessed (None, S, S, 3) -> (None, dim) pooled features (not normalised);
         ``pooling="none"``: the last feature map itself, (None, h, w, dim), for poolings computed
-        outside the model (GeM: :mod:`simsearch.embed`)."""
+        outside the model (GeM: :mod:`simsearch.embedding.embedder`)."""
         raise NotImplementedError
 
     def build_classifier(self, weights_dir, weights=None):

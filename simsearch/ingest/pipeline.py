@@ -19,11 +19,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from simsearch import derived, provenance, space_defaults
 from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
 from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
 from simsearch.store import lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
+from simsearch.spaces import parse as parse_space
 from simsearch.store import repo
 from simsearch.store.models import IngestRun, utcnow
 
@@ -113,8 +115,6 @@ class Ingester:
     def __init__(self, ctx, *, spaces: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None, weights: dict[str, str] | None = None,
                  progress: Callable[[IngestRun], None] | None = None, show_bar: bool = False):
-        from simsearch.embed import parse_space
-
         if not spaces:
             raise InvalidInput("give at least one backbone", field="backbone")
         for s in spaces:
@@ -136,20 +136,18 @@ class Ingester:
     def run(self, collection: str, files: list[SourceFile], *, source: str, ignored: Iterable[str] = (),
             run_id: int | None = None, refresh_derived: bool = True) -> IngestReport:
         """Ingest ``files``. Besides the spaces asked for, the images are embedded in the spaces the
-        collection's derived spaces and default space are made from (:func:`simsearch.derived.
+        collection's derived spaces and default space are made from (:func:`simsearch.space_defaults.
         required_spaces`). ``refresh_derived``: recompute the derived spaces at the end (a shard of a
         sharded job leaves it to the job's end: :func:`simsearch.jobs.shards.roll_up`)."""
-        from simsearch import derived, provenance
-
         db = self.ctx.db
-        self.spaces = list(dict.fromkeys(self.spaces + derived.required_spaces(self.ctx, collection)))
+        self.spaces = list(dict.fromkeys(self.spaces + space_defaults.required_spaces(self.ctx, collection)))
         embedders = {s: self.ctx.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
         for emb in embedders.values():
             # Fail early (weights unavailable, runtime missing) before touching the database, but
             # load nothing yet: a re-ingest that finds nothing new never opens a model.
             emb.check()
         provenance.check_embedders(self.ctx, collection, embedders)  # never two models' vectors in one space
-        derived.keep_default(self.ctx, collection, self.spaces)  # a new space does not change the default
+        space_defaults.keep_default(self.ctx, collection, self.spaces)  # a new space does not change the default
         with db.session() as s:
             coll = repo.get_or_create_collection(s, collection)
             if run_id is None:

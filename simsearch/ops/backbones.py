@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from simsearch import spaces
+from simsearch.backbones import get_backbone, list_backbones
+from simsearch.embedding import MODELS
+
 
 def backbone_rows(settings) -> list[dict]:
     """One row per registered backbone: name, input size, dimension, family, whether its weights
     can be had here (and why not), whether this process has it loaded, and the default."""
-    from simsearch.backbones import get_backbone, list_backbones
-    from simsearch.embed import _MODELS
-
-    loaded = {key[0] for key in list(_MODELS)}
+    loaded = MODELS.loaded_backbones()
     rows = []
     for name in list_backbones():
         b = get_backbone(name)
@@ -20,9 +21,10 @@ def backbone_rows(settings) -> list[dict]:
     return rows
 
 
-def not_embedded(settings, spaces: list[str]) -> list[dict]:
-    """Backbones without vectors among ``spaces``, each with why it cannot be compared yet."""
-    embedded = {s.partition("@")[0] for s in spaces}
+def not_embedded(settings, have: list[str]) -> list[dict]:
+    """Backbones without vectors among the spaces ``have``, each with why it cannot be compared yet
+    (a backbone counts as embedded with any pooling: ``resnet50@max``)."""
+    embedded = {sp.partition("@")[0] for sp in have}
     out = []
     for row in backbone_rows(settings):
         if row["name"] in embedded:
@@ -35,14 +37,9 @@ def not_embedded(settings, spaces: list[str]) -> list[dict]:
     return out
 
 
-def check_space(name: str, *, imported: bool = False) -> str:
-    """``name`` if it is a known backbone (optionally ``@avg``/``@max``), else InvalidInput.
-    ``imported``: a valid name of imported vectors (``clip-vit-b32``) passes too (whether the
-    collection has vectors there is the caller's 404)."""
-    from simsearch.embed import check_space_name, parse_space
 
-    if imported:
-        check_space_name(name)
-    else:
-        parse_space(name)
-    return name
+def check_space(name: str, *, imported: bool = False) -> str:
+    """``name`` if it is a known backbone's space, else InvalidInput (:func:`simsearch.spaces.check`,
+    for the CLI, which goes through the operations). ``imported``: a valid name of imported vectors
+    (``clip-vit-b32``) passes too (whether the collection has vectors there is the caller's 404)."""
+    return spaces.check(name, imported=imported)

@@ -15,6 +15,7 @@ from simsearch.errors import InvalidInput, NotFound, SimsearchError
 from simsearch.ops import analysis, vectors as vecs
 from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap
 from simsearch.ops.vectors import VectorSet
+from simsearch.spaces import check_space_name, is_backbone_space, parse
 from simsearch.store import repo, results
 from simsearch.store.models import Embedding, Image
 from simsearch.store.results import ResultKey
@@ -42,8 +43,6 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
 
 
 def _spaces(spaces: list[str]) -> list[str]:
-    from simsearch.embed import check_space_name
-
     if not spaces:
         raise InvalidInput("give at least one backbone to compare", field="backbones")
     spaces = list(dict.fromkeys(spaces))
@@ -55,8 +54,6 @@ def _spaces(spaces: list[str]) -> list[str]:
 def _check_imported(spaces: list[str], have: list[str]) -> None:
     """Derived and imported vectors' spaces can be compared where the collection has them; any
     other name that is no backbone is a 404 naming what the collection has (as for the map)."""
-    from simsearch.embed import is_backbone_space
-
     for space in spaces:
         if space not in have and not is_backbone_space(space):
             raise NotFound(f"no vectors for backbone {space!r} in this collection (it has: {', '.join(have) or 'none yet'}); "
@@ -99,11 +96,10 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
            weights: dict[str, str] | None, steps) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
     from simsearch.backbones import get_backbone
-    from simsearch.embed import is_backbone_space, parse_space
 
     embedding = None
     if is_backbone_space(space):
-        name, _pooling = parse_space(space)
+        name = parse(space).backbone
         b = get_backbone(name)
         base = {"backbone": space, "dim": b.dim, "input_size": b.input_size}
     else:  # imported vectors: nothing to embed with, no input size

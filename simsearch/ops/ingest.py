@@ -54,7 +54,7 @@ def name_list(value, field: str = "backbones") -> list[str]:
 
 def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
     from simsearch.backbones import get_backbone
-    from simsearch.embed import new_space
+    from simsearch.spaces import new_space, parse
 
     names = [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]
     if not names:
@@ -63,7 +63,7 @@ def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
     for n in dict.fromkeys(names):
         space = new_space(settings, n, pooling or "avg")  # n may carry its pooling and views
         spaces.append(space)
-        base = space.split("@")[0].split("+")[0]
+        base = parse(space).backbone
         ok, reason = get_backbone(base).weights_status(settings.weights_dir)
         if not ok:
             raise WeightsUnavailable(f"{base}: {reason}", field="backbone")

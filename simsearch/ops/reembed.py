@@ -3,7 +3,7 @@ and test-time-view variants `simsearch tune` tries: ``@gem3``, ``+flip``...).
 
 The images are read again from where they were ingested from (``images.source_path``) and decoded
 as at ingest; every view runs the backbone's feature map once per batch and each space pools and
-combines what it needs (:meth:`simsearch.embed.Embedder.embed_variants`). Nothing is written unless
+combines what it needs (:meth:`simsearch.embedding.embedder.Embedder.embed_variants`). Nothing is written unless
 every image could be read: a space with vectors for only some images would hide the others.
 """
 
@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 import numpy as np
 from sqlalchemy import delete, select
 
-from simsearch.embed import parse_space_spec, space_key
 from simsearch.errors import InvalidInput
+from simsearch.spaces import parse, space_key
 from simsearch.store.models import Embedding, Image
 
 BATCH = 32
@@ -33,7 +33,7 @@ class Reembedded:
 
     def space_seconds(self, space: str) -> float:
         """The model seconds this space needs on its own: the views it is made of."""
-        return float(sum(self.view_seconds.get(v, 0.0) for v in parse_space_spec(space).view_list))
+        return float(sum(self.view_seconds.get(v, 0.0) for v in parse(space).view_list))
 
 
 def _sources(ctx, collection_id: int) -> list[tuple[int, str]]:
@@ -50,7 +50,7 @@ def embed_collection(ctx, collection_id: int, spaces: list[str], *, progress=Non
     from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
     from simsearch.store import bulk
 
-    specs = [parse_space_spec(sp) for sp in spaces]
+    specs = [parse(sp) for sp in spaces]
     if len({(sp.backbone, sp.precision) for sp in specs}) != 1:
         raise InvalidInput("spaces embedded together must share their backbone and precision", field="spaces")
     out = Reembedded(spaces=list(spaces))

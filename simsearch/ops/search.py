@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+from simsearch import spaces
 from simsearch.ops import calibration
 from simsearch.ops.backbones import check_space
 from simsearch.ops import verify as V
+from simsearch.space_defaults import resolve_space
 from simsearch.store import repo
 
 
@@ -20,7 +22,7 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     from simsearch.search import search_image, validate_k
 
     if backbone is not None:
-        check_space(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
+        spaces.check(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
         _imported_here(ctx, collection, backbone)
     from simsearch.analysis.regions import check_regions, parse_box
 
@@ -45,14 +47,12 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
 def _imported_here(ctx, collection: str, space: str) -> None:
     """Searching by an image in a space that is no backbone's: the collection's imported vectors
     (then :func:`simsearch.search.search_image` explains the 409), else an unknown backbone (400)."""
-    from simsearch.embed import is_backbone_space, parse_space
-
-    if is_backbone_space(space):
+    if spaces.is_backbone_space(space):
         return
     with ctx.db.session() as s:
         have = repo.spaces_of(s, repo.get_collection(s, collection).id)
     if space not in have:
-        parse_space(space)  # raises: unknown backbone, naming the choices
+        spaces.parse(space)  # raises: unknown backbone, naming the choices
 
 
 def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str | None = None, k: int = 10,
@@ -61,7 +61,7 @@ def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str
     from simsearch.search import similar_to
 
     if backbone is not None:
-        check_space(backbone, imported=True)
+        spaces.check(backbone, imported=True)
     t0 = time.perf_counter()
     space, img, hits = similar_to(ctx, image_id, collection=collection, space=backbone, k=k, label=label)
     return {"query": {"image_id": img.image_id, "path": img.path, "label": img.label}, "backbone": space, "k": k,
@@ -73,10 +73,8 @@ def collection_space(ctx, name: str, backbone: str | None) -> tuple[int, str]:
     """The collection's id and the space to work in: ``backbone`` (checked: 400 for a name that
     is no backbone nor a valid name of imported vectors, before 404 for one without vectors), or
     the collection's default."""
-    from simsearch.search import resolve_space
-
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, name).id
     if backbone is not None:
-        check_space(backbone, imported=True)
+        spaces.check(backbone, imported=True)
     return coll_id, resolve_space(ctx, coll_id, backbone)

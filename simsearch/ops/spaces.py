@@ -1,67 +1,47 @@
 """A collection's search spaces as the API and the Spaces page show them: the backbone spaces it
 has vectors in, its derived spaces (recipe, cross-validated P@10), spaces of imported vectors, which
-one is the default, and the newest tuning's candidates (:mod:`simsearch.ops.tune_jobs`)."""
+one is the default, and the newest tuning's candidates (:mod:`simsearch.ops.tune_jobs`). What a
+space is: :mod:`simsearch.spaces`; which one is the default: :mod:`simsearch.space_defaults`."""
 
 from __future__ import annotations
 
-from simsearch import derived
-from simsearch.errors import Conflict, SimsearchError
+from simsearch import derived, provenance, space_defaults, spaces
+from simsearch.errors import Conflict
 from simsearch.store import repo
 
 
 def overview(ctx, collection: str) -> dict:
-    from simsearch.embed import is_backbone_space
     from simsearch.ops import tune_jobs
-    from simsearch.search import resolve_space
 
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         coll_id, chosen = coll.id, coll.default_space
         counts = repo.vector_counts(s, coll_id)
-    from simsearch import provenance
-
     rows_derived = {r["name"]: r for r in derived.list_derived(ctx, collection)}
     made_by = provenance.all_of(ctx, coll_id)
-    try:
-        default = resolve_space(ctx, coll_id, None) if counts else None
-    except SimsearchError:  # several spaces and none of them the default: a search must name one
-        default = None
-    spaces = []
+    # several spaces and none of them the default: no default (a search must name one)
+    default = space_defaults.default_of(ctx, coll_id) if counts else None
+    out = []
     for name in sorted(counts):
         d = rows_derived.get(name)
-        kind = "derived" if d is not None else ("backbone" if is_backbone_space(name) else "imported")
         cv = ((d or {}).get("report") or {}).get("cv")
         fp, origin = made_by.get(name, (None, None))
-        spaces.append({"name": name, "kind": kind, "vectors": int(counts[name]), "default": name == default,
-                       "bases": d["bases"] if d else None, "recipe": d["recipe"] if d else None,
-                       "dim": d["dim"] if d else None, "cv": cv, "fingerprint": fp,
-                       "internal": origin == provenance.INTERNAL and name != default})
+        out.append({"name": name, "kind": spaces.kind_of(name, set(rows_derived)), "vectors": int(counts[name]),
+                    "default": name == default, "bases": d["bases"] if d else None,
+                    "recipe": d["recipe"] if d else None, "dim": d["dim"] if d else None, "cv": cv,
+                    "fingerprint": fp, "internal": origin == provenance.INTERNAL and name != default})
     return {"collection": collection, "default_space": default, "default_chosen": chosen is not None,
-            "spaces": spaces, "last_tuning": tune_jobs.last_report(ctx, coll_id)}
-
-
-def default_of(ctx, collection_id: int) -> str | None:
-    """The space a page or command uses when none is named: the collection's own default, else
-    the settings' default backbone, else its only space; None when it has no vectors, or several
-    spaces and no default."""
-    from simsearch.search import resolve_space
-
-    try:
-        return resolve_space(ctx, collection_id, None)
-    except SimsearchError:
-        return None
+            "spaces": out, "last_tuning": tune_jobs.last_report(ctx, coll_id)}
 
 
 def picker(ctx, collection: str) -> dict:
     """What a page's space picker offers: the spaces with vectors, the default first, without the
     internal ones (the pooling / view variants `simsearch tune` embedded as a derived space's
     base); and the default, preselected."""
-    from simsearch import provenance
-
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         coll_id, counts = coll.id, repo.vector_counts(s, coll.id)
-    default = default_of(ctx, coll_id) if counts else None
+    default = space_defaults.default_of(ctx, coll_id) if counts else None
     hidden = provenance.internal_spaces(ctx, coll_id) - {default}
     shown = sorted((sp for sp in counts if sp not in hidden), key=lambda sp: (sp != default, sp))
     return {"spaces": shown, "default": default, "internal": sorted(hidden & set(counts))}
@@ -74,7 +54,7 @@ def derived_spaces(ctx, collection: str) -> list[dict]:
 
 def set_default(ctx, collection: str, space: str | None) -> dict:
     """Make ``space`` the collection's default (None: back to the settings' default backbone)."""
-    return derived.set_default(ctx, collection, space)
+    return space_defaults.set_default(ctx, collection, space)
 
 
 def remove(ctx, collection: str, space: str) -> dict:

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simsearch import derived
-from simsearch.embed import GEM_P, parse_space_spec, space_key
+from simsearch import derived, space_defaults
 from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
+from simsearch.spaces import GEM_P, is_backbone_space, parse, space_key
 from simsearch.store import repo
 from simsearch.store.models import Collection
 
@@ -53,7 +53,7 @@ VARIANT_FAMILIES = (("none", "none"), ("discriminant", "none"))  # (transform, r
 def variant_spaces(space: str) -> list[str]:
     """The pooling and view variants of a backbone space tried by :func:`tune` (not the space itself):
     ``efficientnet_lite0`` -> ``efficientnet_lite0+flip``, ``efficientnet_lite0@gem3``, ..."""
-    spec = parse_space_spec(space)
+    spec = parse(space)
     own = spec.pooling if spec.pooling in ("avg", "max") else "avg"
     out = [space_key(spec.backbone, p, spec.precision, v) for v in VARIANT_VIEWS for p in (own, *VARIANT_POOLINGS)]
     return [sp for sp in out if sp != space]
@@ -62,12 +62,10 @@ def variant_spaces(space: str) -> list[str]:
 def _base_cost(bases: list[str]) -> int:
     """What a base set adds to a candidate's complexity: each further concatenated space, a GeM
     pooling, and each extra forward pass per query image (test-time views)."""
-    from simsearch.embed import is_backbone_space
-
     cost = len(bases) - 1
     for b in bases:
         if is_backbone_space(b):
-            spec = parse_space_spec(b)
+            spec = parse(b)
             cost += (spec.pooling in GEM_P) + len(spec.view_list) - 1
     return cost
 
@@ -95,13 +93,10 @@ class TuneReport:
 def _bases(ctx, coll_id: int, base: str | None) -> tuple[str, list[list[str]]]:
     """The base space (a backbone's, never a derived one) and the base sets to try: the base
     alone, and every backbone space of the collection concatenated when it has several."""
-    from simsearch.embed import is_backbone_space
-    from simsearch.search import resolve_space
-
     if base is not None:
-        space = resolve_space(ctx, coll_id, base)
+        space = space_defaults.resolve_space(ctx, coll_id, base)
     else:
-        space = resolve_space(ctx, coll_id, None)
+        space = space_defaults.resolve_space(ctx, coll_id, None)
         d = derived.get(ctx, coll_id, space)
         if d is not None:  # the default is derived already: tune again from its first base
             space = d.bases[0]
@@ -150,23 +145,17 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
         labelled_ok = False
     if labelled_ok:
         report = _tune_labelled(ctx, collection, coll_id, options, folds, seed, progress,
-                                variant_spaces(space) if variants and _is_backbone(space) else [])
+                                variant_spaces(space) if variants and is_backbone_space(space) else [])
     else:
         report = _tune_unlabelled(ctx, collection, coll_id, space, ids, parts, seed, progress)
         if variants:
             report.notes.append("pooling and test-time-view variants are scored against labels: none tried")
     report.n_labelled, report.n_labels = int(has.sum()), n_labels
     if set_default and report.chosen is not None:
-        derived.set_default(ctx, collection, report.chosen)
-    report.default_space = derived.default_space(ctx, coll_id)
+        space_defaults.set_default(ctx, collection, report.chosen)
+    report.default_space = space_defaults.default_space(ctx, coll_id)
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
-
-
-def _is_backbone(space: str) -> bool:
-    from simsearch.embed import is_backbone_space
-
-    return is_backbone_space(space)
 
 
 def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: list[str]):
@@ -182,7 +171,7 @@ def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: l
         return None, []
     with ctx.db.session() as s:
         collection = s.get(Collection, coll_id).name
-    derived.keep_default(ctx, collection, new)  # the variants do not change what the collection uses
+    space_defaults.keep_default(ctx, collection, new)  # the variants do not change what the collection uses
     steps(f"embedding the images in {len(new)} pooling / test-time-view variants")
     done = embed_collection(ctx, coll_id, new)
     if done.unavailable:

@@ -41,7 +41,7 @@ def options(set_default=True, folds=5, seed=0, variants=True) -> dict:
 
 def _check_collection(ctx, coll_id: int, collection: str) -> None:
     """409 when the collection cannot be tuned as it is (too few images in its default space)."""
-    from simsearch.search import resolve_space
+    from simsearch.space_defaults import resolve_space
 
     space = resolve_space(ctx, coll_id, None)
     d = derived.get(ctx, coll_id, space)

@@ -42,7 +42,7 @@ class VectorSet:
 
 
 def _resolve(ctx, collection: str, space: str | None) -> tuple[int, str]:
-    from simsearch.search import resolve_space
+    from simsearch.space_defaults import resolve_space
 
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id

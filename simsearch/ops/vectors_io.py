@@ -40,6 +40,7 @@ from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import vectors_origin
 from simsearch.ops.vectors_file import (CHUNK_ROWS, Array, VectorsFile, check_keys, check_labels, check_metadata,
                                         npz_stream, string_chunks, unit_rows)
+from simsearch.spaces import check_space_name, parse
 from simsearch.store import bulk, repo
 from simsearch.store.models import Embedding, Image, ImageFile, IngestRun
 
@@ -47,9 +48,8 @@ from simsearch.store.models import Embedding, Image, ImageFile, IngestRun
 def _space_dim(session, space: str, is_backbone: bool) -> int | None:
     if is_backbone:
         from simsearch.backbones import get_backbone
-        from simsearch.embed import parse_space
 
-        return get_backbone(parse_space(space)[0]).dim
+        return get_backbone(parse(space).backbone).dim
     return session.scalar(select(Embedding.dim).where(Embedding.space == space).limit(1))
 
 
@@ -73,8 +73,6 @@ def import_vectors(ctx, source, collection: str, space: str | None, *, name: str
     def step(message: str, done: int) -> None:
         if progress is not None:
             progress(message, done, steps)
-
-    from simsearch.embed import check_space_name
 
     t0 = time.perf_counter()
     repo.validate_collection_name(collection)

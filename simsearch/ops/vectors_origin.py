@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from simsearch import provenance
 from simsearch.errors import Conflict, InvalidInput
+from simsearch.spaces import check_space_name, is_backbone_space
 from simsearch.store.models import Collection
 
 
@@ -37,8 +38,6 @@ def _own_name(name: str) -> str:
 def own_space(ctx, fp: dict) -> str:
     """The space a fingerprinted file's vectors belong to here: its backbone's space when this
     server embeds that space with the same model, else one named for the model."""
-    from simsearch.embed import is_backbone_space
-
     own = fp.get("space")
     if isinstance(own, str) and is_backbone_space(own) and not provenance.differs(fp, provenance.of_space(ctx, own)):
         return own
@@ -48,8 +47,6 @@ def own_space(ctx, fp: dict) -> str:
 def target(ctx, collection: str, space: str | None, fp: dict | None, name: str, dim: int, *,
            same_model: bool = False) -> tuple[str, dict | None]:
     """(the space to import into, the fingerprint to record for it, None: none known)."""
-    from simsearch.embed import check_space_name, is_backbone_space
-
     if space is None:
         if fp is None:
             raise InvalidInput(f"{name} does not say which model made its vectors (it has no 'fingerprint' array): "

@@ -96,7 +96,7 @@ def duplicates(name: str):
 
 @bp.get("/c/<name>/compare")
 def compare(name: str):
-    from simsearch.embed import is_backbone_space
+    from simsearch.spaces import is_backbone_space
 
     ctx = _collection_context(name)
     # backbone spaces some images lack (an embedding stopped half-way, images added with another backbone)
@@ -118,11 +118,11 @@ def spaces(name: str):
 
 @bp.get("/c/<name>/ingest")
 def ingest(name: str):
-    from simsearch.embed import is_backbone_space, parse_space
+    from simsearch.spaces import is_backbone_space, parse
 
     ctx = _collection_context(name)
     own = ctx["default_space"]  # new images are embedded with the backbone of the collection's default
-    ctx["default_space"] = parse_space(own)[0] if own and is_backbone_space(own) else ctx["default_backbone"]
+    ctx["default_space"] = parse(own).backbone if own and is_backbone_space(own) else ctx["default_backbone"]
     return render_template("ui/ingest.html", page="ingest", all_backbones=_all_backbones(), **ctx)
 
 

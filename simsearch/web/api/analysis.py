@@ -190,10 +190,10 @@ def atlas(name: str, space: str, tile: str, q: S.AtlasQuery):
     from flask import request
 
     from simsearch.ops import atlas as ops_atlas
-    from simsearch.ops.backbones import check_space
+    from simsearch import spaces
 
     try:
-        check_space(space, imported=True)
+        spaces.check(space, imported=True)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="space") from None
     got = ops_atlas.tile_atlas(ctx(), name, space, tile, generation=q.v, cached=request.if_none_match.contains)

@@ -1,61 +1,35 @@
-"""Embedding: uint8 images at a backbone's input size -> L2-normalised float32 vectors.
+"""Embedding: uint8 images at a backbone's input size -> L2-normalised float32 vectors in a space.
 
-An embedding *space* is a backbone with its pooling, its test-time views and the numerics of its
-vectors, named ``backbone[@pooling][+flip][+ms][+bf16]``:
-
-- pooling: ``avg`` (global average pooling, the default: not written), ``max``, or GeM
-  (generalised mean, ``(mean x^p)^(1/p)`` over the last feature map) at p = 2, 3 or 4 (``@gem3``);
-  GeM runs the backbone up to its feature map and pools here (:func:`pool_map`);
-- views (test-time augmentation): ``+flip`` adds the left-right mirrored image, ``+ms`` a second
-  scale (the centre of the image zoomed by :data:`MS_ZOOM`, at the same input size: a fixed-size
-  model sees the subject larger, not in more detail); ``+flip+ms`` the four combinations. The
-  vector is the normalised sum of the views' normalised vectors, the same at ingest and for a
-  query image;
-- numerics: fp32 (not written) or ``+bf16`` (computed in bfloat16).
-
-E.g. ``efficientnet_lite0`` (the default), ``efficientnet_lite0@max``, ``efficientnet_lite0@gem3+flip``.
-Vectors of different spaces are never mixed. fp32 vectors from any runtime share a space: every
-converted runtime is validated against Keras fp32 (cosine >= 0.9999); bf16 vectors differ more
-(cosine ~0.998), so they get a space of their own.
+A space (:mod:`simsearch.spaces`: ``backbone[@pooling][+flip][+ms][+bf16]``) says what is
+computed: the backbone, its pooling (GeM runs the backbone up to its feature map and pools here:
+:func:`pool_map`), the test-time views (``+flip`` adds the left-right mirrored image, ``+ms`` a
+second scale: the centre of the image zoomed by :data:`MS_ZOOM`, at the same input size: a
+fixed-size model sees the subject larger, not in more detail; the vector is the normalised sum of
+the views' normalised vectors, the same at ingest and for a query image) and the numerics
+(``+bf16``). Vectors of different spaces are never mixed. fp32 vectors from any runtime share a
+space: every converted runtime is validated against Keras fp32 (cosine >= 0.9999); bf16 vectors
+differ more (cosine ~0.998), so they get a space of their own.
 
 The model runs on a runtime from :mod:`simsearch.runtimes` (``auto``: OpenVINO or ONNX Runtime on
-a validated converted model where installed, else Keras), on the CPU or a GPU.
+a validated converted model where installed, else Keras), on the CPU or a GPU; opened models are
+kept in the process's one model cache (:mod:`simsearch.embedding.cache`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from simsearch.backbones import Backbone, get_backbone
+from simsearch.embedding.cache import MODELS, ModelKey
 from simsearch.errors import Conflict, InvalidInput
-from simsearch.runtimes import FP32, PRECISIONS, ModelSpec, check_choice, open_session, resolve_device
+from simsearch.runtimes import ModelSpec, check_choice, open_session, resolve_device
+from simsearch.spaces import GEM_P, POOLINGS, check_space_name, parse
 
-
-def _tf_verbose() -> bool:
-    """``SIMSEARCH_TF_VERBOSE``: show TensorFlow's start-up messages (quiet by default)."""
-    from simsearch.config import env_settings
-
-    try:
-        return env_settings().tf_verbose
-    except InvalidInput:
-        return False
-
-GEM_P = {"gem2": 2.0, "gem3": 3.0, "gem4": 4.0}  # GeM poolings and their exponent
-POOLINGS = ("avg", "max", *GEM_P)
-VIEWS = ("flip", "ms")  # test-time views, written in this order after the pooling
 MS_ZOOM = 1.4  # the second scale of ``+ms``: the centre 1/1.4 of each side, resized to the input size
 GEM_EPS = 1e-6
-
-# Opened runtime sessions, shared by every Embedder in the process (the web app, tests): opening
-# one costs seconds and hundreds of MB, so each (backbone, pooling, precision, weights, runtime,
-# device) is opened once. Keys start with the backbone name.
-_MODELS: dict[tuple, object] = {}
-_MODELS_LOCK = threading.Lock()
 
 
 def import_tensorflow_quietly() -> None:
@@ -63,139 +37,6 @@ def import_tensorflow_quietly() -> None:
     from simsearch.runtimes.keras_rt import import_keras_quietly
 
     import_keras_quietly()
-
-
-@dataclass(frozen=True)
-class SpaceSpec:
-    """A backbone space's parts: ``efficientnet_lite0@gem3+flip`` -> backbone ``efficientnet_lite0``,
-    pooling ``gem3``, views ``('flip',)``, precision ``fp32``."""
-
-    backbone: str
-    pooling: str = "avg"
-    views: tuple[str, ...] = ()
-    precision: str = FP32
-
-    @property
-    def key(self) -> str:
-        return space_key(self.backbone, self.pooling, self.precision, self.views)
-
-    @property
-    def model_pooling(self) -> str:
-        """The pooling inside the model: GeM pools the feature map here (``none``)."""
-        return "none" if self.pooling in GEM_P else self.pooling
-
-    @property
-    def view_list(self) -> list[str]:
-        """The images each input is embedded as: ``plain``, ``flip``, ``zoom``, ``zoom-flip``."""
-        scales = ["plain", "zoom"] if "ms" in self.views else ["plain"]
-        out = []
-        for sc in scales:
-            out.append(sc)
-            if "flip" in self.views:
-                out.append("flip" if sc == "plain" else "zoom-flip")
-        return out
-
-
-def space_key(backbone: str, pooling: str = "avg", precision: str = FP32, views=()) -> str:
-    """``('resnet50', 'gem3', 'bf16', ('flip',))`` -> ``'resnet50@gem3+flip+bf16'``; validates every part."""
-    if pooling not in POOLINGS:
-        raise InvalidInput(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}", field="pooling")
-    if precision not in PRECISIONS:
-        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", field="precision")
-    views = tuple(views)
-    for v in views:
-        if v not in VIEWS:
-            raise InvalidInput(f"test-time views are {', '.join(VIEWS)}, not {v!r}", field="backbone")
-    get_backbone(backbone)  # validates the name
-    key = backbone if pooling == "avg" else f"{backbone}@{pooling}"
-    key += "".join(f"+{v}" for v in VIEWS if v in views)
-    return key if precision == FP32 else f"{key}+{precision}"
-
-
-def _split(space: str) -> tuple[str, str | None, tuple[str, ...], str | None]:
-    """``'resnet50@gem3+flip+bf16'`` -> ``('resnet50', 'gem3', ('flip',), 'bf16')``; None where not
-    written. Checks the order of the suffixes (views, then precision), not the names."""
-    head, *suffixes = str(space).split("+")
-    if any(not x for x in suffixes):
-        raise InvalidInput(f"{space!r}: nothing after '+' (write e.g. efficientnet_lite0+flip or "
-                           "efficientnet_lite0+bf16)", field="backbone")
-    name, at, pooling = head.partition("@")
-    precision = suffixes.pop() if suffixes and suffixes[-1] in PRECISIONS else None
-    views = tuple(suffixes)
-    if len(set(views)) != len(views) or any(v not in VIEWS for v in views) or \
-            list(views) != [v for v in VIEWS if v in views]:
-        raise InvalidInput(f"{space!r}: after the backbone and its pooling come the test-time views "
-                           f"({' then '.join('+' + v for v in VIEWS)}, each at most once), then the precision "
-                           f"(+{' or +'.join(PRECISIONS)})", field="backbone")
-    return name, (pooling if at else None), views, precision
-
-
-def parse_space_spec(space: str) -> SpaceSpec:
-    """``'resnet50@gem3+flip'`` -> its :class:`SpaceSpec`; validates every part."""
-    name, pooling, views, precision = _split(space)
-    spec = SpaceSpec(name, pooling or "avg", views, precision or FP32)
-    spec.key  # noqa: B018 - validates
-    return spec
-
-
-def parse_space_full(space: str) -> tuple[str, str, str]:
-    """``'resnet50@max+bf16'`` -> ``('resnet50', 'max', 'bf16')``; validates every part (test-time
-    views too: :func:`parse_space_spec` returns them)."""
-    spec = parse_space_spec(space)
-    return spec.backbone, spec.pooling, spec.precision
-
-
-def parse_space(space: str) -> tuple[str, str]:
-    """``'resnet50@max'`` -> ``('resnet50', 'max')``; validates every part (a ``+bf16`` suffix too)."""
-    name, pooling, _ = parse_space_full(space)
-    return name, pooling
-
-
-def is_backbone_space(space: str) -> bool:
-    """Whether ``space`` names a backbone's space (its vectors can be computed here); other valid
-    names are spaces of imported vectors (``simsearch import-vectors``), which only hold what was
-    imported."""
-    try:
-        parse_space_full(space)
-    except InvalidInput:
-        return False
-    return True
-
-
-def check_space_name(space: str) -> bool:
-    """True for a backbone space, False for a valid name of imported vectors; InvalidInput (the
-    backbone's message, naming the choices) for anything else."""
-    import re
-
-    from simsearch.limits import SPACE_NAME_PATTERN, SPACE_NAME_RULE
-
-    if is_backbone_space(space):
-        return True
-    if isinstance(space, str) and re.match(SPACE_NAME_PATTERN, space):
-        return False
-    try:
-        parse_space_full(space)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{exc.message}; or name imported vectors with {SPACE_NAME_RULE}", field=exc.field,
-                           details=exc.details) from None
-    return True
-
-
-def new_space(settings, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
-    """The space new vectors of ``backbone`` go to under ``settings`` (runtime, precision, device).
-    ``backbone`` may carry its pooling and views (``efficientnet_lite0@gem3+flip``): they win over
-    ``pooling``; a precision it names wins over ``precision``."""
-    from simsearch.runtimes import resolve_device, resolve_precision
-
-    name, pool, views, given = _split(backbone)
-    device = resolve_device(settings.device)
-    return space_key(name, pool or pooling, resolve_precision(given or precision or settings.precision,
-                                                              settings.runtime, device), views)
-
-
-def loaded_backbones() -> set[str]:
-    """Names of the backbones with a model open in this process."""
-    return {key[0] for key in list(_MODELS)}
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -256,15 +97,16 @@ class Embedder:
             raise Conflict(f"the {space!r} vectors were imported (simsearch import-vectors): simsearch cannot embed an "
                            "image in that space; search by an image's id (similar), or choose a backbone's space",
                            field="backbone")
-        self.spec = parse_space_spec(space)
+        self.spec = parse(space)
         name, self.pooling, self.precision = self.spec.backbone, self.spec.pooling, self.spec.precision
         self.backbone: Backbone = get_backbone(name)
         self.weights_dir = Path(weights_dir)
         self.weights = weights
         self.runtime = check_choice(runtime)
         self.device = device
-        self.session = None
-        self.load_seconds = 0.0
+        self.load_seconds = 0.0  # what opening the model took, when this embedder opened it
+        self._key: ModelKey | None = None
+        self._session = None
 
     @property
     def input_size(self) -> int:
@@ -301,22 +143,30 @@ class Embedder:
                 return
         self.load()
 
+    def _model(self) -> tuple[ModelSpec, ModelKey]:
+        """What to open (the device resolved) and its key in the model cache."""
+        pooling = self.spec.model_pooling  # GeM: the model's feature map, pooled here
+        spec = ModelSpec(self.backbone, pooling, self.precision, self.weights_dir, self.weights,
+                         resolve_device(self.device))
+        return spec, ModelKey.of(spec, self.runtime)
+
+    @property
+    def session(self):
+        """The open model session (None until it is opened, by this embedder or another of the
+        same model: they share the process's model cache)."""
+        if self._session is None:
+            if self._key is None:
+                self._key = self._model()[1]
+            self._session = MODELS.peek(self._key)
+        return self._session
+
     def load(self) -> None:
         """Open the model now (raises WeightsUnavailable if its weights cannot be had, RuntimeRefused
         if the runtime asked for cannot run it here)."""
         if self.session is not None:
             return
-        device = resolve_device(self.device)
-        pooling = self.spec.model_pooling  # GeM: the model's feature map, pooled here
-        spec = ModelSpec(self.backbone, pooling, self.precision, self.weights_dir, self.weights, device)
-        key = (self.backbone.name, pooling, self.precision, str(self.weights_dir), self.weights, self.runtime, device)
-        with _MODELS_LOCK:
-            session = _MODELS.get(key)
-            if session is None:
-                t0 = time.perf_counter()
-                session = _MODELS[key] = open_session(spec, self.runtime)
-                self.load_seconds = time.perf_counter() - t0
-        self.session = session
+        spec, self._key = self._model()
+        self._session, self.load_seconds = MODELS.get(self._key, lambda: open_session(spec, self.runtime))
 
     def forward(self, preprocessed: np.ndarray) -> np.ndarray:
         """Bare model forward on an already preprocessed batch (for benchmarks)."""
@@ -379,7 +229,7 @@ class Embedder:
         if self.spec.model_pooling != "none":
             raise InvalidInput(f"embed_variants needs an embedder of the feature map (a GeM space), not {self.space}",
                                field="backbone")
-        specs = {sp: parse_space_spec(sp) for sp in spaces}
+        specs = {sp: parse(sp) for sp in spaces}
         for sp, spec in specs.items():
             if (spec.backbone, spec.precision) != (self.spec.backbone, self.spec.precision):
                 raise InvalidInput(f"{sp} is not a space of {self.spec.backbone} at {self.spec.precision}",

@@ -1,0 +1,42 @@
+"""Embedding spaces: the one place that knows what a space name means and which space is used.
+
+- :mod:`.names`: the grammar (``backbone[@pooling][+flip][+ms][+bf16]``, imported and derived
+  names): :func:`parse` (a name -> :class:`SpaceSpec`), :func:`space_key` (the parts -> a name),
+  :func:`check`, :func:`is_backbone_space`;
+- :mod:`.listing`: every backbone space a request may name, the kind of a stored space;
+- :mod:`.precision`: the space new vectors go to under the settings (:func:`new_space`).
+
+No database here: the spaces of a collection are the pipeline layer's (:mod:`simsearch.space_defaults`:
+the collection's default space, what an ingest must embed; :mod:`simsearch.derived`: derived
+spaces), which ask this package what a name means. A low layer (simsearch/layers.py): it imports
+the backbones and runtimes registries only, so that the limits (which list the names a request
+may give) and the embedder, both above it, can ask it too.
+"""
+
+from .listing import backbone_spaces, kind_of, read_spaces
+from .names import (
+    GEM_P,
+    NAME_MAX,
+    NAME_PATTERN,
+    NAME_RULE,
+    POOLINGS,
+    SUFFIX_HELP,
+    VIEWS,
+    SpaceSpec,
+    check,
+    check_space_name,
+    derived_name,
+    imported_name,
+    is_backbone_space,
+    is_valid_name,
+    parse,
+    space_key,
+    split,
+)
+from .precision import new_space
+
+__all__ = [
+    "GEM_P", "NAME_MAX", "NAME_PATTERN", "NAME_RULE", "POOLINGS", "SUFFIX_HELP", "VIEWS", "SpaceSpec",
+    "backbone_spaces", "check", "check_space_name", "derived_name", "imported_name", "is_backbone_space",
+    "is_valid_name", "kind_of", "new_space", "parse", "read_spaces", "space_key", "split",
+]
