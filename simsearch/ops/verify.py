@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from simsearch.analysis.regions import pixel_box
 from simsearch.errors import InvalidInput, SimsearchError
 from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch.images import local_features as LF
+from simsearch.ops.originals import open_original
 from simsearch.store import features as stored
 
 # The candidates verified: the fused ranking's best this many (each costs one match and one
@@ -58,8 +60,6 @@ def check_verify(value, field: str = "verify") -> bool:
 def query_features(ctx, data: bytes, source: str, box=None) -> LF.LocalFeatures:
     """The query's features, decoded as :func:`simsearch.search.embed_query` decodes it (inside
     ``box`` when one is given)."""
-    from simsearch.analysis.regions import pixel_box
-
     settings = ctx.settings
     img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=DECODE_SIDE,
                        draft_long=THUMBNAIL_SIDE, max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
@@ -73,8 +73,6 @@ def query_features(ctx, data: bytes, source: str, box=None) -> LF.LocalFeatures:
 def _from_original(ctx, image_id: int) -> bytes | None:
     """An image's features extracted from its original file (decoded as ingest decodes it), or
     None when the file cannot be read or decoded."""
-    from simsearch.ops.originals import open_original
-
     try:
         orig = open_original(ctx, image_id)
         with orig.file as f:
