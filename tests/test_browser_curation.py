@@ -27,7 +27,7 @@ import time
 import pytest
 
 from tests.conftest import CATS_DOGS, FLOWERS, dataset_files
-from tests.test_browser import (  # noqa: F401 (fixtures)
+from tests.helpers.browser import (  # noqa: F401 (fixtures)
     COLLECTION,
     PER_CLASS,
     _no_js_errors,

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import (  # noqa: F401 (fixtures)
+from tests.helpers.browser import (  # noqa: F401 (fixtures)
     COLLECTION,
     PER_CLASS,
     SPACE,
     SPACE_MAX,
-    _map_ready,
     _no_js_errors,
     browser,
     by_testid,
     live,
+    map_ready,
     shot,
     visible,
     wait,
@@ -63,7 +63,7 @@ def test_map_draws_the_thumbnails_when_zoomed_in(live, browser):
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
     browser.get(live.url + f"/c/{COLLECTION}/map")
-    n = wait(browser, _map_ready, timeout=300, message="map drawn")
+    n = wait(browser, map_ready, timeout=300, message="map drawn")
     assert n == 2 * PER_CLASS
     canvas = by_testid(browser, "map-overlay")
     w, h = canvas.size["width"], canvas.size["height"]
@@ -109,7 +109,7 @@ def test_map_lasso_then_export_the_selection(live, browser, tmp_path):
 
     downloads = _downloads(browser, tmp_path / "downloads")
     browser.get(live.url + f"/c/{COLLECTION}/map")
-    n = wait(browser, _map_ready, timeout=300, message="map drawn")
+    n = wait(browser, map_ready, timeout=300, message="map drawn")
     canvas = by_testid(browser, "map-overlay")
     w, h = canvas.size["width"], canvas.size["height"]
     coords = browser.execute_script("const m = window.simsearchMap; return Array.from({length: m.n}, (_, i) => m.toScreen(i));")

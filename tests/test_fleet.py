@@ -16,12 +16,11 @@ from datetime import timedelta
 import pytest
 
 from conftest import copy_subset
-from test_jobs import run_worker_process
+from tests.helpers.jobs import run_worker_process
 
 from simsearch.jobs import shards
 from simsearch.store.models import IngestRun, utcnow
-
-REDIS_URL = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.helpers.jobs import REDIS_URL, queue_folder, rq_ctx
 
 
 @pytest.fixture
@@ -41,24 +40,6 @@ def queue_name(redis_conn):
     Queue(name, connection=redis_conn).delete(delete_jobs=True)
     for key in redis_conn.scan_iter(f"*{name}*"):
         redis_conn.delete(key)
-
-
-def rq_ctx(settings, queue_name):
-    from simsearch.context import AppContext
-
-    return AppContext.open(settings.replace(redis_url=REDIS_URL, queue=queue_name, jobs="rq"))
-
-
-def queue_folder(ctx, folder, collection: str) -> int:
-    from simsearch.ingest import files_from_folder
-    from simsearch.jobs.execute import create_run
-    from simsearch.jobs.manifest import ManifestFile, uploads_dir
-    from simsearch.jobs.staging import Staging, new_staging_dir
-
-    files, _ = files_from_folder(folder, labels="folders")
-    staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=[])
-    kept = [ManifestFile(path=str(f.path), name=f.name, label=f.label) for f in files]
-    return create_run(ctx, collection, ["efficientnet_lite0"], str(folder), staging, absolute_files=kept)
 
 
 @pytest.mark.redis

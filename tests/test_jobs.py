@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ import pytest
 from conftest import CATS_DOGS, dataset_files, upgraded
 
 from simsearch.store.models import Image, IngestRun
-
-REDIS_URL = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.helpers.jobs import REDIS_URL, rq_queue, run_worker_process  # noqa: F401 (fixtures)
 
 
 def upload(client, collection: str, files, **fields):
@@ -98,27 +96,6 @@ def test_backbone_without_weights_is_refused_before_queueing(make_app):
 
 
 # ---- RQ + a separate worker process ------------------------------------------------------------
-
-@pytest.fixture
-def rq_queue():
-    redis = pytest.importorskip("redis")
-    from rq import Queue
-
-    conn = redis.Redis.from_url(REDIS_URL)
-    conn.ping()  # fail, not skip, when Redis is down: the worker path must be covered
-    name = f"simsearch-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    Queue(name, connection=conn).delete(delete_jobs=True)
-    for key in conn.scan_iter(f"*{name}*"):
-        conn.delete(key)
-
-
-def run_worker_process(settings, queue: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``simsearch worker --burst`` with ``settings`` in its environment."""
-    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst", "--queue", queue]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.redis

@@ -14,7 +14,7 @@ from simsearch.ops import analysis, comparison
 from simsearch.ops import vectors as vecs
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
-from tests.test_ingest import ingest
+from tests.helpers.db import ingest
 
 pytestmark = pytest.mark.model
 
