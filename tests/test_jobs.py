@@ -15,6 +15,7 @@ import pytest
 from conftest import CATS_DOGS, dataset_files, upgraded
 
 from simsearch.store.models import Image, IngestRun
+from tests.helpers.analysis import Gate
 from tests.helpers.jobs import REDIS_URL, rq_queue, run_worker_process  # noqa: F401 (fixtures)
 
 
@@ -38,16 +39,21 @@ def pets_files(n: int) -> list:
 
 # ---- in-process runner -----------------------------------------------------------------------
 
-def test_thread_runner_reports_progress_and_returns_at_once(make_app, settings):
+def test_thread_runner_reports_progress_and_returns_at_once(make_app, settings, monkeypatch):
+    import simsearch.jobs.runners as runners
+
     app = make_app()
     client = app.test_client()
-    t0 = time.perf_counter()
+    gate = Gate(monkeypatch, "execute_run", runners)  # the job is held on its thread until released
     resp = upload(client, "bg", pets_files(10), labels="folders", batch_size="4")
     assert resp.status_code == 202 and resp.get_json()["runner"] == "thread"
     job_id = resp.get_json()["job_id"]
+    # the request answered while its job was held: it does not wait for the model, which runs elsewhere
+    assert gate.entered.wait(60), "the job never started"
+    assert gate.threads and all(t.startswith("simsearch-job") for t in gate.threads), gate.threads
     first = client.get(f"/api/jobs/{job_id}").get_json()
-    assert time.perf_counter() - t0 < 10  # the request does not wait for the model
-    assert first["status"] in ("queued", "running", "done") and first["total"] == 20
+    assert first["status"] in ("queued", "running") and first["total"] == 20 and first["processed"] == 0
+    gate.release.set()
     seen = set()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -107,8 +113,12 @@ def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
     assert resp.status_code == 202, resp.get_json()
     body = resp.get_json()
     assert body["runner"] == "rq"
-    time.sleep(0.5)
-    assert client.get(body["status_url"]).get_json()["status"] == "queued"  # nobody consumes it in this process
+    # nobody consumes it in this process: it waits on the Redis queue for a worker
+    import redis
+    from rq import Queue
+
+    assert Queue(rq_queue, connection=redis.Redis.from_url(REDIS_URL)).count == 1
+    assert client.get(body["status_url"]).get_json()["status"] == "queued"
 
     proc = run_worker_process(settings, rq_queue)
     assert proc.returncode == 0, proc.stderr[-3000:]
