@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 import requests
 
-from tests.helpers.servers import free_port, wait_up
-from tests.helpers.servers import BIN, base_env, stop
+from tests.helpers.servers import BIN, base_env, free_port, stop, wait_up
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMSEARCH = [sys.executable, "-c", "from simsearch.cli import main; main()"]
@@ -120,12 +120,14 @@ def private_redis(tmp_path):
     import redis
 
     conn = redis.Redis(port=port)
-    for _ in range(100):
+
+    def answers():
         try:
-            conn.ping()
-            break
+            return conn.ping()
         except redis.ConnectionError:
-            time.sleep(0.05)
+            return False
+
+    wait_until(answers, 30, 0.05, "redis-server answers")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)

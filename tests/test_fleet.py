@@ -9,18 +9,18 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from conftest import copy_subset
-from tests.helpers.jobs import run_worker_process
+from tests.helpers.jobs import REDIS_URL, queue_folder, rq_ctx, run_worker_process
+from tests.helpers.waiting import wait_until
 
 from simsearch.jobs import shards
 from simsearch.store.models import IngestRun, utcnow
-from tests.helpers.jobs import REDIS_URL, queue_folder, rq_ctx
 
 
 @pytest.fixture
@@ -240,6 +240,9 @@ def test_one_index_writer_across_processes(postgres_url, tmp_path):
     db1, db2 = Database(postgres_url), Database(postgres_url)
     path = tmp_path / "collection-1" / "efficientnet_lite0.faiss"
     order, held, release = [], threading.Event(), threading.Event()
+    tries = []  # the second holder's lock attempts (pg_try_advisory_lock), seen on its engine
+    event.listen(db2.engine, "after_cursor_execute",
+                 lambda conn, cur, statement, *a: tries.append(1) if "pg_try_advisory_lock" in statement else None)
 
     def second():
         with writer_lock(db2, path):
@@ -251,7 +254,8 @@ def test_one_index_writer_across_processes(postgres_url, tmp_path):
         with writer_lock(db1, path):
             t = threading.Thread(target=second)
             t.start()
-            time.sleep(0.5)
+            # a second try means the first was refused: the second holder waits for this one
+            wait_until(lambda: len(tries) >= 2, 30, 0.02, "the second holder tried the lock again")
             order.append("first done")
         assert held.wait(10)
         assert order == ["first done", "second"]

@@ -9,15 +9,17 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30, interval: float = 0.1, message: str = "") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 30, interval: float = 0.1,
+               message: str | Callable[[], str] = "") -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and return
-    that; fail (AssertionError naming ``message`` and the last value) when ``timeout`` seconds
-    pass first. The predicate is always called once more at the deadline."""
+    that; fail (AssertionError naming ``message`` (or what it returns, if callable) and the last
+    value) when ``timeout`` seconds pass first. The predicate is always called once at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout:g} s: {message or predicate!r} (last: {value!r})")
+            what = message() if callable(message) else message
+            raise AssertionError(f"not within {timeout:g} s: {what or predicate!r} (last: {value!r})")
         time.sleep(interval)
