@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import delete
 
 from simsearch.index import kinds
 from simsearch.index.faiss_index import index_ids, load_index, save_index
 from simsearch.index.policy import IndexPolicy, build, ground_truth, measure, recall_of
 from simsearch.store import repo
-from simsearch.store.models import Image
-from tests.helpers.db import DIM, SPACE, clustered, insert_vectors
+from tests.helpers.db import SPACE, clustered, delete_images, insert_vectors, state_of
 
 POLICY = IndexPolicy(exact_threshold=1000, sample_queries=200)
 
-
-def delete_images(db, ids) -> None:
-    with db.session() as s:
-        s.execute(delete(Image).where(Image.id.in_([int(i) for i in ids])))
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +39,6 @@ def pctx(sqlite_settings):
     yield ctx
     ctx.close()
 
-
-def state_of(ctx, coll_id):
-    with ctx.db.session() as s:
-        st = repo.index_state(s, coll_id, SPACE)
-        s.expunge(st)
-        return st
 
 
 def test_policy_chooses_the_kind_by_size():

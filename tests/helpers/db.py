@@ -85,3 +85,22 @@ def ingest(ctx, root: Path, collection="pets", **kw):
     files, ignored = files_from_folder(root, labels=kw.pop("labels", "folders"), metadata_csv=kw.pop("metadata_csv", None))
     return Ingester(ctx, spaces=kw.pop("spaces", [SPACE]), batch_size=kw.pop("batch_size", 8), **kw).run(
         collection, files, source=str(root), ignored=ignored)
+
+
+def delete_images(db, ids) -> None:
+    from sqlalchemy import delete
+
+    from simsearch.store.models import Image
+
+    with db.session() as s:
+        s.execute(delete(Image).where(Image.id.in_([int(i) for i in ids])))
+
+
+def state_of(ctx, coll_id, space: str = SPACE):
+    """The collection's index state row for ``space`` (detached from its session)."""
+    from simsearch.store import repo
+
+    with ctx.db.session() as s:
+        st = repo.index_state(s, coll_id, space)
+        s.expunge(st)
+        return st
