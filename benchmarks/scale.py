@@ -37,7 +37,6 @@ import dataclasses
 import gc
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -46,17 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from harness import cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 import synthetic  # noqa: E402
 
 K = 10
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def rss() -> int:
@@ -96,7 +88,8 @@ def memory_of(path: Path) -> float:
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    """What the index figures also depend on (beside harness.py's machine block): SIMD, FAISS."""
+    model = cpu_model()
     flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     import faiss
 
@@ -414,7 +407,7 @@ def main() -> None:
     for leftover in work.iterdir():
         leftover.unlink()
     os.rmdir(work)
-    print(synthetic.compact_json(out))
+    emit(out, dumps=synthetic.compact_json)
 
 
 if __name__ == "__main__":
