@@ -21,7 +21,7 @@ from conftest import CATS_DOGS, copy_subset, dataset_files
 
 from simsearch.web import create_app, shutdown
 from tests.helpers.api import (
-    a_derived_space as _a_derived_space,
+    a_derived_space,
     analysis_result,
     assert_error,
     ingest_folder,
@@ -737,7 +737,7 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/default-space", "put"): lambda: client.put(
             "/api/collections/pets/default-space", json={"space": "efficientnet_lite0"}),
         ("/api/collections/{name}/spaces/{space}", "delete"): lambda: client.delete(
-            f"/api/collections/pets/spaces/{_a_derived_space(app, 'pets')}"),
+            f"/api/collections/pets/spaces/{a_derived_space(app, 'pets')}"),
         ("/api/openapi.json", "get"): lambda: client.get("/api/openapi.json"),
         ("/api/docs", "get"): lambda: client.get("/api/docs"),
     }
