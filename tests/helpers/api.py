@@ -49,7 +49,7 @@ def wait_job(client, job_id: int, timeout: float = 180, until=("done", "failed")
 
     def ended():
         last["job"] = client.get(f"/api/jobs/{job_id}").get_json()
-        return last["job"]["status"] in until
+        return last["job"].get("status") in until  # an error body (no status): the caller shows it
 
     try:
         wait_until(ended, timeout, interval)
