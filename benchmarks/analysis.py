@@ -19,10 +19,7 @@ import sys
 import time
 
 import numpy as np
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+from harness import emit, log  # noqa: E402  benchmarks/harness.py
 
 
 def make_data(n: int, dim: int, clusters: int, seed: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
@@ -148,8 +145,7 @@ def main(argv=None) -> int:
         log(f"large t-SNE: {secs}s")
 
     result["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    text = json.dumps(result, indent=2)
-    print(text)
+    text = json.dumps(emit(result, indent=2), indent=2)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
 
 def populate(ctx, n: int, dim: int, seed: int = 0, clusters: int = 8) -> None:
     from sqlalchemy import insert
@@ -99,7 +94,7 @@ def main() -> None:
                                       "cached_200_ms_max": round(max(times) * 1000, 1), "response_bytes_gzip": size}
             log(f"{name}: 200 from the cache in {statistics.median(times) * 1000:.0f} ms (median of {args.repeat})")
         shutdown(app)
-    print(json.dumps(out, indent=1))
+    emit(out, indent=1)
 
 
 if __name__ == "__main__":

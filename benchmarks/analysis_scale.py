@@ -15,23 +15,14 @@ Usage: python benchmarks/analysis_scale.py [--n 1000000] [--skip-map] [--skip-sw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+from harness import emit, log  # noqa: E402  benchmarks/harness.py
 
 
 def peak_gb() -> float:
@@ -103,7 +94,7 @@ def main() -> None:
     out["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     out["targets"] = {"map_at_most_900_s": (out.get("map_seconds"), out.get("map_seconds", 1e9) <= 900),
                       "sweep_at_most_60_s": (out.get("sweep_seconds"), out.get("sweep_seconds", 1e9) <= 60)}
-    print(json.dumps(out, indent=2))
+    emit(out, indent=2)
 
 
 if __name__ == "__main__":

@@ -16,30 +16,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, cpu_model, emit  # noqa: E402  benchmarks/harness.py
 PHOTOS = ROOT.parent / "shared" / "datasets" / "cats-dogs"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def populate(ctx, n: int, photos: int) -> None:
@@ -128,7 +114,7 @@ def main() -> None:
         revalidate = time.perf_counter() - t0
         assert again.status_code == 304
         shutdown(app)
-    print(json.dumps({
+    emit({
         "benchmark": "atlas", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "n": args.n,
         "setup_seconds": round(setup, 1), "first_request_ms": round(first_s * 1000, 1),
         "first_request_cells": len(first.headers["X-Atlas-Ids"].split(",")), "level": z,
@@ -136,7 +122,7 @@ def main() -> None:
         "full_tile_cells_median": int(statistics.median(cells)), "full_tile_ms_median": round(statistics.median(times) * 1000, 1),
         "full_tile_ms_max": round(max(times) * 1000, 1), "full_tile_kb_median": round(statistics.median(sizes) / 1024, 1),
         "revalidate_304_ms": round(revalidate * 1000, 2),
-    }, indent=1))
+    }, indent=1)
 
 
 if __name__ == "__main__":

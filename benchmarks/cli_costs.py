@@ -20,12 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model  # noqa: E402  benchmarks/machine.py
+from harness import ROOT, cpu_model, emit  # noqa: E402  benchmarks/harness.py
 
-ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 
@@ -72,9 +69,9 @@ def main() -> None:
     ap.add_argument("--no-compare", action="store_true")
     a = ap.parse_args()
     results = [measure(d, not a.no_compare) for d in a.datasets.split(",") if d]
-    print(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+    emit({"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                       "note": "wall-clock seconds per command, a fresh process each (imports and model loading included)",
-                      "results": results}, indent=1))
+                      "results": results}, indent=1)
 
 
 if __name__ == "__main__":

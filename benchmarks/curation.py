@@ -11,19 +11,8 @@ are recomputed by the next request).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from harness import cpu_model, emit  # noqa: E402  benchmarks/harness.py
 
 
 def main() -> None:
@@ -74,7 +63,7 @@ def main() -> None:
     out["original_file_ms"] = round((time.perf_counter() - t) * 1000 / n, 2)
     out["original_file_bytes"] = size
     ctx.close()
-    print(json.dumps(out, indent=2))
+    emit(out, indent=2)
 
 
 if __name__ == "__main__":

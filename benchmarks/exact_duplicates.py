@@ -20,7 +20,6 @@ Prints one JSON object (with the CPU model) on stdout; progress on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import sys
@@ -28,10 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402
+from harness import ROOT, cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "flowers102"
 
 
@@ -86,7 +83,7 @@ def main() -> None:
         for img in g["images"]:
             listed.append({f["path"] for f in img["files"]})
     found = sum(1 for a, b in pairs if any(a in paths and b in paths for paths in listed))
-    print(json.dumps({
+    emit({
         "benchmark": "exact_duplicates",
         "cpu": cpu_model(),
         "data": f"flowers102: {args.photos} photos (seed {args.seed}) + {args.copies} byte-identical copies under "
@@ -101,7 +98,7 @@ def main() -> None:
         "copies_listed_with_both_paths": found,
         "fraction_listed": round(found / args.copies, 4),
         "listing_seconds": round(list_s, 3),
-    }, indent=1))
+    }, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+from harness import ROOT, emit, log  # noqa: E402  benchmarks/harness.py
 
 
 def main() -> None:
@@ -92,7 +87,7 @@ def main() -> None:
     finally:
         ctx.close()
     med = {n: sorted(v)[len(v) // 2] for n, v in results.items()}
-    print(json.dumps({
+    emit({
         "benchmark": "fleet", **cpu_summary(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": load_before, "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "images": 700, "shard_size": args.shard_size, "space": runtime, "rounds": args.rounds,
@@ -100,7 +95,7 @@ def main() -> None:
         "runs_images_per_s": {f"{n}_workers": [round(x, 1) for x in v] for n, v in results.items()},
         "per_worker_images_per_s": {f"{n}_workers": round(v / n, 1) for n, v in med.items()},
         "two_over_one": round(med[2] / med[1], 2),
-    }, indent=2))
+    }, indent=2)
 
 
 if __name__ == "__main__":

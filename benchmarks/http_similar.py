@@ -17,7 +17,6 @@ before and after; run it on a quiet machine, or at ``nice -n -10`` beside other 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,18 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from harness import ROOT, emit, log  # noqa: E402  benchmarks/harness.py
 import web  # noqa: E402  benchmarks/web.py: server start and stop, timing helpers
 
 SERVERS = ("serve", "gunicorn")
 LABELS = (("group-3", 0.05), ("rare", 0.002))
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def image_ids(home: Path) -> np.ndarray:
@@ -105,7 +97,7 @@ def main() -> None:
     out = {"benchmark": "http_similar", "machine": machine_facts(), "images": int(len(image_ids(args.home)))}
     out.update(run(args.home, args.requests, args.servers.split(",")))
     out["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
-    print(json.dumps(out, indent=1))
+    emit(out)
 
 
 if __name__ == "__main__":

@@ -25,23 +25,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+from harness import ROOT, emit, log  # noqa: E402  benchmarks/harness.py
 
 
 def load_average() -> list[float]:
@@ -217,7 +210,7 @@ def main() -> None:
     chosen = f"{'tensorflow' if name.startswith('keras') else name}_{chosen_precision}"
     has_bf16 = cpu_summary()["cpu_bf16"]
     forward_target = 3.0 if has_bf16 else 2.0
-    print(json.dumps({
+    emit({
         "benchmark": "ingest",
         **cpu_summary(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": load_before, "load_average_after": load_average(),
@@ -251,7 +244,7 @@ def main() -> None:
             "end_to_end_over_tf_fp32_bare_at_least_2": (round(float(np.median(e2e_over_tf)), 2), bool(np.median(e2e_over_tf) >= 2)),
             "end_to_end_over_naive_at_least_10": (round(e2e / naive, 1), bool(e2e / naive >= 10)),
         },
-    }, indent=2))
+    }, indent=2)
 
 
 def _spec(emb):

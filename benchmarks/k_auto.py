@@ -29,18 +29,14 @@ at the chosen k only) and a later pick of another k (the largest: fit + one pass
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py, synthetic.py
-from machine import cpu_model, log  # noqa: E402
+from harness import ROOT, cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 SETS = ("cats-dogs", "flowers", "flowers102", "oxford-buildings")
 
@@ -176,7 +172,6 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, str(ROOT))
     from simsearch.analysis.k_auto import SWEEP_SAMPLE
 
     out = {"benchmark": "k_auto", "cpu": cpu_model(), "cores": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2),
@@ -188,7 +183,7 @@ def main() -> None:
     if sizes:
         out["scale"] = scale(sizes, args.seed, args.old, args.previous_max)
     out["load_after"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(out, indent=1))
+    emit(out, indent=1)
 
 
 if __name__ == "__main__":

@@ -45,18 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from harness import cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 import synthetic  # noqa: E402
 from machine import machine_facts  # noqa: E402  benchmarks/machine.py
 
 K = 10
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def rss() -> int:
@@ -404,7 +397,7 @@ def main() -> None:
     for leftover in work.iterdir():
         leftover.unlink()
     os.rmdir(work)
-    print(synthetic.compact_json(out))
+    emit(out, dumps=synthetic.compact_json)
 
 
 if __name__ == "__main__":

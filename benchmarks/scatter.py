@@ -17,7 +17,6 @@ lasso < 100 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -27,8 +26,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model  # noqa: E402  benchmarks/machine.py
+from harness import cpu_model, emit
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -138,7 +136,7 @@ def main() -> int:
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
     }
-    print(json.dumps(out, indent=2))
+    emit(out, indent=2)
     return 0
 
 

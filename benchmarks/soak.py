@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import random
 import shutil
@@ -41,11 +40,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import ROOT, cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-from machine import cpu_model, log  # noqa: E402
 from web import free_port, stop, wait_up  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -292,7 +288,7 @@ def main() -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    print(json.dumps(result, indent=1))
+    emit(result, indent=1)
 
 
 if __name__ == "__main__":

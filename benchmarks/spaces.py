@@ -20,18 +20,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402
+from harness import ROOT, cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "flowers102"
 NAME = "flowers102"
 SPACE = "efficientnet_lite0"
@@ -149,11 +145,11 @@ def main() -> None:
         derived.save(ctx, vs.collection_id, name, [SPACE], {"transform": "discriminant", "rerank": "none", "dims": 8,
                                                            "shrinkage": 0.5}, lin, None)
         calib = calibration(ctx, truth, hidden, [SPACE, name], args.queries, args.seed)
-    print(json.dumps({"benchmark": "spaces", "cpu": cpu_model(), "data": "flowers102 (1,632 photos, 102 species), "
+    emit({"benchmark": "spaces", "cpu": cpu_model(), "data": "flowers102 (1,632 photos, 102 species), "
                       "labels kept on a seeded random half", "vectors": str(args.vectors or "embedded now"),
                       "tune": {"seconds": round(tune_s, 1), "protocol": report.protocol, "chosen": report.chosen,
                                "best_by_p_at_10_alone": by_p, "candidates": rows},
-                      "collapse_8d_cv": collapse, "calibration": calib}, indent=1))
+                      "collapse_8d_cv": collapse, "calibration": calib}, indent=1)
 
 
 if __name__ == "__main__":

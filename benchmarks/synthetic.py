@@ -27,22 +27,17 @@ import argparse
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, emit, log  # noqa: E402  benchmarks/harness.py
 DATASETS = ROOT.parent / "shared" / "datasets"
 DEFAULT_CACHE = Path("/tmp/simsearch-real-lite0.npy")
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 NEIGHBOURS = 80  # k: the size of each anchor's neighbourhood
 SPREAD = 1.5  # s: how far along its principal directions a synthetic vector moves
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def real_embeddings(cache: Path = DEFAULT_CACHE, data: Path = DATASETS, backbone: str = "efficientnet_lite0") -> np.ndarray:
@@ -51,7 +46,6 @@ def real_embeddings(cache: Path = DEFAULT_CACHE, data: Path = DATASETS, backbone
     cache = Path(cache)
     if cache.exists():
         return np.load(cache)
-    sys.path.insert(0, str(ROOT))
     from simsearch.embedding.embedder import Embedder
     from simsearch.spaces import space_key
     from simsearch.images import load_image, resize_for_model, scan_images
@@ -176,7 +170,7 @@ def main() -> None:
         "largest_quantile_gap_to_real": {name: gap(d, shown["real"]) for name, d in shown.items() if name != "real"},
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    print(compact_json(out))
+    emit(out, dumps=compact_json)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,13 @@ There are no cat-breed labels in ../shared/datasets (its README), so no breed fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+from harness import ROOT, cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 
@@ -79,7 +75,7 @@ def main() -> None:
         for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             result["datasets"][name] = run(name, args.folds, args.seed, args.concat, args.variants, Path(tmp))
     result["load_after"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=1))
+    emit(result, indent=1)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,10 @@ is compared with the input row by row. PostgreSQL runs in a fresh database on
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -34,11 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+from harness import ROOT, cpu_model, emit, log  # noqa: E402  benchmarks/harness.py
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATASET = ROOT.parent / "shared" / "datasets" / "cats-dogs"
 PG_URL = os.environ.get("SIMSEARCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SPACE = "efficientnet_lite0"
@@ -187,7 +182,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     result["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     result["peak_rss_mb"] = peak_rss_mb()  # this process: writing the input, the imports and the exports
-    print(json.dumps(result, indent=2))
+    emit(result, indent=2)
 
 
 if __name__ == "__main__":

@@ -35,14 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, emit, log  # noqa: E402  benchmarks/harness.py
 QUERY_IMAGE = ROOT.parent / "shared" / "datasets" / "cats-dogs" / "cats" / "cat.1.jpg"
 DIM = 1280
 SPACE = "efficientnet_lite0"
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def synthetic_vectors(n: int, dim: int, seed: int = 0, centres: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -393,7 +389,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     out["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)  # other processes on the machine skew latencies
-    print(json.dumps(out, indent=2))
+    emit(out, indent=2)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,21 @@ def offline_keras_weights(monkeypatch):
     monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
     monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")
     monkeypatch.delenv("SIMSEARCH_WEIGHTS_RESNET50", raising=False)
+
+
+@pytest.fixture
+def weight_probes(monkeypatch):
+    """The network probes that resolving Keras weights makes, as (host, timeout, answer: None when
+    reachable, else why not); a test fails if a download is then attempted anyway. How a test
+    checks "fails fast offline" without timing it: one bounded probe, and no download."""
+    from simsearch.backbones import keras_apps
+
+    seen, real = [], keras_apps._network_reachable
+
+    def probe(host, timeout):
+        seen.append((host, timeout, real(host, timeout)))
+        return seen[-1][2]
+
+    monkeypatch.setattr(keras_apps, "_network_reachable", probe)
+    monkeypatch.setattr(keras_apps, "download_timeout", lambda: pytest.fail("a weights download was attempted"))
+    return seen

@@ -7,42 +7,15 @@ groups, labelled), so no model runs and the tests are quick."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
 
-import numpy as np
 import pytest
 
-from tests.test_jobs import REDIS_URL, rq_queue, run_worker_process  # noqa: F401 (fixture)
+from tests.helpers.jobs import REDIS_URL, rq_queue, run_worker_process  # noqa: F401 (fixture)
+from tests.helpers.analysis import Gate, accepted, add_vectors, poll
 
 SPACE = "efficientnet_lite0"
 ENDPOINTS = ("clusters", "map", "evaluation", "comparison")
-
-
-def add_vectors(ctx, collection: str = "synth", per_group: int = 15, groups: int = 3, dim: int = 64,
-                space: str = SPACE, seed: int = 0) -> list[int]:
-    """``groups`` tight groups of unit vectors, labelled g0, g1, ...; returns the image ids."""
-    from simsearch.store import repo
-    from simsearch.store.models import Embedding, Image
-
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(groups, dim))
-    ids = []
-    with ctx.db.session() as s:
-        coll = repo.get_or_create_collection(s, collection)
-        for g in range(groups):
-            for i in range(per_group):
-                v = centres[g] + 0.15 * rng.normal(size=dim)
-                v = (v / np.linalg.norm(v)).astype(np.float32)
-                digest = hashlib.sha256(f"{collection}:{space}:{g}:{i}:{seed}".encode()).hexdigest()
-                img = Image(collection_id=coll.id, content_hash=digest, source_path=f"/synthetic/{g}/{i}.jpg",
-                            label=f"g{g}", status="ok", meta={})
-                s.add(img)
-                s.flush()
-                s.add(Embedding(image_id=img.id, space=space, dim=dim, vector=repo.vector_to_bytes(v)))
-                ids.append(img.id)
-    return ids
 
 
 @pytest.fixture
@@ -50,43 +23,6 @@ def app(make_app):
     app = make_app()
     add_vectors(app.extensions["simsearch"])
     return app
-
-
-def poll(client, job_id: int, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").get_json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.1)
-
-
-def accepted(resp) -> dict:
-    assert resp.status_code == 202, (resp.status_code, resp.get_data(as_text=True)[:300])
-    body = resp.get_json()
-    assert set(body) == {"job_id", "status", "status_url"} and body["status"] in ("queued", "running")
-    assert resp.headers["Location"] == body["status_url"] == f"/api/jobs/{body['job_id']}"
-    return body
-
-
-class Gate:
-    """Replaces a function of simsearch.analysis: records the thread that calls it and holds it
-    until released, then calls the real one."""
-
-    def __init__(self, monkeypatch, name: str):
-        import simsearch.analysis as analysis
-
-        self.real = getattr(analysis, name)
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.threads: list[str] = []
-        monkeypatch.setattr(analysis, name, self)
-
-    def __call__(self, *args, **kwargs):
-        self.threads.append(threading.current_thread().name)
-        self.entered.set()
-        assert self.release.wait(60), "the test never released the gate"
-        return self.real(*args, **kwargs)
 
 
 def test_clusters_request_starts_a_job_and_never_computes_inline(app, monkeypatch):

@@ -174,7 +174,7 @@ def pets_app(make_app, tmp_path):
 @pytest.mark.model
 def test_api_and_cli_return_the_curve(pets_app, settings):
     from simsearch.cli import cli
-    from tests.test_cluster_labels import result
+    from tests.helpers.analysis import result
 
     client = pets_app.test_client()
     data, _ = result(client, "/api/collections/pets/clusters?k=auto")

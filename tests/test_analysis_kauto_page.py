@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import COLLECTION, PER_CLASS, _no_js_errors, browser, by_testid, live, wait  # noqa: F401 (fixtures)
+from tests.helpers.browser import (  # noqa: F401 (fixtures)
+    COLLECTION,
+    PER_CLASS,
+    _no_js_errors,
+    browser,
+    by_testid,
+    live,
+    wait,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 

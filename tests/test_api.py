@@ -12,7 +12,6 @@ import re
 import struct
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,14 @@ from PIL import Image as PILImage
 from conftest import CATS_DOGS, copy_subset, dataset_files
 
 from simsearch.web import create_app, shutdown
+from tests.helpers.api import (
+    a_derived_space,
+    analysis_result,
+    assert_error,
+    ingest_folder,
+    png_header_only,
+    wait_job,
+)
 
 SPACE = "efficientnet_lite0"
 
@@ -35,13 +42,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def ingest_folder(app, folder: Path, collection: str = "pets", labels: str | None = "folders"):
-    from simsearch.ingest import Ingester, files_from_folder
-
-    files, _ = files_from_folder(folder, labels=labels)
-    return Ingester(app.extensions["simsearch"], spaces=[SPACE]).run(collection, files, source=str(folder))
 
 
 @pytest.fixture
@@ -59,39 +59,6 @@ def jpeg_bytes(path: Path | None = None, size=(64, 48), color=(200, 30, 30)) -> 
     buf = io.BytesIO()
     PILImage.new("RGB", size, color).save(buf, "JPEG")
     return buf.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height but whose data is one row: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * (1 + 3 * width))) + chunk(b"IEND", b"")
-
-
-def assert_error(resp, status: int, code: str | None = None, field: str | None = None) -> dict:
-    assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True)[:500])
-    body = resp.get_json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert isinstance(err["code"], str) and isinstance(err["message"], str) and err["message"]
-    assert set(err) <= {"code", "message", "field", "details"}
-    if code is not None:
-        assert err["code"] == code, err
-    if field is not None:
-        assert err.get("field") == field, err
-    return err
-
-
-def wait_job(client, job_id: int, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").get_json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
 
 
 def zip_bytes(entries: dict[str, bytes], *, compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -525,17 +492,6 @@ def test_round_significant_and_compact_map():
     assert out == {"ids": [1, 2], "x": [1.235, 2.0], "y": [-0.5, 9.877], "labels": ["a", None], "n": 2}
 
 
-def analysis_result(client, url: str, **kwargs):
-    """GET an analysis endpoint: 202 + a job the first time (polled to the end), then 200."""
-    resp = client.get(url, **kwargs)
-    if resp.status_code == 202:
-        job = wait_job(client, resp.get_json()["job_id"])
-        assert job["status"] == "done", job
-        resp = client.get(url, **kwargs)
-    assert resp.status_code == 200, (url, resp.status_code, resp.get_data(as_text=True)[:300])
-    return resp
-
-
 def test_analysis_endpoints(client, pets):
     cl = analysis_result(client, "/api/collections/pets/clusters?k=2").get_json()
     assert cl["k"] == 2 and sum(c["size"] for c in cl["clusters"]) == 12
@@ -717,22 +673,6 @@ def vectors_npz() -> bytes:
     return buf.getvalue()
 
 
-def _a_derived_space(app, collection: str) -> str:
-    """A whitening of the collection's efficientnet_lite0 vectors stored as a derived space; its name."""
-    from simsearch import derived
-    from simsearch.analysis import tuning
-    from simsearch.store import repo
-
-    ctx = app.extensions["simsearch"]
-    with ctx.db.session() as s:
-        coll_id = repo.get_collection(s, collection).id
-    _, parts = derived.base_vectors(ctx, coll_id, ["efficientnet_lite0"])
-    setting = tuning.Setting(tuning.Family("whiten"), 4, 0.5)
-    name = derived.derived_name(["efficientnet_lite0"], "doc-example")
-    derived.save(ctx, coll_id, name, ["efficientnet_lite0"], setting.to_dict(), tuning.fit(parts[0], None, setting), None)
-    return name
-
-
 def test_every_documented_path_answers_as_documented(client, app, pets):
     spec = client.get("/api/openapi.json").get_json()
     cat, dog = pets["cat.1.jpg"], pets["dog.3.jpg"]
@@ -797,7 +737,7 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/default-space", "put"): lambda: client.put(
             "/api/collections/pets/default-space", json={"space": "efficientnet_lite0"}),
         ("/api/collections/{name}/spaces/{space}", "delete"): lambda: client.delete(
-            f"/api/collections/pets/spaces/{_a_derived_space(app, 'pets')}"),
+            f"/api/collections/pets/spaces/{a_derived_space(app, 'pets')}"),
         ("/api/openapi.json", "get"): lambda: client.get("/api/openapi.json"),
         ("/api/docs", "get"): lambda: client.get("/api/docs"),
     }

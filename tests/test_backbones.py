@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -111,25 +110,28 @@ def test_weights_status_lite_available_offline(tmp_path):
     assert get_backbone("efficientnet_lite0").weights_status(tmp_path) == (True, "")
 
 
-def test_offline_missing_weights_fail_fast(tmp_path, no_keras_cache, monkeypatch):
+def test_offline_missing_weights_fail_fast(tmp_path, no_keras_cache, monkeypatch, weight_probes):
     monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")  # never resolves
-    t0 = time.monotonic()
     with pytest.raises(WeightsUnavailable) as exc:
         get_backbone("vgg16").build_feature_model(tmp_path)
-    assert time.monotonic() - t0 < 20
+    # fast = one bounded probe of the host, then the error: no download attempt waiting on the network
+    assert [(host, timeout) for host, timeout, _ in weight_probes] == [("keras-weights.invalid", 5.0)]
+    assert weight_probes[0][2] is not None and weight_probes[0][2] in exc.value.message
     msg = exc.value.message
     assert "vgg16" in msg and "--weights vgg16=FILE" in msg and "SIMSEARCH_WEIGHTS_VGG16=FILE" in msg
     assert str(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") in msg
     assert exc.value.details["file"] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
-def test_real_download_attempt_does_not_hang_offline(tmp_path, no_keras_cache):
+def test_real_download_attempt_does_not_hang_offline(tmp_path, no_keras_cache, weight_probes):
     if keras_apps._network_reachable(keras_apps.DOWNLOAD_HOST, 5.0) is None:
         pytest.skip("network is reachable: this would download the weights")
-    t0 = time.monotonic()
-    with pytest.raises(WeightsUnavailable, match="inception_v3_weights_tf_dim_ordering_tf_kernels.h5"):
+    weight_probes.clear()  # that probe was this test's own
+    with pytest.raises(WeightsUnavailable, match="inception_v3_weights_tf_dim_ordering_tf_kernels.h5") as exc:
         get_backbone("inception_v3").build_classifier(tmp_path)
-    assert time.monotonic() - t0 < 20
+    # one probe bounded by its timeout answered "unreachable", and no download was started after it
+    assert [(host, timeout) for host, timeout, _ in weight_probes] == [(keras_apps.DOWNLOAD_HOST, 5.0)]
+    assert weight_probes[0][2] is not None and weight_probes[0][2] in exc.value.message
 
 
 def test_missing_explicit_or_env_weights_file(tmp_path, monkeypatch):

@@ -11,134 +11,29 @@ import base64
 import re
 import json
 import shutil
-import tempfile
-import threading
 import urllib.request
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import CATS_DOGS, ROOT, copy_subset, dataset_files, upgraded
+from tests.conftest import CATS_DOGS, dataset_files
+from tests.helpers.browser import (  # noqa: F401 (fixtures; _no_js_errors is autouse)
+    COLLECTION,
+    PER_CLASS,
+    SPACE,
+    SPACE_MAX,
+    LiveServer,
+    _no_js_errors,
+    browser,
+    by_testid,
+    live,
+    map_ready,
+    shot,
+    visible,
+    wait,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SHOTS = ROOT / "artifacts" / "screenshots"
-PER_CLASS = 12
-COLLECTION = "pets"
-SPACE = "efficientnet_lite0"
-SPACE_MAX = "efficientnet_lite0@max"  # a second embedding space, for the comparison page
-
-
-
-# ---- the live app -------------------------------------------------------------------------------
-
-
-class LiveServer:
-    def __init__(self, app):
-        from werkzeug.serving import make_server
-
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="live-server", daemon=True)
-        self.thread.start()
-
-    def get_json(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=60) as resp:
-            return json.loads(resp.read())
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, weights_dir):
-    from simsearch.config import Settings
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.web import create_app, shutdown
-
-    base = tmp_path_factory.mktemp("browser")
-    home = base / "home"
-    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'simsearch.db'}", weights_path=weights_dir))
-    app = create_app(settings)
-    ctx = app.extensions["simsearch"]
-    pets = copy_subset(base / "pets", PER_CLASS)
-    files, ignored = files_from_folder(pets, labels="folders")
-    report = Ingester(ctx, spaces=[SPACE, SPACE_MAX], batch_size=8).run(COLLECTION, files, source=str(pets), ignored=ignored)
-    assert report.added == 2 * PER_CLASS
-    server = LiveServer(app)
-    server.app = app
-    server.ctx = ctx
-    server.base = base
-    yield server
-    server.stop()
-    shutdown(app)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):  # fail, not skip: CI installs them
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver: "
-                    "apt-get install -y chromium chromium-driver")
-    profile = tempfile.mkdtemp(prefix="simsearch-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                 f"--user-data-dir={profile}", "--window-size=1366,900", "--force-device-scale-factor=1"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_script_timeout(120)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_js_errors(request, browser):
-    """Every test fails on an uncaught JavaScript error or a failed module load."""
-    browser.get_log("browser")  # drop what earlier tests left
-    yield
-    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
-    assert not severe, f"browser console errors: {severe}"
-
-
-def shot(driver, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    return path
-
-
-def wait(driver, condition, timeout=120, message=""):
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
-
-
-def by_testid(driver, testid, many=False):
-    from selenium.webdriver.common.by import By
-
-    sel = f'[data-testid="{testid}"]'
-    return driver.find_elements(By.CSS_SELECTOR, sel) if many else driver.find_element(By.CSS_SELECTOR, sel)
-
-
-def visible(driver, testid):
-    def check(d):
-        els = by_testid(d, testid, many=True)
-        return els[0] if els and els[0].is_displayed() else False
-    return check
-
 
 # ---- tests --------------------------------------------------------------------------------------
 
@@ -245,7 +140,7 @@ def test_search_by_upload_then_by_clicking_a_result(live, browser):
 
 
 def test_clusters_show_rows_and_the_silhouette_curve(live, browser, monkeypatch):
-    from tests.test_analysis_jobs import Gate
+    from tests.helpers.analysis import Gate
 
     # The first visit finds nothing cached: the page gets a 202 and polls the job. The sweep is
     # held on the job's thread until the page has shown the wait.
@@ -311,15 +206,12 @@ def test_compare_page_shows_metrics_curves_and_unavailable_backbones(live, brows
     shot(browser, "13-compare")
 
 
-def _map_ready(driver):
-    return driver.execute_script("return window.simsearchMap && window.simsearchMap.frames > 0 ? window.simsearchMap.n : 0")
-
 
 def test_map_hover_shows_a_thumbnail_and_lasso_saves_a_label(live, browser):
     from selenium.webdriver.common.action_chains import ActionChains
 
     browser.get(live.url + f"/c/{COLLECTION}/map")
-    n = wait(browser, _map_ready, timeout=300, message="map drawn")
+    n = wait(browser, map_ready, timeout=300, message="map drawn")
     assert n == 2 * PER_CLASS
     assert browser.execute_script("return window.simsearchMap.drawCalls === window.simsearchMap.frames")
     canvas = by_testid(browser, "map-overlay")

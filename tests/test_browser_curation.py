@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import base64
 import shutil
-import time
 
 import pytest
 
 from tests.conftest import CATS_DOGS, FLOWERS, dataset_files
-from tests.test_browser import (  # noqa: F401 (fixtures)
+from tests.helpers.browser import (  # noqa: F401 (fixtures)
     COLLECTION,
     PER_CLASS,
     _no_js_errors,
@@ -216,6 +215,6 @@ def test_clusters_show_makeup_and_can_be_named_and_saved_as_labels(live, browser
     assert [(i.get_attribute("data-label"), int(i.get_attribute("data-count"))) for i in items] == [("Fluffy ones", size)]
     assert by_testid(browser, "cluster-title", many=True)[0].text == "Fluffy ones"
     marker = by_testid(browser, "silhouette-chart").find_element("css selector", "g.marker")
-    time.sleep(0.1)
+    # 3 labels now, unless one of cats/dogs is all in it
+    wait(browser, lambda d: marker.get_attribute("data-x") in ("2", "3"), timeout=30, message="the marker at the labels' count")
     shot(browser, "29-clusters-saved-as-label")
-    assert marker.get_attribute("data-x") in ("2", "3")  # 3 labels now, unless one of cats/dogs is all in it

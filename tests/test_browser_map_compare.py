@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import (  # noqa: F401 (fixtures)
+from tests.helpers.browser import (  # noqa: F401 (fixtures)
     COLLECTION,
     PER_CLASS,
     SPACE,
     SPACE_MAX,
-    _map_ready,
     _no_js_errors,
     browser,
     by_testid,
     live,
+    map_ready,
     shot,
     visible,
     wait,
 )
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -39,10 +39,8 @@ def _downloads(browser, folder: Path) -> Path:
 
 def _downloaded(folder: Path, name: str, timeout: float = 30) -> str:
     path = folder / name
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.stat().st_size) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert path.exists(), f"{name} was not downloaded (found {[p.name for p in folder.iterdir()]})"
+    wait_until(lambda: path.exists() and path.stat().st_size, timeout, 0.1,
+               lambda: f"{name} downloaded (found {[p.name for p in folder.iterdir()]})")
     return path.read_text()
 
 
@@ -63,15 +61,15 @@ def test_map_draws_the_thumbnails_when_zoomed_in(live, browser):
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
     browser.get(live.url + f"/c/{COLLECTION}/map")
-    n = wait(browser, _map_ready, timeout=300, message="map drawn")
+    n = wait(browser, map_ready, timeout=300, message="map drawn")
     assert n == 2 * PER_CLASS
     canvas = by_testid(browser, "map-overlay")
     w, h = canvas.size["width"], canvas.size["height"]
     # zoomed far out: dots only, no sprite drawn, the sprite layer is blank
     browser.execute_script("window.simsearchMap.zoomAt(arguments[0], arguments[1], 0.05)", w / 2, h / 2)
-    wait(browser, lambda d: d.execute_script("return window.simsearchMap.sprites.level") == -1, message="dots when zoomed out")
-    time.sleep(0.3)
-    assert browser.execute_script("return window.simsearchMap.sprites.drawn") == 0
+    # a frame drawn at this zoom chose no level and drew no sprite (it clears the layer first)
+    wait(browser, lambda d: d.execute_script("const s = window.simsearchMap.sprites; return s.level === -1 && s.drawn === 0"),
+         message="dots when zoomed out")
     assert browser.execute_script(SPRITE_PIXELS)[0] == 0
     shot(browser, "20-map-zoomed-out-dots")
 
@@ -79,8 +77,10 @@ def test_map_draws_the_thumbnails_when_zoomed_in(live, browser):
     for _ in range(8):
         if browser.execute_script("return window.simsearchMap.sprites.size") >= 40:
             break
+        frames = browser.execute_script("return window.simsearchMap.frames")
         ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -400).perform()
-        time.sleep(0.15)
+        wait(browser, lambda d: d.execute_script("return window.simsearchMap.frames") > frames, timeout=30,
+             message="a frame at the new zoom")
     wait(browser, lambda d: d.execute_script("return window.simsearchMap.sprites.drawn") > 0, message="sprites drawn")
     sprites = browser.execute_script("return window.simsearchMap.sprites")
     assert sprites["requests"] >= 1 and sprites["level"] >= 0
@@ -109,7 +109,7 @@ def test_map_lasso_then_export_the_selection(live, browser, tmp_path):
 
     downloads = _downloads(browser, tmp_path / "downloads")
     browser.get(live.url + f"/c/{COLLECTION}/map")
-    n = wait(browser, _map_ready, timeout=300, message="map drawn")
+    n = wait(browser, map_ready, timeout=300, message="map drawn")
     canvas = by_testid(browser, "map-overlay")
     w, h = canvas.size["width"], canvas.size["height"]
     coords = browser.execute_script("const m = window.simsearchMap; return Array.from({length: m.n}, (_, i) => m.toScreen(i));")

@@ -7,12 +7,11 @@ viewport coordinates), so the page's own handlers run as they do for a mouse."""
 
 from __future__ import annotations
 
-
 import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import CATS_DOGS, DATASETS, dataset_files
-from tests.test_browser import (  # noqa: F401 (fixtures)
+from tests.helpers.browser import (  # noqa: F401 (fixtures)
     COLLECTION,
     _no_js_errors,
     browser,

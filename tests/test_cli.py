@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -12,14 +11,14 @@ from simsearch.cli import cli
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 
 
-def test_help_is_fast_and_does_not_import_tensorflow_or_faiss():
-    code = ("import sys, time; t = time.perf_counter(); from simsearch.cli import main\n"
+def test_help_does_not_import_tensorflow_faiss_keras_or_sklearn():
+    # What made --help slow was importing the heavy libraries; that is what is checked, not a time.
+    code = ("import sys; from simsearch.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(time.perf_counter() - t, 'tensorflow' in sys.modules, 'faiss' in sys.modules)")
+            "print(*[m in sys.modules for m in ('tensorflow', 'faiss', 'keras', 'sklearn')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    seconds, tf, faiss = out.stdout.strip().splitlines()[-1].split()
-    assert (tf, faiss) == ("False", "False")
-    assert float(seconds) < 2.0
+    loaded = out.stdout.strip().splitlines()[-1].split()
+    assert loaded == ["False"] * 4, dict(zip(("tensorflow", "faiss", "keras", "sklearn"), loaded))
     for command in ("ingest", "search", "similar", "collections", "reindex", "backbones"):
         assert command in out.stdout
 

@@ -3,32 +3,14 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from tests.conftest import copy_subset
-from tests.test_api import assert_error
+from tests.helpers.api import assert_error
+from tests.helpers.analysis import result
 
 SPACE = "efficientnet_lite0"
-
-
-def result(client, url: str, timeout: float = 240) -> tuple[dict, int]:
-    """The analysis result at ``url`` (following its job), and how many jobs it took."""
-    jobs = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        resp = client.get(url)
-        if resp.status_code == 200:
-            return resp.get_json(), jobs
-        assert resp.status_code == 202, resp.get_json()
-        jobs += 1
-        job_url = resp.get_json()["status_url"]
-        while client.get(job_url).get_json()["status"] in ("queued", "running"):
-            time.sleep(0.1)
-        assert client.get(job_url).get_json()["status"] == "done", client.get(job_url).get_json()
-    raise AssertionError("no result")
 
 
 def test_agreement_counts_labels_and_scores_each_k():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,10 @@ from simsearch.ingest import Ingester, SourceFile, files_from_folder
 from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image, IngestRun, Thumbnail
 from tests.conftest import copy_subset, upgraded
+from tests.helpers.races import WAIT, create_collections, ingest, race_first_stores, run_at_once
 
 pytestmark = pytest.mark.model
 SPACE = "efficientnet_lite0"
-WAIT = 120  # seconds a barrier waits: a run that never gets there fails the test instead of hanging it
 
 
 @pytest.fixture
@@ -51,23 +50,6 @@ def hashes(files: list[SourceFile]) -> set[str]:
     return {content_hash(f.read()) for f in files}
 
 
-def race_first_stores(monkeypatch, parties: int) -> threading.Barrier:
-    """Each run's first store waits until ``parties`` runs are there (each run stores on its own
-    writer thread)."""
-    barrier = threading.Barrier(parties, timeout=WAIT)
-    original = Ingester._store
-    local = threading.local()
-
-    def store(self, *args, **kwargs):
-        if not getattr(local, "waited", False):
-            local.waited = True
-            barrier.wait()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Ingester, "_store", store)
-    return barrier
-
-
 def race_inserts_into_collections(engine, parties: int):
     """Every connection about to insert into ``collections`` waits until ``parties`` are about
     to: each has looked the name up and not found it. Returns the listener (to remove it)."""
@@ -79,36 +61,6 @@ def race_inserts_into_collections(engine, parties: int):
 
     event.listen(engine, "before_cursor_execute", hook)
     return hook
-
-
-def ingest(ctx, collection: str, files: list[SourceFile]):
-    return Ingester(ctx, spaces=[SPACE], batch_size=4, workers=1).run(collection, files, source="concurrent test")
-
-
-def run_at_once(*calls, barrier: threading.Barrier | None = None):
-    """Run the calls on threads at once and return their results. A call that fails breaks the
-    ``barrier`` (the others stop waiting for it); the first real failure is raised."""
-    def guarded(fn):
-        try:
-            return fn()
-        except BaseException:
-            if barrier is not None:
-                barrier.abort()
-            raise
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(guarded, fn) for fn in calls]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
-    return [f.result() for f in futures]
-
-
-def create_collections(ctx, *names: str) -> None:
-    """The collections exist before the runs start: what races is the images' store."""
-    with ctx.db.session() as s:
-        for name in names:
-            repo.get_or_create_collection(s, name)
 
 
 def check_collection(ctx, name: str, expected: set[str], reports: list[dict]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_cli_polish import env, imported, run  # noqa: F401 (fixtures)
+from tests.helpers.cli import env, imported, run  # noqa: F401 (fixtures)
 
 
 def test_delete_collection_with_a_running_job_needs_force(run, imported, tmp_path):  # noqa: F811

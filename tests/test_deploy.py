@@ -18,29 +18,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 import requests
 
-from test_web_serve import free_port, wait_up
+from tests.helpers.servers import BIN, base_env, free_port, stop, wait_up
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 SIMSEARCH = [sys.executable, "-c", "from simsearch.cli import main; main()"]
-
-
-def base_env(settings, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMSEARCH_")}
-    env.update(SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir))
-    env.update(extra)
-    return env
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ---- an API key before listening beyond localhost ------------------------------------------
@@ -138,12 +120,14 @@ def private_redis(tmp_path):
     import redis
 
     conn = redis.Redis(port=port)
-    for _ in range(100):
+
+    def answers():
         try:
-            conn.ping()
-            break
+            return conn.ping()
         except redis.ConnectionError:
-            time.sleep(0.05)
+            return False
+
+    wait_until(answers, 30, 0.05, "redis-server answers")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)

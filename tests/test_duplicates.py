@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from click.testing import CliRunner
 from simsearch.analysis.duplicates import candidate_pairs, group_labels, groups_from_pairs, pair_precision_recall
 from simsearch.errors import InvalidInput
 from tests.conftest import CATS_DOGS, FLOWERS, ROOT, dataset_files, upgraded
+from tests.helpers.api import get_until_done
 
 COLLECTION = "dups"
 EXACT = ("meta_comment", "meta_exif")
@@ -180,21 +179,6 @@ def collection(tmp_path_factory, weights_dir):
     shutdown(app)
 
 
-def _api(client, path):
-    """GET until the background job is done (200), as the UI does."""
-    import time
-
-    deadline = time.monotonic() + 120
-    while True:
-        resp = client.get(path)
-        if resp.status_code != 202:
-            return resp
-        assert time.monotonic() < deadline, "the duplicates job did not finish"
-        job = resp.get_json()
-        assert job["status_url"].startswith("/api/jobs/")
-        time.sleep(0.2)
-
-
 def _score(groups: list[dict], truth: dict, members: tuple[str, ...]) -> dict:
     ids = sorted(truth)
     row = {i: r for r, i in enumerate(ids)}
@@ -212,7 +196,7 @@ def test_exact_and_near_tiers_reach_precision_and_recall_095(collection):
     client = app.test_client()
     figures = {}
     for tier, members in (("exact", ("",) + EXACT), ("near", ("",) + EXACT + NEAR)):
-        resp = _api(client, f"/api/collections/{COLLECTION}/duplicates?tier={tier}&per_page=500")
+        resp = get_until_done(client, f"/api/collections/{COLLECTION}/duplicates?tier={tier}&per_page=500")
         assert resp.status_code == 200, resp.get_json()
         body = resp.get_json()
         assert body["tier"] == tier and body["n_images"] == len(truth)
@@ -232,7 +216,7 @@ def test_the_api_pages_groups_explains_tiers_and_refuses_bad_input(collection):
     app, truth = collection
     client = app.test_client()
     url = f"/api/collections/{COLLECTION}/duplicates"
-    body = _api(client, url + "?tier=exact&per_page=5").get_json()
+    body = get_until_done(client, url + "?tier=exact&per_page=5").get_json()
     assert body["cached"] is True and body["pages"] == 4 and len(body["groups"]) == 5  # 16 groups of 3
     g = body["groups"][0]
     assert g["size"] == 3 and g["max_similarity"] >= 0.9999 and all(p["identical"] for p in g["pairs"])
@@ -240,16 +224,16 @@ def test_the_api_pages_groups_explains_tiers_and_refuses_bad_input(collection):
     assert all(img["thumbnail_url"] == f"/api/images/{img['id']}/thumbnail" for img in g["images"])
     assert "Same pixels" in body["meaning"] and body["threshold"] is None
     assert body["tiers"]["exact"] == {"groups": 16, "images": 48, "files": 48}  # (no byte-identical files here)
-    assert _api(client, url + "?tier=exact&threshold=0.7").get_json()["total_groups"] == 16  # ignored by exact
-    page4 = _api(client, url + "?tier=exact&per_page=5&page=4").get_json()
+    assert get_until_done(client, url + "?tier=exact&threshold=0.7").get_json()["total_groups"] == 16  # ignored by exact
+    page4 = get_until_done(client, url + "?tier=exact&per_page=5&page=4").get_json()
     assert len(page4["groups"]) == 1 and page4["groups"][0]["group"] == 16
-    assert _api(client, url + "?tier=exact&per_page=5&page=9").get_json()["groups"] == []
+    assert get_until_done(client, url + "?tier=exact&per_page=5&page=9").get_json()["groups"] == []
     # near: every group is one source with its copies; a stricter threshold splits or drops pairs
-    near = _api(client, url).get_json()
+    near = get_until_done(client, url).get_json()
     assert near["tier"] == "near" and "Calibrated" in near["meaning"]
-    strict = _api(client, url + "?tier=near&threshold=0.99").get_json()
+    strict = get_until_done(client, url + "?tier=near&threshold=0.99").get_json()
     assert strict["grouped_images"] < near["grouped_images"] and strict["threshold"] == 0.99
-    similar = _api(client, url + "?tier=similar&threshold=0.7").get_json()
+    similar = get_until_done(client, url + "?tier=similar&threshold=0.7").get_json()
     assert similar["grouped_images"] >= near["grouped_images"]
     for query, field in (("tier=bogus", "tier"), ("threshold=0.5", "threshold"), ("threshold=1.5", "threshold"),
                          ("tier=exact&threshold=1.01", "threshold"), ("threshold=nan", "threshold"),
@@ -291,68 +275,46 @@ def test_the_cli_prints_every_tier_and_json(collection):
 @pytest.mark.browser
 def test_the_duplicates_page_shows_groups_and_what_each_tier_means(collection):
     from simsearch.ops import duplicates as dup
-    from tests.test_browser import LiveServer, by_testid, shot, visible, wait
+    from tests.helpers.browser import LiveServer, by_testid, chromium, console_errors, shot, visible, wait
 
     app, truth = collection
     server = LiveServer(app)
-    driver, profile = _chromium()
     try:
-        driver.get(server.url + f"/c/{COLLECTION}")
-        driver.find_element("css selector", '[data-testid="nav-duplicates"]').click()
-        wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) >= 16, message="near groups")
-        assert "same pixels" in by_testid(driver, "tier-meanings").text.lower()
-        for tier in ("exact", "near", "similar"):
-            assert by_testid(driver, f"meaning-{tier}").text.strip()
-        assert "resizing" in by_testid(driver, "meaning-near").text
-        first = by_testid(driver, "dup-group", many=True)[0]
-        thumbs = first.find_elements("css selector", '[data-testid="dup-image"] img')
-        assert len(thumbs) >= 2
-        wait(driver, lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t)
-                                   for t in thumbs), message="thumbnails loaded")
-        assert by_testid(driver, "dups-meaning").text.startswith(f"Near (cosine ≥ {dup.NEAR_THRESHOLD:.3f})")
-        driver.execute_script("arguments[0].scrollIntoView()", by_testid(driver, "dups-meaning"))
-        shot(driver, "12-duplicates-near")
-        by_testid(driver, "tier-exact").click()
-        wait(driver, lambda d: "Exact (identical pixels)" in by_testid(d, "dups-meaning").text, message="exact tier")
-        wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) == 16, message="16 exact groups")
-        assert by_testid(driver, "dups-threshold").get_attribute("disabled")
-        assert "tier=exact" in driver.current_url
-        assert "identical pixels" in by_testid(driver, "dup-group", many=True)[0].text
-        driver.execute_script("arguments[0].scrollIntoView()", by_testid(driver, "dups-meaning"))
-        shot(driver, "13-duplicates-exact")
-        by_testid(driver, "tier-similar").click()
-        wait(driver, lambda d: "Similar (cosine" in by_testid(d, "dups-meaning").text, message="similar tier")
-        box = by_testid(driver, "dups-threshold")
-        box.clear()
-        box.send_keys("0.99")
-        driver.find_element("css selector", "#dups-form button[type=submit]").click()
-        wait(driver, lambda d: "0.990" in by_testid(d, "dups-meaning").text, message="threshold applied")
-        assert "threshold=0.99" in driver.current_url
-        visible(driver, "dups-groups")(driver)
-        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
-        assert not severe, severe
+        with chromium() as driver:
+            driver.get(server.url + f"/c/{COLLECTION}")
+            driver.find_element("css selector", '[data-testid="nav-duplicates"]').click()
+            wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) >= 16, message="near groups")
+            assert "same pixels" in by_testid(driver, "tier-meanings").text.lower()
+            for tier in ("exact", "near", "similar"):
+                assert by_testid(driver, f"meaning-{tier}").text.strip()
+            assert "resizing" in by_testid(driver, "meaning-near").text
+            first = by_testid(driver, "dup-group", many=True)[0]
+            thumbs = first.find_elements("css selector", '[data-testid="dup-image"] img')
+            assert len(thumbs) >= 2
+            wait(driver, lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t)
+                                       for t in thumbs), message="thumbnails loaded")
+            assert by_testid(driver, "dups-meaning").text.startswith(f"Near (cosine ≥ {dup.NEAR_THRESHOLD:.3f})")
+            driver.execute_script("arguments[0].scrollIntoView()", by_testid(driver, "dups-meaning"))
+            shot(driver, "12-duplicates-near")
+            by_testid(driver, "tier-exact").click()
+            wait(driver, lambda d: "Exact (identical pixels)" in by_testid(d, "dups-meaning").text, message="exact tier")
+            wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) == 16, message="16 exact groups")
+            assert by_testid(driver, "dups-threshold").get_attribute("disabled")
+            assert "tier=exact" in driver.current_url
+            assert "identical pixels" in by_testid(driver, "dup-group", many=True)[0].text
+            driver.execute_script("arguments[0].scrollIntoView()", by_testid(driver, "dups-meaning"))
+            shot(driver, "13-duplicates-exact")
+            by_testid(driver, "tier-similar").click()
+            wait(driver, lambda d: "Similar (cosine" in by_testid(d, "dups-meaning").text, message="similar tier")
+            box = by_testid(driver, "dups-threshold")
+            box.clear()
+            box.send_keys("0.99")
+            driver.find_element("css selector", "#dups-form button[type=submit]").click()
+            wait(driver, lambda d: "0.990" in by_testid(d, "dups-meaning").text, message="threshold applied")
+            assert "threshold=0.99" in driver.current_url
+            visible(driver, "dups-groups")(driver)
+            severe = console_errors(driver)
+            assert not severe, severe
     finally:
-        driver.quit()
         server.stop()
-        shutil.rmtree(profile, ignore_errors=True)
 
-
-def _chromium():
-    """Headless Chromium as tests/test_browser.py starts it."""
-    import tempfile
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    from tests.test_browser import CHROMEDRIVER, CHROMIUM
-
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):  # fail, not skip: CI installs them
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver")
-    profile = tempfile.mkdtemp(prefix="simsearch-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 f"--user-data-dir={profile}", "--window-size=1366,900", "--force-device-scale-factor=1"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts), profile

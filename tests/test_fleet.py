@@ -9,19 +9,18 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from conftest import copy_subset
-from test_jobs import run_worker_process
+from tests.helpers.jobs import REDIS_URL, queue_folder, rq_ctx, run_worker_process
+from tests.helpers.waiting import wait_until
 
 from simsearch.jobs import shards
 from simsearch.store.models import IngestRun, utcnow
-
-REDIS_URL = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
@@ -41,24 +40,6 @@ def queue_name(redis_conn):
     Queue(name, connection=redis_conn).delete(delete_jobs=True)
     for key in redis_conn.scan_iter(f"*{name}*"):
         redis_conn.delete(key)
-
-
-def rq_ctx(settings, queue_name):
-    from simsearch.context import AppContext
-
-    return AppContext.open(settings.replace(redis_url=REDIS_URL, queue=queue_name, jobs="rq"))
-
-
-def queue_folder(ctx, folder, collection: str) -> int:
-    from simsearch.ingest import files_from_folder
-    from simsearch.jobs.execute import create_run
-    from simsearch.jobs.manifest import ManifestFile, uploads_dir
-    from simsearch.jobs.staging import Staging, new_staging_dir
-
-    files, _ = files_from_folder(folder, labels="folders")
-    staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=[])
-    kept = [ManifestFile(path=str(f.path), name=f.name, label=f.label) for f in files]
-    return create_run(ctx, collection, ["efficientnet_lite0"], str(folder), staging, absolute_files=kept)
 
 
 @pytest.mark.redis
@@ -259,6 +240,9 @@ def test_one_index_writer_across_processes(postgres_url, tmp_path):
     db1, db2 = Database(postgres_url), Database(postgres_url)
     path = tmp_path / "collection-1" / "efficientnet_lite0.faiss"
     order, held, release = [], threading.Event(), threading.Event()
+    tries = []  # the second holder's lock attempts (pg_try_advisory_lock), seen on its engine
+    event.listen(db2.engine, "after_cursor_execute",
+                 lambda conn, cur, statement, *a: tries.append(1) if "pg_try_advisory_lock" in statement else None)
 
     def second():
         with writer_lock(db2, path):
@@ -270,7 +254,8 @@ def test_one_index_writer_across_processes(postgres_url, tmp_path):
         with writer_lock(db1, path):
             t = threading.Thread(target=second)
             t.start()
-            time.sleep(0.5)
+            # a second try means the first was refused: the second holder waits for this one
+            wait_until(lambda: len(tries) >= 2, 30, 0.02, "the second holder tried the lock again")
             order.append("first done")
         assert held.wait(10)
         assert order == ["first done", "second"]

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from test_api import assert_error
+from tests.helpers.api import assert_error
 
 BIG_IDS = [2**31, 2**31 + 5, 2**63, 2**63 + 1, 10**30]
 

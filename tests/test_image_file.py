@@ -14,7 +14,7 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import CATS_DOGS, FLOWERS, copy_subset, dataset_files
-from tests.test_api import assert_error, wait_job
+from tests.helpers.api import assert_error, wait_job
 
 SPACE = "efficientnet_lite0"
 

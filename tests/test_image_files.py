@@ -13,8 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from sqlalchemy import func, select, text
 
 from simsearch.store.models import Image, ImageFile, IngestRun
 from tests.conftest import FLOWERS, dataset_files, upgraded
+from tests.helpers.api import get_until_done
 
 pytestmark = pytest.mark.model
 SPACE = "efficientnet_lite0"
@@ -65,7 +64,7 @@ def _consistent(ctx) -> None:
 
 def test_migration_gives_each_existing_image_its_source_path_as_first_file(db_url):
     from simsearch.store.db import Database
-    from tests.test_migrations import at_revision
+    from tests.helpers.db import at_revision
 
     at_revision(db_url, "0006")
     db = Database(db_url)
@@ -155,7 +154,7 @@ def test_concurrent_ingests_of_copies_record_each_path_once(tmp_path, postgres_u
     from simsearch.config import Settings
     from simsearch.context import AppContext
     from simsearch.ingest import SourceFile
-    from tests.test_concurrent_writes import create_collections, ingest, race_first_stores, run_at_once
+    from tests.helpers.races import create_collections, ingest, race_first_stores, run_at_once
 
     photos = _photos(6)
     root = tmp_path / "race"
@@ -190,7 +189,7 @@ def test_concurrent_ingests_of_copies_record_each_path_once(tmp_path, postgres_u
 def test_a_sharded_job_records_copies_across_its_shards(ctx, tmp_path):
     from simsearch.jobs import shards
     from simsearch.ops import jobs as jobs_ops
-    from tests.test_shards import queue_folder
+    from tests.helpers.jobs import queue_folder
 
     folder = tmp_path / "sharded"
     for n, p in enumerate(_photos(3)):
@@ -243,16 +242,6 @@ def coll(tmp_path_factory, weights_dir):
     shutdown(app)
 
 
-def _api(client, path):
-    deadline = time.monotonic() + 120
-    while True:
-        resp = client.get(path)
-        if resp.status_code != 202:
-            return resp
-        assert time.monotonic() < deadline, "the duplicates job did not finish"
-        time.sleep(0.2)
-
-
 def _env(app) -> dict:
     home = app.config["SIMSEARCH_HOME"]
     return {"SIMSEARCH_HOME": home, "SIMSEARCH_DATABASE_URL": f"sqlite:///{home}/simsearch.db", "SIMSEARCH_REDIS_URL": ""}
@@ -296,7 +285,7 @@ def test_the_exact_tier_lists_identical_files_and_pixels_with_every_path(coll):
     assert set(json.loads(exported_paths[row])) == both and json.loads(exported_paths[row])[0] == keys[row]
     assert sum(len(json.loads(p)) for p in exported_paths) == 2 * PHOTOS + 1
     # the API: the same groups, paths shown as the API shows them (inside the ingested folder)
-    body = _api(app.test_client(), "/api/collections/files/duplicates?tier=exact&per_page=500").get_json()
+    body = get_until_done(app.test_client(), "/api/collections/files/duplicates?tier=exact&per_page=500").get_json()
     shown = {f["path"] for f in body["groups"][0]["images"][0]["files"] + body["groups"][0]["images"][1]["files"]}
     assert shown == {"keep/p00.jpg", "copies/c00.jpg", "keep/m00.jpg"}
     detail = app.test_client().get(f"/api/images/{first['images'][0]['id']}").get_json()
@@ -332,56 +321,53 @@ def test_export_writes_every_group_with_every_path(coll, tmp_path):
     assert len(json.loads((tmp_path / "dups.json").read_text())["groups"]) == PHOTOS
     assert "must end in .csv or .json" in _cli(app, "duplicates", "-c", "files", "--export", str(tmp_path / "x.txt"),
                                                code=2)
-    resp = _api(app.test_client(), "/api/collections/files/duplicates/export?tier=exact&format=csv")
+    resp = get_until_done(app.test_client(), "/api/collections/files/duplicates/export?tier=exact&format=csv")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert "attachment" in resp.headers["Content-Disposition"]
     api_rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     assert {r["path"] for r in api_rows} >= {"keep/p00.jpg", "copies/c00.jpg", "keep/m00.jpg"}
-    resp = _api(app.test_client(), "/api/collections/files/duplicates/export?tier=exact&format=json")
+    resp = get_until_done(app.test_client(), "/api/collections/files/duplicates/export?tier=exact&format=json")
     assert len(resp.get_json()["groups"]) == PHOTOS
     assert app.test_client().get("/api/collections/files/duplicates/export?format=xml").status_code == 400
 
 
 @pytest.mark.browser
 def test_the_duplicates_page_shows_every_path_links_exports_and_previews(coll):
-    from tests.test_browser import LiveServer, by_testid, wait
-    from tests.test_duplicates import _chromium
+    from tests.helpers.browser import LiveServer, by_testid, chromium, console_errors, wait
 
     app, _ = coll
     server = LiveServer(app)
-    driver, profile = _chromium()
     try:
-        driver.get(server.url + "/c/files/duplicates?tier=exact")
-        wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) == 20, message="exact groups")
-        first = by_testid(driver, "dup-group", many=True)[0]
-        assert "3 files" in first.text
-        paths = first.find_element("css selector", '[data-testid="dup-paths"]')
-        paths.find_element("css selector", "summary").click()
-        assert all(p in paths.text for p in ("keep/p00.jpg", "copies/c00.jpg", "keep/m00.jpg")), paths.text
-        assert "format=csv" in by_testid(driver, "dups-export-csv").get_attribute("href")
-        by_testid(driver, "dups-preview").click()
-        wait(driver, lambda d: "Preview (nothing changed yet)" in by_testid(d, "dups-plan").text, message="preview")
-        assert f"{PHOTOS} groups acted on" in by_testid(driver, "dups-plan").text
-        assert not by_testid(driver, "dups-apply").get_attribute("disabled")
-        # browsing: an image with copies says how many files it has
-        driver.get(server.url + "/c/files")
-        wait(driver, lambda d: len(by_testid(d, "copies", many=True)) > 0, message="copy badges")
-        tiles, badges = by_testid(driver, "tile", many=True), by_testid(driver, "copies", many=True)
-        # every photo has one copy under copies/ (2 files); only m00 (other bytes, the same pixels) has one file
-        assert {b.text for b in badges} == {"×2"} and len(tiles) - 1 <= len(badges) < len(tiles) + 1, (len(tiles), len(badges))
-        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
-        assert not severe, severe
+        with chromium() as driver:
+            driver.get(server.url + "/c/files/duplicates?tier=exact")
+            wait(driver, lambda d: len(by_testid(d, "dup-group", many=True)) == 20, message="exact groups")
+            first = by_testid(driver, "dup-group", many=True)[0]
+            assert "3 files" in first.text
+            paths = first.find_element("css selector", '[data-testid="dup-paths"]')
+            paths.find_element("css selector", "summary").click()
+            assert all(p in paths.text for p in ("keep/p00.jpg", "copies/c00.jpg", "keep/m00.jpg")), paths.text
+            assert "format=csv" in by_testid(driver, "dups-export-csv").get_attribute("href")
+            by_testid(driver, "dups-preview").click()
+            wait(driver, lambda d: "Preview (nothing changed yet)" in by_testid(d, "dups-plan").text, message="preview")
+            assert f"{PHOTOS} groups acted on" in by_testid(driver, "dups-plan").text
+            assert not by_testid(driver, "dups-apply").get_attribute("disabled")
+            # browsing: an image with copies says how many files it has
+            driver.get(server.url + "/c/files")
+            wait(driver, lambda d: len(by_testid(d, "copies", many=True)) > 0, message="copy badges")
+            tiles, badges = by_testid(driver, "tile", many=True), by_testid(driver, "copies", many=True)
+            # every photo has one copy under copies/ (2 files); only m00 (other bytes, the same pixels) has one file
+            assert {b.text for b in badges} == {"×2"} and len(tiles) - 1 <= len(badges) < len(tiles) + 1, (len(tiles), len(badges))
+            severe = console_errors(driver)
+            assert not severe, severe
     finally:
-        driver.quit()
         server.stop()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_preview_then_apply_through_the_api(coll):
     app, folder = coll
     ctx = app.extensions["simsearch"]
     client = app.test_client()
-    _api(client, "/api/collections/files/duplicates?tier=exact")
+    get_until_done(client, "/api/collections/files/duplicates?tier=exact")
     url = "/api/collections/files/duplicates/resolve"
     bad = client.post(url, json={"pattern": ""})
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "pattern"

@@ -6,7 +6,7 @@ import pytest
 from simsearch.index.faiss_index import build_index, index_ids, load_index, save_index
 from simsearch.errors import IndexCorrupt
 from simsearch.store import repo
-from tests.test_store import add_images
+from tests.helpers.db import add_images
 
 SPACE = "efficientnet_lite0"
 

@@ -16,8 +16,8 @@ from simsearch.index.faiss_index import build_index, index_ids, load_index, save
 from simsearch.search import similar_to
 from simsearch.store import repo
 from tests.conftest import copy_subset
-from tests.test_ingest import SPACE, ingest
-from tests.test_store import add_images
+from tests.helpers.db import SPACE, ingest
+from tests.helpers.db import add_images
 
 QUERIES = 3
 

@@ -21,7 +21,7 @@ from simsearch.index.kinds.ivf import IVFKind, nlist_for
 from simsearch.index.policy import IndexPolicy, build
 
 from conftest import ROOT
-from test_index_policy import SPACE, clustered, delete_images, insert_vectors, state_of
+from tests.helpers.db import SPACE, clustered, delete_images, insert_vectors, state_of
 
 PACKAGE = ROOT / "simsearch"
 KINDS_DIR = PACKAGE / "index" / "kinds"

@@ -6,48 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, insert
 
 from simsearch.index import kinds
 from simsearch.index.faiss_index import index_ids, load_index, save_index
 from simsearch.index.policy import IndexPolicy, build, ground_truth, measure, recall_of
 from simsearch.store import repo
-from simsearch.store.models import Embedding, Image, utcnow
+from tests.helpers.db import SPACE, clustered, delete_images, insert_vectors, state_of
 
-SPACE = "efficientnet_lite0"
-DIM = 32
 POLICY = IndexPolicy(exact_threshold=1000, sample_queries=200)
 
-
-def clustered(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
-    """Vectors around 40 centres (neighbours mean something), L2-normalised."""
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(99).standard_normal((40, dim))
-    x = centres[rng.integers(0, 40, n)] + 0.45 * rng.standard_normal((n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def insert_vectors(db, vectors: np.ndarray, labels=None, name: str = "c", first: int = 0) -> tuple[int, np.ndarray]:
-    """Bulk-insert images with these vectors; (collection id, image ids)."""
-    with db.session() as s:
-        coll_id = repo.get_or_create_collection(s, name).id
-    n = len(vectors)
-    labels = labels if labels is not None else ["a"] * n
-    with db.session() as s:
-        s.execute(insert(Image), [{"collection_id": coll_id, "content_hash": f"h{first + i:08d}", "source_path": f"/x/{first + i}.jpg",
-                                   "label": labels[i], "meta": {}, "status": "ok", "created_at": utcnow()} for i in range(n)])
-    with db.session() as s:
-        ids = np.asarray(sorted(s.scalars(Image.__table__.select().with_only_columns(Image.id)
-                                          .where(Image.collection_id == coll_id, Image.content_hash >= f"h{first:08d}",
-                                                 Image.content_hash < f"h{first + n:08d}")).all()), np.int64)
-        s.execute(insert(Embedding), [{"image_id": int(i), "space": SPACE, "dim": vectors.shape[1],
-                                       "vector": repo.vector_to_bytes(v)} for i, v in zip(ids, vectors)])
-    return coll_id, ids
-
-
-def delete_images(db, ids) -> None:
-    with db.session() as s:
-        s.execute(delete(Image).where(Image.id.in_([int(i) for i in ids])))
 
 
 @pytest.fixture(autouse=True)
@@ -72,12 +39,6 @@ def pctx(sqlite_settings):
     yield ctx
     ctx.close()
 
-
-def state_of(ctx, coll_id):
-    with ctx.db.session() as s:
-        st = repo.index_state(s, coll_id, SPACE)
-        s.expunge(st)
-        return st
 
 
 def test_policy_chooses_the_kind_by_size():

@@ -253,7 +253,7 @@ def test_a_fallback_index_is_kept_and_the_forced_kind_comes_once_it_fits(sqlite_
     """Through the index manager: 20 vectors of 32 dimensions are too few for ivf_pq_refine's
     OPQ rotation, so ivf_sq8 is built, and kept by the next process (no rebuild at each sync);
     at 50 vectors (40 training vectors >= 32 dimensions) the forced kind is built."""
-    from test_index_policy import SPACE, clustered, insert_vectors
+    from tests.helpers.db import SPACE, clustered, insert_vectors
 
     from simsearch.context import AppContext
 

@@ -16,20 +16,14 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from simsearch.errors import InvalidInput
-from simsearch.ingest import Ingester, files_from_folder
+from simsearch.ingest import files_from_folder
 from simsearch.context import AppContext
 from simsearch.store import repo
 from simsearch.store.models import Embedding, Image, IngestRun
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
+from tests.helpers.db import SPACE, ingest
 
 pytestmark = pytest.mark.model
-SPACE = "efficientnet_lite0"
-
-
-def ingest(ctx, root: Path, collection="pets", **kw):
-    files, ignored = files_from_folder(root, labels=kw.pop("labels", "folders"), metadata_csv=kw.pop("metadata_csv", None))
-    return Ingester(ctx, spaces=kw.pop("spaces", [SPACE]), batch_size=kw.pop("batch_size", 8), **kw).run(
-        collection, files, source=str(root), ignored=ignored)
 
 
 def test_ingest_labels_and_is_idempotent(ctx, pets_small):

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ import pytest
 from conftest import CATS_DOGS, dataset_files, upgraded
 
 from simsearch.store.models import Image, IngestRun
-
-REDIS_URL = os.environ.get("SIMSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.helpers.analysis import Gate
+from tests.helpers.jobs import REDIS_URL, rq_queue, run_worker_process  # noqa: F401 (fixtures)
 
 
 def upload(client, collection: str, files, **fields):
@@ -40,16 +39,21 @@ def pets_files(n: int) -> list:
 
 # ---- in-process runner -----------------------------------------------------------------------
 
-def test_thread_runner_reports_progress_and_returns_at_once(make_app, settings):
+def test_thread_runner_reports_progress_and_returns_at_once(make_app, settings, monkeypatch):
+    import simsearch.jobs.runners as runners
+
     app = make_app()
     client = app.test_client()
-    t0 = time.perf_counter()
+    gate = Gate(monkeypatch, "execute_run", runners)  # the job is held on its thread until released
     resp = upload(client, "bg", pets_files(10), labels="folders", batch_size="4")
     assert resp.status_code == 202 and resp.get_json()["runner"] == "thread"
     job_id = resp.get_json()["job_id"]
+    # the request answered while its job was held: it does not wait for the model, which runs elsewhere
+    assert gate.entered.wait(60), "the job never started"
+    assert gate.threads and all(t.startswith("simsearch-job") for t in gate.threads), gate.threads
     first = client.get(f"/api/jobs/{job_id}").get_json()
-    assert time.perf_counter() - t0 < 10  # the request does not wait for the model
-    assert first["status"] in ("queued", "running", "done") and first["total"] == 20
+    assert first["status"] in ("queued", "running") and first["total"] == 20 and first["processed"] == 0
+    gate.release.set()
     seen = set()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -99,27 +103,6 @@ def test_backbone_without_weights_is_refused_before_queueing(make_app):
 
 # ---- RQ + a separate worker process ------------------------------------------------------------
 
-@pytest.fixture
-def rq_queue():
-    redis = pytest.importorskip("redis")
-    from rq import Queue
-
-    conn = redis.Redis.from_url(REDIS_URL)
-    conn.ping()  # fail, not skip, when Redis is down: the worker path must be covered
-    name = f"simsearch-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    Queue(name, connection=conn).delete(delete_jobs=True)
-    for key in conn.scan_iter(f"*{name}*"):
-        conn.delete(key)
-
-
-def run_worker_process(settings, queue: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``simsearch worker --burst`` with ``settings`` in its environment."""
-    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "worker", "--burst", "--queue", queue]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-
 
 @pytest.mark.redis
 def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
@@ -130,8 +113,12 @@ def test_rq_job_runs_in_a_separate_worker_process(make_app, settings, rq_queue):
     assert resp.status_code == 202, resp.get_json()
     body = resp.get_json()
     assert body["runner"] == "rq"
-    time.sleep(0.5)
-    assert client.get(body["status_url"]).get_json()["status"] == "queued"  # nobody consumes it in this process
+    # nobody consumes it in this process: it waits on the Redis queue for a worker
+    import redis
+    from rq import Queue
+
+    assert Queue(rq_queue, connection=redis.Redis.from_url(REDIS_URL)).count == 1
+    assert client.get(body["status_url"]).get_json()["status"] == "queued"
 
     proc = run_worker_process(settings, rq_queue)
     assert proc.returncode == 0, proc.stderr[-3000:]

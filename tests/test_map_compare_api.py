@@ -15,7 +15,7 @@ import pytest
 from PIL import Image as PILImage
 
 from conftest import copy_subset
-from test_api import analysis_result, assert_error, ingest_folder, wait_job
+from tests.helpers.api import analysis_result, assert_error, ingest_folder, wait_job
 
 SPACE = "efficientnet_lite0"
 PER_CLASS = 6

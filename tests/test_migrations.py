@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from simsearch.store.db import Database, head_revision
+from tests.helpers.db import at_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,22 +34,6 @@ def env_for(home: Path, url: str, **extra) -> dict:
 def simsearch(args, env, timeout=180, cwd=None):
     return subprocess.run([sys.executable, "-m", "simsearch.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
-
-
-def at_revision(url: str, revision: str | None) -> None:
-    """Put the database at ``revision`` (None: leave it empty)."""
-    if revision is None:
-        return
-    from alembic import command
-
-    from simsearch.store.db import _alembic_config
-
-    db = Database(url)
-    cfg = _alembic_config(db.engine)
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    db.dispose()
 
 
 def revision_of(url: str) -> str | None:

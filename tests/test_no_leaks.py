@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from test_api import assert_error
+from tests.helpers.api import assert_error
 
 SPACE = "efficientnet_lite0"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image as PILImage
 
 from tests.conftest import CATS_DOGS, dataset_files
-from tests.test_image_file import assert_error, wait_job
+from tests.helpers.api import assert_error, wait_job
 
 SPACE = "efficientnet_lite0"
 

@@ -10,7 +10,7 @@ import pytest
 
 from simsearch.web.ratelimit import RateLimiter
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
-from tests.test_api import assert_error, ingest_folder
+from tests.helpers.api import assert_error, ingest_folder
 
 KEY = "museum-key"
 WRITES = [("post", "/api/collections", {"json": {"name": "a"}}),

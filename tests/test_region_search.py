@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from simsearch.analysis import regions as R
 from simsearch.errors import InvalidInput
 from tests.conftest import DATASETS, dataset_files, upgraded
-from tests.test_api import assert_error
+from tests.helpers.api import assert_error
 
 SPACE = "efficientnet_lite0"
 FLOWERS102 = DATASETS / "flowers102"

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from tests.test_api import assert_error
+from tests.helpers.api import assert_error
 
 SPACE = "ext-vectors"
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from simsearch.store.models import IngestRun
-from tests.test_api import assert_error
-from tests.test_jobs import rq_queue, REDIS_URL  # noqa: F401 (fixture)
-from tests.test_write_races import at_once, imported, no_500
+from tests.helpers.api import assert_error
+from tests.helpers.jobs import REDIS_URL, rq_queue  # noqa: F401 (fixture)
+from tests.helpers.races import at_once, imported, no_500
 
 KEY, OTHER = "key-one", "key-two"
 AUTH = {"Authorization": f"Bearer {KEY}"}

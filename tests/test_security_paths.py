@@ -10,7 +10,7 @@ import os
 import pytest
 
 from tests.conftest import copy_subset, record_responses, server_paths_in
-from tests.test_api import assert_error
+from tests.helpers.api import assert_error
 
 
 @pytest.fixture

@@ -4,17 +4,13 @@ shard named in the job's failure."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from conftest import copy_subset
 
 from simsearch.jobs import shards
-from simsearch.jobs.execute import create_run
-from simsearch.jobs.manifest import ManifestFile, uploads_dir
-from simsearch.jobs.staging import Staging, new_staging_dir
 from simsearch.store.models import Image, IngestRun
+from tests.helpers.jobs import queue_folder
 
 
 @pytest.mark.parametrize("total,size,expected", [
@@ -29,16 +25,6 @@ def test_plan_splits_into_even_slices_of_at_most_size(total, size, expected):
     if expected:
         assert all(stop - start <= size for start, stop in expected)
         assert expected[0][0] == 0 and expected[-1][1] == total
-
-
-def queue_folder(ctx, folder: Path, collection: str) -> int:
-    """A queued server-path job over ``folder`` (as ops.ingest.from_server_path makes it)."""
-    from simsearch.ingest import files_from_folder
-
-    files, _ = files_from_folder(folder, labels="folders")
-    staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=[])
-    kept = [ManifestFile(path=str(f.path), name=f.name, label=f.label) for f in files]
-    return create_run(ctx, collection, ["efficientnet_lite0"], str(folder), staging, absolute_files=kept)
 
 
 def test_sharded_job_sums_its_shards_and_ends_with_the_last(ctx, tmp_path):

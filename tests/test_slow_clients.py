@@ -14,8 +14,8 @@ import subprocess
 import pytest
 import requests
 
-from test_deploy import BIN, base_env, stop
-from test_web_serve import free_port, wait_up
+from tests.helpers.servers import BIN, base_env, stop
+from tests.helpers.servers import free_port, wait_up
 
 HANGS = 60  # seconds after which a client counts as stalled (the deadlines here are 1-20 s)
 

@@ -101,7 +101,7 @@ def test_tune_leaves_the_default_and_keeps_its_variants_out_of_the_pickers(make_
 
 def test_a_collection_that_gets_a_second_space_keeps_the_one_it_used(ctx):
     from simsearch.space_defaults import keep_default, resolve_space
-    from tests.test_store import add_images
+    from tests.helpers.db import add_images
 
     coll_id, _, _ = add_images(ctx.db, name="ext", n=4, dim=8, space="clip-a")
     assert resolve_space(ctx, coll_id, None) == "clip-a"

@@ -9,23 +9,7 @@ from simsearch.errors import InvalidInput, NotFound, SchemaOutdated
 from simsearch.store import repo
 from simsearch.store.db import Database
 from simsearch.store.models import Collection, Embedding, Image
-
-
-def add_images(db, name="c", n=5, dim=8, space="efficientnet_lite0", seed=0, label=None):
-    rng = np.random.default_rng(seed)
-    vecs = rng.standard_normal((n, dim)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    with db.session() as s:
-        coll = repo.get_or_create_collection(s, name)
-        ids = []
-        for i in range(n):
-            img = Image(collection_id=coll.id, content_hash=f"{name}-{seed}-{i:04d}", source_path=f"/x/{i}.jpg",
-                        label=label or ("a" if i % 2 else "b"), meta={"i": i})
-            s.add(img)
-            s.flush()
-            s.add(Embedding(image_id=img.id, space=space, dim=dim, vector=repo.vector_to_bytes(vecs[i])))
-            ids.append(img.id)
-        return coll.id, np.asarray(ids), vecs
+from tests.helpers.db import add_images
 
 
 def migrated(url: str) -> Database:

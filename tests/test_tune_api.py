@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_analysis_jobs import accepted, add_vectors, poll
+from tests.helpers.analysis import accepted, add_vectors, poll
 
 SPACE = "efficientnet_lite0"
 

@@ -148,8 +148,8 @@ def test_a_sharded_queued_ingest_refreshes_derived_spaces_at_its_end(settings, t
     from simsearch.ops import jobs as jobs_ops
     from simsearch.ops.reembed import embed_collection
     from simsearch.store import repo
-    from tests.test_fleet import REDIS_URL, queue_folder, rq_ctx
-    from tests.test_jobs import run_worker_process
+    from tests.helpers.jobs import REDIS_URL, queue_folder, rq_ctx
+    from tests.helpers.jobs import run_worker_process
 
     queue = f"simsearch-tune-{uuid.uuid4().hex[:10]}"
     ctx = rq_ctx(settings.replace(shard_size=3), queue)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageFile
 
-from test_api import png_header_only
+from tests.helpers.api import png_header_only
 from simsearch.errors import ImageDecodeError
 from simsearch.images import decode as decode_mod
 from simsearch.images.decode import decode_image

@@ -21,7 +21,7 @@ from simsearch.search import search_image, similar_to
 from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image
 from tests.conftest import CATS_DOGS, dataset_files
-from tests.test_store import add_images
+from tests.helpers.db import add_images
 
 EXT = "clip-vit-b32"
 
@@ -250,7 +250,7 @@ def test_an_imported_space_lists_finds_clusters_and_maps_but_cannot_embed(ctx, t
 @pytest.mark.model
 def test_real_embeddings_exported_and_imported_give_the_same_neighbours(ctx, tmp_path):
     from tests.conftest import copy_subset
-    from tests.test_ingest import SPACE, ingest
+    from tests.helpers.db import SPACE, ingest
 
     ingest(ctx, copy_subset(tmp_path / "pets", 5))
     got = exported(ctx, "pets")

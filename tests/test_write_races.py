@@ -9,91 +9,20 @@ requests from a script or a double-click does on a busy server."""
 
 from __future__ import annotations
 
-import io
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from simsearch.store.models import Collection, Image
-from tests.test_concurrent_writes import WAIT
-from tests.test_jobs import rq_queue  # noqa: F401 (fixture)
+from tests.helpers.jobs import rq_queue  # noqa: F401 (fixture)
+from tests.helpers.races import WAIT, at_once, imported, no_500, npz
 
 N = 6  # requests at once
 
 
-def _engine(app):
-    services = app.extensions["simsearch"]
-    return getattr(services, "services", services).db.engine
-
-
-def at_once(app, *calls):
-    """Run the calls (each gets a fresh test client) on threads at once, every first write at a
-    barrier; returns the responses in order."""
-    barrier = threading.Barrier(len(calls), timeout=WAIT)
-    local = threading.local()
-
-    def hook(conn, cursor, statement, parameters, context, executemany):
-        head, upper = statement.lstrip()[:7].upper(), statement.upper()
-        # a lock held until the transaction ends counts as a write: a request must not wait at
-        # the barrier holding one (the others would wait for it and never reach the barrier)
-        write = head.startswith(("INSERT", "UPDATE", "DELETE")) or "FOR UPDATE" in upper or "PG_ADVISORY" in upper
-        if write and getattr(local, "party", False) and not getattr(local, "waited", False):
-            local.waited = True
-            barrier.wait()
-
-    def run(fn):
-        local.party, local.waited = True, False
-        try:
-            return fn(app.test_client())
-        except BaseException:
-            barrier.abort()
-            raise
-        finally:
-            if not local.waited:  # finished without writing: the others need not wait for it
-                local.waited = True
-                try:
-                    barrier.wait()
-                except threading.BrokenBarrierError:
-                    pass
-            local.party = False
-
-    event.listen(_engine(app), "before_cursor_execute", hook)
-    try:
-        with ThreadPoolExecutor(len(calls)) as pool:
-            futures = [pool.submit(run, fn) for fn in calls]
-            return [f.result() for f in futures]
-    finally:
-        event.remove(_engine(app), "before_cursor_execute", hook)
-
-
 def statuses(responses) -> list[int]:
     return sorted(r.status_code for r in responses)
-
-
-def no_500(responses) -> None:
-    bad = [(r.status_code, r.get_data(as_text=True)[:300]) for r in responses if r.status_code >= 500]
-    assert not bad, bad
-
-
-def npz(keys, dim: int = 8, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    np.savez(buf, vectors=rng.normal(size=(len(keys), dim)).astype(np.float32), keys=np.array(keys),
-             labels=np.array(["a" if i % 2 else "b" for i in range(len(keys))]))
-    return buf.getvalue()
-
-
-def imported(client, name: str, n: int = 6, seed: int = 0) -> list[int]:
-    """A collection of ``n`` imported vectors (no model needed); returns its image ids."""
-    resp = client.post(f"/api/collections/{name}/vectors?backbone=efficientnet_lite0&same_model=true",
-                       data=npz([f"k{i}" for i in range(n)], dim=1280, seed=seed),
-                       content_type="application/octet-stream")
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    images = client.get(f"/api/collections/{name}/images?per_page=100").get_json()["images"]
-    return [i["id"] for i in images]
 
 
 @pytest.fixture
@@ -334,7 +263,7 @@ def test_forced_delete_of_a_collection_while_its_ingest_runs(app, tmp_path, monk
 @pytest.fixture
 def queued_app(make_app, settings, rq_queue):  # noqa: F811
     """An app whose jobs stay queued (an RQ queue no worker takes from)."""
-    from tests.test_jobs import REDIS_URL
+    from tests.helpers.jobs import REDIS_URL
 
     return make_app(settings.replace(redis_url=REDIS_URL, jobs="rq", queue=rq_queue))
 
@@ -365,17 +294,17 @@ def test_parallel_tunings_of_one_collection(queued_app):
 
 
 def test_parallel_deletes_of_a_derived_space(app):
-    from tests.test_api import _a_derived_space
+    from tests.helpers.api import a_derived_space
 
     imported(app.test_client(), "pets", n=20)
-    space = _a_derived_space(app, "pets")
+    space = a_derived_space(app, "pets")
     answers = at_once(app, *[lambda c: c.delete(f"/api/collections/pets/spaces/{space}")] * N)
     no_500(answers)
     assert statuses(answers) == [200] + [404] * (N - 1), [r.get_json() for r in answers]
 
 
 def test_parallel_names_and_labels_of_one_cluster(app):
-    from tests.test_cluster_labels import result
+    from tests.helpers.analysis import result
 
     imported(app.test_client(), "pets", n=20)
     data, _ = result(app.test_client(), "/api/collections/pets/clusters?k=2")
