@@ -53,8 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+from harness import cpu_model, log  # noqa: E402  benchmarks/harness.py (puts the repository on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT.parent / "shared" / "datasets").resolve()

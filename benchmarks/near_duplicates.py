@@ -41,8 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py, near_copies.py
-from machine import cpu_model, log  # noqa: E402
+from harness import cpu_model, log  # noqa: E402  benchmarks/harness.py (puts the repository on sys.path)
 import near_copies  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +145,6 @@ def main() -> None:
         return
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
     os.environ.setdefault("SIMSEARCH_REDIS_URL", "")
-    sys.path.insert(0, str(ROOT))
     from sqlalchemy import select
 
     from simsearch.analysis.duplicates import groups_from_pairs
@@ -313,7 +311,6 @@ def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> di
     copies: the candidate search (each vector's ``k`` nearest in the index a
     collection of ``n`` vectors gets from the index policy, built and tuned as simsearch does),
     hash distances and verification, grouping around representatives."""
-    sys.path.insert(0, str(ROOT))
     from simsearch.analysis.duplicates import candidate_pairs
     from simsearch.analysis.near_duplicates import (contains, hash_candidates, pair_hash_distance,
                                                     representative_groups, verify)

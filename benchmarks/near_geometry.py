@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model, log  # noqa: E402
+from harness import cpu_model, log  # noqa: E402  benchmarks/harness.py (puts the repository on sys.path)
 import near_copies  # noqa: E402
 import synthetic  # noqa: E402
 
@@ -58,7 +57,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cosine", type=float, default=0.80)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
     from PIL import Image
 
     from simsearch.analysis import geometry

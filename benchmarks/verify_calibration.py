@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
-from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py
+from harness import cpu_model, log  # noqa: E402  benchmarks/harness.py (puts the repository on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
@@ -51,7 +50,6 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="30 species and 8 landmarks, 4 others each")
     ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
     from simsearch.images import THUMBNAIL_SIDE, decode_image
     from simsearch.images import local_features as LF
     from simsearch.ops import verify as V

@@ -13,12 +13,9 @@ from PIL import Image as PILImage
 
 from simsearch.analysis import regions as R
 from simsearch.errors import InvalidInput
-from tests.conftest import DATASETS, dataset_files, upgraded
+from tests.conftest import dataset_files
 from tests.helpers.api import assert_error
-
-SPACE = "efficientnet_lite0"
-FLOWERS102 = DATASETS / "flowers102"
-OXFORD = DATASETS / "oxford-buildings"
+from tests.helpers.regions import FLOWERS102, OXFORD, SPACE, _search, artefacts  # noqa: F401  (artefacts: the fixture)
 
 
 # ---- pure functions --------------------------------------------------------------------------------
@@ -110,37 +107,6 @@ def test_fuse_max_keeps_the_whole_image_as_the_prior():
 
 # ---- through the API --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def artefacts(tmp_path_factory, weights_dir):
-    """An app on SQLite with a collection 'art' of 8 flowers102 photos (different species) and
-    4 oxford-buildings landmarks; returns (client, {file name: id}, paths)."""
-    import shutil
-
-    from simsearch.config import Settings
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.web import create_app, shutdown
-
-    base = tmp_path_factory.mktemp("regions")
-    folder = base / "art"
-    paths = []
-    for d in sorted(p for p in FLOWERS102.iterdir() if p.is_dir())[:8] + \
-            sorted(p for p in OXFORD.iterdir() if p.is_dir() and p.name != "oxford")[:4]:
-        (folder / d.name).mkdir(parents=True)
-        f = dataset_files(d, 1)[0]
-        shutil.copy(f, folder / d.name / f.name)
-        paths.append(f)
-    home = base / "home"
-    settings = upgraded(Settings.from_env(home=home, database_url=f"sqlite:///{home / 'db.sqlite'}", weights_path=weights_dir,
-                                          local_features=True))  # stored at ingest for verify=true (test_verify_search)
-    app = create_app({"SETTINGS": settings, "TESTING": True})
-    files, _ = files_from_folder(folder, labels="folders")
-    Ingester(app.extensions["simsearch"], spaces=[SPACE]).run("art", files, source=str(folder))
-    client = app.test_client()
-    images = client.get("/api/collections/art/images?per_page=100").get_json()["images"]
-    yield client, {Path(i["path"]).name: i["id"] for i in images}, paths
-    shutdown(app)
-
-
 def _jpeg(im: PILImage.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     im.convert("RGB").save(buf, "JPEG", quality=quality)
@@ -158,11 +124,6 @@ def _pasted(art: Path, background: Path, at=(0.45, 0.3), scale=0.4) -> tuple[byt
         bg.paste(a.convert("RGB").resize((w, h), PILImage.BILINEAR), (x, y))
         box = (x / bg.width, y / bg.height, (x + w) / bg.width, (y + h) / bg.height)
         return _jpeg(bg), ",".join(f"{v:.4f}" for v in box)
-
-
-def _search(client, data: bytes, **params):
-    q = "&".join(f"{k}={v}" for k, v in params.items())
-    return client.post(f"/api/collections/art/search?{q}", data=data, content_type="image/jpeg")
 
 
 def test_box_and_regions_errors_name_the_field(artefacts):

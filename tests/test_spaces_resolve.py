@@ -9,7 +9,7 @@ import pytest
 
 from simsearch.errors import InvalidInput, NotFound
 from simsearch import space_defaults
-from tests.test_store import add_images
+from tests.helpers.db import add_images
 
 LITE = "efficientnet_lite0"
 

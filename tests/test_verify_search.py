@@ -13,8 +13,8 @@ from PIL import Image as PILImage
 from simsearch.errors import InvalidInput
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
-from tests.test_api import assert_error
-from tests.test_region_search import OXFORD, _search, artefacts  # noqa: F401  (the module's fixture)
+from tests.helpers.api import assert_error
+from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
 
 sys_path_benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
 
