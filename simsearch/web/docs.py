@@ -1,18 +1,42 @@
 """``GET /api/openapi.json`` (the OpenAPI 3.1 document APIFlask generates from the declared
-contract, :mod:`simsearch.web.schemas`) and ``GET /api/docs``, a self-contained HTML page
-rendering it (no external scripts or styles, so it works offline and under a strict CSP)."""
+contract, :mod:`simsearch.web.schemas`) and ``GET /api/docs``, an interactive page over it:
+Swagger UI (descriptions rendered as Markdown, "Try it out" against this server).
+
+Swagger UI's files come from the ``swagger-ui-py`` package (a maintained bundle of upstream
+Swagger UI 5, which renders OpenAPI 3.1) and are served by this app under
+``/api/docs/assets/<name>``: the page loads nothing from another origin, so it works offline.
+The page has no inline script (its start-up code is ``static/docs/swagger-init.js``) and carries a
+Content-Security-Policy that allows only this origin (plus ``data:`` images, Swagger UI's icons).
+"""
 
 from __future__ import annotations
 
-import json
+from importlib.resources import files
+from pathlib import Path
 
 from apiflask import APIBlueprint
-from flask import current_app, jsonify, render_template_string
+from flask import current_app, jsonify, render_template, send_from_directory
 
+from simsearch.errors import NotFound
 from simsearch.web.contract import errors
 from simsearch.web.schemas import NoQuery
 
-bp = APIBlueprint("docs", __name__, enable_openapi=True)
+bp = APIBlueprint("docs", __name__, enable_openapi=True, template_folder="templates")
+
+SWAGGER_UI = Path(str(files("swagger_ui") / "static"))
+OWN = Path(__file__).parent / "static" / "docs"
+# The files the page uses, and the folder each is in (nothing else is served from here).
+ASSETS = {
+    "swagger-ui-bundle.js": SWAGGER_UI,
+    "swagger-ui.css": SWAGGER_UI,
+    "favicon-32x32.png": SWAGGER_UI,
+    "swagger-init.js": OWN,
+    "docs.css": OWN,
+}
+ASSET_MAX_AGE = 3600
+# Swagger UI sets style attributes and uses data: SVG icons; everything else is this origin.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
 def spec() -> dict:
@@ -29,51 +53,34 @@ def openapi_json(q):
     return jsonify(spec())
 
 
-_DOCS = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{{ s.info.title }} {{ s.info.version }}</title>
-<style>
-body{font-family:system-ui,-apple-system,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d1d1f;line-height:1.45}
-h1{margin-bottom:.2rem} nav a{margin-right:.8rem} code,pre{font-family:ui-monospace,Menlo,monospace;font-size:.9em}
-code{background:#f2f2f4;padding:.05rem .3rem;border-radius:3px}
-section.op{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}
-.m{display:inline-block;min-width:4.2rem;font-weight:700;text-transform:uppercase;font-family:ui-monospace,monospace}
-.get{color:#0a6}.post{color:#06c}.delete{color:#c22}.put,.patch{color:#a60}
-table{border-collapse:collapse;width:100%;margin:.4rem 0}td,th{border-top:1px solid #eee;padding:.25rem .4rem;text-align:left;vertical-align:top}
-details pre{background:#f7f7f9;padding:.6rem;overflow:auto;max-height:24rem}.lock{font-size:.8em;color:#a60}
-</style></head><body>
-<h1>{{ s.info.title }}</h1><p>version {{ s.info.version }} &middot; <a href="openapi.json">openapi.json</a></p>
-<p>{{ s.info.description }}</p>
-<nav>{% for t in s.tags %}<a href="#tag-{{ t.name }}">{{ t.name }}</a>{% endfor %}</nav>
-{% for t in s.tags %}<h2 id="tag-{{ t.name }}">{{ t.name }}</h2>
-{% for path, ops in s.paths.items() %}{% for method, op in ops.items() if t.name in op.get('tags', []) %}
-<section class="op" id="{{ op.operationId }}"><div><span class="m {{ method }}">{{ method }}</span> <code>{{ path }}</code>
- &mdash; {{ op.summary }}{% if op.security %} <span class="lock">(write: API key or browser session + CSRF token)</span>{% endif %}</div>
-{% if op.description %}<p>{{ op.description }}</p>{% endif %}
-{% if op.parameters %}<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>
-{% for p in op.parameters %}<tr><td><code>{{ p.name }}</code>{% if p.required %} *{% endif %}</td><td>{{ p.in }}</td>
-<td>{{ p.schema.type or 'see schema' }}{% if p.schema.enum %} ({{ p.schema.enum|join(', ') }}){% endif %}{% if p.schema.default is defined %}, default {{ p.schema.default }}{% endif %}</td>
-<td>{{ p.description }}</td></tr>{% endfor %}</table>{% endif %}
-{% if op.requestBody %}<p>Request body: {% for ct, c in op.requestBody.content.items() %}<code>{{ ct }}</code> ({{ schema_name(c.schema) }}){% if not loop.last %} or {% endif %}{% endfor %}</p>{% endif %}
-<table><tr><th>status</th><th>meaning</th><th>body</th></tr>{% for code, r in op.responses.items() %}
-<tr><td>{{ code }}</td><td>{{ r.description }}</td><td>{% for ct, c in (r.content or {}).items() %}<code>{{ ct }}</code> {{ schema_name(c.schema) }}{% endfor %}</td></tr>
-{% endfor %}</table></section>{% endfor %}{% endfor %}{% endfor %}
-<h2>Schemas</h2>{% for name, sch in s.components.schemas.items() %}
-<details id="schema-{{ name }}"><summary><code>{{ name }}</code>{% if sch.description %} &mdash; {{ sch.description }}{% endif %}</summary>
-<pre>{{ dumps(sch) }}</pre></details>{% endfor %}
-</body></html>"""
-
-
-def _schema_name(schema: dict) -> str:
-    if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
-    return schema.get("type", "object") if isinstance(schema.get("type"), str) else "object"
-
-
 @bp.get("/docs")
 @bp.input(NoQuery, location="query", arg_name="q")
 @bp.doc(summary="API documentation page", tags=["service"],
-        responses={200: {"description": "HTML rendering of this document.",
+        description="Swagger UI over this document: every operation, its parameters and schemas, and "
+                    "*Try it out* to call it from the browser.",
+        responses={200: {"description": "The interactive documentation page (HTML).",
                          "content": {"text/html": {"schema": {"type": "string"}}}}, **errors(400)})
 def docs(q):
-    html = render_template_string(_DOCS, s=spec(), schema_name=_schema_name, dumps=lambda o: json.dumps(o, indent=2))
-    return current_app.response_class(html, mimetype="text/html")
+    info = spec()["info"]
+    resp = current_app.response_class(render_template("docs/swagger.html", title=f"{info['title']} {info['version']}"),
+                                      mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = CSP
+    return resp
+
+
+@bp.get("/docs/assets/<name>")
+@bp.input(NoQuery, location="query", arg_name="q")
+@bp.doc(summary="A file of the documentation page", tags=["service"],
+        description="Swagger UI's script, style sheet and icon and the page's start-up script, served by "
+                    "this server so that `/api/docs` works offline. `name` is one of: "
+                    + ", ".join(f"`{n}`" for n in ASSETS) + ".",
+        responses={200: {"description": "The file.",
+                         "content": {"application/javascript": {"schema": {"type": "string"}},
+                                     "text/css": {"schema": {"type": "string"}},
+                                     "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                   **errors(400, 404)})
+def assets(name: str, q):
+    folder = ASSETS.get(name)
+    if folder is None:
+        raise NotFound(f"no documentation asset {name!r}", field="name")
+    return send_from_directory(folder, name, max_age=ASSET_MAX_AGE)

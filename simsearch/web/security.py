@@ -5,7 +5,7 @@ a read (GET/HEAD) needs a valid key (the headers below) or a browser session sig
 at ``/login``, except
 
 - what anyone may see to use the server at all: ``/api/health``, the API's documentation
-  (``/api/docs``, ``/api/openapi.json``), ``/login`` and the UI's static files (:data:`OPEN_READS`);
+  (``/api/docs`` and its files, ``/api/openapi.json``), ``/login`` and the UI's static files (:data:`OPEN_READS`);
 - everything, when ``SIMSEARCH_PUBLIC_READS`` is set (reads as open as without keys);
 - with ``SIMSEARCH_PUBLIC_SEARCH``, what a visitor needs to search and see the results: the UI's
   search page, images similar to a result (rate-limited like searches by upload) and thumbnails
@@ -70,7 +70,7 @@ LOGIN_ENDPOINTS = {"auth.login", "auth.logout"}
 # (SIMSEARCH_PUBLIC_SEARCH), rate-limited.
 PUBLIC_ENDPOINTS = {"api.search"}
 # Reads open to anyone on a server with keys: what is needed to reach the server and sign in.
-OPEN_READS = {"api.health", "docs.openapi_json", "docs.docs", "auth.login", "ui.static", "index"}
+OPEN_READS = {"api.health", "docs.openapi_json", "docs.docs", "docs.assets", "auth.login", "ui.static", "index"}
 # Reads open to anyone on a public server (SIMSEARCH_PUBLIC_SEARCH): the search page and its results.
 PUBLIC_SEARCH_READS = {"ui.search", "api.thumbnail"}
 # ...of which these are searches, rate-limited like PUBLIC_ENDPOINTS.
