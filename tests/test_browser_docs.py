@@ -60,8 +60,9 @@ def test_docs_page_renders_every_operation_from_this_origin_only(browser, docs_s
 
     assert wait(browser, rendered, message="Swagger UI did not render the operations") == expected
     # Markdown in descriptions is rendered (backticks become <code>), not shown literally
-    info = browser.find_element(By.CSS_SELECTOR, ".information-container .info").text
-    assert "`" not in info
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".information-container .info .renderedMarkdown code"),
+         message="the description's Markdown was not rendered")
+    assert "`" not in browser.find_element(By.CSS_SELECTOR, ".information-container .info").text
     shot(browser, "api-docs")
 
     # "Try it out" on GET /api/health: the browser calls the server and shows its answer

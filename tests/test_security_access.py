@@ -26,7 +26,7 @@ READS = ["/api/collections", "/api/collections/pets", "/api/collections/pets/ima
          "/api/collections/pets/duplicates", "/api/collections/pets/atlas/efficientnet_lite0/0-0-0",
          "/api/collections/pets/spaces", "/api/jobs", "/api/jobs/1", "/api/backbones"]
 PAGES = ["/", "/c/pets", "/c/pets/search", "/c/pets/map", "/c/pets/compare", "/ingest"]
-OPEN = ["/api/health", "/api/docs", "/api/openapi.json", "/login"]
+OPEN = ["/api/health", "/api/docs", "/api/docs/assets/swagger-ui-bundle.js", "/api/openapi.json", "/login"]
 
 
 @pytest.fixture
