@@ -75,7 +75,7 @@ def docs(q):
                     "this server so that `/api/docs` works offline. `name` is one of: "
                     + ", ".join(f"`{n}`" for n in ASSETS) + ".",
         responses={200: {"description": "The file.",
-                         "content": {"application/javascript": {"schema": {"type": "string"}},
+                         "content": {"text/javascript": {"schema": {"type": "string"}},
                                      "text/css": {"schema": {"type": "string"}},
                                      "image/png": {"schema": {"type": "string", "format": "binary"}}}},
                    **errors(400, 404)})
