@@ -657,7 +657,7 @@ def test_openapi_document_is_valid_and_rendered(client):
     docs = client.get("/api/docs")
     assert docs.status_code == 200 and docs.mimetype == "text/html"
     csp = docs.headers["Content-Security-Policy"]
-    assert "script-src 'self';" in csp and "connect-src 'self'" in csp
+    assert "script-src 'self';" in csp and "connect-src 'self'" in csp and "unsafe" not in csp
     html = docs.get_data(as_text=True)
     assert "http://" not in html and "https://" not in html  # nothing from another origin
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)

@@ -6,7 +6,7 @@ Swagger UI's files come from the ``swagger-ui-py`` package (a maintained bundle 
 Swagger UI 5, which renders OpenAPI 3.1) and are served by this app under
 ``/api/docs/assets/<name>``: the page loads nothing from another origin, so it works offline.
 The page has no inline script (its start-up code is ``static/docs/swagger-init.js``) and carries a
-Content-Security-Policy that allows only this origin (plus ``data:`` images, Swagger UI's icons).
+Content-Security-Policy that allows only this origin (plus ``data:`` and ``blob:`` images).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ ASSETS = {
     "docs.css": OWN,
 }
 ASSET_MAX_AGE = 3600
-# Swagger UI sets style attributes and uses data: SVG icons; everything else is this origin.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+# Swagger UI uses data: SVG icons and shows image answers of "Try it out" as
+# blob: URLs; everything else is this origin.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
