@@ -410,3 +410,9 @@ def test_docker_compose_config(tmp_path):
         photos = [v for v in services[name]["volumes"] if v["target"] == "/photos"]
         assert photos == [{"type": "bind", "source": str(tmp_path), "target": "/photos", "read_only": True,
                            "bind": {"create_host_path": True}}]
+    # `docker compose build` builds one image, for linux/amd64 (the bake file it would hand buildx)
+    bake = run("build", "--print", SIMSEARCH_API_KEYS="k1")
+    assert bake.returncode == 0, bake.stderr
+    targets = json.loads(bake.stdout)["target"]
+    assert list(targets) == ["migrate"], list(targets)
+    assert targets["migrate"]["tags"] == ["simsearch:latest"] and targets["migrate"]["platforms"] == ["linux/amd64"]
