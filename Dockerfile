@@ -2,12 +2,11 @@
 #   docker compose up --build        (compose.yaml beside this file; see the README's "Deployment")
 #   docker build -t simsearch .      (the build context is what .dockerignore lets through: a few MB)
 # Not built where it was written (no Docker engine there): `docker compose config` validates the
-# compose file in CI, tests/test_deploy.py checks this file's COPY sources and the build context.
+# compose file in CI, tests/test_deploy.py checks this file's COPY sources and the build context,
+# tests/test_lockfile.py that requirements.lock pins every dependency of pyproject.toml in its range.
+# Linux x86-64 only: requirements.lock is resolved for CPython 3.11 on manylinux x86-64, with
+# TensorFlow's CPU-only wheel (`tensorflow-cpu`: 1.27 GB installed against 1.87 GB for `tensorflow`).
 FROM python:3.11-slim
-
-# TensorFlow's CPU-only wheel where PyPI has it (x86-64): 1.27 GB installed instead of 1.87 GB for
-# `tensorflow` 2.21.0 (its CUDA kernels). --build-arg TENSORFLOW=tensorflow for the full wheel.
-ARG TENSORFLOW=auto
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -24,14 +23,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# Dependencies first (a layer that survives code changes), then simsearch itself without them.
+# Dependencies first (a layer that survives code changes): exactly the versions and files of
+# requirements.lock (every one pinned, every file checked against its SHA-256; docs/deployment.md
+# says how to refresh it). Then simsearch itself without dependencies, built with the setuptools
+# and wheel the lock installed (no unpinned build environment fetched).
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-COPY scripts/docker_requirements.py scripts/
-RUN python scripts/docker_requirements.py --tensorflow "$TENSORFLOW" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
 COPY simsearch ./simsearch
-RUN pip install --no-deps . && simsearch --version
+RUN pip install --no-deps --no-build-isolation . && simsearch --version
 
 # Named volumes start as copies of these folders: owned by the user the processes run as.
 RUN useradd --create-home --uid 1000 simsearch \

@@ -271,8 +271,8 @@ def dockerfile_instructions(name: str) -> list[str]:
 
 
 def test_dockerfile_copies_what_exists_and_the_context_sends():
-    for build in ({compose()["services"][n]["build"]["dockerfile"] for n in ("migrate", "web", "worker")}):
-        assert (ROOT / build).is_file()
+    builds = [s["build"] for s in compose()["services"].values() if "build" in s]
+    assert len(builds) == 1 and (ROOT / builds[0]["dockerfile"]).is_file()
     context = set(build_context.context_files(ROOT))
     copies = dockerfile_instructions("COPY")
     assert copies
@@ -294,8 +294,8 @@ def test_dockerignore_keeps_the_context_small(tmp_path):
                  "simsearch.egg-info/PKG-INFO", ".pytest_cache/v/x", "artifacts/run.json", "benchmarks/out/a.json",
                  "data/simsearch.db", ".ci/bin/docker-compose", "schemathesis-report/x.json"):
         assert build_context.excluded(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "simsearch/config.py", "simsearch/web/templates/ui/base.html",
-                 "scripts/docker_requirements.py"):
+    for path in ("pyproject.toml", "requirements.lock", "README.md", "simsearch/config.py",
+                 "simsearch/web/templates/ui/base.html", "scripts/docker_requirements.py"):
         assert not build_context.excluded(path, patterns), path
     # a checkout with what lies around in one: only the image's sources get through
     for rel in ("pyproject.toml", "README.md", "scripts/docker_requirements.py", "scripts/bench.py", "simsearch/config.py",
@@ -311,7 +311,7 @@ def test_dockerignore_keeps_the_context_small(tmp_path):
     size = sum((ROOT / f).stat().st_size for f in files)
     assert size < 5_000_000, f"{len(files)} files, {size} bytes"
     assert not [f for f in files if not f.startswith(("simsearch/", "scripts/"))
-                and f not in ("pyproject.toml", "README.md")]
+                and f not in ("pyproject.toml", "requirements.lock", "README.md")]
 
 
 def test_build_context_follows_dockers_rules(tmp_path):
@@ -335,6 +335,40 @@ def test_docker_requirements_take_the_cpu_wheel_on_x86_64():
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert [d for d in deps if not d.startswith("tensorflow")] == [d for d in declared if not d.startswith("tensorflow")]
+
+
+def test_compose_builds_one_image_that_the_services_share():
+    """`docker compose build` builds one image, once: one service has `build:`, and migrate, web and
+    worker run that image's tag (a build per service could give each a different image)."""
+    services = compose()["services"]
+    built = [name for name, s in services.items() if "build" in s]
+    assert built == ["migrate"], built
+    image = services["migrate"]["image"]
+    assert image.startswith("simsearch:")
+    for name in ("migrate", "web", "worker"):
+        assert services[name]["image"] == image, name
+        assert services[name]["platform"] == "linux/amd64", name  # what requirements.lock is resolved for
+    # the image installs the lock, hashes checked, then simsearch without dependencies
+    runs = dockerfile_instructions("RUN")
+    assert any(r.startswith("pip install --require-hashes -r requirements.lock") for r in runs), runs
+    assert any(r.startswith("pip install --no-deps") for r in runs), runs
+    assert not any(re.search(r"pip install(?! --require-hashes| --no-deps)", r) for r in runs), runs
+    assert "requirements.lock ./" in dockerfile_instructions("COPY")
+
+
+def test_compose_sets_one_precision_for_web_and_workers():
+    """A fleet whose CPUs differ must name one space (docs/backbones.md): SIMSEARCH_PRECISION is set,
+    the same in web and worker, and its default is a precision every CPU runs (not `auto`)."""
+    from simsearch.config import Settings
+
+    services = compose()["services"]
+    values = {services[name]["environment"].get("SIMSEARCH_PRECISION") for name in ("web", "worker", "migrate")}
+    assert len(values) == 1, values
+    value = values.pop()
+    match = re.fullmatch(r"\$\{SIMSEARCH_PRECISION:-(\w+)\}", value or "")
+    assert match, value
+    assert match.group(1) == "fp32"
+    Settings(precision=match.group(1))  # a value the settings accept
 
 
 # ---- docker compose config (the CLI needs no engine) ---------------------------------------------
@@ -376,3 +410,9 @@ def test_docker_compose_config(tmp_path):
         photos = [v for v in services[name]["volumes"] if v["target"] == "/photos"]
         assert photos == [{"type": "bind", "source": str(tmp_path), "target": "/photos", "read_only": True,
                            "bind": {"create_host_path": True}}]
+    # `docker compose build` builds one image, for linux/amd64 (the bake file it would hand buildx)
+    bake = run("build", "--print", SIMSEARCH_API_KEYS="k1")
+    assert bake.returncode == 0, bake.stderr
+    targets = json.loads(bake.stdout)["target"]
+    assert list(targets) == ["migrate"], list(targets)
+    assert targets["migrate"]["tags"] == ["simsearch:latest"] and targets["migrate"]["platforms"] == ["linux/amd64"]

@@ -150,3 +150,16 @@ def test_the_api_and_cli_refuse_bad_names_with_the_same_words_as_before():
     assert limits.check(limits.Space, "clip-vit-b32", "backbone") == "clip-vit-b32"
     with pytest.raises(InvalidInput):
         limits.check(limits.Backbone, f"{LITE}+bf16", "backbone")  # new vectors' precision is a setting
+
+
+def test_a_backbone_counts_as_embedded_in_any_of_its_spaces():
+    """The compare page offers to embed the backbones a collection has no vectors of: a collection
+    whose only space is ``efficientnet_lite0+bf16`` (precision auto on a bf16 CPU) has that backbone."""
+    from simsearch.config import Settings
+    from simsearch.ops.backbones import not_embedded
+
+    settings = Settings.from_env(home="/nonexistent-simsearch-home", database_url="sqlite://")
+    missing = {row["backbone"] for row in not_embedded(settings, ["efficientnet_lite0+bf16", "resnet50@max+flip",
+                                                                  "clip-vit-b32", "efficientnet_lite0@gem3~pca64"])}
+    assert "efficientnet_lite0" not in missing and "resnet50" not in missing
+    assert "efficientnet_lite1" in missing and "vgg16" in missing

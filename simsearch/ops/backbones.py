@@ -23,8 +23,8 @@ def backbone_rows(settings) -> list[dict]:
 
 def not_embedded(settings, have: list[str]) -> list[dict]:
     """Backbones without vectors among the spaces ``have``, each with why it cannot be compared yet
-    (a backbone counts as embedded with any pooling: ``resnet50@max``)."""
-    embedded = {sp.partition("@")[0] for sp in have}
+    (a backbone counts as embedded in any of its spaces: ``resnet50@max``, ``efficientnet_lite0+bf16``)."""
+    embedded = {spaces.parse(sp).backbone for sp in have if spaces.is_backbone_space(sp)}
     out = []
     for row in backbone_rows(settings):
         if row["name"] in embedded:
