@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ NEAR = ("resize50", "jpeg50", "crop5", "hflip_jpeg70")
 
 def _calibration_module():
     """The benchmark's copy maker (benchmarks/ is no package): one definition of each transform."""
+    if str(ROOT / "benchmarks") not in sys.path:  # its own imports: benchmarks/harness.py
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("duplicates_calibration", ROOT / "benchmarks" / "duplicates_calibration.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -9,7 +9,6 @@ import click
 
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
-from simsearch.ops.jobs import ENDED
 from simsearch.text import plural
 
 
@@ -62,7 +61,7 @@ def jobs(ctx, job_id, collection, limit, follow, interval, as_json):
     job = jobs_ops.get(app, job_id)
     if follow:
         last = None
-        while job["status"] not in ENDED:
+        while job["status"] not in jobs_ops.ENDED:
             line = _line(job)
             if line != last and not as_json:
                 click.echo(line, err=not sys.stdout.isatty())
