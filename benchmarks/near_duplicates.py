@@ -207,12 +207,12 @@ def main() -> None:
             out["group_seconds"] = round(time.perf_counter() - t0, 3)
             new = grouping_figures([np.array([row[m["id"]] for m in g["images"]]) for g in res["groups"]],
                                    src, kind, transforms)
-            # the same pairs under other rules: weak hash matches confirmed by the geometric check too,
+            # the same pairs under other rules: weak hash matches of re-shots kept (CONFIRM_WEAK off),
             # and without the geometric check (hashes, then the strict cosine: the rule before it)
             ids = np.unique(np.concatenate([ps.a, ps.b]))
             pi, pj = np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b)
             variants = {}
-            for name, confirm, geo in (("confirm_weak_hash_matches", True, ps.geometry),
+            for name, confirm, geo in (("weak_hash_matches_of_reshots_kept", False, ps.geometry),
                                        ("without_geometry", False, None)):
                 saved, near.CONFIRM_WEAK = near.CONFIRM_WEAK, confirm
                 try:

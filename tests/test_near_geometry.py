@@ -12,12 +12,13 @@ import importlib.util
 import io
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from simsearch.analysis import geometry
-from simsearch.analysis.near_duplicates import GEOMETRY_UNCHECKED, hash_distance, verify
+from simsearch.analysis.near_duplicates import GEOMETRY_RESHOT, GEOMETRY_UNCHECKED, hash_distance, verify
 from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
@@ -96,14 +97,18 @@ def test_features_check_their_input():
 
 def test_verify_takes_the_geometric_verdict():
     # cosine, hash distance, geometry: hashes agree / agree weakly / disagree, checked or not
-    s = np.array([0.85, 0.85, 0.85, 0.95, 0.95, 0.75, 0.65], np.float32)
-    d = np.array([5, 20, 20, 20, 20, 20, 1], np.int16)
-    g = np.array([0, 1, 0, 0, GEOMETRY_UNCHECKED, 1, 0], np.int8)
+    # the last: hashes agree weakly, the check found a re-shot (keypoints agree, pixels do not)
+    s = np.array([0.85, 0.85, 0.85, 0.95, 0.95, 0.75, 0.65, 0.85], np.float32)
+    d = np.array([5, 20, 20, 20, 20, 20, 1, 5], np.int16)
+    g = np.array([0, 1, 0, 0, GEOMETRY_UNCHECKED, 1, 0, GEOMETRY_RESHOT], np.int8)
     rule = dict(floor=0.70, hash_max=8, strict=0.93, hash_sure=2)
-    assert verify(s, d, geometry=g, **rule).tolist() == [True, True, False, False, True, True, True]
-    assert verify(s, d, geometry=g, confirm_weak=True, **rule).tolist() == [False, True, False, False, True, True, True]
+    assert verify(s, d, geometry=g, **rule).tolist() == [True, True, False, False, True, True, True, True]
+    # confirm_weak refuses the weak hash match of a re-shot only: a rejection for too few keypoints
+    # (a caption over a third of the picture) keeps the hashes' word
+    assert verify(s, d, geometry=g, confirm_weak=True, **rule).tolist() == [True, True, False, False, True, True, True,
+                                                                           False]
     # without verdicts (pairs cached before the check): the strict cosine as before
-    assert verify(s, d, **rule).tolist() == [True, False, False, True, True, False, True]
+    assert verify(s, d, **rule).tolist() == [True, False, False, True, True, False, True, True]
     with pytest.raises(InvalidInput):
         verify(s, d, geometry=g[:3], **rule)
 
@@ -141,3 +146,22 @@ def test_the_near_tier_groups_off_centre_and_flipped_crops_not_other_photos_of_a
         assert ps.cached and (ps.geometry == 1).sum() >= 4  # the crops were found by the check
     finally:
         ctx.close()
+
+
+def test_tile_correlation_ignores_an_overlay_but_not_a_change_everywhere():
+    rng = np.random.default_rng(0)
+    x = cv2.GaussianBlur(rng.uniform(0, 255, (96, 128)).astype(np.float32), (7, 7), 0)
+    mask = np.ones(x.shape, bool)
+    assert geometry.tile_correlation(x, x, mask) == pytest.approx(1.0)
+    captioned = x.copy()
+    captioned[72:, 8:120] = np.where(rng.random((24, 112)) < 0.5, 255.0, 0.0)  # a caption band across the bottom
+    whole = np.corrcoef(x[mask], captioned[mask])[0, 1]
+    assert whole < geometry.MIN_NCC <= geometry.tile_correlation(x, captioned, mask)
+    relit = x + cv2.GaussianBlur(rng.uniform(-60, 60, x.shape).astype(np.float32), (9, 9), 0)  # changed all over
+    assert geometry.tile_correlation(x, relit, mask) < geometry.MIN_NCC
+    # flat tiles (sky) do not count; no pixels: 0
+    flat = np.full(x.shape, 128.0, np.float32)
+    assert geometry.tile_correlation(flat, flat, mask) == 0.0
+    assert geometry.tile_correlation(x, x, np.zeros(x.shape, bool)) == 0.0
+    with pytest.raises(InvalidInput):
+        geometry.tile_correlation(x, x[:10], mask)

@@ -29,6 +29,7 @@ from simsearch.errors import InvalidInput
 
 UNKNOWN = -1  # hash distance of a pair one of whose images has no hashes
 GEOMETRY_UNCHECKED = -1  # a pair the geometric check did not look at
+GEOMETRY_RESHOT = 2  # rejected: the same rigid scene (the keypoint tests passed) whose pixels differ, shot again
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int16)
 
 
@@ -78,13 +79,14 @@ def verify(scores: Any, distances: Any, *, floor: float, hash_max: int, strict: 
            geometry: Any = None, confirm_weak: bool = False) -> np.ndarray:
     """Which pairs are near-duplicates. Distance < 0: hashes unknown; ``geometry`` (one per pair,
     as :func:`simsearch.ops.near_geometry.check` gives it): 1 the geometric check accepted the
-    pair, 0 it rejected it, :data:`GEOMETRY_UNCHECKED` not checked (None: none checked). A pair is
-    one when
+    pair, 0 it rejected it, :data:`GEOMETRY_RESHOT` it rejected it as the same scene shot again
+    (the keypoints agree, the pixels do not), :data:`GEOMETRY_UNCHECKED` not checked (None: none
+    checked). A pair is one when
 
     - its hash distance is <= ``hash_sure`` (the same picture, whatever the vectors say: a
       grayscale copy's cosine falls to 0.45); or
     - its cosine is >= ``floor`` and its hash distance <= ``hash_max`` (with ``confirm_weak``: and
-      the geometric check did not reject it); or
+      the geometric check did not find a re-shot); or
     - its cosine is >= ``floor`` and the geometric check accepted it (crops the hashes do not
       cover, a crop of a flipped copy, rotations); or
     - its cosine is >= ``strict`` and it was not checked (a picture unavailable to the check)."""
@@ -97,7 +99,7 @@ def verify(scores: Any, distances: Any, *, floor: float, hash_max: int, strict: 
     floor_ok = s >= np.float32(floor)
     hashed = floor_ok & known & (d <= hash_max)
     if confirm_weak:
-        hashed &= g != 0
+        hashed &= g != GEOMETRY_RESHOT
     return ((known & (d <= hash_sure)) | hashed | (floor_ok & (g == 1))
             | ((s >= np.float32(strict)) & (g == GEOMETRY_UNCHECKED)))
 

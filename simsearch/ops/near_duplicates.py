@@ -52,9 +52,11 @@ HASH_SURE = 2
 # its most similar *distinct* photo (0.926 on flowers102 + oxford-buildings; the pairs above it are
 # mostly bursts: benchmark).
 STRICT_COSINE = 0.93
-# CONFIRM_WEAK: a pair whose hashes agree only weakly (HASH_SURE < distance <= HASH_MAX) also needs the
-# geometric check not to reject it (photos of one building from one spot on other days pass the hashes).
-CONFIRM_WEAK = False
+# CONFIRM_WEAK: a pair whose hashes agree only weakly (HASH_SURE < distance <= HASH_MAX) is refused when
+# the geometric check found the same rigid scene whose pixels differ (a re-shot: photos of one building
+# from one spot on other days pass the hashes). A pair the check rejects for its keypoints (a caption
+# over a third of the picture leaves too few) keeps the hashes' word. docs/near-duplicates.md.
+CONFIRM_WEAK = True
 
 
 def peek(ctx, collection: str, space: str | None) -> vecs.VectorSet:

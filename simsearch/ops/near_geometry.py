@@ -26,7 +26,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from simsearch.analysis import geometry
-from simsearch.analysis.near_duplicates import GEOMETRY_UNCHECKED
+from simsearch.analysis.near_duplicates import GEOMETRY_RESHOT, GEOMETRY_UNCHECKED
 from simsearch.images.decode import decode_image
 from simsearch.ops.originals import open_original
 from simsearch.store.models import Image, Thumbnail
@@ -90,7 +90,8 @@ class _Cache:
 def check(ctx, a: np.ndarray, b: np.ndarray, score: np.ndarray, distance: np.ndarray, *, hash_sure: int,
           progress=None) -> tuple[np.ndarray, np.ndarray]:
     """(verdict, share) per pair of image ids ``(a, b)``: verdict 1 accepted, 0 rejected by the
-    rule (:func:`simsearch.analysis.geometry.verify`), :data:`GEOMETRY_UNCHECKED` not checked (not
+    rule (:func:`simsearch.analysis.geometry.verify`), :data:`GEOMETRY_RESHOT` rejected as the same
+    scene shot again (keypoints agree, pixels differ), :data:`GEOMETRY_UNCHECKED` not checked (not
     needed, or a picture unavailable); share: the check's inlier share (-1 unchecked)."""
     verdict = np.full(len(a), GEOMETRY_UNCHECKED, np.int8)
     share = np.full(len(a), -1.0, np.float32)
@@ -113,7 +114,7 @@ def check(ctx, a: np.ndarray, b: np.ndarray, score: np.ndarray, distance: np.nda
             cache.fill([int(x) for x in np.r_[a[chunk], b[chunk]]], pool)
             for p, v in pool.map(judge, chunk.tolist()):
                 if v is not None:
-                    verdict[p] = 1 if v.accepted else 0
+                    verdict[p] = 1 if v.accepted else GEOMETRY_RESHOT if v.reshot else 0
                     share[p] = v.share
             say(min(start + CHUNK, len(todo)), len(todo))
     return verdict, share
