@@ -1,4 +1,5 @@
-"""Jobs (ingest and background analyses) as the API and UI show them."""
+"""Jobs (ingest and background analyses) as the API and UI show them (one job: with its shards,
+``children``, when a large ingest was split)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ def get(ctx, job_id: int) -> dict:
         if run is None:
             raise NotFound(f"no job with id {job_id}", field="job_id")
         coll = s.get(Collection, run.collection_id)
-        return shown(run, coll.name if coll else None, s)
+        out = shown(run, coll.name if coll else None, s)
+        if run.kind == JobKind.INGEST and (run.params or {}).get("shards"):
+            children = s.scalars(select(IngestRun).where(IngestRun.parent_id == run.id).order_by(IngestRun.id))
+            out["children"] = [shown(child, out["collection"]) for child in children]
+        return out
 
 
 def shown(run: IngestRun, collection: str | None, session=None) -> dict:
