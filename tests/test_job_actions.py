@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import CATS_DOGS, dataset_files
 
 from simsearch.jobs.status import title
-from simsearch.store import lifecycle
+from simsearch.store import job_cancel, lifecycle
 from simsearch.store.lifecycle import JobKind
 from simsearch.store.models import Image
 from tests.helpers.api import assert_error, ingest_folder, wait_job
@@ -106,7 +106,8 @@ def test_retry_queues_a_failed_ingest_again_while_its_files_are_staged(make_app,
     job = create_run(ctx, "again", ["efficientnet_lite0"], "upload", staging,
                      absolute_files=[ManifestFile(path=str(p), name=p.name) for p in cats])
     assert_error(client.post(f"/api/jobs/{job}/retry"), 409, "conflict", "job_id")  # queued: nothing to retry
-    lifecycle.cancel_job(ctx.db, job)
+    job_cancel.cancel_job(ctx.db, job)
+    assert client.get(f"/api/jobs/{job}").get_json()["retry_refused"] is None  # its files are still staged
     resp = client.post(f"/api/jobs/{job}/retry")
     assert resp.status_code == 202, resp.get_json()
     body = resp.get_json()
@@ -116,7 +117,7 @@ def test_retry_queues_a_failed_ingest_again_while_its_files_are_staged(make_app,
     # its files were removed when it ended: a second retry says what to do instead
     assert lifecycle.transition(ctx.db, job, "failed", when=("done",), message="failed for the test")
     body = assert_error(client.post(f"/api/jobs/{job}/retry"), 409, "conflict", "job_id")
-    assert "Add images" in body["message"]
+    assert "Add images" in body["message"] and client.get(f"/api/jobs/{job}").get_json()["retry_refused"] == body["message"]
 
 
 def test_retry_of_an_analysis_starts_a_new_job_with_its_parameters(make_app, pets_small):
@@ -148,6 +149,10 @@ def test_retry_refuses_what_cannot_start_again(make_app):
     lifecycle.interrupt(db, cli, "interrupted")
     body = assert_error(client.post(f"/api/jobs/{cli}/retry"), 409, "conflict", "job_id")
     assert "simsearch ingest" in body["message"]
+    # the job says so before anyone asks (the jobs page shows it instead of a Retry button)
+    assert client.get(f"/api/jobs/{cli}").get_json()["retry_refused"] == body["message"]
+    listed = {j["id"]: j for j in client.get("/api/jobs").get_json()["jobs"]}
+    assert listed[cli]["retry_refused"] == body["message"]
     running = lifecycle.create(db, kind=JobKind.TUNE, collection_id=coll, source="tuning of c", running=True)
     assert "cancel it first" in assert_error(client.post(f"/api/jobs/{running}/retry"), 409)["message"]
     assert_error(client.post("/api/jobs/424242/retry"), 404, "not_found", "job_id")

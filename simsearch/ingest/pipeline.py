@@ -23,7 +23,7 @@ from simsearch import derived, provenance, space_defaults
 from simsearch.errors import ImageDecodeError, InvalidInput, JobCancelled, public_reason
 from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
-from simsearch.store import lifecycle  # (store-only: the statuses of the run it writes)
+from simsearch.store import job_cancel, lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
 from simsearch.spaces import parse as parse_space
 from simsearch.store import repo
@@ -293,7 +293,7 @@ class Ingester:
         """Store one embedded batch in one transaction; the report and the run's counters follow
         what the database says was stored (another run may have stored some files first)."""
         with self.ctx.db.session() as s:
-            if not lifecycle.still_running(s, run_id):  # cancelled meanwhile: stop before this batch
+            if not job_cancel.still_running(s, run_id):  # cancelled meanwhile: stop before this batch
                 raise JobCancelled(f"ingest job {run_id} was cancelled", field="job_id")
             out = store_batch(s, batch, vectors, per_image_seconds, collection_id=coll_id, run_id=run_id)
             run = s.get(IngestRun, run_id)
@@ -322,5 +322,8 @@ class Ingester:
             # (a resumed run that finishes keeps the note that it was resumed)
             if status is not None:
                 lifecycle.end(run, status, message, keep_message=message is None and status != lifecycle.JobStatus.FAILED)
+            else:  # cancelled: say that it has stopped now (a retry may start it again)
+                job_cancel.stopped(run, f"stopped after {report.added + report.skipped + report.failed + report.duplicates} "
+                                       f"of {report.total} files (what was stored is kept)")
             run.added, run.skipped, run.failed, run.errors = report.added, report.skipped, report.failed, list(report.errors)
             run.duplicates = report.duplicates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from simsearch.store.lifecycle import is_cancelled
+from simsearch.store.job_cancel import is_cancelled
 from simsearch.store.models import IngestRun
 
 MAX_ERRORS_SHOWN = 200

@@ -2,7 +2,7 @@
 ``/retry``).
 
 **Cancel** a queued or running job: it ends ``failed`` with the message "cancelled by a user"
-(:func:`simsearch.store.lifecycle.cancel_job`). A queued job is then never started; a running
+(:func:`simsearch.store.job_cancel.cancel_job`). A queued job is then never started; a running
 ingest (or shard) stops before its next batch, keeping what it committed; a running analysis or
 tuning finishes its current computation, and its result is not recorded as the job's. Cancelling
 a sharded ingest cancels its unfinished shards; cancelling one shard fails only that shard. An
@@ -31,11 +31,9 @@ from simsearch.jobs.status import embedding_space
 from simsearch.ops import analysis_jobs, tune_jobs
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.embed_jobs import start_embedding
-from simsearch.store import lifecycle
-from simsearch.store.lifecycle import ANALYSIS_KINDS, UNFINISHED, JobKind, JobStatus
+from simsearch.store import job_cancel, lifecycle
+from simsearch.store.lifecycle import ANALYSIS_KINDS, RETRYABLE, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import Collection, IngestRun
-
-RETRYABLE = (JobStatus.FAILED, JobStatus.INTERRUPTED)
 
 
 def _job(ctx, job_id: int) -> tuple[IngestRun, str | None, list[int]]:
@@ -61,9 +59,9 @@ def cancel(ctx, job_id: int) -> dict:
                        "index until it ends", field="job_id")
     if run.status not in UNFINISHED:
         raise Conflict(f"job {job_id} has ended ({run.status}): there is nothing to cancel", field="job_id")
-    done = [job_id] if lifecycle.cancel_job(ctx.db, job_id) else []
+    done = [job_id] if job_cancel.cancel_job(ctx.db, job_id) else []
     for child in children:
-        if lifecycle.cancel_job(ctx.db, child, f"with its ingest #{job_id}"):
+        if job_cancel.cancel_job(ctx.db, child, f"with its ingest #{job_id}"):
             done.append(child)
     if not done:  # it ended meanwhile
         raise Conflict(f"job {job_id} ended before it could be cancelled", field="job_id")
@@ -72,49 +70,58 @@ def cancel(ctx, job_id: int) -> dict:
     return {"job_id": job_id, "status": JobStatus.FAILED.value, "cancelled": done}
 
 
-def retry(ctx, runner, job_id: int) -> dict:
-    """Start job ``job_id`` again (see the module's text; 404 unknown, 409 when it is not failed,
-    cancelled or interrupted, or cannot be started again). Returns ``{"job_id", "status",
-    "retry_of"}``: ``job_id`` is the job to follow (the same one, or a new one)."""
-    run, collection, _children = _job(ctx, job_id)
+def refusal(ctx, run: IngestRun, collection: str | None) -> str | None:
+    """Why job ``run`` cannot be retried, with what to do instead; None when :func:`retry` can
+    start it again (the jobs page shows its Retry button only then)."""
     if run.status not in RETRYABLE:
         hint = ": cancel it first" if run.status in UNFINISHED else ""
-        raise Conflict(f"job {job_id} is {run.status}; only a failed, cancelled or interrupted job can be retried{hint}",
-                       field="job_id")
+        return f"job {run.id} is {run.status}; only a failed, cancelled or interrupted job can be retried{hint}"
     if collection is None:
-        raise Conflict(f"the collection of job {job_id} was deleted", field="job_id")
+        return f"the collection of job {run.id} was deleted"
+    if run.kind == JobKind.SHARD:
+        return (f"job {run.id} is a shard of ingest #{run.parent_id}: ingest the same files again to finish that job "
+                "(what was stored is skipped)")
+    if run.kind == JobKind.INDEX:
+        return f"job {run.id} is an index rebuild: it starts again by itself when the index is next needed"
+    if run.kind != JobKind.INGEST:
+        return None
+    if job_cancel.still_stopping(run):
+        return (f"job {run.id} was cancelled while it ran and is still stopping (its current batch ends first): "
+                "retry it in a moment")
+    if (run.owner or "").startswith("cli:"):
+        return f"job {run.id} was a `simsearch ingest` command: run the same command again, it skips what was stored"
+    if (run.params or {}).get("shards"):
+        return (f"job {run.id} was split into shards: ingest the same files again to finish it (what was stored is "
+                "skipped)")
+    if _staged(ctx, run.id) or (run.source or "").startswith("embed:"):
+        return None
+    return (f"the files of job {run.id} were deleted when it ended (SIMSEARCH_UPLOAD_RETENTION_HOURS keeps them): add "
+            "them again on the collection's Add images page (what was stored is skipped)")
+
+
+def _staged(ctx, run_id: int) -> bool:
+    return (run_folder(ctx.settings, run_id) / MANIFEST).is_file()
+
+
+def retry(ctx, runner, job_id: int) -> dict:
+    """Start job ``job_id`` again (see the module's text; 404 unknown, 409 when it is not failed,
+    cancelled or interrupted, or cannot be started again: :func:`refusal`). Returns ``{"job_id",
+    "status", "retry_of"}``: ``job_id`` is the job to follow (the same one, or a new one)."""
+    run, collection, _children = _job(ctx, job_id)
+    reason = refusal(ctx, run, collection)
+    if reason is not None:
+        raise Conflict(reason, field="job_id")
     if run.kind in ANALYSIS_KINDS:
         new_id, status = analysis_jobs.start(ctx, runner, AnalysisTask.from_json(run.kind, collection, run.params))
     elif run.kind == JobKind.TUNE:
         opts = {k: v for k, v in (run.params or {}).items() if k != "report"}
         new_id, status = tune_jobs.start(ctx, runner, collection, opts)
-    elif run.kind == JobKind.INGEST:
-        new_id, status = _retry_ingest(ctx, runner, run, collection)
-    elif run.kind == JobKind.SHARD:
-        raise Conflict(f"job {job_id} is a shard of ingest #{run.parent_id}: ingest the same files again to finish "
-                       "that job (what was stored is skipped)", field="job_id")
-    else:
-        raise Conflict(f"job {job_id} is an index rebuild: it starts again by itself when the index is next needed",
-                       field="job_id")
-    return {"job_id": new_id, "status": status, "retry_of": job_id}
-
-
-def _retry_ingest(ctx, runner, run: IngestRun, collection: str) -> tuple[int, str]:
-    if (run.owner or "").startswith("cli:"):
-        raise Conflict(f"job {run.id} was a `simsearch ingest` command: run the same command again, it skips what "
-                       "was stored", field="job_id")
-    if (run.params or {}).get("shards"):
-        raise Conflict(f"job {run.id} was split into shards: ingest the same files again to finish it (what was "
-                       "stored is skipped)", field="job_id")
-    if (run_folder(ctx.settings, run.id) / MANIFEST).is_file():
+    elif _staged(ctx, run.id):  # an ingest whose files are still there: the same job, queued again
         if not lifecycle.requeue(ctx.db, run.id, f"queued again (retry of a {run.status} job)", when=RETRYABLE):
             raise Conflict(f"job {run.id} changed meanwhile: look at it again", field="job_id")
         runner.submit(run.id, {"batch_size": None})
-        return run.id, JobStatus.QUEUED.value
-    space = embedding_space(run.source)
-    if space is not None and (run.source or "").startswith("embed:"):
-        started = start_embedding(ctx, runner, collection, space)
-        return started["job_id"], started["status"]
-    raise Conflict(f"the files of job {run.id} were deleted when it ended (SIMSEARCH_UPLOAD_RETENTION_HOURS keeps "
-                   "them): add them again on the collection's Add images page (what was stored is skipped)",
-                   field="job_id")
+        new_id, status = run.id, JobStatus.QUEUED.value
+    else:  # the compare page's embedding pass: over the images that still lack the vectors
+        started = start_embedding(ctx, runner, collection, embedding_space(run.source))
+        new_id, status = started["job_id"], started["status"]
+    return {"job_id": new_id, "status": status, "retry_of": job_id}

@@ -62,6 +62,7 @@ UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 ENDED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.INTERRUPTED)
 ANALYSIS_KINDS = (JobKind.CLUSTERS, JobKind.MAP, JobKind.EVALUATION, JobKind.COMPARISON, JobKind.DUPLICATES)
 RESTARTABLE = (JobKind.INGEST, JobKind.SHARD)  # idempotent: started again after a lost worker
+RETRYABLE = (JobStatus.FAILED, JobStatus.INTERRUPTED)  # ended badly: a retry may start it again
 
 HEARTBEAT_SECONDS = 30.0
 # A running job not heard of for this long is taken as lost (its process stopped): a request
@@ -294,32 +295,6 @@ def end(run: IngestRun, status: str, message: str | None = None, *, keep_message
     run.status, run.finished_at, run.updated_at = JobStatus(status).value, now, now
     if not keep_message:
         run.message = _cut(message)
-
-
-CANCELLED = "cancelled"  # the first word of a cancelled job's message (its status is ``failed``)
-
-
-def is_cancelled(status: str, message: str | None) -> bool:
-    """Whether a job ended because it was cancelled (:func:`cancel_job`, :func:`cancel`)."""
-    return status == JobStatus.FAILED and (message or "").startswith(CANCELLED)
-
-
-def cancel_job(db, run_id: int, reason: str = "by a user", *, clock: Clock = utcnow) -> bool:
-    """Cancel job ``run_id`` if it is queued or running: ``failed`` with "cancelled ..." (a queued
-    job is then never started; a running ingest stops at its next batch, :func:`still_running`).
-    A shard is failed for good (no retry). Returns whether it moved."""
-    def mark_final(run: IngestRun) -> None:
-        if run.kind == JobKind.SHARD:
-            run.params = {**(run.params or {}), "final": True}
-
-    return transition(db, run_id, JobStatus.FAILED, message=f"{CANCELLED} {reason}", then=mark_final, clock=clock)
-
-
-def still_running(session, run_id: int) -> bool:
-    """Whether job ``run_id`` is still ``running`` (read in ``session``): a running ingest asks
-    before each batch, and stops when the job was cancelled meanwhile."""
-    status = session.scalar(select(IngestRun.status).where(IngestRun.id == run_id))
-    return status == JobStatus.RUNNING
 
 
 def cancel(db, collection_id: int, message: str, *, clock: Clock = utcnow) -> list[int]:

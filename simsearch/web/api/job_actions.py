@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from flask import url_for
-
 from simsearch.ops import job_actions
 from simsearch.web import schemas as S
 from simsearch.web.api.analysis import JOB_CAP
 from simsearch.web.api.blueprint import bp
-from simsearch.web.api.common import ctx, runner
+from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, errors, links
 
 
@@ -38,6 +36,4 @@ def cancel_job(job_id: int, q):
         responses=errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP,
                          e503="The backbone's weights are unavailable, or the job queue is."))
 def retry_job(job_id: int, q):
-    out = job_actions.retry(ctx(), runner(), job_id)
-    status_url = url_for("api.job", job_id=out["job_id"])
-    return {**out, "status_url": status_url}, 202, {"Location": status_url}
+    return job_accepted(job_actions.retry(ctx(), runner(), job_id), S.JobRetried)

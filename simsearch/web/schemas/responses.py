@@ -128,6 +128,9 @@ class Job(BaseModel):
                                    "vectors is an embedding pass).")
     parent_id: int | None = Field(None, description="A shard: the ingest it is a part of.")
     cancelled: bool = Field(False, description="Failed because it was cancelled (`POST /api/jobs/{id}/cancel`).")
+    retry_refused: str | None = Field(None, description="A failed, cancelled or interrupted job that "
+                                      "`POST /api/jobs/{id}/retry` cannot start again: why, and what to do instead "
+                                      "(null: it can be retried, or has not ended badly).")
     params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest); a tuning's "
                                           "options and, once done, its report.")
     result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
@@ -155,8 +158,8 @@ class Job(BaseModel):
     stale: bool = Field(description="Running, but no progress for 10 minutes: its process probably stopped.")
     shards: JobShards | None = Field(None, description="A large queued ingest split into shards that any worker "
                                      "takes: how many are in each state (the counters above are their sums).")
-    children: list["Job"] | None = Field(None, description="One job's view (`/api/jobs/{id}`) of a sharded ingest: "
-                                         "its shards, each a job.")
+    children: list[dict[str, Any]] | None = Field(None, description="One job's view (`/api/jobs/{id}`) of a sharded "
+                                                  "ingest: its shards, each in the shape of a Job (kind `shard`).")
 
 
 class AnalysisAccepted(BaseModel):

@@ -68,9 +68,14 @@ function buttons(job, after) {
     out.push(h('button', { type: 'button', 'data-testid': 'job-cancel', 'aria-label': `Cancel job ${job.id}`,
       onclick: (e) => act(e.currentTarget, `/api/jobs/${job.id}/cancel`, after) }, 'Cancel'));
   }
-  if ((job.status === 'failed' || job.status === 'interrupted') && job.kind !== 'index' && job.kind !== 'shard') {
-    out.push(h('button', { type: 'button', 'data-testid': 'job-retry', 'aria-label': `Retry job ${job.id}`,
-      onclick: (e) => act(e.currentTarget, `/api/jobs/${job.id}/retry`, after) }, 'Retry'));
+  if ((job.status === 'failed' || job.status === 'interrupted') && job.kind !== 'shard') {
+    if (job.retry_refused) {  // why it cannot start again, and what to do instead
+      out.push(h('span', { class: 'hint retry-refused', 'data-testid': 'job-retry-refused', title: job.retry_refused },
+        detail ? job.retry_refused : 'cannot be retried (details)'));
+    } else {
+      out.push(h('button', { type: 'button', 'data-testid': 'job-retry', 'aria-label': `Retry job ${job.id}`,
+        onclick: (e) => act(e.currentTarget, `/api/jobs/${job.id}/retry`, after) }, 'Retry'));
+    }
   }
   return out;
 }
