@@ -167,3 +167,15 @@ def test_a_job_says_what_it_does_by_its_kind():
     assert title("tune", "tuning of c", {}, [], None) == "Tuning the search spaces"
     assert title("map", "map of c", {"backbone": "s"}, [], None) == "Map layout in s"
     assert title("comparison", "x", {"backbones": ["a", "b"]}, [], None) == "Comparison of backbones in a, b"
+
+
+def test_simsearch_jobs_lists_an_embedding_pass_as_one_not_as_new_images():
+    from simsearch.cli.jobs import _line
+
+    job = {"id": 7, "kind": "ingest", "title": title("ingest", "compare:efficientnet_b0", None, [], None),
+           "status": "done", "cancelled": False, "collection": "pets", "processed": 24, "total": 24, "added": 0,
+           "skipped": 24, "failed": 0}
+    line = _line(job)
+    assert line.startswith("#7  ingest  Embedding with efficientnet_b0 for a comparison  done  pets  24/24")
+    assert "new" not in line
+    assert "  cancelled  " in _line({**job, "status": "failed", "cancelled": True})
