@@ -71,7 +71,7 @@ function buttons(job, after) {
   if ((job.status === 'failed' || job.status === 'interrupted') && job.kind !== 'shard') {
     if (job.retry_refused) {  // why it cannot start again, and what to do instead
       out.push(h('span', { class: 'hint retry-refused', 'data-testid': 'job-retry-refused', title: job.retry_refused },
-        detail ? job.retry_refused : 'cannot be retried (details)'));
+        detail ? job.retry_refused : ['cannot be retried: ', h('a', { href: `/jobs/${job.id}` }, 'why')]));
     } else {
       out.push(h('button', { type: 'button', 'data-testid': 'job-retry', 'aria-label': `Retry job ${job.id}`,
         onclick: (e) => act(e.currentTarget, `/api/jobs/${job.id}/retry`, after) }, 'Retry'));
