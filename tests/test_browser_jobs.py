@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import CATS_DOGS, dataset_files, upgraded
 from tests.helpers.browser import LiveServer, _no_js_errors, browser, by_testid, shot, wait  # noqa: F401 (fixtures)
 from tests.helpers.held import feed, held_ingest, release
+from tests.helpers.job_rows import failed_clusters_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -28,7 +29,7 @@ def live(tmp_path_factory, weights_dir):
                                           weights_path=weights_dir)).replace(job_threads=2)  # both run at once
     app = create_app(settings)
     server = LiveServer(app)
-    server.ctx, server.runner, server.base = app.extensions["simsearch"], app.extensions["simsearch_jobs"], base
+    server.app, server.ctx, server.runner, server.base = app, app.extensions["simsearch"], app.extensions["simsearch_jobs"], base
     yield server
     server.stop()
     shutdown(app)
@@ -129,3 +130,17 @@ def test_pages_that_start_jobs_link_to_the_jobs_page(live, browser):
     assert "no job with id 987654" in browser.page_source
     logged = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # the console logs the 404
     assert all("/jobs/987654" in e["message"] and "404" in e["message"] for e in logged), logged
+
+
+def test_retry_from_a_jobs_page_starts_the_job_again(live, browser):
+    failed = failed_clusters_job(live.app, COLLECTION)  # (the first test's ingests made the collection)
+    browser.get(f"{live.url}/jobs/{failed}")
+    wait(browser, lambda d: by_testid(d, "job-detail").get_attribute("data-status") == "failed", timeout=30)
+    assert by_testid(browser, "job-title").text == "Clustering in efficientnet_lite0"
+    by_testid(browser, "job-retry").click()
+    # a new job with the same parameters: its page opens and follows it to the end
+    wait(browser, lambda d: d.current_url.rstrip("/").split("/")[-1] not in (str(failed), "jobs"), timeout=30)
+    wait(browser, lambda d: by_testid(d, "job-detail").get_attribute("data-status") == "done", timeout=180,
+         message="the retried clustering did not finish")
+    assert by_testid(browser, "job-result").get_attribute("href").endswith(f"/c/{COLLECTION}/clusters")
+    shot(browser, "job-retried")
