@@ -60,6 +60,13 @@ class Conflict(SimsearchError):
     http_status = 409
 
 
+class JobCancelled(Conflict):
+    """The job was cancelled (from the jobs page, ``POST /api/jobs/<id>/cancel``) while it ran:
+    what was committed is kept, the rest is not done."""
+
+    code = "job_cancelled"
+
+
 class Gone(SimsearchError):
     """The resource existed and is gone for good (an image's original file was deleted)."""
 

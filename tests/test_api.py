@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from conftest import CATS_DOGS, copy_subset, dataset_files
 
 from simsearch.web import create_app, shutdown
+from tests.helpers.job_rows import failed_clusters_job, queued_job
 from tests.helpers.api import (
     a_derived_space,
     analysis_result,
@@ -702,6 +703,8 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
             "/api/collections/pets/ingest", data={"files": [(io.BytesIO(query), "again.jpg")]}, content_type="multipart/form-data"),
         ("/api/jobs", "get"): lambda: client.get("/api/jobs?collection=pets&limit=5"),
         ("/api/jobs/{job_id}", "get"): lambda: client.get(f"/api/jobs/{job_id}"),
+        ("/api/jobs/{job_id}/cancel", "post"): lambda: client.post(f"/api/jobs/{queued_job(app, 'pets')}/cancel"),
+        ("/api/jobs/{job_id}/retry", "post"): lambda: client.post(f"/api/jobs/{failed_clusters_job(app, 'pets')}/retry"),
         ("/api/images/{image_id}", "get"): lambda: client.get(f"/api/images/{cat}"),
         ("/api/images/{image_id}", "patch"): lambda: client.patch(f"/api/images/{dog}", json={"name": "dog-renamed.jpg"}),
         ("/api/images/{image_id}", "delete"): lambda: client.delete(f"/api/images/{dog}"),

@@ -228,7 +228,8 @@ def test_ingest_queue_then_jobs_follow(settings, tmp_path, queue_name):
     assert proc.returncode == 0, proc.stderr[-3000:]
     stdout, stderr = follow.communicate(timeout=120)
     assert follow.returncode == 0, stderr
-    assert f"#{accepted['job_id']}  ingest  done  queued  6/6  +6 new, 0 present, 0 failed  shards 2/2 done" in stdout
+    assert f"#{accepted['job_id']}  ingest  Adding images" in stdout
+    assert "  done  queued  6/6  +6 new, 0 present, 0 failed  shards 2/2 done" in stdout
 
 
 @pytest.mark.postgres

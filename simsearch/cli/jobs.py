@@ -14,9 +14,12 @@ from simsearch.text import plural
 
 def _line(job: dict) -> str:
     shards = job.get("shards")
-    parts = [f"#{job['id']}", job["kind"], job["status"] + (" (stale)" if job.get("stale") else ""),
+    status = "cancelled" if job.get("cancelled") else job["status"]
+    parts = [f"#{job['id']}", job["kind"], job.get("title") or job["kind"], status + (" (stale)" if job.get("stale") else ""),
              job["collection"] or "-", f"{job['processed']}/{job['total']}"]
-    if job["kind"] in ("ingest", "shard"):
+    if job["kind"] in ("ingest", "shard") and (job.get("title") or "").startswith("Embedding"):
+        parts.append(f"{job['failed']} failed")  # an embedding pass adds vectors to images already there, no new ones
+    elif job["kind"] in ("ingest", "shard"):
         parts.append(f"+{job['added']} new, {job['skipped']} present, {job['failed']} failed")
     if shards:
         parts.append(f"shards {shards['done']}/{shards['total']} done, {shards['running']} running"

@@ -20,10 +20,10 @@ from typing import Callable, Iterable
 import numpy as np
 
 from simsearch import derived, provenance, space_defaults
-from simsearch.errors import ImageDecodeError, InvalidInput, public_reason
+from simsearch.errors import ImageDecodeError, InvalidInput, JobCancelled, public_reason
 from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash, resize_for_model
 from simsearch.ingest.sources import SourceFile
-from simsearch.store import lifecycle  # (store-only: the statuses of the run it writes)
+from simsearch.store import job_cancel, lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
 from simsearch.spaces import parse as parse_space
 from simsearch.store import repo
@@ -194,6 +194,10 @@ class Ingester:
                 flush(batch)
             if stored is not None:
                 stored.result()
+        except JobCancelled:
+            writer.shutdown(wait=True, cancel_futures=True)
+            self._finish(run_id, report, None, None)  # it stays as cancelled; what was committed counts
+            raise
         except BaseException as exc:
             writer.shutdown(wait=True, cancel_futures=True)
             self._finish(run_id, report, lifecycle.JobStatus.FAILED, public_reason(exc, hide=(str(self.ctx.settings.home),)))
@@ -289,6 +293,8 @@ class Ingester:
         """Store one embedded batch in one transaction; the report and the run's counters follow
         what the database says was stored (another run may have stored some files first)."""
         with self.ctx.db.session() as s:
+            if not job_cancel.still_running(s, run_id):  # cancelled meanwhile: stop before this batch
+                raise JobCancelled(f"ingest job {run_id} was cancelled", field="job_id")
             out = store_batch(s, batch, vectors, per_image_seconds, collection_id=coll_id, run_id=run_id)
             run = s.get(IngestRun, run_id)
             run.processed += len(batch)
@@ -307,12 +313,17 @@ class Ingester:
         if self.progress is not None:
             self.progress(run)
 
-    def _finish(self, run_id: int, report: IngestReport, status: str, message: str | None) -> None:
+    def _finish(self, run_id: int, report: IngestReport, status: str | None, message: str | None) -> None:
+        """End the run with ``status`` (None: a cancelled run keeps its status and message)."""
         with self.ctx.db.session() as s:
             run = s.get(IngestRun, run_id)
             if run is None:
                 return
             # (a resumed run that finishes keeps the note that it was resumed)
-            lifecycle.end(run, status, message, keep_message=message is None and status != lifecycle.JobStatus.FAILED)
+            if status is not None:
+                lifecycle.end(run, status, message, keep_message=message is None and status != lifecycle.JobStatus.FAILED)
+            else:  # cancelled: say that it has stopped now (a retry may start it again)
+                job_cancel.stopped(run, f"stopped after {report.added + report.skipped + report.failed + report.duplicates} "
+                                       f"of {report.total} files (what was stored is kept)")
             run.added, run.skipped, run.failed, run.errors = report.added, report.skipped, report.failed, list(report.errors)
             run.duplicates = report.duplicates

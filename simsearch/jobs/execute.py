@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 
-from simsearch.errors import NotFound, public_reason
+from simsearch.errors import JobCancelled, NotFound, public_reason
 from simsearch.store import lifecycle
 from simsearch.store.lifecycle import JobKind, JobStatus
 from simsearch.jobs.manifest import Manifest, ManifestFile, run_folder
@@ -128,6 +128,9 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
                             workers=workers)
         report = ingester.run(collection, manifest.source_files(folder), source=source, ignored=manifest.ignored,
                               run_id=run_id)
+    except JobCancelled:  # (not a failure to retry: it stays cancelled)
+        log.info("ingest job %s was cancelled", run_id)
+        return {"run_id": run_id, "status": JobStatus.FAILED.value, "cancelled": True}
     except BaseException as exc:
         mark_failed(ctx, run_id, failure_reason(exc) if _db_error(exc) else exc)
         raise

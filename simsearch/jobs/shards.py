@@ -14,7 +14,7 @@ import logging
 
 from sqlalchemy import case, func, select, update
 
-from simsearch.errors import NotFound
+from simsearch.errors import JobCancelled, NotFound
 from simsearch.store import lifecycle
 from simsearch.store.lifecycle import ENDED, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
 from simsearch.store.models import Image, IngestRun, utcnow
@@ -104,7 +104,11 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
                         workers=workers)
     # The job's derived spaces are refreshed once, when its last shard ends (roll_up): shards
     # refreshing them one by one at once would each rewrite them from what they saw.
-    report = ingester.run(collection, files, source=source, run_id=shard_id, refresh_derived=False)
+    try:
+        report = ingester.run(collection, files, source=source, run_id=shard_id, refresh_derived=False)
+    except JobCancelled:  # the shard or its job was cancelled: not retried
+        roll_up(ctx, parent_id)
+        return {"run_id": shard_id, "status": JobStatus.FAILED.value, "cancelled": True}
     roll_up(ctx, parent_id)
     return report.to_dict()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from simsearch.store.job_cancel import is_cancelled
 from simsearch.store.models import IngestRun
 
 MAX_ERRORS_SHOWN = 200
@@ -21,6 +22,40 @@ def iso(dt: datetime | None) -> str | None:
 
 
 STALE_AFTER_SECONDS = 600
+
+ANALYSIS_TITLES = {"clusters": "Clustering", "map": "Map layout", "evaluation": "Evaluation of the spaces",
+                   "comparison": "Comparison of backbones", "duplicates": "Duplicate search"}
+
+
+def embedding_space(source: str | None) -> str | None:
+    """The space an embedding pass adds (an ingest job whose ``source`` is ``embed: SPACE``, the
+    compare page's, or ``compare:SPACE``, ``simsearch compare --backbones``'s); None for an ingest."""
+    for prefix in ("embed:", "compare:"):
+        if source and source.startswith(prefix):
+            return source[len(prefix):].strip() or None
+    return None
+
+
+def title(kind: str, source: str | None, params: dict | None, spaces: list | None, parent_id: int | None) -> str:
+    """What a job does, in a few words: by its kind, and for an ingest whether it adds images or
+    only another backbone's vectors to images already there (an embedding pass)."""
+    params, spaces = params or {}, list(spaces or [])
+    if kind == "shard":
+        part = f"Shard {params['shard']} of {params.get('shards', '?')}" if params.get("shard") else "Shard"
+        return f"{part} of ingest #{parent_id}" if parent_id else part
+    if kind == "ingest":
+        space = embedding_space(source)
+        if space is None:
+            return "Adding images" + (f" ({', '.join(spaces[:2])})" if spaces else "")
+        why = "for a comparison" if source.startswith("compare:") else "(re-embedding)"
+        return f"Embedding with {space} {why}"
+    if kind == "index":
+        return "Index rebuild" + (f" of {spaces[0]}" if spaces else "") + (f": {params['reason']}" if params.get("reason") else "")
+    if kind == "tune":
+        return "Tuning the search spaces"
+    what = ANALYSIS_TITLES.get(kind, kind.title())
+    space = params.get("backbone") or (", ".join(params["backbones"]) if isinstance(params.get("backbones"), list) else None)
+    return what + (f" in {space}" if space else "")
 
 
 def job_dict(run: IngestRun, collection: str | None) -> dict:
@@ -51,7 +86,10 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
                    "restarts on the same host; otherwise ingesting the same files again resumes it")
     return {
         "id": run.id,
-        "kind": kind,  # "ingest", an analysis ("clusters", "map", "evaluation", "comparison", "duplicates"), "index"
+        "kind": kind,
+        "title": title(kind, run.source, run.params, run.spaces, run.parent_id),
+        "parent_id": run.parent_id,
+        "cancelled": is_cancelled(run.status, run.message),  # "ingest", an analysis ("clusters", "map", "evaluation", "comparison", "duplicates"), "index"
         "params": dict(run.params) if run.params is not None else None,  # an analysis' parameters
         "status": run.status,
         "collection": collection,

@@ -1,4 +1,5 @@
-"""Jobs (ingest and background analyses) as the API and UI show them."""
+"""Jobs (ingest and background analyses) as the API and UI show them (one job: with its shards,
+``children``, when a large ingest was split)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from sqlalchemy import func, select
 from simsearch import limits
 from simsearch.errors import NotFound
 from simsearch.jobs import shards
-from simsearch.store.lifecycle import ENDED, JobKind, JobStatus  # noqa: F401 (ENDED: the CLI's)
+from simsearch.store.lifecycle import ENDED, RETRYABLE, JobKind, JobStatus  # noqa: F401 (ENDED: the CLI's)
 from simsearch.jobs.status import STALE_AFTER_SECONDS, _aware, job_dict
+from simsearch.ops import job_actions
 from simsearch.ops.analysis_tasks import KINDS, AnalysisTask
 from simsearch.store import repo
 from simsearch.store.models import Collection, IngestRun
@@ -24,7 +26,12 @@ def get(ctx, job_id: int) -> dict:
         if run is None:
             raise NotFound(f"no job with id {job_id}", field="job_id")
         coll = s.get(Collection, run.collection_id)
-        return shown(run, coll.name if coll else None, s)
+        out = shown(run, coll.name if coll else None, s)
+        out["retry_refused"] = job_actions.refusal(ctx, run, out["collection"]) if run.status in RETRYABLE else None
+        if run.kind == JobKind.INGEST and (run.params or {}).get("shards"):
+            children = s.scalars(select(IngestRun).where(IngestRun.parent_id == run.id).order_by(IngestRun.id))
+            out["children"] = [shown(child, out["collection"]) for child in children]
+        return out
 
 
 def shown(run: IngestRun, collection: str | None, session=None) -> dict:
@@ -70,4 +77,6 @@ def recent(ctx, *, collection: str | None = None, limit: int = 20) -> list[dict]
         if collection is not None:
             q = q.where(IngestRun.collection_id == repo.get_collection(s, collection).id)
         rows = s.execute(q.order_by(IngestRun.id.desc()).limit(limit)).all()
-        return [shown(run, cname, s) for run, cname in rows]
+        return [{**shown(run, cname, s),
+                 "retry_refused": job_actions.refusal(ctx, run, cname) if run.status in RETRYABLE else None}
+                for run, cname in rows]

@@ -62,6 +62,7 @@ UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 ENDED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.INTERRUPTED)
 ANALYSIS_KINDS = (JobKind.CLUSTERS, JobKind.MAP, JobKind.EVALUATION, JobKind.COMPARISON, JobKind.DUPLICATES)
 RESTARTABLE = (JobKind.INGEST, JobKind.SHARD)  # idempotent: started again after a lost worker
+RETRYABLE = (JobStatus.FAILED, JobStatus.INTERRUPTED)  # ended badly: a retry may start it again
 
 HEARTBEAT_SECONDS = 30.0
 # A running job not heard of for this long is taken as lost (its process stopped): a request

@@ -7,10 +7,11 @@ script from ``/api``. A page for an unknown collection is a 404 page naming the 
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from simsearch.errors import NotFound
 from simsearch.ops import collections as ops_collections
+from simsearch.ops import jobs as ops_jobs
 from simsearch.ops.backbones import backbone_rows, not_embedded
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
@@ -52,7 +53,7 @@ def _collection_context(name: str) -> dict:
 @bp.app_template_global()
 def ui_page_title(page: str) -> str:
     return {"browse": "Browse", "search": "Search", "clusters": "Clusters", "map": "Map", "compare": "Compare",
-            "duplicates": "Duplicates", "spaces": "Spaces", "ingest": "Add images"}.get(page, page.title())
+            "duplicates": "Duplicates", "spaces": "Spaces", "ingest": "Add images", "jobs": "Jobs"}.get(page, page.title())
 
 
 @bp.errorhandler(NotFound)
@@ -134,3 +135,21 @@ def ingest_new():
                            known_collections=ops_collections.collection_names(_ctx()), labels=[], spaces=[],
                            vector_counts={}, all_backbones=_all_backbones(), default_backbone=default,
                            default_space=default)
+
+
+@bp.get("/jobs")
+def jobs():
+    """Every job (ingest, embedding passes, shards, analyses, tuning, index rebuilds), refreshed
+    while some run; ``?collection=NAME``: that collection's."""
+    names = ops_collections.collection_names(_ctx())
+    chosen = request.args.get("collection") or ""
+    return render_template("ui/jobs.html", page="jobs", collection=None, collections=names,
+                           chosen=chosen if chosen in names else "")
+
+
+@bp.get("/jobs/<int:job_id>")
+def job(job_id: int):
+    """One job: its progress, files' errors, shards, and cancel / retry (404 page when unknown)."""
+    shown = ops_jobs.get(_ctx(), job_id)
+    return render_template("ui/job.html", page="jobs", collection=None, job_id=job_id, kind=shown["kind"],
+                           job_collection=shown["collection"])

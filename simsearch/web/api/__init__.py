@@ -7,7 +7,7 @@ and ``/api/docs`` describe every endpoint.
 - :mod:`.collections`: ``/collections``, ``/collections/<name>``, its images and labels;
 - :mod:`.images`: ``/images/<id>``, its thumbnail and similar images;
 - :mod:`.search`: ``/collections/<name>/search`` (by upload);
-- :mod:`.jobs`: ``/collections/<name>/ingest``, ``/jobs``;
+- :mod:`.jobs`: ``/collections/<name>/ingest``, ``/jobs``; :mod:`.job_actions`: cancel, retry;
 - :mod:`.analysis`: clusters, map, evaluation, comparison;
 - :mod:`.duplicates`: `/collections/<name>/duplicates` (exact, near and similar groups);
 - :mod:`.vectors`: ``/collections/<name>/vectors`` (import an .npz, export one, streamed);
@@ -19,6 +19,6 @@ from __future__ import annotations
 from simsearch.web.api.blueprint import bp
 
 # The resources register their routes on ``bp`` when imported.
-from simsearch.web.api import analysis, collections, duplicates, health, images, jobs, search, tune, vectors  # noqa: E402,F401
+from simsearch.web.api import analysis, collections, duplicates, health, images, job_actions, jobs, search, tune, vectors  # noqa: E402,F401
 
 __all__ = ["bp"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["Error", "ErrorDetail", "Health", "Backbone", "BackboneList", "BackboneSpace", "Collection", "CollectionList",
            "CollectionDetail", "LabelCount", "CollectionDeleted", "Image", "ImageDetail", "ImagePage", "ImageFilters",
            "ImageDeleted", "Hit", "SimilarQueryImage", "SimilarResult", "SearchQueryFile", "SearchResult", "LabelsResult",
-           "Job", "JobError", "JobList", "JobAccepted", "AnalysisAccepted"]
+           "Job", "JobError", "JobList", "JobAccepted", "AnalysisAccepted", "JobCancelledOut", "JobRetried"]
 
 Timestamp = str  # ISO 8601 in UTC, e.g. 2026-01-31T12:00:00Z
 
@@ -123,7 +123,14 @@ class Job(BaseModel):
     large index (index)."""
 
     id: int
-    kind: Literal["ingest", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
+    kind: Literal["ingest", "shard", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
+    title: str = Field(description="What the job does, in words (an ingest that only adds another backbone's "
+                                   "vectors is an embedding pass).")
+    parent_id: int | None = Field(None, description="A shard: the ingest it is a part of.")
+    cancelled: bool = Field(False, description="Failed because it was cancelled (`POST /api/jobs/{id}/cancel`).")
+    retry_refused: str | None = Field(None, description="A failed, cancelled or interrupted job that "
+                                      "`POST /api/jobs/{id}/retry` cannot start again: why, and what to do instead "
+                                      "(null: it can be retried, or has not ended badly).")
     params: dict[str, Any] | None = Field(description="An analysis job's parameters (null for ingest); a tuning's "
                                           "options and, once done, its report.")
     result_url: str | None = Field(None, description="An analysis job: where its result is served (200 once done).")
@@ -151,6 +158,8 @@ class Job(BaseModel):
     stale: bool = Field(description="Running, but no progress for 10 minutes: its process probably stopped.")
     shards: JobShards | None = Field(None, description="A large queued ingest split into shards that any worker "
                                      "takes: how many are in each state (the counters above are their sums).")
+    children: list[dict[str, Any]] | None = Field(None, description="One job's view (`/api/jobs/{id}`) of a sharded "
+                                                  "ingest: its shards, each in the shape of a Job (kind `shard`).")
 
 
 class AnalysisAccepted(BaseModel):
@@ -283,3 +292,16 @@ class JobAccepted(BaseModel):
     total: int = Field(description="Image files staged for the job.")
     ignored: list[str] = Field(description="Files that are not images, or were refused (the first 200).")
     runner: Literal["thread", "rq"]
+
+
+class JobCancelledOut(BaseModel):
+    job_id: int
+    status: Literal["failed"]
+    cancelled: list[int] = Field(description="The jobs cancelled: this one and its unfinished shards.")
+
+
+class JobRetried(BaseModel):
+    job_id: int = Field(description="The job to follow: the same one queued again, or a new one.")
+    status: Literal["queued", "running"]
+    status_url: str
+    retry_of: int
