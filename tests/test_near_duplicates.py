@@ -20,6 +20,7 @@ from simsearch.analysis.near_duplicates import (contains, hamming, hash_candidat
 from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
+from simsearch.ops.duplicate_results import Duplicates
 from tests.conftest import DATASETS, ROOT, dataset_files, upgraded
 
 FLOWERS102 = DATASETS / "flowers102"
@@ -147,14 +148,14 @@ def app_with_copies(tmp_path_factory, weights_dir):
     shutdown(app)
 
 
-def _near_groups(ctx, space=None) -> tuple[dict, list[tuple[str, ...]]]:
+def _near_groups(ctx, space=None) -> tuple[Duplicates, list[tuple[str, ...]]]:
     """The near tier's result and its groups as the sorted source photos of their images
     (``s0__hflip.jpg`` is of ``s0``): ('s0',) * 5 is s0 with its 4 copies."""
     from simsearch.ops import duplicates as dup
 
     res = dup.find(ctx, "nd", space, tier="near", per_page=None)
-    return res, sorted(tuple(sorted(img["path"].rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g["images"]))
-                       for g in res["groups"])
+    return res, sorted(tuple(sorted(img.path.rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g.images))
+                       for g in res.groups)
 
 
 def test_ingest_stores_hashes_and_the_near_tier_groups_each_photo_with_its_copies(app_with_copies):
@@ -211,7 +212,7 @@ def test_near_duplicates_run_in_the_backbone_space_when_the_default_is_derived(a
     try:
         for space in (None, name):  # the default, or the derived space by name: its backbone
             res, groups = _near_groups(ctx, space)
-            assert res["backbone"] == "efficientnet_lite0"
+            assert res.backbone == "efficientnet_lite0"
             assert groups == [("s0",) * 5, ("s1",) * 5], groups
     finally:
         space_defaults.set_default(ctx, "nd", None)

@@ -134,8 +134,8 @@ def test_the_near_tier_groups_off_centre_and_flipped_crops_not_other_photos_of_a
         files, _ = files_from_folder(tmp_path / "photos", labels="folders")
         assert Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run("geo", files, source=str(folder)).added == 8
         res = dup.find(ctx, "geo", None, tier="near", per_page=None)
-        groups = sorted(tuple(sorted(img["path"].rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g["images"]))
-                        for g in res["groups"])
+        groups = sorted(tuple(sorted(img.path.rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g.images))
+                        for g in res.groups)
         assert groups == [("flower",) * 3, ("landmark",) * 3], groups
         ps = dup.pairs(ctx, "geo", None)
         assert ps.cached and (ps.geometry == 1).sum() >= 4  # the crops were found by the check
