@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The browser tests' fixtures (browser, live, _no_js_errors), registered once for every module.
+pytest_plugins = ["tests.helpers.browser"]
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
 CATS_DOGS = DATASETS / "cats-dogs"

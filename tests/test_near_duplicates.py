@@ -7,9 +7,7 @@ benchmarks/near_duplicates.py (docs/near-duplicates.md); here: the rules, on a f
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 
 import numpy as np
 import pytest
@@ -21,17 +19,10 @@ from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
 from simsearch.ops.duplicate_results import Duplicates
-from tests.conftest import DATASETS, ROOT, dataset_files, upgraded
+from tests.conftest import DATASETS, dataset_files, upgraded
+from tests.helpers import benchmarks
 
 FLOWERS102 = DATASETS / "flowers102"
-
-
-def _copies_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("near_copies", ROOT / "benchmarks" / "near_copies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _hashes(data: bytes) -> np.ndarray:
@@ -47,7 +38,7 @@ def _photos(n: int):
 
 
 def test_hashes_match_transformed_copies_and_not_other_photos():
-    copies = _copies_module()
+    copies = benchmarks.load("near_copies")
     photos = _photos(6)
     data = photos[0].read_bytes()
     h0 = _hashes(data)
@@ -125,7 +116,7 @@ def app_with_copies(tmp_path_factory, weights_dir):
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.web import create_app, shutdown
 
-    copies = _copies_module()
+    copies = benchmarks.load("near_copies")
     base = tmp_path_factory.mktemp("neardup")
     folder = base / "photos" / "flowers"
     folder.mkdir(parents=True)
