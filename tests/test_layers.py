@@ -225,7 +225,7 @@ def test_the_checks_see_the_package():
     assert "flask" in {n.split(".")[0] for _, _, ns in statements(PACKAGE / "web" / "ui.py") for n in ns}
     seen = {(i.source, i.target) for i in ALL_IMPORTS}
     assert ("simsearch.web.api.search", "simsearch.ops.search") in seen  # absolute
-    assert ("simsearch.runtimes.cache", "simsearch.runtimes.base") in seen  # relative
+    assert ("simsearch.embedding.runtimes.cache", "simsearch.embedding.runtimes.base") in seen  # relative
     assert ("benchmarks.k_auto", "benchmarks.synthetic") in seen  # a sibling script, inside a function
     assert ("simsearch.cli", "simsearch.cli.core") in seen  # `from simsearch.cli import core`
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
