@@ -59,7 +59,7 @@ def main() -> None:
     from synthetic import Synthetic, real_embeddings
 
     from simsearch.analysis import TSNE_FIT_MAX, silhouette_sweep, tsne_2d
-    from simsearch.runtimes import cpu_summary
+    from simsearch.embedding.runtimes import cpu_summary
 
     out = {"benchmark": "analysis_scale", **cpu_summary(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
            "load_average_before": [round(v, 2) for v in os.getloadavg()], "n": args.n, "dim": None}

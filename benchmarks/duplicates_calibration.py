@@ -242,11 +242,11 @@ def main() -> None:
                 t0 = time.perf_counter()
                 res = dup.find(ctx, "calibration", space, tier=tier, threshold=threshold, per_page=None)
                 pred = np.full(len(vs.ids), -1)
-                for g_no, g in enumerate(res["groups"]):
-                    pred[[row[m["id"]] for m in g["images"]]] = g_no
+                for g_no, g in enumerate(res.groups):
+                    pred[[row[m.id] for m in g.images]] = g_no
                 truth = np.where(copied & np.isin(kind, members), src, -1)  # one true group per copied original
                 score = pair_precision_recall(pred, truth)
-                out["tiers"][tier] = {"threshold": res["threshold"], "groups": res["total_groups"],
+                out["tiers"][tier] = {"threshold": res.threshold, "groups": res.total_groups,
                                       **{k: round(v, 4) if isinstance(v, float) else v for k, v in score.items()},
                                       "seconds": round(time.perf_counter() - t0, 2)}
                 log(f"tier {tier}: {out['tiers'][tier]}")

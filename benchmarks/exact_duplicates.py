@@ -79,9 +79,9 @@ def main() -> None:
         finally:
             ctx.close()
     listed = []  # the set of paths of each image in an exact group
-    for g in result["groups"]:
-        for img in g["images"]:
-            listed.append({f["path"] for f in img["files"]})
+    for g in result.groups:
+        for img in g.images:
+            listed.append({f.path for f in img.files})
     found = sum(1 for a, b in pairs if any(a in paths and b in paths for paths in listed))
     emit({
         "benchmark": "exact_duplicates",
@@ -93,8 +93,8 @@ def main() -> None:
         "files": len(files),
         "ingest": {"added": report.added, "duplicates_reported": report.duplicates, "skipped": report.skipped,
                    "failed": report.failed, "seconds": round(ingest_s, 1)},
-        "exact_groups": result["total_groups"],
-        "exact_groups_with_identical_bytes": sum(1 for g in result["groups"] if g["identical_files"]),
+        "exact_groups": result.total_groups,
+        "exact_groups_with_identical_bytes": sum(1 for g in result.groups if g.identical_files),
         "copies_listed_with_both_paths": found,
         "fraction_listed": round(found / args.copies, 4),
         "listing_seconds": round(list_s, 3),

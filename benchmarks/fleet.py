@@ -43,7 +43,7 @@ def main() -> None:
     from simsearch.config import Settings
     from simsearch.context import AppContext
     from simsearch.ops import jobs as jobs_ops
-    from simsearch.runtimes import cpu_summary
+    from simsearch.embedding.runtimes import cpu_summary
 
     home = Path(tempfile.mkdtemp(prefix="simsearch-fleet-"))
     queue = f"fleet-bench-{uuid.uuid4().hex[:8]}"

@@ -91,10 +91,10 @@ def main() -> None:
 
     from simsearch.config import Settings
     from simsearch.embedding.embedder import Embedder
-    from simsearch.spaces import space_key
+    from simsearch.spaces import parse, space_key
     from simsearch.images import load_image, resize_for_model, scan_images
     from simsearch.ingest import Ingester, default_workers, files_from_folder
-    from simsearch.runtimes import BF16, FP32, RuntimeRefused, cpu_summary, get_runtime, runtime_names
+    from simsearch.embedding.runtimes import BF16, FP32, RuntimeRefused, cpu_summary, get_runtime, runtime_names
     from simsearch.context import AppContext
 
     load_before = load_average()
@@ -117,7 +117,7 @@ def main() -> None:
         if why:
             refused[label] = why
             continue
-        emb = Embedder(space_key(args.backbone, "avg", precision), weights, runtime=rt, device="cpu")
+        emb = Embedder(parse(space_key(args.backbone, "avg", precision)), weights, runtime=rt, device="cpu")
         try:
             t0 = time.perf_counter()
             emb.load()
@@ -174,7 +174,7 @@ def main() -> None:
     # Naive tutorial loop (TensorFlow, one image at a time, one commit per image).
     import keras
 
-    from simsearch.runtimes.keras_rt import keras_model
+    from simsearch.embedding.runtimes.keras_rt import keras_model
 
     model = keras_model(_spec(runners["tensorflow_fp32"]))[0]
     conn = sqlite3.connect(work / "naive.sqlite")
@@ -248,7 +248,7 @@ def main() -> None:
 
 
 def _spec(emb):
-    from simsearch.runtimes import ModelSpec
+    from simsearch.embedding.runtimes import ModelSpec
 
     return ModelSpec(emb.backbone, emb.pooling, emb.precision, emb.weights_dir, emb.weights, "cpu")
 

@@ -48,13 +48,13 @@ def embeddings(name: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
         d = np.load(path)
         return d["x"], d["labels"]
     from simsearch.embedding.embedder import Embedder
-    from simsearch.spaces import space_key
+    from simsearch.spaces import parse, space_key
     from simsearch.images import load_image, resize_for_model, scan_images
 
     root = (DATASETS / name).resolve()
     paths = sorted(scan_images(root))
     weights = Path(os.environ.get("SIMSEARCH_WEIGHTS_DIR", cache / "simsearch-weights"))
-    emb = Embedder(space_key("efficientnet_lite0", "avg", "fp32"), weights, runtime="auto", device="cpu")
+    emb = Embedder(parse(space_key("efficientnet_lite0", "avg", "fp32")), weights, runtime="auto", device="cpu")
     log(f"embedding {len(paths)} photos of {name}")
     parts = []
     for start in range(0, len(paths), 32):

@@ -205,7 +205,7 @@ def main() -> None:
             t0 = time.perf_counter()
             res = dup.groups(ctx, ps, tier="near", per_page=None)
             out["group_seconds"] = round(time.perf_counter() - t0, 3)
-            new = grouping_figures([np.array([row[m["id"]] for m in g["images"]]) for g in res["groups"]],
+            new = grouping_figures([np.array([row[m.id] for m in g.images]) for g in res.groups],
                                    src, kind, transforms)
             # the same pairs under other rules: weak hash matches of re-shots kept (CONFIRM_WEAK off),
             # and without the geometric check (hashes, then the strict cosine: the rule before it)

@@ -47,12 +47,12 @@ def real_embeddings(cache: Path = DEFAULT_CACHE, data: Path = DATASETS, backbone
     if cache.exists():
         return np.load(cache)
     from simsearch.embedding.embedder import Embedder
-    from simsearch.spaces import space_key
+    from simsearch.spaces import parse, space_key
     from simsearch.images import load_image, resize_for_model, scan_images
 
     paths = sorted(scan_images(Path(data).resolve()))
     weights = Path(os.environ.get("SIMSEARCH_WEIGHTS_DIR", cache.parent / "simsearch-weights"))
-    emb = Embedder(space_key(backbone, "avg", "fp32"), weights, runtime="auto", device="cpu")
+    emb = Embedder(parse(space_key(backbone, "avg", "fp32")), weights, runtime="auto", device="cpu")
     log(f"embedding {len(paths)} images of {data} with {backbone}")
     parts = []
     for start in range(0, len(paths), 32):

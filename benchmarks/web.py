@@ -186,9 +186,10 @@ def bench_upload_vs_forward(base: str, settings, data: bytes, rounds: int, per_r
     idles) so that drift of the host's speed hits both sides alike. The bare forward is the model
     alone on an already decoded, resized and preprocessed image."""
     from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import parse
     from simsearch.images import decode_image, resize_for_model
 
-    emb = Embedder(SPACE, settings.weights_dir)
+    emb = Embedder(parse(SPACE), settings.weights_dir)
     emb.load()
     img = decode_image(data, source="q.jpg", draft_size=emb.input_size)
     x = emb.backbone.preprocess(resize_for_model(img.image, emb.input_size)[None])

@@ -15,7 +15,7 @@ logits in ``tests/golden/lite_features.npz``.
 
 It also writes two tiny checkpoints, ``tiny_legacy.pth`` (legacy pickle format) and ``tiny_zip.pth``
 (zip format), with views, storage offsets and several dtypes, plus ``tiny_expected.npz``, to test
-:mod:`simsearch.backbones.torch_checkpoint` on both formats.
+:mod:`simsearch.embedding.backbones.torch_checkpoint` on both formats.
 """
 
 from __future__ import annotations

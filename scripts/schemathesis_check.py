@@ -114,7 +114,7 @@ def placeholder_weights(folder: Path) -> dict[str, str]:
     (their ingest jobs then fail, as recorded in the job). Without weights the API answers 503
     `weights_unavailable` by design (tests/test_jobs.py), which schemathesis counts as a server error."""
     sys.path.insert(0, str(ROOT))
-    from simsearch.backbones import get_backbone, list_backbones
+    from simsearch.embedding.backbones import get_backbone, list_backbones
 
     env = {}
     for name in list_backbones():

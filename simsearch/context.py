@@ -74,7 +74,7 @@ class AppContext:
         weights file, used for this space from now on."""
         if weights:
             self.weights[space] = weights
-        return Embedder(space, self.settings.weights_dir, weights=self.weights.get(space),
+        return Embedder(spaces.to_embed(space), self.settings.weights_dir, weights=self.weights.get(space),
                         runtime=self.settings.runtime, device=self.settings.device)
 
     def new_space(self, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:

@@ -45,14 +45,12 @@ LAYERS: tuple[Layer, ...] = (
           "the database: models, engine, queries, migrations, the result cache"),
     Layer("limits", ("limits",),
           "every limit on user input, declared once for the CLI and the API"),
-    Layer("embedding", ("embedding",),
-          "batches of images to L2-normalised vectors; the process's one model cache"),
     Layer("spaces", ("spaces",),
           "what an embedding space's name means: the grammar, the names a request may give, new vectors' precision"),
-    Layer("runtimes", ("runtimes",),
-          "what runs a backbone's Keras model: Keras, OpenVINO, ONNX Runtime; the converted-model cache"),
-    Layer("backbones", ("backbones",),
-          "the backbone registry, Keras applications, EfficientNet-Lite"),
+    Layer("embedding", ("embedding",),
+          "batches of images to L2-normalised vectors in a parsed space; the process's one model cache; the "
+          "backbones (registry, Keras applications, EfficientNet-Lite) and the runtimes that run them (Keras, "
+          "OpenVINO, ONNX Runtime; the converted-model cache)"),
     Layer("pixels and numbers", ("images", "analysis"),
           "decoding and image files; pure numpy analysis (clusters, scores, projections)"),
     Layer("foundation", ("config", "paths", "text", "digest", "owners", "layers"),

@@ -17,7 +17,7 @@ from pydantic import ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError, core_schema
 
 from simsearch import spaces
-from simsearch.backbones import list_backbones
+from simsearch.embedding.backbones import list_backbones
 from simsearch.errors import InvalidInput
 from simsearch.spaces import backbone_spaces, read_spaces
 

@@ -37,7 +37,7 @@ def weights_dir(home) -> Path:
 
 
 def converted_dir(weights_dir) -> Path:
-    """Where converted models are cached (:mod:`simsearch.runtimes.cache`)."""
+    """Where converted models are cached (:mod:`simsearch.embedding.runtimes.cache`)."""
     return Path(weights_dir) / "converted"
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The browser tests' fixtures (browser, live, _no_js_errors), registered once for every module.
+pytest_plugins = ["tests.helpers.browser"]
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
 CATS_DOGS = DATASETS / "cats-dogs"
@@ -179,7 +182,7 @@ def make_app(settings, tmp_path):
 @pytest.fixture
 def offline_keras_weights(monkeypatch):
     """Make sure no keras.applications weights can be found or downloaded (fast, whatever the network)."""
-    from simsearch.backbones import keras_apps
+    from simsearch.embedding.backbones import keras_apps
 
     monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
     monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")
@@ -191,7 +194,7 @@ def weight_probes(monkeypatch):
     """The network probes that resolving Keras weights makes, as (host, timeout, answer: None when
     reachable, else why not); a test fails if a download is then attempted anyway. How a test
     checks "fails fast offline" without timing it: one bounded probe, and no download."""
-    from simsearch.backbones import keras_apps
+    from simsearch.embedding.backbones import keras_apps
 
     seen, real = [], keras_apps._network_reachable
 

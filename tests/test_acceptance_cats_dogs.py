@@ -65,7 +65,7 @@ def test_cats_dogs_figures(ctx):
 
 
 def test_compare_all_lite_backbones_and_unavailable_resnet50(env, tmp_path, monkeypatch):
-    from simsearch.backbones import keras_apps
+    from simsearch.embedding.backbones import keras_apps
 
     monkeypatch.setattr(keras_apps, "keras_cache_dirs", lambda: [])
     monkeypatch.setattr(keras_apps, "DOWNLOAD_HOST", "keras-weights.invalid")

@@ -139,10 +139,10 @@ def test_sweep_validates_its_parameters(many_blobs):
 def cats_dogs_vectors(weights_dir):
     """efficientnet_lite0 vectors of the first 20 cats and 20 dogs."""
     from simsearch.embedding.embedder import Embedder
-    from simsearch.spaces import space_key
+    from simsearch.spaces import parse, space_key
     from simsearch.images import load_image, resize_for_model
 
-    emb = Embedder(space_key(SPACE, "avg", "fp32"), weights_dir, runtime="auto", device="cpu")
+    emb = Embedder(parse(space_key(SPACE, "avg", "fp32")), weights_dir, runtime="auto", device="cpu")
     files = dataset_files(CATS_DOGS / "cats", 20) + dataset_files(CATS_DOGS / "dogs", 20)
     pixels = np.stack([resize_for_model(load_image(f).image, emb.input_size) for f in files])
     return np.asarray(emb.embed(pixels), dtype=np.float32), np.repeat([0, 1], 20)

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.browser import (  # noqa: F401 (fixtures)
-    COLLECTION,
-    PER_CLASS,
-    _no_js_errors,
-    browser,
-    by_testid,
-    live,
-    wait,
-)
+from tests.helpers.browser import COLLECTION, PER_CLASS, by_testid, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simsearch.backbones import Backbone, get_backbone, list_backbones
-from simsearch.backbones import keras_apps
+from simsearch.embedding.backbones import Backbone, get_backbone, list_backbones
+from simsearch.embedding.backbones import keras_apps
 from simsearch.errors import InvalidInput, WeightsUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def test_unknown_backbone_names_the_choices():
 
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, simsearch.backbones as b; b.get_backbone('resnet50').preprocess(__import__('numpy')"
+    code = ("import sys, simsearch.embedding.backbones as b; b.get_backbone('resnet50').preprocess(__import__('numpy')"
             ".zeros((1, 2, 2, 3))); b.get_backbone('efficientnet_lite0').weights_status('/nonexistent');"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'torch'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

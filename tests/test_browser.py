@@ -17,16 +17,13 @@ import zipfile
 import pytest
 
 from tests.conftest import CATS_DOGS, dataset_files
-from tests.helpers.browser import (  # noqa: F401 (fixtures; _no_js_errors is autouse)
+from tests.helpers.browser import (
     COLLECTION,
     PER_CLASS,
     SPACE,
     SPACE_MAX,
     LiveServer,
-    _no_js_errors,
-    browser,
     by_testid,
-    live,
     map_ready,
     shot,
     visible,

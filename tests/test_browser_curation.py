@@ -26,17 +26,7 @@ import shutil
 import pytest
 
 from tests.conftest import CATS_DOGS, FLOWERS, dataset_files
-from tests.helpers.browser import (  # noqa: F401 (fixtures)
-    COLLECTION,
-    PER_CLASS,
-    _no_js_errors,
-    browser,
-    by_testid,
-    live,
-    shot,
-    visible,
-    wait,
-)
+from tests.helpers.browser import COLLECTION, PER_CLASS, by_testid, shot, visible, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 

@@ -12,13 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import upgraded
-from tests.helpers.browser import (  # noqa: F401 (fixtures; _no_js_errors is autouse)
-    LiveServer,
-    _no_js_errors,
-    browser,
-    shot,
-    wait,
-)
+from tests.helpers.browser import LiveServer, shot, wait
 
 pytestmark = [pytest.mark.browser]
 

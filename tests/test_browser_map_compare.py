@@ -12,20 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.browser import (  # noqa: F401 (fixtures)
-    COLLECTION,
-    PER_CLASS,
-    SPACE,
-    SPACE_MAX,
-    _no_js_errors,
-    browser,
-    by_testid,
-    live,
-    map_ready,
-    shot,
-    visible,
-    wait,
-)
+from tests.helpers.browser import COLLECTION, PER_CLASS, SPACE, SPACE_MAX, by_testid, map_ready, shot, visible, wait
 from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]

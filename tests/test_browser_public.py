@@ -10,8 +10,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files, upgraded
-from tests.helpers.browser import LiveServer, browser, by_testid, shot, visible, wait  # noqa: F401 (fixture)
-from tests.helpers.browser import _no_js_errors  # noqa: F401 (autouse: no JavaScript errors)
+from tests.helpers.browser import LiveServer, by_testid, shot, visible, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 

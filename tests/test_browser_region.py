@@ -11,16 +11,7 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import CATS_DOGS, DATASETS, dataset_files
-from tests.helpers.browser import (  # noqa: F401 (fixtures)
-    COLLECTION,
-    _no_js_errors,
-    browser,
-    by_testid,
-    live,
-    shot,
-    visible,
-    wait,
-)
+from tests.helpers.browser import COLLECTION, by_testid, shot, visible, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import FLOWERS, copy_subset, upgraded
-from tests.helpers.browser import LiveServer, _no_js_errors, browser, by_testid, shot, wait  # noqa: F401 (fixtures)
+from tests.helpers.browser import LiveServer, by_testid, shot, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 

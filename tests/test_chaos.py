@@ -23,6 +23,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 @pytest.mark.redis
 def test_chaos_short(postgres_url, weights_dir, tmp_path):
     from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import parse
     from simsearch.images import content_hash, scan_images
 
     data = tmp_path / "data"
@@ -32,7 +33,7 @@ def test_chaos_short(postgres_url, weights_dir, tmp_path):
     unique = len({content_hash(p.read_bytes()) for p in scan_images(data)})
     assert unique > 0
 
-    Embedder("efficientnet_lite0", weights_dir, runtime="auto", device="cpu").load()  # the workers reuse its conversion
+    Embedder(parse("efficientnet_lite0"), weights_dir, runtime="auto", device="cpu").load()  # the workers reuse its conversion
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "chaos.py"), "--database-url", postgres_url,
                            "--weights-dir", str(weights_dir), "--home", str(tmp_path / "home"), "--data", str(data),
                            "--kills", "4", "--interval", "3", "--timeout", "600"],

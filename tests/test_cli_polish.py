@@ -34,7 +34,7 @@ def test_k_is_spelled_the_same_everywhere_and_the_old_spelling_still_works(run, 
 
 
 def test_weights_hints_name_the_backbone(run, tmp_path):
-    from simsearch.backbones import get_backbone
+    from simsearch.embedding.backbones import get_backbone
 
     r = run("ingest", tmp_path, "-c", "x", "--weights", "model.h5", code=2)
     assert "error: --weights takes BACKBONE=FILE, not 'model.h5'" in r.output

@@ -10,10 +10,8 @@ browser page are exercised on the same collection.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -21,22 +19,13 @@ from click.testing import CliRunner
 
 from simsearch.analysis.duplicates import candidate_pairs, group_labels, groups_from_pairs, pair_precision_recall
 from simsearch.errors import InvalidInput
-from tests.conftest import CATS_DOGS, FLOWERS, ROOT, dataset_files, upgraded
+from tests.conftest import CATS_DOGS, FLOWERS, dataset_files, upgraded
+from tests.helpers import benchmarks
 from tests.helpers.api import get_until_done
 
 COLLECTION = "dups"
 EXACT = ("meta_comment", "meta_exif")
 NEAR = ("resize50", "jpeg50", "crop5", "hflip_jpeg70")
-
-
-def _calibration_module():
-    """The benchmark's copy maker (benchmarks/ is no package): one definition of each transform."""
-    if str(ROOT / "benchmarks") not in sys.path:  # its own imports: benchmarks/harness.py
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("duplicates_calibration", ROOT / "benchmarks" / "duplicates_calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---- the pure maths -------------------------------------------------------------------------------
@@ -150,7 +139,7 @@ def collection(tmp_path_factory, weights_dir):
     from simsearch.web import create_app, shutdown
     from sqlalchemy import select
 
-    cal = _calibration_module()
+    cal = benchmarks.load("duplicates_calibration")
     base = tmp_path_factory.mktemp("dups")
     folder = base / "photos"
     with_copies, alone = _originals()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simsearch.backbones import get_backbone
-from simsearch.backbones.efficientnet_lite import MEAN_RGB, STDDEV_RGB, block_configs
-from simsearch.backbones.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
+from simsearch.embedding.backbones import get_backbone
+from simsearch.embedding.backbones.efficientnet_lite import MEAN_RGB, STDDEV_RGB, block_configs
+from simsearch.embedding.backbones.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
 from simsearch.errors import WeightsUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +213,7 @@ def test_c_loading_lite0_does_not_import_torch(tmp_path):
         "            raise ImportError('torch import attempted: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import numpy as np\n"
-        "from simsearch.backbones import get_backbone\n"
+        "from simsearch.embedding.backbones import get_backbone\n"
         "b = get_backbone('efficientnet_lite0')\n"
         "m = b.build_feature_model(sys.argv[1])\n"
         "f = m.predict(b.preprocess(np.zeros((1, 224, 224, 3), np.uint8)), verbose=0)\n"

@@ -260,7 +260,7 @@ def test_the_exact_tier_lists_identical_files_and_pixels_with_every_path(coll):
 
     app, folder = coll
     ctx = app.extensions["simsearch"]
-    result = dup.find(ctx, "files", tier="exact", per_page=None)
+    result = dup.find(ctx, "files", tier="exact", per_page=None).to_dict()  # (its JSON, as the CLI prints it)
     assert result["total_groups"] == PHOTOS and result["tiers"]["exact"] == {"groups": PHOTOS, "images": PHOTOS + 1,
                                                                             "files": 2 * PHOTOS + 1}
     first = result["groups"][0]  # the most files: p00 (two identical files) and m00 (identical pixels)

@@ -7,9 +7,7 @@ benchmarks/near_duplicates.py (docs/near-duplicates.md); here: the rules, on a f
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 
 import numpy as np
 import pytest
@@ -20,17 +18,11 @@ from simsearch.analysis.near_duplicates import (contains, hamming, hash_candidat
 from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
-from tests.conftest import DATASETS, ROOT, dataset_files, upgraded
+from simsearch.ops.duplicate_results import Duplicates
+from tests.conftest import DATASETS, dataset_files, upgraded
+from tests.helpers import benchmarks
 
 FLOWERS102 = DATASETS / "flowers102"
-
-
-def _copies_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("near_copies", ROOT / "benchmarks" / "near_copies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _hashes(data: bytes) -> np.ndarray:
@@ -46,7 +38,7 @@ def _photos(n: int):
 
 
 def test_hashes_match_transformed_copies_and_not_other_photos():
-    copies = _copies_module()
+    copies = benchmarks.load("near_copies")
     photos = _photos(6)
     data = photos[0].read_bytes()
     h0 = _hashes(data)
@@ -124,7 +116,7 @@ def app_with_copies(tmp_path_factory, weights_dir):
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.web import create_app, shutdown
 
-    copies = _copies_module()
+    copies = benchmarks.load("near_copies")
     base = tmp_path_factory.mktemp("neardup")
     folder = base / "photos" / "flowers"
     folder.mkdir(parents=True)
@@ -147,14 +139,14 @@ def app_with_copies(tmp_path_factory, weights_dir):
     shutdown(app)
 
 
-def _near_groups(ctx, space=None) -> tuple[dict, list[tuple[str, ...]]]:
+def _near_groups(ctx, space=None) -> tuple[Duplicates, list[tuple[str, ...]]]:
     """The near tier's result and its groups as the sorted source photos of their images
     (``s0__hflip.jpg`` is of ``s0``): ('s0',) * 5 is s0 with its 4 copies."""
     from simsearch.ops import duplicates as dup
 
     res = dup.find(ctx, "nd", space, tier="near", per_page=None)
-    return res, sorted(tuple(sorted(img["path"].rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g["images"]))
-                       for g in res["groups"])
+    return res, sorted(tuple(sorted(img.path.rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g.images))
+                       for g in res.groups)
 
 
 def test_ingest_stores_hashes_and_the_near_tier_groups_each_photo_with_its_copies(app_with_copies):
@@ -211,7 +203,7 @@ def test_near_duplicates_run_in_the_backbone_space_when_the_default_is_derived(a
     try:
         for space in (None, name):  # the default, or the derived space by name: its backbone
             res, groups = _near_groups(ctx, space)
-            assert res["backbone"] == "efficientnet_lite0"
+            assert res.backbone == "efficientnet_lite0"
             assert groups == [("s0",) * 5, ("s1",) * 5], groups
     finally:
         space_defaults.set_default(ctx, "nd", None)

@@ -8,9 +8,7 @@ here: the rule on a few real photos, and the op end to end.
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 
 import cv2
 import numpy as np
@@ -22,7 +20,8 @@ from simsearch.analysis.near_duplicates import GEOMETRY_RESHOT, GEOMETRY_UNCHECK
 from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
-from tests.conftest import DATASETS, ROOT, upgraded
+from tests.conftest import DATASETS, upgraded
+from tests.helpers import benchmarks
 
 OXFORD = DATASETS / "oxford-buildings"
 FLOWER = DATASETS / "flowers102" / "buttercup" / "image_04648.jpg"
@@ -32,14 +31,6 @@ LANDMARK = OXFORD / "magdalen" / "magdalen_000022.jpg"
 CAMERA_A = OXFORD / "radcliffe_camera" / "radcliffe_camera_000209.jpg"
 CAMERA_B = OXFORD / "radcliffe_camera" / "radcliffe_camera_000270.jpg"
 CAMERA_C = OXFORD / "radcliffe_camera" / "radcliffe_camera_000050.jpg"
-
-
-def _copies():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("near_copies", ROOT / "benchmarks" / "near_copies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _picture(data: bytes) -> Image.Image:
@@ -55,7 +46,7 @@ def _features(data: bytes) -> geometry.Features:
 
 @pytest.mark.parametrize("path", [FLOWER, LANDMARK], ids=["flower", "landmark"])
 def test_crops_flips_and_rotations_of_a_photo_are_accepted(path):
-    copies = _copies()
+    copies = benchmarks.load("near_copies")
     data = path.read_bytes()
     original = _features(data)
     for t in ("cropoff12", "hflip+cropoff10", "rotate6", "crop15", "resize25+jpeg30"):
@@ -122,7 +113,7 @@ def test_the_near_tier_groups_off_centre_and_flipped_crops_not_other_photos_of_a
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.ops import duplicates as dup
 
-    copies = _copies()
+    copies = benchmarks.load("near_copies")
     folder = tmp_path / "photos" / "mixed"
     folder.mkdir(parents=True)
     for name, path in (("flower", FLOWER), ("landmark", LANDMARK), ("camera_a", CAMERA_A), ("camera_b", CAMERA_B)):
@@ -139,8 +130,8 @@ def test_the_near_tier_groups_off_centre_and_flipped_crops_not_other_photos_of_a
         files, _ = files_from_folder(tmp_path / "photos", labels="folders")
         assert Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run("geo", files, source=str(folder)).added == 8
         res = dup.find(ctx, "geo", None, tier="near", per_page=None)
-        groups = sorted(tuple(sorted(img["path"].rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g["images"]))
-                        for g in res["groups"])
+        groups = sorted(tuple(sorted(img.path.rsplit("/", 1)[-1].split("__")[0].split(".")[0] for img in g.images))
+                        for g in res.groups)
         assert groups == [("flower",) * 3, ("landmark",) * 3], groups
         ps = dup.pairs(ctx, "geo", None)
         assert ps.cached and (ps.geometry == 1).sum() >= 4  # the crops were found by the check

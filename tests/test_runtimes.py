@@ -18,10 +18,10 @@ from simsearch.embedding.embedder import Embedder
 from simsearch.spaces import SpaceSpec, parse, space_key
 from simsearch.errors import InvalidInput
 from simsearch.images import decode_image, resize_for_model
-from simsearch.runtimes import BF16, FP32, RuntimeRefused, auto_order, cpu_has_bf16, get_runtime, open_session, register
-from simsearch.runtimes.base import ModelSpec
-from simsearch.runtimes.cache import ConvertingRuntime
-from simsearch.runtimes.cache import MANIFEST, cache_root
+from simsearch.embedding.runtimes import BF16, FP32, RuntimeRefused, auto_order, cpu_has_bf16, get_runtime, open_session, register
+from simsearch.embedding.runtimes.base import ModelSpec
+from simsearch.embedding.runtimes.cache import ConvertingRuntime
+from simsearch.embedding.runtimes.cache import MANIFEST, cache_root
 
 from conftest import CATS_DOGS, ROOT, copy_subset, dataset_files
 
@@ -41,7 +41,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tf_vectors(weights_dir):
     """TensorFlow fp32 vectors (the Keras runtime) of a few cats-dogs images: the reference."""
-    return Embedder(LITE, weights_dir, runtime="keras").embed(pets_pixels())
+    return Embedder(parse(LITE), weights_dir, runtime="keras").embed(pets_pixels())
 
 
 def zero_middle(path: Path, n: int = 64 * 1024) -> None:
@@ -70,7 +70,7 @@ def test_precision_is_part_of_the_space_name():
 # -- converted runtimes ----------------------------------------------------------------------------
 @pytest.mark.parametrize("runtime", CONVERTING)
 def test_converted_runtime_matches_tensorflow(runtime, weights_dir, tf_vectors):
-    emb = Embedder(LITE, weights_dir, runtime=runtime)
+    emb = Embedder(parse(LITE), weights_dir, runtime=runtime)
     vectors = emb.embed(pets_pixels())
     assert emb.session.runtime == runtime and emb.session.precision == FP32
     assert emb.session.validation >= 0.9999
@@ -88,7 +88,7 @@ def test_converted_runtime_matches_tensorflow(runtime, weights_dir, tf_vectors):
 def test_auto_picks_a_converted_runtime_when_one_is_installed(weights_dir):
     if not CONVERTING:
         pytest.skip("neither openvino nor onnxruntime is installed")
-    emb = Embedder(LITE, weights_dir)  # runtime auto
+    emb = Embedder(parse(LITE), weights_dir)  # runtime auto
     emb.load()
     assert emb.session.runtime == CONVERTING[0]
 
@@ -114,18 +114,18 @@ def _copy_weights(src: Path, dest: Path, runtime: str | None, folder: Path | Non
 def test_a_damaged_converted_model_is_detected_and_rebuilt(runtime, damage, target, weights_dir, tmp_path, caplog):
     if runtime not in CONVERTING:
         pytest.skip(f"{runtime} is not installed")
-    original = Embedder(LITE, weights_dir, runtime=runtime)
+    original = Embedder(parse(LITE), weights_dir, runtime=runtime)
     before = original.embed(pets_pixels())
     folder = _copy_weights(weights_dir, tmp_path / "weights", runtime, Path(original.session.extra["cache"]))
     damage(folder / target)
-    with caplog.at_level(logging.WARNING, logger="simsearch.runtimes.cache"):
-        emb = Embedder(LITE, tmp_path / "weights", runtime=runtime)
+    with caplog.at_level(logging.WARNING, logger="simsearch.embedding.runtimes.cache"):
+        emb = Embedder(parse(LITE), tmp_path / "weights", runtime=runtime)
         after = emb.embed(pets_pixels())
     assert emb.session.source == "converted"  # not the damaged cache
     assert any("discarded" in r.getMessage() and target in r.getMessage() for r in caplog.records)
     np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
     # the rebuilt folder is valid: opened again, it comes from the cache as it is
-    from simsearch.runtimes.cache import open_converted
+    from simsearch.embedding.runtimes.cache import open_converted
 
     spec = ModelSpec(emb.backbone, "avg", FP32, tmp_path / "weights")
     assert open_converted(get_runtime(runtime), spec).source == "cache"
@@ -133,12 +133,12 @@ def test_a_damaged_converted_model_is_detected_and_rebuilt(runtime, damage, targ
 
 @pytest.mark.parametrize("damage", [zero_middle, truncate])
 def test_a_damaged_weights_cache_is_detected_and_converted_again(damage, weights_dir, tmp_path, caplog):
-    before = Embedder(LITE, weights_dir, runtime="keras").embed(pets_pixels())
+    before = Embedder(parse(LITE), weights_dir, runtime="keras").embed(pets_pixels())
     dest = _copy_weights(weights_dir, tmp_path / "weights", None)
     cache = dest / "efficientnet_lite0.weights.h5"
     damage(cache)
     with caplog.at_level(logging.WARNING):
-        after = Embedder(LITE, dest, runtime="keras").embed(pets_pixels())
+        after = Embedder(parse(LITE), dest, runtime="keras").embed(pets_pixels())
     assert any("converting efficientnet_lite0 weights again" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(after, before)
     from simsearch.digest import check_sidecar
@@ -166,12 +166,12 @@ class _WrongRuntime(ConvertingRuntime):
 
 
 def test_a_runtime_whose_outputs_differ_is_refused_and_auto_moves_on(weights_dir, monkeypatch):
-    from simsearch.runtimes import registry
+    from simsearch.embedding.runtimes import registry
 
     monkeypatch.setattr(registry, "AUTO_ORDER", list(registry.AUTO_ORDER))
     monkeypatch.setattr(registry, "_RUNTIMES", dict(registry._RUNTIMES))
     register(_WrongRuntime(), before=registry.AUTO_ORDER[0])
-    spec = ModelSpec(Embedder(LITE, weights_dir).backbone, "avg", FP32, weights_dir)
+    spec = ModelSpec(Embedder(parse(LITE), weights_dir).backbone, "avg", FP32, weights_dir)
     with pytest.raises(RuntimeRefused, match="differ from Keras"):
         open_session(spec, "wrong-for-test")
     assert not [p for p in cache_root(weights_dir).iterdir() if "wrong-for-test" in p.name]  # nothing cached
@@ -184,7 +184,7 @@ def test_a_runtime_whose_outputs_differ_is_refused_and_auto_moves_on(weights_dir
 def test_openvino_bf16_is_refused_on_a_cpu_without_bf16(weights_dir):
     if "openvino" not in CONVERTING:
         pytest.skip("openvino is not installed")
-    spec = ModelSpec(Embedder(LITE, weights_dir).backbone, "avg", BF16, weights_dir)
+    spec = ModelSpec(Embedder(parse(LITE), weights_dir).backbone, "avg", BF16, weights_dir)
     with pytest.raises(RuntimeRefused, match="no bf16"):
         open_session(spec, "openvino")
 
@@ -243,7 +243,7 @@ def test_default_ingest_stores_vectors_within_tolerance_of_tensorflow(sqlite_set
         svc.close()
     pixels = np.stack([resize_for_model(decode_image(Path(paths[int(i)]).read_bytes(), draft_size=224).image, 224)
                        for i in ids])
-    reference = Embedder(LITE, weights_dir, runtime="keras").embed(pixels)
+    reference = Embedder(parse(LITE), weights_dir, runtime="keras").embed(pixels)
     assert cosines(stored, reference).min() >= 0.9999
 
 
@@ -278,7 +278,7 @@ def _run(code: str, env: dict, timeout: int = 600) -> subprocess.CompletedProces
 def test_cached_runtime_path_never_imports_tensorflow(weights_dir, tmp_path):
     if not CONVERTING:
         pytest.skip("neither openvino nor onnxruntime is installed")
-    Embedder(LITE, weights_dir).load()  # the converted model is in the cache now
+    Embedder(parse(LITE), weights_dir).load()  # the converted model is in the cache now
     pets = copy_subset(tmp_path / "pets", 2)
     query = next((pets / "cats").iterdir())
     code = f"""
@@ -304,7 +304,8 @@ def test_keras_runtime_under_jax_without_tensorflow(weights_dir, tf_vectors, tmp
     code = f"""
 import sys, numpy as np
 from simsearch.embedding.embedder import Embedder
-emb = Embedder("{LITE}", {str(weights_dir)!r}, runtime="keras", device="cpu")
+from simsearch.spaces import parse
+emb = Embedder(parse("{LITE}"), {str(weights_dir)!r}, runtime="keras", device="cpu")
 np.save({str(tmp_path / 'out.npy')!r}, emb.embed(np.load({str(tmp_path / 'pixels.npy')!r})))
 print("NUMERICS", emb.numerics)
 print("TF", "tensorflow" in sys.modules)
@@ -322,7 +323,7 @@ def test_unfinished_conversion_folders_are_swept(tmp_path):
     import os
     import time
 
-    from simsearch.runtimes.cache import STALE_CONVERSION_SECONDS, sweep_stale_conversions
+    from simsearch.embedding.runtimes.cache import STALE_CONVERSION_SECONDS, sweep_stale_conversions
 
     old, young, kept = tmp_path / ".tmp-old", tmp_path / ".tmp-young", tmp_path / "abc123"
     for folder in (old, young, kept):

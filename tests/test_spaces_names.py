@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from simsearch import limits, spaces
-from simsearch.backbones import list_backbones
-from simsearch.errors import InvalidInput
+from simsearch.embedding.backbones import list_backbones
+from simsearch.errors import Conflict, InvalidInput
 from simsearch.spaces import SpaceSpec, parse, space_key
 
 LITE = "efficientnet_lite0"
@@ -49,6 +49,16 @@ def test_the_parts_say_how_to_embed():
     assert parse(LITE).view_list == ["plain"]
     assert parse(f"{LITE}@gem3").model_pooling == "none"  # GeM pools outside the model
     assert parse(f"{LITE}@max").model_pooling == "max"
+
+
+def test_an_embedder_is_given_the_parts_of_a_backbone_space_never_an_imported_one():
+    assert spaces.to_embed(f"{LITE}@gem3+flip") == parse(f"{LITE}@gem3+flip")
+    with pytest.raises(Conflict, match="were imported .* cannot embed an image in that space") as exc:
+        spaces.to_embed("clip-vit-b32")
+    assert exc.value.field == "backbone"
+    with pytest.raises(InvalidInput) as bad:
+        spaces.to_embed(f"{LITE}@gem5")
+    assert bad.value.field == "pooling"
 
 
 @pytest.mark.parametrize("name,field,says", [

@@ -86,29 +86,30 @@ def models(monkeypatch):
 
 def test_embedders_of_one_model_share_its_session(models, weights_dir):
     from simsearch.embedding.embedder import Embedder
+    from simsearch.spaces import parse
 
-    a = Embedder(LITE, weights_dir, runtime="keras", device="cpu")
+    a = Embedder(parse(LITE), weights_dir, runtime="keras", device="cpu")
     assert a.session is None and len(models) == 0  # making an embedder opens nothing
     key = a._model()[1]
     assert (key.backbone, key.runtime, key.precision) == (LITE, "keras", "fp32")
     opened = []
     session, _ = models.get(key, lambda: opened.append(1) or _Session())
     assert models.get(key, lambda: opened.append(1) or _Session()) == (session, 0.0) and opened == [1]
-    b = Embedder(LITE, weights_dir, runtime="keras", device="cpu")
+    b = Embedder(parse(LITE), weights_dir, runtime="keras", device="cpu")
     assert b.session is session and a.session is session and b.numerics == "fake fp32 cpu"
     b.load()  # open already: nothing opened again
     assert opened == [1] and b.load_seconds == 0.0
     # another pooling inside the model, precision, runtime or weights file is another model
-    others = [Embedder(f"{LITE}@max", weights_dir, runtime="keras", device="cpu"),
-              Embedder(f"{LITE}+bf16", weights_dir, runtime="keras", device="cpu"),
-              Embedder(LITE, weights_dir, runtime="auto", device="cpu"),
-              Embedder(LITE, weights_dir, weights="/elsewhere/w.h5", runtime="keras", device="cpu")]
+    others = [Embedder(parse(f"{LITE}@max"), weights_dir, runtime="keras", device="cpu"),
+              Embedder(parse(f"{LITE}+bf16"), weights_dir, runtime="keras", device="cpu"),
+              Embedder(parse(LITE), weights_dir, runtime="auto", device="cpu"),
+              Embedder(parse(LITE), weights_dir, weights="/elsewhere/w.h5", runtime="keras", device="cpu")]
     assert len({e._model()[1] for e in others} | {key}) == 5 and all(e.session is None for e in others)
     # test-time views and GeM are computed outside the model: the same model as the plain space
-    assert Embedder(f"{LITE}+flip", weights_dir, runtime="keras", device="cpu").session is session
+    assert Embedder(parse(f"{LITE}+flip"), weights_dir, runtime="keras", device="cpu").session is session
     assert models.loaded_backbones() == {LITE}
     models.clear()
-    assert len(models) == 0 and Embedder(LITE, weights_dir, runtime="keras", device="cpu").session is None
+    assert len(models) == 0 and Embedder(parse(LITE), weights_dir, runtime="keras", device="cpu").session is None
 
 
 def test_a_model_asked_for_at_once_by_two_threads_is_opened_once(models):

@@ -13,23 +13,18 @@ from PIL import Image as PILImage
 from simsearch.errors import InvalidInput
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
+from tests.helpers import benchmarks
 from tests.helpers.api import assert_error
 from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
-
-sys_path_benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _on_a_wall(art: Path, background: Path, seed: int = 4) -> bytes:
     """``art`` framed, relit, turned in perspective and pasted into ``background``, as the
     in-context benchmark builds its wall photos (benchmarks/in_context.py)."""
-    import sys
-
-    sys.path.insert(0, str(sys_path_benchmarks))
-    from in_context import jpeg, on_a_wall
+    in_context = benchmarks.load("in_context")
 
     with PILImage.open(art) as a, PILImage.open(background) as bg:
-        photo, _ = on_a_wall(a, bg, np.random.default_rng(seed))
-    return jpeg(photo)
+        photo, _ = in_context.on_a_wall(a, bg, np.random.default_rng(seed))
+    return in_context.jpeg(photo)
 
 
 def test_check_verify_takes_booleans_and_names_the_field():

@@ -4,6 +4,7 @@ keep one of each group and remove the rest (preview, then ``--apply``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,63 +12,67 @@ from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, progress_printer
 from simsearch.errors import InvalidInput
 
+if TYPE_CHECKING:  # (the operations load when the command runs: `simsearch --help` stays light)
+    from simsearch.ops.duplicate_results import Duplicates, DuplicatesPlan
 
-def _threshold_text(result: dict) -> str:
-    if result["tier"] == "exact":
+
+def _threshold_text(result: Duplicates) -> str:
+    if result.tier == "exact":
         return "identical pixels"
-    return f"cosine >= {result['threshold']:.3f}"
+    return f"cosine >= {result.threshold:.3f}"
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _print(result: dict, verbose_meaning: bool = True) -> None:
-    tier = result["tier"]
-    files = result["tiers"].get(tier, {}).get("files") if tier == "exact" else None
-    click.echo(f"{tier} ({_threshold_text(result)}): {_plural(result['total_groups'], 'group')}, "
-               f"{result['grouped_images']} images"
-               + (f", {_plural(files, 'file')}" if files is not None and files != result["grouped_images"] else ""))
+def _print(result: Duplicates, verbose_meaning: bool = True) -> None:
+    tier = result.tier
+    counted = result.tiers.get(tier)
+    files = counted.files if tier == "exact" and counted is not None else None
+    click.echo(f"{tier} ({_threshold_text(result)}): {_plural(result.total_groups, 'group')}, "
+               f"{result.grouped_images} images"
+               + (f", {_plural(files, 'file')}" if files is not None and files != result.grouped_images else ""))
     if verbose_meaning:
-        click.echo(click.wrap_text(result["meaning"], width=100, initial_indent="  ", subsequent_indent="  "))
-    for g in result["groups"]:
-        span = (f"{g['max_similarity']:.4f}" if g["max_similarity"] == g["min_similarity"]
-                else f"{g['min_similarity']:.4f}..{g['max_similarity']:.4f}")
+        click.echo(click.wrap_text(result.meaning, width=100, initial_indent="  ", subsequent_indent="  "))
+    for g in result.groups:
+        span = (f"{g.max_similarity:.4f}" if g.max_similarity == g.min_similarity
+                else f"{g.min_similarity:.4f}..{g.max_similarity:.4f}")
         if tier == "exact":
-            what = ("identical bytes" if g["size"] == 1 else
-                    "identical pixels" + (", some with identical bytes" if g["identical_files"] else ""))
-            click.echo(f"  group {g['group']}: {_plural(g['size'], 'image')}, {_plural(g['files'], 'file')} ({what})")
+            what = ("identical bytes" if g.size == 1 else
+                    "identical pixels" + (", some with identical bytes" if g.identical_files else ""))
+            click.echo(f"  group {g.group}: {_plural(g.size, 'image')}, {_plural(g.files, 'file')} ({what})")
         else:
-            click.echo(f"  group {g['group']}: {g['size']} images, similarity {span}")
-        for img in g["images"]:
-            click.echo(f"      #{img['id']}  {img['path']}" + (f"  [{img['label']}]" if img["label"] else ""))
-            for f in img["files"][1:]:
-                click.echo(f"           = {f['path']}")
-    if result["pages"] > 1:
-        click.echo(f"  page {result['page']} of {result['pages']} (--page N for more, --all for every group)")
+            click.echo(f"  group {g.group}: {g.size} images, similarity {span}")
+        for img in g.images:
+            click.echo(f"      #{img.id}  {img.path}" + (f"  [{img.label}]" if img.label else ""))
+            for f in img.files[1:]:
+                click.echo(f"           = {f.path}")
+    if result.pages > 1:
+        click.echo(f"  page {result.page} of {result.pages} (--page N for more, --all for every group)")
 
 
-def _print_plan(plan: dict) -> None:
-    s = plan["summary"]
-    rule = plan["keep"] + (f" matching {plan['pattern']!r}" if plan["pattern"] else "")
-    head = "applied" if plan["applied"] else "preview (nothing changed; --apply to do it)"
-    click.echo(f"{plan['tier']} groups, keep {rule}: {head}")
-    for g in plan["groups"]:
-        if g["skipped"]:
-            click.echo(f"  group {g['group']}: left alone: {g['skipped']}")
+def _print_plan(plan: DuplicatesPlan) -> None:
+    s = plan.summary
+    rule = plan.keep + (f" matching {plan.pattern!r}" if plan.pattern else "")
+    head = "applied" if plan.applied else "preview (nothing changed; --apply to do it)"
+    click.echo(f"{plan.tier} groups, keep {rule}: {head}")
+    for g in plan.groups:
+        if g.skipped:
+            click.echo(f"  group {g.group}: left alone: {g.skipped}")
             continue
-        click.echo(f"  group {g['group']}: keep #{g['keep']['image_id']} {g['keep']['path']}")
-        for f in g["drop_files"]:
-            click.echo(f"      drop file record  #{f['image_id']} {f['path']}")
-        for img in g["delete_images"]:
-            click.echo(f"      delete image      #{img['image_id']} {', '.join(img['paths'])}")
-    click.echo(f"{_plural(s['groups_acted'], 'group')} acted on, {s['groups_skipped']} left alone: "
-               f"{_plural(s['files_dropped'], 'file record')} dropped, {_plural(s['images_deleted'], 'image')} deleted"
-               + (f", {_plural(s['files_deleted_on_disk'], 'file')} deleted on disk" if plan["disk"] else "")
-               + f" (plan {plan['digest']})")
-    for d in plan["disk"]:
-        if not d["deleted"]:
-            click.echo(f"  kept on disk: {d['path']}: {d['reason']}")
+        click.echo(f"  group {g.group}: keep #{g.keep.image_id} {g.keep.path}")
+        for f in g.drop_files:
+            click.echo(f"      drop file record  #{f.image_id} {f.path}")
+        for img in g.delete_images:
+            click.echo(f"      delete image      #{img.image_id} {', '.join(img.paths)}")
+    click.echo(f"{_plural(s.groups_acted, 'group')} acted on, {s.groups_skipped} left alone: "
+               f"{_plural(s.files_dropped, 'file record')} dropped, {_plural(s.images_deleted, 'image')} deleted"
+               + (f", {_plural(s.files_deleted_on_disk, 'file')} deleted on disk" if plan.disk else "")
+               + f" (plan {plan.digest})")
+    for d in plan.disk:
+        if not d.deleted:
+            click.echo(f"  kept on disk: {d.path}: {d.reason}")
 
 
 @cli.command()
@@ -107,6 +112,7 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
     """Groups of duplicate images: identical files and pixels, near-duplicates (transformed copies) and
     similar images; export them, or keep one of each and remove the rest (--keep)."""
     from simsearch.ops import duplicate_actions as actions
+    from simsearch.ops import duplicate_results as results
     from simsearch.ops import duplicates as dup
 
     acting = keep is not None or pattern is not None
@@ -144,7 +150,7 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
     if acting:
         plan = actions.resolve(app, pairs, tier=tier, threshold=per_tier[tier], keep=keep, pattern=pattern,
                            groups=list(group_numbers) or None, apply=apply, digest=digest, delete_files=delete_files)
-        emit_json(plan) if as_json else _print_plan(plan)
+        emit_json(plan.to_dict()) if as_json else _print_plan(plan)
         return
     if export_to is not None:
         text = actions.export(app, pairs, tier=tier, threshold=per_tier[tier], fmt=fmt)
@@ -153,19 +159,19 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
         except OSError as exc:
             raise InvalidInput(f"{export_to}: cannot write ({exc.strerror or exc})", field="export") from None
         result = dup.groups(app, pairs, tier=tier, threshold=per_tier[tier], page=1, per_page=1)
-        message = (f"wrote {_plural(result['total_groups'], tier + ' group')} "
-                   f"({result['grouped_images']} images) to {export_to}")
-        emit_json({"export": str(export_to), "format": fmt, "groups": result["total_groups"]}) if as_json \
-            else click.echo(message)
+        message = (f"wrote {_plural(result.total_groups, tier + ' group')} "
+                   f"({result.grouped_images} images) to {export_to}")
+        emit_json(results.DuplicatesExport(export=str(export_to), format=fmt, groups=result.total_groups).to_dict()) \
+            if as_json else click.echo(message)
         return
-    results = {t: dup.groups(app, pairs, tier=t, threshold=per_tier[t], page=page, per_page=per_page) for t in tiers}
+    pages = {t: dup.groups(app, pairs, tier=t, threshold=per_tier[t], page=page, per_page=per_page) for t in tiers}
     if as_json:
-        emit_json(results[tier] if tier != "all" else
-                  {"collection": collection, "backbone": pairs.space, "n_images": int(pairs.info.get("n_images", 0)),
-                   "results": results})
+        emit_json((pages[tier] if tier != "all" else
+                   results.DuplicatesAllTiers(collection=collection, backbone=pairs.space,
+                                              n_images=int(pairs.info.get("n_images", 0)), results=pages)).to_dict())
         return
-    first = next(iter(results.values()))
-    click.echo(f"{collection} / {first['backbone']}: {first['n_images']} images"
-               + ("" if first["cached"] else f" (pairs found in {first['seconds']} s)"))
+    first = next(iter(pages.values()))
+    click.echo(f"{collection} / {first.backbone}: {first.n_images} images"
+               + ("" if first.cached else f" (pairs found in {first.seconds} s)"))
     for t in tiers:
-        _print(results[t])
+        _print(pages[t])

@@ -23,7 +23,7 @@ class ModelKey(NamedTuple):
 
     @classmethod
     def of(cls, spec, runtime: str) -> "ModelKey":
-        """The key of a :class:`simsearch.runtimes.ModelSpec` opened on ``runtime``."""
+        """The key of a :class:`simsearch.embedding.runtimes.ModelSpec` opened on ``runtime``."""
         return cls(spec.backbone.name, runtime, spec.precision,
                    (spec.pooling, str(spec.weights_dir), spec.weights, spec.device))
 

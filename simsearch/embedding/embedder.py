@@ -1,6 +1,7 @@
 """Embedding: uint8 images at a backbone's input size -> L2-normalised float32 vectors in a space.
 
-A space (:mod:`simsearch.spaces`: ``backbone[@pooling][+flip][+ms][+bf16]``) says what is
+A space (:mod:`simsearch.spaces`: ``backbone[@pooling][+flip][+ms][+bf16]``, parsed there into a
+:class:`~simsearch.spaces.SpaceSpec`, which is what an embedder is given: it never reads names) says what is
 computed: the backbone, its pooling (GeM runs the backbone up to its feature map and pools here:
 :func:`pool_map`), the test-time views (``+flip`` adds the left-right mirrored image, ``+ms`` a
 second scale: the centre of the image zoomed by :data:`MS_ZOOM`, at the same input size: a
@@ -10,7 +11,7 @@ the views' normalised vectors, the same at ingest and for a query image) and the
 space: every converted runtime is validated against Keras fp32 (cosine >= 0.9999); bf16 vectors
 differ more (cosine ~0.998), so they get a space of their own.
 
-The model runs on a runtime from :mod:`simsearch.runtimes` (``auto``: OpenVINO or ONNX Runtime on
+The model (:mod:`simsearch.embedding.backbones`) runs on a runtime from :mod:`simsearch.embedding.runtimes` (``auto``: OpenVINO or ONNX Runtime on
 a validated converted model where installed, else Keras), on the CPU or a GPU; opened models are
 kept in the process's one model cache (:mod:`simsearch.embedding.cache`).
 """
@@ -22,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch.backbones import Backbone, get_backbone
+from simsearch.embedding.backbones import Backbone, get_backbone
 from simsearch.embedding.cache import MODELS, ModelKey
-from simsearch.errors import Conflict, InvalidInput
-from simsearch.runtimes import ModelSpec, check_choice, open_session, resolve_device
-from simsearch.spaces import GEM_P, POOLINGS, check_space_name, parse
+from simsearch.embedding.pooling import GEM_P, POOLINGS
+from simsearch.embedding.runtimes import ModelSpec, check_choice, open_session, resolve_device
+from simsearch.errors import InvalidInput
 
 MS_ZOOM = 1.4  # the second scale of ``+ms``: the centre 1/1.4 of each side, resized to the input size
 GEM_EPS = 1e-6
@@ -34,7 +35,7 @@ GEM_EPS = 1e-6
 
 def import_tensorflow_quietly() -> None:
     """Import Keras and its backend once per process (the old name, kept for callers)."""
-    from simsearch.runtimes.keras_rt import import_keras_quietly
+    from simsearch.embedding.runtimes.keras_rt import import_keras_quietly
 
     import_keras_quietly()
 
@@ -87,17 +88,15 @@ def combine_views(per_view: list[np.ndarray]) -> np.ndarray:
 class Embedder:
     """Embeds batches with one backbone on one runtime. Thread-safe (one forward at a time per model).
 
-    ``runtime``: ``auto`` or a name from :func:`simsearch.runtimes.runtime_names`; ``device``:
-    ``auto``, ``cpu`` or ``gpu``. The precision comes from the space (``+bf16``)."""
+    ``spec``: the space's parts (a :class:`simsearch.spaces.SpaceSpec`: backbone, pooling, views,
+    precision; :func:`simsearch.spaces.parse` makes one from a name). ``runtime``: ``auto`` or a name
+    from :func:`simsearch.embedding.runtimes.runtime_names`; ``device``: ``auto``, ``cpu`` or ``gpu``.
+    The precision comes from the space (``+bf16``)."""
 
-    def __init__(self, space: str, weights_dir: Path, *, weights: str | None = None, runtime: str = "auto",
+    def __init__(self, spec, weights_dir: Path, *, weights: str | None = None, runtime: str = "auto",
                  device: str = "auto"):
-        self.space = space
-        if not check_space_name(space):
-            raise Conflict(f"the {space!r} vectors were imported (simsearch import-vectors): simsearch cannot embed an "
-                           "image in that space; search by an image's id (similar), or choose a backbone's space",
-                           field="backbone")
-        self.spec = parse(space)
+        self.spec = spec
+        self.space = spec.key
         name, self.pooling, self.precision = self.spec.backbone, self.spec.pooling, self.spec.precision
         self.backbone: Backbone = get_backbone(name)
         self.weights_dir = Path(weights_dir)
@@ -131,7 +130,7 @@ class Embedder:
         """Cheap checks, without loading anything: the weights are at hand (or will be downloaded:
         then the model is loaded now, so that a failed download is reported early) and the runtime
         asked for is installed. Raises WeightsUnavailable / RuntimeRefused."""
-        from simsearch.runtimes import RuntimeRefused, get_runtime
+        from simsearch.embedding.runtimes import RuntimeRefused, get_runtime
 
         if self.runtime != "auto":
             why = get_runtime(self.runtime).unavailable()
@@ -219,9 +218,10 @@ class Embedder:
     def _pooled(self, out: np.ndarray) -> np.ndarray:
         return pool_map(out, self.pooling) if self.spec.model_pooling == "none" else out
 
-    def embed_variants(self, pixels: np.ndarray, spaces: list[str], *, pad_to: int | None = None,
+    def embed_variants(self, pixels: np.ndarray, specs: dict, *, pad_to: int | None = None,
                        view_seconds: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-        """One batch in several spaces of this backbone and precision at once, sharing the model's
+        """One batch in several spaces of this backbone and precision at once (``specs``: space name
+        -> its :class:`~simsearch.spaces.SpaceSpec`), sharing the model's
         work: each test-time view runs the feature map once (this embedder's space must pool
         outside the model, e.g. ``@gem3``) and every space pools and combines what it needs.
         The vectors equal each space's own :meth:`embed` (to float rounding). ``view_seconds``:
@@ -229,7 +229,6 @@ class Embedder:
         if self.spec.model_pooling != "none":
             raise InvalidInput(f"embed_variants needs an embedder of the feature map (a GeM space), not {self.space}",
                                field="backbone")
-        specs = {sp: parse(sp) for sp in spaces}
         for sp, spec in specs.items():
             if (spec.backbone, spec.precision) != (self.spec.backbone, self.spec.precision):
                 raise InvalidInput(f"{sp} is not a space of {self.spec.backbone} at {self.spec.precision}",

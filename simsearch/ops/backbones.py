@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simsearch import spaces
-from simsearch.backbones import get_backbone, list_backbones
+from simsearch.embedding.backbones import get_backbone, list_backbones
 from simsearch.embedding import MODELS
 
 

@@ -95,7 +95,7 @@ def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOver
 def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
            weights: dict[str, str] | None, steps) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
-    from simsearch.backbones import get_backbone
+    from simsearch.embedding.backbones import get_backbone
 
     embedding = None
     if is_backbone_space(space):

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from simsearch.errors import Conflict, InvalidInput
 from simsearch.ops import duplicate_files
+from simsearch.ops.duplicate_results import DiskFile, DuplicatesPlan, PlanFile, PlanGroup, PlanImage, PlanSummary
 from simsearch.ops.duplicates import PairSet, collection_id_of, groups, parse_tier, tier_groups, tier_threshold
 from simsearch.store import repo
 from simsearch.store.models import Embedding, Image, ImageFile
@@ -83,15 +84,15 @@ def _plan_groups(ctx, ps: PairSet, tier: str, t: float, keep: str, pattern: str 
     return out
 
 
-def _plan_json(entries, path_view) -> list[dict]:
+def _plan_groups_shown(entries, path_view) -> list[PlanGroup]:
     def shown(f):
         return duplicate_files.shown(path_view, f["path"], f["source"])
 
-    return [{"group": e["group"], "skipped": e["skipped"],
-             "keep": None if e["keep"] is None else {"image_id": e["keep"][0]["id"], "path": shown(e["keep"][1])},
-             "drop_files": [{"image_id": row["id"], "path": shown(f)} for row, f in e["drop_files"]],
-             "delete_images": [{"image_id": row["id"], "paths": [shown(f) for f in row["files"]]}
-                               for row in e["delete_images"]]} for e in entries]
+    return [PlanGroup(group=e["group"], skipped=e["skipped"],
+                      keep=None if e["keep"] is None else PlanFile(image_id=e["keep"][0]["id"], path=shown(e["keep"][1])),
+                      drop_files=[PlanFile(image_id=row["id"], path=shown(f)) for row, f in e["drop_files"]],
+                      delete_images=[PlanImage(image_id=row["id"], paths=[shown(f) for f in row["files"]])
+                                     for row in e["delete_images"]]) for e in entries]
 
 
 def _digest(entries) -> str:
@@ -107,7 +108,7 @@ def _digest(entries) -> str:
 
 def resolve(ctx, ps: PairSet, *, tier: str, threshold=None, keep: str = "oldest", pattern: str | None = None,
             groups=None, apply: bool = False, digest: str | None = None, delete_files: bool = False,
-            path_view=None) -> dict:
+            path_view=None) -> DuplicatesPlan:
     """Keep one file of each group of a tier (chosen by the ``keep`` rule among the files whose
     path matches ``pattern``, when given: see :func:`check_keep`) and remove the rest
     from the collection: the kept image's other files are dropped as records (the image stays),
@@ -132,29 +133,23 @@ def resolve(ctx, ps: PairSet, *, tier: str, threshold=None, keep: str = "oldest"
     entries = _plan_groups(ctx, ps, tier, t, keep, pattern, groups, path_view)
     plan_digest = _digest(entries)
     acted = [e for e in entries if e["keep"] is not None]
-    out = {"collection": ps.collection, "backbone": ps.space, "tier": tier,
-           "threshold": None if tier == "exact" else round(t, 6), "keep": keep, "pattern": pattern,
-           "digest": plan_digest, "applied": False,
-           "summary": {"groups": len(entries), "groups_acted": len(acted), "groups_skipped": len(entries) - len(acted),
-                       "files_dropped": sum(len(e["drop_files"]) for e in acted),
-                       "images_deleted": sum(len(e["delete_images"]) for e in acted),
-                       "files_deleted_on_disk": 0},
-           "groups": _plan_json(entries, path_view), "disk": []}
+    summary = dict(groups=len(entries), groups_acted=len(acted), groups_skipped=len(entries) - len(acted),
+                   files_dropped=sum(len(e["drop_files"]) for e in acted),
+                   images_deleted=sum(len(e["delete_images"]) for e in acted), files_deleted_on_disk=0)
+    plan = dict(collection=ps.collection, backbone=ps.space, tier=tier,
+                threshold=None if tier == "exact" else round(t, 6), keep=keep, pattern=pattern, digest=plan_digest, groups=_plan_groups_shown(entries, path_view))
     if not apply:
-        return out
+        return DuplicatesPlan(**plan, applied=False, summary=PlanSummary(**summary), disk=[])
     if digest is not None and digest != plan_digest:
         raise Conflict("the duplicate groups changed since the preview (images added, deleted or re-grouped): "
                        "preview again", field="digest", details={"digest": plan_digest})
     _apply(ctx, collection_id_of(ctx, ps), acted)
-    out["applied"] = True
+    disk = []
     if delete_files:
-        out["disk"] = _delete_on_disk(ctx, acted)
-        out["summary"]["files_deleted_on_disk"] = sum(1 for d in out["disk"] if d["deleted"])
-        for d in out["disk"]:
-            d["path"] = duplicate_files.shown(path_view, d["path"], d.pop("source"))
-    else:
-        out["disk"] = []
-    return out
+        disk = [DiskFile(path=duplicate_files.shown(path_view, d["path"], d["source"]), deleted=d["deleted"],
+                         reason=d["reason"]) for d in _delete_on_disk(ctx, acted)]
+        summary["files_deleted_on_disk"] = sum(1 for d in disk if d.deleted)
+    return DuplicatesPlan(**plan, applied=True, summary=PlanSummary(**summary), disk=disk)
 
 
 def _apply(ctx, collection_id: int, acted: list[dict]) -> None:
@@ -253,17 +248,14 @@ def export(ctx, ps: PairSet, *, tier: str, threshold=None, fmt: str = "csv", pat
         raise InvalidInput(f"format must be csv or json, not {fmt!r}", field="format")
     result = groups(ctx, ps, tier=tier, threshold=threshold, page=1, per_page=None, path_view=path_view)
     if fmt == "json":
-        for g in result["groups"]:
-            for img in g["images"]:
-                img.pop("has_thumbnail", None)
-        return json.dumps(result, ensure_ascii=False, indent=1) + "\n"
+        return json.dumps(result.exported(), ensure_ascii=False, indent=1) + "\n"
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    for g in result["groups"]:
-        for img in g["images"]:
-            for k, f in enumerate(img["files"]):
-                w.writerow([g["group"], g["size"], g["files"], img["id"], f["path"], "yes" if k == 0 else "no",
-                            img["file_count"], "" if f["size"] is None else f["size"], f["mtime"] or "",
-                            img["width"] or "", img["height"] or "", img["label"] or "", g["max_similarity"]])
+    for g in result.groups:
+        for img in g.images:
+            for k, f in enumerate(img.files):
+                w.writerow([g.group, g.size, g.files, img.id, f.path, "yes" if k == 0 else "no",
+                            img.file_count, "" if f.size is None else f.size, f.mtime or "",
+                            img.width or "", img.height or "", img.label or "", g.max_similarity])
     return buf.getvalue()

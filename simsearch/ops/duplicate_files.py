@@ -1,6 +1,8 @@
 """The files of images as the duplicate finder shows them: which images of a collection have
 byte-identical copies (``images.file_count > 1``: a partial index answers), and every file of the
-images a page or a plan needs, the first path first (no Flask)."""
+images a page or a plan needs, the first path first (no Flask). The rows read here are the
+stored values a plan works on; what a page shows of them is a
+:class:`~simsearch.ops.duplicate_results.DuplicateImage`."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import timezone
 
 from sqlalchemy import select
 
+from simsearch.ops.duplicate_results import DuplicateFile, DuplicateImage
 from simsearch.store import repo
 from simsearch.store.models import Image, ImageFile, IngestRun
 
@@ -65,10 +68,10 @@ def shown(path_view, path: str, source: str | None) -> str:
     return path if path_view is None else path_view(path, source)
 
 
-def public_image(row: dict, path_view) -> dict:
+def public_image(row: dict, path_view) -> DuplicateImage:
     """An image of a group as responses show it: its first path, every file, their sizes and times."""
-    return {"id": row["id"], "path": shown(path_view, row["path"], row["source"]), "label": row["label"],
-            "width": row["width"], "height": row["height"], "has_thumbnail": row["has_thumbnail"],
-            "file_count": len(row["files"]),
-            "files": [{"path": shown(path_view, f["path"], f["source"]), "size": f["size"], "mtime": _iso(f["mtime"])}
-                      for f in row["files"]]}
+    return DuplicateImage(id=row["id"], path=shown(path_view, row["path"], row["source"]), label=row["label"],
+                          width=row["width"], height=row["height"], has_thumbnail=row["has_thumbnail"],
+                          file_count=len(row["files"]),
+                          files=[DuplicateFile(path=shown(path_view, f["path"], f["source"]), size=f["size"],
+                                               mtime=_iso(f["mtime"])) for f in row["files"]])

@@ -36,11 +36,15 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch import limits
+from simsearch.analysis.duplicates import candidate_pairs, groups_from_pairs
 from simsearch.errors import InvalidInput
+from simsearch.images.phash import METHOD
 from simsearch.ops import near_duplicates as near
 from simsearch.ops import near_geometry
 from simsearch.ops import duplicate_files as files
 from simsearch.ops import vectors as vecs
+from simsearch.ops.duplicate_results import (DuplicateGroup, DuplicateImage, DuplicatePair, Duplicates, TierCount,
+                                             TierThresholds)
 from simsearch.store import repo, results
 from simsearch.store.models import Image, Thumbnail
 from simsearch.store.results import ResultKey
@@ -115,9 +119,9 @@ def tier_threshold(tier: str, threshold) -> float:
     return threshold
 
 
-def thresholds() -> dict:
-    return {"exact_min_cosine": EXACT_MIN_COSINE, "near": NEAR_THRESHOLD, "similar_default": SIMILAR_DEFAULT,
-            "minimum": FLOOR}
+def thresholds() -> TierThresholds:
+    return TierThresholds(exact_min_cosine=EXACT_MIN_COSINE, near=NEAR_THRESHOLD, similar_default=SIMILAR_DEFAULT,
+                          minimum=FLOOR)
 
 
 def calibration_text() -> dict:
@@ -148,8 +152,6 @@ def describe(tier: str, threshold: float) -> str:
 
 
 def _key(vs: vecs.VectorSet) -> ResultKey:
-    from simsearch.images.phash import METHOD
-
     return ResultKey(vs.collection_id, vs.space, "duplicates", f"k={NEIGHBOURS};floor={CANDIDATES};{FORMAT};{METHOD}",
                      vs.fingerprint)
 
@@ -180,8 +182,6 @@ def lookup_pairs(ctx, collection: str, space: str | None) -> PairSet | None:
 
 def pairs(ctx, collection: str, space: str | None, progress=None) -> PairSet:
     """The pairs of the collection's vectors: cached, or computed and stored (seconds to minutes)."""
-    from simsearch.analysis.duplicates import candidate_pairs
-
     vs = near.peek(ctx, collection, space)  # a backbone space: the thresholds' own (never a derived one)
     hit = results.get(ctx.db, _key(vs))
     if hit is not None:
@@ -281,8 +281,6 @@ class DupGroup:
 
 
 def _groups(ps: PairSet, tier: str, threshold: float):
-    from simsearch.analysis.duplicates import groups_from_pairs
-
     ids = np.unique(np.concatenate([ps.a, ps.b])) if len(ps.a) else np.zeros(0, np.int64)
     i, j = np.searchsorted(ids, ps.a), np.searchsorted(ids, ps.b)
     if tier != "exact":  # verified pairs around representatives: no chains
@@ -333,17 +331,17 @@ def tier_groups(ctx, ps: PairSet, tier: str, threshold: float) -> list[DupGroup]
     return _pair_groups(ps, tier, threshold)
 
 
-def tier_counts(ps: PairSet, ctx=None) -> dict:
+def tier_counts(ps: PairSet, ctx=None) -> dict[str, TierCount]:
     """Groups, grouped images (and for exact, with ``ctx``, files) of each tier at its default threshold."""
     out = {}
     for tier in TIERS:
         if tier == "exact" and ctx is not None:
             groups = _exact_groups(ctx, ps)
-            out[tier] = {"groups": len(groups), "images": sum(len(g.images) for g in groups),
-                         "files": sum(g.files for g in groups)}
+            out[tier] = TierCount(groups=len(groups), images=sum(len(g.images) for g in groups),
+                                  files=sum(g.files for g in groups))
             continue
         groups, _ = _groups(ps, tier, tier_threshold(tier, None))
-        out[tier] = {"groups": len(groups), "images": int(sum(g.size for g in groups))}
+        out[tier] = TierCount(groups=len(groups), images=int(sum(g.size for g in groups)))
     return out
 
 
@@ -354,7 +352,7 @@ def check_page(page: int, per_page: int | None) -> None:
 
 
 def groups(ctx, ps: PairSet, *, tier: str = "near", threshold=None, page: int = 1,
-           per_page: int | None = limits.PER_PAGE_DEFAULT, path_view=None) -> dict:
+           per_page: int | None = limits.PER_PAGE_DEFAULT, path_view=None) -> Duplicates:
     """One page of a tier's groups, largest first: each with its images (id, first path, every
     file, label, size, thumbnail) and its strongest pairs. ``per_page`` None: every group on one
     page. ``path_view(path, ingest source)``: how paths are shown (the API hides server paths)."""
@@ -368,23 +366,24 @@ def groups(ctx, ps: PairSet, *, tier: str = "near", threshold=None, page: int = 
     out_groups = []
     for n, g in enumerate(shown, start=(page - 1) * per_page + 1):
         members = [files.public_image(rows[i], path_view) for i in g.images if i in rows]  # (deleted since: left out)
-        pair_rows = [{"a": a, "b": b, "similarity": round(sc, 6), "identical": ident} for a, b, sc, ident in g.pairs]
-        out_groups.append({"group": n, "size": len(members), "files": sum(m["file_count"] for m in members),
-                           "identical_files": any(m["file_count"] > 1 for m in members),
-                           "max_similarity": round(g.max_similarity, 6), "min_similarity": round(g.min_similarity, 6),
-                           "images": members, "pairs": pair_rows, "pairs_total": g.pairs_total})
+        pair_rows = [DuplicatePair(a=a, b=b, similarity=round(sc, 6), identical=ident) for a, b, sc, ident in g.pairs]
+        out_groups.append(DuplicateGroup[DuplicateImage](group=n, size=len(members), files=sum(m.file_count for m in members),
+                                         identical_files=any(m.file_count > 1 for m in members),
+                                         max_similarity=round(g.max_similarity, 6),
+                                         min_similarity=round(g.min_similarity, 6),
+                                         images=members, pairs=pair_rows, pairs_total=g.pairs_total))
     total = len(found)
-    return {"collection": ps.collection, "backbone": ps.space, "tier": tier,
-            "threshold": None if tier == "exact" else round(t, 6),
-            "meaning": describe(tier, t), "thresholds": thresholds(),
-            "n_images": int(ps.info.get("n_images", 0)), "total_groups": total,
-            "grouped_images": int(sum(len(g.images) for g in found)), "tiers": tier_counts(ps, ctx),
-            "page": page, "per_page": per_page, "pages": max(1, math.ceil(total / per_page)),
-            "groups": out_groups, "cached": ps.cached, "seconds": ps.info.get("seconds")}
+    return Duplicates(collection=ps.collection, backbone=ps.space, tier=tier,
+                      threshold=None if tier == "exact" else round(t, 6),
+                      meaning=describe(tier, t), thresholds=thresholds(),
+                      n_images=int(ps.info.get("n_images", 0)), total_groups=total,
+                      grouped_images=int(sum(len(g.images) for g in found)), tiers=tier_counts(ps, ctx),
+                      page=page, per_page=per_page, pages=max(1, math.ceil(total / per_page)),
+                      groups=out_groups, cached=ps.cached, seconds=ps.info.get("seconds"))
 
 
 def find(ctx, collection: str, space: str | None = None, *, tier: str = "near", threshold=None, page: int = 1,
-         per_page: int | None = limits.PER_PAGE_DEFAULT, progress=None) -> dict:
+         per_page: int | None = limits.PER_PAGE_DEFAULT, progress=None) -> Duplicates:
     """Pairs (cached or computed now) and one page of a tier's groups: the CLI's and the benchmark's call."""
     tier = parse_tier(tier)
     tier_threshold(tier, threshold)  # bad input fails before the computation

@@ -53,7 +53,7 @@ def name_list(value, field: str = "backbones") -> list[str]:
 
 
 def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
-    from simsearch.backbones import get_backbone
+    from simsearch.embedding.backbones import get_backbone
     from simsearch.spaces import new_space, parse
 
     names = [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]

@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from simsearch import derived
+from simsearch.analysis.near_duplicates import (contains, hash_candidates, pair_hash_distance, representative_groups,
+                                               verify)
 from simsearch.images import phash
 from simsearch.ops import vectors as vecs
 from simsearch.store import hashes as stored_hashes
@@ -117,8 +119,6 @@ def with_hash_candidates(ctx, vs: vecs.VectorSet, i: np.ndarray, j: np.ndarray, 
                          progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The candidate pairs (rows of ``vs``, vectors loaded) and the pairs whose whole-picture hashes
     are at most :data:`HASH_SURE` apart, scored from the vectors, each once."""
-    from simsearch.analysis.near_duplicates import contains, hash_candidates
-
     have, hashes = _hashes(ctx, vs.collection_id, vs.ids, progress)
     at = np.minimum(np.searchsorted(have, vs.ids), max(len(have) - 1, 0))
     known = np.flatnonzero(have[at] == vs.ids) if len(have) else np.zeros(0, np.int64)
@@ -136,8 +136,6 @@ def with_hash_candidates(ctx, vs: vecs.VectorSet, i: np.ndarray, j: np.ndarray, 
 def pair_hash_distances(ctx, collection_id: int, a: np.ndarray, b: np.ndarray, progress=None) -> np.ndarray:
     """The hash distance of each pair ``(a, b)`` of image ids (-1 where one has no hashes); images
     without hashes (stored before they were kept) are hashed from their thumbnails first."""
-    from simsearch.analysis.near_duplicates import pair_hash_distance
-
     involved = np.unique(np.concatenate([a, b])) if len(a) else np.zeros(0, np.int64)
     have, hashes = _hashes(ctx, collection_id, involved, progress)
     if not len(have) or not len(a):
@@ -155,8 +153,6 @@ def tier_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, distanc
     """The groups of the near or similar tier over the cached pairs (rows ``i``, ``j`` of ``n``);
     ``near_floor``: the near tier's default threshold; ``geometry``: the geometric check's verdicts
     (:func:`simsearch.ops.near_geometry.check`; None: pairs cached before it existed)."""
-    from simsearch.analysis.near_duplicates import representative_groups, verify
-
     if tier == "near":
         # at the default floor, pictures whose hashes agree to HASH_SURE bits are near-duplicates at any
         # cosine; a threshold the user gives (>= 0.70, above the floor) is one every near pair must reach

@@ -6,7 +6,7 @@ candidate pairs: which pairs need it, the pictures it reads, and a bounded per-r
   above ``HASH_SURE`` (the weak hash matches, which the check confirms, and the pairs the hashes
   reject, which it can rescue: off-centre crops, a crop of a flipped copy, rotations) or unknown.
 - **The pictures**: each image's original file as ingested (verified against its content hash:
-  :func:`simsearch.ops.originals.open_original`, also the kept originals), JPEGs decoded at a
+  :func:`simsearch.ops.originals.original_picture`, also the kept originals), JPEGs decoded at a
   reduced DCT scale; where the file is gone, its stored thumbnail (256 px). An image neither can
   give is left unchecked (its pairs keep the strict-cosine fallback).
 - **Cost**: features are computed once per image per run, in an LRU cache of
@@ -27,8 +27,7 @@ from sqlalchemy import select
 
 from simsearch.analysis import geometry
 from simsearch.analysis.near_duplicates import GEOMETRY_RESHOT, GEOMETRY_UNCHECKED
-from simsearch.images.decode import decode_image
-from simsearch.ops.originals import open_original
+from simsearch.ops.originals import original_picture
 from simsearch.store.models import Image, Thumbnail
 
 GEOMETRY_FLOOR = 0.80  # pairs below this cosine are never checked (docs/near-duplicates.md: the copies' cosines)
@@ -45,15 +44,10 @@ def needs_check(score: np.ndarray, distance: np.ndarray, *, hash_sure: int, floo
 
 def _picture(ctx, image_id: int):
     """The image's picture (PIL, RGB) from its original file, else its thumbnail; None if neither."""
-    try:
-        original = open_original(ctx, image_id)
-        with original.file as f:
-            data = f.read()
-        return decode_image(data, source=original.source_path, draft_size=geometry.SIDE // 2,
-                            draft_long=geometry.SIDE).image
-    except Exception:  # gone, changed, unreadable: the thumbnail
-        pass
-    try:
+    picture = original_picture(ctx, image_id, draft_size=geometry.SIDE // 2, draft_long=geometry.SIDE)
+    if picture is not None:
+        return picture
+    try:  # gone, changed, unreadable: the thumbnail
         with ctx.db.session() as s:
             data = s.execute(select(Thumbnail.data).join(Image, Image.thumbnail_hash == Thumbnail.content_hash)
                              .where(Image.id == image_id)).scalar()

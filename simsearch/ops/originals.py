@@ -1,4 +1,5 @@
-"""An image's original file, as ingested: found, checked and opened for streaming.
+"""An image's original file, as ingested: found, checked and opened for streaming
+(:func:`open_original`), or read and decoded (:func:`original_picture`).
 
 The database keeps each image's ``source_path`` (where ingest read it) and the SHA-256 of its
 bytes. :func:`open_original` serves a file only when its bytes still hash to that value, so the
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from simsearch.digest import import_hash
-from simsearch.errors import Conflict, Gone, NotFound
+from simsearch.errors import Conflict, Gone, NotFound, SimsearchError
+from simsearch.images.decode import decode_image
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.paths import uploads_dir
 from simsearch.store import repo
@@ -120,6 +122,23 @@ def open_original(ctx, image_id: int) -> Original:
     if reason == "missing":
         reason = _gone_reason(ctx, path) if path and os.path.isabs(path) else "it was ingested without a file path"
     raise Gone(f"the original file of image {image_id} is gone: {reason}", field="image_id")
+
+
+def original_picture(ctx, image_id: int, *, draft_size: int, draft_long: int):
+    """The image's picture (PIL) from its original file: opened and verified as
+    :func:`open_original` serves it, decoded as ingest decodes it (the settings' pixel limit;
+    JPEGs at a reduced DCT scale keeping the short side >= ``draft_size`` and the long side >=
+    ``draft_long``). None when the file is gone, changed, unreadable or not a usable image: the
+    one way the operations that look at originals (geometric checks of searches and of
+    near-duplicates) read them."""
+    try:
+        original = open_original(ctx, image_id)
+        with original.file as f:
+            data = f.read()
+        return decode_image(data, source=original.source_path, max_pixels=ctx.settings.max_pixels,
+                            draft_size=draft_size, draft_long=draft_long).image
+    except (SimsearchError, OSError):
+        return None
 
 
 class _Missing(Exception):

@@ -79,7 +79,7 @@ def embed_collection(ctx, collection_id: int, spaces: list[str], *, progress=Non
             img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size,
                                draft_long=THUMBNAIL_SIDE)  # decoded exactly as at ingest
             pixels.append(resize_for_model(img.image, size))
-        vectors = emb.embed_variants(np.stack(pixels), list(spaces), pad_to=BATCH, view_seconds=out.view_seconds)
+        vectors = emb.embed_variants(np.stack(pixels), dict(zip(spaces, specs)), pad_to=BATCH, view_seconds=out.view_seconds)
         ids = np.asarray([i for i, _ in chunk], np.int64)
         with ctx.db.session() as s:
             for sp, x in vectors.items():

@@ -47,7 +47,7 @@ from simsearch.store.models import Embedding, Image, ImageFile, IngestRun
 
 def _space_dim(session, space: str, is_backbone: bool) -> int | None:
     if is_backbone:
-        from simsearch.backbones import get_backbone
+        from simsearch.embedding.backbones import get_backbone
 
         return get_backbone(parse(space).backbone).dim
     return session.scalar(select(Embedding.dim).where(Embedding.space == space).limit(1))

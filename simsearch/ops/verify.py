@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from simsearch.analysis.regions import pixel_box
-from simsearch.errors import InvalidInput, SimsearchError
+from simsearch.errors import InvalidInput
 from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch.images import local_features as LF
-from simsearch.ops.originals import open_original
+from simsearch.ops.originals import original_picture
 from simsearch.store import features as stored
 
 # The candidates verified: the fused ranking's best this many (each costs one match and one
@@ -73,15 +73,8 @@ def query_features(ctx, data: bytes, source: str, box=None) -> LF.LocalFeatures:
 def _from_original(ctx, image_id: int) -> bytes | None:
     """An image's features extracted from its original file (decoded as ingest decodes it), or
     None when the file cannot be read or decoded."""
-    try:
-        orig = open_original(ctx, image_id)
-        with orig.file as f:
-            data = f.read()
-        img = decode_image(data, source=orig.source_path, max_pixels=ctx.settings.max_pixels,
-                           draft_size=DECODE_SIDE, draft_long=THUMBNAIL_SIDE)
-    except SimsearchError:
-        return None
-    return LF.serialise(LF.of_picture(img.image))
+    picture = original_picture(ctx, image_id, draft_size=DECODE_SIDE, draft_long=THUMBNAIL_SIDE)
+    return None if picture is None else LF.serialise(LF.of_picture(picture))
 
 
 def candidate_features(ctx, image_ids: list[int]) -> dict[int, LF.LocalFeatures]:

@@ -8,9 +8,10 @@
 
 No database here: the spaces of a collection are the pipeline layer's (:mod:`simsearch.space_defaults`:
 the collection's default space, what an ingest must embed; :mod:`simsearch.derived`: derived
-spaces), which ask this package what a name means. A low layer (simsearch/layers.py): it imports
-the backbones and runtimes registries only, so that the limits (which list the names a request
-may give) and the embedder, both above it, can ask it too.
+spaces), which ask this package what a name means. A low layer (simsearch/layers.py), right above
+the embedding package: it imports the backbones and runtimes registries and the poolings from
+there, so that the limits (which list the names a request may give) can ask it; the embedder
+below it is given a parsed :class:`SpaceSpec` (:func:`to_embed`), never a name.
 """
 
 from .listing import backbone_spaces, kind_of, read_spaces
@@ -32,11 +33,12 @@ from .names import (
     parse,
     space_key,
     split,
+    to_embed,
 )
 from .precision import new_space
 
 __all__ = [
     "GEM_P", "NAME_MAX", "NAME_PATTERN", "NAME_RULE", "POOLINGS", "SUFFIX_HELP", "VIEWS", "SpaceSpec",
     "backbone_spaces", "check", "check_space_name", "derived_name", "imported_name", "is_backbone_space",
-    "is_valid_name", "kind_of", "new_space", "parse", "read_spaces", "space_key", "split",
+    "is_valid_name", "kind_of", "new_space", "parse", "read_spaces", "space_key", "split", "to_embed",
 ]

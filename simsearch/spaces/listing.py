@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from simsearch.backbones import list_backbones
-from simsearch.runtimes import BF16
+from simsearch.embedding.backbones import list_backbones
+from simsearch.embedding.runtimes import BF16
 
 from .names import POOLINGS, VIEWS, is_backbone_space
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from simsearch.backbones import get_backbone
-from simsearch.errors import InvalidInput
-from simsearch.runtimes import FP32, PRECISIONS
+from simsearch.embedding.backbones import get_backbone
+from simsearch.embedding.pooling import GEM_P, POOLINGS
+from simsearch.embedding.runtimes import FP32, PRECISIONS
+from simsearch.errors import Conflict, InvalidInput
 
-GEM_P = {"gem2": 2.0, "gem3": 3.0, "gem4": 4.0}  # GeM poolings and their exponent
-POOLINGS = ("avg", "max", *GEM_P)
 VIEWS = ("flip", "ms")  # test-time views, written in this order after the pooling
 # A space of imported or derived vectors is named like a collection; a name that is also a
 # backbone space is that backbone's space.
@@ -141,6 +140,16 @@ def check_space_name(space: str) -> bool:
         raise InvalidInput(f"{exc.message}; or name imported vectors with {NAME_RULE}", field=exc.field,
                            details=exc.details) from None
     return True
+
+
+def to_embed(space: str) -> SpaceSpec:
+    """The parts of a space an image can be embedded in (what an embedder is given): Conflict for
+    a name of imported vectors (nothing here computes them), InvalidInput for an invalid name."""
+    if not check_space_name(space):
+        raise Conflict(f"the {space!r} vectors were imported (simsearch import-vectors): simsearch cannot embed an "
+                       "image in that space; search by an image's id (similar), or choose a backbone's space",
+                       field="backbone")
+    return parse(space)
 
 
 def check(name: str, *, imported: bool = False) -> str:

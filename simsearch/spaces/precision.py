@@ -4,7 +4,7 @@ it, with ``SIMSEARCH_PRECISION`` auto; else fp32)."""
 
 from __future__ import annotations
 
-from simsearch.runtimes import resolve_device, resolve_precision
+from simsearch.embedding.runtimes import resolve_device, resolve_precision
 
 from .names import space_key, split
 

@@ -10,4 +10,8 @@ gets them as fixtures from tests/conftest.py), never from another test module.
 - :mod:`.servers`: free ports, servers started as subprocesses
 - :mod:`.db`: rows and vectors written straight into a store
 - :mod:`.races`: running requests / ingests at once behind barriers
+- :mod:`.benchmarks`: a benchmark script loaded by path (``load(name)``), for the tests reusing its definitions
+
+The browser fixtures (``browser``, ``live``, ``_no_js_errors``) are registered for every module by
+``pytest_plugins`` in tests/conftest.py: import only functions and constants from :mod:`.browser`.
 """

@@ -2,6 +2,10 @@
 browser test, the app served by werkzeug on a free local port, the pets collection they share,
 screenshots and WebDriverWait-based waiting.
 
+Its fixtures (``browser``, ``live``, the autouse ``_no_js_errors``) are registered once for the
+whole suite (``pytest_plugins`` in tests/conftest.py): a test module imports only the functions
+and constants it uses from here, never the fixtures.
+
 WebGL runs on SwiftShader (software) in headless Chromium, so the map is exercised for real.
 Screenshots go to artifacts/screenshots/ (gitignored) for a human to look at."""
 
@@ -87,9 +91,13 @@ def console_errors(driver) -> list:
 
 
 @pytest.fixture(autouse=True)
-def _no_js_errors(request, browser):
-    """Every test fails on an uncaught JavaScript error or a failed module load (autouse in the
-    modules that import it)."""
+def _no_js_errors(request):
+    """Every test that drives the shared ``browser`` fails on an uncaught JavaScript error or a
+    failed module load (autouse; a test without the ``browser`` fixture starts no browser)."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    browser = request.getfixturevalue("browser")
     browser.get_log("browser")  # drop what earlier tests left
     yield
     severe = console_errors(browser)

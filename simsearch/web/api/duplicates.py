@@ -51,11 +51,9 @@ def duplicates(name: str, q: S.DuplicatesQuery):
     _, space = collection_space(ctx(), name, q.backbone)
 
     def shape(pairs: dup.PairSet) -> dict:
-        out = dup.groups(ctx(), pairs, tier=q.tier, threshold=q.threshold, page=q.page, per_page=q.per_page,
-                         path_view=_path_view)
-        for g in out["groups"]:
-            g["images"] = [image_json(r) for r in g["images"]]
-        return out
+        page = dup.groups(ctx(), pairs, tier=q.tier, threshold=q.threshold, page=q.page, per_page=q.per_page,
+                          path_view=_path_view)
+        return page.with_images(S.Duplicates, image_json).to_dict()
 
     return answer(AnalysisTask("duplicates", name, {"backbone": space}), shape)
 

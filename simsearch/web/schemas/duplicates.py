@@ -1,19 +1,23 @@
 """The duplicate finder's contract: ``GET /api/collections/<name>/duplicates`` (and its export),
 ``POST .../duplicates/resolve`` (keep one of each group; see :mod:`simsearch.ops.duplicates` for
-the tiers and how their thresholds were calibrated)."""
+the tiers and how their thresholds were calibrated).
+
+The responses are the operations' results, declared once in :mod:`simsearch.ops.duplicate_results`
+(``Duplicates`` only shows each image's thumbnail URL instead of whether it has one)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from simsearch import limits as L
+from simsearch.ops import duplicate_results as results
+from simsearch.ops.duplicate_results import DuplicatesPage, DuplicatesPlan, GroupImage, Tier
 from simsearch.web.schemas.requests import AnalysisQuery, Blank, Body
 
 __all__ = ["DuplicatesQuery", "Duplicates", "DuplicatesExportQuery", "DuplicatesResolve", "DuplicatesPlan"]
 
-Tier = Literal["exact", "near", "similar"]
 TIER_HELP = ("`exact`: identical bytes (one image, several files) or identical pixels in different files; `near`: the "
              "same photo resized, re-compressed, cropped or flipped; `similar`: look-alikes at or above `threshold`.")
 
@@ -27,74 +31,20 @@ class DuplicatesQuery(AnalysisQuery):
     per_page: L.PerPage = L.PER_PAGE_DEFAULT
 
 
-class DuplicateFile(BaseModel):
-    path: str = Field(description="A file with the image's bytes, its path shown as elsewhere in the API.")
-    size: int | None = Field(description="Bytes (null: recorded before sizes were).")
-    mtime: str | None = Field(description="Its modification time when ingested (ISO 8601, UTC; null: unknown).")
+class DuplicateImage(GroupImage):
+    """An image of a group as the API shows it: the URL of its thumbnail instead of whether it has one."""
 
-
-class DuplicateImage(BaseModel):
-    id: int
-    path: str = Field(description="Its first file.")
-    label: str | None
-    width: int | None
-    height: int | None
     thumbnail_url: str | None
-    file_count: int = Field(description="Files with its bytes (byte-identical copies).")
-    files: list[DuplicateFile] = Field(description="Every file with its bytes, the first first.")
 
 
-class DuplicatePair(BaseModel):
-    a: int = Field(description="Image id.")
-    b: int = Field(description="Image id.")
-    similarity: float = Field(description="Cosine similarity of the two images' vectors.")
-    identical: bool = Field(description="Identical pixels (the exact tier's test).")
+class DuplicateGroup(results.DuplicateGroup[DuplicateImage]):
+    """A group of a tier: its images and its strongest pairs."""
 
 
-class DuplicateGroup(BaseModel):
-    group: int = Field(description="Rank of the group (1 = the largest, then the most alike).")
-    size: int = Field(description="Images in the group.")
-    files: int = Field(description="Files of its images (an image with byte-identical copies has several).")
-    identical_files: bool = Field(description="Some image of the group has byte-identical files.")
-    max_similarity: float = Field(description="The strongest pair in the group.")
-    min_similarity: float = Field(description="The weakest pair that joined the group (at or above the threshold).")
-    images: list[DuplicateImage]
-    pairs: list[DuplicatePair] = Field(description="The group's strongest pairs (at most 50).")
-    pairs_total: int
-
-
-class TierThresholds(BaseModel):
-    exact_min_cosine: float = Field(description="Exact pairs have vectors at least this alike (then identical pixels).")
-    near: float = Field(description="The near tier's calibrated threshold.")
-    similar_default: float
-    minimum: float = Field(description="The lowest threshold accepted.")
-
-
-class TierCount(BaseModel):
-    groups: int
-    images: int
-    files: int | None = Field(None, description="Exact tier: the files of its images (identical bytes count each).")
-
-
-class Duplicates(BaseModel):
+class Duplicates(DuplicatesPage[DuplicateImage]):
     """One page of a tier's duplicate groups, largest first."""
 
-    collection: str
-    backbone: str
-    tier: Tier
-    threshold: float | None = Field(description="The cosine similarity grouped at (null for exact).")
-    meaning: str = Field(description="What the tier at this threshold means, in words.")
-    thresholds: TierThresholds
-    n_images: int = Field(description="Images with vectors in this space.")
-    total_groups: int
-    grouped_images: int = Field(description="Images in some group of this tier.")
-    tiers: dict[str, TierCount] = Field(description="Groups and images of every tier at its default threshold.")
-    page: int
-    per_page: int
-    pages: int
     groups: list[DuplicateGroup]
-    cached: bool = Field(description="The pairs came from the analysis cache (the vectors did not change).")
-    seconds: float | None = Field(description="Time the pair search took when it was computed.")
 
 
 class DuplicatesExportQuery(AnalysisQuery):
@@ -121,48 +71,3 @@ class DuplicatesResolve(Body):
     digest: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         None, description="Absent: a preview, nothing changes. The preview's `digest`: carry the plan out, only if it "
                           "is still the same (409 otherwise).")
-
-
-class PlanFile(BaseModel):
-    image_id: int
-    path: str
-
-
-class PlanImage(BaseModel):
-    image_id: int
-    paths: list[str] = Field(description="Every file of the image (all go with it).")
-
-
-class PlanGroup(BaseModel):
-    group: int
-    keep: PlanFile | None = Field(description="The file kept (null: the group is left alone, see `skipped`).")
-    drop_files: list[PlanFile] = Field(description="Other files of the kept image: their records are dropped "
-                                                   "(the image stays).")
-    delete_images: list[PlanImage] = Field(description="The group's other images: deleted from the collection with "
-                                                       "their vectors.")
-    skipped: str | None = Field(description="Why the group is left alone.")
-
-
-class PlanSummary(BaseModel):
-    groups: int
-    groups_acted: int
-    groups_skipped: int
-    files_dropped: int
-    images_deleted: int
-    files_deleted_on_disk: int = Field(description="Always 0 through the API: files on disk are never touched here.")
-
-
-class DuplicatesPlan(BaseModel):
-    """What keeping one of each group does (a preview), or did (applied)."""
-
-    collection: str
-    backbone: str
-    tier: Tier
-    threshold: float | None
-    keep: str
-    pattern: str | None
-    digest: str = Field(description="Identifies this plan: send it back to carry the plan out (only if unchanged).")
-    applied: bool
-    summary: PlanSummary
-    groups: list[PlanGroup]
-    disk: list[dict] = Field(description="Files deleted on disk (the CLI's --delete-files; always empty here).")

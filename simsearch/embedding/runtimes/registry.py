@@ -98,7 +98,7 @@ def resolve_precision(precision: str, runtime: str = "auto", device: str = "cpu"
 def _probe_spec(precision: str) -> ModelSpec:
     from pathlib import Path
 
-    from simsearch.backbones import get_backbone
+    from simsearch.embedding.backbones import get_backbone
 
     return ModelSpec(get_backbone("efficientnet_lite0"), "avg", precision, Path("."))
 

@@ -26,7 +26,7 @@ TOLERANCE = {FP32: 0.9999, BF16: 0.99}
 class ModelSpec:
     """The model to run: a backbone's feature model with its pooling, at a precision, on a device."""
 
-    backbone: object  # simsearch.backbones.Backbone
+    backbone: object  # simsearch.embedding.backbones.Backbone
     pooling: str
     precision: str
     weights_dir: Path
