@@ -34,7 +34,10 @@ COCO_EXAMPLE = {"info": {"description": "simsearch export of 1 images of collect
                     "list can be long), so it takes the API key like other POSTs when keys are set.",
         responses={200: {"description": "The selection as a file (Content-Disposition: attachment).",
                          "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE},
-                                     "application/json": {"schema": {"type": "object"}, "example": COCO_EXAMPLE}}},
+                                     "application/json": {"schema": {"oneOf": [
+                                         {"type": "array", "items": {"type": "object"}, "description": "format=json"},
+                                         {"type": "object", "description": "format=coco"}]},
+                                         "example": COCO_EXAMPLE}}},
                    **errors(400, 401, 403, 404, 409)})
 def export_selection(name: str, q, body: S.SelectionExport):
     cluster = body.cluster.model_dump() if body.cluster is not None else None
