@@ -80,13 +80,13 @@ def _post(client, body):
 def test_export_api_ids_groups_and_formats(app, pets, tmp_path):
     client = app.test_client()
     ids = [pets["cat.1.jpg"]["id"], pets["dog.2.jpg"]["id"], pets["cat.3.jpg"]["id"]]
-    resp = _post(client, {"image_ids": ids, "groups": [5, 6, 5]})
+    resp = _post(client, {"groups": [{"group": 5, "image_ids": [ids[0]]}, {"group": 6, "image_ids": [ids[1], ids[2]]}]})
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert 'filename="pets-selection.csv"' in resp.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     assert [(int(r["id"]), Path(r["path"]).name, r["label"], r["group"], r["first"]) for r in rows] == [
         (ids[0], "cat.1.jpg", "cats", "5", "yes"), (ids[1], "dog.2.jpg", "dogs", "6", "yes"),
-        (ids[2], "cat.3.jpg", "cats", "5", "yes")]
+        (ids[2], "cat.3.jpg", "cats", "6", "yes")]
     assert not any(r["path"].startswith("/") for r in rows)  # paths as the API shows them, not the server's
     assert all(int(r["width"]) > 0 and int(r["size"]) > 0 for r in rows)
 
@@ -127,7 +127,10 @@ def test_export_api_errors_name_the_field(app, pets):
     assert_error(_post(client, {"image_ids": ["x"]}), 400, "invalid_input", "image_ids")
     assert_error(_post(client, {}), 400, "invalid_input", "image_ids")
     assert_error(_post(client, {"image_ids": ids, "cluster": {"cluster": 0}}), 400, "invalid_input", "image_ids")
-    assert_error(_post(client, {"image_ids": ids, "groups": [1, 2]}), 400, "invalid_input", "groups")
+    assert_error(_post(client, {"image_ids": None}), 400, "invalid_input", "image_ids")
+    assert_error(_post(client, {"groups": [{"group": 1}]}), 400, "invalid_input", "groups")
+    assert_error(_post(client, {"groups": [{"group": 1, "image_ids": ids}], "image_ids": ids}), 400, "invalid_input",
+                 "image_ids")
     err = assert_error(_post(client, {"image_ids": [ids[0], 999999]}), 404, "not_found", "image_ids")
     assert err["details"]["missing"] == [999999]
     assert_error(client.post("/api/collections/nope/selection", json={"image_ids": ids}), 404, "not_found", "collection")
@@ -146,4 +149,4 @@ def test_cli_export_ids_and_a_cluster(run, imported, tmp_path):
     assert f"to {target}" in done.output
     bad = run("export-selection", "-c", "ext", "--ids", "1,x", code=2)
     assert "--ids" in bad.output
-    assert "give either" in run("export-selection", "-c", "ext", code=2).output
+    assert "give one of" in run("export-selection", "-c", "ext", code=2).output

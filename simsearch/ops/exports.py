@@ -2,7 +2,7 @@
 duplicate groups) as CSV, JSON or a COCO labels file (:mod:`simsearch.ops.export_formats`), with
 every path of each image, its label and the group it was selected in.
 
-The selection is either ``image_ids`` (in order; ``groups``: a group number for each, e.g. the
+The selection is ``image_ids`` (in order), ``groups`` (``[{"group", "image_ids"}]``: e.g. the
 duplicate groups shown) or one ``cluster`` of the clustering last computed (``{"backbone", "k",
 "cluster", "version"}``, as the cluster writes of :mod:`simsearch.ops.cluster_labels` take it: its
 members, their group the cluster's number).
@@ -37,19 +37,24 @@ def check_format(fmt) -> str:
 
 def _selected(ctx, collection: str, image_ids, groups, cluster) -> tuple[list[int], list, str]:
     """(ids in order, their groups, what was selected: for the file's name)."""
-    if (image_ids is None) == (cluster is None):
-        raise InvalidInput("give either image_ids (a list of image ids) or cluster, not both", field="image_ids")
+    if sum(x is not None for x in (image_ids, groups, cluster)) != 1:
+        raise InvalidInput("give one of image_ids (a list of image ids), groups or cluster", field="image_ids")
     if cluster is not None:
         number = cluster.get("cluster")
         base, _ = current_clusters(ctx, collection, cluster.get("backbone"), cluster.get("k", "auto"), number,
                                    cluster.get("version"))
         members = [int(i) for i in base.clusters[number].members]
         return members, [number] * len(members), f"cluster-{number}"
-    if groups is not None and (not isinstance(groups, list) or len(groups) != len(image_ids)):
-        raise InvalidInput("groups must give one group number for each of image_ids", field="groups")
+    if groups is not None:
+        if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("image_ids"), list)
+                                                   for g in groups):
+            raise InvalidInput("groups must be a list of {group, image_ids}", field="groups")
+        pairs = [(int(i), g.get("group")) for g in groups for i in g["image_ids"]]
+        image_ids, group_of = [i for i, _ in pairs], dict(reversed(pairs))  # an image in two groups: its first
+    else:
+        group_of = {}
     ids = [r["id"] for r in selection(ctx, collection, image_ids)]  # 404 naming the ids not in the collection
-    by_id = dict(zip((int(i) for i in image_ids), groups or [None] * len(image_ids)))
-    return ids, [by_id[i] for i in ids], "selection"
+    return ids, [group_of.get(i) for i in ids], "selection"
 
 
 def export(ctx, collection: str, *, image_ids=None, groups=None, cluster: dict | None = None, fmt: str = "csv",

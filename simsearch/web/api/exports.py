@@ -28,8 +28,8 @@ COCO_EXAMPLE = {"info": {"description": "simsearch export of 1 images of collect
 @bp.input(S.SelectionExport, location="json", arg_name="body",
           example={"image_ids": [12, 7, 31], "format": "coco"})
 @bp.doc(summary="Export a selection of images", tags=["images"], security=WRITE_SECURITY,
-        description="The given images (a lasso on the map, a result list, duplicate groups: `image_ids`, in order) or "
-                    "one cluster's (`cluster`), each with every path, its label and its group, as a download: CSV, "
+        description="The given images (a lasso on the map, a result list: `image_ids`, in order), images in numbered "
+                    "groups (duplicate groups: `groups`) or one cluster's (`cluster`), each with every path, its label and its group, as a download: CSV, "
                     "JSON or a COCO labels file (docs/exports.md). Paths are shown as elsewhere in the API. A POST (the "
                     "list can be long), so it takes the API key like other POSTs when keys are set.",
         responses={200: {"description": "The selection as a file (Content-Disposition: attachment).",
@@ -41,7 +41,8 @@ COCO_EXAMPLE = {"info": {"description": "simsearch export of 1 images of collect
                    **errors(400, 401, 403, 404, 409)})
 def export_selection(name: str, q, body: S.SelectionExport):
     cluster = body.cluster.model_dump() if body.cluster is not None else None
-    out = exports.export(ctx(), name, image_ids=body.image_ids, groups=body.groups, cluster=cluster, fmt=body.format,
+    groups = [g.model_dump() for g in body.groups] if body.groups is not None else None
+    out = exports.export(ctx(), name, image_ids=body.image_ids, groups=groups, cluster=cluster, fmt=body.format,
                          path_view=shown_path)
     resp = Response(out.text, mimetype=out.mime)
     resp.headers["Content-Disposition"] = f'attachment; filename="{out.filename}"'

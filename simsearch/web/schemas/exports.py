@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from simsearch import limits as L
 from simsearch.web.schemas.requests import AnalysisQuery, Body, ClusterRef
@@ -16,17 +16,29 @@ Version = Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]+$")]
 ClusterNumber = Annotated[int, Field(ge=0, le=L.CLUSTER_K_MAX - 1), L.Whole]
 
 
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)  # absent means "not this way"; a JSON null is refused, as the schema says
+
+
+class ExportGroup(Body):
+    group: Annotated[int, Field(ge=0), L.Whole] = Field(description="The group's number (e.g. a duplicate group's).")
+    image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX)
+
+
 class SelectionExport(Body):
-    image_ids: list[Annotated[int, L.Whole]] | None = Field(
-        None, min_length=1, max_length=L.LABEL_IDS_MAX,
-        description="The selected images (a lasso on the map, a result list, duplicate groups), in order. "
-                    "Either this or `cluster`.", examples=[[12, 7, 31]])
-    groups: list[Annotated[int, Field(ge=0), L.Whole]] | None = Field(
-        None, max_length=L.LABEL_IDS_MAX,
-        description="A group number for each of `image_ids` (e.g. the duplicate group it was shown in): the "
-                    "`group` column, COCO's `simsearch_group`.")
-    cluster: ClusterRef | None = Field(None, description="Export one cluster's images (as GET .../clusters computed "
-                                                         "them), instead of `image_ids`.")
+    """Exactly one of ``image_ids``, ``groups`` and ``cluster``."""
+
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re", json_schema_extra={"oneOf": [
+        {"required": ["image_ids"]}, {"required": ["groups"]}, {"required": ["cluster"]}]})
+    image_ids: list[Annotated[int, L.Whole]] = Field(
+        None, min_length=1, max_length=L.LABEL_IDS_MAX, json_schema_extra=_no_default, examples=[[12, 7, 31]],
+        description="The selected images (a lasso on the map, a result list), in order.")
+    groups: list[ExportGroup] = Field(
+        None, min_length=1, max_length=L.LABEL_IDS_MAX, json_schema_extra=_no_default,
+        description="Images in numbered groups (e.g. the duplicate groups shown): the `group` column, COCO's "
+                    "`simsearch_group`.")
+    cluster: ClusterRef = Field(None, json_schema_extra=_no_default,
+                                description="One cluster's images (as GET .../clusters computed them).")
     format: Literal["csv", "json", "coco"] = Field(
         "csv", description="`csv` (a line per file: id,path,label,first,group,width,height,size,mtime), `json` (a list "
                            "of images, each with every file) or `coco` (a COCO JSON: images, a category per label, an "

@@ -32,8 +32,8 @@ let plan = null;  // the last preview: {request body, digest}
 let shownGroups = [];  // the groups of the page shown: "Export the groups shown" (with a COCO file)
 $('#dups-export-shown').replaceChildren(exportButtons({ status: $('#dups-export-status'), testid: 'dups-export-shown',
   label: 'Export the groups shown', selection: () => {
-    const rows = shownGroups.flatMap((g) => g.images.map((img) => [img.id, g.group]));
-    return rows.length ? { image_ids: rows.map((r) => r[0]), groups: rows.map((r) => r[1]) } : null;
+    const groups = shownGroups.map((g) => ({ group: g.group, image_ids: g.images.map((img) => img.id) }));
+    return groups.length ? { groups } : null;
   } }));
 
 const params = new URLSearchParams(location.search);

@@ -11,7 +11,7 @@ function fileName(resp, fallback) {
   return m ? m[1] : fallback;
 }
 
-// body: {image_ids, groups?} or {cluster: {backbone, k, cluster, version}}, with format. Returns the file's name.
+// body: {image_ids}, {groups: [{group, image_ids}]} or {cluster: {backbone, k, cluster, version}}, with format. Returns the file's name.
 export async function downloadExport(body) {
   const resp = await fetch(collectionApi('/selection'), {
     method: 'POST', credentials: 'same-origin',
@@ -40,8 +40,9 @@ export function exportButtons({ selection, status, testid = 'export', label = 'E
     setStatus(status, 'Exporting…');
     try {
       const name = await downloadExport({ ...body, format });
-      const n = body.image_ids ? body.image_ids.length : null;
-      setStatus(status, `Exported ${n === null ? 'the cluster' : `${n} image${n === 1 ? '' : 's'}`} to ${name}.`);
+      const n = body.image_ids ? body.image_ids.length : body.groups ? body.groups.length : null;
+      const what = body.image_ids ? 'image' : 'group';
+      setStatus(status, `Exported ${n === null ? 'the cluster' : `${n} ${what}${n === 1 ? '' : 's'}`} to ${name}.`);
     } catch (err) {
       setStatus(status, err.message + loginHint(err), 'error');
     }
