@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.config import env_weights_file
-from simsearch.errors import WeightsUnavailable
+from simsearch.errors import InvalidInput, WeightsUnavailable
 
 from .efficientnet_lite import EfficientNetLiteBackbone
 from .registry import get_backbone
@@ -48,7 +48,7 @@ def has_head(backbone: str) -> bool:
     """Whether :func:`classifier_head` can give ``backbone``'s head (cheap: reads nothing)."""
     try:
         return isinstance(get_backbone(backbone), EfficientNetLiteBackbone)
-    except Exception:
+    except InvalidInput:  # not a backbone's name
         return False
 
 
