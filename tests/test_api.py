@@ -731,6 +731,9 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/atlas/{space}/{tile}", "get"): lambda: (  # needs the map computed
             analysis_result(client, "/api/collections/pets/map"),
             client.get("/api/collections/pets/atlas/efficientnet_lite0/0-0-0"))[1],
+        ("/api/collections/{name}/clusters/suggestions", "get"): lambda: (  # needs the clusters computed
+            analysis_result(client, "/api/collections/pets/clusters?k=2"),
+            client.get("/api/collections/pets/clusters/suggestions?k=2&cluster=0"))[1],
         ("/api/collections/{name}/selection", "post"): lambda: client.post(
             "/api/collections/pets/selection", json={"image_ids": [cat, dog], "format": "json"}),
         ("/api/collections/{name}/embed", "post"): lambda: client.post(

@@ -130,7 +130,7 @@ def compute(ctx, collection: str, space: str | None = None, k="auto", n_represen
 # ---- writes -----------------------------------------------------------------------------------
 
 
-def _current(ctx, collection: str, space: str | None, k, cluster: int, version: str | None):
+def current_clusters(ctx, collection: str, space: str | None, k, cluster: int, version: str | None):
     """(clusters as last computed, their vectors) for a write, or 409 when there are none for the
     current vectors or they are not the ``version`` the caller saw; 404 for an unknown cluster."""
     vs = vecs.peek(ctx, collection, space)
@@ -151,7 +151,7 @@ def rename(ctx, collection: str, space: str | None, k, cluster: int, name: str |
     """Name (``None``: unname) one cluster of the clustering last computed for ``k``."""
     from simsearch.ops.images import clean_label
 
-    base, vs = _current(ctx, collection, space, k, cluster, version)
+    base, vs = current_clusters(ctx, collection, space, k, cluster, version)
     name = clean_label(name, field="name")
     current = names(ctx, vs, base.k)
     if name is None:
@@ -168,7 +168,7 @@ def save_as_label(ctx, collection: str, space: str | None, k, cluster: int, labe
     """Give every image of one cluster the label ``label`` (replacing theirs)."""
     from simsearch.ops.images import label_images
 
-    base, vs = _current(ctx, collection, space, k, cluster, version)
+    base, vs = current_clusters(ctx, collection, space, k, cluster, version)
     label = limits.check(limits.Label, label, "label").strip()
     members = base.clusters[cluster].members
     updated = label_images(ctx, collection, members, label)

@@ -10,6 +10,7 @@ and ``/api/docs`` describe every endpoint.
 - :mod:`.jobs`: ``/collections/<name>/ingest``, ``/jobs``; :mod:`.job_actions`: cancel, retry;
 - :mod:`.analysis`: clusters, map, evaluation, comparison;
 - :mod:`.duplicates`: `/collections/<name>/duplicates` (exact, near and similar groups);
+- :mod:`.exports`: ``/collections/<name>/selection`` (export), ``.../clusters/suggestions``;
 - :mod:`.vectors`: ``/collections/<name>/vectors`` (import an .npz, export one, streamed);
 - :mod:`.tune`: ``/collections/<name>/tune`` (a job), its ``spaces``, ``default-space``.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 from simsearch.web.api.blueprint import bp
 
 # The resources register their routes on ``bp`` when imported.
-from simsearch.web.api import analysis, collections, duplicates, health, images, job_actions, jobs, search, tune, vectors  # noqa: E402,F401
+from simsearch.web.api import (analysis, collections, duplicates, exports, health, images, job_actions,  # noqa: E402,F401
+                              jobs, search, tune, vectors)
 
 __all__ = ["bp"]

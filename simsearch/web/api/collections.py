@@ -90,35 +90,3 @@ def list_images(name: str, q: S.ImagesQuery):
         responses=errors(400, 401, 403, 404))
 def set_labels(name: str, q, body: S.Labels):
     return ops_images.set_labels(ctx(), name, body.image_ids, body.label)
-
-
-@bp.post("/collections/<name>/selection")
-@bp.input(S.NoQuery, location="query", arg_name="q")
-@bp.input(S.SelectionExport, location="json", arg_name="body")
-@bp.doc(summary="Export a selection of images", tags=["images"], security=WRITE_SECURITY,
-        description="The id, path and label of each given image (e.g. a lasso selection on the map), as a CSV "
-                    "(`id,path,label`) or JSON download, in the order given. Paths are shown as elsewhere in the API. "
-                    "A POST (the list can be long), so it takes the API key like other POSTs when keys are set.",
-        responses={200: {"description": "The selection as a file (Content-Disposition: attachment).",
-                         "content": {"text/csv": {"schema": {"type": "string"}},
-                                     "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
-                   **errors(400, 401, 403, 404)})
-def export_selection(name: str, q, body: S.SelectionExport):
-    import csv
-    import io
-    import json
-
-    from flask import Response
-
-    rows = public_paths(ops_images.selection(ctx(), name, body.image_ids))
-    if body.format == "json":
-        data, mime = json.dumps(rows, ensure_ascii=False, indent=1), "application/json"
-    else:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "path", "label"])
-        writer.writerows([r["id"], r["path"], r["label"] or ""] for r in rows)
-        data, mime = buf.getvalue(), "text/csv"
-    resp = Response(data, mimetype=mime)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{name}-selection.{body.format}"'
-    return resp

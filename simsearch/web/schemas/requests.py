@@ -15,7 +15,7 @@ from simsearch.ops.atlas import TILE_PATTERN
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
            "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
            "ClusterLabel", "ServerPathIngest", "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery",
-           "SelectionExport", "EmbedBackbone", "CollectionDeleteQuery"]
+           "EmbedBackbone", "CollectionDeleteQuery"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
@@ -137,12 +137,6 @@ class Labels(Body):
     image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
                                                      description="The images to label.")
     label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
-
-
-class SelectionExport(Body):
-    image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
-                                                     description="The selected images (e.g. a lasso on the map), in order.")
-    format: Literal["csv", "json"] = Field("csv", description="`csv` (id,path,label) or `json` (a list of objects).")
 
 
 class EmbedBackbone(Body):

@@ -2,9 +2,11 @@
 // curve over a range of k that grows with the collection (log axis; click a point to cluster at
 // that k) with the agreement with the labels (ARI) at each k and a marker at k = number of labels,
 // one row per cluster: its label make-up, representative thumbnails (a row opens all its members),
-// its name (renamed in place) and "Save as label" (gives the label to every image of the cluster).
+// its name (renamed in place; "Suggest names" offers the backbone's ImageNet classes for it), "Save
+// as label" (gives the label to every image of the cluster) and its export (CSV, JSON, COCO).
 import { analysisResult, api, ApiError, collectionApi, jobProgressText, loginHint } from './api.js';
 import { lineChart } from './chart.js';
+import { exportButtons } from './export.js';
 import { $, h, palette, setStatus, showJob, tile } from './ui.js';
 import { openViewer } from './viewer.js';
 
@@ -154,7 +156,12 @@ function clusterRow(c) {
     onsubmit: (ev) => { ev.preventDefault(); rename(c, nameInput.value); } },
     nameInput,
     h('button', { type: 'submit', 'data-testid': 'cluster-rename' }, 'Rename'),
-    h('button', { type: 'button', 'data-testid': 'cluster-save-label', onclick: () => saveAsLabel(c, nameInput.value) }, 'Save as label…'));
+    h('button', { type: 'button', 'data-testid': 'cluster-save-label', onclick: () => saveAsLabel(c, nameInput.value) }, 'Save as label…'),
+    h('button', { type: 'button', class: 'secondary', 'data-testid': 'cluster-suggest', onclick: () => suggest(c, nameInput, offers) },
+      'Suggest names'));
+  const offers = h('div', { class: 'name-suggestions', 'data-testid': 'name-suggestions', role: 'group',
+    'aria-label': `Suggested names for cluster ${c.cluster}`, hidden: true });
+  const exporting = exportButtons({ selection: () => ({ cluster: clusterRef(c) }), status: actionStatus, testid: 'cluster-export' });
   return h('li', { class: 'cluster-row', 'data-testid': 'cluster-row', 'data-cluster': c.cluster },
     h('button', { type: 'button', class: 'cluster-head', onclick: open,
       'aria-label': `Cluster ${c.cluster}${c.name ? ` (${c.name})` : ''}: ${c.size} images; show all` },
@@ -165,11 +172,41 @@ function clusterRow(c) {
     makeup(c),
     h('div', { class: 'rep-strip', 'data-testid': 'cluster-representatives' },
       reps.map((id) => tile({ id, testid: 'representative', onpick: () => openViewer(id, { ids: reps }), action: 'view' }))),
-    actions);
+    actions, offers, exporting);
+}
+
+function clusterRef(c) {
+  return { backbone: current.backbone, k: current.auto ? 'auto' : current.k, cluster: c.cluster, version: current.version };
+}
+
+// The backbone's ImageNet classes for the cluster's images: a click puts one in the name field, to
+// accept (Rename) or edit first.
+async function suggest(c, nameInput, offers) {
+  const ref = clusterRef(c);
+  const q = new URLSearchParams({ backbone: ref.backbone, k: String(ref.k), cluster: String(c.cluster), version: ref.version });
+  offers.hidden = false;
+  offers.replaceChildren(h('span', { class: 'muted' }, 'Classifying…'));
+  try {
+    const out = await api(collectionApi(`/clusters/suggestions?${q}`));
+    if (!out.suggestions.length) {
+      offers.replaceChildren(h('span', { class: 'muted', 'data-testid': 'name-suggestions-note' }, out.note || 'No suggestions.'));
+      return;
+    }
+    offers.replaceChildren(h('span', { class: 'muted' }, 'Suggested (ImageNet classes): '),
+      ...out.suggestions.map((s) => h('button', { type: 'button', class: 'chip', 'data-testid': 'name-suggestion', 'data-name': s.name,
+        title: `${s.classes}: the top class of ${s.images} of the ${out.classified} images classified`,
+        onclick: () => {
+          nameInput.value = s.name;
+          nameInput.focus();
+          setStatus(actionStatus, `“${s.name}” is in the name field of cluster ${c.cluster}: edit it if you like, then Rename.`);
+        } }, `${s.name} `, h('span', { class: 'muted' }, `${Math.round(100 * s.share)}%`))));
+  } catch (err) {
+    offers.replaceChildren(h('span', { class: 'error' }, err.message + loginHint(err)));
+  }
 }
 
 function writeBody(c, extra) {
-  return { backbone: current.backbone, k: current.auto ? 'auto' : current.k, cluster: c.cluster, version: current.version, ...extra };
+  return { ...clusterRef(c), ...extra };
 }
 
 async function writeFailed(err) {

@@ -4,6 +4,7 @@
 // only regroups them. Export links (CSV/JSON, every group) and "keep one of each group": a preview
 // (POST .../duplicates/resolve), then the same plan applied (its digest: refused if it changed).
 import { analysisResult, api, collectionApi, jobProgressText } from './api.js';
+import { exportButtons } from './export.js';
 import { $, h, setStatus, showJob, tile } from './ui.js';
 
 const form = $('#dups-form');
@@ -28,6 +29,12 @@ const planList = $('#dups-plan-list');
 let page = 1;
 let pending = null;
 let plan = null;  // the last preview: {request body, digest}
+let shownGroups = [];  // the groups of the page shown: "Export the groups shown" (with a COCO file)
+$('#dups-export-shown').replaceChildren(exportButtons({ status: $('#dups-export-status'), testid: 'dups-export-shown',
+  label: 'Export the groups shown', selection: () => {
+    const groups = shownGroups.map((g) => ({ group: g.group, image_ids: g.images.map((img) => img.id) }));
+    return groups.length ? { groups } : null;
+  } }));
 
 const params = new URLSearchParams(location.search);
 if (params.get('backbone')) backbone.value = params.get('backbone');
@@ -84,6 +91,7 @@ function draw(data) {
     + 'a number under a thumbnail is its strongest similarity in the group. Click one to search from it.';
   setStatus(status, `${data.total_groups} group${data.total_groups === 1 ? '' : 's'} of ${data.grouped_images} images `
     + `among ${data.n_images} (${data.backbone}).`);
+  shownGroups = data.groups;
   list.replaceChildren(...(data.groups.length ? data.groups.map(groupRow)
     : [h('li', { class: 'notice', 'data-testid': 'dups-none' }, `No ${data.tier} groups at this threshold.`)]));
   page = data.page;

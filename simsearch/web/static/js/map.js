@@ -1,8 +1,9 @@
 // Map page: every image as a point of a 2-D projection (WebGL), coloured by cluster or label;
 // zoomed in, the points are drawn as their thumbnails (sprites.js); hover shows the thumbnail; a
-// lasso selects points, which can be saved as a label or exported (CSV / JSON of ids, paths, labels).
-import { analysisResult, api, ApiError, collectionApi, csrfToken, decodeMap, enc, jobProgressText, loginHint, thumbUrl } from './api.js';
+// lasso selects points, which can be saved as a label or exported (CSV / JSON / COCO of ids, paths, labels).
+import { analysisResult, api, collectionApi, decodeMap, enc, jobProgressText, loginHint, thumbUrl } from './api.js';
 import { Scatter, categories } from './scatter.js';
+import { downloadExport } from './export.js';
 import { SpriteLayer } from './sprites.js';
 import { $, h, PALETTE, palette, setStatus, showJob, tile } from './ui.js';
 
@@ -315,27 +316,13 @@ labelForm.addEventListener('submit', async (ev) => {
   }
 });
 
-// The selection as a file: the server adds the paths (as the API shows them) to the ids and labels.
+// The selection as a file (export.js): the server adds every path (as the API shows them) and the labels.
 async function exportSelection(format) {
   if (!selected.length) return;
   exportResult.classList.remove('error');
   exportResult.textContent = 'Exporting…';
   try {
-    const resp = await fetch(collectionApi('/selection'), {
-      method: 'POST', credentials: 'same-origin',
-      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
-      body: JSON.stringify({ image_ids: selected.map((i) => data.ids[i]), format }),
-    });
-    if (!resp.ok) {
-      const e = ((await resp.json().catch(() => null)) || {}).error || {};
-      throw new ApiError(resp.status, e.code, e.message || `${resp.status} ${resp.statusText}`, e.field);
-    }
-    const blob = await resp.blob();
-    const name = `${document.body.dataset.collection}-selection.${format}`;
-    const a = h('a', { href: URL.createObjectURL(blob), download: name, hidden: true });
-    document.body.append(a);
-    a.click();
-    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    const name = await downloadExport({ image_ids: selected.map((i) => data.ids[i]), format });
     exportResult.textContent = `Exported ${selected.length} image${selected.length === 1 ? '' : 's'} to ${name}.`;
   } catch (err) {
     exportResult.textContent = err.message + loginHint(err);
@@ -343,7 +330,7 @@ async function exportSelection(format) {
   }
 }
 
-for (const b of document.querySelectorAll('#export-csv, #export-json')) b.addEventListener('click', () => exportSelection(b.dataset.format));
+for (const b of document.querySelectorAll('#export-csv, #export-json, #export-coco')) b.addEventListener('click', () => exportSelection(b.dataset.format));
 showImages.addEventListener('change', () => { if (sprites) sprites.setEnabled(showImages.checked); });
 $('#clear-selection').addEventListener('click', () => setSelection([]));
 $('#map-reset').addEventListener('click', () => { if (scatter) { scatter.fit(); drawOverlay(); } });

@@ -4,6 +4,7 @@
 // for an image of the collection, its file is sent); "Whole image" goes back.
 import { api, collectionApi, thumbUrl } from './api.js';
 import { attachBoxDrag, formatBox, parseBox } from './boxdrag.js';
+import { exportButtons } from './export.js';
 import { $, basename, setStatus, tile } from './ui.js';
 import { openViewer } from './viewer.js';
 
@@ -19,6 +20,10 @@ const wholeBtn = $('#whole-image');
 let lastQuery = null; // {kind: 'file', file, box} | {kind: 'id', id, box}
 let previewUrl = null;
 let controller = null;
+let shownIds = [];  // the results shown, in order: what "Export" exports
+const exportRow = $('#results-export');
+exportRow.replaceChildren(exportButtons({ selection: () => (shownIds.length ? { image_ids: shownIds } : null),
+  status: $('#results-export-status'), testid: 'results-export', label: 'Export the results' }));
 const viewerOptions = (ids = []) => ({ ids, onSearch: (from) => searchById(from, true),
   onSearchRegion: (from, box) => searchById(from, true, box) });
 const boxDrag = attachBoxDrag(preview.querySelector('img'), { testid: 'query-box', onBox: (box) => {
@@ -41,6 +46,8 @@ function showPreview(src, caption, imageId = null, box = null) {
 function render(data, what) {
   const hits = data.results || [];
   const ids = hits.map((r) => r.image_id);
+  shownIds = ids;
+  exportRow.hidden = !ids.length;
   const view = (id) => openViewer(id, viewerOptions(ids));
   results.replaceChildren(...hits.map((r) => tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, percentile: r.percentile, files: r.file_count,
     onpick: (id) => searchById(id, true), onview: view, testid: 'result' })));
