@@ -35,10 +35,10 @@ from .names import (
     split,
 )
 from .precision import new_space
-from .words import SCORES, Description, describe, score_words
+from .words import NOT_MEASURED, SCORES, Description, describe, score_words
 
 __all__ = [
-    "GEM_P", "NAME_MAX", "NAME_PATTERN", "NAME_RULE", "POOLINGS", "SCORES", "SUFFIX_HELP", "VIEWS", "Description",
+    "GEM_P", "NAME_MAX", "NOT_MEASURED", "NAME_PATTERN", "NAME_RULE", "POOLINGS", "SCORES", "SUFFIX_HELP", "VIEWS", "Description",
     "SpaceSpec", "describe", "score_words",
     "backbone_spaces", "check", "check_space_name", "derived_name", "imported_name", "is_backbone_space",
     "is_valid_name", "kind_of", "new_space", "parse", "read_spaces", "space_key", "split",

@@ -52,6 +52,8 @@ SCORES = {  # a score's key in the API -> (readable name, one line)
                                                       "next one: 1 well apart, 0 overlapping"),
     "seconds": ("Time (s)", "seconds the cross-validation took, plus the embedding pass a variant needs"),
     "ms_per_image": ("Model time (ms / image)", "milliseconds of model time per image when the collection was embedded"),
+    "gem": ("GeM pooling", "generalised mean: each feature's values over the image raised to the power p, averaged, "
+                           "then the p-th root; between the average (p = 1) and the maximum"),
     "nested_cv": ("Nested cross-validation", "every score is measured on labelled images held out of the fitting, "
                                              "so a candidate is not judged on the images it was fitted to"),
 }
