@@ -76,3 +76,16 @@ def test_scores_have_words():
 
 def test_the_listing_covers_all_backbone_spaces():
     assert set(backbone_spaces()) <= set(read_spaces())
+
+
+def test_the_pattern_the_api_documents_is_the_grammar():
+    import re
+
+    from simsearch.spaces import space_pattern
+
+    full, plain = re.compile(space_pattern()), re.compile(space_pattern(precision=False))
+    assert all(full.match(n) for n in read_spaces()) and all(plain.match(n) for n in backbone_spaces())
+    assert not any(plain.match(n) for n in set(read_spaces()) - set(backbone_spaces()))
+    for wrong in ("efficientnet_lite0+ms+flip", "efficientnet_lite0@gem9", "resnet50+bf16+flip", "clip-vit-b32",
+                  "efficientnet_lite0.discriminant", "efficientnet_lite0+flip+flip"):
+        assert not full.match(wrong), wrong

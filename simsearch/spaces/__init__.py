@@ -14,7 +14,7 @@ the backbones and runtimes registries only, so that the limits (which list the n
 may give) and the embedder, both above it, can ask it too.
 """
 
-from .listing import backbone_spaces, kind_of, read_spaces
+from .listing import backbone_spaces, kind_of, read_spaces, space_pattern
 from .names import (
     GEM_P,
     NAME_MAX,
@@ -41,5 +41,5 @@ __all__ = [
     "GEM_P", "NAME_MAX", "NOT_MEASURED", "NAME_PATTERN", "NAME_RULE", "POOLINGS", "SCORES", "SUFFIX_HELP", "VIEWS", "Description",
     "SpaceSpec", "describe", "score_words",
     "backbone_spaces", "check", "check_space_name", "derived_name", "imported_name", "is_backbone_space",
-    "is_valid_name", "kind_of", "new_space", "parse", "read_spaces", "space_key", "split",
+    "is_valid_name", "kind_of", "new_space", "parse", "read_spaces", "space_key", "space_pattern", "split",
 ]

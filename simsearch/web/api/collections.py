@@ -100,8 +100,11 @@ def set_labels(name: str, q, body: S.Labels):
                     "(`id,path,label`) or JSON download, in the order given. Paths are shown as elsewhere in the API. "
                     "A POST (the list can be long), so it takes the API key like other POSTs when keys are set.",
         responses={200: {"description": "The selection as a file (Content-Disposition: attachment).",
-                         "content": {"text/csv": {"schema": {"type": "string"}},
-                                     "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
+                         "content": {"text/csv": {"schema": {"type": "string"},
+                                                  "example": "id,path,label\n17,cats/cat.17.jpg,cats\n23,dogs/dog.3.jpg,\n"},
+                                     "application/json": {"schema": {"type": "array", "items": {"type": "object"}},
+                                                          "example": [{"id": 17, "path": "cats/cat.17.jpg", "label": "cats"},
+                                                                      {"id": 23, "path": "dogs/dog.3.jpg", "label": None}]}}},
                    **errors(400, 401, 403, 404)})
 def export_selection(name: str, q, body: S.SelectionExport):
     import csv

@@ -122,8 +122,12 @@ class Spaces(BaseModel):
     last_tuning: LastTuning | None = Field(description="The newest tuning job; its report's candidates carry "
                                            "`title` and `explanation` too.")
     scores: dict[str, Words] = Field(description="Every score the pages show (`p_at_10`, `ari`, `kept`, "
-                                     "`percentile`...) in plain words.")
-    not_measured: str = Field(description="What an empty score cell means.")
+                                     "`percentile`...) in plain words.", examples=[{
+                                         "p_at_10": {"title": "Label precision (P@10)",
+                                                     "explanation": "the share of an image's 10 nearest images that "
+                                                                    "carry its label"}}])
+    not_measured: str = Field(description="What an empty score cell means.", examples=[
+        "not measured: this space was not a candidate of the last tuning (press Tune to score it)"])
 
 
 class DefaultSpace(BaseModel):
