@@ -173,3 +173,33 @@ def test_compare_with_four_spaces_fits_a_1280_px_window(live, window):
                                            "Imported: vectors-imported-from-another-tool"]
     shot(window, "layout-compare-four")
     assert layout_problems(window) == []
+
+
+def test_show_all_offers_the_tuning_variants(live, window):
+    """A space marked internal (a variant tune kept as a base) is hidden in the pickers until "show
+    all" (after the four-space test: it marks one of the imported copies internal)."""
+    from selenium.webdriver.support.select import Select
+
+    from simsearch import provenance
+    from simsearch.store import repo
+
+    variant = "vectors-imported-from-another-tool"
+    with live.ctx.db.session() as s:
+        coll_id = repo.get_collection(s, COLLECTION).id
+    fp = (provenance.recorded(live.ctx, coll_id, variant) or ({}, None))[0]
+    provenance.record(live.ctx, coll_id, variant, fp, provenance.INTERNAL, replace=True)
+    window.get(live.url + f"{C}/clusters")
+    picker = by_testid(window, "clusters-backbone")
+    offered = lambda: window.execute_script(  # noqa: E731 (the options a person can pick)
+        "return [...arguments[0].options].filter((o) => !o.hidden).map((o) => o.value)", picker)
+    option = picker.find_element("css selector", f'option[value="{variant}"]')
+    assert variant not in offered() and SPACE in offered()
+    box = by_testid(window, "clusters-backbone-show-all")
+    box.click()
+    assert variant in offered()
+    Select(picker).select_by_value(variant)
+    assert picker.get_attribute("title").startswith(f"{variant}: Vectors imported")
+    box.click()  # hidden again: the picker goes back to the first space
+    assert variant not in offered() and option.get_attribute("hidden") is not None
+    assert Select(picker).first_selected_option.get_attribute("value") != variant
+    assert layout_problems(window) == []
