@@ -112,6 +112,7 @@ def test_an_empty_map_zoom_says_so(live, window):
     window.execute_script("window.simsearchMap.zoomAt(2, 2, 400)")
     wait(window, lambda d: hint.is_displayed(), timeout=30, message="the empty-view hint")
     assert "No images in this part of the map" in hint.text
+    assert window.find_element("id", "map-status").text.endswith("images · EfficientNet-Lite0")  # the space in words
     shot(window, "layout-map-empty-zoom")
     hint.find_element("css selector", "button").click()  # back to the whole map
     wait(window, lambda d: not hint.is_displayed(), timeout=30, message="the hint gone with the whole map")

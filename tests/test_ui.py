@@ -99,7 +99,7 @@ def test_browse_and_search_pages_show_labels_and_backbones(app, client):
     assert '<option value="cats">cats (3)</option>' in html and '<option value="dogs">dogs (1)</option>' in html
     html = client.get("/c/pets/search").get_data(as_text=True)
     # spaces in plain words, the name and explanation in the tooltip
-    assert re.search(rf'<option value="{SPACE}" title="{SPACE}: Features of the EfficientNet-Lite0 [^"]+" selected>'
+    assert re.search(rf'<option value="{SPACE}" data-title="EfficientNet-Lite0" title="{SPACE}: Features of the EfficientNet-Lite0 [^"]+" selected>'
                      r'EfficientNet-Lite0 \(3\)</option>', html)
     assert ">EfficientNet-Lite1 (1)</option>" in html
     assert 'data-testid="query-file"' in html and 'accept="image/*"' in html

@@ -92,7 +92,8 @@ function setup(d) {
   hover = -1;
   drawOverlay();
   renderLegend();
-  setStatus(status, `${scatter.n.toLocaleString()} images · ${d.backbone}`);
+  const named = [...backbone.options].find((o) => o.value === d.backbone);  // the space in words
+  setStatus(status, `${scatter.n.toLocaleString()} images · ${named && named.dataset.title ? named.dataset.title : d.backbone}`);
   window.simsearchMap = {
     get n() { return scatter.n; },
     get frames() { return scatter.frames; },
