@@ -81,9 +81,10 @@ class _BackboneName:
 
     @classmethod
     def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
-        return {"type": "string", "enum": backbone_spaces(),
-                "description": "Backbone (embedding space), optionally with a pooling (`@max`, `@avg`, `@gem3`...) "
-                               "and test-time views (`+flip`, `+ms`)."}
+        return {"type": "string", "pattern": spaces.space_pattern(precision=False),
+                "examples": ["efficientnet_lite0", "efficientnet_lite0@gem3+flip"],
+                "description": "Backbone (embedding space): `backbone[@pooling][+flip][+ms]`, where `backbone` is one of "
+                               + ", ".join(f"`{n}`" for n in list_backbones()) + SPACE_GRAMMAR_WORDS}
 
     @staticmethod
     def _check(value: str) -> str:
@@ -122,7 +123,8 @@ ClusterK = Annotated[
 
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 COLLECTION_NAME_RULE = "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, description=f"Collection name: {COLLECTION_NAME_RULE}.")]
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, description=f"Collection name: {COLLECTION_NAME_RULE}.",
+                                      examples=["pets"])]
 
 LABEL_MAX = 200
 # at least one character that is not white space; no NUL anywhere (PostgreSQL text cannot hold it)
@@ -132,6 +134,8 @@ Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX, pattern=LABEL_P
 DESCRIPTION_MAX = 10_000
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
 Backbone = Annotated[str, _BackboneName]
+SPACE_GRAMMAR_WORDS = ("; `@pooling` is `@avg` (the default), `@max` or `@gem2`..`@gem4` (GeM: a generalised mean "
+                       "between average and maximum); `+flip` adds the mirrored image, `+ms` a zoomed copy.")
 # A space of imported or derived vectors: the grammar is :mod:`simsearch.spaces`'s
 SPACE_NAME_PATTERN = spaces.NAME_PATTERN
 SPACE_NAME_RULE = spaces.NAME_RULE
@@ -142,9 +146,14 @@ class _SpaceName(_BackboneName):
 
     @classmethod
     def __get_pydantic_json_schema__(cls, cs, handler: GetJsonSchemaHandler):
-        return {"anyOf": [{"type": "string", "enum": read_spaces()}, {"type": "string", "pattern": SPACE_NAME_PATTERN}],
-                "description": "Backbone (embedding space), optionally with a pooling (`@max`, `@gem3`...) and "
-                               "test-time views (`+flip`, `+ms`), or the name of a space of imported or derived vectors."}
+        return {"anyOf": [{"type": "string", "pattern": spaces.space_pattern()},
+                          {"type": "string", "pattern": SPACE_NAME_PATTERN}],
+                "examples": ["efficientnet_lite0", "efficientnet_lite0@gem4+flip+ms+bf16", "efficientnet_lite0.discriminant"],
+                "description": "Embedding space: a backbone's, `backbone[@pooling][+flip][+ms][+bf16]`, where `backbone` "
+                               "is one of " + ", ".join(f"`{n}`" for n in list_backbones()) + SPACE_GRAMMAR_WORDS
+                               + " `+bf16`: vectors computed in bfloat16. Or the name of a space of derived or imported "
+                               f"vectors ({SPACE_NAME_RULE}), e.g. `efficientnet_lite0.discriminant` (made by `tune`). "
+                               "`GET /api/collections/{name}/spaces` lists a collection's spaces, each in plain words."}
 
     @staticmethod
     def _check(value: str) -> str:
@@ -159,7 +168,7 @@ class _SpaceName(_BackboneName):
 Space = Annotated[str, _SpaceName]
 Pooling = Literal["avg", "max"]
 FILENAME_MAX = 255
-Filename = Annotated[str, Field(max_length=FILENAME_MAX, pattern=NO_NUL)]
+Filename = Annotated[str, Field(max_length=FILENAME_MAX, pattern=NO_NUL, examples=["cat.jpg"])]
 META_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}$"
 # An image's new file name (rename): one path component, not '.' or '..', not only white space
 IMAGE_NAME_PATTERN = r"^(?!\.\.?$)[^/\\\x00]*[^/\\\x00\s][^/\\\x00]*$"

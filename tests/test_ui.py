@@ -98,9 +98,31 @@ def test_browse_and_search_pages_show_labels_and_backbones(app, client):
     html = client.get("/c/pets").get_data(as_text=True)
     assert '<option value="cats">cats (3)</option>' in html and '<option value="dogs">dogs (1)</option>' in html
     html = client.get("/c/pets/search").get_data(as_text=True)
-    assert f'<option value="{SPACE}" selected>{SPACE} (3)</option>' in html
-    assert "efficientnet_lite1 (1)" in html
+    # spaces in plain words, the name and explanation in the tooltip
+    assert re.search(rf'<option value="{SPACE}" data-title="EfficientNet-Lite0" title="{SPACE}: Features of the EfficientNet-Lite0 [^"]+" selected>'
+                     r'EfficientNet-Lite0 \(3\)</option>', html)
+    assert ">EfficientNet-Lite1 (1)</option>" in html
     assert 'data-testid="query-file"' in html and 'accept="image/*"' in html
+
+
+def test_internal_variants_are_offered_only_after_show_all(app, client):
+    from simsearch import provenance
+
+    add_images(app)
+    add_images(app, space="efficientnet_lite0@gem3+flip")
+    svc = app.extensions["simsearch"]
+    with svc.db.session() as s:
+        coll_id = repo.get_collection(s, "pets").id
+    provenance.record(svc, coll_id, "efficientnet_lite0@gem3+flip", {"model": "efficientnet_lite0"}, provenance.INTERNAL)
+    html = client.get("/c/pets/map").get_data(as_text=True)
+    option = re.search(r'<option value="efficientnet_lite0@gem3\+flip"[^>]*>([^<]*)</option>', html)
+    assert option and "data-internal" in option.group(0) and " hidden" in option.group(0)
+    assert option.group(1) == "EfficientNet-Lite0, GeM pooling (p = 3), flip view (3, tuning variant)"
+    assert 'data-show-all="map-backbone"' in html and "show all (1 tuning variant)" in html
+    # without variants there is no toggle
+    add_images(app, name="plain")
+    html = client.get("/c/plain/map").get_data(as_text=True)
+    assert 'data-testid="map-backbone"' in html and "data-show-all" not in html
 
 
 def test_compare_page_lists_unembedded_backbones_with_a_reason(app, client):

@@ -252,7 +252,7 @@ class MapResult(MapPoints):
 
     collection: str
     backbone: str
-    method: str = Field(description="`tsne` or `pca`.")
+    method: str = Field(description="`tsne` or `pca`.", examples=["tsne"])
     n: int
     seconds: float | None = Field(description="Time the projection took when it was computed.")
     cached: bool

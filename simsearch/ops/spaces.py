@@ -26,12 +26,25 @@ def overview(ctx, collection: str) -> dict:
         d = rows_derived.get(name)
         cv = ((d or {}).get("report") or {}).get("cv")
         fp, origin = made_by.get(name, (None, None))
-        out.append({"name": name, "kind": spaces.kind_of(name, set(rows_derived)), "vectors": int(counts[name]),
+        kind = spaces.kind_of(name, set(rows_derived))
+        title, explanation = spaces.describe(name, kind)
+        out.append({"name": name, "title": title, "explanation": explanation, "kind": kind, "vectors": int(counts[name]),
                     "default": name == default, "bases": d["bases"] if d else None,
                     "recipe": d["recipe"] if d else None, "dim": d["dim"] if d else None, "cv": cv,
                     "fingerprint": fp, "internal": origin == provenance.INTERNAL and name != default})
     return {"collection": collection, "default_space": default, "default_chosen": chosen is not None,
-            "spaces": out, "last_tuning": tune_jobs.last_report(ctx, coll_id)}
+            "spaces": out, "last_tuning": _with_words(tune_jobs.last_report(ctx, coll_id), set(rows_derived)),
+            "scores": spaces.score_words(), "not_measured": spaces.NOT_MEASURED}
+
+
+def _with_words(last: dict | None, derived_names: set[str]) -> dict | None:
+    """The newest tuning with each candidate's space in words (``title``, ``explanation``)."""
+    report = (last or {}).get("report")
+    if not report:
+        return last
+    rows = [{**c, **spaces.describe(c["space"], "derived" if c["space"] in derived_names else None)._asdict()}
+            if isinstance(c, dict) and c.get("space") else c for c in report.get("candidates") or []]
+    return {**last, "report": {**report, "candidates": rows}}
 
 
 def picker(ctx, collection: str) -> dict:
@@ -44,7 +57,9 @@ def picker(ctx, collection: str) -> dict:
     default = space_defaults.default_of(ctx, coll_id) if counts else None
     hidden = provenance.internal_spaces(ctx, coll_id) - {default}
     shown = sorted((sp for sp in counts if sp not in hidden), key=lambda sp: (sp != default, sp))
-    return {"spaces": shown, "default": default, "internal": sorted(hidden & set(counts))}
+    internal = sorted(hidden & set(counts))
+    return {"spaces": shown, "default": default, "internal": internal,
+            "words": {sp: spaces.describe(sp)._asdict() for sp in [*shown, *internal]}}
 
 
 def derived_spaces(ctx, collection: str) -> list[dict]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from simsearch.embedding.backbones import list_backbones
 from simsearch.embedding.runtimes import BF16
 
@@ -16,6 +18,17 @@ def backbone_spaces() -> list[str]:
     heads = names + [f"{n}@{p}" for n in names for p in POOLINGS]
     suffixes = [""] + [f"+{v}" for v in VIEWS] + ["+" + "+".join(VIEWS)]
     return heads + [h + sfx for sfx in suffixes[1:] for h in heads]
+
+
+def space_pattern(*, precision: bool = True) -> str:
+    """The grammar as one regular expression: a registered backbone, then optionally ``@pooling``,
+    ``+flip``, ``+ms`` (in this order) and, with ``precision``, ``+bf16``: exactly the names of
+    :func:`read_spaces` (``precision``) or :func:`backbone_spaces` (without). The API documents a
+    space with it rather than with the hundreds of names it stands for."""
+    names = "|".join(re.escape(n) for n in list_backbones())
+    views = "".join(rf"(\+{re.escape(v)})?" for v in VIEWS)
+    tail = rf"(\+{BF16})?" if precision else ""
+    return rf"^({names})(@({'|'.join(POOLINGS)}))?{views}{tail}$"
 
 
 def read_spaces() -> list[str]:

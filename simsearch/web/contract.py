@@ -24,6 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from simsearch import __version__, limits
 from simsearch.errors import InvalidInput
+from simsearch.web.examples import add_examples
 
 REF = "#/components/schemas/{model}"
 # nested models met while the document is generated: their schemas go into components.schemas
@@ -275,7 +276,7 @@ def finish_spec(spec: dict) -> dict:
         "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key from SIMSEARCH_API_KEYS."},
         "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
-    return json.loads(json.dumps(spec))  # plain JSON types only
+    return add_examples(json.loads(json.dumps(spec)))  # plain JSON types only; then the examples
 
 
 def error_processor(error):

@@ -49,7 +49,9 @@ def spec() -> dict:
 @bp.input(NoQuery, location="query", arg_name="q")
 @bp.doc(summary="This document", tags=["service"],
         responses={200: {"description": "OpenAPI 3.1 document.",
-                         "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(400)})
+                         "content": {"application/json": {"schema": {"type": "object"}, "example": {
+                             "openapi": "3.1.0", "info": {"title": "simsearch API", "version": "0.9.0"},
+                             "paths": {"/api/health": {"get": {"summary": "Health check"}}}}}}}, **errors(400)})
 def openapi_json(q):
     return jsonify(spec())
 

@@ -13,6 +13,7 @@ from simsearch.errors import NotFound
 from simsearch.ops import collections as ops_collections
 from simsearch.ops import jobs as ops_jobs
 from simsearch.ops.backbones import backbone_rows, not_embedded
+from simsearch.spaces import describe, score_words
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
@@ -39,11 +40,15 @@ def _collection_context(name: str) -> dict:
     vectors = _vector_counts(detail)
     pick = ops_spaces.picker(_ctx(), name)  # the collection's default first; tune's internal variants left out
     spaces = [sp for sp in pick["spaces"] if sp in vectors]
+    internal = [sp for sp in pick["internal"] if sp in vectors]
     labels = sorted((row for row in detail["labels"] if row["label"] is not None), key=lambda row: row["label"])
     return {
         "collection": {"name": detail["name"], "images_ok": detail["images_ok"], "images_failed": detail["images_failed"]},
         "labels": [{"name": row["label"], "count": row["count"]} for row in labels],
         "spaces": spaces,
+        "internal_spaces": internal,  # tune's variants: offered only after "show all"
+        "space_words": {sp: describe(sp) for sp in [*spaces, *internal]},  # (title, explanation)
+        "score_words": score_words(),
         "vector_counts": vectors,
         "default_space": pick["default"],
         "default_backbone": _ctx().settings.default_backbone,
@@ -54,6 +59,12 @@ def _collection_context(name: str) -> dict:
 def ui_page_title(page: str) -> str:
     return {"browse": "Browse", "search": "Search", "clusters": "Clusters", "map": "Map", "compare": "Compare",
             "duplicates": "Duplicates", "spaces": "Spaces", "ingest": "Add images", "jobs": "Jobs"}.get(page, page.title())
+
+
+@bp.app_template_filter("space_words")
+def space_words_filter(space: str):
+    """``{{ name|space_words }}``: the space's (title, explanation) (:func:`simsearch.spaces.describe`)."""
+    return describe(space)
 
 
 @bp.errorhandler(NotFound)
@@ -124,7 +135,8 @@ def ingest(name: str):
     ctx = _collection_context(name)
     own = ctx["default_space"]  # new images are embedded with the backbone of the collection's default
     ctx["default_space"] = parse(own).backbone if own and is_backbone_space(own) else ctx["default_backbone"]
-    return render_template("ui/ingest.html", page="ingest", all_backbones=_all_backbones(), **ctx)
+    return render_template("ui/ingest.html", page="ingest", all_backbones=_all_backbones(),
+                           backbone_words={b: describe(b) for b in _all_backbones()}, **ctx)
 
 
 @bp.get("/ingest")
@@ -133,7 +145,9 @@ def ingest_new():
     default = _ctx().settings.default_backbone
     return render_template("ui/ingest.html", page="ingest", collection=None,
                            known_collections=ops_collections.collection_names(_ctx()), labels=[], spaces=[],
-                           vector_counts={}, all_backbones=_all_backbones(), default_backbone=default,
+                           vector_counts={}, internal_spaces=[], space_words={}, score_words=score_words(),
+                           all_backbones=_all_backbones(), backbone_words={b: describe(b) for b in _all_backbones()},
+                           default_backbone=default,
                            default_space=default)
 
 

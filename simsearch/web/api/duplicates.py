@@ -26,6 +26,19 @@ from simsearch.web.api.common import ctx, image_json
 from simsearch.web.contract import WRITE_SECURITY, errors
 from simsearch.web.paths import shown_path
 
+# The export's two formats, for the API docs: one group of two images (three files), as the export writes it.
+DUPLICATES_CSV = (",".join(actions.CSV_COLUMNS) + "\n"
+                  "1,2,3,17,cats/cat.17.jpg,yes,2,48213,2026-03-02T10:14:07,500,375,cats,0.9931\n"
+                  "1,2,3,17,backup/cat.17.jpg,no,2,48213,2026-03-02T10:14:07,500,375,cats,0.9931\n"
+                  "1,2,3,54,cats/cat.17-small.jpg,yes,1,9120,2026-03-05T08:01:44,250,188,cats,0.9931\n")
+DUPLICATES_JSON = {"collection": "pets", "backbone": "efficientnet_lite0", "tier": "near", "threshold": 0.96,
+                   "total_groups": 1, "groups": [{"group": 1, "size": 2, "files": 3, "max_similarity": 0.9931, "images": [
+                       {"id": 17, "label": "cats", "width": 500, "height": 375, "file_count": 2,
+                        "files": [{"path": "cats/cat.17.jpg", "size": 48213, "mtime": "2026-03-02T10:14:07"},
+                                  {"path": "backup/cat.17.jpg", "size": 48213, "mtime": "2026-03-02T10:14:07"}]},
+                       {"id": 54, "label": "cats", "width": 250, "height": 188, "file_count": 1,
+                        "files": [{"path": "cats/cat.17-small.jpg", "size": 9120, "mtime": "2026-03-05T08:01:44"}]}]}]}
+
 DESCRIPTION = (
     "Three tiers, each including the ones above it. **exact**: identical bytes (files of one image: ingest stores "
     "their bytes once and keeps every path) and identical pixels in files with other bytes (metadata rewritten or "
@@ -65,8 +78,8 @@ def duplicates(name: str, q: S.DuplicatesQuery):
                     "listing's shape, every group on one page). 202 while the pairs are being computed, as for the "
                     "listing.",
         responses={200: {"description": "The groups as a file (Content-Disposition: attachment).",
-                         "content": {"text/csv": {"schema": {"type": "string"}},
-                                     "application/json": {"schema": {"type": "object"}}}},
+                         "content": {"text/csv": {"schema": {"type": "string"}, "example": DUPLICATES_CSV},
+                                     "application/json": {"schema": {"type": "object"}, "example": DUPLICATES_JSON}}},
                    **ACCEPTED, **errors(400, 404, 409)})
 def duplicates_export(name: str, q: S.DuplicatesExportQuery):
     _, space = collection_space(ctx(), name, q.backbone)

@@ -19,9 +19,10 @@ __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "Cl
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
-LabelFilter = Annotated[Annotated[str, Field(max_length=L.LABEL_MAX, pattern=L.NO_NUL)] | None, Blank]
+LabelFilter = Annotated[Annotated[str, Field(max_length=L.LABEL_MAX, pattern=L.NO_NUL, examples=["cats"])] | None, Blank]
 ServerPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*\S[^\x00]*$",
-                                  description="A folder inside the administrator's allowed root (absolute, or relative to it).")]
+                                  description="A folder inside the administrator's allowed root (absolute, or relative to it).",
+                                  examples=["photos/2026"])]
 LabelsOption = Literal["folders", "none"]
 CsrfToken = Annotated[Annotated[str, Field(max_length=200)] | None, Blank]
 META_FILTERS = {
@@ -45,7 +46,7 @@ VerifyParam = Annotated[bool | None, Blank,
                                           "about 7x a plain query's time on a 2-core CPU.")]
 
 # Path parameters (URL converters give strings and digits; these add the documented limits).
-ATLAS_TILE = Annotated[str, Field(pattern=TILE_PATTERN,
+ATLAS_TILE = Annotated[str, Field(pattern=TILE_PATTERN, examples=["2-1-3"],
                                   description="Map tile `z-x-y`: a cell of the 2^z x 2^z grid (z = 0..8) over the binary map's "
                                               "quantised coordinates (x = qx >> (16 - z), y = qy >> (16 - z)).")]
 PATH_PARAMETERS = {"name": L.CollectionName, "image_id": L.Id, "job_id": L.Id, "space": L.Space, "tile": ATLAS_TILE}
@@ -107,7 +108,7 @@ class ComparisonQuery(Query):
 
 
 class AtlasQuery(Query):
-    v: Annotated[Annotated[str, Field(pattern=r"^[0-9a-f]{20}$")] | None, Blank] = Field(
+    v: Annotated[Annotated[str, Field(pattern=r"^[0-9a-f]{20}$", examples=["5f0c9e2ab1d34c7e8a60"])] | None, Blank] = Field(
         None, description="The map's `generation` (from the binary map's header): the atlas is then immutable and cached "
                           "for good; 409 when the map has changed since.")
 
@@ -209,7 +210,7 @@ class UploadIngest(Form):
 
 
 class SearchUpload(Form):
-    image: UploadFile = Field(description="The query image.")
+    image: UploadFile = Field(description="The query image.", examples=["cat.jpg"])
     k: L.SearchK | None = None
     backbone: SpaceParam = None
     label: LabelFilter = None

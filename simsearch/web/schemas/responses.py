@@ -28,10 +28,25 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
+def example(value: dict) -> ConfigDict:
+    """``model_config = example({...})``: the model's example in the OpenAPI document (a response
+    that holds the model shows it; :mod:`simsearch.web.examples`)."""
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
+HIT = {"image_id": 17, "score": 0.8731, "percentile": 88.0, "path": "cats/cat.17.jpg", "label": "cats", "width": 500,
+       "height": 375, "file_count": 1, "thumbnail_url": "/api/images/17/thumbnail"}
+HIT2 = {**HIT, "image_id": 4, "score": 0.8412, "percentile": 71.5, "path": "cats/cat.4.jpg", "width": 320, "height": 240,
+        "thumbnail_url": "/api/images/4/thumbnail"}
+
+
 class Health(BaseModel):
+    model_config = example({"status": "ok", "version": "0.9.0", "database": "postgresql", "jobs": "rq",
+                            "checks": {"database": "ok", "job_queue": "ok"}})
+
     status: Literal["ok"]
-    version: str
-    database: str = Field(description="The database dialect (`sqlite`, `postgresql`).")
+    version: str = Field(description="The server's version.", examples=["0.9.0"])
+    database: str = Field(description="The database dialect (`sqlite`, `postgresql`).", examples=["postgresql"])
     jobs: Literal["thread", "rq"] = Field(description="Where ingest jobs run: in-process threads or RQ workers.")
     checks: dict[str, str] = Field(description="Each dependency's state: `ok`, `in-process`, `unavailable`, ...")
 
@@ -161,6 +176,14 @@ class Job(BaseModel):
     children: list[dict[str, Any]] | None = Field(None, description="One job's view (`/api/jobs/{id}`) of a sharded "
                                                   "ingest: its shards, each in the shape of a Job (kind `shard`).")
 
+    model_config = example({
+        "id": 42, "kind": "ingest", "params": None, "result_url": None, "status": "running", "collection": "pets",
+        "backbones": ["efficientnet_lite0"], "source": "upload", "total": 1200, "processed": 480, "failed": 2, "added": 470,
+        "skipped": 8, "duplicates": 0, "rate": 31.5, "eta_seconds": 22.9,
+        "errors": [{"file": "cats/broken.jpg", "reason": "not an image: cannot identify the format"}], "errors_total": 2,
+        "created_at": "2026-12-06T18:40:02Z", "started_at": "2026-12-06T18:40:03Z", "updated_at": "2026-12-06T18:40:18Z",
+        "finished_at": None, "message": "embedding 480 of 1200", "stale": False, "shards": None})
+
 
 class AnalysisAccepted(BaseModel):
     """An analysis being computed in the background: poll `status_url`, then ask again."""
@@ -231,6 +254,8 @@ class ImageDeleted(BaseModel):
 
 
 class Hit(BaseModel):
+    model_config = example(HIT)
+
     image_id: int
     score: float = Field(description="Cosine similarity.")
     percentile: float | None = Field(None, description="The score as a percentile (0-100) of this collection's "
@@ -246,6 +271,8 @@ class Hit(BaseModel):
 
 
 class SimilarQueryImage(BaseModel):
+    model_config = example({"image_id": 12, "path": "cats/cat.12.jpg", "label": "cats", "thumbnail_url": "/api/images/12/thumbnail"})
+
     image_id: int
     path: str
     label: str | None
@@ -253,6 +280,10 @@ class SimilarQueryImage(BaseModel):
 
 
 class SimilarResult(BaseModel):
+    model_config = example({"query": {"image_id": 12, "path": "cats/cat.12.jpg", "label": "cats",
+                                      "thumbnail_url": "/api/images/12/thumbnail"},
+                            "backbone": "efficientnet_lite0", "k": 2, "results": [HIT, HIT2], "seconds": 0.011})
+
     query: SimilarQueryImage
     backbone: str
     k: int
@@ -261,11 +292,16 @@ class SimilarResult(BaseModel):
 
 
 class SearchQueryFile(BaseModel):
+    model_config = example({"filename": "cat.jpg", "bytes": 48213})
+
     filename: str | None
     bytes: int
 
 
 class SearchResult(BaseModel):
+    model_config = example({"query": {"filename": "cat.jpg", "bytes": 48213}, "collection": "pets",
+                            "backbone": "efficientnet_lite0", "k": 2, "results": [HIT, HIT2], "seconds": 0.093})
+
     query: SearchQueryFile
     collection: str
     backbone: str

@@ -38,8 +38,21 @@ class SpaceCV(BaseModel):
     served_mean: float | None = Field(None, description="What `tune` chose by: mean of P@10, ARI and preservation.")
 
 
+class Words(BaseModel):
+    title: str = Field(description="A readable name.", examples=["Label precision (P@10)"])
+    explanation: str = Field(description="What it means, in one line.",
+                             examples=["the share of an image's 10 nearest images that carry its label"])
+
+
 class SpaceRow(BaseModel):
-    name: str
+    name: str = Field(description="The space's name as requests give it (`backbone` parameters, `space` fields).",
+                      examples=["efficientnet_lite0@gem3+flip"])
+    title: str = Field(description="The space in plain words (`simsearch.spaces.describe`).",
+                       examples=["EfficientNet-Lite0, GeM pooling (p = 3), flip view"])
+    explanation: str = Field(description="What the space is, in one line.",
+                             examples=["Features of the EfficientNet-Lite0 ImageNet network, pooled by a generalised "
+                                       "mean (p = 3) that stresses each feature's strongest responses, averaged with "
+                                       "the mirrored image."])
     kind: Literal["backbone", "derived", "imported"] = Field(
         description="backbone: embedded by a backbone (with its pooling and test-time views); derived: made from "
                     "backbone spaces by `tune` (removable); imported: vectors imported from a file.")
@@ -106,7 +119,15 @@ class Spaces(BaseModel):
     default_chosen: bool = Field(description="The collection chose its default (else the settings' default "
                                  "backbone applies).")
     spaces: list[SpaceRow]
-    last_tuning: LastTuning | None
+    last_tuning: LastTuning | None = Field(description="The newest tuning job; its report's candidates carry "
+                                           "`title` and `explanation` too.")
+    scores: dict[str, Words] = Field(description="Every score the pages show (`p_at_10`, `ari`, `kept`, "
+                                     "`percentile`...) in plain words.", examples=[{
+                                         "p_at_10": {"title": "Label precision (P@10)",
+                                                     "explanation": "the share of an image's 10 nearest images that "
+                                                                    "carry its label"}}])
+    not_measured: str = Field(description="What an empty score cell means.", examples=[
+        "not measured: this space was not a candidate of the last tuning (press Tune to score it)"])
 
 
 class DefaultSpace(BaseModel):

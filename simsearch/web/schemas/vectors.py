@@ -26,7 +26,8 @@ class VectorsExportQuery(Query):
 
 class VectorsUpload(Form):
     file: UploadFile = Field(description="The .npz file: `vectors` (N x D float32), `keys` (N unique strings), "
-                                         "optional `labels`, `metadata` (JSON objects as strings).")
+                                         "optional `labels`, `metadata` (JSON objects as strings).",
+                      examples=["pets-efficientnet_lite0.npz"])
     csrf_token: CsrfToken = None
 
 

@@ -19,6 +19,13 @@ const nForm = $('#neighbours-form');
 const nStatus = $('#neighbours-status');
 const csvButton = $('#compare-csv');
 const NEIGHBOURS = 8;
+// spaces and scores in plain words (simsearch.spaces.describe, SCORES), rendered into the page
+const WORDS = JSON.parse(($('#space-words') || { dataset: {} }).dataset.words || '{"spaces": {}, "scores": {}}');
+const titleOf = (space) => (WORDS.spaces[space] || [space])[0];
+const explOf = (space) => `${space}: ${(WORDS.spaces[space] || [null, ''])[1]}`;
+const scoreTip = (key, fallback) => (WORDS.scores[key] || { explanation: fallback }).explanation;
+const spaceHead = (space, colour) => [colour ? h('span', { class: 'swatch', style: `background:${colour}` }) : null,
+  h('span', { title: explOf(space) }, titleOf(space))];
 const MAP_PX = 320;
 
 let last = null; // the comparison shown: {data, rows, colours}
@@ -83,7 +90,7 @@ function render(data) {
   const cell = (m, key, digits = 3, suffix = '') => h('td', { class: 'num' + (m[key] !== null && m[key] === bests[key] && rows.length > 1 ? ' best' : '') },
     m[key] === null || m[key] === undefined ? '—' : fmt(m[key], digits) + suffix);
   const body = rows.map(([p, m]) => h('tr', { 'data-testid': 'compare-row', 'data-backbone': p.backbone },
-    h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${colours[p.backbone]}` }), p.backbone),
+    h('th', { scope: 'row' }, ...spaceHead(p.backbone, colours[p.backbone]), h('code', { class: 'space-name' }, p.backbone)),
     h('td', { class: 'num' }, fmt(m.dim)), h('td', { class: 'num' }, fmt(m.n)), h('td', { class: 'num' }, fmt(m.bestK)),
     cell(m, 'silBest'), cell(m, 'ari'), cell(m, 'nmi'), cell(m, 'precision'),
     h('td', { class: 'num' + (m.perImage === bests.perImage && rows.length > 1 ? ' best' : '') }, m.perImage == null ? '—' : (m.perImage * 1000).toFixed(1)),
@@ -91,14 +98,16 @@ function render(data) {
   // a backbone the server could not evaluate: one row, one reason
   for (const p of bad) {
     body.push(h('tr', { 'data-testid': 'compare-unavailable-row', 'data-backbone': p.backbone },
-      h('th', { scope: 'row' }, p.backbone), h('td', { class: 'num' }, fmt(p.dim)), h('td', { colspan: 8, class: 'muted' }, p.reason || 'unavailable')));
+      h('th', { scope: 'row' }, ...spaceHead(p.backbone)), h('td', { class: 'num' }, fmt(p.dim)), h('td', { colspan: 8, class: 'muted' }, p.reason || 'unavailable')));
   }
   if (body.length) {
     table.replaceChildren(h('table', { class: 'table' },
-      h('thead', {}, h('tr', {}, th('Backbone'), th('Dim'), th('Images'), th('Best k', 'k with the highest silhouette'),
-        th('Silhouette', 'mean silhouette at the best k'), th('ARI', 'adjusted Rand index of k-means clusters vs labels'),
-        th('NMI', 'normalised mutual information of clusters vs labels'), th(pLabel, 'share of the nearest neighbours with the same label'),
-        th('ms / image', 'model time per image when embedded'), th('Embed total'))),
+      h('thead', {}, h('tr', {}, th('Space'), th('Dim', 'numbers per image'), th('Images'), th('Best k', 'the number of clusters with the best separation'),
+        th('Separation (silhouette)', scoreTip('silhouette', 'mean silhouette at the best k')),
+        th('Cluster agreement (ARI)', scoreTip('ari', 'adjusted Rand index of k-means clusters vs labels')),
+        th('Cluster information (NMI)', scoreTip('nmi', 'normalised mutual information of clusters vs labels')),
+        th(`Label precision (${pLabel})`, scoreTip('p_at_10', 'share of the nearest neighbours with the same label')),
+        th('ms / image', scoreTip('ms_per_image', 'model time per image when embedded')), th('Embed total', 'model seconds to embed the collection'))),
       h('tbody', {}, body)));
     if (rows.some(([, m]) => m.ariK)) {
       table.append(h('p', { class: 'hint' }, 'ARI and NMI compare k-means clusters (k = the number of distinct labels) with the labels; bold marks the best value.'));
@@ -130,7 +139,7 @@ function renderPerLabel(ok, colours) {
   const count = (l) => (withLabels[0].labels.per_label.find((r) => r.label === l) || {}).n;
   perLabel.replaceChildren(h('table', { class: 'table', 'data-testid': 'per-label-table' },
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Label'), h('th', { scope: 'col' }, 'Images'),
-      withLabels.map((p) => h('th', { scope: 'col' }, h('span', { class: 'swatch', style: `background:${colours[p.backbone]}` }), p.backbone)))),
+      withLabels.map((p) => h('th', { scope: 'col', class: 'num' }, ...spaceHead(p.backbone, colours[p.backbone]))))),
     h('tbody', {}, labels.map((l) => {
       const vals = withLabels.map((p) => value(p, l));
       const top = Math.max(...vals.filter((v) => typeof v === 'number'));
@@ -146,7 +155,7 @@ function renderContingency(ok) {
     const t = p.labels.contingency;
     const max = Math.max(1, ...t.counts.flat());
     return h('figure', { class: 'contingency', 'data-testid': 'contingency', 'data-backbone': p.backbone },
-      h('figcaption', {}, `${p.backbone}: k = ${t.k}`),
+      h('figcaption', { title: explOf(p.backbone) }, `${titleOf(p.backbone)}: k = ${t.k}`),
       h('table', { class: 'table compact' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'label \\ cluster'), t.clusters.map((c) => h('th', { scope: 'col', class: 'num' }, String(c))))),
         h('tbody', {}, t.labels.map((l, r) => h('tr', {}, h('th', { scope: 'row' }, l),

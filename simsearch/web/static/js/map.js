@@ -85,7 +85,7 @@ function setup(d) {
     colourOf: (i) => colours[form.colour.value][i],
   });
   sprites.setEnabled(showImages.checked);
-  scatter.onDraw = () => sprites.draw();
+  scatter.onDraw = (moving) => { sprites.draw(); if (!moving) emptyHint.hidden = scatter.visibleCount() > 0; };
   sizeCanvases();
   scatter.fit();
   scatter.calibrate();
@@ -93,7 +93,8 @@ function setup(d) {
   hover = -1;
   drawOverlay();
   renderLegend();
-  setStatus(status, `${scatter.n.toLocaleString()} images · ${d.backbone}`);
+  const named = [...backbone.options].find((o) => o.value === d.backbone);  // the space in words
+  setStatus(status, `${scatter.n.toLocaleString()} images · ${named && named.dataset.title ? named.dataset.title : d.backbone}`);
   window.simsearchMap = {
     get n() { return scatter.n; },
     get frames() { return scatter.frames; },
@@ -108,8 +109,13 @@ function setup(d) {
     get sprites() { return { drawn: sprites.drawn, requests: sprites.requests, level: sprites.level, size: sprites.spritePx() }; },
     zoomAt: (px, py, factor) => scatter.zoomAt(px, py, factor),
     fit: () => scatter.fit(),
+    get emptyView() { return !emptyHint.hidden; },
   };
 }
+
+// Zoomed or panned to where no image is: say so, and how to get back.
+const emptyHint = $('#map-empty-hint');
+emptyHint.querySelector('button').addEventListener('click', () => { if (scatter) { scatter.fit(); drawOverlay(); } });
 
 function sizeCanvases() {
   const dpr = window.devicePixelRatio || 1;

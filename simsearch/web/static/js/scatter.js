@@ -318,6 +318,18 @@ export class Scatter {
     this.requestDraw();
   }
 
+  // How many points the current view shows (at most `limit`: counting stops there).
+  visibleCount(limit = 1) {
+    const [x0, y1] = this.toWorld(0, 0), [x1, y0] = this.toWorld(this.cssWidth, this.cssHeight);
+    const pos = this.pos;
+    let n = 0;
+    for (let i = 0; i < this.n && n < limit; i++) {
+      const x = pos[2 * i], y = pos[2 * i + 1];
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1) n++;
+    }
+    return n;
+  }
+
   // The point under a CSS pixel position, or -1.
   pick(px, py, radiusPx) {
     const [wx, wy] = this.toWorld(px, py);

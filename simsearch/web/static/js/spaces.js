@@ -10,8 +10,30 @@ const bar = $('#tune-progress');
 const form = $('#tune-form');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+const DASH = '—';
+const KINDS = {
+  backbone: ['computed by a network', 'vectors computed from the images by a pretrained network (it can embed new images)'],
+  derived: ['tuned', 'made from the other spaces by tuning, for this collection (removable)'],
+  imported: ['imported', 'vectors imported from a file: search by an image in the collection, not by a new upload'],
+  internal: ['tuning variant', 'kept only as the base of a tuned space; hidden from the pages\u2019 space pickers'],
+  candidate: ['candidate (not kept)', 'scored by the last tuning, then not kept'],
+};
+let words = { scores: {}, notMeasured: '' };
+
 function pm(mean, std) {
-  return mean === null || mean === undefined ? '—' : `${fmt(mean)} ± ${fmt(std)}`;
+  return mean === null || mean === undefined ? null : `${fmt(mean)} ± ${fmt(std)}`;
+}
+
+// A score cell: the value, or a dash that says why there is none.
+function scoreCell(value, testid) {
+  return value === null || value === undefined || value === DASH
+    ? h('td', { 'data-testid': testid, class: 'unmeasured', title: words.notMeasured }, DASH)
+    : h('td', { 'data-testid': testid, class: 'num' }, value);
+}
+
+function header(key, text) {
+  const w = words.scores[key];
+  return h('th', { scope: 'col', title: w ? w.explanation : undefined, class: w ? 'explained' : undefined }, text);
 }
 
 function actions(row, info) {
@@ -27,42 +49,57 @@ function actions(row, info) {
 }
 
 function render(data) {
+  words = { scores: data.scores || {}, notMeasured: data.not_measured || '' };
   const have = new Map(data.spaces.map((s) => [s.name, s]));
   const report = data.last_tuning && data.last_tuning.report;
   const rows = [];
   const seen = new Set();
   if (report && report.mode === 'labelled') {
     for (const c of report.candidates) {
-      rows.push({ space: c.space, p: pm(c.p_at_10_mean, c.p_at_10_std), ari: fmt(c.ari_mean), kept: fmt(c.kept_mean),
+      rows.push({ space: c.space, title: c.title, explanation: c.explanation, p: pm(c.p_at_10_mean, c.p_at_10_std),
+        ari: c.ari_mean == null ? null : fmt(c.ari_mean), kept: c.kept_mean == null ? null : fmt(c.kept_mean),
         time: fmt((c.seconds || 0) + (c.embed_seconds || 0), 1), chosen: c.space === report.chosen });
       seen.add(c.space);
     }
   }
   for (const s of data.spaces) {
     if (seen.has(s.name)) continue;
-    rows.push({ space: s.name, p: s.cv ? pm(s.cv.p_at_10_mean, s.cv.p_at_10_std) : '—', ari: s.cv ? fmt(s.cv.ari_mean) : '—',
-      kept: s.cv && s.cv.kept_mean != null ? fmt(s.cv.kept_mean) : '—',
-      time: '—', chosen: report && report.chosen === s.name });
+    rows.push({ space: s.name, title: s.title, explanation: s.explanation, p: s.cv ? pm(s.cv.p_at_10_mean, s.cv.p_at_10_std) : null,
+      ari: s.cv && s.cv.ari_mean != null ? fmt(s.cv.ari_mean) : null, kept: s.cv && s.cv.kept_mean != null ? fmt(s.cv.kept_mean) : null,
+      time: null, chosen: report && report.chosen === s.name });
   }
+  const thead = $('#spaces-table thead');
+  thead.replaceChildren(h('tr', {}, h('th', { scope: 'col' }, 'Space'), h('th', { scope: 'col' }, 'Kind'),
+    header('p_at_10', 'Label precision (P@10)'), header('ari', 'Cluster agreement (ARI)'), header('kept', 'Neighbours kept'),
+    header('seconds', 'Time (s)'), h('th', { scope: 'col' }, 'Default'), h('th', { scope: 'col' }, 'Actions')));
   const tbody = $('#spaces-table tbody');
   tbody.replaceChildren(...rows.map((row) => {
     const info = have.get(row.space);
+    const kind = KINDS[info ? (info.internal ? 'internal' : info.kind) : 'candidate'];
     return h('tr', { 'data-testid': 'space-row', 'data-space': row.space, 'data-default': info && info.default ? 'true' : 'false',
       class: info ? '' : 'muted' },
-      h('th', { scope: 'row' }, row.chosen ? '★ ' : '', h('code', {}, row.space)),
-      h('td', {}, info ? (info.internal ? 'variant (a base; not in the pickers)' : info.kind) : 'candidate (not kept)'),
-      h('td', { 'data-testid': 'p-at-10' }, row.p), h('td', {}, row.ari), h('td', {}, row.kept ?? '—'), h('td', {}, row.time),
+      h('th', { scope: 'row', class: 'space-cell' },
+        h('span', { class: 'space-title', 'data-testid': 'space-title' }, row.chosen ? '★ ' : '', row.title || row.space),
+        h('span', { class: 'space-explanation', 'data-testid': 'space-explanation' }, row.explanation || ''),
+        h('code', { class: 'space-name', title: 'the name requests and the command line use' }, row.space)),
+      h('td', { title: kind[1] }, kind[0]),
+      scoreCell(row.p, 'p-at-10'), scoreCell(row.ari, 'ari'), scoreCell(row.kept, 'kept'), scoreCell(row.time, 'time'),
       h('td', { 'data-testid': 'default-marker' }, info && info.default ? 'default' : ''),
       h('td', {}, ...actions(row, info)));
   }));
+  const dashes = tbody.querySelectorAll('td.unmeasured').length;
+  $('#spaces-dash-note').hidden = !dashes;
+  $('#spaces-dash-note').textContent = `${DASH} ${words.notMeasured}.`;
+  const defaultTitle = data.default_space ? (have.get(data.default_space) || {}).title || data.default_space : null;
   $('#spaces-summary').textContent = data.default_space
-    ? `Default space: ${data.default_space}${data.default_chosen ? ' (chosen for this collection)' : ' (the settings\u2019 default)'}`
+    ? `Default space: ${defaultTitle} (${data.default_space})${data.default_chosen ? ', chosen for this collection' : ', the settings\u2019 default'}`
     : 'No default space: searches must name one.';
   const notes = [];
   const t = data.last_tuning;
   if (t && t.status !== 'done') notes.push(`Last tuning: ${t.status}${t.message ? ' — ' + t.message : ''}`);
   if (report) {
-    notes.push(`Last tuning (${report.mode}, ${report.n_labelled} labelled images, ${report.n_labels} labels) took ${fmt(report.seconds, 1)} s; chosen: ${report.chosen}.`);
+    const chosen = (report.candidates || []).find((c) => c.space === report.chosen);
+    notes.push(`Last tuning (${report.mode === 'labelled' ? 'with labels' : 'without labels'}, ${report.n_labelled} labelled images, ${report.n_labels} labels) took ${fmt(report.seconds, 1)} s; chosen: ${chosen && chosen.title ? chosen.title : report.chosen}.`);
     if (report.embedding) notes.push(`Embedding pass: ${report.embedding.images} images in ${report.embedding.spaces.length} variants, ${fmt(report.embedding.seconds, 1)} s.`);
     for (const n of report.notes || []) notes.push(n);
   }

@@ -80,3 +80,24 @@ export const PALETTE = [
   '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
   '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94', '#f7b6d2', '#c7c7c7', '#dbdb8d', '#9edae5',
 ];
+
+// Space pickers (templates/ui/_backbone_select.html): "show all" reveals tune's internal variants;
+// the select's tooltip follows the chosen option (its internal name and explanation).
+for (const box of document.querySelectorAll('input[data-show-all]')) {
+  const select = document.getElementById(box.dataset.showAll);
+  box.addEventListener('change', () => {
+    for (const opt of select.querySelectorAll('option[data-internal]')) opt.hidden = !box.checked;
+    if (!box.checked && select.selectedOptions[0] && select.selectedOptions[0].dataset.internal) {
+      select.selectedIndex = 0;
+      select.dispatchEvent(new Event('change', { bubbles: true }));
+    }
+  });
+}
+for (const select of document.querySelectorAll('.space-picker select')) {
+  const hint = select.parentElement.querySelector('.space-hint');
+  select.addEventListener('change', () => {
+    const title = select.selectedOptions[0] ? select.selectedOptions[0].title : '';
+    select.title = title;
+    if (hint) hint.textContent = title.slice(title.indexOf(': ') + 2);
+  });
+}
