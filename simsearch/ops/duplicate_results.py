@@ -95,7 +95,9 @@ class DuplicatesPage(Result, Generic[ImageT]):
     backbone: str
     tier: Tier
     threshold: float | None = Field(description="The cosine similarity grouped at (null for exact).")
-    meaning: str = Field(description="What the tier at this threshold means, in words.")
+    meaning: str = Field(description="What the tier at this threshold means, in words.",
+                         examples=["The same photo after resizing, JPEG re-compression, a crop of a few percent or a "
+                                   "mirror flip."])
     thresholds: TierThresholds
     n_images: int = Field(description="Images with vectors in this space.")
     total_groups: int
@@ -188,9 +190,10 @@ class DuplicatesPlan(Result):
     backbone: str
     tier: Tier
     threshold: float | None
-    keep: str
+    keep: str = Field(examples=["oldest"])
     pattern: str | None
-    digest: str = Field(description="Identifies this plan: send it back to carry the plan out (only if unchanged).")
+    digest: str = Field(description="Identifies this plan: send it back to carry the plan out (only if unchanged).",
+                        examples=["9b1e0c4d27a35f86"])
     applied: bool
     summary: PlanSummary
     groups: list[PlanGroup]

@@ -12,7 +12,7 @@ from simsearch.web.schemas.requests import AnalysisQuery, Body, ClusterRef
 
 __all__ = ["SelectionExport", "ClusterSuggestionsQuery", "ClusterSuggestions"]
 
-Version = Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]+$")]
+Version = Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]+$", examples=["3f9c2a71d0b4e85a6c12"])]
 ClusterNumber = Annotated[int, Field(ge=0, le=L.CLUSTER_K_MAX - 1), L.Whole]
 
 

@@ -182,7 +182,8 @@ class Job(BaseModel):
         "skipped": 8, "duplicates": 0, "rate": 31.5, "eta_seconds": 22.9,
         "errors": [{"file": "cats/broken.jpg", "reason": "not an image: cannot identify the format"}], "errors_total": 2,
         "created_at": "2026-12-06T18:40:02Z", "started_at": "2026-12-06T18:40:03Z", "updated_at": "2026-12-06T18:40:18Z",
-        "finished_at": None, "message": "embedding 480 of 1200", "stale": False, "shards": None})
+        "finished_at": None, "message": "embedding 480 of 1200", "stale": False, "shards": None,
+        "title": "Adding images (efficientnet_lite0)", "parent_id": None, "cancelled": False, "retry_refused": None})
 
 
 class AnalysisAccepted(BaseModel):
