@@ -133,7 +133,7 @@ def test_selection_export_as_csv_and_json(client, pets):
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert 'filename="pets-selection.csv"' in resp.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
-    assert rows[0] == ["id", "path", "label"]
+    assert rows[0] == ["id", "path", "label", "first_path", "file_count"]  # one row per file (one each here)
     assert [(int(r[0]), Path(r[1]).name, r[2]) for r in rows[1:]] == [
         (ids[0], "cat.1.jpg", "cats"), (ids[1], "dog.2.jpg", "dogs"), (ids[2], "cat.3.jpg", "cats")]
     assert not any(r[1].startswith("/") for r in rows[1:])  # paths as the API shows them, not the server's

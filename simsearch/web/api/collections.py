@@ -10,7 +10,7 @@ from simsearch.web import schemas as S
 from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, image_json, public_paths
 from simsearch.web.contract import WRITE_SECURITY, errors, links
-from simsearch.web.paths import public_job
+from simsearch.web.paths import exposed, public_job, shown_path
 
 
 @bp.get("/collections")
@@ -72,11 +72,17 @@ def delete_collection(name: str, q: S.CollectionDeleteQuery):
 
 @bp.get("/collections/<name>/images")
 @bp.input(S.ImagesQuery, location="query", arg_name="q")
-@bp.output(S.ImagePage, description="One page of images, ordered by id, with the total count.", links=links.LISTED_IMAGES)
-@bp.doc(summary="List a collection's images", tags=["images"], responses=errors(400, 404))
+@bp.output(S.ImagePage, description="One page of images (by id unless `sort` says otherwise), with the total count.",
+           links=links.LISTED_IMAGES)
+@bp.doc(summary="List a collection's images", tags=["images"],
+        description="Sort and filter with the query parameters (all given must match); a bad value is a 400 naming "
+                    "it, an ingest job (`run`) that is not the collection's a 404.",
+        responses=errors(400, 404))
 def list_images(name: str, q: S.ImagesQuery):
     out = ops_images.list_page(ctx(), name, page=q.page, per_page=q.per_page, label=q.label, status=q.status,
-                               meta=q.meta)
+                               meta=q.meta, sort=q.sort, labelled=q.labelled, path=q.path, min_size=q.min_size,
+                               max_size=q.max_size, added_after=q.added_after, added_before=q.added_before, run=q.run,
+                               path_view=None if exposed() else shown_path)
     out["images"] = [image_json(img) for img in public_paths(out["images"])]
     return out
 
@@ -96,8 +102,10 @@ def set_labels(name: str, q, body: S.Labels):
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.input(S.SelectionExport, location="json", arg_name="body")
 @bp.doc(summary="Export a selection of images", tags=["images"], security=WRITE_SECURITY,
-        description="The id, path and label of each given image (e.g. a lasso selection on the map), as a CSV "
-                    "(`id,path,label`) or JSON download, in the order given. Paths are shown as elsewhere in the API. "
+        description="The id, paths and label of each given image (e.g. a lasso selection on the map, a selection "
+                    "in the browse grid), in the order given: a CSV (`id,path,label,first_path,file_count`, one row "
+                    "per file of an image, its first file first) or a JSON download (objects with `id`, `path`: the "
+                    "first file, `label`, `file_count` and `paths`: every file). Paths are shown as elsewhere in the API. "
                     "A POST (the list can be long), so it takes the API key like other POSTs when keys are set.",
         responses={200: {"description": "The selection as a file (Content-Disposition: attachment).",
                          "content": {"text/csv": {"schema": {"type": "string"}},
@@ -110,14 +118,17 @@ def export_selection(name: str, q, body: S.SelectionExport):
 
     from flask import Response
 
-    rows = public_paths(ops_images.selection(ctx(), name, body.image_ids))
+    rows = [{"id": r["id"], "path": shown_path(r["files"][0]["path"], r["files"][0]["source"]), "label": r["label"],
+             "file_count": len(r["files"]), "paths": [shown_path(f["path"], f["source"]) for f in r["files"]]}
+            for r in ops_images.selection(ctx(), name, body.image_ids)]
     if body.format == "json":
         data, mime = json.dumps(rows, ensure_ascii=False, indent=1), "application/json"
-    else:
+    else:  # one row per file, the image's first file first
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "path", "label"])
-        writer.writerows([r["id"], r["path"], r["label"] or ""] for r in rows)
+        writer.writerow(["id", "path", "label", "first_path", "file_count"])
+        writer.writerows([r["id"], p, r["label"] or "", "yes" if k == 0 else "no", r["file_count"]]
+                         for r in rows for k, p in enumerate(r["paths"]))
         data, mime = buf.getvalue(), "text/csv"
     resp = Response(data, mimetype=mime)
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}-selection.{body.format}"'

@@ -10,12 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
 from simsearch.analysis.regions import REGIONS_DEFAULT, REGIONS_MAX
+from simsearch.ops import image_filters as F
 from simsearch.ops.atlas import TILE_PATTERN
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
            "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
            "ClusterLabel", "ServerPathIngest", "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery",
-           "SelectionExport", "EmbedBackbone", "CollectionDeleteQuery"]
+           "SelectionExport", "ImageIds", "EmbedBackbone", "CollectionDeleteQuery"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
@@ -67,8 +68,26 @@ class CollectionDeleteQuery(Query):
                                                              "the jobs are cancelled first (without it: 409).")
 
 
+BrowseSort = Literal[tuple(F.SORT_CHOICES)]
+SizeParam = Annotated[Annotated[int, Field(ge=0, le=F.SIZE_MAX), L.Whole] | None, Blank]
+WhenParam = Annotated[Annotated[str, Field(max_length=40, pattern=L.NO_NUL, examples=["2026-01-31", "2026-01-31T12:00:00Z"])]
+                      | None, Blank]
+
+
 class ImagesQuery(Query):
     label: LabelFilter = None
+    labelled: Annotated[bool | None, Blank] = Field(None, description="true: only labelled images; false: only unlabelled ones.")
+    path: Annotated[Annotated[str, Field(max_length=F.PATH_TEXT_MAX, pattern=L.NO_NUL)] | None, Blank] = Field(
+        None, description="Only images with this text (any case) in one of their file paths, as responses show them.")
+    min_size: SizeParam = Field(None, description="Only images whose file has at least this many bytes.")
+    max_size: SizeParam = Field(None, description="Only images whose file has at most this many bytes.")
+    added_after: WhenParam = Field(None, description="Only images added at or after this date (UTC; a date: from its start).")
+    added_before: WhenParam = Field(None, description="Only images added at or before this date (UTC; a date: to its end).")
+    run: Annotated[Annotated[int, Field(ge=1, le=L.ID_MAX), L.Whole] | None, Blank] = Field(
+        None, description="Only images read by this ingest job (its id; a sharded job's shards count as the job).")
+    sort: Annotated[BrowseSort | None, Blank] = Field(
+        None, description="`id` (default), `added`, `path`, `size` (bytes), `pixels`, `label`; `-` first for descending "
+                          "(`-added`: newest first). Ties go by id.")
     status: Literal["ok", "failed"] | None = Field(None, description="Only images with this status.")
     page: L.Page = 1
     per_page: L.PerPage = L.PER_PAGE_DEFAULT
@@ -139,10 +158,16 @@ class Labels(Body):
     label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
 
 
+class ImageIds(Body):
+    image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
+                                                     description="The images (e.g. a selection in the browse grid).")
+
+
 class SelectionExport(Body):
     image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
                                                      description="The selected images (e.g. a lasso on the map), in order.")
-    format: Literal["csv", "json"] = Field("csv", description="`csv` (id,path,label) or `json` (a list of objects).")
+    format: Literal["csv", "json"] = Field("csv", description="`csv` (id,path,label,first_path,file_count: one row per "
+                                                             "file) or `json` (a list of objects with every `paths`).")
 
 
 class EmbedBackbone(Body):
