@@ -34,8 +34,7 @@ def cards(ctx) -> list[dict]:
                                .group_by(Image.label).order_by(func.count().desc(), Image.label)).all()
             label_count = s.scalar(select(func.count(func.distinct(Image.label)))
                                    .where(Image.collection_id == coll_id, Image.label.is_not(None))) or 0
-            files = s.scalar(select(func.count(ImageFile.id)).join(Image, Image.id == ImageFile.image_id)
-                             .where(Image.collection_id == coll_id)) or 0
+            files = s.scalar(select(func.sum(Image.file_count)).where(Image.collection_id == coll_id)) or 0
             covers = [first for _, _, first in labels[:COVERS]]
             if len(covers) < COVERS:
                 more = s.scalars(select(Image.id).where(Image.collection_id == coll_id, Image.thumbnail_hash.is_not(None),

@@ -10,8 +10,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from simsearch.errors import NotFound
+from simsearch.ops import browse as ops_browse
 from simsearch.ops import collections as ops_collections
 from simsearch.ops.backbones import backbone_rows, not_embedded
+from simsearch.spaces import is_backbone_space
+from simsearch.spaces import parse as parse_space
+from simsearch.web.paths import shown_source
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
@@ -60,15 +64,32 @@ def _not_found(exc: NotFound):
     return render_template("ui/not_found.html", message=exc.message), 404
 
 
+@bp.app_template_global()
+def space_words(space: str | None) -> str:
+    """A space as a curator reads it: the backbone and its precision (``efficientnet_lite0,
+    32-bit``; a pooling or extra views are named after), or imported/tuned vectors by name."""
+    if not space:
+        return "none yet"
+    if not is_backbone_space(space):
+        return f"{space} (imported or tuned vectors)"
+    spec = parse_space(space)
+    words = [spec.backbone, "16-bit (bfloat16)" if spec.precision == "bf16" else "32-bit"]
+    if spec.pooling != "avg":
+        words.append(f"{spec.pooling} pooling")
+    if spec.views:
+        words.append(" and ".join({"flip": "mirrored", "ms": "zoomed"}[v] for v in spec.views) + " views")
+    return ", ".join(words)
+
+
 @bp.get("/")
 def index():
-    rows = [{**c, "vectors": _vector_counts(c)} for c in ops_collections.list_collections(_ctx())]
-    return render_template("ui/index.html", collections=rows, page="home")
+    return render_template("ui/index.html", collections=ops_browse.cards(_ctx()), page="home")
 
 
 @bp.get("/c/<name>")
 def browse(name: str):
-    return render_template("ui/browse.html", page="browse", **_collection_context(name))
+    runs = [{**r, "source": shown_source(r["source"])} for r in ops_browse.ingest_runs(_ctx(), name)]
+    return render_template("ui/browse.html", page="browse", runs=runs, **_collection_context(name))
 
 
 @bp.get("/c/<name>/search")
