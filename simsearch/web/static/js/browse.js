@@ -138,6 +138,7 @@ const selection = new Selection({
     }
   },
   reload: () => load(false),
+  labelled: (label) => ensureOption(labelSel, label),
 });
 
 // A label changed (or the image was deleted) in the viewer: its tile shows it at once.
@@ -152,6 +153,10 @@ let typing;
 pathInput.addEventListener('input', () => {
   clearTimeout(typing);
   typing = setTimeout(() => { readControls(); load(true); }, 350);
+});
+// Enter in the path box (the form has no submit button, so it would not submit by itself)
+pathInput.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter') { ev.preventDefault(); clearTimeout(typing); readControls(); load(true); }
 });
 form.addEventListener('submit', (ev) => { ev.preventDefault(); clearTimeout(typing); readControls(); load(true); });
 form.addEventListener('change', (ev) => {

@@ -8,9 +8,9 @@ const plural = (n, one = 'image') => `${n} ${one}${n === 1 ? '' : 's'}`;
 
 export class Selection {
   // order(): the ids shown, in order (for shift-click ranges); redraw(): show the selection;
-  // reload(): fetch the page again (after a change to the images).
-  constructor({ order, redraw, reload }) {
-    Object.assign(this, { order, redraw, reload });
+  // reload(): fetch the page again (after a change to the images); labelled(label): a label was set.
+  constructor({ order, redraw, reload, labelled = () => {} }) {
+    Object.assign(this, { order, redraw, reload, labelled });
     this.ids = new Set();
     this.last = null;  // the last box clicked (a shift-click selects from it)
     this.count = $('#selected-count');
@@ -66,6 +66,7 @@ export class Selection {
       this.say(label === null ? `Label removed from ${plural(res.updated)}.` : `${plural(res.updated)} labelled “${res.label}”.`);
       const list = $('#known-labels');
       if (label && ![...list.options].some((o) => o.value === res.label)) list.append(h('option', { value: res.label }));
+      if (label) this.labelled(res.label);
       this.reload();
     } catch (err) {
       this.say(err.message + loginHint(err), true);
