@@ -81,9 +81,11 @@ def _size(value, name: str) -> int | None:
     return value
 
 
-def check(*, sort: str | None = None, labelled=None, label: str | None = None, path=None, min_size=None,
+def check(*, sort: str | None = None, labelled=None, path=None, min_size=None,
           max_size=None, added_after=None, added_before=None, run=None) -> Browse:
-    """The sort and filters, checked: :class:`InvalidInput` naming the first bad one."""
+    """The sort and filters, checked: :class:`InvalidInput` naming the first bad one. Filters
+    that contradict each other (``min_size`` above ``max_size``, ``label`` with ``labelled=false``)
+    are not errors: no image matches them all."""
     b = Browse(sort=sort or "id")
     if b.sort not in SORT_CHOICES:
         raise InvalidInput(f"sort must be one of {', '.join(SORTS)} (a leading '-' for descending), not {sort!r}",
@@ -91,21 +93,15 @@ def check(*, sort: str | None = None, labelled=None, label: str | None = None, p
     if labelled is not None:
         if not isinstance(labelled, bool):
             raise InvalidInput("labelled must be true or false", field="labelled")
-        if label is not None and not labelled:
-            raise InvalidInput("labelled=false asks for images without a label: give no 'label' with it",
-                               field="labelled")
         b.labelled = b.shown["labelled"] = labelled
-    if path is not None and path != "":
-        if not isinstance(path, str) or "\x00" in path or len(path) > PATH_TEXT_MAX or not path.strip():
-            raise InvalidInput(f"path must be text of 1 to {PATH_TEXT_MAX} characters", field="path")
-        b.path = b.shown["path"] = path.strip()
+    if path is not None:
+        if not isinstance(path, str) or "\x00" in path or len(path) > PATH_TEXT_MAX:
+            raise InvalidInput(f"path must be text of at most {PATH_TEXT_MAX} characters", field="path")
+        if path.strip():  # blank: not given
+            b.path = b.shown["path"] = path.strip()
     b.min_size, b.max_size = _size(min_size, "min_size"), _size(max_size, "max_size")
-    if b.min_size is not None and b.max_size is not None and b.min_size > b.max_size:
-        raise InvalidInput(f"max_size ({b.max_size}) is below min_size ({b.min_size})", field="max_size")
     b.added_after = _when(added_after, "added_after", end=False)
     b.added_before = _when(added_before, "added_before", end=True)
-    if b.added_after and b.added_before and b.added_after > b.added_before:
-        raise InvalidInput("added_before is earlier than added_after", field="added_before")
     if run is not None:
         if isinstance(run, bool) or not isinstance(run, int) or run < 1:
             raise InvalidInput("run must be an ingest job's id (a whole number from 1)", field="run")

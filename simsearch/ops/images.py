@@ -90,7 +90,7 @@ def list_page(ctx, name: str, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE
     check_page(page, per_page)
     if status not in (None, *STATUSES):
         raise InvalidInput(f"status must be 'ok' or 'failed', not {status!r}", field="status")
-    browse = image_filters.check(sort=sort, label=label, **filters)
+    browse = image_filters.check(sort=sort, **filters)
     meta = dict(meta or {})
     for key in meta:
         check_meta_key(key, f"meta.{key}")

@@ -3,6 +3,7 @@ the limits are :mod:`simsearch.limits`'s, shared with the CLI."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, ClassVar, Literal
 
 from apiflask.fields import UploadFile
@@ -70,8 +71,7 @@ class CollectionDeleteQuery(Query):
 
 BrowseSort = Literal[tuple(F.SORT_CHOICES)]
 SizeParam = Annotated[Annotated[int, Field(ge=0, le=F.SIZE_MAX), L.Whole] | None, Blank]
-WhenParam = Annotated[Annotated[str, Field(max_length=40, pattern=L.NO_NUL, examples=["2026-01-31", "2026-01-31T12:00:00Z"])]
-                      | None, Blank]
+WhenParam = Annotated[date | datetime | None, Blank]  # a date (its whole day) or a date and time (UTC unless it says)
 
 
 class ImagesQuery(Query):
