@@ -3,11 +3,12 @@ the limits are :mod:`simsearch.limits`'s, shared with the CLI."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, ClassVar, Literal
 
 from apiflask.fields import UploadFile
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
 from simsearch.analysis.regions import REGIONS_DEFAULT, REGIONS_MAX
@@ -71,7 +72,19 @@ class CollectionDeleteQuery(Query):
 
 BrowseSort = Literal[tuple(F.SORT_CHOICES)]
 SizeParam = Annotated[Annotated[int, Field(ge=0, le=F.SIZE_MAX), L.Whole] | None, Blank]
-WhenParam = Annotated[date | datetime | None, Blank]  # a date (its whole day) or a date and time (UTC unless it says)
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2}))?$")
+
+
+def _rfc3339(value):
+    """Only what the schema's formats say (pydantic alone would also take numbers, or a time
+    without its offset)."""
+    if isinstance(value, str) and not RFC3339.match(value):
+        raise ValueError("must be a date (2026-01-31) or a date and time with its offset (2026-01-31T12:00:00Z)")
+    return value
+
+
+# a date (its whole day) or a date and time
+WhenParam = Annotated[date | datetime | None, BeforeValidator(_rfc3339), Blank]
 
 
 class ImagesQuery(Query):
