@@ -94,8 +94,8 @@ class ImagesQuery(Query):
         None, description="Only images with this text (any case) in one of their file paths, as responses show them.")
     min_size: SizeParam = Field(None, description="Only images whose file has at least this many bytes.")
     max_size: SizeParam = Field(None, description="Only images whose file has at most this many bytes.")
-    added_after: WhenParam = Field(None, description="Only images added at or after this date (UTC; a date: from its start).")
-    added_before: WhenParam = Field(None, description="Only images added at or before this date (UTC; a date: to its end).")
+    added_after: WhenParam = Field(None, description="Only images added at or after this date (a date: from its start, UTC) or date and time (with its offset).")
+    added_before: WhenParam = Field(None, description="Only images added at or before this date (a date: to its end, UTC) or date and time (with its offset).")
     run: Annotated[Annotated[int, Field(ge=1, le=L.ID_MAX), L.Whole] | None, Blank] = Field(
         None, description="Only images read by this ingest job (its id; a sharded job's shards count as the job).")
     sort: Annotated[BrowseSort | None, Blank] = Field(
