@@ -736,6 +736,8 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
             client.get("/api/collections/pets/clusters/suggestions?k=2&cluster=0"))[1],
         ("/api/collections/{name}/selection", "post"): lambda: client.post(
             "/api/collections/pets/selection", json={"image_ids": [cat, dog], "format": "json"}),
+        ("/api/collections/{name}/images/remove", "post"): lambda: client.post(
+            "/api/collections/pets/images/remove", json={"image_ids": [pets["cat.6.jpg"]]}),
         ("/api/collections/{name}/embed", "post"): lambda: client.post(
             "/api/collections/pets/embed", json={"backbone": "efficientnet_lite0@max"}),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(

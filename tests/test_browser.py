@@ -37,9 +37,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.model]
 
 def test_collections_page_lists_the_collection(live, browser):
     browser.get(live.url + "/")
-    rows = by_testid(browser, "collection-row", many=True)
+    rows = by_testid(browser, "collection-card", many=True)
     assert [r.get_attribute("data-name") for r in rows] == [COLLECTION]
-    assert str(2 * PER_CLASS) in rows[0].text
+    assert f"{2 * PER_CLASS} images" in rows[0].text
     shot(browser, "01-collections")
     browser.get(live.url + f"/c/{COLLECTION}")
     wait(browser, lambda d: len(by_testid(d, "tile", many=True)) == 2 * PER_CLASS, message="browse grid")

@@ -57,8 +57,11 @@ def test_home_lists_collections_with_counts(app, client):
     assert 'data-testid="no-collections"' in html and 'data-testid="create-collection"' in html
     add_images(app)
     html = client.get("/").get_data(as_text=True)
-    assert 'data-testid="collection-row" data-name="pets"' in html
-    assert re.search(r'<td class="num">3</td>', html) and f"{SPACE}: 3" in html
+    assert 'data-testid="collection-card" data-name="pets"' in html
+    counts = re.search(r'data-testid="card-counts">(.*?)</p>', html, re.S).group(1)
+    assert re.sub(r"<[^>]+>|\s+", " ", counts).split() == ["3", "images", "2", "labels", "3", "files"]
+    assert "Searches with EfficientNet-Lite0" in html  # the default space in words (spaces.describe)
+    assert "No thumbnails" in html  # rows made here have none
 
 
 @pytest.mark.parametrize("suffix", PAGES)

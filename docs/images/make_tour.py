@@ -223,7 +223,8 @@ class Tour:
     # ---- the pages, in the order of docs/tour.md ---------------------------------------------------
     def home(self):
         self.open("/")
-        wait(self.driver, lambda d: testid(d, "collection-row", many=True), message="collections table")
+        wait(self.driver, lambda d: testid(d, "collection-card", many=True), message="collection cards")
+        wait(self.driver, in_view_loaded, message="cover thumbnails")
         self.shot("home")
 
     def browse_and_viewer(self):

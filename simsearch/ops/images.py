@@ -11,6 +11,7 @@ from sqlalchemy import delete as sql_delete, func, select, update
 from simsearch import limits
 from simsearch.errors import InvalidInput, NotFound
 from simsearch.jobs import kept_originals
+from simsearch.ops import image_filters
 from simsearch.jobs.status import iso
 from simsearch.store import repo
 from simsearch.store.models import Collection, Embedding, Image, ImageFile, IngestRun, Thumbnail, max_id
@@ -24,8 +25,9 @@ META_KEY = re.compile(limits.META_KEY_PATTERN)
 STATUSES = ("ok", "failed")
 
 
-def image_record(img: Image, collection: str | None) -> dict:
-    """An image as data; ``has_thumbnail`` tells callers whether to link one."""
+def image_record(img: Image, collection: str | None, *, size: int | None = None) -> dict:
+    """An image as data; ``has_thumbnail`` tells callers whether to link one; ``size``: its
+    file's size in bytes (None: not recorded, or not looked up)."""
     return {
         "id": img.id,
         "collection": collection,
@@ -39,6 +41,7 @@ def image_record(img: Image, collection: str | None) -> dict:
         "created_at": iso(img.created_at),
         "has_thumbnail": bool(img.thumbnail_hash),
         "file_count": img.file_count or 1,
+        "size": size,
     }
 
 
@@ -61,6 +64,7 @@ def get(ctx, image_id: int) -> dict:
         files = files_of(s, image_id)
         files.sort(key=lambda f: f["path"] != img.source_path)  # the first path first (stable: then by id)
         out["files"] = files
+        out["size"] = next((f["size"] for f in files if f["size"] is not None), None)
     return out
 
 
@@ -76,12 +80,17 @@ def check_page(page: int, per_page: int) -> None:
 
 
 def list_page(ctx, name: str, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE, label: str | None = None,
-              status: str | None = None, meta: dict[str, str] | None = None) -> dict:
-    """A page of a collection's images by id, filtered by label, status and metadata values
-    (``meta``: key -> the value it must have, all must match)."""
+              status: str | None = None, meta: dict[str, str] | None = None, sort: str | None = None,
+              path_view=None, **filters) -> dict:
+    """A page of a collection's images, filtered by label, status and metadata values (``meta``:
+    key -> the value it must have, all must match) and by the sort and filters of
+    :mod:`simsearch.ops.image_filters` (``labelled``, ``path``, ``min_size``, ``max_size``,
+    ``added_after``, ``added_before``, ``run``), ordered by ``sort`` (default: by id).
+    ``path_view(path, source)``: how a response shows a path (the ``path`` filter matches that)."""
     check_page(page, per_page)
     if status not in (None, *STATUSES):
         raise InvalidInput(f"status must be 'ok' or 'failed', not {status!r}", field="status")
+    browse = image_filters.check(sort=sort, **filters)
     meta = dict(meta or {})
     for key in meta:
         check_meta_key(key, f"meta.{key}")
@@ -94,12 +103,23 @@ def list_page(ctx, name: str, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE
             q = q.where(Image.status == status)
         for key, value in meta.items():
             q = q.where(Image.meta[key].as_string() == value)
-        total = s.scalar(select(func.count()).select_from(q.subquery()))
-        rows = s.scalars(q.order_by(Image.id).offset((page - 1) * per_page).limit(per_page)).all()
-        items = [image_record(img, coll.name) for img in rows]
+        q = image_filters.apply(s, q, browse, coll.id, path_view=path_view)
+        total = s.scalar(select(func.count()).select_from(q.order_by(None).subquery()))
+        rows = s.scalars(q.offset((page - 1) * per_page).limit(per_page)).all()
+        sizes = _sizes(s, [img.id for img in rows])
+        items = [image_record(img, coll.name, size=sizes.get(img.id)) for img in rows]
     return {"collection": name, "page": page, "per_page": per_page, "total": total,
-            "pages": max(1, math.ceil(total / per_page)), "filters": {"label": label, "status": status, "meta": meta},
-            "images": items}
+            "pages": max(1, math.ceil(total / per_page)), "sort": browse.sort,
+            "filters": {"label": label, "status": status, "meta": meta, **browse.shown}, "images": items}
+
+
+def _sizes(s, ids: list[int]) -> dict[int, int]:
+    """image id -> its file size in bytes (for the ids with a recorded size)."""
+    if not ids:
+        return {}
+    rows = s.execute(select(ImageFile.image_id, func.max(ImageFile.size)).where(ImageFile.image_id.in_(ids))
+                     .group_by(ImageFile.image_id)).all()
+    return {i: size for i, size in rows if size is not None}
 
 
 def clean_label(label, *, field: str = "label") -> str | None:
@@ -201,8 +221,9 @@ def rename(ctx, image_id: int, name) -> dict:
 
 
 def selection(ctx, name: str, image_ids) -> list[dict]:
-    """``{"id", "path", "label"}`` of each of ``image_ids`` (a selection on the map), in the order
-    given (duplicates once); 404 listing the ids that are not in the collection."""
+    """``{"id", "path", "label", "files"}`` of each of ``image_ids`` (a selection on the map or the
+    browse grid), in the order given (duplicates once); ``files``: every file of the image
+    (``path``, ``source``), the first first. 404 listing the ids that are not in the collection."""
     if not isinstance(image_ids, list) or not image_ids:
         raise InvalidInput("image_ids must be a non-empty list of image ids", field="image_ids")
     if len(image_ids) > MAX_LABEL_IDS:
@@ -216,11 +237,26 @@ def selection(ctx, name: str, image_ids) -> list[dict]:
             rows = s.execute(select(Image.id, Image.source_path, Image.label)
                              .where(Image.collection_id == coll.id, Image.id.in_(chunk))).all()
             found.update({i: {"id": i, "path": path, "label": label} for i, path, label in rows})
+        files = _files_of_many(s, sorted(found))
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFound(f"{len(missing)} of the image ids are not in collection {name!r}", field="image_ids",
                        details={"missing": missing[:100]})
+    for i, rec in found.items():  # every file, the first (its path) first
+        rec["files"] = sorted(files.get(i) or [{"path": rec["path"], "source": None}], key=lambda f: f["path"] != rec["path"])
     return [found[i] for i in wanted]
+
+
+def _files_of_many(s, ids: list[int]) -> dict[int, list[dict]]:
+    """image id -> its files (``path``, ``source``: the source of the run that read it), by file id."""
+    out: dict[int, list[dict]] = {}
+    for chunk in repo.in_chunks(ids):
+        rows = s.execute(select(ImageFile.image_id, ImageFile.path, IngestRun.source)
+                         .outerjoin(IngestRun, IngestRun.id == ImageFile.ingest_run_id)
+                         .where(ImageFile.image_id.in_(chunk)).order_by(ImageFile.image_id, ImageFile.id)).all()
+        for image_id, path, source in rows:
+            out.setdefault(image_id, []).append({"path": path, "source": source})
+    return out
 
 
 def delete(ctx, image_id: int) -> dict:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request
 
 from simsearch.errors import NotFound
+from simsearch.ops import browse as ops_browse
 from simsearch.ops import collections as ops_collections
 from simsearch.ops import jobs as ops_jobs
 from simsearch.ops.backbones import backbone_rows, not_embedded
 from simsearch.spaces import describe, score_words
+from simsearch.web.paths import shown_source
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
@@ -72,15 +74,21 @@ def _not_found(exc: NotFound):
     return render_template("ui/not_found.html", message=exc.message), 404
 
 
+@bp.app_template_global()
+def space_title(space: str | None) -> str:
+    """A space as a curator reads it (:func:`simsearch.spaces.describe`'s title), or "none yet"."""
+    return describe(space).title if space else "none yet"
+
+
 @bp.get("/")
 def index():
-    rows = [{**c, "vectors": _vector_counts(c)} for c in ops_collections.list_collections(_ctx())]
-    return render_template("ui/index.html", collections=rows, page="home")
+    return render_template("ui/index.html", collections=ops_browse.cards(_ctx()), page="home")
 
 
 @bp.get("/c/<name>")
 def browse(name: str):
-    return render_template("ui/browse.html", page="browse", **_collection_context(name))
+    runs = [{**r, "source": shown_source(r["source"])} for r in ops_browse.ingest_runs(_ctx(), name)]
+    return render_template("ui/browse.html", page="browse", runs=runs, **_collection_context(name))
 
 
 @bp.get("/c/<name>/search")

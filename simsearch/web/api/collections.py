@@ -10,7 +10,7 @@ from simsearch.web import schemas as S
 from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, image_json, public_paths
 from simsearch.web.contract import WRITE_SECURITY, errors, links
-from simsearch.web.paths import public_job
+from simsearch.web.paths import exposed, public_job, shown_path
 
 
 @bp.get("/collections")
@@ -72,11 +72,17 @@ def delete_collection(name: str, q: S.CollectionDeleteQuery):
 
 @bp.get("/collections/<name>/images")
 @bp.input(S.ImagesQuery, location="query", arg_name="q")
-@bp.output(S.ImagePage, description="One page of images, ordered by id, with the total count.", links=links.LISTED_IMAGES)
-@bp.doc(summary="List a collection's images", tags=["images"], responses=errors(400, 404))
+@bp.output(S.ImagePage, description="One page of images (by id unless `sort` says otherwise), with the total count.",
+           links=links.LISTED_IMAGES)
+@bp.doc(summary="List a collection's images", tags=["images"],
+        description="Sort and filter with the query parameters (all given must match); a bad value is a 400 naming "
+                    "it, an ingest job (`run`) that is not the collection's a 404.",
+        responses=errors(400, 404))
 def list_images(name: str, q: S.ImagesQuery):
     out = ops_images.list_page(ctx(), name, page=q.page, per_page=q.per_page, label=q.label, status=q.status,
-                               meta=q.meta)
+                               meta=q.meta, sort=q.sort, labelled=q.labelled, path=q.path, min_size=q.min_size,
+                               max_size=q.max_size, added_after=q.added_after, added_before=q.added_before, run=q.run,
+                               path_view=None if exposed() else shown_path)
     out["images"] = [image_json(img) for img in public_paths(out["images"])]
     return out
 

@@ -1,10 +1,12 @@
-"""``/api/images/<id>``: get, change (rename, label), delete, thumbnail, original file, similar images."""
+"""``/api/images/<id>``: get, change (rename, label), delete, thumbnail, original file, similar images; removing
+several images of a collection at once."""
 
 from __future__ import annotations
 
 from flask import Response, request, send_file, url_for
 
 from simsearch.errors import InvalidInput
+from simsearch.ops import browse as ops_browse
 from simsearch.ops import images as ops_images
 from simsearch.ops import originals
 from simsearch.ops import search as ops_search
@@ -61,6 +63,19 @@ def patch_image(image_id: int, q, body: S.ImagePatch):
 @bp.doc(summary="Delete an image", tags=["images"], security=WRITE_SECURITY, responses=errors(400, 401, 403, 404))
 def delete_image(image_id: int, q):
     return ops_images.delete(ctx(), image_id)
+
+
+@bp.post("/collections/<name>/images/remove")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.ImageIds, location="json", arg_name="body")
+@bp.output(S.ImagesRemoved, description="Removed, with their vectors (their files are not touched).")
+@bp.doc(summary="Remove several images from a collection", tags=["images"], security=WRITE_SECURITY,
+        description="Removes the images (e.g. a selection in the browse grid) and their vectors from the collection; "
+                    "its indexes follow. The image files on disk are not touched. All or none: a 404 lists the ids "
+                    "that are not in the collection.",
+        responses=errors(400, 401, 403, 404))
+def remove_images(name: str, q, body: S.ImageIds):
+    return ops_browse.remove_images(ctx(), name, body.image_ids)
 
 
 @bp.get("/images/<int:image_id>/thumbnail")

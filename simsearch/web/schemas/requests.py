@@ -3,19 +3,22 @@ the limits are :mod:`simsearch.limits`'s, shared with the CLI."""
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime
 from typing import Annotated, ClassVar, Literal
 
 from apiflask.fields import UploadFile
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from simsearch import limits as L
 from simsearch.analysis.regions import REGIONS_DEFAULT, REGIONS_MAX
+from simsearch.ops import image_filters as F
 from simsearch.ops.atlas import TILE_PATTERN
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
            "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
            "ClusterLabel", "ServerPathIngest", "UploadIngest", "SearchUpload", "PATH_PARAMETERS", "AtlasQuery",
-           "EmbedBackbone", "CollectionDeleteQuery"]
+           "ImageIds", "EmbedBackbone", "CollectionDeleteQuery"]
 
 Blank = L.AllowBlank()  # in query strings and forms, `x=` means x is not given
 SpaceParam = Annotated[L.Space | None, Blank]  # a backbone's space or imported vectors'
@@ -68,8 +71,37 @@ class CollectionDeleteQuery(Query):
                                                              "the jobs are cancelled first (without it: 409).")
 
 
+BrowseSort = Literal[tuple(F.SORT_CHOICES)]
+SizeParam = Annotated[Annotated[int, Field(ge=0, le=F.SIZE_MAX), L.Whole] | None, Blank]
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2}))?$")
+
+
+def _rfc3339(value):
+    """Only what the schema's formats say (pydantic alone would also take numbers, or a time
+    without its offset)."""
+    if isinstance(value, str) and not RFC3339.match(value):
+        raise ValueError("must be a date (2026-01-31) or a date and time with its offset (2026-01-31T12:00:00Z)")
+    return value
+
+
+# a date (its whole day) or a date and time
+WhenParam = Annotated[date | datetime | None, BeforeValidator(_rfc3339), Blank]
+
+
 class ImagesQuery(Query):
     label: LabelFilter = None
+    labelled: Annotated[bool | None, Blank] = Field(None, description="true: only labelled images; false: only unlabelled ones.")
+    path: Annotated[Annotated[str, Field(max_length=F.PATH_TEXT_MAX, pattern=L.NO_NUL)] | None, Blank] = Field(
+        None, description="Only images with this text (any case) in one of their file paths, as responses show them.")
+    min_size: SizeParam = Field(None, description="Only images whose file has at least this many bytes.")
+    max_size: SizeParam = Field(None, description="Only images whose file has at most this many bytes.")
+    added_after: WhenParam = Field(None, description="Only images added at or after this date (a date: from its start, UTC) or date and time (with its offset).")
+    added_before: WhenParam = Field(None, description="Only images added at or before this date (a date: to its end, UTC) or date and time (with its offset).")
+    run: Annotated[Annotated[int, Field(ge=1, le=L.ID_MAX), L.Whole] | None, Blank] = Field(
+        None, description="Only images read by this ingest job (its id; a sharded job's shards count as the job).")
+    sort: Annotated[BrowseSort | None, Blank] = Field(
+        None, description="`id` (default), `added`, `path`, `size` (bytes), `pixels`, `label`; `-` first for descending "
+                          "(`-added`: newest first). Ties go by id.")
     status: Literal["ok", "failed"] | None = Field(None, description="Only images with this status.")
     page: L.Page = 1
     per_page: L.PerPage = L.PER_PAGE_DEFAULT
@@ -138,6 +170,11 @@ class Labels(Body):
     image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
                                                      description="The images to label.")
     label: L.Label | None = Field(description="The group name (trimmed); null removes the label.")
+
+
+class ImageIds(Body):
+    image_ids: list[Annotated[int, L.Whole]] = Field(min_length=1, max_length=L.LABEL_IDS_MAX,
+                                                     description="The images (e.g. a selection in the browse grid).")
 
 
 class EmbedBackbone(Body):

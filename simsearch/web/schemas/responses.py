@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Error", "ErrorDetail", "Health", "Backbone", "BackboneList", "BackboneSpace", "Collection", "CollectionList",
-           "CollectionDetail", "LabelCount", "CollectionDeleted", "Image", "ImageDetail", "ImagePage", "ImageFilters",
+           "CollectionDetail", "LabelCount", "CollectionDeleted", "Image", "ImageDetail", "ImagePage", "ImageFilters", "ImagesRemoved",
            "ImageDeleted", "Hit", "SimilarQueryImage", "SimilarResult", "SearchQueryFile", "SearchResult", "LabelsResult",
            "Job", "JobError", "JobList", "JobAccepted", "AnalysisAccepted", "JobCancelledOut", "JobRetried"]
 
@@ -219,6 +219,7 @@ class Image(BaseModel):
     created_at: Timestamp | None
     thumbnail_url: str | None
     file_count: int = Field(description="Files with this image's bytes (byte-identical copies): `path` is the first.")
+    size: int | None = Field(None, description="The file's size in bytes (null: not recorded).")
 
 
 class ImageFileInfo(BaseModel):
@@ -238,6 +239,19 @@ class ImageFilters(BaseModel):
     label: str | None
     status: Literal["ok", "failed"] | None
     meta: dict[str, str]
+    labelled: bool | None = None
+    path: str | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    added_after: Timestamp | None = None
+    added_before: Timestamp | None = None
+    run: int | None = None
+
+
+class ImagesRemoved(BaseModel):
+    collection: str
+    removed: int = Field(description="How many images were removed (with their vectors; their files are not touched).")
+    image_ids: list[int]
 
 
 class ImagePage(BaseModel):
@@ -246,7 +260,8 @@ class ImagePage(BaseModel):
     per_page: int
     total: int
     pages: int
-    filters: ImageFilters
+    sort: str = Field("id", description="The order (the `sort` parameter).")
+    filters: ImageFilters = Field(description="The filters applied (those not given are left out or null).")
     images: list[Image]
 
 
