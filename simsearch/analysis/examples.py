@@ -19,10 +19,10 @@ difference. What that buys:
   ``like``, and ``score <= like``: once the k-th best score among the candidates fetched is at
   least the ``like`` of the first candidate not fetched, nothing further down can enter the top k
   (:func:`settled`). The search widens its candidate list until then.
-- **Effective**: measured on flowers102 (EfficientNet-Lite0; 3 positives of a species, as
-  negatives the 2 images of its most confusable species ranked highest by the plain search, 64
-  species), that species' share of the top 20 falls from 12.5 % to 1.3 %, and the wanted
-  species' share rises from 46.2 % to 49.9 %. Subtracting ``w`` times the negatives' cosine from
+- **Effective**: measured on flowers102 (``benchmarks/examples.py``: EfficientNet-Lite0; 3
+  positives of a species, as negatives the 2 images of its most confusable species ranked highest
+  by the plain search; 64 species), that species' share of the top 20 falls from 12.7 % to 1.3 %,
+  and the wanted species' share rises from 46.3 % to 49.8 %. Subtracting ``w`` times the negatives' cosine from
   every candidate, or moving the query away from the negatives' mean (Rocchio), push as hard at
   ``w = 0.5`` (0.8 %, 0.6 %) but shift every score, so that a threshold means something else with
   each query; at ``w = 1`` they also push the wanted species out (17 % of the top 20 left).
