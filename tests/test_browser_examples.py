@@ -48,6 +48,12 @@ def status(driver) -> str:
     return driver.find_element("id", "search-status").text
 
 
+def shown(driver) -> str:
+    """The status line once a search has answered ("" while one is under way: "Searching for...")."""
+    text = status(driver)
+    return text if re.match(r"(\d+ most |No results)", text) else ""
+
+
 def button_of(driver, image_id: int, testid: str):
     return driver.find_element("css selector", f'[data-testid=result][data-id="{image_id}"]').find_element(
         "xpath", f'./ancestor::div[contains(@class, "tile-wrap")]//button[@data-testid="{testid}"]')
@@ -58,15 +64,17 @@ def test_more_like_these_less_like_those_from_the_search_page(live, browser):
     browser.get(live.url + f"/c/{COLLECTION}/search")
     assert by_testid(browser, "examples-panel").is_displayed() is False
     by_testid(browser, "query-file").send_keys(str(query))
-    wait(browser, lambda d: len(results(d)) >= 20 and "most similar to" in status(d), message="plain search results")
+    wait(browser, lambda d: len(results(d)) >= 20 and "most similar to" in shown(d), message="plain search results")
     plain = results(browser)
     dog = next(r for r in plain if r["label"] == "dogs")  # the best-ranked dog
     before = {r["id"]: score(r) for r in plain}
 
     # "less like this" on that dog: the uploaded photo becomes the first positive, the dog the negative
     button_of(browser, dog["id"], "less-like").click()
-    wait(browser, lambda d: "least like image" in status(d), message="search with a negative example")
+    wait(browser, lambda d: "least like" in shown(d), message="search with a negative example")
     assert chips(browser, "like") == [query.name] and chips(browser, "unlike") == [str(dog["id"])]
+    dog_name = by_testid(browser, "chip-unlike").text.rstrip("×").strip()  # the file name of the image
+    assert dog_name.startswith("dog.") and f"least like {dog_name}" in status(browser)
     after = results(browser)
     assert dog["id"] not in [r["id"] for r in after]
     assert all("examples' average" in r["title"] for r in after)
@@ -80,7 +88,7 @@ def test_more_like_these_less_like_those_from_the_search_page(live, browser):
     # "more like this" on the best cat: a second positive
     cat = next(r for r in after if r["label"] == "cats")
     button_of(browser, cat["id"], "more-like").click()
-    wait(browser, lambda d: len(chips(d, "like")) == 2 and "like 2 examples" in status(d), message="a second positive")
+    wait(browser, lambda d: len(chips(d, "like")) == 2 and "like 2 examples" in shown(d), message="a second positive")
     assert cat["id"] not in [r["id"] for r in results(browser)]
     labels = [r["label"] for r in results(browser)[:10]]
     assert labels.count("cats") >= 8, labels
@@ -97,13 +105,13 @@ def test_more_like_these_less_like_those_from_the_search_page(live, browser):
 
     # removing the negative: still two positives, a search with examples
     by_testid(browser, "remove-unlike").click()
-    wait(browser, lambda d: not chips(d, "unlike") and "least like" not in status(d) and "like 2 examples" in status(d),
+    wait(browser, lambda d: not chips(d, "unlike") and "least like" not in shown(d) and "like 2 examples" in shown(d),
          message="the negative removed")
     assert not by_testid(browser, "chips-unlike").find_element("xpath", "..").is_displayed()
 
     # clearing the examples goes back to the plain search by the uploaded photo (the threshold stays)
     by_testid(browser, "examples-clear").click()
-    wait(browser, lambda d: f"most similar to {query.name}" in status(d), message="back to the plain search")
+    wait(browser, lambda d: f"most similar to {query.name}" in shown(d), message="back to the plain search")
     assert not by_testid(browser, "examples-panel").is_displayed()
     assert all(r["percentile"] >= 60 for r in results(browser))
 
@@ -113,7 +121,7 @@ def test_a_search_with_examples_by_its_url(live, browser):
            for label in ("cats", "dogs")}
     like, unlike = ids["dogs"][:2], ids["cats"][:1]
     browser.get(live.url + f"/c/{COLLECTION}/search?like={like[0]},{like[1]}&unlike={unlike[0]}&min_percentile=10")
-    wait(browser, lambda d: results(d) and "least like image" in status(d), message="search from the URL")
+    wait(browser, lambda d: results(d) and "least like image" in shown(d), message="search from the URL")
     assert chips(browser, "like") == [str(i) for i in like] and chips(browser, "unlike") == [str(unlike[0])]
     assert by_testid(browser, "threshold-value").text == "10%"
     got = results(browser)
@@ -128,7 +136,7 @@ def test_a_search_with_examples_by_its_url(live, browser):
     assert [r["image_id"] for r in api["results"]] == [r["id"] for r in got]
     # without the negative and with one positive left: the plain search by that image
     by_testid(browser, "remove-unlike").click()
-    wait(browser, lambda d: not chips(d, "unlike") and "like 2 examples" in status(d), message="the negative removed")
+    wait(browser, lambda d: not chips(d, "unlike") and "like 2 examples" in shown(d), message="the negative removed")
     browser.find_elements("css selector", "[data-testid=remove-like]")[0].click()
-    wait(browser, lambda d: re.search(rf"image_id={like[1]}\b", d.current_url) and "most similar to" in status(d),
+    wait(browser, lambda d: re.search(rf"image_id={like[1]}\b", d.current_url) and "most similar to" in shown(d),
          message="back to the plain search by the remaining positive")

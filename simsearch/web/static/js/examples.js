@@ -21,7 +21,7 @@ export class Examples {
 
   has(kind, ex) { return this[kind].some((e) => same(e, ex)); }
 
-  // Add an example ({id} or {file}); an image given as the other kind moves over.
+  // Add an example ({id, name?} or {file}); an image given as the other kind moves over.
   add(kind, ex) {
     const other = kind === 'like' ? 'unlike' : 'like';
     this[other] = this[other].filter((e) => !same(e, ex));
@@ -62,11 +62,10 @@ export class Examples {
     return { method: 'POST', form };
   }
 
-  // "2 examples" / "image 12"
+  // "2 examples" / "cat.5.jpg"
   describe(kind) {
     const list = this[kind];
-    if (list.length === 1) return list[0].file ? list[0].file.name : `image ${list[0].id}`;
-    return `${list.length} examples`;
+    return list.length === 1 ? exampleName(list[0]) : `${list.length} examples`;
   }
 
   render() {
@@ -74,7 +73,7 @@ export class Examples {
     for (const kind of ['like', 'unlike']) {
       const word = kind === 'like' ? 'more like' : 'less like';
       this.lists[kind].replaceChildren(...this[kind].map((e, i) => {
-        const name = e.file ? e.file.name : `image ${e.id}`;
+        const name = exampleName(e);
         return h('li', { class: `example-chip ${kind}`, 'data-testid': `chip-${kind}`, 'data-id': e.id ?? '', title: `${word}: ${name}` },
           h('img', { src: e.file ? e.url : thumbUrl(e.id), alt: '', width: 40, height: 40 }),
           h('span', { class: 'example-name' }, name),
@@ -84,6 +83,11 @@ export class Examples {
       this.lists[kind].closest('[data-kind]').hidden = this[kind].length === 0;
     }
   }
+}
+
+// An example's file name (an image of the collection: its own, when known), else "image 12".
+function exampleName(e) {
+  return e.file ? e.file.name : e.name || `image ${e.id}`;
 }
 
 function same(a, b) {

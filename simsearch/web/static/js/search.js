@@ -52,9 +52,9 @@ function resultTile(r, view) {
   const name = basename(r.path) || `image ${r.image_id}`;
   el.append(h('div', { class: 'tile-examples' },
     h('button', { type: 'button', class: 'more', 'data-testid': 'more-like', title: 'More like this', 'aria-label': `${name}: more like this`,
-      onclick: () => addExample('like', r.image_id) }, '+'),
+      onclick: () => addExample('like', r.image_id, basename(r.path)) }, '+'),
     h('button', { type: 'button', class: 'less', 'data-testid': 'less-like', title: 'Less like this', 'aria-label': `${name}: less like this`,
-      onclick: () => addExample('unlike', r.image_id) }, '−')));
+      onclick: () => addExample('unlike', r.image_id, basename(r.path)) }, '−')));
   if (r.like !== undefined) {  // a search with examples: what its score is made of
     const badge = el.querySelector('.score');
     if (badge) badge.title = scoreTitle(r);
@@ -151,6 +151,7 @@ async function searchById(id, push, box = null) {
   try {
     const data = await api(`/api/images/${id}/similar?${q}`, { signal: begin() });
     const qimg = data.query || {};
+    if (lastQuery?.kind === 'id' && lastQuery.id === id) lastQuery.name = basename(qimg.path) || undefined;
     showPreview(thumbUrl(id), [qimg.label, basename(qimg.path)].filter(Boolean).join(' · ') || `image ${id}`, id);
     render(data, `similar to ${basename(qimg.path) || `image ${id}`}`);
     const url = `${location.pathname}?image_id=${id}`;
@@ -176,13 +177,13 @@ function showThreshold() {
 // The query searched so far becomes the first positive example.
 function seed() {
   if (examples.size) return;
-  if (lastQuery?.kind === 'id') examples.add('like', { id: lastQuery.id });
+  if (lastQuery?.kind === 'id') examples.add('like', { id: lastQuery.id, name: lastQuery.name });
   else if (lastQuery?.kind === 'file') examples.add('like', { file: lastQuery.file });
 }
 
-function addExample(kind, id) {
+function addExample(kind, id, name) {
   seed();
-  examples.add(kind, { id });
+  examples.add(kind, { id, name });
   searchExamples();
 }
 
