@@ -50,6 +50,17 @@ Page = Annotated[int, Field(ge=1, le=PAGE_MAX, description="Page number (from 1)
 PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX, description="Items per page."), Whole]
 JobsLimit = Annotated[int, Field(ge=1, le=JOBS_LIMIT_MAX, description="How many jobs."), Whole]
 Id = Annotated[int, Field(ge=1, le=ID_MAX), Whole]
+# Queries with several examples (docs/search-examples.md): ids and uploaded files per side
+EXAMPLES_MAX, EXAMPLE_FILES_MAX = 100, 8
+ExampleIds = Annotated[list[Id], Field(max_length=EXAMPLES_MAX, description="Image ids of the collection.")]
+ScoreThreshold = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False,
+                                        description="Leave out results scoring below this (the `score` field: a "
+                                                    "cosine similarity, -1..1).")]
+MinPercentile = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False,
+                                       description="Leave out results whose `percentile` is below this (0..100: the "
+                                                   "readable score, the same in every space).")]
+UnlikeWeight = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False,
+                                      description="How hard the negative examples push (0: not at all; default 1).")]
 DuplicatesThreshold = Annotated[float, Field(ge=DUPLICATES_THRESHOLD_MIN, le=1.0, allow_inf_nan=False,
                                              description="Cosine similarity at or above which two images are grouped.")]
 

@@ -16,3 +16,9 @@ def percentile(quantiles, scores) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     q = np.maximum.accumulate(np.asarray(quantiles, dtype=np.float64))
     return np.interp(s, q, np.linspace(0.0, 100.0, len(q)), left=0.0, right=100.0)
+
+
+def score_at(quantiles, pct: float) -> float:
+    """The inverse of :func:`percentile`: the score that reaches percentile ``pct`` (0-100)."""
+    q = np.maximum.accumulate(np.asarray(quantiles, dtype=np.float64))
+    return float(np.interp(float(pct), np.linspace(0.0, 100.0, len(q)), q))

@@ -164,11 +164,27 @@ def _print_hits(hits: list[dict], header: str) -> None:
     for rank, h in enumerate(hits, 1):
         label = f"  [{h['label']}]" if h["label"] else ""
         pct = f" p{h['percentile']:>5.1f}" if h.get("percentile") is not None else ""  # comparable across spaces
-        click.echo(f"  {rank:>3}. {h['score']:.4f}{pct}  #{h['image_id']}  {h['path']}{label}")
+        pushed = f"  (pushed down {h['penalty']:.3f}: like {_refs([h['unlike_example']])})" if h.get("penalty") else ""
+        click.echo(f"  {rank:>3}. {h['score']:.4f}{pct}  #{h['image_id']}  {h['path']}{label}{pushed}")
+
+
+def _examples(values: tuple[str, ...], option: str) -> tuple[list[int], list[tuple[bytes, str]]]:
+    """``--like``/``--unlike`` values: image ids (digits), and image files as (bytes, name)."""
+    ids, files = [], []
+    for v in values:
+        if v.isdigit():
+            ids.append(int(v))
+            continue
+        try:
+            files.append((Path(v).read_bytes(), v))
+        except OSError as exc:
+            raise InvalidInput(f"{option}: {v} is no image id, and cannot be read as a file ({exc.strerror or exc})",
+                               field=option.lstrip("-"))
+    return ids, files
 
 
 @cli.command()
-@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("image", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--collection", "-c", required=True)
 @click.option("--backbone", "-b", help="Backbone (space) to search in [default: the collection's].")
 @click.option("-k", default=10, show_default=True, help="Number of results.")
@@ -178,21 +194,52 @@ def _print_hits(hits: list[dict], header: str) -> None:
               help="Object proposals searched besides the whole image (0: the whole image only) [default: 1].")
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="Re-rank the top results by geometric verification (local features under one homography).")
+@click.option("--like", multiple=True, metavar="ID|FILE",
+              help="More like this: an image id of the collection or an image file (repeatable; IMAGE, when given, is "
+                   "one more). See docs/search-examples.md.")
+@click.option("--unlike", multiple=True, metavar="ID|FILE", help="Less like this: an image id or an image file (repeatable).")
+@click.option("--threshold", type=float, help="Leave out results scoring below this (a cosine similarity, -1..1).")
+@click.option("--min-percentile", type=float,
+              help="Leave out results below this percentile (0-100, the readable score: 50 = a typical top-10 neighbour).")
+@click.option("--unlike-weight", type=float, help="How hard the --unlike examples push (0: not at all) [default: 1].")
 @runtime_options
 @json_option
 @click.pass_context
-def search(ctx, image, collection, backbone, k, label, box, regions, verify, runtime, device, as_json):
-    """Find the images most similar to an image file."""
+def search(ctx, image, collection, backbone, k, label, box, regions, verify, like, unlike, threshold, min_percentile,
+           unlike_weight, runtime, device, as_json):
+    """Find the images most similar to an image file, or to several examples (--like, --unlike)."""
     from simsearch import limits
+    from simsearch.ops import examples as ops_examples, search as ops_search
 
     k = limits.check(limits.SearchK, k, "k")
-    try:
-        data = image.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{image}: cannot read ({exc.strerror or exc})", field="image")
-    from simsearch.ops import search as ops_search
-
-    out = ops_search.by_upload(context_from(ctx, runtime=runtime, device=device), collection, data, str(image),
+    data = None
+    if image is not None:
+        try:
+            data = image.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"{image}: cannot read ({exc.strerror or exc})", field="image")
+    app = context_from(ctx, runtime=runtime, device=device)
+    if like or unlike or threshold is not None or min_percentile is not None or unlike_weight is not None:
+        if box is not None or regions is not None or verify:
+            raise InvalidInput("--box, --regions and --verify search by one image; not with --like, --unlike or a "
+                               "threshold", field="box" if box is not None else "regions" if regions is not None else "verify")
+        (like_ids, like_files), (unlike_ids, unlike_files) = _examples(like, "--like"), _examples(unlike, "--unlike")
+        like_files = [ops_examples.Upload(d, n) for d, n in ([(data, str(image))] if data is not None else []) + like_files]
+        unlike_files = [ops_examples.Upload(d, n) for d, n in unlike_files]
+        out = ops_examples.search(app, collection, like=like_ids, unlike=unlike_ids, like_files=like_files,
+                                  unlike_files=unlike_files, backbone=backbone, k=k, label=label, threshold=threshold,
+                                  min_percentile=min_percentile,
+                                  **({} if unlike_weight is None else {"unlike_weight": unlike_weight}))
+        if as_json:
+            emit_json(out)
+        else:
+            _print_hits(out["results"], f"{len(out['results'])} most like {_refs(out['like'])}"
+                        + (f" and least like {_refs(out['unlike'])}" if out["unlike"] else "")
+                        + f" in {collection} ({out['backbone']}):")
+        return
+    if data is None:
+        raise InvalidInput("give an IMAGE file to search by, or examples with --like (and --unlike)", field="image")
+    out = ops_search.by_upload(app, collection, data, str(image),
                                backbone=backbone, k=k, label=label, box=box, verify=verify,
                                **({} if regions is None else {"regions": regions}))
     hits = out["results"]
@@ -200,6 +247,11 @@ def search(ctx, image, collection, backbone, k, label, box, regions, verify, run
         emit_json({"query": str(image), "collection": collection, "backbone": out["backbone"], "results": hits})
     else:
         _print_hits(hits, f"{len(hits)} most similar to {image} in {collection} ({out['backbone']}):")
+
+
+def _refs(refs: list[dict]) -> str:
+    """``#12, #40, photo.jpg``"""
+    return ", ".join(f"#{r['image_id']}" if r.get("image_id") is not None else str(r.get("filename")) for r in refs)
 
 
 @cli.command()

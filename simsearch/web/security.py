@@ -68,7 +68,7 @@ CSRF_FIELD = "csrf_token"
 LOGIN_ENDPOINTS = {"auth.login", "auth.logout"}
 # Writes in the HTTP sense that change nothing: anonymous clients may make them on a public server
 # (SIMSEARCH_PUBLIC_SEARCH), rate-limited.
-PUBLIC_ENDPOINTS = {"api.search"}
+PUBLIC_ENDPOINTS = {"api.search", "api.search_examples"}
 # Reads open to anyone on a server with keys: what is needed to reach the server and sign in.
 OPEN_READS = {"api.health", "docs.openapi_json", "docs.docs", "docs.assets", "auth.login", "ui.static", "index"}
 # Reads open to anyone on a public server (SIMSEARCH_PUBLIC_SEARCH): the search page and its results.

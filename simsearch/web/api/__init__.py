@@ -6,7 +6,7 @@ and ``/api/docs`` describe every endpoint.
 - :mod:`.health`: ``/health``, ``/backbones``;
 - :mod:`.collections`: ``/collections``, ``/collections/<name>``, its images and labels;
 - :mod:`.images`: ``/images/<id>``, its thumbnail and similar images;
-- :mod:`.search`: ``/collections/<name>/search`` (by upload);
+- :mod:`.search`: ``/collections/<name>/search`` (by upload), ``.../search/examples`` (several examples);
 - :mod:`.jobs`: ``/collections/<name>/ingest``, ``/jobs``; :mod:`.job_actions`: cancel, retry;
 - :mod:`.analysis`: clusters, map, evaluation, comparison;
 - :mod:`.duplicates`: `/collections/<name>/duplicates` (exact, near and similar groups);

@@ -1,15 +1,17 @@
-"""``POST /api/collections/<name>/search``: search by an uploaded image."""
+"""``POST /api/collections/<name>/search``: search by an uploaded image; ``.../search/examples``: by
+several positive and negative examples (ids or uploads)."""
 
 from __future__ import annotations
 
 from flask import request
 
 from simsearch.errors import InvalidInput
+from simsearch.ops import examples as ops_examples
 from simsearch.ops import search as ops_search
 from simsearch.web import schemas as S
 from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, hits_json
-from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, validate
+from simsearch.web.contract import BINARY, WRITE_SECURITY, bodies, errors, form_data, json_model, validate
 
 NO_IMAGE = ("send the query image as a multipart/form-data file field named 'image', or as the request body with "
             "Content-Type image/...")
@@ -63,5 +65,45 @@ def search(name: str, q: S.SearchQuery):
     out = ops_search.by_upload(ctx(), name, data, filename, backbone=backbone, k=k, label=label, box=box,
                                regions=True if regions is None else regions,  # True: the default number
                                verify=False if verify is None else verify)
+    out["results"] = hits_json(out["results"])
+    return out
+
+
+@bp.post("/collections/<name>/search/examples")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.output(S.ExamplesResult, description="The images most like the positive examples and least like the negative "
+                                         "ones, best first.")
+@bp.doc(summary="Search with several examples (more like these, less like those)", tags=["search"],
+        security=WRITE_SECURITY,
+        description="Positive examples (`like`) and negative ones (`unlike`): image ids of the collection as JSON, or "
+                    "a multipart form that may also carry image files (`like_image`, `unlike_image`, repeatable). "
+                    "Every example is taken in one space: `backbone`, else the collection's default. The results are "
+                    "ranked by `score`: the cosine similarity to the positives' average, pushed down for an image "
+                    "more like a negative example than like the positives (`penalty`); `threshold` (a score) and "
+                    "`min_percentile` (the readable score) leave out weaker results. The examples themselves are "
+                    "left out. How it is computed, and what it was measured to do: docs/search-examples.md.",
+        responses=errors(400, 401, 403, 404, 409, 413, 429, 503,
+                         e400="Bad input: an unknown id, an image of another collection or without a vector in the "
+                              "space searched, no positive example, a file that is not an image (`field` names it).",
+                         e409="The space searched holds imported vectors: uploaded examples cannot be embedded in it."),
+        extensions=bodies(**{"application/json": S.ExamplesSearch, "multipart/form-data": S.ExamplesUpload}))
+def search_examples(name: str, q):
+    """JSON (ids only) or a multipart form (ids and files): parse, call the op, serialise."""
+    if request.is_json:
+        body = json_model(S.ExamplesSearch)
+        options = body.model_dump(exclude={"like", "unlike"})
+        like, unlike, like_files, unlike_files = body.like, body.unlike, [], []
+    elif request.mimetype == "multipart/form-data":
+        form = validate(S.ExamplesUpload, form_data(S.ExamplesUpload), "form")
+        options = {key: value for key, value in form.model_dump(
+            include={"k", "backbone", "label", "threshold", "min_percentile", "unlike_weight"}).items() if value is not None}
+        like, unlike = form.like or [], form.unlike or []
+        like_files = [ops_examples.Upload(f.read(), f.filename or None) for f in form.like_image or []]
+        unlike_files = [ops_examples.Upload(f.read(), f.filename or None) for f in form.unlike_image or []]
+    else:
+        raise InvalidInput("send JSON {\"like\": [ids], \"unlike\": [ids], ...}, or a multipart form with like/unlike "
+                           "ids and like_image/unlike_image files", field="like")
+    out = ops_examples.search(ctx(), name, like=like, unlike=unlike, like_files=like_files, unlike_files=unlike_files,
+                              **options)
     out["results"] = hits_json(out["results"])
     return out

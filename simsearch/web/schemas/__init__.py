@@ -11,4 +11,5 @@ from simsearch.web.schemas.requests import *  # noqa: F401,F403
 from simsearch.web.schemas.responses import *  # noqa: F401,F403
 from simsearch.web.schemas.vectors import *  # noqa: F401,F403
 from simsearch.web.schemas.duplicates import *  # noqa: F401,F403
+from simsearch.web.schemas.examples import *  # noqa: F401,F403
 from simsearch.web.schemas.exports import *  # noqa: F401,F403

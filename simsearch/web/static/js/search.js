@@ -1,11 +1,14 @@
 // Search page: drop or pick an image -> POST search; click a result -> similar-by-id; a result's
 // ⤢ button (or the query image, when it is in the collection) opens the image viewer. Drag a box
 // on the query image (or in the viewer) to search by that region of it (POST search with `box`;
-// for an image of the collection, its file is sent); "Whole image" goes back.
+// for an image of the collection, its file is sent); "Whole image" goes back. + and − on a result
+// make it a positive or negative example (the query itself is the first positive): POST
+// search/examples, with the chips of the examples and a threshold slider (js/examples.js).
 import { api, collectionApi, thumbUrl } from './api.js';
 import { attachBoxDrag, formatBox, parseBox } from './boxdrag.js';
+import { Examples, examplesQuery, scoreTitle } from './examples.js';
 import { exportButtons } from './export.js';
-import { $, basename, setStatus, tile } from './ui.js';
+import { $, basename, h, setStatus, tile } from './ui.js';
 import { openViewer } from './viewer.js';
 
 const form = $('#search-form');
@@ -17,6 +20,10 @@ const preview = $('#query-preview');
 const backbone = $('#search-backbone');
 const kSel = $('#search-k');
 const wholeBtn = $('#whole-image');
+const threshold = $('#search-threshold');
+const thresholdOut = $('#threshold-value');
+const examples = new Examples({ lists: { like: $('[data-testid=chips-like]'), unlike: $('[data-testid=chips-unlike]') },
+  panel: $('#examples-panel'), onchange: () => examplesChanged() });
 let lastQuery = null; // {kind: 'file', file, box} | {kind: 'id', id, box}
 let previewUrl = null;
 let controller = null;
@@ -43,18 +50,40 @@ function showPreview(src, caption, imageId = null, box = null) {
   wholeBtn.hidden = !box;
 }
 
+// A result tile with its "more like this" / "less like this" buttons.
+function resultTile(r, view) {
+  const el = tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, percentile: r.percentile, files: r.file_count,
+    onpick: (id) => searchById(id, true), onview: view, testid: 'result' });
+  const name = basename(r.path) || `image ${r.image_id}`;
+  el.append(h('div', { class: 'tile-examples' },
+    h('button', { type: 'button', class: 'more', 'data-testid': 'more-like', title: 'More like this', 'aria-label': `${name}: more like this`,
+      onclick: () => addExample('like', r.image_id, basename(r.path)) }, '+'),
+    h('button', { type: 'button', class: 'less', 'data-testid': 'less-like', title: 'Less like this', 'aria-label': `${name}: less like this`,
+      onclick: () => addExample('unlike', r.image_id, basename(r.path)) }, '−')));
+  if (r.like !== undefined) {  // a search with examples: what its score is made of
+    const badge = el.querySelector('.score');
+    if (badge) badge.title = scoreTitle(r);
+    el.querySelector('.tile').classList.toggle('pushed', Boolean(r.penalty));
+  }
+  return el;
+}
+
+// Results below the threshold slider's percentile are hidden (a search with examples leaves them
+// out on the server already).
 function render(data, what) {
-  const hits = data.results || [];
+  const pct = minPercentile();
+  const hits = (data.results || []).filter((r) => !pct || r.percentile === null || r.percentile === undefined || r.percentile >= pct);
   const ids = hits.map((r) => r.image_id);
   shownIds = ids;
   exportRow.hidden = !ids.length;
   const view = (id) => openViewer(id, viewerOptions(ids));
-  results.replaceChildren(...hits.map((r) => tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, percentile: r.percentile, files: r.file_count,
-    onpick: (id) => searchById(id, true), onview: view, testid: 'result' })));
+  results.replaceChildren(...hits.map((r) => resultTile(r, view)));
   const counts = {};
   for (const r of hits) counts[r.label || 'no label'] = (counts[r.label || 'no label'] || 0) + 1;
   const summary = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([l, n]) => `${n} ${l}`).join(', ');
-  setStatus(status, hits.length ? `${hits.length} most similar to ${what} (${data.backbone})${summary ? ': ' + summary : ''}.` : 'No results.');
+  const cut = pct ? `; results below ${pct}% hidden` : '';
+  setStatus(status, hits.length ? `${hits.length} most ${what} (${data.backbone})${summary ? ': ' + summary : ''}${cut}.`
+    : `No results${pct ? ` at or above ${pct}%` : ''}.`);
 }
 
 function begin() {
@@ -66,6 +95,7 @@ function begin() {
 
 async function searchByFile(file, box = null) {
   if (!file) return;
+  examples.clear();
   const same = lastQuery?.kind === 'file' && lastQuery.file === file;
   lastQuery = { kind: 'file', file, box };
   if (!same) {
@@ -80,7 +110,7 @@ async function searchByFile(file, box = null) {
   setStatus(status, `Embedding ${what} and searching…`);
   try {
     const data = await api(`${collectionApi('/search')}?${q}`, { method: 'POST', file, signal: begin() });
-    render(data, what);
+    render(data, `similar to ${what}`);
     history.replaceState(null, '', location.pathname);
   } catch (err) {
     if (err.name !== 'AbortError') { results.replaceChildren(); setStatus(status, err.message, 'error'); }
@@ -107,7 +137,7 @@ async function searchRegionOf(id, box, push) {
     const file = new File([blob], `image-${id}`, { type: blob.type && blob.type.startsWith('image/') ? blob.type : 'application/octet-stream' });
     const data = await api(`${collectionApi('/search')}?${q}`, { method: 'POST', file, signal });
     data.results = (data.results || []).filter((r) => r.image_id !== id).slice(0, Number(kSel.value));
-    render(data, `the region of image ${id}`);
+    render(data, `similar to the region of image ${id}`);
     const url = `${location.pathname}?image_id=${id}&box=${formatBox(box)}`;
     if (push) history.pushState({ id }, '', url); else history.replaceState({ id }, '', url);
   } catch (err) {
@@ -118,6 +148,7 @@ async function searchRegionOf(id, box, push) {
 }
 
 async function searchById(id, push, box = null) {
+  examples.clear();
   lastQuery = { kind: 'id', id, box };
   if (box) return searchRegionOf(id, box, push);
   const q = new URLSearchParams({ k: kSel.value });
@@ -127,8 +158,9 @@ async function searchById(id, push, box = null) {
   try {
     const data = await api(`/api/images/${id}/similar?${q}`, { signal: begin() });
     const qimg = data.query || {};
+    if (lastQuery?.kind === 'id' && lastQuery.id === id) lastQuery.name = basename(qimg.path) || undefined;
     showPreview(thumbUrl(id), [qimg.label, basename(qimg.path)].filter(Boolean).join(' · ') || `image ${id}`, id);
-    render(data, basename(qimg.path) || `image ${id}`);
+    render(data, `similar to ${basename(qimg.path) || `image ${id}`}`);
     const url = `${location.pathname}?image_id=${id}`;
     if (push) history.pushState({ id }, '', url); else history.replaceState({ id }, '', url);
     window.scrollTo({ top: 0, behavior: 'smooth' });
@@ -139,13 +171,86 @@ async function searchById(id, push, box = null) {
   }
 }
 
+// ---- several examples ----
+
+function minPercentile() {
+  return Number(threshold.value) || 0;
+}
+
+function showThreshold() {
+  thresholdOut.value = minPercentile() ? `${minPercentile()}%` : 'off';
+}
+
+// The query searched so far becomes the first positive example.
+function seed() {
+  if (examples.size) return;
+  if (lastQuery?.kind === 'id') examples.add('like', { id: lastQuery.id, name: lastQuery.name });
+  else if (lastQuery?.kind === 'file') examples.add('like', { file: lastQuery.file });
+}
+
+function addExample(kind, id, name) {
+  seed();
+  examples.add(kind, { id, name });
+  searchExamples();
+}
+
+// After a chip's removal: one positive left is the plain search by it.
+function examplesChanged() {
+  if (!examples.size) {
+    lastQuery = null;
+    results.replaceChildren();
+    setStatus(status, 'No examples left: choose an image to find similar ones.');
+    history.replaceState(null, '', location.pathname);
+    return;
+  }
+  if (!examples.several && examples.like.length) {
+    const [only] = examples.like;
+    if (only.file) searchByFile(only.file);
+    else searchById(only.id, false);
+    return;
+  }
+  searchExamples();
+}
+
+async function searchExamples() {
+  const request = examples.request({ k: kSel.value, backbone: backbone.value, minPercentile: minPercentile() });
+  const what = `like ${examples.describe('like')}` + (examples.unlike.length ? `, least like ${examples.describe('unlike')}` : '');
+  setStatus(status, `Searching for images ${what}…`);
+  try {
+    const data = await api(collectionApi('/search/examples'), { ...request, signal: begin() });
+    render(data, what);
+    const q = examplesQuery(examples, minPercentile());
+    history.replaceState(null, '', q ? `${location.pathname}?${q}` : location.pathname);
+  } catch (err) {
+    if (err.name !== 'AbortError') { results.replaceChildren(); setStatus(status, err.message, 'error'); }
+  } finally {
+    results.removeAttribute('aria-busy');
+  }
+}
+
+function rerun() {
+  if (examples.size) searchExamples();
+  else if (lastQuery?.kind === 'file') searchByFile(lastQuery.file, lastQuery.box);
+  else if (lastQuery?.kind === 'id') searchById(lastQuery.id, false, lastQuery.box);
+}
+
+threshold.addEventListener('input', showThreshold);
+threshold.addEventListener('change', () => {
+  showThreshold();
+  rerun();
+});
+$('#examples-clear').addEventListener('click', () => {
+  const first = examples.like[0];
+  examples.clear();
+  if (first?.file) searchByFile(first.file);
+  else if (first) searchById(first.id, false);
+  else examplesChanged();
+});
+
 fileInput.addEventListener('change', () => searchByFile(fileInput.files[0]));
 form.addEventListener('submit', (ev) => ev.preventDefault());
 for (const el of [backbone, kSel]) {
-  el.addEventListener('change', () => {
-    if (lastQuery?.kind === 'file') searchByFile(lastQuery.file, lastQuery.box);
-    else if (lastQuery?.kind === 'id') searchById(lastQuery.id, false, lastQuery.box);
-  });
+  el.addEventListener('change', rerun);
 }
 wholeBtn.addEventListener('click', () => {
   if (lastQuery?.kind === 'file') searchByFile(lastQuery.file);
@@ -165,4 +270,13 @@ window.addEventListener('popstate', () => {
 });
 const params = new URLSearchParams(location.search);
 const initial = params.get('image_id');
+const idList = (text) => (text || '').split(',').filter((v) => /^\d+$/.test(v)).map(Number);
 if (initial && /^\d+$/.test(initial)) searchById(parseInt(initial, 10), false, parseBox(params.get('box')));
+else if (idList(params.get('like')).length) {  // a search with examples, shared by its URL
+  const pct = Number(params.get('min_percentile'));
+  if (pct > 0) threshold.value = String(pct);
+  showThreshold();
+  for (const id of idList(params.get('like'))) examples.add('like', { id });
+  for (const id of idList(params.get('unlike'))) examples.add('unlike', { id });
+  searchExamples();
+}
