@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from simsearch import derived, limits, provenance
-from simsearch.analysis.regions import PROPOSAL_DETAIL
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import THUMBNAIL_SIDE, decode_image
@@ -99,14 +98,12 @@ class QueryVectors:
     seconds: float
 
 
-def _draft_side(input_size: int, box, regions: int = 0) -> int:
+def _draft_side(input_size: int, box) -> int:
     """The short side to decode a JPEG at: the model's input, or enough for the box's crop to fill
-    the input (at most 4 times the input: a box of a quarter of the image or more); with object
-    proposals, :data:`simsearch.analysis.regions.PROPOSAL_DETAIL` times that (at most 4 times the
-    input), so that a proposal's crop is not upsampled from a few dozen pixels."""
-    side = input_size if box is None else \
-        np.ceil(input_size / max(min(box[2] - box[0], box[3] - box[1]), 0.25))
-    return int(min(4 * input_size, side * (PROPOSAL_DETAIL if regions else 1)))
+    the input (at most 4 times the input: a box of a quarter of the image or more)."""
+    if box is None:
+        return input_size
+    return int(min(4 * input_size, np.ceil(input_size / max(min(box[2] - box[0], box[3] - box[1]), 0.25))))
 
 
 def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions: int = REGION_PROPOSALS) -> QueryVectors:
@@ -125,7 +122,7 @@ def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions:
     settings = ctx.settings
     regions = R.check_regions(regions)
     img = decode_image(data, source=source, max_pixels=settings.max_pixels,
-                       draft_size=_draft_side(emb.input_size, box, regions), draft_long=THUMBNAIL_SIDE,
+                       draft_size=_draft_side(emb.input_size, box), draft_long=THUMBNAIL_SIDE,
                        max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
     im = img.image if isinstance(img.image, PILImage.Image) else PILImage.fromarray(img.image)
     if box is not None:

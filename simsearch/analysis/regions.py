@@ -69,12 +69,6 @@ REGION_MARGIN = 0.05
 # within 2x of a plain one (benchmarks/in_context.py); more find more objects, for more time.
 REGIONS_DEFAULT = 1
 REGIONS_MAX = 4
-# With proposals, the query is decoded at this many times the side the whole image needs (at most
-# 4 times the model's input): a picture filling a third of a photo decoded for a 224-px input
-# spans ~75-150 px, and its crop, upsampled to 224, is blurred. With the true box of the wall
-# photos of benchmarks/in_context.py cropped 10% inside, mAP@5 0.884 / 0.901 (seeds 2026 / 7) at
-# the input's size, 0.983 / 0.967 at twice it; the JPEG decode (DCT scaling) costs ~1 ms more.
-PROPOSAL_DETAIL = 2
 
 
 def check_regions(value, field: str = "regions") -> int:
