@@ -179,6 +179,14 @@ def _read(uri: str, name: str, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
+def _head_bucket(fs, bucket: str) -> None:
+    """Ask for the bucket itself (s3fs's ``exists`` answers False for any failure): raises
+    FileNotFoundError, PermissionError or the connection's error."""
+    from fsspec.asyn import sync
+
+    sync(fs.loop, fs._call_s3, "head_bucket", Bucket=bucket)
+
+
 def list_objects(uri: str) -> list[str]:
     """The keys (as ``s3://bucket/key``) of the objects under ``uri`` (a bucket, a prefix or one
     object), sorted. Raises NotFound (no bucket / nothing there), Forbidden (access denied) or
@@ -198,8 +206,7 @@ def list_objects(uri: str) -> list[str]:
         try:
             fs = filesystem("s3")
             fs.invalidate_cache()
-            if not fs.exists(bucket):
-                raise NotFound(f"{where}: the bucket does not exist", field="path")
+            _head_bucket(fs, bucket)
             found = fs.find(path, withdirs=False)
             break
         except (NotFound, InvalidInput):

@@ -26,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -42,7 +42,7 @@ def moto_server():
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: _answers(port) or proc.poll() is not None, timeout=60, message="the moto server to listen")
+        wait_until(lambda: answers(port) or proc.poll() is not None, timeout=60, message="the moto server to listen")
         assert proc.poll() is None, "the moto server exited at start"
         yield f"http://127.0.0.1:{port}"
     finally:
