@@ -148,11 +148,19 @@ def test_access_denied_is_a_one_line_error_without_the_secret(aws_env, locked_mo
 
 
 @pytest.mark.redis
-def test_bucket_ingest_through_workers_in_shards(aws_env, settings, rq_queue, make_app):
+def test_bucket_and_manifest_ingests_through_workers_in_shards(aws_env, settings, rq_queue, make_app, http_files,
+                                                               tmp_path):
     from simsearch.ops import command_ingest
     from simsearch.store.models import IngestRun
 
     pets_bucket(aws_env, "pets-workers")
+    base_url, served = http_files
+    dogs = dataset_files(CATS_DOGS / "dogs", 3, start=60)
+    for p in dogs:
+        (served / p.name).write_bytes(p.read_bytes())
+    manifest = tmp_path / "queued.csv"
+    manifest.write_text("uri,label\n" + "".join(f"{base_url}/{p.name},dog\n" for p in dogs)
+                        + "s3://pets-workers/photos/dogs/missing.jpg,dog\n")
     ctx = rq_ctx(settings.replace(shard_size=10), rq_queue)
     try:
         accepted = command_ingest.queue_folder(ctx, "fleet", "s3://pets-workers/photos", {"labels": "folders"})
@@ -161,6 +169,8 @@ def test_bucket_ingest_through_workers_in_shards(aws_env, settings, rq_queue, ma
         with ctx.db.session() as s:
             shards = s.query(IngestRun).filter(IngestRun.parent_id == job_id).count()
         assert shards == 3  # 25 files in shards of at most 10
+        listed = command_ingest.queue_folder(ctx, "fleet-urls", None, {}, manifest=manifest)
+        assert listed["total"] == 4
     finally:
         ctx.close()
     proc = run_worker_process(settings, rq_queue)  # reads the bucket with its own (inherited) AWS environment
@@ -176,3 +186,7 @@ def test_bucket_ingest_through_workers_in_shards(aws_env, settings, rq_queue, ma
     assert sorted({i["label"] for i in images}) == ["cats", "dogs"] and len(images) == 24
     assert SECRET_KEY not in resp.get_data(as_text=True) and SECRET_KEY not in proc.stderr + proc.stdout
     assert SECRET_KEY not in _job_rows_text(settings.database_url)
+    urls = client.get(f"/api/jobs/{listed['job_id']}").get_json()
+    assert (urls["status"], urls["added"], urls["failed"]) == ("done", 3, 1), urls
+    assert urls["errors"][0]["file"] == "s3://pets-workers/photos/dogs/missing.jpg"
+    assert "not found" in urls["errors"][0]["reason"]

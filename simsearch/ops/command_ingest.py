@@ -49,9 +49,10 @@ def folder_files(path, *, labels: str | None = None, metadata=None, manifest=Non
 
 def source_name(path, manifest=None) -> str:
     """What the run records as its source: the folder, the bucket prefix or the manifest file
-    (never credentials: a URL's user, password and query string are left out)."""
+    (never credentials: a URL's user, password and query string are left out). A local path is
+    absolute, so the API shows it as it shows a folder's (without the server's folders)."""
     if manifest is not None:
-        return f"manifest: {Path(manifest).resolve()}"
+        return str(Path(manifest).resolve())
     if is_remote(path):
         return display_uri(str(path))
     return str(Path(path).resolve())
