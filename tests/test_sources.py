@@ -106,6 +106,18 @@ def test_manifest_of_s3_http_and_local_files_records_each_failure(aws_env, run, 
     assert SECRET_KEY not in out.output and SECRET_KEY not in _job_rows_text(env["SIMSEARCH_DATABASE_URL"])
 
 
+def test_a_url_read_is_retried_after_a_transient_failure_and_a_missing_one_is_not(http_files):
+    from simsearch.errors import ImageDecodeError
+    from simsearch.ingest import remote
+
+    base_url, served = http_files
+    (served / "a.jpg").write_bytes(b"image bytes")
+    assert remote.read_bytes(f"{base_url}/flaky/a.jpg") == b"image bytes"  # 503 first, then the file
+    with pytest.raises(ImageDecodeError) as err:
+        remote.read_bytes(f"http://user:{SECRET_KEY}@127.0.0.1:{base_url.rsplit(':', 1)[1]}/gone.jpg?sig={SECRET_KEY}")
+    assert err.value.message == f"{base_url}/gone.jpg: not found"
+
+
 def test_manifest_without_a_uri_column_names_the_file_and_the_column(run, tmp_path):
     manifest = tmp_path / "list.csv"
     manifest.write_text("path,label\na.jpg,cat\n")

@@ -127,15 +127,16 @@ def classify(exc: BaseException) -> tuple[str, str]:
     code = _error_code(exc) or (_error_code(cause) if cause is not None else "")
     if code == "NoSuchBucket":
         return "missing", "the bucket does not exist"
-    if isinstance(exc, FileNotFoundError) or status == 404 or code in ("NoSuchKey", "404"):
-        return "missing", "not found"
-    if isinstance(exc, PermissionError) or status in (401, 403) or code in ("AccessDenied", "403"):
-        return "denied", "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+    # (fsspec's http files raise FileNotFoundError for any failed look-up: its cause says why)
     if names & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ServerDisconnectedError",
                 "ReadTimeoutError", "ConnectionRefusedError", "TimeoutError", "ClientOSError", "ConnectionError"}:
         return "unreachable", "the endpoint is unreachable (connection failed or timed out)"
     if status is not None and status >= 500:
         return "unreachable", f"the server answered HTTP {status}"
+    if isinstance(exc, FileNotFoundError) or status == 404 or code in ("NoSuchKey", "404"):
+        return "missing", "not found"
+    if isinstance(exc, PermissionError) or status in (401, 403) or code in ("AccessDenied", "403"):
+        return "denied", "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return "unreachable", "the endpoint is unreachable (connection failed or timed out)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

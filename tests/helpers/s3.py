@@ -80,6 +80,20 @@ def make_bucket(endpoint: str, bucket: str, files: dict[str, bytes | Path]) -> N
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the folder; the first two requests for a path under ``/flaky/`` answer 503 (a
+    transient failure a read retries)."""
+
+    failed: dict[str, int] = {}
+
+    def send_head(self):
+        if self.path.startswith("/flaky/") and self.failed.get(self.path, 0) < 2:
+            self.failed[self.path] = self.failed.get(self.path, 0) + 1
+            self.send_error(503, "try again")
+            return None
+        if self.path.startswith("/flaky/"):
+            self.path = self.path[len("/flaky"):]
+        return super().send_head()
+
     def log_message(self, format, *args):  # noqa: A002 (the base class's name)
         pass
 
