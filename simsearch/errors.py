@@ -186,6 +186,15 @@ class QueueUnavailable(SimsearchError):
     retry_after = 5
 
 
+class SourceUnavailable(SimsearchError):
+    """A bucket or URL to ingest from cannot be read: its endpoint is unreachable or answers with
+    an error (the message names the bucket and the cause, never credentials)."""
+
+    code = "source_unavailable"
+    http_status = 503
+    retry_after = 30
+
+
 class WorkerDown(SimsearchError):
     """No `simsearch worker` takes jobs from the queue (the container health check)."""
 

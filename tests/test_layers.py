@@ -49,6 +49,8 @@ LAZY: dict[str, str] = {
     "werkzeug": "the web app only", "apiflask": "the web app only", "jinja2": "reports only",
     "numpy": "kept off `simsearch --help`", "tqdm": "progress bars of long commands only",
     "requests": "optional (downloads)",
+    "fsspec": "buckets and URLs only (s3fs loads aiobotocore: kept off `simsearch --help`)",
+    "aiohttp": "URLs only (through fsspec)",
 }
 # Imports of the package's own modules inside functions: each one can hide a circle, so their
 # number may only go down. Lower it when you remove some; never raise it (import at the top, or

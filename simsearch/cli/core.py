@@ -74,8 +74,11 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False)
 @click.option("--collection", "-c", required=True, help="Collection to add the images to (created if new).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV listing the files instead of PATH: a 'uri' column (s3://, http(s):// or a local path), "
+                   "optional 'label' and metadata columns (docs/sources.md).")
 @click.option("--backbone", "-b", "backbones", multiple=True, help="Backbone(s) to embed with (repeatable) [default: efficientnet_lite0].")
 @backbone_options
 @click.option("--labels", type=click.Choice(["folders"]), help="Label each image by the folder it is in.")
@@ -86,17 +89,20 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 @click.option("--queue", "queued", is_flag=True,
               help="Queue it for `simsearch worker` processes instead of running here (needs SIMSEARCH_REDIS_URL; "
-                   "the workers must see PATH at the same place). Large folders are split into shards that run in "
-                   "parallel; follow with `simsearch jobs ID --follow`.")
+                   "the workers must see a folder at the same place; they read a bucket or URLs with their own "
+                   "AWS environment). Large jobs are split into shards that run in parallel; follow with `simsearch jobs ID --follow`.")
 @runtime_options
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
               help="Numerics of the new vectors [env SIMSEARCH_PRECISION; default auto: bf16 where the CPU has "
                    "AMX/AVX512-BF16, else fp32]. bf16 vectors go to their own space (BACKBONE+bf16).")
 @json_option
 @click.pass_context
-def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_size, workers, weights, progress,
+def ingest(ctx, path, collection, manifest, backbones, pooling, labels, metadata, batch_size, workers, weights, progress,
            queued, runtime, device, precision, as_json):
-    """Embed every image under PATH and add it to a collection.
+    """Embed every image under PATH (a folder, or s3://BUCKET/PREFIX) or listed in --manifest and
+    add it to a collection. Buckets are read with the endpoint and credentials of the AWS
+    environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE); they
+    are never stored.
 
     Idempotent: files already in the collection (same content) are skipped, so an interrupted
     ingest continues where it stopped when run again. Bad files are reported, never fatal.
@@ -108,16 +114,17 @@ def ingest(ctx, path, collection, backbones, pooling, labels, metadata, batch_si
     weights_files = parse_weights(weights)  # a usage error before anything is read
     app = context_from(ctx, runtime=runtime, device=device, precision=precision)
     if queued:
-        return _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json)
+        return _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json,
+                               manifest)
     names = backbones or (app.settings.default_backbone,)
     spaces = [app.new_space(b, pooling) for b in names]
-    files, ignored = command_ingest.folder_files(path, labels=labels, metadata=metadata)
+    files, ignored = command_ingest.folder_files(path, labels=labels, metadata=metadata, manifest=manifest)
     for run_id in command_ingest.interrupted_commands(app):  # earlier commands killed mid-way
         click.echo(f"note: ingest run {run_id} had stopped mid-way (killed?); marked interrupted", err=True)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
     try:
         report = command_ingest.ingest_folder(app, collection, path, files, ignored, spaces, batch_size=batch_size,
-                                              workers=workers, weights=weights_files, show_bar=show)
+                                              workers=workers, weights=weights_files, show_bar=show, manifest=manifest)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: everything committed so far is kept; run the same command again to continue.", err=True)
         ctx.exit(130)
@@ -143,13 +150,14 @@ def _print_report(report) -> None:
         click.echo(f"  failed: {err['file']}: {err['reason']}")
 
 
-def _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json):
+def _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json,
+                    manifest=None):
     """``ingest --queue``: the server-path ingest of the API, with PATH itself as the allowed folder."""
     from simsearch.ops import command_ingest
 
     accepted = command_ingest.queue_folder(
         app, collection, path, {"backbones": backbones, "pooling": pooling, "labels": labels, "batch_size": batch_size},
-        metadata=metadata, weights=weights)
+        metadata=metadata, weights=weights, manifest=manifest)
     if as_json:
         emit_json(accepted)
         return

@@ -1,6 +1,7 @@
-"""The files an ingest reads: :class:`SourceFile` (a path, or the bytes of an upload, with its
-label and metadata) and :func:`files_from_folder` (the images under a folder, labelled by
-sub-folder or by a metadata CSV)."""
+"""The files an ingest reads: :class:`SourceFile` (a path, a bucket object or URL, or the bytes of
+an upload, with its label and metadata), :func:`files_from_folder` (the images under a folder,
+labelled by sub-folder or by a metadata CSV) and :func:`files_from_bucket` (the same for the
+objects under an ``s3://`` prefix). A manifest file of URIs: :mod:`simsearch.ingest.manifests`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from simsearch.errors import ImageDecodeError, InvalidInput
 from simsearch.images import scan_images
+from simsearch.images.scan import is_image_name
+from simsearch.ingest import remote
 
 
 @dataclass
@@ -20,12 +23,15 @@ class SourceFile:
     name: str  # shown to the user and stored as source_path
     path: Path | None = None
     data: bytes | None = None
+    uri: str | None = None  # s3:// or http(s):// (read with the environment's endpoint and credentials)
     label: str | None = None
     meta: dict = field(default_factory=dict)
 
     def read(self) -> bytes:
         if self.data is not None:
             return self.data
+        if self.uri is not None:
+            return remote.read_bytes(self.uri, name=self.name)
         try:
             return self.path.read_bytes()
         except IsADirectoryError:
@@ -75,6 +81,28 @@ def files_from_folder(root: Path, *, labels: str | None = None, metadata_csv: Pa
                 p = Path(os.path.abspath(Path(dirpath) / fn))
                 if not fn.startswith(".") and p not in image_set and (metadata_csv is None or p.resolve() != Path(metadata_csv).resolve()):
                     ignored.append(p.relative_to(base).as_posix())
+    return files, ignored
+
+
+def files_from_bucket(uri: str, *, labels: str | None = None) -> tuple[list[SourceFile], list[str]]:
+    """The image objects under ``uri`` (``s3://bucket/prefix``: the keys below the prefix, or one
+    key), and the keys ignored for their extension, relative to the prefix, as
+    :func:`files_from_folder` gives a folder's: ``labels='folders'`` labels each image by the
+    folder (key segment) it is in below the prefix."""
+    if labels not in (None, "folders"):
+        raise InvalidInput(f"--labels must be 'folders', not {labels!r}", field="labels")
+    keys = remote.list_objects(uri)
+    prefix = uri.rstrip("/")
+    files, ignored = [], []
+    for key in keys:
+        rel = key[len(prefix):].lstrip("/") if key.startswith(prefix + "/") else key.rsplit("/", 1)[-1]
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue  # hidden, as in a folder
+        if not is_image_name(rel):
+            ignored.append(rel)
+            continue
+        folder = rel.rsplit("/", 1)[0].rsplit("/", 1)[-1] if "/" in rel else None
+        files.append(SourceFile(name=remote.display(key), uri=key, label=folder if labels == "folders" else None))
     return files, ignored
 
 

@@ -24,7 +24,7 @@ def run_folder(settings, run_id: int) -> Path:
 
 @dataclass
 class ManifestFile:
-    path: str  # absolute, or relative to the job's folder ('/'-separated)
+    path: str  # absolute, relative to the job's folder ('/'-separated), or an s3:// or http(s):// URI
     name: str | None = None  # how reports name the file; default: its path
     label: str | None = None
     meta: dict = field(default_factory=dict)
@@ -68,10 +68,13 @@ class Manifest:
 
     def source_files(self, folder: Path) -> list:
         """The files as :class:`~simsearch.ingest.SourceFile` (relative paths resolved in ``folder``)."""
-        from simsearch.ingest import SourceFile
+        from simsearch.ingest import SourceFile, display_uri, is_remote
 
         out = []
         for f in self.files:
+            if is_remote(f.path):  # read by whichever worker runs it, with its own credentials
+                out.append(SourceFile(name=f.name or display_uri(f.path), uri=f.path, label=f.label, meta=f.meta or {}))
+                continue
             path = Path(f.path)
             if not path.is_absolute():
                 path = folder / path

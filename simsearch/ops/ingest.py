@@ -150,6 +150,26 @@ def from_server_path(ctx, runner, collection: str, server_path, options: dict, *
     return _accepted(runner, run_id, collection, len(kept), ignored)
 
 
+def from_sources(ctx, runner, collection: str, files: list, ignored: list[str], source: str, options: dict) -> dict:
+    """Queue ``files`` (:class:`~simsearch.ingest.SourceFile` from a bucket prefix or a manifest:
+    URIs, or local paths) as one job, sharded like a folder's; each worker reads the URIs with
+    its own endpoint and credentials (the job stores the URIs only). ``options``: the keyword
+    arguments of :meth:`IngestOptions.parse`."""
+    repo.validate_collection_name(collection)
+    options = IngestOptions.parse(ctx.settings, **options)
+    kept = [ManifestFile(path=f.uri or str(f.path), name=f.name, label=f.label or options.label, meta=f.meta)
+            for f in files]
+    staging = Staging(dir=new_staging_dir(uploads_dir(ctx.settings)), ignored=list(ignored))
+    try:
+        run_id = create_run(ctx, collection, options.spaces, source, staging, absolute_files=kept,
+                            batch_size=options.batch_size)
+    except BaseException:
+        remove_quietly(staging.dir)
+        raise
+    runner.submit(run_id, {"batch_size": options.batch_size})
+    return _accepted(runner, run_id, collection, len(kept), list(ignored))
+
+
 def from_upload(ctx, runner, collection: str, options: dict, *, files=(), archive=None,
                 archive_name: str | None = None, zip_limits: ZipLimits | None = None) -> dict:
     """Queue uploaded image files (objects with ``filename`` and ``save``, e.g. werkzeug's
