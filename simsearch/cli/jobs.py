@@ -1,4 +1,4 @@
-"""``simsearch jobs``: list jobs, show one, follow one until it ends."""
+"""``simsearch jobs``: list jobs, show one, follow one until it ends, cancel or retry one."""
 
 from __future__ import annotations
 
@@ -35,20 +35,35 @@ def _line(job: dict) -> str:
 @click.option("--collection", "-c", help="Only this collection's jobs.")
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 1000), help="Jobs to list.")
 @click.option("--follow", "-f", is_flag=True, help="With JOB_ID: print its progress until it ends (exit 1 if it fails).")
+@click.option("--cancel", is_flag=True, help="Cancel job JOB_ID (queued or running; its unfinished shards too).")
+@click.option("--retry", is_flag=True, help="Start job JOB_ID again (failed, cancelled or interrupted); without "
+                                            "SIMSEARCH_REDIS_URL it runs in this command, which waits for it.")
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 600), help="Seconds between checks when following.")
 @json_option
 @click.pass_context
-def jobs(ctx, job_id, collection, limit, follow, interval, as_json):
-    """List the latest jobs (ingest and analyses), or show job JOB_ID.
+def jobs(ctx, job_id, collection, limit, follow, cancel, retry, interval, as_json):
+    """List the latest jobs (ingest and analyses), or show job JOB_ID; `--cancel` or `--retry` it.
 
     A large queued ingest (`simsearch ingest PATH --queue`) is one job whose counters are the sums
     of its shards'. Runs of `simsearch ingest` commands that were killed show as interrupted.
     """
-    from simsearch.ops import jobs as jobs_ops
+    from simsearch.ops import jobs as jobs_ops, job_actions
     from simsearch.ops.command_ingest import interrupted_commands
 
+    if cancel and retry:
+        raise click.UsageError("--cancel and --retry cannot be given together")
+    if (cancel or retry) and job_id is None:
+        raise click.UsageError(f"--{'cancel' if cancel else 'retry'} needs a JOB_ID")
     app = context_from(ctx)
     interrupted_commands(app)
+    if cancel:
+        return _cancel(job_actions, app, job_id, as_json)
+    if retry:  # run here (no queue): followed until it ends, as with --follow
+        job_id, here = _retry(job_actions, app, job_id, as_json)
+        if here is None:  # queued for the workers: nothing more to show
+            return
+        ctx.call_on_close(lambda: here.shutdown(wait=True))
+        follow = True
     if job_id is None:
         if follow:
             raise click.UsageError("--follow needs a JOB_ID")
@@ -83,3 +98,36 @@ def jobs(ctx, job_id, collection, limit, follow, interval, as_json):
             click.echo(f"  ... and {plural(job['errors_total'] - 20, 'more failed file')} (--json lists {len(job['errors'])})")
     if follow and job["status"] != "done":
         ctx.exit(1)
+
+
+def _cancel(job_actions, app, job_id: int, as_json: bool) -> None:
+    """``--cancel``: one line naming what was cancelled (an ended job or an index rebuild: the error
+    says why not)."""
+    done = job_actions.cancel(app, job_id)
+    if as_json:
+        emit_json(done)
+        return
+    others = [f"#{i}" for i in done["cancelled"] if i != job_id]
+    click.echo(f"cancelled job {job_id}" + (f" and {plural(len(others), 'shard')} ({', '.join(others)})" if others else ""))
+
+
+def _retry(job_actions, app, job_id: int, as_json: bool):
+    """``--retry``: start job ``job_id`` again (a refusal is the error, with its reason). Returns the
+    job to follow (the same one, or a new one) and the runner of this process that runs it, None
+    when it was queued for the workers (then said here, or printed with ``--json``)."""
+    runner = job_actions.command_runner(app)
+    try:
+        started = job_actions.retry(app, runner, job_id)
+    except BaseException:
+        runner.shutdown(wait=False)
+        raise
+    again = "queued again" if started["job_id"] == job_id else f"started again as job {started['job_id']}"
+    if runner.kind != "thread":
+        if as_json:
+            emit_json(started)
+        else:
+            click.echo(f"job {job_id} {again} for the workers: follow it with `simsearch jobs {started['job_id']} -f`")
+        return started["job_id"], None
+    if not as_json:
+        click.echo(f"job {job_id} {again}; running it here (no SIMSEARCH_REDIS_URL) until it ends", err=True)
+    return started["job_id"], runner

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from simsearch.errors import Conflict, NotFound
 from simsearch.jobs import shards
 from simsearch.jobs.manifest import FILENAME as MANIFEST, run_folder
+from simsearch.jobs.runners import make_runner
 from simsearch.jobs.status import embedding_space
 from simsearch.ops import analysis_jobs, tune_jobs
 from simsearch.ops.analysis_tasks import AnalysisTask
@@ -125,3 +126,10 @@ def retry(ctx, runner, job_id: int) -> dict:
         started = start_embedding(ctx, runner, collection, embedding_space(run.source))
         new_id, status = started["job_id"], started["status"]
     return {"job_id": new_id, "status": status, "retry_of": job_id}
+
+
+def command_runner(ctx):
+    """The runner ``simsearch jobs --retry`` hands a job to: the workers' queue when
+    ``SIMSEARCH_REDIS_URL`` is set (``kind`` ``"rq"``), else a thread of the command's own process
+    (``"thread"``: the command waits for the job, :meth:`shutdown` with ``wait=True``)."""
+    return make_runner(ctx)
