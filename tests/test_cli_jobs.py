@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 
+import redis
+from rq import Queue
+
 from simsearch.config import Settings
 from simsearch.context import AppContext
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.store import lifecycle, repo
 from simsearch.store.lifecycle import JobKind
 from tests.helpers.cli import SPACE, env, imported, run  # noqa: F401 (fixtures)
+from tests.helpers.jobs import REDIS_URL, rq_queue  # noqa: F401 (fixture)
 
 
 def _open(env):
@@ -84,3 +88,21 @@ def test_retry_without_a_queue_runs_the_job_here_until_it_ends(run, env, importe
     again = int(shown.output.split("started again as job ")[1].split(";")[0])
     summary = [line for line in shown.output.splitlines() if line.startswith(f"#{again}  ")]
     assert again != old and summary and "  clusters  " in summary[-1] and "  done  " in summary[-1], shown.output
+
+
+def test_retry_with_a_queue_hands_the_job_to_the_workers(run, env, imported, rq_queue):
+    task = AnalysisTask("clusters", "ext", {"backbone": SPACE, "k": 2, "representatives": 4})
+    old = _create(env, "ext", kind="clusters", params=task.to_json(), source=task.describe(), spaces=task.spaces)
+    app = _open(env)
+    try:
+        lifecycle.fail(app.db, old, "the clusters computation failed: for the test")
+    finally:
+        app.close()
+    queued = {"SIMSEARCH_REDIS_URL": REDIS_URL, "SIMSEARCH_QUEUE": rq_queue}
+    answer = json.loads(run("jobs", old, "--retry", "--json", extra_env=queued).output)
+    assert answer["retry_of"] == old and answer["job_id"] != old and answer["status"] == "queued", answer
+    assert json.loads(run("jobs", answer["job_id"], "--json").output)["status"] == "queued"  # no worker ran it here
+    assert len(Queue(rq_queue, connection=redis.Redis.from_url(REDIS_URL))) == 1
+    run("jobs", answer["job_id"], "--cancel", extra_env=queued)
+    out = run("jobs", answer["job_id"], "--retry", extra_env=queued).output.strip()
+    assert out.startswith(f"job {answer['job_id']} started again as job ") and out.endswith(" -f`"), out
