@@ -9,6 +9,9 @@ Screenshots go to artifacts/screenshots/layout-*.png.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 
 from tests.conftest import CATS_DOGS, dataset_files
@@ -146,11 +149,52 @@ def test_spaces_read_as_words_in_the_pickers_and_tables(live, window):
         assert len(abbr.get_attribute("title")) > 20
 
 
+def _named(root, space: str, title: str) -> bool:
+    """``root`` shows ``space`` by its readable ``title``, the internal name in the tooltip."""
+    shown = root.find_elements("css selector", f'.space-title[data-space="{space}"]')
+    return bool(shown) and shown[0].text == title and shown[0].get_attribute("title").startswith(f"{space}: ")
+
+
+def test_status_lines_charts_and_neighbours_name_spaces_in_words(live, window):
+    from simsearch.spaces import describe
+
+    titles = {s: describe(s).title for s in (SPACE, SPACE_MAX)}
+    assert titles == {SPACE: "EfficientNet-Lite0", SPACE_MAX: "EfficientNet-Lite0, max pooling"}
+    for page, status, picker in (("search", "search-status", "search-backbone"),
+                                 ("clusters", "clusters-status", "clusters-backbone"),
+                                 ("duplicates", "dups-status", "dups-backbone")):
+        path, ready = PAGES[page]
+        window.get(live.url + path)
+        ready(window)
+        space = by_testid(window, picker).get_attribute("value")
+        line = window.find_element("id", status)
+        wait(window, lambda d: _named(line, space, titles[space]), message=f"the {page} status names the space in words")
+        assert f"({titles[space]})" in line.text and f"({space})" not in line.text, (page, line.text)
+
+    window.get(live.url + f"{C}/compare")
+    _compare(window)
+    for chart in ("compare-bars", "compare-curves"):
+        entries = window.find_elements("css selector", f'[data-testid="{chart}"] svg .legend .legend-entry')
+        shown = {e.find_element("css selector", "text").text: e.find_element("css selector", "title").get_attribute("textContent")
+                 for e in entries}
+        assert set(shown) == set(titles.values()), (chart, shown)
+        assert {tip.split(":")[0] for tip in shown.values()} == set(titles), (chart, shown)  # the names in the tooltips
+    wait(window, lambda d: len(by_testid(d, "neighbour-row", many=True)) == 2, timeout=300, message="neighbours per space")
+    for row in by_testid(window, "neighbour-row", many=True):
+        space = row.get_attribute("data-backbone")
+        assert _named(row.find_element("css selector", "h3"), space, titles[space]), row.text
+    captions = {f.get_attribute("data-backbone"): f.find_element("css selector", "figcaption strong")
+                for f in by_testid(window, "compare-map", many=True)}
+    assert {s: c.text for s, c in captions.items()} == titles
+    assert all(c.get_attribute("title").startswith(f"{s}: ") for s, c in captions.items())
+    csv_text = window.execute_script("return window.simsearchCompare.csv()")
+    head, *rows = [r[:2] for r in csv.reader(io.StringIO(csv_text))]
+    assert head == ["space", "backbone"] and sorted(rows) == sorted([t, s] for s, t in titles.items())  # both names
+
+
 def _import_copy(live, space: str, name: str) -> None:
     """The collection's ``space`` vectors imported again as the space ``name`` (a third, fourth
     column), matched to the same images by their paths."""
-    import io
-
     from simsearch.ops.vectors_io import export_stream, import_vectors
 
     _, chunks = export_stream(live.ctx, COLLECTION, space)

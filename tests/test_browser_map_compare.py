@@ -208,6 +208,7 @@ def test_compare_page_embeds_a_missing_backbone_and_shows_it(live, browser, tmp_
     by_testid(browser, "compare-csv").click()
     rows = list(csv.DictReader(io.StringIO(_downloaded(downloads, f"{COLLECTION}-comparison.csv"))))
     assert [r["backbone"] for r in rows] == [SPACE, SPACE_MAX, new] or sorted(r["backbone"] for r in rows) == sorted([SPACE, SPACE_MAX, new])
+    assert {r["backbone"]: r["space"] for r in rows}[SPACE_MAX] == "EfficientNet-Lite0, max pooling"  # in words too
     for r in rows:
         assert r["available"] == "true" and int(r["images"]) == 2 * PER_CLASS
         assert 0.5 < float(r["knn_precision"]) <= 1 and "precision[cats]" in r and float(r["precision[dogs]"]) > 0

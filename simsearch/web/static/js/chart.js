@@ -21,6 +21,23 @@ export function niceTicks(lo, hi, count = 5) {
 }
 
 const CHAR_PX = 6.6; // width of a character of the 11px tick font, near enough to lay out legends
+const LEGEND_CHARS = 48; // a longer legend entry is cut with "…" (its tooltip has it whole)
+
+// A series' legend entry: `names` (optional, name -> {title, tip}) gives a readable title and the
+// tooltip (e.g. a space's internal name and explanation); else the name itself.
+function legendWords(names, name) {
+  const w = (names && names[name]) || { title: name, tip: name };
+  const title = String(w.title);
+  return { text: title.length > LEGEND_CHARS ? title.slice(0, LEGEND_CHARS - 1) + '…' : title, title, tip: w.tip || name };
+}
+
+function legendEntry(x, y, color, words) {
+  const g = s('g', { class: 'legend-entry' });
+  g.append(s('title', {}, words.tip));
+  g.append(s('rect', { x, y, width: 10, height: 10, fill: color }));
+  g.append(s('text', { x: x + 14, y: y + 9, class: 'tick' }, words.text));
+  return g;
+}
 
 // Legend entries laid out in rows that wrap at the chart's width: [{x, y}] and the rows' height.
 function legendLayout(names, x0, width) {
@@ -36,12 +53,13 @@ function legendLayout(names, x0, width) {
 }
 
 // series: [{name, xs, ys, color, metric}] (metric: what y is, for tooltips; default silhouette);
+// names: {name: {title, tip}} (optional), the series' readable titles (see legendWords);
 // highlight: [{series, x, label}] draws a ringed point; markers: [{x, label, color}] draws a dashed
 // vertical line at x (within the x range) with its label at the top; logX: a logarithmic x axis (x > 0).
-export function lineChart(container, { series, xLabel = '', yLabel = '', highlight = [], markers = [], title = '', logX = false }) {
+export function lineChart(container, { series, names = null, xLabel = '', yLabel = '', highlight = [], markers = [], title = '', logX = false }) {
   container.replaceChildren();
   const W = 480, m = { l: 52, r: 16, t: 26, b: 42 };
-  const legend = series.length > 1 ? legendLayout(series.map((se) => se.name), m.l, W - m.l - m.r) : { at: [], height: 0 };
+  const legend = series.length > 1 ? legendLayout(series.map((se) => legendWords(names, se.name).text), m.l, W - m.l - m.r) : { at: [], height: 0 };
   const plotH = 260, H = plotH + legend.height;
   const pts = series.flatMap((se) => se.xs.map((x, i) => [x, se.ys[i]])).filter(([, y]) => y !== null && Number.isFinite(y));
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'svg-chart', 'aria-label': title || `${yLabel} by ${xLabel}` });
@@ -79,7 +97,7 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
     g.append(s('polyline', { points: ok.map(([x, y]) => `${X(x)},${Y(y)}`).join(' '), fill: 'none', stroke: se.color, 'stroke-width': 2 }));
     for (const [x, y] of ok) {
       const c = s('circle', { cx: X(x), cy: Y(y), r: 3.5, fill: se.color, 'data-k': x });
-      c.append(s('title', {}, `${se.name ? se.name + ': ' : ''}k=${x}, ${se.metric || 'silhouette'} ${y.toFixed(3)}`));
+      c.append(s('title', {}, `${se.name ? legendWords(names, se.name).title + ': ' : ''}k=${x}, ${se.metric || 'silhouette'} ${y.toFixed(3)}`));
       g.append(c);
     }
     svg.append(g);
@@ -105,8 +123,7 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
     const lg = s('g', { class: 'legend' });
     series.forEach((se, i) => {
       const { x, y } = legend.at[i];
-      lg.append(s('rect', { x, y: plotH + y, width: 10, height: 10, fill: se.color }));
-      lg.append(s('text', { x: x + 14, y: plotH + y + 9, class: 'tick' }, se.name));
+      lg.append(legendEntry(x, plotH + y, se.color, legendWords(names, se.name)));
     });
     svg.append(lg);
   }
@@ -114,12 +131,14 @@ export function lineChart(container, { series, xLabel = '', yLabel = '', highlig
   return svg;
 }
 
-// groups: [{name, values: [{series, value}]}], values in [0, 1] (metrics).
-export function barChart(container, { groups, seriesColors, max = 1, title = '' }) {
+// groups: [{name, values: [{series, value}]}], values in [0, 1] (metrics); seriesTitles: {series:
+// {title, tip}} (optional), the series' readable titles (see legendWords).
+export function barChart(container, { groups, seriesColors, seriesTitles = null, max = 1, title = '' }) {
   container.replaceChildren();
   const names = Object.keys(seriesColors);
+  const words = Object.fromEntries(names.map((n) => [n, legendWords(seriesTitles, n)]));
   const barH = 14, gap = 4, groupGap = 16, labelW = 130, W = 480;
-  const legend = legendLayout(names, 0, W);
+  const legend = legendLayout(names.map((n) => words[n].text), 0, W);
   const height = groups.length * (names.length * (barH + gap) + groupGap) + 8 + legend.height;
   const svg = s('svg', { viewBox: `0 0 ${W} ${height}`, role: 'img', class: 'svg-chart', 'aria-label': title });
   const X = (v) => labelW + (Math.max(0, v) / max) * (W - labelW - 60);
@@ -131,11 +150,11 @@ export function barChart(container, { groups, seriesColors, max = 1, title = '' 
       const val = v ? v.value : null;
       if (val !== null && val !== undefined && Number.isFinite(val)) {
         const r = s('rect', { x: labelW, y, width: Math.max(1, X(val) - labelW), height: barH, fill: seriesColors[name] });
-        r.append(s('title', {}, `${name}: ${val.toFixed(3)}`));
+        r.append(s('title', {}, `${words[name].title}: ${val.toFixed(3)}`));
         svg.append(r);
         svg.append(s('text', { x: X(val) + 4, y: y + barH - 3, class: 'tick' }, val.toFixed(3)));
       } else {
-        svg.append(s('text', { x: labelW + 2, y: y + barH - 3, class: 'tick muted' }, `${name}: n/a`));
+        svg.append(s('text', { x: labelW + 2, y: y + barH - 3, class: 'tick muted' }, `${words[name].text}: n/a`));
       }
       y += barH + gap;
     }
@@ -145,8 +164,7 @@ export function barChart(container, { groups, seriesColors, max = 1, title = '' 
   const top = height - legend.height;
   names.forEach((n, i) => {
     const { x, y } = legend.at[i];
-    lg.append(s('rect', { x, y: top + y, width: 10, height: 10, fill: seriesColors[n] }));
-    lg.append(s('text', { x: x + 14, y: top + y + 9, class: 'tick' }, n));
+    lg.append(legendEntry(x, top + y, seriesColors[n], words[n]));
   });
   svg.append(lg);
   container.append(svg);

@@ -7,7 +7,7 @@
 import { analysisResult, api, ApiError, collectionApi, jobProgressText, loginHint } from './api.js';
 import { lineChart } from './chart.js';
 import { exportButtons } from './export.js';
-import { $, h, palette, setStatus, showJob, tile } from './ui.js';
+import { $, h, palette, setStatus, showJob, spaceLabel, tile } from './ui.js';
 import { openViewer } from './viewer.js';
 
 const form = $('#clusters-form');
@@ -54,7 +54,7 @@ async function run() {
     showJob(bar, null);
     draw(data);
     const sizes = data.clusters.map((c) => c.size);
-    setStatus(status, `${data.clusters.length} clusters of ${sizes.reduce((a, b) => a + b, 0)} images (${data.backbone}).`);
+    setStatus(status, [`${data.clusters.length} clusters of ${sizes.reduce((a, b) => a + b, 0)} images (`, spaceLabel(backbone, data.backbone), ').']);
   } catch (err) {
     if (err.name === 'AbortError') return;  // a newer run replaced this one
     showJob(bar, null);

@@ -26,6 +26,7 @@ const explOf = (space) => `${space}: ${(WORDS.spaces[space] || [null, ''])[1]}`;
 const scoreTip = (key, fallback) => (WORDS.scores[key] || { explanation: fallback }).explanation;
 const spaceHead = (space, colour) => [colour ? h('span', { class: 'swatch', style: `background:${colour}` }) : null,
   h('span', { title: explOf(space) }, titleOf(space))];
+const chartNames = (spaces) => Object.fromEntries(spaces.map((sp) => [sp, { title: titleOf(sp), tip: explOf(sp) }]));
 const MAP_PX = 320;
 
 let last = null; // the comparison shown: {data, rows, colours}
@@ -114,7 +115,7 @@ function render(data) {
     }
     if ((data.neighbour_overlap || []).length) {
       table.append(h('p', { class: 'hint' }, 'Neighbour overlap (Jaccard of the 10 nearest neighbours): ',
-        data.neighbour_overlap.map((o) => `${o.a} vs ${o.b}: ${fmt(o.jaccard)}`).join('; '), '.'));
+        data.neighbour_overlap.map((o) => `${titleOf(o.a)} vs ${titleOf(o.b)}: ${fmt(o.jaccard)}`).join('; '), '.'));
     }
   } else {
     table.replaceChildren(h('p', { class: 'muted' }, 'No backbone could be evaluated on this collection.'));
@@ -122,10 +123,10 @@ function render(data) {
   const groups = [
     { name: 'ARI', key: 'ari' }, { name: 'NMI', key: 'nmi' }, { name: pLabel, key: 'precision' }, { name: 'silhouette', key: 'silBest' },
   ].map((g) => ({ name: g.name, values: rows.map(([p, m]) => ({ series: p.backbone, value: m[g.key] })) }));
-  barChart(bars, { groups, seriesColors: colours, title: 'Metrics by backbone' });
+  barChart(bars, { groups, seriesColors: colours, seriesTitles: chartNames(Object.keys(colours)), title: 'Metrics by backbone' });
   lineChart(curves, {
     series: ok.filter((p) => p.silhouette && p.silhouette.ks).map((p) => ({ name: p.backbone, xs: p.silhouette.ks, ys: p.silhouette.scores, color: colours[p.backbone] })),
-    xLabel: 'k (clusters)', yLabel: 'mean silhouette', title: 'Silhouette by k for each backbone',
+    names: chartNames(Object.keys(colours)), xLabel: 'k (clusters)', yLabel: 'mean silhouette', title: 'Silhouette by k for each backbone',
   });
   renderPerLabel(ok, colours);
   renderContingency(ok);
@@ -174,13 +175,13 @@ function csvValue(v) {
 export function metricsCsv(comparison) {
   const panels = comparison.backbones || [];
   const labels = [...new Set(panels.flatMap((p) => ((p.labels || {}).per_label || []).map((r) => r.label)))].sort();
-  const head = ['backbone', 'available', 'dim', 'images', 'best_k', 'silhouette_at_best_k', 'ari', 'nmi', 'knn_precision',
+  const head = ['space', 'backbone', 'available', 'dim', 'images', 'best_k', 'silhouette_at_best_k', 'ari', 'nmi', 'knn_precision',
     'precision_k', 'ms_per_image', 'embed_seconds_total', ...labels.map((l) => `precision[${l}]`), 'reason'];
   const lines = [head.map(csvValue).join(',')];
   for (const p of panels) {
     const m = p.available ? metrics(p) : {};
     const per = Object.fromEntries(((p.labels || {}).per_label || []).map((r) => [r.label, r.precision]));
-    lines.push([p.backbone, p.available, p.dim, m.n, m.bestK, m.silBest, m.ari, m.nmi, m.precision, p.labels ? p.labels.precision_k : null,
+    lines.push([titleOf(p.backbone), p.backbone, p.available, p.dim, m.n, m.bestK, m.silBest, m.ari, m.nmi, m.precision, p.labels ? p.labels.precision_k : null,
       m.perImage == null ? null : m.perImage * 1000, m.total, ...labels.map((l) => per[l]), p.available ? '' : p.reason].map(csvValue).join(','));
   }
   return lines.join('\n') + '\n';
@@ -245,9 +246,9 @@ async function renderMaps(spaces) {
   mapData = {};
   const figures = spaces.map((space) => {
     const canvas = h('canvas', { width: MAP_PX, height: MAP_PX, style: `width:${MAP_PX}px;height:${MAP_PX}px`, role: 'img',
-      'aria-label': `Map of the collection in ${space}, coloured by label` });
+      'aria-label': `Map of the collection in ${titleOf(space)}, coloured by label` });
     const note = h('span', { class: 'muted' }, 'loading…');
-    const fig = h('figure', { class: 'compare-map', 'data-testid': 'compare-map', 'data-backbone': space }, canvas, h('figcaption', {}, h('strong', {}, space), ' ', note));
+    const fig = h('figure', { class: 'compare-map', 'data-testid': 'compare-map', 'data-backbone': space }, canvas, h('figcaption', {}, h('strong', { title: explOf(space) }, titleOf(space)), ' ', note));
     return { space, canvas, note, fig };
   });
   maps.replaceChildren(...figures.map((f) => f.fig));
@@ -305,10 +306,10 @@ async function showNeighbours(id) {
   neighbours.replaceChildren(
     query ? h('div', { class: 'neighbour-query' }, tile({ id, label: qLabel, path: query.res.query.path, testid: 'neighbour-query' })) : null,
     ...rows.map(({ space, res, err }) => {
-      if (err) return h('div', { class: 'neighbour-row', 'data-backbone': space }, h('h3', {}, space), h('p', { class: 'error' }, err.message));
+      if (err) return h('div', { class: 'neighbour-row', 'data-backbone': space }, h('h3', { title: explOf(space) }, titleOf(space)), h('p', { class: 'error' }, err.message));
       const same = res.results.filter((r) => qLabel != null && r.label === qLabel).length;
       return h('div', { class: 'neighbour-row', 'data-testid': 'neighbour-row', 'data-backbone': space },
-        h('h3', {}, space, h('span', { class: 'muted' }, qLabel == null ? '' : ` · ${same} of ${res.results.length} labelled “${qLabel}”`)),
+        h('h3', {}, h('span', { class: 'space-title', 'data-space': space, title: explOf(space) }, titleOf(space)), h('span', { class: 'muted' }, qLabel == null ? '' : ` · ${same} of ${res.results.length} labelled “${qLabel}”`)),
         h('div', { class: 'grid small' }, res.results.map((r) => {
           const t = tile({ id: r.image_id, label: r.label, path: r.path, score: r.score, testid: 'neighbour', onpick: showNeighbours });
           if (qLabel != null) t.classList.add(r.label === qLabel ? 'match' : 'miss');
@@ -391,12 +392,13 @@ async function addSpaces() {
   const detail = await api(collectionApi(''));
   const listed = await api(collectionApi('/spaces')).catch(() => null);  // tune's internal variants stay out
   const internal = new Set((listed?.spaces || []).filter((s) => s.internal).map((s) => s.name));
+  for (const s of listed?.spaces || []) if (!WORDS.spaces[s.name]) WORDS.spaces[s.name] = [s.title, s.explanation];
   const have = new Set([...form.querySelectorAll('input[name=backbones]')].map((cb) => cb.value));
   const fieldset = $('#compare-spaces');
   $('#no-spaces')?.remove();
   for (const [space, info] of Object.entries(detail.backbones || {})) {
     if (!info.vectors_in_db || have.has(space) || internal.has(space)) continue;
-    fieldset.append(h('label', {}, h('input', { type: 'checkbox', name: 'backbones', value: space, checked: true }), ` ${space}`));
+    fieldset.append(h('label', { title: explOf(space) }, h('input', { type: 'checkbox', name: 'backbones', value: space, checked: true }), ` ${titleOf(space)}`));
   }
   form.querySelector('button[type=submit]').disabled = chosen().length < 2;
 }
@@ -405,6 +407,7 @@ async function addSpaces() {
 window.simsearchCompare = {
   ids: (space) => (mapData[space] ? mapData[space].ids : null),
   point: (space, i) => [mapData[space].screen[2 * i], mapData[space].screen[2 * i + 1]],
+  csv: () => (last ? metricsCsv(last.data) : null),  // what "Download CSV" saves
 };
 
 for (const b of document.querySelectorAll('button.embed')) b.addEventListener('click', () => embed(b));

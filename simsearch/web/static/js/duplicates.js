@@ -5,7 +5,7 @@
 // (POST .../duplicates/resolve), then the same plan applied (its digest: refused if it changed).
 import { analysisResult, api, collectionApi, jobProgressText } from './api.js';
 import { exportButtons } from './export.js';
-import { $, h, setStatus, showJob, tile } from './ui.js';
+import { $, h, setStatus, showJob, spaceLabel, tile } from './ui.js';
 
 const form = $('#dups-form');
 const backbone = $('#dups-backbone');
@@ -89,8 +89,8 @@ function draw(data) {
   const at = data.threshold === null ? 'identical pixels' : `cosine ≥ ${data.threshold.toFixed(3)}`;
   meaning.textContent = `${data.tier[0].toUpperCase() + data.tier.slice(1)} (${at}), largest groups first; `
     + 'a number under a thumbnail is its strongest similarity in the group. Click one to search from it.';
-  setStatus(status, `${data.total_groups} group${data.total_groups === 1 ? '' : 's'} of ${data.grouped_images} images `
-    + `among ${data.n_images} (${data.backbone}).`);
+  setStatus(status, [`${data.total_groups} group${data.total_groups === 1 ? '' : 's'} of ${data.grouped_images} images `
+    + `among ${data.n_images} (`, spaceLabel(backbone, data.backbone), ').']);
   shownGroups = data.groups;
   list.replaceChildren(...(data.groups.length ? data.groups.map(groupRow)
     : [h('li', { class: 'notice', 'data-testid': 'dups-none' }, `No ${data.tier} groups at this threshold.`)]));

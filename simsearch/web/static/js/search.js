@@ -8,7 +8,7 @@ import { api, collectionApi, thumbUrl } from './api.js';
 import { attachBoxDrag, formatBox, parseBox } from './boxdrag.js';
 import { Examples, examplesQuery, scoreTitle } from './examples.js';
 import { exportButtons } from './export.js';
-import { $, basename, h, setStatus, tile } from './ui.js';
+import { $, basename, h, setStatus, spaceLabel, tile } from './ui.js';
 import { openViewer } from './viewer.js';
 
 const form = $('#search-form');
@@ -82,7 +82,7 @@ function render(data, what) {
   for (const r of hits) counts[r.label || 'no label'] = (counts[r.label || 'no label'] || 0) + 1;
   const summary = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([l, n]) => `${n} ${l}`).join(', ');
   const cut = pct ? `; results below ${pct}% hidden` : '';
-  setStatus(status, hits.length ? `${hits.length} most ${what} (${data.backbone})${summary ? ': ' + summary : ''}${cut}.`
+  setStatus(status, hits.length ? [`${hits.length} most ${what} (`, spaceLabel(backbone, data.backbone), `)${summary ? ': ' + summary : ''}${cut}.`]
     : `No results${pct ? ` at or above ${pct}%` : ''}.`);
 }
 

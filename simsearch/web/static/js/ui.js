@@ -21,6 +21,19 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// A space in plain words, as the page's space picker `select` names it (its option's data-title;
+// its title: "internal name: explanation"); the internal name itself when no option has it.
+export function spaceWords(select, name) {
+  const opt = [...((select && select.options) || [])].find((o) => o.value === name);
+  return { title: (opt && opt.dataset.title) || name, tip: (opt && opt.title) || name };
+}
+
+// The space's readable title, its internal name (and explanation) in the tooltip.
+export function spaceLabel(select, name) {
+  const w = spaceWords(select, name);
+  return h('span', { class: 'space-title', 'data-space': name, title: w.tip }, w.title);
+}
+
 export function basename(path) {
   if (!path) return '';
   const parts = String(path).split(/[\\/]/);
@@ -51,8 +64,9 @@ export function tile({ id, label, path, score, percentile, files, onpick, onview
       title: 'View the full image', onclick: () => onview(id) }, '⤢'));
 }
 
+// `text`: a string, or a list of strings and elements (e.g. a spaceLabel).
 export function setStatus(el, text, kind = '') {
-  el.textContent = text;
+  el.replaceChildren(...(Array.isArray(text) ? text : [text ?? '']));
   el.classList.toggle('error', kind === 'error');
 }
 
