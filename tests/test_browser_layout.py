@@ -63,7 +63,7 @@ def _idle(testid):
 
 
 PAGES = {  # page -> (path, what shows its content is drawn)
-    "home": ("/", lambda d: wait(d, _count("collection-row"), message="collections")),
+    "home": ("/", lambda d: wait(d, _count("collection-card"), message="collections")),
     "browse": (C, lambda d: wait(d, _count("tile", 2 * PER_CLASS), message="browse grid")),
     "search": (f"{C}/search", _search),
     "clusters": (f"{C}/clusters", lambda d: wait(d, _count("cluster-row", 2), timeout=300, message="cluster rows")),
