@@ -23,7 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
+import numpy as np
 from harness import ROOT, emit, log
+from synthetic import isotropic
+
+from simsearch.index.faiss_index import build_index, save_index
+
+CHUNK = 100_000
 
 WORKER = r"""
 import sys, time, json
@@ -88,15 +95,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
 
-    import numpy as np
-
-    from simsearch.index.faiss_index import build_index, save_index
-    from synthetic import isotropic
-
     with tempfile.TemporaryDirectory(prefix="simsearch-shared-") as tmp:
         path = Path(tmp) / "index.faiss"
         t = time.perf_counter()
-        x = isotropic(args.n, args.dim)
+        x = np.empty((args.n, args.dim), np.float32)
+        for start in range(0, args.n, CHUNK):  # in chunks: no float64 temporaries of the whole set
+            stop = min(args.n, start + CHUNK)
+            x[start:stop] = isotropic(stop - start, args.dim, seed=start // CHUNK)
         log(f"building {args.kind} over {args.n:,} x {args.dim} vectors")
         index = build_index(np.arange(args.n, dtype=np.int64), x, kind=args.kind)
         del x
@@ -109,8 +114,6 @@ def main() -> None:
     for m in modes:
         log(f"{m['mode']}: Rss {m['sum']['rss_mib']} MiB, Pss {m['sum']['pss_mib']} MiB, "
             f"anonymous {m['sum']['anonymous_mib']} MiB over {args.workers} processes")
-    import faiss
-
     emit({"benchmark": "shared_index", "n": args.n, "dim": args.dim, "kind": args.kind, "workers": args.workers,
           "index_file_mib": round(size / 2**20, 1), "build_s": round(built, 1), "modes": modes,
           "machine": {"faiss": faiss.__version__}})

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
+from simsearch.index import kinds, updates
 from simsearch.index.policy import IndexPolicy
 from simsearch.paths import collection_index_dir as collection_dir
 from simsearch.paths import index_file as index_path
@@ -121,7 +122,6 @@ class IndexManager:
     def shared(self, path: Path, kind: str, index):
         """(index, mapped): the file just saved at ``path`` (under the writer lock) mapped in place
         of ``index``, this process's copy, when mapping is on and ``kind`` maps; else ``index``."""
-        from simsearch.index import kinds
         from simsearch.index.faiss_index import load_index
 
         if not (self.mmap and kinds.behaviour(kind).maps_file):
@@ -177,8 +177,6 @@ class IndexManager:
         return loaded
 
     def _sync(self, collection_id: int, space: str, force_rebuild: bool):
-        from simsearch.index import updates
-
         with self.db.session() as s:
             db_ids = repo.vector_ids(s, collection_id, space)
             prior = updates.Prior.of(repo.index_state(s, collection_id, space))
@@ -254,7 +252,6 @@ class IndexManager:
         if it misses the target (a bad parameter set), rebuild it if re-tuning cannot reach it.
         Returns {"recall_before", "recall", "params", "action": "ok" | "retuned" | "rebuilt"}."""
         from simsearch.errors import IndexCorrupt
-        from simsearch.index import kinds, updates
         from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
         from simsearch.index.policy import ground_truth, measure
 
