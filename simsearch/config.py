@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     exact_threshold: int = Field(50_000, ge=0)
     # "auto" or a registered index kind (simsearch.index.kinds: flat, ivf_pq_refine, ivf_sq8, hnsw_sq8)
     index_type: str = "auto"
+    # open saved indexes memory-mapped read-only: the processes of one machine (web workers, job
+    # workers, the CLI) share one copy through the page cache instead of one copy each
+    index_mmap: bool = True
     zip_max_entries: int = Field(50_000, ge=1)
     zip_max_bytes: int = Field(1 << 30, ge=1)
     zip_max_entry_bytes: int = Field(512 << 20, ge=1)

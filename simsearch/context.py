@@ -57,7 +57,7 @@ class AppContext:
         except BaseException:
             db.dispose()
             raise
-        indexes = IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings))
+        indexes = IndexManager(db, settings.index_dir, IndexPolicy.from_settings(settings), mmap=settings.index_mmap)
         indexes.build_jobs = recorder(db, this_process())
         return cls(settings=settings, db=db, indexes=indexes, schema_checked=checked)
 

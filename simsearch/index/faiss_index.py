@@ -75,12 +75,15 @@ def save_index(index: faiss.Index, path: Path) -> None:
         os.close(dir_fd)
 
 
-def load_index(path: Path) -> faiss.Index:
+def load_index(path: Path, *, mmap: bool = False, check: bool = True) -> faiss.Index:
     """The index saved at ``path``; IndexCorrupt when it is missing, fails its checksum (damaged,
-    truncated, or saved without one), or cannot be read."""
+    truncated, or saved without one), or cannot be read. ``mmap``: mapped read-only from the file
+    (shared through the page cache; never to be changed: see :func:`~simsearch.index.integrity.read_checked`),
+    else read into this process's memory. ``check``: False skips the checksum pass (a file this
+    process has just saved)."""
     if not path.exists():
         raise IndexCorrupt(f"{path}: index file missing")
-    index = read_checked(path)
+    index = read_checked(path, mmap=mmap, check=check)
     if not hasattr(index, "id_map"):
         index = faiss.downcast_index(index)
     if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIDMap)):
@@ -91,7 +94,8 @@ def load_index(path: Path) -> faiss.Index:
 @dataclass
 class LoadedIndex:
     """An open index plus what it was checked against. ``masked``: ids of deleted vectors it still
-    holds (kinds that cannot remove), left out of every search until it is compacted."""
+    holds (kinds that cannot remove), left out of every search until it is compacted. ``mapped``:
+    the index is memory-mapped read-only from its file (never changed, not even by an update)."""
 
     index: faiss.Index
     fingerprint: str
@@ -100,6 +104,7 @@ class LoadedIndex:
     kind: str | None = None
     masked: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     exact_subset: int = 4096  # a filter that leaves at most this many vectors is searched exactly
+    mapped: bool = False
     _positions: "_Positions | None" = field(default=None, repr=False)
 
     def __post_init__(self):

@@ -15,7 +15,9 @@ not a defence against someone who can write the index folder (they could write a
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -54,22 +56,26 @@ def write_checksummed(index, fh) -> dict:
 def read_trailer(path: Path) -> dict:
     """The checksum record at the end of an index file. IndexCorrupt when there is none or it does
     not fit the file (truncated, or written by an older simsearch or by FAISS directly)."""
-    total = path.stat().st_size
     with open(path, "rb") as fh:
-        if total < _TAIL:
-            raise IndexCorrupt(f"{path}: unreadable index file: no checksum (a file of {total} bytes)")
-        fh.seek(total - _TAIL)
-        tail = fh.read(_TAIL)
-        length = struct.unpack("<I", tail[:4])[0]
-        if tail[4:] != TRAILER_MAGIC or not 0 < length <= _TRAILER_MAX or length + _TAIL > total:
-            raise IndexCorrupt(f"{path}: unreadable index file: no checksum at its end (truncated, or not written by "
-                               "this simsearch)")
-        fh.seek(total - _TAIL - length)
-        try:
-            record = json.loads(fh.read(length))
-            size, digest, ntotal, algorithm = int(record["size"]), str(record["digest"]), int(record["ntotal"]), record["algorithm"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IndexCorrupt(f"{path}: unreadable checksum record") from exc
+        return _trailer(path, fh)
+
+
+def _trailer(path: Path, fh) -> dict:
+    total = os.fstat(fh.fileno()).st_size
+    if total < _TAIL:
+        raise IndexCorrupt(f"{path}: unreadable index file: no checksum (a file of {total} bytes)")
+    fh.seek(total - _TAIL)
+    tail = fh.read(_TAIL)
+    length = struct.unpack("<I", tail[:4])[0]
+    if tail[4:] != TRAILER_MAGIC or not 0 < length <= _TRAILER_MAX or length + _TAIL > total:
+        raise IndexCorrupt(f"{path}: unreadable index file: no checksum at its end (truncated, or not written by "
+                           "this simsearch)")
+    fh.seek(total - _TAIL - length)
+    try:
+        record = json.loads(fh.read(length))
+        size, digest, ntotal, algorithm = int(record["size"]), str(record["digest"]), int(record["ntotal"]), record["algorithm"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IndexCorrupt(f"{path}: unreadable checksum record") from exc
     if algorithm != ALGORITHM:
         raise IndexCorrupt(f"{path}: checksum algorithm {algorithm!r} unknown to this simsearch")
     if size != total - _TAIL - length:
@@ -79,41 +85,61 @@ def read_trailer(path: Path) -> dict:
 
 def verify(path: Path) -> dict:
     """Check an index file against its trailer (IndexCorrupt on any mismatch); returns the record."""
-    record = read_trailer(path)
+    with open(path, "rb", buffering=0) as fh:
+        return _verified(path, fh)
+
+
+def _verified(path: Path, fh) -> dict:
+    """:func:`verify` of the file open as ``fh`` (the inode it opened, whatever ``path`` names since)."""
+    record = _trailer(path, fh)
     crc, left = 0, record["size"]
     view = memoryview(bytearray(_CHUNK))
-    with open(path, "rb", buffering=0) as fh:
-        while left:
-            n = fh.readinto(view[: min(_CHUNK, left)])
-            if not n:
-                raise IndexCorrupt(f"{path}: ends before the {record['size']} bytes its checksum covers")
-            crc = zlib.crc32(view[:n], crc)
-            left -= n
+    fh.seek(0)
+    while left:
+        n = fh.readinto(view[: min(_CHUNK, left)])
+        if not n:
+            raise IndexCorrupt(f"{path}: ends before the {record['size']} bytes its checksum covers")
+        crc = zlib.crc32(view[:n], crc)
+        left -= n
     if f"{crc:08x}" != record["digest"]:
         raise IndexCorrupt(f"{path}: checksum mismatch ({ALGORITHM} {crc:08x}, recorded {record['digest']}): "
                            "the file is damaged")
     return record
 
 
-def read_checked(path: Path):
+def read_checked(path: Path, *, mmap: bool = False, check: bool = True):
     """The FAISS index in ``path`` after :func:`verify` (FAISS reads the verified bytes only).
     IndexCorrupt when the checksum fails, FAISS cannot parse it, or it holds another number of
-    vectors than recorded."""
+    vectors than recorded.
+
+    ``mmap``: FAISS maps the file read-only (``IO_FLAG_MMAP_IFC``) instead of copying it: its codes,
+    graph and lists stay in the page cache, one copy for every process of the machine that maps
+    the same file. The checksum is verified on the same open file that is mapped (through
+    ``/proc/self/fd``), so a rename by another process in between cannot swap the file. FAISS maps
+    the whole file and stops reading at the index's end: the trailer stays unread. Such an index
+    must never be changed (FAISS aborts the process on a write into a mapped array).
+    ``check``: False skips the checksum pass (a file this process has just written and fsynced)."""
     import faiss
 
-    record = verify(path)
-    try:
-        with open(path, "rb") as fh:
-            left = [record["size"]]
+    with open(path, "rb", buffering=0) as raw:
+        record = _verified(path, raw) if check else _trailer(path, raw)
+        try:
+            fd_path = f"/proc/self/fd/{raw.fileno()}"
+            if mmap and os.path.exists(fd_path):
+                index = faiss.read_index(fd_path, faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+            else:
+                raw.seek(0)
+                fh = io.BufferedReader(raw, _CHUNK)
+                left = [record["size"]]
 
-            def read(n: int) -> bytes:
-                data = fh.read(min(n, left[0]))
-                left[0] -= len(data)
-                return data
+                def read(n: int) -> bytes:
+                    data = fh.read(min(n, left[0]))
+                    left[0] -= len(data)
+                    return data
 
-            index = faiss.read_index(faiss.PyCallbackIOReader(read))
-    except Exception as exc:  # faiss raises RuntimeError with a C++ message
-        raise IndexCorrupt(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:200]})") from exc
+                index = faiss.read_index(faiss.PyCallbackIOReader(read))
+        except Exception as exc:  # faiss raises RuntimeError with a C++ message
+            raise IndexCorrupt(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:200]})") from exc
     if int(index.ntotal) != record["ntotal"]:
         raise IndexCorrupt(f"{path}: holds {index.ntotal} vectors where its checksum record says {record['ntotal']}")
     return index

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
+from simsearch.index import kinds, updates
 from simsearch.index.policy import IndexPolicy
 from simsearch.paths import collection_index_dir as collection_dir
 from simsearch.paths import index_file as index_path
@@ -88,8 +89,11 @@ def writer_lock(db, path: Path, wait: float = WRITER_LOCK_WAIT):
 class IndexManager:
     """Open indexes of one process (thread-safe) and the policy that keeps them right."""
 
-    def __init__(self, db, index_dir: Path, policy: IndexPolicy | None = None):
+    def __init__(self, db, index_dir: Path, policy: IndexPolicy | None = None, *, mmap: bool = True):
         self.db = db
+        # open saved indexes memory-mapped (kinds with ``maps_file``): one copy in the page cache
+        # for every process of the machine instead of one per process (settings.index_mmap)
+        self.mmap = mmap
         self.index_dir = Path(index_dir)
         self.policy = policy or IndexPolicy()
         self.builds = 0  # full builds in this process (updates in place do not count)
@@ -114,6 +118,15 @@ class IndexManager:
         """Forget a deleted collection's open indexes and remove its folder."""
         self.forget(collection_id)
         shutil.rmtree(collection_dir(self.index_dir, collection_id), ignore_errors=True)
+
+    def shared(self, path: Path, kind: str, index):
+        """(index, mapped): the file just saved at ``path`` (under the writer lock) mapped in place
+        of ``index``, this process's copy, when mapping is on and ``kind`` maps; else ``index``."""
+        from simsearch.index.faiss_index import load_index
+
+        if not (self.mmap and kinds.behaviour(kind).maps_file):
+            return index, False
+        return load_index(path, mmap=True, check=False), True
 
     # ---- open indexes ------------------------------------------------------------------
     def cached(self, collection_id: int, space: str):
@@ -164,8 +177,6 @@ class IndexManager:
         return loaded
 
     def _sync(self, collection_id: int, space: str, force_rebuild: bool):
-        from simsearch.index import updates
-
         with self.db.session() as s:
             db_ids = repo.vector_ids(s, collection_id, space)
             prior = updates.Prior.of(repo.index_state(s, collection_id, space))
@@ -229,8 +240,11 @@ class IndexManager:
         info = {"kind": built.kind, "params": built.params, "recall": round(built.recall, 4),
                 "memory_bytes": path.stat().st_size, "build_seconds": round(built.seconds, 2),
                 "checked_count": len(ids), "masked": None}
-        loaded = LoadedIndex(index=built.index, fingerprint=repo.fingerprint(index_ids(built.index)), generation=0,
-                             rebuilt=True, kind=built.kind, exact_subset=self.policy.exact_subset)
+        fingerprint = repo.fingerprint(index_ids(built.index))
+        index, mapped = self.shared(path, built.kind, built.index)
+        built.index = None  # this process's copy: freed, the mapped file replaces it
+        loaded = LoadedIndex(index=index, fingerprint=fingerprint, generation=0, rebuilt=True, kind=built.kind,
+                             exact_subset=self.policy.exact_subset, mapped=mapped)
         return loaded, info
 
     def check_recall(self, collection_id: int, space: str) -> dict:
@@ -238,7 +252,6 @@ class IndexManager:
         if it misses the target (a bad parameter set), rebuild it if re-tuning cannot reach it.
         Returns {"recall_before", "recall", "params", "action": "ok" | "retuned" | "rebuilt"}."""
         from simsearch.errors import IndexCorrupt
-        from simsearch.index import kinds, updates
         from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
         from simsearch.index.policy import ground_truth, measure
 
@@ -256,9 +269,10 @@ class IndexManager:
                 truth = ground_truth(ids, vectors, self.policy)
                 del vectors
                 before = measure(current.search, truth, self.policy.k)
-                copy = LoadedIndex(index=load_index(self.path_for(collection_id, space)), fingerprint=current.fingerprint,
-                                   generation=current.generation, kind=current.kind, masked=current.masked,
-                                   exact_subset=self.policy.exact_subset)
+                mapped = self.mmap and kinds.behaviour(current.kind).maps_file  # re-tuning sets knobs only
+                copy = LoadedIndex(index=load_index(self.path_for(collection_id, space), mmap=mapped),
+                                   fingerprint=current.fingerprint, generation=current.generation, kind=current.kind,
+                                   masked=current.masked, exact_subset=self.policy.exact_subset, mapped=mapped)
                 if repo.fingerprint(np.setdiff1d(index_ids(copy.index), copy.masked)) != current.fingerprint:
                     raise IndexCorrupt("the index file changed during the recall check: run it again")
                 checked = updates.recheck(self, collection_id, space, copy, truth=truth)

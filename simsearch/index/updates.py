@@ -17,6 +17,10 @@ writer lock).
   other change) the index at hand is still correct: a large one is rebuilt in the background.
 - The index an open :class:`LoadedIndex` holds is never changed: changes are made on a copy read
   from the file, saved, and handed over as a new generation (searches in flight keep the old one).
+- With mapping on (``IndexManager.mmap``, kinds with ``maps_file``) an index is opened mapped
+  read-only from its file; an add or a removal reads a private copy into memory, changes it,
+  saves it (a new file, renamed over the old one: processes that map the old one keep its inode)
+  and maps the saved file in its place. Kinds that do not map are read into memory.
 """
 
 from __future__ import annotations
@@ -96,13 +100,16 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     policy = manager.policy
     path = manager.path_for(collection_id, space)
     try:
-        index = load_index(path)
+        index = load_index(path, mmap=manager.mmap)
+        kind = kinds.kind_of(index)
+        of = kinds.behaviour(kind)
+        mapped = manager.mmap and of.maps_file
+        if manager.mmap and not of.maps_file:
+            index = load_index(path)  # a kind not known to map safely: this process's own copy
     except IndexCorrupt as exc:
         if path.exists():
             log.warning("%s; rebuilding from the database", exc.message)
         return None, None, "missing or unreadable"
-    kind = kinds.kind_of(index)
-    of = kinds.behaviour(kind)
     held = index_ids(index)
     masked = np.intersect1d(prior.masked, held) if of.masks_deletions else np.zeros(0, np.int64)
     live = np.setdiff1d(held, masked)
@@ -111,11 +118,13 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     other_kind = f"the policy wants {wanted} for {len(db_ids)} vectors (it is {kind})" if wanted != kind else None
     if not len(to_add) and not len(to_remove):
         opened = LoadedIndex(index=index, fingerprint=fp, generation=prior.generation or 0, kind=kind, masked=masked,
-                             exact_subset=policy.exact_subset)
+                             exact_subset=policy.exact_subset, mapped=mapped)
         return opened, None, other_kind or _compaction_due(policy, masked, len(held))
     if other_kind:
         return None, None, other_kind
     changed = bool(len(to_add))
+    if mapped and (len(to_add) or not of.masks_deletions):  # about to be changed: a copy in memory
+        index, mapped = load_index(path), False
     if of.masks_deletions:
         if len(np.intersect1d(to_add, held)):
             return None, None, "ids masked as deleted are back in the database"
@@ -132,7 +141,7 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
     if repo.fingerprint(np.setdiff1d(index_ids(index), masked)) != fp:
         return None, None, "its ids do not match the database's after the update"
     loaded = LoadedIndex(index=index, fingerprint=fp, generation=0, kind=kind, masked=masked,
-                         exact_subset=policy.exact_subset)
+                         exact_subset=policy.exact_subset, mapped=mapped)
     info = masked_info(masked)
     reason = _compaction_due(policy, masked, len(held) + len(to_add))
     if not of.exact and prior.checked_count and loaded.ntotal >= (1 + policy.recheck_growth) * prior.checked_count:
@@ -145,6 +154,8 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
             info.update(checked)
     if changed:
         save_index(index, path)
+        if not loaded.mapped:
+            loaded.index, loaded.mapped = manager.shared(path, kind, index)  # positions: the same ids, same order
     return loaded, info, reason
 
 
@@ -170,8 +181,9 @@ def compact(manager, collection_id: int, space: str, loaded):
         return None
     save_index(index, path)
     log.info("%s: %d masked deletions compacted in place", path, len(loaded.masked))
+    index, mapped = manager.shared(path, loaded.kind, index)
     return LoadedIndex(index=index, fingerprint=loaded.fingerprint, generation=0, kind=loaded.kind,
-                       exact_subset=manager.policy.exact_subset)
+                       exact_subset=manager.policy.exact_subset, mapped=mapped)
 
 
 def recheck(manager, collection_id: int, space: str, loaded, truth=None):

@@ -47,6 +47,10 @@ class IndexKind:
     #: an exact search over a few ids scans through :meth:`search_selected` (no direct map to
     #: decode them by id) instead of decoding them
     scans_to_decode: bool = False
+    #: a saved index of this kind may be memory-mapped read-only (``IO_FLAG_MMAP_IFC``: its codes,
+    #: graph and lists stay in the page cache, shared by the processes of a machine); an index
+    #: that is mapped is never changed: updates work on a copy read into memory
+    maps_file: bool = True
     #: the approximate kind ``faiss_index.build_index`` builds (outside the policy, untuned)
     untuned: bool = False
     #: search parameters an index built outside the policy gets (no tuning): ``build_index``
@@ -175,6 +179,7 @@ class ForeignKind(IndexKind):
     def __init__(self, name: str):
         self.name = name
         self.masks_deletions = False
+        self.maps_file = False  # read into memory: mapping is checked on the kinds this simsearch builds
 
     def unfit(self, n: int, dim: int) -> str | None:
         return f"{self.name} is not a kind this simsearch builds"
