@@ -699,6 +699,8 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
         ("/api/collections/{name}/search", "post"): lambda: client.post(
             "/api/collections/pets/search", data={"image": (io.BytesIO(query), "q.jpg"), "k": "3"},
             content_type="multipart/form-data"),
+        ("/api/collections/{name}/search/examples", "post"): lambda: client.post(
+            "/api/collections/pets/search/examples", json={"like": [cat], "unlike": [dog], "k": 3}),
         ("/api/collections/{name}/ingest", "post"): lambda: client.post(
             "/api/collections/pets/ingest", data={"files": [(io.BytesIO(query), "again.jpg")]}, content_type="multipart/form-data"),
         ("/api/jobs", "get"): lambda: client.get("/api/jobs?collection=pets&limit=5"),

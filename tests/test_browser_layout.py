@@ -174,9 +174,14 @@ def test_status_lines_charts_and_neighbours_name_spaces_in_words(live, window):
     window.get(live.url + f"{C}/compare")
     _compare(window)
     for chart in ("compare-bars", "compare-curves"):
-        entries = window.find_elements("css selector", f'[data-testid="{chart}"] svg .legend .legend-entry')
-        shown = {e.find_element("css selector", "text").text: e.find_element("css selector", "title").get_attribute("textContent")
-                 for e in entries}
+        # read in one script call, once both entries are drawn: a chart drawn again (more results, a
+        # resize) replaces its elements between two WebDriver calls
+        read = ("return Array.from(document.querySelectorAll(arguments[0])).map("
+                "e => [e.querySelector('text').textContent, e.querySelector('title').textContent])")
+        selector = f'[data-testid="{chart}"] svg .legend .legend-entry'
+        wait(window, lambda d: {t for t, _ in d.execute_script(read, selector)} == set(titles.values()),
+             message=f"the {chart} legend names both spaces in words")
+        shown = dict(window.execute_script(read, selector))
         assert set(shown) == set(titles.values()), (chart, shown)
         assert {tip.split(":")[0] for tip in shown.values()} == set(titles), (chart, shown)  # the names in the tooltips
     wait(window, lambda d: len(by_testid(d, "neighbour-row", many=True)) == 2, timeout=300, message="neighbours per space")

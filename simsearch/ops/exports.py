@@ -67,8 +67,7 @@ def export(ctx, collection: str, *, image_ids=None, groups=None, cluster: dict |
     out = []
     for i, g in zip(ids, group_of):
         if i in rows:  # (deleted meanwhile: left out)
-            row = public_image(rows[i], path_view)
-            row.pop("has_thumbnail", None)
+            row = public_image(rows[i], path_view).model_dump(exclude={"has_thumbnail"})
             out.append({**row, "group": g})
     created = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
     text = formats.serialise(out, fmt, description=f"simsearch export of {len(out)} images of collection {collection} "

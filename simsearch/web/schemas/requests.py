@@ -92,7 +92,8 @@ class ImagesQuery(Query):
     label: LabelFilter = None
     labelled: Annotated[bool | None, Blank] = Field(None, description="true: only labelled images; false: only unlabelled ones.")
     path: Annotated[Annotated[str, Field(max_length=F.PATH_TEXT_MAX, pattern=L.NO_NUL)] | None, Blank] = Field(
-        None, description="Only images with this text (any case) in one of their file paths, as responses show them.")
+        None, description="Only images with this text (any case) in one of their file paths, as responses show them.",
+        examples=["cats/"])
     min_size: SizeParam = Field(None, description="Only images whose file has at least this many bytes.")
     max_size: SizeParam = Field(None, description="Only images whose file has at most this many bytes.")
     added_after: WhenParam = Field(None, description="Only images added at or after this date (a date: from its start, UTC) or date and time (with its offset).")
