@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictBool
 
 from simsearch import limits as L
+from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.web.schemas.requests import Body
 
 Folds = Annotated[int, Field(ge=2, le=20, description="Cross-validation folds (stratified by label, seeded)."), L.Whole]
@@ -22,6 +23,10 @@ class TuneRequest(Body):
     variants: StrictBool = Field(True, description="Also try GeM pooling and flip / multi-scale test-time views "
                                  "(embeds the images again: they must still be readable where they were "
                                  "ingested from).")
+    sample: Annotated[int, Field(ge=20), L.Whole] | Literal["all"] = Field(
+        SAMPLE_CAP, description="Score the candidates on a seeded sample of at most this many labelled images, "
+                                "stratified by label (the whole collection is then embedded once, in the chosen variant "
+                                "only); `all`: on every image.")
 
 
 class DefaultSpaceRequest(Body):
