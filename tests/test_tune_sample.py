@@ -74,24 +74,21 @@ def _counts(ctx) -> dict[str, int]:
         return repo.vector_counts(s, repo.get_collection(s, "fl").id)
 
 
-def test_tune_scores_on_the_sample_and_fits_on_every_image(fl_ctx):
+def test_tune_scores_on_the_sample_and_fits_on_every_image(fl_ctx, monkeypatch):
+    from simsearch.analysis import tuning
     from simsearch.ops.tune import tune
 
+    everything = tune(fl_ctx, "fl", folds=3, sample="all", variants=False)
+    assert everything.sample == {"size": 40, "of": 40, "seed": 0, "stratified_by": "label", "cap": None}
+    assert {c["cv_images"] for c in everything.candidates} == {40}
+    # a derived space chosen (the last candidate scored, a transform): scored on 20, fitted on all 40
+    monkeypatch.setattr(tuning, "select", lambda scores, complexity=None: scores[-1])
     report = tune(fl_ctx, "fl", folds=3, sample=20, variants=False, set_default=True)
     assert report.sample == {"size": 20, "of": 40, "seed": 0, "stratified_by": "label", "cap": 20}
     assert {c["cv_images"] for c in report.candidates} == {20}
-    name = _tune_and_fit(fl_ctx, report)
-    assert _counts(fl_ctx)[name] == 40
-    everything = tune(fl_ctx, "fl", folds=3, sample="all", variants=False)
-    assert everything.sample == {"size": 40, "of": 40, "seed": 0, "stratified_by": "label", "cap": None}
-
-
-def _tune_and_fit(ctx, report) -> str:
-    """The chosen space's name; a derived one's transform was fitted on all 40 images, not the 20 sampled."""
-    if report.created is not None:
-        assert report.created["info"]["fitted_on"]["images"] == 40
-        assert report.created["info"]["cv_sample"] == {"size": 20}
-    return report.chosen
+    assert report.created is not None and report.created["report"]["cv_sample"] == {"size": 20}
+    assert report.created["report"]["fitted_on"]["images"] == 40
+    assert _counts(fl_ctx)[report.chosen] == 40 and report.default_space == report.chosen
 
 
 def test_variants_embed_only_the_sample_then_the_chosen_one_for_all(fl_ctx):
@@ -105,6 +102,24 @@ def test_variants_embed_only_the_sample_then_the_chosen_one_for_all(fl_ctx):
     assert kept == [sp for sp in chosen_bases if sp in variant_spaces("efficientnet_lite0")]
     for sp in kept:  # the chosen variant covers the whole collection, embedded once more for the rest
         assert counts[sp] == 40 and report.embedding["collection_pass"]["images"] == 20
+
+
+def test_a_variant_chosen_on_the_sample_is_embedded_for_the_whole_collection_once(fl_ctx, monkeypatch):
+    """Whatever the cross-validation prefers on 40 images, the path of a chosen variant: the
+    choice is made to fall on the last candidate scored (a variant's, with the projection)."""
+    from simsearch.analysis import tuning
+    from simsearch.ops.tune import tune, variant_spaces
+
+    monkeypatch.setattr(tuning, "select", lambda scores, complexity=None: scores[-1])
+    report = tune(fl_ctx, "fl", folds=3, sample=20, variants=True)
+    variant = variant_spaces("efficientnet_lite0")[-1]
+    assert report.chosen.startswith(variant + ".") and report.created["bases"] == [variant]
+    assert report.embedding["images"] == 20 and report.embedding["collection_pass"] == {
+        "images": 20, "seconds": report.embedding["collection_pass"]["seconds"], "spaces": [variant]}
+    counts = _counts(fl_ctx)
+    assert counts[variant] == counts[report.chosen] == 40
+    assert not set(variant_spaces("efficientnet_lite0")[:-1]) & set(counts)  # the others removed again
+    assert report.created["report"]["fitted_on"]["images"] == 40
 
 
 def test_cli_tune_says_what_it_scored_on_and_all_is_an_option(sqlite_settings, fl_ctx, monkeypatch):

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from sqlalchemy import select
 
 from simsearch import derived, space_defaults
 from simsearch.ops.sampling import CAP as SAMPLE_CAP, check_sample, describe as describe_sample, stratified_sample
@@ -37,7 +38,8 @@ from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
 from simsearch.spaces import GEM_P, is_backbone_space, parse, space_key
 from simsearch.store import repo
-from simsearch.store.models import Collection
+from simsearch.ops.reembed import embed_collection
+from simsearch.store.models import Collection, Image
 
 PROTOCOL = ("nested stratified {folds}-fold cross-validation over the labelled images (seed {seed}): "
             "transforms fitted on the training folds only, hyper-parameters chosen by an inner {inner}-fold "
@@ -172,8 +174,6 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
 def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: list[str], ids):
     """Embed the sampled images ``ids`` in the variant spaces the collection lacks; returns (the
     pass, the spaces it created)."""
-    from simsearch.ops.reembed import embed_collection
-
     with ctx.db.session() as s:
         have = set(repo.spaces_of(s, coll_id))
     from simsearch import provenance
@@ -308,12 +308,6 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
 def _embed_rest(ctx, coll_id: int, spaces: list[str], report: TuneReport):
     """Embed the collection's images that lack the chosen variant's vectors (those outside the
     sample), once; recorded in ``report.embedding["collection_pass"]``. None when none lack them."""
-    from simsearch.ops.reembed import embed_collection
-
-    from sqlalchemy import select
-
-    from simsearch.store.models import Image
-
     with ctx.db.session() as s:
         ok = np.asarray(s.scalars(select(Image.id).where(Image.collection_id == coll_id, Image.status == "ok")).all(),
                         np.int64)
