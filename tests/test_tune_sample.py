@@ -108,12 +108,13 @@ def test_a_variant_chosen_on_the_sample_is_embedded_for_the_whole_collection_onc
     """Whatever the cross-validation prefers on 40 images, the path of a chosen variant: the
     choice is made to fall on the last candidate scored (a variant's, with the projection)."""
     from simsearch.analysis import tuning
+    from simsearch.derived import derived_name
     from simsearch.ops.tune import tune, variant_spaces
 
     monkeypatch.setattr(tuning, "select", lambda scores, complexity=None: scores[-1])
     report = tune(fl_ctx, "fl", folds=3, sample=20, variants=True)
     variant = variant_spaces("efficientnet_lite0")[-1]
-    assert report.chosen.startswith(variant + ".") and report.created["bases"] == [variant]
+    assert report.chosen == derived_name([variant], "discriminant") and report.created["bases"] == [variant]
     assert report.embedding["images"] == 20 and report.embedding["collection_pass"] == {
         "images": 20, "seconds": report.embedding["collection_pass"]["seconds"], "spaces": [variant]}
     counts = _counts(fl_ctx)

@@ -19,6 +19,12 @@ for every variant). A variant costs more per query image (``+flip`` two forwards
 four), which the one-standard-error rule counts as complexity. Only the chosen variant's vectors
 are kept: the ones embedded for the others are removed again.
 
+Everything is scored on a seeded sample stratified by label whose size does not grow with the
+collection (``sample``, default :data:`simsearch.ops.sampling.CAP` labelled images; ``"all"``:
+every one): the variants embed only the sampled images, the cross-validation and the choice of
+hyper-parameters use only them; then the chosen variant (if one is) embeds the rest of the
+collection once, and the winner's transform is fitted on every image (``report.sample`` says which).
+
 Without labels there is nothing to score retrieval against: a PCA-whitening is fitted with the
 grid setting whose neighbour lists are the most stable across disjoint halves of the collection,
 and the stability is reported instead of P@10. It becomes the default only when asked.
@@ -153,6 +159,10 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
         labelled_ok = False
     if labelled_ok:
         pick = stratified_sample(labels[has], cap or len(ids), seed=seed)
+        try:  # a sample too small for the folds (a small cap, many labels): every labelled image instead
+            tuning.check_labelled(np.unique(labels[has][pick].astype(str), return_inverse=True)[1], folds)
+        except InvalidInput:
+            pick = np.arange(int(has.sum()))
         chosen_ids = ids[has][pick]
         report = _tune_labelled(ctx, collection, coll_id, options, folds, seed, progress,
                                 variant_spaces(space) if variants and is_backbone_space(space) else [], chosen_ids)

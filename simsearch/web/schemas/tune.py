@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictBool
 
 from simsearch import limits as L
+from simsearch.ops.analysis_results import Sample
 from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.web.schemas.requests import Body
 
@@ -89,6 +90,7 @@ class TuneCandidate(BaseModel):
     seconds: float = Field(description="Cross-validation seconds.")
     embed_seconds: float = Field(0.0, description="Model seconds of the embedding pass this space needed (0: "
                                  "its vectors were there).")
+    cv_images: int | None = Field(None, description="Labelled images it was cross-validated on (the sample's).")
 
 
 class TuneReport(BaseModel):
@@ -103,7 +105,10 @@ class TuneReport(BaseModel):
     created: dict[str, Any] | None
     default_space: str | None
     seconds: float
-    embedding: dict[str, Any] | None = None
+    embedding: dict[str, Any] | None = Field(None, description="The variants' embedding pass over the sample (images, "
+                                             "seconds, spaces, view_seconds) and, when a variant was chosen, "
+                                             "`collection_pass`: the rest of the collection embedded in it.")
+    sample: Sample | None = Field(None, description="What the candidates were scored on.")
     notes: list[str] = []
 
 
