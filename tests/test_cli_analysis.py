@@ -199,3 +199,13 @@ def test_cluster_colours_follow_the_majority_label():
     col = cluster_colours(clusters, labels)
     assert col["cluster 1"] == lab_colours["dogs"] and col["cluster 0"] == lab_colours["cats"]
     assert col["cluster 2"] not in (lab_colours["dogs"], lab_colours["cats"])  # cats already taken by a larger cluster
+
+
+def test_compare_says_what_it_compared_on_and_all_is_an_option(run, tmp_path):
+    out = tmp_path / "s.html"
+    text = run("compare", "-c", "pets", "-b", "efficientnet_lite0", "--out", out, "--sample", "20").output
+    assert "compared on all 20 images" in text and "Scored on all\n    20 images." in out.read_text()
+    got = json.loads(run("compare", "-c", "pets", "-b", "efficientnet_lite0", "--out", out, "--all", "--json").output)
+    assert got["sample"] == {"size": 20, "of": 20, "seed": 0, "stratified_by": "label", "cap": None}
+    assert got["backbones"][0]["n_images"] == 20
+    assert "--sample" in run("compare", "-c", "pets", "-b", "efficientnet_lite0", "--sample", "5", code=2).output

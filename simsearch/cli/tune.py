@@ -8,6 +8,7 @@ import click
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.analysis import progress_option, progress_printer
 from simsearch.cli.core import emit_json, json_option
+from simsearch.ops.sampling import CAP as SAMPLE_CAP
 
 
 def _f(v, digits: int = 3) -> str:
@@ -25,10 +26,14 @@ def _f(v, digits: int = 3) -> str:
 @click.option("--variants/--no-variants", default=True, show_default=True,
               help="Also try GeM pooling and test-time views (flip, multi-scale) of the base: embeds the images "
                    "again (they must still be readable where they were ingested from).")
+@click.option("--sample", "sample", default=SAMPLE_CAP, show_default=True, type=click.IntRange(min=20),
+              help="Score the candidates on a seeded sample of at most this many labelled images, stratified by label "
+                   "(then embed the whole collection once, in the chosen variant only).")
+@click.option("--all", "all_images", is_flag=True, help="Score on every image instead of a sample.")
 @progress_option
 @json_option
 @click.pass_context
-def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, progress, as_json):
+def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, sample, all_images, progress, as_json):
     """Find a better search space for a collection without training the network.
 
     With labels: candidates (PCA-whitening, a supervised projection, alpha query expansion,
@@ -40,13 +45,18 @@ def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, 
     from simsearch.ops.tune import tune as run_tune
 
     report = run_tune(context_from(ctx), collection, base=backbone, set_default=set_default, folds=folds, seed=seed,
-                      concat=concat, variants=variants, progress=progress_printer("tune", progress))
+                      concat=concat, variants=variants, sample="all" if all_images else sample,
+                      progress=progress_printer("tune", progress))
     if as_json:
         emit_json(report.to_dict())
         return
     click.echo(f"{collection}: {report.n_images} images, {report.n_labelled} labelled, {report.n_labels} labels "
                f"({report.mode})")
     click.echo(f"protocol: {report.protocol}")
+    if report.sample:
+        smp = report.sample
+        click.echo(f"scored on {smp['size']} of {smp['of']} images (seeded sample, seed {smp['seed']}, stratified by "
+                   f"{smp['stratified_by']})" if smp["size"] < smp["of"] else f"scored on all {smp['of']} images")
     if report.mode == "labelled":
         click.echo(f"  {'space':<52} {'P@10 mean±std':>15} {'ARI mean±std':>15} {'kept':>5} {'score':>5} "
                    f"{'CV s':>6} {'embed s':>7}")

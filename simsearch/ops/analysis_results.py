@@ -310,6 +310,17 @@ class NeighbourOverlap(Result):
     jaccard: float = Field(description="Mean Jaccard overlap of the k nearest neighbours.")
 
 
+class Sample(Result):
+    """What a result was computed on: a seeded sample (stratified by label) or every image."""
+
+    size: int = Field(description="Images in the sample.")
+    of: int = Field(description="Images it was drawn from.")
+    seed: int
+    stratified_by: str = Field(description="`label` (images without one are a stratum of their own).")
+    cap: int | None = Field(description="The sample's cap (the size unless the collection is smaller); null: all images "
+                                        "were asked for.")
+
+
 class Comparison(Result):
     """Side-by-side evaluation of several backbones on one collection."""
 
@@ -317,6 +328,8 @@ class Comparison(Result):
     n_images: int = Field(description="Images of the collection (status ok).")
     backbones: list[BackbonePanel]
     neighbour_overlap: list[NeighbourOverlap] = Field(description="One per pair of available backbones.")
+    sample: Sample | None = Field(None, description="The images each backbone was evaluated on (each panel's "
+                                                    "`n_images`: those of the sample with its vectors).")
 
     @property
     def available(self) -> list[BackbonePanel]:

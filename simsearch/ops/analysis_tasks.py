@@ -18,14 +18,14 @@ from simsearch.ops import analysis, cluster_labels, comparison, duplicates
 KINDS = ("clusters", "map", "evaluation", "comparison", "duplicates")
 # The query parameters of each kind's endpoint (GET /api/collections/<name>/<kind>).
 QUERY_PARAMS = {"clusters": ("backbone", "k"), "map": ("backbone",), "evaluation": ("backbone",),
-                "comparison": ("backbones",), "duplicates": ("backbone",)}
+                "comparison": ("backbones", "sample"), "duplicates": ("backbone",)}
 
 
 @dataclass(frozen=True)
 class AnalysisTask:
     """``params`` by kind: clusters ``{"backbone", "k" ('auto' or int), "representatives"}`` (with
     their labels part, :mod:`simsearch.ops.cluster_labels`); map
-    ``{"backbone", "method"}``; evaluation ``{"backbone"}``; comparison ``{"backbones": [..]}``;
+    ``{"backbone", "method"}``; evaluation ``{"backbone"}``; comparison ``{"backbones": [..], "sample": cap or "all"}``;
     duplicates ``{"backbone"}`` (the candidate pairs; tiers and thresholds are applied per request).
     ``backbone`` is resolved (never None) when a request makes the task, so the job computes what
     the request asked for even if the collection's default changes meanwhile."""
@@ -74,7 +74,8 @@ class AnalysisTask:
             return analysis.lookup_evaluation(ctx, self.collection, p["backbone"])
         if self.kind == "duplicates":
             return duplicates.lookup_pairs(ctx, self.collection, p["backbone"])
-        return comparison.lookup_comparison(ctx, self.collection, p["backbones"], with_maps=False)
+        return comparison.lookup_comparison(ctx, self.collection, p["backbones"], with_maps=False,
+                                            sample=p.get("sample", comparison.SAMPLE_CAP))
 
     def compute(self, ctx, progress: analysis.Progress | None = None):
         """Compute (what is not cached), store and return the result."""
@@ -88,4 +89,5 @@ class AnalysisTask:
             return analysis.evaluate(ctx, self.collection, p["backbone"], progress=progress)
         if self.kind == "duplicates":
             return duplicates.pairs(ctx, self.collection, p["backbone"], progress=progress)
-        return comparison.compare(ctx, self.collection, p["backbones"], with_maps=False, progress=progress)
+        return comparison.compare(ctx, self.collection, p["backbones"], with_maps=False, progress=progress,
+                                  sample=p.get("sample", comparison.SAMPLE_CAP))

@@ -1,5 +1,9 @@
 """Several backbones side by side on one collection: evaluation, maps and neighbour overlap.
 
+By default on a seeded sample of at most :data:`simsearch.ops.sampling.CAP` images stratified by
+label (only the sampled images are embedded and evaluated: the cost stops growing with the
+collection); ``sample="all"`` compares on every image. The result's ``sample`` says which.
+
 :func:`lookup_comparison` answers from the cache only (None when any part is missing);
 :func:`compare` computes what is missing, optionally embedding the images first. Every part is
 cached on its own (the evaluation and map per backbone, the overlap per pair), so a comparison
@@ -13,7 +17,8 @@ from sqlalchemy import func, select
 
 from simsearch.errors import InvalidInput, NotFound, SimsearchError
 from simsearch.ops import analysis, vectors as vecs
-from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap
+from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap, Sample
+from simsearch.ops.sampling import CAP as SAMPLE_CAP, SEED as SAMPLE_SEED, check_sample, describe, stratified_sample
 from simsearch.ops.vectors import VectorSet
 from simsearch.spaces import check_space_name, is_backbone_space, parse
 from simsearch.store import repo, results
@@ -23,8 +28,30 @@ from simsearch.store.results import ResultKey
 OVERLAP_K = 10
 
 
-def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, weights: str | None = None) -> EmbedReport:
-    """Embed the collection's ok images that lack ``space`` vectors, from their source files."""
+def sample_ids(ctx, coll_id: int, cap: int | None, seed: int = SAMPLE_SEED) -> tuple[np.ndarray, Sample]:
+    """The ok images a comparison evaluates: a seeded sample of at most ``cap`` stratified by label
+    (:func:`simsearch.ops.sampling.stratified_sample`), or all of them (``cap`` None)."""
+    with ctx.db.session() as s:
+        rows = s.execute(select(Image.id, Image.label).where(Image.collection_id == coll_id, Image.status == "ok")
+                         .order_by(Image.id)).all()
+    ids = np.asarray([r[0] for r in rows], np.int64)
+    pick = stratified_sample([r[1] for r in rows], cap or max(len(ids), 1), seed=seed)
+    return ids[pick], Sample(**describe(len(pick), len(ids), seed, "label", cap))
+
+
+def _restrict(vs: VectorSet, keep: np.ndarray) -> VectorSet:
+    """The vectors of ``vs`` whose images are in ``keep`` (their own fingerprint: cached apart)."""
+    rows = np.isin(vs.ids, keep)
+    if rows.all():
+        return vs
+    ids = vs.ids[rows]
+    return VectorSet(vs.collection, vs.collection_id, vs.space, ids, repo.fingerprint(ids),
+                     None if vs.x is None else vs.x[rows])
+
+
+def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, weights: str | None = None,
+                  ids: np.ndarray | None = None) -> EmbedReport:
+    """Embed the collection's ok images (``ids``: those of them) that lack ``space`` vectors, from their source files."""
     from pathlib import Path
 
     from simsearch.ingest import Ingester, SourceFile
@@ -34,6 +61,9 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
         have = select(Embedding.image_id).where(Embedding.space == space)
         rows = s.scalars(select(Image).where(Image.collection_id == coll.id, Image.status == "ok",
                                              Image.id.not_in(have)).order_by(Image.id)).all()
+        if ids is not None:
+            keep = {int(i) for i in ids}
+            rows = [img for img in rows if img.id in keep]
         files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
     if not files:
         return EmbedReport(embedded=0, failed=0, errors=[])
@@ -93,7 +123,7 @@ def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOver
 
 
 def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
-           weights: dict[str, str] | None, steps) -> tuple[BackbonePanel | None, VectorSet | None]:
+           weights: dict[str, str] | None, steps, keep: np.ndarray) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
     from simsearch.embedding.backbones import get_backbone
 
@@ -112,14 +142,14 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
             steps(f"{space}: embedding the images that lack its vectors")
             w = (weights or {}).get(space) or (weights or {}).get(name)
             ctx.embedder(space, weights=w).load()
-            embedding = embed_missing(ctx, collection, space, show_bar=show_bar, weights=w)
+            embedding = embed_missing(ctx, collection, space, show_bar=show_bar, weights=w, ids=keep)
         if compute:
             steps(f"{space}: evaluation" + (" and map" if with_maps else ""))
-            vs = vecs.load(ctx, collection, space)  # once per backbone: vectors can be hundreds of MB
+            vs = _restrict(vecs.load(ctx, collection, space), keep)  # once per backbone: vectors can be hundreds of MB
             ev = analysis.evaluate(ctx, collection, space, vectors=vs)
             mp = analysis.map_2d(ctx, collection, space, vectors=vs) if with_maps else None
         else:
-            vs = vecs.peek(ctx, collection, space)
+            vs = _restrict(vecs.peek(ctx, collection, space), keep)
             ev = analysis.lookup_evaluation(ctx, collection, space, vectors=vs)
             mp = analysis.lookup_map(ctx, collection, space, vectors=vs) if with_maps else None
             if ev is None or (with_maps and mp is None):
@@ -133,17 +163,19 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
 
 def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed: bool = False,
                 with_maps: bool = True, show_bar: bool = False, weights: dict[str, str] | None = None,
-                progress=None) -> Comparison | None:
+                progress=None, sample: int | str | None = SAMPLE_CAP) -> Comparison | None:
     spaces = _spaces(spaces)
+    cap = check_sample(sample)
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         n_ok = repo.image_counts(s, coll.id).get("ok", 0)
         _check_imported(spaces, repo.spaces_of(s, coll.id))
+    keep, drawn = sample_ids(ctx, coll.id, cap)
     steps = analysis.Steps(progress, len(spaces) * (2 if embed else 1) + 1)
     panels, loaded = [], []
     for space in spaces:
         panel, vs = _panel(ctx, collection, space, compute=compute, embed=embed, with_maps=with_maps,
-                           show_bar=show_bar, weights=weights, steps=steps)
+                           show_bar=show_bar, weights=weights, steps=steps, keep=keep)
         if panel is None:
             return None
         panels.append(panel)
@@ -159,18 +191,22 @@ def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed
             if o is not None:
                 overlap.append(o)
     steps.finish()
-    return Comparison(collection=collection, n_images=n_ok, backbones=panels, neighbour_overlap=overlap)
+    return Comparison(collection=collection, n_images=n_ok, backbones=panels, neighbour_overlap=overlap, sample=drawn)
 
 
-def lookup_comparison(ctx, collection: str, spaces: list[str], *, with_maps: bool = False) -> Comparison | None:
+def lookup_comparison(ctx, collection: str, spaces: list[str], *, with_maps: bool = False,
+                      sample: int | str | None = SAMPLE_CAP) -> Comparison | None:
     """The comparison from cached parts only, or None when some part must be computed. Validates
     the backbone names (InvalidInput) and the collection (NotFound) as :func:`compare` does."""
-    return _comparison(ctx, collection, spaces, compute=False, with_maps=with_maps)
+    return _comparison(ctx, collection, spaces, compute=False, with_maps=with_maps, sample=sample)
 
 
 def compare(ctx, collection: str, spaces: list[str], *, embed: bool = False, with_maps: bool = True,
-            show_bar: bool = False, weights: dict[str, str] | None = None, progress=None) -> Comparison:
+            show_bar: bool = False, weights: dict[str, str] | None = None, progress=None,
+            sample: int | str | None = SAMPLE_CAP) -> Comparison:
     """Side-by-side metrics for several backbones on one collection. A backbone whose weights cannot
-    be had (or that has no vectors, when ``embed`` is false) is reported unavailable with the reason."""
+    be had (or that has no vectors, when ``embed`` is false) is reported unavailable with the reason.
+    ``sample``: evaluate (and embed) a seeded sample of at most this many images stratified by label
+    (:func:`sample_ids`); ``"all"`` / None: every image."""
     return _comparison(ctx, collection, spaces, compute=True, embed=embed, with_maps=with_maps, show_bar=show_bar,
-                       weights=weights, progress=progress)
+                       weights=weights, progress=progress, sample=sample)

@@ -36,17 +36,21 @@ class Reembedded:
         return float(sum(self.view_seconds.get(v, 0.0) for v in parse(space).view_list))
 
 
-def _sources(ctx, collection_id: int) -> list[tuple[int, str]]:
+def _sources(ctx, collection_id: int, ids=None) -> list[tuple[int, str]]:
     with ctx.db.session() as s:
-        return list(s.execute(select(Image.id, Image.source_path)
+        rows = list(s.execute(select(Image.id, Image.source_path)
                               .where(Image.collection_id == collection_id, Image.status == "ok")
                               .order_by(Image.id)).all())
+    if ids is None:
+        return rows
+    keep = {int(i) for i in ids}
+    return [r for r in rows if int(r[0]) in keep]
 
 
-def embed_collection(ctx, collection_id: int, spaces: list[str], *, progress=None) -> Reembedded:
-    """Embed every ok image of the collection in ``spaces`` (one backbone, one precision), store the
-    vectors (replacing any) and leave their indexes to be built when first searched. ``progress``:
-    called with (images done, total)."""
+def embed_collection(ctx, collection_id: int, spaces: list[str], *, ids=None, progress=None) -> Reembedded:
+    """Embed every ok image of the collection (``ids``: only those of its images) in ``spaces`` (one
+    backbone, one precision), store the vectors (replacing any) and leave their indexes to be built
+    when first searched. ``progress``: called with (images done, total)."""
     from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
     from simsearch.store import bulk
 
@@ -54,7 +58,7 @@ def embed_collection(ctx, collection_id: int, spaces: list[str], *, progress=Non
     if len({(sp.backbone, sp.precision) for sp in specs}) != 1:
         raise InvalidInput("spaces embedded together must share their backbone and precision", field="spaces")
     out = Reembedded(spaces=list(spaces))
-    rows = _sources(ctx, collection_id)
+    rows = _sources(ctx, collection_id, ids)
     t0 = time.perf_counter()
     missing = []
     for _, path in rows:

@@ -19,6 +19,12 @@ for every variant). A variant costs more per query image (``+flip`` two forwards
 four), which the one-standard-error rule counts as complexity. Only the chosen variant's vectors
 are kept: the ones embedded for the others are removed again.
 
+Everything is scored on a seeded sample stratified by label whose size does not grow with the
+collection (``sample``, default :data:`simsearch.ops.sampling.CAP` labelled images; ``"all"``:
+every one): the variants embed only the sampled images, the cross-validation and the choice of
+hyper-parameters use only them; then the chosen variant (if one is) embeds the rest of the
+collection once, and the winner's transform is fitted on every image (``report.sample`` says which).
+
 Without labels there is nothing to score retrieval against: a PCA-whitening is fitted with the
 grid setting whose neighbour lists are the most stable across disjoint halves of the collection,
 and the stability is reported instead of P@10. It becomes the default only when asked.
@@ -30,13 +36,16 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from sqlalchemy import select
 
 from simsearch import derived, space_defaults
+from simsearch.ops.sampling import CAP as SAMPLE_CAP, check_sample, describe as describe_sample, stratified_sample
 from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
 from simsearch.spaces import GEM_P, is_backbone_space, parse, space_key
 from simsearch.store import repo
-from simsearch.store.models import Collection
+from simsearch.ops.reembed import embed_collection
+from simsearch.store.models import Collection, Image
 
 PROTOCOL = ("nested stratified {folds}-fold cross-validation over the labelled images (seed {seed}): "
             "transforms fitted on the training folds only, hyper-parameters chosen by an inner {inner}-fold "
@@ -84,6 +93,7 @@ class TuneReport:
     default_space: str | None = None  # the collection's default after the run
     seconds: float = 0.0
     embedding: dict | None = None  # the variants' embedding pass: images, seconds, spaces (None: none run)
+    sample: dict | None = None  # what the candidates were scored on: {size, of, seed, stratified_by, cap}
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -116,13 +126,17 @@ def _labels(ctx, coll_id: int, ids: np.ndarray) -> np.ndarray:
 
 
 def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = False, folds: int = 5,
-         seed: int = 0, concat: bool = True, variants: bool = True, progress=None) -> TuneReport:
+         seed: int = 0, concat: bool = True, variants: bool = True, sample: int | str | None = SAMPLE_CAP,
+         progress=None) -> TuneReport:
     """Score the candidates, store the best as a derived space, optionally make it the default.
-    ``variants``: also try the base's pooling and test-time-view variants (embeds the images again)."""
+    ``variants``: also try the base's pooling and test-time-view variants (embeds the images again).
+    ``sample``: score on a seeded sample stratified by label of at most this many images
+    (:func:`simsearch.ops.sampling.stratified_sample`; ``"all"`` / None: every image)."""
     from simsearch.analysis import tuning
 
     t0 = time.perf_counter()
     folds = int(folds)
+    cap = check_sample(sample)
     if not 2 <= folds <= 20:
         raise InvalidInput(f"folds must be between 2 and 20, not {folds}", field="folds")
     with ctx.db.session() as s:
@@ -144,10 +158,19 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
     except InvalidInput:
         labelled_ok = False
     if labelled_ok:
+        pick = stratified_sample(labels[has], cap or len(ids), seed=seed)
+        try:  # a sample too small for the folds (a small cap, many labels): every labelled image instead
+            tuning.check_labelled(np.unique(labels[has][pick].astype(str), return_inverse=True)[1], folds)
+        except InvalidInput:
+            pick = np.arange(int(has.sum()))
+        chosen_ids = ids[has][pick]
         report = _tune_labelled(ctx, collection, coll_id, options, folds, seed, progress,
-                                variant_spaces(space) if variants and is_backbone_space(space) else [])
+                                variant_spaces(space) if variants and is_backbone_space(space) else [], chosen_ids)
+        report.sample = describe_sample(len(chosen_ids), int(has.sum()), seed, "label", cap)
     else:
-        report = _tune_unlabelled(ctx, collection, coll_id, space, ids, parts, seed, progress)
+        pick = stratified_sample([None] * len(ids), cap or len(ids), seed=seed)
+        report = _tune_unlabelled(ctx, collection, coll_id, space, ids, parts, seed, progress, pick)
+        report.sample = describe_sample(len(pick), len(ids), seed, "none (no labels)", cap)
         if variants:
             report.notes.append("pooling and test-time-view variants are scored against labels: none tried")
     report.n_labelled, report.n_labels = int(has.sum()), n_labels
@@ -158,10 +181,9 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
     return report
 
 
-def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: list[str]):
-    """Embed the images in the variant spaces they lack; returns (the pass, the spaces it created)."""
-    from simsearch.ops.reembed import embed_collection
-
+def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: list[str], ids):
+    """Embed the sampled images ``ids`` in the variant spaces the collection lacks; returns (the
+    pass, the spaces it created)."""
     with ctx.db.session() as s:
         have = set(repo.spaces_of(s, coll_id))
     from simsearch import provenance
@@ -172,8 +194,8 @@ def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: l
     with ctx.db.session() as s:
         collection = s.get(Collection, coll_id).name
     space_defaults.keep_default(ctx, collection, new)  # the variants do not change what the collection uses
-    steps(f"embedding the images in {len(new)} pooling / test-time-view variants")
-    done = embed_collection(ctx, coll_id, new)
+    steps(f"embedding {len(ids)} sampled images in {len(new)} pooling / test-time-view variants")
+    done = embed_collection(ctx, coll_id, new, ids=ids)
     if done.unavailable:
         report_notes.append(f"variants not tried: {done.unavailable}")
         return done, []
@@ -199,14 +221,16 @@ def _drop_vectors(ctx, coll_id: int, spaces: list[str]) -> None:
 
 
 def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]], folds: int, seed: int,
-                   progress, variants: list[str]) -> TuneReport:
+                   progress, variants: list[str], sample_ids: np.ndarray) -> TuneReport:
+    """Cross-validate every candidate on the sampled labelled images ``sample_ids``; then embed the
+    rest of the collection in the chosen variant (when one is chosen) and fit the winner on all."""
     from simsearch.analysis import tuning
 
     fams = tuning.families()
     var_fams = [tuning.Family(t, r) for t, r in VARIANT_FAMILIES]
-    steps = Steps(progress, len(options) + 1 + (len(variants) + 1 if variants else 0))
+    steps = Steps(progress, len(options) + 1 + (len(variants) + 2 if variants else 0))
     notes: list[str] = []
-    embedded, created = _embed_variants(ctx, coll_id, variants, steps, notes) if variants else (None, [])
+    embedded, created = _embed_variants(ctx, coll_id, variants, steps, notes, sample_ids) if variants else (None, [])
     with ctx.db.session() as s:
         have = set(repo.spaces_of(s, coll_id))
     plan = [(bases, fams) for bases in options] + [([v], var_fams) for v in variants if v in have]
@@ -214,15 +238,17 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     data = {}
     n_images = 0
     for bases, fset in plan:
-        steps(f"cross-validating {len(fset)} candidates over {' + '.join(bases)}")
+        steps(f"cross-validating {len(fset)} candidates over {' + '.join(bases)} on {len(sample_ids)} sampled images")
         ids, parts = derived.base_vectors(ctx, coll_id, bases)
         x = parts[0] if len(parts) == 1 else derived.Derived(coll_id, "", bases, {}, None).transform(parts)
+        n_images = max(n_images, len(ids))
+        rows = np.isin(ids, sample_ids)
+        ids, x = ids[rows], x[rows]
         labels = _labels(ctx, coll_id, ids)
         has = np.fromiter((lab is not None for lab in labels), dtype=bool, count=len(labels))
         if not has.any():  # e.g. a variant space embedded for a few unlabelled images only
             steps(f"skipped {' + '.join(bases)}: none of its {len(ids)} images has a label")
             continue
-        n_images = max(n_images, len(ids))
         data[tuple(bases)] = (x, labels, has)
         for sc in tuning.cross_validate(x[has], labels[has].astype(str), fset, n_folds=folds, seed=seed):
             scored.append((bases, sc))
@@ -234,10 +260,14 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     def embed_seconds(b):
         return round(sum(embedded.space_seconds(sp) for sp in b if sp in created), 2) if embedded else 0.0
 
-    best = tuning.select([sc for _, sc in scored],
-                         complexity=lambda sc: (sc.family.complexity[0] + _cost_of(scored, sc), sc.family.complexity[1]))
+    def pick(cands):
+        return tuning.select([sc for _, sc in cands],
+                             complexity=lambda sc: (sc.family.complexity[0] + _cost_of(cands, sc), sc.family.complexity[1]))
+
+    best = pick(scored)
     bases = next(b for b, sc in scored if sc is best)
-    rows = [{"space": name(b, sc), "bases": b, **sc.to_dict(), "embed_seconds": embed_seconds(b)} for b, sc in scored]
+    rows = [{"space": name(b, sc), "bases": b, **sc.to_dict(), "embed_seconds": embed_seconds(b),
+             "cv_images": int(data[tuple(b)][2].sum())} for b, sc in scored]
     report = TuneReport(collection, "labelled", n_images, 0, 0, PROTOCOL.format(folds=folds, seed=seed,
                                                                                  inner=tuning.INNER_FOLDS),
                         candidates=rows, chosen=name(bases, best), notes=notes)
@@ -246,23 +276,38 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
                             "spaces": embedded.spaces,
                             "view_seconds": {k: round(v, 2) for k, v in embedded.view_seconds.items()}}
     _drop_vectors(ctx, coll_id, [sp for sp in created if sp not in bases])  # only the chosen variant stays
-    for sp in created:
-        if sp in bases:
-            ctx.sync_index(coll_id, sp, force_rebuild=True)
-    if report.chosen in created:  # a variant chosen as it is: a space of its own, shown in the pickers
+    chosen_new = [sp for sp in created if sp in bases]
+    if chosen_new:
+        steps(f"embedding the rest of the collection in {chosen_new[0]}")
+        rest = _embed_rest(ctx, coll_id, chosen_new, report)
+        if rest is not None and rest.unavailable:  # the chosen variant cannot cover the collection
+            notes.append(f"{chosen_new[0]} was chosen on the sample but not kept: {rest.unavailable}")
+            _drop_vectors(ctx, coll_id, chosen_new)
+            scored = [(b, sc) for b, sc in scored if not set(b) & set(created)]
+            best = pick(scored)
+            bases = next(b for b, sc in scored if sc is best)
+            report.chosen, chosen_new = name(bases, best), []
+    for sp in chosen_new:
+        ctx.sync_index(coll_id, sp, force_rebuild=True)
+    if report.chosen in created and chosen_new:  # a variant chosen as it is: a space of its own, shown in the pickers
         from simsearch import provenance
 
         provenance.set_origin(ctx, coll_id, [report.chosen], "embedded")
     steps(f"fitting {report.chosen} on the whole collection")
     if report.chosen not in bases:
-        x, labels, has = data[tuple(bases)]
-        setting = tuning.choose(x[has], labels[has].astype(str), [best.family], seed=seed)[best.family]
+        xs, ls, hs = data[tuple(bases)]  # the hyper-parameters: by the inner CV on the sample
+        setting = tuning.choose(xs[hs], ls[hs].astype(str), [best.family], seed=seed)[best.family]
+        ids, parts = derived.base_vectors(ctx, coll_id, bases)  # the transform: fitted on every image
+        x = parts[0] if len(parts) == 1 else derived.Derived(coll_id, "", bases, {}, None).transform(parts)
+        labels = _labels(ctx, coll_id, ids)
+        has = np.fromiter((lab is not None for lab in labels), dtype=bool, count=len(labels))
         fit_rows = has if best.family.supervised else np.ones(len(x), bool)
         linear = tuning.fit(x[fit_rows], labels[fit_rows].astype(str) if best.family.supervised else None, setting)
         cv = next(r for r in rows if r["space"] == report.chosen)
         info = {"fitted_on": {"images": int(fit_rows.sum()), "labelled": best.family.supervised},
                 "cv": {k: cv[k] for k in ("p_at_10_mean", "p_at_10_std", "ari_mean", "ari_std", "kept_mean",
                                           "served_mean")},
+                "cv_sample": {"size": int(len(sample_ids))},
                 "protocol": report.protocol, "chosen_over": len(rows)}
         d = derived.save(ctx, coll_id, report.chosen, bases, setting.to_dict(), linear, info)
         report.created = d.to_dict()
@@ -270,21 +315,40 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     return report
 
 
+def _embed_rest(ctx, coll_id: int, spaces: list[str], report: TuneReport):
+    """Embed the collection's images that lack the chosen variant's vectors (those outside the
+    sample), once; recorded in ``report.embedding["collection_pass"]``. None when none lack them."""
+    with ctx.db.session() as s:
+        ok = np.asarray(s.scalars(select(Image.id).where(Image.collection_id == coll_id, Image.status == "ok")).all(),
+                        np.int64)
+        lacking = np.setdiff1d(ok, repo.vector_ids(s, coll_id, spaces[0]))
+    if not len(lacking):
+        return None
+    done = embed_collection(ctx, coll_id, spaces, ids=lacking)
+    if not done.unavailable:
+        report.embedding = {**(report.embedding or {}), "collection_pass": {
+            "images": done.images, "seconds": round(done.seconds, 2), "spaces": list(spaces)}}
+    return done
+
+
 def _cost_of(scored, sc) -> int:
     return next(_base_cost(b) for b, s in scored if s is sc)
 
 
-def _tune_unlabelled(ctx, collection: str, coll_id: int, space: str, ids, parts, seed: int, progress) -> TuneReport:
+def _tune_unlabelled(ctx, collection: str, coll_id: int, space: str, ids, parts, seed: int, progress,
+                     pick: np.ndarray) -> TuneReport:
+    """The whitening grid scored by neighbour stability on the sampled rows ``pick``, fitted on all."""
     from simsearch.analysis import neighbour_overlap, tuning
 
     x = parts[0]
-    grid = tuning.unsupervised_grid(x)
+    xs = x[pick]
+    grid = tuning.unsupervised_grid(xs)
     steps = Steps(progress, len(grid) + 1)
     rows = []
     for setting in grid:
         steps(f"neighbour stability of whitening at {setting.dims} dims, shrinkage {setting.shrinkage}")
         t0 = time.perf_counter()
-        st = tuning.stability(x, setting, seed=seed)
+        st = tuning.stability(xs, setting, seed=seed)
         rows.append({"setting": setting, "stability": st, "seconds": time.perf_counter() - t0})
     best = max(rows, key=lambda r: (round(r["stability"], 4), -r["setting"].dims))  # ties: fewer dims
     setting = best["setting"]

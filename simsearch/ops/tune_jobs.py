@@ -16,12 +16,14 @@ import logging
 from sqlalchemy import select
 
 from simsearch import derived
+from simsearch.ops.sampling import CAP as SAMPLE_CAP, check_sample
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.store import lifecycle
 from simsearch.jobs.execute import mark_failed
 from simsearch.store.lifecycle import JobKind
 from simsearch.store import repo
 from simsearch.store.models import IngestRun
+from simsearch.ops.tune import tune
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -30,13 +32,14 @@ TARGET = "simsearch.ops.tune_jobs:execute"  # what the runners call: execute(ctx
 MIN_IMAGES = 8
 
 
-def options(set_default=True, folds=5, seed=0, variants=True) -> dict:
+def options(set_default=True, folds=5, seed=0, variants=True, sample=SAMPLE_CAP) -> dict:
     """The tuning's options as stored with the job, checked (InvalidInput naming the field)."""
     if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 20:
         raise InvalidInput(f"folds must be a whole number from 2 to 20, not {folds!r}", field="folds")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise InvalidInput(f"seed must be a whole number from 0 to 2147483647, not {seed!r}", field="seed")
-    return {"set_default": bool(set_default), "folds": folds, "seed": seed, "variants": bool(variants)}
+    return {"set_default": bool(set_default), "folds": folds, "seed": seed, "variants": bool(variants),
+            "sample": "all" if check_sample(sample) is None else sample}
 
 
 def _check_collection(ctx, coll_id: int, collection: str) -> None:
@@ -70,7 +73,6 @@ def start(ctx, runner, collection: str, opts: dict) -> tuple[int, str]:
 
 def execute(ctx, run_id: int) -> dict:
     """Run a queued tuning job to the end. Returns ``{"run_id", "status", "chosen"}``."""
-    from simsearch.ops.tune import tune
 
     got = lifecycle.claim(ctx.db, run_id, kinds=(KIND,), message="starting")
     if got.run is None:

@@ -194,7 +194,7 @@ def render_report(comparison: Comparison, thumbs: dict | None = None, *, generat
     else:
         scores_note = "No label scores: the images need at least two distinct labels (ingest with --labels folders or a CSV)."
     ctx = {
-        "collection": comparison.collection, "n_images": comparison.n_images,
+        "collection": comparison.collection, "n_images": comparison.n_images, "sample": comparison.sample,
         "generated_at": generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "backbones": backbones, "available": available,
         "charts": {"silhouette": data_uri(sil, "image/png") if sil else None,

@@ -14,6 +14,7 @@ from simsearch.ops import browse as ops_browse
 from simsearch.ops import collections as ops_collections
 from simsearch.ops import jobs as ops_jobs
 from simsearch.ops.backbones import backbone_rows, not_embedded
+from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.spaces import describe, score_words
 from simsearch.web.paths import shown_source
 
@@ -127,7 +128,8 @@ def compare(name: str):
     # the notes name the weights folder: shown as $SIMSEARCH_WEIGHTS_DIR (unless SIMSEARCH_EXPOSE_PATHS)
     missing = [{**b, "reason": hide_server_paths(b["reason"]), "weights_note": hide_server_paths(b["weights_note"])}
                for b in missing]
-    return render_template("ui/compare.html", page="compare", not_embedded=missing, partial=partial, **ctx)
+    return render_template("ui/compare.html", page="compare", not_embedded=missing, partial=partial,
+                           sample_cap=f"{SAMPLE_CAP:,}", **ctx)
 
 
 @bp.get("/c/<name>/spaces")

@@ -166,7 +166,7 @@ def comparison(name: str, q: S.ComparisonQuery):
     names = list(dict.fromkeys(q.backbones or have))  # known backbones without vectors are reported in their panel
     if not names:  # the request is fine; the collection has nothing to compare yet
         raise Conflict(f"collection {name!r} has no vectors yet: ingest images first", field="backbones")
-    return answer(AnalysisTask("comparison", name, {"backbones": names}))
+    return answer(AnalysisTask("comparison", name, {"backbones": names, "sample": q.sample}))
 
 
 ATLAS_MAX_AGE = 365 * 24 * 3600

@@ -14,6 +14,7 @@ from simsearch import limits as L
 from simsearch.analysis.regions import REGIONS_DEFAULT, REGIONS_MAX
 from simsearch.ops import image_filters as F
 from simsearch.ops.atlas import TILE_PATTERN
+from simsearch.ops.sampling import CAP as SAMPLE_CAP
 
 __all__ = ["Query", "NoQuery", "ImagesQuery", "SimilarQuery", "SearchQuery", "ClustersQuery", "AnalysisQuery",
            "ComparisonQuery", "JobsQuery", "NewCollection", "CollectionRename", "ImagePatch", "Labels", "ClusterName",
@@ -138,6 +139,9 @@ class ComparisonQuery(Query):
     backbones: list[L.Space] | None = Field(None, description="Comma-separated backbones, or spaces of derived or imported "
                                                           "vectors; default: all of the collection's.",
                                             json_schema_extra=COMMA_SEPARATED)
+    sample: Annotated[int, Field(ge=20), L.Whole] | Literal["all"] = Field(
+        SAMPLE_CAP, description="Evaluate a seeded sample of at most this many images, stratified by label "
+                                "(the result's `sample` says which); `all`: every image.")
 
 
 class AtlasQuery(Query):

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictBool
 
 from simsearch import limits as L
+from simsearch.ops.analysis_results import Sample
+from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.web.schemas.requests import Body
 
 Folds = Annotated[int, Field(ge=2, le=20, description="Cross-validation folds (stratified by label, seeded)."), L.Whole]
@@ -22,6 +24,10 @@ class TuneRequest(Body):
     variants: StrictBool = Field(True, description="Also try GeM pooling and flip / multi-scale test-time views "
                                  "(embeds the images again: they must still be readable where they were "
                                  "ingested from).")
+    sample: Annotated[int, Field(ge=20), L.Whole] | Literal["all"] = Field(
+        SAMPLE_CAP, description="Score the candidates on a seeded sample of at most this many labelled images, "
+                                "stratified by label (the whole collection is then embedded once, in the chosen variant "
+                                "only); `all`: on every image.")
 
 
 class DefaultSpaceRequest(Body):
@@ -84,6 +90,7 @@ class TuneCandidate(BaseModel):
     seconds: float = Field(description="Cross-validation seconds.")
     embed_seconds: float = Field(0.0, description="Model seconds of the embedding pass this space needed (0: "
                                  "its vectors were there).")
+    cv_images: int | None = Field(None, description="Labelled images it was cross-validated on (the sample's).")
 
 
 class TuneReport(BaseModel):
@@ -98,7 +105,10 @@ class TuneReport(BaseModel):
     created: dict[str, Any] | None
     default_space: str | None
     seconds: float
-    embedding: dict[str, Any] | None = None
+    embedding: dict[str, Any] | None = Field(None, description="The variants' embedding pass over the sample (images, "
+                                             "seconds, spaces, view_seconds) and, when a variant was chosen, "
+                                             "`collection_pass`: the rest of the collection embedded in it.")
+    sample: Sample | None = Field(None, description="What the candidates were scored on.")
     notes: list[str] = []
 
 

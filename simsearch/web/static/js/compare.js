@@ -39,6 +39,7 @@ if (params.get('backbones')) {
   const want = new Set(params.get('backbones').split(','));
   for (const cb of form.querySelectorAll('input[name=backbones]')) cb.checked = want.has(cb.value);
 }
+if (params.get('sample') === 'all') $('#compare-all').checked = true;
 
 function chosen() {
   return [...form.querySelectorAll('input[name=backbones]:checked')].map((cb) => cb.value);
@@ -110,6 +111,12 @@ function render(data) {
         th(`Label precision (${pLabel})`, scoreTip('p_at_10', 'share of the nearest neighbours with the same label')),
         th('ms / image', scoreTip('ms_per_image', 'model time per image when embedded')), th('Embed total', 'model seconds to embed the collection'))),
       h('tbody', {}, body)));
+    const smp = data.sample;
+    if (smp) {
+      table.append(h('p', { class: 'hint', 'data-testid': 'compare-sample' }, smp.size < smp.of
+        ? `Scored on a seeded sample of ${fmt(smp.size)} of ${fmt(smp.of)} images (seed ${smp.seed}, stratified by ${smp.stratified_by}); tick “Every image” for all.`
+        : `Scored on all ${fmt(smp.of)} images.`));
+    }
     if (rows.some(([, m]) => m.ariK)) {
       table.append(h('p', { class: 'hint' }, 'ARI and NMI compare k-means clusters (k = the number of distinct labels) with the labels; bold marks the best value.'));
     }
@@ -331,6 +338,7 @@ async function run() {
   const spaces = chosen();
   if (spaces.length < 2) { setStatus(status, 'Choose at least two backbones.', 'error'); return; }
   const q = new URLSearchParams({ backbones: spaces.join(',') });
+  if ($('#compare-all').checked) q.set('sample', 'all');
   history.replaceState(null, '', `${location.pathname}?${q}`);
   setStatus(status, 'Computing metrics…');
   const button = form.querySelector('button[type=submit]');

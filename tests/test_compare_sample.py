@@ -1,0 +1,58 @@
+"""Sampled comparison and tuning through the API (synthetic labelled vectors, no model: quick):
+`GET comparison` evaluates a seeded sample stratified by label by default and says so in its
+`sample` field, `sample=all` evaluates every image, a bad sample is a 400 naming the field; the
+tune job takes the same option and reports the sample it scored on."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.analysis import accepted, add_vectors, poll
+
+SPACE = "efficientnet_lite0"
+
+
+@pytest.fixture
+def client(make_app):
+    app = make_app()
+    add_vectors(app.extensions["simsearch"], per_group=15)  # 3 labelled groups, 45 images
+    return app.test_client()
+
+
+def _result(client, url: str) -> dict:
+    first = client.get(url)
+    assert first.status_code in (200, 202), first.get_data(as_text=True)[:300]
+    if first.status_code == 202:
+        assert poll(client, first.get_json()["job_id"], timeout=300)["status"] == "done"
+    resp = client.get(url)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return resp.get_json()
+
+
+def test_comparison_is_on_a_sample_unless_all_is_asked(client):
+    got = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}&sample=21")
+    assert got["sample"] == {"size": 21, "of": 45, "seed": 0, "stratified_by": "label", "cap": 21}
+    assert got["n_images"] == 45 and got["backbones"][0]["n_images"] == 21
+    assert got["backbones"][0]["labels"]["per_label"] and {r["n"] for r in got["backbones"][0]["labels"]["per_label"]} == {7}
+    whole = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}&sample=all")
+    assert whole["sample"]["size"] == 45 and whole["sample"]["cap"] is None and whole["backbones"][0]["n_images"] == 45
+    default = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}")
+    assert default["sample"]["cap"] == 2000 and default["sample"]["size"] == 45  # a small collection: all of it
+
+
+@pytest.mark.parametrize("bad", ["5", "x", "1.5"])
+def test_a_bad_comparison_sample_is_a_400_naming_it(client, bad):
+    resp = client.get(f"/api/collections/synth/comparison?backbones={SPACE}&sample={bad}")
+    assert resp.status_code == 400 and "sample" in resp.get_data(as_text=True)
+
+
+def test_the_tune_job_scores_on_the_sample_asked_for(client):
+    job = poll(client, accepted(client.post("/api/collections/synth/tune",
+                                            json={"folds": 3, "sample": 24, "variants": False}))["job_id"], timeout=300)
+    assert job["status"] == "done", job
+    report = client.get("/api/collections/synth/spaces").get_json()["last_tuning"]["report"]
+    assert report["sample"] == {"size": 24, "of": 45, "seed": 0, "stratified_by": "label", "cap": 24}
+    assert {c["cv_images"] for c in report["candidates"]} == {24}
+    for bad in (5, "some", True):
+        resp = client.post("/api/collections/synth/tune", json={"sample": bad})
+        assert resp.status_code == 400 and "sample" in resp.get_data(as_text=True), bad

@@ -1,0 +1,142 @@
+"""Sampled tuning: the stratified sampler (sizes, every label kept, seeded, a cap that does not
+grow with the collection), and `simsearch tune` scoring on the sample, then fitting on (and
+embedding the chosen variant for) the whole collection; `--all` scores on every image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FLOWERS, copy_subset
+from simsearch.ops.sampling import CAP, stratified_sample
+
+
+def _labels(sizes: dict[str, int]) -> np.ndarray:
+    return np.repeat(list(sizes), list(sizes.values()))
+
+
+def test_a_small_collection_is_sampled_whole():
+    labels = _labels({"a": 5, "b": 7})
+    assert stratified_sample(labels, 12).tolist() == list(range(12))
+
+
+def test_the_sample_has_the_cap_and_every_label_whatever_the_collection_size():
+    for scale in (1, 10, 100):
+        labels = _labels({"a": 900 * scale, "b": 300 * scale, "c": 40 * scale, "d": 3, "e": 1})
+        pick = stratified_sample(labels, 200, seed=3)
+        assert len(pick) == 200 and len(set(pick.tolist())) == 200
+        got = dict(zip(*np.unique(labels[pick], return_counts=True)))
+        assert set(got) == {"a", "b", "c", "d", "e"}
+        assert got["d"] == 3 and got["e"] == 1  # a small label whole
+        assert got["a"] > got["b"] > got["c"] >= 10  # the rest in proportion
+    assert len(stratified_sample(_labels({"a": 10**6, "b": 10**6}), CAP)) == CAP
+
+
+def test_the_sample_is_seeded_and_unlabelled_images_are_a_stratum():
+    labels = list(_labels({"a": 400, "b": 400})) + [None] * 200
+    one, two = stratified_sample(labels, 100, seed=1), stratified_sample(labels, 100, seed=1)
+    assert np.array_equal(one, two) and np.all(np.diff(one) > 0)
+    assert not np.array_equal(one, stratified_sample(labels, 100, seed=2))
+    got = [labels[i] for i in one]
+    assert got.count("a") == got.count("b") == 38 and got.count(None) == 24  # 10 each, then 70 by what is left
+
+
+def test_many_labels_keep_two_each_and_bad_caps_are_refused():
+    labels = _labels({f"l{i}": 5 for i in range(100)})
+    pick = stratified_sample(labels, 120)
+    assert len(pick) == 200 and set(np.unique(labels[pick], return_counts=True)[1]) == {2}
+    with pytest.raises(ValueError):
+        stratified_sample(labels, 0)
+
+
+# ---- through the store ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fl_ctx(sqlite_settings, tmp_path):
+    from simsearch.context import AppContext
+    from simsearch.ingest import Ingester, files_from_folder
+
+    folder = copy_subset(tmp_path / "flowers", 8, dataset=FLOWERS)  # 5 species x 8
+    ctx = AppContext.open(sqlite_settings)
+    files, _ = files_from_folder(folder, labels="folders")
+    Ingester(ctx, spaces=[ctx.new_space("efficientnet_lite0")]).run("fl", files, source=str(folder))
+    yield ctx
+    ctx.close()
+
+
+def _counts(ctx) -> dict[str, int]:
+    from simsearch.store import repo
+
+    with ctx.db.session() as s:
+        return repo.vector_counts(s, repo.get_collection(s, "fl").id)
+
+
+def test_tune_scores_on_the_sample_and_fits_on_every_image(fl_ctx, monkeypatch):
+    from simsearch.analysis import tuning
+    from simsearch.ops.tune import tune
+
+    everything = tune(fl_ctx, "fl", folds=3, sample="all", variants=False)
+    assert everything.sample == {"size": 40, "of": 40, "seed": 0, "stratified_by": "label", "cap": None}
+    assert {c["cv_images"] for c in everything.candidates} == {40}
+    # a derived space chosen (the last candidate scored, a transform): scored on 20, fitted on all 40
+    monkeypatch.setattr(tuning, "select", lambda scores, complexity=None: scores[-1])
+    report = tune(fl_ctx, "fl", folds=3, sample=20, variants=False, set_default=True)
+    assert report.sample == {"size": 20, "of": 40, "seed": 0, "stratified_by": "label", "cap": 20}
+    assert {c["cv_images"] for c in report.candidates} == {20}
+    assert report.created is not None and report.created["report"]["cv_sample"] == {"size": 20}
+    assert report.created["report"]["fitted_on"]["images"] == 40
+    assert _counts(fl_ctx)[report.chosen] == 40 and report.default_space == report.chosen
+
+
+def test_variants_embed_only_the_sample_then_the_chosen_one_for_all(fl_ctx):
+    from simsearch.ops.tune import tune, variant_spaces
+
+    report = tune(fl_ctx, "fl", folds=3, sample=20, variants=True)
+    assert report.embedding["images"] == 20  # the variant pass: the sampled images only
+    counts = _counts(fl_ctx)
+    kept = [sp for sp in variant_spaces("efficientnet_lite0") if sp in counts]
+    chosen_bases = next(c["bases"] for c in report.candidates if c["space"] == report.chosen)
+    assert kept == [sp for sp in chosen_bases if sp in variant_spaces("efficientnet_lite0")]
+    for sp in kept:  # the chosen variant covers the whole collection, embedded once more for the rest
+        assert counts[sp] == 40 and report.embedding["collection_pass"]["images"] == 20
+
+
+def test_a_variant_chosen_on_the_sample_is_embedded_for_the_whole_collection_once(fl_ctx, monkeypatch):
+    """Whatever the cross-validation prefers on 40 images, the path of a chosen variant: the
+    choice is made to fall on the last candidate scored (a variant's, with the projection)."""
+    from simsearch.analysis import tuning
+    from simsearch.derived import derived_name
+    from simsearch.ops.tune import tune, variant_spaces
+
+    monkeypatch.setattr(tuning, "select", lambda scores, complexity=None: scores[-1])
+    report = tune(fl_ctx, "fl", folds=3, sample=20, variants=True)
+    variant = variant_spaces("efficientnet_lite0")[-1]
+    assert report.chosen == derived_name([variant], "discriminant") and report.created["bases"] == [variant]
+    assert report.embedding["images"] == 20 and report.embedding["collection_pass"] == {
+        "images": 20, "seconds": report.embedding["collection_pass"]["seconds"], "spaces": [variant]}
+    counts = _counts(fl_ctx)
+    assert counts[variant] == counts[report.chosen] == 40
+    assert not set(variant_spaces("efficientnet_lite0")[:-1]) & set(counts)  # the others removed again
+    assert report.created["report"]["fitted_on"]["images"] == 40
+
+
+def test_cli_tune_says_what_it_scored_on_and_all_is_an_option(sqlite_settings, fl_ctx, monkeypatch):
+    from click.testing import CliRunner
+
+    from simsearch.cli import cli
+
+    monkeypatch.setenv("SIMSEARCH_HOME", str(sqlite_settings.home))
+    monkeypatch.setenv("SIMSEARCH_DATABASE_URL", sqlite_settings.database_url)
+    monkeypatch.setenv("SIMSEARCH_WEIGHTS_DIR", str(sqlite_settings.weights_dir))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["tune", "-c", "fl", "--folds", "3", "--no-variants", "--sample", "20"])
+    assert r.exit_code == 0, r.output
+    assert "scored on 20 of 40 images (seeded sample, seed 0, stratified by label)" in r.output
+    r = runner.invoke(cli, ["tune", "-c", "fl", "--folds", "3", "--no-variants", "--all", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["sample"]["size"] == 40
+    r = runner.invoke(cli, ["tune", "-c", "fl", "--sample", "5"])
+    assert r.exit_code == 2 and "--sample" in r.output
