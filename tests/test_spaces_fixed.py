@@ -26,7 +26,7 @@ def selected(html: str, select_id: str) -> tuple[str | None, list[str]]:
     """(the preselected option, every option) of the <select id=...> in a page."""
     block = re.search(rf'<select id="{select_id}".*?</select>', html, re.S).group(0)
     options = re.findall(r'<option value="([^"]*)"', block)
-    chosen = re.findall(r'<option value="([^"]*)" selected', block)
+    chosen = re.findall(r'<option value="([^"]*)"[^>]* selected>', block)
     return (chosen[0] if chosen else None), options
 
 
