@@ -137,7 +137,7 @@ def test_filter_sort_select_label_and_export(live, browser):
 
     rows = json.loads(exported)
     assert [r["id"] for r in rows] == picked or sorted(r["id"] for r in rows) == sorted(picked)
-    assert all(r["label"] == "favourites" and r["paths"] and Path(r["paths"][0]).name == Path(r["path"]).name for r in rows)
+    assert all(r["label"] == "favourites" and r["files"] and Path(r["files"][0]["path"]).name == Path(r["path"]).name for r in rows)
 
     # the filter on the new label finds them; the selection is kept across filters
     Select(by_testid(browser, "label-filter")).select_by_value("favourites")

@@ -30,6 +30,7 @@ def _drag(driver, img, box) -> None:
     """Drag from the box's top-left to its bottom-right corner (fractions of the image's pixels)."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'})", img)  # inside the viewport
     r = _content_rect(driver, img)
     x0, y0 = r["left"] + box[0] * r["width"], r["top"] + box[1] * r["height"]
     x1, y1 = r["left"] + box[2] * r["width"], r["top"] + box[3] * r["height"]

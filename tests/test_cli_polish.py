@@ -230,7 +230,8 @@ def test_compare_prints_its_summary_when_not_on_a_tty_and_writes_to_reports(run,
     report = tmp_path / "home" / "reports" / "pets-compare.html"
     lines = r.stdout.splitlines()  # ...but the summary
     assert lines[0] == "pets: 12 images, 1 backbone"
-    assert lines[2].split()[0] == "efficientnet_lite0"
+    assert lines[1] == "compared on all 12 images"  # (a collection under the sample's cap)
+    assert lines[3].split()[0] == "efficientnet_lite0"
     assert lines[-1].startswith(f"wrote {report} (") and report.is_file() and report.with_suffix(".json").is_file()
     assert list(cwd.iterdir()) == []
 

@@ -189,7 +189,8 @@ def test_a_killed_cli_ingest_is_marked_interrupted_by_the_next_command(settings,
         assert listed[run_id]["status"] == "interrupted"
         assert "stopped after 40 of 100 files" in listed[run_id]["message"]
         shown = subprocess.run([*cli, "jobs", str(run_id)], env=env, capture_output=True, text=True, timeout=120)
-        assert shown.returncode == 0 and f"#{run_id}  ingest  interrupted  pets  40/100" in shown.stdout
+        assert shown.returncode == 0 and f"#{run_id}  ingest  Adding images (efficientnet_lite0)  interrupted  pets  40/100" \
+            in shown.stdout
     finally:
         ctx.close()
 
