@@ -25,7 +25,7 @@ from simsearch.ops.search import collection_space
 from simsearch.search import Hit, embed_bytes, validate_k, vector_of_upload
 from simsearch.spaces import is_backbone_space
 from simsearch.store import hot, repo
-from simsearch.store.models import Image
+from simsearch.store.models import Image, max_id
 
 MAX_CANDIDATES = 5_000  # widening stops here (the result is then marked "exact": false)
 WIDEN = 4
@@ -65,9 +65,10 @@ def _stored(ctx, collection_id: int, space: str, ids: list[int], field: str) -> 
     that is not an ingested image of the collection or has no vector in ``space``."""
     if not ids:
         return np.zeros((0, 0), np.float32)
+    top = max_id(ctx.db.dialect)  # a larger id cannot exist (and PostgreSQL's driver would refuse it)
     with ctx.db.session() as s:
         rows = {r.id: r for r in s.execute(select(Image.id, Image.collection_id, Image.status)
-                                           .where(Image.id.in_(ids))).all()}
+                                           .where(Image.id.in_([i for i in ids if i <= top]))).all()}
         for i in ids:
             row = rows.get(i)
             if row is None:

@@ -23,7 +23,7 @@ from datetime import date, datetime, timezone
 from sqlalchemy import and_, bindparam, exists, func, or_, select
 
 from simsearch.errors import InvalidInput, NotFound
-from simsearch.store.models import Image, ImageFile, IngestRun
+from simsearch.store.models import Image, ImageFile, IngestRun, max_id
 
 SORTS = ("id", "added", "path", "size", "pixels", "label")
 SORT_CHOICES = tuple(s for key in SORTS for s in (key, f"-{key}"))
@@ -177,7 +177,8 @@ def apply(s, q, b: Browse, collection_id: int, *, path_view=None):
     if b.added_before is not None:
         q = q.where(Image.created_at <= b.added_before)
     if b.run is not None:
-        if s.scalar(select(IngestRun.id).where(IngestRun.id == b.run, IngestRun.collection_id == collection_id)) is None:
+        if b.run > max_id(s.get_bind().dialect.name) or s.scalar(
+                select(IngestRun.id).where(IngestRun.id == b.run, IngestRun.collection_id == collection_id)) is None:
             raise NotFound(f"no ingest job {b.run} in this collection", field="run")
         # a sharded ingest's images carry its shards' ids
         runs = [b.run, *s.scalars(select(IngestRun.id).where(IngestRun.parent_id == b.run))]
