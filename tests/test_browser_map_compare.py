@@ -13,22 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.browser import COLLECTION, PER_CLASS, SPACE, SPACE_MAX, by_testid, map_ready, shot, visible, wait
-from tests.helpers.waiting import wait_until
+from tests.helpers.downloads import allow_downloads, downloaded
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
-
-
-def _downloads(browser, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
-    return folder
-
-
-def _downloaded(folder: Path, name: str, timeout: float = 30) -> str:
-    path = folder / name
-    wait_until(lambda: path.exists() and path.stat().st_size, timeout, 0.1,
-               lambda: f"{name} downloaded (found {[p.name for p in folder.iterdir()]})")
-    return path.read_text()
 
 
 SPRITE_PIXELS = """
@@ -94,7 +81,7 @@ def test_map_draws_the_thumbnails_when_zoomed_in(live, browser):
 def test_map_lasso_then_export_the_selection(live, browser, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    downloads = _downloads(browser, tmp_path / "downloads")
+    downloads = allow_downloads(browser, tmp_path / "downloads")
     browser.get(live.url + f"/c/{COLLECTION}/map")
     n = wait(browser, map_ready, timeout=300, message="map drawn")
     canvas = by_testid(browser, "map-overlay")
@@ -121,7 +108,7 @@ def test_map_lasso_then_export_the_selection(live, browser, tmp_path):
 
     labels = {img["id"]: img for img in live.get_json(f"/api/collections/{COLLECTION}/images?per_page=100")["images"]}
     by_testid(browser, "export-csv").click()
-    rows = list(csv.reader(io.StringIO(_downloaded(downloads, f"{COLLECTION}-selection.csv"))))
+    rows = list(csv.reader(io.StringIO(downloaded(downloads, f"{COLLECTION}-selection.csv"))))
     assert rows[0][:3] == ["id", "path", "label"]  # then first,group,width,... (a line per file: one here)
     assert sorted(int(r[0]) for r in rows[1:]) == expected
     for image_id, path, label in (r[:3] for r in rows[1:]):
@@ -132,13 +119,13 @@ def test_map_lasso_then_export_the_selection(live, browser, tmp_path):
     by_testid(browser, "export-json").click()
     import json
 
-    got = json.loads(_downloaded(downloads, f"{COLLECTION}-selection.json"))
+    got = json.loads(downloaded(downloads, f"{COLLECTION}-selection.json"))
     assert sorted(r["id"] for r in got) == expected and all(r["label"] == labels[r["id"]]["label"] for r in got)
 
 
 def test_compare_page_embeds_a_missing_backbone_and_shows_it(live, browser, tmp_path):
     new = "efficientnet_lite1"
-    downloads = _downloads(browser, tmp_path / "downloads")
+    downloads = allow_downloads(browser, tmp_path / "downloads")
     browser.get(live.url + f"/c/{COLLECTION}/compare")
     wait(browser, lambda d: len(by_testid(d, "compare-row", many=True)) == 2, timeout=300, message="comparison table")
     # one short line per missing backbone, with its action: a button, or the command that gets the weights
@@ -206,7 +193,7 @@ def test_compare_page_embeds_a_missing_backbone_and_shows_it(live, browser, tmp_
     shot(browser, "25-compare-after-embedding")
 
     by_testid(browser, "compare-csv").click()
-    rows = list(csv.DictReader(io.StringIO(_downloaded(downloads, f"{COLLECTION}-comparison.csv"))))
+    rows = list(csv.DictReader(io.StringIO(downloaded(downloads, f"{COLLECTION}-comparison.csv"))))
     assert [r["backbone"] for r in rows] == [SPACE, SPACE_MAX, new] or sorted(r["backbone"] for r in rows) == sorted([SPACE, SPACE_MAX, new])
     assert {r["backbone"]: r["space"] for r in rows}[SPACE_MAX] == "EfficientNet-Lite0, max pooling"  # in words too
     for r in rows:
