@@ -84,3 +84,22 @@ def test_tour_pictures_are_small_enough():
         assert shot.stat().st_size < 150_000, f"{shot.name}: {shot.stat().st_size} bytes"
         with Image.open(shot) as im:
             assert 1200 <= im.width <= 1400, f"{shot.name}: {im.width} px wide"
+
+
+def _error_classes(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _error_classes(sub)
+
+
+def test_every_error_code_is_in_the_api_table():
+    """docs/api.md's table of error codes names every ``code`` of simsearch/errors.py with its status."""
+    from simsearch import errors
+
+    table = [line for line in (ROOT / "docs" / "api.md").read_text().splitlines() if re.match(r"\| \d{3} \|", line)]
+    missing = []
+    for cls in [errors.SimsearchError, *_error_classes(errors.SimsearchError)]:
+        rows = [line for line in table if f"`{cls.code}`" in line]
+        if not any(line.startswith(f"| {cls.http_status} |") for line in rows):
+            missing.append(f"{cls.__name__}: {cls.http_status} `{cls.code}`")
+    assert not missing, "not in docs/api.md's table of errors: " + ", ".join(missing)
