@@ -138,7 +138,7 @@ class Job(BaseModel):
     large index (index)."""
 
     id: int
-    kind: Literal["ingest", "shard", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
+    kind: Literal["ingest", "shard", "reembed", "reembed_shard", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
     title: str = Field(description="What the job does, in words (an ingest that only adds another backbone's "
                                    "vectors is an embedding pass).")
     parent_id: int | None = Field(None, description="A shard: the ingest it is a part of.")
