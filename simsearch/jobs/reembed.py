@@ -73,7 +73,7 @@ def lacking(session, ids, spaces: list[str]) -> list[int]:
 
 def readable_path(settings, source_path: str | None, digest: str | None) -> str | None:
     """Where an image's bytes can be read again: its source file, else its kept original (SIMSEARCH_KEEP_ORIGINALS)."""
-    if source_path and Path(source_path).is_file():
+    if source_path and Path(source_path).exists() and not Path(source_path).is_dir():
         return source_path
     kept = stored_path(settings, digest)
     return str(kept) if kept is not None and kept.is_file() else None
@@ -207,14 +207,17 @@ def _embed_shard(ctx, shard_id: int, ids: list[int], spaces: list[str], batch: i
         chunk = rows[start:start + batch]
         vectors = embed_batch(ctx, spaces, [p for _i, p, _s in chunk], view_seconds)
         with ctx.db.session() as s:
-            if not job_cancel.still_running(s, shard_id):  # cancelled meanwhile: stop before storing
+            running = job_cancel.still_running(s, shard_id)  # cancelled meanwhile: stop before storing
+            if running:
+                store(s, ctx.db.dialect, [i for i, _p, _s in chunk], vectors)
+                counts["processed"] += len(chunk)
+                counts["added"] += len(chunk)
+                s.execute(update(IngestRun).where(IngestRun.id == shard_id).values(**counts, updated_at=utcnow()))
+        if not running:
+            with ctx.db.session() as s:
                 job_cancel.stopped(s.get(IngestRun, shard_id), f"stopped after {counts['processed']} of "
                                                                f"{len(ids)} images (what was stored is kept)")
-                raise JobCancelled(f"re-embedding shard {shard_id} was cancelled", field="job_id")
-            store(s, ctx.db.dialect, [i for i, _p, _s in chunk], vectors)
-            counts["processed"] += len(chunk)
-            counts["added"] += len(chunk)
-            s.execute(update(IngestRun).where(IngestRun.id == shard_id).values(**counts, updated_at=utcnow()))
+            raise JobCancelled(f"re-embedding shard {shard_id} was cancelled", field="job_id")
         if progress is not None:
             progress(counts["processed"], len(ids))
     return {**counts, "seconds": time.perf_counter() - t0, "forwards": len(view_seconds)}
