@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select, update
 
-from simsearch.errors import InvalidInput, JobCancelled, NotFound
+from simsearch.errors import InvalidInput, JobCancelled
 from simsearch.jobs import shards
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
@@ -159,13 +159,9 @@ def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:
     A shard that ended is not run again; one left ``running`` by a dead worker is (what it
     committed is skipped). A failure propagates (RQ's failure callback retries the shard, or fails
     it for good after its last attempt). ``progress(done, total)``: after each batch."""
-    got = lifecycle.claim(ctx.db, shard_id, kinds=(SHARD_KIND,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
-                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+    got = shards.claim_shard(ctx, shard_id, SHARD_KIND, "re-embedding shard")
     shard = got.run
-    if shard is None:
-        raise NotFound(f"no re-embedding shard with id {shard_id}", field="job_id")
     if not got.claimed:
-        log.warning("re-embedding shard %s is %s: not running it again", shard_id, shard.status)
         return {"run_id": shard_id, "status": shard.status}
     parent_id, spaces = shard.parent_id, list(shard.spaces)
     ids, batch = [int(i) for i in shard.params["ids"]], int(shard.params.get("batch_size") or BATCH)

@@ -82,19 +82,28 @@ def create_shards(ctx, run_id: int, size: int) -> list[int]:
         return [sh.id for sh in shards]
 
 
+def claim_shard(ctx, shard_id: int, kind: str, what: str) -> lifecycle.Claim:
+    """Take shard ``shard_id`` (of ``kind``) to ``running``, one more attempt: from queued, or from
+    running or failed (not for good) when its worker died. 404 (``what``) when there is none; not
+    ``claimed`` when it has ended for good (it is not run again)."""
+    got = lifecycle.claim(ctx.db, shard_id, kinds=(kind,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
+                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+    if got.run is None:
+        raise NotFound(f"no {what} with id {shard_id}", field="job_id")
+    if not got.claimed:
+        log.warning("%s %s of job %s is %s: not running it again", what, shard_id, got.run.parent_id, got.run.status)
+    return got
+
+
 def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Ingest one shard (its slice of the parent's manifest), then :func:`roll_up` the parent.
     A shard that ended is not run again; one left ``running`` by a dead worker is."""
     from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
     from simsearch.jobs.manifest import Manifest, run_folder
 
-    got = lifecycle.claim(ctx.db, shard_id, kinds=(SHARD,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
-                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+    got = claim_shard(ctx, shard_id, SHARD, "ingest shard")
     shard = got.run
-    if shard is None:
-        raise NotFound(f"no ingest shard with id {shard_id}", field="job_id")
     if not got.claimed:
-        log.warning("shard %s of job %s is %s: not running it again", shard_id, shard.parent_id, shard.status)
         return {"run_id": shard_id, "status": shard.status}
     parent_id, start, stop = shard.parent_id, int(shard.params["start"]), int(shard.params["stop"])
     collection, spaces, source = got.collection, list(shard.spaces), shard.source
