@@ -47,7 +47,8 @@ def _job(ctx, job_id: int) -> tuple[IngestRun, str | None, list[int]]:
             raise NotFound(f"no job with id {job_id}", field="job_id")
         coll = s.get(Collection, run.collection_id)
         children = list(s.scalars(select(IngestRun.id).where(IngestRun.parent_id == job_id,
-                                                             IngestRun.status.in_([u.value for u in UNFINISHED]))))
+                                                             IngestRun.status.in_([u.value for u in UNFINISHED]))
+                                  .order_by(IngestRun.id)))
         s.expunge(run)
         return run, coll.name if coll is not None else None, children
 
