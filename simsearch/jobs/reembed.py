@@ -90,11 +90,17 @@ def sources(ctx, ids) -> list[tuple[int, str | None, str]]:
     return [(int(i), readable_path(ctx.settings, path, digest), path or "?") for i, path, digest in sorted(rows)]
 
 
+def feature_map(ctx, spaces: list[str]):
+    """The embedder of the spaces' backbone whose output is the feature map (pooled outside the model)."""
+    spec = parse(spaces[0])
+    return ctx.embedder(space_key(spec.backbone, "gem3", spec.precision))
+
+
 def embed_batch(ctx, spaces: list[str], paths: list[str], view_seconds: dict | None = None) -> dict[str, np.ndarray]:
     """The images at ``paths`` in ``spaces`` (one backbone and precision), decoded as at ingest; the
     feature map runs once per test-time view for all of them."""
     specs = [parse(sp) for sp in spaces]
-    emb = ctx.embedder(space_key(specs[0].backbone, "gem3", specs[0].precision))  # the feature map
+    emb = feature_map(ctx, spaces)
     size = emb.input_size
     pixels = []
     for path in paths:
@@ -198,6 +204,8 @@ def _embed_shard(ctx, shard_id: int, ids: list[int], spaces: list[str], batch: i
     counts = {"processed": skipped + len(errors), "added": 0, "skipped": skipped, "failed": len(errors)}
     _write(ctx, shard_id, counts, errors)
     view_seconds: dict[str, float] = {}
+    if rows:
+        feature_map(ctx, spaces).load()  # (opening the model is not part of the recorded rate)
     t0 = time.perf_counter()
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
