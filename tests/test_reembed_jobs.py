@@ -249,3 +249,51 @@ def test_a_killed_worker_s_shard_is_finished_by_another_without_embedding_the_st
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         ctx.close()
+
+
+@pytest.mark.redis
+def test_shards_lost_with_redis_are_queued_again_and_a_failed_job_is_finished_by_a_retry(settings, tmp_path,
+                                                                                          rq_queue):  # noqa: F811
+    import redis
+    from rq import Queue
+    from rq.job import Job, JobStatus
+
+    from simsearch.jobs.reconcile import reconcile
+    from simsearch.jobs.rq import REEMBED_SHARD_TARGET
+    from simsearch.jobs.runners import RQRunner
+    from simsearch.ops import job_actions, jobs as jobs_ops, reembed_jobs
+    from simsearch.store.models import IngestRun
+    from tests.helpers.jobs import run_worker_process
+
+    conn = redis.Redis.from_url(REDIS_URL)
+    ctx = rq_ctx(settings, rq_queue)
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
+        runner = RQRunner(ctx, REDIS_URL, rq_queue)
+        job_id = reembed_jobs.start(ctx, runner, "pets", [SPACE], shard_size=1)["job_id"]
+        Queue(rq_queue, connection=conn).delete(delete_jobs=True)  # what a Redis restart does
+        with ctx.db.session() as s:
+            first, second = s.scalars(select(IngestRun.id).where(IngestRun.parent_id == job_id)
+                                      .order_by(IngestRun.id)).all()
+        assert sorted(reconcile(ctx, conn, rq_queue)["requeued"]) == [first, second]
+        with ctx.db.session() as s:
+            owners = {i: s.get(IngestRun, i).owner[3:] for i in (first, second)}
+        assert Job.fetch(owners[first], connection=conn).args[1] == REEMBED_SHARD_TARGET
+        Job.fetch(owners[first], connection=conn).set_status(JobStatus.FAILED)  # RQ gave up on it
+        assert reconcile(ctx, conn, rq_queue)["failed"] == [first]
+        assert jobs_ops.get(ctx, job_id)["status"] == "running"  # its other shard is still queued
+
+        proc = run_worker_process(ctx.settings, rq_queue)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        job = jobs_ops.get(ctx, job_id)
+        assert job["status"] == "failed" and job["message"].startswith("1 of 2 shards failed (shard 1)"), job
+        assert "retrying the job finishes it" in job["message"] and job["retry_refused"] is None
+
+        assert job_actions.retry(ctx, runner, job_id)["job_id"] == job_id
+        proc = run_worker_process(ctx.settings, rq_queue)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        job = jobs_ops.get(ctx, job_id)
+        assert job["status"] == "done" and (job["processed"], job["added"]) == (2, 2), job
+        assert len(_rows(ctx, SPACE)) == 2
+    finally:
+        ctx.close()
