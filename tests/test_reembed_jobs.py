@@ -119,6 +119,47 @@ def test_a_cancelled_shard_stops_before_its_next_batch_and_a_retry_finishes_the_
     assert len(_rows(ctx, SPACE)) == 8
 
 
+def test_a_shard_of_a_stopped_in_process_runner_is_resumed_by_the_next_one(ctx, tmp_path):
+    """The web app's thread ran a shard and its process died after the first batch (the row says
+    running, owned by a process that no longer exists): the next runner on this host takes it over."""
+    import socket
+
+    from sqlalchemy import update
+
+    from simsearch.jobs import reembed
+    from simsearch.jobs.runners import ThreadRunner, this_process
+    from simsearch.ops import jobs as jobs_ops, reembed_jobs
+    from simsearch.store.models import IngestRun
+
+    _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+    made = reembed_jobs.create_job(ctx, "pets", [SPACE], batch_size=2)
+    (shard_id,) = made["shards"]
+    stop_after_one = []
+
+    def stop(done, total):
+        if not stop_after_one:  # what a dead process leaves: its first batch stored, the shard running
+            stop_after_one.append(done)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reembed.execute_shard(ctx, shard_id, progress=stop)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with ctx.db.session() as s:
+        s.execute(update(IngestRun).where(IngestRun.id == shard_id)
+                  .values(owner=f"thread:{socket.gethostname()}:{dead.pid}:0123456789ab"))
+    runner = ThreadRunner(ctx)
+    try:
+        assert runner.recover() == [shard_id]
+        wait_until(lambda: jobs_ops.get(ctx, made["job_id"])["status"] in ("done", "failed"), 300, 0.2, "the job ends")
+    finally:
+        runner.shutdown()
+    job = jobs_ops.get(ctx, made["job_id"])
+    assert job["status"] == "done" and (job["added"], job["skipped"]) == (2, 2), job
+    with ctx.db.session() as s:
+        assert s.get(IngestRun, shard_id).owner == this_process() and s.get(IngestRun, shard_id).attempts == 2
+
+
 def test_the_estimate_is_images_times_forwards_times_a_recorded_rate(ctx, tmp_path):
     from simsearch.jobs import reembed_cost
     from simsearch.ops import reembed_jobs
