@@ -5,6 +5,10 @@ The images are read again from where they were ingested from (``images.source_pa
 as at ingest; every view runs the backbone's feature map once per batch and each space pools and
 combines what it needs (:meth:`simsearch.embedding.embedder.Embedder.embed_variants`). Nothing is written unless
 every image could be read: a space with vectors for only some images would hide the others.
+
+This is the in-process pass of `simsearch tune` over its sample; embedding a whole collection
+(the chosen variant, `simsearch embed`, the API) is the sharded, resumable job of
+:mod:`simsearch.ops.reembed_jobs`, whose batch steps this uses.
 """
 
 from __future__ import annotations
