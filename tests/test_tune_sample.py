@@ -115,8 +115,13 @@ def test_a_variant_chosen_on_the_sample_is_embedded_for_the_whole_collection_onc
     report = tune(fl_ctx, "fl", folds=3, sample=20, variants=True)
     variant = variant_spaces("efficientnet_lite0")[-1]
     assert report.chosen == derived_name([variant], "discriminant") and report.created["bases"] == [variant]
-    assert report.embedding["images"] == 20 and report.embedding["collection_pass"] == {
-        "images": 20, "seconds": report.embedding["collection_pass"]["seconds"], "spaces": [variant]}
+    rest = report.embedding["collection_pass"]
+    assert report.embedding["images"] == 20 and rest == {
+        "images": 20, "seconds": rest["seconds"], "spaces": [variant], "job_id": rest["job_id"]}
+    from simsearch.ops import jobs as jobs_ops
+
+    job = jobs_ops.get(fl_ctx, rest["job_id"])  # the collection pass is a re-embedding job, run in the tuning
+    assert (job["kind"], job["status"], job["added"], job["backbones"]) == ("reembed", "done", 20, [variant])
     counts = _counts(fl_ctx)
     assert counts[variant] == counts[report.chosen] == 40
     assert not set(variant_spaces("efficientnet_lite0")[:-1]) & set(counts)  # the others removed again

@@ -11,7 +11,7 @@ from simsearch.cli.app import SimsearchGroup, cli, context_from, main, settings_
 __all__ = ["SimsearchGroup", "cli", "context_from", "main", "settings_from"]
 
 
-from simsearch.cli import core, db, duplicates, exports, jobs, manage, vectors  # noqa: E402,F401  (they register their commands)
+from simsearch.cli import core, db, duplicates, exports, jobs, manage, reembed, vectors  # noqa: E402,F401  (they register their commands)
 
 
 def _register() -> None:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from simsearch.store import lifecycle
-from simsearch.store.lifecycle import RESTARTABLE, UNFINISHED, JobKind, JobStatus
+from simsearch.store.lifecycle import RESTARTABLE, SHARD_KINDS, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
 
@@ -45,7 +45,7 @@ def _state(connection, job_id: str) -> str | None:
 
 def reconcile(ctx, connection, queue_name: str) -> dict:
     """One pass over the unfinished jobs (see the module's doc); returns what it did."""
-    from simsearch.jobs.rq import enqueue_ingest, enqueue_shard, new_job_id
+    from simsearch.jobs.rq import REEMBED_SHARD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id
     from simsearch.jobs.shards import roll_up
 
     done: dict[str, list[int]] = {"requeued": [], "failed": [], "ended": []}
@@ -53,14 +53,14 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
         rows = s.execute(select(IngestRun.id, IngestRun.kind, IngestRun.status, IngestRun.owner, IngestRun.created_at,
                                 IngestRun.attempts, IngestRun.params)
                          .where(IngestRun.status.in_([u.value for u in UNFINISHED]) |
-                                ((IngestRun.kind == JobKind.SHARD.value) & (IngestRun.status == JobStatus.FAILED.value)))
+                                ((IngestRun.kind.in_([k.value for k in SHARD_KINDS])) & (IngestRun.status == JobStatus.FAILED.value)))
                          ).all()
     limit = ctx.settings.job_retries + 3
     now = datetime.now(timezone.utc)
     for run_id, kind, status, owner, created, attempts, params in rows:
         if lifecycle.is_final(status, params):
             continue  # (a shard that failed for good)
-        if kind == JobKind.INGEST and (params or {}).get("shards"):  # a sharded job: its shards are the work
+        if kind in (JobKind.INGEST, JobKind.REEMBED) and (params or {}).get("shards"):  # a sharded job: its shards are the work
             if roll_up(ctx, run_id) != status:
                 done["ended"].append(run_id)
             continue
@@ -88,9 +88,13 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
         if not lifecycle.requeue(ctx.db, run_id, "queued again: the job queue had lost it", owned_by=owner,
                                  new_owner=f"rq:{job_id}"):
             continue  # another worker did it
-        enqueue = enqueue_shard if kind == JobKind.SHARD else enqueue_ingest
-        enqueue(ctx.settings.redis_url or "", queue_name, run_id, {}, settings=ctx.settings, job_id=job_id,
-                connection=connection)
+        if kind == JobKind.REEMBED_SHARD:
+            enqueue_function(ctx.settings.redis_url or "", queue_name, run_id, REEMBED_SHARD_TARGET,
+                             settings=ctx.settings, job_id=job_id, connection=connection)
+        else:
+            enqueue = enqueue_shard if kind == JobKind.SHARD else enqueue_ingest
+            enqueue(ctx.settings.redis_url or "", queue_name, run_id, {}, settings=ctx.settings, job_id=job_id,
+                    connection=connection)
         log.warning("job %s was lost by the queue; queued it again", run_id)
         done["requeued"].append(run_id)
     return done
@@ -100,7 +104,7 @@ def give_up(ctx, run_id: int, kind: str, why: str) -> None:
     from simsearch.jobs.execute import mark_failed
     from simsearch.jobs.shards import fail_finally
 
-    if kind == JobKind.SHARD:
+    if kind in SHARD_KINDS:
         fail_finally(ctx, run_id, why)
     else:
         mark_failed(ctx, run_id, why)

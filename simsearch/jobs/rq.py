@@ -19,6 +19,9 @@ DEFAULT_QUEUE = "simsearch"
 JOB_TIMEOUT = 24 * 3600  # seconds; big ingests take hours on CPU
 JOB_FUNCTION = "simsearch.jobs.rq.run_ingest_job"
 SHARD_FUNCTION = "simsearch.jobs.rq.run_shard_job"
+FUNCTION_JOB = "simsearch.jobs.rq.run_function_job"
+REEMBED_SHARD_TARGET = "simsearch.jobs.reembed:execute_shard"  # a re-embedding's shard (simsearch.jobs.reembed)
+REEMBED_THREAD_TARGET = "simsearch.jobs.reembed:execute_shard_once"  # the same in a thread runner (no retries)
 
 
 # ---- settings as job data ------------------------------------------------------------------
@@ -122,7 +125,7 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
         ctx = job_context(settings)
         if job.retries_left:
             mark_retrying(ctx, run_id, failure, job.retries_left)
-        elif job.func_name == SHARD_FUNCTION:
+        elif job.func_name == SHARD_FUNCTION or (job.func_name == FUNCTION_JOB and job.args[1] == REEMBED_SHARD_TARGET):
             fail_finally(ctx, run_id, failure)
         else:
             mark_failed(ctx, run_id, failure)
@@ -203,5 +206,5 @@ def enqueue_shard(redis_url: str, queue_name: str, run_id: int, options: dict | 
 def enqueue_function(redis_url: str, queue_name: str, run_id: int, target: str, *, settings=None,
                      job_id: str | None = None, connection=None) -> str:
     """Put a job that calls ``target(ctx, run_id)`` on the RQ queue; returns the RQ job id."""
-    return _enqueue(redis_url, queue_name, "simsearch.jobs.rq.run_function_job", (int(run_id), target), settings,
+    return _enqueue(redis_url, queue_name, FUNCTION_JOB, (int(run_id), target), settings,
                     f"simsearch job {run_id} ({target})", job_id, connection)

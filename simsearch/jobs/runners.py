@@ -19,7 +19,7 @@ from simsearch.store import lifecycle
 from simsearch.store.lifecycle import JobKind
 from simsearch.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
-from simsearch.jobs.rq import (DEFAULT_QUEUE, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
+from simsearch.jobs.rq import (DEFAULT_QUEUE, REEMBED_THREAD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
                               redis_connection, resolve_target)
 from simsearch.store.db import unavailable
 from simsearch.text import plural
@@ -140,6 +140,12 @@ class ThreadRunner:
         resumed = []
         for run_id, owner, kind, processed, total in lifecycle.unfinished(self.ctx.db, owner_like="thread:%"):
             if owner == me or not owner_is_gone(owner):
+                continue
+            if kind == JobKind.REEMBED_SHARD:  # idempotent: what was stored is skipped
+                if lifecycle.requeue(self.ctx.db, run_id, "resumed after the process running it stopped",
+                                     owned_by=owner, new_owner=me):
+                    self.functions.submit(self._call, run_id, REEMBED_THREAD_TARGET)
+                    resumed.append(run_id)
                 continue
             if kind != JobKind.INGEST:  # an analysis or index build keeps nothing half-done: it is started again when needed
                 again = ("the next search rebuilds the index" if kind == JobKind.INDEX

@@ -1,4 +1,8 @@
-"""Sharded ingest: a large queued job split into shards that any worker takes.
+"""Sharded jobs: a large queued job split into shards that any worker takes.
+
+Two kinds of job are split this way: a large queued ingest (below) and a re-embedding
+(:mod:`simsearch.jobs.reembed`, kind ``reembed``, its shards kind ``reembed_shard`` holding
+their image ids). :func:`progress`, :func:`roll_up` and :func:`fail_finally` serve both.
 
 A queued ingest of more than ``SIMSEARCH_SHARD_SIZE`` files gets one child run per slice of its
 manifest (kind ``shard``, ``parent_id`` the job, ``params`` ``{"start", "stop"}``). Each shard is a
@@ -16,7 +20,7 @@ from sqlalchemy import case, func, select, update
 
 from simsearch.errors import JobCancelled, NotFound
 from simsearch.store import lifecycle
-from simsearch.store.lifecycle import ENDED, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
+from simsearch.store.lifecycle import ENDED, SHARD_KINDS, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
 from simsearch.store.models import Image, IngestRun, utcnow
 from simsearch.text import plural
 
@@ -78,19 +82,28 @@ def create_shards(ctx, run_id: int, size: int) -> list[int]:
         return [sh.id for sh in shards]
 
 
+def claim_shard(ctx, shard_id: int, kind: str, what: str) -> lifecycle.Claim:
+    """Take shard ``shard_id`` (of ``kind``) to ``running``, one more attempt: from queued, or from
+    running or failed (not for good) when its worker died. 404 (``what``) when there is none; not
+    ``claimed`` when it has ended for good (it is not run again)."""
+    got = lifecycle.claim(ctx.db, shard_id, kinds=(kind,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
+                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+    if got.run is None:
+        raise NotFound(f"no {what} with id {shard_id}", field="job_id")
+    if not got.claimed:
+        log.warning("%s %s of job %s is %s: not running it again", what, shard_id, got.run.parent_id, got.run.status)
+    return got
+
+
 def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Ingest one shard (its slice of the parent's manifest), then :func:`roll_up` the parent.
     A shard that ended is not run again; one left ``running`` by a dead worker is."""
     from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
     from simsearch.jobs.manifest import Manifest, run_folder
 
-    got = lifecycle.claim(ctx.db, shard_id, kinds=(SHARD,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
-                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+    got = claim_shard(ctx, shard_id, SHARD, "ingest shard")
     shard = got.run
-    if shard is None:
-        raise NotFound(f"no ingest shard with id {shard_id}", field="job_id")
     if not got.claimed:
-        log.warning("shard %s of job %s is %s: not running it again", shard_id, shard.parent_id, shard.status)
         return {"run_id": shard_id, "status": shard.status}
     parent_id, start, stop = shard.parent_id, int(shard.params["start"]), int(shard.params["stop"])
     collection, spaces, source = got.collection, list(shard.spaces), shard.source
@@ -113,10 +126,12 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
     return report.to_dict()
 
 
-def progress(session, parent_id: int) -> dict:
+def progress(session, parent_id: int, kind: str = JobKind.INGEST) -> dict:
     """The sums of a sharded job's shards and how many are in each state. A shard that ended
     ``done`` processed all its files; ``added`` counts the images its runs stored (a shard run
-    twice, after its worker died, adds in both runs: its own counter has the last run's only)."""
+    twice, after its worker died, adds in both runs: its own counter has the last run's only).
+    A re-embedding (``kind`` ``reembed``) adds no images: ``added`` sums the images its shards'
+    last runs embedded, ``skipped`` those that already had the vectors (an earlier run's work)."""
     shard_ids = select(IngestRun.id).where(IngestRun.parent_id == parent_id)
     row = session.execute(select(func.count(),
                                  func.coalesce(func.sum(case((IngestRun.status == JobStatus.DONE.value, IngestRun.total),
@@ -130,6 +145,13 @@ def progress(session, parent_id: int) -> dict:
     states = dict(session.execute(select(IngestRun.status, func.count()).where(IngestRun.parent_id == parent_id)
                                   .group_by(IngestRun.status)).all())
     processed, failed, duplicates = int(row[1]), int(row[2]), int(row[4])
+    if kind == JobKind.REEMBED:
+        added, skipped = session.execute(select(func.coalesce(func.sum(IngestRun.added), 0),
+                                                func.coalesce(func.sum(IngestRun.skipped), 0))
+                                         .where(IngestRun.parent_id == parent_id)).one()
+        return {"shards": int(row[0]), "processed": processed, "added": int(added), "duplicates": 0,
+                "skipped": int(skipped), "failed": failed, "attempts": int(row[3]),
+                "states": {k: int(v) for k, v in states.items()}}
     return {"shards": int(row[0]), "processed": processed, "added": int(added), "duplicates": duplicates,
             "skipped": max(0, processed - int(added) - failed - duplicates), "failed": failed, "attempts": int(row[3]),
             "states": {k: int(v) for k, v in states.items()}}
@@ -150,7 +172,7 @@ def roll_up(ctx, parent_id: int) -> str:
             return "gone"
         if not locked:
             return parent.status
-        summary = progress(s, parent_id)
+        summary = progress(s, parent_id, parent.kind)
         parent.processed, parent.added = summary["processed"], summary["added"]
         parent.skipped, parent.failed = summary["skipped"], summary["failed"]
         parent.duplicates = summary["duplicates"]
@@ -167,17 +189,19 @@ def roll_up(ctx, parent_id: int) -> str:
         failed = [(p or {}).get("shard", sid) for sid, status, _m, _e, p in shards if status != JobStatus.DONE]
         reasons = [m for _sid, status, m, _e, _p in shards if status != JobStatus.DONE and m]
         if failed:
+            again = ("retrying the job finishes it (the images already embedded are skipped)"
+                     if parent.kind == JobKind.REEMBED else "ingesting the same files again finishes the job")
             lifecycle.end(parent, JobStatus.FAILED,
                           f"{len(failed)} of {plural(len(shards), 'shard')} failed (shard {', '.join(map(str, failed[:10]))}"
                           f"{'...' if len(failed) > 10 else ''}): {reasons[0] if reasons else 'no reason recorded'}; "
-                          "ingesting the same files again finishes the job")
+                          + again)
         else:
             lifecycle.end(parent, JobStatus.DONE, keep_message=True)
         status = parent.status
         coll_id, spaces = parent.collection_id, list(parent.spaces or [])
         for sid, *_ in shards:
             spaces += list(s.get(IngestRun, sid).spaces or [])  # a shard adds the collection's required spaces
-    log.info("ingest job %s: %s (%d shards)", parent_id, status, len(shards))
+    log.info("sharded job %s: %s (%d shards)", parent_id, status, len(shards))
     release_uploads(ctx, parent_id)
     _refresh_derived(ctx, coll_id, list(dict.fromkeys(spaces)))
     return status

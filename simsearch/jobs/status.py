@@ -43,6 +43,11 @@ def title(kind: str, source: str | None, params: dict | None, spaces: list | Non
     if kind == "shard":
         part = f"Shard {params['shard']} of {params.get('shards', '?')}" if params.get("shard") else "Shard"
         return f"{part} of ingest #{parent_id}" if parent_id else part
+    if kind == "reembed_shard":
+        part = f"Shard {params['shard']} of {params.get('shards', '?')}" if params.get("shard") else "Shard"
+        return f"{part} of re-embedding #{parent_id}" if parent_id else part
+    if kind == "reembed":
+        return "Re-embedding in " + ", ".join(spaces[:3]) + ("..." if len(spaces) > 3 else "")
     if kind == "ingest":
         space = embedding_space(source)
         if space is None:
@@ -56,6 +61,16 @@ def title(kind: str, source: str | None, params: dict | None, spaces: list | Non
     what = ANALYSIS_TITLES.get(kind, kind.title())
     space = params.get("backbone") or (", ".join(params["backbones"]) if isinstance(params.get("backbones"), list) else None)
     return what + (f" in {space}" if space else "")
+
+
+def _params(params: dict | None) -> dict | None:
+    """The job's parameters as shown: a re-embedding shard's image ids as their count."""
+    if params is None:
+        return None
+    out = dict(params)
+    if isinstance(out.get("ids"), list):
+        out["images"] = len(out.pop("ids"))
+    return out
 
 
 def job_dict(run: IngestRun, collection: str | None) -> dict:
@@ -90,7 +105,7 @@ def job_dict(run: IngestRun, collection: str | None) -> dict:
         "title": title(kind, run.source, run.params, run.spaces, run.parent_id),
         "parent_id": run.parent_id,
         "cancelled": is_cancelled(run.status, run.message),  # "ingest", an analysis ("clusters", "map", "evaluation", "comparison", "duplicates"), "index"
-        "params": dict(run.params) if run.params is not None else None,  # an analysis' parameters
+        "params": _params(run.params),  # an analysis' parameters
         "status": run.status,
         "collection": collection,
         "backbones": list(run.spaces or []),

@@ -75,6 +75,22 @@ def ingest_folder(ctx, collection: str, path, files: list, ignored: list[str], s
         raise
 
 
+def queue_runner(ctx) -> RQRunner:
+    """The workers' queue (``SIMSEARCH_REDIS_URL``, the first of ``SIMSEARCH_QUEUE``), checked to
+    answer: what a command's ``--queue`` hands its job to."""
+    settings = ctx.settings
+    if not settings.redis_url:
+        raise InvalidInput("--queue needs SIMSEARCH_REDIS_URL (the Redis that `simsearch worker` processes read)",
+                           field="queue")
+    runner = RQRunner(ctx, settings.redis_url, settings.queue.split(",")[0])
+    try:
+        runner.ping()
+    except Exception as exc:
+        raise QueueUnavailable(f"the job queue (Redis at {settings.redis_url}) is unreachable: "
+                               f"{type(exc).__name__}") from None
+    return runner
+
+
 def queue_folder(ctx, collection: str, path, options: dict, *, metadata=None, weights=None, manifest=None) -> dict:
     """Queue the ingest of ``path`` for the workers (SIMSEARCH_REDIS_URL), with the path itself as
     the allowed folder, or of an ``s3://`` prefix or a ``manifest`` (the workers read each URI
@@ -92,12 +108,7 @@ def queue_folder(ctx, collection: str, path, options: dict, *, metadata=None, we
     remote = manifest is not None or is_remote(path)
     if remote:  # listed before Redis is asked: a missing bucket is the error, whatever the queue
         files, ignored = folder_files(path, labels=options.get("labels"), metadata=metadata, manifest=manifest)
-    runner = RQRunner(ctx, settings.redis_url, settings.queue.split(",")[0])
-    try:
-        runner.ping()
-    except Exception as exc:
-        raise QueueUnavailable(f"the job queue (Redis at {settings.redis_url}) is unreachable: "
-                               f"{type(exc).__name__}") from None
+    runner = queue_runner(ctx)
     if remote:
         return ingest_ops.from_sources(ctx, runner, collection, files, ignored, source_name(path, manifest), options)
     target = Path(path).resolve()

@@ -16,8 +16,10 @@ index rebuild cannot be cancelled (searches use the previous index until it ends
   server folder) is queued again, the same job: the files already stored are skipped;
 - an embedding pass of the compare page (``embed: SPACE``) starts again over the images that still
   lack the vectors: a new job;
+- a re-embedding (kind ``reembed``) queues again its shards that did not end ``done``: the same
+  job; the images a shard had embedded are skipped;
 - anything else is refused (409) with what to do instead: a `simsearch ingest` command is run again,
-  a shard is retried with its whole ingest, an index rebuild starts again by itself.
+  a shard is retried with its whole job, an index rebuild starts again by itself.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from simsearch.jobs import shards
 from simsearch.jobs.manifest import FILENAME as MANIFEST, run_folder
 from simsearch.jobs.runners import make_runner
 from simsearch.jobs.status import embedding_space
-from simsearch.ops import analysis_jobs, tune_jobs
+from simsearch.ops import analysis_jobs, reembed_jobs, tune_jobs
 from simsearch.ops.analysis_tasks import AnalysisTask
 from simsearch.ops.embed_jobs import start_embedding
 from simsearch.store import job_cancel, lifecycle
-from simsearch.store.lifecycle import ANALYSIS_KINDS, RETRYABLE, UNFINISHED, JobKind, JobStatus
+from simsearch.store.lifecycle import ANALYSIS_KINDS, RETRYABLE, SHARD_KINDS, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import Collection, IngestRun
 
 
@@ -45,7 +47,8 @@ def _job(ctx, job_id: int) -> tuple[IngestRun, str | None, list[int]]:
             raise NotFound(f"no job with id {job_id}", field="job_id")
         coll = s.get(Collection, run.collection_id)
         children = list(s.scalars(select(IngestRun.id).where(IngestRun.parent_id == job_id,
-                                                             IngestRun.status.in_([u.value for u in UNFINISHED]))))
+                                                             IngestRun.status.in_([u.value for u in UNFINISHED]))
+                                  .order_by(IngestRun.id)))
         s.expunge(run)
         return run, coll.name if coll is not None else None, children
 
@@ -66,7 +69,7 @@ def cancel(ctx, job_id: int) -> dict:
             done.append(child)
     if not done:  # it ended meanwhile
         raise Conflict(f"job {job_id} ended before it could be cancelled", field="job_id")
-    if run.kind == JobKind.SHARD and run.parent_id is not None:
+    if run.kind in SHARD_KINDS and run.parent_id is not None:
         shards.roll_up(ctx, run.parent_id)  # the last shard to end ends the job
     return {"job_id": job_id, "status": JobStatus.FAILED.value, "cancelled": done}
 
@@ -79,6 +82,8 @@ def refusal(ctx, run: IngestRun, collection: str | None) -> str | None:
         return f"job {run.id} is {run.status}; only a failed, cancelled or interrupted job can be retried{hint}"
     if collection is None:
         return f"the collection of job {run.id} was deleted"
+    if run.kind == JobKind.REEMBED_SHARD:
+        return f"job {run.id} is a shard of re-embedding #{run.parent_id}: retry that job (what was stored is skipped)"
     if run.kind == JobKind.SHARD:
         return (f"job {run.id} is a shard of ingest #{run.parent_id}: ingest the same files again to finish that job "
                 "(what was stored is skipped)")
@@ -117,6 +122,10 @@ def retry(ctx, runner, job_id: int) -> dict:
     elif run.kind == JobKind.TUNE:
         opts = {k: v for k, v in (run.params or {}).items() if k != "report"}
         new_id, status = tune_jobs.start(ctx, runner, collection, opts)
+    elif run.kind == JobKind.REEMBED:  # the same job: its shards that did not end done are queued again
+        if not reembed_jobs.retry(ctx, runner, run.id):
+            raise Conflict(f"job {run.id} changed meanwhile: look at it again", field="job_id")
+        new_id, status = run.id, JobStatus.RUNNING.value
     elif _staged(ctx, run.id):  # an ingest whose files are still there: the same job, queued again
         if not lifecycle.requeue(ctx.db, run.id, f"queued again (retry of a {run.status} job)", when=RETRYABLE):
             raise Conflict(f"job {run.id} changed meanwhile: look at it again", field="job_id")

@@ -28,7 +28,7 @@ def get(ctx, job_id: int) -> dict:
         coll = s.get(Collection, run.collection_id)
         out = shown(run, coll.name if coll else None, s)
         out["retry_refused"] = job_actions.refusal(ctx, run, out["collection"]) if run.status in RETRYABLE else None
-        if run.kind == JobKind.INGEST and (run.params or {}).get("shards"):
+        if _sharded(run):
             children = s.scalars(select(IngestRun).where(IngestRun.parent_id == run.id).order_by(IngestRun.id))
             out["children"] = [shown(child, out["collection"]) for child in children]
         return out
@@ -44,14 +44,19 @@ def shown(run: IngestRun, collection: str | None, session=None) -> dict:
         from urllib.parse import quote
 
         out["result_url"] = f"/api/collections/{quote(collection, safe='')}/spaces"
-    if session is not None and run.kind == JobKind.INGEST and (run.params or {}).get("shards"):
+    if session is not None and _sharded(run):
         out.update(sharded_progress(session, run, out))
     return out
 
 
+def _sharded(run: IngestRun) -> bool:
+    """A job split into shards: a large queued ingest, a re-embedding."""
+    return run.kind in (JobKind.INGEST, JobKind.REEMBED) and bool((run.params or {}).get("shards"))
+
+
 def sharded_progress(session, run: IngestRun, shown: dict) -> dict:
     """A sharded job's counters as the sums of its shards' (they move while shards run)."""
-    summary = shards.progress(session, run.id)
+    summary = shards.progress(session, run.id, run.kind)
     out = {k: summary[k] for k in ("processed", "added", "skipped", "failed")}
     states = summary["states"]
     counted = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.FAILED)

@@ -5,22 +5,24 @@ The images are read again from where they were ingested from (``images.source_pa
 as at ingest; every view runs the backbone's feature map once per batch and each space pools and
 combines what it needs (:meth:`simsearch.embedding.embedder.Embedder.embed_variants`). Nothing is written unless
 every image could be read: a space with vectors for only some images would hide the others.
+
+This is the in-process pass of `simsearch tune` over its sample; embedding a whole collection
+(the chosen variant, `simsearch embed`, the API) is the sharded, resumable job of
+:mod:`simsearch.ops.reembed_jobs`, whose batch steps this uses.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
-import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from simsearch.errors import InvalidInput
-from simsearch.spaces import parse, space_key
-from simsearch.store.models import Embedding, Image
+from simsearch.jobs import reembed
+from simsearch.spaces import parse
+from simsearch.store.models import Image
 
-BATCH = 32
+BATCH = reembed.BATCH
 
 
 @dataclass
@@ -50,13 +52,10 @@ def _sources(ctx, collection_id: int, ids=None) -> list[tuple[int, str]]:
 def embed_collection(ctx, collection_id: int, spaces: list[str], *, ids=None, progress=None) -> Reembedded:
     """Embed every ok image of the collection (``ids``: only those of its images) in ``spaces`` (one
     backbone, one precision), store the vectors (replacing any) and leave their indexes to be built
-    when first searched. ``progress``: called with (images done, total)."""
-    from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
-    from simsearch.store import bulk
-
-    specs = [parse(sp) for sp in spaces]
-    if len({(sp.backbone, sp.precision) for sp in specs}) != 1:
-        raise InvalidInput("spaces embedded together must share their backbone and precision", field="spaces")
+    when first searched; all or nothing (see the module's text), in this process, with the batch
+    steps of the sharded job (:mod:`simsearch.jobs.reembed`). ``progress``: called with (images
+    done, total)."""
+    reembed.check_spaces(spaces)
     out = Reembedded(spaces=list(spaces))
     rows = _sources(ctx, collection_id, ids)
     t0 = time.perf_counter()
@@ -71,24 +70,11 @@ def embed_collection(ctx, collection_id: int, spaces: list[str], *, ids=None, pr
         out.unavailable = (f"{len(missing)} of {len(rows)} images can no longer be read where they were ingested "
                            "from (uploads are not kept), so they cannot be embedded in another space")
         return out
-    emb = ctx.embedder(space_key(specs[0].backbone, "gem3", specs[0].precision))  # the feature map
-    size = emb.input_size
-    now = datetime.now(timezone.utc)
     for start in range(0, len(rows), BATCH):
         chunk = rows[start:start + BATCH]
-        pixels = []
-        for _, path in chunk:
-            with open(path, "rb") as f:
-                data = f.read()
-            img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size,
-                               draft_long=THUMBNAIL_SIDE)  # decoded exactly as at ingest
-            pixels.append(resize_for_model(img.image, size))
-        vectors = emb.embed_variants(np.stack(pixels), dict(zip(spaces, specs)), pad_to=BATCH, view_seconds=out.view_seconds)
-        ids = np.asarray([i for i, _ in chunk], np.int64)
+        vectors = reembed.embed_batch(ctx, spaces, [path for _, path in chunk], out.view_seconds)
         with ctx.db.session() as s:
-            for sp, x in vectors.items():
-                s.execute(delete(Embedding).where(Embedding.space == sp, Embedding.image_id.in_(ids.tolist())))
-                bulk.write_vectors(s, bulk.prepare_vectors(ctx.db.dialect, ids, sp, x, now), now)
+            reembed.store(s, ctx.db.dialect, [i for i, _ in chunk], vectors)
             s.commit()
         out.images += len(chunk)
         if progress is not None:

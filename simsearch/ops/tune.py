@@ -23,7 +23,8 @@ Everything is scored on a seeded sample stratified by label whose size does not 
 collection (``sample``, default :data:`simsearch.ops.sampling.CAP` labelled images; ``"all"``:
 every one): the variants embed only the sampled images, the cross-validation and the choice of
 hyper-parameters use only them; then the chosen variant (if one is) embeds the rest of the
-collection once, and the winner's transform is fitted on every image (``report.sample`` says which).
+collection once (a re-embedding job run in the tuning's process: :mod:`simsearch.ops.reembed_jobs`),
+and the winner's transform is fitted on every image (``report.sample`` says which).
 
 Without labels there is nothing to score retrieval against: a PCA-whitening is fitted with the
 grid setting whose neighbour lists are the most stable across disjoint halves of the collection,
@@ -44,7 +45,9 @@ from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
 from simsearch.spaces import GEM_P, is_backbone_space, parse, space_key
 from simsearch.store import repo
-from simsearch.ops.reembed import embed_collection
+from simsearch.jobs import reembed
+from simsearch.ops import reembed_jobs
+from simsearch.ops.reembed import Reembedded, embed_collection
 from simsearch.store.models import Collection, Image
 
 PROTOCOL = ("nested stratified {folds}-fold cross-validation over the labelled images (seed {seed}): "
@@ -317,17 +320,29 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
 
 def _embed_rest(ctx, coll_id: int, spaces: list[str], report: TuneReport):
     """Embed the collection's images that lack the chosen variant's vectors (those outside the
-    sample), once; recorded in ``report.embedding["collection_pass"]``. None when none lack them."""
+    sample), once, as a re-embedding job run here (:mod:`simsearch.ops.reembed_jobs`: shards,
+    progress, cancel); recorded in ``report.embedding["collection_pass"]``. None when none lack
+    them; ``unavailable`` says why the variant cannot cover the collection (an image unreadable,
+    the job not done)."""
     with ctx.db.session() as s:
         ok = np.asarray(s.scalars(select(Image.id).where(Image.collection_id == coll_id, Image.status == "ok")).all(),
                         np.int64)
         lacking = np.setdiff1d(ok, repo.vector_ids(s, coll_id, spaces[0]))
+        collection = s.get(Collection, coll_id).name
     if not len(lacking):
         return None
-    done = embed_collection(ctx, coll_id, spaces, ids=lacking)
-    if not done.unavailable:
+    gone = sum(path is None for _i, path, _src in reembed.sources(ctx, lacking))
+    if gone:
+        return Reembedded(spaces=list(spaces), unavailable=f"{gone} of {len(lacking)} images can no longer be read "
+                                                           "where they were ingested from (uploads are not kept)")
+    t0 = time.perf_counter()
+    job = reembed_jobs.run_here(ctx, collection, spaces, ids=lacking, source=f"tune: {', '.join(spaces)}")
+    done = Reembedded(spaces=list(spaces), images=job["embedded"], seconds=time.perf_counter() - t0)
+    if job["status"] != "done":
+        done.unavailable = f"its re-embedding job #{job['job_id']} ended {job['status']}: {job['message']}"
+    else:
         report.embedding = {**(report.embedding or {}), "collection_pass": {
-            "images": done.images, "seconds": round(done.seconds, 2), "spaces": list(spaces)}}
+            "images": done.images, "seconds": round(done.seconds, 2), "spaces": list(spaces), "job_id": job["job_id"]}}
     return done
 
 

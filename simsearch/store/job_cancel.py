@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from simsearch.store.lifecycle import (LOST_AFTER_SECONDS, RESTARTABLE, Clock, JobKind, JobStatus, _cut, aware,
+from simsearch.store.lifecycle import (LOST_AFTER_SECONDS, RESTARTABLE, SHARD_KINDS, Clock, JobStatus, _cut, aware,
                                        transition)
 from simsearch.store.models import IngestRun, utcnow
 
@@ -25,7 +25,7 @@ def cancel_job(db, run_id: int, reason: str = "by a user", *, clock: Clock = utc
     job is then never started; a running ingest stops at its next batch, :func:`still_running`).
     A shard is failed for good (no retry). Returns whether it moved."""
     def mark_final(run: IngestRun) -> None:
-        if run.kind == JobKind.SHARD:
+        if run.kind in SHARD_KINDS:
             run.params = {**(run.params or {}), "final": True}
 
     return transition(db, run_id, JobStatus.FAILED, message=f"{CANCELLED} {reason}", then=mark_final, clock=clock)

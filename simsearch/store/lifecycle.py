@@ -48,6 +48,8 @@ class JobStatus(StrEnum):
 class JobKind(StrEnum):
     INGEST = "ingest"
     SHARD = "shard"  # a slice of a large queued ingest (simsearch.jobs.shards)
+    REEMBED = "reembed"  # stored images embedded again in other spaces (simsearch.jobs.reembed)
+    REEMBED_SHARD = "reembed_shard"  # a slice of a re-embedding's images
     INDEX = "index"  # a background index rebuild (simsearch.jobs.index_builds)
     TUNE = "tune"  # simsearch.ops.tune_jobs
     # the background analyses (simsearch.ops.analysis_tasks.KINDS)
@@ -61,7 +63,8 @@ class JobKind(StrEnum):
 UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 ENDED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.INTERRUPTED)
 ANALYSIS_KINDS = (JobKind.CLUSTERS, JobKind.MAP, JobKind.EVALUATION, JobKind.COMPARISON, JobKind.DUPLICATES)
-RESTARTABLE = (JobKind.INGEST, JobKind.SHARD)  # idempotent: started again after a lost worker
+SHARD_KINDS = (JobKind.SHARD, JobKind.REEMBED_SHARD)  # slices of a job (``parent_id``), rolled up into it
+RESTARTABLE = (JobKind.INGEST, JobKind.SHARD, JobKind.REEMBED_SHARD)  # idempotent: started again after a lost worker
 RETRYABLE = (JobStatus.FAILED, JobStatus.INTERRUPTED)  # ended badly: a retry may start it again
 
 HEARTBEAT_SECONDS = 30.0

@@ -8,6 +8,7 @@ from simsearch.errors import InvalidInput
 from simsearch.jobs.staging import ZipLimits
 from simsearch.ops import ingest as ops_ingest
 from simsearch.ops import jobs as ops_jobs
+from simsearch.ops import reembed_jobs
 from simsearch.store import repo
 from simsearch.web import schemas as S
 from simsearch.web.api.blueprint import bp
@@ -70,6 +71,13 @@ def list_jobs(q: S.JobsQuery):
     return {"jobs": [public_job(j) for j in ops_jobs.recent(ctx(), collection=q.collection, limit=q.limit)]}
 
 
+# The embedding jobs' answers (another backbone, a re-embedding): 202 with the job's URL, or why not
+EMBEDDING_RESPONSES = {**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP,
+                                e503="The backbone's weights are unavailable, or the job queue is."),
+                       202: {"description": "Queued; poll status_url.", "headers": {
+                           "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}}
+
+
 @bp.post("/collections/<name>/embed")
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.input(S.EmbedBackbone, location="json", arg_name="body")
@@ -79,11 +87,23 @@ def list_jobs(q: S.JobsQuery):
                     "their source files (those that are gone are listed in `ignored`); the vectors are added, nothing "
                     "else changes. What `simsearch compare --backbones A,B` does before comparing. 409 when every "
                     "image already has the vectors, or no source file is left.",
-        responses={**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP,
-                            e503="The backbone's weights are unavailable, or the job queue is."),
-                   202: {"description": "Queued; poll status_url.", "headers": {
-                       "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}})
+        responses=EMBEDDING_RESPONSES)
 def embed(name: str, q, body: S.EmbedBackbone):
     from simsearch.ops.embed_jobs import start_embedding
 
     return job_accepted(start_embedding(ctx(), runner(), name, body.backbone))
+
+
+@bp.post("/collections/<name>/reembed")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.ReembedRequest, location="json", arg_name="body")
+@bp.output(S.ReembedAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
+@bp.doc(summary="Embed the collection's stored images in other spaces (sharded background job)", tags=["ingest"],
+        security=WRITE_SECURITY,
+        description="Splits the collection's ok images that lack a vector in one of `spaces` into shards that any worker "
+                    "takes (resumable: a shard run again skips the images already stored), and answers with the cost "
+                    "estimate worked out before it starts. The same request while one runs joins it. 409 when every "
+                    "image already has the vectors.",
+        responses=EMBEDDING_RESPONSES)
+def reembed(name: str, q, body: S.ReembedRequest):
+    return job_accepted(reembed_jobs.start(ctx(), runner(), name, body.spaces, shard_size=body.shard_size))

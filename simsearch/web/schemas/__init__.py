@@ -13,3 +13,4 @@ from simsearch.web.schemas.vectors import *  # noqa: F401,F403
 from simsearch.web.schemas.duplicates import *  # noqa: F401,F403
 from simsearch.web.schemas.examples import *  # noqa: F401,F403
 from simsearch.web.schemas.exports import *  # noqa: F401,F403
+from simsearch.web.schemas.reembed import *  # noqa: F401,F403

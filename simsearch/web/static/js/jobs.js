@@ -59,7 +59,8 @@ function resultPage(job) {
   if (!job.collection || job.status !== 'done') return null;
   const base = `/c/${enc(job.collection)}`;
   return { ingest: base, shard: base, clusters: `${base}/clusters`, map: `${base}/map`, evaluation: `${base}/compare`,
-    comparison: `${base}/compare`, duplicates: `${base}/duplicates`, tune: `${base}/spaces` }[job.kind] || null;
+    comparison: `${base}/compare`, duplicates: `${base}/duplicates`, tune: `${base}/spaces`, reembed: `${base}/spaces`,
+    reembed_shard: `${base}/spaces` }[job.kind] || null;
 }
 
 function buttons(job, after) {
@@ -68,7 +69,7 @@ function buttons(job, after) {
     out.push(h('button', { type: 'button', 'data-testid': 'job-cancel', 'aria-label': `Cancel job ${job.id}`,
       onclick: (e) => act(e.currentTarget, `/api/jobs/${job.id}/cancel`, after) }, 'Cancel'));
   }
-  if ((job.status === 'failed' || job.status === 'interrupted') && job.kind !== 'shard') {
+  if ((job.status === 'failed' || job.status === 'interrupted') && job.kind !== 'shard' && job.kind !== 'reembed_shard') {
     if (job.retry_refused) {  // why it cannot start again, and what to do instead
       out.push(h('span', { class: 'hint retry-refused', 'data-testid': 'job-retry-refused', title: job.retry_refused },
         detail ? job.retry_refused : ['cannot be retried: ', h('a', { href: `/jobs/${job.id}` }, 'why')]));

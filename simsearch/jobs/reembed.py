@@ -1,0 +1,253 @@
+"""Re-embedding as a sharded job: stored images embedded again in other spaces of a backbone (a
+pooling or test-time-view variant, a tuned space's base, another backbone).
+
+A job of kind ``reembed`` holds the target spaces (its ``spaces``) and the image set, split into
+shards (kind ``reembed_shard``, ``parent_id`` the job) of at most ``SIMSEARCH_SHARD_SIZE`` image
+ids each (``params["ids"]``). Any worker takes a shard (:data:`TARGET` on the RQ queue, or a
+thread of the process that started it, or the command itself: :func:`run_here`). A shard reads
+its images again from where they were ingested from (or their kept original), decodes them as
+ingest does, runs the backbone's feature map once per test-time view for all target spaces
+(:meth:`~simsearch.embedding.embedder.Embedder.embed_variants`) and stores the vectors batch by
+batch, one transaction each (the old vectors of those images in those spaces replaced). Before
+each batch it skips the images that already have vectors in every target space, so a shard run
+again after its worker was killed embeds only what the killed run had not committed.
+
+The job's progress is the sums of its shards (:func:`simsearch.jobs.shards.progress`); it ends
+when its last shard ends (:func:`simsearch.jobs.shards.roll_up`). Cancel and retry are the jobs'
+own (``POST /api/jobs/<id>/cancel``, ``/retry``): a cancelled shard stops before its next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+
+from simsearch.errors import InvalidInput, JobCancelled
+from simsearch.jobs import shards
+from simsearch.jobs.kept_originals import stored_path
+from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
+from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch.spaces import parse, space_key
+from simsearch.store import bulk, job_cancel, lifecycle
+from simsearch.store.lifecycle import JobKind, JobStatus, is_final
+from simsearch.store.models import Embedding, Image, IngestRun, utcnow
+
+log = logging.getLogger("simsearch.jobs")
+
+KIND = JobKind.REEMBED
+SHARD_KIND = JobKind.REEMBED_SHARD
+TARGET = REEMBED_SHARD_TARGET  # on the RQ queue: a failure is retried by RQ's callback
+THREAD_TARGET = REEMBED_THREAD_TARGET  # in a thread: a failure ends the shard
+BATCH = 32
+MAX_ERRORS = 1000
+
+
+def check_spaces(spaces: list[str]) -> list[str]:
+    """The target spaces, checked: backbone spaces sharing one backbone and precision."""
+    spaces = list(dict.fromkeys(spaces))
+    if not spaces:
+        raise InvalidInput("give at least one space to embed in", field="spaces")
+    specs = [parse(sp) for sp in spaces]
+    if len({(sp.backbone, sp.precision) for sp in specs}) != 1:
+        raise InvalidInput("spaces embedded together must share their backbone and precision", field="spaces")
+    return spaces
+
+
+def lacking(session, ids, spaces: list[str]) -> list[int]:
+    """Those of ``ids`` that lack vectors in at least one of ``spaces`` (in their order)."""
+    ids = [int(i) for i in ids]
+    complete: set[int] = set()
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        complete.update(session.scalars(select(Embedding.image_id)
+                                        .where(Embedding.image_id.in_(chunk), Embedding.space.in_(spaces))
+                                        .group_by(Embedding.image_id)
+                                        .having(func.count(func.distinct(Embedding.space)) == len(spaces))))
+    return [i for i in ids if i not in complete]
+
+
+def readable_path(settings, source_path: str | None, digest: str | None) -> str | None:
+    """Where an image's bytes can be read again: its source file, else its kept original (SIMSEARCH_KEEP_ORIGINALS)."""
+    if source_path and Path(source_path).exists() and not Path(source_path).is_dir():
+        return source_path
+    kept = stored_path(settings, digest)
+    return str(kept) if kept is not None and kept.is_file() else None
+
+
+def sources(ctx, ids) -> list[tuple[int, str | None, str]]:
+    """(id, readable path or None, source path) of the ok images among ``ids``, in id order."""
+    ids = [int(i) for i in ids]
+    rows = []
+    with ctx.db.session() as s:
+        for start in range(0, len(ids), 5000):
+            rows += s.execute(select(Image.id, Image.source_path, Image.content_hash)
+                              .where(Image.id.in_(ids[start:start + 5000]), Image.status == "ok")).all()
+    return [(int(i), readable_path(ctx.settings, path, digest), path or "?") for i, path, digest in sorted(rows)]
+
+
+def feature_map(ctx, spaces: list[str]):
+    """The embedder of the spaces' backbone whose output is the feature map (pooled outside the model)."""
+    spec = parse(spaces[0])
+    return ctx.embedder(space_key(spec.backbone, "gem3", spec.precision))
+
+
+def embed_batch(ctx, spaces: list[str], paths: list[str], view_seconds: dict | None = None) -> dict[str, np.ndarray]:
+    """The images at ``paths`` in ``spaces`` (one backbone and precision), decoded as at ingest; the
+    feature map runs once per test-time view for all of them."""
+    specs = [parse(sp) for sp in spaces]
+    emb = feature_map(ctx, spaces)
+    size = emb.input_size
+    pixels = []
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size,
+                           draft_long=THUMBNAIL_SIDE)
+        pixels.append(resize_for_model(img.image, size))
+    return emb.embed_variants(np.stack(pixels), dict(zip(spaces, specs)), pad_to=BATCH, view_seconds=view_seconds)
+
+
+def store(session, dialect: str, ids, vectors: dict[str, np.ndarray]) -> None:
+    """Replace the vectors of images ``ids`` in each space of ``vectors`` (the caller commits)."""
+    now = datetime.now(timezone.utc)
+    ids = np.asarray(ids, np.int64)
+    for sp, x in vectors.items():
+        session.execute(delete(Embedding).where(Embedding.space == sp, Embedding.image_id.in_(ids.tolist())))
+        bulk.write_vectors(session, bulk.prepare_vectors(dialect, ids, sp, x, now), now)
+
+
+# ---- the job -----------------------------------------------------------------------------------
+
+def create(ctx, collection_id: int, spaces: list[str], ids, *, source: str, shard_size: int | None = None,
+           batch_size: int | None = None, estimate: dict | None = None) -> tuple[int, list[int]]:
+    """A queued re-embedding of images ``ids`` of the collection in ``spaces``, split into shards of
+    at most ``shard_size`` images (default ``SIMSEARCH_SHARD_SIZE``). Returns (job id, shard ids)."""
+    spaces = check_spaces(spaces)
+    ids = sorted({int(i) for i in ids})
+    slices = shards.plan(len(ids), shard_size or ctx.settings.shard_size)
+    batch = int(batch_size or BATCH)
+    with ctx.db.session() as s:
+        parent = lifecycle.new_run(kind=KIND, collection_id=collection_id, source=source, spaces=spaces,
+                                   total=len(ids), params={"shards": len(slices), "shard_size": shard_size
+                                                           or ctx.settings.shard_size, "batch_size": batch,
+                                                           **({"estimate": estimate} if estimate else {})})
+        s.add(parent)
+        s.flush()
+        children = [lifecycle.new_run(kind=SHARD_KIND, parent_id=parent.id, collection_id=collection_id,
+                                      source=source, spaces=spaces, total=stop - start,
+                                      params={"ids": ids[start:stop], "shard": i + 1, "shards": len(slices),
+                                              "batch_size": batch})
+                    for i, (start, stop) in enumerate(slices)]
+        s.add_all(children)
+        if children:
+            lifecycle.start_parent(parent)
+        else:
+            lifecycle.end(parent, JobStatus.DONE, "nothing to embed")
+        s.flush()
+        return parent.id, [c.id for c in children]
+
+
+def unfinished_shards(ctx, parent_id: int) -> list[int]:
+    """The shards of a re-embedding that have not ended for good (to queue, or run here)."""
+    with ctx.db.session() as s:
+        rows = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.params)
+                         .where(IngestRun.parent_id == parent_id).order_by(IngestRun.id)).all()
+    return [i for i, status, params in rows if not is_final(status, params)]
+
+
+def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:
+    """Embed one shard's images that still lack a target space's vectors, then roll the job up.
+    A shard that ended is not run again; one left ``running`` by a dead worker is (what it
+    committed is skipped). A failure propagates (RQ's failure callback retries the shard, or fails
+    it for good after its last attempt). ``progress(done, total)``: after each batch."""
+    got = shards.claim_shard(ctx, shard_id, SHARD_KIND, "re-embedding shard")
+    shard = got.run
+    if not got.claimed:
+        return {"run_id": shard_id, "status": shard.status}
+    parent_id, spaces = shard.parent_id, list(shard.spaces)
+    ids, batch = [int(i) for i in shard.params["ids"]], int(shard.params.get("batch_size") or BATCH)
+    try:
+        with lifecycle.Heartbeat(ctx.db, shard_id):
+            out = _embed_shard(ctx, shard_id, ids, spaces, batch, progress)
+    except JobCancelled:
+        shards.roll_up(ctx, parent_id)
+        return {"run_id": shard_id, "status": JobStatus.FAILED.value, "cancelled": True}
+    lifecycle.finish(ctx.db, shard_id, f"embedded {out['added']} images, {out['skipped']} had the vectors already"
+                     + (f", {out['failed']} could not be read" if out["failed"] else ""),
+                     params={**shard.params, "seconds": round(out["seconds"], 3), "forwards": out["forwards"]})
+    shards.roll_up(ctx, parent_id)
+    return {"run_id": shard_id, "status": JobStatus.DONE.value, **out}
+
+
+def execute_shard_once(ctx, shard_id: int) -> dict:
+    """:func:`execute_shard` in a thread runner (no retries): a failure ends the shard for good."""
+    try:
+        return execute_shard(ctx, shard_id)
+    except Exception as exc:
+        shards.fail_finally(ctx, shard_id, exc)
+        raise
+
+
+def _embed_shard(ctx, shard_id: int, ids: list[int], spaces: list[str], batch: int, progress) -> dict:
+    with ctx.db.session() as s:
+        todo = lacking(s, ids, spaces)
+    rows = sources(ctx, todo)
+    skipped = len(ids) - len(rows)  # had every vector already (an earlier run's), or no longer an ok image
+    errors = [{"file": Path(src).name, "reason": "its source file is gone and no original was kept"}
+              for _i, path, src in rows if path is None]
+    rows = [r for r in rows if r[1] is not None]
+    counts = {"processed": skipped + len(errors), "added": 0, "skipped": skipped, "failed": len(errors)}
+    _write(ctx, shard_id, counts, errors)
+    view_seconds: dict[str, float] = {}
+    if rows:
+        feature_map(ctx, spaces).load()  # (opening the model is not part of the recorded rate)
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        vectors = embed_batch(ctx, spaces, [p for _i, p, _s in chunk], view_seconds)
+        with ctx.db.session() as s:
+            running = job_cancel.still_running(s, shard_id)  # cancelled meanwhile: stop before storing
+            if running:
+                store(s, ctx.db.dialect, [i for i, _p, _s in chunk], vectors)
+                counts["processed"] += len(chunk)
+                counts["added"] += len(chunk)
+                s.execute(update(IngestRun).where(IngestRun.id == shard_id).values(**counts, updated_at=utcnow()))
+        if not running:
+            with ctx.db.session() as s:
+                job_cancel.stopped(s.get(IngestRun, shard_id), f"stopped after {counts['processed']} of "
+                                                               f"{len(ids)} images (what was stored is kept)")
+            raise JobCancelled(f"re-embedding shard {shard_id} was cancelled", field="job_id")
+        if progress is not None:
+            progress(counts["processed"], len(ids))
+    return {**counts, "seconds": time.perf_counter() - t0, "forwards": len(view_seconds)}
+
+
+def _write(ctx, shard_id: int, counts: dict, errors: list) -> None:
+    with ctx.db.session() as s:
+        s.execute(update(IngestRun).where(IngestRun.id == shard_id)
+                  .values(**counts, errors=errors[:MAX_ERRORS], updated_at=utcnow()))
+
+
+def run_here(ctx, parent_id: int, progress=None) -> str:
+    """Run the job's unfinished shards one after another in this process (a command that wants no
+    workers, or a tuning that embeds its chosen space); returns the job's status.
+    ``progress(done, total)``: the job's images done, after each batch."""
+    with ctx.db.session() as s:
+        total = s.get(IngestRun, parent_id).total
+    for shard_id in unfinished_shards(ctx, parent_id):
+        with ctx.db.session() as s:
+            before = shards.progress(s, parent_id, KIND)["processed"]
+            before -= s.get(IngestRun, shard_id).processed or 0
+        report = None if progress is None else (lambda done, _n, b=before: progress(b + done, total))
+        try:
+            execute_shard(ctx, shard_id, progress=report)
+        except Exception as exc:
+            shards.fail_finally(ctx, shard_id, exc)
+            raise
+    with ctx.db.session() as s:
+        return s.get(IngestRun, parent_id).status

@@ -1,0 +1,55 @@
+"""Request and response of ``POST /api/collections/<name>/reembed``: a re-embedding job and its
+cost estimate (:mod:`simsearch.ops.reembed_jobs`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from simsearch import limits as L
+from simsearch.web.schemas.requests import Body
+
+__all__ = ["ReembedRequest", "ReembedEstimate", "ReembedAccepted"]
+
+
+class ReembedRequest(Body):
+    spaces: Annotated[list[L.Backbone], Field(min_length=1, max_length=16)] = Field(
+        description="The spaces to embed the collection's stored images in: one backbone and precision, any poolings "
+                    "and test-time views (`efficientnet_lite0@gem3`, `efficientnet_lite0@gem3+flip`).",
+        examples=[["efficientnet_lite0@gem3"]])
+    shard_size: Annotated[int, Field(ge=1, le=1_000_000), L.Whole] | None = Field(
+        None, description="Images per shard (default: the server's SIMSEARCH_SHARD_SIZE).", examples=[1000])
+
+
+class ReembedEstimate(BaseModel):
+    """What the job will cost, worked out before it starts: images x forwards per image x seconds per forward."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    images: int = Field(description="Images to embed (the collection's ok images lacking one of the spaces).",
+                        examples=[2040])
+    spaces: int = Field(description="Target spaces.", examples=[1])
+    forwards_per_image: int = Field(description="Model forwards per image: the distinct test-time views of the "
+                                                "spaces (poolings share one forward).", examples=[1])
+    seconds_per_image: float | None = Field(description="Seconds per image (null: no rate known yet).",
+                                            examples=[0.021])
+    seconds: float | None = Field(description="Seconds for the whole job on one worker (null: no rate known yet).",
+                                  examples=[42.8])
+    basis: Literal["recorded", "ingest", "probe", "none"] = Field(
+        description="Where the rate comes from: `recorded` re-embedding shards of this backbone (wall time), `ingest`'s "
+                    "model seconds per image (decoding not included), a timed `probe`, or `none`.", examples=["recorded"])
+
+
+class ReembedAccepted(BaseModel):
+    job_id: int
+    status: Literal["queued", "running"]
+    status_url: str
+    collection: str
+    spaces: list[str] = Field(description="The target spaces (with the server's precision).",
+                              examples=[["efficientnet_lite0@gem3"]])
+    total: int = Field(description="Images the job embeds.", examples=[2040])
+    shards: int = Field(description="Shards the job was split into (0: a job already under way was joined).",
+                        examples=[3])
+    estimate: ReembedEstimate | None = Field(description="The cost, said before it starts.")
+    runner: Literal["thread", "rq"]
