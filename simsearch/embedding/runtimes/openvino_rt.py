@@ -1,6 +1,8 @@
 """OpenVINO (CPU plugin) on an IR converted from the ONNX export of the Keras model.
 bf16 uses ``INFERENCE_PRECISION_HINT=bf16`` and is offered only where the CPU plugin reports
-BF16 among its capabilities (AMX / AVX512-BF16): elsewhere the hint is silently ignored."""
+BF16 among its capabilities (AMX / AVX512-BF16): elsewhere the hint is silently ignored.
+int8 is the same IR quantized by NNCF (``nncf.quantize``, post-training, calibrated on a sample of
+the user's photos: :mod:`.calibration`); it needs the optional ``nncf`` package (extra ``int8``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BF16, ModelSpec, cpu_threads
+from .base import BF16, INT8, ModelSpec, cpu_threads
 from .cache import ConvertingRuntime
 
 
@@ -45,6 +47,12 @@ class OpenVinoRuntime(ConvertingRuntime):
             return "runs on the CPU only here"
         if spec.precision == BF16 and not self.cpu_bf16():
             return "this CPU has no bf16 (AMX or AVX512-BF16): OpenVINO would compute in fp32"
+        if spec.precision == INT8:
+            if importlib.util.find_spec("nncf") is None:
+                return "int8 needs nncf (pip install 'simsearch[int8]')"
+            if spec.calibration is None:
+                return ("int8 needs a folder of your photos to calibrate on: set SIMSEARCH_INT8_CALIBRATION "
+                        "(e.g. the folder you ingest)")
         return None
 
     def convert(self, onnx_path: Path, out_dir: Path) -> None:
@@ -53,6 +61,20 @@ class OpenVinoRuntime(ConvertingRuntime):
         model = _core().read_model(str(onnx_path))
         # compress_to_fp16 defaults to True: that would change the weights, and so the vectors
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=False)
+
+    def quantize(self, model_dir: Path, spec: ModelSpec) -> None:
+        import nncf
+        import openvino as ov
+
+        from .calibration import inputs
+
+        model = _core().read_model(str(model_dir / "model.xml"))
+        data = inputs(spec.calibration, spec.backbone)
+        quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=len(data),
+                                  preset=nncf.QuantizationPreset.PERFORMANCE)
+        for name in self.files:
+            (model_dir / name).unlink()
+        ov.save_model(quantized, str(model_dir / "model.xml"), compress_to_fp16=False)
 
     def load(self, model_dir: Path, spec: ModelSpec):
         core = _core()
