@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import BF16, INT8, ModelSpec, cpu_threads
 from .cache import ConvertingRuntime
+from .calibration import inputs
 
 
 @lru_cache(maxsize=1)
@@ -65,8 +66,6 @@ class OpenVinoRuntime(ConvertingRuntime):
     def quantize(self, model_dir: Path, spec: ModelSpec) -> None:
         import nncf
         import openvino as ov
-
-        from .calibration import inputs
 
         model = _core().read_model(str(model_dir / "model.xml"))
         data = inputs(spec.calibration, spec.backbone)
