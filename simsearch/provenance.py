@@ -34,11 +34,12 @@ from sqlalchemy.exc import IntegrityError
 
 from simsearch.digest import file_sha256
 from simsearch.embedding.runtimes import calibration
+from simsearch.embedding.runtimes.openvino_rt import int8_activations
 from simsearch.errors import Conflict
 from simsearch.spaces import imported_name, is_backbone_space
 from simsearch.store.models import SpaceFingerprint
 
-KEYS = ("model", "pooling", "views", "precision", "dim")
+KEYS = ("model", "pooling", "views", "precision", "dim", "int8_activations")
 DIGESTS = ("weights_sha256", "calibration_sha256")  # compared where both fingerprints name one
 INTERNAL = "variant"  # origin of the spaces `simsearch tune` embedded to try (kept as a chosen space's base)
 
@@ -52,6 +53,7 @@ def of_embedder(emb) -> dict:
           "precision": spec.precision, "dim": int(emb.dim), "space": spec.key}
     if spec.precision == "int8":  # the quantized model depends on the photos it was calibrated on
         fp["calibration_sha256"] = calibration.digest(emb.calibration)
+        fp["int8_activations"] = int8_activations()
     return fp
 
 

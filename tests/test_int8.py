@@ -71,10 +71,11 @@ def test_the_calibration_sample_is_deterministic_and_its_digest_follows_the_phot
 
 
 @needs_int8
-def test_int8_model_is_quantized_once_cached_and_close_to_fp32(weights_dir, calib):
+def test_int8_model_is_quantized_once_cached_and_close_to_fp32(weights_dir, calib, capsys):
     backbone = Embedder(parse(LITE), weights_dir).backbone
     spec = ModelSpec(backbone, "avg", INT8, weights_dir, calibration=calib)
     first = open_session(spec, "openvino")
+    assert first.source == "converted" and capsys.readouterr().out == ""  # stdout is the CLI's --json
     again = open_session(spec, "openvino")  # a new process would find the same folder
     assert first.precision == INT8 and again.source == "cache"
     folder = Path(again.extra["cache"])
@@ -112,7 +113,10 @@ def test_int8_vectors_are_never_mixed_with_fp32_or_another_calibration(sqlite_se
         svc.close()
     assert list(ids8) == list(ids32) and len(ids8) == 4
     assert fp8["calibration_sha256"] == calibration.digest(calib) and fp8["precision"] == INT8
+    assert fp8["int8_activations"] in ("bf16", "f32")
     assert provenance.differs(fp8, fp32)
+    for key, other in (("calibration_sha256", "0" * 64), ("int8_activations", "f32" if fp8["int8_activations"] == "bf16" else "bf16")):
+        assert provenance.differs(fp8, {**fp8, key: other})
 
     # A server calibrated on other photos makes another model: it may neither add to nor query the space.
     other = copy_subset(tmp_path / "other", 10, start=100)
