@@ -2,7 +2,7 @@
 
 Post-training quantization (NNCF on the OpenVINO model) measures the range of every activation
 on real inputs. Those come from a folder of the user's own photos (``SIMSEARCH_INT8_CALIBRATION``,
-e.g. the folder a collection is ingested from): up to :data:`SAMPLE` images, every n-th of the
+a folder that stays as it is, e.g. a copy of some of a collection's photos): up to :data:`SAMPLE` images, every n-th of the
 folder's images in path order, so the same folder gives the same sample on every machine. The
 sample's digest (its files' names and contents) is part of the quantized model's cache key and of
 the space's fingerprint: another sample makes another model, whose vectors are never mixed with

@@ -63,7 +63,7 @@ class OpenVinoRuntime(ConvertingRuntime):
                 return "int8 needs nncf (pip install 'simsearch[int8]')"
             if spec.calibration is None:
                 return ("int8 needs a folder of your photos to calibrate on: set SIMSEARCH_INT8_CALIBRATION "
-                        "(e.g. the folder you ingest)")
+                        "that stays as it is (e.g. a copy of a few hundred of the collection's)")
         return None
 
     def convert(self, onnx_path: Path, out_dir: Path) -> None:
