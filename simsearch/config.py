@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     decode_priority: str = "idle"
     tf_verbose: bool = False
     runtime: Literal["auto", "openvino", "onnxruntime", "keras"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    # int8 (space BACKBONE+int8): the folder of photos its quantization is calibrated on (a sample)
+    int8_calibration: Path | None = None
     device: Literal["auto", "cpu", "gpu"] = "auto"
     # web requests and jobs
     max_upload_mb: float = Field(64.0, gt=0)
@@ -132,12 +134,12 @@ class Settings(BaseSettings):
     zip_max_entry_bytes: int = Field(512 << 20, ge=1)
     zip_max_ratio: float = Field(100.0, gt=1)
 
-    @field_validator("home", "weights_path", "allow_server_paths", mode="after")
+    @field_validator("home", "weights_path", "allow_server_paths", "int8_calibration", mode="after")
     @classmethod
     def _absolute(cls, v: Path | None) -> Path | None:
         return None if v is None else Path(v).expanduser().resolve()
 
-    @field_validator("redis_url", "secret_key", "weights_path", "allow_server_paths", "jobs", mode="before")
+    @field_validator("redis_url", "secret_key", "weights_path", "allow_server_paths", "jobs", "int8_calibration", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         if isinstance(v, str):

@@ -75,7 +75,8 @@ class AppContext:
         if weights:
             self.weights[space] = weights
         return Embedder(spaces.to_embed(space), self.settings.weights_dir, weights=self.weights.get(space),
-                        runtime=self.settings.runtime, device=self.settings.device)
+                        runtime=self.settings.runtime, device=self.settings.device,
+                        calibration=self.settings.int8_calibration)
 
     def new_space(self, backbone: str, pooling: str = "avg", precision: str | None = None) -> str:
         """The space new vectors of ``backbone`` go to under these settings (``precision`` auto:

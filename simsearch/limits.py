@@ -160,9 +160,9 @@ class _SpaceName(_BackboneName):
         return {"anyOf": [{"type": "string", "pattern": spaces.space_pattern()},
                           {"type": "string", "pattern": SPACE_NAME_PATTERN}],
                 "examples": ["efficientnet_lite0", "efficientnet_lite0@gem4+flip+ms+bf16", "efficientnet_lite0.discriminant"],
-                "description": "Embedding space: a backbone's, `backbone[@pooling][+flip][+ms][+bf16]`, where `backbone` "
+                "description": "Embedding space: a backbone's, `backbone[@pooling][+flip][+ms][+bf16|+int8]`, where `backbone` "
                                "is one of " + ", ".join(f"`{n}`" for n in list_backbones()) + SPACE_GRAMMAR_WORDS
-                               + " `+bf16`: vectors computed in bfloat16. Or the name of a space of derived or imported "
+                               + " `+bf16`: vectors computed in bfloat16; `+int8`: by an int8 model (OpenVINO, NNCF). Or the name of a space of derived or imported "
                                f"vectors ({SPACE_NAME_RULE}), e.g. `efficientnet_lite0.discriminant` (made by `tune`). "
                                "`GET /api/collections/{name}/spaces` lists a collection's spaces, each in plain words."}
 

@@ -19,9 +19,9 @@ server has when it first checks (origin ``assumed``). Then:
   this server does not run goes to a space named for it (:func:`foreign_name`).
 
 Two fingerprints *differ* when any of model, pooling, views, precision or dimension differ, or
-when both name a weights digest and the digests differ (a weights file not yet downloaded has no
-digest yet: the rest is still compared). The runtime (Keras, ONNX Runtime, OpenVINO) is not
-part of it: converted models are checked against Keras's output when they are made.
+when both name a weights digest (or, for int8, a calibration sample's digest) and the digests
+differ (a weights file not yet downloaded has no digest yet: the rest is still compared). The
+runtime (Keras, ONNX Runtime, OpenVINO) is not part of it: converted models are checked against Keras's output when they are made.
 """
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from simsearch.digest import file_sha256
+from simsearch.embedding.runtimes import calibration
+from simsearch.embedding.runtimes.openvino_rt import int8_activations
 from simsearch.errors import Conflict
 from simsearch.spaces import imported_name, is_backbone_space
 from simsearch.store.models import SpaceFingerprint
 
-KEYS = ("model", "pooling", "views", "precision", "dim")
+KEYS = ("model", "pooling", "views", "precision", "dim", "int8_activations")
+DIGESTS = ("weights_sha256", "calibration_sha256")  # compared where both fingerprints name one
 INTERNAL = "variant"  # origin of the spaces `simsearch tune` embedded to try (kept as a chosen space's base)
 
 
@@ -46,8 +49,12 @@ def of_embedder(emb) -> dict:
     spec = emb.spec
     path = emb.backbone.weights_file(emb.weights_dir, emb.weights)
     sha = file_sha256(path) if path is not None and Path(path).is_file() else None
-    return {"model": spec.backbone, "weights_sha256": sha, "pooling": spec.pooling, "views": list(spec.views),
-            "precision": spec.precision, "dim": int(emb.dim), "space": spec.key}
+    fp = {"model": spec.backbone, "weights_sha256": sha, "pooling": spec.pooling, "views": list(spec.views),
+          "precision": spec.precision, "dim": int(emb.dim), "space": spec.key}
+    if spec.precision == "int8":  # the quantized model depends on the photos it was calibrated on
+        fp["calibration_sha256"] = calibration.digest(emb.calibration)
+        fp["int8_activations"] = int8_activations()
+    return fp
 
 
 def of_space(ctx, space: str, weights: str | None = None) -> dict:
@@ -75,8 +82,7 @@ def differs(a: dict | None, b: dict | None) -> bool:
     for key in KEYS:
         if key in a and key in b and _norm(a[key]) != _norm(b[key]):
             return True
-    wa, wb = a.get("weights_sha256"), b.get("weights_sha256")
-    return bool(wa and wb and wa != wb)
+    return any(a.get(key) and b.get(key) and a[key] != b[key] for key in DIGESTS)
 
 
 def _norm(value):

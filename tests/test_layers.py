@@ -38,7 +38,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 LAZY: dict[str, str] = {
     "tensorflow": "heavy, optional backend", "keras": "heavy", "torch": "heavy, optional backend",
     "jax": "heavy, optional backend", "openvino": "heavy, optional runtime",
-    "onnxruntime": "heavy, optional runtime", "tf2onnx": "heavy, optional converter", "onnx": "heavy, optional",
+    "onnxruntime": "heavy, optional runtime", "nncf": "heavy, optional (int8 quantization)", "tf2onnx": "heavy, optional converter", "onnx": "heavy, optional",
     "cv2": "heavy, optional", "matplotlib": "heavy (map PNG only)", "openTSNE": "heavy (t-SNE only)",
     "selenium": "optional (browser tests)", "faiss": "heavy (index, large kMeans)",
     "sklearn": "heavy (analysis only)", "scipy": "heavy (analysis only)",

@@ -19,7 +19,7 @@ def test_every_name_a_request_may_give_round_trips():
     """Each backbone, bare or with each pooling, each view combination and each precision; the
     default pooling written out (``@avg``) formats as the bare name."""
     names = spaces.read_spaces()
-    assert len(names) == len(set(names)) == len(list_backbones()) * (1 + len(spaces.POOLINGS)) * 4 * 2
+    assert len(names) == len(set(names)) == len(list_backbones()) * (1 + len(spaces.POOLINGS)) * 4 * 3  # fp32, bf16, int8
     for name in names:
         spec = parse(name)
         canonical = name.replace("@avg", "")
@@ -69,7 +69,7 @@ def test_an_embedder_is_given_the_parts_of_a_backbone_space_never_an_imported_on
     (f"{LITE}@+flip", "pooling", "nothing after '@'"),
     (f"{LITE}+ms+flip", "backbone", "come the test-time views (+flip then +ms, each at most once)"),
     (f"{LITE}+flip+flip", "backbone", "each at most once"),
-    (f"{LITE}+bf16+flip", "backbone", "then the precision (+fp32 or +bf16)"),
+    (f"{LITE}+bf16+flip", "backbone", "then the precision (+fp32 or +bf16 or +int8)"),
     (f"{LITE}+fp16", "backbone", "then the precision"),
     (f"{LITE}+", "backbone", "nothing after '+'"),
     (f"{LITE}++flip", "backbone", "nothing after '+'"),
@@ -83,7 +83,7 @@ def test_bad_names_say_why_and_name_the_field(name, field, says):
 
 @pytest.mark.parametrize("kwargs,field,says", [
     ({"pooling": "min"}, "pooling", "pooling must be one of"),
-    ({"precision": "fp16"}, "precision", "precision must be one of fp32, bf16, not 'fp16'"),
+    ({"precision": "fp16"}, "precision", "precision must be one of fp32, bf16, int8, not 'fp16'"),
     ({"views": ("zoom",)}, "backbone", "test-time views are flip, ms, not 'zoom'"),
 ])
 def test_formatting_checks_every_part(kwargs, field, says):

@@ -92,9 +92,9 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, str]:
                    "the workers must see a folder at the same place; they read a bucket or URLs with their own "
                    "AWS environment). Large jobs are split into shards that run in parallel; follow with `simsearch jobs ID --follow`.")
 @runtime_options
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
               help="Numerics of the new vectors [env SIMSEARCH_PRECISION; default auto: bf16 where the CPU has "
-                   "AMX/AVX512-BF16, else fp32]. bf16 vectors go to their own space (BACKBONE+bf16).")
+                   "AMX/AVX512-BF16, else fp32]. bf16 and int8 vectors go to their own spaces (BACKBONE+bf16, BACKBONE+int8; int8 needs SIMSEARCH_INT8_CALIBRATION).")
 @json_option
 @click.pass_context
 def ingest(ctx, path, collection, manifest, backbones, pooling, labels, metadata, batch_size, workers, weights, progress,

@@ -19,13 +19,14 @@ class ModelKey(NamedTuple):
     backbone: str
     runtime: str  # as asked: ``auto`` or a runtime's name
     precision: str
-    options: tuple  # (model pooling, weights folder, weights file or None, device)
+    options: tuple  # (model pooling, weights folder, weights file or None, device, int8 calibration folder)
 
     @classmethod
     def of(cls, spec, runtime: str) -> "ModelKey":
         """The key of a :class:`simsearch.embedding.runtimes.ModelSpec` opened on ``runtime``."""
         return cls(spec.backbone.name, runtime, spec.precision,
-                   (spec.pooling, str(spec.weights_dir), spec.weights, spec.device))
+                   (spec.pooling, str(spec.weights_dir), spec.weights, spec.device,
+                    str(spec.calibration) if spec.calibration else None))
 
 
 class ModelCache:

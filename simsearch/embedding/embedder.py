@@ -1,6 +1,6 @@
 """Embedding: uint8 images at a backbone's input size -> L2-normalised float32 vectors in a space.
 
-A space (:mod:`simsearch.spaces`: ``backbone[@pooling][+flip][+ms][+bf16]``, parsed there into a
+A space (:mod:`simsearch.spaces`: ``backbone[@pooling][+flip][+ms][+bf16|+int8]``, parsed there into a
 :class:`~simsearch.spaces.SpaceSpec`, which is what an embedder is given: it never reads names) says what is
 computed: the backbone, its pooling (GeM runs the backbone up to its feature map and pools here:
 :func:`pool_map`), the test-time views (``+flip`` adds the left-right mirrored image, ``+ms`` a
@@ -9,7 +9,8 @@ fixed-size model sees the subject larger, not in more detail; the vector is the 
 the views' normalised vectors, the same at ingest and for a query image) and the numerics
 (``+bf16``). Vectors of different spaces are never mixed. fp32 vectors from any runtime share a
 space: every converted runtime is validated against Keras fp32 (cosine >= 0.9999); bf16 vectors
-differ more (cosine ~0.998), so they get a space of their own.
+differ more (cosine ~0.998), so they get a space of their own, and so do int8 ones (OpenVINO
+quantized by NNCF, cosine ~0.98).
 
 The model (:mod:`simsearch.embedding.backbones`) runs on a runtime from :mod:`simsearch.embedding.runtimes` (``auto``: OpenVINO or ONNX Runtime on
 a validated converted model where installed, else Keras), on the CPU or a GPU; opened models are
@@ -91,10 +92,11 @@ class Embedder:
     ``spec``: the space's parts (a :class:`simsearch.spaces.SpaceSpec`: backbone, pooling, views,
     precision; :func:`simsearch.spaces.parse` makes one from a name). ``runtime``: ``auto`` or a name
     from :func:`simsearch.embedding.runtimes.runtime_names`; ``device``: ``auto``, ``cpu`` or ``gpu``.
-    The precision comes from the space (``+bf16``)."""
+    The precision comes from the space (``+bf16``, ``+int8``); ``calibration``: the folder of photos
+    an int8 model is calibrated on (:mod:`simsearch.embedding.runtimes.calibration`)."""
 
     def __init__(self, spec, weights_dir: Path, *, weights: str | None = None, runtime: str = "auto",
-                 device: str = "auto"):
+                 device: str = "auto", calibration: Path | None = None):
         self.spec = spec
         self.space = spec.key
         name, self.pooling, self.precision = self.spec.backbone, self.spec.pooling, self.spec.precision
@@ -103,6 +105,7 @@ class Embedder:
         self.weights = weights
         self.runtime = check_choice(runtime)
         self.device = device
+        self.calibration = Path(calibration) if calibration and self.precision == "int8" else None
         self.load_seconds = 0.0  # what opening the model took, when this embedder opened it
         self._key: ModelKey | None = None
         self._session = None
@@ -146,7 +149,7 @@ class Embedder:
         """What to open (the device resolved) and its key in the model cache."""
         pooling = self.spec.model_pooling  # GeM: the model's feature map, pooled here
         spec = ModelSpec(self.backbone, pooling, self.precision, self.weights_dir, self.weights,
-                         resolve_device(self.device))
+                         resolve_device(self.device), self.calibration)
         return spec, ModelKey.of(spec, self.runtime)
 
     @property

@@ -1,6 +1,6 @@
 """Embedding spaces: the one place that knows what a space name means and which space is used.
 
-- :mod:`.names`: the grammar (``backbone[@pooling][+flip][+ms][+bf16]``, imported and derived
+- :mod:`.names`: the grammar (``backbone[@pooling][+flip][+ms][+bf16|+int8]``, imported and derived
   names): :func:`parse` (a name -> :class:`SpaceSpec`), :func:`space_key` (the parts -> a name),
   :func:`check`, :func:`is_backbone_space`;
 - :mod:`.listing`: every backbone space a request may name, the kind of a stored space;

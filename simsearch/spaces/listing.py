@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from simsearch.embedding.backbones import list_backbones
-from simsearch.embedding.runtimes import BF16
+from simsearch.embedding.runtimes import FP32, PRECISIONS
 
 from .names import POOLINGS, VIEWS, is_backbone_space
 
@@ -22,21 +22,22 @@ def backbone_spaces() -> list[str]:
 
 def space_pattern(*, precision: bool = True) -> str:
     """The grammar as one regular expression: a registered backbone, then optionally ``@pooling``,
-    ``+flip``, ``+ms`` (in this order) and, with ``precision``, ``+bf16``: exactly the names of
+    ``+flip``, ``+ms`` (in this order) and, with ``precision``, ``+bf16`` or ``+int8``: exactly the names of
     :func:`read_spaces` (``precision``) or :func:`backbone_spaces` (without). The API documents a
     space with it rather than with the hundreds of names it stands for."""
     names = "|".join(re.escape(n) for n in list_backbones())
     views = "".join(rf"(\+{re.escape(v)})?" for v in VIEWS)
-    tail = rf"(\+{BF16})?" if precision else ""
+    tail = rf"(\+({'|'.join(p for p in PRECISIONS if p != FP32)}))?" if precision else ""
     return rf"^({names})(@({'|'.join(POOLINGS)}))?{views}{tail}$"
 
 
 def read_spaces() -> list[str]:
     """The backbone spaces a request may read: :func:`backbone_spaces`, and each with ``+bf16``
     (where the vectors were embedded in bfloat16: ``SIMSEARCH_PRECISION`` auto on a CPU with AMX
-    or AVX512-BF16). Which precision new vectors get is a setting, not a name a request gives."""
+    or AVX512-BF16) and ``+int8`` (``SIMSEARCH_PRECISION=int8``). Which precision new vectors get
+    is a setting, not a name a request gives."""
     names = backbone_spaces()
-    return names + [f"{n}+{BF16}" for n in names]
+    return names + [f"{n}+{p}" for p in PRECISIONS if p != FP32 for n in names]
 
 
 def kind_of(space: str, derived: set[str] | frozenset[str] = frozenset()) -> str:

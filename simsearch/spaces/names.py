@@ -1,12 +1,13 @@
 """The grammar of space names: parse, format and check them (no database, no model).
 
-A backbone's space is written ``backbone[@pooling][+flip][+ms][+bf16]``:
+A backbone's space is written ``backbone[@pooling][+flip][+ms][+bf16|+int8]``:
 
 - pooling: ``avg`` (global average pooling, the default: not written), ``max``, or GeM
   (generalised mean, ``(mean x^p)^(1/p)`` over the last feature map) at p = 2, 3 or 4 (``@gem3``);
 - views (test-time augmentation): ``+flip`` (the left-right mirrored image too), ``+ms`` (a second,
   zoomed scale), ``+flip+ms`` (the four combinations), in this order;
-- numerics: fp32 (not written) or ``+bf16`` (computed in bfloat16), last.
+- numerics: fp32 (not written), ``+bf16`` (computed in bfloat16) or ``+int8`` (an int8 model
+  quantized by NNCF for OpenVINO), last.
 
 Any other valid name (:data:`NAME_PATTERN`) is a space of imported vectors
 (``simsearch import-vectors``, :func:`imported_name`) or a derived space (``<base>.<candidate>``,

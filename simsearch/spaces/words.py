@@ -85,17 +85,20 @@ def _backbone_words(space: str) -> Description:
     spec = parse(space)
     pool_title, pool_expl = POOLING_WORDS[spec.pooling]
     views_title, views_expl = _views_words(spec.views)
-    bf16 = spec.precision != "fp32"
-    title = ", ".join(x for x in (backbone_title(spec.backbone), pool_title, views_title, "bfloat16" if bf16 else "") if x)
+    numerics = {"bf16": "bfloat16", "int8": "int8"}.get(spec.precision, "")
+    title = ", ".join(x for x in (backbone_title(spec.backbone), pool_title, views_title, numerics) if x)
     expl = f"Features of the {backbone_title(spec.backbone)} ImageNet network, {pool_expl}"
     if views_expl:
         expl += f", {views_expl}"
-    if bf16:
+    if spec.precision == "bf16":
         expl += ", computed in bfloat16 (faster on CPUs that have it; scores within about 0.01 of fp32)"
+    elif spec.precision == "int8":
+        expl += (", computed by an int8 model (quantized after training, calibrated on a sample of your photos; "
+                 "precision@10 within about 0.01 of fp32)")
     return Description(title, expl + ".")
 
 
-_SUFFIX_TOKENS = ("avg", "max", *GEM_P, "flip", "ms", "bf16")
+_SUFFIX_TOKENS = ("avg", "max", *GEM_P, "flip", "ms", "bf16", "int8")
 
 
 def _base_words(encoded: str) -> str:
@@ -106,7 +109,7 @@ def _base_words(encoded: str) -> str:
         head, rest = "_".join(parts[:cut]), parts[cut:]
         if head in BACKBONE_TITLES and all(t in _SUFFIX_TOKENS for t in rest):
             pooling = next((t for t in rest if t in ("avg", "max", *GEM_P)), None)
-            name = head + (f"@{pooling}" if pooling else "") + "".join(f"+{t}" for t in rest if t in ("flip", "ms", "bf16"))
+            name = head + (f"@{pooling}" if pooling else "") + "".join(f"+{t}" for t in rest if t in ("flip", "ms", "bf16", "int8"))
             try:
                 return _backbone_words(name).title
             except InvalidInput:

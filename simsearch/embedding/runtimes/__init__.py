@@ -5,7 +5,7 @@ Importing this package imports none of the runtimes."""
 
 from simsearch.errors import RuntimeRefused
 
-from .base import BF16, FP32, PRECISIONS, TOLERANCE, ModelSpec, Runtime, Session
+from .base import BF16, FP32, INT8, PRECISIONS, TOLERANCE, ModelSpec, Runtime, Session
 from .hardware import cpu_has_bf16, cpu_summary
 from .registry import (
     AUTO_ORDER,
@@ -21,7 +21,7 @@ from .registry import (
 )
 
 __all__ = [
-    "AUTO_ORDER", "BF16", "auto_order", "FP32", "PRECISIONS", "TOLERANCE", "ModelSpec", "Runtime", "RuntimeRefused", "Session",
+    "AUTO_ORDER", "BF16", "auto_order", "FP32", "INT8", "PRECISIONS", "TOLERANCE", "ModelSpec", "Runtime", "RuntimeRefused", "Session",
     "check_choice", "check_precision", "cpu_has_bf16", "cpu_summary", "get_runtime", "open_session", "register",
     "resolve_device", "resolve_precision", "runtime_names",
 ]

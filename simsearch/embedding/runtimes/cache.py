@@ -32,7 +32,8 @@ from simsearch.digest import file_sha256, write_atomic
 from simsearch.errors import RuntimeRefused
 from simsearch.paths import converted_dir
 
-from .base import FP32, TOLERANCE, ModelSpec, Runtime, Session, min_cosine, probe_images
+from . import calibration
+from .base import FP32, INT8, TOLERANCE, ModelSpec, Runtime, Session, min_cosine, probe_images
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class ConvertingRuntime(Runtime):
 
     def convert(self, onnx_path: Path, out_dir: Path) -> None:
         """Write this runtime's model files into ``out_dir`` from the ONNX export of the Keras model."""
+        raise NotImplementedError
+
+    def quantize(self, model_dir: Path, spec: ModelSpec) -> None:
+        """Replace the converted model in ``model_dir`` by its int8 quantization, calibrated on the
+        sample of ``spec.calibration`` (only for runtimes that accept int8)."""
         raise NotImplementedError
 
     def load(self, model_dir: Path, spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray]:
@@ -63,8 +69,10 @@ def cache_root(weights_dir) -> Path:
 
 
 def cache_key(runtime: ConvertingRuntime, spec: ModelSpec, weights_sha: str) -> str:
+    """int8 adds the first 16 hex digits of its calibration sample's digest (:mod:`.calibration`)."""
     version = runtime.version().replace("/", "_")
-    return f"{spec.name}-{spec.pooling}-{spec.precision}-{runtime.name}-{version}-{weights_sha[:16]}"
+    key = f"{spec.name}-{spec.pooling}-{spec.precision}-{runtime.name}-{version}-{weights_sha[:16]}"
+    return f"{key}-c{calibration.digest(spec.calibration)[:16]}" if spec.precision == INT8 else key
 
 
 def source_weights_sha(spec: ModelSpec) -> str | None:
@@ -138,6 +146,8 @@ def _convert(runtime: ConvertingRuntime, spec: ModelSpec, root: Path) -> tuple[P
         onnx_path = tmp / "export.onnx"
         export_onnx(model, onnx_path)
         runtime.convert(onnx_path, tmp)
+        if spec.precision == INT8:
+            runtime.quantize(tmp, spec)
         if "model.onnx" not in runtime.files:
             onnx_path.unlink()
     except BaseException:
@@ -206,6 +216,9 @@ def _write_manifest(tmp: Path, runtime: ConvertingRuntime, spec: ModelSpec, key:
         "tolerance": TOLERANCE[spec.precision], "convert_seconds": round(seconds, 2),
         "files": {name: file_sha256(tmp / name) for name in (*runtime.files, REFERENCE)},
     }
+    if spec.precision == INT8:
+        manifest["calibration"] = {"folder": str(spec.calibration), "sha256": calibration.digest(spec.calibration),
+                                   "images": len(calibration.sample(spec.calibration))}
     write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
 
 

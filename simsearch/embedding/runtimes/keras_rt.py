@@ -15,7 +15,7 @@ import numpy as np
 from simsearch.config import env_settings
 from simsearch.errors import InvalidInput
 
-from .base import BF16, FP32, ModelSpec, Runtime, Session
+from .base import BF16, FP32, INT8, ModelSpec, Runtime, Session
 
 _IMPORT_LOCK = threading.Lock()
 _keras_imported = False
@@ -145,6 +145,8 @@ class KerasRuntime(Runtime):
         return f"{version('keras')}/{keras_backend()}"
 
     def refuses(self, spec: ModelSpec) -> str | None:
+        if spec.precision == INT8:
+            return "int8 is made by NNCF for OpenVINO here (runtime openvino)"
         if spec.device == "gpu" and not gpu_visible():
             return f"no GPU visible to the Keras backend ({keras_backend()})"
         return None

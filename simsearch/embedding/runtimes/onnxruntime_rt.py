@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BF16, ModelSpec, cpu_threads
+from .base import BF16, INT8, ModelSpec, cpu_threads
 from .cache import ConvertingRuntime
 
 
@@ -30,6 +30,8 @@ class OnnxRuntime(ConvertingRuntime):
             return "runs on the CPU only here"
         if spec.precision == BF16:
             return "no bf16 execution on the CPU execution provider"
+        if spec.precision == INT8:
+            return "int8 is made by NNCF for OpenVINO here (runtime openvino)"
         return None
 
     def convert(self, onnx_path: Path, out_dir: Path) -> None:

@@ -66,7 +66,7 @@ def check_choice(runtime: str) -> str:
 def check_precision(precision: str) -> str:
     precision = (precision or "auto").strip().lower()
     if precision not in ("auto", *PRECISIONS):
-        raise InvalidInput(f"precision must be auto, fp32 or bf16, not {precision!r}", field="precision")
+        raise InvalidInput(f"precision must be auto, fp32, bf16 or int8, not {precision!r}", field="precision")
     return precision
 
 
@@ -81,7 +81,7 @@ def resolve_device(device: str) -> str:
 
 def resolve_precision(precision: str, runtime: str = "auto", device: str = "cpu") -> str:
     """``auto`` -> bf16 where it is fast here (a CPU with AMX / AVX512-BF16 and a runtime that uses
-    it), else fp32. Explicit values are returned as they are."""
+    it), else fp32 (never int8: it is asked for by name). Explicit values are returned as they are."""
     precision = check_precision(precision)
     if precision != "auto":
         return precision
