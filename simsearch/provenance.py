@@ -36,6 +36,7 @@ from simsearch.digest import file_sha256
 from simsearch.errors import Conflict
 from simsearch.spaces import imported_name, is_backbone_space
 from simsearch.store.models import SpaceFingerprint
+from simsearch.store.models import Collection
 
 KEYS = ("model", "pooling", "views", "precision", "dim")
 INTERNAL = "variant"  # origin of the spaces `simsearch tune` embedded to try (kept as a chosen space's base)
@@ -164,8 +165,6 @@ def ensure(ctx, collection_id: int, space: str) -> dict | None:
 def check_embedders(ctx, collection: str, embedders: dict) -> None:
     """Before an ingest embeds anything: refuse a space whose recorded model is not the one the
     ingest would use (the new vectors would be another model's, under the same name)."""
-    from simsearch.store.models import Collection
-
     with ctx.db.session() as s:
         coll_id = s.scalar(select(Collection.id).where(Collection.name == collection))
     if coll_id is None:

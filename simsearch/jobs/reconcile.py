@@ -26,6 +26,11 @@ from simsearch.store import lifecycle
 from simsearch.store.lifecycle import RESTARTABLE, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
+from simsearch.jobs.execute import mark_failed
+from simsearch.jobs.rq import enqueue_ingest, enqueue_shard, new_job_id
+from simsearch.jobs.shards import fail_finally, roll_up
+from simsearch.owners import owner_is_gone
+from simsearch.store.db import unavailable
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -45,9 +50,6 @@ def _state(connection, job_id: str) -> str | None:
 
 def reconcile(ctx, connection, queue_name: str) -> dict:
     """One pass over the unfinished jobs (see the module's doc); returns what it did."""
-    from simsearch.jobs.rq import enqueue_ingest, enqueue_shard, new_job_id
-    from simsearch.jobs.shards import roll_up
-
     done: dict[str, list[int]] = {"requeued": [], "failed": [], "ended": []}
     with ctx.db.session() as s:
         rows = s.execute(select(IngestRun.id, IngestRun.kind, IngestRun.status, IngestRun.owner, IngestRun.created_at,
@@ -97,9 +99,6 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
 
 
 def give_up(ctx, run_id: int, kind: str, why: str) -> None:
-    from simsearch.jobs.execute import mark_failed
-    from simsearch.jobs.shards import fail_finally
-
     if kind == JobKind.SHARD:
         fail_finally(ctx, run_id, why)
     else:
@@ -112,8 +111,6 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
     try:
         return reconcile(ctx, connection, queue_names[0])
     except Exception as exc:
-        from simsearch.store.db import unavailable
-
         if unavailable(exc) is not None:
             log.warning("reconciling jobs: the database is unavailable; trying again later")
         else:
@@ -124,8 +121,6 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
 def mark_interrupted(ctx) -> list[int]:
     """Mark ``interrupted`` the unfinished runs of `simsearch ingest` commands on this host whose
     process is gone (killed mid-way); returns their ids. Their committed work is kept."""
-    from simsearch.owners import owner_is_gone
-
     marked = []
     for run_id, owner, _kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):
         if not owner_is_gone(owner):

@@ -19,6 +19,8 @@ from sqlalchemy import delete, select
 from simsearch.errors import InvalidInput
 from simsearch.spaces import parse, space_key
 from simsearch.store.models import Embedding, Image
+from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch.store import bulk
 
 BATCH = 32
 
@@ -51,9 +53,6 @@ def embed_collection(ctx, collection_id: int, spaces: list[str], *, ids=None, pr
     """Embed every ok image of the collection (``ids``: only those of its images) in ``spaces`` (one
     backbone, one precision), store the vectors (replacing any) and leave their indexes to be built
     when first searched. ``progress``: called with (images done, total)."""
-    from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
-    from simsearch.store import bulk
-
     specs = [parse(sp) for sp in spaces]
     if len({(sp.backbone, sp.precision) for sp in specs}) != 1:
         raise InvalidInput("spaces embedded together must share their backbone and precision", field="spaces")

@@ -15,6 +15,7 @@ from simsearch.web.api.analysis import JOB_CAP
 from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate
 from simsearch.web.paths import public_job
+from simsearch.ops.embed_jobs import start_embedding
 
 
 @bp.post("/collections/<name>/ingest")
@@ -84,6 +85,4 @@ def list_jobs(q: S.JobsQuery):
                    202: {"description": "Queued; poll status_url.", "headers": {
                        "Location": {"schema": {"type": "string"}, "description": "The job's status URL."}}}})
 def embed(name: str, q, body: S.EmbedBackbone):
-    from simsearch.ops.embed_jobs import start_embedding
-
     return job_accepted(start_embedding(ctx(), runner(), name, body.backbone))
