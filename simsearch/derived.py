@@ -31,6 +31,9 @@ from simsearch.store import repo
 from simsearch.store.models import DerivedSpace, Embedding, Image, IndexState
 
 from simsearch.spaces import derived_name, is_backbone_space
+from simsearch.analysis.rerank import DUPLICATE, dba, expand
+from simsearch.analysis.transforms import Linear, concatenate, normalise
+from simsearch.store import bulk
 
 __all__ = ["Derived", "base_vectors", "derived_name", "derived_vectors", "expand_query", "get", "list_derived",
            "names", "refresh", "refresh_for_bases", "remove", "save", "vector_of_image"]
@@ -61,8 +64,6 @@ class Derived:
 
     def transform(self, parts: list[np.ndarray]) -> np.ndarray:
         """Base vectors (one (N, D_i) array per base, same rows) -> derived vectors (N, d), before DBA."""
-        from simsearch.analysis.transforms import concatenate, normalise
-
         x = parts[0] if len(parts) == 1 else concatenate(parts)
         return normalise(x) if self.linear is None else self.linear.apply(x)
 
@@ -72,8 +73,6 @@ class Derived:
 
 
 def _loaded(row: DerivedSpace) -> Derived:
-    from simsearch.analysis.transforms import Linear
-
     return Derived(row.collection_id, row.name, list(row.bases), dict(row.recipe),
                    Linear.from_bytes(row.arrays) if row.arrays else None, row.report)
 
@@ -126,8 +125,6 @@ def base_vectors(ctx, collection_id: int, bases: list[str], ids: np.ndarray | No
 def derived_vectors(ctx, d: Derived) -> tuple[np.ndarray, np.ndarray]:
     """(ids, vectors) of every image with all base vectors, as stored: transformed, and with DBA
     augmented over the whole collection."""
-    from simsearch.analysis.rerank import dba
-
     ids, parts = base_vectors(ctx, d.collection_id, d.bases)
     if len(ids) == 0:
         return ids, np.zeros((0, 0), np.float32)
@@ -138,8 +135,6 @@ def derived_vectors(ctx, d: Derived) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_vectors(ctx, collection_id: int, name: str, ids: np.ndarray, x: np.ndarray) -> None:
-    from simsearch.store import bulk
-
     now = datetime.now(timezone.utc)
     with ctx.db.session() as s:
         have = select(Image.id).where(Image.collection_id == collection_id)
@@ -239,8 +234,6 @@ def expand_query(ctx, d: Derived, index, query: np.ndarray, allowed: np.ndarray 
     """Alpha query expansion of ``query`` against the derived space's stored vectors (the index
     finds the neighbours; their vectors come from the database): its ``k`` nearest, leaving out
     the query's own image (cosine >= the duplicate threshold), whatever way the query came."""
-    from simsearch.analysis.rerank import DUPLICATE, expand
-
     k = int(d.recipe["k"])
     scores, ids = index.search(query, k + 2, allowed_ids=allowed)
     pairs = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0 and sc < DUPLICATE][:k]

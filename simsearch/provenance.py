@@ -38,6 +38,7 @@ from simsearch.embedding.runtimes.openvino_rt import int8_activations
 from simsearch.errors import Conflict
 from simsearch.spaces import imported_name, is_backbone_space
 from simsearch.store.models import SpaceFingerprint
+from simsearch.store.models import Collection
 
 KEYS = ("model", "pooling", "views", "precision", "dim", "int8_activations")
 DIGESTS = ("weights_sha256", "calibration_sha256")  # compared where both fingerprints name one
@@ -170,8 +171,6 @@ def ensure(ctx, collection_id: int, space: str) -> dict | None:
 def check_embedders(ctx, collection: str, embedders: dict) -> None:
     """Before an ingest embeds anything: refuse a space whose recorded model is not the one the
     ingest would use (the new vectors would be another model's, under the same name)."""
-    from simsearch.store.models import Collection
-
     with ctx.db.session() as s:
         coll_id = s.scalar(select(Collection.id).where(Collection.name == collection))
     if coll_id is None:

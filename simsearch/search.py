@@ -18,6 +18,9 @@ from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch.space_defaults import resolve_space
 from simsearch.spaces import is_backbone_space
 from simsearch.store import hot, repo
+from simsearch.analysis import regions as R
+from simsearch.analysis.regions import check_regions, fuse_max, parse_box
+from simsearch.images.decode import is_large, release_memory
 
 MAX_K = limits.SEARCH_K_MAX
 
@@ -115,9 +118,6 @@ def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions:
     how many proposals (0: none)."""
     from PIL import Image as PILImage
 
-    from simsearch.analysis import regions as R
-    from simsearch.images.decode import is_large, release_memory
-
     emb = ctx.embedder(space)
     settings = ctx.settings
     regions = R.check_regions(regions)
@@ -155,8 +155,6 @@ def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions:
 
 def _search_fused(ctx, target: _Target, q: QueryVectors, k: int) -> list[Hit]:
     """Search with every vector of ``q`` and fuse (:func:`simsearch.analysis.regions.fuse_max`)."""
-    from simsearch.analysis.regions import fuse_max
-
     if len(q.vectors) == 1:
         return _search(ctx, target, q.vectors[0], k)
     if target.allowed is not None and len(target.allowed) == 0:
@@ -191,8 +189,6 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     image (or the box) and fuse the scores (the default, one: a photo of an artefact in its
     surroundings finds the artefact; a close copy keeps its rank); 0: the whole image only. In a
     derived space the query is the whole image, as before (a box there is refused)."""
-    from simsearch.analysis.regions import check_regions, parse_box
-
     k = validate_k(k)
     regions = check_regions(regions)
     if box is not None:

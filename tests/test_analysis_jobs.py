@@ -106,7 +106,7 @@ def test_bad_requests_fail_at_once_without_a_job(app):
 
 
 def test_a_failed_computation_is_recorded_and_the_next_request_retries(app, monkeypatch):
-    import simsearch.analysis as analysis
+    import simsearch.ops.analysis as analysis  # the operation's t-SNE (imported at its top)
 
     def broken(*args, **kwargs):
         raise MemoryError("no room for the t-SNE")

@@ -259,7 +259,7 @@ def test_a_large_compaction_runs_in_the_background_while_searches_use_the_masked
         release.wait(60)
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(policy_module, "build", slow_build)
+    monkeypatch.setattr(manager, "build", slow_build)  # the policy's build, as the manager imported it
     gone = ids[::5]  # 20%: beyond the 10% that may stay masked
     delete_images(pctx.db, gone)
     interim = pctx.sync_index(coll_id, SPACE)
@@ -284,7 +284,7 @@ def test_a_large_compaction_runs_in_the_background_while_searches_use_the_masked
 
 
 def test_a_failed_background_rebuild_is_a_failed_job(pctx, monkeypatch):
-    from simsearch.index import manager, policy as policy_module
+    from simsearch.index import manager
     from simsearch.store.models import IngestRun
 
     pctx.indexes.policy = IndexPolicy(exact_threshold=1000, sample_queries=200, kind="hnsw_sq8")
@@ -296,7 +296,7 @@ def test_a_failed_background_rebuild_is_a_failed_job(pctx, monkeypatch):
     def broken_build(*args, **kwargs):
         raise MemoryError("no room for the new index")
 
-    monkeypatch.setattr(policy_module, "build", broken_build)
+    monkeypatch.setattr(manager, "build", broken_build)  # the policy's build, as the manager imported it
     delete_images(pctx.db, ids[::5])
     pctx.sync_index(coll_id, SPACE)
     pctx.indexes.shutdown(wait=True)

@@ -22,9 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import faiss
 import numpy as np
-import scipy.sparse as sp
 
 from . import _validate as v
 
@@ -153,6 +151,8 @@ def _assign(X: np.ndarray, centroids: np.ndarray, block: int = 16_384) -> np.nda
 
 def _blocked_sums(X: np.ndarray, labels: np.ndarray, k: int, block: int = 8_192) -> np.ndarray:
     """Per-cluster sums of rows: float32 products per block, accumulated in float64."""
+    import scipy.sparse as sp
+
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
     for start in range(0, X.shape[0], block):
         lab = labels[start : start + block]
@@ -176,6 +176,8 @@ def _assign_and_sum(X: np.ndarray, centroid_sets: list[np.ndarray], block: int =
     per-cluster sums of the rows (float32 products per block, accumulated in float64), all in
     one pass over ``X``. With ``mean``, rows are assigned as :func:`centre_normalise` makes them
     (the centroids live in that space) and the sums are of the rows as given."""
+    import scipy.sparse as sp
+
     sets = [np.ascontiguousarray(c, dtype=np.float32) for c in centroid_sets]
     half_sq = [0.5 * np.einsum("ij,ij->i", c, c) for c in sets]
     labels = [np.empty(X.shape[0], dtype=np.int64) for _ in sets]
@@ -200,6 +202,8 @@ def _train_faiss(R, k, seed, n_init, refine_iter) -> np.ndarray:
     every k): FAISS training on its own subsample of ``R``, then Lloyd iterations over ``R``.
     The training runs on one OpenMP thread: its subsample is small (256 points per centroid) and
     on a busy machine OpenMP's spinning threads made it several times slower than one thread."""
+    import faiss
+
     km = faiss.Kmeans(
         R.shape[1],
         k,

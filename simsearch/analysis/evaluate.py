@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics
 
 from . import _validate as v
 
@@ -25,6 +24,8 @@ def external_scores(labels_true: Any, labels_pred: Any) -> dict[str, float | int
     information, arithmetic mean), ``homogeneity``, ``completeness`` and ``v_measure``, plus
     ``n_samples``, ``n_classes`` and ``n_clusters``.
     """
+    from sklearn import metrics
+
     t = np.asarray(labels_true)
     if t.ndim != 1:
         raise v.InvalidInput(f"labels_true must be 1-D, got shape {t.shape}", field="labels_true")

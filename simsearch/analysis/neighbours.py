@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import faiss
 import numpy as np
 
 from . import _validate as v
@@ -50,6 +49,8 @@ def _search_excluding_self(
     (Measured on the target machine, numpy's OpenBLAS GEMM is 2-3x faster than the GEMM inside
     the faiss-cpu wheel, and FAISS's heap selection ~50x faster than ``np.argpartition``.)
     """
+    import faiss
+
     n = X.shape[0]
     q = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
     m = q.shape[0]

@@ -42,6 +42,7 @@ import numpy as np
 from . import _validate as v
 from .rerank import ALPHA_DEFAULT, alpha_qe, dba
 from .transforms import Linear, fit_discriminant, fit_whitening, normalise, principal_basis
+from .neighbours import jaccard_rows, knn_graph
 
 TRANSFORMS = ("none", "whiten", "discriminant")
 RERANKS = ("none", "qe", "dba+qe")
@@ -357,8 +358,6 @@ def stability(X: Any, setting: Setting, *, repeats: int = 3, k: int = PRECISION_
     """Neighbour stability of an unsupervised transform: fitted on two disjoint random halves of
     the rows, applied to all; the mean Jaccard of every row's top-``k`` neighbours under the two
     fits, averaged over ``repeats`` seeded splits. 1.0 for ``none``."""
-    from .neighbours import jaccard_rows, knn_graph
-
     X = v.matrix(X, "X", min_rows=8)
     if setting.family.supervised:
         raise v.InvalidInput("stability measures unsupervised transforms; a supervised one needs labels",

@@ -12,6 +12,14 @@ from simsearch.cli.core import emit_json, json_option, parse_weights, progress_o
 from simsearch.errors import InvalidInput
 from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.text import plural
+from simsearch import limits
+from simsearch.ops import analysis, cluster_labels, images as ops_images, space_scores
+from simsearch.ops.backbones import check_space
+from simsearch.ops.comparison import compare as compare_backbones
+from simsearch.ops.space_scores import in_sample_cv
+from simsearch.paths import reports_dir as under
+from simsearch.reports.compare_report import write_report
+from simsearch.reports.map_plot import load_thumbnails, render_map
 
 
 def _f(v, digits: int = 3) -> str:
@@ -49,10 +57,6 @@ def _curve(sw, chosen: int, ari: list | None = None) -> list[str]:
 def cluster(ctx, collection, backbone, k, k_long, n_reps, progress, as_json):
     """Cluster a collection with k-means: sizes, label make-up, representative images, silhouette
     and agreement with the labels (ARI) by k."""
-    from simsearch import limits
-    from simsearch.ops import cluster_labels
-    from simsearch.ops import images as ops_images
-
     if k is not None and k_long is not None and k != k_long:
         raise InvalidInput(f"-k {k} and --k {k_long} disagree: give -k once", field="k")
     k = limits.check(limits.ClusterK, k or k_long or "auto", "k")  # the API's limit (2..200 or auto), the API's message
@@ -100,8 +104,6 @@ def evaluate(ctx, collection, backbone, progress, as_json):
 
     Without --space: the default space in detail, then one line per space of the collection
     (backbones and derived spaces)."""
-    from simsearch.ops import analysis, space_scores
-
     app = context_from(ctx)
     ev = analysis.evaluate(app, collection, backbone, progress=progress_printer("evaluate", progress))
     others = space_scores.every_space(app, collection, ev) if backbone is None else []
@@ -132,8 +134,6 @@ def evaluate(ctx, collection, backbone, progress, as_json):
 
 
 def _in_sample_note(app, collection: str, space: str) -> None:
-    from simsearch.ops.space_scores import in_sample_cv
-
     cv = in_sample_cv(app, collection, space)
     if cv:
         click.echo(f"note: {space} was fitted on these labels, so the figures above are in-sample; its "
@@ -143,8 +143,6 @@ def _in_sample_note(app, collection: str, space: str) -> None:
 def reports_dir(settings) -> Path:
     """Where ``map`` and ``compare`` write when not given ``--out``: ``<data directory>/reports``
     (:func:`simsearch.paths.reports_dir`)."""
-    from simsearch.paths import reports_dir as under
-
     return under(settings.home)
 
 
@@ -189,10 +187,6 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
         raise InvalidInput(f"--coords must end in .csv or .json, not {coords.name!r}", field="coords")
     if out is not None and out.suffix.lower() != ".png":
         raise InvalidInput(f"--out must be a .png file, not {out.name!r}", field="out")
-    from simsearch.ops import analysis
-    from simsearch.ops import images as ops_images
-    from simsearch.reports.map_plot import load_thumbnails, render_map
-
     app = context_from(ctx)
     data = analysis.map_2d(app, collection, backbone, method=method, progress=progress_printer("map", progress))
     thumbs = load_thumbnails(app, data.ids) if max_thumbs > 0 else {}
@@ -231,10 +225,6 @@ def compare(ctx, collection, backbones, out, progress, weights, sample, all_imag
 
     Images without vectors for a backbone are embedded first, from their source files. A backbone
     whose weights cannot be had is shown as unavailable, with the reason, instead of failing."""
-    from simsearch.ops.backbones import check_space
-    from simsearch.ops.comparison import compare as compare_backbones
-    from simsearch.reports.compare_report import write_report
-
     spaces = [b.strip() for b in backbones.split(",") if b.strip()]
     if not spaces:
         raise InvalidInput("--backbones needs at least one backbone name", field="backbones")

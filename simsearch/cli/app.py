@@ -9,6 +9,9 @@ import click
 
 from simsearch import __version__
 from simsearch.errors import InvalidInput, NotFound, QueueUnavailable, SimsearchError
+from simsearch.config import Settings
+from simsearch.context import AppContext
+from simsearch.store.db import storage_error, unavailable
 
 
 class SimsearchGroup(click.Group):
@@ -34,8 +37,6 @@ def _unreachable(exc: Exception) -> SimsearchError | None:
     write: disk full, read-only), else None."""
     module = type(exc).__module__
     if module.startswith("sqlalchemy"):
-        from simsearch.store.db import storage_error, unavailable
-
         return unavailable(exc) or storage_error(exc)  # a full or read-only database: its own line
     if module.startswith("redis"):
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -65,8 +66,6 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
 def settings_from(ctx: click.Context, **overrides):
     """This invocation's settings: the environment, then the global options, then ``overrides``
     (a command's own options; None: not given)."""
-    from simsearch.config import Settings
-
     obj = ctx.find_root().obj
     if "settings" not in obj:
         obj["settings"] = Settings.from_env(home=obj["home"], database_url=obj["database_url"])
@@ -83,8 +82,6 @@ def context_from(ctx: click.Context, *, server: bool = False, **overrides):
     checked: a missing or old schema is refused with a message saying to run ``simsearch db upgrade``."""
     obj = ctx.find_root().obj
     if "app_context" not in obj:
-        from simsearch.context import AppContext
-
         settings = settings_from(ctx, **overrides)
         embedded = settings.database_url.startswith("sqlite")
         obj["app_context"] = AppContext.open(settings, schema="upgrade" if embedded and not server else "check")

@@ -12,6 +12,9 @@ import click
 from simsearch.cli.app import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
 from simsearch.text import plural
+from simsearch import limits
+from simsearch.ops import collections as ops_collections, command_ingest, examples as ops_examples, search as ops_search
+from simsearch.ops.backbones import backbone_rows
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -107,9 +110,6 @@ def ingest(ctx, path, collection, manifest, backbones, pooling, labels, metadata
     Idempotent: files already in the collection (same content) are skipped, so an interrupted
     ingest continues where it stopped when run again. Bad files are reported, never fatal.
     """
-    from simsearch import limits
-    from simsearch.ops import command_ingest
-
     batch_size = limits.check(limits.BatchSize, batch_size, "batch_size")  # the API's limit, the API's message
     weights_files = parse_weights(weights)  # a usage error before anything is read
     app = context_from(ctx, runtime=runtime, device=device, precision=precision)
@@ -153,8 +153,6 @@ def _print_report(report) -> None:
 def _enqueue_ingest(app, path, collection, backbones, pooling, labels, metadata, batch_size, weights, as_json,
                     manifest=None):
     """``ingest --queue``: the server-path ingest of the API, with PATH itself as the allowed folder."""
-    from simsearch.ops import command_ingest
-
     accepted = command_ingest.queue_folder(
         app, collection, path, {"backbones": backbones, "pooling": pooling, "labels": labels, "batch_size": batch_size},
         metadata=metadata, weights=weights, manifest=manifest)
@@ -216,9 +214,6 @@ def _examples(values: tuple[str, ...], option: str) -> tuple[list[int], list[tup
 def search(ctx, image, collection, backbone, k, label, box, regions, verify, like, unlike, threshold, min_percentile,
            unlike_weight, runtime, device, as_json):
     """Find the images most similar to an image file, or to several examples (--like, --unlike)."""
-    from simsearch import limits
-    from simsearch.ops import examples as ops_examples, search as ops_search
-
     k = limits.check(limits.SearchK, k, "k")
     data = None
     if image is not None:
@@ -272,9 +267,6 @@ def _refs(refs: list[dict]) -> str:
 @click.pass_context
 def similar(ctx, image_id, collection, backbone, k, label, as_json):
     """Find the images most similar to an ingested image (by its id)."""
-    from simsearch import limits
-    from simsearch.ops import search as ops_search
-
     k = limits.check(limits.SearchK, k, "k")
     out = ops_search.by_image(context_from(ctx), image_id, collection=collection, backbone=backbone, k=k, label=label)
     query, hits = out["query"], out["results"]
@@ -289,8 +281,6 @@ def similar(ctx, image_id, collection, backbone, k, label, as_json):
 @click.pass_context
 def collections(ctx, as_json):
     """List collections: image counts, backbones, vectors in the database and in the index."""
-    from simsearch.ops import collections as ops_collections
-
     rows = ops_collections.list_collections(context_from(ctx), check_indexes=True)
     if as_json:
         emit_json(rows)
@@ -333,8 +323,6 @@ def index_line(ix: dict) -> str:
 @click.pass_context
 def reindex(ctx, collection, backbone, check_recall, progress, as_json):
     """Rebuild FAISS indexes from the vectors in the database (kind and tuning by the index policy)."""
-    from simsearch.ops import collections as ops_collections
-
     out = ops_collections.reindex(context_from(ctx), collection=collection, backbone=backbone, check=check_recall,
                                   progress=progress_printer("reindex", progress))
     if as_json:
@@ -356,8 +344,6 @@ def reindex(ctx, collection, backbone, check_recall, progress, as_json):
 @click.pass_context
 def backbones(ctx, as_json):
     """List the available backbones, their input sizes, dimensions and weights status."""
-    from simsearch.ops.backbones import backbone_rows
-
     rows = backbone_rows(settings_from(ctx))
     if as_json:
         emit_json(rows)

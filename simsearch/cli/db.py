@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from simsearch.cli.app import cli, settings_from
+from simsearch.store.db import Database
 
 
 @cli.group()
@@ -13,8 +14,6 @@ def db():
 
 
 def _database(ctx):
-    from simsearch.store.db import Database
-
     settings = settings_from(ctx)
     settings.ensure_dirs()
     return Database.from_settings(settings)

@@ -11,6 +11,7 @@ import click
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, progress_printer
 from simsearch.errors import InvalidInput
+from simsearch.ops import duplicate_actions as actions, duplicate_results as results, duplicates as dup
 
 if TYPE_CHECKING:  # (the operations load when the command runs: `simsearch --help` stays light)
     from simsearch.ops.duplicate_results import Duplicates, DuplicatesPlan
@@ -111,10 +112,6 @@ def duplicates(ctx, collection, backbone, tier, threshold, page, per_page, all_g
                group_numbers, apply, digest, delete_files, progress, as_json):
     """Groups of duplicate images: identical files and pixels, near-duplicates (transformed copies) and
     similar images; export them, or keep one of each and remove the rest (--keep)."""
-    from simsearch.ops import duplicate_actions as actions
-    from simsearch.ops import duplicate_results as results
-    from simsearch.ops import duplicates as dup
-
     acting = keep is not None or pattern is not None
     keep = keep or "oldest"
     for flag, given in (("--apply", apply), ("--plan", digest), ("--delete-files", delete_files),

@@ -10,6 +10,8 @@ import click
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
 from simsearch.text import plural
+from simsearch.ops import job_actions, jobs as jobs_ops
+from simsearch.ops.command_ingest import interrupted_commands
 
 
 def _line(job: dict) -> str:
@@ -49,9 +51,6 @@ def jobs(ctx, job_id, collection, limit, follow, cancel, retry, interval, as_jso
     A large queued ingest (`simsearch ingest PATH --queue`) is one job whose counters are the sums
     of its shards'. Runs of `simsearch ingest` commands that were killed show as interrupted.
     """
-    from simsearch.ops import jobs as jobs_ops, job_actions
-    from simsearch.ops.command_ingest import interrupted_commands
-
     if cancel and retry:
         raise click.UsageError("--cancel and --retry cannot be given together")
     if (cancel or retry) and job_id is None:

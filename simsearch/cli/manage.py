@@ -13,6 +13,7 @@ from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
 from simsearch.errors import InvalidInput
 from simsearch.text import plural
+from simsearch.ops import collections as ops_collections, images as ops_images
 
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
@@ -41,8 +42,6 @@ def delete_collection(ctx, name, force, yes, as_json):
     """Delete collection NAME: its images, vectors, jobs, index files and staged uploads.
     The image files themselves are not touched. Refused while one of its jobs is queued or
     running, unless --force."""
-    from simsearch.ops import collections as ops_collections
-
     app = context_from(ctx)
     summary = ops_collections.summary(app, name)  # 404 before asking
     images = summary["images_ok"] + summary["images_failed"]
@@ -64,8 +63,6 @@ def delete_collection(ctx, name, force, yes, as_json):
 def delete_image(ctx, image_ids, yes, as_json):
     """Delete images by id (as `search`, `similar` and `collections` show them), with their vectors.
     The image files themselves are not touched."""
-    from simsearch.ops import images as ops_images
-
     app = context_from(ctx)
     ids = list(dict.fromkeys(image_ids))
     found = [ops_images.get(app, i) for i in ids]  # every id checked (404) before anything is deleted
@@ -92,8 +89,6 @@ def rename():
 def rename_collection(ctx, name, new_name, as_json):
     """Rename collection NAME to NEW_NAME (its images, vectors and indexes are kept; cached clusters,
     maps and evaluations are recomputed when next asked for)."""
-    from simsearch.ops import collections as ops_collections
-
     out = ops_collections.rename(context_from(ctx), name, new_name)
     if as_json:
         emit_json(out)
@@ -109,8 +104,6 @@ def rename_collection(ctx, name, new_name, as_json):
 def rename_image(ctx, image_id, new_name, as_json):
     """Give image ID the file name NEW_NAME in the same folder: after renaming the file itself, so that
     results show the new name and `compare` finds the file when it embeds with another backbone."""
-    from simsearch.ops import images as ops_images
-
     app = context_from(ctx)
     before = ops_images.get(app, image_id)["path"]
     if "/" in new_name or "\\" in new_name:

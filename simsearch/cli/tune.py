@@ -9,6 +9,9 @@ from simsearch.cli.app import cli, context_from
 from simsearch.cli.analysis import progress_option, progress_printer
 from simsearch.cli.core import emit_json, json_option
 from simsearch.ops.sampling import CAP as SAMPLE_CAP
+from simsearch.ops.spaces import derived_spaces, overview, remove, set_default
+from simsearch.ops.tune import tune as run_tune
+from simsearch.provenance import describe
 
 
 def _f(v, digits: int = 3) -> str:
@@ -42,8 +45,6 @@ def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, 
     (fitted on the training folds only; held-out images are the queries) and the simplest one
     within one standard error of the best is kept as a derived space. Without labels: a whitening
     chosen by neighbour stability."""
-    from simsearch.ops.tune import tune as run_tune
-
     report = run_tune(context_from(ctx), collection, base=backbone, set_default=set_default, folds=folds, seed=seed,
                       concat=concat, variants=variants, sample="all" if all_images else sample,
                       progress=progress_printer("tune", progress))
@@ -103,9 +104,6 @@ def spaces():
 def spaces_list(ctx, collection, as_json):
     """The spaces of a collection: what made each one's vectors, the default (*), and the derived
     spaces with how they were made."""
-    from simsearch.ops.spaces import derived_spaces, overview
-    from simsearch.provenance import describe
-
     app = context_from(ctx)
     rows = derived_spaces(app, collection)
     every = overview(app, collection)
@@ -133,8 +131,6 @@ def spaces_list(ctx, collection, as_json):
 @click.pass_context
 def spaces_default(ctx, collection, space, as_json):
     """Make SPACE the collection's default search space (none given: back to the settings' default)."""
-    from simsearch.ops.spaces import set_default
-
     out = set_default(context_from(ctx), collection, space)
     emit_json(out) if as_json else click.echo(f"{collection}: default space {space or '(the settings default)'}")
 
@@ -146,8 +142,6 @@ def spaces_default(ctx, collection, space, as_json):
 @click.pass_context
 def spaces_remove(ctx, collection, space, as_json):
     """Remove a derived space (its vectors and index; the backbone spaces stay)."""
-    from simsearch.ops.spaces import remove
-
     out = remove(context_from(ctx), collection, space)
     if as_json:
         emit_json(out)

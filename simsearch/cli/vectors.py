@@ -12,6 +12,7 @@ from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, progress_option, progress_printer
 from simsearch.errors import InvalidInput
 from simsearch.text import plural, verb
+from simsearch.ops.vectors_io import export_stream, import_vectors as run_import
 
 
 @cli.command("import-vectors")
@@ -36,8 +37,6 @@ def import_vectors(ctx, file, collection, space, same_model, no_index, progress,
     new image without a file or thumbnail. Vectors are L2-normalised. Nothing is stored when any
     row is refused (NaN, infinity, zero vector, wrong dimension, duplicate key), or when the file's
     'fingerprint' (written by `simsearch export`) names another model than the space's."""
-    from simsearch.ops.vectors_io import import_vectors as run_import
-
     if not file.is_file():
         raise InvalidInput(f"{file}: no such file", field="file")
     out = run_import(context_from(ctx), file, collection, space, name=str(file), update_index=not no_index,
@@ -72,8 +71,6 @@ def export(ctx, collection, space, out, as_json):
     metadata (JSON objects as strings), vectors (float32, N x D). Written to a temporary file
     beside OUT and renamed, so OUT is never half written."""
     import time
-
-    from simsearch.ops.vectors_io import export_stream
 
     t0 = time.perf_counter()
     info, chunks = export_stream(context_from(ctx), collection, space)

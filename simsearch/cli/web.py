@@ -9,6 +9,8 @@ import click
 
 from simsearch.cli.app import cli, context_from, settings_from
 from simsearch.errors import InvalidInput
+from simsearch.jobs.worker_check import check as check_workers
+from simsearch.jobs.worker_loop import run_worker
 
 
 @cli.command()
@@ -101,14 +103,10 @@ def worker(ctx, queues, burst, simple, name, check):
     are staged there. Each job carries the web app's settings; jobs queued by an older version
     without them use this command's.
     """
-    from simsearch.jobs.worker_loop import run_worker
-
     settings = settings_from(ctx)
     if not settings.redis_url:
         raise InvalidInput("set SIMSEARCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to use a worker", field="redis_url")
     if check:
-        from simsearch.jobs.worker_check import check as check_workers
-
         click.echo(f"ok: {check_workers(settings.redis_url)}")
         return
     _ping_redis(settings.redis_url)

@@ -29,6 +29,10 @@ from simsearch.embedding.cache import MODELS, ModelKey
 from simsearch.embedding.pooling import GEM_P, POOLINGS
 from simsearch.embedding.runtimes import ModelSpec, check_choice, open_session, resolve_device
 from simsearch.errors import InvalidInput
+from simsearch.analysis.regions import pixel_box
+from simsearch.embedding.runtimes import RuntimeRefused, get_runtime
+from simsearch.embedding.runtimes.keras_rt import import_keras_quietly
+from simsearch.images import resize_for_model
 
 MS_ZOOM = 1.4  # the second scale of ``+ms``: the centre 1/1.4 of each side, resized to the input size
 GEM_EPS = 1e-6
@@ -36,8 +40,6 @@ GEM_EPS = 1e-6
 
 def import_tensorflow_quietly() -> None:
     """Import Keras and its backend once per process (the old name, kept for callers)."""
-    from simsearch.embedding.runtimes.keras_rt import import_keras_quietly
-
     import_keras_quietly()
 
 
@@ -133,8 +135,6 @@ class Embedder:
         """Cheap checks, without loading anything: the weights are at hand (or will be downloaded:
         then the model is loaded now, so that a failed download is reported early) and the runtime
         asked for is installed. Raises WeightsUnavailable / RuntimeRefused."""
-        from simsearch.embedding.runtimes import RuntimeRefused, get_runtime
-
         if self.runtime != "auto":
             why = get_runtime(self.runtime).unavailable()
             if why is not None:
@@ -199,9 +199,6 @@ class Embedder:
         the input size exactly as :meth:`embed` is fed at ingest), then each box's crop (``boxes``:
         normalised ``(x0, y0, x1, y1)``, see :mod:`simsearch.analysis.regions`), squashed alike."""
         from PIL import Image as PILImage
-
-        from simsearch.analysis.regions import pixel_box
-        from simsearch.images import resize_for_model
 
         im = image if isinstance(image, PILImage.Image) else PILImage.fromarray(np.asarray(image))
         s = self.input_size

@@ -17,11 +17,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from simsearch.errors import IndexCorrupt, InvalidInput
 from simsearch.index.integrity import read_checked, write_checksummed
+from simsearch.index import kinds
 
 HNSW_THRESHOLD = 50_000
 TUNED_K = 10  # the k the policy tunes for (recall@10); fewer results are taken from a top-10
@@ -33,8 +33,6 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = H
     with its default search parameters. The index manager builds through the index policy
     instead (:mod:`simsearch.index.policy`: the kind by size, tuned to a recall target; the kinds:
     :mod:`simsearch.index.kinds`). Untuned: the kind's ``default_params``."""
-    from simsearch.index import kinds
-
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
@@ -50,6 +48,8 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, hnsw_threshold: int = H
 
 
 def index_ids(index: faiss.Index) -> np.ndarray:
+    import faiss
+
     return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
@@ -81,6 +81,8 @@ def load_index(path: Path, *, mmap: bool = False, check: bool = True) -> faiss.I
     (shared through the page cache; never to be changed: see :func:`~simsearch.index.integrity.read_checked`),
     else read into this process's memory. ``check``: False skips the checksum pass (a file this
     process has just saved)."""
+    import faiss
+
     if not path.exists():
         raise IndexCorrupt(f"{path}: index file missing")
     index = read_checked(path, mmap=mmap, check=check)
@@ -109,8 +111,6 @@ class LoadedIndex:
 
     def __post_init__(self):
         if self.kind is None:
-            from simsearch.index import kinds
-
             self.kind = kinds.kind_of(self.index)
 
     @property
@@ -126,8 +126,6 @@ class LoadedIndex:
     def search(self, query: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) for one or more L2-normalised queries; ids -1 mean no result.
         ``allowed_ids``: only these (a label filter). Masked ids are never returned."""
-        from simsearch.index import kinds
-
         q = np.ascontiguousarray(np.atleast_2d(query), dtype=np.float32)
         if self.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
@@ -151,8 +149,6 @@ class LoadedIndex:
 
     def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every allowed vector scored (as the index stores it: 8-bit codes for the compressed kinds)."""
-        from simsearch.index import kinds
-
         allowed = self.positions().held(allowed)  # ids added to the database since the index was synced are not in it
         if len(allowed) == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
@@ -160,6 +156,8 @@ class LoadedIndex:
         of = kinds.behaviour(self.kind)
         if of.scans_to_decode:  # no direct map to decode by id: every list scanned, only these scored
             return of.search_selected(self.index, q, k, allowed=allowed, masked=self.masked, fraction=0.0)
+
+        import faiss
 
         vectors = self.index.reconstruct_batch(np.ascontiguousarray(allowed, dtype=np.int64))
         # scored by FAISS, not numpy: a few queries go through its own SIMD loop on this thread,

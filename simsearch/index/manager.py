@@ -38,6 +38,9 @@ from simsearch.index.policy import IndexPolicy
 from simsearch.paths import collection_index_dir as collection_dir
 from simsearch.paths import index_file as index_path
 from simsearch.store import repo
+from simsearch.errors import IndexCorrupt
+from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
+from simsearch.index.policy import build, ground_truth, measure
 
 log = logging.getLogger("simsearch.index")
 
@@ -122,8 +125,6 @@ class IndexManager:
     def shared(self, path: Path, kind: str, index):
         """(index, mapped): the file just saved at ``path`` (under the writer lock) mapped in place
         of ``index``, this process's copy, when mapping is on and ``kind`` maps; else ``index``."""
-        from simsearch.index.faiss_index import load_index
-
         if not (self.mmap and kinds.behaviour(kind).maps_file):
             return index, False
         return load_index(path, mmap=True, check=False), True
@@ -209,9 +210,6 @@ class IndexManager:
 
     def _rebuild(self, collection_id: int, space: str):
         """Build from the database as the policy says, tuned; save; (LoadedIndex, state record)."""
-        from simsearch.index.faiss_index import LoadedIndex, index_ids, save_index
-        from simsearch.index.policy import build
-
         with self.db.session() as s:
             ids, vectors = repo.load_vectors(s, collection_id, space)
         if not len(ids):
@@ -251,10 +249,6 @@ class IndexManager:
         """The recall check: measure the index's recall@k on sampled stored vectors now, re-tune it
         if it misses the target (a bad parameter set), rebuild it if re-tuning cannot reach it.
         Returns {"recall_before", "recall", "params", "action": "ok" | "retuned" | "rebuilt"}."""
-        from simsearch.errors import IndexCorrupt
-        from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
-        from simsearch.index.policy import ground_truth, measure
-
         current = self.get(collection_id, space, verify=True)
         key = (collection_id, space)
         with self._lock:

@@ -31,6 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from simsearch.store import repo
+from simsearch.errors import IndexCorrupt
+from simsearch.index import kinds
+from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
+from simsearch.index.policy import ground_truth, measure, tune
 
 log = logging.getLogger("simsearch.index")
 
@@ -71,9 +75,6 @@ def update(manager, collection_id: int, space: str, db_ids: np.ndarray, fp: str,
 
 def _mask_open_index(policy, cached, db_ids, fp, prior):
     """Only deletions, on an open index of a masking kind: a bigger mask, nothing read or written."""
-    from simsearch.index import kinds
-    from simsearch.index.faiss_index import LoadedIndex
-
     if cached is None or not kinds.behaviour(cached.kind).masks_deletions:
         return None
     held = cached.positions().id_map
@@ -93,10 +94,6 @@ def _compaction_due(policy, masked: np.ndarray, held: int) -> str | None:
 
 
 def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp: str, prior: Prior):
-    from simsearch.errors import IndexCorrupt
-    from simsearch.index import kinds
-    from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
-
     policy = manager.policy
     path = manager.path_for(collection_id, space)
     try:
@@ -162,10 +159,6 @@ def _update_file(manager, collection_id: int, space: str, db_ids: np.ndarray, fp
 def compact(manager, collection_id: int, space: str, loaded):
     """``loaded`` with its masked ids removed for good (IVF kinds: in place on a copy read from the
     file, which is then saved); None when that is not possible (rebuild instead)."""
-    from simsearch.errors import IndexCorrupt
-    from simsearch.index import kinds
-    from simsearch.index.faiss_index import LoadedIndex, index_ids, load_index, save_index
-
     of = kinds.behaviour(loaded.kind)
     if not of.compacts_in_place:
         return None
@@ -190,9 +183,6 @@ def recheck(manager, collection_id: int, space: str, loaded, truth=None):
     """Measure the recall of ``loaded`` (an index no other thread uses) on sampled stored vectors;
     re-tune it when below the target. Returns the state's new record (``retuned``: the knobs
     changed), or None when even re-tuned it misses the target (rebuild)."""
-    from simsearch.index import kinds
-    from simsearch.index.policy import ground_truth, measure, tune
-
     policy = manager.policy
     if truth is None:
         with manager.db.session() as s:

@@ -20,6 +20,7 @@ from pathlib import Path
 from simsearch.store.lifecycle import JobStatus
 from simsearch.jobs.manifest import run_folder, uploads_dir
 from simsearch.store.models import IngestRun
+from simsearch.jobs.kept_originals import keep_run
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -28,8 +29,6 @@ ORPHAN_MIN_AGE = 3600  # seconds: an upload folder whose run row is gone (collec
 
 
 def _keep(ctx, run_id: int) -> None:
-    from simsearch.jobs.kept_originals import keep_run
-
     try:
         keep_run(ctx, run_id)
     except Exception:  # keeping originals must not turn a finished job into a failure either

@@ -15,6 +15,11 @@ from simsearch.jobs.staging import Staging, remove_quietly
 from simsearch.store import repo
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
+from simsearch.images.decode import release_memory
+from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
+from simsearch.jobs.cleanup import release_uploads
+from simsearch.owners import this_process
+from simsearch.store.db import unavailable
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -54,8 +59,6 @@ def create_run(ctx, collection: str, spaces: list[str], source: str, staging: St
 def create_command_run(ctx, collection: str, spaces: list[str], source: str, total: int) -> int:
     """The run of a `simsearch ingest` command, owned by this process: if the command is killed,
     the next one marks it ``interrupted`` (:func:`simsearch.jobs.reconcile.mark_interrupted`)."""
-    from simsearch.owners import this_process
-
     with ctx.db.session() as s:
         coll = repo.get_or_create_collection(s, collection)
         run = lifecycle.new_run(collection_id=coll.id, source=source, spaces=spaces, total=total,
@@ -77,8 +80,6 @@ def mark_interrupted_now(ctx, run_id: int) -> None:
 def failure_reason(exc: BaseException) -> str:
     """What a failed job's message says: the error's own message, or for a database error its
     reason (never the SQL or its parameters)."""
-    from simsearch.store.db import unavailable
-
     db_error = unavailable(exc)
     if db_error is not None:
         return f"{db_error.message.split(';')[0]} while the job ran; ingest the same files again to finish it"
@@ -112,8 +113,6 @@ RUNNABLE = lifecycle.UNFINISHED  # running: a worker died mid-job and the queue 
 
 def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Run a queued ingest job to the end; the run row tracks progress. Returns the report dict."""
-    from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
-
     got = lifecycle.claim(ctx.db, run_id, kinds=(JobKind.INGEST,), runnable=RUNNABLE, count_attempt=True)
     if got.run is None:
         raise NotFound(f"no ingest job with id {run_id}", field="job_id")
@@ -135,15 +134,10 @@ def execute_run(ctx, run_id: int, *, batch_size: int | None = None, workers: int
         mark_failed(ctx, run_id, failure_reason(exc) if _db_error(exc) else exc)
         raise
     finally:
-        from simsearch.images.decode import release_memory
-        from simsearch.jobs.cleanup import release_uploads
-
         release_uploads(ctx, run_id)
         release_memory()  # the decode threads' buffers (up to SIMSEARCH_MAX_PIXELS each) are free now
     return report.to_dict()
 
 
 def _db_error(exc: BaseException) -> bool:
-    from simsearch.store.db import unavailable
-
     return unavailable(exc) is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from simsearch import paths
 from simsearch.errors import InvalidInput
+from simsearch.ingest import SourceFile, display_uri, is_remote
 
 FILENAME = "manifest.json"
 
@@ -68,8 +69,6 @@ class Manifest:
 
     def source_files(self, folder: Path) -> list:
         """The files as :class:`~simsearch.ingest.SourceFile` (relative paths resolved in ``folder``)."""
-        from simsearch.ingest import SourceFile, display_uri, is_remote
-
         out = []
         for f in self.files:
             if is_remote(f.path):  # read by whichever worker runs it, with its own credentials

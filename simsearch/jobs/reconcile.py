@@ -26,6 +26,11 @@ from simsearch.store import lifecycle
 from simsearch.store.lifecycle import RESTARTABLE, SHARD_KINDS, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
+from simsearch.jobs.execute import mark_failed
+from simsearch.jobs.rq import enqueue_ingest, enqueue_shard, new_job_id
+from simsearch.jobs.shards import fail_finally, roll_up
+from simsearch.owners import owner_is_gone
+from simsearch.store.db import unavailable
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -116,8 +121,6 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
     try:
         return reconcile(ctx, connection, queue_names[0])
     except Exception as exc:
-        from simsearch.store.db import unavailable
-
         if unavailable(exc) is not None:
             log.warning("reconciling jobs: the database is unavailable; trying again later")
         else:
@@ -128,8 +131,6 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
 def mark_interrupted(ctx) -> list[int]:
     """Mark ``interrupted`` the unfinished runs of `simsearch ingest` commands on this host whose
     process is gone (killed mid-way); returns their ids. Their committed work is kept."""
-    from simsearch.owners import owner_is_gone
-
     marked = []
     for run_id, owner, _kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):
         if not owner_is_gone(owner):

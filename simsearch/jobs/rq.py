@@ -13,6 +13,11 @@ import logging
 import os
 import threading
 
+from simsearch.config import Settings
+from simsearch.context import AppContext
+from simsearch.jobs.execute import execute_run, mark_failed, mark_retrying
+from simsearch.jobs.shards import execute_shard, fail_finally
+
 log = logging.getLogger("simsearch.jobs")
 
 DEFAULT_QUEUE = "simsearch"
@@ -37,8 +42,6 @@ def settings_to_data(settings) -> dict:
 
 def settings_from_data(data: dict):
     """The :class:`~simsearch.config.Settings` that :func:`settings_to_data` wrote (validated)."""
-    from simsearch.config import Settings
-
     return Settings.from_data(data)
 
 
@@ -59,9 +62,6 @@ def job_context(settings_data: dict | None = None):
     """One :class:`~simsearch.context.AppContext` per worker process and settings (models and
     indexes stay loaded between jobs of a ``--simple`` worker). Jobs enqueued without settings
     (by an older version) use the worker's."""
-    from simsearch.config import Settings
-    from simsearch.context import AppContext
-
     if settings_data:
         settings = settings_from_data(settings_data)
     else:
@@ -77,8 +77,6 @@ def job_context(settings_data: dict | None = None):
 def run_ingest_job(run_id: int, options: dict | None = None, settings: dict | None = None) -> dict:
     """RQ job: run ingest job ``run_id``. ``options``: ``batch_size``, ``workers``;
     ``settings``: :func:`settings_to_data` of the enqueuing process."""
-    from simsearch.jobs.execute import execute_run
-
     options = dict(options or {})
     return execute_run(job_context(settings), int(run_id), batch_size=options.get("batch_size"),
                        workers=options.get("workers"))
@@ -97,8 +95,6 @@ def resolve_target(target: str):
 
 def run_shard_job(run_id: int, options: dict | None = None, settings: dict | None = None) -> dict:
     """RQ job: ingest shard ``run_id`` of a sharded job (see :mod:`simsearch.jobs.shards`)."""
-    from simsearch.jobs.shards import execute_shard
-
     options = dict(options or {})
     return execute_shard(job_context(settings), int(run_id), batch_size=options.get("batch_size"),
                          workers=options.get("workers"))
@@ -113,9 +109,6 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback (an exception, or a worker that died mid-job: AbandonedJobError).
     With retries left the run goes back to ``queued`` (RQ starts it again); else it is failed
     with the reason, and a shard's job is brought up to date."""
-    from simsearch.jobs.execute import mark_failed, mark_retrying
-    from simsearch.jobs.shards import fail_finally
-
     try:
         run_id = int(job.args[0])
         settings = job.args[2] if len(job.args) > 2 else None

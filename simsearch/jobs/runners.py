@@ -23,6 +23,7 @@ from simsearch.jobs.rq import (DEFAULT_QUEUE, REEMBED_THREAD_TARGET, enqueue_fun
                               redis_connection, resolve_target)
 from simsearch.store.db import unavailable
 from simsearch.text import plural
+from simsearch.jobs.shards import create_shards
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -182,8 +183,6 @@ class RQRunner:
         """Queue the job: as one RQ job, or (more than ``shard_size`` files) as one RQ job per shard
         that any worker takes. Each RQ job's id is recorded on its run before it is queued, so a
         job lost with Redis's data is found and queued again (:mod:`simsearch.jobs.reconcile`)."""
-        from simsearch.jobs.shards import create_shards
-
         try:
             conn = redis_connection(self.redis_url)
             shards = create_shards(self.ctx, run_id, self.ctx.settings.shard_size)

@@ -23,6 +23,11 @@ from simsearch.store import lifecycle
 from simsearch.store.lifecycle import ENDED, SHARD_KINDS, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
 from simsearch.store.models import Image, IngestRun, utcnow
 from simsearch.text import plural
+from simsearch import derived
+from simsearch.errors import public_reason
+from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
+from simsearch.jobs.cleanup import release_uploads
+from simsearch.jobs.manifest import Manifest, run_folder
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -32,8 +37,6 @@ MAX_ERRORS_KEPT = 1000
 
 def fail_finally(ctx, shard_id: int, failure) -> None:
     """The shard's last attempt failed: it ends ``failed`` with the reason, then the job is rolled up."""
-    from simsearch.errors import public_reason
-
     if isinstance(failure, BaseException):
         failure = public_reason(failure, hide=(str(ctx.settings.home),))
     if not lifecycle.fail(ctx.db, shard_id, str(failure), final=True):
@@ -161,8 +164,6 @@ def roll_up(ctx, parent_id: int) -> str:
     """Bring job ``parent_id`` up to date with its shards; end it when every shard has ended.
     Returns its status. Safe when several shards end at once: the parent row is locked first
     (an UPDATE), so the last shard to end always sees every other shard ended."""
-    from simsearch.jobs.cleanup import release_uploads
-
     with ctx.db.session() as s:
         locked = s.execute(update(IngestRun).where(IngestRun.id == parent_id,
                                                    IngestRun.status.not_in([e.value for e in ENDED]))
@@ -210,8 +211,6 @@ def roll_up(ctx, parent_id: int) -> str:
 def _refresh_derived(ctx, collection_id: int, spaces: list[str]) -> None:
     """The job has ended: its collection's derived spaces made from its spaces follow the new
     vectors (what the shards stored, even when some failed)."""
-    from simsearch import derived
-
     try:
         done = derived.refresh_for_bases(ctx, collection_id, spaces)
     except Exception:  # the ingest itself is done; the next ingest or `simsearch tune` refreshes them

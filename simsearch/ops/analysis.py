@@ -32,6 +32,10 @@ from simsearch.ops.analysis_results import (NO_LABELS_NOTE, PRECISION_AT, Cluste
 from simsearch.ops.vectors import VectorSet
 from simsearch.store import results
 from simsearch.store.results import ResultKey
+from simsearch import limits
+from simsearch.analysis import (auto_sweep, external_scores, k_grid, knn_precision_per_point, pca_2d, representatives,
+                                tsne_2d)
+from simsearch.analysis.k_auto import assign_clusters
 
 SEED = 0
 METHODS = ("tsne", "pca")
@@ -64,8 +68,6 @@ class Steps:
 def parse_k(k) -> int | None:
     """'auto' or None -> None (choose by the silhouette sweep); otherwise an int in 2..200 (simsearch.limits.ClusterK,
     the API's and the CLI's limit)."""
-    from simsearch import limits
-
     k = limits.check(limits.ClusterK, k, "k")
     return None if k == "auto" else k
 
@@ -97,8 +99,6 @@ def _sweep_key(vs: VectorSet, ks: list[int]) -> ResultKey:
 
 def _sweep_ks(n: int) -> list[int]:
     """The k the sweep tries for ``n`` images (:func:`simsearch.analysis.k_auto.k_grid`)."""
-    from simsearch.analysis import k_grid
-
     _need(n, 3, "a silhouette sweep")
     return k_grid(n)
 
@@ -109,8 +109,6 @@ def sweep(ctx, vs: VectorSet) -> tuple[SilhouetteSweep, dict[str, np.ndarray], b
     only), ``sample_rows`` (the positions of the sample the k were fitted and scored on),
     ``sample_labels_<k>`` (that sample's clusters at every k), ``fitted_<k>`` (the centres as
     fitted, at every k) and ``mean`` (what the vectors were centred on, when they were)."""
-    from simsearch.analysis import auto_sweep
-
     ks = _sweep_ks(len(vs))
     key = _sweep_key(vs, ks)
     hit = results.get(ctx.db, key)
@@ -139,9 +137,6 @@ def _kmeans_at(ctx, vs: VectorSet, k: int, sweep_arrays: dict) -> tuple[np.ndarr
     the sweep has it): its labels when the sweep assigned every image at k (its best k), else one
     pass assigning every image to the centres the sweep fitted at k. Another k: k-means fitted and
     scored on the sample exactly as the sweep fits each k, then one pass for k alone. Both cached."""
-    from simsearch.analysis import auto_sweep
-    from simsearch.analysis.k_auto import assign_clusters
-
     if f"labels_{k}" in sweep_arrays:
         return sweep_arrays[f"labels_{k}"], sweep_arrays[f"centroids_{k}"], None
     key = ResultKey(vs.collection_id, vs.space, "kmeans", f"{SWEEP_FORMAT};k={k};seed={SEED}", vs.fingerprint)
@@ -197,8 +192,6 @@ def lookup_clusters(ctx, collection: str, space: str | None = None, k="auto",
 def clusters(ctx, collection: str, space: str | None = None, k="auto", n_representatives: int = 8, *,
              progress: Progress | None = None) -> ClusterResult:
     """k-means clusters (k chosen by silhouette when 'auto') with sizes, members and representatives."""
-    from simsearch.analysis import representatives
-
     want, n_reps = _clusters_args(k, n_representatives)
     steps = Steps(progress, 3)
     cached = lookup_clusters(ctx, collection, space, k, n_reps)  # without reading the vectors
@@ -294,8 +287,6 @@ def evaluate(ctx, collection: str, space: str | None = None, *,
     """Silhouette by k and best k; with labels: ARI/NMI/homogeneity/completeness at the best k and at
     the number of distinct labels, and leave-one-out kNN precision@10 (over the labelled images).
     ``vectors``: already loaded vectors of the collection (saves reading them again)."""
-    from simsearch.analysis import external_scores, knn_precision_per_point
-
     steps = Steps(progress, 3)
     steps("reading the vectors")
     vs = vectors if vectors is not None and vectors.x is not None else vecs.load(ctx, collection, space)
@@ -365,8 +356,6 @@ def map_2d(ctx, collection: str, space: str | None = None, method: str = "tsne",
            vectors: VectorSet | None = None, progress: Progress | None = None) -> MapResult:
     """2-D coordinates of every image (t-SNE by default, PCA as an option), with labels and the
     cluster of each image at the automatically chosen k. Cached while the vectors are unchanged."""
-    from simsearch.analysis import pca_2d, tsne_2d
-
     method = parse_method(method)
     steps = Steps(progress, 3)
     steps("reading the vectors")

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from simsearch.errors import Conflict, InvalidInput
 from simsearch.store import repo
 from simsearch.store.models import Image, Thumbnail
+from simsearch.ops import analysis
 
 CELL = 64  # pixels per cell side
 MAX_CELLS = 256  # a 16 x 16 grid at most: 1024 x 1024 pixels
@@ -132,8 +133,6 @@ _RECENT = _Recent()
 def current_map(ctx, collection: str, space: str, method: str = "tsne", generation: str | None = None) -> QuantisedMap:
     """The collection's cached map in ``space``, quantised. ``generation``: the one the page has;
     served from memory when known, 409 when the map has changed since (or is not computed)."""
-    from simsearch.ops import analysis
-
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
     if generation is not None:

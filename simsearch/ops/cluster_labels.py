@@ -28,6 +28,8 @@ from simsearch.ops import vectors as vecs
 from simsearch.ops.analysis_results import NO_LABELS_NOTE, ClusterResult, Clusters, StoredLabelAgreement
 from simsearch.store import results
 from simsearch.store.results import ResultKey
+from simsearch.analysis import external_scores
+from simsearch.ops.images import clean_label, label_images
 
 REPRESENTATIVES = 8  # the API's representatives per cluster
 KIND_AGREEMENT = "cluster_labels"
@@ -77,8 +79,6 @@ def agreement(labels: list, assignments: dict[int, np.ndarray], at_k: np.ndarray
     every sweep k (``assignments``; -1: not assigned at that k, outside the sweep's sample: the ARI
     curve is over the labelled images that are) and at the clustering's k (``at_k``), and each
     cluster's members as positions in that order."""
-    from simsearch.analysis import external_scores
-
     lab = np.array(["" if v is None else v for v in labels], dtype=object)
     mask = np.array([v is not None for v in labels], dtype=bool)
     distinct = {v for v in labels if v is not None}
@@ -149,8 +149,6 @@ def current_clusters(ctx, collection: str, space: str | None, k, cluster: int, v
 def rename(ctx, collection: str, space: str | None, k, cluster: int, name: str | None, *,
            version: str | None = None) -> dict:
     """Name (``None``: unname) one cluster of the clustering last computed for ``k``."""
-    from simsearch.ops.images import clean_label
-
     base, vs = current_clusters(ctx, collection, space, k, cluster, version)
     name = clean_label(name, field="name")
     current = names(ctx, vs, base.k)
@@ -166,8 +164,6 @@ def rename(ctx, collection: str, space: str | None, k, cluster: int, name: str |
 def save_as_label(ctx, collection: str, space: str | None, k, cluster: int, label: str, *,
                   version: str | None = None) -> dict:
     """Give every image of one cluster the label ``label`` (replacing theirs)."""
-    from simsearch.ops.images import label_images
-
     base, vs = current_clusters(ctx, collection, space, k, cluster, version)
     label = limits.check(limits.Label, label, "label").strip()
     members = base.clusters[cluster].members

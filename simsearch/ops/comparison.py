@@ -24,6 +24,9 @@ from simsearch.spaces import check_space_name, is_backbone_space, parse
 from simsearch.store import repo, results
 from simsearch.store.models import Embedding, Image
 from simsearch.store.results import ResultKey
+from simsearch.analysis import neighbour_overlap
+from simsearch.embedding.backbones import get_backbone
+from simsearch.ingest import Ingester, SourceFile
 
 OVERLAP_K = 10
 
@@ -53,8 +56,6 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
                   ids: np.ndarray | None = None) -> EmbedReport:
     """Embed the collection's ok images (``ids``: those of them) that lack ``space`` vectors, from their source files."""
     from pathlib import Path
-
-    from simsearch.ingest import Ingester, SourceFile
 
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
@@ -105,8 +106,6 @@ def _overlap_key(a: VectorSet, b: VectorSet) -> ResultKey:
 
 def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOverlap | None | bool:
     """The overlap of a pair; None when they share too few images; False when not cached and not ``compute``."""
-    from simsearch.analysis import neighbour_overlap
-
     key = _overlap_key(a, b)
     hit = results.get(ctx.db, key, arrays=())
     if hit is not None:
@@ -125,8 +124,6 @@ def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOver
 def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
            weights: dict[str, str] | None, steps, keep: np.ndarray) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
-    from simsearch.embedding.backbones import get_backbone
-
     embedding = None
     if is_backbone_space(space):
         name = parse(space).backbone

@@ -15,6 +15,9 @@ from simsearch.ops.duplicate_results import DiskFile, DuplicatesPlan, PlanFile, 
 from simsearch.ops.duplicates import PairSet, collection_id_of, groups, parse_tier, tier_groups, tier_threshold
 from simsearch.store import repo
 from simsearch.store.models import Embedding, Image, ImageFile
+from simsearch.images import content_hash
+from simsearch.jobs import kept_originals
+from simsearch.store import upsert
 
 # ---- acting on groups: keep one, remove the rest (preview, then apply) -----------------------------
 
@@ -156,9 +159,6 @@ def _apply(ctx, collection_id: int, acted: list[dict]) -> None:
     """Drop the extra file records and delete the other images, in one transaction."""
     from sqlalchemy import delete as sql_delete
 
-    from simsearch.jobs import kept_originals
-    from simsearch.store import upsert
-
     drop: dict[int, tuple[dict, list[str]]] = {}
     for e in acted:
         row, kept = e["keep"]
@@ -191,8 +191,6 @@ def _delete_on_disk(ctx, acted: list[dict]) -> list[dict]:
     """Delete the removed files from disk where that is safe; one entry per removed path."""
     import os
     from pathlib import Path
-
-    from simsearch.images import content_hash
 
     removed: list[tuple[dict, dict, dict]] = []  # (kept file, the removed file's image row, the removed file)
     for e in acted:

@@ -17,6 +17,9 @@ from simsearch.jobs.manifest import ManifestFile, uploads_dir
 from simsearch.jobs.staging import Staging, ZipLimits, extract_zip, new_staging_dir, remove_quietly, stage_files
 from simsearch.store import repo
 from simsearch.text import plural
+from simsearch.embedding.backbones import get_backbone
+from simsearch.ingest import files_from_folder
+from simsearch.spaces import new_space, parse
 
 MAX_BATCH_SIZE = limits.BATCH_SIZE_MAX
 MAX_IGNORED_SHOWN = 200
@@ -53,9 +56,6 @@ def name_list(value, field: str = "backbones") -> list[str]:
 
 
 def _spaces(settings, values: list[str], pooling: str | None) -> list[str]:
-    from simsearch.embedding.backbones import get_backbone
-    from simsearch.spaces import new_space, parse
-
     names = [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]
     if not names:
         names = [settings.default_backbone]
@@ -108,8 +108,6 @@ def from_server_path(ctx, runner, collection: str, server_path, options: dict, *
     """Queue the images of a folder on the server, inside ``allowed_root`` (None: not allowed).
     ``options``: the keyword arguments of :meth:`IngestOptions.parse`; ``metadata_csv``: a CSV of
     labels and metadata (the CLI's ``--metadata``)."""
-    from simsearch.ingest import files_from_folder
-
     repo.validate_collection_name(collection)
     if not allowed_root:
         raise Forbidden("ingest from a server-side folder is disabled; the administrator can allow it with "

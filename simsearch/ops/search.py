@@ -10,6 +10,8 @@ from simsearch.ops.backbones import check_space
 from simsearch.ops import verify as V
 from simsearch.space_defaults import resolve_space
 from simsearch.store import repo
+from simsearch.analysis.regions import check_regions, parse_box
+from simsearch.search import search_image, similar_to, validate_k
 
 
 def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
@@ -19,13 +21,9 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     found in it to search by too (True: the default number, False or 0: none; see
     :func:`simsearch.search.search_image`); ``verify``: re-rank the top results by geometric
     verification (:mod:`simsearch.ops.verify`)."""
-    from simsearch.search import search_image, validate_k
-
     if backbone is not None:
         spaces.check(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
         _imported_here(ctx, collection, backbone)
-    from simsearch.analysis.regions import check_regions, parse_box
-
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
     verify = V.check_verify(verify)
     if box is not None:
@@ -58,8 +56,6 @@ def _imported_here(ctx, collection: str, space: str) -> None:
 def by_image(ctx, image_id: int, *, collection: str | None = None, backbone: str | None = None, k: int = 10,
              label: str | None = None) -> dict:
     """The images most similar to an ingested one (itself excluded)."""
-    from simsearch.search import similar_to
-
     if backbone is not None:
         spaces.check(backbone, imported=True)
     t0 = time.perf_counter()

@@ -8,11 +8,10 @@ from __future__ import annotations
 from simsearch import derived, provenance, space_defaults, spaces
 from simsearch.errors import Conflict
 from simsearch.store import repo
+from simsearch.ops import tune_jobs
 
 
 def overview(ctx, collection: str) -> dict:
-    from simsearch.ops import tune_jobs
-
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         coll_id, chosen = coll.id, coll.default_space

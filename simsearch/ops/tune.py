@@ -49,6 +49,9 @@ from simsearch.jobs import reembed
 from simsearch.ops import reembed_jobs
 from simsearch.ops.reembed import Reembedded, embed_collection
 from simsearch.store.models import Collection, Image
+from simsearch import provenance
+from simsearch.analysis import neighbour_overlap, tuning
+from simsearch.store.models import Embedding
 
 PROTOCOL = ("nested stratified {folds}-fold cross-validation over the labelled images (seed {seed}): "
             "transforms fitted on the training folds only, hyper-parameters chosen by an inner {inner}-fold "
@@ -135,8 +138,6 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
     ``variants``: also try the base's pooling and test-time-view variants (embeds the images again).
     ``sample``: score on a seeded sample stratified by label of at most this many images
     (:func:`simsearch.ops.sampling.stratified_sample`; ``"all"`` / None: every image)."""
-    from simsearch.analysis import tuning
-
     t0 = time.perf_counter()
     folds = int(folds)
     cap = check_sample(sample)
@@ -189,8 +190,6 @@ def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: l
     pass, the spaces it created)."""
     with ctx.db.session() as s:
         have = set(repo.spaces_of(s, coll_id))
-    from simsearch import provenance
-
     new = [sp for sp in spaces if sp not in have]
     if not new:
         return None, []
@@ -210,10 +209,6 @@ def _embed_variants(ctx, coll_id: int, spaces: list[str], steps, report_notes: l
 def _drop_vectors(ctx, coll_id: int, spaces: list[str]) -> None:
     from sqlalchemy import delete, select
 
-    from simsearch.store.models import Embedding, Image
-
-    from simsearch import provenance
-
     if not spaces:
         return
     with ctx.db.session() as s:
@@ -227,8 +222,6 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
                    progress, variants: list[str], sample_ids: np.ndarray) -> TuneReport:
     """Cross-validate every candidate on the sampled labelled images ``sample_ids``; then embed the
     rest of the collection in the chosen variant (when one is chosen) and fit the winner on all."""
-    from simsearch.analysis import tuning
-
     fams = tuning.families()
     var_fams = [tuning.Family(t, r) for t, r in VARIANT_FAMILIES]
     steps = Steps(progress, len(options) + 1 + (len(variants) + 2 if variants else 0))
@@ -293,8 +286,6 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     for sp in chosen_new:
         ctx.sync_index(coll_id, sp, force_rebuild=True)
     if report.chosen in created and chosen_new:  # a variant chosen as it is: a space of its own, shown in the pickers
-        from simsearch import provenance
-
         provenance.set_origin(ctx, coll_id, [report.chosen], "embedded")
     steps(f"fitting {report.chosen} on the whole collection")
     if report.chosen not in bases:
@@ -353,8 +344,6 @@ def _cost_of(scored, sc) -> int:
 def _tune_unlabelled(ctx, collection: str, coll_id: int, space: str, ids, parts, seed: int, progress,
                      pick: np.ndarray) -> TuneReport:
     """The whitening grid scored by neighbour stability on the sampled rows ``pick``, fitted on all."""
-    from simsearch.analysis import neighbour_overlap, tuning
-
     x = parts[0]
     xs = x[pick]
     grid = tuning.unsupervised_grid(xs)

@@ -24,6 +24,8 @@ from simsearch.store.lifecycle import JobKind
 from simsearch.store import repo
 from simsearch.store.models import IngestRun
 from simsearch.ops.tune import tune
+from simsearch.jobs.status import iso
+from simsearch.space_defaults import resolve_space
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -44,8 +46,6 @@ def options(set_default=True, folds=5, seed=0, variants=True, sample=SAMPLE_CAP)
 
 def _check_collection(ctx, coll_id: int, collection: str) -> None:
     """409 when the collection cannot be tuned as it is (too few images in its default space)."""
-    from simsearch.space_defaults import resolve_space
-
     space = resolve_space(ctx, coll_id, None)
     d = derived.get(ctx, coll_id, space)
     base = d.bases[0] if d is not None else space
@@ -96,8 +96,6 @@ def execute(ctx, run_id: int) -> dict:
 def last_report(ctx, coll_id: int) -> dict | None:
     """The newest tuning job of the collection: ``{"job_id", "status", "finished_at", "report"}``
     (``report`` None until it is done)."""
-    from simsearch.jobs.status import iso
-
     with ctx.db.session() as s:
         run = s.scalar(select(IngestRun).where(IngestRun.kind == KIND, IngestRun.collection_id == coll_id)
                        .order_by(IngestRun.id.desc()).limit(1))

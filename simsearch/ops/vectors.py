@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simsearch.store import repo
+from simsearch.space_defaults import resolve_space
+from simsearch.store.models import Image
 
 
 @dataclass
@@ -34,16 +36,12 @@ class VectorSet:
         One query over the collection (no IN lists), so it stays cheap enough for a request."""
         from sqlalchemy import select
 
-        from simsearch.store.models import Image
-
         with ctx.db.session() as s:
             mapping = dict(s.execute(select(Image.id, Image.label).where(Image.collection_id == self.collection_id)).all())
         return [mapping.get(int(i)) for i in self.ids]
 
 
 def _resolve(ctx, collection: str, space: str | None) -> tuple[int, str]:
-    from simsearch.space_defaults import resolve_space
-
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
     return coll_id, resolve_space(ctx, coll_id, space)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simsearch.errors import InvalidInput
+from simsearch import limits
 
 CHUNK_ROWS = 16384
 KEY_MAX = 4096
@@ -230,8 +231,6 @@ def check_keys(keys: list[str]) -> None:
 
 def check_labels(labels: list[str], keys: list[str]) -> list[str | None]:
     """Labels as stored: trimmed, ``""`` (or blank) -> None; at most 200 characters, no NUL."""
-    from simsearch import limits
-
     out: list[str | None] = []
     for row, label in enumerate(labels):
         label = label.strip()

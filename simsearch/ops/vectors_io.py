@@ -43,12 +43,13 @@ from simsearch.ops.vectors_file import (CHUNK_ROWS, Array, VectorsFile, check_ke
 from simsearch.spaces import check_space_name, parse
 from simsearch.store import bulk, repo
 from simsearch.store.models import Embedding, Image, ImageFile, IngestRun
+from simsearch import provenance
+from simsearch.embedding.backbones import get_backbone
+from simsearch.ops.search import collection_space
 
 
 def _space_dim(session, space: str, is_backbone: bool) -> int | None:
     if is_backbone:
-        from simsearch.embedding.backbones import get_backbone
-
         return get_backbone(parse(space).backbone).dim
     return session.scalar(select(Embedding.dim).where(Embedding.space == space).limit(1))
 
@@ -213,14 +214,10 @@ def export_stream(ctx, collection: str, space: str | None = None, *,
     """``(info, bytes of the .npz)``: the collection and space are checked now (404 / 400), the
     file is produced as the iterator is consumed. ``key_view(path, ingest source)``: how keys are
     shown (the API hides server paths); default: as stored."""
-    from simsearch.ops.search import collection_space
-
     coll_id, space = collection_space(ctx, collection, space)
     with ctx.db.session() as s:
         n, dim = s.execute(select(func.count(), func.max(Embedding.dim)).join(Image).where(
             Image.collection_id == coll_id, Image.status == "ok", Embedding.space == space)).one()
-    from simsearch import provenance
-
     info = {"collection": collection, "backbone": space, "vectors": int(n), "dim": int(dim or 0),
             "filename": f"{collection}-{space}.npz", "fingerprint": provenance.ensure(ctx, coll_id, space)}
     return info, _npz(ctx, coll_id, space, key_view, info["fingerprint"])

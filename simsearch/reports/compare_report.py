@@ -16,6 +16,8 @@ from pathlib import Path
 from simsearch.ops.analysis_results import BackbonePanel, Comparison, NeighbourOverlap
 
 from .map_plot import PALETTE, cluster_colours, draw_map, figure_bytes
+from .map_plot import load_thumbnails
+from simsearch import __version__
 
 TEMPLATE = "compare.html"
 MAP_PANEL_PX = (720, 600)
@@ -172,8 +174,6 @@ def render_report(comparison: Comparison, thumbs: dict | None = None, *, generat
     """The HTML of the report for a comparison; ``thumbs``: image id -> PIL image."""
     import jinja2
 
-    from simsearch import __version__
-
     thumbs = thumbs or {}
     panels = comparison.backbones
     rows = score_rows(panels)
@@ -216,8 +216,6 @@ def json_path_for(html_path: Path | str) -> Path:
 
 def write_report(ctx, comparison: Comparison, out: Path | str) -> dict:
     """Write the HTML report to ``out`` and its data to ``out`` with a .json suffix. Returns the paths."""
-    from .map_plot import load_thumbnails
-
     out = Path(out)
     ids = {int(i) for p in comparison.backbones if p.map is not None for i in p.map.ids}
     thumbs = load_thumbnails(ctx, ids, max_side=96) if ids else {}

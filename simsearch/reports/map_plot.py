@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.text import plural
+from simsearch.store.models import Image, Thumbnail
 
 UNLABELLED = "(no label)"
 UNLABELLED_COLOUR = "#9e9e9e"
@@ -29,8 +30,6 @@ def load_thumbnails(ctx, ids, max_side: int = 96) -> dict[int, "PIL.Image.Image"
     Images without a thumbnail (or whose thumbnail cannot be decoded) are left out."""
     from PIL import Image as PILImage
     from sqlalchemy import select
-
-    from simsearch.store.models import Image, Thumbnail
 
     id_list = sorted({int(i) for i in ids})
     out: dict[int, PILImage.Image] = {}

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simsearch.store.db import storage_error, unavailable
+
 
 @dataclass(frozen=True)
 class SearchTarget:
@@ -25,8 +27,6 @@ class SearchTarget:
 
 
 def _rows(db, sql: str, params: tuple) -> list[tuple]:
-    from simsearch.store.db import storage_error, unavailable
-
     placeholder = "?" if db.dialect == "sqlite" else "%s"
     conn = db.engine.raw_connection()  # from the pool; close() returns it (rolled back)
     try:

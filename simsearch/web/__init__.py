@@ -21,6 +21,7 @@ import logging
 from flask import redirect
 
 from simsearch.config import ENV_PREFIX, Settings
+from simsearch import __version__
 
 log = logging.getLogger("simsearch.web")
 
@@ -47,7 +48,6 @@ def create_app(config: dict | Settings | None = None):
     """The Flask app (see the module docstring for ``config``)."""
     from apiflask import APIFlask
 
-    from simsearch import __version__
     from simsearch.context import AppContext
     from simsearch.jobs.runners import make_runner
     from simsearch.web import contract, guards, security

@@ -25,6 +25,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from simsearch import __version__, limits
 from simsearch.errors import InvalidInput
 from simsearch.web.examples import add_examples
+from simsearch.web import schemas
+from simsearch.web.errors import error_body
 
 REF = "#/components/schemas/{model}"
 # nested models met while the document is generated: their schemas go into components.schemas
@@ -227,8 +229,6 @@ def _clean_parameter_schema(schema: dict) -> dict:
 
 def finish_spec(spec: dict) -> dict:
     """The spec processor: everything APIFlask does not know about simsearch's contract."""
-    from simsearch.web import schemas
-
     spec["info"]["description"] = (
         "Image similarity search over your own collections. Every error has one shape: "
         "`{\"error\": {\"code\", \"message\", \"field\"?, \"details\"?}}`. Unknown query parameters are refused "
@@ -281,8 +281,6 @@ def finish_spec(spec: dict) -> dict:
 
 def error_processor(error):
     """APIFlask's own HTTP errors (``abort``, its validation errors) in the one error shape."""
-    from simsearch.web.errors import error_body
-
     field, message = None, error.message or "error"
     detail = error.detail if isinstance(error.detail, dict) else {}
     for _location, fields in detail.items():

@@ -21,6 +21,8 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from simsearch.errors import CSRFError, SimsearchError, StorageFull, StorageReadOnly  # noqa: F401 (CSRFError: importable from here)
+from simsearch.store.db import storage_error, unavailable
+from simsearch.web.paths import hide_server_paths
 
 log = logging.getLogger("simsearch.web")
 
@@ -93,8 +95,6 @@ def handle_simsearch_error(exc: SimsearchError) -> Response:
         headers["Retry-After"] = str(DEFAULT_RETRY_AFTER)
     body = exc.to_dict()
     try:  # messages about weights or files may name folders of the server: show placeholders
-        from simsearch.web.paths import hide_server_paths
-
         body["error"]["message"] = hide_server_paths(body["error"]["message"])
     except Exception:  # never fail the error response itself
         log.debug("could not hide server paths in an error message", exc_info=True)
@@ -153,8 +153,6 @@ def _in_data_folder(filename) -> bool:
 def handle_database_error(exc: Exception) -> Response:
     """SQLAlchemy's connection errors and timeouts: 503 ``database_unavailable``, no SQL shown; a
     full or read-only database: 507 ``storage_full`` / 503 ``storage_read_only``."""
-    from simsearch.store.db import storage_error, unavailable
-
     err = unavailable(exc) or storage_error(exc)
     if err is None:
         return _unexpected(exc)
@@ -168,8 +166,6 @@ def handle_unexpected(exc: Exception) -> Response:
         return handle_http_exception(exc)
     if isinstance(exc, SimsearchError):
         return handle_simsearch_error(exc)
-    from simsearch.store.db import storage_error, unavailable
-
     if unavailable(exc) is not None or storage_error(exc) is not None:
         return handle_database_error(exc)
     storage = storage_os_error(exc)

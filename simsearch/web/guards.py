@@ -31,6 +31,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from simsearch.errors import Conflict, InvalidInput, NotFound
+from simsearch.store.models import max_id
+from simsearch.web.errors import handle_simsearch_error, handle_unexpected, log
 
 MAX_JSON_DEPTH = 32
 NUL = "\x00"
@@ -226,8 +228,6 @@ def lost_race(exc: Exception):
     Other integrity errors (a NOT NULL column left empty: a bug) stay 500s."""
     from sqlalchemy.exc import IntegrityError
 
-    from simsearch.web.errors import handle_simsearch_error, handle_unexpected, log
-
     reason = str(getattr(exc, "orig", None) or "").lower()
     if isinstance(exc, IntegrityError) and not any(v in reason for v in RACE_VIOLATIONS):
         return handle_unexpected(exc)
@@ -253,7 +253,5 @@ def install(app) -> None:
 
 def current_max_id() -> int:
     """The largest id the app's database can hold (ids in JSON bodies above it cannot exist)."""
-    from simsearch.store.models import max_id
-
     services = current_app.extensions["simsearch"]
     return max_id(getattr(services, "services", services).db.dialect)

@@ -21,6 +21,11 @@ import sys
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from simsearch.config import Settings
+from simsearch.errors import SimsearchError
+from simsearch.web.deadlines import WATCHDOG
+from simsearch.web.exposure import require_api_key
+
 workers = 2
 worker_class = "simsearch.web.gunicorn_conf.Worker"
 # per worker: how many requests it serves at once (searches, reads) while others trickle in
@@ -37,11 +42,7 @@ class Worker(ThreadWorker):
     _header_timeout: float | None = None
 
     def handle(self, conn):  # noqa: ANN001 - gunicorn's TConn
-        from simsearch.web.deadlines import WATCHDOG
-
         if self._header_timeout is None:
-            from simsearch.config import Settings
-
             type(self)._header_timeout = Settings.from_env().request_header_timeout
         WATCHDOG.watch(conn.sock, self._header_timeout)
         try:
@@ -51,10 +52,6 @@ class Worker(ThreadWorker):
 
 
 def on_starting(server) -> None:
-    from simsearch.config import Settings
-    from simsearch.errors import SimsearchError
-    from simsearch.web.exposure import require_api_key
-
     try:
         require_api_key(server.cfg.bind, Settings.from_env().api_keys, server="gunicorn")
     except SimsearchError as exc:

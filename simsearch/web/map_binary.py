@@ -22,14 +22,14 @@ import json
 
 import numpy as np
 
+from simsearch.ops.atlas import generation_of, quantise
+
 MAGIC = b"SSMAP1\x00\x00"
 NO_LABEL = 0xFFFF
 STEPS = 0xFFFF
 
 
 def _quantise(values: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    from simsearch.ops.atlas import quantise  # one quantisation: the thumbnail atlases' tiles use it too
-
     return quantise(values)
 
 
@@ -51,8 +51,6 @@ def encode(result) -> bytes:
     clusters = np.asarray([-1 if c is None else c for c in d["clusters"]], dtype=np.int16)
     id_type = "uint32" if n == 0 or (ids.min() >= 0 and ids.max() < 2**32) else "float64"
     header = {k: d[k] for k in ("collection", "backbone", "method", "n", "k", "seconds", "cached")}
-    from simsearch.ops.atlas import generation_of
-
     header.update(labels=list(names), x_range=x_range, y_range=y_range, id_type=id_type,
                   generation=generation_of(ids, x, y))
     head = json.dumps(header, separators=(",", ":")).encode()

@@ -20,6 +20,7 @@ from pathlib import PurePath
 from flask import current_app, has_app_context
 
 from simsearch.paths import uploads_dir
+from simsearch.store import hot
 
 
 def _services():
@@ -112,8 +113,6 @@ def shown_source(source: str | None) -> str | None:
 
 def run_sources(image_ids) -> dict[int, str]:
     """``{image id: its ingest run's source}`` for the given images (one query)."""
-    from simsearch.store import hot
-
     if exposed():
         return {}
     return hot.run_sources(_services().db, image_ids)

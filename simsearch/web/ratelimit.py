@@ -34,6 +34,7 @@ from sqlalchemy import event, func, select, text, update
 from simsearch.errors import TooManyRequests
 from simsearch.store import lifecycle
 from simsearch.store.models import IngestRun
+from simsearch.web.security import client_id
 
 MAX_ADDRESSES = 10_000  # buckets kept; full (idle) ones are dropped first when there are more
 
@@ -96,8 +97,6 @@ def cap_jobs(mapper, connection, run: IngestRun) -> None:
 
     if not has_request_context() or run.kind in NOT_COUNTED or run.parent_id is not None:
         return
-    from simsearch.web.security import client_id
-
     services = current_app.extensions.get("simsearch")
     settings = getattr(getattr(services, "services", services), "settings", None)
     if settings is None:

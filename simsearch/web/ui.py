@@ -17,6 +17,9 @@ from simsearch.ops.backbones import backbone_rows, not_embedded
 from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.spaces import describe, score_words
 from simsearch.web.paths import shown_source
+from simsearch.ops import duplicates as dup, spaces as ops_spaces
+from simsearch.spaces import is_backbone_space, parse
+from simsearch.web.paths import hide_server_paths
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
@@ -37,8 +40,6 @@ def _vector_counts(summary: dict) -> dict[str, int]:
 
 def _collection_context(name: str) -> dict:
     """What every collection page shows: counts, labels (with counts) and embedded spaces."""
-    from simsearch.ops import spaces as ops_spaces
-
     detail = ops_collections.detail(_ctx(), name)
     vectors = _vector_counts(detail)
     pick = ops_spaces.picker(_ctx(), name)  # the collection's default first; tune's internal variants left out
@@ -109,21 +110,15 @@ def map_view(name: str):
 
 @bp.get("/c/<name>/duplicates")
 def duplicates(name: str):
-    from simsearch.ops import duplicates as dup
-
     return render_template("ui/duplicates.html", page="duplicates", thresholds=dup.thresholds(),
                            calibration=dup.calibration_text(), **_collection_context(name))
 
 
 @bp.get("/c/<name>/compare")
 def compare(name: str):
-    from simsearch.spaces import is_backbone_space
-
     ctx = _collection_context(name)
     # backbone spaces some images lack (an embedding stopped half-way, images added with another backbone)
     partial = [s for s in ctx["spaces"] if is_backbone_space(s) and ctx["vector_counts"][s] < ctx["collection"]["images_ok"]]
-    from simsearch.web.paths import hide_server_paths
-
     missing = sorted(not_embedded(_ctx().settings, ctx["spaces"]), key=lambda b: not b["weights_ok"])  # the ones to embed now first
     # the notes name the weights folder: shown as $SIMSEARCH_WEIGHTS_DIR (unless SIMSEARCH_EXPOSE_PATHS)
     missing = [{**b, "reason": hide_server_paths(b["reason"]), "weights_note": hide_server_paths(b["weights_note"])}
@@ -140,8 +135,6 @@ def spaces(name: str):
 
 @bp.get("/c/<name>/ingest")
 def ingest(name: str):
-    from simsearch.spaces import is_backbone_space, parse
-
     ctx = _collection_context(name)
     own = ctx["default_space"]  # new images are embedded with the backbone of the collection's default
     ctx["default_space"] = parse(own).backbone if own and is_backbone_space(own) else ctx["default_backbone"]

@@ -51,12 +51,13 @@ def accepted(resp) -> dict:
 
 
 class Gate:
-    """Replaces ``module.name`` (by default a function of simsearch.analysis): records the thread
-    that calls it and holds it until released, then calls the real one."""
+    """Replaces ``module.name`` (by default a function of simsearch.analysis, as the operations
+    import it: simsearch.ops.analysis): records the thread that calls it and holds it until
+    released, then calls the real one."""
 
     def __init__(self, monkeypatch, name: str, module=None):
         if module is None:
-            import simsearch.analysis as module
+            import simsearch.ops.analysis as module
 
         self.real = getattr(module, name)
         self.entered = threading.Event()

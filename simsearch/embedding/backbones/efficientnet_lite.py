@@ -26,6 +26,7 @@ from simsearch.digest import check_sidecar, file_sha256, sidecar, write_sidecar
 from simsearch.errors import WeightsUnavailable
 
 from .base import Backbone, as_path, check_pooling
+from .torch_checkpoint import load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,6 @@ class EfficientNetLiteBackbone(Backbone):
             if path.name.endswith(".weights.h5"):
                 model.load_weights(str(path))
             else:
-                from .torch_checkpoint import load_state_dict
-
                 load_checkpoint_into(model, mapping, load_state_dict(path))
         except Exception as exc:
             raise WeightsUnavailable(f"{self.name}: cannot load weights from {path}: {exc}",

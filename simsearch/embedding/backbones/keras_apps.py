@@ -23,6 +23,7 @@ from simsearch.config import env_weights_file
 from simsearch.errors import InvalidInput, WeightsUnavailable
 
 from .base import Backbone, as_path, check_pooling
+from simsearch.config import env_settings
 
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 DOWNLOAD_HOST = "storage.googleapis.com"
@@ -76,8 +77,6 @@ def keras_cache_dirs() -> list[Path]:
 def download_timeout() -> float:
     """Per-socket-operation timeout for weight downloads (``$SIMSEARCH_DOWNLOAD_TIMEOUT``, default 30 s)."""
     try:
-        from simsearch.config import env_settings
-
         return env_settings().download_timeout
     except InvalidInput:
         return 30.0

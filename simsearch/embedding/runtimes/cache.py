@@ -34,6 +34,7 @@ from simsearch.paths import converted_dir
 
 from . import calibration
 from .base import FP32, INT8, TOLERANCE, ModelSpec, Runtime, Session, min_cosine, probe_images
+from .keras_rt import keras_model
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,6 @@ def _load_cached(runtime: ConvertingRuntime, spec: ModelSpec, folder: Path, key:
 
 def _convert(runtime: ConvertingRuntime, spec: ModelSpec, root: Path) -> tuple[Path, float]:
     """Convert the Keras model into a fresh temporary folder under ``root``; (folder, seconds)."""
-    from .keras_rt import keras_model
-
     model, _ = keras_model(spec, FP32)  # the reference: Keras fp32 (imports the Keras backend)
     t0 = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
@@ -225,8 +224,6 @@ def _write_manifest(tmp: Path, runtime: ConvertingRuntime, spec: ModelSpec, key:
 def open_converted(runtime: ConvertingRuntime, spec: ModelSpec) -> Session:
     weights_sha = source_weights_sha(spec)
     if weights_sha is None:  # weights still to download: Keras fetches them, then we know their digest
-        from .keras_rt import keras_model
-
         keras_model(spec, FP32)
         weights_sha = source_weights_sha(spec)
         if weights_sha is None:

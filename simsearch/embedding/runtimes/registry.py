@@ -17,6 +17,7 @@ from .hardware import cpu_has_bf16
 from .keras_rt import KerasRuntime, gpu_visible
 from .onnxruntime_rt import OnnxRuntime
 from .openvino_rt import OpenVinoRuntime
+from simsearch.embedding.backbones import get_backbone
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,6 @@ def resolve_precision(precision: str, runtime: str = "auto", device: str = "cpu"
 
 def _probe_spec(precision: str) -> ModelSpec:
     from pathlib import Path
-
-    from simsearch.embedding.backbones import get_backbone
 
     return ModelSpec(get_backbone("efficientnet_lite0"), "avg", precision, Path("."))
 

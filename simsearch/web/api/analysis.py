@@ -24,6 +24,9 @@ from simsearch.web import schemas as S
 from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import BINARY, WRITE_SECURITY, errors
+from simsearch import spaces
+from simsearch.ops import atlas as ops_atlas
+from simsearch.web import map_binary as mb
 
 MAP_SIGNIFICANT_DIGITS = 4
 ANALYSIS = ("Never computed inside the request: 200 with the result when it is cached for the collection's current "
@@ -129,8 +132,6 @@ def map_view(name: str, q: S.AnalysisQuery):
 def map_binary(name: str, q: S.AnalysisQuery):
     from flask import Response, request
 
-    from simsearch.web import map_binary as mb
-
     _, space = collection_space(ctx(), name, q.backbone)
 
     def shape(result):
@@ -188,9 +189,6 @@ ATLAS_MAX_AGE = 365 * 24 * 3600
                    304: {"description": "Not modified (If-None-Match matched)."}, **errors(400, 404, 409)})
 def atlas(name: str, space: str, tile: str, q: S.AtlasQuery):
     from flask import request
-
-    from simsearch.ops import atlas as ops_atlas
-    from simsearch import spaces
 
     try:
         spaces.check(space, imported=True)

@@ -12,6 +12,7 @@ from simsearch.web.api.blueprint import bp
 from simsearch.web.api.common import ctx, runner
 from simsearch.web.contract import errors
 from simsearch.web.paths import hide_server_paths
+from simsearch.store.db import answer_within, unavailable
 
 
 @bp.get("/health")
@@ -23,8 +24,6 @@ def health(q):
     down, with every dependency's state in ``details.checks`` (``ok``, ``unavailable``,
     ``schema_outdated``). The database gets ``SIMSEARCH_HEALTH_TIMEOUT`` seconds (3) in all to
     answer, whatever it does (refuses, hangs, is frozen)."""
-    from simsearch.store.db import answer_within, unavailable
-
     app_ctx = ctx()
     checks = {"database": "ok", "job_queue": "ok" if runner().kind == "rq" else "in-process"}
     failures = []

@@ -110,8 +110,6 @@ def thumbnail(image_id: int, q):
 def image_file(image_id: int, q):
     from pathlib import PurePath
 
-    from simsearch.web.paths import shown_path
-
     orig = originals.open_original(ctx(), image_id)
     resp = send_file(orig.file, mimetype=orig.mime_type, etag=orig.etag, conditional=True, max_age=THUMBNAIL_MAX_AGE,
                      download_name=PurePath(shown_path(orig.source_path) or f"image-{image_id}").name)

@@ -16,6 +16,7 @@ from simsearch.web.api.analysis import JOB_CAP
 from simsearch.web.api.common import ctx, job_accepted, runner
 from simsearch.web.contract import WRITE_SECURITY, bodies, errors, form_data, json_model, links, validate
 from simsearch.web.paths import public_job
+from simsearch.ops.embed_jobs import start_embedding
 
 
 @bp.post("/collections/<name>/ingest")
@@ -89,8 +90,6 @@ EMBEDDING_RESPONSES = {**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP,
                     "image already has the vectors, or no source file is left.",
         responses=EMBEDDING_RESPONSES)
 def embed(name: str, q, body: S.EmbedBackbone):
-    from simsearch.ops.embed_jobs import start_embedding
-
     return job_accepted(start_embedding(ctx(), runner(), name, body.backbone))
 
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simsearch.index import kinds
+
 __all__ = ["Error", "ErrorDetail", "Health", "Backbone", "BackboneList", "BackboneSpace", "Collection", "CollectionList",
            "CollectionDetail", "LabelCount", "CollectionDeleted", "Image", "ImageDetail", "ImagePage", "ImageFilters", "ImagesRemoved",
            "ImageDeleted", "Hit", "SimilarQueryImage", "SimilarResult", "SearchQueryFile", "SearchResult", "LabelsResult",
@@ -68,8 +70,6 @@ class BackboneList(BaseModel):
 
 def _index_kinds() -> str:
     """``flat (exact), ivf_pq_refine, ivf_sq8 or hnsw_sq8.``: the registered kinds."""
-    from simsearch.index import kinds
-
     approximate = [k for k in kinds.names() if kinds.is_approximate(k)]
     return f"{kinds.exact().name} (exact), {', '.join(approximate[:-1])} or {approximate[-1]}."
 
