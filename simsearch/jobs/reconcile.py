@@ -27,7 +27,7 @@ from simsearch.store.lifecycle import RESTARTABLE, SHARD_KINDS, UNFINISHED, JobK
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
 from simsearch.jobs.execute import mark_failed
-from simsearch.jobs.rq import enqueue_ingest, enqueue_shard, new_job_id
+from simsearch.jobs.rq import REEMBED_SHARD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id
 from simsearch.jobs.shards import fail_finally, roll_up
 from simsearch.owners import owner_is_gone
 from simsearch.store.db import unavailable
@@ -50,9 +50,6 @@ def _state(connection, job_id: str) -> str | None:
 
 def reconcile(ctx, connection, queue_name: str) -> dict:
     """One pass over the unfinished jobs (see the module's doc); returns what it did."""
-    from simsearch.jobs.rq import REEMBED_SHARD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id
-    from simsearch.jobs.shards import roll_up
-
     done: dict[str, list[int]] = {"requeued": [], "failed": [], "ended": []}
     with ctx.db.session() as s:
         rows = s.execute(select(IngestRun.id, IngestRun.kind, IngestRun.status, IngestRun.owner, IngestRun.created_at,
@@ -106,9 +103,6 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
 
 
 def give_up(ctx, run_id: int, kind: str, why: str) -> None:
-    from simsearch.jobs.execute import mark_failed
-    from simsearch.jobs.shards import fail_finally
-
     if kind in SHARD_KINDS:
         fail_finally(ctx, run_id, why)
     else:

@@ -101,9 +101,6 @@ def claim_shard(ctx, shard_id: int, kind: str, what: str) -> lifecycle.Claim:
 def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:
     """Ingest one shard (its slice of the parent's manifest), then :func:`roll_up` the parent.
     A shard that ended is not run again; one left ``running`` by a dead worker is."""
-    from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
-    from simsearch.jobs.manifest import Manifest, run_folder
-
     got = claim_shard(ctx, shard_id, SHARD, "ingest shard")
     shard = got.run
     if not got.claimed:
