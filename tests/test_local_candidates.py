@@ -15,7 +15,7 @@ from simsearch.ops import verify as V
 from tests.conftest import dataset_files
 from tests.helpers.api import assert_error
 from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
-from tests.test_verify_search import _on_a_wall
+from tests.helpers.regions import on_a_wall as _on_a_wall
 
 S = LV.KEYPOINT_SLOTS
 

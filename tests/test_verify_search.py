@@ -4,28 +4,16 @@ small real collection of tests/test_region_search.py (flowers102 and oxford-buil
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image as PILImage
 
 from simsearch.errors import InvalidInput
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
-from tests.helpers import benchmarks
 from tests.helpers.api import assert_error
 from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
-
-def _on_a_wall(art: Path, background: Path, seed: int = 4) -> bytes:
-    """``art`` framed, relit, turned in perspective and pasted into ``background``, as the
-    in-context benchmark builds its wall photos (benchmarks/in_context.py)."""
-    in_context = benchmarks.load("in_context")
-
-    with PILImage.open(art) as a, PILImage.open(background) as bg:
-        photo, _ = in_context.on_a_wall(a, bg, np.random.default_rng(seed))
-    return in_context.jpeg(photo)
-
+from tests.helpers.regions import on_a_wall as _on_a_wall
 
 def test_check_verify_takes_booleans_and_names_the_field():
     assert V.check_verify(True) is True and V.check_verify("false") is False and V.check_verify("1") is True
