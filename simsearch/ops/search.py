@@ -13,13 +13,14 @@ from simsearch.store import repo
 
 
 def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
-              label: str | None = None, box=None, regions: int | bool = True, verify=False, local=False) -> dict:
+              label: str | None = None, box=None, regions: int | bool = True, verify=False, local=None) -> dict:
     """Embed an image file's bytes and search ``collection`` with it. ``results``: hit dicts.
     ``box``: a region of the image (``'x0,y0,x1,y1'``, fractions); ``regions``: how many objects
     found in it to search by too (True: the default number, False or 0: none; see
     :func:`simsearch.search.search_image`); ``verify``: re-rank the top results by geometric
     verification (:mod:`simsearch.ops.verify`); ``local``: also take candidates by the query's
-    local features (the collection's descriptor index) and verify them."""
+    local features (the collection's descriptor index) and verify them (None: where images' local
+    features are stored at ingest, ``settings.local_features``; without them the index is empty)."""
     from simsearch.search import search_image, validate_k
 
     if backbone is not None:
@@ -29,7 +30,7 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
 
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
     verify = V.check_verify(verify)
-    local = V.check_verify(local, "local")
+    local = ctx.settings.local_features if local is None else V.check_verify(local, "local")
     if box is not None:
         box = parse_box(box)
     t0 = time.perf_counter()
