@@ -45,7 +45,7 @@ def test_a_wall_photo_of_a_collection_image_is_found_first_with_verification(art
         inliers = {i: verify(q, f).inliers for i, f in feats.items()}
         assert inliers[ids[art.name]] >= V.MIN_INLIERS
         assert max(n for i, n in inliers.items() if i != ids[art.name]) < V.MIN_INLIERS, inliers
-        off = _search(client, data, k=5, verify="false").get_json()["results"]  # the vectors' ranking, unchanged
+        off = _search(client, data, k=5, verify="false", local="false").get_json()["results"]  # the vectors' ranking
         assert sorted(h["score"] for h in off) == [h["score"] for h in off][::-1]
 
 
@@ -61,11 +61,12 @@ def test_features_missing_are_extracted_from_the_original_and_stored(artefacts):
     with PILImage.open(paths[10]) as im:
         buf = io.BytesIO()
         im.convert("RGB").resize((im.width // 2, im.height // 2)).save(buf, "JPEG", quality=75)
-    hits = _search(client, buf.getvalue(), k=3).get_json()["results"]  # by default: no verification
+    # local=false: no verification (local candidates would verify the images of a stale index)
+    hits = _search(client, buf.getvalue(), k=3, local="false").get_json()["results"]
     assert hits[0]["image_id"] == ids[paths[10].name]
     with ctx.db.session() as s:
         assert s.scalar(select(func.count()).select_from(ImageFeatures)) == 0
-    hits = _search(client, buf.getvalue(), k=3, verify="true").get_json()["results"]
+    hits = _search(client, buf.getvalue(), k=3, verify="true", local="false").get_json()["results"]
     assert hits[0]["image_id"] == ids[paths[10].name]
     with ctx.db.session() as s:
         n = s.scalar(select(func.count()).select_from(ImageFeatures))
