@@ -22,16 +22,15 @@ What it does (every file in a temporary folder, never in the repository):
      resized to 40-80% and saved as JPEG q85: a close copy, which must still come first;
    - **flowers**: the 4th photo of each flowers102 species (not in the collection): ordinary
      same-class retrieval, precision@3 (the collection holds 3 photos of each species).
-3. Each query runs in each mode of :data:`MODES`: **plain** (``regions=0, verify=False``: the
-   whole image's vector, the search as it was), **default** (by_upload's default: the whole image
-   plus 1 object proposal, a rectangle on strong straight edges whose colours differ from a band
-   around it; one batch, fused with the whole image as the prior; runs before verification was
-   built called it ``default``, the runs while it was the default ``fused``), **verified**
-   (``verify=true``: the default, then the top candidates geometrically verified,
-   simsearch/ops/verify.py; runs before 2026-12-06 17:30 UTC called it ``default``), **verified_50**
-   (the same with 50 candidates verified) and
-   **max_verified** (4 proposals, then verified); wall photos also with **box**:
-   the pasted picture's bounding box as a user would drag it (the verified search inside it).
+3. Each query runs in each mode of :data:`MODES` (``--modes``: a subset; plain and fused always):
+   **plain** (``regions=0, verify=False, local=False``: the whole image's vector, the search as it
+   was), **fused** (the whole image plus 1 object proposal, fused with the whole image as the
+   prior; runs before 2026-12-06 called it ``default``), **verified** (``verify=true``: fused, then
+   the top candidates geometrically verified, simsearch/ops/verify.py), **local**
+   (``regions=0, local=true``: the whole image plus candidates by local features, verified),
+   **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
+   and **verified_local**; wall photos also with **box** (unless ``--no-box``): the pasted
+   picture's bounding box as a user would drag it (the verified search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
    with the target in the top 10, and for the flowers precision@1 and @3; latency: every
    query's modes timed back to back (plain and default alternating first), median and mean of
