@@ -22,16 +22,15 @@ What it does (every file in a temporary folder, never in the repository):
      resized to 40-80% and saved as JPEG q85: a close copy, which must still come first;
    - **flowers**: the 4th photo of each flowers102 species (not in the collection): ordinary
      same-class retrieval, precision@3 (the collection holds 3 photos of each species).
-3. Each query runs in each mode of :data:`MODES`: **plain** (``regions=0, verify=False``: the
-   whole image's vector, the search as it was), **default** (by_upload's default: the whole image
-   plus 1 object proposal, a rectangle on strong straight edges whose colours differ from a band
-   around it; one batch, fused with the whole image as the prior; runs before verification was
-   built called it ``default``, the runs while it was the default ``fused``), **verified**
-   (``verify=true``: the default, then the top candidates geometrically verified,
-   simsearch/ops/verify.py; runs before 2026-12-06 17:30 UTC called it ``default``), **verified_50**
-   (the same with 50 candidates verified) and
-   **max_verified** (4 proposals, then verified); wall photos also with **box**:
-   the pasted picture's bounding box as a user would drag it (the verified search inside it).
+3. Each query runs in each mode of :data:`MODES` (``--modes``: a subset; plain and fused always):
+   **plain** (``regions=0, verify=False, local=False``: the whole image's vector, the search as it
+   was), **fused** (the whole image plus 1 object proposal, fused with the whole image as the
+   prior; runs before 2026-12-06 called it ``default``), **verified** (``verify=true``: fused, then
+   the top candidates geometrically verified, simsearch/ops/verify.py), **local**
+   (``regions=0, local=true``: the whole image plus candidates by local features, verified),
+   **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
+   and **verified_local**; wall photos also with **box** (unless ``--no-box``): the pasted
+   picture's bounding box as a user would drag it (the verified search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
    with the target in the top 10, and for the flowers precision@1 and @3; latency: every
    query's modes timed back to back (plain and default alternating first), median and mean of
@@ -61,11 +60,13 @@ FRAME_COLOURS = [(92, 60, 30), (176, 141, 67), (25, 25, 25), (235, 232, 225), (1
 SEED = 2026
 # The modes measured: by_upload's keyword arguments (regions: object proposals; verify: geometric
 # verification of the top candidates, simsearch/ops/verify.py).
-MODES = {"plain": {"regions": 0, "verify": False},  # the whole image's vector: the search before region search
-         "default": {},  # by_upload's default: the whole image + 1 proposal, fused (no verification)
-         "verified": {"verify": True},  # fused, then the top candidates verified (verify=true)
-         "verified_50": {"verify": True, "candidates": 50},  # with 50 candidates verified instead of V.CANDIDATES
-         "max_verified": {"regions": 4, "verify": True}}  # 4 proposals, then verified
+MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole image's vector: the search before region search
+         "fused": {"verify": False, "local": False},  # the whole image + 1 proposal, fused (the default before local candidates)
+         "verified": {"verify": True, "local": False},  # fused, then the top candidates verified (verify=true)
+         "local": {"regions": 0, "verify": False, "local": True},  # the whole image + candidates by local features, verified
+         "fused_local": {"verify": False, "local": True},  # fused + candidates by local features, verified
+         "verified_local": {"verify": True, "local": True}}
+  # fused, its top candidates and the local ones verified
 
 
 # ---- the scenes -----------------------------------------------------------------------------------
@@ -196,12 +197,18 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="120 artefacts and 70 queries: a smoke run")
     ap.add_argument("--seed", type=int, default=SEED, help="which artefacts, backgrounds and changes are drawn "
                                                            f"(default {SEED}: the set the method was developed on)")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"the modes measured, comma-separated (of {', '.join(MODES)}); "
+                                                            "plain and fused always")
+    ap.add_argument("--no-box", action="store_true", help="skip the wall photos' box mode")
+    ap.add_argument("--query-scale", type=float, default=None,
+                    help="the query's SIFT copy, a fraction of its decoded size (default: simsearch.ops.verify.QUERY_SCALE)")
     args = ap.parse_args()
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
     os.environ.setdefault("SIMSEARCH_REDIS_URL", "")
 
     from simsearch.analysis import regions as R
     from simsearch.images import local_features as LF
+    from simsearch.images import local_votes as LV
     from simsearch.ops import verify as V
     from simsearch.config import Settings
     from simsearch.context import AppContext
@@ -209,23 +216,31 @@ def main() -> None:
     from simsearch.ingest.sources import files_from_folder
     from simsearch.ops import search as ops_search
 
+    if args.query_scale is not None:
+        V.QUERY_SCALE = args.query_scale
+
     out: dict = {"benchmark": "in_context", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                  "load_average_at_start": round(os.getloadavg()[0], 2),
                  "platform": platform.platform(), "python": platform.python_version(), "seed": args.seed,
                  "method": {"plain": "regions=0: the whole image's vector (the search before region search)",
-                            "default": f"the whole image and up to {R.REGIONS_DEFAULT} object proposal(s) (rectangles on "
+                            "fused": f"the whole image and up to {R.REGIONS_DEFAULT} object proposal(s) (rectangles on "
                                        f"strong straight edges, {R.PROPOSAL_GRID}-cell grid, >= {R.PROPOSAL_MIN:g} of each "
                                        f"side; the best {R.CONTRAST_POOL} ranked again by edge score x colour contrast "
                                        f"with a {R.CONTRAST_RING:g} band around them; NMS {R.PROPOSAL_NMS:g}), each "
                                        f"cropped {R.PROPOSAL_INSET:g} inside, embedded "
                                        "in one batch; fused: an image's score is max(whole-image cosine, region "
                                        f"cosine - {R.REGION_MARGIN:g})",
-                            "verified": f"verify=true: the default, then the top {V.CANDIDATES} verified: SIFT ({LF.N_QUERY} keypoints of the "
+                            "verified": f"verify=true: fused, then the top {V.CANDIDATES} verified: SIFT ({LF.N_QUERY} keypoints of the "
                                        f"query, {LF.N_FEATURES} stored per image, grey copies <= {LF.MAX_SIDE} px), ratio "
                                        f"test {LF.RATIO}, MAGSAC++ homography ({LF.REPROJ} of the long side); >= "
                                        f"{V.MIN_INLIERS} inliers: verified, first by inliers",
-                            "verified_50": "as verified, the top 50 candidates verified",
-                            "max_verified": f"{R.REGIONS_MAX} proposals fused, then the top candidates verified",
+                            "local": f"regions=0, local=true: the whole image's vector, plus up to {V.LOCAL_CANDIDATES} "
+                                     f"candidates by local features (each query keypoint votes for the image of its nearest "
+                                     f"stored descriptor, ratio {LV.RATIO} against the nearest of another image; >= "
+                                     f"{V.LOCAL_MIN_VOTES} votes), those verified first",
+                            "fused_local": "local=true: fused, plus the candidates by local features, verified",
+                            "verified_local": "verify=true, local=true: fused, its top candidates and the local ones verified",
+                            "query_scale": V.QUERY_SCALE,
                             "box": "the verified search inside the pasted picture's bounding box (a user's drag)"}}
     with tempfile.TemporaryDirectory(prefix="simsearch-in-context-") as tmp:
         tmp = Path(tmp)
@@ -263,18 +278,21 @@ def main() -> None:
 
             for q in queries["copy"][:3]:  # warm-up: models open, index loaded
                 run(q, **MODES["plain"])
-                run(q, **MODES["default"])
-            times: dict = {m: [] for m in MODES}
+                run(q, **MODES["fused"])
+                run(q, **MODES["local"])  # the descriptor index built
+            modes = ["plain", "fused"] + [m for m in args.modes.split(",") if m in MODES and m not in ("plain", "fused")]
+            out["modes"] = {m: MODES[m] for m in modes}
+            times: dict = {m: [] for m in modes}
             quality: dict = {}
             for kind, items in queries.items():
-                per = {m: [] for m in MODES} | ({"box": []} if kind == "wall" else {})
+                per = {m: [] for m in modes} | ({"box": []} if kind == "wall" and not args.no_box else {})
                 for n, q in enumerate(items):
-                    order = list(MODES) if n % 2 == 0 else ["default", "plain"] + [m for m in MODES if m not in ("default", "plain")]
+                    order = modes if n % 2 == 0 else ["fused", "plain"] + modes[2:]
                     for mode in order:
                         hits, secs = run(q, **MODES[mode])
                         times[mode].append(secs)
                         per[mode].append(hits)
-                    if kind == "wall":
+                    if "box" in per:
                         per["box"].append(run(q, box=q["box"], verify=True)[0])
                 quality[kind] = {}
                 for mode, all_hits in per.items():

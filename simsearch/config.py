@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     # its job ends, so the full image stays viewable after the upload folder is deleted
     keep_originals: bool = True
     # store each image's local features (SIFT, ~36 KB an image, about 3x ingest's pre-processing CPU)
-    # at ingest, for searches with verify=true; without them a verified search reads the candidates'
-    # originals the first time and stores their features then
+    # at ingest, for searches with verify=true and for candidates by local features (the search's
+    # local=, on by default when this is set: docs/region-search.md); without them a verified search
+    # reads the candidates' originals the first time and stores their features then
     local_features: bool = False
     default_backbone: str = DEFAULT_BACKBONE
     download_timeout: float = Field(30.0, ge=1.0)

@@ -16,6 +16,7 @@ from simsearch.config import Settings
 from simsearch.embedding.embedder import Embedder
 from simsearch.errors import DatabaseRefused, DatabaseUnavailable
 from simsearch.index.build_jobs import recorder
+from simsearch.index.descriptors import DescriptorIndexes
 from simsearch.index.manager import IndexManager
 from simsearch.index.policy import IndexPolicy
 from simsearch.owners import this_process
@@ -32,6 +33,8 @@ class AppContext:
     weights: dict[str, str] = field(default_factory=dict, repr=False)
 
     schema_checked: bool = True
+    # the collections' descriptor indexes (candidates by local features), made on first use
+    descriptors: DescriptorIndexes | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, schema: str | None = "check", wait_for_database: bool = False) -> "AppContext":
@@ -88,6 +91,13 @@ class AppContext:
 
     def sync_index(self, collection_id: int, space: str, *, force_rebuild: bool = False):
         return self.indexes.sync(collection_id, space, force_rebuild=force_rebuild)
+
+    def descriptor_index(self, collection_id: int):
+        """The collection's index of stored local descriptors (:mod:`simsearch.index.descriptors`),
+        None when none of its images has stored features."""
+        if self.descriptors is None:
+            self.descriptors = DescriptorIndexes(self.db, self.settings.index_dir)
+        return self.descriptors.get(collection_id)
 
     def close(self) -> None:
         """Finish background index updates and close the database connections."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from simsearch import derived, limits, provenance
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
+from simsearch.analysis.regions import fuse_max
 from simsearch.errors import Conflict, InvalidInput, NotFound
 from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch.space_defaults import resolve_space
@@ -164,6 +165,18 @@ def _search_fused(ctx, target: _Target, q: QueryVectors, k: int) -> list[Hit]:
     return _hits(ctx, fused, fused_ids, None, k)
 
 
+def _scored(ctx, target: _Target, q: QueryVectors, ids: list[int]) -> list[Hit]:
+    """The hits of these ids (those in the index and allowed), with their fused scores, best first."""
+    allowed = np.unique(np.asarray(ids, np.int64))
+    if target.allowed is not None:
+        allowed = np.intersect1d(allowed, target.allowed)
+    if len(allowed) == 0:
+        return []
+    scores, got = target.index.search(q.vectors, len(allowed), allowed_ids=allowed)
+    fused_ids, fused, _ = fuse_max(list(zip(scores, got)), q.margins, len(allowed))
+    return _hits(ctx, fused, fused_ids, None, len(allowed))
+
+
 def _lookup(ctx, collection: str, space: str | None, label: str | None) -> _Target:
     """The target of a query by name. In the common case (the collection has vectors of the space
     asked for, else of the default one) that is one database round trip, which also reads the
@@ -180,7 +193,8 @@ def _lookup(ctx, collection: str, space: str | None, label: str | None) -> _Targ
 
 
 def search_image(ctx, collection: str, data: bytes, source: str, *, space: str | None = None, k: int = 10,
-                 label: str | None = None, box=None, regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]]:
+                 label: str | None = None, box=None, regions: int = REGION_PROPOSALS,
+                 also=None) -> tuple[str, list[Hit]]:
     """Embed an image file's bytes and search a collection with it. An unknown collection or
     space is reported before a bad image.
 
@@ -188,7 +202,9 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     text ``'x0,y0,x1,y1'``); ``regions``: also search by that many object proposals found in the
     image (or the box) and fuse the scores (the default, one: a photo of an artefact in its
     surroundings finds the artefact; a close copy keeps its rank); 0: the whole image only. In a
-    derived space the query is the whole image, as before (a box there is refused)."""
+    derived space the query is the whole image, as before (a box there is refused). ``also``:
+    image ids (candidates from elsewhere: local features) whose hits, with the scores the query
+    gives them, follow the top ``k`` when they are not in it (in a derived space: ignored)."""
     k = validate_k(k)
     regions = check_regions(regions)
     if box is not None:
@@ -198,7 +214,8 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     if d is None:
         provenance.check_query(ctx, target.collection_id, target.space)  # the stored vectors' model, or 409
         q = embed_query(ctx, target.space, data, source, box=box, regions=regions)
-        return target.space, _search_fused(ctx, target, q, k)
+        hits = _search_fused(ctx, target, q, k)
+        return target.space, hits + _scored(ctx, target, q, [i for i in (also or ()) if i not in {h.image_id for h in hits}])
     if box is not None:
         raise InvalidInput(f"search by a region works in a backbone's space; {target.space!r} is a derived space "
                            "(choose a backbone with the backbone parameter)", field="box")

@@ -4,28 +4,16 @@ small real collection of tests/test_region_search.py (flowers102 and oxford-buil
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image as PILImage
 
 from simsearch.errors import InvalidInput
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
-from tests.helpers import benchmarks
 from tests.helpers.api import assert_error
 from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
-
-def _on_a_wall(art: Path, background: Path, seed: int = 4) -> bytes:
-    """``art`` framed, relit, turned in perspective and pasted into ``background``, as the
-    in-context benchmark builds its wall photos (benchmarks/in_context.py)."""
-    in_context = benchmarks.load("in_context")
-
-    with PILImage.open(art) as a, PILImage.open(background) as bg:
-        photo, _ = in_context.on_a_wall(a, bg, np.random.default_rng(seed))
-    return in_context.jpeg(photo)
-
+from tests.helpers.regions import on_a_wall as _on_a_wall
 
 def test_check_verify_takes_booleans_and_names_the_field():
     assert V.check_verify(True) is True and V.check_verify("false") is False and V.check_verify("1") is True
@@ -57,7 +45,7 @@ def test_a_wall_photo_of_a_collection_image_is_found_first_with_verification(art
         inliers = {i: verify(q, f).inliers for i, f in feats.items()}
         assert inliers[ids[art.name]] >= V.MIN_INLIERS
         assert max(n for i, n in inliers.items() if i != ids[art.name]) < V.MIN_INLIERS, inliers
-        off = _search(client, data, k=5, verify="false").get_json()["results"]  # the vectors' ranking, unchanged
+        off = _search(client, data, k=5, verify="false", local="false").get_json()["results"]  # the vectors' ranking
         assert sorted(h["score"] for h in off) == [h["score"] for h in off][::-1]
 
 
@@ -73,11 +61,12 @@ def test_features_missing_are_extracted_from_the_original_and_stored(artefacts):
     with PILImage.open(paths[10]) as im:
         buf = io.BytesIO()
         im.convert("RGB").resize((im.width // 2, im.height // 2)).save(buf, "JPEG", quality=75)
-    hits = _search(client, buf.getvalue(), k=3).get_json()["results"]  # by default: no verification
+    # local=false: no verification (local candidates would verify the images of a stale index)
+    hits = _search(client, buf.getvalue(), k=3, local="false").get_json()["results"]
     assert hits[0]["image_id"] == ids[paths[10].name]
     with ctx.db.session() as s:
         assert s.scalar(select(func.count()).select_from(ImageFeatures)) == 0
-    hits = _search(client, buf.getvalue(), k=3, verify="true").get_json()["results"]
+    hits = _search(client, buf.getvalue(), k=3, verify="true", local="false").get_json()["results"]
     assert hits[0]["image_id"] == ids[paths[10].name]
     with ctx.db.session() as s:
         n = s.scalar(select(func.count()).select_from(ImageFeatures))

@@ -200,6 +200,8 @@ def _examples(values: tuple[str, ...], option: str) -> tuple[list[int], list[tup
               help="Object proposals searched besides the whole image (0: the whole image only) [default: 1].")
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="Re-rank the top results by geometric verification (local features under one homography).")
+@click.option("--local/--no-local", default=None,
+              help="Also take candidates by the query's local features and verify them [default: the search's default].")
 @click.option("--like", multiple=True, metavar="ID|FILE",
               help="More like this: an image id of the collection or an image file (repeatable; IMAGE, when given, is "
                    "one more). See docs/search-examples.md.")
@@ -211,7 +213,7 @@ def _examples(values: tuple[str, ...], option: str) -> tuple[list[int], list[tup
 @runtime_options
 @json_option
 @click.pass_context
-def search(ctx, image, collection, backbone, k, label, box, regions, verify, like, unlike, threshold, min_percentile,
+def search(ctx, image, collection, backbone, k, label, box, regions, verify, local, like, unlike, threshold, min_percentile,
            unlike_weight, runtime, device, as_json):
     """Find the images most similar to an image file, or to several examples (--like, --unlike)."""
     k = limits.check(limits.SearchK, k, "k")
@@ -223,8 +225,8 @@ def search(ctx, image, collection, backbone, k, label, box, regions, verify, lik
             raise InvalidInput(f"{image}: cannot read ({exc.strerror or exc})", field="image")
     app = context_from(ctx, runtime=runtime, device=device)
     if like or unlike or threshold is not None or min_percentile is not None or unlike_weight is not None:
-        if box is not None or regions is not None or verify:
-            raise InvalidInput("--box, --regions and --verify search by one image; not with --like, --unlike or a "
+        if box is not None or regions is not None or verify or local:
+            raise InvalidInput("--box, --regions, --verify and --local search by one image; not with --like, --unlike or a "
                                "threshold", field="box" if box is not None else "regions" if regions is not None else "verify")
         (like_ids, like_files), (unlike_ids, unlike_files) = _examples(like, "--like"), _examples(unlike, "--unlike")
         like_files = [ops_examples.Upload(d, n) for d, n in ([(data, str(image))] if data is not None else []) + like_files]
@@ -244,7 +246,8 @@ def search(ctx, image, collection, backbone, k, label, box, regions, verify, lik
         raise InvalidInput("give an IMAGE file to search by, or examples with --like (and --unlike)", field="image")
     out = ops_search.by_upload(app, collection, data, str(image),
                                backbone=backbone, k=k, label=label, box=box, verify=verify,
-                               **({} if regions is None else {"regions": regions}))
+                               **({} if regions is None else {"regions": regions}),
+                               **({} if local is None else {"local": local}))
     hits = out["results"]
     if as_json:
         emit_json({"query": str(image), "collection": collection, "backbone": out["backbone"], "results": hits})

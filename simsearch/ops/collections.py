@@ -188,7 +188,9 @@ def delete(ctx, name: str, *, force: bool = False) -> dict:
                             .execution_options(synchronize_session=False)).rowcount
         if deleted != 1:  # deleted (or renamed) by another request since the lookup
             raise _gone(name)
-    ctx.indexes.remove_collection(coll_id)
+    ctx.indexes.remove_collection(coll_id)  # its folder, the descriptor index's files too
+    if getattr(ctx, "descriptors", None) is not None:
+        ctx.descriptors.forget(coll_id)
     for run_id in run_ids:
         remove_quietly(run_folder(ctx.settings, run_id))
     kept_originals.forget(ctx, kept)

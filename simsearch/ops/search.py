@@ -15,28 +15,34 @@ from simsearch.search import search_image, similar_to, validate_k
 
 
 def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
-              label: str | None = None, box=None, regions: int | bool = True, verify=False) -> dict:
+              label: str | None = None, box=None, regions: int | bool = True, verify=False, local=None) -> dict:
     """Embed an image file's bytes and search ``collection`` with it. ``results``: hit dicts.
     ``box``: a region of the image (``'x0,y0,x1,y1'``, fractions); ``regions``: how many objects
     found in it to search by too (True: the default number, False or 0: none; see
     :func:`simsearch.search.search_image`); ``verify``: re-rank the top results by geometric
-    verification (:mod:`simsearch.ops.verify`)."""
+    verification (:mod:`simsearch.ops.verify`); ``local``: also take candidates by the query's
+    local features (the collection's descriptor index) and verify them (None: where images' local
+    features are stored at ingest, ``settings.local_features``; without them the index is empty)."""
     if backbone is not None:
         spaces.check(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
         _imported_here(ctx, collection, backbone)
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
     verify = V.check_verify(verify)
+    local = ctx.settings.local_features if local is None else V.check_verify(local, "local")
     if box is not None:
         box = parse_box(box)
     t0 = time.perf_counter()
     k = validate_k(k)
     wide = max(k, V.CANDIDATES) if verify else k  # the candidates to verify
-    space, hits = search_image(ctx, collection, data, filename or "uploaded image", space=backbone, k=wide, label=label,
-                               box=box, regions=regions)
-    if verify:
-        hits = V.verified_hits(ctx, data, filename or "uploaded image", hits, k, box)
+    source = filename or "uploaded image"
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
+    query = V.query_features(ctx, data, source, box) if verify or local else None
+    also = V.local_candidates(ctx, coll_id, query) if local else []
+    space, hits = search_image(ctx, collection, data, source, space=backbone, k=wide, label=label, box=box,
+                               regions=regions, also=also)
+    if verify or local:
+        hits = V.verified_hits(ctx, query, hits[:wide], k, fused=verify, local=also, extra=hits[wide:])
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
             "results": calibration.annotate(ctx, coll_id, space, [h.to_dict() for h in hits]),
             "seconds": round(time.perf_counter() - t0, 4)}

@@ -25,6 +25,8 @@ from simsearch.analysis.regions import pixel_box
 from simsearch.errors import InvalidInput
 from simsearch.images import THUMBNAIL_SIDE, decode_image
 from simsearch.images import local_features as LF
+from simsearch.images import local_votes
+from simsearch.index import descriptors as descriptor_index
 from simsearch.ops.originals import original_picture
 from simsearch.store import features as stored
 
@@ -38,6 +40,16 @@ CANDIDATES = 20
 # 6, and 2 pairs (0.04%, both of one species' photos) reach 12 or more: a false-accept rate under
 # 0.1%. The wall photos' targets reach 11 to 150 (a picture of ~100 px in a small photo gives few).
 MIN_INLIERS = 12
+# Candidates by local features (:func:`local_candidates`): the images with the most votes of the
+# query's keypoints (each keypoint's nearest stored descriptor, ratio-tested), at most this many,
+# each with at least this many votes (docs/region-search.md, "Candidates by local features").
+LOCAL_CANDIDATES = 5
+LOCAL_MIN_VOTES = 5
+# The query's keypoints are found on a copy this fraction of its decoded size (at most
+# local_features.MAX_SIDE). OpenCV's SIFT doubles the image first, so half the size would cost about
+# a quarter, but on the wall photos it found a third of the keypoints and verified half the targets
+# where the decoded size verified 95% (0.75: 80%; docs/region-search.md).
+QUERY_SCALE = 1.0
 # JPEGs are decoded at a reduced scale keeping the short side at least this (the default
 # backbone's input, as ingest and a search decode them): the features of a query and of a stored
 # image then come from pictures of about the same detail.
@@ -57,9 +69,9 @@ def check_verify(value, field: str = "verify") -> bool:
                        field=field)
 
 
-def query_features(ctx, data: bytes, source: str, box=None) -> LF.LocalFeatures:
+def query_features(ctx, data: bytes, source: str, box=None, scale: float | None = None) -> LF.LocalFeatures:
     """The query's features, decoded as :func:`simsearch.search.embed_query` decodes it (inside
-    ``box`` when one is given)."""
+    ``box`` when one is given), found on a copy ``scale`` (default :data:`QUERY_SCALE`) times its size."""
     settings = ctx.settings
     img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=DECODE_SIDE,
                        draft_long=THUMBNAIL_SIDE, max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
@@ -67,7 +79,19 @@ def query_features(ctx, data: bytes, source: str, box=None) -> LF.LocalFeatures:
     if box is not None:
         x0, y0, x1, y1 = pixel_box(box, g.shape[1], g.shape[0])
         g = np.ascontiguousarray(g[y0:y1, x0:x1])
-    return LF.extract(g, LF.MAX_SIDE, LF.N_QUERY, LF.DEFAULT_KIND)
+    side = min(LF.MAX_SIDE, max(16, round(max(g.shape) * (QUERY_SCALE if scale is None else scale))))
+    return LF.extract(g, side, LF.N_QUERY, LF.DEFAULT_KIND)
+
+
+def local_candidates(ctx, collection_id: int, query: LF.LocalFeatures) -> list[int]:
+    """Images of the collection chosen by the query's keypoints (:func:`simsearch.images.local_votes.votes`
+    over the collection's descriptor index): the :data:`LOCAL_CANDIDATES` with the most votes, each
+    with at least :data:`LOCAL_MIN_VOTES`; none when no image has stored features."""
+    index = ctx.descriptor_index(collection_id)
+    if index is None or len(query) == 0:
+        return []
+    D, I = descriptor_index.search(index, query.desc)
+    return local_votes.candidates(D, I, LOCAL_CANDIDATES, LOCAL_MIN_VOTES)
 
 
 def _from_original(ctx, image_id: int) -> bytes | None:
@@ -104,12 +128,18 @@ def rerank(query: LF.LocalFeatures, hits: list, feats: dict[int, LF.LocalFeature
     return good + [h for h in hits if h.image_id not in ids], inliers
 
 
-def verified_hits(ctx, data: bytes, source: str, hits: list, k: int, box=None) -> list:
-    """The top :data:`CANDIDATES` of ``hits`` verified against the query and re-ranked
-    (:func:`rerank`), then the rest; the first ``k``."""
-    head, tail = hits[:CANDIDATES], hits[CANDIDATES:]
-    if not head:
+def verified_hits(ctx, query: LF.LocalFeatures, hits: list, k: int, *, fused: bool = True, local=(),
+                  extra: list = ()) -> list:
+    """``hits`` (the vectors' ranking) re-ranked by verification, the first ``k``: the top
+    :data:`CANDIDATES` of ``hits`` (``fused``), those in ``local`` (candidates by local features)
+    and ``extra`` (the hits of local candidates outside ``hits``) are verified against ``query``;
+    the verified come first by inliers (:func:`rerank`), then the rest of ``hits`` in their order
+    (an ``extra`` hit that is not verified is left out)."""
+    local = set(local)
+    check = [h for n, h in enumerate(hits) if (fused and n < CANDIDATES) or h.image_id in local] + list(extra)
+    if not check or len(query) == 0:
         return hits[:k]
-    q = query_features(ctx, data, source, box)
-    ranked, _ = rerank(q, head, candidate_features(ctx, [h.image_id for h in head]))
-    return (ranked + tail)[:k]
+    ranked, inliers = rerank(query, check, candidate_features(ctx, [h.image_id for h in check]))
+    good = [h for h in ranked if inliers.get(h.image_id, 0) >= MIN_INLIERS]
+    ids = {h.image_id for h in good}
+    return (good + [h for h in hits if h.image_id not in ids])[:k]

@@ -3,11 +3,13 @@ verifies an image stored before), read by the geometric verification of search r
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from collections.abc import Iterator
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from simsearch.store import repo, upsert
-from simsearch.store.models import ImageFeatures
+from simsearch.store.models import Image, ImageFeatures
 
 
 def store(session: Session, features: dict[int, bytes], method: str, *, replace: bool = False) -> None:
@@ -35,3 +37,24 @@ def of_images(session: Session, image_ids, method: str) -> tuple[dict[int, bytes
             else:
                 stale.add(i)
     return found, stale
+
+
+def signature(session: Session, collection_id: int, method: str) -> tuple[int, int, int]:
+    """``(rows, sum of image ids, largest image id)`` of a collection's features of ``method``: what
+    a descriptor index built from them (:mod:`simsearch.index.descriptors`) is checked against (an
+    added, deleted or re-extracted image changes it)."""
+    q = (select(func.count(ImageFeatures.image_id), func.coalesce(func.sum(ImageFeatures.image_id), 0),
+                func.coalesce(func.max(ImageFeatures.image_id), 0))
+         .join(Image, Image.id == ImageFeatures.image_id)
+         .where(Image.collection_id == int(collection_id), ImageFeatures.method == method))
+    n, total, top = session.execute(q).one()
+    return int(n), int(total), int(top)
+
+
+def of_collection(session: Session, collection_id: int, method: str) -> Iterator[tuple[int, bytes]]:
+    """``(image_id, serialised features)`` of a collection's images with features of ``method``, by id."""
+    q = (select(ImageFeatures.image_id, ImageFeatures.features).join(Image, Image.id == ImageFeatures.image_id)
+         .where(Image.collection_id == int(collection_id), ImageFeatures.method == method)
+         .order_by(ImageFeatures.image_id).execution_options(yield_per=2000))
+    for i, f in session.execute(q):
+        yield int(i), bytes(f)

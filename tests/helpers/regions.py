@@ -49,3 +49,17 @@ def artefacts(tmp_path_factory, weights_dir):
 def _search(client, data: bytes, **params):
     q = "&".join(f"{k}={v}" for k, v in params.items())
     return client.post(f"/api/collections/art/search?{q}", data=data, content_type="image/jpeg")
+
+
+def on_a_wall(art: Path, background: Path, seed: int = 4) -> bytes:
+    """``art`` framed, relit, turned in perspective and pasted into ``background``, as the
+    in-context benchmark builds its wall photos (benchmarks/in_context.py)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from tests.helpers import benchmarks
+
+    in_context = benchmarks.load("in_context")
+    with PILImage.open(art) as a, PILImage.open(background) as bg:
+        photo, _ = in_context.on_a_wall(a, bg, np.random.default_rng(seed))
+    return in_context.jpeg(photo)

@@ -29,7 +29,7 @@ def _raw_image_body() -> bool:
 @bp.output(S.SearchResult, description="The most similar images, best first.")
 @bp.doc(summary="Search by an uploaded image", tags=["search"], security=WRITE_SECURITY,
         description="Send the image as a multipart form field `image` (as browsers do; `k`, `backbone`, `label`, `box`, "
-                    "`regions` and `verify` "
+                    "`regions`, `verify` and `local` "
                     "may be form fields or query parameters, form fields win), or as the whole request body with "
                     "`Content-Type: image/...` or `application/octet-stream` and the options in the query string "
                     "(no multipart parsing: the fastest form for scripts). A server with API keys and "
@@ -46,7 +46,7 @@ def search(name: str, q: S.SearchQuery):
     """Search by an uploaded image: a multipart form with an ``image`` file field (what browsers
     send), or the image as the whole request body with the options in the query string (no
     multipart parsing: about 1 ms less per query, for scripts)."""
-    k, backbone, label, box, regions, verify = q.k, q.backbone, q.label, q.box, q.regions, q.verify
+    k, backbone, label, box, regions, verify, local = q.k, q.backbone, q.label, q.box, q.regions, q.verify, q.local
     if _raw_image_body():
         data = request.get_data(cache=False)
         filename = q.filename
@@ -62,9 +62,11 @@ def search(name: str, q: S.SearchQuery):
         box = form.box or box
         regions = form.regions if form.regions is not None else regions
         verify = form.verify if form.verify is not None else verify
+        local = form.local if form.local is not None else local
     out = ops_search.by_upload(ctx(), name, data, filename, backbone=backbone, k=k, label=label, box=box,
                                regions=True if regions is None else regions,  # True: the default number
-                               verify=False if verify is None else verify)
+                               verify=False if verify is None else verify,
+                               **({} if local is None else {"local": local}))  # by_upload's default
     out["results"] = hits_json(out["results"])
     return out
 

@@ -48,6 +48,12 @@ VerifyParam = Annotated[bool | None, Blank,
                                           "under one homography: the very picture first, docs/region-search.md); "
                                           "default false (the ranking of the vectors alone): verification costs "
                                           "about 7x a plain query's time on a 2-core CPU.")]
+LocalParam = Annotated[bool | None, Blank,
+                       Field(description="Also take candidates by the query's local features (each SIFT keypoint votes "
+                                         "for the collection image holding its nearest stored descriptor) and verify "
+                                         "them geometrically: finds a picture photographed on a wall whose global "
+                                         "vector ranks it far down (docs/region-search.md). Needs stored local "
+                                         "features (SIFT) of the collection's images.")]
 
 # Path parameters (URL converters give strings and digits; these add the documented limits).
 ATLAS_TILE = Annotated[str, Field(pattern=TILE_PATTERN, examples=["2-1-3"],
@@ -128,6 +134,7 @@ class SearchQuery(SimilarQuery):
     box: BoxParam = None
     regions: RegionsParam = None
     verify: VerifyParam = None
+    local: LocalParam = None
 
 
 class ClustersQuery(AnalysisQuery):
@@ -259,4 +266,5 @@ class SearchUpload(Form):
     box: BoxParam = None
     regions: RegionsParam = None
     verify: VerifyParam = None
+    local: LocalParam = None
     csrf_token: CsrfToken = None

@@ -1,0 +1,121 @@
+"""Candidates by local features (issue #18 item 4): the votes of a query's keypoints
+(simsearch.images.local_votes), the collection's descriptor index, a derived cache of the stored
+features (simsearch.index.descriptors), and a search by upload with ``local=true`` over the small
+real collection of tests/helpers/regions.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simsearch.errors import InvalidInput
+from simsearch.images import local_votes as LV
+from simsearch.index import descriptors as DI
+from simsearch.ops import verify as V
+from tests.conftest import dataset_files
+from tests.helpers.api import assert_error
+from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
+from tests.helpers.regions import on_a_wall as _on_a_wall
+
+S = LV.KEYPOINT_SLOTS
+
+
+def test_descriptor_ids_name_the_image_and_the_keypoint():
+    ids = LV.descriptor_ids(7, 3)
+    assert ids.tolist() == [7 * S, 7 * S + 1, 7 * S + 2]
+    assert LV.owners(np.array([7 * S + 2, -1, 2**40 * S + 5])).tolist() == [7, -1, 2**40]
+    with pytest.raises(InvalidInput):
+        LV.descriptor_ids(1, S + 1)
+
+
+def test_a_keypoint_votes_when_its_nearest_beats_the_nearest_of_another_image():
+    I = np.array([[1 * S + 0, 1 * S + 5, 2 * S + 0],   # image 1 twice, then image 2 far: votes for 1
+                  [2 * S + 1, 3 * S + 0, 3 * S + 1],   # image 2 not much nearer than image 3: no vote
+                  [1 * S + 1, 1 * S + 2, 1 * S + 3],   # all of one image: votes for 1
+                  [3 * S + 4, -1, -1]])                # one neighbour only: votes for 3
+    D = np.array([[10.0, 11.0, 100.0],
+                  [50.0, 60.0, 70.0],
+                  [5.0, 6.0, 7.0],
+                  [1.0, np.inf, np.inf]])
+    ids, counts = LV.votes(D, I)
+    assert dict(zip(ids.tolist(), counts.tolist())) == {1: 2, 3: 1}
+    assert ids.tolist() == [1, 3]  # most votes first
+    # the ratio is on distances (D holds squared ones): 50 < 0.8^2 * 60 = 38.4 fails, 0.95^2 * 60 = 54.2 passes
+    assert 2 in LV.votes(D, I, ratio=0.95)[0].tolist()
+
+
+def test_a_stored_keypoint_counts_once_and_candidates_need_enough_votes():
+    I = np.array([[4 * S + 0, 9 * S]] * 5 + [[5 * S + k, 9 * S] for k in range(3)])
+    D = np.array([[1.0, 100.0]] * 8)
+    ids, counts = LV.votes(D, I)
+    assert dict(zip(ids.tolist(), counts.tolist())) == {4: 1, 5: 3}  # five query keypoints on one stored one: 1
+    assert LV.candidates(D, I, n=5, min_votes=2) == [5]
+    assert LV.candidates(D, I, n=1, min_votes=1) == [5]
+    assert LV.votes(np.zeros((0, 2)), np.zeros((0, 2), np.int64))[0].size == 0
+    with pytest.raises(InvalidInput):
+        LV.votes(np.zeros((2, 3)), np.zeros((2, 2), np.int64))
+
+
+@pytest.mark.parametrize("ivf_at", [10**9, 1000])
+def test_the_index_finds_each_stored_descriptor_first(ivf_at):
+    rng = np.random.default_rng(1)
+    desc = rng.integers(0, 256, (3000, 128)).astype(np.uint8)
+    ids = np.concatenate([LV.descriptor_ids(i, 300) for i in range(1, 11)])
+    index = DI.build(ids, desc, ivf_at=ivf_at)
+    D, I = DI.search(index, desc[::300])
+    assert I[:, 0].tolist() == ids[::300].tolist() and np.allclose(D[:, 0], 0)
+    assert LV.votes(D, I)[0].tolist() == list(range(1, 11))
+    empty = DI.build(np.zeros(0, np.int64), np.zeros((0, 128), np.uint8))
+    assert DI.search(empty, desc[:2])[1].shape == (2, 0)
+
+
+def test_the_descriptor_index_is_a_cache_of_the_database(artefacts, monkeypatch):  # noqa: F811
+    from sqlalchemy import delete
+
+    from simsearch.store.models import ImageFeatures
+
+    client, ids, _ = artefacts
+    ctx = client.application.extensions["simsearch"]
+    monkeypatch.setattr(DI, "CHECK_INTERVAL", 0.0)  # read the database's signature at every get
+    coll = next(iter(ids.values()))
+    with ctx.db.session() as s:
+        from simsearch.store.models import Image
+        coll = s.get(Image, coll).collection_id
+    first = DI.DescriptorIndexes(ctx.db, ctx.settings.index_dir)
+    index = first.get(coll)
+    assert first.builds == 1 and index.ntotal > 100 * len(ids)
+    files = list((ctx.settings.index_dir / f"collection-{coll}").glob("local-*.faiss"))
+    assert len(files) == 1
+    assert first.get(coll) is index and first.builds == 1  # unchanged database: the same index
+    other = DI.DescriptorIndexes(ctx.db, ctx.settings.index_dir)  # another process: reads the saved file
+    assert other.get(coll).ntotal == index.ntotal and other.builds == 0
+    with ctx.db.session() as s:
+        gone = max(ids.values())
+        s.execute(delete(ImageFeatures).where(ImageFeatures.image_id == gone))
+    rebuilt = first.get(coll)
+    assert first.builds == 2 and rebuilt.ntotal < index.ntotal
+    assert [f.name for f in (ctx.settings.index_dir / f"collection-{coll}").glob("local-*.faiss")] != [files[0].name]
+    assert len(list((ctx.settings.index_dir / f"collection-{coll}").glob("local-*.faiss"))) == 1  # the stale one removed
+
+
+def test_a_wall_photo_is_found_first_by_its_local_features(artefacts):  # noqa: F811
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    background = dataset_files(OXFORD / "oxford", 1, start=5)[0]
+    for art in (paths[1], paths[9]):  # a flower and a building
+        data = _on_a_wall(art, background)
+        q = V.query_features(ctx, data, "wall.jpg")
+        hits = _search(client, data, k=3, regions=0, local="true", verify="false").get_json()["results"]
+        assert hits[0]["image_id"] == ids[art.name], (art.name, hits)
+        with ctx.db.session() as s:
+            from simsearch.store.models import Image
+            coll = s.get(Image, ids[art.name]).collection_id
+        assert V.local_candidates(ctx, coll, q)[0] == ids[art.name]
+
+
+def test_local_must_be_a_boolean(artefacts):  # noqa: F811
+    client, _, paths = artefacts
+    data = paths[0].read_bytes()
+    assert_error(_search(client, data, local="maybe"), 400, field="local")
+    hits = _search(client, data, k=2, local="true").get_json()["results"]
+    assert hits[0]["path"].endswith(paths[0].name)  # the image itself: verified, first
