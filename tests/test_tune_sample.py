@@ -185,3 +185,24 @@ def test_cli_tune_says_what_it_scored_on_and_all_is_an_option(sqlite_settings, f
     assert json.loads(r.output)["sample"]["size"] == 40
     r = runner.invoke(cli, ["tune", "-c", "fl", "--sample", "5"])
     assert r.exit_code == 2 and "--sample" in r.output
+
+
+def test_tune_samples_the_labelled_images_only(fl_ctx):
+    """Images without a label are no stratum for tune: they are left out of the sample (and of the
+    cross-validation) and counted as unlabelled; the sample is drawn from the labelled ones."""
+    from sqlalchemy import update
+
+    from simsearch.ops.tune import tune
+    from simsearch.store.models import Image
+
+    with fl_ctx.db.session() as s:
+        ids = sorted(s.scalars(Image.__table__.select().with_only_columns(Image.id)).all())
+        s.execute(update(Image).where(Image.id.in_(ids[:8])).values(label=None))  # the first species, unlabelled
+        s.commit()
+    report = tune(fl_ctx, "fl", folds=3, sample=36, variants=False)
+    assert report.n_labelled == 32 and report.n_labels == 4
+    assert report.sample == {"size": 32, "of": 32, "seed": 0, "stratified_by": "label", "cap": 36, "rule": "all",
+                             "labels": 4}
+    assert {c["cv_images"] for c in report.candidates} == {32}
+    small = tune(fl_ctx, "fl", folds=3, sample=24, variants=False)  # 4 x 8 > 24: whole labels of the labelled
+    assert small.sample["rule"] == "whole labels" and small.sample["size"] == 24 and small.sample["labels"] == 3
