@@ -110,17 +110,17 @@ def rank_backbones(vecs_by_backbone: dict, pick: np.ndarray) -> dict:
 
 
 def run_dataset(name: str, backbones: list[str], caps: list[int], folds: int, seed: int, cache: Path,
-                compare_only: bool) -> dict:
+                compare_only: bool, with_all: bool = True) -> dict:
     vb = {b: vectors(name, b, cache) for b in backbones}
     base = vb[backbones[0]]
     x, labels = base["x"], base["labels"]
     out = {"images": int(len(labels)), "labels": int(len(np.unique(labels))),
            "embed_seconds": {b: round(v["embed_seconds"], 1) for b, v in vb.items()}, "runs": {}}
-    for cap in [None] + sorted(caps, reverse=True):
+    for cap in [None] * with_all + sorted(caps, reverse=True):
         key = "all" if cap is None else str(cap)
         pick, drawn = sample_of(labels, cap, seed, folds)
         row = {"sample": drawn}
-        if cap is not None and drawn["size"] == len(labels):
+        if cap is not None and drawn["size"] == len(labels) and with_all:
             out["runs"][key] = {**row, "same_as_all": True}
             continue
         log(f"{name}: {key}: {drawn['size']} images, {drawn['labels']} labels")
@@ -129,6 +129,8 @@ def run_dataset(name: str, backbones: list[str], caps: list[int], folds: int, se
             row["tune"] = evaluate_candidates(x[pick], labels[pick], folds, seed)
             log(f"{name}: {key}: chose {row['tune']['chosen']} in {row['tune']['seconds']} s")
         out["runs"][key] = row
+    if not with_all:
+        return out
     whole = out["runs"]["all"]
     for key, row in out["runs"].items():
         if key == "all" or row.get("same_as_all"):
@@ -153,6 +155,8 @@ def main() -> None:
                     help="Where the embedded vectors are kept between runs.")
     ap.add_argument("--embed-only", action="store_true")
     ap.add_argument("--compare-only", action="store_true", help="Only compare's ranking (no cross-validation).")
+    ap.add_argument("--no-all", dest="with_all", action="store_false",
+                    help="Only the caps (no run on every image, nothing compared with it).")
     args = ap.parse_args()
     os.environ.setdefault("SIMSEARCH_PRECISION", "fp32")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -172,7 +176,7 @@ def main() -> None:
     caps = [int(c) for c in args.caps.split(",") if c.strip()]
     for name in names:
         result["datasets"][name] = run_dataset(name, backbones, caps, args.folds, args.seed, args.cache,
-                                               args.compare_only)
+                                               args.compare_only, args.with_all)
     emit(result, indent=1)
 
 
