@@ -206,6 +206,7 @@ def test_compare_says_what_it_compared_on_and_all_is_an_option(run, tmp_path):
     text = run("compare", "-c", "pets", "-b", "efficientnet_lite0", "--out", out, "--sample", "20").output
     assert "compared on all 20 images" in text and "Scored on all\n    20 images." in out.read_text()
     got = json.loads(run("compare", "-c", "pets", "-b", "efficientnet_lite0", "--out", out, "--all", "--json").output)
-    assert got["sample"] == {"size": 20, "of": 20, "seed": 0, "stratified_by": "label", "cap": None}
+    assert got["sample"] == {"size": 20, "of": 20, "seed": 0, "stratified_by": "label", "cap": None, "rule": "all",
+                             "labels": 2}
     assert got["backbones"][0]["n_images"] == 20
     assert "--sample" in run("compare", "-c", "pets", "-b", "efficientnet_lite0", "--sample", "5", code=2).output

@@ -1,5 +1,5 @@
 """Sampled comparison and tuning through the API (synthetic labelled vectors, no model: quick):
-`GET comparison` evaluates a seeded sample stratified by label by default and says so in its
+`GET comparison` evaluates a seeded sample by label (stratified or whole labels) by default and says so in its
 `sample` field, `sample=all` evaluates every image, a bad sample is a 400 naming the field; the
 tune job takes the same option and reports the sample it scored on."""
 
@@ -30,12 +30,17 @@ def _result(client, url: str) -> dict:
 
 
 def test_comparison_is_on_a_sample_unless_all_is_asked(client):
-    got = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}&sample=21")
-    assert got["sample"] == {"size": 21, "of": 45, "seed": 0, "stratified_by": "label", "cap": 21}
-    assert got["n_images"] == 45 and got["backbones"][0]["n_images"] == 21
-    assert got["backbones"][0]["labels"]["per_label"] and {r["n"] for r in got["backbones"][0]["labels"]["per_label"]} == {7}
+    got = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}&sample=36")
+    assert got["sample"] == {"size": 36, "of": 45, "seed": 0, "stratified_by": "label", "cap": 36,
+                             "rule": "stratified", "labels": 3}  # 11 of each label fit: stratified, 12 each
+    assert got["n_images"] == 45 and got["backbones"][0]["n_images"] == 36
+    assert got["backbones"][0]["labels"]["per_label"] and {r["n"] for r in got["backbones"][0]["labels"]["per_label"]} == {12}
+    few = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}&sample=21")
+    assert few["sample"] | {"size": None} == {"size": None, "of": 45, "seed": 0, "stratified_by": "label", "cap": 21,
+                                              "rule": "whole labels", "labels": 2}  # 3 x 11 > 21: two labels of 10
+    assert {r["n"] for r in few["backbones"][0]["labels"]["per_label"]} == {10} and few["sample"]["size"] == 20
     whole = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}&sample=all")
-    assert whole["sample"]["size"] == 45 and whole["sample"]["cap"] is None and whole["backbones"][0]["n_images"] == 45
+    assert whole["sample"]["size"] == 45 and whole["sample"]["cap"] is None and whole["sample"]["rule"] == "all" and whole["backbones"][0]["n_images"] == 45
     default = _result(client, f"/api/collections/synth/comparison?backbones={SPACE}")
     assert default["sample"]["cap"] == 2000 and default["sample"]["size"] == 45  # a small collection: all of it
 
@@ -51,8 +56,9 @@ def test_the_tune_job_scores_on_the_sample_asked_for(client):
                                             json={"folds": 3, "sample": 24, "variants": False}))["job_id"], timeout=300)
     assert job["status"] == "done", job
     report = client.get("/api/collections/synth/spaces").get_json()["last_tuning"]["report"]
-    assert report["sample"] == {"size": 24, "of": 45, "seed": 0, "stratified_by": "label", "cap": 24}
-    assert {c["cv_images"] for c in report["candidates"]} == {24}
+    assert report["sample"] == {"size": 22, "of": 45, "seed": 0, "stratified_by": "label", "cap": 24,
+                                "rule": "whole labels", "labels": 2}  # 3 x 11 > 24: two whole labels, 11 each
+    assert {c["cv_images"] for c in report["candidates"]} == {22}
     for bad in (5, "some", True):
         resp = client.post("/api/collections/synth/tune", json={"sample": bad})
         assert resp.status_code == 400 and "sample" in resp.get_data(as_text=True), bad

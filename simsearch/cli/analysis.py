@@ -10,7 +10,7 @@ import click
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, parse_weights, progress_option, progress_printer
 from simsearch.errors import InvalidInput
-from simsearch.ops.sampling import CAP as SAMPLE_CAP
+from simsearch.ops.sampling import CAP as SAMPLE_CAP, words as sample_words
 from simsearch.text import plural
 from simsearch import limits
 from simsearch.ops import analysis, cluster_labels, images as ops_images, space_scores
@@ -216,7 +216,7 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
               help="Progress on stderr: the steps, and a bar while embedding [default: when stderr is a terminal].")
 @click.option("--weights", multiple=True, metavar="BACKBONE=FILE", help="Local weights file for a Keras backbone (air-gapped installs).")
 @click.option("--sample", "sample", default=SAMPLE_CAP, show_default=True, type=click.IntRange(min=20),
-              help="Embed and evaluate a seeded sample of at most this many images, stratified by label.")
+              help="Embed and evaluate a seeded sample of at most this many images by label (stratified, or whole labels when there are many).")
 @click.option("--all", "all_images", is_flag=True, help="Compare on every image instead of a sample.")
 @json_option
 @click.pass_context
@@ -242,8 +242,8 @@ def compare(ctx, collection, backbones, out, progress, weights, sample, all_imag
     click.echo(f"{collection}: {plural(comparison.n_images, 'image')}, {plural(len(spaces), 'backbone')}")
     smp = comparison.sample
     if smp is not None:
-        click.echo(f"compared on a seeded sample of {smp.size} of {smp.of} images (seed {smp.seed}, stratified by "
-                   f"{smp.stratified_by}; --all for every image)" if smp.size < smp.of else f"compared on all {smp.of} images")
+        click.echo(f"compared on {smp.size} of {smp.of} images ({sample_words(smp.model_dump())}; --all for every image)"
+                   if smp.size < smp.of else f"compared on all {smp.of} images")
     click.echo(f"  {'backbone':<22} {'dim':>5} {'ms/img':>7} {'best k':>6} {'ARI':>6} {'NMI':>6} {'P@10':>6}")
     for p in comparison.backbones:
         if not p.available:

@@ -8,7 +8,7 @@ import click
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.analysis import progress_option, progress_printer
 from simsearch.cli.core import emit_json, json_option
-from simsearch.ops.sampling import CAP as SAMPLE_CAP
+from simsearch.ops.sampling import CAP as SAMPLE_CAP, words as sample_words
 from simsearch.ops.spaces import derived_spaces, overview, remove, set_default
 from simsearch.ops.tune import tune as run_tune
 from simsearch.provenance import describe
@@ -30,8 +30,8 @@ def _f(v, digits: int = 3) -> str:
               help="Also try GeM pooling and test-time views (flip, multi-scale) of the base: embeds the images "
                    "again (they must still be readable where they were ingested from).")
 @click.option("--sample", "sample", default=SAMPLE_CAP, show_default=True, type=click.IntRange(min=20),
-              help="Score the candidates on a seeded sample of at most this many labelled images, stratified by label "
-                   "(then embed the whole collection once, in the chosen variant only).")
+              help="Score the candidates on a seeded sample of at most this many labelled images by label "
+                   "(stratified, or whole labels when there are many; then embed the whole collection once, in the chosen variant only).")
 @click.option("--all", "all_images", is_flag=True, help="Score on every image instead of a sample.")
 @progress_option
 @json_option
@@ -56,8 +56,8 @@ def tune(ctx, collection, backbone, set_default, folds, seed, concat, variants, 
     click.echo(f"protocol: {report.protocol}")
     if report.sample:
         smp = report.sample
-        click.echo(f"scored on {smp['size']} of {smp['of']} images (seeded sample, seed {smp['seed']}, stratified by "
-                   f"{smp['stratified_by']})" if smp["size"] < smp["of"] else f"scored on all {smp['of']} images")
+        click.echo(f"scored on {smp['size']} of {smp['of']} images ({sample_words(smp, report.n_labels)})"
+                   if smp["size"] < smp["of"] else f"scored on all {smp['of']} images")
     if report.mode == "labelled":
         click.echo(f"  {'space':<52} {'P@10 mean±std':>15} {'ARI mean±std':>15} {'kept':>5} {'score':>5} "
                    f"{'CV s':>6} {'embed s':>7}")

@@ -311,7 +311,7 @@ class NeighbourOverlap(Result):
 
 
 class Sample(Result):
-    """What a result was computed on: a seeded sample (stratified by label) or every image."""
+    """What a result was computed on: a seeded sample by label (docs/tuning.md) or every image."""
 
     size: int = Field(description="Images in the sample.")
     of: int = Field(description="Images it was drawn from.")
@@ -319,6 +319,10 @@ class Sample(Result):
     stratified_by: str = Field(description="`label` (images without one are a stratum of their own).")
     cap: int | None = Field(description="The sample's cap (the size unless the collection is smaller); null: all images "
                                         "were asked for.")
+    rule: str = Field("stratified", description="`all` (every image), `stratified` (every label keeps at least 11 "
+                                                "images or all it has, the rest in proportion) or `whole labels` (many "
+                                                "labels: a seeded subset of labels, each kept whole up to a tenth of the cap).")
+    labels: int | None = Field(None, description="Labels in the sample (images without one count as one).")
 
 
 class Comparison(Result):

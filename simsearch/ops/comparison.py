@@ -1,7 +1,7 @@
 """Several backbones side by side on one collection: evaluation, maps and neighbour overlap.
 
-By default on a seeded sample of at most :data:`simsearch.ops.sampling.CAP` images stratified by
-label (only the sampled images are embedded and evaluated: the cost stops growing with the
+By default on a seeded sample of at most :data:`simsearch.ops.sampling.CAP` images by label
+(stratified, or whole labels when there are many: :func:`simsearch.ops.sampling.stratified_sample`; only the sampled images are embedded and evaluated: the cost stops growing with the
 collection); ``sample="all"`` compares on every image. The result's ``sample`` says which.
 
 :func:`lookup_comparison` answers from the cache only (None when any part is missing);
@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from simsearch.errors import InvalidInput, NotFound, SimsearchError
 from simsearch.ops import analysis, vectors as vecs
 from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap, Sample
-from simsearch.ops.sampling import CAP as SAMPLE_CAP, SEED as SAMPLE_SEED, check_sample, describe, stratified_sample
+from simsearch.ops.sampling import CAP as SAMPLE_CAP, SEED as SAMPLE_SEED, check_sample, describe, rule, stratified_sample
 from simsearch.ops.vectors import VectorSet
 from simsearch.spaces import check_space_name, is_backbone_space, parse
 from simsearch.store import repo, results
@@ -32,14 +32,17 @@ OVERLAP_K = 10
 
 
 def sample_ids(ctx, coll_id: int, cap: int | None, seed: int = SAMPLE_SEED) -> tuple[np.ndarray, Sample]:
-    """The ok images a comparison evaluates: a seeded sample of at most ``cap`` stratified by label
-    (:func:`simsearch.ops.sampling.stratified_sample`), or all of them (``cap`` None)."""
+    """The ok images a comparison evaluates: a seeded sample of at most ``cap`` by label
+    (:func:`simsearch.ops.sampling.stratified_sample`), or all of them (``cap`` None). Images
+    without a label count as one label (``labels`` in the description counts it too)."""
     with ctx.db.session() as s:
         rows = s.execute(select(Image.id, Image.label).where(Image.collection_id == coll_id, Image.status == "ok")
                          .order_by(Image.id)).all()
     ids = np.asarray([r[0] for r in rows], np.int64)
-    pick = stratified_sample([r[1] for r in rows], cap or max(len(ids), 1), seed=seed)
-    return ids[pick], Sample(**describe(len(pick), len(ids), seed, "label", cap))
+    labels = [r[1] for r in rows]
+    pick = stratified_sample(labels, cap or max(len(ids), 1), seed=seed)
+    return ids[pick], Sample(**describe(len(pick), len(ids), seed, "label", cap, rule=rule(labels, cap),
+                                        labels=len({labels[i] for i in pick})))
 
 
 def _restrict(vs: VectorSet, keep: np.ndarray) -> VectorSet:
@@ -203,7 +206,7 @@ def compare(ctx, collection: str, spaces: list[str], *, embed: bool = False, wit
             sample: int | str | None = SAMPLE_CAP) -> Comparison:
     """Side-by-side metrics for several backbones on one collection. A backbone whose weights cannot
     be had (or that has no vectors, when ``embed`` is false) is reported unavailable with the reason.
-    ``sample``: evaluate (and embed) a seeded sample of at most this many images stratified by label
+    ``sample``: evaluate (and embed) a seeded sample of at most this many images by label
     (:func:`sample_ids`); ``"all"`` / None: every image."""
     return _comparison(ctx, collection, spaces, compute=True, embed=embed, with_maps=with_maps, show_bar=show_bar,
                        weights=weights, progress=progress, sample=sample)

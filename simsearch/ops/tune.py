@@ -19,9 +19,9 @@ for every variant). A variant costs more per query image (``+flip`` two forwards
 four), which the one-standard-error rule counts as complexity. Only the chosen variant's vectors
 are kept: the ones embedded for the others are removed again.
 
-Everything is scored on a seeded sample stratified by label whose size does not grow with the
-collection (``sample``, default :data:`simsearch.ops.sampling.CAP` labelled images; ``"all"``:
-every one): the variants embed only the sampled images, the cross-validation and the choice of
+Everything is scored on a seeded sample by label whose size does not grow with the collection
+(``sample``, default :data:`simsearch.ops.sampling.CAP` labelled images, stratified or, with many
+labels, whole labels: :func:`simsearch.ops.sampling.stratified_sample`; ``"all"``: every one): the variants embed only the sampled images, the cross-validation and the choice of
 hyper-parameters use only them; then the chosen variant (if one is) embeds the rest of the
 collection once (a re-embedding job run in the tuning's process: :mod:`simsearch.ops.reembed_jobs`),
 and the winner's transform is fitted on every image (``report.sample`` says which).
@@ -40,7 +40,8 @@ import numpy as np
 from sqlalchemy import select
 
 from simsearch import derived, space_defaults
-from simsearch.ops.sampling import CAP as SAMPLE_CAP, check_sample, describe as describe_sample, stratified_sample
+from simsearch.ops.sampling import ALL, CAP as SAMPLE_CAP, check_sample, describe as describe_sample, rule as sample_rule, \
+    stratified_sample
 from simsearch.errors import InvalidInput
 from simsearch.ops.analysis import Steps
 from simsearch.spaces import GEM_P, is_backbone_space, parse, space_key
@@ -99,7 +100,7 @@ class TuneReport:
     default_space: str | None = None  # the collection's default after the run
     seconds: float = 0.0
     embedding: dict | None = None  # the variants' embedding pass: images, seconds, spaces (None: none run)
-    sample: dict | None = None  # what the candidates were scored on: {size, of, seed, stratified_by, cap}
+    sample: dict | None = None  # what the candidates were scored on: sampling.describe
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -163,18 +164,21 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
         labelled_ok = False
     if labelled_ok:
         pick = stratified_sample(labels[has], cap or len(ids), seed=seed)
+        how = sample_rule(labels[has], cap)
         try:  # a sample too small for the folds (a small cap, many labels): every labelled image instead
             tuning.check_labelled(np.unique(labels[has][pick].astype(str), return_inverse=True)[1], folds)
         except InvalidInput:
-            pick = np.arange(int(has.sum()))
+            pick, how = np.arange(int(has.sum())), ALL
         chosen_ids = ids[has][pick]
         report = _tune_labelled(ctx, collection, coll_id, options, folds, seed, progress,
                                 variant_spaces(space) if variants and is_backbone_space(space) else [], chosen_ids)
-        report.sample = describe_sample(len(chosen_ids), int(has.sum()), seed, "label", cap)
+        report.sample = describe_sample(len(chosen_ids), int(has.sum()), seed, "label", cap, rule=how,
+                                        labels=len(set(labels[has][pick].tolist())))
     else:
         pick = stratified_sample([None] * len(ids), cap or len(ids), seed=seed)
         report = _tune_unlabelled(ctx, collection, coll_id, space, ids, parts, seed, progress, pick)
-        report.sample = describe_sample(len(pick), len(ids), seed, "none (no labels)", cap)
+        report.sample = describe_sample(len(pick), len(ids), seed, "none (no labels)", cap,
+                                        rule=sample_rule([None] * len(ids), cap))
         if variants:
             report.notes.append("pooling and test-time-view variants are scored against labels: none tried")
     report.n_labelled, report.n_labels = int(has.sum()), n_labels

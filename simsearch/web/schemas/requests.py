@@ -147,8 +147,8 @@ class ComparisonQuery(Query):
                                                           "vectors; default: all of the collection's.",
                                             json_schema_extra=COMMA_SEPARATED)
     sample: Annotated[int, Field(ge=20), L.Whole] | Literal["all"] = Field(
-        SAMPLE_CAP, description="Evaluate a seeded sample of at most this many images, stratified by label "
-                                "(the result's `sample` says which); `all`: every image.")
+        SAMPLE_CAP, description="Evaluate a seeded sample of at most this many images by label (stratified, "
+                                "or whole labels when there are many; the result's `sample` says which); `all`: every image.")
 
 
 class AtlasQuery(Query):

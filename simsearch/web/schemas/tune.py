@@ -25,8 +25,8 @@ class TuneRequest(Body):
                                  "(embeds the images again: they must still be readable where they were "
                                  "ingested from).")
     sample: Annotated[int, Field(ge=20), L.Whole] | Literal["all"] = Field(
-        SAMPLE_CAP, description="Score the candidates on a seeded sample of at most this many labelled images, "
-                                "stratified by label (the whole collection is then embedded once, in the chosen variant "
+        SAMPLE_CAP, description="Score the candidates on a seeded sample of at most this many labelled images "
+                                "by label (stratified, or whole labels when there are many: docs/tuning.md; the whole collection is then embedded once, in the chosen variant "
                                 "only); `all`: on every image.")
 
 

@@ -114,7 +114,7 @@ function render(data) {
     const smp = data.sample;
     if (smp) {
       table.append(h('p', { class: 'hint', 'data-testid': 'compare-sample' }, smp.size < smp.of
-        ? `Scored on a seeded sample of ${fmt(smp.size)} of ${fmt(smp.of)} images (seed ${smp.seed}, stratified by ${smp.stratified_by}); tick “Every image” for all.`
+        ? `Scored on a seeded sample of ${fmt(smp.size)} of ${fmt(smp.of)} images (seed ${smp.seed}, ${smp.rule === 'whole labels' ? 'whole labels' : `stratified by ${smp.stratified_by}`}${smp.labels ? `, ${smp.labels} labels` : ''}); tick “Every image” for all.`
         : `Scored on all ${fmt(smp.of)} images.`));
     }
     if (rows.some(([, m]) => m.ariK)) {
