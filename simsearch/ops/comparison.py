@@ -54,7 +54,7 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
     """Embed the collection's ok images (``ids``: those of them) that lack ``space`` vectors, from their source files."""
     from pathlib import Path
 
-    from simsearch.ingest import Ingester, SourceFile
+    from simsearch.ingest import Ingester, SourceFile, remote
 
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
@@ -64,7 +64,9 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
         if ids is not None:
             keep = {int(i) for i in ids}
             rows = [img for img in rows if img.id in keep]
-        files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
+        files = [SourceFile(name=img.source_path, label=img.label, meta=img.meta,
+                            **({"uri": img.source_path} if remote.is_remote(img.source_path) else {"path": Path(img.source_path)}))
+                 for img in rows]
     if not files:
         return EmbedReport(embedded=0, failed=0, errors=[])
     report = Ingester(ctx, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
