@@ -92,20 +92,29 @@ def database(admin_url: str, keep: bool):
 
 
 def summary(name: str, path: Path) -> dict:
-    """A few figures of a step's JSON output (what it found), for the record."""
+    """What a step found (from its JSON output), for the record."""
     try:
-        data = json.loads(path.read_text())
+        d = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict):
-        return {"items": len(data)} if isinstance(data, list) else {}
-    keep = {"duplicates": ("tiers", "counts", "groups_total", "summary"),
-            "cluster": ("k", "silhouette", "ari", "k_auto"),
-            "map": ("method", "points", "out", "fitted", "placed"),
-            "tune": ("chosen", "best", "space", "sample", "baseline"),
-            "compare": ("sample", "backbones", "out")}.get(name, ())
-    out = {k: data[k] for k in keep if k in data and len(json.dumps(data[k], default=str)) < 2000}
-    return out or {"keys": sorted(data)[:20]}
+    if name == "duplicates":
+        return {"space": d["backbone"], "images": d["n_images"], "tiers": next(iter(d["results"].values()))["tiers"]}
+    if name == "cluster":
+        return {"k": d.get("k"), "silhouette_at_k": d.get("silhouette_at_k"),
+                "silhouette_sample": (d.get("silhouette") or {}).get("sample_size"),
+                "ari_at_k": (d.get("label_agreement") or {}).get("ari_at_k")}
+    if name == "map":
+        return {"points": d.get("n"), "space": d.get("backbone"), "png_bytes": d.get("png_bytes")}
+    if name == "tune":
+        best = {c["space"]: c.get("p_at_10_mean") for c in d.get("candidates", [])}
+        return {"chosen": d.get("chosen"), "sample": d.get("sample"), "p_at_10_by_space": best,
+                "embedding": d.get("embedding"), "notes": d.get("notes")}
+    if name == "compare":
+        return {"sample": d.get("sample"), "backbones": [
+            {k: b.get(k) for k in ("backbone", "available", "reason", "embedding", "best_k", "labels",
+                                   "embed_seconds_per_image") if b.get(k) is not None}
+            for b in d.get("backbones", [])]}
+    return {}
 
 
 def main() -> None:
@@ -125,7 +134,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shard-size", type=int, default=None, help="[default: N/8 within 50..1000]")
     ap.add_argument("--weights-dir", default=None)
-    ap.add_argument("--compare", default="efficientnet_lite0,efficientnet_lite1")
+    ap.add_argument("--compare", default="auto", help="Backbones to compare [default auto: the collection's "
+                    "space and efficientnet_lite1 at the same precision].")
     ap.add_argument("--gen-processes", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
 
@@ -204,6 +214,9 @@ def main() -> None:
                     "tune": ["tune", *base],
                     "compare": ["compare", "-b", args.compare, *base]}
         for name, argv in commands.items():
+            if name == "compare" and args.compare == "auto":  # the space ingested (its precision's suffix too)
+                space = json.loads((out / "map.out").read_text())["backbone"]
+                argv[2] = f"{space},efficientnet_lite1{space[len('efficientnet_lite0'):]}"
             steps[name] = run_step(name, [*cli, *argv], env, out)
             steps[name]["found"] = summary(name, out / f"{name}.out")
             disk(name)
