@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,12 +49,38 @@ BUCKET, PREFIX, COLLECTION = "bench", "photos", "bench"
 SETS = "flowers102,oxford-buildings,cats-dogs,flowers"
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have ended and been waited for
+    (and of their own waited-for children): the steps run one at a time, so a difference is a step's."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _tree_cpu(proc) -> float:
+    """CPU seconds of a running process, its ended children (RQ's work horses) and its live ones."""
+    import psutil
+
+    try:
+        p = psutil.Process(proc.pid)
+        t = p.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for c in p.children(recursive=True):
+            ct = c.cpu_times()
+            total += ct.user + ct.system
+    except psutil.Error:
+        return 0.0
+    return total
+
+
 def run_step(name: str, argv: list[str], env: dict, out: Path, *, watch: list = ()) -> dict:
     """Run one CLI command; its wall time and the peak memory of its process tree and of the
     ``watch`` processes' trees (the workers), summed; stdout kept in ``out/NAME.out``."""
     import psutil
 
     log(f"{name}: {' '.join(argv[2:])}")
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     with open(out / f"{name}.out", "w") as stdout, open(out / f"{name}.err", "w") as stderr:
         proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr)
@@ -62,7 +89,8 @@ def run_step(name: str, argv: list[str], env: dict, out: Path, *, watch: list = 
     seconds = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"{name} failed ({rc}): {(out / f'{name}.err').read_text()[-2000:]}")
-    row = {"seconds": round(seconds, 1), "peak_rss_gib": cf.gib(mem.peak[proc.pid])}
+    row = {"seconds": round(seconds, 1), "cpu_seconds": round(_children_cpu() - cpu0, 1),
+           "peak_rss_gib": cf.gib(mem.peak[proc.pid])}
     if watch:
         row["workers_peak_rss_gib"] = [cf.gib(mem.peak[w.pid]) for w in watch]
         row["peak_rss_sum_gib"] = cf.gib(mem.peak_sum)
@@ -138,6 +166,7 @@ def main() -> None:
                     "space and efficientnet_lite1 at the same precision].")
     ap.add_argument("--gen-processes", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the servers and drops the database
 
     work = args.work or Path(tempfile.mkdtemp(prefix="simsearch-collection-"))
     home, buckets, staging, out = work / "home", work / "s3", work / "staging", work / "out"
@@ -167,10 +196,10 @@ def main() -> None:
     try:
         srcs = cf.sources(args.data, args.sets.split(","))
         log(f"generate: {args.files} files from {len(srcs)} images of {args.sets}")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _children_cpu()
         made = cf.generate(staging, srcs, args.files, seed=args.seed, mp_min=args.mp_min, mp_max=args.mp_max,
                            exact_share=args.exact_share, processes=args.gen_processes)
-        steps["generate"] = {"seconds": round(time.perf_counter() - t0, 1), **made, "source_images": len(srcs),
+        steps["generate"] = {"seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(_children_cpu() - cpu0, 1), **made, "source_images": len(srcs),
                              "processes": args.gen_processes}
         log(f"generate: {steps['generate']}")
         disk("generate")
@@ -200,6 +229,8 @@ def main() -> None:
         row.update({k: job.get(k) for k in ("status", "total", "done", "failed", "skipped") if k in job})
         row["images_per_s"] = round(args.files / row["seconds"], 2)
         row["workers"], row["shard_size"] = args.workers, shard
+        row["workers_cpu_seconds"] = round(sum(_tree_cpu(w) for w in workers), 1)
+        row["workers_cpu_seconds_per_image"] = round(row["workers_cpu_seconds"] / args.files, 4)
         steps["ingest"] = row
         disk("ingest")
         for w in workers:
