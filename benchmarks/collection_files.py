@@ -100,6 +100,24 @@ def generate(dest: Path, srcs: list[tuple[str, Path]], n: int, *, seed: int, mp_
             "megapixels_mean": round(float(np.mean(mps)), 3), "megapixels_median": round(float(np.median(mps)), 3)}
 
 
+def prepare_cost(files: list[Path], size: int = 224) -> dict:
+    """CPU milliseconds per file of what an ingest does on the CPU besides the model, one thread,
+    as the ingest does it (simsearch/ingest/pipeline.py): read, content hash, decode (draft mode),
+    thumbnail, perceptual hashes, resize for the model. What a GPU worker still does on its CPU."""
+    from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, make_thumbnail, phash, resize_for_model
+
+    t0 = time.process_time()
+    for f in files:
+        data = f.read_bytes()
+        content_hash(data)
+        img = decode_image(data, source=f.name, max_pixels=200_000_000, draft_size=size, draft_long=THUMBNAIL_SIDE)
+        make_thumbnail(img.image)
+        phash.image_hashes(img.image)
+        resize_for_model(img.image, size)
+    cpu = time.process_time() - t0
+    return {"files": len(files), "cpu_ms_per_file": round(1000 * cpu / max(1, len(files)), 2)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

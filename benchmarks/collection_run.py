@@ -214,6 +214,12 @@ def main() -> None:
         log(f"upload: {steps['upload']}")
         disk("upload")
 
+        import random
+
+        objects = sorted((buckets / BUCKET).rglob("*.jpg"))
+        steps["prepare_probe"] = cf.prepare_cost(random.Random(args.seed).sample(objects, min(200, len(objects))))
+        log(f"prepare_probe: {steps['prepare_probe']}")
+
         subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
         workers = [subprocess.Popen([*cli, "worker", "--name", f"bench-{i}-{uuid.uuid4().hex[:6]}"], env=env,
                                     stdout=subprocess.DEVNULL, stderr=open(out / f"worker-{i}.err", "w"))
