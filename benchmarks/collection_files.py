@@ -2,13 +2,14 @@
 made from the shared sets, the S3 server (``rclone serve s3`` over a folder on disk), the upload,
 and the measures of a step (wall time, peak memory of a process tree, disk).
 
-The files: file ``i`` is a variant of source image ``order[i % n]`` (``order``: a seeded
-permutation of every image of the chosen sets), in the folder ``SET-CLASS/`` (its label): a crop
+The files: file ``i`` is a variant of source image ``order[i % used]`` (``order``: a seeded
+permutation of the images of the chosen sets; ``used``: enough of them for about ``per_source``
+variants each), in the folder ``SET-CLASS/`` (its label): a crop
 keeping 60-100% of each side at a random place, one colour change (brightness, contrast,
 saturation, a hue rotation or greyscale), then resized to a size drawn log-uniformly between
 ``mp_min`` and ``mp_max`` megapixels (same aspect as the crop; LANCZOS), saved as a JPEG of
-quality 75-95. A share ``exact_share`` of the files are byte copies of the file before them (the
-exact tier's groups). Everything is drawn from ``numpy.random.default_rng((seed, i))``: a file
+quality 75-95. A share ``exact_share`` of the files are byte copies of the file before them, in
+its folder (the exact tier's groups). Everything is drawn from ``numpy.random.default_rng((seed, i))``: a file
 does not depend on how many others are made or on which process made it."""
 
 from __future__ import annotations
@@ -69,16 +70,19 @@ def _variant(args):
 
 
 def generate(dest: Path, srcs: list[tuple[str, Path]], n: int, *, seed: int, mp_min: float, mp_max: float,
-             exact_share: float, processes: int) -> dict:
+             exact_share: float, processes: int, per_source: int = 30) -> dict:
     """Write ``n`` files under ``dest`` (module docstring) with ``processes`` processes (niced);
-    returns their count, bytes and megapixels."""
+    returns their count, bytes and megapixels. ``per_source``: variants of each source image used
+    (``ceil(n / per_source)`` sources, all of them when fewer), so that a small run has the
+    duplicate structure of a large one (100,000 files of the 3,341 shared images: about 30 each)."""
     import numpy as np
     from multiprocessing import get_context
 
-    order = np.random.default_rng(seed).permutation(len(srcs))
+    used = min(len(srcs), max(1, -(-n // max(1, per_source))))
+    order = np.random.default_rng(seed).permutation(len(srcs))[:used]
     jobs, copies, folders, copied = [], [], {}, set()
     for i in range(n):
-        folders[i], src = srcs[order[i % len(srcs)]]
+        folders[i], src = srcs[order[i % used]]
         if i and (i - 1) not in copied and np.random.default_rng((seed, i)).random() < exact_share:
             copies.append((i, i - 1))  # a byte copy of the file before it, in that file's folder
             copied.add(i)
@@ -95,7 +99,7 @@ def generate(dest: Path, srcs: list[tuple[str, Path]], n: int, *, seed: int, mp_
         shutil.copyfile(dest / folders[j] / f"{j:07d}.jpg", dest / folders[i] / f"{i:07d}.jpg")
         sizes.append(by_index[j][0])
         mps.append(by_index[j][1])
-    return {"files": n, "exact_copies": len(copies), "bytes": int(sum(sizes)), "mean_bytes": round(float(np.mean(sizes))),
+    return {"files": n, "source_images_used": used, "exact_copies": len(copies), "bytes": int(sum(sizes)), "mean_bytes": round(float(np.mean(sizes))),
             "megapixels_min": round(min(mps), 3), "megapixels_max": round(max(mps), 3),
             "megapixels_mean": round(float(np.mean(mps)), 3), "megapixels_median": round(float(np.median(mps)), 3)}
 

