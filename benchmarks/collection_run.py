@@ -99,6 +99,19 @@ def run_step(name: str, argv: list[str], env: dict, out: Path, *, watch: list = 
     return row
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM (an RQ worker's warm shutdown), then SIGKILL after 5 minutes (a loaded machine)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def database(admin_url: str, keep: bool):
     """A fresh PostgreSQL database: (its SQLAlchemy URL, its size in bytes (a function), drop)."""
     import psycopg
@@ -242,10 +255,7 @@ def main() -> None:
         row["workers_cpu_seconds_per_image"] = round(row["workers_cpu_seconds"] / args.files, 4)
         steps["ingest"] = row
         disk("ingest")
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(60)
+        _stop(workers)
 
         base = ["-c", COLLECTION, "--json", "--no-progress"]
         commands = {"duplicates": ["duplicates", *base],
@@ -261,10 +271,7 @@ def main() -> None:
             steps[name]["found"] = summary(name, out / f"{name}.out")
             disk(name)
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.terminate()
-                w.wait(60)
+        _stop(workers)
         s3.terminate()
         s3.wait(30)
         drop()
