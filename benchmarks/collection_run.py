@@ -24,7 +24,9 @@ temporary folder by default, removed after unless --keep).
 
 Usage: nice -n 10 python benchmarks/collection_run.py [--files 100000] [--work DIR] [--keep]
            [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis-url redis://127.0.0.1:6379/0]
-For the 100,000-file run: about 5 hours and 110 GB of disk on a 2-core machine (docs/benchmarks.md).
+The 100,000-file run needs about 30 GB of disk under --work (the bucket's files; the staging
+folder holds them until each is uploaded) and hours on 2 cores: docs/benchmarks.md has the
+figures measured at smaller N and the projection.
 """
 
 from __future__ import annotations
