@@ -31,6 +31,7 @@ from simsearch.errors import InvalidInput, JobCancelled
 from simsearch.jobs import shards
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
+from simsearch.ingest import remote
 from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
 from simsearch.spaces import parse, space_key
 from simsearch.store import bulk, job_cancel, lifecycle
@@ -73,6 +74,8 @@ def lacking(session, ids, spaces: list[str]) -> list[int]:
 
 def readable_path(settings, source_path: str | None, digest: str | None) -> str | None:
     """Where an image's bytes can be read again: its source file, else its kept original (SIMSEARCH_KEEP_ORIGINALS)."""
+    if source_path and remote.is_remote(source_path):
+        return source_path  # a bucket object or URL: read with this process's AWS environment (a failed read is the image's error)
     if source_path and Path(source_path).exists() and not Path(source_path).is_dir():
         return source_path
     kept = stored_path(settings, digest)
@@ -90,6 +93,14 @@ def sources(ctx, ids) -> list[tuple[int, str | None, str]]:
     return [(int(i), readable_path(ctx.settings, path, digest), path or "?") for i, path, digest in sorted(rows)]
 
 
+def read_source(path: str) -> bytes:
+    """The bytes of an image's file, bucket object or URL (:mod:`simsearch.ingest.remote`)."""
+    if remote.is_remote(path):
+        return remote.read_bytes(path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def feature_map(ctx, spaces: list[str]):
     """The embedder of the spaces' backbone whose output is the feature map (pooled outside the model)."""
     spec = parse(spaces[0])
@@ -104,8 +115,7 @@ def embed_batch(ctx, spaces: list[str], paths: list[str], view_seconds: dict | N
     size = emb.input_size
     pixels = []
     for path in paths:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_source(path)
         img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size,
                            draft_long=THUMBNAIL_SIDE)
         pixels.append(resize_for_model(img.image, size))

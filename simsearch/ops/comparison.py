@@ -26,7 +26,7 @@ from simsearch.store.models import Embedding, Image
 from simsearch.store.results import ResultKey
 from simsearch.analysis import neighbour_overlap
 from simsearch.embedding.backbones import get_backbone
-from simsearch.ingest import Ingester, SourceFile
+from simsearch.ingest import Ingester, SourceFile, remote
 
 OVERLAP_K = 10
 
@@ -68,7 +68,9 @@ def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, w
         if ids is not None:
             keep = {int(i) for i in ids}
             rows = [img for img in rows if img.id in keep]
-        files = [SourceFile(name=img.source_path, path=Path(img.source_path), label=img.label, meta=img.meta) for img in rows]
+        files = [SourceFile(name=img.source_path, label=img.label, meta=img.meta,
+                            **({"uri": img.source_path} if remote.is_remote(img.source_path) else {"path": Path(img.source_path)}))
+                 for img in rows]
     if not files:
         return EmbedReport(embedded=0, failed=0, errors=[])
     report = Ingester(ctx, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
