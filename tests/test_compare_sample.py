@@ -62,3 +62,13 @@ def test_the_tune_job_scores_on_the_sample_asked_for(client):
     for bad in (5, "some", True):
         resp = client.post("/api/collections/synth/tune", json={"sample": bad})
         assert resp.status_code == 400 and "sample" in resp.get_data(as_text=True), bad
+
+
+def test_a_backbone_named_without_precision_is_compared_where_this_server_embeds_it(make_app, settings):
+    """On a CPU that computes bf16 ingest stores ``efficientnet_lite0+bf16``: ``backbones=efficientnet_lite0``
+    (what a user writes) compares those vectors instead of embedding the collection again in fp32."""
+    app = make_app(settings.replace(precision="bf16"))
+    add_vectors(app.extensions["simsearch"], per_group=15, space=f"{SPACE}+bf16")
+    got = _result(app.test_client(), f"/api/collections/synth/comparison?backbones={SPACE}")
+    assert [p["backbone"] for p in got["backbones"]] == [f"{SPACE}+bf16"]
+    assert got["backbones"][0]["n_images"] == 45 and got["backbones"][0].get("error") is None

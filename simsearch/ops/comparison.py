@@ -20,7 +20,8 @@ from simsearch.ops import analysis, vectors as vecs
 from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap, Sample
 from simsearch.ops.sampling import CAP as SAMPLE_CAP, SEED as SAMPLE_SEED, check_sample, describe, rule, stratified_sample
 from simsearch.ops.vectors import VectorSet
-from simsearch.spaces import check_space_name, is_backbone_space, parse
+from simsearch.spaces import check_space_name, is_backbone_space, new_space, parse
+from simsearch.spaces.names import split
 from simsearch.store import repo, results
 from simsearch.store.models import Embedding, Image
 from simsearch.store.results import ResultKey
@@ -85,6 +86,19 @@ def _spaces(spaces: list[str]) -> list[str]:
     for space in spaces:
         check_space_name(space)  # unknown names are bad input, not an unavailable backbone
     return spaces
+
+
+def as_stored(settings, spaces: list[str], have: list[str]) -> dict[str, str]:
+    """Each name -> the space compared. A backbone named without a precision means the space this
+    server embeds it in, as ingest does: ``efficientnet_lite0`` on a CPU that computes bf16 is
+    ``efficientnet_lite0+bf16`` when the collection has that and not the bare name."""
+    out = {}
+    for space in spaces:
+        here = space
+        if space not in have and is_backbone_space(space) and split(space)[3] is None:
+            here = new_space(settings, space)
+        out[space] = here if here in have else space
+    return out
 
 
 def _check_imported(spaces: list[str], have: list[str]) -> None:
@@ -171,7 +185,12 @@ def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed
     with ctx.db.session() as s:
         coll = repo.get_collection(s, collection)
         n_ok = repo.image_counts(s, coll.id).get("ok", 0)
-        _check_imported(spaces, repo.spaces_of(s, coll.id))
+        have = repo.spaces_of(s, coll.id)
+    names = as_stored(ctx.settings, spaces, have)
+    spaces = list(dict.fromkeys(names.values()))
+    if weights:
+        weights = {names.get(k, k): v for k, v in weights.items()}
+    _check_imported(spaces, have)
     keep, drawn = sample_ids(ctx, coll.id, cap)
     steps = analysis.Steps(progress, len(spaces) * (2 if embed else 1) + 1)
     panels, loaded = [], []
