@@ -373,10 +373,24 @@ def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> di
     group_s = time.perf_counter() - t0
     found = {(int(min(a, b)), int(max(a, b))) for a, b in zip(copy, orig)}
     got = set()
-    for g in groups:
+    group_of = np.full(n, -1, np.int64)
+    for gi, g in enumerate(groups):
+        group_of[np.asarray(g.members, np.int64)] = gi
         for mbr in g.members:
             if mbr != g.representative:
                 got.add((min(int(mbr), g.representative), max(int(mbr), g.representative)))
+    # where a planted copy is lost: not a candidate pair, a candidate that failed verification, or a
+    # verified pair whose two ends went to different groups (each group is one representative and
+    # what links to it: a dense neighbourhood can take the original and leave the copy out)
+    key = np.minimum(i, j) * n + np.maximum(i, j)
+    order = np.argsort(key)
+    planted = np.minimum(copy, orig).astype(np.int64) * n + np.maximum(copy, orig)
+    pos = np.clip(np.searchsorted(key[order], planted), 0, len(key) - 1)
+    candidate = key[order][pos] == planted
+    verified = candidate & ok[order][pos]
+    same = (group_of[copy] >= 0) & (group_of[copy] == group_of[orig])
+    fates = {"not_a_candidate": int((~candidate).sum()), "candidate_not_verified": int((candidate & ~verified).sum()),
+             "verified_other_groups": int((verified & ~same).sum()), "same_group": int(same.sum())}
     return {"benchmark": "near_duplicates_scale", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "n": n,
             "dim": int(X.shape[1]), "neighbours": k, "planted_copies": m,
             "index": index_info,
@@ -385,6 +399,8 @@ def scale(n: int, seed: int = 0, k: int | None = None, index: bool = True) -> di
             "candidate_pairs": int(len(i)),
             "verify_and_group_seconds": round(group_s, 2), "groups": len(groups),
             "planted_copies_grouped_with_their_original": round(len(found & got) / max(1, m), 4),
+            "planted_copies_in_their_originals_group": round(float(same.mean()), 4), "planted_copies_fate": fates,
+            "group_sizes": {str(q): int(v) for q, v in zip((0.5, 0.99, 1.0), np.quantile([len(g.members) for g in groups] or [0], (0.5, 0.99, 1.0)))},
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
 
 
