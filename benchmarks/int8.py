@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--large", type=int, default=8, help="12 MP JPEGs to make for the decode figures")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="skip the precision@10 pass over the shared sets (forward, ingest and decode rates only)")
     args = ap.parse_args()
 
     from simsearch.analysis.neighbours import knn_precision
@@ -87,6 +89,9 @@ def main() -> None:
     quality, decode_sets = {}, {}
     for name in ("flowers102", "oxford-buildings"):
         paths = sorted(scan_images(DATASETS / name))
+        decode_sets[name] = paths[:200]
+        if args.speed_only:
+            continue
         labels = [p.parent.name for p in paths]
         px = pixels_of(paths, size, True)
         px_plain = pixels_of(paths, size, False)
@@ -98,7 +103,6 @@ def main() -> None:
         quality[name] = {"images": len(paths), "labels": len(set(labels)), "precision_at_10": p10,
                          "minus_fp32": {k: round(v - p10["fp32"], 4) for k, v in p10.items() if k != "fp32"},
                          "cosine_to_fp32": {k: cosines(v, ref) for k, v in vecs.items() if k != "fp32"}}
-        decode_sets[name] = paths[:200]
         log(f"{name}: {p10}")
 
     # Forward throughput, alternating with end-to-end ingests.
