@@ -60,6 +60,7 @@ def main() -> None:
     from simsearch.config import Settings
     from simsearch.context import AppContext
     from simsearch.embedding.embedder import Embedder
+    from simsearch.errors import RuntimeRefused
     from simsearch.images import scan_images
     from simsearch.ingest import Ingester, files_from_folder
     from simsearch.spaces import parse, space_key
@@ -83,7 +84,11 @@ def main() -> None:
 
     # Quality.
     fp32 = embedder("fp32", "onnxruntime")
-    bf16 = embedder("bf16")
+    try:
+        bf16 = embedder("bf16")
+    except RuntimeRefused as e:  # a CPU without AVX512-BF16 or AMX: no bf16 space to measure
+        log(f"bf16 skipped: {e}")
+        bf16 = None
     int8_other = embedder("int8", calibration=other)
     size = fp32.input_size
     quality, decode_sets = {}, {}
@@ -96,7 +101,8 @@ def main() -> None:
         px = pixels_of(paths, size, True)
         px_plain = pixels_of(paths, size, False)
         ref = embed(fp32, px)
-        vecs = {"fp32": ref, "fp32_draft_off": embed(fp32, px_plain), "bf16": embed(bf16, px),
+        vecs = {"fp32": ref, "fp32_draft_off": embed(fp32, px_plain),
+                **({"bf16": embed(bf16, px)} if bf16 else {}),
                 "int8_calibrated_on_cats_dogs": embed(int8_other, px),
                 "int8_calibrated_on_this_set": embed(embedder("int8", calibration=DATASETS / name), px)}
         p10 = {k: round(knn_precision(v, labels, 10), 4) for k, v in vecs.items()}
@@ -108,6 +114,7 @@ def main() -> None:
     # Forward throughput, alternating with end-to-end ingests.
     runners = {"tensorflow_fp32": embedder("fp32", "keras"), "onnxruntime_fp32": fp32,
                "openvino_fp32": embedder("fp32", "openvino"), "openvino_bf16": bf16, "openvino_int8": int8_other}
+    runners = {k: v for k, v in runners.items() if v is not None}
     paths = sorted(scan_images(other))
     px = pixels_of(paths, size, True)
     n_full = (len(px) // bs) * bs

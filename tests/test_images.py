@@ -26,8 +26,10 @@ from simsearch.images import (
     decode_image,
     load_image,
     make_thumbnail,
+    phash,
     resize_for_model,
     scan_images,
+    shrink,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -501,3 +503,16 @@ def test_pillow_bomb_warning_becomes_our_error(tmp_path):
         with pytest.raises(ImageDecodeError) as info:
             decode_image(data, source="warn.png", max_pixels=64_000_000)
     assert info.value.reason == expected
+
+
+@pytest.mark.parametrize("size", [(900, 600), (400, 1300), (256, 100), (120, 90)])
+def test_one_shrink_gives_the_thumbnail_and_hashes_of_the_full_picture(size):
+    """Ingest shrinks a picture once for the thumbnail and the perceptual hashes: both must be
+    exactly what each computes from the full picture (stored hashes and thumbnails stay comparable)."""
+    rng = np.random.default_rng(sum(size))
+    rgb = (rng.random((size[1] // 8 + 1, size[0] // 8 + 1, 3)) * 255).astype(np.uint8)
+    picture = Image.fromarray(rgb).resize(size, Image.BICUBIC)  # smooth, photo-like
+    small = shrink(picture)
+    assert max(small.size) == min(256, max(size))
+    assert make_thumbnail(small) == make_thumbnail(picture)
+    assert phash.image_hashes(small).tolist() == phash.image_hashes(picture).tolist()

@@ -5,7 +5,7 @@ Everything here is pure CPU work with no global state, safe to call from worker 
 
 from simsearch.images.decode import DecodedImage, decode_image, load_image
 from simsearch.images.scan import IMAGE_EXTENSIONS, scan_images
-from simsearch.images.transform import THUMBNAIL_SIDE, content_hash, make_thumbnail, resize_for_model
+from simsearch.images.transform import THUMBNAIL_SIDE, content_hash, make_thumbnail, resize_for_model, shrink
 
 __all__ = [
     "DecodedImage",
@@ -15,6 +15,7 @@ __all__ = [
     "decode_image",
     "load_image",
     "make_thumbnail",
+    "shrink",
     "resize_for_model",
     "scan_images",
 ]

@@ -28,7 +28,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from simsearch.images.transform import THUMBNAIL_SIDE
+from simsearch.images.transform import THUMBNAIL_SIDE, shrink
 
 NAMES = ("full", "mirror", "c90", "c80", "c70")
 N_HASHES = len(NAMES)
@@ -53,12 +53,7 @@ def _centre(im: Image.Image, fraction: float) -> Image.Image:
 
 def image_hashes(image: Image.Image | np.ndarray) -> np.ndarray:
     """The :data:`N_HASHES` hashes of a picture (PIL image or (H, W, 3) uint8 array), as uint64."""
-    im = Image.fromarray(np.asarray(image, dtype=np.uint8)) if not isinstance(image, Image.Image) else image
-    w, h = im.size
-    scale = THUMBNAIL_SIDE / max(w, h)
-    if scale < 1:
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR, reducing_gap=2.0)
-    gray = im.convert("L")
+    gray = shrink(image, THUMBNAIL_SIDE).convert("L")
     out = [_phash(gray), _phash(gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT))]
     out += [_phash(_centre(gray, CENTRES[name])) for name in NAMES[2:]]
     return np.asarray(out, dtype=np.uint64)

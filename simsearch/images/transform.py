@@ -40,9 +40,12 @@ def resize_for_model(rgb: np.ndarray | Image.Image, size: int) -> np.ndarray:
 THUMBNAIL_SIDE = 256
 
 
-def make_thumbnail(rgb: np.ndarray | Image.Image, max_side: int = THUMBNAIL_SIDE, quality: int = 85) -> bytes:
-    """JPEG bytes of ``rgb`` (array or RGB PIL image, left unchanged) scaled down (never up) so
-    its longest side is at most ``max_side``."""
+def shrink(rgb: np.ndarray | Image.Image, max_side: int = THUMBNAIL_SIDE) -> Image.Image:
+    """``rgb`` (array or PIL image, left unchanged) scaled down (never up) so its longest side is at
+    most ``max_side``: the one resize behind the thumbnail and the perceptual hashes. Ingest shrinks
+    a picture once and gives the small copy to both (a picture already small is returned as is, so
+    :func:`make_thumbnail` and :func:`simsearch.images.phash.image_hashes` give the same bytes and
+    hashes from it as from the full picture)."""
     im = _as_image(rgb)
     if max_side <= 0:
         raise ValueError(f"max_side must be positive, got {max_side}")
@@ -50,6 +53,13 @@ def make_thumbnail(rgb: np.ndarray | Image.Image, max_side: int = THUMBNAIL_SIDE
     scale = max_side / max(w, h)
     if scale < 1:
         im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR, reducing_gap=2.0)
+    return im
+
+
+def make_thumbnail(rgb: np.ndarray | Image.Image, max_side: int = THUMBNAIL_SIDE, quality: int = 85) -> bytes:
+    """JPEG bytes of ``rgb`` (array or RGB PIL image, left unchanged) scaled down (never up) so
+    its longest side is at most ``max_side``."""
+    im = shrink(rgb, max_side)
     out = io.BytesIO()
     im.save(out, format="JPEG", quality=quality)
     return out.getvalue()

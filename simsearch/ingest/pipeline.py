@@ -21,7 +21,8 @@ import numpy as np
 
 from simsearch import derived, provenance, space_defaults
 from simsearch.errors import ImageDecodeError, InvalidInput, JobCancelled, public_reason
-from simsearch.images import THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash, resize_for_model
+from simsearch.images import (THUMBNAIL_SIDE, content_hash, decode_image, local_features, make_thumbnail, phash,
+                              resize_for_model, shrink)
 from simsearch.ingest.sources import SourceFile
 from simsearch.store import job_cancel, lifecycle  # (store-only: the statuses of the run it writes)
 from simsearch.ingest.writes import Prepared, store_batch
@@ -259,8 +260,9 @@ class Ingester:
                                draft_long=THUMBNAIL_SIDE)
             prep.width, prep.height = img.width, img.height
             if existing is None:
-                prep.thumbnail = make_thumbnail(img.image)
-                prep.hashes = phash.to_bytes(phash.image_hashes(img.image))  # near-duplicates' check
+                small = shrink(img.image)  # one resize for both (the same as each would make)
+                prep.thumbnail = make_thumbnail(small)
+                prep.hashes = phash.to_bytes(phash.image_hashes(small))  # near-duplicates' check
                 if self.local_features:  # search's verification (verify=true); else filled on first use
                     prep.features = local_features.serialise(local_features.of_picture(img.image))
             for size in {sizes[sp] for sp in prep.need}:
