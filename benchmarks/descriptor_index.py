@@ -154,7 +154,7 @@ def main() -> None:
             out["kinds"][kind] = res
             log(f"{kind}: {res}")
             if not args.no_updates and kind != "flat":
-                out["kinds"][kind]["update"] = _update(kind, m, thresholds, ids, desc, qf, targets, lists[kind], rng)
+                out["kinds"][kind]["update"] = _update(m, thresholds, ids, desc, qf, targets, args.seed)
                 log(f"{kind} update: {out['kinds'][kind]['update']}")
             del index
         if args.train_cap:
@@ -169,11 +169,13 @@ def main() -> None:
     emit(out)
 
 
-def _update(kind, m, thresholds, ids, desc, qf, targets, full_lists, rng) -> dict:
-    """Built from 90% of the images then the rest added and 10% removed, against a build of the same set at once."""
+def _update(m, thresholds, ids, desc, qf, targets, seed: int) -> dict:
+    """Built from 90% of the images then the rest added and 10% removed, against a build of the same
+    set at once (the same images added and removed for every kind)."""
     from simsearch.images import local_votes as LV
     from simsearch.index import descriptor_kinds as K
 
+    rng = np.random.default_rng(seed + 1)
     images = np.unique(LV.owners(ids))
     later = rng.choice(images, len(images) // 10, replace=False)
     gone = rng.choice(np.setdiff1d(images, later), len(images) // 10, replace=False)
@@ -200,6 +202,8 @@ def _update(kind, m, thresholds, ids, desc, qf, targets, full_lists, rng) -> dic
     return {"images_added": int(len(later)), "images_removed": int(len(gone)), "update_seconds": round(secs, 2),
             "rebuild_seconds": round(rebuild_secs, 2), "queries_whose_target_stays": int(sum(live)),
             "same_candidates_as_rebuild": round(float(np.mean(same)), 3),
+            "target_in_candidates_updated": round(float(np.mean([t in c for c, t, ok in zip(a["_lists"], targets, live) if ok])), 3),
+            "target_in_candidates_rebuilt": round(float(np.mean([t in c for c, t, ok in zip(b["_lists"], targets, live) if ok])), 3),
             "target_first_updated": round(float(np.mean([c[:1] == [t] for c, t, ok in zip(a["_lists"], targets, live) if ok])), 3),
             "target_first_rebuilt": round(float(np.mean([c[:1] == [t] for c, t, ok in zip(b["_lists"], targets, live) if ok])), 3)}
 

@@ -29,8 +29,9 @@ from simsearch.images import local_votes
 
 # Descriptors from which the index is an inverted file instead of an exhaustive search.
 IVF_AT = 20_000
-# Descriptors from which the inverted file's descriptors are product-quantised (docs/region-search.md,
-# "Memory": the candidates were the same as with exact descriptors at the benchmark's 128,534).
+# Descriptors from which the inverted file's descriptors are product-quantised (~360 pictures; below,
+# the exact index takes under 14 MB). docs/region-search.md, "Memory": PQ16 lost no wall photo's target
+# from the candidates at 128,534 and 618,378 descriptors, at a fifth of the bytes.
 PQ_AT = 100_000
 # Bytes of product-quantisation code a descriptor (sub-vectors of 128 / PQ_M dimensions, 8 bits each).
 PQ_M = 16
@@ -106,7 +107,14 @@ def empty(kind: str, n: int, sample: np.ndarray, d: int = 128, *, seed: int = 0,
     index.cp.seed = seed
     if kind == "ivf-pq":
         index.pq.cp.seed = seed
-    index.train(np.ascontiguousarray(sample, np.float32))
+    threads = faiss.omp_get_max_threads()
+    # one thread, as simsearch.analysis.cluster trains k-means: on the busy 2 cores the OpenMP barriers
+    # of k-means' many short loops made a PQ16 training of 23,000 descriptors take 23 s instead of 6
+    faiss.omp_set_num_threads(1)
+    try:
+        index.train(np.ascontiguousarray(sample, np.float32))
+    finally:
+        faiss.omp_set_num_threads(threads)
     index.nprobe = NPROBE
     return index
 
