@@ -10,6 +10,8 @@ import pytest
 
 from simsearch.errors import InvalidInput
 from simsearch.images import local_votes as LV
+from simsearch.images import local_features as LF
+from simsearch.index import descriptor_kinds as K
 from simsearch.index import descriptors as DI
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
@@ -56,46 +58,186 @@ def test_a_stored_keypoint_counts_once_and_candidates_need_enough_votes():
         LV.votes(np.zeros((2, 3)), np.zeros((2, 2), np.int64))
 
 
-@pytest.mark.parametrize("ivf_at", [10**9, 1000])
-def test_the_index_finds_each_stored_descriptor_first(ivf_at):
+@pytest.mark.parametrize("ivf_at, pq_at, kind", [(10**9, 10**9, "flat"), (1000, 10**9, "ivf-sq8"), (1000, 2000, "ivf-pq")])
+def test_the_index_finds_each_stored_descriptor_first(ivf_at, pq_at, kind):
     rng = np.random.default_rng(1)
     desc = rng.integers(0, 256, (3000, 128)).astype(np.uint8)
     ids = np.concatenate([LV.descriptor_ids(i, 300) for i in range(1, 11)])
-    index = DI.build(ids, desc, ivf_at=ivf_at)
+    index = DI.build(ids, desc, ivf_at=ivf_at, pq_at=pq_at)
+    assert K.kind_of(index) == kind
+    assert K.images_held(index).tolist() == list(range(1, 11)) and np.array_equal(K.ids_held(index), ids)
     D, I = DI.search(index, desc[::300])
-    assert I[:, 0].tolist() == ids[::300].tolist() and np.allclose(D[:, 0], 0)
+    assert I[:, 0].tolist() == ids[::300].tolist()
+    if kind == "ivf-pq":  # approximate distances (product-quantised), well within the ratio test
+        assert (D[:, 0] < LV.RATIO**2 * D[:, 1]).all()
+    else:
+        assert np.allclose(D[:, 0], 0)
     assert LV.votes(D, I)[0].tolist() == list(range(1, 11))
     empty = DI.build(np.zeros(0, np.int64), np.zeros((0, 128), np.uint8))
     assert DI.search(empty, desc[:2])[1].shape == (2, 0)
 
 
-def test_the_descriptor_index_is_a_cache_of_the_database(artefacts, monkeypatch):  # noqa: F811
+def test_the_kind_follows_the_size_and_the_training_stays_bounded():
+    assert K.kind_for(K.IVF_AT - 1) == "flat" and K.kind_for(K.IVF_AT) == "ivf-sq8"
+    assert K.kind_for(K.PQ_AT - 1) == "ivf-sq8" and K.kind_for(K.PQ_AT) == "ivf-pq"
+    assert K.kind_for(10**9) == "ivf-pq" and K.lists_for(10**9) == K.MAX_LISTS
+    assert K.train_size(300 * 10**6, "ivf-pq") == K.TRAIN_PER_LIST * K.MAX_LISTS  # 1M images: a bounded sample
+    assert K.train_size(K.PQ_AT, "ivf-pq") >= K.PQ_TRAIN and K.train_size(K.IVF_AT - 1, "flat") == 0
+
+
+def test_an_index_is_built_again_only_when_its_training_no_longer_fits():
+    rng = np.random.default_rng(2)
+    desc = rng.integers(0, 256, (6000, 128)).astype(np.uint8)
+    ids = np.concatenate([LV.descriptor_ids(i, 300) for i in range(1, 21)])
+    flat = DI.build(ids[:3000], desc[:3000], ivf_at=5000)
+    assert not K.stale(flat, 4000, ivf_at=5000) and K.stale(flat, 5000, ivf_at=5000)  # grown into an inverted file
+    ivf = DI.build(ids, desc, ivf_at=5000)
+    n = 6000
+    assert K.kind_of(ivf) == "ivf-sq8" and ivf.nlist == K.lists_for(n)
+    assert not K.stale(ivf, 2 * n, ivf_at=5000)  # twice the size: the same quantizer
+    assert K.stale(ivf, 5 * n, ivf_at=5000)  # ~2 sqrt(n) lists: 5x the size wants over twice the lists
+    assert not K.stale(ivf, 4000, ivf_at=5000)  # below the threshold but above half of it: kept
+    assert K.stale(ivf, 2000, ivf_at=5000)
+    pq = DI.build(ids, desc, ivf_at=1000, pq_at=5000)
+    assert K.kind_of(pq) == "ivf-pq" and not K.stale(pq, 5500, ivf_at=1000, pq_at=5000)
+    assert K.stale(pq, 2400, ivf_at=1000, pq_at=5000)  # under half the PQ threshold: exact again
+
+
+@pytest.mark.parametrize("ivf_at, pq_at", [(10**9, 10**9), (1000, 10**9), (1000, 2000)])
+def test_removing_and_adding_images_gives_the_index_a_rebuild_gives(ivf_at, pq_at):
+    rng = np.random.default_rng(3)
+    desc = rng.integers(0, 256, (3000, 128)).astype(np.uint8)
+    ids = np.concatenate([LV.descriptor_ids(i, 300) for i in range(1, 11)])
+    index = DI.build(ids, desc, ivf_at=ivf_at, pq_at=pq_at)
+    assert K.remove_images(index, np.array([3, 7, 99])) == 600
+    assert K.images_held(index).tolist() == [1, 2, 4, 5, 6, 8, 9, 10]
+    K.add(index, ids[600:900], desc[600:900])
+    keep = ~np.isin(LV.owners(ids), [7])
+    assert np.array_equal(K.ids_held(index), np.sort(ids[keep]))
+    D, I = DI.search(index, desc[::150])
+    kept = LV.owners(ids[::150]) != 7
+    assert np.array_equal(LV.owners(I[kept, 0]), LV.owners(ids[::150])[kept])  # each found its own image
+    assert 7 not in LV.owners(I).tolist()
+
+
+def _collection_of(ctx, image_id: int) -> int:
+    from simsearch.store.models import Image
+
+    with ctx.db.session() as s:
+        return s.get(Image, image_id).collection_id
+
+
+def _delete_features(ctx, image_id: int) -> bytes:
     from sqlalchemy import delete
 
+    from simsearch.store import features as stored
     from simsearch.store.models import ImageFeatures
 
+    with ctx.db.session() as s:
+        data = stored.of_images(s, [image_id], LF.METHOD)[0][image_id]
+        s.execute(delete(ImageFeatures).where(ImageFeatures.image_id == image_id))
+    return data
+
+
+def _restore_features(ctx, image_id: int, data: bytes) -> None:
+    from simsearch.store import features as stored
+
+    with ctx.db.session() as s:
+        stored.store(s, {image_id: data}, LF.METHOD)
+
+
+def test_the_descriptor_index_is_a_cache_of_the_database(artefacts, monkeypatch, tmp_path):  # noqa: F811
     client, ids, _ = artefacts
     ctx = client.application.extensions["simsearch"]
     monkeypatch.setattr(DI, "CHECK_INTERVAL", 0.0)  # read the database's signature at every get
-    coll = next(iter(ids.values()))
-    with ctx.db.session() as s:
-        from simsearch.store.models import Image
-        coll = s.get(Image, coll).collection_id
-    first = DI.DescriptorIndexes(ctx.db, ctx.settings.index_dir)
+    coll = _collection_of(ctx, next(iter(ids.values())))
+    folder = tmp_path / "indexes"
+    first = DI.DescriptorIndexes(ctx.db, folder)
     index = first.get(coll)
     assert first.builds == 1 and index.ntotal > 100 * len(ids)
-    files = list((ctx.settings.index_dir / f"collection-{coll}").glob("local-*.faiss"))
+    files = list((folder / f"collection-{coll}").glob("local-*.faiss"))
     assert len(files) == 1
     assert first.get(coll) is index and first.builds == 1  # unchanged database: the same index
-    other = DI.DescriptorIndexes(ctx.db, ctx.settings.index_dir)  # another process: reads the saved file
-    assert other.get(coll).ntotal == index.ntotal and other.builds == 0
-    with ctx.db.session() as s:
-        gone = max(ids.values())
-        s.execute(delete(ImageFeatures).where(ImageFeatures.image_id == gone))
-    rebuilt = first.get(coll)
-    assert first.builds == 2 and rebuilt.ntotal < index.ntotal
-    assert [f.name for f in (ctx.settings.index_dir / f"collection-{coll}").glob("local-*.faiss")] != [files[0].name]
-    assert len(list((ctx.settings.index_dir / f"collection-{coll}").glob("local-*.faiss"))) == 1  # the stale one removed
+    other = DI.DescriptorIndexes(ctx.db, folder)  # another process: reads the saved file
+    assert other.get(coll).ntotal == index.ntotal and other.builds == 0 and other.updates == 0
+    gone = max(ids.values())
+    data = _delete_features(ctx, gone)
+    try:
+        smaller = first.get(coll)
+        # the open index brought up to date (the deleted image's descriptors taken out), not built again
+        assert (first.builds, first.updates) == (1, 1) and smaller.ntotal < index.ntotal
+        assert gone not in K.images_held(smaller) and gone in K.images_held(index)  # the one in use left as it was
+        now = list((folder / f"collection-{coll}").glob("local-*.faiss"))
+        assert len(now) == 1 and now[0].name != files[0].name  # saved under the new signature, the stale one removed
+    finally:
+        _restore_features(ctx, gone, data)
+    again = first.get(coll)  # the image's features back: its descriptors added to the open index
+    assert (first.builds, first.updates) == (1, 2) and again.ntotal == index.ntotal
+    fresh = DI.DescriptorIndexes(ctx.db, tmp_path / "fresh")  # what a build from the database gives
+    rebuilt = fresh.get(coll)
+    assert fresh.builds == 1
+    assert np.array_equal(K.ids_held(again), K.ids_held(rebuilt))
+    assert K.kind_of(again) == K.kind_of(rebuilt) == "flat"  # exact: the very same neighbours
+    q = LF.deserialise(data).desc[:50]
+    assert np.array_equal(DI.search(again, q)[1], DI.search(rebuilt, q)[1])
+    # a process without the index open brings the newest saved file up to date instead of building
+    data = _delete_features(ctx, gone)
+    try:
+        third = DI.DescriptorIndexes(ctx.db, folder)
+        assert third.get(coll).ntotal == smaller.ntotal and (third.builds, third.updates) == (0, 1)
+    finally:
+        _restore_features(ctx, gone, data)
+
+
+def test_a_damaged_saved_index_is_built_again(artefacts, monkeypatch, tmp_path):  # noqa: F811
+    client, ids, _ = artefacts
+    ctx = client.application.extensions["simsearch"]
+    monkeypatch.setattr(DI, "CHECK_INTERVAL", 0.0)
+    coll = _collection_of(ctx, next(iter(ids.values())))
+    first = DI.DescriptorIndexes(ctx.db, tmp_path)
+    n = first.get(coll).ntotal
+    saved = next((tmp_path / f"collection-{coll}").glob("local-*.faiss"))
+    raw = bytearray(saved.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    saved.write_bytes(bytes(raw))
+    gone = max(ids.values())
+    data = _delete_features(ctx, gone)
+    try:
+        other = DI.DescriptorIndexes(ctx.db, tmp_path)  # the saved file fails its checksum: not updated, built
+        assert other.get(coll).ntotal < n and (other.builds, other.updates) == (1, 0)
+    finally:
+        _restore_features(ctx, gone, data)
+
+
+def test_a_large_index_is_product_quantised_and_updated_like_a_rebuild(artefacts, monkeypatch, tmp_path):  # noqa: F811
+    """Above the threshold the index is IVF-PQ (thresholds lowered to this collection's ~3,500
+    descriptors); an image deleted and added back is taken out and put in without a rebuild, and
+    the candidates of wall photos are those of an index built from the database."""
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    monkeypatch.setattr(DI, "CHECK_INTERVAL", 0.0)
+    coll = _collection_of(ctx, next(iter(ids.values())))
+    small = dict(ivf_at=500, pq_at=1000)
+    first = DI.DescriptorIndexes(ctx.db, tmp_path / "a", **small)
+    index = first.get(coll)
+    assert K.kind_of(index) == "ivf-pq" and index.pq.M == K.PQ_M and first.builds == 1
+    assert K.code_bytes(index) == K.PQ_M + 8 < K.code_bytes(DI.build(np.zeros(0, np.int64), np.zeros((0, 128), np.uint8)))
+    target = ids[paths[9].name]  # a building: deleted, then its features back
+    data = _delete_features(ctx, target)
+    try:
+        assert target not in K.images_held(first.get(coll)) and (first.builds, first.updates) == (1, 1)
+    finally:
+        _restore_features(ctx, target, data)
+    updated = first.get(coll)
+    assert (first.builds, first.updates) == (1, 2) and target in K.images_held(updated)
+    rebuilt = DI.DescriptorIndexes(ctx.db, tmp_path / "b", **small).get(coll)
+    assert np.array_equal(K.ids_held(updated), K.ids_held(rebuilt))
+    background = dataset_files(OXFORD / "oxford", 1, start=5)[0]
+    for art in (paths[1], paths[9]):
+        q = V.query_features(ctx, _on_a_wall(art, background), "wall.jpg")
+        by_update = LV.candidates(*DI.search(updated, q.desc), V.LOCAL_CANDIDATES, V.LOCAL_MIN_VOTES)
+        by_build = LV.candidates(*DI.search(rebuilt, q.desc), V.LOCAL_CANDIDATES, V.LOCAL_MIN_VOTES)
+        assert by_update == by_build and by_update[0] == ids[art.name], (art.name, by_update, by_build)
 
 
 def test_a_wall_photo_is_found_first_by_its_local_features(artefacts):  # noqa: F811

@@ -58,3 +58,12 @@ def of_collection(session: Session, collection_id: int, method: str) -> Iterator
          .order_by(ImageFeatures.image_id).execution_options(yield_per=2000))
     for i, f in session.execute(q):
         yield int(i), bytes(f)
+
+
+def image_ids(session: Session, collection_id: int, method: str) -> list[int]:
+    """The ids (ascending) of a collection's images with features of ``method``: the set whose
+    :func:`signature` names a descriptor index."""
+    q = (select(ImageFeatures.image_id).join(Image, Image.id == ImageFeatures.image_id)
+         .where(Image.collection_id == int(collection_id), ImageFeatures.method == method)
+         .order_by(ImageFeatures.image_id))
+    return [int(i) for i in session.execute(q).scalars()]
