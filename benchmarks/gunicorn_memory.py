@@ -30,7 +30,9 @@ Mapped pages are counted once touched: a worker's Pss grows as its searches reac
 index (IVF lists, refine codes), up to the whole file. Requires ``/proc`` (Linux).
 At 1M (2026-12-07, 2-core AMD EPYC at load 13-15, ``--kind ivf_sq8``): the vectors 484 s (a 5.1 GB
 .npy, removed once inserted), the insert 262 s (a 5.8 GB database), ``simsearch reindex`` 585 s
-at 7.2 GB peak (its statement deadline raised: ``--build-statement-timeout``), the two gunicorn
+at 7.2 GB peak (its statement deadline raised: ``--build-statement-timeout``; the build then read
+the vectors in one statement, which outlived the default 30 s: it now reads pages of 10,000 rows by
+id, ``simsearch.store.repo.load_vectors``), the two gunicorn
 runs about 5 min; all under the temporary folder unless ``--keep``. ``--home DIR --keep`` reruns
 the servers on a kept store. Results: docs/index-policy.md#one-index-in-memory-per-machine.
 """

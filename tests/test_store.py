@@ -56,6 +56,20 @@ def test_vectors_round_trip_exactly(db_url):
     db.dispose()
 
 
+@pytest.mark.parametrize("page", [1, 3, 7, 50])
+def test_vectors_read_in_pages_by_id(db_url, monkeypatch, page):
+    """load_vectors reads short pages by id (a million rows in one statement outlive the
+    statement time limit): any page size gives every vector once, in id order."""
+    monkeypatch.setattr(repo, "PAGE", page)
+    db = migrated(db_url)
+    coll_id, ids, vecs = add_images(db, n=7, dim=16)
+    with db.session() as s:
+        got_ids, got = repo.load_vectors(s, coll_id, "efficientnet_lite0")
+    assert got_ids.tolist() == ids.tolist()
+    np.testing.assert_array_equal(got, vecs)
+    db.dispose()
+
+
 def test_content_hash_unique_per_collection(db_url):
     db = migrated(db_url)
     add_images(db, "one", n=2)

@@ -79,6 +79,10 @@ def vector_to_bytes(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype="<f4").tobytes()
 
 
+# Rows a page of :func:`load_vectors` reads (~51 MB of 1280-d vectors): one short statement each.
+PAGE = 10_000
+
+
 def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
@@ -86,16 +90,22 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
 def load_vectors(session: Session, collection_id: int, space: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids int64 (N,), vectors float32 (N, D)) of the collection's ok images in ``space``, by id.
 
-    Streamed into one preallocated array (a million 1280-d vectors are 5.1 GB: holding their
-    rows' bytes and a joined copy besides would triple that)."""
+    Read in pages of :data:`PAGE` rows by id (each a short statement: one statement streaming a
+    million rows outlives the database's statement time limit on a busy machine) into one
+    preallocated array (a million 1280-d vectors are 5.1 GB: holding their rows' bytes and a joined
+    copy besides would triple that)."""
     where = (Image.collection_id == collection_id, Image.status == "ok", Embedding.space == space)
     count = session.scalar(select(func.count()).select_from(Embedding).join(Image).where(*where)) or 0
-    rows = session.execute(select(Embedding.image_id, Embedding.vector).join(Image).where(*where)
-                           .order_by(Embedding.image_id).execution_options(yield_per=10_000))
     ids = np.zeros(count, np.int64)
     vectors = None
-    n = 0
-    for part in rows.partitions():
+    n, last = 0, None
+    while True:
+        page = select(Embedding.image_id, Embedding.vector).join(Image).where(*where)
+        if last is not None:
+            page = page.where(Embedding.image_id > last)
+        part = session.execute(page.order_by(Embedding.image_id).limit(PAGE)).all()
+        if not part:
+            break
         if vectors is None:
             vectors = np.zeros((count, len(part[0][1]) // 4), np.float32)
         if n + len(part) > len(ids):  # rows added since the count
@@ -104,6 +114,9 @@ def load_vectors(session: Session, collection_id: int, space: str) -> tuple[np.n
         ids[n:n + len(part)] = [r[0] for r in part]
         vectors[n:n + len(part)] = np.frombuffer(b"".join(r[1] for r in part), dtype="<f4").reshape(len(part), -1)
         n += len(part)
+        last = int(part[-1][0])
+        if len(part) < PAGE:
+            break
     if vectors is None:
         return np.zeros(0, np.int64), np.zeros((0, 0), dtype=np.float32)
     return ids[:n], vectors[:n]
