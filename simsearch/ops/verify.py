@@ -19,6 +19,9 @@ without a readable original is left unverified (it keeps its place).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from simsearch.analysis.regions import pixel_box
@@ -45,6 +48,15 @@ MIN_INLIERS = 12
 # each with at least this many votes (docs/region-search.md, "Candidates by local features").
 LOCAL_CANDIDATES = 5
 LOCAL_MIN_VOTES = 5
+# Verification of local candidates (:func:`verify_in_vote_order`) stops at a candidate with at least
+# this many inliers whose votes are at least CLEAR_VOTES times the next one's.
+CLEAR_INLIERS = 3 * MIN_INLIERS
+CLEAR_VOTES = 2.0
+# Helper threads of a process (the local path of concurrent searches), and FAISS's OpenMP threads in each.
+HELPER_THREADS = 4
+FAISS_THREADS = 1
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 # The query's keypoints are found on a copy this fraction of its decoded size (at most
 # local_features.MAX_SIDE). OpenCV's SIFT doubles the image first, so half the size would cost about
 # a quarter, but on the wall photos it found a third of the keypoints and verified half the targets
@@ -83,15 +95,67 @@ def query_features(ctx, data: bytes, source: str, box=None, scale: float | None 
     return LF.extract(g, side, LF.N_QUERY, LF.DEFAULT_KIND)
 
 
-def local_candidates(ctx, collection_id: int, query: LF.LocalFeatures) -> list[int]:
+def local_votes_of(ctx, collection_id: int, query: LF.LocalFeatures) -> tuple[list[int], list[int]]:
     """Images of the collection chosen by the query's keypoints (:func:`simsearch.images.local_votes.votes`
-    over the collection's descriptor index): the :data:`LOCAL_CANDIDATES` with the most votes, each
-    with at least :data:`LOCAL_MIN_VOTES`; none when no image has stored features."""
+    over the collection's descriptor index) and their votes: the :data:`LOCAL_CANDIDATES` with the
+    most votes, each with at least :data:`LOCAL_MIN_VOTES`; none when no image has stored features."""
     index = ctx.descriptor_index(collection_id)
     if index is None or len(query) == 0:
-        return []
+        return [], []
     D, I = descriptor_index.search(index, query.desc)
-    return local_votes.candidates(D, I, LOCAL_CANDIDATES, LOCAL_MIN_VOTES)
+    ids, counts = local_votes.votes(D, I)
+    keep = counts >= LOCAL_MIN_VOTES
+    return [int(i) for i in ids[keep][:LOCAL_CANDIDATES]], [int(c) for c in counts[keep][:LOCAL_CANDIDATES]]
+
+
+def local_candidates(ctx, collection_id: int, query: LF.LocalFeatures) -> list[int]:
+    """The images of :func:`local_votes_of`, most votes first."""
+    return local_votes_of(ctx, collection_id, query)[0]
+
+
+def verify_in_vote_order(ctx, query: LF.LocalFeatures, ids: list[int], counts: list[int]) -> dict[int, int]:
+    """The candidates ``ids`` (most ``counts`` of votes first) verified in that order: ``{image id:
+    inliers}`` of those with at least :data:`MIN_INLIERS`, most inliers first. It stops at a clear
+    winner (:data:`CLEAR_INLIERS` inliers or more, and :data:`CLEAR_VOTES` times the votes of the
+    next candidate): the others are not verified (they keep the vectors' order)."""
+    if not ids or len(query) == 0:
+        return {}
+    feats = candidate_features(ctx, ids)
+    found: dict[int, int] = {}
+    for n, i in enumerate(ids):
+        inliers = LF.verify(query, feats[i]).inliers if i in feats else 0
+        if inliers >= MIN_INLIERS:
+            found[i] = inliers
+            if inliers >= CLEAR_INLIERS and (n + 1 == len(ids) or counts[n] >= CLEAR_VOTES * counts[n + 1]):
+                break
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
+def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None) -> dict[int, int]:
+    """The whole local path of a search by upload, for a thread beside the model's forward: the
+    query's features, its candidates by local features and their verification
+    (:func:`verify_in_vote_order`): ``{image id: inliers}`` of the verified, most inliers first."""
+    query = query_features(ctx, data, source, box)
+    return verify_in_vote_order(ctx, query, *local_votes_of(ctx, collection_id, query))
+
+
+def run_beside(fn, *args, **kw) -> Future:
+    """``fn(*args, **kw)`` on this process's pool of helper threads (:data:`HELPER_THREADS`): OpenCV,
+    FAISS and the model's runtime release the GIL, so the local path runs beside the forward."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(HELPER_THREADS, thread_name_prefix="simsearch-local",
+                                       initializer=_one_faiss_thread)
+    return _POOL.submit(fn, *args, **kw)
+
+
+def _one_faiss_thread() -> None:
+    """A helper thread searches with one OpenMP thread (the forward holds the other core; OpenMP's
+    spin-waiting on a busy core costs more than it saves)."""
+    import faiss
+
+    faiss.omp_set_num_threads(FAISS_THREADS)
 
 
 def _from_original(ctx, image_id: int) -> bytes | None:
