@@ -171,3 +171,37 @@ def test_local_candidates_are_verified_in_vote_order_up_to_a_clear_winner(artefa
     calls.clear()
     assert list(V.verify_in_vote_order(ctx, q, cands, votes))[0] == cands[0] and len(calls) == len(cands)
     assert V.local_verified(ctx, coll, art.read_bytes(), "copy.jpg") == V.verify_in_vote_order(ctx, q, cands, votes)
+
+
+def test_local_is_on_by_default_where_the_images_features_are_stored(artefacts, monkeypatch):  # noqa: F811
+    """Without SIMSEARCH_LOCAL_FEATURES, ``local`` follows the collection's stored features: off
+    while most images lack them, on once ``simsearch features`` (ops.local_features) stored them."""
+    from click.testing import CliRunner
+    from sqlalchemy import delete, func, select
+
+    from simsearch.cli import cli
+    from simsearch.index import descriptors
+    from simsearch.ops import local_features
+    from simsearch.store.models import ImageFeatures
+
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    coll = client.get("/api/collections/art").get_json()["id"]
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"local_features": False}))
+    monkeypatch.setattr(descriptors, "CHECK_INTERVAL", 0.0)
+    with ctx.db.session() as s:
+        s.execute(delete(ImageFeatures).where(ImageFeatures.image_id != min(ids.values())))
+    assert not V.local_default(ctx, coll)  # 1 image of 12
+    background = dataset_files(OXFORD / "oxford", 1, start=5)[0]
+    art = next(p for p in (paths[9], paths[10]) if ids[p.name] != min(ids.values()))
+    data = _on_a_wall(art, background)
+    report = local_features.store_missing(ctx, "art")
+    assert report["lacking"] == len(ids) - 1 and report["stored"] == len(ids) - 1 and report["unreadable"] == 0
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ImageFeatures)) == len(ids)
+    assert V.local_default(ctx, coll)
+    hits = _search(client, data, k=3).get_json()["results"]  # the default: local candidates, verified
+    assert hits[0]["image_id"] == ids[art.name]
+    again = CliRunner().invoke(cli, ["features", "-c", "art", "--json"],
+                               env={"SIMSEARCH_HOME": str(ctx.settings.home), "SIMSEARCH_DATABASE_URL": ctx.settings.database_url})
+    assert again.exit_code == 0 and '"stored": 0' in again.output, again.output  # nothing left to do

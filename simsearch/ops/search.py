@@ -26,13 +26,13 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     :func:`simsearch.search.search_image`); ``verify``: re-rank the top results by geometric
     verification (:mod:`simsearch.ops.verify`); ``local``: also take candidates by the query's
     local features (the collection's descriptor index) and verify them (None: where images' local
-    features are stored at ingest, ``settings.local_features``; without them the index is empty)."""
+    features are stored, :func:`simsearch.ops.verify.local_default`; without them the index is empty)."""
     if backbone is not None:
         spaces.check(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
         _imported_here(ctx, collection, backbone)
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
     verify = V.check_verify(verify)
-    local = ctx.settings.local_features if local is None else V.check_verify(local, "local")
+    local = None if local is None else V.check_verify(local, "local")
     if box is not None:
         box = parse_box(box)
     t0 = time.perf_counter()
@@ -41,6 +41,8 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     source = filename or "uploaded image"
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
+    if local is None:
+        local = V.local_default(ctx, coll_id)
     staged = _staged(ctx, coll_id, collection, data, source, backbone=backbone, k=k, label=label, box=box,
                      regions=regions) if local and not verify and STAGED else None
     if staged is not None:

@@ -48,6 +48,8 @@ MIN_INLIERS = 12
 # each with at least this many votes (docs/region-search.md, "Candidates by local features").
 LOCAL_CANDIDATES = 5
 LOCAL_MIN_VOTES = 5
+# ``local`` is on by default where at least this share of a collection's images have stored features.
+LOCAL_AUTO_SHARE = 0.9
 # Verification of local candidates (:func:`verify_in_vote_order`) stops at a candidate with at least
 # this many inliers whose votes are at least CLEAR_VOTES times the next one's.
 CLEAR_INLIERS = 3 * MIN_INLIERS
@@ -66,6 +68,14 @@ QUERY_SCALE = 1.0
 # backbone's input, as ingest and a search decode them): the features of a query and of a stored
 # image then come from pictures of about the same detail.
 DECODE_SIDE = 224
+
+
+def local_default(ctx, collection_id: int) -> bool:
+    """``local``'s default for a search of this collection: on where images' features are stored at
+    ingest (``SIMSEARCH_LOCAL_FEATURES``), or where at least :data:`LOCAL_AUTO_SHARE` of the
+    collection's images have stored features (stored after ingest: ``simsearch features``); off
+    elsewhere (the query's SIFT would search an index holding few of the images)."""
+    return bool(ctx.settings.local_features) or ctx.descriptor_coverage(collection_id) >= LOCAL_AUTO_SHARE
 
 
 def check_verify(value, field: str = "verify") -> bool:
@@ -158,7 +168,7 @@ def _one_faiss_thread() -> None:
     faiss.omp_set_num_threads(FAISS_THREADS)
 
 
-def _from_original(ctx, image_id: int) -> bytes | None:
+def features_from_original(ctx, image_id: int) -> bytes | None:
     """An image's features extracted from its original file (decoded as ingest decodes it), or
     None when the file cannot be read or decoded."""
     picture = original_picture(ctx, image_id, draft_size=DECODE_SIDE, draft_long=THUMBNAIL_SIDE)
@@ -172,7 +182,7 @@ def candidate_features(ctx, image_ids: list[int]) -> dict[int, LF.LocalFeatures]
         found, stale = stored.of_images(s, image_ids, LF.METHOD)
     missing = [i for i in image_ids if i not in found]
     if missing:
-        new = {i: b for i in missing if (b := _from_original(ctx, i)) is not None}
+        new = {i: b for i in missing if (b := features_from_original(ctx, i)) is not None}
         if new:
             with ctx.db.session() as s:
                 stored.store(s, new, LF.METHOD, replace=bool(stale & set(new)))
