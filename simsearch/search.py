@@ -242,10 +242,10 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
                         k: int = 10, label: str | None = None, box=None,
                         regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]] | None:
     """:func:`search_image` with candidates found elsewhere (local features, verified): the whole
-    image is embedded and searched first; then ``verified()`` (image ids, best first: it may block
-    while another thread finds them) is asked; when it names none, the search is fused with up to
-    ``regions`` object proposals (their forward only then), else the proposals are skipped (the
-    verified images will come first). Returns the space and the hits, followed by those of the
+    image is embedded and searched first; then ``verified()`` is asked (it may block while another
+    thread finds them): the verified image ids, best first, and whether they are enough (a clear
+    winner). When they are not, the search is fused with up to ``regions`` object proposals (their
+    forward only then), else the proposals are skipped (the verified images will come first). Returns the space and the hits, followed by those of the
     verified images outside the top ``k`` (with the scores the query gives them); None in a derived
     space (the caller falls back to :func:`search_image`)."""
     k = validate_k(k)
@@ -262,8 +262,9 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
     q = QueryVectors(emb.embed_regions(im, []), [0.0], [box], 0.0)
     q.seconds = time.perf_counter() - t0
     hits = _search_fused(ctx, target, q, k)
-    ids = list(verified())
-    found = [] if ids else _proposals(im, regions)
+    ids, enough = verified()
+    ids = list(ids)
+    found = [] if enough else _proposals(im, regions)
     if found:
         t0 = time.perf_counter()
         crops = [resize_for_model(im.crop(R.pixel_box(b, im.width, im.height)), emb.input_size) for b in found]

@@ -130,6 +130,7 @@ def test_the_staged_search_finds_what_the_one_pass_search_finds(artefacts, monke
     from simsearch.ops import search as ops_search
 
     client, ids, paths = artefacts
+    coll = client.get("/api/collections/art").get_json()["id"]
     proposals = []
     real = S._proposals
     monkeypatch.setattr(S, "_proposals", lambda im, regions: proposals.append(regions) or real(im, regions))
@@ -139,7 +140,9 @@ def test_the_staged_search_finds_what_the_one_pass_search_finds(artefacts, monke
         data = _on_a_wall(art, background)
         proposals.clear()
         staged = _search(client, data, k=3, local="true", verify="false").get_json()["results"]
-        assert staged[0]["image_id"] == ids[art.name] and proposals == []  # verified: no proposal needed
+        found, clear = V.local_verified(client.application.extensions["simsearch"], coll, data, "wall.jpg")
+        assert staged[0]["image_id"] == ids[art.name] and list(found)[0] == ids[art.name]
+        assert proposals == ([] if clear else [1])  # a clear winner: no proposal needed
         monkeypatch.setattr(ops_search, "STAGED", False)
         one_pass = _search(client, data, k=3, local="true", verify="false").get_json()["results"]
         monkeypatch.setattr(ops_search, "STAGED", True)
@@ -170,7 +173,7 @@ def test_local_candidates_are_verified_in_vote_order_up_to_a_clear_winner(artefa
     monkeypatch.setattr(V, "CLEAR_INLIERS", 10**6)  # no clear winner: every candidate verified
     calls.clear()
     assert list(V.verify_in_vote_order(ctx, q, cands, votes))[0] == cands[0] and len(calls) == len(cands)
-    assert V.local_verified(ctx, coll, art.read_bytes(), "copy.jpg") == V.verify_in_vote_order(ctx, q, cands, votes)
+    assert V.local_verified(ctx, coll, art.read_bytes(), "copy.jpg") == (V.verify_in_vote_order(ctx, q, cands, votes), False)
 
 
 def test_local_is_on_by_default_where_the_images_features_are_stored(artefacts, monkeypatch):  # noqa: F811

@@ -63,9 +63,10 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
     """The default search with local candidates (``local=true, verify=false``), in stages: the local
     path (the query's SIFT, the descriptor index, the candidates' verification:
     :func:`simsearch.ops.verify.local_verified`) runs on a helper thread while the whole image is
-    embedded and searched; when a candidate is verified it comes first (by inliers) and the object
-    proposal's forward is skipped, else the search is fused with the proposal as without local
-    candidates (:func:`simsearch.search.search_image_staged`). None in a derived space."""
+    embedded and searched; the verified candidates come first (by inliers). When the first by votes
+    is a clear winner (:func:`simsearch.ops.verify.clear_winner`) the object proposal's forward is
+    skipped, else the search is fused with the proposal as without local candidates
+    (:func:`simsearch.search.search_image_staged`). None in a derived space."""
     pending = V.run_beside(V.local_verified, ctx, coll_id, data, source, kw.get("box"))
     try:
         found = search_image_staged(ctx, collection, data, source, lambda: pending.result(),
@@ -77,7 +78,7 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
     if found is None:
         return None
     space, hits = found
-    inliers = pending.result()
+    inliers = pending.result()[0]
     good = sorted((h for h in hits if h.image_id in inliers), key=lambda h: -inliers[h.image_id])
     return space, (good + [h for h in hits[:kw["k"]] if h.image_id not in inliers])[:kw["k"]]
 

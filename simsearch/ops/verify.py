@@ -136,17 +136,26 @@ def verify_in_vote_order(ctx, query: LF.LocalFeatures, ids: list[int], counts: l
         inliers = LF.verify(query, feats[i]).inliers if i in feats else 0
         if inliers >= MIN_INLIERS:
             found[i] = inliers
-            if inliers >= CLEAR_INLIERS and (n + 1 == len(ids) or counts[n] >= CLEAR_VOTES * counts[n + 1]):
+            if clear_winner(inliers, counts, n):
                 break
     return dict(sorted(found.items(), key=lambda kv: -kv[1]))
 
 
-def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None) -> dict[int, int]:
+def clear_winner(inliers: int, counts: list[int], n: int) -> bool:
+    """Whether the ``n``-th candidate by votes (``counts``), verified with ``inliers``, is a clear
+    winner: at least :data:`CLEAR_INLIERS` inliers and :data:`CLEAR_VOTES` times the next one's votes."""
+    return inliers >= CLEAR_INLIERS and (n + 1 == len(counts) or counts[n] >= CLEAR_VOTES * counts[n + 1])
+
+
+def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None) -> tuple[dict[int, int], bool]:
     """The whole local path of a search by upload, for a thread beside the model's forward: the
     query's features, its candidates by local features and their verification
-    (:func:`verify_in_vote_order`): ``{image id: inliers}`` of the verified, most inliers first."""
+    (:func:`verify_in_vote_order`): ``{image id: inliers}`` of the verified, most inliers first;
+    and whether the first by votes is a :func:`clear_winner`."""
     query = query_features(ctx, data, source, box)
-    return verify_in_vote_order(ctx, query, *local_votes_of(ctx, collection_id, query))
+    ids, counts = local_votes_of(ctx, collection_id, query)
+    found = verify_in_vote_order(ctx, query, ids, counts)
+    return found, bool(ids) and ids[0] in found and clear_winner(found[ids[0]], counts, 0)
 
 
 def run_beside(fn, *args, **kw) -> Future:
