@@ -29,7 +29,9 @@ What it does (every file in a temporary folder, never in the repository):
    the top candidates geometrically verified, simsearch/ops/verify.py), **local**
    (``regions=0, local=true``: the whole image plus candidates by local features, verified),
    **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
-   and **verified_local**; wall photos also with **box** (unless ``--no-box``): the pasted
+   and **verified_local**, and **fused_local_onepass** (fused_local without the stages of
+   ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as
+   before 2026-12-07); wall photos also with **box** (unless ``--no-box``): the pasted
    picture's bounding box as a user would drag it (the verified search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
    with the target in the top 10, and for the flowers precision@1 and @3; latency: every
