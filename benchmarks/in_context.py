@@ -29,7 +29,9 @@ What it does (every file in a temporary folder, never in the repository):
    the top candidates geometrically verified, simsearch/ops/verify.py), **local**
    (``regions=0, local=true``: the whole image plus candidates by local features, verified),
    **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
-   and **verified_local**; wall photos also with **box** (unless ``--no-box``): the pasted
+   and **verified_local**, and **fused_local_onepass** (fused_local without the stages of
+   ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as
+   before 2026-12-07); wall photos also with **box** (unless ``--no-box``): the pasted
    picture's bounding box as a user would drag it (the verified search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
    with the target in the top 10, and for the flowers precision@1 and @3; latency: every
@@ -65,7 +67,9 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          "verified": {"verify": True, "local": False},  # fused, then the top candidates verified (verify=true)
          "local": {"regions": 0, "verify": False, "local": True},  # the whole image + candidates by local features, verified
          "fused_local": {"verify": False, "local": True},  # fused + candidates by local features, verified
-         "verified_local": {"verify": True, "local": True}}
+         "verified_local": {"verify": True, "local": True},
+         # the same as fused_local in one pass (query SIFT, fused search, verification; before 2026-12-07)
+         "fused_local_onepass": {"verify": False, "local": True, "staged": False}}
   # fused, its top candidates and the local ones verified
 
 
@@ -267,14 +271,15 @@ def main() -> None:
             log(f"ingested: {out['ingest']}")
 
             def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
-                keep = V.CANDIDATES
+                keep, keep_staged = V.CANDIDATES, ops_search.STAGED
                 V.CANDIDATES = candidates or keep
+                ops_search.STAGED = kw.pop("staged", keep_staged)
                 try:
                     t = time.perf_counter()
                     res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
                     return res["results"], time.perf_counter() - t
                 finally:
-                    V.CANDIDATES = keep
+                    V.CANDIDATES, ops_search.STAGED = keep, keep_staged
 
             for q in queries["copy"][:3]:  # warm-up: models open, index loaded
                 run(q, **MODES["plain"])
@@ -283,6 +288,7 @@ def main() -> None:
             modes = ["plain", "fused"] + [m for m in args.modes.split(",") if m in MODES and m not in ("plain", "fused")]
             out["modes"] = {m: MODES[m] for m in modes}
             times: dict = {m: [] for m in modes}
+            by_set: dict = {}
             quality: dict = {}
             for kind, items in queries.items():
                 per = {m: [] for m in modes} | ({"box": []} if kind == "wall" and not args.no_box else {})
@@ -291,6 +297,7 @@ def main() -> None:
                     for mode in order:
                         hits, secs = run(q, **MODES[mode])
                         times[mode].append(secs)
+                        by_set.setdefault(kind, {}).setdefault(mode, []).append(secs)
                         per[mode].append(hits)
                     if "box" in per:
                         per["box"].append(run(q, box=q["box"], verify=True)[0])
@@ -315,7 +322,10 @@ def main() -> None:
             out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
                               **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},
                               **{f"{m}_mean_ms": round(1000 * float(np.mean(v)), 1) for m, v in times.items()},
-                              **{f"ratio_{m}_to_plain_median": round(med[m] / med["plain"], 2) for m in med if m != "plain"}}
+                              **{f"ratio_{m}_to_plain_median": round(med[m] / med["plain"], 2) for m in med if m != "plain"},
+                              "ratio_to_plain_median_by_set": {
+                                  kind: {m: round(float(np.median(v) / np.median(per["plain"])), 2)
+                                         for m, v in per.items() if m != "plain"} for kind, per in by_set.items()}}
         finally:
             ctx.close()
     out["load_average_at_end"] = round(os.getloadavg()[0], 2)

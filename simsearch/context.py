@@ -99,6 +99,13 @@ class AppContext:
             self.descriptors = DescriptorIndexes(self.db, self.settings.index_dir)
         return self.descriptors.get(collection_id)
 
+    def descriptor_coverage(self, collection_id: int) -> float:
+        """The share of the collection's images with stored local features (what ``local``'s
+        default of a search by upload follows: :func:`simsearch.ops.verify.local_default`)."""
+        if self.descriptors is None:
+            self.descriptors = DescriptorIndexes(self.db, self.settings.index_dir)
+        return self.descriptors.coverage(collection_id)
+
     def close(self) -> None:
         """Finish background index updates and close the database connections."""
         self.indexes.shutdown(wait=True)

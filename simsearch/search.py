@@ -15,7 +15,7 @@ from simsearch import derived, limits, provenance
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
 from simsearch.analysis.regions import fuse_max
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.images import THUMBNAIL_SIDE, decode_image
+from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
 from simsearch.space_defaults import resolve_space
 from simsearch.spaces import is_backbone_space
 from simsearch.store import hot, repo
@@ -110,6 +110,47 @@ def _draft_side(input_size: int, box) -> int:
     return int(min(4 * input_size, np.ceil(input_size / max(min(box[2] - box[0], box[3] - box[1]), 0.25))))
 
 
+def _decoded(ctx, emb, data: bytes, source: str, box):
+    """The uploaded image decoded as a search decodes it (a PIL image), cropped to ``box``."""
+    from PIL import Image as PILImage
+
+    settings = ctx.settings
+    img = decode_image(data, source=source, max_pixels=settings.max_pixels,
+                       draft_size=_draft_side(emb.input_size, box), draft_long=THUMBNAIL_SIDE,
+                       max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
+    im = img.image if isinstance(img.image, PILImage.Image) else PILImage.fromarray(img.image)
+    if box is not None:
+        im = im.crop(R.pixel_box(box, im.width, im.height))
+    if is_large(img):
+        del img
+        release_memory()
+    return im
+
+
+def _proposals(im, regions: int) -> list:
+    """Up to ``regions`` object proposals of ``im`` (normalised boxes, cropped inside)."""
+    from PIL import Image as PILImage
+
+    if not regions:
+        return []
+
+    def shrunk(side: int) -> PILImage.Image:
+        f = side / max(im.width, im.height)
+        return im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), PILImage.BILINEAR)
+
+    gray = np.asarray(shrunk(R.PROPOSAL_GRID).convert("L"), np.float32)
+    rgb = np.asarray(shrunk(R.CONTRAST_SIDE).convert("RGB"))
+    return [R.inset(b) for b, _ in R.rectangle_proposals(gray, regions, rgb=rgb)]
+
+
+def _outer(box, b):
+    """A region of the box's crop -> a region of the uploaded image."""
+    if box is None:
+        return b
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    return (box[0] + b[0] * bw, box[1] + b[1] * bh, box[0] + b[2] * bw, box[1] + b[3] * bh)
+
+
 def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions: int = REGION_PROPOSALS) -> QueryVectors:
     """Decode an uploaded image and embed what a search by it uses: the whole image, or the crop
     of ``box`` (normalised ``(x0, y0, x1, y1)``); with ``regions``, also up to
@@ -117,41 +158,15 @@ def embed_query(ctx, space: str, data: bytes, source: str, *, box=None, regions:
     colours differ from their surroundings: :func:`simsearch.analysis.regions.rectangle_proposals`),
     all in one batch. Without a box and regions this is exactly :func:`embed_bytes`. ``regions``:
     how many proposals (0: none)."""
-    from PIL import Image as PILImage
-
     emb = ctx.embedder(space)
-    settings = ctx.settings
     regions = R.check_regions(regions)
-    img = decode_image(data, source=source, max_pixels=settings.max_pixels,
-                       draft_size=_draft_side(emb.input_size, box), draft_long=THUMBNAIL_SIDE,
-                       max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
-    im = img.image if isinstance(img.image, PILImage.Image) else PILImage.fromarray(img.image)
-    if box is not None:
-        im = im.crop(R.pixel_box(box, im.width, im.height))
-    found: list = []
-    if regions:
-        def shrunk(side: int) -> PILImage.Image:
-            f = side / max(im.width, im.height)
-            return im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), PILImage.BILINEAR)
-
-        gray = np.asarray(shrunk(R.PROPOSAL_GRID).convert("L"), np.float32)
-        rgb = np.asarray(shrunk(R.CONTRAST_SIDE).convert("RGB"))
-        found = [R.inset(b) for b, _ in R.rectangle_proposals(gray, regions, rgb=rgb)]
-    if is_large(img):
-        del img
-        release_memory()
+    im = _decoded(ctx, emb, data, source, box)
+    found = _proposals(im, regions)
     t0 = time.perf_counter()
     vecs = emb.embed_regions(im, found)
     seconds = time.perf_counter() - t0
-
-    def outer(b):  # a region of the crop -> a region of the uploaded image
-        if box is None:
-            return b
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        return (box[0] + b[0] * bw, box[1] + b[1] * bh, box[0] + b[2] * bw, box[1] + b[3] * bh)
-
     return QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found),
-                        [box] + [outer(b) for b in found], seconds)
+                        [box] + [_outer(box, b) for b in found], seconds)
 
 
 def _search_fused(ctx, target: _Target, q: QueryVectors, k: int) -> list[Hit]:
@@ -221,6 +236,44 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
                            "(choose a backbone with the backbone parameter)", field="box")
     vec = query_vector(ctx, d, target, vector_of_upload(ctx, d, data, source)[0])
     return target.space, _search(ctx, target, vec, k)
+
+
+def search_image_staged(ctx, collection: str, data: bytes, source: str, verified, *, space: str | None = None,
+                        k: int = 10, label: str | None = None, box=None,
+                        regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]] | None:
+    """:func:`search_image` with candidates found elsewhere (local features, verified): the whole
+    image is embedded and searched first; then ``verified()`` is asked (it may block while another
+    thread finds them): the verified image ids, best first, and whether they are enough (a clear
+    winner). When they are not, the search is fused with up to ``regions`` object proposals (their
+    forward only then), else the proposals are skipped (the verified images will come first). Returns the space and the hits, followed by those of the
+    verified images outside the top ``k`` (with the scores the query gives them); None in a derived
+    space (the caller falls back to :func:`search_image`)."""
+    k = validate_k(k)
+    regions = check_regions(regions)
+    if box is not None:
+        box = parse_box(box)
+    target = _lookup(ctx, collection, space, label)
+    if _derived(ctx, target) is not None:
+        return None
+    provenance.check_query(ctx, target.collection_id, target.space)
+    emb = ctx.embedder(target.space)
+    im = _decoded(ctx, emb, data, source, box)
+    t0 = time.perf_counter()
+    q = QueryVectors(emb.embed_regions(im, []), [0.0], [box], 0.0)
+    q.seconds = time.perf_counter() - t0
+    hits = _search_fused(ctx, target, q, k)
+    ids, enough = verified()
+    ids = list(ids)
+    found = [] if enough else _proposals(im, regions)
+    if found:
+        t0 = time.perf_counter()
+        crops = [resize_for_model(im.crop(R.pixel_box(b, im.width, im.height)), emb.input_size) for b in found]
+        vecs = np.vstack([q.vectors, emb.embed(np.stack(crops))])  # as embed_regions feeds them
+        q = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
+                         q.seconds + time.perf_counter() - t0)
+        hits = _search_fused(ctx, target, q, k)
+    have = {h.image_id for h in hits}
+    return target.space, hits + _scored(ctx, target, q, [i for i in ids if i not in have])
 
 
 def _derived(ctx, target: _Target):

@@ -16,6 +16,7 @@ from simsearch.index import descriptors as DI
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
 from tests.helpers.api import assert_error
+from tests.helpers.regions import FLOWERS102 as FLOWERS
 from tests.helpers.regions import OXFORD, _search, artefacts  # noqa: F401  (the fixture)
 from tests.helpers.regions import on_a_wall as _on_a_wall
 
@@ -261,3 +262,91 @@ def test_local_must_be_a_boolean(artefacts):  # noqa: F811
     assert_error(_search(client, data, local="maybe"), 400, field="local")
     hits = _search(client, data, k=2, local="true").get_json()["results"]
     assert hits[0]["path"].endswith(paths[0].name)  # the image itself: verified, first
+
+
+def test_the_staged_search_finds_what_the_one_pass_search_finds(artefacts, monkeypatch):  # noqa: F811
+    """The default with local candidates runs its local path beside the forward and skips the
+    proposal when a candidate verified (ops.search._staged); the first hits are those of the one-pass
+    search, and a photo that verifies nothing gets the fused ranking (the proposal searched)."""
+    from simsearch import search as S
+    from simsearch.ops import search as ops_search
+
+    client, ids, paths = artefacts
+    coll = client.get("/api/collections/art").get_json()["id"]
+    proposals = []
+    real = S._proposals
+    monkeypatch.setattr(S, "_proposals", lambda im, regions: proposals.append(regions) or real(im, regions))
+    background = dataset_files(OXFORD / "oxford", 1, start=5)[0]
+    gone = max(ids.values())  # its features may have been deleted by the test above
+    for art in [p for p in (paths[1], paths[9], paths[2], paths[10]) if ids[p.name] != gone][:2]:
+        data = _on_a_wall(art, background)
+        proposals.clear()
+        staged = _search(client, data, k=3, local="true", verify="false").get_json()["results"]
+        found, clear = V.local_verified(client.application.extensions["simsearch"], coll, data, "wall.jpg")
+        assert staged[0]["image_id"] == ids[art.name] and list(found)[0] == ids[art.name]
+        assert proposals == ([] if clear else [1])  # a clear winner: no proposal needed
+        monkeypatch.setattr(ops_search, "STAGED", False)
+        one_pass = _search(client, data, k=3, local="true", verify="false").get_json()["results"]
+        monkeypatch.setattr(ops_search, "STAGED", True)
+        assert one_pass[0]["image_id"] == staged[0]["image_id"]
+    other = dataset_files(FLOWERS / sorted(p.name for p in FLOWERS.iterdir() if p.is_dir())[0], 1, start=3)[0]
+    data = other.read_bytes()  # another photo of a species: nothing verifies
+    proposals.clear()
+    staged = _search(client, data, k=5, local="true", verify="false").get_json()["results"]
+    assert proposals == [1]  # not verified: the proposal searched too
+    fused = _search(client, data, k=5, local="false", verify="false").get_json()["results"]
+    assert [h["image_id"] for h in staged] == [h["image_id"] for h in fused]
+    assert [h["score"] for h in staged] == pytest.approx([h["score"] for h in fused], abs=1e-4)
+
+
+def test_local_candidates_are_verified_in_vote_order_up_to_a_clear_winner(artefacts, monkeypatch):  # noqa: F811
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    coll = client.get("/api/collections/art").get_json()["id"]
+    art = next(p for p in (paths[9], paths[10]) if ids[p.name] != max(ids.values()))  # with its features
+    q = V.query_features(ctx, art.read_bytes(), "copy.jpg")  # the image itself: a clear winner
+    cands, votes = V.local_votes_of(ctx, coll, q)
+    assert cands[0] == ids[art.name] and votes == sorted(votes, reverse=True)
+    calls = []
+    real = V.LF.verify
+    monkeypatch.setattr(V.LF, "verify", lambda a, b, **kw: calls.append(1) or real(a, b, **kw))
+    found = V.verify_in_vote_order(ctx, q, cands, votes)
+    assert list(found) == [cands[0]] and found[cands[0]] >= V.CLEAR_INLIERS and len(calls) == 1
+    monkeypatch.setattr(V, "CLEAR_INLIERS", 10**6)  # no clear winner: every candidate verified
+    calls.clear()
+    assert list(V.verify_in_vote_order(ctx, q, cands, votes))[0] == cands[0] and len(calls) == len(cands)
+    assert V.local_verified(ctx, coll, art.read_bytes(), "copy.jpg") == (V.verify_in_vote_order(ctx, q, cands, votes), False)
+
+
+def test_local_is_on_by_default_where_the_images_features_are_stored(artefacts, monkeypatch):  # noqa: F811
+    """Without SIMSEARCH_LOCAL_FEATURES, ``local`` follows the collection's stored features: off
+    while most images lack them, on once ``simsearch features`` (ops.local_features) stored them."""
+    from click.testing import CliRunner
+    from sqlalchemy import delete, func, select
+
+    from simsearch.cli import cli
+    from simsearch.index import descriptors
+    from simsearch.ops import local_features
+    from simsearch.store.models import ImageFeatures
+
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    coll = client.get("/api/collections/art").get_json()["id"]
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"local_features": False}))
+    monkeypatch.setattr(descriptors, "CHECK_INTERVAL", 0.0)
+    with ctx.db.session() as s:
+        s.execute(delete(ImageFeatures).where(ImageFeatures.image_id != min(ids.values())))
+    assert not V.local_default(ctx, coll)  # 1 image of 12
+    background = dataset_files(OXFORD / "oxford", 1, start=5)[0]
+    art = next(p for p in (paths[9], paths[10]) if ids[p.name] != min(ids.values()))
+    data = _on_a_wall(art, background)
+    report = local_features.store_missing(ctx, "art")
+    assert report["lacking"] == len(ids) - 1 and report["stored"] == len(ids) - 1 and report["unreadable"] == 0
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ImageFeatures)) == len(ids)
+    assert V.local_default(ctx, coll)
+    hits = _search(client, data, k=3).get_json()["results"]  # the default: local candidates, verified
+    assert hits[0]["image_id"] == ids[art.name]
+    again = CliRunner().invoke(cli, ["features", "-c", "art", "--json"],
+                               env={"SIMSEARCH_HOME": str(ctx.settings.home), "SIMSEARCH_DATABASE_URL": ctx.settings.database_url})
+    assert again.exit_code == 0 and '"stored": 0' in again.output, again.output  # nothing left to do

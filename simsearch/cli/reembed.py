@@ -1,5 +1,6 @@
 """``simsearch embed``: embed a collection's stored images in other spaces (a sharded
-re-embedding job, :mod:`simsearch.ops.reembed_jobs`), here or on the workers' queue."""
+re-embedding job, :mod:`simsearch.ops.reembed_jobs`), here or on the workers' queue; and
+``simsearch features``: store their local features after ingest (:mod:`simsearch.ops.local_features`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option
-from simsearch.ops import command_ingest, reembed_jobs
+from simsearch.ops import command_ingest, local_features, reembed_jobs
 from simsearch.text import plural
 
 
@@ -87,3 +88,28 @@ def embed(ctx, collection, spaces, estimate_only, queued, shard_size, progress, 
                    + (f"; {out['message']}" if out.get("message") and out["status"] != "done" else ""))
     if out["status"] != "done":
         ctx.exit(1)
+
+
+@cli.command()
+@click.option("--collection", "-c", required=True, help="The collection whose images' local features are stored.")
+@click.option("--progress/--no-progress", default=None, help="A progress line on stderr [default: when stderr is a terminal].")
+@json_option
+@click.pass_context
+def features(ctx, collection, progress, as_json):
+    """Store the local features (SIFT keypoints) of a collection's images that lack them, read
+    from their originals: afterwards a search by upload takes candidates by local features by
+    default (a photo of a painting on a wall finds the painting), without ingest paying for them
+    (SIMSEARCH_LOCAL_FEATURES). Run again, it continues where it stopped."""
+    app = context_from(ctx)
+    show = sys.stderr.isatty() if progress is None else progress
+    report = local_features.store_missing(
+        app, collection, progress=(lambda done, total: click.echo(f"\r{done}/{total} images", nl=False, err=True))
+        if show else None)
+    if show:
+        click.echo("", err=True)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"{collection}: stored the local features of {plural(report['stored'], 'image')} of "
+               f"{report['lacking']} lacking them ({report['unreadable']} without a readable original) in "
+               f"{report['seconds']:.1f} s")

@@ -132,6 +132,7 @@ class DescriptorIndexes:
         self.updates = 0  # indexes brought up to date in place (descriptors added or removed)
         self._lock = threading.Lock()
         self._open: dict[int, tuple[tuple[int, int, int], object, float]] = {}
+        self._coverage: dict[int, tuple[float, float]] = {}
 
     def path_for(self, collection_id: int, sig: tuple[int, int, int]) -> Path:
         return index_file(self.index_dir, collection_id, f"local-{self.method}-{signature_text(sig)}")
@@ -155,9 +156,26 @@ class DescriptorIndexes:
             self._open[collection_id] = (sig, index, now)
             return index
 
+    def coverage(self, collection_id: int) -> float:
+        """The share of the collection's images (ingested, status ok) that have features of this
+        method, as the database said at most :data:`CHECK_INTERVAL` seconds ago (0 without images)."""
+        now = time.monotonic()
+        with self._lock:
+            got = self._coverage.get(collection_id)
+            if got is not None and now - got[1] < CHECK_INTERVAL:
+                return got[0]
+        with self.db.session() as s:
+            n = stored.signature(s, collection_id, self.method)[0]
+            total = stored.images_ok(s, collection_id)
+        share = n / total if total else 0.0
+        with self._lock:
+            self._coverage[collection_id] = (share, now)
+        return share
+
     def forget(self, collection_id: int) -> None:
         with self._lock:
             self._open.pop(collection_id, None)
+            self._coverage.pop(collection_id, None)
 
     def _saved(self, collection_id: int, sig: tuple[int, int, int]):
         path = self.path_for(collection_id, sig)

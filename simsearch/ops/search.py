@@ -11,7 +11,11 @@ from simsearch.ops import verify as V
 from simsearch.space_defaults import resolve_space
 from simsearch.store import repo
 from simsearch.analysis.regions import check_regions, parse_box
-from simsearch.search import search_image, similar_to, validate_k
+from simsearch.search import search_image, search_image_staged, similar_to, validate_k
+
+# The default search with local candidates runs in stages (:func:`_staged`); False: as one pass
+# (the query's SIFT, then the fused search, then verification), for comparison.
+STAGED = True
 
 
 def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbone: str | None = None, k: int = 10,
@@ -22,13 +26,13 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     :func:`simsearch.search.search_image`); ``verify``: re-rank the top results by geometric
     verification (:mod:`simsearch.ops.verify`); ``local``: also take candidates by the query's
     local features (the collection's descriptor index) and verify them (None: where images' local
-    features are stored at ingest, ``settings.local_features``; without them the index is empty)."""
+    features are stored, :func:`simsearch.ops.verify.local_default`; without them the index is empty)."""
     if backbone is not None:
         spaces.check(backbone, imported=True)  # 400 for a name that is no space (a backbone without vectors is a 404)
         _imported_here(ctx, collection, backbone)
     regions = check_regions(regions)  # a 400 naming the field before anything is looked up
     verify = V.check_verify(verify)
-    local = ctx.settings.local_features if local is None else V.check_verify(local, "local")
+    local = None if local is None else V.check_verify(local, "local")
     if box is not None:
         box = parse_box(box)
     t0 = time.perf_counter()
@@ -37,15 +41,46 @@ def by_upload(ctx, collection: str, data: bytes, filename: str | None, *, backbo
     source = filename or "uploaded image"
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
-    query = V.query_features(ctx, data, source, box) if verify or local else None
-    also = V.local_candidates(ctx, coll_id, query) if local else []
-    space, hits = search_image(ctx, collection, data, source, space=backbone, k=wide, label=label, box=box,
-                               regions=regions, also=also)
-    if verify or local:
-        hits = V.verified_hits(ctx, query, hits[:wide], k, fused=verify, local=also, extra=hits[wide:])
+    if local is None:
+        local = V.local_default(ctx, coll_id)
+    staged = _staged(ctx, coll_id, collection, data, source, backbone=backbone, k=k, label=label, box=box,
+                     regions=regions) if local and not verify and STAGED else None
+    if staged is not None:
+        space, hits = staged
+    else:
+        query = V.query_features(ctx, data, source, box) if verify or local else None
+        also = V.local_candidates(ctx, coll_id, query) if local else []
+        space, hits = search_image(ctx, collection, data, source, space=backbone, k=wide, label=label, box=box,
+                                   regions=regions, also=also)
+        if verify or local:
+            hits = V.verified_hits(ctx, query, hits[:wide], k, fused=verify, local=also, extra=hits[wide:])
     return {"query": {"filename": filename, "bytes": len(data)}, "collection": collection, "backbone": space, "k": k,
             "results": calibration.annotate(ctx, coll_id, space, [h.to_dict() for h in hits]),
             "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
+    """The default search with local candidates (``local=true, verify=false``), in stages: the local
+    path (the query's SIFT, the descriptor index, the candidates' verification:
+    :func:`simsearch.ops.verify.local_verified`) runs on a helper thread while the whole image is
+    embedded and searched; the verified candidates come first (by inliers). When the first by votes
+    is a clear winner (:func:`simsearch.ops.verify.clear_winner`) the object proposal's forward is
+    skipped, else the search is fused with the proposal as without local candidates
+    (:func:`simsearch.search.search_image_staged`). None in a derived space."""
+    pending = V.run_beside(V.local_verified, ctx, coll_id, data, source, kw.get("box"))
+    try:
+        found = search_image_staged(ctx, collection, data, source, lambda: pending.result(),
+                                    space=kw["backbone"], k=kw["k"], label=kw["label"], box=kw["box"],
+                                    regions=kw["regions"])
+    except BaseException:
+        pending.cancel()
+        raise
+    if found is None:
+        return None
+    space, hits = found
+    inliers = pending.result()[0]
+    good = sorted((h for h in hits if h.image_id in inliers), key=lambda h: -inliers[h.image_id])
+    return space, (good + [h for h in hits[:kw["k"]] if h.image_id not in inliers])[:kw["k"]]
 
 
 def _imported_here(ctx, collection: str, space: str) -> None:

@@ -19,6 +19,9 @@ without a readable original is left unverified (it keeps its place).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from simsearch.analysis.regions import pixel_box
@@ -45,6 +48,17 @@ MIN_INLIERS = 12
 # each with at least this many votes (docs/region-search.md, "Candidates by local features").
 LOCAL_CANDIDATES = 5
 LOCAL_MIN_VOTES = 5
+# ``local`` is on by default where at least this share of a collection's images have stored features.
+LOCAL_AUTO_SHARE = 0.9
+# Verification of local candidates (:func:`verify_in_vote_order`) stops at a candidate with at least
+# this many inliers whose votes are at least CLEAR_VOTES times the next one's.
+CLEAR_INLIERS = 3 * MIN_INLIERS
+CLEAR_VOTES = 2.0
+# Helper threads of a process (the local path of concurrent searches), and FAISS's OpenMP threads in each.
+HELPER_THREADS = 4
+FAISS_THREADS = 1
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 # The query's keypoints are found on a copy this fraction of its decoded size (at most
 # local_features.MAX_SIDE). OpenCV's SIFT doubles the image first, so half the size would cost about
 # a quarter, but on the wall photos it found a third of the keypoints and verified half the targets
@@ -54,6 +68,14 @@ QUERY_SCALE = 1.0
 # backbone's input, as ingest and a search decode them): the features of a query and of a stored
 # image then come from pictures of about the same detail.
 DECODE_SIDE = 224
+
+
+def local_default(ctx, collection_id: int) -> bool:
+    """``local``'s default for a search of this collection: on where images' features are stored at
+    ingest (``SIMSEARCH_LOCAL_FEATURES``), or where at least :data:`LOCAL_AUTO_SHARE` of the
+    collection's images have stored features (stored after ingest: ``simsearch features``); off
+    elsewhere (the query's SIFT would search an index holding few of the images)."""
+    return bool(ctx.settings.local_features) or ctx.descriptor_coverage(collection_id) >= LOCAL_AUTO_SHARE
 
 
 def check_verify(value, field: str = "verify") -> bool:
@@ -83,18 +105,79 @@ def query_features(ctx, data: bytes, source: str, box=None, scale: float | None 
     return LF.extract(g, side, LF.N_QUERY, LF.DEFAULT_KIND)
 
 
-def local_candidates(ctx, collection_id: int, query: LF.LocalFeatures) -> list[int]:
+def local_votes_of(ctx, collection_id: int, query: LF.LocalFeatures) -> tuple[list[int], list[int]]:
     """Images of the collection chosen by the query's keypoints (:func:`simsearch.images.local_votes.votes`
-    over the collection's descriptor index): the :data:`LOCAL_CANDIDATES` with the most votes, each
-    with at least :data:`LOCAL_MIN_VOTES`; none when no image has stored features."""
+    over the collection's descriptor index) and their votes: the :data:`LOCAL_CANDIDATES` with the
+    most votes, each with at least :data:`LOCAL_MIN_VOTES`; none when no image has stored features."""
     index = ctx.descriptor_index(collection_id)
     if index is None or len(query) == 0:
-        return []
+        return [], []
     D, I = descriptor_index.search(index, query.desc)
-    return local_votes.candidates(D, I, LOCAL_CANDIDATES, LOCAL_MIN_VOTES)
+    ids, counts = local_votes.votes(D, I)
+    keep = counts >= LOCAL_MIN_VOTES
+    return [int(i) for i in ids[keep][:LOCAL_CANDIDATES]], [int(c) for c in counts[keep][:LOCAL_CANDIDATES]]
 
 
-def _from_original(ctx, image_id: int) -> bytes | None:
+def local_candidates(ctx, collection_id: int, query: LF.LocalFeatures) -> list[int]:
+    """The images of :func:`local_votes_of`, most votes first."""
+    return local_votes_of(ctx, collection_id, query)[0]
+
+
+def verify_in_vote_order(ctx, query: LF.LocalFeatures, ids: list[int], counts: list[int]) -> dict[int, int]:
+    """The candidates ``ids`` (most ``counts`` of votes first) verified in that order: ``{image id:
+    inliers}`` of those with at least :data:`MIN_INLIERS`, most inliers first. It stops at a clear
+    winner (:data:`CLEAR_INLIERS` inliers or more, and :data:`CLEAR_VOTES` times the votes of the
+    next candidate): the others are not verified (they keep the vectors' order)."""
+    if not ids or len(query) == 0:
+        return {}
+    feats = candidate_features(ctx, ids)
+    found: dict[int, int] = {}
+    for n, i in enumerate(ids):
+        inliers = LF.verify(query, feats[i]).inliers if i in feats else 0
+        if inliers >= MIN_INLIERS:
+            found[i] = inliers
+            if clear_winner(inliers, counts, n):
+                break
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
+def clear_winner(inliers: int, counts: list[int], n: int) -> bool:
+    """Whether the ``n``-th candidate by votes (``counts``), verified with ``inliers``, is a clear
+    winner: at least :data:`CLEAR_INLIERS` inliers and :data:`CLEAR_VOTES` times the next one's votes."""
+    return inliers >= CLEAR_INLIERS and (n + 1 == len(counts) or counts[n] >= CLEAR_VOTES * counts[n + 1])
+
+
+def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None) -> tuple[dict[int, int], bool]:
+    """The whole local path of a search by upload, for a thread beside the model's forward: the
+    query's features, its candidates by local features and their verification
+    (:func:`verify_in_vote_order`): ``{image id: inliers}`` of the verified, most inliers first;
+    and whether the first by votes is a :func:`clear_winner`."""
+    query = query_features(ctx, data, source, box)
+    ids, counts = local_votes_of(ctx, collection_id, query)
+    found = verify_in_vote_order(ctx, query, ids, counts)
+    return found, bool(ids) and ids[0] in found and clear_winner(found[ids[0]], counts, 0)
+
+
+def run_beside(fn, *args, **kw) -> Future:
+    """``fn(*args, **kw)`` on this process's pool of helper threads (:data:`HELPER_THREADS`): OpenCV,
+    FAISS and the model's runtime release the GIL, so the local path runs beside the forward."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(HELPER_THREADS, thread_name_prefix="simsearch-local",
+                                       initializer=_one_faiss_thread)
+    return _POOL.submit(fn, *args, **kw)
+
+
+def _one_faiss_thread() -> None:
+    """A helper thread searches with one OpenMP thread (the forward holds the other core; OpenMP's
+    spin-waiting on a busy core costs more than it saves)."""
+    import faiss
+
+    faiss.omp_set_num_threads(FAISS_THREADS)
+
+
+def features_from_original(ctx, image_id: int) -> bytes | None:
     """An image's features extracted from its original file (decoded as ingest decodes it), or
     None when the file cannot be read or decoded."""
     picture = original_picture(ctx, image_id, draft_size=DECODE_SIDE, draft_long=THUMBNAIL_SIDE)
@@ -108,7 +191,7 @@ def candidate_features(ctx, image_ids: list[int]) -> dict[int, LF.LocalFeatures]
         found, stale = stored.of_images(s, image_ids, LF.METHOD)
     missing = [i for i in image_ids if i not in found]
     if missing:
-        new = {i: b for i in missing if (b := _from_original(ctx, i)) is not None}
+        new = {i: b for i in missing if (b := features_from_original(ctx, i)) is not None}
         if new:
             with ctx.db.session() as s:
                 stored.store(s, new, LF.METHOD, replace=bool(stale & set(new)))

@@ -51,6 +51,23 @@ def signature(session: Session, collection_id: int, method: str) -> tuple[int, i
     return int(n), int(total), int(top)
 
 
+def images_ok(session: Session, collection_id: int) -> int:
+    """The collection's images that were ingested (status ok)."""
+    return int(session.scalar(select(func.count(Image.id)).where(Image.collection_id == int(collection_id),
+                                                                 Image.status == "ok")))
+
+
+def lacking(session: Session, collection_id: int, method: str) -> tuple[list[int], set[int]]:
+    """The collection's ingested images without features of ``method`` (by id), and those of them
+    with a row of another (stale) method."""
+    rows = session.execute(select(Image.id, ImageFeatures.method)
+                           .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id)
+                           .where(Image.collection_id == int(collection_id), Image.status == "ok")
+                           .order_by(Image.id)).all()
+    ids = [int(i) for i, m in rows if m != method]
+    return ids, {int(i) for i, m in rows if m is not None and m != method}
+
+
 def of_collection(session: Session, collection_id: int, method: str) -> Iterator[tuple[int, bytes]]:
     """``(image_id, serialised features)`` of a collection's images with features of ``method``, by id."""
     q = (select(ImageFeatures.image_id, ImageFeatures.features).join(Image, Image.id == ImageFeatures.image_id)
