@@ -230,11 +230,15 @@ def fit(X: Any, labels: Any | None, setting: Setting, *, basis=None) -> Linear |
 def _ari(Q: np.ndarray, y: np.ndarray, seed: int) -> float | None:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
+    from threadpoolctl import threadpool_limits
 
     n_classes = len(np.unique(y))
     if n_classes < 2 or len(Q) <= n_classes:
         return None
-    pred = KMeans(n_clusters=n_classes, n_init=10, random_state=seed).fit_predict(Q)
+    # one thread: a fold is one or two of k-means' chunks of 256 rows; OpenMP's threads waiting on a
+    # busy machine made each fit 8-19x slower (docs/tuning.md); the same labels either way
+    with threadpool_limits(limits=1):
+        pred = KMeans(n_clusters=n_classes, n_init=10, random_state=seed).fit_predict(Q)
     return float(adjusted_rand_score(y, pred))
 
 
