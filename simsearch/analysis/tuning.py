@@ -235,8 +235,8 @@ def _ari(Q: np.ndarray, y: np.ndarray, seed: int) -> float | None:
     n_classes = len(np.unique(y))
     if n_classes < 2 or len(Q) <= n_classes:
         return None
-    # one thread: a fold is one or two of k-means' chunks of 256 rows; OpenMP's threads waiting on a
-    # busy machine made each fit 8-19x slower (docs/tuning.md); the same labels either way
+    # one thread: a fold is one or two of k-means' chunks of 256 rows, and on a busy machine OpenMP's
+    # threads wait for each other (docs/tuning.md, what tune's time is spent on); the same labels
     with threadpool_limits(limits=1):
         pred = KMeans(n_clusters=n_classes, n_init=10, random_state=seed).fit_predict(Q)
     return float(adjusted_rand_score(y, pred))
