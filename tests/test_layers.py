@@ -41,7 +41,7 @@ LAZY: dict[str, str] = {
     "onnxruntime": "heavy, optional runtime", "nncf": "heavy, optional (int8 quantization)", "tf2onnx": "heavy, optional converter", "onnx": "heavy, optional",
     "cv2": "heavy, optional", "matplotlib": "heavy (map PNG only)", "openTSNE": "heavy (t-SNE only)",
     "selenium": "optional (browser tests)", "faiss": "heavy (index, large kMeans)",
-    "sklearn": "heavy (analysis only)", "scipy": "heavy (analysis only)",
+    "sklearn": "heavy (analysis only)", "threadpoolctl": "with scikit-learn (analysis only)", "scipy": "heavy (analysis only)",
     "sqlalchemy": "kept off `simsearch --help` (the CLI's start)", "alembic": "migrations only",
     "psycopg": "optional driver (PostgreSQL)", "PIL": "kept off `simsearch --help`",
     "imagehash": "kept off `simsearch --help`", "rq": "the queue only (worker, queued runner)",

@@ -152,10 +152,18 @@ def fit_discriminant(X: Any, labels: Any, dims: int = 64, shrinkage: float = 0.5
     covariance's eigenvalues shrunk towards their mean by ``shrinkage``), then the principal axes
     of the whitened data, keeping ``dims`` (at most the data's rank). Needs at least two classes
     and a class with two or more rows. ``basis``: :func:`principal_basis` of ``X``."""
+    return fit_discriminants(X, labels, dims, [shrinkage], basis=basis)[0]
+
+
+def fit_discriminants(X: Any, labels: Any, dims: int, shrinkages: list[float], *,
+                      basis: Basis | None = None) -> list[Linear]:
+    """:func:`fit_discriminant` at each of ``shrinkages`` (in their order), on the same rows: the
+    projection onto the basis, the class means and the within-class covariance's eigenvectors do
+    not depend on the shrinkage, so they are computed once (the same arrays as one fit each)."""
     X = v.matrix(X, "X", min_rows=3)
     y = np.unique(v.labels(labels, X.shape[0], "labels"), return_inverse=True)[1].reshape(-1)
     dims = v.integer(dims, "dims", low=1)
-    s = _check_shrinkage(shrinkage)
+    shrinkages = [_check_shrinkage(s) for s in shrinkages]
     n_classes = int(y.max()) + 1
     if n_classes < 2:
         raise v.InvalidInput("a supervised projection needs at least two distinct labels", field="labels")
@@ -172,13 +180,16 @@ def fit_discriminant(X: Any, labels: Any, dims: int = 64, shrinkage: float = 0.5
     w_eig = np.maximum(w_eig, 0.0)
     if w_eig.max() <= EPS:
         raise v.InvalidInput("every class's vectors are identical: nothing to fit", field="X")
-    W = w_vec / np.sqrt(_shrink(w_eig, s))  # Sw^{-1/2} (up to rotation)
-    Zw = Z @ W  # centred already (Z is)
-    t_eig, t_vec = np.linalg.eigh(Zw.T @ Zw)  # principal axes of the whitened data, r x r
-    t_eig, t_vec = t_eig[::-1], t_vec[:, ::-1]
-    r = min(dims, int((t_eig > max(t_eig[0], EPS) * 1e-9).sum()))
-    matrix = b.axes @ W @ t_vec[:, :r]
-    return Linear(b.mean.astype(np.float32), matrix.astype(np.float32))
+    out = []
+    for s in shrinkages:
+        W = w_vec / np.sqrt(_shrink(w_eig, s))  # Sw^{-1/2} (up to rotation)
+        Zw = Z @ W  # centred already (Z is)
+        t_eig, t_vec = np.linalg.eigh(Zw.T @ Zw)  # principal axes of the whitened data, r x r
+        t_eig, t_vec = t_eig[::-1], t_vec[:, ::-1]
+        r = min(dims, int((t_eig > max(t_eig[0], EPS) * 1e-9).sum()))
+        matrix = b.axes @ W @ t_vec[:, :r]
+        out.append(Linear(b.mean.astype(np.float32), matrix.astype(np.float32)))
+    return out
 
 
 def concatenate(parts: list[Any]) -> np.ndarray:

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import _validate as v
 from .rerank import ALPHA_DEFAULT, alpha_qe, dba
-from .transforms import Linear, fit_discriminant, fit_whitening, normalise, principal_basis
+from .transforms import Linear, fit_discriminant, fit_discriminants, fit_whitening, normalise, principal_basis
 from .neighbours import jaccard_rows, knn_graph
 
 TRANSFORMS = ("none", "whiten", "discriminant")
@@ -128,10 +128,11 @@ def stratified_folds(labels: Any, n_folds: int = OUTER_FOLDS, seed: int = SEED) 
 
 
 def precision_at(Q: np.ndarray, q_labels: np.ndarray, D: np.ndarray, d_labels: np.ndarray,
-                 k: int = PRECISION_K) -> float:
-    """Mean fraction of each query's ``k`` nearest database rows (cosine) that share its label."""
+                 k: int = PRECISION_K, *, sims: np.ndarray | None = None) -> float:
+    """Mean fraction of each query's ``k`` nearest database rows (cosine) that share its label.
+    ``sims``: ``Q @ D.T`` when already computed."""
     k = min(k, len(D))
-    sims = Q @ D.T
+    sims = Q @ D.T if sims is None else sims
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     return float((d_labels[idx] == q_labels[:, None]).mean())
 
@@ -144,10 +145,15 @@ def _variants(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, transform: str,
         yield (None, None), Xtr, Xte
         return
     grid = _transform_grid(transform, len(np.unique(ytr)), basis.rank)
-    for s in sorted({s for _, s in grid}):
-        top = max(d for d, s2 in grid if s2 == s)
-        lin = (fit_whitening(Xtr, top, s, basis=basis) if transform == "whiten"
-               else fit_discriminant(Xtr, ytr, top, s, basis=basis))
+    shrinks = sorted({s for _, s in grid})
+    tops = [max(d for d, s2 in grid if s2 == s) for s in shrinks]
+    if transform == "whiten":
+        lins = [fit_whitening(Xtr, top, s, basis=basis) for s, top in zip(shrinks, tops)]
+    elif len(set(tops)) == 1:  # one within-class decomposition for every shrinkage
+        lins = fit_discriminants(Xtr, ytr, tops[0], shrinks, basis=basis)
+    else:
+        lins = [fit_discriminant(Xtr, ytr, top, s, basis=basis) for s, top in zip(shrinks, tops)]
+    for s, lin in zip(shrinks, lins):
         Ptr, Pte = (Xtr - lin.mean) @ lin.matrix, (Xte - lin.mean) @ lin.matrix
         for d, s2 in grid:
             if s2 == s:
@@ -174,9 +180,11 @@ def _grid_scores(Xtr, ytr, Xte, yte, fams: list[Family]) -> dict[Family, dict[Se
     transforms = list(dict.fromkeys(f.transform for f in fams))
     basis = principal_basis(Xtr) if set(transforms) - {"none"} else None
     for transform in transforms:
+        mine = [f for f in fams if f.transform == transform]
         for (dims, shrink), D0, Q0 in _variants(Xtr, ytr, Xte, transform, basis):
-            qd, dd = Q0 @ D0.T, D0 @ D0.T
-            for fam in (f for f in fams if f.transform == transform):
+            qd = Q0 @ D0.T
+            dd = D0 @ D0.T if any(f.rerank == "dba+qe" for f in mine) else None  # only DBA needs it
+            for fam in mine:
                 for k in _rerank_grid(fam.rerank):
                     if fam.rerank == "none":
                         D, Q = D0, Q0
@@ -186,7 +194,7 @@ def _grid_scores(Xtr, ytr, Xte, yte, fams: list[Family]) -> dict[Family, dict[Se
                         D = dba(D0, k, ALPHA, sims=dd)
                         Q = alpha_qe(Q0, D, k, ALPHA)
                     setting = Setting(fam, dims, shrink, k, None if k is None else ALPHA)
-                    out[fam][setting] = precision_at(Q, yte, D, ytr)
+                    out[fam][setting] = precision_at(Q, yte, D, ytr, sims=qd if Q is Q0 and D is D0 else None)
     return out
 
 
@@ -222,11 +230,15 @@ def fit(X: Any, labels: Any | None, setting: Setting, *, basis=None) -> Linear |
 def _ari(Q: np.ndarray, y: np.ndarray, seed: int) -> float | None:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
+    from threadpoolctl import threadpool_limits
 
     n_classes = len(np.unique(y))
     if n_classes < 2 or len(Q) <= n_classes:
         return None
-    pred = KMeans(n_clusters=n_classes, n_init=10, random_state=seed).fit_predict(Q)
+    # one thread: a fold is one or two of k-means' chunks of 256 rows, and on a busy machine OpenMP's
+    # threads wait for each other (docs/tuning.md, what tune's time is spent on); the same labels
+    with threadpool_limits(limits=1):
+        pred = KMeans(n_clusters=n_classes, n_init=10, random_state=seed).fit_predict(Q)
     return float(adjusted_rand_score(y, pred))
 
 
@@ -241,7 +253,7 @@ def preservation(raw_top: np.ndarray, Q: np.ndarray, D: np.ndarray, within: int 
     re-ordering of the first pages keeps them (0.98 for the whitening on flowers102, labels on half:
     docs/spaces.md); a projection onto a few label axes loses them (0.71 at 8 dimensions there)."""
     got = _top(Q, D, within)
-    return float(np.mean([np.isin(r, g).mean() for r, g in zip(raw_top, got)]))
+    return float((raw_top[:, :, None] == got[:, None, :]).any(axis=2).mean(axis=1).mean())
 
 
 @dataclass
@@ -322,19 +334,22 @@ def cross_validate(X: Any, labels: Any, fams: list[Family] | None = None, *, n_f
         basis = principal_basis(X[tr]) if any(f.transform != "none" for f in fams) else None
         raw_top = _top(X[te], X[tr], PRECISION_K)
         share = (time.perf_counter() - t0) / len(fams)
-        for fam in fams:
+        fitted: dict[tuple, tuple] = {}  # (transform, dims, shrinkage) -> (database, queries, ARI): the
+        for fam in fams:                 # families of one transform share its fit and its clusters
             t1 = time.perf_counter()
             setting = chosen[fam]
-            lin = fit(X[tr], y[tr], setting, basis=basis)
-            D, Q = _database_and_queries(lin, X[tr], X[te])
+            key = (fam.transform, setting.dims, setting.shrinkage)
+            if key not in fitted:
+                lin = fit(X[tr], y[tr], setting, basis=basis)
+                D, Q = _database_and_queries(lin, X[tr], X[te])
+                fitted[key] = (D, Q, _ari(Q, y[te], seed) if with_ari else None)
+            D, Q, ari = fitted[key]
             Dr, Qr = _rerank(fam.rerank, setting.k, D, Q)
             sc = scores[fam]
             sc.p_at_10.append(precision_at(Qr, y[te], Dr, y[tr]))
             sc.kept.append(preservation(raw_top, Qr, Dr))
-            if with_ari:
-                ari = _ari(Q, y[te], seed)
-                if ari is not None:
-                    sc.ari.append(ari)
+            if ari is not None:
+                sc.ari.append(ari)
             sc.settings.append(setting)
             sc.seconds += share + time.perf_counter() - t1
     return [scores[f] for f in fams]
