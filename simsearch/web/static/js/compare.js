@@ -372,7 +372,8 @@ async function embed(button) {
   note.textContent = 'Starting…';
   try {
     const accepted = await api(collectionApi('/embed'), { method: 'POST', json: { backbone } });
-    const skipped = accepted.ignored.length ? ` (${accepted.ignored.length} without their source file)` : '';
+    const est = accepted.estimate?.seconds != null ? `, about ${Math.round(accepted.estimate.seconds)} s in all` : '';
+    const skipped = (accepted.ignored.length ? ` (${accepted.ignored.length} without their source file)` : '') + est;
     let job = accepted;
     while (job.status === 'queued' || job.status === 'running') {
       showJob(progress, job);
