@@ -65,6 +65,6 @@ def words(est: dict) -> str:
     """``about 43 s on one worker (recorded rate)``, or that no rate is known yet."""
     secs = est.get("seconds")
     if secs is None:
-        return "time not known yet: nothing was embedded with this backbone here"
-    took = f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
+        return "no time estimate yet (nothing embedded with it here)"
+    took = f"{secs:.1f} s" if secs < 10 else f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
     return f"about {took} on one worker ({est['basis']} rate)"
