@@ -153,9 +153,10 @@ def test_embed_a_missing_backbone_as_a_job(client, app, pets, tmp_path):
     assert resp.status_code == 202, resp.get_data(as_text=True)
     body = resp.get_json()
     assert body["total"] == 2 * PER_CLASS and body["ignored"] == [] and resp.headers["Location"] == body["status_url"]
+    assert body["estimate"]["images"] == 2 * PER_CLASS  # said before it starts
     job = wait_job(client, body["job_id"])
     assert job["status"] == "done" and job["processed"] == 2 * PER_CLASS, job
-    assert job["added"] == 0  # no new images: vectors only
+    assert job["kind"] == "reembed" and job["added"] == 2 * PER_CLASS  # a re-embedding: vectors only
     detail = client.get("/api/collections/pets").get_json()
     assert detail["backbones"][other]["vectors_in_db"] == 2 * PER_CLASS
     assert detail["images_ok"] == 2 * PER_CLASS

@@ -137,6 +137,8 @@ def test_compare_page_lists_unembedded_backbones_with_a_reason(app, client):
     lite1 = re.search(r'<li data-testid="unavailable-backbone" data-backbone="efficientnet_lite1" data-weights="ok">(.*?)</li>', html, re.S)
     assert lite1 and "no vectors yet" in lite1.group(1) and 'data-testid="embed-backbone"' in lite1.group(1)
     assert "Embed 3 images" in lite1.group(1)
+    # what it would cost, before it starts (nothing was embedded with it here: no rate yet)
+    assert 'data-testid="embed-estimate">no time estimate yet' in lite1.group(1)
     resnet = re.search(r'<li data-testid="unavailable-backbone" data-backbone="resnet50" data-weights="(\w+)">(.*?)</li>', html, re.S)
     if resnet.group(1) == "missing":
         assert "simsearch compare -c pets --backbones efficientnet_lite0,resnet50" in resnet.group(2)

@@ -9,6 +9,7 @@ import click
 
 from simsearch.cli.app import cli, context_from
 from simsearch.cli.core import emit_json, json_option, parse_weights, progress_option, progress_printer
+from simsearch.cli.reembed import estimate_line
 from simsearch.errors import InvalidInput
 from simsearch.ops.sampling import CAP as SAMPLE_CAP, words as sample_words
 from simsearch.text import plural
@@ -223,8 +224,10 @@ def map_command(ctx, collection, backbone, method, out, coords, colour_by, max_t
 def compare(ctx, collection, backbones, out, progress, weights, sample, all_images, as_json):
     """Compare backbones on one collection in a self-contained HTML report.
 
-    Images without vectors for a backbone are embedded first, from their source files. A backbone
-    whose weights cannot be had is shown as unavailable, with the reason, instead of failing."""
+    Images without vectors for a backbone are embedded first, from their source files (a
+    re-embedding job run here, its cost estimate printed before it starts; interrupted, the same
+    command continues it). A backbone whose weights cannot be had is shown as unavailable, with
+    the reason, instead of failing."""
     spaces = [b.strip() for b in backbones.split(",") if b.strip()]
     if not spaces:
         raise InvalidInput("--backbones needs at least one backbone name", field="backbones")
@@ -232,9 +235,14 @@ def compare(ctx, collection, backbones, out, progress, weights, sample, all_imag
         check_space(sp)  # unknown names are a usage error, not an "unavailable" backbone
     app = context_from(ctx)
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
+
+    def announce(space: str, est: dict) -> None:  # before each embedding job, on stderr (--json: in its `embedding`)
+        if not as_json:
+            click.echo(f"{space}: {estimate_line(est)}", err=True)
+
     comparison = compare_backbones(app, collection, spaces, embed=True, show_bar=show,
                                    weights=parse_weights(weights), progress=progress_printer("compare", show),
-                                   sample="all" if all_images else sample)
+                                   sample="all" if all_images else sample, announce=announce)
     written = write_report(app, comparison, out or reports_dir(app.settings) / f"{collection}-compare.html")
     if as_json:
         emit_json({**comparison.to_dict(maps=False), "report": written})

@@ -9,6 +9,8 @@ RQ itself starts again a job whose worker died (its heartbeats stopped: see
 - a job whose RQ job failed or was stopped, while the database still says running (the worker
   died and RQ ran out of retries without telling us), is failed;
 - a sharded job whose shards have all ended is ended (:func:`simsearch.jobs.shards.roll_up`);
+- a re-embedding run by a process that died (`simsearch embed`, `simsearch compare`, a tuning) is
+  ended as lost (:func:`simsearch.jobs.reembed_lost.mark_lost`);
 - a `simsearch ingest` command killed mid-way (its process is gone) is marked ``interrupted``.
 
 Every ``simsearch worker`` runs :func:`reconcile` in its maintenance pass (every few seconds
@@ -29,6 +31,7 @@ from simsearch.text import plural
 from simsearch.jobs.execute import mark_failed
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id
 from simsearch.jobs.shards import fail_finally, roll_up
+from simsearch.jobs.reembed_lost import mark_lost
 from simsearch.owners import owner_is_gone
 from simsearch.store.db import unavailable
 
@@ -63,7 +66,7 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
         if lifecycle.is_final(status, params):
             continue  # (a shard that failed for good)
         if kind in (JobKind.INGEST, JobKind.REEMBED) and (params or {}).get("shards"):  # a sharded job: its shards are the work
-            if roll_up(ctx, run_id) != status:
+            if roll_up(ctx, run_id) != status or (kind == JobKind.REEMBED and mark_lost(ctx, run_id)):
                 done["ended"].append(run_id)
             continue
         if owner is None:
@@ -124,9 +127,16 @@ def reconcile_quietly(ctx, connection, queue_names: list[str]) -> dict | None:
 
 def mark_interrupted(ctx) -> list[int]:
     """Mark ``interrupted`` the unfinished runs of `simsearch ingest` commands on this host whose
-    process is gone (killed mid-way); returns their ids. Their committed work is kept."""
+    process is gone (killed mid-way), and end as lost the re-embeddings such a process ran
+    (:func:`simsearch.jobs.reembed_lost.mark_lost`); returns their ids. Their committed work is kept."""
     marked = []
-    for run_id, owner, _kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):
+    for run_id, owner, kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):
+        if kind == JobKind.REEMBED_SHARD:
+            continue  # ended with its job
+        if kind == JobKind.REEMBED:
+            if mark_lost(ctx, run_id):
+                marked.append(run_id)
+            continue
         if not owner_is_gone(owner):
             continue
         if lifecycle.interrupt(ctx.db, run_id, f"interrupted: the command stopped after {processed} of "

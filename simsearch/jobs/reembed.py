@@ -8,9 +8,15 @@ thread of the process that started it, or the command itself: :func:`run_here`).
 its images again from where they were ingested from (or their kept original), decodes them as
 ingest does, runs the backbone's feature map once per test-time view for all target spaces
 (:meth:`~simsearch.embedding.embedder.Embedder.embed_variants`) and stores the vectors batch by
-batch, one transaction each (the old vectors of those images in those spaces replaced). Before
+batch, one transaction each (the old vectors of those images in those spaces replaced, with the
+model seconds per image, as ingest records them). An image that cannot be read or decoded any more
+is one error of the shard (its file and reason) and the others are embedded, as at ingest. Before
 each batch it skips the images that already have vectors in every target space, so a shard run
 again after its worker was killed embeds only what the killed run had not committed.
+
+:func:`run_here` runs a job in the calling process (`simsearch embed`, `simsearch compare`, a
+tuning), owning its shards: if that process dies the job is found lost
+(:mod:`simsearch.jobs.reembed_lost`).
 
 The job's progress is the sums of its shards (:func:`simsearch.jobs.shards.progress`); it ends
 when its last shard ends (:func:`simsearch.jobs.shards.roll_up`). Cancel and retry are the jobs'
@@ -27,12 +33,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select, update
 
-from simsearch.errors import InvalidInput, JobCancelled
+from simsearch.errors import ImageDecodeError, InvalidInput, JobCancelled, public_reason
 from simsearch.jobs import shards
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
 from simsearch.ingest import remote
 from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch.owners import this_process
 from simsearch.spaces import parse, space_key
 from simsearch.store import bulk, job_cancel, lifecycle
 from simsearch.store.lifecycle import JobKind, JobStatus, is_final
@@ -107,28 +114,44 @@ def feature_map(ctx, spaces: list[str]):
     return ctx.embedder(space_key(spec.backbone, "gem3", spec.precision))
 
 
-def embed_batch(ctx, spaces: list[str], paths: list[str], view_seconds: dict | None = None) -> dict[str, np.ndarray]:
-    """The images at ``paths`` in ``spaces`` (one backbone and precision), decoded as at ingest; the
+def read_pixels(ctx, path: str, size: int) -> np.ndarray:
+    """One image's pixels for a model of input side ``size``, read and decoded as at ingest."""
+    data = read_source(path)
+    img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size, draft_long=THUMBNAIL_SIDE)
+    return resize_for_model(img.image, size)
+
+
+def embed_pixels(ctx, spaces: list[str], pixels: np.ndarray, view_seconds: dict | None = None) -> dict[str, np.ndarray]:
+    """Decoded images (:func:`read_pixels`) in ``spaces`` (one backbone and precision); the
     feature map runs once per test-time view for all of them."""
     specs = [parse(sp) for sp in spaces]
-    emb = feature_map(ctx, spaces)
-    size = emb.input_size
-    pixels = []
-    for path in paths:
-        data = read_source(path)
-        img = decode_image(data, source=path, max_pixels=ctx.settings.max_pixels, draft_size=size,
-                           draft_long=THUMBNAIL_SIDE)
-        pixels.append(resize_for_model(img.image, size))
-    return emb.embed_variants(np.stack(pixels), dict(zip(spaces, specs)), pad_to=BATCH, view_seconds=view_seconds)
+    return feature_map(ctx, spaces).embed_variants(pixels, dict(zip(spaces, specs)), pad_to=BATCH,
+                                                   view_seconds=view_seconds)
 
 
-def store(session, dialect: str, ids, vectors: dict[str, np.ndarray]) -> None:
-    """Replace the vectors of images ``ids`` in each space of ``vectors`` (the caller commits)."""
+def embed_batch(ctx, spaces: list[str], paths: list[str], view_seconds: dict | None = None) -> dict[str, np.ndarray]:
+    """The images at ``paths`` in ``spaces`` (one backbone and precision), decoded as at ingest; the
+    feature map runs once per test-time view for all of them. An unreadable image raises."""
+    size = feature_map(ctx, spaces).input_size
+    return embed_pixels(ctx, spaces, np.stack([read_pixels(ctx, path, size) for path in paths]), view_seconds)
+
+
+def model_seconds(spaces: list[str], view_seconds: dict[str, float], images: int) -> dict[str, float]:
+    """Each space's model seconds per image in one batch: the forwards of the views it is made of."""
+    return {sp: sum(view_seconds.get(v, 0.0) for v in parse(sp).view_list) / max(1, images) for sp in spaces}
+
+
+def store(session, dialect: str, ids, vectors: dict[str, np.ndarray], seconds: dict[str, float] | None = None) -> None:
+    """Replace the vectors of images ``ids`` in each space of ``vectors`` (the caller commits);
+    ``seconds``: each space's model seconds per image, recorded with them as ingest does."""
     now = datetime.now(timezone.utc)
     ids = np.asarray(ids, np.int64)
     for sp, x in vectors.items():
         session.execute(delete(Embedding).where(Embedding.space == sp, Embedding.image_id.in_(ids.tolist())))
         bulk.write_vectors(session, bulk.prepare_vectors(dialect, ids, sp, x, now), now)
+        if seconds and seconds.get(sp) is not None:
+            session.execute(update(Embedding).where(Embedding.space == sp, Embedding.image_id.in_(ids.tolist()))
+                            .values(seconds=float(seconds[sp])))
 
 
 # ---- the job -----------------------------------------------------------------------------------
@@ -214,19 +237,35 @@ def _embed_shard(ctx, shard_id: int, ids: list[int], spaces: list[str], batch: i
     counts = {"processed": skipped + len(errors), "added": 0, "skipped": skipped, "failed": len(errors)}
     _write(ctx, shard_id, counts, errors)
     view_seconds: dict[str, float] = {}
+    size = feature_map(ctx, spaces).input_size
     if rows:
         feature_map(ctx, spaces).load()  # (opening the model is not part of the recorded rate)
     t0 = time.perf_counter()
     for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        vectors = embed_batch(ctx, spaces, [p for _i, p, _s in chunk], view_seconds)
+        chunk, pixels, bad = [], [], []
+        for image_id, path, src in rows[start:start + batch]:
+            try:
+                pixels.append(read_pixels(ctx, path, size))
+                chunk.append(image_id)
+            except ImageDecodeError as exc:  # one bad file never stops the shard (as at ingest)
+                bad.append({"file": Path(src).name, "reason": exc.reason})
+            except (OSError, InvalidInput) as exc:
+                bad.append({"file": Path(src).name, "reason": public_reason(exc, hide=(str(ctx.settings.home),))})
+        views: dict[str, float] = {}
+        vectors = embed_pixels(ctx, spaces, np.stack(pixels), views) if pixels else {}
+        for view, secs in views.items():
+            view_seconds[view] = view_seconds.get(view, 0.0) + secs
         with ctx.db.session() as s:
             running = job_cancel.still_running(s, shard_id)  # cancelled meanwhile: stop before storing
             if running:
-                store(s, ctx.db.dialect, [i for i, _p, _s in chunk], vectors)
-                counts["processed"] += len(chunk)
+                if chunk:
+                    store(s, ctx.db.dialect, chunk, vectors, model_seconds(spaces, views, len(chunk)))
+                errors += bad
+                counts["processed"] += len(chunk) + len(bad)
                 counts["added"] += len(chunk)
-                s.execute(update(IngestRun).where(IngestRun.id == shard_id).values(**counts, updated_at=utcnow()))
+                counts["failed"] += len(bad)
+                s.execute(update(IngestRun).where(IngestRun.id == shard_id)
+                          .values(**counts, errors=errors[:MAX_ERRORS], updated_at=utcnow()))
         if not running:
             with ctx.db.session() as s:
                 job_cancel.stopped(s.get(IngestRun, shard_id), f"stopped after {counts['processed']} of "
@@ -247,8 +286,12 @@ def run_here(ctx, parent_id: int, progress=None) -> str:
     """Run the job's unfinished shards one after another in this process (a command that wants no
     workers, or a tuning that embeds its chosen space); returns the job's status.
     ``progress(done, total)``: the job's images done, after each batch."""
+    owner = this_process("cli")  # if this process dies, the job is found lost (simsearch.jobs.reembed_lost)
     with ctx.db.session() as s:
         total = s.get(IngestRun, parent_id).total
+        s.execute(update(IngestRun).where((IngestRun.id == parent_id) | (IngestRun.parent_id == parent_id),
+                                          IngestRun.owner.is_(None) | IngestRun.owner.like("cli:%"))
+                  .values(owner=owner))  # (a runner's shards stay its own: it runs them too)
     for shard_id in unfinished_shards(ctx, parent_id):
         with ctx.db.session() as s:
             before = shards.progress(s, parent_id, KIND)["processed"]

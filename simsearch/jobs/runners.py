@@ -53,9 +53,14 @@ class ThreadRunner:
         self.pool.submit(self._run, run_id, options)
 
     def submit_function(self, run_id: int, target: str) -> None:
-        """Run ``target(ctx, run_id)`` (``module:function``) on this process's second thread."""
+        """Run ``target(ctx, run_id)`` (``module:function``) on this process's second thread; a
+        re-embedding's shard on the ingest threads (embedding work, as an ingest: it does not wait
+        behind an analysis, nor an analysis behind it)."""
         lifecycle.assign(self.ctx.db, run_id, this_process())
-        self.functions.submit(self._call, run_id, target)
+        self._pool_of(target).submit(self._call, run_id, target)
+
+    def _pool_of(self, target: str) -> ThreadPoolExecutor:
+        return self.pool if target == REEMBED_THREAD_TARGET else self.functions
 
     def _call(self, run_id: int, target: str) -> None:
         try:
@@ -145,7 +150,7 @@ class ThreadRunner:
             if kind == JobKind.REEMBED_SHARD:  # idempotent: what was stored is skipped
                 if lifecycle.requeue(self.ctx.db, run_id, "resumed after the process running it stopped",
                                      owned_by=owner, new_owner=me):
-                    self.functions.submit(self._call, run_id, REEMBED_THREAD_TARGET)
+                    self._pool_of(REEMBED_THREAD_TARGET).submit(self._call, run_id, REEMBED_THREAD_TARGET)
                     resumed.append(run_id)
                 continue
             if kind != JobKind.INGEST:  # an analysis or index build keeps nothing half-done: it is started again when needed

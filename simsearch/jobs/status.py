@@ -28,8 +28,9 @@ ANALYSIS_TITLES = {"clusters": "Clustering", "map": "Map layout", "evaluation": 
 
 
 def embedding_space(source: str | None) -> str | None:
-    """The space an embedding pass adds (an ingest job whose ``source`` is ``embed: SPACE``, the
-    compare page's, or ``compare:SPACE``, ``simsearch compare --backbones``'s); None for an ingest."""
+    """The space an embedding pass adds (a re-embedding, or an ingest job before they were
+    re-embeddings, whose ``source`` is ``embed: SPACE``, the compare page's, or ``compare:SPACE``,
+    ``simsearch compare --backbones``'s); None for an ingest."""
     for prefix in ("embed:", "compare:"):
         if source and source.startswith(prefix):
             return source[len(prefix):].strip() or None
@@ -46,14 +47,14 @@ def title(kind: str, source: str | None, params: dict | None, spaces: list | Non
     if kind == "reembed_shard":
         part = f"Shard {params['shard']} of {params.get('shards', '?')}" if params.get("shard") else "Shard"
         return f"{part} of re-embedding #{parent_id}" if parent_id else part
+    space = embedding_space(source) if kind in ("ingest", "reembed") else None
+    if space is not None:  # the compare page's action, or `simsearch compare`'s pass
+        why = "for a comparison" if source.startswith("compare:") else "(re-embedding)"
+        return f"Embedding with {space} {why}"
     if kind == "reembed":
         return "Re-embedding in " + ", ".join(spaces[:3]) + ("..." if len(spaces) > 3 else "")
     if kind == "ingest":
-        space = embedding_space(source)
-        if space is None:
-            return "Adding images" + (f" ({', '.join(spaces[:2])})" if spaces else "")
-        why = "for a comparison" if source.startswith("compare:") else "(re-embedding)"
-        return f"Embedding with {space} {why}"
+        return "Adding images" + (f" ({', '.join(spaces[:2])})" if spaces else "")
     if kind == "index":
         return "Index rebuild" + (f" of {spaces[0]}" if spaces else "") + (f": {params['reason']}" if params.get("reason") else "")
     if kind == "tune":

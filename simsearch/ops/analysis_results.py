@@ -259,11 +259,14 @@ class MapResult(MapPoints):
 
 
 class EmbedReport(Result):
-    """Images embedded for a comparison."""
+    """Images embedded for a comparison (a re-embedding job run by the command)."""
 
     embedded: int
     failed: int
     errors: list[dict] = Field(description="Per image that failed: `{\"file\", \"reason\"}`.")
+    job_id: int | None = Field(None, description="The re-embedding job that embedded them (null: none was needed).")
+    estimate: dict | None = Field(None, description="Its cost, worked out before it started (as `POST .../reembed` "
+                                                    "answers it).")
 
 
 class BackbonePanel(SometimesAbsent):

@@ -16,7 +16,8 @@ import numpy as np
 from sqlalchemy import func, select
 
 from simsearch.errors import InvalidInput, NotFound, SimsearchError
-from simsearch.ops import analysis, vectors as vecs
+from simsearch.jobs import reembed
+from simsearch.ops import analysis, reembed_jobs, vectors as vecs
 from simsearch.ops.analysis_results import BackbonePanel, Comparison, EmbedReport, NeighbourOverlap, Sample
 from simsearch.ops.sampling import CAP as SAMPLE_CAP, SEED as SAMPLE_SEED, check_sample, describe, rule, stratified_sample
 from simsearch.ops.vectors import VectorSet
@@ -27,7 +28,6 @@ from simsearch.store.models import Embedding, Image
 from simsearch.store.results import ResultKey
 from simsearch.analysis import neighbour_overlap
 from simsearch.embedding.backbones import get_backbone
-from simsearch.ingest import Ingester, SourceFile, remote
 
 OVERLAP_K = 10
 
@@ -57,26 +57,37 @@ def _restrict(vs: VectorSet, keep: np.ndarray) -> VectorSet:
 
 
 def embed_missing(ctx, collection: str, space: str, *, show_bar: bool = False, weights: str | None = None,
-                  ids: np.ndarray | None = None) -> EmbedReport:
-    """Embed the collection's ok images (``ids``: those of them) that lack ``space`` vectors, from their source files."""
-    from pathlib import Path
+                  ids: np.ndarray | None = None, announce=None) -> EmbedReport:
+    """Embed the collection's ok images (``ids``: those of them) that lack ``space`` vectors: the
+    re-embedding job of `simsearch embed` (:func:`simsearch.ops.reembed_jobs.run_here`, source
+    ``compare:SPACE``) run in this process, each image read again from its source file or kept
+    original; resumable, listed with the jobs. ``announce(space, estimate)``: its cost, before it
+    starts; ``show_bar``: a progress bar on stderr; ``weights``: a local weights file for it."""
+    if weights:
+        ctx.embedder(reembed.feature_map(ctx, [space]).space, weights=weights)  # the job's model reads this file
+    bar = None
 
-    with ctx.db.session() as s:
-        coll = repo.get_collection(s, collection)
-        have = select(Embedding.image_id).where(Embedding.space == space)
-        rows = s.scalars(select(Image).where(Image.collection_id == coll.id, Image.status == "ok",
-                                             Image.id.not_in(have)).order_by(Image.id)).all()
-        if ids is not None:
-            keep = {int(i) for i in ids}
-            rows = [img for img in rows if img.id in keep]
-        files = [SourceFile(name=img.source_path, label=img.label, meta=img.meta,
-                            **({"uri": img.source_path} if remote.is_remote(img.source_path) else {"path": Path(img.source_path)}))
-                 for img in rows]
-    if not files:
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="img", desc=space, smoothing=0.1, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        out = reembed_jobs.run_here(ctx, collection, [space], ids=None if ids is None else [int(i) for i in ids],
+                                    source=f"compare:{space}", progress=progress if show_bar else None,
+                                    announce=None if announce is None else (lambda est: announce(space, est)))
+    finally:
+        if bar is not None:
+            bar.close()
+    if out is None:
         return EmbedReport(embedded=0, failed=0, errors=[])
-    report = Ingester(ctx, spaces=[space], show_bar=show_bar, weights={space: weights} if weights else None).run(
-        collection, files, source=f"compare:{space}")
-    return EmbedReport(embedded=report.embedded, failed=report.failed, errors=list(report.errors))
+    if out["status"] != "done":  # (cancelled from the jobs page; a shard that failed raised above)
+        raise SimsearchError(f"embedding the images in {space} stopped (job {out['job_id']}): {out['message']}")
+    return EmbedReport(embedded=out["embedded"], failed=out["failed"], errors=out["errors"], job_id=out["job_id"],
+                       estimate=out["estimate"])
 
 
 def _spaces(spaces: list[str]) -> list[str]:
@@ -141,7 +152,8 @@ def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOver
 
 
 def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
-           weights: dict[str, str] | None, steps, keep: np.ndarray) -> tuple[BackbonePanel | None, VectorSet | None]:
+           weights: dict[str, str] | None, steps, keep: np.ndarray,
+           announce=None) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
     embedding = None
     if is_backbone_space(space):
@@ -157,8 +169,10 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
         if embed:
             steps(f"{space}: embedding the images that lack its vectors")
             w = (weights or {}).get(space) or (weights or {}).get(name)
-            ctx.embedder(space, weights=w).load()
-            embedding = embed_missing(ctx, collection, space, show_bar=show_bar, weights=w, ids=keep)
+            if w:
+                ctx.embedder(reembed.feature_map(ctx, [space]).space, weights=w)
+            reembed.feature_map(ctx, [space]).load()  # weights unavailable: this panel says so, before any job
+            embedding = embed_missing(ctx, collection, space, show_bar=show_bar, ids=keep, announce=announce)
         if compute:
             steps(f"{space}: evaluation" + (" and map" if with_maps else ""))
             vs = _restrict(vecs.load(ctx, collection, space), keep)  # once per backbone: vectors can be hundreds of MB
@@ -179,7 +193,7 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
 
 def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed: bool = False,
                 with_maps: bool = True, show_bar: bool = False, weights: dict[str, str] | None = None,
-                progress=None, sample: int | str | None = SAMPLE_CAP) -> Comparison | None:
+                progress=None, sample: int | str | None = SAMPLE_CAP, announce=None) -> Comparison | None:
     spaces = _spaces(spaces)
     cap = check_sample(sample)
     with ctx.db.session() as s:
@@ -196,7 +210,7 @@ def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed
     panels, loaded = [], []
     for space in spaces:
         panel, vs = _panel(ctx, collection, space, compute=compute, embed=embed, with_maps=with_maps,
-                           show_bar=show_bar, weights=weights, steps=steps, keep=keep)
+                           show_bar=show_bar, weights=weights, steps=steps, keep=keep, announce=announce)
         if panel is None:
             return None
         panels.append(panel)
@@ -224,10 +238,11 @@ def lookup_comparison(ctx, collection: str, spaces: list[str], *, with_maps: boo
 
 def compare(ctx, collection: str, spaces: list[str], *, embed: bool = False, with_maps: bool = True,
             show_bar: bool = False, weights: dict[str, str] | None = None, progress=None,
-            sample: int | str | None = SAMPLE_CAP) -> Comparison:
+            sample: int | str | None = SAMPLE_CAP, announce=None) -> Comparison:
     """Side-by-side metrics for several backbones on one collection. A backbone whose weights cannot
     be had (or that has no vectors, when ``embed`` is false) is reported unavailable with the reason.
     ``sample``: evaluate (and embed) a seeded sample of at most this many images by label
-    (:func:`sample_ids`); ``"all"`` / None: every image."""
+    (:func:`sample_ids`); ``"all"`` / None: every image. ``embed``: the images lacking a backbone's
+    vectors are embedded first (:func:`embed_missing`; ``announce(space, estimate)`` before each job)."""
     return _comparison(ctx, collection, spaces, compute=True, embed=embed, with_maps=with_maps, show_bar=show_bar,
-                       weights=weights, progress=progress, sample=sample)
+                       weights=weights, progress=progress, sample=sample, announce=announce)

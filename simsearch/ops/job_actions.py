@@ -14,8 +14,9 @@ index rebuild cannot be cancelled (searches use the previous index until it ends
   queued or running for them);
 - an ingest whose files are still staged (an upload kept by ``SIMSEARCH_UPLOAD_RETENTION_HOURS``, a
   server folder) is queued again, the same job: the files already stored are skipped;
-- an embedding pass of the compare page (``embed: SPACE``) starts again over the images that still
-  lack the vectors: a new job;
+- an embedding pass of the compare page recorded as an ingest (``embed: SPACE``, before these were
+  re-embeddings) starts again as a re-embedding over the images that still lack the vectors: a
+  new job;
 - a re-embedding (kind ``reembed``) queues again its shards that did not end ``done``: the same
   job; the images a shard had embedded are skipped;
 - anything else is refused (409) with what to do instead: a `simsearch ingest` command is run again,

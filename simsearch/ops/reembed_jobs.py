@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from simsearch import provenance, space_defaults
 from simsearch.errors import Conflict, InvalidInput
-from simsearch.jobs import reembed, reembed_cost
+from simsearch.jobs import reembed, reembed_cost, reembed_lost
 from simsearch.ops.ingest import IngestOptions, name_list
 from simsearch.store import lifecycle, repo
 from simsearch.store.lifecycle import JobStatus
@@ -57,12 +57,15 @@ def estimate(ctx, collection: str, spaces, *, probe: bool = False) -> dict:
 
 
 def create_job(ctx, collection: str, spaces: list[str], *, ids=None, source: str | None = None,
-               shard_size: int | None = None, batch_size: int | None = None) -> dict | None:
-    """Record the job over the images lacking ``spaces`` (already checked) without starting it;
-    the one queued or running for the same spaces is returned instead. None: nothing lacks them.
+               shard_size: int | None = None, batch_size: int | None = None, join: bool | None = None) -> dict | None:
+    """Record the job over the images lacking ``spaces`` (already checked; ``ids``: only those)
+    without starting it; the one queued or running for the same spaces is returned instead
+    (``join``, by default when no ``ids`` are given; a job lost with its process is ended first:
+    :mod:`simsearch.jobs.reembed_lost`). None: nothing lacks them.
     Returns ``{"job_id", "status", "total", "shards", "estimate", "new"}`` (``shards``: ids)."""
     coll_id, todo = lacking_ids(ctx, collection, spaces, ids)
-    found = _unfinished(ctx, coll_id, spaces) if ids is None else None
+    reembed_lost.sweep(ctx, coll_id)
+    found = _unfinished(ctx, coll_id, spaces) if (ids is None if join is None else join) else None
     if found is not None:
         return {"job_id": found.id, "status": found.status, "total": found.total, "shards": [],
                 "estimate": (found.params or {}).get("estimate"), "new": False}
@@ -82,8 +85,8 @@ def create_job(ctx, collection: str, spaces: list[str], *, ids=None, source: str
 
 
 def _unfinished(ctx, coll_id: int, spaces: list[str]) -> IngestRun | None:
-    """The newest queued or running re-embedding of the collection in ``spaces`` (its shards may
-    run long: a job is never taken as lost here; a stopped one is run on by :func:`run_here`)."""
+    """The newest queued or running re-embedding of the collection in ``spaces`` (one whose
+    process died was ended by :func:`reembed_lost.sweep` just before)."""
     with ctx.db.session() as s:
         for run in s.scalars(select(IngestRun).where(IngestRun.kind == reembed.KIND.value,
                                                      IngestRun.collection_id == coll_id,
@@ -95,15 +98,17 @@ def _unfinished(ctx, coll_id: int, spaces: list[str]) -> IngestRun | None:
     return None
 
 
-def start(ctx, runner, collection: str, spaces, *, shard_size: int | None = None,
-          batch_size: int | None = None) -> dict:
-    """Queue the re-embedding of ``collection``'s images lacking ``spaces`` (409 when none lacks
-    them); each shard goes to ``runner``. Returns the 202 body: ``job_id``, ``status``,
+def start(ctx, runner, collection: str, spaces, *, ids=None, source: str | None = None, field: str = "spaces",
+          shard_size: int | None = None, batch_size: int | None = None) -> dict:
+    """Queue the re-embedding of ``collection``'s images lacking ``spaces`` (``ids``: only those;
+    409 naming ``field`` when none lacks them), or join the one queued or running for the same
+    spaces; each shard goes to ``runner``. Returns the 202 body: ``job_id``, ``status``,
     ``collection``, ``spaces``, ``total``, ``shards`` (how many), ``estimate``, ``runner``."""
     spaces = target_spaces(ctx, spaces)
-    made = create_job(ctx, collection, spaces, shard_size=shard_size, batch_size=batch_size)
+    made = create_job(ctx, collection, spaces, ids=ids, source=source, shard_size=shard_size, batch_size=batch_size,
+                      join=True)
     if made is None:
-        raise Conflict(f"every image of {collection!r} already has vectors in {', '.join(spaces)}", field="spaces")
+        raise Conflict(f"every image of {collection!r} already has vectors in {', '.join(spaces)}", field=field)
     submit(ctx, runner, made["shards"])
     return {"job_id": made["job_id"], "status": made["status"], "collection": collection, "spaces": spaces,
             "total": made["total"], "shards": len(made["shards"]), "estimate": made["estimate"], "runner": runner.kind}
@@ -137,16 +142,20 @@ def _not_final(run: IngestRun) -> None:
 
 
 def run_here(ctx, collection: str, spaces: list[str], *, ids=None, progress=None, shard_size: int | None = None,
-             batch_size: int | None = None, source: str | None = None) -> dict | None:
+             batch_size: int | None = None, source: str | None = None, announce=None) -> dict | None:
     """The re-embedding run in this process (shard after shard): ``{"job_id", "status", "total",
-    "embedded", "skipped", "failed", "estimate"}``; None when no image lacks the vectors.
-    ``progress(done, total)`` after each batch. An interrupted run is resumed by the same call
-    (the job queued or running for the same spaces is run on)."""
+    "embedded", "skipped", "failed", "estimate", "message", "errors"}``; None when no image lacks
+    the vectors. ``announce(estimate)`` before it starts; ``progress(done, total)`` after each
+    batch. An interrupted run is resumed by the same call (the job queued or running for the same
+    spaces is run on; one whose process died is ended as lost and a new one embeds the rest)."""
     made = create_job(ctx, collection, spaces, ids=ids, source=source, shard_size=shard_size, batch_size=batch_size)
     if made is None:
         return None
+    if announce is not None:
+        announce(made["estimate"])
     status = reembed.run_here(ctx, made["job_id"], progress)
     with ctx.db.session() as s:
         run = s.get(IngestRun, made["job_id"])
         return {"job_id": run.id, "status": status, "total": run.total, "embedded": run.added,
-                "skipped": run.skipped, "failed": run.failed, "estimate": made["estimate"], "message": run.message}
+                "skipped": run.skipped, "failed": run.failed, "estimate": made["estimate"], "message": run.message,
+                "errors": list(run.errors or [])}

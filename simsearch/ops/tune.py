@@ -335,6 +335,10 @@ def _embed_rest(ctx, coll_id: int, spaces: list[str], report: TuneReport):
     done = Reembedded(spaces=list(spaces), images=job["embedded"], seconds=time.perf_counter() - t0)
     if job["status"] != "done":
         done.unavailable = f"its re-embedding job #{job['job_id']} ended {job['status']}: {job['message']}"
+    elif job["failed"]:  # (an image that can no longer be decoded is one error of its shard)
+        done.unavailable = (f"{job['failed']} of {len(lacking)} images could not be embedded by its re-embedding job "
+                            f"#{job['job_id']}" + (f", e.g. {job['errors'][0]['file']}: {job['errors'][0]['reason']}"
+                                                  if job["errors"] else ""))
     else:
         report.embedding = {**(report.embedding or {}), "collection_pass": {
             "images": done.images, "seconds": round(done.seconds, 2), "spaces": list(spaces), "job_id": job["job_id"]}}

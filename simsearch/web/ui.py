@@ -14,6 +14,7 @@ from simsearch.ops import browse as ops_browse
 from simsearch.ops import collections as ops_collections
 from simsearch.ops import jobs as ops_jobs
 from simsearch.ops.backbones import backbone_rows, not_embedded
+from simsearch.ops.embed_jobs import estimates as embed_estimates
 from simsearch.ops.sampling import CAP as SAMPLE_CAP
 from simsearch.spaces import describe, score_words
 from simsearch.web.paths import shown_source
@@ -123,8 +124,11 @@ def compare(name: str):
     # the notes name the weights folder: shown as $SIMSEARCH_WEIGHTS_DIR (unless SIMSEARCH_EXPOSE_PATHS)
     missing = [{**b, "reason": hide_server_paths(b["reason"]), "weights_note": hide_server_paths(b["weights_note"])}
                for b in missing]
+    # what each embedding would cost, said before it starts
+    lacking = {s: ctx["collection"]["images_ok"] - ctx["vector_counts"][s] for s in partial}
+    lacking.update({b["backbone"]: ctx["collection"]["images_ok"] for b in missing if b["weights_ok"]})
     return render_template("ui/compare.html", page="compare", not_embedded=missing, partial=partial,
-                           sample_cap=f"{SAMPLE_CAP:,}", **ctx)
+                           estimates=embed_estimates(_ctx(), lacking), sample_cap=f"{SAMPLE_CAP:,}", **ctx)
 
 
 @bp.get("/c/<name>/spaces")

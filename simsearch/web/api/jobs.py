@@ -82,12 +82,15 @@ EMBEDDING_RESPONSES = {**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP,
 @bp.post("/collections/<name>/embed")
 @bp.input(S.NoQuery, location="query", arg_name="q")
 @bp.input(S.EmbedBackbone, location="json", arg_name="body")
-@bp.output(S.JobAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
-@bp.doc(summary="Embed a collection with another backbone (background job)", tags=["ingest"], security=WRITE_SECURITY,
-        description="Queues an ingest job over the collection's images that lack the backbone's vectors, read again from "
-                    "their source files (those that are gone are listed in `ignored`); the vectors are added, nothing "
-                    "else changes. What `simsearch compare --backbones A,B` does before comparing. 409 when every "
-                    "image already has the vectors, or no source file is left.",
+@bp.output(S.EmbedAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
+@bp.doc(summary="Embed a collection with another backbone (sharded background job)", tags=["ingest"],
+        security=WRITE_SECURITY,
+        description="Queues a re-embedding (as `/reembed` does, with its cost `estimate` worked out before it starts) over "
+                    "the collection's images that lack the backbone's vectors, read again from their source files or kept "
+                    "originals (those that are gone are listed in `ignored` and left out); the vectors are added, "
+                    "nothing else changes. The same request while one runs joins it. What `simsearch compare "
+                    "--backbones A,B` does before comparing. 409 when every image already has the vectors, or no "
+                    "source file is left.",
         responses=EMBEDDING_RESPONSES)
 def embed(name: str, q, body: S.EmbedBackbone):
     return job_accepted(start_embedding(ctx(), runner(), name, body.backbone))

@@ -1,5 +1,6 @@
 """Request and response of ``POST /api/collections/<name>/reembed``: a re-embedding job and its
-cost estimate (:mod:`simsearch.ops.reembed_jobs`)."""
+cost estimate (:mod:`simsearch.ops.reembed_jobs`); and the answer of ``.../embed`` (the same job,
+with the images left out because their source file is gone)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simsearch import limits as L
 from simsearch.web.schemas.requests import Body
 
-__all__ = ["ReembedRequest", "ReembedEstimate", "ReembedAccepted"]
+__all__ = ["ReembedRequest", "ReembedEstimate", "ReembedAccepted", "EmbedAccepted"]
 
 
 class ReembedRequest(Body):
@@ -53,3 +54,10 @@ class ReembedAccepted(BaseModel):
                         examples=[3])
     estimate: ReembedEstimate | None = Field(description="The cost, said before it starts.")
     runner: Literal["thread", "rq"]
+
+
+class EmbedAccepted(ReembedAccepted):
+    """A re-embedding with another backbone (the compare page's action)."""
+
+    ignored: list[str] = Field(description="Images left out because their source file is gone (the first 200).",
+                               examples=[["cat.1.jpg (its source file is gone)"]])

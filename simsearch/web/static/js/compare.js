@@ -372,8 +372,9 @@ async function embed(button) {
   note.textContent = 'Starting…';
   try {
     const accepted = await api(collectionApi('/embed'), { method: 'POST', json: { backbone } });
-    const skipped = accepted.ignored.length ? ` (${accepted.ignored.length} without their source file)` : '';
-    let job = accepted;
+    const est = accepted.estimate?.seconds != null ? `, about ${Math.round(accepted.estimate.seconds)} s in all` : '';
+    const skipped = (accepted.ignored.length ? ` (${accepted.ignored.length} without their source file)` : '') + est;
+    let job = { processed: 0, ...accepted };  // (the 202 of a re-embedding is running, without counters yet)
     while (job.status === 'queued' || job.status === 'running') {
       showJob(progress, job);
       note.textContent = job.status === 'queued' ? `Waiting for a worker${skipped}…`
