@@ -258,8 +258,11 @@ class MapResult(MapPoints):
     cached: bool
 
 
-class EmbedReport(Result):
-    """Images embedded for a comparison (a re-embedding job run by the command)."""
+class EmbedReport(SometimesAbsent):
+    """Images embedded for a comparison (a re-embedding job run by the command); `job_id` and
+    `estimate` are absent where no job was needed."""
+
+    OMIT_WHEN_NONE = frozenset({"job_id", "estimate"})
 
     embedded: int
     failed: int
