@@ -130,13 +130,13 @@ def main() -> None:
                        "what": "in_context.py's collection and wall photos; stored features as ingest extracts them, "
                                "the query's as a search does; candidates as ops.verify.local_candidates takes them "
                                f"(at most {V.LOCAL_CANDIDATES}, >= {V.LOCAL_MIN_VOTES} votes)"}
-        kinds = (["flat"] if args.flat else []) + ["ivf-sq8"] + [f"ivf-pq{m}" for m in args.m.split(",") if m]
+        kinds = (["exhaustive"] if args.flat else []) + ["ivf-sq8"] + [f"ivf-pq{m}" for m in args.m.split(",") if m]
         out["kinds"] = {}
         lists = {}
         for kind in kinds:
             m = int(kind[6:]) if kind.startswith("ivf-pq") else None
             big = 10**12
-            thresholds = {"flat": (big, big), "ivf-sq8": (0, big)}.get(kind, (0, 0))
+            thresholds = {"exhaustive": (big, big), "ivf-sq8": (0, big)}.get(kind, (0, 0))
             base = K.kind_for(len(desc), ivf_at=thresholds[0], pq_at=thresholds[1])
             t0 = time.perf_counter()
             sample = desc[np.sort(rng.choice(len(desc), K.train_size(len(desc), base), replace=False))]
@@ -153,7 +153,7 @@ def main() -> None:
                 res["same_candidates_as_ivf_sq8"] = round(float(np.mean([a == b for a, b in zip(lists[kind], lists["ivf-sq8"])])), 3)
             out["kinds"][kind] = res
             log(f"{kind}: {res}")
-            if not args.no_updates and kind != "flat":
+            if not args.no_updates and kind != "exhaustive":
                 out["kinds"][kind]["update"] = _update(m, thresholds, ids, desc, qf, targets, args.seed)
                 log(f"{kind} update: {out['kinds'][kind]['update']}")
             del index

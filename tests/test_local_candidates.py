@@ -59,7 +59,7 @@ def test_a_stored_keypoint_counts_once_and_candidates_need_enough_votes():
         LV.votes(np.zeros((2, 3)), np.zeros((2, 2), np.int64))
 
 
-@pytest.mark.parametrize("ivf_at, pq_at, kind", [(10**9, 10**9, "flat"), (1000, 10**9, "ivf-sq8"), (1000, 2000, "ivf-pq")])
+@pytest.mark.parametrize("ivf_at, pq_at, kind", [(10**9, 10**9, "exhaustive"), (1000, 10**9, "ivf-sq8"), (1000, 2000, "ivf-pq")])
 def test_the_index_finds_each_stored_descriptor_first(ivf_at, pq_at, kind):
     rng = np.random.default_rng(1)
     desc = rng.integers(0, 256, (3000, 128)).astype(np.uint8)
@@ -79,11 +79,11 @@ def test_the_index_finds_each_stored_descriptor_first(ivf_at, pq_at, kind):
 
 
 def test_the_kind_follows_the_size_and_the_training_stays_bounded():
-    assert K.kind_for(K.IVF_AT - 1) == "flat" and K.kind_for(K.IVF_AT) == "ivf-sq8"
+    assert K.kind_for(K.IVF_AT - 1) == "exhaustive" and K.kind_for(K.IVF_AT) == "ivf-sq8"
     assert K.kind_for(K.PQ_AT - 1) == "ivf-sq8" and K.kind_for(K.PQ_AT) == "ivf-pq"
     assert K.kind_for(10**9) == "ivf-pq" and K.lists_for(10**9) == K.MAX_LISTS
     assert K.train_size(300 * 10**6, "ivf-pq") == K.TRAIN_PER_LIST * K.MAX_LISTS  # 1M images: a bounded sample
-    assert K.train_size(K.PQ_AT, "ivf-pq") >= K.PQ_TRAIN and K.train_size(K.IVF_AT - 1, "flat") == 0
+    assert K.train_size(K.PQ_AT, "ivf-pq") >= K.PQ_TRAIN and K.train_size(K.IVF_AT - 1, "exhaustive") == 0
 
 
 def test_an_index_is_built_again_only_when_its_training_no_longer_fits():
@@ -178,7 +178,7 @@ def test_the_descriptor_index_is_a_cache_of_the_database(artefacts, monkeypatch,
     rebuilt = fresh.get(coll)
     assert fresh.builds == 1
     assert np.array_equal(K.ids_held(again), K.ids_held(rebuilt))
-    assert K.kind_of(again) == K.kind_of(rebuilt) == "flat"  # exact: the very same neighbours
+    assert K.kind_of(again) == K.kind_of(rebuilt) == "exhaustive"  # exact: the very same neighbours
     q = LF.deserialise(data).desc[:50]
     assert np.array_equal(DI.search(again, q)[1], DI.search(rebuilt, q)[1])
     # a process without the index open brings the newest saved file up to date instead of building

@@ -5,7 +5,7 @@ again.
 
 Three kinds, by the number of descriptors ``n``:
 
-- ``flat`` (below :data:`IVF_AT`): every descriptor scored, kept exactly (SIFT's are uint8: FAISS's
+- ``exhaustive`` (below :data:`IVF_AT`): every descriptor scored, kept exactly (SIFT's are uint8: FAISS's
   8-bit direct scalar quantizer, 128 bytes a descriptor) under an id map;
 - ``ivf-sq8`` (from :data:`IVF_AT`): an inverted file of :func:`lists_for` lists, :data:`NPROBE`
   visited, descriptors still exact;
@@ -51,14 +51,14 @@ STALE_LISTS = 2.0
 # Descriptors converted to float32 and added at a time (bounds the memory of a build or an update).
 ADD_CHUNK = 65_536
 
-KINDS = ("flat", "ivf-sq8", "ivf-pq")
+KINDS = ("exhaustive", "ivf-sq8", "ivf-pq")
 
 
 def kind_for(n: int, *, ivf_at: int | None = None, pq_at: int | None = None) -> str:
     """The kind an index of ``n`` descriptors is built as."""
     ivf_at = IVF_AT if ivf_at is None else ivf_at
     pq_at = PQ_AT if pq_at is None else pq_at
-    return "ivf-pq" if n >= max(pq_at, ivf_at) else "ivf-sq8" if n >= ivf_at else "flat"
+    return "ivf-pq" if n >= max(pq_at, ivf_at) else "ivf-sq8" if n >= ivf_at else "exhaustive"
 
 
 def lists_for(n: int) -> int:
@@ -67,7 +67,7 @@ def lists_for(n: int) -> int:
 
 def train_size(n: int, kind: str) -> int:
     """Descriptors the kind's training needs at most (0: none)."""
-    if kind == "flat":
+    if kind == "exhaustive":
         return 0
     return min(n, max(TRAIN_PER_LIST * lists_for(n), PQ_TRAIN if kind == "ivf-pq" else 0))
 
@@ -78,7 +78,7 @@ def kind_of(index) -> str | None:
     import faiss
 
     if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
-        return "flat" if isinstance(faiss.downcast_index(index.index), faiss.IndexScalarQuantizer) else None
+        return "exhaustive" if isinstance(faiss.downcast_index(index.index), faiss.IndexScalarQuantizer) else None
     if isinstance(index, faiss.IndexIVFPQ):
         return "ivf-pq"
     if isinstance(index, faiss.IndexIVFScalarQuantizer):
@@ -88,11 +88,11 @@ def kind_of(index) -> str | None:
 
 def empty(kind: str, n: int, sample: np.ndarray, d: int = 128, *, seed: int = 0, m: int | None = None):
     """An empty index of ``kind`` sized for ``n`` descriptors, trained on ``sample`` ((s, d) uint8,
-    a random sample of them; unused by ``flat``)."""
+    a random sample of them; unused by ``exhaustive``)."""
     import faiss
 
     sq = faiss.ScalarQuantizer.QT_8bit_direct  # exact for uint8 descriptors, 1 byte a dimension
-    if kind == "flat":
+    if kind == "exhaustive":
         index = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(d, sq, faiss.METRIC_L2))
         index.train(np.zeros((1, d), np.float32))  # the 8-bit direct quantizer needs no statistics
         return index
@@ -181,7 +181,7 @@ def stale(index, n: int, *, ivf_at: int | None = None, pq_at: int | None = None)
         floor = kind_for(2 * n, ivf_at=ivf_at, pq_at=pq_at)  # still this kind at twice the size?
         if KINDS.index(floor) < KINDS.index(have):
             return True
-    if have == "flat":
+    if have == "exhaustive":
         return False
     ratio = lists_for(n) / index.nlist
     return ratio >= STALE_LISTS or ratio <= 1 / STALE_LISTS

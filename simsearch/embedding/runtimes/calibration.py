@@ -21,6 +21,11 @@ from simsearch.errors import ImageDecodeError, RuntimeRefused
 from simsearch.images import load_image, resize_for_model, scan_images
 
 SAMPLE = 300  # images; NNCF's default subset size (its statistics settle well before that)
+# How the model is quantized (openvino_rt.quantize), part of the digest: another method makes
+# another model, so a cached model or stored vectors of the old method are never mixed with it.
+# The overflow fix (7-bit weights) keeps int8 right on CPUs without VNNI (AVX2 only), where the
+# 8-bit multiply-adds saturate: there the probe's cosine to Keras fell to 0.73 and int8 was refused.
+METHOD = "nncf-ptq:performance,overflow-fix"
 
 
 def sample(folder: Path, n: int = SAMPLE) -> list[Path]:
@@ -34,7 +39,7 @@ def sample(folder: Path, n: int = SAMPLE) -> list[Path]:
 
 @lru_cache(maxsize=8)
 def _digest(folder: str, stamp: tuple) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(METHOD.encode() + b"\0")
     for p in sample(Path(folder)):
         h.update(p.relative_to(folder).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest())
@@ -42,7 +47,7 @@ def _digest(folder: str, stamp: tuple) -> str:
 
 
 def digest(folder: Path | None) -> str | None:
-    """SHA-256 over the sample's relative paths and contents (None without a folder); computed once
+    """SHA-256 over :data:`METHOD` and the sample's relative paths and contents (None without a folder); computed once
     per process while the folder's modification time stays the same."""
     if folder is None:
         return None

@@ -79,10 +79,13 @@ class OpenVinoRuntime(ConvertingRuntime):
 
         model = _core().read_model(str(model_dir / "model.xml"))
         data = inputs(spec.calibration, spec.backbone)
-        # NNCF draws progress bars on stdout: that is where the CLI's --json output goes
+        # NNCF draws progress bars on stdout: that is where the CLI's --json output goes. The
+        # parameters are calibration.METHOD (part of the cache key and of the space's fingerprint).
         with contextlib.redirect_stdout(io.StringIO()):
             quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=len(data),
-                                      preset=nncf.QuantizationPreset.PERFORMANCE)
+                                      preset=nncf.QuantizationPreset.PERFORMANCE,
+                                      advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                          overflow_fix=nncf.OverflowFix.ENABLE))
         for name in self.files:
             (model_dir / name).unlink()
         ov.save_model(quantized, str(model_dir / "model.xml"), compress_to_fp16=False)
