@@ -201,7 +201,12 @@ def test_comparison_view_marks_missing_weights_unavailable(ctx, pets, offline_ke
         assert p["embed_seconds_per_image"] > 0 and p["embed_seconds_total"] > p["embed_seconds_per_image"]
         assert len(p["map"]["x"]) == 20 and p["best_k"] == p["silhouette"]["best_k"]
     assert panels["efficientnet_lite0"]["embedding"]["embedded"] == 0  # it had its vectors already
-    assert panels["efficientnet_lite1"]["embedding"] == {"embedded": 20, "failed": 0, "errors": []}
+    lite0, lite1 = panels["efficientnet_lite0"]["embedding"], panels["efficientnet_lite1"]["embedding"]
+    assert "job_id" not in lite0 and "estimate" not in lite0  # no re-embedding was needed
+    embedding = {k: lite1[k] for k in ("embedded", "failed", "errors")}
+    assert embedding == {"embedded": 20, "failed": 0, "errors": []}
+    # the missing vectors were a re-embedding job, its cost estimated before it started
+    assert isinstance(lite1["job_id"], int) and lite1["estimate"]["images"] == 20
     (ov,) = cmp["neighbour_overlap"]
     assert (ov["a"], ov["b"], ov["k"], ov["n"]) == ("efficientnet_lite0", "efficientnet_lite1", 10, 20)
     assert 0 < ov["jaccard"] <= 1
