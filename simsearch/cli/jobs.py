@@ -23,6 +23,8 @@ def _line(job: dict) -> str:
         parts.append(f"{job['failed']} failed")  # an embedding pass adds vectors to images already there, no new ones
     elif job["kind"] in ("reembed", "reembed_shard"):
         parts.append(f"{job['added']} embedded, {job['skipped']} had the vectors, {job['failed']} failed")
+    elif job["kind"] in ("features", "features_shard"):
+        parts.append(f"{job['added']} stored, {job['skipped']} had them, {job['failed']} unreadable")
     elif job["kind"] in ("ingest", "shard"):
         parts.append(f"+{job['added']} new, {job['skipped']} present, {job['failed']} failed")
     if shards:

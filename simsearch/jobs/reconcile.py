@@ -9,8 +9,8 @@ RQ itself starts again a job whose worker died (its heartbeats stopped: see
 - a job whose RQ job failed or was stopped, while the database still says running (the worker
   died and RQ ran out of retries without telling us), is failed;
 - a sharded job whose shards have all ended is ended (:func:`simsearch.jobs.shards.roll_up`);
-- a re-embedding run by a process that died (`simsearch embed`, `simsearch compare`, a tuning) is
-  ended as lost (:func:`simsearch.jobs.reembed_lost.mark_lost`);
+- a re-embedding or local features job run by a process that died (`simsearch embed`, `simsearch
+  features`, `simsearch compare`, a tuning) is ended as lost (:func:`simsearch.jobs.reembed_lost.mark_lost`);
 - a `simsearch ingest` command killed mid-way (its process is gone) is marked ``interrupted``.
 
 Every ``simsearch worker`` runs :func:`reconcile` in its maintenance pass (every few seconds
@@ -25,11 +25,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from simsearch.store import lifecycle
-from simsearch.store.lifecycle import RESTARTABLE, SHARD_KINDS, UNFINISHED, JobKind, JobStatus
+from simsearch.store.lifecycle import IMAGE_PASSES, RESTARTABLE, SHARD_KINDS, SHARDED_KINDS, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import IngestRun
 from simsearch.text import plural
 from simsearch.jobs.execute import mark_failed
-from simsearch.jobs.rq import REEMBED_SHARD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id
+from simsearch.jobs.rq import SHARD_TARGETS, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id
 from simsearch.jobs.shards import fail_finally, roll_up
 from simsearch.jobs.reembed_lost import mark_lost
 from simsearch.owners import owner_is_gone
@@ -65,8 +65,8 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
     for run_id, kind, status, owner, created, attempts, params in rows:
         if lifecycle.is_final(status, params):
             continue  # (a shard that failed for good)
-        if kind in (JobKind.INGEST, JobKind.REEMBED) and (params or {}).get("shards"):  # a sharded job: its shards are the work
-            if roll_up(ctx, run_id) != status or (kind == JobKind.REEMBED and mark_lost(ctx, run_id)):
+        if kind in SHARDED_KINDS and (params or {}).get("shards"):  # a sharded job: its shards are the work
+            if roll_up(ctx, run_id) != status or (kind in IMAGE_PASSES and mark_lost(ctx, run_id)):
                 done["ended"].append(run_id)
             continue
         if owner is None:
@@ -93,8 +93,8 @@ def reconcile(ctx, connection, queue_name: str) -> dict:
         if not lifecycle.requeue(ctx.db, run_id, "queued again: the job queue had lost it", owned_by=owner,
                                  new_owner=f"rq:{job_id}"):
             continue  # another worker did it
-        if kind == JobKind.REEMBED_SHARD:
-            enqueue_function(ctx.settings.redis_url or "", queue_name, run_id, REEMBED_SHARD_TARGET,
+        if kind in SHARD_TARGETS:
+            enqueue_function(ctx.settings.redis_url or "", queue_name, run_id, SHARD_TARGETS[kind],
                              settings=ctx.settings, job_id=job_id, connection=connection)
         else:
             enqueue = enqueue_shard if kind == JobKind.SHARD else enqueue_ingest
@@ -131,9 +131,9 @@ def mark_interrupted(ctx) -> list[int]:
     (:func:`simsearch.jobs.reembed_lost.mark_lost`); returns their ids. Their committed work is kept."""
     marked = []
     for run_id, owner, kind, processed, total in lifecycle.unfinished(ctx.db, owner_like="cli:%"):
-        if kind == JobKind.REEMBED_SHARD:
+        if kind in IMAGE_PASSES.values():
             continue  # ended with its job
-        if kind == JobKind.REEMBED:
+        if kind in IMAGE_PASSES:
             if mark_lost(ctx, run_id):
                 marked.append(run_id)
             continue

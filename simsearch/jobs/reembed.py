@@ -39,10 +39,9 @@ from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
 from simsearch.ingest import remote
 from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
-from simsearch.owners import this_process
 from simsearch.spaces import parse, space_key
 from simsearch.store import bulk, job_cancel, lifecycle
-from simsearch.store.lifecycle import JobKind, JobStatus, is_final
+from simsearch.store.lifecycle import JobKind, JobStatus
 from simsearch.store.models import Embedding, Image, IngestRun, utcnow
 
 log = logging.getLogger("simsearch.jobs")
@@ -160,37 +159,14 @@ def create(ctx, collection_id: int, spaces: list[str], ids, *, source: str, shar
            batch_size: int | None = None, estimate: dict | None = None) -> tuple[int, list[int]]:
     """A queued re-embedding of images ``ids`` of the collection in ``spaces``, split into shards of
     at most ``shard_size`` images (default ``SIMSEARCH_SHARD_SIZE``). Returns (job id, shard ids)."""
-    spaces = check_spaces(spaces)
-    ids = sorted({int(i) for i in ids})
-    slices = shards.plan(len(ids), shard_size or ctx.settings.shard_size)
-    batch = int(batch_size or BATCH)
-    with ctx.db.session() as s:
-        parent = lifecycle.new_run(kind=KIND, collection_id=collection_id, source=source, spaces=spaces,
-                                   total=len(ids), params={"shards": len(slices), "shard_size": shard_size
-                                                           or ctx.settings.shard_size, "batch_size": batch,
-                                                           **({"estimate": estimate} if estimate else {})})
-        s.add(parent)
-        s.flush()
-        children = [lifecycle.new_run(kind=SHARD_KIND, parent_id=parent.id, collection_id=collection_id,
-                                      source=source, spaces=spaces, total=stop - start,
-                                      params={"ids": ids[start:stop], "shard": i + 1, "shards": len(slices),
-                                              "batch_size": batch})
-                    for i, (start, stop) in enumerate(slices)]
-        s.add_all(children)
-        if children:
-            lifecycle.start_parent(parent)
-        else:
-            lifecycle.end(parent, JobStatus.DONE, "nothing to embed")
-        s.flush()
-        return parent.id, [c.id for c in children]
+    return shards.create_pass(ctx, KIND, collection_id, ids, spaces=check_spaces(spaces), source=source,
+                              shard_size=shard_size, batch_size=int(batch_size or BATCH), estimate=estimate,
+                              nothing="nothing to embed")
 
 
 def unfinished_shards(ctx, parent_id: int) -> list[int]:
     """The shards of a re-embedding that have not ended for good (to queue, or run here)."""
-    with ctx.db.session() as s:
-        rows = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.params)
-                         .where(IngestRun.parent_id == parent_id).order_by(IngestRun.id)).all()
-    return [i for i, status, params in rows if not is_final(status, params)]
+    return shards.unfinished_shards(ctx, parent_id)
 
 
 def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:
@@ -286,21 +262,4 @@ def run_here(ctx, parent_id: int, progress=None) -> str:
     """Run the job's unfinished shards one after another in this process (a command that wants no
     workers, or a tuning that embeds its chosen space); returns the job's status.
     ``progress(done, total)``: the job's images done, after each batch."""
-    owner = this_process("cli")  # if this process dies, the job is found lost (simsearch.jobs.reembed_lost)
-    with ctx.db.session() as s:
-        total = s.get(IngestRun, parent_id).total
-        s.execute(update(IngestRun).where((IngestRun.id == parent_id) | (IngestRun.parent_id == parent_id),
-                                          IngestRun.owner.is_(None) | IngestRun.owner.like("cli:%"))
-                  .values(owner=owner))  # (a runner's shards stay its own: it runs them too)
-    for shard_id in unfinished_shards(ctx, parent_id):
-        with ctx.db.session() as s:
-            before = shards.progress(s, parent_id, KIND)["processed"]
-            before -= s.get(IngestRun, shard_id).processed or 0
-        report = None if progress is None else (lambda done, _n, b=before: progress(b + done, total))
-        try:
-            execute_shard(ctx, shard_id, progress=report)
-        except Exception as exc:
-            shards.fail_finally(ctx, shard_id, exc)
-            raise
-    with ctx.db.session() as s:
-        return s.get(IngestRun, parent_id).status
+    return shards.run_here(ctx, parent_id, execute_shard, progress)

@@ -1,4 +1,5 @@
-"""A re-embedding whose process died: found *lost* and ended, so that asking again starts it again.
+"""A re-embedding (or another pass over stored images: ``IMAGE_PASSES``, e.g. a local features job)
+whose process died: found *lost* and ended, so that asking again starts it again.
 
 A re-embedding run in a process of its own (:func:`simsearch.jobs.reembed.run_here`: `simsearch
 embed`, `simsearch compare`, a tuning) owns its job and shards (owner ``cli:HOST:PID:TOKEN``). If
@@ -26,7 +27,7 @@ from sqlalchemy import func, select
 from simsearch.jobs import shards
 from simsearch.owners import owner_is_gone
 from simsearch.store import lifecycle
-from simsearch.store.lifecycle import UNFINISHED, JobKind, JobStatus
+from simsearch.store.lifecycle import IMAGE_PASSES, UNFINISHED, JobKind, JobStatus
 from simsearch.store.models import IngestRun, utcnow
 
 log = logging.getLogger("simsearch.jobs")
@@ -39,7 +40,7 @@ def _runs_here(owner: str | None, status: str) -> bool:
 
 def is_lost(session, parent: IngestRun, *, now=None) -> bool:
     """Whether the running re-embedding ``parent`` was lost with its process (see the module's text)."""
-    if parent.kind != JobKind.REEMBED or parent.status != JobStatus.RUNNING:
+    if parent.kind not in IMAGE_PASSES or parent.status != JobStatus.RUNNING:
         return False
     rows = session.execute(select(IngestRun.status, IngestRun.owner).where(
         IngestRun.parent_id == parent.id, IngestRun.status.in_([u.value for u in UNFINISHED]))).all()
@@ -61,6 +62,7 @@ def mark_lost(ctx, parent_id: int) -> bool:
         parent = s.get(IngestRun, parent_id)
         if parent is None or not is_lost(s, parent):
             return False
+        kind = parent.kind
         rows = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.owner, IngestRun.processed, IngestRun.total)
                          .where(IngestRun.parent_id == parent_id,
                                 IngestRun.status.in_([u.value for u in UNFINISHED]))).all()
@@ -68,7 +70,7 @@ def mark_lost(ctx, parent_id: int) -> bool:
         lifecycle.transition(ctx.db, shard_id, JobStatus.FAILED, when=(status,), owned_by=owner,
                              message=f"lost: the process running it stopped after {processed or 0} of {total} images "
                                      "(what it stored is kept)", then=_final)
-    log.warning("re-embedding %s was lost with the process running it", parent_id)
+    log.warning("%s job %s was lost with the process running it", kind, parent_id)
     shards.roll_up(ctx, parent_id)
     return True
 
@@ -77,10 +79,11 @@ def _final(run: IngestRun) -> None:
     run.params = {**(run.params or {}), "final": True}
 
 
-def sweep(ctx, collection_id: int) -> list[int]:
-    """:func:`mark_lost` each running re-embedding of the collection; returns those found lost."""
+def sweep(ctx, collection_id: int, kind: str = JobKind.REEMBED) -> list[int]:
+    """:func:`mark_lost` each running job of ``kind`` (a re-embedding) of the collection; returns
+    those found lost."""
     with ctx.db.session() as s:
-        ids = list(s.scalars(select(IngestRun.id).where(IngestRun.kind == JobKind.REEMBED.value,
+        ids = list(s.scalars(select(IngestRun.id).where(IngestRun.kind == str(kind),
                                                         IngestRun.collection_id == collection_id,
                                                         IngestRun.status == JobStatus.RUNNING.value)))
     return [i for i in ids if mark_lost(ctx, i)]

@@ -17,6 +17,7 @@ from simsearch.config import Settings
 from simsearch.context import AppContext
 from simsearch.jobs.execute import execute_run, mark_failed, mark_retrying
 from simsearch.jobs.shards import execute_shard, fail_finally
+from simsearch.store.lifecycle import JobKind
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -27,6 +28,11 @@ SHARD_FUNCTION = "simsearch.jobs.rq.run_shard_job"
 FUNCTION_JOB = "simsearch.jobs.rq.run_function_job"
 REEMBED_SHARD_TARGET = "simsearch.jobs.reembed:execute_shard"  # a re-embedding's shard (simsearch.jobs.reembed)
 REEMBED_THREAD_TARGET = "simsearch.jobs.reembed:execute_shard_once"  # the same in a thread runner (no retries)
+FEATURES_SHARD_TARGET = "simsearch.ops.local_features:execute_shard"  # a local features job's shard
+FEATURES_THREAD_TARGET = "simsearch.ops.local_features:execute_shard_once"
+# The shards of the passes over stored images (IMAGE_PASSES), by kind: on the RQ queue, in a thread runner
+SHARD_TARGETS = {JobKind.REEMBED_SHARD: REEMBED_SHARD_TARGET, JobKind.FEATURES_SHARD: FEATURES_SHARD_TARGET}
+THREAD_TARGETS = {JobKind.REEMBED_SHARD: REEMBED_THREAD_TARGET, JobKind.FEATURES_SHARD: FEATURES_THREAD_TARGET}
 
 
 # ---- settings as job data ------------------------------------------------------------------
@@ -118,7 +124,7 @@ def on_job_failure(job, connection, exc_type, exc_value, tb) -> None:
         ctx = job_context(settings)
         if job.retries_left:
             mark_retrying(ctx, run_id, failure, job.retries_left)
-        elif job.func_name == SHARD_FUNCTION or (job.func_name == FUNCTION_JOB and job.args[1] == REEMBED_SHARD_TARGET):
+        elif job.func_name == SHARD_FUNCTION or (job.func_name == FUNCTION_JOB and job.args[1] in SHARD_TARGETS.values()):
             fail_finally(ctx, run_id, failure)
         else:
             mark_failed(ctx, run_id, failure)

@@ -19,7 +19,7 @@ from simsearch.store import lifecycle
 from simsearch.store.lifecycle import JobKind
 from simsearch.owners import owner_is_gone, this_process  # noqa: F401 (re-exported)
 from simsearch.jobs.execute import execute_run, failure_reason, mark_failed
-from simsearch.jobs.rq import (DEFAULT_QUEUE, REEMBED_THREAD_TARGET, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
+from simsearch.jobs.rq import (DEFAULT_QUEUE, THREAD_TARGETS, enqueue_function, enqueue_ingest, enqueue_shard, new_job_id,
                               redis_connection, resolve_target)
 from simsearch.store.db import unavailable
 from simsearch.text import plural
@@ -54,13 +54,13 @@ class ThreadRunner:
 
     def submit_function(self, run_id: int, target: str) -> None:
         """Run ``target(ctx, run_id)`` (``module:function``) on this process's second thread; a
-        re-embedding's shard on the ingest threads (embedding work, as an ingest: it does not wait
+        re-embedding's or local features job's shard on the ingest threads (embedding work, as an ingest: it does not wait
         behind an analysis, nor an analysis behind it)."""
         lifecycle.assign(self.ctx.db, run_id, this_process())
         self._pool_of(target).submit(self._call, run_id, target)
 
     def _pool_of(self, target: str) -> ThreadPoolExecutor:
-        return self.pool if target == REEMBED_THREAD_TARGET else self.functions
+        return self.pool if target in THREAD_TARGETS.values() else self.functions
 
     def _call(self, run_id: int, target: str) -> None:
         try:
@@ -147,10 +147,10 @@ class ThreadRunner:
         for run_id, owner, kind, processed, total in lifecycle.unfinished(self.ctx.db, owner_like="thread:%"):
             if owner == me or not owner_is_gone(owner):
                 continue
-            if kind == JobKind.REEMBED_SHARD:  # idempotent: what was stored is skipped
+            if kind in THREAD_TARGETS:  # a shard of a pass over stored images, idempotent: what was stored is skipped
                 if lifecycle.requeue(self.ctx.db, run_id, "resumed after the process running it stopped",
                                      owned_by=owner, new_owner=me):
-                    self._pool_of(REEMBED_THREAD_TARGET).submit(self._call, run_id, REEMBED_THREAD_TARGET)
+                    self.pool.submit(self._call, run_id, THREAD_TARGETS[kind])
                     resumed.append(run_id)
                 continue
             if kind != JobKind.INGEST:  # an analysis or index build keeps nothing half-done: it is started again when needed

@@ -1,8 +1,11 @@
 """Sharded jobs: a large queued job split into shards that any worker takes.
 
-Two kinds of job are split this way: a large queued ingest (below) and a re-embedding
-(:mod:`simsearch.jobs.reembed`, kind ``reembed``, its shards kind ``reembed_shard`` holding
-their image ids). :func:`progress`, :func:`roll_up` and :func:`fail_finally` serve both.
+Two sorts of job are split this way: a large queued ingest (below) and a pass over a collection's
+stored images (``IMAGE_PASSES``: a re-embedding, :mod:`simsearch.jobs.reembed`, kind ``reembed``
+with shards ``reembed_shard``; storing local features, :mod:`simsearch.ops.local_features`, kind
+``features`` with shards ``features_shard``), whose shards hold their image ids
+(:func:`create_pass`) and may be run by the command that asked (:func:`run_here`).
+:func:`progress`, :func:`roll_up` and :func:`fail_finally` serve all of them.
 
 A queued ingest of more than ``SIMSEARCH_SHARD_SIZE`` files gets one child run per slice of its
 manifest (kind ``shard``, ``parent_id`` the job, ``params`` ``{"start", "stop"}``). Each shard is a
@@ -20,7 +23,7 @@ from sqlalchemy import case, func, select, update
 
 from simsearch.errors import JobCancelled, NotFound
 from simsearch.store import lifecycle
-from simsearch.store.lifecycle import ENDED, SHARD_KINDS, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
+from simsearch.store.lifecycle import ENDED, IMAGE_PASSES, SHARD_KINDS, JobKind, JobStatus, is_final  # noqa: F401 (is_final re-exported)
 from simsearch.store.models import Image, IngestRun, utcnow
 from simsearch.text import plural
 from simsearch import derived
@@ -28,6 +31,7 @@ from simsearch.errors import public_reason
 from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
 from simsearch.jobs.cleanup import release_uploads
 from simsearch.jobs.manifest import Manifest, run_folder
+from simsearch.owners import this_process
 
 log = logging.getLogger("simsearch.jobs")
 
@@ -130,8 +134,9 @@ def progress(session, parent_id: int, kind: str = JobKind.INGEST) -> dict:
     """The sums of a sharded job's shards and how many are in each state. A shard that ended
     ``done`` processed all its files; ``added`` counts the images its runs stored (a shard run
     twice, after its worker died, adds in both runs: its own counter has the last run's only).
-    A re-embedding (``kind`` ``reembed``) adds no images: ``added`` sums the images its shards'
-    last runs embedded, ``skipped`` those that already had the vectors (an earlier run's work)."""
+    A pass over stored images (``kind`` ``reembed``, ``features``) adds no images: ``added`` sums
+    the images its shards' last runs embedded (or stored the features of), ``skipped`` those that
+    had them already (an earlier run's work)."""
     shard_ids = select(IngestRun.id).where(IngestRun.parent_id == parent_id)
     row = session.execute(select(func.count(),
                                  func.coalesce(func.sum(case((IngestRun.status == JobStatus.DONE.value, IngestRun.total),
@@ -145,7 +150,7 @@ def progress(session, parent_id: int, kind: str = JobKind.INGEST) -> dict:
     states = dict(session.execute(select(IngestRun.status, func.count()).where(IngestRun.parent_id == parent_id)
                                   .group_by(IngestRun.status)).all())
     processed, failed, duplicates = int(row[1]), int(row[2]), int(row[4])
-    if kind == JobKind.REEMBED:
+    if kind in IMAGE_PASSES:
         added, skipped = session.execute(select(func.coalesce(func.sum(IngestRun.added), 0),
                                                 func.coalesce(func.sum(IngestRun.skipped), 0))
                                          .where(IngestRun.parent_id == parent_id)).one()
@@ -188,7 +193,9 @@ def roll_up(ctx, parent_id: int) -> str:
         reasons = [m for _sid, status, m, _e, _p in shards if status != JobStatus.DONE and m]
         if failed:
             again = ("retrying the job finishes it (the images already embedded are skipped)"
-                     if parent.kind == JobKind.REEMBED else "ingesting the same files again finishes the job")
+                     if parent.kind == JobKind.REEMBED else
+                     "retrying the job finishes it (the images whose features are stored are skipped)"
+                     if parent.kind == JobKind.FEATURES else "ingesting the same files again finishes the job")
             lifecycle.end(parent, JobStatus.FAILED,
                           f"{len(failed)} of {plural(len(shards), 'shard')} failed (shard {', '.join(map(str, failed[:10]))}"
                           f"{'...' if len(failed) > 10 else ''}): {reasons[0] if reasons else 'no reason recorded'}; "
@@ -224,3 +231,70 @@ def roll_up_parent_of(ctx, run_id: int) -> None:
         parent_id = run.parent_id if run is not None else None
     if parent_id is not None:
         roll_up(ctx, parent_id)
+
+
+# ---- passes over stored images (IMAGE_PASSES): shards of image ids ------------------------------
+
+def create_pass(ctx, kind: str, collection_id: int, ids, *, spaces: list[str], source: str,
+                shard_size: int | None = None, batch_size: int, estimate: dict | None = None,
+                nothing: str = "nothing to do") -> tuple[int, list[int]]:
+    """A running job of ``kind`` (an ``IMAGE_PASSES`` key) over images ``ids`` of the collection,
+    split into queued shards (its shard kind) of at most ``shard_size`` image ids each (default
+    ``SIMSEARCH_SHARD_SIZE``; ``params["ids"]``), or ended ``done`` (``nothing``) when there are
+    none. Returns (job id, shard ids)."""
+    ids = sorted({int(i) for i in ids})
+    size = shard_size or ctx.settings.shard_size
+    slices = plan(len(ids), size)
+    with ctx.db.session() as s:
+        parent = lifecycle.new_run(kind=kind, collection_id=collection_id, source=source, spaces=spaces,
+                                   total=len(ids), params={"shards": len(slices), "shard_size": size,
+                                                           "batch_size": batch_size,
+                                                           **({"estimate": estimate} if estimate else {})})
+        s.add(parent)
+        s.flush()
+        children = [lifecycle.new_run(kind=IMAGE_PASSES[JobKind(kind)], parent_id=parent.id,
+                                      collection_id=collection_id, source=source, spaces=spaces, total=stop - start,
+                                      params={"ids": ids[start:stop], "shard": i + 1, "shards": len(slices),
+                                              "batch_size": batch_size})
+                    for i, (start, stop) in enumerate(slices)]
+        s.add_all(children)
+        if children:
+            lifecycle.start_parent(parent)
+        else:
+            lifecycle.end(parent, JobStatus.DONE, nothing)
+        s.flush()
+        return parent.id, [c.id for c in children]
+
+
+def unfinished_shards(ctx, parent_id: int) -> list[int]:
+    """The shards of a job that have not ended for good (to queue, or run here)."""
+    with ctx.db.session() as s:
+        rows = s.execute(select(IngestRun.id, IngestRun.status, IngestRun.params)
+                         .where(IngestRun.parent_id == parent_id).order_by(IngestRun.id)).all()
+    return [i for i, status, params in rows if not is_final(status, params)]
+
+
+def run_here(ctx, parent_id: int, execute, on_batch=None) -> str:
+    """Run a pass's unfinished shards one after another in this process (``execute(ctx, shard_id,
+    progress=...)``: its kind's shard function); returns the job's status. ``on_batch(done,
+    total)``: the job's images done, after each batch. If this process dies the job is found lost
+    (:mod:`simsearch.jobs.reembed_lost`)."""
+    owner = this_process("cli")
+    with ctx.db.session() as s:
+        parent = s.get(IngestRun, parent_id)
+        total, kind = parent.total, parent.kind
+        s.execute(update(IngestRun).where((IngestRun.id == parent_id) | (IngestRun.parent_id == parent_id),
+                                          IngestRun.owner.is_(None) | IngestRun.owner.like("cli:%"))
+                  .values(owner=owner))  # (a runner's shards stay its own: it runs them too)
+    for shard_id in unfinished_shards(ctx, parent_id):
+        with ctx.db.session() as s:
+            before = progress(s, parent_id, kind)["processed"]
+            before -= s.get(IngestRun, shard_id).processed or 0
+        report = None if on_batch is None else (lambda done, _n, b=before: on_batch(b + done, total))
+        try:
+            execute(ctx, shard_id, progress=report)
+        except Exception as exc:
+            fail_finally(ctx, shard_id, exc)
+            raise
+    with ctx.db.session() as s:
+        return s.get(IngestRun, parent_id).status

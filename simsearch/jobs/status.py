@@ -44,9 +44,12 @@ def title(kind: str, source: str | None, params: dict | None, spaces: list | Non
     if kind == "shard":
         part = f"Shard {params['shard']} of {params.get('shards', '?')}" if params.get("shard") else "Shard"
         return f"{part} of ingest #{parent_id}" if parent_id else part
-    if kind == "reembed_shard":
+    if kind in ("reembed_shard", "features_shard"):
         part = f"Shard {params['shard']} of {params.get('shards', '?')}" if params.get("shard") else "Shard"
-        return f"{part} of re-embedding #{parent_id}" if parent_id else part
+        job = "re-embedding" if kind == "reembed_shard" else "local features"
+        return f"{part} of {job} #{parent_id}" if parent_id else part
+    if kind == "features":
+        return "Storing local features (SIFT)"
     space = embedding_space(source) if kind in ("ingest", "reembed") else None
     if space is not None:  # the compare page's action, or `simsearch compare`'s pass
         why = "for a comparison" if source.startswith("compare:") else "(re-embedding)"

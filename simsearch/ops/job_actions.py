@@ -85,6 +85,9 @@ def refusal(ctx, run: IngestRun, collection: str | None) -> str | None:
         return f"the collection of job {run.id} was deleted"
     if run.kind == JobKind.REEMBED_SHARD:
         return f"job {run.id} is a shard of re-embedding #{run.parent_id}: retry that job (what was stored is skipped)"
+    if run.kind == JobKind.FEATURES_SHARD:
+        return (f"job {run.id} is a shard of local features job #{run.parent_id}: retry that job (what was stored is "
+                "skipped)")
     if run.kind == JobKind.SHARD:
         return (f"job {run.id} is a shard of ingest #{run.parent_id}: ingest the same files again to finish that job "
                 "(what was stored is skipped)")
@@ -123,7 +126,7 @@ def retry(ctx, runner, job_id: int) -> dict:
     elif run.kind == JobKind.TUNE:
         opts = {k: v for k, v in (run.params or {}).items() if k != "report"}
         new_id, status = tune_jobs.start(ctx, runner, collection, opts)
-    elif run.kind == JobKind.REEMBED:  # the same job: its shards that did not end done are queued again
+    elif run.kind in (JobKind.REEMBED, JobKind.FEATURES):  # the same job: its shards not ended done are queued again
         if not reembed_jobs.retry(ctx, runner, run.id):
             raise Conflict(f"job {run.id} changed meanwhile: look at it again", field="job_id")
         new_id, status = run.id, JobStatus.RUNNING.value

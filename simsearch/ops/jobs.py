@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from simsearch import limits
 from simsearch.errors import NotFound
 from simsearch.jobs import shards
-from simsearch.store.lifecycle import ENDED, RETRYABLE, JobKind, JobStatus  # noqa: F401 (ENDED: the CLI's)
+from simsearch.store.lifecycle import ENDED, RETRYABLE, SHARDED_KINDS, JobKind, JobStatus  # noqa: F401 (ENDED: the CLI's)
 from simsearch.jobs.status import STALE_AFTER_SECONDS, _aware, job_dict
 from simsearch.ops import job_actions
 from simsearch.ops.analysis_tasks import KINDS, AnalysisTask
@@ -50,8 +50,8 @@ def shown(run: IngestRun, collection: str | None, session=None) -> dict:
 
 
 def _sharded(run: IngestRun) -> bool:
-    """A job split into shards: a large queued ingest, a re-embedding."""
-    return run.kind in (JobKind.INGEST, JobKind.REEMBED) and bool((run.params or {}).get("shards"))
+    """A job split into shards: a large queued ingest, a re-embedding, a local features job."""
+    return run.kind in SHARDED_KINDS and bool((run.params or {}).get("shards"))
 
 
 def sharded_progress(session, run: IngestRun, shown: dict) -> dict:

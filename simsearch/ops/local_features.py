@@ -1,47 +1,235 @@
-"""Local features stored after ingest: the SIFT keypoints of a collection's images
-(:mod:`simsearch.images.local_features`) extracted from their originals and stored
+"""Local features stored after ingest, as a sharded job: the SIFT keypoints of a collection's
+images (:mod:`simsearch.images.local_features`) extracted from their originals and stored
 (``image_features``), so that a search by upload takes candidates by local features by default
-(:func:`simsearch.ops.verify.local_default`) without ingest paying for them.
+(:func:`simsearch.ops.verify.local_default`) without ingest paying for them (`simsearch
+features`, ``POST /api/collections/<name>/features``).
 
-Ingest with ``SIMSEARCH_LOCAL_FEATURES`` stores them as it goes, at about three times ingest's
-pre-processing CPU time (docs/region-search.md); this stores them afterwards, batch by batch (one
-transaction each), for the images that lack them, so a run that was stopped continues where it
-stopped when it is run again.
+Ingest with ``SIMSEARCH_LOCAL_FEATURES`` stores them as it goes (docs/region-search.md); this
+stores them afterwards for the collection's ok images that lack them (or have a stale method's),
+on the shard machinery of the passes over stored images (:mod:`simsearch.jobs.shards`, as a
+re-embedding): a job of kind ``features`` split into shards (``features_shard``) of at most
+``SIMSEARCH_SHARD_SIZE`` image ids that any worker takes (RQ + ``simsearch worker``, a thread of
+the web app, or the command itself: :func:`run_here`). A shard checks before each batch that it
+was not cancelled and which of the batch's images have the features already (an earlier run's:
+skipped), then extracts and stores the others in one transaction, so a shard run again after its
+worker was killed does only what the killed run had not committed. Its wall seconds are recorded
+with it: the next job's cost estimate (images lacking x seconds per image) is taken from them,
+else from a timed probe of a few images. Progress, cancel, retry and the lost-process sweep are
+the sharded jobs' own (:mod:`simsearch.ops.job_actions`, :mod:`simsearch.jobs.reembed_lost`).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+from sqlalchemy import select, update
+
+from simsearch.errors import Conflict, JobCancelled
 from simsearch.images import local_features as LF
+from simsearch.jobs import reembed_lost, shards
+from simsearch.ops.reembed_jobs import submit
 from simsearch.ops.verify import features_from_original
 from simsearch.store import features as stored
-from simsearch.store import repo
+from simsearch.store import job_cancel, lifecycle, repo
+from simsearch.store.lifecycle import JobKind, JobStatus
+from simsearch.store.models import Image, IngestRun, utcnow
 
-BATCH = 64
+KIND = JobKind.FEATURES
+SHARD_KIND = JobKind.FEATURES_SHARD
+BATCH = 32
+MAX_ERRORS = 1000
+RECORDED_SHARDS = 50  # the latest ended shards the recorded rate is taken from
+PROBE_IMAGES = 4
+UNREADABLE = "its original cannot be read or decoded (moved, changed or deleted)"
 
 
-def store_missing(ctx, collection: str, *, batch: int = BATCH, progress=None) -> dict:
-    """Extract and store the features of the collection's images that lack them (or have a stale
-    method's). ``progress(done, total)`` after each batch. Returns the counts: ``lacking`` (before),
-    ``stored``, ``unreadable`` (no readable original: they stay without, and unverified) and
-    ``seconds``."""
-    t0 = time.perf_counter()
+# ---- the cost, said before it starts ------------------------------------------------------------
+
+def lacking_ids(ctx, collection: str) -> tuple[int, list[int]]:
+    """(collection id, its ok images without features of the current method, by id)."""
     with ctx.db.session() as s:
         coll_id = repo.get_collection(s, collection).id
-        ids, stale = stored.lacking(s, coll_id, LF.METHOD)
-    done = unreadable = 0
+        ids, _stale = stored.lacking(s, coll_id, LF.METHOD)
+    return coll_id, ids
+
+
+def recorded_rate(ctx) -> float | None:
+    """Seconds per image of the latest features shards that ended here (their wall seconds:
+    reading, decoding, extracting and storing), or None when none did."""
+    with ctx.db.session() as s:
+        rows = s.execute(select(IngestRun.params, IngestRun.added)
+                         .where(IngestRun.kind == SHARD_KIND.value, IngestRun.status == JobStatus.DONE.value,
+                                IngestRun.added > 0)
+                         .order_by(IngestRun.id.desc()).limit(RECORDED_SHARDS)).all()
+    timed = [(float(p["seconds"]), int(n)) for p, n in rows if (p or {}).get("seconds") is not None]
+    images = sum(n for _s, n in timed)
+    return sum(sec for sec, _n in timed) / images if images else None
+
+
+def probe_rate(ctx, ids: list[int]) -> float | None:
+    """Seconds per image extracting the features of up to :data:`PROBE_IMAGES` of ``ids`` (nothing stored)."""
+    ids = ids[:PROBE_IMAGES]
+    if not ids:
+        return None
+    t0 = time.perf_counter()
+    for i in ids:
+        features_from_original(ctx, i)
+    return (time.perf_counter() - t0) / len(ids)
+
+
+def cost(ctx, ids: list[int], *, probe: bool = True) -> dict:
+    """What storing the features of ``ids`` costs on one worker: ``images``, ``seconds_per_image``,
+    ``seconds`` (None when unknown) and the ``basis`` of the rate: ``recorded`` (earlier shards),
+    ``probe`` (a few of ``ids`` timed now, when ``probe``) or ``none``."""
+    rate, basis = recorded_rate(ctx), "recorded"
+    if rate is None and probe:
+        rate, basis = probe_rate(ctx, ids), "probe"
+    if rate is None:
+        basis = "none"
+    return {"images": len(ids), "seconds_per_image": None if rate is None else round(rate, 4),
+            "seconds": None if rate is None else round(rate * len(ids), 1), "basis": basis}
+
+
+def estimate(ctx, collection: str, *, probe: bool = True) -> dict:
+    """What storing ``collection``'s missing local features would cost, before it starts."""
+    _coll_id, ids = lacking_ids(ctx, collection)
+    return {"collection": collection, **cost(ctx, ids, probe=probe)}
+
+
+# ---- the job -----------------------------------------------------------------------------------
+
+def create_job(ctx, collection: str, *, shard_size: int | None = None, batch_size: int | None = None) -> dict | None:
+    """Record the job over the collection's images lacking features without starting it, or return
+    the one queued or running for it (one lost with its process is ended first). None: none lacks
+    them. Returns ``{"job_id", "status", "total", "shards", "estimate", "new"}`` (``shards``: ids)."""
+    coll_id, todo = lacking_ids(ctx, collection)
+    reembed_lost.sweep(ctx, coll_id, KIND)
+    with ctx.db.session() as s:
+        found = s.scalars(select(IngestRun).where(IngestRun.kind == KIND.value, IngestRun.collection_id == coll_id,
+                                                  IngestRun.status.in_([u.value for u in lifecycle.UNFINISHED]))
+                          .order_by(IngestRun.id.desc()).limit(1)).first()
+        if found is not None:
+            return {"job_id": found.id, "status": found.status, "total": found.total, "shards": [],
+                    "estimate": (found.params or {}).get("estimate"), "new": False}
+    if not todo:
+        return None
+    est = cost(ctx, todo)
+    job_id, shard_ids = shards.create_pass(ctx, KIND, coll_id, todo, spaces=[], source=f"local features ({LF.METHOD})",
+                                           shard_size=shard_size, batch_size=int(batch_size or BATCH), estimate=est,
+                                           nothing="no image lacks its local features")
+    return {"job_id": job_id, "status": JobStatus.RUNNING.value, "total": len(todo), "shards": shard_ids,
+            "estimate": est, "new": True}
+
+
+def start(ctx, runner, collection: str, *, shard_size: int | None = None, batch_size: int | None = None) -> dict:
+    """Queue the job storing ``collection``'s missing local features (409 when none lacks them), or
+    join the one queued or running; each shard goes to ``runner``. Returns the 202 body: ``job_id``,
+    ``status``, ``collection``, ``total``, ``shards`` (how many), ``estimate``, ``runner``."""
+    made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size)
+    if made is None:
+        raise Conflict(f"every image of {collection!r} already has its local features stored", field="name")
+    submit(ctx, runner, made["shards"], SHARD_KIND)
+    return {"job_id": made["job_id"], "status": made["status"], "collection": collection, "total": made["total"],
+            "shards": len(made["shards"]), "estimate": made["estimate"], "runner": runner.kind}
+
+
+def run_here(ctx, collection: str, *, progress=None, shard_size: int | None = None, batch_size: int | None = None,
+             announce=None) -> dict | None:
+    """The job run in this process, shard after shard: ``{"job_id", "status", "total", "stored",
+    "skipped", "unreadable", "estimate", "message", "errors"}``; None when no image lacks its
+    features. ``announce(estimate)`` before it starts; ``progress(done, total)`` after each batch.
+    Run again after an interruption, it continues the same job (or, its process gone, a new one)."""
+    made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size)
+    if made is None:
+        return None
+    if announce is not None:
+        announce(made["estimate"])
+    status = shards.run_here(ctx, made["job_id"], execute_shard, progress)
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, made["job_id"])
+        return {"job_id": run.id, "status": status, "total": run.total, "stored": run.added, "skipped": run.skipped,
+                "unreadable": run.failed, "estimate": made["estimate"], "message": run.message,
+                "errors": list(run.errors or [])}
+
+
+def store_missing(ctx, collection: str, *, progress=None, shard_size: int | None = None,
+                  batch_size: int | None = None, announce=None) -> dict:
+    """:func:`run_here`, summed up: ``collection``, ``lacking`` (before), ``stored``, ``unreadable``
+    (no readable original: they stay without, and unverified), ``skipped``, ``seconds``,
+    ``job_id`` (None: nothing lacked them), ``status`` and ``estimate``."""
+    t0 = time.perf_counter()
+    out = run_here(ctx, collection, progress=progress, shard_size=shard_size, batch_size=batch_size, announce=announce)
+    if out is None:
+        out = {"job_id": None, "status": JobStatus.DONE.value, "total": 0, "stored": 0, "skipped": 0, "unreadable": 0,
+               "estimate": None, "message": "no image lacks its local features", "errors": []}
+    return {"collection": collection, "lacking": out["total"], **out, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:
+    """Store the features of one shard's images that still lack them, then roll the job up. A shard
+    that ended is not run again; one left ``running`` by a dead worker is (what it committed is
+    skipped). A failure propagates (RQ's failure callback retries the shard, or fails it for good
+    after its last attempt). ``progress(done, total)``: after each batch."""
+    got = shards.claim_shard(ctx, shard_id, SHARD_KIND, "local features shard")
+    shard = got.run
+    if not got.claimed:
+        return {"run_id": shard_id, "status": shard.status}
+    parent_id, coll_id = shard.parent_id, shard.collection_id
+    ids, batch = [int(i) for i in shard.params["ids"]], int(shard.params.get("batch_size") or BATCH)
+    try:
+        with lifecycle.Heartbeat(ctx.db, shard_id):
+            out = _store_shard(ctx, shard_id, ids, batch, progress)
+    except JobCancelled:
+        shards.roll_up(ctx, parent_id)
+        return {"run_id": shard_id, "status": JobStatus.FAILED.value, "cancelled": True}
+    finally:
+        if ctx.descriptors is not None:
+            ctx.descriptors.forget(coll_id)  # (this process's descriptor index follows the stored features)
+    lifecycle.finish(ctx.db, shard_id, f"stored the local features of {out['added']} images, {out['skipped']} had "
+                     "them already" + (f", {out['failed']} could not be read" if out["failed"] else ""),
+                     params={**shard.params, "seconds": round(out["seconds"], 3)})
+    shards.roll_up(ctx, parent_id)
+    return {"run_id": shard_id, "status": JobStatus.DONE.value, **out}
+
+
+def execute_shard_once(ctx, shard_id: int) -> dict:
+    """:func:`execute_shard` in a thread runner (no retries): a failure ends the shard for good."""
+    try:
+        return execute_shard(ctx, shard_id)
+    except Exception as exc:
+        shards.fail_finally(ctx, shard_id, exc)
+        raise
+
+
+def _store_shard(ctx, shard_id: int, ids: list[int], batch: int, progress) -> dict:
+    with ctx.db.session() as s:
+        names = dict(s.execute(select(Image.id, Image.source_path).where(Image.id.in_(ids), Image.status == "ok")).all())
+    counts = {"processed": 0, "added": 0, "skipped": 0, "failed": 0}
+    errors: list[dict] = []
+    t0 = time.perf_counter()
     for start in range(0, len(ids), max(1, batch)):
         chunk = ids[start:start + max(1, batch)]
-        new = {i: f for i in chunk if (f := features_from_original(ctx, i)) is not None}
-        unreadable += len(chunk) - len(new)
-        if new:
+        with ctx.db.session() as s:
+            running = job_cancel.still_running(s, shard_id)  # cancelled meanwhile: stop before this batch
+            methods = stored.methods_of(s, chunk)
+        if not running:
             with ctx.db.session() as s:
-                stored.store(s, new, LF.METHOD, replace=bool(stale & set(new)))
-        done += len(new)
+                job_cancel.stopped(s.get(IngestRun, shard_id), f"stopped after {counts['processed']} of "
+                                                               f"{len(ids)} images (what was stored is kept)")
+            raise JobCancelled(f"local features shard {shard_id} was cancelled", field="job_id")
+        todo = [i for i in chunk if i in names and methods.get(i) != LF.METHOD]  # an earlier run's: skipped
+        new = {i: f for i in todo if (f := features_from_original(ctx, i)) is not None}
+        bad = [{"file": Path(names[i] or "?").name, "reason": UNREADABLE} for i in todo if i not in new]
+        errors += bad
+        counts["processed"] += len(chunk)
+        counts["added"] += len(new)
+        counts["skipped"] += len(chunk) - len(todo)
+        counts["failed"] += len(bad)
+        with ctx.db.session() as s:  # the batch's features and the shard's counters: one transaction
+            stored.store(s, new, LF.METHOD, replace=any(i in methods for i in new))
+            s.execute(update(IngestRun).where(IngestRun.id == shard_id)
+                      .values(**counts, errors=errors[:MAX_ERRORS], updated_at=utcnow()))
         if progress is not None:
-            progress(start + len(chunk), len(ids))
-    if ctx.descriptors is not None:
-        ctx.descriptors.forget(coll_id)
-    return {"collection": collection, "lacking": len(ids), "stored": done, "unreadable": unreadable,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            progress(counts["processed"], len(ids))
+    return {**counts, "seconds": time.perf_counter() - t0}

@@ -19,7 +19,8 @@ from simsearch.errors import Conflict, InvalidInput
 from simsearch.jobs import reembed, reembed_cost, reembed_lost
 from simsearch.ops.ingest import IngestOptions, name_list
 from simsearch.store import lifecycle, repo
-from simsearch.store.lifecycle import JobStatus
+from simsearch.jobs.rq import SHARD_TARGETS, THREAD_TARGETS
+from simsearch.store.lifecycle import JobKind, JobStatus
 from simsearch.store.models import Image, IngestRun
 
 
@@ -114,17 +115,20 @@ def start(ctx, runner, collection: str, spaces, *, ids=None, source: str | None 
             "total": made["total"], "shards": len(made["shards"]), "estimate": made["estimate"], "runner": runner.kind}
 
 
-def submit(ctx, runner, shard_ids: list[int]) -> None:
-    """Hand shards to ``runner``: the RQ queue (retried by RQ) or this process's job thread."""
-    target = reembed.TARGET if runner.kind == "rq" else reembed.THREAD_TARGET
+def submit(ctx, runner, shard_ids: list[int], kind: str = reembed.SHARD_KIND) -> None:
+    """Hand shards (of ``kind``: a pass over stored images' shard kind) to ``runner``: the RQ queue
+    (retried by RQ) or this process's job thread."""
+    target = (SHARD_TARGETS if runner.kind == "rq" else THREAD_TARGETS)[JobKind(kind)]
     for shard_id in shard_ids:
         runner.submit_function(shard_id, target)
 
 
 def retry(ctx, runner, job_id: int) -> bool:
-    """Queue again the shards of a failed or cancelled re-embedding that did not end ``done`` (the
-    same job; the images already embedded are skipped). False when it changed meanwhile."""
+    """Queue again the shards of a failed or cancelled re-embedding (or another pass over stored
+    images: a local features job) that did not end ``done`` (the same job; the images already done
+    are skipped). False when it changed meanwhile."""
     with ctx.db.session() as s:
+        kind = s.get(IngestRun, job_id).kind
         rows = s.execute(select(IngestRun.id, IngestRun.status).where(IngestRun.parent_id == job_id)).all()
     again = [i for i, status in rows if status != JobStatus.DONE]
     if not lifecycle.transition(ctx.db, job_id, JobStatus.RUNNING, when=lifecycle.RETRYABLE, finished_at=None,
@@ -133,7 +137,7 @@ def retry(ctx, runner, job_id: int) -> bool:
     for shard_id in again:
         lifecycle.transition(ctx.db, shard_id, JobStatus.QUEUED, when=lifecycle.RETRYABLE, then=_not_final,
                              message="queued again (retry of its job)")
-    submit(ctx, runner, again)
+    submit(ctx, runner, again, lifecycle.IMAGE_PASSES[JobKind(kind)])
     return True
 
 

@@ -84,3 +84,13 @@ def image_ids(session: Session, collection_id: int, method: str) -> list[int]:
          .where(Image.collection_id == int(collection_id), ImageFeatures.method == method)
          .order_by(ImageFeatures.image_id))
     return [int(i) for i in session.execute(q).scalars()]
+
+
+def methods_of(session: Session, image_ids) -> dict[int, str]:
+    """``{image_id: method}`` of these images' stored features (those without have no key): what a
+    pass storing features checks before each batch, without reading the features."""
+    out: dict[int, str] = {}
+    for chunk in repo.in_chunks(sorted({int(i) for i in image_ids})):
+        out.update({int(i): m for i, m in session.execute(select(ImageFeatures.image_id, ImageFeatures.method)
+                                                          .where(ImageFeatures.image_id.in_(chunk))).all()})
+    return out

@@ -50,6 +50,8 @@ class JobKind(StrEnum):
     SHARD = "shard"  # a slice of a large queued ingest (simsearch.jobs.shards)
     REEMBED = "reembed"  # stored images embedded again in other spaces (simsearch.jobs.reembed)
     REEMBED_SHARD = "reembed_shard"  # a slice of a re-embedding's images
+    FEATURES = "features"  # local features of stored images, stored after ingest (simsearch.ops.local_features)
+    FEATURES_SHARD = "features_shard"  # a slice of those images
     INDEX = "index"  # a background index rebuild (simsearch.jobs.index_builds)
     TUNE = "tune"  # simsearch.ops.tune_jobs
     # the background analyses (simsearch.ops.analysis_tasks.KINDS)
@@ -63,8 +65,12 @@ class JobKind(StrEnum):
 UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 ENDED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.INTERRUPTED)
 ANALYSIS_KINDS = (JobKind.CLUSTERS, JobKind.MAP, JobKind.EVALUATION, JobKind.COMPARISON, JobKind.DUPLICATES)
-SHARD_KINDS = (JobKind.SHARD, JobKind.REEMBED_SHARD)  # slices of a job (``parent_id``), rolled up into it
-RESTARTABLE = (JobKind.INGEST, JobKind.SHARD, JobKind.REEMBED_SHARD)  # idempotent: started again after a lost worker
+SHARD_KINDS = (JobKind.SHARD, JobKind.REEMBED_SHARD, JobKind.FEATURES_SHARD)  # slices of a job (``parent_id``), rolled up into it
+# Passes over a collection's stored images, split into shards of image ids (``params["ids"]``) that
+# any worker takes, or the command that started them (then lost with its process): job -> shard kind
+IMAGE_PASSES = {JobKind.REEMBED: JobKind.REEMBED_SHARD, JobKind.FEATURES: JobKind.FEATURES_SHARD}
+SHARDED_KINDS = (JobKind.INGEST, *IMAGE_PASSES)  # jobs whose shards are the work (when ``params["shards"]``)
+RESTARTABLE = (JobKind.INGEST, JobKind.SHARD, *IMAGE_PASSES.values())  # idempotent: started again after a lost worker
 RETRYABLE = (JobStatus.FAILED, JobStatus.INTERRUPTED)  # ended badly: a retry may start it again
 
 HEARTBEAT_SECONDS = 30.0

@@ -76,7 +76,7 @@ class RateLimiter:
 # ---- jobs ----------------------------------------------------------------------------------------
 
 JOB_RETRY_AFTER = 10  # seconds: jobs take a while; ask again then
-NOT_COUNTED = ("shard", "reembed_shard", "index")  # made by a job, or by the index manager: nobody asked for them
+NOT_COUNTED = ("shard", "reembed_shard", "features_shard", "index")  # made by a job, or by the index manager: nobody asked for them
 UNFINISHED = [status.value for status in lifecycle.UNFINISHED]
 _ADVISORY_KEY = 0x51A5EA4C  # pg_advisory_xact_lock's key for "count then insert a job"
 

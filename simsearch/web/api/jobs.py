@@ -8,7 +8,7 @@ from simsearch.errors import InvalidInput
 from simsearch.jobs.staging import ZipLimits
 from simsearch.ops import ingest as ops_ingest
 from simsearch.ops import jobs as ops_jobs
-from simsearch.ops import reembed_jobs
+from simsearch.ops import local_features, reembed_jobs
 from simsearch.store import repo
 from simsearch.web import schemas as S
 from simsearch.web.api.blueprint import bp
@@ -109,3 +109,20 @@ def embed(name: str, q, body: S.EmbedBackbone):
         responses=EMBEDDING_RESPONSES)
 def reembed(name: str, q, body: S.ReembedRequest):
     return job_accepted(reembed_jobs.start(ctx(), runner(), name, body.spaces, shard_size=body.shard_size))
+
+
+@bp.post("/collections/<name>/features")
+@bp.input(S.NoQuery, location="query", arg_name="q")
+@bp.input(S.FeaturesRequest, location="json", arg_name="body")
+@bp.output(S.FeaturesAccepted, status_code=202, description="Queued; poll status_url.", links=links.QUEUED_JOB)
+@bp.doc(summary="Store the local features of the collection's images (sharded background job)", tags=["ingest"],
+        security=WRITE_SECURITY,
+        description="Extracts the local features (SIFT keypoints) of the collection's ok images that lack them from "
+                    "their originals and stores them, so that a search by upload takes candidates by local features by "
+                    "default. The images are split into shards that any worker takes (resumable: a shard run again "
+                    "skips the images already stored); the answer carries the cost estimate worked out before it "
+                    "starts. The same request while one runs joins it. 409 when every image already has them.",
+        responses={**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP, e503="The job queue is unavailable."),
+                   202: EMBEDDING_RESPONSES[202]})
+def features(name: str, q, body: S.FeaturesRequest):
+    return job_accepted(local_features.start(ctx(), runner(), name, shard_size=body.shard_size))

@@ -1,6 +1,7 @@
 """Request and response of ``POST /api/collections/<name>/reembed``: a re-embedding job and its
-cost estimate (:mod:`simsearch.ops.reembed_jobs`); and the answer of ``.../embed`` (the same job,
-with the images left out because their source file is gone)."""
+cost estimate (:mod:`simsearch.ops.reembed_jobs`); the answer of ``.../embed`` (the same job,
+with the images left out because their source file is gone); and ``.../features``: the job storing
+the images' local features (:mod:`simsearch.ops.local_features`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from simsearch import limits as L
 from simsearch.web.schemas.requests import Body
 
-__all__ = ["ReembedRequest", "ReembedEstimate", "ReembedAccepted", "EmbedAccepted"]
+__all__ = ["ReembedRequest", "ReembedEstimate", "ReembedAccepted", "EmbedAccepted", "FeaturesRequest",
+           "FeaturesEstimate", "FeaturesAccepted"]
 
 
 class ReembedRequest(Body):
@@ -61,3 +63,34 @@ class EmbedAccepted(ReembedAccepted):
 
     ignored: list[str] = Field(description="Images left out because their source file is gone (the first 200).",
                                examples=[["cat.1.jpg (its source file is gone)"]])
+
+
+class FeaturesRequest(Body):
+    shard_size: Annotated[int, Field(ge=1, le=1_000_000), L.Whole] | None = Field(
+        None, description="Images per shard (default: the server's SIMSEARCH_SHARD_SIZE).", examples=[1000])
+
+
+class FeaturesEstimate(BaseModel):
+    """What the job will cost on one worker, worked out before it starts: images x seconds per image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    images: int = Field(description="Images lacking their local features.", examples=[2040])
+    seconds_per_image: float | None = Field(description="Seconds per image (null: no rate known).", examples=[0.05])
+    seconds: float | None = Field(description="Seconds for the whole job on one worker (null: no rate known).",
+                                  examples=[102.0])
+    basis: Literal["recorded", "probe", "none"] = Field(
+        description="Where the rate comes from: the `recorded` wall time of earlier shards, a timed `probe` of a few "
+                    "of the images, or `none`.", examples=["recorded"])
+
+
+class FeaturesAccepted(BaseModel):
+    job_id: int
+    status: Literal["queued", "running"]
+    status_url: str
+    collection: str
+    total: int = Field(description="Images the job stores the local features of.", examples=[2040])
+    shards: int = Field(description="Shards the job was split into (0: a job already under way was joined).",
+                        examples=[3])
+    estimate: FeaturesEstimate | None = Field(description="The cost, said before it starts.")
+    runner: Literal["thread", "rq"]

@@ -138,10 +138,10 @@ class Job(BaseModel):
     large index (index)."""
 
     id: int
-    kind: Literal["ingest", "shard", "reembed", "reembed_shard", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
+    kind: Literal["ingest", "shard", "reembed", "reembed_shard", "features", "features_shard", "clusters", "map", "evaluation", "comparison", "duplicates", "index", "tune"]
     title: str = Field(description="What the job does, in words (an ingest that only adds another backbone's "
                                    "vectors is an embedding pass).")
-    parent_id: int | None = Field(None, description="A shard: the job (ingest or re-embedding) it is a part of.")
+    parent_id: int | None = Field(None, description="A shard: the job (ingest, re-embedding or local features) it is a part of.")
     cancelled: bool = Field(False, description="Failed because it was cancelled (`POST /api/jobs/{id}/cancel`).")
     retry_refused: str | None = Field(None, description="A failed, cancelled or interrupted job that "
                                       "`POST /api/jobs/{id}/retry` cannot start again: why, and what to do instead "
@@ -171,12 +171,12 @@ class Job(BaseModel):
     finished_at: Timestamp | None
     message: str | None
     stale: bool = Field(description="Running, but no progress for 10 minutes: its process probably stopped.")
-    shards: JobShards | None = Field(None, description="A large queued ingest, or a re-embedding, split into shards "
+    shards: JobShards | None = Field(None, description="A large queued ingest, a re-embedding or a local features job, split into shards "
                                      "that any worker takes: how many are in each state (the counters above are their "
                                      "sums).")
     children: list[dict[str, Any]] | None = Field(None, description="One job's view (`/api/jobs/{id}`) of a sharded "
-                                                  "ingest or re-embedding: its shards, each in the shape of a Job "
-                                                  "(kind `shard` or `reembed_shard`).")
+                                                  "ingest, re-embedding or local features job: its shards, each in the "
+                                                  "shape of a Job (kind `shard`, `reembed_shard` or `features_shard`).")
 
     model_config = example({
         "id": 42, "kind": "ingest", "params": None, "result_url": None, "status": "running", "collection": "pets",

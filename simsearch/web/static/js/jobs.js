@@ -60,7 +60,7 @@ function resultPage(job) {
   const base = `/c/${enc(job.collection)}`;
   return { ingest: base, shard: base, clusters: `${base}/clusters`, map: `${base}/map`, evaluation: `${base}/compare`,
     comparison: `${base}/compare`, duplicates: `${base}/duplicates`, tune: `${base}/spaces`, reembed: `${base}/spaces`,
-    reembed_shard: `${base}/spaces` }[job.kind] || null;
+    reembed_shard: `${base}/spaces`, features: base, features_shard: base }[job.kind] || null;
 }
 
 function buttons(job, after) {
@@ -69,7 +69,7 @@ function buttons(job, after) {
     out.push(h('button', { type: 'button', 'data-testid': 'job-cancel', 'aria-label': `Cancel job ${job.id}`,
       onclick: (e) => act(e.currentTarget, `/api/jobs/${job.id}/cancel`, after) }, 'Cancel'));
   }
-  if ((job.status === 'failed' || job.status === 'interrupted') && job.kind !== 'shard' && job.kind !== 'reembed_shard') {
+  if ((job.status === 'failed' || job.status === 'interrupted') && !['shard', 'reembed_shard', 'features_shard'].includes(job.kind)) {
     if (job.retry_refused) {  // why it cannot start again, and what to do instead
       out.push(h('span', { class: 'hint retry-refused', 'data-testid': 'job-retry-refused', title: job.retry_refused },
         detail ? job.retry_refused : ['cannot be retried: ', h('a', { href: `/jobs/${job.id}` }, 'why')]));

@@ -1,0 +1,237 @@
+"""Local features stored after ingest as a sharded job (`simsearch features`, ``POST
+/api/collections/<name>/features``): shards of image ids rolled up into the job, the features
+equal to those a search would extract, cancel and retry, the cost estimate (a timed probe, then
+the recorded rate), the API's 202 and the command's --json; and a shard whose worker is
+SIGKILLed mid-way is finished by another worker without extracting again what was stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from conftest import copy_subset
+from tests.helpers.api import assert_error, wait_job
+from tests.helpers.jobs import REDIS_URL, rq_ctx, rq_queue  # noqa: F401 (rq_queue: a fixture)
+from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.model
+
+
+def _ingest(ctx, folder, collection: str = "pets") -> int:
+    from simsearch.ingest import Ingester, files_from_folder
+    from simsearch.store import repo
+
+    files, _ = files_from_folder(folder, labels="folders")
+    Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run(collection, files, source=str(folder))
+    with ctx.db.session() as s:
+        return repo.get_collection(s, collection).id
+
+
+def _stored(ctx) -> dict[int, bytes]:
+    from simsearch.store.models import ImageFeatures
+
+    with ctx.db.session() as s:
+        return {i: bytes(f) for i, f in s.execute(select(ImageFeatures.image_id, ImageFeatures.features)).all()}
+
+
+def test_shards_store_the_features_a_search_would_extract_and_the_estimate_learns_their_rate(ctx, tmp_path):
+    from simsearch.errors import Conflict
+    from simsearch.ops import jobs as jobs_ops, local_features
+    from simsearch.ops.verify import features_from_original
+    from simsearch.store.models import ImageFeatures
+
+    _ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
+    est = local_features.estimate(ctx, "pets")
+    assert est["images"] == 10 and est["basis"] == "probe" and est["seconds_per_image"] > 0  # nothing recorded yet
+    made = local_features.create_job(ctx, "pets", shard_size=4, batch_size=3)
+    job_id, shard_ids = made["job_id"], made["shards"]
+    assert len(shard_ids) == 3 and made["total"] == 10 and made["estimate"]["images"] == 10
+    job = jobs_ops.get(ctx, job_id)
+    assert job["kind"] == "features" and job["status"] == "running" and job["shards"]["queued"] == 3
+    assert job["title"] == "Storing local features (SIFT)"
+    assert [c["params"]["images"] for c in job["children"]] == [4, 3, 3]
+    assert local_features.create_job(ctx, "pets")["job_id"] == job_id  # asking again joins it
+
+    local_features.execute_shard(ctx, shard_ids[0])
+    job = jobs_ops.get(ctx, job_id)
+    assert job["status"] == "running" and (job["processed"], job["added"], job["shards"]["done"]) == (4, 4, 1)
+    for shard_id in shard_ids[1:]:
+        local_features.execute_shard(ctx, shard_id)
+    job = jobs_ops.get(ctx, job_id)
+    assert job["status"] == "done", job
+    assert (job["processed"], job["added"], job["skipped"], job["failed"]) == (10, 10, 0, 0)
+    assert local_features.execute_shard(ctx, shard_ids[0])["status"] == "done"  # an ended shard is not run again
+    stored = _stored(ctx)
+    assert len(stored) == 10 and all(stored[i] == features_from_original(ctx, i) for i in stored)
+    with pytest.raises(Conflict):  # nothing lacks them any more
+        local_features.start(ctx, None, "pets")
+
+    with ctx.db.session() as s:  # three lose theirs: the next estimate is the recorded rate
+        s.execute(delete(ImageFeatures).where(ImageFeatures.image_id.in_(sorted(stored)[:3])))
+    after = local_features.estimate(ctx, "pets")
+    assert after["basis"] == "recorded" and after["images"] == 3
+    assert after["seconds"] == pytest.approx(3 * after["seconds_per_image"], rel=1e-3, abs=0.1)
+    report = local_features.store_missing(ctx, "pets")
+    assert (report["lacking"], report["stored"], report["unreadable"], report["status"]) == (3, 3, 0, "done")
+    assert report["estimate"]["basis"] == "recorded" and len(_stored(ctx)) == 10
+
+
+def test_a_cancelled_shard_stops_before_its_next_batch_and_a_retry_finishes_the_job(ctx, tmp_path):
+    from simsearch.jobs.runners import ThreadRunner
+    from simsearch.ops import job_actions, jobs as jobs_ops, local_features
+
+    _ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
+    made = local_features.create_job(ctx, "pets", shard_size=4, batch_size=2)
+    job_id, (first, second) = made["job_id"], made["shards"]
+    cancelled = []
+
+    def cancel_once(done, total):
+        if not cancelled:
+            cancelled.append(job_actions.cancel(ctx, job_id))
+
+    out = local_features.execute_shard(ctx, first, progress=cancel_once)
+    assert out["cancelled"] and cancelled[0]["cancelled"] == [job_id, first, second]
+    job = jobs_ops.get(ctx, job_id)
+    assert job["status"] == "failed" and job["cancelled"] and job["processed"] == 2, job
+    shard = next(c for c in job["children"] if c["id"] == first)
+    assert "stopped after 2 of 4 images" in shard["message"]
+    assert local_features.execute_shard(ctx, second)["status"] == "failed"  # a cancelled shard is not started
+    assert len(_stored(ctx)) == 2
+
+    runner = ThreadRunner(ctx)
+    try:
+        assert job_actions.retry(ctx, runner, job_id) == {"job_id": job_id, "status": "running", "retry_of": job_id}
+        wait_until(lambda: jobs_ops.get(ctx, job_id)["status"] in ("done", "failed"), 300, 0.2, "the retried job ends")
+    finally:
+        runner.shutdown()
+    job = jobs_ops.get(ctx, job_id)
+    assert job["status"] == "done", job
+    assert (job["processed"], job["added"], job["skipped"]) == (8, 6, 2)  # the 2 stored before were skipped
+    assert len(_stored(ctx)) == 8
+
+
+def test_the_api_answers_202_with_the_estimate_and_the_job_shows_its_progress(make_app, settings, tmp_path):
+    from simsearch.context import AppContext
+
+    ctx = AppContext.open(settings)
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
+    finally:
+        ctx.close()
+    client = make_app(settings).test_client()
+    resp = client.post("/api/collections/pets/features", json={"shard_size": 4})
+    assert resp.status_code == 202, resp.get_data(as_text=True)[:500]
+    body = resp.get_json()
+    assert resp.headers["Location"] == body["status_url"] == f"/api/jobs/{body['job_id']}"
+    assert (body["total"], body["shards"], body["runner"], body["collection"]) == (6, 2, "thread", "pets")
+    assert body["estimate"]["images"] == 6 and body["estimate"]["basis"] in ("probe", "recorded")
+    job = wait_job(client, body["job_id"])
+    assert job["status"] == "done" and job["kind"] == "features", job
+    assert (job["processed"], job["added"], job["total"]) == (6, 6, 6)
+    assert job["shards"]["total"] == 2 and job["shards"]["done"] == 2 and len(job["children"]) == 2
+    assert all(c["kind"] == "features_shard" and c["title"].endswith(f"of local features #{body['job_id']}")
+               for c in job["children"])
+    assert_error(client.post("/api/collections/pets/features", json={}), 409, "conflict", "name")
+    assert_error(client.post("/api/collections/nope/features", json={}), 404)
+    assert_error(client.post("/api/collections/pets/features", json={"shard_size": 0}), 400, None, "shard_size")
+
+
+def test_the_command_prints_the_estimate_then_stores_them_and_answers_json(settings, tmp_path):
+    from simsearch.context import AppContext
+
+    ctx = AppContext.open(settings)
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+    finally:
+        ctx.close()
+    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
+               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("SIMSEARCH_REDIS_URL", None)
+    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "features", "-c", "pets"]
+    est = subprocess.run(cmd + ["--estimate", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert est.returncode == 0, est.stderr[-2000:]
+    assert json.loads(est.stdout)["images"] == 4 and json.loads(est.stdout)["basis"] == "probe"
+    run = subprocess.run(cmd + ["--progress", "--shard-size", "3"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.startswith("estimate: 4 images lacking local features") and "local features: 4/4 images" in run.stderr
+    assert run.stdout.startswith("pets: stored the local features of 4 images of 4 lacking them")
+    again = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    out = json.loads(again.stdout)
+    assert (out["stored"], out["lacking"], out["job_id"], out["status"]) == (0, 0, None, "done")
+    queued = subprocess.run(cmd + ["--queue"], env=env, capture_output=True, text=True, timeout=120)
+    assert queued.returncode != 0 and "SIMSEARCH_REDIS_URL" in queued.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_killed_worker_s_shard_is_finished_by_another_without_extracting_the_stored_images_again(
+        postgres_url, weights_dir, tmp_path, rq_queue):  # noqa: F811
+    from conftest import upgraded
+    from simsearch.config import Settings
+    from simsearch.jobs.runners import RQRunner
+    from simsearch.ops import jobs as jobs_ops, local_features
+    from simsearch.store.models import Image, ImageFeatures, IngestRun
+
+    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
+    ctx = rq_ctx(settings, rq_queue)
+    workers = []
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
+        with ctx.db.session() as s:
+            fifth = s.execute(select(Image.source_path).order_by(Image.id).offset(4).limit(1)).scalar_one()
+        kept = tmp_path / "kept.jpg"
+        shutil.move(fifth, kept)
+        os.mkfifo(fifth)  # the shard's third batch waits in open() here: the worker is killed mid-shard
+        started = local_features.start(ctx, RQRunner(ctx, REDIS_URL, rq_queue), "pets", batch_size=2)
+        job_id = started["job_id"]
+        assert started["shards"] == 1 and started["total"] == 12
+
+        def worker():
+            env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
+                       SIMSEARCH_WEIGHTS_DIR=str(weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL,
+                       SIMSEARCH_WORKER_HEARTBEAT="1", TF_CPP_MIN_LOG_LEVEL="2")
+            proc = subprocess.Popen([sys.executable, "-c", "from simsearch.cli import main; main()", "worker",
+                                     "--queue", rq_queue], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+            workers.append(proc)
+            return proc
+
+        first = worker()
+        wait_until(lambda: len(_stored(ctx)) >= 4 or first.poll() is not None, 300, 0.1, "two batches stored")
+        assert first.poll() is None, first.stderr.read()[-3000:]
+        before = _stored(ctx)
+        assert len(before) == 4  # the third batch waits on the pipe: nothing more is stored
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work horse, no clean-up of any kind
+        first.wait()
+        os.unlink(fifth)
+        shutil.move(kept, fifth)
+        with ctx.db.session() as s:
+            shard = s.scalars(select(IngestRun).where(IngestRun.parent_id == job_id)).one()
+            assert (shard.status, shard.attempts, shard.processed) == ("running", 1, 4)
+
+        second = worker()
+        job = wait_until(lambda: (j := jobs_ops.get(ctx, job_id))["status"] in ("done", "failed") and j, 300, 0.5,
+                         lambda: f"the job ends; worker: {second.poll()}")
+        assert job["status"] == "done", job
+        child = job["children"][0]
+        assert (child["skipped"], child["added"], child["processed"]) == (4, 8, 12)  # the 4 stored were not redone
+        assert job["shards"]["attempts"] == 2 and (job["processed"], job["added"], job["skipped"]) == (12, 8, 4)
+        after = _stored(ctx)
+        assert len(after) == 12 and all(after[i] == f for i, f in before.items())
+        with ctx.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(ImageFeatures)) == 12
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        ctx.close()
