@@ -744,6 +744,8 @@ def test_every_documented_path_answers_as_documented(client, app, pets):
             "/api/collections/pets/embed", json={"backbone": "efficientnet_lite0@max"}),
         ("/api/collections/{name}/reembed", "post"): lambda: client.post(
             "/api/collections/pets/reembed", json={"spaces": ["efficientnet_lite0@gem3"]}),
+        ("/api/collections/{name}/features", "post"): lambda: client.post(
+            "/api/collections/pets/features", json={"shard_size": 2}),
         ("/api/collections/{name}/comparison", "get"): lambda: client.get(
             "/api/collections/pets/comparison?backbones=efficientnet_lite0,mobilenet_v2"),
         ("/api/collections/{name}/vectors", "post"): lambda: client.post(
