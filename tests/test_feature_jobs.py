@@ -117,6 +117,76 @@ def test_a_cancelled_shard_stops_before_its_next_batch_and_a_retry_finishes_the_
     assert len(_stored(ctx)) == 8
 
 
+def test_a_job_whose_command_died_is_ended_as_lost_and_the_same_command_stores_the_rest(ctx, tmp_path):
+    """`simsearch features` killed after its first batch leaves its job running, owned by a process
+    that no longer exists: `simsearch jobs` (mark_interrupted) ends it as lost, and asking again
+    starts a new job over the images still lacking features."""
+    import socket
+
+    from sqlalchemy import update
+
+    from simsearch.jobs.reconcile import mark_interrupted
+    from simsearch.ops import jobs as jobs_ops, local_features
+    from simsearch.store.models import IngestRun
+
+    _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+    made = local_features.create_job(ctx, "pets", batch_size=2)
+    job_id, (shard_id,) = made["job_id"], made["shards"]
+
+    def die(done, total):
+        raise KeyboardInterrupt  # what a killed command leaves: its first batch stored, the shard running
+
+    with pytest.raises(KeyboardInterrupt):
+        local_features.execute_shard(ctx, shard_id, progress=die)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with ctx.db.session() as s:
+        s.execute(update(IngestRun).where(IngestRun.id.in_([job_id, shard_id]))
+                  .values(owner=f"cli:{socket.gethostname()}:{dead.pid}:0123456789ab"))
+    assert jobs_ops.get(ctx, job_id)["status"] == "running"  # what the dead command left
+    assert mark_interrupted(ctx) == [job_id]
+    job = jobs_ops.get(ctx, job_id)
+    assert "lost: the process running it stopped after 2 of 4 images" in job["message"], job
+    assert "the images whose features are stored are skipped" in job["message"]
+    report = local_features.store_missing(ctx, "pets")
+    assert report["job_id"] != job_id and (report["lacking"], report["stored"], report["status"]) == (2, 2, "done")
+    assert len(_stored(ctx)) == 4
+
+
+@pytest.mark.redis
+def test_shards_lost_with_redis_are_queued_again_with_their_function(settings, tmp_path, rq_queue):  # noqa: F811
+    import redis
+    from rq import Queue
+    from rq.job import Job
+
+    from simsearch.jobs.reconcile import reconcile
+    from simsearch.jobs.rq import FEATURES_SHARD_TARGET
+    from simsearch.jobs.runners import RQRunner
+    from simsearch.ops import jobs as jobs_ops, local_features
+    from simsearch.store.models import IngestRun
+    from tests.helpers.jobs import run_worker_process
+
+    conn = redis.Redis.from_url(REDIS_URL)
+    ctx = rq_ctx(settings, rq_queue)
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
+        job_id = local_features.start(ctx, RQRunner(ctx, REDIS_URL, rq_queue), "pets", shard_size=1)["job_id"]
+        Queue(rq_queue, connection=conn).delete(delete_jobs=True)  # what a Redis restart does
+        with ctx.db.session() as s:
+            shard_ids = s.scalars(select(IngestRun.id).where(IngestRun.parent_id == job_id).order_by(IngestRun.id)).all()
+        assert sorted(reconcile(ctx, conn, rq_queue)["requeued"]) == shard_ids
+        with ctx.db.session() as s:
+            owner = s.get(IngestRun, shard_ids[0]).owner[3:]
+        assert Job.fetch(owner, connection=conn).args[1] == FEATURES_SHARD_TARGET
+        proc = run_worker_process(ctx.settings, rq_queue)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        job = jobs_ops.get(ctx, job_id)
+        assert job["status"] == "done" and (job["processed"], job["added"]) == (2, 2), job
+        assert len(_stored(ctx)) == 2
+    finally:
+        ctx.close()
+
+
 def test_the_api_answers_202_with_the_estimate_and_the_job_shows_its_progress(make_app, settings, tmp_path):
     from simsearch.context import AppContext
 
