@@ -144,3 +144,30 @@ def test_retry_from_a_jobs_page_starts_the_job_again(live, browser):
          message="the retried clustering did not finish")
     assert by_testid(browser, "job-result").get_attribute("href").endswith(f"/c/{COLLECTION}/clusters")
     shot(browser, "job-retried")
+
+
+def test_the_jobs_page_stores_a_collection_s_local_features_as_a_sharded_job(live, browser):
+    from selenium.webdriver.common.by import By
+
+    from simsearch.ingest import Ingester, SourceFile
+
+    files = [SourceFile(name=str(p.resolve()), path=p.resolve(), label=p.parent.name)  # (its original's path)
+             for p in dataset_files(CATS_DOGS / "cats", 3, start=10) + dataset_files(CATS_DOGS / "dogs", 3, start=10)]
+    Ingester(live.ctx, spaces=["efficientnet_lite0"], batch_size=8).run("feat", files, source="test")
+    browser.get(f"{live.url}/jobs")
+    assert not by_testid(browser, "jobs-features").is_displayed()  # no collection chosen
+    browser.get(f"{live.url}/jobs?collection=feat")
+    by_testid(browser, "jobs-features").click()
+    rows = lambda d: [r for r in by_testid(d, "job-row", many=True) if r.get_attribute("data-kind") == "features"]  # noqa: E731
+    wait(browser, lambda d: rows(d) and rows(d)[0].get_attribute("data-status") == "done", timeout=120,
+         message="the local features job is not shown done")
+    row = rows(browser)[0]
+    assert row.find_element(By.CSS_SELECTOR, '[data-testid="job-row-title"]').text == "Storing local features (SIFT)"
+    assert "6 of 6 images" in row.find_element(By.CSS_SELECTOR, '[data-testid="job-row-count"]').text
+    by_testid(browser, "jobs-features").click()  # nothing lacks them any more: said, nothing started
+    wait(browser, lambda d: by_testid(d, "jobs-error").is_displayed(), timeout=30)
+    assert "already has its local features stored" in by_testid(browser, "jobs-error").text
+    assert len(rows(browser)) == 1
+    logged = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # the console logs the 409
+    assert all("/features" in e["message"] and "409" in e["message"] for e in logged), logged
+    shot(browser, "jobs-local-features")

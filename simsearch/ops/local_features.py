@@ -68,14 +68,13 @@ def recorded_rate(ctx) -> float | None:
 
 
 def probe_rate(ctx, ids: list[int]) -> float | None:
-    """Seconds per image extracting the features of up to :data:`PROBE_IMAGES` of ``ids`` (nothing stored)."""
+    """Seconds per image extracting the features of up to :data:`PROBE_IMAGES` of ``ids`` (nothing
+    stored); None when none of them has a readable original (an unreadable one is not timed apart:
+    the seconds are over those that were read)."""
     ids = ids[:PROBE_IMAGES]
-    if not ids:
-        return None
     t0 = time.perf_counter()
-    for i in ids:
-        features_from_original(ctx, i)
-    return (time.perf_counter() - t0) / len(ids)
+    read = sum(features_from_original(ctx, i) is not None for i in ids)
+    return (time.perf_counter() - t0) / read if read else None
 
 
 def cost(ctx, ids: list[int], *, probe: bool = True) -> dict:

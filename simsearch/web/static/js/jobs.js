@@ -14,6 +14,7 @@ let timer = null;
 
 const isActive = (job) => job.status === 'queued' || job.status === 'running';
 const COUNTS_FILES = new Set(['ingest', 'shard']);
+const COUNTS_IMAGES = new Set(['reembed', 'reembed_shard', 'features', 'features_shard']);  // passes over stored images
 
 export function statusText(job) {
   if (job.cancelled) return 'cancelled';
@@ -37,6 +38,12 @@ function progressText(job) {
     if (job.shards) parts.push(`shards: ${job.shards.done} of ${job.shards.total} done`);
     return parts.join(' · ');
   }
+  if (COUNTS_IMAGES.has(job.kind)) {
+    const parts = [`${job.processed} of ${job.total} images`];
+    if (job.failed) parts.push(`${job.failed} failed`);
+    if (job.shards) parts.push(`shards: ${job.shards.done} of ${job.shards.total} done`);
+    return parts.join(' · ');
+  }
   if (job.kind === 'index') return job.total ? `${job.total} vectors` : '';
   return job.total ? `step ${Math.min(job.processed + (isActive(job) ? 1 : 0), job.total)} of ${job.total}` : '';
 }
@@ -50,7 +57,7 @@ function progressBar(job) {
 }
 
 function rateText(job) {
-  if (job.status !== 'running' || !job.rate || !COUNTS_FILES.has(job.kind)) return '—';
+  if (job.status !== 'running' || !job.rate || !(COUNTS_FILES.has(job.kind) || COUNTS_IMAGES.has(job.kind))) return '—';
   return `${fmt(job.rate, 1)} img/s`;
 }
 
@@ -172,7 +179,8 @@ async function loadDetail() {
   $('#job-facts').replaceChildren(
     ...fact('Kind', job.kind),
     ...fact('Collection', job.collection ? h('a', { href: `/c/${enc(job.collection)}` }, job.collection) : null),
-    ...fact('Part of', job.parent_id ? h('a', { href: `/jobs/${job.parent_id}`, 'data-testid': 'job-parent' }, `ingest #${job.parent_id}`) : null),
+    ...fact('Part of', job.parent_id ? h('a', { href: `/jobs/${job.parent_id}`, 'data-testid': 'job-parent' },
+      `${job.kind === 'shard' ? 'ingest' : 'job'} #${job.parent_id}`) : null),
     ...fact('Backbones', (job.backbones || []).join(', ')),
     ...fact('Source', job.source),
     ...(COUNTS_FILES.has(job.kind) ? [...fact('Added', fmt(job.added)), ...fact('Already present', fmt(job.skipped)),
@@ -215,9 +223,33 @@ function tick() {
   refresh();
 }
 
+// "Store local features" of the chosen collection: POST .../features (202: its job joins the list)
+function showFeaturesButton() {
+  $('#jobs-features').hidden = !chosenFilter().collection;
+}
+
+async function storeFeatures(e) {
+  const button = e.currentTarget;
+  const errorLine = $('#jobs-error');
+  button.disabled = true;
+  errorLine.hidden = true;
+  try {
+    await api(`/api/collections/${enc(chosenFilter().collection)}/features`, { method: 'POST', json: {} });
+    await refresh();
+  } catch (err) {
+    errorLine.textContent = err instanceof ApiError ? err.message : String(err);
+    errorLine.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 if (!detail) {
   const form = $('#jobs-filter');
+  showFeaturesButton();
+  $('#jobs-features').addEventListener('click', storeFeatures);
   form.addEventListener('change', () => {
+    showFeaturesButton();
     const { collection } = chosenFilter();
     const url = new URL(window.location.href);
     if (collection) url.searchParams.set('collection', collection); else url.searchParams.delete('collection');
