@@ -69,7 +69,9 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          "fused_local": {"verify": False, "local": True},  # fused + candidates by local features, verified
          "verified_local": {"verify": True, "local": True},
          # the same as fused_local in one pass (query SIFT, fused search, verification; before 2026-12-07)
-         "fused_local_onepass": {"verify": False, "local": True, "staged": False}}
+         "fused_local_onepass": {"verify": False, "local": True, "staged": False},
+         # fused_local without the closer look at the first image by votes (ops.verify.closer_look; before 2026-12-07 late)
+         "fused_local_noclose": {"verify": False, "local": True, "closer": False}}
   # fused, its top candidates and the local ones verified
 
 
@@ -271,20 +273,40 @@ def main() -> None:
             log(f"ingested: {out['ingest']}")
 
             def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
-                keep, keep_staged = V.CANDIDATES, ops_search.STAGED
+                keep, keep_staged, keep_close = V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES
                 V.CANDIDATES = candidates or keep
                 ops_search.STAGED = kw.pop("staged", keep_staged)
+                V.CLOSE_MIN_VOTES = keep_close if kw.pop("closer", True) else 10**9
                 try:
                     t = time.perf_counter()
                     res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
                     return res["results"], time.perf_counter() - t
                 finally:
-                    V.CANDIDATES, ops_search.STAGED = keep, keep_staged
+                    V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES = keep, keep_staged, keep_close
 
+            looks: dict = {}  # closer looks of the default (fused_local) by set: run, verified, verified the target
+            real_look = V.closer_look
+
+            def counted_look(*a, **kw):
+                inliers = real_look(*a, **kw)
+                if looking is not None:
+                    c = looks.setdefault(looking[0], {"run": 0, "verified": 0, "verified_target": 0})
+                    c["run"] += 1
+                    if inliers >= V.MIN_INLIERS:
+                        c["verified"] += 1
+                        c["verified_target"] += int(looking[1] is not None and a[-1] == looking[1])
+                return inliers
+
+            V.closer_look = counted_look
+            looking = None
             for q in queries["copy"][:3]:  # warm-up: models open, index loaded
                 run(q, **MODES["plain"])
                 run(q, **MODES["fused"])
                 run(q, **MODES["local"])  # the descriptor index built
+            with ctx.db.session() as s:  # the targets' ids, to tell a closer look's verification of the target
+                from sqlalchemy import select
+                from simsearch.store.models import Image
+                target_ids = {Path(p).name: i for i, p in s.execute(select(Image.id, Image.source_path))}
             modes = ["plain", "fused"] + [m for m in args.modes.split(",") if m in MODES and m not in ("plain", "fused")]
             out["modes"] = {m: MODES[m] for m in modes}
             times: dict = {m: [] for m in modes}
@@ -295,6 +317,7 @@ def main() -> None:
                 for n, q in enumerate(items):
                     order = modes if n % 2 == 0 else ["fused", "plain"] + modes[2:]
                     for mode in order:
+                        looking = (kind, target_ids.get(q.get("target"))) if mode == "fused_local" else None
                         hits, secs = run(q, **MODES[mode])
                         times[mode].append(secs)
                         by_set.setdefault(kind, {}).setdefault(mode, []).append(secs)
@@ -318,6 +341,7 @@ def main() -> None:
                                                "in_top10": round(float(np.mean(recall)), 3)}
                 log(f"{kind}: {quality[kind]}")
             out["quality"] = quality
+            out["closer_looks"] = looks
             med = {m: float(np.median(v)) for m, v in times.items()}
             out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
                               **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},
