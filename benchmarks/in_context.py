@@ -334,6 +334,10 @@ def main() -> None:
                         quality[kind][mode] = {"precision_at_1": round(float(p1), 3), "precision_at_3": round(float(p3), 3)}
                     else:
                         ap = [_ap5(nm, q["target"]) for nm, q in zip(names, items)]
+                        if mode == "fused_local":  # the queries whose target is not first: (query, rank or None)
+                            out.setdefault("not_first", {})[kind] = [
+                                (n, nm.index(q["target"]) + 1 if q["target"] in nm else None)
+                                for n, (nm, q) in enumerate(zip(names, items)) if nm[:1] != [q["target"]]]
                         top1 = [nm[:1] == [q["target"]] for nm, q in zip(names, items)]
                         recall = [q["target"] in nm for nm, q in zip(names, items)]
                         quality[kind][mode] = {"map_at_5": round(float(np.mean(ap)), 3),

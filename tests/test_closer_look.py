@@ -139,3 +139,17 @@ def test_a_small_picture_near_an_edge_is_found_first(artefacts, at):  # noqa: F8
     art = _with_features(ids, paths)[0]
     hits = _search(client, _small_on_a_wall(art, background, at=at), k=3, local="true", verify="false").get_json()
     assert hits["results"][0]["image_id"] == ids[art.name], hits
+
+
+def test_the_densest_window_leaves_out_scattered_votes():
+    from simsearch.images import local_votes as LV
+
+    # a picture's votes gather at x 60-70%, y 50-60% of a 400 x 200 photo; three chance votes elsewhere
+    picture = [[0.6, 0.25], [0.65, 0.27], [0.7, 0.3], [0.62, 0.29], [0.68, 0.26]]
+    chance = [[0.02, 0.02], [0.98, 0.48], [0.1, 0.45]]
+    xy = np.array(picture + chance, np.float32)
+    assert LV.densest(xy, 400, 200, 0.5).tolist() == [True] * 5 + [False] * 3
+    x0, y0, x1, y1 = LV.region_of(xy[LV.densest(xy, 400, 200, 0.5)], 400, 200, 0.5, 0.0)
+    assert 0.5 < x0 < 0.6 and 0.7 < x1 < 0.8 and 0.4 < y0 < 0.5 and 0.6 < y1 < 0.7
+    assert LV.region_of(xy, 400, 200, 0.5, 0.0) == pytest.approx((0.0, 0.0, 1.0, 1.0))  # all of them: the whole photo
+    assert LV.densest(np.zeros((0, 2)), 400, 200, 0.5).size == 0

@@ -70,7 +70,7 @@ QUERY_SCALE = 1.0
 # image then come from pictures of about the same detail.
 DECODE_SIDE = 224
 # A closer look (:func:`closer_look`) at the first CLOSE_LOOKS images by votes (each with at least
-# CLOSE_MIN_VOTES: the fewest keypoints that span an area) when none of them verified: a small
+# CLOSE_MIN_VOTES: the fewest keypoints that span an area), in that order, up to the first verified: a small
 # picture in a photo (a fifth to a half of its width: 60-160 px of the decoded query) keeps too few
 # keypoints for MIN_INLIERS, but its votes say where it is. The region of its voters (those in the
 # window of CLOSE_WINDOW of each side that holds the most of them: chance votes scatter over the
@@ -191,7 +191,7 @@ def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None, 
     """The whole local path of a search by upload, for a thread beside the model's forward: the
     query's features, its candidates by local features and their verification
     (:func:`verify_in_vote_order`), and a :func:`closer_look` at the first :data:`CLOSE_LOOKS`
-    images by votes when none of them verified (up to the first it verifies): ``{image id: inliers}`` of the verified, most inliers first; and whether the
+    images by votes, in that order, up to the first verified (by it or before it): ``{image id: inliers}`` of the verified, most inliers first; and whether the
     first by votes is a :func:`clear_winner` (before the closer look, which never makes one).
     ``decoded``: called with the upload decoded (:func:`decoded_query`), to share it; ``on_clear``:
     called with the clear-winner answer as soon as it is known (before the closer look)."""
@@ -206,14 +206,14 @@ def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None, 
     clear = bool(ids) and ids[0] in found and clear_winner(found[ids[0]], counts, 0)
     if on_clear is not None:
         on_clear(clear)
-    looks = [int(i) for i, c in zip(all_ids[:CLOSE_LOOKS], all_counts[:CLOSE_LOOKS]) if c >= CLOSE_MIN_VOTES]
-    if looks and not found.keys() & set(looks):
-        for i in looks:
-            inliers = closer_look(ctx, data, source, box, (img.width, img.height), g.shape,
-                                  query.xy[local_votes.voters(D, I, i)], i)
-            if inliers >= MIN_INLIERS:
-                found = dict(sorted({**found, i: inliers}.items(), key=lambda kv: -kv[1]))
-                break
+    for i in [int(i) for i, c in zip(all_ids[:CLOSE_LOOKS], all_counts[:CLOSE_LOOKS]) if c >= CLOSE_MIN_VOTES]:
+        if i in found:  # verified already: no closer look at it or after it
+            break
+        inliers = closer_look(ctx, data, source, box, (img.width, img.height), g.shape,
+                              query.xy[local_votes.voters(D, I, i)], i)
+        if inliers >= MIN_INLIERS:
+            found = dict(sorted({**found, i: inliers}.items(), key=lambda kv: -kv[1]))
+            break
     return found, clear
 
 
