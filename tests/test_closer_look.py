@@ -153,3 +153,20 @@ def test_the_densest_window_leaves_out_scattered_votes():
     assert 0.5 < x0 < 0.6 and 0.7 < x1 < 0.8 and 0.4 < y0 < 0.5 and 0.6 < y1 < 0.7
     assert LV.region_of(xy, 400, 200, 0.5, 0.0) == pytest.approx((0.0, 0.0, 1.0, 1.0))  # all of them: the whole photo
     assert LV.densest(np.zeros((0, 2)), 400, 200, 0.5).size == 0
+
+
+def test_the_staged_search_decodes_the_upload_once(artefacts, monkeypatch):  # noqa: F811
+    """The model's input takes the helper's decode of the upload (the same draft scale) rather than
+    decoding it again; with a box (another draft scale) it decodes its own."""
+    from simsearch import search as S
+
+    client, ids, paths = artefacts
+    background = dataset_files(OXFORD / "oxford", 1, start=BACKGROUND)[0]
+    data = _small_on_a_wall(_with_features(ids, paths)[0], background)
+    calls = []
+    real = S.decode_image
+    monkeypatch.setattr(S, "decode_image", lambda *a, **kw: calls.append(kw.get("draft_size")) or real(*a, **kw))
+    assert _search(client, data, k=3, local="true", verify="false").status_code == 200
+    assert calls == []
+    assert _search(client, data, k=3, local="true", verify="false", box="0.5,0.2,0.9,0.7").status_code == 200
+    assert len(calls) == 1
