@@ -71,7 +71,9 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          # the same as fused_local in one pass (query SIFT, fused search, verification; before 2026-12-07)
          "fused_local_onepass": {"verify": False, "local": True, "staged": False},
          # fused_local without the closer look at the first image by votes (ops.verify.closer_look; before 2026-12-07 late)
-         "fused_local_noclose": {"verify": False, "local": True, "closer": False}}
+         "fused_local_noclose": {"verify": False, "local": True, "closer": False},
+         # fused_local embedding the proposals while the clear-winner answer is awaited (simsearch.search.EARLY_PROPOSALS)
+         "fused_local_early": {"verify": False, "local": True, "early": True}}
   # fused, its top candidates and the local ones verified
 
 
@@ -221,6 +223,7 @@ def main() -> None:
     from simsearch.ingest.pipeline import Ingester
     from simsearch.ingest.sources import files_from_folder
     from simsearch.ops import search as ops_search
+    from simsearch import search as core_search
 
     if args.query_scale is not None:
         V.QUERY_SCALE = args.query_scale
@@ -277,12 +280,15 @@ def main() -> None:
                 V.CANDIDATES = candidates or keep
                 ops_search.STAGED = kw.pop("staged", keep_staged)
                 V.CLOSE_MIN_VOTES = keep_close if kw.pop("closer", True) else 10**9
+                keep_early = core_search.EARLY_PROPOSALS
+                core_search.EARLY_PROPOSALS = kw.pop("early", keep_early)
                 try:
                     t = time.perf_counter()
                     res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
                     return res["results"], time.perf_counter() - t
                 finally:
                     V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES = keep, keep_staged, keep_close
+                    core_search.EARLY_PROPOSALS = keep_early
 
             looks: dict = {}  # closer looks of the default (fused_local) by set: run, verified, verified the target
             real_look = V.closer_look

@@ -24,6 +24,11 @@ from simsearch.analysis.regions import check_regions, fuse_max, parse_box
 from simsearch.images.decode import is_large, release_memory
 
 MAX_K = limits.SEARCH_K_MAX
+# search_image_staged: embed the object proposals while the clear-winner answer is awaited (True), or
+# wait for it first (False). On the 2-core development machines the early forward slowed the local
+# path it ran beside more than it saved (median 80 / 107 ms against 75 / 96 ms, benchmarks/in_context.py
+# modes fused_local and fused_local_wait, docs/region-search.md); with more cores it may pay.
+EARLY_PROPOSALS = False
 
 
 @dataclass
@@ -245,11 +250,12 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
                         space: str | None = None, k: int = 10, label: str | None = None, box=None,
                         regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]] | None:
     """:func:`search_image` with candidates found elsewhere (local features, verified): the whole
-    image is embedded and searched first; then ``clear()`` is asked (it may block while another
-    thread finds out): whether the candidates are enough (a clear winner). When they are not, the
-    search is fused with up to ``regions`` object proposals (their forward only then), else the
-    proposals are skipped (the verified images will come first). Then ``verified()`` (it may block
-    too): the verified image ids, best first. ``decoded``: called with the JPEG draft side the
+    image is embedded and searched first; then ``clear`` (a Future another thread answers) says
+    whether the candidates are enough (a clear winner). When they are not, the search is fused with
+    up to ``regions`` object proposals, else the proposals are skipped (the verified images will
+    come first). With :data:`EARLY_PROPOSALS`, when ``clear`` is not answered yet the proposals are
+    embedded while it is awaited and used only if the answer is no: the hits are the same either
+    way. Then ``verified()`` (it may block too): the verified image ids, best first. ``decoded``: called with the JPEG draft side the
     model's input needs, it may give the upload already decoded so (a DecodedImage; None: decode
     it here). Returns the space and the hits, followed by those of the verified images outside the
     top ``k`` (with the scores the query gives them); None in a derived space (the caller falls
@@ -268,15 +274,17 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
     q = QueryVectors(emb.embed_regions(im, []), [0.0], [box], 0.0)
     q.seconds = time.perf_counter() - t0
     hits = _search_fused(ctx, target, q, k)
-    enough = bool(clear()) if clear is not None else False
+    known = clear is None or not EARLY_PROPOSALS or clear.done()  # else the other thread is still at it
+    enough = bool(clear.result()) if clear is not None and known else False
     found = [] if enough else _proposals(im, regions)
     if found:
         t0 = time.perf_counter()
         crops = [resize_for_model(im.crop(R.pixel_box(b, im.width, im.height)), emb.input_size) for b in found]
         vecs = np.vstack([q.vectors, emb.embed(np.stack(crops))])  # as embed_regions feeds them
-        q = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
-                         q.seconds + time.perf_counter() - t0)
-        hits = _search_fused(ctx, target, q, k)
+        fused = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
+                             q.seconds + time.perf_counter() - t0)
+        if known or not clear.result():  # a clear winner found meanwhile: the whole image's hits, as when known
+            q, hits = fused, _search_fused(ctx, target, fused, k)
     ids = list(verified())
     have = {h.image_id for h in hits}
     return target.space, hits + _scored(ctx, target, q, [i for i in ids if i not in have])

@@ -170,3 +170,45 @@ def test_the_staged_search_decodes_the_upload_once(artefacts, monkeypatch):  # n
     assert calls == []
     assert _search(client, data, k=3, local="true", verify="false", box="0.5,0.2,0.9,0.7").status_code == 200
     assert len(calls) == 1
+
+
+class _Answer:
+    """A Future-like answer of the clear-winner question, ``done()`` or not yet when first asked."""
+
+    def __init__(self, value: bool, done: bool):
+        self.value, self.ready = value, done
+
+    def done(self) -> bool:
+        return self.ready
+
+    def result(self) -> bool:
+        return self.value
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_proposals_embedded_while_the_answer_is_awaited_change_no_hit(artefacts, monkeypatch, value):  # noqa: F811
+    """search_image_staged embeds the proposals while the clear-winner answer is not in yet; the hits
+    are those it gives when the answer was in from the start (a clear winner: the whole image's)."""
+    from simsearch import search as S
+
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    background = dataset_files(OXFORD / "oxford", 1, start=BACKGROUND)[0]
+    data = _small_on_a_wall(_with_features(ids, paths)[0], background)
+    proposals = []
+    real = S._proposals
+    monkeypatch.setattr(S, "_proposals", lambda im, regions: proposals.append(regions) or real(im, regions))
+
+    def hits(answer):
+        _, found = S.search_image_staged(ctx, "art", data, "wall.jpg", lambda: [], clear=answer, k=5)
+        return [(h.image_id, round(h.score, 5)) for h in found]
+
+    monkeypatch.setattr(S, "EARLY_PROPOSALS", True)
+    early = hits(_Answer(value, done=False))
+    assert proposals == [1]  # embedded while waiting
+    proposals.clear()
+    assert hits(_Answer(value, done=True)) == early
+    assert proposals == ([] if value else [1])
+    monkeypatch.setattr(S, "EARLY_PROPOSALS", False)
+    proposals.clear()
+    assert hits(_Answer(value, done=False)) == early and proposals == ([] if value else [1])

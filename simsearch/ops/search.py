@@ -66,8 +66,12 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
     :func:`simsearch.ops.verify.local_verified`) runs on a helper thread while the whole image is
     embedded and searched; the verified candidates come first (by inliers). When the first by votes
     is a clear winner (:func:`simsearch.ops.verify.clear_winner`) the object proposal's forward is
-    skipped, else the search is fused with the proposal as without local candidates
-    (:func:`simsearch.search.search_image_staged`). None in a derived space."""
+    skipped (or, when the answer comes after the whole image's search, its result unused), else the
+    search is fused with the proposal as without local candidates
+    (:func:`simsearch.search.search_image_staged`); a closer look
+    (:func:`simsearch.ops.verify.closer_look`) runs after that answer, beside the proposal's
+    forward. The helper's decode of the upload is the model's input too where they decode alike.
+    None in a derived space."""
     clear, shared = Future(), Future()
     pending = V.run_beside(_local_path, ctx, coll_id, data, source, kw.get("box"), clear, shared)
 
@@ -76,7 +80,7 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
 
     try:
         found = search_image_staged(ctx, collection, data, source, lambda: list(pending.result()[0]),
-                                    clear=clear.result, decoded=decoded, space=kw["backbone"], k=kw["k"],
+                                    clear=clear, decoded=decoded, space=kw["backbone"], k=kw["k"],
                                     label=kw["label"], box=kw["box"], regions=kw["regions"])
     except BaseException:
         pending.cancel()
