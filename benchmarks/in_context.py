@@ -73,7 +73,9 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          # fused_local without the closer look at the first image by votes (ops.verify.closer_look; before 2026-12-07 late)
          "fused_local_noclose": {"verify": False, "local": True, "closer": False},
          # fused_local embedding the proposals while the clear-winner answer is awaited (simsearch.search.EARLY_PROPOSALS)
-         "fused_local_early": {"verify": False, "local": True, "early": True}}
+         "fused_local_early": {"verify": False, "local": True, "early": True},
+         # fused_local with the descriptor search on 2 OpenMP threads (simsearch.ops.verify.FAISS_THREADS is 1)
+         "fused_local_faiss2": {"verify": False, "local": True, "faiss_threads": 2}}
   # fused, its top candidates and the local ones verified
 
 
@@ -275,6 +277,8 @@ def main() -> None:
             out["ingest"] = {"added": report.added, "failed": report.failed, "seconds": round(time.perf_counter() - t0, 1)}
             log(f"ingested: {out['ingest']}")
 
+            real_descriptor_search = V.descriptor_index.search
+
             def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
                 keep, keep_staged, keep_close = V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES
                 V.CANDIDATES = candidates or keep
@@ -282,6 +286,16 @@ def main() -> None:
                 V.CLOSE_MIN_VOTES = keep_close if kw.pop("closer", True) else 10**9
                 keep_early = core_search.EARLY_PROPOSALS
                 core_search.EARLY_PROPOSALS = kw.pop("early", keep_early)
+                threads = kw.pop("faiss_threads", None)
+                if threads:  # the helper thread's descriptor search on more OpenMP threads, then back
+                    def searched(*a, _real=real_descriptor_search, **k):
+                        import faiss
+                        faiss.omp_set_num_threads(threads)
+                        try:
+                            return _real(*a, **k)
+                        finally:
+                            faiss.omp_set_num_threads(V.FAISS_THREADS)
+                    V.descriptor_index.search = searched
                 try:
                     t = time.perf_counter()
                     res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
@@ -289,6 +303,7 @@ def main() -> None:
                 finally:
                     V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES = keep, keep_staged, keep_close
                     core_search.EARLY_PROPOSALS = keep_early
+                    V.descriptor_index.search = real_descriptor_search
 
             looks: dict = {}  # closer looks of the default (fused_local) by set: run, verified, verified the target
             real_look = V.closer_look
