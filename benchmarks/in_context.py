@@ -31,12 +31,17 @@ What it does (every file in a temporary folder, never in the repository):
    **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
    and **verified_local**, and **fused_local_onepass** (fused_local without the stages of
    ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as
-   before 2026-12-07); wall photos also with **box** (unless ``--no-box``): the pasted
+   before 2026-12-07), **fused_local_noclose** (fused_local without the closer look at the first
+   images by votes, ``simsearch.ops.verify.closer_look``), **fused_local_early** (the proposal
+   embedded while the clear-winner answer is awaited, ``simsearch.search.EARLY_PROPOSALS``) and
+   **fused_local_faiss2** (the descriptor search on 2 OpenMP threads); wall photos also with **box** (unless ``--no-box``): the pasted
    picture's bounding box as a user would drag it (the verified search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
    with the target in the top 10, and for the flowers precision@1 and @3; latency: every
    query's modes timed back to back (plain and default alternating first), median and mean of
-   each and the ratio of each median to plain's.
+   each and the ratio of each median to plain's; ``closer_looks``: the default's closer looks by
+   set (calls, those that verified an image, those that verified the target); ``not_first``: the
+   default's queries whose target is not first (index, rank or None).
 """
 
 from __future__ import annotations
