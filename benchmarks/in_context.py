@@ -31,12 +31,17 @@ What it does (every file in a temporary folder, never in the repository):
    **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
    and **verified_local**, and **fused_local_onepass** (fused_local without the stages of
    ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as
-   before 2026-12-07); wall photos also with **box** (unless ``--no-box``): the pasted
+   before 2026-12-07), **fused_local_noclose** (fused_local without the closer look at the first
+   images by votes, ``simsearch.ops.verify.closer_look``), **fused_local_early** (the proposal
+   embedded while the clear-winner answer is awaited, ``simsearch.search.EARLY_PROPOSALS``) and
+   **fused_local_faiss2** (the descriptor search on 2 OpenMP threads); wall photos also with **box** (unless ``--no-box``): the pasted
    picture's bounding box as a user would drag it (the verified search inside it).
    Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
    with the target in the top 10, and for the flowers precision@1 and @3; latency: every
    query's modes timed back to back (plain and default alternating first), median and mean of
-   each and the ratio of each median to plain's.
+   each and the ratio of each median to plain's; ``closer_looks``: the default's closer looks by
+   set (calls, those that verified an image, those that verified the target); ``not_first``: the
+   default's queries whose target is not first (index, rank or None).
 """
 
 from __future__ import annotations
@@ -69,7 +74,13 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          "fused_local": {"verify": False, "local": True},  # fused + candidates by local features, verified
          "verified_local": {"verify": True, "local": True},
          # the same as fused_local in one pass (query SIFT, fused search, verification; before 2026-12-07)
-         "fused_local_onepass": {"verify": False, "local": True, "staged": False}}
+         "fused_local_onepass": {"verify": False, "local": True, "staged": False},
+         # fused_local without the closer look at the first image by votes (ops.verify.closer_look; before 2026-12-07 late)
+         "fused_local_noclose": {"verify": False, "local": True, "closer": False},
+         # fused_local embedding the proposals while the clear-winner answer is awaited (simsearch.search.EARLY_PROPOSALS)
+         "fused_local_early": {"verify": False, "local": True, "early": True},
+         # fused_local with the descriptor search on 2 OpenMP threads (simsearch.ops.verify.FAISS_THREADS is 1)
+         "fused_local_faiss2": {"verify": False, "local": True, "faiss_threads": 2}}
   # fused, its top candidates and the local ones verified
 
 
@@ -219,6 +230,7 @@ def main() -> None:
     from simsearch.ingest.pipeline import Ingester
     from simsearch.ingest.sources import files_from_folder
     from simsearch.ops import search as ops_search
+    from simsearch import search as core_search
 
     if args.query_scale is not None:
         V.QUERY_SCALE = args.query_scale
@@ -270,21 +282,57 @@ def main() -> None:
             out["ingest"] = {"added": report.added, "failed": report.failed, "seconds": round(time.perf_counter() - t0, 1)}
             log(f"ingested: {out['ingest']}")
 
+            real_descriptor_search = V.descriptor_index.search
+
             def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
-                keep, keep_staged = V.CANDIDATES, ops_search.STAGED
+                keep, keep_staged, keep_close = V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES
                 V.CANDIDATES = candidates or keep
                 ops_search.STAGED = kw.pop("staged", keep_staged)
+                V.CLOSE_MIN_VOTES = keep_close if kw.pop("closer", True) else 10**9
+                keep_early = core_search.EARLY_PROPOSALS
+                core_search.EARLY_PROPOSALS = kw.pop("early", keep_early)
+                threads = kw.pop("faiss_threads", None)
+                if threads:  # the helper thread's descriptor search on more OpenMP threads, then back
+                    def searched(*a, _real=real_descriptor_search, **k):
+                        import faiss
+                        faiss.omp_set_num_threads(threads)
+                        try:
+                            return _real(*a, **k)
+                        finally:
+                            faiss.omp_set_num_threads(V.FAISS_THREADS)
+                    V.descriptor_index.search = searched
                 try:
                     t = time.perf_counter()
                     res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
                     return res["results"], time.perf_counter() - t
                 finally:
-                    V.CANDIDATES, ops_search.STAGED = keep, keep_staged
+                    V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES = keep, keep_staged, keep_close
+                    core_search.EARLY_PROPOSALS = keep_early
+                    V.descriptor_index.search = real_descriptor_search
 
+            looks: dict = {}  # closer looks of the default (fused_local) by set: run, verified, verified the target
+            real_look = V.closer_look
+
+            def counted_look(*a, **kw):
+                inliers = real_look(*a, **kw)
+                if looking is not None:
+                    c = looks.setdefault(looking[0], {"run": 0, "verified": 0, "verified_target": 0})
+                    c["run"] += 1
+                    if inliers >= V.MIN_INLIERS:
+                        c["verified"] += 1
+                        c["verified_target"] += int(looking[1] is not None and a[-1] == looking[1])
+                return inliers
+
+            V.closer_look = counted_look
+            looking = None
             for q in queries["copy"][:3]:  # warm-up: models open, index loaded
                 run(q, **MODES["plain"])
                 run(q, **MODES["fused"])
                 run(q, **MODES["local"])  # the descriptor index built
+            with ctx.db.session() as s:  # the targets' ids, to tell a closer look's verification of the target
+                from sqlalchemy import select
+                from simsearch.store.models import Image
+                target_ids = {Path(p).name: i for i, p in s.execute(select(Image.id, Image.source_path))}
             modes = ["plain", "fused"] + [m for m in args.modes.split(",") if m in MODES and m not in ("plain", "fused")]
             out["modes"] = {m: MODES[m] for m in modes}
             times: dict = {m: [] for m in modes}
@@ -295,6 +343,7 @@ def main() -> None:
                 for n, q in enumerate(items):
                     order = modes if n % 2 == 0 else ["fused", "plain"] + modes[2:]
                     for mode in order:
+                        looking = (kind, target_ids.get(q.get("target"))) if mode == "fused_local" else None
                         hits, secs = run(q, **MODES[mode])
                         times[mode].append(secs)
                         by_set.setdefault(kind, {}).setdefault(mode, []).append(secs)
@@ -311,6 +360,10 @@ def main() -> None:
                         quality[kind][mode] = {"precision_at_1": round(float(p1), 3), "precision_at_3": round(float(p3), 3)}
                     else:
                         ap = [_ap5(nm, q["target"]) for nm, q in zip(names, items)]
+                        if mode == "fused_local":  # the queries whose target is not first: (query, rank or None)
+                            out.setdefault("not_first", {})[kind] = [
+                                (n, nm.index(q["target"]) + 1 if q["target"] in nm else None)
+                                for n, (nm, q) in enumerate(zip(names, items)) if nm[:1] != [q["target"]]]
                         top1 = [nm[:1] == [q["target"]] for nm, q in zip(names, items)]
                         recall = [q["target"] in nm for nm, q in zip(names, items)]
                         quality[kind][mode] = {"map_at_5": round(float(np.mean(ap)), 3),
@@ -318,6 +371,7 @@ def main() -> None:
                                                "in_top10": round(float(np.mean(recall)), 3)}
                 log(f"{kind}: {quality[kind]}")
             out["quality"] = quality
+            out["closer_looks"] = looks
             med = {m: float(np.median(v)) for m, v in times.items()}
             out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
                               **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},

@@ -68,6 +68,7 @@ def main() -> None:
     from simsearch.images import local_features as LF
     from simsearch.images import local_votes as LV
     from simsearch.index import descriptors as DI
+    from simsearch.index import descriptor_kinds as K
     from simsearch.ingest.pipeline import Ingester
     from simsearch.ingest.sources import files_from_folder
     from simsearch.ops import search as ops_search
@@ -128,13 +129,13 @@ def main() -> None:
                     faiss.omp_set_num_threads(1)
                     _, t["descriptor_search_1_thread"] = _ms(DI.search, index, qf.desc)
                     faiss.omp_set_num_threads(threads)
-                    ivf = faiss.extract_index_ivf(index) if index.ntotal >= DI.IVF_AT else None
+                    ivf = faiss.extract_index_ivf(index) if index.ntotal >= K.IVF_AT else None
                     for nprobe, kn in ((2, 8), (4, 4), (8, 8)):
                         if ivf is None:
                             break
                         ivf.nprobe = nprobe
                         (D2, I2), t[f"descriptor_search_nprobe{nprobe}_k{kn}"] = _ms(DI.search, index, qf.desc, kn)
-                        ivf.nprobe = DI.NPROBE
+                        ivf.nprobe = K.NPROBE
                         same = LV.candidates(D2, I2, V.LOCAL_CANDIDATES, V.LOCAL_MIN_VOTES)[:1] == cands[:1]
                         t[f"same_first_candidate_nprobe{nprobe}_k{kn}"] = float(same)
                     target = S._lookup(ctx, "artefacts", None, None)

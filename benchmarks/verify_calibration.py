@@ -17,6 +17,13 @@ decoded as an upload is; the candidate: ``N_FEATURES`` keypoints, as ingest stor
 
 Pairs of photos of the SAME landmark are reported apart (**same_landmark**): they may show the same
 façade, a true match of the object (not of the photo), so they are no false accepts.
+With ``--closer`` every pair is verified a second time as a search's closer look would verify it
+(``simsearch.ops.verify.closer_features``: the region of the query where its keypoints that match
+the candidate fell, decoded again from the file at up to ``CLOSE_SIDE`` px, its keypoints found
+again): a worst case, since a search looks closer only at the first image by votes when it did not
+verify; reported as ``closer`` (the same groups), with the pairs that had enough matching keypoints
+(``CLOSE_MIN_VOTES``) for a region.
+
 Reported per group and over all distinct pairs: quantiles and maximum of the inliers, and the
 false-accept rate (share of pairs with >= T inliers) for a range of T, with the smallest T whose
 rate is below 0.1%.
@@ -49,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="30 species and 8 landmarks, 4 others each")
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--closer", action="store_true", help="also verify each pair by a closer look (see above)")
     args = ap.parse_args()
     from simsearch.images import THUMBNAIL_SIDE, decode_image
     from simsearch.images import local_features as LF
@@ -63,12 +71,12 @@ def main() -> None:
     photos = [(f"f:{d.name}", f) for d in species for f in _files(d)[:4]]
     photos += [(f"o:{d.name}", f) for d in landmarks for f in _files(d)[:6]]
 
-    def decoded(path: Path):
-        return decode_image(path.read_bytes(), source=path.name, draft_size=V.DECODE_SIDE, draft_long=THUMBNAIL_SIDE).image
-
-    query, stored, stored_seconds, query_seconds = [], [], 0.0, 0.0
+    query, stored, stored_seconds, query_seconds, sizes, shapes = [], [], 0.0, 0.0, [], []
     for _, f in photos:
-        im = decoded(f)
+        img = decode_image(f.read_bytes(), source=f.name, draft_size=V.DECODE_SIDE, draft_long=THUMBNAIL_SIDE)
+        im = img.image
+        sizes.append((img.width, img.height))
+        shapes.append((im.height, im.width))
         t0 = time.perf_counter()
         query.append(LF.extract(LF.grey_of(im), LF.MAX_SIDE, LF.N_QUERY, LF.DEFAULT_KIND))
         t1 = time.perf_counter()
@@ -78,6 +86,16 @@ def main() -> None:
     stored_bytes = [len(LF.serialise(f)) for f in stored]
     log(f"{len(photos)} photos' features: {stored_seconds:.1f} s stored, {query_seconds:.1f} s as queries")
     groups: dict[str, list[int]] = {"same_species": [], "other_species": [], "other_landmark": [], "same_landmark": []}
+    closer: dict[str, list[int]] = {g: [] for g in groups}
+
+    def closer_inliers(i: int, j: int) -> int | None:
+        pairs = LF.tentative_matches(query[i], stored[j])
+        if len(pairs) < V.CLOSE_MIN_VOTES:
+            return None
+        q = V.closer_features(photos[i][1].read_bytes(), photos[i][1].name, None, sizes[i], shapes[i],
+                              query[i].xy[pairs[:, 0]], max_pixels=10**9, max_decoded_pixels=10**9)
+        return None if q is None else LF.verify(q, stored[j]).inliers
+
     label = [lab for lab, _ in photos]
     t0 = time.perf_counter()
     for i, lab in enumerate(label):
@@ -88,6 +106,8 @@ def main() -> None:
                   for j in rng.choice(diff, min(others, len(diff)), replace=False)]
         for j, group in pairs:
             groups[group].append(LF.verify(query[i], stored[j]).inliers)
+            if args.closer and (c := closer_inliers(i, j)) is not None:
+                closer[group].append(c)
     n_pairs = sum(len(v) for v in groups.values())
     seconds = time.perf_counter() - t0
     log(f"{n_pairs} pairs verified in {seconds:.1f} s")
@@ -107,6 +127,10 @@ def main() -> None:
            "method": {"kind": LF.DEFAULT_KIND, "query_keypoints": LF.N_QUERY, "stored_keypoints": LF.N_FEATURES,
                       "max_side": LF.MAX_SIDE, "ratio": LF.RATIO, "reproj": LF.REPROJ, "decode_side": V.DECODE_SIDE},
            "groups": {g: summary(v) for g, v in groups.items() if v}, "distinct_pairs": overall,
+           **({"closer": {"groups": {g: summary(v) for g, v in closer.items() if v},
+                          "distinct_pairs": summary([v for g, vals in closer.items() if g != "same_landmark" for v in vals]),
+                          "close_side": V.CLOSE_SIDE, "close_grow": V.CLOSE_GROW, "close_least": round(V.CLOSE_LEAST, 3),
+                          "close_min_votes": V.CLOSE_MIN_VOTES}} if args.closer else {}),
            "smallest_threshold_under_0.1pct": ok[0] if ok else None, "min_inliers_in_use": V.MIN_INLIERS,
            "ms_per_pair": round(1000 * seconds / max(n_pairs, 1), 2),
            "stored_features": {"ms_per_image": round(1000 * stored_seconds / len(photos), 1),

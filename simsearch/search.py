@@ -24,6 +24,11 @@ from simsearch.analysis.regions import check_regions, fuse_max, parse_box
 from simsearch.images.decode import is_large, release_memory
 
 MAX_K = limits.SEARCH_K_MAX
+# search_image_staged: embed the object proposals while the clear-winner answer is awaited (True), or
+# wait for it first (False). On the 2-core development machines the early forward slowed the local
+# path it ran beside more than it saved (median 80 / 107 ms against 75 / 96 ms, benchmarks/in_context.py
+# modes fused_local and fused_local_wait, docs/region-search.md); with more cores it may pay.
+EARLY_PROPOSALS = False
 
 
 @dataclass
@@ -110,14 +115,17 @@ def _draft_side(input_size: int, box) -> int:
     return int(min(4 * input_size, np.ceil(input_size / max(min(box[2] - box[0], box[3] - box[1]), 0.25))))
 
 
-def _decoded(ctx, emb, data: bytes, source: str, box):
-    """The uploaded image decoded as a search decodes it (a PIL image), cropped to ``box``."""
+def _decoded(ctx, emb, data: bytes, source: str, box, shared=None):
+    """The uploaded image decoded as a search decodes it (a PIL image), cropped to ``box``;
+    ``shared(draft side)``: the upload decoded so already, or None."""
     from PIL import Image as PILImage
 
     settings = ctx.settings
-    img = decode_image(data, source=source, max_pixels=settings.max_pixels,
-                       draft_size=_draft_side(emb.input_size, box), draft_long=THUMBNAIL_SIDE,
-                       max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
+    side = _draft_side(emb.input_size, box)
+    img = shared(side) if shared is not None else None
+    if img is None:
+        img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=side,
+                           draft_long=THUMBNAIL_SIDE, max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
     im = img.image if isinstance(img.image, PILImage.Image) else PILImage.fromarray(img.image)
     if box is not None:
         im = im.crop(R.pixel_box(box, im.width, im.height))
@@ -238,16 +246,20 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     return target.space, _search(ctx, target, vec, k)
 
 
-def search_image_staged(ctx, collection: str, data: bytes, source: str, verified, *, space: str | None = None,
-                        k: int = 10, label: str | None = None, box=None,
+def search_image_staged(ctx, collection: str, data: bytes, source: str, verified, *, clear=None, decoded=None,
+                        space: str | None = None, k: int = 10, label: str | None = None, box=None,
                         regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]] | None:
     """:func:`search_image` with candidates found elsewhere (local features, verified): the whole
-    image is embedded and searched first; then ``verified()`` is asked (it may block while another
-    thread finds them): the verified image ids, best first, and whether they are enough (a clear
-    winner). When they are not, the search is fused with up to ``regions`` object proposals (their
-    forward only then), else the proposals are skipped (the verified images will come first). Returns the space and the hits, followed by those of the
-    verified images outside the top ``k`` (with the scores the query gives them); None in a derived
-    space (the caller falls back to :func:`search_image`)."""
+    image is embedded and searched first; then ``clear`` (a Future another thread answers) says
+    whether the candidates are enough (a clear winner). When they are not, the search is fused with
+    up to ``regions`` object proposals, else the proposals are skipped (the verified images will
+    come first). With :data:`EARLY_PROPOSALS`, when ``clear`` is not answered yet the proposals are
+    embedded while it is awaited and used only if the answer is no: the hits are the same either
+    way. Then ``verified()`` (it may block too): the verified image ids, best first. ``decoded``: called with the JPEG draft side the
+    model's input needs, it may give the upload already decoded so (a DecodedImage; None: decode
+    it here). Returns the space and the hits, followed by those of the verified images outside the
+    top ``k`` (with the scores the query gives them); None in a derived space (the caller falls
+    back to :func:`search_image`)."""
     k = validate_k(k)
     regions = check_regions(regions)
     if box is not None:
@@ -257,21 +269,23 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
         return None
     provenance.check_query(ctx, target.collection_id, target.space)
     emb = ctx.embedder(target.space)
-    im = _decoded(ctx, emb, data, source, box)
+    im = _decoded(ctx, emb, data, source, box, shared=decoded)
     t0 = time.perf_counter()
     q = QueryVectors(emb.embed_regions(im, []), [0.0], [box], 0.0)
     q.seconds = time.perf_counter() - t0
     hits = _search_fused(ctx, target, q, k)
-    ids, enough = verified()
-    ids = list(ids)
+    known = clear is None or not EARLY_PROPOSALS or clear.done()  # else the other thread is still at it
+    enough = bool(clear.result()) if clear is not None and known else False
     found = [] if enough else _proposals(im, regions)
     if found:
         t0 = time.perf_counter()
         crops = [resize_for_model(im.crop(R.pixel_box(b, im.width, im.height)), emb.input_size) for b in found]
         vecs = np.vstack([q.vectors, emb.embed(np.stack(crops))])  # as embed_regions feeds them
-        q = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
-                         q.seconds + time.perf_counter() - t0)
-        hits = _search_fused(ctx, target, q, k)
+        fused = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
+                             q.seconds + time.perf_counter() - t0)
+        if known or not clear.result():  # a clear winner found meanwhile: the whole image's hits, as when known
+            q, hits = fused, _search_fused(ctx, target, fused, k)
+    ids = list(verified())
     have = {h.image_id for h in hits}
     return target.space, hits + _scored(ctx, target, q, [i for i in ids if i not in have])
 

@@ -59,6 +59,27 @@ def test_a_stored_keypoint_counts_once_and_candidates_need_enough_votes():
         LV.votes(np.zeros((2, 3)), np.zeros((2, 2), np.int64))
 
 
+def test_the_voters_of_an_image_are_the_keypoints_its_votes_came_from():
+    I = np.array([[1 * S + 0, 2 * S + 0], [1 * S + 3, 2 * S + 1], [2 * S + 2, 1 * S + 1], [1 * S + 4, 3 * S]])
+    D = np.array([[1.0, 100.0], [1.0, 100.0], [1.0, 100.0], [90.0, 100.0]])  # the last fails the ratio
+    assert LV.voters(D, I, 1).tolist() == [True, True, False, False]
+    assert LV.voters(D, I, 2).tolist() == [False, False, True, False]
+    assert LV.voters(np.zeros((0, 2)), np.zeros((0, 2), np.int64), 1).size == 0
+
+
+def test_the_region_of_the_voters_takes_in_the_picture_around_them():
+    # a landscape picture 400 x 200: keypoints normalised by the long side (y in 0..0.5)
+    xy = np.array([[0.40, 0.20], [0.50, 0.30]])  # x 40-50%, y 40-60% of the sides
+    x0, y0, x1, y1 = LV.region_of(xy, 400, 200, grow=0.5, least=0.0)
+    assert (x0, y0, x1, y1) == pytest.approx((0.35, 0.3, 0.55, 0.7))  # each side out by half the box
+    x0, y0, x1, y1 = LV.region_of(xy, 400, 200, grow=0.5, least=1 / 3)
+    assert (x0, x1) == pytest.approx((0.45 - 1 / 6, 0.45 + 1 / 6)) and (y0, y1) == pytest.approx((0.3, 0.7))
+    # near an edge the region slides inside, its size kept; one keypoint still gives a region
+    assert LV.region_of(np.array([[0.01, 0.01]]), 400, 200, 0.5, 0.5) == pytest.approx((0.0, 0.0, 0.5, 0.5))
+    assert LV.region_of(np.zeros((0, 2)), 400, 200, 0.5, 0.5) is None
+    assert LV.region_of(np.array([[0.0, 0.0], [1.0, 0.5]]), 400, 200, 0.5, 0.5) == (0.0, 0.0, 1.0, 1.0)
+
+
 @pytest.mark.parametrize("ivf_at, pq_at, kind", [(10**9, 10**9, "exhaustive"), (1000, 10**9, "ivf-sq8"), (1000, 2000, "ivf-pq")])
 def test_the_index_finds_each_stored_descriptor_first(ivf_at, pq_at, kind):
     rng = np.random.default_rng(1)

@@ -51,22 +51,79 @@ def votes(D: np.ndarray, I: np.ndarray, ratio: float = RATIO) -> tuple[np.ndarra
     image it passes); a stored descriptor counts once however many query keypoints chose it (a
     repeated texture in the query cannot add up), so each image's count is the number of its
     keypoints that a query keypoint matched."""
-    D, I = np.asarray(D, np.float64), np.asarray(I, np.int64)
-    if D.shape != I.shape or D.ndim != 2:
-        raise InvalidInput(f"D and I must be (n, k) arrays of one shape, got {D.shape} and {I.shape}", field="D")
-    if D.size == 0:
+    ok, I = _passing(D, I, ratio)
+    if I.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    own = owners(I)
-    other = (own != own[:, :1]) & (own >= 0)
-    has_other = other.any(axis=1)
-    d_other = np.where(has_other, D[np.arange(len(D)), other.argmax(axis=1)], np.inf)
-    ok = (own[:, 0] >= 0) & (D[:, 0] < ratio * ratio * d_other)  # squared distances: the ratio squared
     chosen = np.unique(I[ok, 0])
     if len(chosen) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     ids, counts = np.unique(owners(chosen), return_counts=True)
     order = np.lexsort((ids, -counts))
     return ids[order], counts[order]
+
+
+def _passing(D: np.ndarray, I: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which query keypoints pass the ratio test of :func:`votes` ((n,) bools), and ``I`` as int64."""
+    D, I = np.asarray(D, np.float64), np.asarray(I, np.int64)
+    if D.shape != I.shape or D.ndim != 2:
+        raise InvalidInput(f"D and I must be (n, k) arrays of one shape, got {D.shape} and {I.shape}", field="D")
+    if D.size == 0:
+        return np.zeros(len(D), bool), I
+    own = owners(I)
+    other = (own != own[:, :1]) & (own >= 0)
+    has_other = other.any(axis=1)
+    d_other = np.where(has_other, D[np.arange(len(D)), other.argmax(axis=1)], np.inf)
+    return (own[:, 0] >= 0) & (D[:, 0] < ratio * ratio * d_other), I  # squared distances: the ratio squared
+
+
+def voters(D: np.ndarray, I: np.ndarray, image_id: int, ratio: float = RATIO) -> np.ndarray:
+    """Which query keypoints ((n,) bools) vote for ``image_id`` (:func:`votes`: their nearest stored
+    descriptor is that image's and passes the ratio test)."""
+    ok, I = _passing(D, I, ratio)
+    if I.size == 0:
+        return ok
+    return ok & (owners(I[:, 0]) == image_id)
+
+
+def densest(xy: np.ndarray, width: int, height: int, window: float) -> np.ndarray:
+    """Which of the keypoints ``xy`` ((n, 2), normalised by the long side of a picture ``width`` x
+    ``height`` px) lie in the window of ``window`` of each side, centred on one of them, that holds
+    the most ((n,) bools; ties: the first keypoint's window). A picture's votes gather where it is;
+    chance votes scatter over the photo and would stretch their bounding box over all of it."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    if len(xy) == 0 or width <= 0 or height <= 0:
+        return np.zeros(len(xy), bool)
+    long = float(max(width, height))
+    f = xy * long / np.array([width, height], np.float64)  # fractions of each side
+    near = np.all(np.abs(f[:, None, :] - f[None, :, :]) <= window / 2 + 1e-9, axis=2)  # (n, n): j in i's window
+    return near[int(np.argmax(near.sum(axis=1)))]
+
+
+def region_of(xy: np.ndarray, width: int, height: int, grow: float, least: float) -> tuple[float, float, float, float] | None:
+    """The region of a picture ``width`` x ``height`` px around the keypoints ``xy`` ((n, 2), normalised
+    by its long side, as :mod:`simsearch.images.local_features` gives them), as a normalised box
+    ``(x0, y0, x1, y1)``: their bounding box, each side moved out by ``grow`` times the box's size,
+    then widened about its centre to at least ``least`` of the picture's side in each direction,
+    clipped to the picture. None without keypoints or for an empty picture."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    if len(xy) == 0 or width <= 0 or height <= 0:
+        return None
+    long = float(max(width, height))
+    fx, fy = xy[:, 0] * long / width, xy[:, 1] * long / height  # fractions of each side
+    box = []
+    for lo, hi in ((fx.min(), fx.max()), (fy.min(), fy.max())):
+        size = hi - lo
+        lo, hi = lo - grow * size, hi + grow * size
+        if hi - lo < least:
+            mid = (lo + hi) / 2
+            lo, hi = mid - least / 2, mid + least / 2
+        if lo < 0:
+            lo, hi = 0.0, hi - lo
+        if hi > 1:
+            lo, hi = lo - (hi - 1), 1.0
+        box.append((max(0.0, lo), min(1.0, hi)))
+    (x0, x1), (y0, y1) = box
+    return (float(x0), float(y0), float(x1), float(y1))
 
 
 def candidates(D: np.ndarray, I: np.ndarray, n: int, min_votes: int, ratio: float = RATIO) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 
 from simsearch import spaces
 from simsearch.ops import calibration
@@ -65,13 +66,22 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
     :func:`simsearch.ops.verify.local_verified`) runs on a helper thread while the whole image is
     embedded and searched; the verified candidates come first (by inliers). When the first by votes
     is a clear winner (:func:`simsearch.ops.verify.clear_winner`) the object proposal's forward is
-    skipped, else the search is fused with the proposal as without local candidates
-    (:func:`simsearch.search.search_image_staged`). None in a derived space."""
-    pending = V.run_beside(V.local_verified, ctx, coll_id, data, source, kw.get("box"))
+    skipped (or, when the answer comes after the whole image's search, its result unused), else the
+    search is fused with the proposal as without local candidates
+    (:func:`simsearch.search.search_image_staged`); a closer look
+    (:func:`simsearch.ops.verify.closer_look`) runs after that answer, beside the proposal's
+    forward. The helper's decode of the upload is the model's input too where they decode alike.
+    None in a derived space."""
+    clear, shared = Future(), Future()
+    pending = V.run_beside(_local_path, ctx, coll_id, data, source, kw.get("box"), clear, shared)
+
+    def decoded(side: int):  # the helper's decode of the upload, when the model's input takes the same
+        return shared.result() if kw.get("box") is None and side == V.DECODE_SIDE else None
+
     try:
-        found = search_image_staged(ctx, collection, data, source, lambda: pending.result(),
-                                    space=kw["backbone"], k=kw["k"], label=kw["label"], box=kw["box"],
-                                    regions=kw["regions"])
+        found = search_image_staged(ctx, collection, data, source, lambda: list(pending.result()[0]),
+                                    clear=clear, decoded=decoded, space=kw["backbone"], k=kw["k"],
+                                    label=kw["label"], box=kw["box"], regions=kw["regions"])
     except BaseException:
         pending.cancel()
         raise
@@ -81,6 +91,19 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
     inliers = pending.result()[0]
     good = sorted((h for h in hits if h.image_id in inliers), key=lambda h: -inliers[h.image_id])
     return space, (good + [h for h in hits[:kw["k"]] if h.image_id not in inliers])[:kw["k"]]
+
+
+def _local_path(ctx, coll_id: int, data: bytes, source: str, box, clear: Future, shared: Future):
+    """:func:`simsearch.ops.verify.local_verified` on a helper thread, answering ``clear`` (whether the
+    first by votes is a clear winner) and ``shared`` (the decoded upload) as soon as it knows them;
+    an error answers both (the search waiting on them raises it)."""
+    try:
+        return V.local_verified(ctx, coll_id, data, source, box, decoded=shared.set_result, on_clear=clear.set_result)
+    except BaseException as exc:
+        for f in (shared, clear):
+            if not f.done():
+                f.set_exception(exc)
+        raise
 
 
 def _imported_here(ctx, collection: str, space: str) -> None:

@@ -25,8 +25,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from simsearch.analysis.regions import pixel_box
-from simsearch.errors import InvalidInput
-from simsearch.images import THUMBNAIL_SIDE, decode_image
+from simsearch.errors import ImageDecodeError, InvalidInput
+from simsearch.images import THUMBNAIL_SIDE, DecodedImage, decode_image
+from simsearch.images.decode import is_large, release_memory
 from simsearch.images import local_features as LF
 from simsearch.images import local_votes
 from simsearch.index import descriptors as descriptor_index
@@ -68,6 +69,23 @@ QUERY_SCALE = 1.0
 # backbone's input, as ingest and a search decode them): the features of a query and of a stored
 # image then come from pictures of about the same detail.
 DECODE_SIDE = 224
+# A closer look (:func:`closer_look`) at the first CLOSE_LOOKS images by votes (each with at least
+# CLOSE_MIN_VOTES: the fewest keypoints that span an area), in that order, up to the first verified: a small
+# picture in a photo (a fifth to a half of its width: 60-160 px of the decoded query) keeps too few
+# keypoints for MIN_INLIERS, but its votes say where it is. The region of its voters (those in the
+# window of CLOSE_WINDOW of each side that holds the most of them: chance votes scatter over the
+# photo, and a picture that needs a closer look is at most about half of it; their bounding box,
+# each side moved out by CLOSE_GROW times its size, at least CLOSE_LEAST of the query's side each
+# way: a few votes on one corner of the picture still take in the rest of it) is decoded from the
+# upload at up to CLOSE_SIDE px long (the file's own pixels, not the draft-decoded copy), its
+# keypoints found again and the image verified with them (the same MIN_INLIERS). Chosen by
+# reasoning, not tuned on the benchmark's sets (docs/region-search.md, "A closer look").
+CLOSE_LOOKS = 2
+CLOSE_MIN_VOTES = 3
+CLOSE_WINDOW = 0.5
+CLOSE_GROW = 0.5
+CLOSE_LEAST = 1 / 3
+CLOSE_SIDE = LF.MAX_SIDE
 
 
 def local_default(ctx, collection_id: int) -> bool:
@@ -91,29 +109,50 @@ def check_verify(value, field: str = "verify") -> bool:
                        field=field)
 
 
-def query_features(ctx, data: bytes, source: str, box=None, scale: float | None = None) -> LF.LocalFeatures:
-    """The query's features, decoded as :func:`simsearch.search.embed_query` decodes it (inside
-    ``box`` when one is given), found on a copy ``scale`` (default :data:`QUERY_SCALE`) times its size."""
+def decoded_query(ctx, data: bytes, source: str) -> DecodedImage:
+    """The upload decoded as a search decodes it (a JPEG's short side reduced to about
+    :data:`DECODE_SIDE`); :func:`simsearch.search.search_image_staged` may share it."""
     settings = ctx.settings
-    img = decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=DECODE_SIDE,
-                       draft_long=THUMBNAIL_SIDE, max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
+    return decode_image(data, source=source, max_pixels=settings.max_pixels, draft_size=DECODE_SIDE,
+                        draft_long=THUMBNAIL_SIDE, max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
+
+
+def _grey(img: DecodedImage, box) -> np.ndarray:
     g = LF.grey_of(img.image)
     if box is not None:
         x0, y0, x1, y1 = pixel_box(box, g.shape[1], g.shape[0])
         g = np.ascontiguousarray(g[y0:y1, x0:x1])
+    return g
+
+
+def _extract(g: np.ndarray, scale: float | None = None) -> LF.LocalFeatures:
     side = min(LF.MAX_SIDE, max(16, round(max(g.shape) * (QUERY_SCALE if scale is None else scale))))
     return LF.extract(g, side, LF.N_QUERY, LF.DEFAULT_KIND)
+
+
+def query_features(ctx, data: bytes, source: str, box=None, scale: float | None = None) -> LF.LocalFeatures:
+    """The query's features, decoded as :func:`simsearch.search.embed_query` decodes it (inside
+    ``box`` when one is given), found on a copy ``scale`` (default :data:`QUERY_SCALE`) times its size."""
+    return _extract(_grey(decoded_query(ctx, data, source), box), scale)
+
+
+def _all_votes(ctx, collection_id: int, query: LF.LocalFeatures):
+    """The descriptor search's ``D, I`` and every image's votes (ids and counts, most first)."""
+    index = ctx.descriptor_index(collection_id)
+    if index is None or len(query) == 0:
+        return None, None, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    D, I = descriptor_index.search(index, query.desc)
+    return (D, I, *local_votes.votes(D, I))
 
 
 def local_votes_of(ctx, collection_id: int, query: LF.LocalFeatures) -> tuple[list[int], list[int]]:
     """Images of the collection chosen by the query's keypoints (:func:`simsearch.images.local_votes.votes`
     over the collection's descriptor index) and their votes: the :data:`LOCAL_CANDIDATES` with the
     most votes, each with at least :data:`LOCAL_MIN_VOTES`; none when no image has stored features."""
-    index = ctx.descriptor_index(collection_id)
-    if index is None or len(query) == 0:
-        return [], []
-    D, I = descriptor_index.search(index, query.desc)
-    ids, counts = local_votes.votes(D, I)
+    return _kept(*_all_votes(ctx, collection_id, query)[2:])
+
+
+def _kept(ids: np.ndarray, counts: np.ndarray) -> tuple[list[int], list[int]]:
     keep = counts >= LOCAL_MIN_VOTES
     return [int(i) for i in ids[keep][:LOCAL_CANDIDATES]], [int(c) for c in counts[keep][:LOCAL_CANDIDATES]]
 
@@ -147,15 +186,79 @@ def clear_winner(inliers: int, counts: list[int], n: int) -> bool:
     return inliers >= CLEAR_INLIERS and (n + 1 == len(counts) or counts[n] >= CLEAR_VOTES * counts[n + 1])
 
 
-def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None) -> tuple[dict[int, int], bool]:
+def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None, *, decoded=None,
+                   on_clear=None) -> tuple[dict[int, int], bool]:
     """The whole local path of a search by upload, for a thread beside the model's forward: the
     query's features, its candidates by local features and their verification
-    (:func:`verify_in_vote_order`): ``{image id: inliers}`` of the verified, most inliers first;
-    and whether the first by votes is a :func:`clear_winner`."""
-    query = query_features(ctx, data, source, box)
-    ids, counts = local_votes_of(ctx, collection_id, query)
+    (:func:`verify_in_vote_order`), and a :func:`closer_look` at the first :data:`CLOSE_LOOKS`
+    images by votes, in that order, up to the first verified (by it or before it): ``{image id: inliers}`` of the verified, most inliers first; and whether the
+    first by votes is a :func:`clear_winner` (before the closer look, which never makes one).
+    ``decoded``: called with the upload decoded (:func:`decoded_query`), to share it; ``on_clear``:
+    called with the clear-winner answer as soon as it is known (before the closer look)."""
+    img = decoded_query(ctx, data, source)
+    if decoded is not None:
+        decoded(img)
+    g = _grey(img, box)
+    query = _extract(g)
+    D, I, all_ids, all_counts = _all_votes(ctx, collection_id, query)
+    ids, counts = _kept(all_ids, all_counts)
     found = verify_in_vote_order(ctx, query, ids, counts)
-    return found, bool(ids) and ids[0] in found and clear_winner(found[ids[0]], counts, 0)
+    clear = bool(ids) and ids[0] in found and clear_winner(found[ids[0]], counts, 0)
+    if on_clear is not None:
+        on_clear(clear)
+    for i in [int(i) for i, c in zip(all_ids[:CLOSE_LOOKS], all_counts[:CLOSE_LOOKS]) if c >= CLOSE_MIN_VOTES]:
+        if i in found:  # verified already: no closer look at it or after it
+            break
+        inliers = closer_look(ctx, data, source, box, (img.width, img.height), g.shape,
+                              query.xy[local_votes.voters(D, I, i)], i)
+        if inliers >= MIN_INLIERS:
+            found = dict(sorted({**found, i: inliers}.items(), key=lambda kv: -kv[1]))
+            break
+    return found, clear
+
+
+def closer_look(ctx, data: bytes, source: str, box, size: tuple[int, int], shape: tuple[int, int],
+                xy: np.ndarray, image_id: int) -> int:
+    """The inliers of ``image_id`` verified against the keypoints of :func:`closer_features` (the
+    region of the upload where its voters ``xy`` fell, decoded again); 0 when the region, the decode
+    or the image's features (stored, or from its original) are not to be had."""
+    settings = ctx.settings
+    query = closer_features(data, source, box, size, shape, xy, max_pixels=settings.max_pixels,
+                            max_decoded_pixels=min(settings.search_max_pixels, settings.max_pixels))
+    if query is None:
+        return 0
+    feats = candidate_features(ctx, [image_id])
+    return LF.verify(query, feats[image_id]).inliers if image_id in feats else 0
+
+
+def closer_features(data: bytes, source: str, box, size: tuple[int, int], shape: tuple[int, int], xy: np.ndarray,
+                    *, max_pixels: int, max_decoded_pixels: int) -> LF.LocalFeatures | None:
+    """The keypoints (:data:`LF.N_QUERY <simsearch.images.local_features.N_QUERY>`) of the region
+    where ``xy`` fell (keypoints normalised as :func:`query_features` gives them, found on a grey
+    copy of ``shape`` (h, w): the query, or its ``box``; the region: their bounding box moved out by
+    :data:`CLOSE_GROW`, at least :data:`CLOSE_LEAST` of each side), decoded again from ``data`` (the
+    upload, ``size`` (w, h) its full size) so that the region is up to :data:`CLOSE_SIDE` px long;
+    None without a region or when the upload cannot be decoded so."""
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    xy = xy[local_votes.densest(xy, shape[1], shape[0], CLOSE_WINDOW)]
+    region = local_votes.region_of(xy, shape[1], shape[0], CLOSE_GROW, CLOSE_LEAST)
+    if region is None:
+        return None
+    if box is not None:  # a region of the box's crop -> of the upload
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        region = (box[0] + region[0] * bw, box[1] + region[1] * bh, box[0] + region[2] * bw, box[1] + region[3] * bh)
+    w, h = size
+    s = min(1.0, CLOSE_SIDE / max(1.0, (region[2] - region[0]) * w, (region[3] - region[1]) * h))
+    try:
+        img = decode_image(data, source=source, max_pixels=max_pixels, draft_size=max(1, int(np.ceil(min(w, h) * s))),
+                           draft_long=int(np.ceil(max(w, h) * s)), max_decoded_pixels=max_decoded_pixels)
+    except ImageDecodeError:
+        return None
+    g = _grey(img, region)
+    if is_large(img):
+        del img
+        release_memory()
+    return LF.extract(g, CLOSE_SIDE, LF.N_QUERY, LF.DEFAULT_KIND)
 
 
 def run_beside(fn, *args, **kw) -> Future:
