@@ -34,7 +34,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from simsearch.errors import ImageDecodeError, InvalidInput, JobCancelled, public_reason
-from simsearch.jobs import shards
+from simsearch.jobs import fleet, shards
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
 from simsearch.ingest import remote
@@ -259,7 +259,8 @@ def _write(ctx, shard_id: int, counts: dict, errors: list) -> None:
 
 
 def run_here(ctx, parent_id: int, progress=None) -> str:
-    """Run the job's unfinished shards one after another in this process (a command that wants no
-    workers, or a tuning that embeds its chosen space); returns the job's status.
-    ``progress(done, total)``: the job's images done, after each batch."""
-    return shards.run_here(ctx, parent_id, execute_shard, progress)
+    """Run the job's unfinished shards one after another in this process (a command without
+    ``--queue``, or a tuning that embeds its chosen space), offered to the workers too when a queue
+    is configured (:func:`simsearch.jobs.fleet.run_pass`: the command waits for theirs); returns
+    the job's status. ``progress(done, total)``: the job's images done, after each batch."""
+    return fleet.run_pass(ctx, parent_id, execute_shard, progress)
