@@ -139,3 +139,26 @@ def test_a_queue_that_does_not_answer_runs_the_pass_here_with_a_warning(settings
         assert len(owners) == 2 and all(o.startswith("cli:") for o in owners)
     finally:
         ctx.close()
+
+
+def test_with_no_worker_running_the_command_runs_every_shard_and_the_queue_s_entries_do_nothing(settings, tmp_path,
+                                                                                                  rq_queue):  # noqa: F811
+    from simsearch.ops import jobs as jobs_ops, local_features
+    from simsearch.store.models import ImageFeatures, IngestRun
+
+    ctx = rq_ctx(settings, rq_queue)
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        report = local_features.store_missing(ctx, "pets", shard_size=2)  # a features pass: the other kind
+        assert report["status"] == "done" and report["stored"] == 4, report
+        with ctx.db.session() as s:
+            rows = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.attempts)
+                             .where(IngestRun.parent_id == report["job_id"])).all()
+            assert s.scalar(select(func.count()).select_from(ImageFeatures)) == 4
+        assert len(rows) == 2 and all(r.owner.startswith("cli:") and r.attempts == 1 for r in rows), rows
+        proc = run_worker_process(ctx.settings, rq_queue)  # the queue held both shards: a worker finds them ended
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        job = jobs_ops.get(ctx, report["job_id"])
+        assert job["status"] == "done" and job["shards"]["attempts"] == 2 and job["added"] == 4, job
+    finally:
+        ctx.close()

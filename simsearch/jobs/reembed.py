@@ -15,8 +15,9 @@ each batch it skips the images that already have vectors in every target space, 
 again after its worker was killed embeds only what the killed run had not committed.
 
 :func:`run_here` runs a job in the calling process (`simsearch embed`, `simsearch compare`, a
-tuning), owning its shards: if that process dies the job is found lost
-(:mod:`simsearch.jobs.reembed_lost`).
+tuning), owning the shards it runs: if that process dies the job is found lost
+(:mod:`simsearch.jobs.reembed_lost`). When a queue is configured the workers take shards of the
+same job while the command runs others and waits for theirs (:mod:`simsearch.jobs.fleet`).
 
 The job's progress is the sums of its shards (:func:`simsearch.jobs.shards.progress`); it ends
 when its last shard ends (:func:`simsearch.jobs.shards.roll_up`). Cancel and retry are the jobs'
