@@ -162,3 +162,78 @@ def test_with_no_worker_running_the_command_runs_every_shard_and_the_queue_s_ent
         assert job["status"] == "done" and job["shards"]["attempts"] == 2 and job["added"] == 4, job
     finally:
         ctx.close()
+
+
+@pytest.mark.postgres
+def test_a_shard_whose_worker_died_unnoticed_is_queued_again_and_finished_by_the_waiting_command(
+        postgres_url, weights_dir, tmp_path, rq_queue):  # noqa: F811
+    import shutil
+    import threading
+    from datetime import timedelta
+
+    from conftest import upgraded
+    from simsearch.config import Settings
+    from simsearch.jobs import fleet
+    from simsearch.jobs.runners import RQRunner
+    from simsearch.ops import reembed_jobs
+    from simsearch.store.lifecycle import LOST_AFTER_SECONDS
+    from simsearch.store.models import Embedding, Image, IngestRun, utcnow
+
+    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
+    ctx = rq_ctx(settings, rq_queue)
+    worker, outcome = None, {}
+    try:
+        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        made = reembed_jobs.create_job(ctx, "pets", [SPACE], shard_size=2, batch_size=1)
+        job_id, (first, second) = made["job_id"], made["shards"]
+        with ctx.db.session() as s:
+            ids = s.get(IngestRun, first).params["ids"]
+            blocked = s.get(Image, ids[1]).source_path
+        kept = tmp_path / "kept.jpg"
+        shutil.move(blocked, kept)
+        os.mkfifo(blocked)  # the shard's second batch waits in read() here: its worker is killed mid-shard
+        reembed_jobs.submit(ctx, RQRunner(ctx, REDIS_URL, rq_queue), [first])
+        worker = subprocess.Popen([sys.executable, "-c", "from simsearch.cli import main; main()", "worker",
+                                   "--queue", rq_queue], env=_env(ctx.settings, rq_queue), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+        def stored() -> int:
+            with ctx.db.session() as s:
+                return s.scalar(select(func.count()).select_from(Embedding).where(Embedding.space == SPACE))
+
+        wait_until(lambda: stored() >= 1 or worker.poll() is not None, 300, 0.1, "the worker's first batch stored")
+        assert worker.poll() is None, worker.stderr.read()[-3000:]
+        os.killpg(worker.pid, signal.SIGKILL)  # the only worker: nobody notices (no RQ maintenance runs)
+        worker.wait()
+        os.unlink(blocked)
+        shutil.move(kept, blocked)
+
+        def command():
+            try:
+                outcome["out"] = reembed_jobs.run_here(ctx, "pets", [SPACE])  # joins the job, waits on shard 1
+            except BaseException as exc:  # (reported by the assertion below)
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=command, daemon=True)
+        thread.start()
+
+        def second_done() -> bool:
+            with ctx.db.session() as s:
+                return s.get(IngestRun, second).status == "done" or not thread.is_alive()
+
+        wait_until(second_done, 300, 0.1, "the command runs the queued shard")
+        later = utcnow() + timedelta(seconds=LOST_AFTER_SECONDS + 1)  # the dead worker's shard not heard of since
+        assert fleet.requeue_silent(ctx, job_id, now=later) == [first]
+        thread.join(300)
+        assert not thread.is_alive() and "error" not in outcome, outcome
+        out = outcome["out"]
+        assert out["status"] == "done" and out["total"] == 4, out
+        with ctx.db.session() as s:
+            shard = s.get(IngestRun, first)
+            assert shard.owner.startswith("cli:") and shard.attempts == 2 and (shard.skipped, shard.added) == (1, 1)
+        assert stored() == 4
+    finally:
+        if worker is not None and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        ctx.close()

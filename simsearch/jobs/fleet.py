@@ -139,15 +139,16 @@ def take(ctx, parent_id: int, owner: str) -> int | None:
     return None
 
 
-def requeue_silent(ctx, parent_id: int) -> list[int]:
+def requeue_silent(ctx, parent_id: int, *, now=None) -> list[int]:
     """Queue again the job's shards run by a worker but not heard of for ``LOST_AFTER_SECONDS``
-    (its worker died and no other worker noticed): the waiting command takes them."""
+    (its worker died and no other worker noticed): the waiting command takes them. ``now``: the
+    time to judge by (default: now)."""
     with ctx.db.session() as s:
         rows = s.execute(select(IngestRun.id, IngestRun.owner, IngestRun.updated_at)
                          .where(IngestRun.parent_id == parent_id, IngestRun.status == JobStatus.RUNNING.value)).all()
     again = []
     for shard_id, owner, heard in rows:
-        if (owner or "").startswith("rq:") and lifecycle.is_lost(JobStatus.RUNNING, heard):
+        if (owner or "").startswith("rq:") and lifecycle.is_lost(JobStatus.RUNNING, heard, now=now):
             if lifecycle.requeue(ctx.db, shard_id, "queued again: the worker running it was not heard of",
                                  when=(JobStatus.RUNNING,), owned_by=owner):
                 log.warning("shard %s: its worker was not heard of; queued again", shard_id)
