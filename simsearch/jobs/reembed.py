@@ -15,8 +15,9 @@ each batch it skips the images that already have vectors in every target space, 
 again after its worker was killed embeds only what the killed run had not committed.
 
 :func:`run_here` runs a job in the calling process (`simsearch embed`, `simsearch compare`, a
-tuning), owning its shards: if that process dies the job is found lost
-(:mod:`simsearch.jobs.reembed_lost`).
+tuning), owning the shards it runs: if that process dies the job is found lost
+(:mod:`simsearch.jobs.reembed_lost`). When a queue is configured the workers take shards of the
+same job while the command runs others and waits for theirs (:mod:`simsearch.jobs.fleet`).
 
 The job's progress is the sums of its shards (:func:`simsearch.jobs.shards.progress`); it ends
 when its last shard ends (:func:`simsearch.jobs.shards.roll_up`). Cancel and retry are the jobs'
@@ -34,7 +35,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from simsearch.errors import ImageDecodeError, InvalidInput, JobCancelled, public_reason
-from simsearch.jobs import shards
+from simsearch.jobs import fleet, shards
 from simsearch.jobs.kept_originals import stored_path
 from simsearch.jobs.rq import REEMBED_SHARD_TARGET, REEMBED_THREAD_TARGET
 from simsearch.ingest import remote
@@ -259,7 +260,8 @@ def _write(ctx, shard_id: int, counts: dict, errors: list) -> None:
 
 
 def run_here(ctx, parent_id: int, progress=None) -> str:
-    """Run the job's unfinished shards one after another in this process (a command that wants no
-    workers, or a tuning that embeds its chosen space); returns the job's status.
-    ``progress(done, total)``: the job's images done, after each batch."""
-    return shards.run_here(ctx, parent_id, execute_shard, progress)
+    """Run the job's unfinished shards one after another in this process (a command without
+    ``--queue``, or a tuning that embeds its chosen space), offered to the workers too when a queue
+    is configured (:func:`simsearch.jobs.fleet.run_pass`: the command waits for theirs); returns
+    the job's status. ``progress(done, total)``: the job's images done, after each batch."""
+    return fleet.run_pass(ctx, parent_id, execute_shard, progress)

@@ -91,15 +91,25 @@ def create_shards(ctx, run_id: int, size: int) -> list[int]:
 
 def claim_shard(ctx, shard_id: int, kind: str, what: str) -> lifecycle.Claim:
     """Take shard ``shard_id`` (of ``kind``) to ``running``, one more attempt: from queued, or from
-    running or failed (not for good) when its worker died. 404 (``what``) when there is none; not
+    running or failed (not for good) when its worker died, but not while a command runs it
+    (:func:`held_by_a_command`). 404 (``what``) when there is none; not
     ``claimed`` when it has ended for good (it is not run again)."""
     got = lifecycle.claim(ctx.db, shard_id, kinds=(kind,), runnable=(*lifecycle.UNFINISHED, JobStatus.FAILED),
-                          ended=lambda run: is_final(run.status, run.params), count_attempt=True)
+                          ended=lambda run: is_final(run.status, run.params) or held_by_a_command(run),
+                          count_attempt=True)
     if got.run is None:
         raise NotFound(f"no {what} with id {shard_id}", field="job_id")
     if not got.claimed:
         log.warning("%s %s of job %s is %s: not running it again", what, shard_id, got.run.parent_id, got.run.status)
     return got
+
+
+def held_by_a_command(run: IngestRun) -> bool:
+    """A shard running in a command's own process (`simsearch embed`, a tuning: owner ``cli:...``)
+    that is not this one: a worker given it on the queue leaves it (:mod:`simsearch.jobs.fleet`);
+    if that command dies, the job is found lost (:mod:`simsearch.jobs.reembed_lost`)."""
+    owner = run.owner or ""
+    return run.status == JobStatus.RUNNING and owner.startswith("cli:") and owner != this_process("cli")
 
 
 def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers: int | None = None) -> dict:

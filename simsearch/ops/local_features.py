@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 
 from simsearch.errors import Conflict, JobCancelled
 from simsearch.images import local_features as LF
-from simsearch.jobs import reembed_lost, shards
+from simsearch.jobs import fleet, reembed_lost, shards
 from simsearch.ops.reembed_jobs import submit
 from simsearch.ops.verify import features_from_original
 from simsearch.store import features as stored
@@ -135,7 +135,8 @@ def start(ctx, runner, collection: str, *, shard_size: int | None = None, batch_
 
 def run_here(ctx, collection: str, *, progress=None, shard_size: int | None = None, batch_size: int | None = None,
              announce=None) -> dict | None:
-    """The job run in this process, shard after shard: ``{"job_id", "status", "total", "stored",
+    """The job run by this command, shard after shard (with the workers too when a queue is
+    configured: :func:`simsearch.jobs.fleet.run_pass`): ``{"job_id", "status", "total", "stored",
     "skipped", "unreadable", "estimate", "message", "errors"}``; None when no image lacks its
     features. ``announce(estimate)`` before it starts; ``progress(done, total)`` after each batch.
     Run again after an interruption, it continues the same job (or, its process gone, a new one)."""
@@ -144,7 +145,7 @@ def run_here(ctx, collection: str, *, progress=None, shard_size: int | None = No
         return None
     if announce is not None:
         announce(made["estimate"])
-    status = shards.run_here(ctx, made["job_id"], execute_shard, progress)
+    status = fleet.run_pass(ctx, made["job_id"], execute_shard, progress)
     with ctx.db.session() as s:
         run = s.get(IngestRun, made["job_id"])
         return {"job_id": run.id, "status": status, "total": run.total, "stored": run.added, "skipped": run.skipped,

@@ -6,7 +6,7 @@ space `simsearch tune` chose).
 what it will cost (:mod:`simsearch.jobs.reembed_cost`) and a job split into shards
 (:mod:`simsearch.jobs.reembed`), and hands each shard to the runner (RQ + ``simsearch worker``,
 or a thread of this process). :func:`run_here` runs the same job in the calling process (the
-command without ``--queue``). Asking again while one is queued or running for the same spaces
+command without ``--queue``), which shares it with the workers when a queue is configured. Asking again while one is queued or running for the same spaces
 returns that job.
 """
 
@@ -147,7 +147,8 @@ def _not_final(run: IngestRun) -> None:
 
 def run_here(ctx, collection: str, spaces: list[str], *, ids=None, progress=None, shard_size: int | None = None,
              batch_size: int | None = None, source: str | None = None, announce=None) -> dict | None:
-    """The re-embedding run in this process (shard after shard): ``{"job_id", "status", "total",
+    """The re-embedding run in this process (shard after shard; with the workers too when a queue
+    is configured: :func:`simsearch.jobs.fleet.run_pass`): ``{"job_id", "status", "total",
     "embedded", "skipped", "failed", "estimate", "message", "errors"}``; None when no image lacks
     the vectors. ``announce(estimate)`` before it starts; ``progress(done, total)`` after each
     batch. An interrupted run is resumed by the same call (the job queued or running for the same
