@@ -66,8 +66,8 @@ _POOL_LOCK = threading.Lock()
 # CLOSE_LOOKS, so a 0.75 copy was tried (SIFT and the descriptor search a third cheaper; the default's
 # median 11-12% lower): it verified as many wall targets as 1.0 on the development set, but on held-out
 # seed 7 the wall mAP@5 fell to 0.925 (0.967 at 1.0): the smallest pictures kept 0-1 votes, under
-# CLOSE_MIN_VOTES (0.6 / 0.5: 3 / 10 of 60 development photos so). Not kept (docs/region-search.md,
-# "A cheaper first pass").
+# CLOSE_MIN_VOTES (0.6 / 0.5 lost 3 / 11 more of the 60 development photos). Not kept
+# (docs/region-search.md, "A cheaper first pass").
 QUERY_SCALE = 1.0
 # The strongest keypoints kept of the query's copy (500 at the decoded size lost 2 of 60 development
 # wall photos and saved less than the 0.75 copy).
