@@ -57,10 +57,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="30 species and 8 landmarks, 4 others each")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--closer", action="store_true", help="also verify each pair by a closer look (see above)")
+    ap.add_argument("--query-scale", type=float, default=None, help="the first pass's QUERY_SCALE (default: the module's)")
     args = ap.parse_args()
     from simsearch.images import THUMBNAIL_SIDE, decode_image
     from simsearch.images import local_features as LF
     from simsearch.ops import verify as V
+
+    if args.query_scale is not None:
+        V.QUERY_SCALE = args.query_scale
 
     rng = np.random.default_rng(args.seed)
     species = sorted(p for p in (DATASETS / "flowers102").iterdir() if p.is_dir())
