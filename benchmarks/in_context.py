@@ -22,26 +22,26 @@ What it does (every file in a temporary folder, never in the repository):
      resized to 40-80% and saved as JPEG q85: a close copy, which must still come first;
    - **flowers**: the 4th photo of each flowers102 species (not in the collection): ordinary
      same-class retrieval, precision@3 (the collection holds 3 photos of each species).
-3. Each query runs in each mode of :data:`MODES` (``--modes``: a subset; plain and fused always):
-   **plain** (``regions=0, verify=False, local=False``: the whole image's vector, the search as it
-   was), **fused** (the whole image plus 1 object proposal, fused with the whole image as the
-   prior; runs before 2026-12-06 called it ``default``), **verified** (``verify=true``: fused, then
-   the top candidates geometrically verified, simsearch/ops/verify.py), **local**
-   (``regions=0, local=true``: the whole image plus candidates by local features, verified),
-   **fused_local** (``local=true``: by_upload's default where local features are stored, as here)
-   and **verified_local**, and **fused_local_onepass** (fused_local without the stages of
-   ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as
-   before 2026-12-07), **fused_local_noclose** (fused_local without the closer look at the first
-   images by votes, ``simsearch.ops.verify.closer_look``), **fused_local_early** (the proposal
-   embedded while the clear-winner answer is awaited, ``simsearch.search.EARLY_PROPOSALS``) and
-   **fused_local_faiss2** (the descriptor search on 2 OpenMP threads); wall photos also with **box** (unless ``--no-box``): the pasted
-   picture's bounding box as a user would drag it (the verified search inside it).
-   Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
-   with the target in the top 10, and for the flowers precision@1 and @3; latency: every
-   query's modes timed back to back (plain and default alternating first), median and mean of
-   each and the ratio of each median to plain's; ``closer_looks``: the default's closer looks by
-   set (calls, those that verified an image, those that verified the target); ``not_first``: the
-   default's queries whose target is not first (index, rank or None).
+3. Each query runs in each mode of :data:`MODES` (``--modes``: a subset; plain and fused always): **plain**
+   (``regions=0, verify=False, local=False``: the whole image's vector, the search as it was), **fused** (the whole
+   image plus 1 object proposal, fused with the whole image as the prior; runs before 2026-12-06 called it
+   ``default``), **verified** (``verify=true``: fused, then the top candidates geometrically verified,
+   simsearch/ops/verify.py), **local** (``regions=0, local=true``: the whole image plus candidates by local features,
+   verified), **fused_local** (``local=true``: by_upload's default where local features are stored, as here) and
+   **verified_local**, and **fused_local_onepass** (fused_local without the stages of
+   ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as before 2026-12-07),
+   **fused_local_noclose** (fused_local without the closer look at the first images by votes,
+   ``simsearch.ops.verify.closer_look``), **fused_local_early** (the proposal embedded while the clear-winner answer
+   is awaited, ``simsearch.search.EARLY_PROPOSALS``) and **fused_local_faiss2** (the descriptor search on 2 OpenMP
+   threads), **fused_local_q1, _q075, _q05, _n500, _q075c24** (``ops.verify``'s first pass: ``QUERY_SCALE``,
+   ``QUERY_KEYPOINTS``, ``CLEAR_INLIERS``); wall photos also with **box** (unless ``--no-box``): the pasted picture's
+   bounding box as a user would drag it (the verified search inside it). Reported: mAP@5 (one relevant image: mean of
+   1/rank within the top 5), top-1 rate, the share with the target in the top 10, and for the flowers precision@1 and
+   @3; latency: every query's modes timed back to back (plain and default alternating first), median and mean of each
+   and the ratio of each median to plain's; ``closer_looks``: the default's closer looks by set (calls, those that
+   verified an image, those that verified the target; ``_by_mode``: of every fused_local mode),
+   ``clear_winners_by_mode`` (no proposal embedded); ``not_first``: the default's queries whose target is not first
+   (index, rank or None).
 """
 
 from __future__ import annotations
@@ -80,8 +80,12 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          # fused_local embedding the proposals while the clear-winner answer is awaited (simsearch.search.EARLY_PROPOSALS)
          "fused_local_early": {"verify": False, "local": True, "early": True},
          # fused_local with the descriptor search on 2 OpenMP threads (simsearch.ops.verify.FAISS_THREADS is 1)
-         "fused_local_faiss2": {"verify": False, "local": True, "faiss_threads": 2}}
-  # fused, its top candidates and the local ones verified
+         "fused_local_faiss2": {"verify": False, "local": True, "faiss_threads": 2},
+         # fused_local with ops.verify's constants set: the query's first SIFT pass on a copy 1.0 / 0.75 / 0.5 times its
+         # decoded size (QUERY_SCALE: 1.0 by default; 0.75 tried 2026-12-07, not kept), 500 keypoints, 0.75 + clear at 24
+         **{f"fused_local_{m}": {"verify": False, "local": True, "constants": c} for m, c in (
+             ("q1", {"QUERY_SCALE": 1.0}), ("q075", {"QUERY_SCALE": 0.75}), ("q05", {"QUERY_SCALE": 0.5}),
+             ("n500", {"QUERY_KEYPOINTS": 500}), ("q075c24", {"QUERY_SCALE": 0.75, "CLEAR_INLIERS": 24}))}}
 
 
 # ---- the scenes -----------------------------------------------------------------------------------
@@ -215,8 +219,6 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES), help=f"the modes measured, comma-separated (of {', '.join(MODES)}); "
                                                             "plain and fused always")
     ap.add_argument("--no-box", action="store_true", help="skip the wall photos' box mode")
-    ap.add_argument("--query-scale", type=float, default=None,
-                    help="the query's SIFT copy, a fraction of its decoded size (default: simsearch.ops.verify.QUERY_SCALE)")
     args = ap.parse_args()
     os.environ["SIMSEARCH_PRECISION"] = "fp32"
     os.environ.setdefault("SIMSEARCH_REDIS_URL", "")
@@ -231,9 +233,6 @@ def main() -> None:
     from simsearch.ingest.sources import files_from_folder
     from simsearch.ops import search as ops_search
     from simsearch import search as core_search
-
-    if args.query_scale is not None:
-        V.QUERY_SCALE = args.query_scale
 
     out: dict = {"benchmark": "in_context", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                  "load_average_at_start": round(os.getloadavg()[0], 2),
@@ -285,12 +284,13 @@ def main() -> None:
             real_descriptor_search = V.descriptor_index.search
 
             def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
-                keep, keep_staged, keep_close = V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES
-                V.CANDIDATES = candidates or keep
-                ops_search.STAGED = kw.pop("staged", keep_staged)
-                V.CLOSE_MIN_VOTES = keep_close if kw.pop("closer", True) else 10**9
-                keep_early = core_search.EARLY_PROPOSALS
-                core_search.EARLY_PROPOSALS = kw.pop("early", keep_early)
+                sets = {(V, "CANDIDATES"): candidates or V.CANDIDATES, (ops_search, "STAGED"): kw.pop("staged", ops_search.STAGED),
+                        (V, "CLOSE_MIN_VOTES"): V.CLOSE_MIN_VOTES if kw.pop("closer", True) else 10**9,
+                        (core_search, "EARLY_PROPOSALS"): kw.pop("early", core_search.EARLY_PROPOSALS),
+                        **{(V, name): value for name, value in kw.pop("constants", {}).items()}}
+                kept = {(m, name): getattr(m, name) for m, name in sets}
+                for (m, name), value in sets.items():
+                    setattr(m, name, value)
                 threads = kw.pop("faiss_threads", None)
                 if threads:  # the helper thread's descriptor search on more OpenMP threads, then back
                     def searched(*a, _real=real_descriptor_search, **k):
@@ -306,24 +306,31 @@ def main() -> None:
                     res = ops_search.by_upload(ctx, "artefacts", q["data"], q.get("name", "query.jpg"), k=10, **kw)
                     return res["results"], time.perf_counter() - t
                 finally:
-                    V.CANDIDATES, ops_search.STAGED, V.CLOSE_MIN_VOTES = keep, keep_staged, keep_close
-                    core_search.EARLY_PROPOSALS = keep_early
+                    for (m, name), value in kept.items():
+                        setattr(m, name, value)
                     V.descriptor_index.search = real_descriptor_search
 
-            looks: dict = {}  # closer looks of the default (fused_local) by set: run, verified, verified the target
-            real_look = V.closer_look
+            looks: dict = {}  # closer looks of the fused_local modes by set: run, verified, verified the target
 
-            def counted_look(*a, **kw):
-                inliers = real_look(*a, **kw)
+            def counted_look(*a, _real=V.closer_look, **kw):
+                inliers = _real(*a, **kw)
                 if looking is not None:
-                    c = looks.setdefault(looking[0], {"run": 0, "verified": 0, "verified_target": 0})
-                    c["run"] += 1
-                    if inliers >= V.MIN_INLIERS:
-                        c["verified"] += 1
-                        c["verified_target"] += int(looking[1] is not None and a[-1] == looking[1])
+                    c = looks.setdefault(looking[2], {}).setdefault(looking[0], {"run": 0, "verified": 0, "verified_target": 0})
+                    ok = inliers >= V.MIN_INLIERS
+                    c["run"], c["verified"] = c["run"] + 1, c["verified"] + int(ok)
+                    c["verified_target"] += int(ok and looking[1] is not None and a[-1] == looking[1])
                 return inliers
 
+            clears: dict = {}  # by mode and set: the queries whose first image by votes was a clear winner (no proposal)
+
+            def counted_local(*a, _real=V.local_verified, **kw):
+                found, clear = _real(*a, **kw)
+                if looking is not None:
+                    clears.setdefault(looking[2], {})[looking[0]] = clears.get(looking[2], {}).get(looking[0], 0) + int(clear)
+                return found, clear
+
             V.closer_look = counted_look
+            V.local_verified = counted_local
             looking = None
             for q in queries["copy"][:3]:  # warm-up: models open, index loaded
                 run(q, **MODES["plain"])
@@ -343,7 +350,7 @@ def main() -> None:
                 for n, q in enumerate(items):
                     order = modes if n % 2 == 0 else ["fused", "plain"] + modes[2:]
                     for mode in order:
-                        looking = (kind, target_ids.get(q.get("target"))) if mode == "fused_local" else None
+                        looking = (kind, target_ids.get(q.get("target")), mode) if mode.startswith("fused_local") else None
                         hits, secs = run(q, **MODES[mode])
                         times[mode].append(secs)
                         by_set.setdefault(kind, {}).setdefault(mode, []).append(secs)
@@ -371,7 +378,9 @@ def main() -> None:
                                                "in_top10": round(float(np.mean(recall)), 3)}
                 log(f"{kind}: {quality[kind]}")
             out["quality"] = quality
-            out["closer_looks"] = looks
+            out["closer_looks"] = looks.get("fused_local", {})
+            out["closer_looks_by_mode"] = looks
+            out["clear_winners_by_mode"] = clears
             med = {m: float(np.median(v)) for m, v in times.items()}
             out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
                               **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},

@@ -6,8 +6,8 @@
 A search verifies its top candidates (simsearch/ops/verify.py): a candidate with at least
 ``MIN_INLIERS`` inliers ranks first. A false accept puts a different picture above the ranking of
 the vectors. This measures how many inliers pairs of photos that are NOT the same picture reach,
-with the features and decoding a search uses (the query: ``N_QUERY`` keypoints of the photo
-decoded as an upload is; the candidate: ``N_FEATURES`` keypoints, as ingest stores them):
+with the features and decoding a search uses (the query: its first pass's ``QUERY_KEYPOINTS`` keypoints
+on a copy ``QUERY_SCALE`` times the photo decoded as an upload is; the candidate: ``N_FEATURES`` keypoints, as ingest stores them):
 
 - **same_species**: every ordered pair of the first 4 photos of each flowers102 species (different
   photos of one kind of flower: the hardest look-alikes of that set);
@@ -57,10 +57,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="30 species and 8 landmarks, 4 others each")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--closer", action="store_true", help="also verify each pair by a closer look (see above)")
+    ap.add_argument("--query-scale", type=float, default=None, help="the first pass's QUERY_SCALE (default: the module's)")
     args = ap.parse_args()
     from simsearch.images import THUMBNAIL_SIDE, decode_image
     from simsearch.images import local_features as LF
     from simsearch.ops import verify as V
+
+    if args.query_scale is not None:
+        V.QUERY_SCALE = args.query_scale
 
     rng = np.random.default_rng(args.seed)
     species = sorted(p for p in (DATASETS / "flowers102").iterdir() if p.is_dir())
@@ -78,7 +82,7 @@ def main() -> None:
         sizes.append((img.width, img.height))
         shapes.append((im.height, im.width))
         t0 = time.perf_counter()
-        query.append(LF.extract(LF.grey_of(im), LF.MAX_SIDE, LF.N_QUERY, LF.DEFAULT_KIND))
+        query.append(V._extract(LF.grey_of(im)))  # as a search's first pass: QUERY_SCALE, QUERY_KEYPOINTS
         t1 = time.perf_counter()
         stored.append(LF.of_picture(im))  # what ingest stores
         stored_seconds += time.perf_counter() - t1
@@ -124,7 +128,8 @@ def main() -> None:
     out = {"benchmark": "verify_calibration", "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
            "load_average": os.getloadavg()[0], "platform": platform.platform(), "python": platform.python_version(),
            "seed": args.seed, "photos": len(photos),
-           "method": {"kind": LF.DEFAULT_KIND, "query_keypoints": LF.N_QUERY, "stored_keypoints": LF.N_FEATURES,
+           "method": {"kind": LF.DEFAULT_KIND, "query_keypoints": V.QUERY_KEYPOINTS, "query_scale": V.QUERY_SCALE,
+                      "stored_keypoints": LF.N_FEATURES,
                       "max_side": LF.MAX_SIDE, "ratio": LF.RATIO, "reproj": LF.REPROJ, "decode_side": V.DECODE_SIDE},
            "groups": {g: summary(v) for g, v in groups.items() if v}, "distinct_pairs": overall,
            **({"closer": {"groups": {g: summary(v) for g, v in closer.items() if v},

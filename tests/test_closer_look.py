@@ -212,3 +212,42 @@ def test_proposals_embedded_while_the_answer_is_awaited_change_no_hit(artefacts,
     monkeypatch.setattr(S, "EARLY_PROPOSALS", False)
     proposals.clear()
     assert hits(_Answer(value, done=False)) == early and proposals == ([] if value else [1])
+
+
+def test_a_cheaper_first_pass_still_finds_the_picture_and_the_copy(artefacts, monkeypatch):  # noqa: F811
+    """The query's first SIFT pass on a copy :data:`QUERY_SCALE` times the decoded upload, keeping
+    :data:`QUERY_KEYPOINTS` (1.0 and 1,000 by default; 0.75 was tried, docs/region-search.md "A cheaper
+    first pass"): a smaller copy only has to vote the small picture's image first, and the closer look
+    (the file's resolution, :data:`CLOSE_SIDE`) verifies it; a close copy still verifies from the cheap
+    pass as a clear winner (the proposal skipped, no closer look)."""
+    from simsearch.images import local_features as LF
+
+    client, ids, paths = artefacts
+    ctx = client.application.extensions["simsearch"]
+    coll = _coll(client)
+    background = dataset_files(OXFORD / "oxford", 1, start=BACKGROUND)[0]
+    art = _with_features(ids, paths)[0]
+    wall = _small_on_a_wall(art, background)
+    sides = []  # (the grey copy's long side, the side SIFT works at, keypoints) of each query extraction
+    real = LF.extract
+
+    def extract(g, side, n=LF.N_FEATURES, *a):
+        if n != LF.N_FEATURES:  # a query's, not a stored image's
+            sides.append((max(g.shape), side, n))
+        return real(g, side, n, *a)
+
+    monkeypatch.setattr(LF, "extract", extract)
+    V.local_verified(ctx, coll, wall, "wall.jpg")
+    decoded, first, n = sides[0]
+    assert first == decoded and n == LF.N_QUERY  # the defaults: the decoded size, 1,000 keypoints
+    monkeypatch.setattr(V, "QUERY_SCALE", 0.75)
+    monkeypatch.setattr(V, "QUERY_KEYPOINTS", 800)
+    sides.clear()
+    found, clear = V.local_verified(ctx, coll, wall, "wall.jpg")
+    (decoded, first, n), (_, closer, _) = sides
+    assert first == round(decoded * 0.75) < decoded and n == 800 and closer == V.CLOSE_SIDE
+    assert list(found)[0] == ids[art.name] and found[ids[art.name]] >= V.MIN_INLIERS and not clear
+    sides.clear()
+    found, clear = V.local_verified(ctx, coll, art.read_bytes(), "copy.jpg")
+    (decoded, first, _), = sides  # the first pass only
+    assert first < decoded and clear and list(found)[0] == ids[art.name]

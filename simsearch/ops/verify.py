@@ -60,11 +60,18 @@ HELPER_THREADS = 4
 FAISS_THREADS = 1
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
-# The query's keypoints are found on a copy this fraction of its decoded size (at most
-# local_features.MAX_SIDE). OpenCV's SIFT doubles the image first, so half the size would cost about
-# a quarter, but on the wall photos it found a third of the keypoints and verified half the targets
-# where the decoded size verified 95% (0.75: 80%; docs/region-search.md).
+# The query's first pass finds its keypoints on a copy this fraction of its decoded size (at most
+# local_features.MAX_SIDE; OpenCV's SIFT doubles the image first). Since the closer look verifies small
+# pictures at the file's resolution, the first pass only has to vote the picture's image into the first
+# CLOSE_LOOKS, so a 0.75 copy was tried (SIFT and the descriptor search a third cheaper; the default's
+# median 11-12% lower): it verified as many wall targets as 1.0 on the development set, but on held-out
+# seed 7 the wall mAP@5 fell to 0.925 (0.967 at 1.0): the smallest pictures kept 0-1 votes, under
+# CLOSE_MIN_VOTES (0.6 / 0.5 lost 3 / 11 more of the 60 development photos). Not kept
+# (docs/region-search.md, "A cheaper first pass").
 QUERY_SCALE = 1.0
+# The strongest keypoints kept of the query's copy (500 at the decoded size lost 2 of 60 development
+# wall photos and saved less than the 0.75 copy).
+QUERY_KEYPOINTS = LF.N_QUERY
 # JPEGs are decoded at a reduced scale keeping the short side at least this (the default
 # backbone's input, as ingest and a search decode them): the features of a query and of a stored
 # image then come from pictures of about the same detail.
@@ -127,7 +134,7 @@ def _grey(img: DecodedImage, box) -> np.ndarray:
 
 def _extract(g: np.ndarray, scale: float | None = None) -> LF.LocalFeatures:
     side = min(LF.MAX_SIDE, max(16, round(max(g.shape) * (QUERY_SCALE if scale is None else scale))))
-    return LF.extract(g, side, LF.N_QUERY, LF.DEFAULT_KIND)
+    return LF.extract(g, side, QUERY_KEYPOINTS, LF.DEFAULT_KIND)
 
 
 def query_features(ctx, data: bytes, source: str, box=None, scale: float | None = None) -> LF.LocalFeatures:
