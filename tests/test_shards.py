@@ -97,3 +97,43 @@ def test_a_shard_left_running_by_a_dead_worker_runs_again(ctx, tmp_path):
     with ctx.db.session() as s:
         assert s.get(IngestRun, first).attempts == 1
         assert s.get(IngestRun, job_id).status == "done"
+
+
+@pytest.mark.parametrize("kind", ["reembed_shard", "features_shard"])
+def test_a_pass_s_shard_run_once_in_a_thread_fails_for_good_and_ends_its_job(ctx, kind, monkeypatch):
+    """Both passes' thread targets (``execute_shard_once``) go through :func:`shards.run_once`: a
+    failure fails the shard for good (no retry follows) and rolls its job up; success passes through."""
+    from simsearch.jobs.rq import THREAD_TARGETS, resolve_target
+    from simsearch.store import lifecycle, repo
+    from simsearch.store.lifecycle import IMAGE_PASSES, JobKind
+
+    parent_kind = next(k for k, v in IMAGE_PASSES.items() if v == kind)
+    module, _, name = THREAD_TARGETS[JobKind(kind)].partition(":")
+    once = resolve_target(THREAD_TARGETS[JobKind(kind)])
+    with ctx.db.session() as s:
+        coll_id = repo.get_or_create_collection(s, "passes").id
+    job_id, (first, second) = shards.create_pass(ctx, parent_kind, coll_id, [11, 12], spaces=["efficientnet_lite0"],
+                                                 source="test", shard_size=1, batch_size=1)
+    ran = []
+
+    def boom(ctx_, shard_id, **_):
+        ran.append(shard_id)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(f"{module}.execute_shard", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        once(ctx, first)
+    monkeypatch.setattr(f"{module}.execute_shard", lambda ctx_, shard_id, **_: {"run_id": shard_id, "ran": True})
+    assert once(ctx, second) == {"run_id": second, "ran": True}  # what the shard function answers
+    assert ran == [first]
+    with ctx.db.session() as s:
+        failed, parent = s.get(IngestRun, first), s.get(IngestRun, job_id)
+        assert failed.status == "failed" and lifecycle.is_final(failed.status, failed.params)
+        assert "boom" in failed.message
+        assert s.get(IngestRun, second).status == "queued"  # untouched: its job waits for it
+        assert parent.status == "running"
+    lifecycle.finish(ctx.db, second, "done")
+    shards.roll_up(ctx, job_id)
+    with ctx.db.session() as s:
+        parent = s.get(IngestRun, job_id)
+        assert parent.status == "failed" and parent.message.startswith("1 of 2 shards failed (shard 1): ")

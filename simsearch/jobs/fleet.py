@@ -160,11 +160,7 @@ def _run_one(ctx, parent_id: int, shard_id: int, kind: str, total: int, execute,
     with ctx.db.session() as s:
         before = shards.progress(s, parent_id, kind)["processed"] - (s.get(IngestRun, shard_id).processed or 0)
     report = None if on_batch is None else (lambda done, _n, b=before: on_batch(b + done, total))
-    try:
-        execute(ctx, shard_id, progress=report)
-    except Exception as exc:
-        shards.fail_finally(ctx, shard_id, exc)
-        raise
+    shards.run_once(ctx, shard_id, execute, progress=report)
 
 
 def _raise_on_final_failure(ctx, parent_id: int, kind: str) -> None:

@@ -195,12 +195,9 @@ def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:
 
 
 def execute_shard_once(ctx, shard_id: int) -> dict:
-    """:func:`execute_shard` in a thread runner (no retries): a failure ends the shard for good."""
-    try:
-        return execute_shard(ctx, shard_id)
-    except Exception as exc:
-        shards.fail_finally(ctx, shard_id, exc)
-        raise
+    """:func:`execute_shard` in a thread runner (no retries): a failure ends the shard for good
+    (:func:`simsearch.jobs.shards.run_once`)."""
+    return shards.run_once(ctx, shard_id, execute_shard)
 
 
 def _embed_shard(ctx, shard_id: int, ids: list[int], spaces: list[str], batch: int, progress) -> dict:

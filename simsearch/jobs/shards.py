@@ -276,6 +276,17 @@ def create_pass(ctx, kind: str, collection_id: int, ids, *, spaces: list[str], s
         return parent.id, [c.id for c in children]
 
 
+def run_once(ctx, shard_id: int, execute, **options) -> dict:
+    """``execute(ctx, shard_id, **options)`` (a pass's shard function) where nothing retries it: a
+    thread runner's shard (the passes' ``execute_shard_once``), or one a command runs. A failure
+    ends the shard for good (:func:`fail_finally`: its job is rolled up), then propagates."""
+    try:
+        return execute(ctx, shard_id, **options)
+    except Exception as exc:
+        fail_finally(ctx, shard_id, exc)
+        raise
+
+
 def unfinished_shards(ctx, parent_id: int) -> list[int]:
     """The shards of a job that have not ended for good (to queue, or run here)."""
     with ctx.db.session() as s:
@@ -301,10 +312,6 @@ def run_here(ctx, parent_id: int, execute, on_batch=None) -> str:
             before = progress(s, parent_id, kind)["processed"]
             before -= s.get(IngestRun, shard_id).processed or 0
         report = None if on_batch is None else (lambda done, _n, b=before: on_batch(b + done, total))
-        try:
-            execute(ctx, shard_id, progress=report)
-        except Exception as exc:
-            fail_finally(ctx, shard_id, exc)
-            raise
+        run_once(ctx, shard_id, execute, progress=report)
     with ctx.db.session() as s:
         return s.get(IngestRun, parent_id).status
