@@ -121,6 +121,50 @@ def test_a_shard_that_failed_for_good_fails_the_command_with_one_line_naming_it(
         ctx.close()
 
 
+def test_a_pass_offers_all_its_shards_to_the_queue_over_one_redis_connection(settings, rq_queue,
+                                                                            monkeypatch):  # noqa: F811
+    import redis
+    from rq import Queue
+
+    from simsearch.jobs import fleet, rq, runners, shards
+    from simsearch.store import lifecycle, repo
+
+    clients, connections = [], []
+    make_client, make_connection = runners.redis_connection, redis.connection.ConnectionPool.make_connection
+
+    def client(url, **kw):
+        clients.append(make_client(url, **kw))
+        return clients[-1]
+
+    def connection(pool):
+        connections.append(pool)
+        return make_connection(pool)
+
+    monkeypatch.setattr(runners, "redis_connection", client)
+    monkeypatch.setattr(rq, "redis_connection", client)
+    monkeypatch.setattr(redis.connection.ConnectionPool, "make_connection", connection)
+    ctx = rq_ctx(settings, rq_queue)
+    try:
+        with ctx.db.session() as s:
+            coll_id = repo.get_or_create_collection(s, "pets").id
+        job_id, ids = shards.create_pass(ctx, "features", coll_id, range(1, 6), spaces=[], source="test",
+                                         shard_size=1, batch_size=1)
+        offered = Queue(rq_queue, connection=redis.Redis.from_url(REDIS_URL))
+        ran = []
+
+        def execute(ctx_, shard_id, progress=None):  # the command's share: it ends each shard it takes
+            ran.append((shard_id, offered.count))
+            lifecycle.finish(ctx_.db, shard_id, "done")
+            shards.roll_up(ctx_, job_id)
+
+        assert fleet.run_pass(ctx, job_id, execute, poll=0.05) == "done"
+        assert sorted(shard for shard, _queued in ran) == ids and ran[0][1] == 5  # all five were on the queue
+        assert len(clients) == 1  # the ping and the five enqueues: one client
+        assert [p for p in connections if p is not offered.connection.connection_pool] == [clients[0].connection_pool]
+    finally:
+        ctx.close()
+
+
 def test_a_queue_that_does_not_answer_runs_the_pass_here_with_a_warning(settings, tmp_path, caplog):
     from simsearch.context import AppContext
     from simsearch.jobs import fleet

@@ -175,7 +175,9 @@ class ThreadRunner:
 
 
 class RQRunner:
-    """Enqueues jobs on Redis for ``simsearch worker``."""
+    """Enqueues jobs on Redis for ``simsearch worker``, through one Redis client (its connection
+    pool) opened on first use and kept: a pass offering many shards, or a web process queueing
+    jobs, does not connect again for each one."""
 
     kind = "rq"
 
@@ -183,13 +185,21 @@ class RQRunner:
         self.ctx = ctx
         self.redis_url = redis_url
         self.queue_name = queue_name
+        self._connection = None
+
+    @property
+    def connection(self):
+        """The runner's Redis client (:func:`~simsearch.jobs.rq.redis_connection`), made on first use."""
+        if self._connection is None:
+            self._connection = redis_connection(self.redis_url)
+        return self._connection
 
     def submit(self, run_id: int, options: dict) -> None:
         """Queue the job: as one RQ job, or (more than ``shard_size`` files) as one RQ job per shard
         that any worker takes. Each RQ job's id is recorded on its run before it is queued, so a
         job lost with Redis's data is found and queued again (:mod:`simsearch.jobs.reconcile`)."""
         try:
-            conn = redis_connection(self.redis_url)
+            conn = self.connection
             shards = create_shards(self.ctx, run_id, self.ctx.settings.shard_size)
             for rid in shards or [run_id]:
                 job_id = self._claim(rid)
@@ -212,7 +222,7 @@ class RQRunner:
     def submit_function(self, run_id: int, target: str) -> None:
         try:
             enqueue_function(self.redis_url, self.queue_name, run_id, target, settings=self.ctx.settings,
-                             job_id=self._claim(run_id))
+                             job_id=self._claim(run_id), connection=self.connection)
         except Exception as exc:
             if unavailable(exc) is not None:
                 raise
@@ -220,7 +230,7 @@ class RQRunner:
             raise QueueUnavailable(f"the job queue (Redis) is unavailable: {exc}") from None
 
     def ping(self) -> bool:
-        return bool(redis_connection(self.redis_url).ping())
+        return bool(self.connection.ping())
 
     def shutdown(self, wait: bool = True) -> None:
         pass
