@@ -153,6 +153,53 @@ def test_a_job_whose_command_died_is_ended_as_lost_and_the_same_command_stores_t
     assert len(_stored(ctx)) == 4
 
 
+def test_an_unreadable_original_counts_as_tried_not_lacking_until_a_search_reads_it_again(ctx, tmp_path):
+    """The pass records an image whose original cannot be read: the next run, the estimate and the
+    API do not take it again, and ``local``'s default (the 90% rule) leaves it out of the whole;
+    once its file is back, a search that verifies it stores its features over the record."""
+    from simsearch.errors import Conflict
+    from simsearch.images import local_features as LF
+    from simsearch.jobs.kept_originals import stored_path
+    from simsearch.ops import local_features
+    from simsearch.ops.verify import LOCAL_AUTO_SHARE, candidate_features, local_default
+    from simsearch.store import features as stored
+    from simsearch.store.models import Image
+
+    coll_id = _ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
+    with ctx.db.session() as s:
+        lost_id, source, digest = s.execute(select(Image.id, Image.source_path, Image.content_hash)
+                                            .order_by(Image.id).limit(1)).one()
+    kept = stored_path(ctx.settings, digest)
+    moved = [(source, tmp_path / "moved.jpg")] + ([(str(kept), tmp_path / "kept.jpg")] if kept and kept.exists() else [])
+    for path, away in moved:  # its file (and its kept original, if any): nothing left to read
+        shutil.move(path, away)
+    report = local_features.store_missing(ctx, "pets", shard_size=4, batch_size=3)
+    assert (report["lacking"], report["stored"], report["unreadable"], report["status"]) == (8, 7, 1, "done"), report
+    assert report["errors"] == [{"file": os.path.basename(source), "reason": local_features.UNREADABLE}]
+    with ctx.db.session() as s:
+        assert stored.lacking(s, coll_id, LF.METHOD) == ([], set())
+        assert stored.tried_unreadable(s, coll_id, LF.METHOD) == 1
+    assert local_features.estimate(ctx, "pets")["images"] == 0  # not counted as lacking again
+    again = local_features.store_missing(ctx, "pets")
+    assert (again["job_id"], again["lacking"], again["unreadable"]) == (None, 0, 0), again
+    assert again["message"].startswith("no image lacks its local features (1 image whose original could not be read")
+    with pytest.raises(Conflict, match="stored \\(1 image whose original could not be read: tried"):  # POST .../features
+        local_features.start(ctx, None, "pets")
+    assert 7 / 8 < LOCAL_AUTO_SHARE and ctx.descriptor_coverage(coll_id) == 1.0  # 7 of the 7 it could have
+    assert local_default(ctx, coll_id) is True
+    assert len(_stored(ctx)) == 8 and _stored(ctx)[lost_id] == b""  # the record: no features
+
+    shutil.move(moved[0][1], source)  # its file is back: a search verifying it reads it
+    feats = candidate_features(ctx, [lost_id])
+    assert len(feats[lost_id]) > 0
+    ctx.descriptors.forget(coll_id)
+    with ctx.db.session() as s:
+        assert stored.tried_unreadable(s, coll_id, LF.METHOD) == 0
+        found, stale = stored.of_images(s, [lost_id], LF.METHOD)
+        assert len(stored.image_ids(s, coll_id, LF.METHOD)) == 8
+    assert list(found) == [lost_id] and not stale and ctx.descriptor_coverage(coll_id) == 1.0
+
+
 @pytest.mark.redis
 def test_shards_lost_with_redis_are_queued_again_with_their_function(settings, tmp_path, rq_queue):  # noqa: F811
     import redis

@@ -158,7 +158,9 @@ class DescriptorIndexes:
 
     def coverage(self, collection_id: int) -> float:
         """The share of the collection's images (ingested, status ok) that have features of this
-        method, as the database said at most :data:`CHECK_INTERVAL` seconds ago (0 without images)."""
+        method, as the database said at most :data:`CHECK_INTERVAL` seconds ago (0 without images).
+        Images whose original a features pass could not read (:func:`simsearch.store.features.record_unreadable`)
+        are left out of the whole: they were tried, and cannot have features."""
         now = time.monotonic()
         with self._lock:
             got = self._coverage.get(collection_id)
@@ -166,7 +168,7 @@ class DescriptorIndexes:
                 return got[0]
         with self.db.session() as s:
             n = stored.signature(s, collection_id, self.method)[0]
-            total = stored.images_ok(s, collection_id)
+            total = stored.images_ok(s, collection_id) - stored.tried_unreadable(s, collection_id, self.method)
         share = n / total if total else 0.0
         with self._lock:
             self._coverage[collection_id] = (share, now)

@@ -34,6 +34,7 @@ from simsearch.store import features as stored
 from simsearch.store import job_cancel, lifecycle, repo
 from simsearch.store.lifecycle import JobKind, JobStatus
 from simsearch.store.models import Image, IngestRun, utcnow
+from simsearch.text import plural
 
 KIND = JobKind.FEATURES
 SHARD_KIND = JobKind.FEATURES_SHARD
@@ -127,7 +128,8 @@ def start(ctx, runner, collection: str, *, shard_size: int | None = None, batch_
     ``status``, ``collection``, ``total``, ``shards`` (how many), ``estimate``, ``runner``."""
     made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size)
     if made is None:
-        raise Conflict(f"every image of {collection!r} already has its local features stored", field="name")
+        raise Conflict(f"every image of {collection!r} already has its local features stored{_tried_note(ctx, collection)}",
+                       field="name")
     submit(ctx, runner, made["shards"], SHARD_KIND)
     return {"job_id": made["job_id"], "status": made["status"], "collection": collection, "total": made["total"],
             "shards": len(made["shards"]), "estimate": made["estimate"], "runner": runner.kind}
@@ -162,8 +164,17 @@ def store_missing(ctx, collection: str, *, progress=None, shard_size: int | None
     out = run_here(ctx, collection, progress=progress, shard_size=shard_size, batch_size=batch_size, announce=announce)
     if out is None:
         out = {"job_id": None, "status": JobStatus.DONE.value, "total": 0, "stored": 0, "skipped": 0, "unreadable": 0,
-               "estimate": None, "message": "no image lacks its local features", "errors": []}
+               "estimate": None, "message": "no image lacks its local features" + _tried_note(ctx, collection),
+               "errors": []}
     return {"collection": collection, "lacking": out["total"], **out, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _tried_note(ctx, collection: str) -> str:
+    """`` (N whose original could not be read were tried: ...)``, or nothing when there are none."""
+    with ctx.db.session() as s:
+        n = stored.tried_unreadable(s, repo.get_collection(s, collection).id, LF.METHOD)
+    return (f" ({plural(n, 'image')} whose original could not be read: tried, not taken again; a search that "
+            "verifies one reads its original again)") if n else ""
 
 
 def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:
@@ -223,8 +234,9 @@ def _store_shard(ctx, shard_id: int, ids: list[int], batch: int, progress) -> di
         counts["added"] += len(new)
         counts["skipped"] += len(chunk) - len(todo)
         counts["failed"] += len(bad)
-        with ctx.db.session() as s:  # the batch's features and the shard's counters: one transaction
+        with ctx.db.session() as s:  # the batch's features, its unreadable ones and the counters: one transaction
             stored.store(s, new, LF.METHOD, replace=any(i in methods for i in new))
+            stored.record_unreadable(s, [i for i in todo if i not in new], LF.METHOD)  # tried: not lacking
             s.execute(update(IngestRun).where(IngestRun.id == shard_id)
                       .values(**counts, errors=errors[:MAX_ERRORS], updated_at=utcnow()))
         if progress is not None:

@@ -1,5 +1,13 @@
 """Stored local features (``image_features``): written at ingest (or by the first search that
-verifies an image stored before), read by the geometric verification of search results."""
+verifies an image stored before, or by `simsearch features`), read by the geometric verification
+of search results.
+
+An image whose original a features pass could not read or decode has a row of method
+:func:`unreadable_mark` (``unreadable:METHOD``) and no features: it counts as tried, not as
+lacking (:func:`lacking`, :func:`tried_unreadable`), so the next pass (or ``POST .../features``)
+does not take it again, and the share of stored features that ``local``'s default follows leaves
+it out. Any other method's row, that one included, is stale to a reader of ``METHOD``: a search
+that verifies the image tries its original again, and the features found replace the row."""
 
 from __future__ import annotations
 
@@ -12,6 +20,15 @@ from simsearch.store import repo, upsert
 from simsearch.store.models import Image, ImageFeatures
 
 
+UNREADABLE = "unreadable:"
+
+
+def unreadable_mark(method: str) -> str:
+    """The method of the row that records an image's features of ``method`` as tried, its original
+    unreadable (no features)."""
+    return UNREADABLE + method
+
+
 def store(session: Session, features: dict[int, bytes], method: str, *, replace: bool = False) -> None:
     """Store ``{image_id: serialised features}`` of ``method``; an image with a row keeps it unless
     ``replace`` (a stale method's row is replaced by the caller that extracted the current one)."""
@@ -22,6 +39,18 @@ def store(session: Session, features: dict[int, bytes], method: str, *, replace:
             session.execute(delete(ImageFeatures).where(ImageFeatures.image_id.in_(chunk)))
     rows = [{"image_id": int(i), "method": method, "features": f} for i, f in sorted(features.items())]
     upsert.insert_missing(session, ImageFeatures.__table__, rows, keys=["image_id"])
+
+
+def record_unreadable(session: Session, image_ids, method: str) -> None:
+    """Record that the features of ``method`` of these images could not be extracted (their original
+    cannot be read or decoded): an :func:`unreadable_mark` row each, replacing a stale one; an image
+    whose features of ``method`` were stored meanwhile keeps them."""
+    ids = sorted({int(i) for i in image_ids})
+    for chunk in repo.in_chunks(ids):
+        session.execute(delete(ImageFeatures).where(ImageFeatures.image_id.in_(chunk), ImageFeatures.method != method))
+    upsert.insert_missing(session, ImageFeatures.__table__,
+                          [{"image_id": i, "method": unreadable_mark(method), "features": b""} for i in ids],
+                          keys=["image_id"])
 
 
 def of_images(session: Session, image_ids, method: str) -> tuple[dict[int, bytes], set[int]]:
@@ -59,13 +88,24 @@ def images_ok(session: Session, collection_id: int) -> int:
 
 def lacking(session: Session, collection_id: int, method: str) -> tuple[list[int], set[int]]:
     """The collection's ingested images without features of ``method`` (by id), and those of them
-    with a row of another (stale) method."""
+    with a row of another (stale) method. Those a pass found unreadable (:func:`record_unreadable`)
+    are not lacking: they were tried."""
+    tried = unreadable_mark(method)
     rows = session.execute(select(Image.id, ImageFeatures.method)
                            .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id)
                            .where(Image.collection_id == int(collection_id), Image.status == "ok")
                            .order_by(Image.id)).all()
-    ids = [int(i) for i, m in rows if m != method]
-    return ids, {int(i) for i, m in rows if m is not None and m != method}
+    ids = [int(i) for i, m in rows if m != method and m != tried]
+    return ids, {int(i) for i, m in rows if m is not None and m != method and m != tried}
+
+
+def tried_unreadable(session: Session, collection_id: int, method: str) -> int:
+    """The collection's ingested images whose features of ``method`` a pass could not extract (their
+    original unreadable: :func:`record_unreadable`)."""
+    return int(session.scalar(select(func.count(ImageFeatures.image_id))
+                              .join(Image, Image.id == ImageFeatures.image_id)
+                              .where(Image.collection_id == int(collection_id), Image.status == "ok",
+                                     ImageFeatures.method == unreadable_mark(method))))
 
 
 def of_collection(session: Session, collection_id: int, method: str) -> Iterator[tuple[int, bytes]]:

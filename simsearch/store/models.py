@@ -249,7 +249,9 @@ class ImageHashes(Base):
 class ImageFeatures(Base):
     """Local features of an image's picture (:mod:`simsearch.images.local_features`, serialised):
     the geometric verification of search results. ``method`` names how they were extracted; a
-    row of another method is stale and extracted again."""
+    row of another method is stale and extracted again. A row of method ``unreadable:METHOD``
+    (empty ``features``) records that a features pass could not read the image's original
+    (:func:`simsearch.store.features.record_unreadable`)."""
 
     __tablename__ = "image_features"
 
