@@ -9,29 +9,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import delete, func, select
 
 from conftest import copy_subset
 from tests.helpers.api import assert_error, wait_job
-from tests.helpers.jobs import REDIS_URL, rq_ctx, rq_queue  # noqa: F401 (rq_queue: a fixture)
-from tests.helpers.waiting import wait_until
+from tests.helpers.jobs import CLI, REDIS_URL, cli_env, dead_owner, pg_rq_ctx, rq_ctx, rq_queue  # noqa: F401
+from tests.helpers.passes import cancel_then_retry, ingest, kill_a_worker_mid_shard
 
 pytestmark = pytest.mark.model
-
-
-def _ingest(ctx, folder, collection: str = "pets") -> int:
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.store import repo
-
-    files, _ = files_from_folder(folder, labels="folders")
-    Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run(collection, files, source=str(folder))
-    with ctx.db.session() as s:
-        return repo.get_collection(s, collection).id
 
 
 def _stored(ctx) -> dict[int, bytes]:
@@ -47,7 +35,7 @@ def test_shards_store_the_features_a_search_would_extract_and_the_estimate_learn
     from simsearch.ops.verify import features_from_original
     from simsearch.store.models import ImageFeatures
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
+    ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
     est = local_features.estimate(ctx, "pets")
     assert est["images"] == 10 and est["basis"] == "probe" and est["seconds_per_image"] > 0  # nothing recorded yet
     made = local_features.create_job(ctx, "pets", shard_size=4, batch_size=3)
@@ -84,52 +72,23 @@ def test_shards_store_the_features_a_search_would_extract_and_the_estimate_learn
 
 
 def test_a_cancelled_shard_stops_before_its_next_batch_and_a_retry_finishes_the_job(ctx, tmp_path):
-    from simsearch.jobs.runners import ThreadRunner
-    from simsearch.ops import job_actions, jobs as jobs_ops, local_features
+    from simsearch.ops import local_features
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
-    made = local_features.create_job(ctx, "pets", shard_size=4, batch_size=2)
-    job_id, (first, second) = made["job_id"], made["shards"]
-    cancelled = []
-
-    def cancel_once(done, total):
-        if not cancelled:
-            cancelled.append(job_actions.cancel(ctx, job_id))
-
-    out = local_features.execute_shard(ctx, first, progress=cancel_once)
-    assert out["cancelled"] and cancelled[0]["cancelled"] == [job_id, first, second]
-    job = jobs_ops.get(ctx, job_id)
-    assert job["status"] == "failed" and job["cancelled"] and job["processed"] == 2, job
-    shard = next(c for c in job["children"] if c["id"] == first)
-    assert "stopped after 2 of 4 images" in shard["message"]
-    assert local_features.execute_shard(ctx, second)["status"] == "failed"  # a cancelled shard is not started
-    assert len(_stored(ctx)) == 2
-
-    runner = ThreadRunner(ctx)
-    try:
-        assert job_actions.retry(ctx, runner, job_id) == {"job_id": job_id, "status": "running", "retry_of": job_id}
-        wait_until(lambda: jobs_ops.get(ctx, job_id)["status"] in ("done", "failed"), 300, 0.2, "the retried job ends")
-    finally:
-        runner.shutdown()
-    job = jobs_ops.get(ctx, job_id)
-    assert job["status"] == "done", job
-    assert (job["processed"], job["added"], job["skipped"]) == (8, 6, 2)  # the 2 stored before were skipped
-    assert len(_stored(ctx)) == 8
+    ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
+    cancel_then_retry(ctx, local_features.create_job(ctx, "pets", shard_size=4, batch_size=2), local_features.execute_shard, lambda: len(_stored(ctx)))
 
 
 def test_a_job_whose_command_died_is_ended_as_lost_and_the_same_command_stores_the_rest(ctx, tmp_path):
     """`simsearch features` killed after its first batch leaves its job running, owned by a process
     that no longer exists: `simsearch jobs` (mark_interrupted) ends it as lost, and asking again
     starts a new job over the images still lacking features."""
-    import socket
-
     from sqlalchemy import update
 
     from simsearch.jobs.reconcile import mark_interrupted
     from simsearch.ops import jobs as jobs_ops, local_features
     from simsearch.store.models import IngestRun
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+    ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
     made = local_features.create_job(ctx, "pets", batch_size=2)
     job_id, (shard_id,) = made["job_id"], made["shards"]
 
@@ -138,11 +97,9 @@ def test_a_job_whose_command_died_is_ended_as_lost_and_the_same_command_stores_t
 
     with pytest.raises(KeyboardInterrupt):
         local_features.execute_shard(ctx, shard_id, progress=die)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     with ctx.db.session() as s:
         s.execute(update(IngestRun).where(IngestRun.id.in_([job_id, shard_id]))
-                  .values(owner=f"cli:{socket.gethostname()}:{dead.pid}:0123456789ab"))
+                  .values(owner=dead_owner("cli")))
     assert jobs_ops.get(ctx, job_id)["status"] == "running"  # what the dead command left
     assert mark_interrupted(ctx) == [job_id]
     job = jobs_ops.get(ctx, job_id)
@@ -165,7 +122,7 @@ def test_an_unreadable_original_counts_as_tried_not_lacking_until_a_search_reads
     from simsearch.store import features as stored
     from simsearch.store.models import Image
 
-    coll_id = _ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
+    coll_id = ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
     with ctx.db.session() as s:
         lost_id, source, digest = s.execute(select(Image.id, Image.source_path, Image.content_hash)
                                             .order_by(Image.id).limit(1)).one()
@@ -216,7 +173,7 @@ def test_shards_lost_with_redis_are_queued_again_with_their_function(settings, t
     conn = redis.Redis.from_url(REDIS_URL)
     ctx = rq_ctx(settings, rq_queue)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
         job_id = local_features.start(ctx, RQRunner(ctx, REDIS_URL, rq_queue), "pets", shard_size=1)["job_id"]
         Queue(rq_queue, connection=conn).delete(delete_jobs=True)  # what a Redis restart does
         with ctx.db.session() as s:
@@ -239,7 +196,7 @@ def test_the_api_answers_202_with_the_estimate_and_the_job_shows_its_progress(ma
 
     ctx = AppContext.open(settings)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
     finally:
         ctx.close()
     client = make_app(settings).test_client()
@@ -265,13 +222,11 @@ def test_the_command_prints_the_estimate_then_stores_them_and_answers_json(setti
 
     ctx = AppContext.open(settings)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
     finally:
         ctx.close()
-    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("SIMSEARCH_REDIS_URL", None)
-    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "features", "-c", "pets"]
+    env = cli_env(settings)
+    cmd = CLI + ["features", "-c", "pets"]
     est = subprocess.run(cmd + ["--estimate", "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert est.returncode == 0, est.stderr[-2000:]
     assert json.loads(est.stdout)["images"] == 4 and json.loads(est.stdout)["basis"] == "probe"
@@ -291,64 +246,15 @@ def test_the_command_prints_the_estimate_then_stores_them_and_answers_json(setti
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_a_killed_worker_s_shard_is_finished_by_another_without_extracting_the_stored_images_again(
-        postgres_url, weights_dir, tmp_path, rq_queue):  # noqa: F811
-    from conftest import upgraded
-    from simsearch.config import Settings
-    from simsearch.jobs.runners import RQRunner
-    from simsearch.ops import jobs as jobs_ops, local_features
-    from simsearch.store.models import Image, ImageFeatures, IngestRun
+        pg_rq_ctx, tmp_path):  # noqa: F811
+    from simsearch.ops import local_features
+    from simsearch.store.models import ImageFeatures
 
-    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
-    ctx = rq_ctx(settings, rq_queue)
-    workers = []
-    try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
-        with ctx.db.session() as s:
-            fifth = s.execute(select(Image.source_path).order_by(Image.id).offset(4).limit(1)).scalar_one()
-        kept = tmp_path / "kept.jpg"
-        shutil.move(fifth, kept)
-        os.mkfifo(fifth)  # the shard's third batch waits in open() here: the worker is killed mid-shard
-        started = local_features.start(ctx, RQRunner(ctx, REDIS_URL, rq_queue), "pets", batch_size=2)
-        job_id = started["job_id"]
-        assert started["shards"] == 1 and started["total"] == 12
-
-        def worker():
-            env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-                       SIMSEARCH_WEIGHTS_DIR=str(weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL,
-                       SIMSEARCH_WORKER_HEARTBEAT="1", TF_CPP_MIN_LOG_LEVEL="2")
-            proc = subprocess.Popen([sys.executable, "-c", "from simsearch.cli import main; main()", "worker",
-                                     "--queue", rq_queue], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True, start_new_session=True)
-            workers.append(proc)
-            return proc
-
-        first = worker()
-        wait_until(lambda: len(_stored(ctx)) >= 4 or first.poll() is not None, 300, 0.1, "two batches stored")
-        assert first.poll() is None, first.stderr.read()[-3000:]
-        before = _stored(ctx)
-        assert len(before) == 4  # the third batch waits on the pipe: nothing more is stored
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work horse, no clean-up of any kind
-        first.wait()
-        os.unlink(fifth)
-        shutil.move(kept, fifth)
-        with ctx.db.session() as s:
-            shard = s.scalars(select(IngestRun).where(IngestRun.parent_id == job_id)).one()
-            assert (shard.status, shard.attempts, shard.processed) == ("running", 1, 4)
-
-        second = worker()
-        job = wait_until(lambda: (j := jobs_ops.get(ctx, job_id))["status"] in ("done", "failed") and j, 300, 0.5,
-                         lambda: f"the job ends; worker: {second.poll()}")
-        assert job["status"] == "done", job
-        child = job["children"][0]
-        assert (child["skipped"], child["added"], child["processed"]) == (4, 8, 12)  # the 4 stored were not redone
-        assert job["shards"]["attempts"] == 2 and (job["processed"], job["added"], job["skipped"]) == (12, 8, 4)
-        after = _stored(ctx)
-        assert len(after) == 12 and all(after[i] == f for i, f in before.items())
-        with ctx.db.session() as s:
-            assert s.scalar(select(func.count()).select_from(ImageFeatures)) == 12
-    finally:
-        for proc in workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        ctx.close()
+    ctx = pg_rq_ctx
+    ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
+    before, after = kill_a_worker_mid_shard(
+        ctx, ctx.settings.queue, tmp_path, lambda runner: local_features.start(ctx, runner, "pets", batch_size=2),
+        lambda: _stored(ctx))
+    assert len(after) == 12 and all(after[i] == f for i, f in before.items())  # the same features, not extracted again
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ImageFeatures)) == 12

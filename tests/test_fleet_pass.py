@@ -6,16 +6,15 @@ in-process tests of tests/test_reembed_jobs.py and tests/test_feature_jobs.py)."
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import func, select
 
 from conftest import copy_subset
-from tests.helpers.jobs import REDIS_URL, rq_ctx, rq_queue, run_worker_process  # noqa: F401 (rq_queue: a fixture)
+from tests.helpers.jobs import (CLI, REDIS_URL, cli_env, kill_group, pg_rq_ctx, rq_ctx,  # noqa: F401 (fixtures)
+                                rq_queue, run_worker_process, start_worker)
+from tests.helpers.passes import Blocked, ingest
 from tests.helpers.waiting import wait_until
 
 SPACE = "efficientnet_lite0@gem3"
@@ -23,42 +22,21 @@ SPACE = "efficientnet_lite0@gem3"
 pytestmark = [pytest.mark.model, pytest.mark.redis]
 
 
-def _ingest(ctx, folder, collection: str = "pets") -> int:
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.store import repo
-
-    files, _ = files_from_folder(folder, labels="folders")
-    Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run(collection, files, source=str(folder))
-    with ctx.db.session() as s:
-        return repo.get_collection(s, collection).id
-
-
-def _env(settings, queue: str) -> dict:
-    return dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-                SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL,
-                SIMSEARCH_QUEUE=queue, TF_CPP_MIN_LOG_LEVEL="2")
-
-
 @pytest.mark.postgres
-def test_the_command_and_a_worker_share_the_shards_and_each_image_is_embedded_once(postgres_url, weights_dir,
-                                                                                   tmp_path, rq_queue):  # noqa: F811
+def test_the_command_and_a_worker_share_the_shards_and_each_image_is_embedded_once(pg_rq_ctx, tmp_path,
+                                                                                   rq_queue):  # noqa: F811
     import redis
     from rq import Queue, Worker
 
-    from conftest import upgraded
-    from simsearch.config import Settings
     from simsearch.ops import jobs as jobs_ops, reembed_jobs
     from simsearch.store.models import Embedding, IngestRun
 
-    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
-    ctx = rq_ctx(settings, rq_queue)
+    ctx = pg_rq_ctx
     conn = redis.Redis.from_url(REDIS_URL)
     worker = None
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
-        worker = subprocess.Popen([sys.executable, "-c", "from simsearch.cli import main; main()", "worker",
-                                   "--queue", rq_queue], env=_env(ctx.settings, rq_queue), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
+        worker = start_worker(ctx.settings, rq_queue)
         queue = Queue(rq_queue, connection=conn)
         wait_until(lambda: Worker.all(connection=conn, queue=queue) or worker.poll() is not None, 300, 0.2,
                    "the worker listens on the queue")
@@ -81,10 +59,7 @@ def test_the_command_and_a_worker_share_the_shards_and_each_image_is_embedded_on
         job = jobs_ops.get(ctx, out["job_id"])
         assert job["status"] == "done" and job["shards"]["attempts"] == 6
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-        ctx.close()
+        kill_group(worker)
 
 
 def test_a_shard_that_failed_for_good_fails_the_command_with_one_line_naming_it(settings, tmp_path,
@@ -96,7 +71,7 @@ def test_a_shard_that_failed_for_good_fails_the_command_with_one_line_naming_it(
 
     ctx = rq_ctx(settings, rq_queue)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
         made = reembed_jobs.create_job(ctx, "pets", [SPACE], shard_size=2)
         job_id, (first, second) = made["job_id"], made["shards"]
         shards.fail_finally(ctx, first, "the worker gave up on it: boom")  # what RQ's last failure callback does
@@ -108,8 +83,8 @@ def test_a_shard_that_failed_for_good_fails_the_command_with_one_line_naming_it(
         with ctx.db.session() as s:
             other = s.get(IngestRun, second)
             assert other.status == "queued" and other.owner.startswith("rq:")  # left to the workers
-        cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "embed", "-c", "pets", "-s", SPACE]
-        run = subprocess.run(cmd, env=_env(ctx.settings, rq_queue), capture_output=True, text=True, timeout=300)
+        cmd = CLI + ["embed", "-c", "pets", "-s", SPACE]
+        run = subprocess.run(cmd, env=cli_env(ctx.settings, rq_queue), capture_output=True, text=True, timeout=300)
         assert run.returncode == 1, run.stderr[-2000:]
         errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
         assert errors == [line for line in run.stderr.splitlines() if "shard 1 of 2" in line] and len(errors) == 1
@@ -173,7 +148,7 @@ def test_a_queue_that_does_not_answer_runs_the_pass_here_with_a_warning(settings
 
     ctx = AppContext.open(settings.replace(redis_url="redis://127.0.0.1:1/0", jobs="rq"))
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
         assert fleet.queue_for_passes(ctx) is None
         assert "unreachable" in caplog.text and "running every shard in this process" in caplog.text
         out = reembed_jobs.run_here(ctx, "pets", [SPACE], shard_size=1)
@@ -192,7 +167,7 @@ def test_with_no_worker_running_the_command_runs_every_shard_and_the_queue_s_ent
 
     ctx = rq_ctx(settings, rq_queue)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
         report = local_features.store_missing(ctx, "pets", shard_size=2)  # a features pass: the other kind
         assert report["status"] == "done" and report["stored"] == 4, report
         with ctx.db.session() as s:
@@ -210,36 +185,28 @@ def test_with_no_worker_running_the_command_runs_every_shard_and_the_queue_s_ent
 
 @pytest.mark.postgres
 def test_a_shard_whose_worker_died_unnoticed_is_queued_again_and_finished_by_the_waiting_command(
-        postgres_url, weights_dir, tmp_path, rq_queue):  # noqa: F811
-    import shutil
+        pg_rq_ctx, tmp_path, rq_queue):  # noqa: F811
     import threading
     from datetime import timedelta
 
-    from conftest import upgraded
-    from simsearch.config import Settings
     from simsearch.jobs import fleet
     from simsearch.jobs.runners import RQRunner
     from simsearch.ops import reembed_jobs
     from simsearch.store.lifecycle import LOST_AFTER_SECONDS
     from simsearch.store.models import Embedding, Image, IngestRun, utcnow
 
-    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
-    ctx = rq_ctx(settings, rq_queue)
+    ctx = pg_rq_ctx
     worker, outcome = None, {}
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
         made = reembed_jobs.create_job(ctx, "pets", [SPACE], shard_size=2, batch_size=1)
         job_id, (first, second) = made["job_id"], made["shards"]
         with ctx.db.session() as s:
             ids = s.get(IngestRun, first).params["ids"]
-            blocked = s.get(Image, ids[1]).source_path
-        kept = tmp_path / "kept.jpg"
-        shutil.move(blocked, kept)
-        os.mkfifo(blocked)  # the shard's second batch waits in read() here: its worker is killed mid-shard
+            second_image = s.get(Image, ids[1]).source_path
+        blocked = Blocked(second_image, tmp_path / "kept.jpg")  # the shard's second batch waits here: its worker is killed
         reembed_jobs.submit(ctx, RQRunner(ctx, REDIS_URL, rq_queue), [first])
-        worker = subprocess.Popen([sys.executable, "-c", "from simsearch.cli import main; main()", "worker",
-                                   "--queue", rq_queue], env=_env(ctx.settings, rq_queue), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        worker = start_worker(ctx.settings, rq_queue)
 
         def stored() -> int:
             with ctx.db.session() as s:
@@ -247,10 +214,8 @@ def test_a_shard_whose_worker_died_unnoticed_is_queued_again_and_finished_by_the
 
         wait_until(lambda: stored() >= 1 or worker.poll() is not None, 300, 0.1, "the worker's first batch stored")
         assert worker.poll() is None, worker.stderr.read()[-3000:]
-        os.killpg(worker.pid, signal.SIGKILL)  # the only worker: nobody notices (no RQ maintenance runs)
-        worker.wait()
-        os.unlink(blocked)
-        shutil.move(kept, blocked)
+        kill_group(worker)  # the only worker: nobody notices (no RQ maintenance runs)
+        blocked.restore()
 
         def command():
             try:
@@ -277,7 +242,4 @@ def test_a_shard_whose_worker_died_unnoticed_is_queued_again_and_finished_by_the
             assert shard.owner.startswith("cli:") and shard.attempts == 2 and (shard.skipped, shard.added) == (1, 1)
         assert stored() == 4
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-        ctx.close()
+        kill_group(worker)

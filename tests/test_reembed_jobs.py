@@ -6,11 +6,7 @@ without embedding again the images already stored."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,22 +14,13 @@ from sqlalchemy import func, select
 
 from conftest import copy_subset
 from tests.helpers.api import assert_error, wait_job
-from tests.helpers.jobs import REDIS_URL, rq_ctx, rq_queue  # noqa: F401 (rq_queue: a fixture)
+from tests.helpers.jobs import CLI, REDIS_URL, cli_env, dead_owner, pg_rq_ctx, rq_ctx, rq_queue  # noqa: F401
+from tests.helpers.passes import cancel_then_retry, ingest, kill_a_worker_mid_shard
 from tests.helpers.waiting import wait_until
 
 SPACE = "efficientnet_lite0@gem3"
 
 pytestmark = pytest.mark.model
-
-
-def _ingest(ctx, folder, collection: str = "pets") -> int:
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.store import repo
-
-    files, _ = files_from_folder(folder, labels="folders")
-    Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run(collection, files, source=str(folder))
-    with ctx.db.session() as s:
-        return repo.get_collection(s, collection).id
 
 
 def _vectors(ctx, coll_id: int, space: str):
@@ -57,7 +44,7 @@ def test_shards_are_rolled_up_and_the_vectors_equal_an_unsharded_pass(ctx, tmp_p
     from simsearch.ops import jobs as jobs_ops, reembed_jobs
     from simsearch.ops.reembed import embed_collection
 
-    coll_id = _ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
+    coll_id = ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
     made = reembed_jobs.create_job(ctx, "pets", [SPACE], shard_size=4, batch_size=3)
     job_id, shard_ids = made["job_id"], made["shards"]
     assert len(shard_ids) == 3 and made["total"] == 10 and made["estimate"]["images"] == 10
@@ -86,44 +73,15 @@ def test_shards_are_rolled_up_and_the_vectors_equal_an_unsharded_pass(ctx, tmp_p
 
 def test_a_cancelled_shard_stops_before_its_next_batch_and_a_retry_finishes_the_job(ctx, tmp_path):
     from simsearch.jobs import reembed
-    from simsearch.jobs.runners import ThreadRunner
-    from simsearch.ops import job_actions, jobs as jobs_ops, reembed_jobs
+    from simsearch.ops import reembed_jobs
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
-    made = reembed_jobs.create_job(ctx, "pets", [SPACE], shard_size=4, batch_size=2)
-    job_id, (first, second) = made["job_id"], made["shards"]
-    cancelled = []
-
-    def cancel_once(done, total):
-        if not cancelled:
-            cancelled.append(job_actions.cancel(ctx, job_id))
-
-    out = reembed.execute_shard(ctx, first, progress=cancel_once)
-    assert out["cancelled"] and cancelled[0]["cancelled"] == [job_id, first, second]
-    job = jobs_ops.get(ctx, job_id)
-    assert job["status"] == "failed" and job["cancelled"] and job["processed"] == 2, job
-    shard = next(c for c in job["children"] if c["id"] == first)
-    assert "stopped after 2 of 4 images" in shard["message"]
-    assert reembed.execute_shard(ctx, second)["status"] == "failed"  # a cancelled shard is not started
-    assert len(_rows(ctx, SPACE)) == 2
-
-    runner = ThreadRunner(ctx)
-    try:
-        assert job_actions.retry(ctx, runner, job_id) == {"job_id": job_id, "status": "running", "retry_of": job_id}
-        wait_until(lambda: jobs_ops.get(ctx, job_id)["status"] in ("done", "failed"), 300, 0.2, "the retried job ends")
-    finally:
-        runner.shutdown()
-    job = jobs_ops.get(ctx, job_id)
-    assert job["status"] == "done", job
-    assert (job["processed"], job["added"], job["skipped"]) == (8, 6, 2)  # the 2 stored before were skipped
-    assert len(_rows(ctx, SPACE)) == 8
+    ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
+    cancel_then_retry(ctx, reembed_jobs.create_job(ctx, "pets", [SPACE], shard_size=4, batch_size=2), reembed.execute_shard, lambda: len(_rows(ctx, SPACE)))
 
 
 def test_a_shard_of_a_stopped_in_process_runner_is_resumed_by_the_next_one(ctx, tmp_path):
     """The web app's thread ran a shard and its process died after the first batch (the row says
     running, owned by a process that no longer exists): the next runner on this host takes it over."""
-    import socket
-
     from sqlalchemy import update
 
     from simsearch.jobs import reembed
@@ -131,7 +89,7 @@ def test_a_shard_of_a_stopped_in_process_runner_is_resumed_by_the_next_one(ctx, 
     from simsearch.ops import jobs as jobs_ops, reembed_jobs
     from simsearch.store.models import IngestRun
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+    ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
     made = reembed_jobs.create_job(ctx, "pets", [SPACE], batch_size=2)
     (shard_id,) = made["shards"]
     stop_after_one = []
@@ -143,11 +101,9 @@ def test_a_shard_of_a_stopped_in_process_runner_is_resumed_by_the_next_one(ctx, 
 
     with pytest.raises(KeyboardInterrupt):
         reembed.execute_shard(ctx, shard_id, progress=stop)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     with ctx.db.session() as s:
         s.execute(update(IngestRun).where(IngestRun.id == shard_id)
-                  .values(owner=f"thread:{socket.gethostname()}:{dead.pid}:0123456789ab"))
+                  .values(owner=dead_owner("thread")))
     runner = ThreadRunner(ctx)
     try:
         assert runner.recover() == [shard_id]
@@ -164,7 +120,7 @@ def test_the_estimate_is_images_times_forwards_times_a_recorded_rate(ctx, tmp_pa
     from simsearch.jobs import reembed_cost
     from simsearch.ops import reembed_jobs
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
+    ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
     flip = "efficientnet_lite0@gem3+flip"
     est = reembed_jobs.estimate(ctx, "pets", [SPACE, flip])
     assert (est["images"], est["spaces"], est["forwards_per_image"]) == (6, 2, 2)  # gem3 and its flip share a forward
@@ -184,7 +140,7 @@ def test_the_api_answers_202_with_the_estimate_and_joins_a_running_job(make_app,
 
     ctx = AppContext.open(settings)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 3))
+        ingest(ctx, copy_subset(tmp_path / "pets", 3))
     finally:
         ctx.close()
     client = make_app(settings).test_client()
@@ -206,13 +162,11 @@ def test_the_command_prints_the_estimate_then_embeds_with_a_progress_line(settin
 
     ctx = AppContext.open(settings)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 2))
+        ingest(ctx, copy_subset(tmp_path / "pets", 2))
     finally:
         ctx.close()
-    env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-               SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("SIMSEARCH_REDIS_URL", None)
-    cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "embed", "-c", "pets", "-s", SPACE]
+    env = cli_env(settings)
+    cmd = CLI + ["embed", "-c", "pets", "-s", SPACE]
     est = subprocess.run(cmd + ["--estimate", "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert est.returncode == 0, est.stderr[-2000:]
     assert json.loads(est.stdout)["images"] == 4
@@ -227,69 +181,18 @@ def test_the_command_prints_the_estimate_then_embeds_with_a_progress_line(settin
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_a_killed_worker_s_shard_is_finished_by_another_without_embedding_the_stored_images_again(
-        postgres_url, weights_dir, tmp_path, rq_queue):  # noqa: F811
-    from conftest import upgraded
-    from simsearch.config import Settings
-    from simsearch.jobs.runners import RQRunner
-    from simsearch.ops import jobs as jobs_ops, reembed_jobs
-    from simsearch.store.models import Image, IngestRun
+        pg_rq_ctx, tmp_path):  # noqa: F811
+    from simsearch.ops import reembed_jobs
+    from simsearch.store.models import Embedding
 
-    settings = upgraded(Settings.from_env(home=tmp_path / "home", database_url=postgres_url, weights_path=weights_dir))
-    ctx = rq_ctx(settings, rq_queue)
-    workers = []
-    try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
-        with ctx.db.session() as s:
-            fifth = s.execute(select(Image.source_path).order_by(Image.id).offset(4).limit(1)).scalar_one()
-        kept = tmp_path / "kept.jpg"
-        shutil.move(fifth, kept)
-        os.mkfifo(fifth)  # the shard's third batch waits in read() here: the worker is killed mid-shard
-        started = reembed_jobs.start(ctx, RQRunner(ctx, REDIS_URL, rq_queue), "pets", [SPACE], batch_size=2)
-        job_id = started["job_id"]
-        assert started["shards"] == 1 and started["total"] == 12
-
-        def worker():
-            env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-                       SIMSEARCH_WEIGHTS_DIR=str(weights_dir), SIMSEARCH_REDIS_URL=REDIS_URL,
-                       SIMSEARCH_WORKER_HEARTBEAT="1", TF_CPP_MIN_LOG_LEVEL="2")
-            proc = subprocess.Popen([sys.executable, "-c", "from simsearch.cli import main; main()", "worker",
-                                     "--queue", rq_queue], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True, start_new_session=True)
-            workers.append(proc)
-            return proc
-
-        first = worker()
-        wait_until(lambda: len(_rows(ctx, SPACE)) >= 4 or first.poll() is not None, 300, 0.1, "two batches stored")
-        assert first.poll() is None, first.stderr.read()[-3000:]
-        before = _rows(ctx, SPACE)
-        assert len(before) == 4  # the third batch waits on the pipe: nothing more is stored
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work horse, no clean-up of any kind
-        first.wait()
-        os.unlink(fifth)
-        shutil.move(kept, fifth)
-        with ctx.db.session() as s:
-            shard = s.scalars(select(IngestRun).where(IngestRun.parent_id == job_id)).one()
-            assert (shard.status, shard.attempts, shard.processed) == ("running", 1, 4)
-
-        second = worker()
-        job = wait_until(lambda: (j := jobs_ops.get(ctx, job_id))["status"] in ("done", "failed") and j, 300, 0.5,
-                         lambda: f"the job ends; worker: {second.poll()}")
-        assert job["status"] == "done", job
-        child = job["children"][0]
-        assert (child["skipped"], child["added"], child["processed"]) == (4, 8, 12)  # the 4 stored were not redone
-        assert job["shards"]["attempts"] == 2 and (job["processed"], job["added"], job["skipped"]) == (12, 8, 4)
-        after = _rows(ctx, SPACE)
-        assert len(after) == 12 and all(after[i] == t for i, t in before.items())  # the same rows, not stored again
-        from simsearch.store.models import Embedding
-
-        with ctx.db.session() as s:
-            assert s.scalar(select(func.count()).select_from(Embedding).where(Embedding.space == SPACE)) == 12
-    finally:
-        for proc in workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        ctx.close()
+    ctx = pg_rq_ctx
+    ingest(ctx, copy_subset(tmp_path / "pets", 6))  # 12 images
+    before, after = kill_a_worker_mid_shard(
+        ctx, ctx.settings.queue, tmp_path,
+        lambda runner: reembed_jobs.start(ctx, runner, "pets", [SPACE], batch_size=2), lambda: _rows(ctx, SPACE))
+    assert len(after) == 12 and all(after[i] == t for i, t in before.items())  # the same rows, not stored again
+    with ctx.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Embedding).where(Embedding.space == SPACE)) == 12
 
 
 @pytest.mark.redis
@@ -309,7 +212,7 @@ def test_shards_lost_with_redis_are_queued_again_and_a_failed_job_is_finished_by
     conn = redis.Redis.from_url(REDIS_URL)
     ctx = rq_ctx(settings, rq_queue)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 1))  # 2 images
         runner = RQRunner(ctx, REDIS_URL, rq_queue)
         job_id = reembed_jobs.start(ctx, runner, "pets", [SPACE], shard_size=1)["job_id"]
         Queue(rq_queue, connection=conn).delete(delete_jobs=True)  # what a Redis restart does

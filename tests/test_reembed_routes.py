@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -19,20 +16,12 @@ from sqlalchemy import select, update
 
 from conftest import copy_subset
 from tests.helpers.api import wait_job
+from tests.helpers.jobs import CLI, cli_env, kill_group
+from tests.helpers.passes import Blocked, ingest
 from tests.helpers.waiting import wait_until
 
 SPACE = "efficientnet_lite0@gem3"
 MAX = "efficientnet_lite0@max"
-
-
-def _ingest(ctx, folder, collection: str = "pets") -> int:
-    from simsearch.ingest import Ingester, files_from_folder
-    from simsearch.store import repo
-
-    files, _ = files_from_folder(folder, labels="folders")
-    Ingester(ctx, spaces=["efficientnet_lite0"], batch_size=8).run(collection, files, source=str(folder))
-    with ctx.db.session() as s:
-        return repo.get_collection(s, collection).id
 
 
 def _source(ctx, name: str) -> str:
@@ -42,19 +31,13 @@ def _source(ctx, name: str) -> str:
         return next(p for p in s.scalars(select(Image.source_path)) if p.endswith(name))
 
 
-def _dead_owner(kind: str = "cli") -> str:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    return f"{kind}:{socket.gethostname()}:{dead.pid}:0123456789ab"
-
-
 @pytest.mark.model
 def test_the_compare_page_s_embedding_is_a_sharded_job_with_its_estimate(make_app, settings, tmp_path):
     from simsearch.context import AppContext
 
     ctx = AppContext.open(settings)
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
+        ingest(ctx, copy_subset(tmp_path / "pets", 3))  # 6 images
         gone = _source(ctx, "cat.1.jpg")
         os.unlink(gone)
     finally:
@@ -80,7 +63,7 @@ def test_compare_embeds_the_missing_vectors_as_a_job_said_before_it_starts(ctx, 
     from simsearch.ops import jobs as jobs_ops
     from simsearch.ops.comparison import compare
 
-    _ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
+    ingest(ctx, copy_subset(tmp_path / "pets", 5))  # 10 images
     broken = _source(ctx, "dog.2.jpg")
     with open(broken, "wb") as f:
         f.write(b"not an image any more")
@@ -158,17 +141,10 @@ def test_a_killed_embed_command_s_job_is_ended_as_lost_and_the_same_command_fini
     ctx = AppContext.open(settings)
     proc = None
     try:
-        _ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
-        third = _source(ctx, "cat.1.jpg")
-        kept = tmp_path / "kept.jpg"
-        shutil.move(third, kept)
-        os.mkfifo(third)  # the command waits in open() here until it is killed
-        env = dict(os.environ, SIMSEARCH_HOME=str(settings.home), SIMSEARCH_DATABASE_URL=settings.database_url,
-                   SIMSEARCH_WEIGHTS_DIR=str(settings.weights_dir), TF_CPP_MIN_LOG_LEVEL="2")
-        env.pop("SIMSEARCH_REDIS_URL", None)
-        cmd = [sys.executable, "-c", "from simsearch.cli import main; main()", "embed", "-c", "pets", "-s", SPACE]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+        third = Blocked(_source(ctx, "cat.1.jpg"), tmp_path / "kept.jpg")  # the command waits in open() here
+        proc = subprocess.Popen(CLI + ["embed", "-c", "pets", "-s", SPACE], env=cli_env(settings),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
         def running():
             with ctx.db.session() as s:
@@ -177,11 +153,9 @@ def test_a_killed_embed_command_s_job_is_ended_as_lost_and_the_same_command_fini
 
         job_id = wait_until(lambda: running() or proc.poll() is not None, 300, 0.2, "the command runs its shard")
         assert proc.poll() is None, proc.stderr.read()[-3000:]
-        os.killpg(proc.pid, signal.SIGKILL)  # no clean-up of any kind
-        proc.wait()
+        kill_group(proc)  # no clean-up of any kind
         assert jobs_ops.get(ctx, job_id)["status"] == "running"  # what the dead command left
-        os.unlink(third)
-        shutil.move(kept, third)
+        third.restore()
 
         assert mark_interrupted(ctx) == [job_id]  # `simsearch jobs` and `simsearch ingest` look
         job = jobs_ops.get(ctx, job_id)
@@ -189,7 +163,5 @@ def test_a_killed_embed_command_s_job_is_ended_as_lost_and_the_same_command_fini
         out = reembed_jobs.run_here(ctx, "pets", [SPACE])  # the same command again: a new job, the rest
         assert out["job_id"] != job_id and out["status"] == "done" and out["embedded"] == 4, out
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc)
         ctx.close()
