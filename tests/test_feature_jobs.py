@@ -1,8 +1,9 @@
 """Local features stored after ingest as a sharded job (`simsearch features`, ``POST
 /api/collections/<name>/features``): shards of image ids rolled up into the job, the features
 equal to those a search would extract, cancel and retry, the cost estimate (a timed probe, then
-the recorded rate), the API's 202 and the command's --json; and a shard whose worker is
-SIGKILLed mid-way is finished by another worker without extracting again what was stored."""
+the recorded rate), an unreadable original counted as tried (not lacking again), the API's 202
+and the command's --json; and a shard whose worker is SIGKILLed mid-way is finished by another
+worker without extracting again what was stored."""
 
 from __future__ import annotations
 
