@@ -154,3 +154,15 @@ def test_orb_matching_leaves_the_callers_faiss_threads_as_they_were(photos):
         assert faiss.omp_get_max_threads() == 2
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def test_first_rows_are_those_of_numpys_unique():
+    rng = np.random.default_rng(1)
+    for rows in (rng.integers(0, 4, (300, 4)), rng.integers(-3, 3, (50, 2)), np.zeros((0, 4), np.int64),
+                 np.array([[0, 2 ** 40, 0, 0], [2 ** 40, 0, 1, 1], [0, 2 ** 40, 0, 0]])):  # the last: too wide for one integer
+        rows = np.asarray(rows, np.int64)
+        want = np.zeros(len(rows), bool)
+        if len(rows):
+            want[np.unique(rows, axis=0, return_index=True)[1]] = True
+        assert np.array_equal(L._first_row(rows), want)
+    assert L._first_row(np.array([[1, 1], [1, 1], [2, 1]])).tolist() == [True, False, True]

@@ -211,6 +211,27 @@ def _hamming_ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -
     return np.stack([d[q, 0], q.astype(np.float64), idx[q, 0].astype(np.float64)], axis=1).reshape(-1, 3)
 
 
+def _first(keys: np.ndarray) -> np.ndarray:
+    """Which entries of ``keys`` (1-D) are the first of their value."""
+    keep = np.zeros(len(keys), bool)
+    keep[np.unique(keys, return_index=True)[1]] = True
+    return keep
+
+
+def _first_row(rows: np.ndarray) -> np.ndarray:
+    """Which rows of ``rows`` ((m, c) int64) are the first of their value: rows as one integer each
+    when they fit (``np.unique(axis=0)`` sorts structured rows, several times slower), the same answer."""
+    if not len(rows):
+        return np.zeros(0, bool)
+    low = rows.min(axis=0)
+    dims = rows.max(axis=0) - low + 1
+    if float(np.prod(dims.astype(np.float64))) >= 2.0 ** 62:
+        keep = np.zeros(len(rows), bool)
+        keep[np.unique(rows, axis=0, return_index=True)[1]] = True
+        return keep
+    return _first(np.ravel_multi_index(tuple((rows - low).T), tuple(int(d) for d in dims)))
+
+
 def tentative_matches(a: LocalFeatures, b: LocalFeatures, ratio: float = RATIO) -> np.ndarray:
     """(m, 2) index pairs (into a, into b) whose nearest neighbour passes the ratio test, one to
     one: a keypoint of either set keeps its closest match only, and SIFT's twin keypoints (one place,
@@ -234,11 +255,9 @@ def tentative_matches(a: LocalFeatures, b: LocalFeatures, ratio: float = RATIO) 
     m = m[np.argsort(m[:, 0], kind="stable")]  # best first
     ia, ib = (m[:, 2], m[:, 1]) if flip else (m[:, 1], m[:, 2])
     ia, ib = ia.astype(np.int64), ib.astype(np.int64)
-    keep = np.zeros(len(m), bool)
-    keep[np.unique(ia, return_index=True)[1]] = True  # one to one: the best match of each keypoint
-    keep &= np.isin(np.arange(len(m)), np.unique(ib, return_index=True)[1])
+    keep = _first(ia) & _first(ib)  # one to one: the best match of each keypoint
     places = np.rint(np.concatenate([a.xy[ia], b.xy[ib]], axis=1) * PLACE).astype(np.int64)
-    keep &= np.isin(np.arange(len(m)), np.unique(places, axis=0, return_index=True)[1])
+    keep &= _first_row(places)
     pairs = np.stack([ia[keep], ib[keep]], axis=1)
     return pairs.reshape(-1, 2)
 
