@@ -113,3 +113,56 @@ def test_bad_input_names_the_field(photos):
     with pytest.raises(InvalidInput) as exc:
         L.verify(L.extract(photos["flower"], kind="orb"), L.extract(photos["flower"], kind="sift"))
     assert exc.value.field == "kind"
+
+
+def _bf_ratio_matches(query: np.ndarray, train: np.ndarray, ratio: float) -> np.ndarray:
+    """The reference: OpenCV's Hamming brute-force matcher, two nearest, Lowe's ratio test."""
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query, train, k=2)
+    return np.asarray([(x[0].distance, x[0].queryIdx, x[0].trainIdx) for x in knn
+                       if len(x) == 2 and x[0].distance < ratio * x[1].distance], np.float64).reshape(-1, 3)
+
+
+def test_orb_ratio_matches_are_those_of_opencvs_matcher(photos):
+    """The ORB matches (FAISS's Hamming k-NN) are exactly OpenCV's BFMatcher's after the ratio test,
+    on real keypoints (a crop, a mirror, another photo) and on descriptors with tied distances."""
+    b = photos["building"]
+    h, w = b.shape
+    sets = {name: L.extract(g, n=500, kind="orb") for name, g in
+            (("building", b), ("crop", np.ascontiguousarray(b[h // 10:, w // 8:])),
+             ("mirror", np.ascontiguousarray(b[:, ::-1])), ("flower", photos["flower"]))}
+    for q, t in (("building", "crop"), ("crop", "building"), ("building", "mirror"), ("flower", "building")):
+        for ratio in (0.8, 1.0):
+            got = L._hamming_ratio_matches(sets[q].desc, sets[t].desc, ratio)
+            assert np.array_equal(got, _bf_ratio_matches(sets[q].desc, sets[t].desc, ratio)), (q, t, ratio)
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (60, 32), dtype=np.uint8)
+    train[30:] = train[:30]  # every train row twice: each query's two nearest are tied
+    query = np.concatenate([train[:10], rng.integers(0, 256, (10, 32), dtype=np.uint8)])
+    unique = np.ascontiguousarray(train[:30])
+    assert len(L._hamming_ratio_matches(query, train, 0.8)) == 0 == len(_bf_ratio_matches(query, train, 0.8))
+    assert np.array_equal(L._hamming_ratio_matches(query, unique, 0.8), _bf_ratio_matches(query, unique, 0.8))
+    assert len(_bf_ratio_matches(query, unique, 0.8)) >= 10  # the exact copies match
+
+
+def test_orb_matching_leaves_the_callers_faiss_threads_as_they_were(photos):
+    faiss = pytest.importorskip("faiss")
+    f = L.extract(photos["building"], n=200, kind="orb")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        L.tentative_matches(f, f)
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def test_first_rows_are_those_of_numpys_unique():
+    rng = np.random.default_rng(1)
+    for rows in (rng.integers(0, 4, (300, 4)), rng.integers(-3, 3, (50, 2)), np.zeros((0, 4), np.int64),
+                 np.array([[0, 2 ** 40, 0, 0], [2 ** 40, 0, 1, 1], [0, 2 ** 40, 0, 0]])):  # the last: too wide for one integer
+        rows = np.asarray(rows, np.int64)
+        want = np.zeros(len(rows), bool)
+        if len(rows):
+            want[np.unique(rows, axis=0, return_index=True)[1]] = True
+        assert np.array_equal(L._first_row(rows), want)
+    assert L._first_row(np.array([[1, 1], [1, 1], [2, 1]])).tolist() == [True, False, True]
