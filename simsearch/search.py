@@ -32,8 +32,8 @@ MAX_K = limits.SEARCH_K_MAX
 # modes fused_local and fused_local_wait, docs/region-search.md); with more cores it may pay.
 EARLY_PROPOSALS = False
 # search_image_staged: find the proposals' boxes (~5 ms) while the clear-winner answer is awaited (True)
-# or after it (False; the hits the same). On the 2-core EPYC no gain for flowers, wall photos slower (the
-# boxes compete with the local path they wait for; benchmarks/in_context.py mode fused_local_earlyboxes).
+# or after it (False; the hits the same). On the 2-core EPYC the two ways were within the noise (wall
+# photos slower in one pair of runs, faster in another; benchmarks/in_context.py mode fused_local_earlyboxes).
 EARLY_BOXES = False
 # search_image_staged answers with the whole image's hits at once when its first hit is a close copy:
 # cosine >= CLOSE_COPY_SCORE, CLOSE_COPY_GAP above the second, perceptual hashes (simsearch.images.phash)
