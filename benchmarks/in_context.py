@@ -34,13 +34,18 @@ What it does (every file in a temporary folder, never in the repository):
    ``simsearch.ops.verify.closer_look``), **fused_local_early** (the proposal embedded while the clear-winner answer
    is awaited, ``simsearch.search.EARLY_PROPOSALS``) and **fused_local_faiss2** (the descriptor search on 2 OpenMP
    threads), **fused_local_q1, _q075, _q05, _n500, _q075c24** (``ops.verify``'s first pass: ``QUERY_SCALE``,
-   ``QUERY_KEYPOINTS``, ``CLEAR_INLIERS``); wall photos also with **box** (unless ``--no-box``): the pasted picture's
+   ``QUERY_KEYPOINTS``, ``CLEAR_INLIERS``), **fused_local_nocopy** (fused_local without answering a close copy at once,
+   ``simsearch.search.CLOSE_COPY_SCORE``), **fused_local_strong08** (any first hit at 0.8 or more answered at once),
+   **fused_local_earlyboxes** / **fused_local_lateboxes** (the proposals' boxes found while the clear-winner answer is
+   awaited / after it, ``simsearch.search.EARLY_BOXES``, off by default) and **fused_local_before** (no close copy
+   answered at once, late boxes); wall photos also with **box** (unless ``--no-box``): the pasted picture's
    bounding box as a user would drag it (the verified search inside it). Reported: mAP@5 (one relevant image: mean of
    1/rank within the top 5), top-1 rate, the share with the target in the top 10, and for the flowers precision@1 and
    @3; latency: every query's modes timed back to back (plain and default alternating first), median and mean of each
    and the ratio of each median to plain's; ``closer_looks``: the default's closer looks by set (calls, those that
    verified an image, those that verified the target; ``_by_mode``: of every fused_local mode),
-   ``clear_winners_by_mode`` (no proposal embedded); ``not_first``: the default's queries whose target is not first
+   ``clear_winners_by_mode`` (no proposal embedded), ``close_copies_by_mode`` (answered at once as a close
+   copy); ``not_first``: the default's queries whose target is not first
    (index, rank or None).
 """
 
@@ -81,6 +86,18 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          "fused_local_early": {"verify": False, "local": True, "early": True},
          # fused_local with the descriptor search on 2 OpenMP threads (simsearch.ops.verify.FAISS_THREADS is 1)
          "fused_local_faiss2": {"verify": False, "local": True, "faiss_threads": 2},
+         # fused_local without the answer at once for a close copy (simsearch.search.CLOSE_COPY_SCORE out of reach)
+         "fused_local_nocopy": {"verify": False, "local": True, "search_constants": {"CLOSE_COPY_SCORE": 2.0}},
+         # fused_local answering at once any query whose whole image's first hit reaches 0.8 (no gap asked): a looser rule
+         "fused_local_strong08": {"verify": False, "local": True,
+                                  "search_constants": {"CLOSE_COPY_SCORE": 0.8, "CLOSE_COPY_GAP": 0.0}},
+         # fused_local finding the proposals' boxes while the clear-winner answer is awaited (simsearch.search.EARLY_BOXES;
+         # off by default) or after it (_lateboxes: the default since EARLY_BOXES is off)
+         "fused_local_earlyboxes": {"verify": False, "local": True, "search_constants": {"EARLY_BOXES": True}},
+         "fused_local_lateboxes": {"verify": False, "local": True, "search_constants": {"EARLY_BOXES": False}},
+         # fused_local as before 2026-12-07 late: neither the close copy's early answer nor the early boxes
+         "fused_local_before": {"verify": False, "local": True,
+                                "search_constants": {"CLOSE_COPY_SCORE": 2.0, "EARLY_BOXES": False}},
          # fused_local with ops.verify's constants set: the query's first SIFT pass on a copy 1.0 / 0.75 / 0.5 times its
          # decoded size (QUERY_SCALE: 1.0 by default; 0.75 tried 2026-12-07, not kept), 500 keypoints, 0.75 + clear at 24
          **{f"fused_local_{m}": {"verify": False, "local": True, "constants": c} for m, c in (
@@ -287,7 +304,8 @@ def main() -> None:
                 sets = {(V, "CANDIDATES"): candidates or V.CANDIDATES, (ops_search, "STAGED"): kw.pop("staged", ops_search.STAGED),
                         (V, "CLOSE_MIN_VOTES"): V.CLOSE_MIN_VOTES if kw.pop("closer", True) else 10**9,
                         (core_search, "EARLY_PROPOSALS"): kw.pop("early", core_search.EARLY_PROPOSALS),
-                        **{(V, name): value for name, value in kw.pop("constants", {}).items()}}
+                        **{(V, name): value for name, value in kw.pop("constants", {}).items()},
+                        **{(core_search, name): value for name, value in kw.pop("search_constants", {}).items()}}
                 kept = {(m, name): getattr(m, name) for m, name in sets}
                 for (m, name), value in sets.items():
                     setattr(m, name, value)
@@ -329,6 +347,16 @@ def main() -> None:
                     clears.setdefault(looking[2], {})[looking[0]] = clears.get(looking[2], {}).get(looking[0], 0) + int(clear)
                 return found, clear
 
+            copies_early: dict = {}  # by mode and set: the queries answered at once as a close copy
+
+            def counted_copy(*a, _real=core_search.close_copy, **kw):
+                found = _real(*a, **kw)
+                if looking is not None:
+                    by = copies_early.setdefault(looking[2], {})
+                    by[looking[0]] = by.get(looking[0], 0) + int(found)
+                return found
+
+            core_search.close_copy = counted_copy
             V.closer_look = counted_look
             V.local_verified = counted_local
             looking = None
@@ -381,6 +409,7 @@ def main() -> None:
             out["closer_looks"] = looks.get("fused_local", {})
             out["closer_looks_by_mode"] = looks
             out["clear_winners_by_mode"] = clears
+            out["close_copies_by_mode"] = copies_early
             med = {m: float(np.median(v)) for m, v in times.items()}
             out["latency"] = {"queries_each": len(times["plain"]), "what": "ops.search.by_upload, k=10, one query at a time",
                               **{f"{m}_median_ms": round(1000 * med[m], 1) for m in med},

@@ -22,6 +22,8 @@ from simsearch.store import hot, repo
 from simsearch.analysis import regions as R
 from simsearch.analysis.regions import check_regions, fuse_max, parse_box
 from simsearch.images.decode import is_large, release_memory
+from simsearch.images import phash
+from simsearch.analysis.near_duplicates import hash_distance
 
 MAX_K = limits.SEARCH_K_MAX
 # search_image_staged: embed the object proposals while the clear-winner answer is awaited (True), or
@@ -29,6 +31,19 @@ MAX_K = limits.SEARCH_K_MAX
 # path it ran beside more than it saved (median 80 / 107 ms against 75 / 96 ms, benchmarks/in_context.py
 # modes fused_local and fused_local_wait, docs/region-search.md); with more cores it may pay.
 EARLY_PROPOSALS = False
+# search_image_staged: find the proposals' boxes (~5 ms) while the clear-winner answer is awaited (True)
+# or after it (False; the hits the same). On the 2-core EPYC the two ways were within the noise (wall
+# photos slower in one pair of runs, faster in another; benchmarks/in_context.py mode fused_local_earlyboxes).
+EARLY_BOXES = False
+# search_image_staged answers with the whole image's hits at once when its first hit is a close copy:
+# cosine >= CLOSE_COPY_SCORE, CLOSE_COPY_GAP above the second, perceptual hashes (simsearch.images.phash)
+# at most CLOSE_COPY_HASH bits apart (the near-duplicate finder's HASH_MAX, docs/near-duplicates.md).
+# Development set (benchmarks/in_context.py --seed 2026): copies 0.833-0.995 (58 of 60 pass the scores),
+# wall photos <= 0.736, flowers <= 0.885 (gap <= 0.156: none pass); the hashes were added when a held-out
+# seed-7 wall photo passed the scores (0.859: its background another photo of a stored landmark).
+CLOSE_COPY_SCORE = 0.85
+CLOSE_COPY_GAP = 0.10
+CLOSE_COPY_HASH = 8
 
 
 @dataclass
@@ -246,18 +261,44 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
     return target.space, _search(ctx, target, vec, k)
 
 
+def close_copy(scores, distance=None) -> bool:
+    """Whether the first of ``scores`` (cosines, best first) is a close copy of the query: at least
+    :data:`CLOSE_COPY_SCORE`, :data:`CLOSE_COPY_GAP` above the next (or alone), and ``distance()``
+    (called only then: the bits between the perceptual hashes, None if unknown) <= :data:`CLOSE_COPY_HASH`."""
+    s = [float(x) for x in scores[:2]]
+    if not s or s[0] < CLOSE_COPY_SCORE or (len(s) > 1 and s[0] - s[1] < CLOSE_COPY_GAP):
+        return False
+    if distance is None:
+        return True
+    bits = distance()
+    return bits is not None and bits <= CLOSE_COPY_HASH
+
+
+def _hash_distance(ctx, im, image_id: int) -> int | None:
+    """The bits between the perceptual hashes of the query's picture ``im`` and those stored for
+    ``image_id`` (None: none stored)."""
+    stored = phash.from_bytes(hot.stored_hashes(ctx.db, image_id, phash.METHOD))
+    if stored is None:
+        return None
+    return int(hash_distance(phash.image_hashes(im.convert("RGB"))[None], stored[None])[0])
+
+
 def search_image_staged(ctx, collection: str, data: bytes, source: str, verified, *, clear=None, decoded=None,
-                        space: str | None = None, k: int = 10, label: str | None = None, box=None,
+                        copy=None, space: str | None = None, k: int = 10, label: str | None = None, box=None,
                         regions: int = REGION_PROPOSALS) -> tuple[str, list[Hit]] | None:
     """:func:`search_image` with candidates found elsewhere (local features, verified): the whole
     image is embedded and searched first; then ``clear`` (a Future another thread answers) says
     whether the candidates are enough (a clear winner). When they are not, the search is fused with
     up to ``regions`` object proposals, else the proposals are skipped (the verified images will
     come first). With :data:`EARLY_PROPOSALS`, when ``clear`` is not answered yet the proposals are
-    embedded while it is awaited and used only if the answer is no: the hits are the same either
-    way. Then ``verified()`` (it may block too): the verified image ids, best first. ``decoded``: called with the JPEG draft side the
+    embedded while it is awaited and used only if the answer is no (with :data:`EARLY_BOXES` only
+    their boxes are found meanwhile): the hits are the same either way. Then ``verified()`` (it may
+    block too): the verified image ids, best first. ``decoded``: called with the JPEG draft side the
     model's input needs, it may give the upload already decoded so (a DecodedImage; None: decode
-    it here). Returns the space and the hits, followed by those of the verified images outside the
+    it here). ``copy``: called (no arguments) when the whole image's first hit is a :func:`close_copy`
+    (the scores, and the perceptual hashes of the query and of the hit):
+    then the whole image's hits are the answer, at once (``clear`` and ``verified`` are not waited
+    for). Returns the space and the hits, followed by those of the verified images outside the
     top ``k`` (with the scores the query gives them); None in a derived space (the caller falls
     back to :func:`search_image`)."""
     k = validate_k(k)
@@ -273,10 +314,16 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
     t0 = time.perf_counter()
     q = QueryVectors(emb.embed_regions(im, []), [0.0], [box], 0.0)
     q.seconds = time.perf_counter() - t0
-    hits = _search_fused(ctx, target, q, k)
-    known = clear is None or not EARLY_PROPOSALS or clear.done()  # else the other thread is still at it
+    hits = _search_fused(ctx, target, q, max(k, 2))  # the second hit's score tells a close copy
+    if copy is not None and close_copy([h.score for h in hits], lambda: _hash_distance(ctx, im, hits[0].image_id)):
+        copy()
+        return target.space, hits[:k]
+    hits = hits[:k]
+    waiting = clear is not None and not clear.done()
+    boxes = _proposals(im, regions) if waiting and EARLY_BOXES else None  # while the other thread is at it
+    known = not waiting or not EARLY_PROPOSALS
     enough = bool(clear.result()) if clear is not None and known else False
-    found = [] if enough else _proposals(im, regions)
+    found = [] if enough else (boxes if boxes is not None else _proposals(im, regions))
     if found:
         t0 = time.perf_counter()
         crops = [resize_for_model(im.crop(R.pixel_box(b, im.width, im.height)), emb.input_size) for b in found]

@@ -187,8 +187,9 @@ class _Answer:
 
 @pytest.mark.parametrize("value", [True, False])
 def test_proposals_embedded_while_the_answer_is_awaited_change_no_hit(artefacts, monkeypatch, value):  # noqa: F811
-    """search_image_staged embeds the proposals while the clear-winner answer is not in yet; the hits
-    are those it gives when the answer was in from the start (a clear winner: the whole image's)."""
+    """search_image_staged embeds the proposals (or with EARLY_BOXES finds only their boxes) while the
+    clear-winner answer is not in yet; the hits are those it gives when the answer was in from the
+    start (a clear winner: the whole image's)."""
     from simsearch import search as S
 
     client, ids, paths = artefacts
@@ -210,8 +211,12 @@ def test_proposals_embedded_while_the_answer_is_awaited_change_no_hit(artefacts,
     assert hits(_Answer(value, done=True)) == early
     assert proposals == ([] if value else [1])
     monkeypatch.setattr(S, "EARLY_PROPOSALS", False)
+    monkeypatch.setattr(S, "EARLY_BOXES", False)
     proposals.clear()
     assert hits(_Answer(value, done=False)) == early and proposals == ([] if value else [1])
+    monkeypatch.setattr(S, "EARLY_BOXES", True)  # only the boxes found while waiting (off by default)
+    proposals.clear()
+    assert hits(_Answer(value, done=False)) == early and proposals == [1]
 
 
 def test_a_cheaper_first_pass_still_finds_the_picture_and_the_copy(artefacts, monkeypatch):  # noqa: F811

@@ -12,7 +12,8 @@ from simsearch.ingest import Ingester, files_from_folder
 from simsearch.search import embed_bytes, search_image, search_vector
 from simsearch.context import AppContext
 from simsearch.store import hot, repo
-from simsearch.store.models import Image
+from simsearch.images import phash
+from simsearch.store.models import Image, ImageHashes
 from tests.conftest import CATS_DOGS, copy_subset, dataset_files
 
 pytestmark = pytest.mark.model
@@ -47,6 +48,11 @@ def test_hot_reads_agree_with_the_orm(pets):
     assert set(rows) == set(orm) and 987654 not in rows
     assert all(rows[i] == (img.source_path, img.label, img.width, img.height, img.file_count) for i, img in orm.items())
     assert hot.hit_rows(pets.db, []) == {}
+    with pets.db.session() as s:
+        stored = {r.image_id: bytes(r.hashes) for r in s.scalars(select(ImageHashes).where(ImageHashes.method == phash.METHOD))}
+    assert stored and all(hot.stored_hashes(pets.db, i, phash.METHOD) == h for i, h in stored.items())
+    assert hot.stored_hashes(pets.db, next(iter(stored)), "another-method") is None
+    assert hot.stored_hashes(pets.db, 987654, phash.METHOD) is None
 
 
 def test_search_image_matches_embedding_then_searching(pets):

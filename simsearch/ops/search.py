@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future
 
@@ -71,34 +72,42 @@ def _staged(ctx, coll_id: int, collection: str, data: bytes, source: str, **kw):
     (:func:`simsearch.search.search_image_staged`); a closer look
     (:func:`simsearch.ops.verify.closer_look`) runs after that answer, beside the proposal's
     forward. The helper's decode of the upload is the model's input too where they decode alike.
-    None in a derived space."""
-    clear, shared = Future(), Future()
-    pending = V.run_beside(_local_path, ctx, coll_id, data, source, kw.get("box"), clear, shared)
+    When the whole image's first hit is a close copy (:func:`simsearch.search.close_copy`) its hits
+    are the answer at once and the helper is told to stop at its next stage. None in a derived space."""
+    clear, shared, stop = Future(), Future(), threading.Event()
+    pending = V.run_beside(_local_path, ctx, coll_id, data, source, kw.get("box"), clear, shared, stop)
 
     def decoded(side: int):  # the helper's decode of the upload, when the model's input takes the same
         return shared.result() if kw.get("box") is None and side == V.DECODE_SIDE else None
 
     try:
         found = search_image_staged(ctx, collection, data, source, lambda: list(pending.result()[0]),
-                                    clear=clear, decoded=decoded, space=kw["backbone"], k=kw["k"],
+                                    clear=clear, decoded=decoded, copy=stop.set, space=kw["backbone"], k=kw["k"],
                                     label=kw["label"], box=kw["box"], regions=kw["regions"])
     except BaseException:
+        stop.set()
         pending.cancel()
         raise
     if found is None:
+        stop.set()
         return None
     space, hits = found
+    if stop.is_set():  # a close copy: the whole image's hits, the local path abandoned
+        return space, hits
     inliers = pending.result()[0]
     good = sorted((h for h in hits if h.image_id in inliers), key=lambda h: -inliers[h.image_id])
     return space, (good + [h for h in hits[:kw["k"]] if h.image_id not in inliers])[:kw["k"]]
 
 
-def _local_path(ctx, coll_id: int, data: bytes, source: str, box, clear: Future, shared: Future):
+def _local_path(ctx, coll_id: int, data: bytes, source: str, box, clear: Future, shared: Future,
+                stop: threading.Event | None = None):
     """:func:`simsearch.ops.verify.local_verified` on a helper thread, answering ``clear`` (whether the
     first by votes is a clear winner) and ``shared`` (the decoded upload) as soon as it knows them;
-    an error answers both (the search waiting on them raises it)."""
+    an error answers both (the search waiting on them raises it). ``stop``: set when the search no
+    longer needs the answer (the helper stops at its next stage)."""
     try:
-        return V.local_verified(ctx, coll_id, data, source, box, decoded=shared.set_result, on_clear=clear.set_result)
+        return V.local_verified(ctx, coll_id, data, source, box, decoded=shared.set_result, on_clear=clear.set_result,
+                                stop=stop)
     except BaseException as exc:
         for f in (shared, clear):
             if not f.done():

@@ -194,27 +194,36 @@ def clear_winner(inliers: int, counts: list[int], n: int) -> bool:
 
 
 def local_verified(ctx, collection_id: int, data: bytes, source: str, box=None, *, decoded=None,
-                   on_clear=None) -> tuple[dict[int, int], bool]:
+                   on_clear=None, stop: threading.Event | None = None) -> tuple[dict[int, int], bool]:
     """The whole local path of a search by upload, for a thread beside the model's forward: the
     query's features, its candidates by local features and their verification
     (:func:`verify_in_vote_order`), and a :func:`closer_look` at the first :data:`CLOSE_LOOKS`
     images by votes, in that order, up to the first verified (by it or before it): ``{image id: inliers}`` of the verified, most inliers first; and whether the
     first by votes is a :func:`clear_winner` (before the closer look, which never makes one).
     ``decoded``: called with the upload decoded (:func:`decoded_query`), to share it; ``on_clear``:
-    called with the clear-winner answer as soon as it is known (before the closer look)."""
+    called with the clear-winner answer as soon as it is known (before the closer look). ``stop``:
+    once set (the search has its answer: a close copy), the path stops at its next stage and
+    returns ``({}, False)`` (``on_clear`` is then not called)."""
     img = decoded_query(ctx, data, source)
     if decoded is not None:
         decoded(img)
+    stopped = stop.is_set if stop is not None else (lambda: False)
+    if stopped():
+        return {}, False
     g = _grey(img, box)
     query = _extract(g)
+    if stopped():
+        return {}, False
     D, I, all_ids, all_counts = _all_votes(ctx, collection_id, query)
     ids, counts = _kept(all_ids, all_counts)
+    if stopped():
+        return {}, False
     found = verify_in_vote_order(ctx, query, ids, counts)
     clear = bool(ids) and ids[0] in found and clear_winner(found[ids[0]], counts, 0)
     if on_clear is not None:
         on_clear(clear)
     for i in [int(i) for i, c in zip(all_ids[:CLOSE_LOOKS], all_counts[:CLOSE_LOOKS]) if c >= CLOSE_MIN_VOTES]:
-        if i in found:  # verified already: no closer look at it or after it
+        if i in found or stopped():  # verified already: no closer look at it or after it
             break
         inliers = closer_look(ctx, data, source, box, (img.width, img.height), g.shape,
                               query.xy[local_votes.voters(D, I, i)], i)

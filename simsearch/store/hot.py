@@ -130,3 +130,10 @@ def label_ids(db, collection_id: int, label: str) -> list[int]:
     """The ids of the collection's ingested images with this label (a search's filter)."""
     sql = "SELECT id FROM images WHERE collection_id = ? AND label = ? AND status = 'ok'"
     return [r[0] for r in _rows(db, sql, (int(collection_id), label))]
+
+
+def stored_hashes(db, image_id: int, method: str) -> bytes | None:
+    """The image's stored perceptual hashes of ``method`` (``image_hashes``), or None (a search's
+    check that its first hit is a close copy of the query)."""
+    rows = _rows(db, "SELECT hashes FROM image_hashes WHERE image_id = ? AND method = ?", (int(image_id), method))
+    return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
