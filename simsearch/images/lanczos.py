@@ -113,7 +113,9 @@ def axis(in_size: int, out_size: int, mirrored: bool = False) -> Axis:
         o1 = min(o0 + GROUP, out_size)
         rows = np.flatnonzero(dense[:, o0:o1].any(axis=1))
         i0, i1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (first, first + 1)
-        blocks.append((i0 - first, i1 - first, o0, o1, np.ascontiguousarray(dense[i0:i1, o0:o1])))
+        k = np.ascontiguousarray(dense[i0:i1, o0:o1])
+        k.flags.writeable = False  # (shared by every thread through the cache)
+        blocks.append((i0 - first, i1 - first, o0, o1, k))
     return Axis(first, last, tuple(blocks))
 
 
