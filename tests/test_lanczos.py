@@ -76,7 +76,7 @@ def made_pictures() -> list[np.ndarray]:
     rng = np.random.default_rng(7)
     out = []
     for h, w in [(192, 256), (256, 171), (256, 256), (97, 256), (33, 40), (32, 32), (32, 200), (200, 32),
-                 (7, 5), (1, 1), (31, 64), (256, 9)]:
+                 (7, 5), (1, 1), (31, 64), (256, 9), (1, 300), (300, 1), (2, 257), (600, 700)]:
         out.append((rng.random((h, w)) * 256).astype(np.uint8))  # noise: every weight matters
         out.append(np.full((h, w), int(rng.integers(0, 256)), np.uint8))  # flat: rounding at its edge
         ramp = np.add.outer(np.arange(h), 3 * np.arange(w)) % 256
