@@ -151,7 +151,7 @@ def ingest_once(data: Path, weights: Path, home: Path, batch_size: int) -> dict:
         assert report.added == len(files) and not report.errors, report.errors
         cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         n = len(files)
-        return {"tree": str(Path(simsearch.__file__).parents[1]), "numerics": emb.numerics, "images": n,
+        return {"tree": str(Path(simsearch.__file__).parents[1]), "home": str(home), "numerics": emb.numerics, "images": n,
                 "images_per_s": round(n / seconds, 1), "seconds": round(seconds, 3),
                 "model_seconds": round(report.model_seconds, 3),
                 "loop_seconds": round(report.seconds, 3), "cpu_seconds": round(cpu, 3),
