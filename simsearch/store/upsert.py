@@ -48,16 +48,20 @@ def insert_missing(session: Session, table: Table, rows: Sequence[dict], *, keys
                    returning: Sequence = ()) -> list:
     """Insert the ``rows`` whose ``keys`` no stored row has (committed, or inserted by a
     transaction that then commits), in the order given; the others are left as they are.
-    Returns the ``returning`` columns of the rows this call inserted (``[]`` without them)."""
-    out: list = []
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        stmt = (_insert(session, table).values(list(rows[start:start + ROWS_PER_STATEMENT]))
-                .on_conflict_do_nothing(index_elements=list(keys)))
-        if returning:
-            out.extend(session.execute(stmt.returning(*returning)).all())
-        else:
-            session.execute(stmt)
-    return out
+    Returns the ``returning`` columns of the rows this call inserted (``[]`` without them).
+
+    One statement for all the rows (``executemany``): SQLAlchemy compiles it once and caches it,
+    and sends the rows as multi-row INSERTs ("insertmanyvalues", up to :data:`ROWS_PER_STATEMENT`
+    a statement, in the order given). A statement with the rows written into it was compiled
+    afresh for every batch: most of an ingest's store time."""
+    if not rows:
+        return []
+    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = stmt.execution_options(insertmanyvalues_page_size=ROWS_PER_STATEMENT)
+    if returning:
+        return list(session.execute(stmt.returning(*returning), list(rows)).all())
+    session.execute(stmt, list(rows))
+    return []
 
 
 def ensure_collection(session: Session, name: str, description: str | None = None) -> Collection:
