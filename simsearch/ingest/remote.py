@@ -9,8 +9,9 @@ the bucket with its own environment. No message written here carries them (:func
 URL's user name, password or query string (:func:`display`: a presigned URL's signature).
 
 Reads are streamed in chunks up to a size limit, retried on transient failures (connection
-errors, timeouts, 5xx answers; never on a missing object or a refusal) and turned into one-line
-reasons: a file that cannot be read is one failed file of the ingest, like a local file.
+errors, timeouts, 5xx answers, a body that ends before the size the server gave; never on a
+missing object or a refusal) and turned into one-line reasons: a file that cannot be read is one
+failed file of the ingest, like a local file.
 """
 
 from __future__ import annotations
@@ -152,17 +153,24 @@ def read_bytes(uri: str, *, name: str | None = None, max_bytes: int = MAX_BYTES)
         if attempt:
             time.sleep(BACKOFF * 2 ** (attempt - 1))
         try:
-            return _read(uri, name, max_bytes)
+            data, size = _read(uri, name, max_bytes)
         except ImageDecodeError:
             raise
         except Exception as exc:  # noqa: BLE001 (every failure becomes this file's reason)
             kind, reason = classify(exc)
             if kind != "unreachable":
                 break
+            continue
+        if size is None or len(data) == size:
+            return data
+        # A body that ended early without an error (the server closed it, an empty range answer):
+        # read again rather than hand a cut image to the decoder, which would blame the file.
+        reason = f"the read was cut short ({len(data)} of {size} bytes)"
     raise ImageDecodeError(name, reason)
 
 
-def _read(uri: str, name: str, max_bytes: int) -> bytes:
+def _read(uri: str, name: str, max_bytes: int) -> tuple[bytes, int | None]:
+    """The bytes read and the size the server gave for the object (None: not given)."""
     parts: list[bytes] = []
     total = 0
     with filesystem(_scheme(uri)).open(uri, "rb", block_size=CHUNK) as f:
@@ -177,7 +185,7 @@ def _read(uri: str, name: str, max_bytes: int) -> bytes:
             if total > max_bytes:
                 raise ImageDecodeError(name, f"is more than the {max_bytes} bytes read from a bucket or URL")
             parts.append(chunk)
-    return b"".join(parts)
+    return b"".join(parts), size if isinstance(size, int) else None
 
 
 def _head_bucket(fs, bucket: str) -> None:
