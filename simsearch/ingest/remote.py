@@ -82,8 +82,14 @@ def _open_filesystem(scheme: str):
     import fsspec
 
     if scheme == "s3":
+        # response_checksum_validation: botocore checks a GET's x-amz-checksum-* header against the
+        # body by default, and some S3-compatible servers (`rclone serve s3` after a boto3 upload)
+        # send the whole object's checksum with a byte range: every object read in more than one
+        # range (over 2 MiB here) then failed with FlexibleChecksumError. "when_required" checks
+        # only when a request asks for it (ChecksumMode), as AWS advises for such servers.
         options = {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
-                                     "retries": {"max_attempts": 2, "mode": "standard"}}}
+                                     "retries": {"max_attempts": 2, "mode": "standard"},
+                                     "response_checksum_validation": "when_required"}}
         if endpoint():
             options["endpoint_url"] = endpoint()
         return fsspec.filesystem("s3", skip_instance_cache=True, **options)
