@@ -76,6 +76,25 @@ def _variant(args):
     return i, out.stat().st_size, im.width * im.height / 1e6
 
 
+def _made(jobs: list, processes: int):
+    """``_variant`` over ``jobs``: in this process for one process (a forked child of a process whose
+    OpenCV thread pool is running can deadlock in it: the test suite's pytest did), else in a pool
+    of forked, niced processes (a fresh benchmark process)."""
+    if processes <= 1:
+        import cv2
+
+        threads = cv2.getNumThreads()
+        try:
+            yield from map(_variant, jobs)
+        finally:
+            cv2.setNumThreads(threads)
+        return
+    from multiprocessing import get_context
+
+    with get_context("fork").Pool(processes, initializer=os.nice, initargs=(5,)) as pool:
+        yield from pool.imap(_variant, jobs, chunksize=4)
+
+
 def generate(dest: Path, srcs: list[tuple[str, Path]], n: int, *, seed: int, mp_min: float, mp_max: float,
              exact_share: float, processes: int, per_source: int = 30) -> dict:
     """Write ``n`` files under ``dest`` (module docstring) with ``processes`` processes (niced);
@@ -83,7 +102,6 @@ def generate(dest: Path, srcs: list[tuple[str, Path]], n: int, *, seed: int, mp_
     (``ceil(n / per_source)`` sources, all of them when fewer), so that a small run has the
     duplicate structure of a large one (100,000 files of the 3,341 shared images: about 30 each)."""
     import numpy as np
-    from multiprocessing import get_context
 
     used = min(len(srcs), max(1, -(-n // max(1, per_source))))
     order = np.random.default_rng(seed).permutation(len(srcs))[:used]
@@ -97,10 +115,9 @@ def generate(dest: Path, srcs: list[tuple[str, Path]], n: int, *, seed: int, mp_
         else:
             jobs.append((i, folders[i], src, dest, seed, mp_min, mp_max))
     sizes, mps = [], []
-    with get_context("fork").Pool(processes, initializer=os.nice, initargs=(5,)) as pool:
-        for _, size, mp in pool.imap(_variant, jobs, chunksize=4):
-            sizes.append(size)
-            mps.append(mp)
+    for _, size, mp in _made(jobs, processes):
+        sizes.append(size)
+        mps.append(mp)
     by_index = dict(zip((j[0] for j in jobs), zip(sizes, mps)))
     for i, j in copies:
         shutil.copyfile(dest / folders[j] / f"{j:07d}.jpg", dest / folders[i] / f"{i:07d}.jpg")
