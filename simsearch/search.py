@@ -10,20 +10,19 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image as PILImage
 
 from simsearch import derived, limits, provenance
+from simsearch.analysis import regions as R
+from simsearch.analysis.near_duplicates import HASH_MAX, hash_distance
 from simsearch.analysis.regions import REGIONS_DEFAULT as REGION_PROPOSALS  # docs/region-search.md
-from simsearch.analysis.regions import fuse_max
+from simsearch.analysis.regions import check_regions, fuse_max, parse_box
 from simsearch.errors import Conflict, InvalidInput, NotFound
-from simsearch.images import THUMBNAIL_SIDE, decode_image, resize_for_model
+from simsearch.images import THUMBNAIL_SIDE, decode_image, phash, resize_for_model
+from simsearch.images.decode import is_large, release_memory
 from simsearch.space_defaults import resolve_space
 from simsearch.spaces import is_backbone_space
 from simsearch.store import hot, repo
-from simsearch.analysis import regions as R
-from simsearch.analysis.regions import check_regions, fuse_max, parse_box
-from simsearch.images.decode import is_large, release_memory
-from simsearch.images import phash
-from simsearch.analysis.near_duplicates import hash_distance
 
 MAX_K = limits.SEARCH_K_MAX
 # search_image_staged: embed the object proposals while the clear-winner answer is awaited (True), or
@@ -37,13 +36,13 @@ EARLY_PROPOSALS = False
 EARLY_BOXES = False
 # search_image_staged answers with the whole image's hits at once when its first hit is a close copy:
 # cosine >= CLOSE_COPY_SCORE, CLOSE_COPY_GAP above the second, perceptual hashes (simsearch.images.phash)
-# at most CLOSE_COPY_HASH bits apart (the near-duplicate finder's HASH_MAX, docs/near-duplicates.md).
+# at most HASH_MAX bits apart (the near-duplicate finder's, simsearch.analysis.near_duplicates;
+# docs/near-duplicates.md).
 # Development set (benchmarks/in_context.py --seed 2026): copies 0.833-0.995 (58 of 60 pass the scores),
 # wall photos <= 0.736, flowers <= 0.885 (gap <= 0.156: none pass); the hashes were added when a held-out
 # seed-7 wall photo passed the scores (0.859: its background another photo of a stored landmark).
 CLOSE_COPY_SCORE = 0.85
 CLOSE_COPY_GAP = 0.10
-CLOSE_COPY_HASH = 8
 
 
 @dataclass
@@ -133,8 +132,6 @@ def _draft_side(input_size: int, box) -> int:
 def _decoded(ctx, emb, data: bytes, source: str, box, shared=None):
     """The uploaded image decoded as a search decodes it (a PIL image), cropped to ``box``;
     ``shared(draft side)``: the upload decoded so already, or None."""
-    from PIL import Image as PILImage
-
     settings = ctx.settings
     side = _draft_side(emb.input_size, box)
     img = shared(side) if shared is not None else None
@@ -152,8 +149,6 @@ def _decoded(ctx, emb, data: bytes, source: str, box, shared=None):
 
 def _proposals(im, regions: int) -> list:
     """Up to ``regions`` object proposals of ``im`` (normalised boxes, cropped inside)."""
-    from PIL import Image as PILImage
-
     if not regions:
         return []
 
@@ -264,14 +259,15 @@ def search_image(ctx, collection: str, data: bytes, source: str, *, space: str |
 def close_copy(scores, distance=None) -> bool:
     """Whether the first of ``scores`` (cosines, best first) is a close copy of the query: at least
     :data:`CLOSE_COPY_SCORE`, :data:`CLOSE_COPY_GAP` above the next (or alone), and ``distance()``
-    (called only then: the bits between the perceptual hashes, None if unknown) <= :data:`CLOSE_COPY_HASH`."""
+    (called only then: the bits between the perceptual hashes, None if unknown) <=
+    :data:`simsearch.analysis.near_duplicates.HASH_MAX`."""
     s = [float(x) for x in scores[:2]]
     if not s or s[0] < CLOSE_COPY_SCORE or (len(s) > 1 and s[0] - s[1] < CLOSE_COPY_GAP):
         return False
     if distance is None:
         return True
     bits = distance()
-    return bits is not None and bits <= CLOSE_COPY_HASH
+    return bits is not None and bits <= HASH_MAX
 
 
 def _hash_distance(ctx, im, image_id: int) -> int | None:

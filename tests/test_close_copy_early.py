@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from simsearch import search as S
+from simsearch.analysis.near_duplicates import HASH_MAX
 from simsearch.ops import verify as V
 from tests.conftest import dataset_files
 from tests.helpers.regions import OXFORD, _search, artefacts, on_a_wall  # noqa: F401  (the fixture)
@@ -49,8 +50,8 @@ def test_a_close_copy_is_a_high_first_score_clear_of_the_next_with_agreeing_hash
     assert not S.close_copy([top - 0.05, 0.1])  # a lower first score: a look-alike, not a copy
     assert not S.close_copy([])
     asked = []
-    assert S.close_copy([0.99], lambda: asked.append(1) or S.CLOSE_COPY_HASH)  # the hashes agree
-    assert not S.close_copy([0.99], lambda: S.CLOSE_COPY_HASH + 1)  # another picture, alike in the vectors
+    assert S.close_copy([0.99], lambda: asked.append(1) or HASH_MAX)  # the hashes agree
+    assert not S.close_copy([0.99], lambda: HASH_MAX + 1)  # another picture, alike in the vectors
     assert not S.close_copy([0.99], lambda: None)  # no hashes stored: no telling
     assert not S.close_copy([top - 0.05], lambda: asked.append(2) or 0) and asked == [1]  # asked only when the scores pass
 
@@ -82,7 +83,7 @@ def test_a_copy_without_agreeing_hashes_waits_for_the_local_path(artefacts, monk
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        assert S._hash_distance(ctx, im, ids[art.name]) <= S.CLOSE_COPY_HASH  # the stored hashes agree
+        assert S._hash_distance(ctx, im, ids[art.name]) <= HASH_MAX  # the stored hashes agree
     monkeypatch.setattr(hot, "stored_hashes", lambda *a: None)
     told = []
     _, hits = S.search_image_staged(ctx, "art", data, "copy.jpg", lambda: [ids[art.name]], clear=_Answered(True),

@@ -27,6 +27,15 @@ import numpy as np
 from simsearch.analysis.duplicates import Group, _pairs
 from simsearch.errors import InvalidInput
 
+# HASH_MAX: two pictures whose hashes differ in at most this many of 64 bits (over the hash pairs of
+# hash_distance) are the same picture (when their cosine is at least the near floor too). Chosen from
+# two distributions (benchmarks/near_duplicates.py): every single transform but a rotation puts 97% of
+# its copies at 8 or below (rotations: 90% at 10, then the strict cosine finds them); the distinct
+# candidate pairs (a photo and one of its 16 nearest other photos) at 8 or below are 9 of 17,472, and
+# double (17) at 10, most of those being different photos of one building from one spot. The duplicate
+# finder (simsearch.ops.near_duplicates) and the search's close-copy answer (simsearch.search.close_copy)
+# both use it; docs/near-duplicates.md.
+HASH_MAX = 8
 UNKNOWN = -1  # hash distance of a pair one of whose images has no hashes
 GEOMETRY_UNCHECKED = -1  # a pair the geometric check did not look at
 GEOMETRY_RESHOT = 2  # rejected: the same rigid scene (the keypoint tests passed) whose pixels differ, shot again

@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from simsearch import derived
-from simsearch.analysis.near_duplicates import (contains, hash_candidates, pair_hash_distance, representative_groups,
-                                               verify)
+from simsearch.analysis.near_duplicates import (HASH_MAX, contains, hash_candidates, pair_hash_distance,
+                                               representative_groups, verify)
 from simsearch.images import phash
 from simsearch.ops import vectors as vecs
 from simsearch.store import hashes as stored_hashes
@@ -37,16 +37,10 @@ from simsearch.store import repo
 from simsearch.store.models import Image, Thumbnail
 
 # ---- the constants (benchmarks/near_duplicates.py measures them; docs/near-duplicates.md) ----------
-# HASH_MAX: two pictures whose hashes differ in at most this many of 64 bits (over the hash pairs of
-# hash_distance) are the same picture (when their cosine is at least the near floor too). Chosen from
-# two distributions (benchmarks/near_duplicates.py): every single transform but a rotation puts 97% of
-# its copies at 8 or below (rotations: 90% at 10, then the strict cosine finds them); the distinct
-# candidate pairs (a photo and one of its 16 nearest other photos) at 8 or below are 9 of 17,472, and
-# double (17) at 10, most of those being different photos of one building from one spot.
-HASH_MAX = 8
+# HASH_MAX (imported above: simsearch.analysis.near_duplicates, shared with the search's close-copy answer).
 # HASH_SURE: at most this many bits apart, the pictures are the same whatever the cosine (a grayscale
 # or strongly re-coloured copy's vectors move far: cosine down to 0.45). Among the 3.5M pairs of
-# distinct photos above, one is at 4 bits or fewer and none at 2 (random bits: 1e-16); such pairs
+# distinct photos of that calibration, one is at 4 bits or fewer and none at 2 (random bits: 1e-16); such pairs
 # are found from the hashes themselves (:func:`simsearch.analysis.near_duplicates.hash_candidates`).
 HASH_SURE = 2
 # STRICT_COSINE: a pair this alike is a near-duplicate without agreeing hashes when the geometric check
