@@ -31,22 +31,21 @@ What it does (every file in a temporary folder, never in the repository):
    **verified_local**, and **fused_local_onepass** (fused_local without the stages of
    ``simsearch.ops.search._staged``: the query's SIFT, the fused search, then verification, as before 2026-12-07),
    **fused_local_noclose** (fused_local without the closer look at the first images by votes,
-   ``simsearch.ops.verify.closer_look``), **fused_local_early** (the proposal embedded while the clear-winner answer
-   is awaited, ``simsearch.search.EARLY_PROPOSALS``) and **fused_local_faiss2** (the descriptor search on 2 OpenMP
-   threads), **fused_local_q1, _q075, _q05, _n500, _q075c24** (``ops.verify``'s first pass: ``QUERY_SCALE``,
-   ``QUERY_KEYPOINTS``, ``CLEAR_INLIERS``), **fused_local_nocopy** (fused_local without answering a close copy at once,
-   ``simsearch.search.CLOSE_COPY_SCORE``), **fused_local_strong08** (any first hit at 0.8 or more answered at once),
-   **fused_local_earlyboxes** / **fused_local_lateboxes** (the proposals' boxes found while the clear-winner answer is
-   awaited / after it, ``simsearch.search.EARLY_BOXES``, off by default) and **fused_local_before** (no close copy
-   answered at once, late boxes); wall photos also with **box** (unless ``--no-box``): the pasted picture's
-   bounding box as a user would drag it (the verified search inside it). Reported: mAP@5 (one relevant image: mean of
-   1/rank within the top 5), top-1 rate, the share with the target in the top 10, and for the flowers precision@1 and
-   @3; latency: every query's modes timed back to back (plain and default alternating first), median and mean of each
-   and the ratio of each median to plain's; ``closer_looks``: the default's closer looks by set (calls, those that
-   verified an image, those that verified the target; ``_by_mode``: of every fused_local mode),
-   ``clear_winners_by_mode`` (no proposal embedded), ``close_copies_by_mode`` (answered at once as a close
-   copy); ``not_first``: the default's queries whose target is not first
-   (index, rank or None).
+   ``simsearch.ops.verify.closer_look``), **fused_local_faiss2** (the descriptor search on 2 OpenMP threads),
+   **fused_local_q1, _q075, _q05, _n500, _q075c24** (``ops.verify``'s first pass: ``QUERY_SCALE``,
+   ``QUERY_KEYPOINTS``, ``CLEAR_INLIERS``), **fused_local_nocopy** (fused_local without answering a close copy at
+   once, ``simsearch.search.CLOSE_COPY_SCORE``), **fused_local_strong08** (any first hit at 0.8 or more answered at
+   once) and **fused_local_before** (no close copy answered at once: the default before 2026-12-07 late, the same as
+   fused_local_nocopy since the early-boxes switch was removed; the modes fused_local_early, _earlyboxes and
+   _lateboxes went with ``simsearch.search``'s EARLY_PROPOSALS and EARLY_BOXES, docs/region-search.md); wall photos
+   also with **box** (unless ``--no-box``): the pasted picture's bounding box as a user would drag it (the verified
+   search inside it). Reported: mAP@5 (one relevant image: mean of 1/rank within the top 5), top-1 rate, the share
+   with the target in the top 10, and for the flowers precision@1 and @3; latency: every query's modes timed back to
+   back (plain and default alternating first), median and mean of each and the ratio of each median to plain's;
+   ``closer_looks``: the default's closer looks by set (calls, those that verified an image, those that verified the
+   target; ``_by_mode``: of every fused_local mode), ``clear_winners_by_mode`` (no proposal embedded),
+   ``close_copies_by_mode`` (answered at once as a close copy); ``not_first``: the default's queries whose target is
+   not first (index, rank or None).
 """
 
 from __future__ import annotations
@@ -82,8 +81,6 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          "fused_local_onepass": {"verify": False, "local": True, "staged": False},
          # fused_local without the closer look at the first image by votes (ops.verify.closer_look; before 2026-12-07 late)
          "fused_local_noclose": {"verify": False, "local": True, "closer": False},
-         # fused_local embedding the proposals while the clear-winner answer is awaited (simsearch.search.EARLY_PROPOSALS)
-         "fused_local_early": {"verify": False, "local": True, "early": True},
          # fused_local with the descriptor search on 2 OpenMP threads (simsearch.ops.verify.FAISS_THREADS is 1)
          "fused_local_faiss2": {"verify": False, "local": True, "faiss_threads": 2},
          # fused_local without the answer at once for a close copy (simsearch.search.CLOSE_COPY_SCORE out of reach)
@@ -91,13 +88,9 @@ MODES = {"plain": {"regions": 0, "verify": False, "local": False},  # the whole 
          # fused_local answering at once any query whose whole image's first hit reaches 0.8 (no gap asked): a looser rule
          "fused_local_strong08": {"verify": False, "local": True,
                                   "search_constants": {"CLOSE_COPY_SCORE": 0.8, "CLOSE_COPY_GAP": 0.0}},
-         # fused_local finding the proposals' boxes while the clear-winner answer is awaited (simsearch.search.EARLY_BOXES;
-         # off by default) or after it (_lateboxes: the default since EARLY_BOXES is off)
-         "fused_local_earlyboxes": {"verify": False, "local": True, "search_constants": {"EARLY_BOXES": True}},
-         "fused_local_lateboxes": {"verify": False, "local": True, "search_constants": {"EARLY_BOXES": False}},
-         # fused_local as before 2026-12-07 late: neither the close copy's early answer nor the early boxes
-         "fused_local_before": {"verify": False, "local": True,
-                                "search_constants": {"CLOSE_COPY_SCORE": 2.0, "EARLY_BOXES": False}},
+         # fused_local as before 2026-12-07 late: no close copy's early answer (the early boxes, off then, are gone;
+         # kept for docs/region-search.md's command: the same as fused_local_nocopy)
+         "fused_local_before": {"verify": False, "local": True, "search_constants": {"CLOSE_COPY_SCORE": 2.0}},
          # fused_local with ops.verify's constants set: the query's first SIFT pass on a copy 1.0 / 0.75 / 0.5 times its
          # decoded size (QUERY_SCALE: 1.0 by default; 0.75 tried 2026-12-07, not kept), 500 keypoints, 0.75 + clear at 24
          **{f"fused_local_{m}": {"verify": False, "local": True, "constants": c} for m, c in (
@@ -303,7 +296,6 @@ def main() -> None:
             def run(q: dict, candidates: int | None = None, **kw) -> tuple[list[dict], float]:
                 sets = {(V, "CANDIDATES"): candidates or V.CANDIDATES, (ops_search, "STAGED"): kw.pop("staged", ops_search.STAGED),
                         (V, "CLOSE_MIN_VOTES"): V.CLOSE_MIN_VOTES if kw.pop("closer", True) else 10**9,
-                        (core_search, "EARLY_PROPOSALS"): kw.pop("early", core_search.EARLY_PROPOSALS),
                         **{(V, name): value for name, value in kw.pop("constants", {}).items()},
                         **{(core_search, name): value for name, value in kw.pop("search_constants", {}).items()}}
                 kept = {(m, name): getattr(m, name) for m, name in sets}

@@ -25,15 +25,6 @@ from simsearch.spaces import is_backbone_space
 from simsearch.store import hot, repo
 
 MAX_K = limits.SEARCH_K_MAX
-# search_image_staged: embed the object proposals while the clear-winner answer is awaited (True), or
-# wait for it first (False). On the 2-core development machines the early forward slowed the local
-# path it ran beside more than it saved (median 80 / 107 ms against 75 / 96 ms, benchmarks/in_context.py
-# modes fused_local and fused_local_wait, docs/region-search.md); with more cores it may pay.
-EARLY_PROPOSALS = False
-# search_image_staged: find the proposals' boxes (~5 ms) while the clear-winner answer is awaited (True)
-# or after it (False; the hits the same). On the 2-core EPYC the two ways were within the noise (wall
-# photos slower in one pair of runs, faster in another; benchmarks/in_context.py mode fused_local_earlyboxes).
-EARLY_BOXES = False
 # search_image_staged answers with the whole image's hits at once when its first hit is a close copy:
 # cosine >= CLOSE_COPY_SCORE, CLOSE_COPY_GAP above the second, perceptual hashes (simsearch.images.phash)
 # at most HASH_MAX bits apart (the near-duplicate finder's, simsearch.analysis.near_duplicates;
@@ -286,9 +277,8 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
     image is embedded and searched first; then ``clear`` (a Future another thread answers) says
     whether the candidates are enough (a clear winner). When they are not, the search is fused with
     up to ``regions`` object proposals, else the proposals are skipped (the verified images will
-    come first). With :data:`EARLY_PROPOSALS`, when ``clear`` is not answered yet the proposals are
-    embedded while it is awaited and used only if the answer is no (with :data:`EARLY_BOXES` only
-    their boxes are found meanwhile): the hits are the same either way. Then ``verified()`` (it may
+    come first); the answer is awaited before the proposals are found (finding or embedding them
+    meanwhile was measured and not kept: docs/region-search.md). Then ``verified()`` (it may
     block too): the verified image ids, best first. ``decoded``: called with the JPEG draft side the
     model's input needs, it may give the upload already decoded so (a DecodedImage; None: decode
     it here). ``copy``: called (no arguments) when the whole image's first hit is a :func:`close_copy`
@@ -315,19 +305,15 @@ def search_image_staged(ctx, collection: str, data: bytes, source: str, verified
         copy()
         return target.space, hits[:k]
     hits = hits[:k]
-    waiting = clear is not None and not clear.done()
-    boxes = _proposals(im, regions) if waiting and EARLY_BOXES else None  # while the other thread is at it
-    known = not waiting or not EARLY_PROPOSALS
-    enough = bool(clear.result()) if clear is not None and known else False
-    found = [] if enough else (boxes if boxes is not None else _proposals(im, regions))
+    enough = bool(clear.result()) if clear is not None else False
+    found = [] if enough else _proposals(im, regions)
     if found:
         t0 = time.perf_counter()
         crops = [resize_for_model(im.crop(R.pixel_box(b, im.width, im.height)), emb.input_size) for b in found]
         vecs = np.vstack([q.vectors, emb.embed(np.stack(crops))])  # as embed_regions feeds them
-        fused = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
-                             q.seconds + time.perf_counter() - t0)
-        if known or not clear.result():  # a clear winner found meanwhile: the whole image's hits, as when known
-            q, hits = fused, _search_fused(ctx, target, fused, k)
+        q = QueryVectors(vecs, [0.0] + [R.REGION_MARGIN] * len(found), [box] + [_outer(box, b) for b in found],
+                         q.seconds + time.perf_counter() - t0)
+        hits = _search_fused(ctx, target, q, k)
     ids = list(verified())
     have = {h.image_id for h in hits}
     return target.space, hits + _scored(ctx, target, q, [i for i in ids if i not in have])

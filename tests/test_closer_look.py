@@ -186,10 +186,10 @@ class _Answer:
 
 
 @pytest.mark.parametrize("value", [True, False])
-def test_proposals_embedded_while_the_answer_is_awaited_change_no_hit(artefacts, monkeypatch, value):  # noqa: F811
-    """search_image_staged embeds the proposals (or with EARLY_BOXES finds only their boxes) while the
-    clear-winner answer is not in yet; the hits are those it gives when the answer was in from the
-    start (a clear winner: the whole image's)."""
+def test_the_proposals_wait_for_the_clear_winner_answer(artefacts, monkeypatch, value):  # noqa: F811
+    """search_image_staged awaits the clear-winner answer before it finds the proposals: with a clear
+    winner none is found (the whole image's hits), without one the proposal is embedded and fused;
+    the hits are the same whether the answer was in from the start or not."""
     from simsearch import search as S
 
     client, ids, paths = artefacts
@@ -204,19 +204,10 @@ def test_proposals_embedded_while_the_answer_is_awaited_change_no_hit(artefacts,
         _, found = S.search_image_staged(ctx, "art", data, "wall.jpg", lambda: [], clear=answer, k=5)
         return [(h.image_id, round(h.score, 5)) for h in found]
 
-    monkeypatch.setattr(S, "EARLY_PROPOSALS", True)
-    early = hits(_Answer(value, done=False))
-    assert proposals == [1]  # embedded while waiting
-    proposals.clear()
-    assert hits(_Answer(value, done=True)) == early
+    known = hits(_Answer(value, done=True))
     assert proposals == ([] if value else [1])
-    monkeypatch.setattr(S, "EARLY_PROPOSALS", False)
-    monkeypatch.setattr(S, "EARLY_BOXES", False)
     proposals.clear()
-    assert hits(_Answer(value, done=False)) == early and proposals == ([] if value else [1])
-    monkeypatch.setattr(S, "EARLY_BOXES", True)  # only the boxes found while waiting (off by default)
-    proposals.clear()
-    assert hits(_Answer(value, done=False)) == early and proposals == [1]
+    assert hits(_Answer(value, done=False)) == known and proposals == ([] if value else [1])
 
 
 def test_a_cheaper_first_pass_still_finds_the_picture_and_the_copy(artefacts, monkeypatch):  # noqa: F811
