@@ -158,6 +158,42 @@ def test_an_unreadable_original_counts_as_tried_not_lacking_until_a_search_reads
     assert list(found) == [lost_id] and not stale and ctx.descriptor_coverage(coll_id) == 1.0
 
 
+def test_retry_unreadable_tries_again_the_originals_fixed_since(ctx, tmp_path):
+    """An original recorded unreadable is not taken again by a plain pass, even once its file is
+    back; with ``retry_unreadable`` (`simsearch features --retry-unreadable`) the record is forgotten
+    first and its features are stored, the summary saying how many were tried again."""
+    from simsearch.images import local_features as LF
+    from simsearch.jobs.kept_originals import stored_path
+    from simsearch.ops import local_features
+    from simsearch.store import features as stored
+    from simsearch.store.models import Image
+
+    coll_id = ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
+    with ctx.db.session() as s:
+        lost_id, source, digest = s.execute(select(Image.id, Image.source_path, Image.content_hash)
+                                            .order_by(Image.id).limit(1)).one()
+    kept = stored_path(ctx.settings, digest)
+    moved = [(source, tmp_path / "moved.jpg")] + ([(str(kept), tmp_path / "kept.jpg")] if kept and kept.exists() else [])
+    for path, away in moved:
+        shutil.move(path, away)
+    first = local_features.store_missing(ctx, "pets")
+    assert (first["stored"], first["unreadable"], first["retried"]) == (3, 1, 0), first
+    for path, away in moved:  # the curator restores the file
+        shutil.move(away, path)
+    plain = local_features.store_missing(ctx, "pets")  # still recorded as tried: not taken again
+    assert (plain["job_id"], plain["lacking"], plain["retried"]) == (None, 0, 0) and _stored(ctx)[lost_id] == b""
+    assert local_features.estimate(ctx, "pets", retry_unreadable=True)["images"] == 1  # nothing forgotten by it
+    report = local_features.store_missing(ctx, "pets", retry_unreadable=True)
+    assert (report["lacking"], report["stored"], report["unreadable"], report["retried"], report["status"]) == \
+        (1, 1, 0, 1, "done"), report
+    with ctx.db.session() as s:
+        assert stored.tried_unreadable(s, coll_id, LF.METHOD) == 0
+        found, stale = stored.of_images(s, [lost_id], LF.METHOD)
+    assert len(found[lost_id]) > 0 and not stale and len(_stored(ctx)) == 4
+    again = local_features.store_missing(ctx, "pets", retry_unreadable=True)  # nothing recorded: nothing to retry
+    assert (again["job_id"], again["retried"]) == (None, 0)
+
+
 @pytest.mark.redis
 def test_shards_lost_with_redis_are_queued_again_with_their_function(settings, tmp_path, rq_queue):  # noqa: F811
     import redis
@@ -216,6 +252,10 @@ def test_the_api_answers_202_with_the_estimate_and_the_job_shows_its_progress(ma
     assert_error(client.post("/api/collections/pets/features", json={}), 409, "conflict", "name")
     assert_error(client.post("/api/collections/nope/features", json={}), 404)
     assert_error(client.post("/api/collections/pets/features", json={"shard_size": 0}), 400, None, "shard_size")
+    assert_error(client.post("/api/collections/pets/features", json={"retry_unreadable": "yes"}), 400, None,
+                 "retry_unreadable")
+    assert_error(client.post("/api/collections/pets/features", json={"retry_unreadable": True}), 409, "conflict",
+                 "name")  # none recorded unreadable: nothing to try again
 
 
 def test_the_command_prints_the_estimate_then_stores_them_and_answers_json(settings, tmp_path):

@@ -107,10 +107,13 @@ def features_estimate_line(est: dict) -> str:
               help="Queue it for `simsearch worker` processes instead of running here (needs SIMSEARCH_REDIS_URL); "
                    "its shards run in parallel; follow with `simsearch jobs ID --follow`.")
 @click.option("--shard-size", type=click.IntRange(1, 1_000_000), help="Images per shard [default: SIMSEARCH_SHARD_SIZE].")
+@click.option("--retry-unreadable", is_flag=True,
+              help="Also try again the images whose original an earlier run could not read (recorded as tried and "
+                   "not taken again otherwise): after fixing or restoring those files.")
 @click.option("--progress/--no-progress", default=None, help="A progress line on stderr [default: when stderr is a terminal].")
 @json_option
 @click.pass_context
-def features(ctx, collection, estimate_only, queued, shard_size, progress, as_json):
+def features(ctx, collection, estimate_only, queued, shard_size, retry_unreadable, progress, as_json):
     """Store the local features (SIFT keypoints) of a collection's images that lack them, read
     from their originals: afterwards a search by upload takes candidates by local features by
     default (a photo of a painting on a wall finds the painting), without ingest paying for them
@@ -120,17 +123,19 @@ def features(ctx, collection, estimate_only, queued, shard_size, progress, as_js
     continues where it stopped. The cost estimate is printed before it starts."""
     app = context_from(ctx)
     if estimate_only:
-        est = local_features.estimate(app, collection)
+        est = local_features.estimate(app, collection, retry_unreadable=retry_unreadable)
         emit_json(est) if as_json else click.echo(features_estimate_line(est))
         return
     if queued:
-        started = local_features.start(app, command_ingest.queue_runner(app), collection, shard_size=shard_size)
+        started = local_features.start(app, command_ingest.queue_runner(app), collection, shard_size=shard_size,
+                                       retry_unreadable=retry_unreadable)
         if as_json:
             emit_json(started)
             return
         click.echo(features_estimate_line(started["estimate"] or {"images": started["total"]}))
         click.echo(f"queued local features job {started['job_id']}: {plural(started['total'], 'image')} of {collection} "
-                   f"in {plural(started['shards'], 'shard')}; follow it with `simsearch jobs {started['job_id']} --follow`")
+                   f"in {plural(started['shards'], 'shard')}" + _retried(started["retried"])
+                   + f"; follow it with `simsearch jobs {started['job_id']} --follow`")
         return
     show = (sys.stderr.isatty() and not as_json) if progress is None else progress
 
@@ -143,7 +148,7 @@ def features(ctx, collection, estimate_only, queued, shard_size, progress, as_js
 
     try:
         report = local_features.store_missing(app, collection, progress=line if show else None, shard_size=shard_size,
-                                              announce=announce)
+                                              announce=announce, retry_unreadable=retry_unreadable)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the features stored so far are kept; run the same command again to continue.",
                    err=True)
@@ -153,7 +158,12 @@ def features(ctx, collection, estimate_only, queued, shard_size, progress, as_js
     else:
         click.echo(f"{collection}: stored the local features of {plural(report['stored'], 'image')} of "
                    f"{report['lacking']} lacking them ({report['unreadable']} without a readable original, "
-                   f"{report['skipped']} had them) in {report['seconds']:.1f} s"
+                   f"{report['skipped']} had them{_retried(report['retried'])}) in {report['seconds']:.1f} s"
                    + (f" (job {report['job_id']}: {report['status']})" if report["job_id"] else ""))
     if report["status"] != "done":
         ctx.exit(1)
+
+
+def _retried(n: int) -> str:
+    """``; 2 images whose original could not be read before tried again`` (--retry-unreadable), or nothing."""
+    return f"; {plural(n, 'image')} whose original could not be read before tried again" if n else ""

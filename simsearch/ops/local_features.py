@@ -91,19 +91,27 @@ def cost(ctx, ids: list[int], *, probe: bool = True) -> dict:
             "seconds": None if rate is None else round(rate * len(ids), 1), "basis": basis}
 
 
-def estimate(ctx, collection: str, *, probe: bool = True) -> dict:
-    """What storing ``collection``'s missing local features would cost, before it starts."""
-    _coll_id, ids = lacking_ids(ctx, collection)
+def estimate(ctx, collection: str, *, probe: bool = True, retry_unreadable: bool = False) -> dict:
+    """What storing ``collection``'s missing local features would cost, before it starts (with
+    ``retry_unreadable``, also those of the images recorded unreadable, which it would try again)."""
+    coll_id, ids = lacking_ids(ctx, collection)
+    if retry_unreadable:
+        with ctx.db.session() as s:
+            ids = sorted(ids + stored.unreadable_ids(s, coll_id, LF.METHOD))
     return {"collection": collection, **cost(ctx, ids, probe=probe)}
 
 
 # ---- the job -----------------------------------------------------------------------------------
 
-def create_job(ctx, collection: str, *, shard_size: int | None = None, batch_size: int | None = None) -> dict | None:
+def create_job(ctx, collection: str, *, shard_size: int | None = None, batch_size: int | None = None,
+               retry_unreadable: bool = False) -> dict | None:
     """Record the job over the collection's images lacking features without starting it, or return
     the one queued or running for it (one lost with its process is ended first). None: none lacks
-    them. Returns ``{"job_id", "status", "total", "shards", "estimate", "new"}`` (``shards``: ids)."""
-    coll_id, todo = lacking_ids(ctx, collection)
+    them. ``retry_unreadable``: first forget the records of the images whose original could not be
+    read (a curator fixed or restored the files), so that they are tried again (not when a job is
+    joined: the next one takes them). Returns ``{"job_id", "status", "total", "shards", "estimate",
+    "new", "retried"}`` (``shards``: ids; ``retried``: the records forgotten)."""
+    coll_id, _ = lacking_ids(ctx, collection)
     reembed_lost.sweep(ctx, coll_id, KIND)
     with ctx.db.session() as s:
         found = s.scalars(select(IngestRun).where(IngestRun.kind == KIND.value, IngestRun.collection_id == coll_id,
@@ -111,7 +119,9 @@ def create_job(ctx, collection: str, *, shard_size: int | None = None, batch_siz
                           .order_by(IngestRun.id.desc()).limit(1)).first()
         if found is not None:
             return {"job_id": found.id, "status": found.status, "total": found.total, "shards": [],
-                    "estimate": (found.params or {}).get("estimate"), "new": False}
+                    "estimate": (found.params or {}).get("estimate"), "new": False, "retried": 0}
+        retried = stored.forget_unreadable(s, coll_id, LF.METHOD) if retry_unreadable else 0
+    _, todo = lacking_ids(ctx, collection)
     if not todo:
         return None
     est = cost(ctx, todo)
@@ -119,30 +129,34 @@ def create_job(ctx, collection: str, *, shard_size: int | None = None, batch_siz
                                            shard_size=shard_size, batch_size=int(batch_size or BATCH), estimate=est,
                                            nothing="no image lacks its local features")
     return {"job_id": job_id, "status": JobStatus.RUNNING.value, "total": len(todo), "shards": shard_ids,
-            "estimate": est, "new": True}
+            "estimate": est, "new": True, "retried": retried}
 
 
-def start(ctx, runner, collection: str, *, shard_size: int | None = None, batch_size: int | None = None) -> dict:
+def start(ctx, runner, collection: str, *, shard_size: int | None = None, batch_size: int | None = None,
+          retry_unreadable: bool = False) -> dict:
     """Queue the job storing ``collection``'s missing local features (409 when none lacks them), or
-    join the one queued or running; each shard goes to ``runner``. Returns the 202 body: ``job_id``,
-    ``status``, ``collection``, ``total``, ``shards`` (how many), ``estimate``, ``runner``."""
-    made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size)
+    join the one queued or running; each shard goes to ``runner``; ``retry_unreadable``: as
+    :func:`create_job`. Returns the 202 body: ``job_id``, ``status``, ``collection``, ``total``,
+    ``shards`` (how many), ``estimate``, ``runner``, ``retried``."""
+    made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size, retry_unreadable=retry_unreadable)
     if made is None:
         raise Conflict(f"every image of {collection!r} already has its local features stored{_tried_note(ctx, collection)}",
                        field="name")
     submit(ctx, runner, made["shards"], SHARD_KIND)
     return {"job_id": made["job_id"], "status": made["status"], "collection": collection, "total": made["total"],
-            "shards": len(made["shards"]), "estimate": made["estimate"], "runner": runner.kind}
+            "shards": len(made["shards"]), "estimate": made["estimate"], "runner": runner.kind,
+            "retried": made["retried"]}
 
 
 def run_here(ctx, collection: str, *, progress=None, shard_size: int | None = None, batch_size: int | None = None,
-             announce=None) -> dict | None:
+             announce=None, retry_unreadable: bool = False) -> dict | None:
     """The job run by this command, shard after shard (with the workers too when a queue is
     configured: :func:`simsearch.jobs.fleet.run_pass`): ``{"job_id", "status", "total", "stored",
-    "skipped", "unreadable", "estimate", "message", "errors"}``; None when no image lacks its
-    features. ``announce(estimate)`` before it starts; ``progress(done, total)`` after each batch.
-    Run again after an interruption, it continues the same job (or, its process gone, a new one)."""
-    made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size)
+    "skipped", "unreadable", "retried", "estimate", "message", "errors"}``; None when no image lacks
+    its features. ``announce(estimate)`` before it starts; ``progress(done, total)`` after each batch;
+    ``retry_unreadable``: as :func:`create_job`. Run again after an interruption, it continues the
+    same job (or, its process gone, a new one)."""
+    made = create_job(ctx, collection, shard_size=shard_size, batch_size=batch_size, retry_unreadable=retry_unreadable)
     if made is None:
         return None
     if announce is not None:
@@ -151,21 +165,23 @@ def run_here(ctx, collection: str, *, progress=None, shard_size: int | None = No
     with ctx.db.session() as s:
         run = s.get(IngestRun, made["job_id"])
         return {"job_id": run.id, "status": status, "total": run.total, "stored": run.added, "skipped": run.skipped,
-                "unreadable": run.failed, "estimate": made["estimate"], "message": run.message,
-                "errors": list(run.errors or [])}
+                "unreadable": run.failed, "retried": made["retried"], "estimate": made["estimate"],
+                "message": run.message, "errors": list(run.errors or [])}
 
 
 def store_missing(ctx, collection: str, *, progress=None, shard_size: int | None = None,
-                  batch_size: int | None = None, announce=None) -> dict:
+                  batch_size: int | None = None, announce=None, retry_unreadable: bool = False) -> dict:
     """:func:`run_here`, summed up: ``collection``, ``lacking`` (before), ``stored``, ``unreadable``
-    (no readable original: they stay without, and unverified), ``skipped``, ``seconds``,
+    (no readable original: they stay without, and unverified), ``retried`` (of the lacking: those
+    recorded unreadable before, tried again with ``retry_unreadable``), ``skipped``, ``seconds``,
     ``job_id`` (None: nothing lacked them), ``status`` and ``estimate``."""
     t0 = time.perf_counter()
-    out = run_here(ctx, collection, progress=progress, shard_size=shard_size, batch_size=batch_size, announce=announce)
+    out = run_here(ctx, collection, progress=progress, shard_size=shard_size, batch_size=batch_size, announce=announce,
+                   retry_unreadable=retry_unreadable)
     if out is None:
         out = {"job_id": None, "status": JobStatus.DONE.value, "total": 0, "stored": 0, "skipped": 0, "unreadable": 0,
-               "estimate": None, "message": "no image lacks its local features" + _tried_note(ctx, collection),
-               "errors": []}
+               "retried": 0, "estimate": None,
+               "message": "no image lacks its local features" + _tried_note(ctx, collection), "errors": []}
     return {"collection": collection, "lacking": out["total"], **out, "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -174,7 +190,8 @@ def _tried_note(ctx, collection: str) -> str:
     with ctx.db.session() as s:
         n = stored.tried_unreadable(s, repo.get_collection(s, collection).id, LF.METHOD)
     return (f" ({plural(n, 'image')} whose original could not be read: tried, not taken again; a search that "
-            "verifies one reads its original again)") if n else ""
+            "verifies one reads its original again, and so does a pass asked to retry them: --retry-unreadable, "
+            "retry_unreadable in the API)") if n else ""
 
 
 def execute_shard(ctx, shard_id: int, *, progress=None) -> dict:

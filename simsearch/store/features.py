@@ -5,9 +5,10 @@ of search results.
 An image whose original a features pass could not read or decode has a row of method
 :func:`unreadable_mark` (``unreadable:METHOD``) and no features: it counts as tried, not as
 lacking (:func:`lacking`, :func:`tried_unreadable`), so the next pass (or ``POST .../features``)
-does not take it again, and the share of stored features that ``local``'s default follows leaves
-it out. Any other method's row, that one included, is stale to a reader of ``METHOD``: a search
-that verifies the image tries its original again, and the features found replace the row."""
+does not take it again unless asked to (``--retry-unreadable``: :func:`forget_unreadable`), and
+the share of stored features that ``local``'s default follows leaves it out. Any other method's
+row, that one included, is stale to a reader of ``METHOD``: a search that verifies the image tries
+its original again, and the features found replace the row."""
 
 from __future__ import annotations
 
@@ -106,6 +107,24 @@ def tried_unreadable(session: Session, collection_id: int, method: str) -> int:
                               .join(Image, Image.id == ImageFeatures.image_id)
                               .where(Image.collection_id == int(collection_id), Image.status == "ok",
                                      ImageFeatures.method == unreadable_mark(method))))
+
+
+def unreadable_ids(session: Session, collection_id: int, method: str) -> list[int]:
+    """The ids (ascending) of the collection's ingested images counted by :func:`tried_unreadable`."""
+    return [int(i) for i in session.scalars(select(ImageFeatures.image_id)
+                                            .join(Image, Image.id == ImageFeatures.image_id)
+                                            .where(Image.collection_id == int(collection_id), Image.status == "ok",
+                                                   ImageFeatures.method == unreadable_mark(method))
+                                            .order_by(ImageFeatures.image_id))]
+
+
+def forget_unreadable(session: Session, collection_id: int, method: str) -> int:
+    """Delete the collection's :func:`record_unreadable` rows of ``method`` (a curator fixed or
+    restored the originals): those images lack their features again and the next pass tries them.
+    Returns how many records were deleted."""
+    ids = select(Image.id).where(Image.collection_id == int(collection_id)).scalar_subquery()
+    return int(session.execute(delete(ImageFeatures).where(ImageFeatures.method == unreadable_mark(method),
+                                                           ImageFeatures.image_id.in_(ids))).rowcount or 0)
 
 
 def of_collection(session: Session, collection_id: int, method: str) -> Iterator[tuple[int, bytes]]:

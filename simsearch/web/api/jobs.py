@@ -121,8 +121,11 @@ def reembed(name: str, q, body: S.ReembedRequest):
                     "their originals and stores them, so that a search by upload takes candidates by local features by "
                     "default. The images are split into shards that any worker takes (resumable: a shard run again "
                     "skips the images already stored); the answer carries the cost estimate worked out before it "
-                    "starts. The same request while one runs joins it. 409 when every image already has them.",
+                    "starts. The same request while one runs joins it. 409 when every image already has them. "
+                    "Images whose original a pass could not read are recorded as tried and not taken again, unless "
+                    "`retry_unreadable` (originals fixed or restored since).",
         responses={**errors(400, 401, 403, 404, 409, 429, 503, e429=JOB_CAP, e503="The job queue is unavailable."),
                    202: EMBEDDING_RESPONSES[202]})
 def features(name: str, q, body: S.FeaturesRequest):
-    return job_accepted(local_features.start(ctx(), runner(), name, shard_size=body.shard_size))
+    return job_accepted(local_features.start(ctx(), runner(), name, shard_size=body.shard_size,
+                                             retry_unreadable=body.retry_unreadable))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from simsearch import limits as L
 from simsearch.web.schemas.requests import Body
@@ -68,6 +68,10 @@ class EmbedAccepted(ReembedAccepted):
 class FeaturesRequest(Body):
     shard_size: Annotated[int, Field(ge=1, le=1_000_000), L.Whole] | None = Field(
         None, description="Images per shard (default: the server's SIMSEARCH_SHARD_SIZE).", examples=[1000])
+    retry_unreadable: StrictBool = Field(
+        False, description="Also try again the images whose original an earlier pass could not read (recorded as "
+                           "tried, not taken again otherwise): for originals fixed or restored since. Not when the "
+                           "request joins a job under way.", examples=[False])
 
 
 class FeaturesEstimate(BaseModel):
@@ -94,3 +98,5 @@ class FeaturesAccepted(BaseModel):
                         examples=[3])
     estimate: FeaturesEstimate | None = Field(description="The cost, said before it starts.")
     runner: Literal["thread", "rq"]
+    retried: int = Field(0, description="Images whose original an earlier pass could not read, tried again "
+                                        "(`retry_unreadable`; counted in `total`).", examples=[0])
