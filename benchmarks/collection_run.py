@@ -25,6 +25,7 @@ temporary folder by default, removed after unless --keep).
 
 Usage: nice -n 10 python benchmarks/collection_run.py [--files 100000] [--work DIR] [--keep]
            [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis-url redis://127.0.0.1:6379/0]
+           [--steps duplicates,cluster,map,tune,compare]   (the analyses after the ingest, in order)
 The 100,000-file run needs about 30 GB of disk under --work (the bucket's files; the staging
 folder holds them until each is uploaded) and hours on 2 cores: docs/benchmarks.md has the
 figures measured at smaller N and the projection.
@@ -51,6 +52,8 @@ import collection_files as cf  # noqa: E402  benchmarks/collection_files.py
 ACCESS_KEY, SECRET_KEY = "AKIABENCHCOLLECTION1", "bench-collection-secret-5b1e"
 BUCKET, PREFIX, COLLECTION = "bench", "photos", "bench"
 SETS = "flowers102,oxford-buildings,cats-dogs,flowers"
+ANALYSES = ("duplicates", "cluster", "map", "tune", "compare")
+NAME_THE_SPACE = ("map", "duplicates")  # their JSON names the space they ran in (compare --compare auto reads it)
 
 
 def _children_cpu() -> float:
@@ -136,6 +139,16 @@ def database(admin_url: str, keep: bool):
     return url.replace("postgresql://", "postgresql+psycopg://"), size, drop
 
 
+def _space_used(out: Path, earlier: list[str]) -> str:
+    """The space the analyses ran in (the collection's default: the one ingested), from the JSON of
+    an earlier step that names it (map or duplicates: checked when the arguments are parsed)."""
+    for name in earlier:
+        found = json.loads((out / f"{name}.out").read_text()).get("backbone")
+        if found:
+            return found
+    raise SystemExit(f"no space named in the output of {', '.join(earlier)}: name the backbones with --compare")
+
+
 def summary(name: str, path: Path) -> dict:
     """What a step found (from its JSON output), for the record."""
     try:
@@ -184,7 +197,19 @@ def main() -> None:
     ap.add_argument("--compare", default="auto", help="Backbones to compare [default auto: the collection's "
                     "space and efficientnet_lite1 at the same precision].")
     ap.add_argument("--gen-processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--steps", default=",".join(ANALYSES),
+                    help="The analyses after the ingest, in this order [default: %(default)s]; e.g. map,tune,compare,"
+                         "duplicates,cluster when a time limit may stop the run (with --compare auto, map or "
+                         "duplicates before compare: their output names the collection's space).")
     args = ap.parse_args()
+    steps_wanted = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = sorted(set(steps_wanted) - set(ANALYSES))
+    if unknown or len(set(steps_wanted)) != len(steps_wanted):
+        ap.error(f"--steps: each of {', '.join(ANALYSES)} at most once (got {args.steps!r})")
+    if args.compare == "auto" and "compare" in steps_wanted and not set(NAME_THE_SPACE) & set(
+            steps_wanted[:steps_wanted.index("compare")]):
+        ap.error("--steps: compare with --compare auto takes the collection's space from map or duplicates: "
+                 "run one of them before compare, or name the backbones with --compare")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the servers and drops the database
 
     work = args.work or Path(tempfile.mkdtemp(prefix="simsearch-collection-"))
@@ -272,9 +297,10 @@ def main() -> None:
                     "map": ["map", "--method", "tsne", "--coords", str(out / "map.csv"), *base],
                     "tune": ["tune", *base],
                     "compare": ["compare", "-b", args.compare, *base]}
-        for name, argv in commands.items():
+        for name in steps_wanted:
+            argv = commands[name]
             if name == "compare" and args.compare == "auto":  # the space ingested (its precision's suffix too)
-                space = json.loads((out / "map.out").read_text())["backbone"]
+                space = _space_used(out, [s for s in steps_wanted[:steps_wanted.index(name)] if s in NAME_THE_SPACE])
                 argv[2] = f"{space},efficientnet_lite1{space[len('efficientnet_lite0'):]}"
             steps[name] = run_step(name, [*cli, *argv], env, out)
             steps[name]["found"] = summary(name, out / f"{name}.out")
