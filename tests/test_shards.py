@@ -59,6 +59,22 @@ def test_sharded_job_sums_its_shards_and_ends_with_the_last(ctx, tmp_path):
     assert shards.execute_shard(ctx, ids[0]) == {"run_id": ids[0], "status": "done"}
 
 
+@pytest.mark.parametrize("every,written", [(3600.0, [4, 4, 10]), (0.0, [4, 7, 10])])
+def test_shards_sync_the_index_now_and_then_and_the_job_s_end_always(ctx, tmp_path, monkeypatch, every, written):
+    """A sync reads every vector id and rewrites the index (O(collection)): a shard does it when the
+    index was never written or not for ``SHARD_INDEX_SYNC_EVERY`` seconds; the job's end always."""
+    from simsearch.store import repo
+
+    monkeypatch.setattr(shards, "SHARD_INDEX_SYNC_EVERY", every)
+    job_id = queue_folder(ctx, copy_subset(tmp_path / "pets", 5), "synced")  # 10 files
+    counts = []
+    for i in shards.create_shards(ctx, job_id, 4):  # 4, 3, 3 files
+        shards.execute_shard(ctx, i)
+        with ctx.db.session() as s:
+            counts.append(repo.index_state(s, _coll_id(ctx, "synced"), "efficientnet_lite0").vector_count)
+    assert counts == written
+
+
 def _coll_id(ctx, name: str) -> int:
     from simsearch.store import repo
 

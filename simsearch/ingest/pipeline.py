@@ -31,6 +31,12 @@ from simsearch.store import repo
 from simsearch.store.models import IngestRun, utcnow
 
 DEFAULT_BATCH_SIZE = 32
+# A shard of a sharded ingest brings the collection's indexes up to date at its end only when
+# they were last written at least this long ago (seconds) or have never been: each sync reads
+# every vector id of the space and rewrites the index file (O(collection)), so syncing after
+# every 1,000-image shard made shards slower as the collection grew (62.6 s -> 82.3 s at
+# 100,000 images, docs/benchmarks.md). The job's end syncs them always (jobs.shards.roll_up).
+SHARD_INDEX_SYNC_EVERY = 300.0
 
 
 @dataclass
@@ -110,6 +116,17 @@ def _mtime(src: SourceFile) -> datetime | None:
         return None
 
 
+def index_sync_due(db, collection_id: int, space: str, every: float) -> bool:
+    """Whether the (collection, space) index has never been written or was last written at least
+    ``every`` seconds ago (``index_states.built_at``, bumped by every write of the index)."""
+    with db.session() as s:
+        state = repo.index_state(s, collection_id, space)
+        if state is None or state.built_at is None:
+            return True
+        written = state.built_at if state.built_at.tzinfo else state.built_at.replace(tzinfo=timezone.utc)
+    return (utcnow() - written).total_seconds() >= every
+
+
 class Ingester:
     """Runs one ingest. ``ctx`` is the :class:`simsearch.context.AppContext`."""
 
@@ -135,11 +152,14 @@ class Ingester:
         self.decode_priority = ctx.settings.decode_priority
 
     def run(self, collection: str, files: list[SourceFile], *, source: str, ignored: Iterable[str] = (),
-            run_id: int | None = None, refresh_derived: bool = True) -> IngestReport:
+            run_id: int | None = None, refresh_derived: bool = True,
+            sync_every: float | None = None) -> IngestReport:
         """Ingest ``files``. Besides the spaces asked for, the images are embedded in the spaces the
         collection's derived spaces and default space are made from (:func:`simsearch.space_defaults.
         required_spaces`). ``refresh_derived``: recompute the derived spaces at the end (a shard of a
-        sharded job leaves it to the job's end: :func:`simsearch.jobs.shards.roll_up`)."""
+        sharded job leaves it to the job's end: :func:`simsearch.jobs.shards.roll_up`).
+        ``sync_every``: None brings every space's index up to date at the end; a number of seconds
+        does so only for the indexes not written for that long (:func:`index_sync_due`)."""
         db = self.ctx.db
         self.spaces = list(dict.fromkeys(self.spaces + space_defaults.required_spaces(self.ctx, collection)))
         embedders = {s: self.ctx.embedder(s, weights=self.weights.get(s)) for s in self.spaces}
@@ -210,7 +230,8 @@ class Ingester:
         if report.embedded:
             provenance.record_embedders(self.ctx, coll_id, embedders)
         for sp in self.spaces:
-            self.ctx.sync_index(coll_id, sp)
+            if sync_every is None or index_sync_due(self.ctx.db, coll_id, sp, sync_every):
+                self.ctx.sync_index(coll_id, sp)
         if report.embedded and refresh_derived:
             derived.refresh_for_bases(self.ctx, coll_id, self.spaces)  # the new images get derived vectors too
         self._finish(run_id, report, lifecycle.JobStatus.DONE, None)

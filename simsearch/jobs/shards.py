@@ -29,6 +29,7 @@ from simsearch.text import plural
 from simsearch import derived
 from simsearch.errors import public_reason
 from simsearch.ingest import DEFAULT_BATCH_SIZE, Ingester
+from simsearch.ingest.pipeline import SHARD_INDEX_SYNC_EVERY
 from simsearch.jobs.cleanup import release_uploads
 from simsearch.jobs.manifest import Manifest, run_folder
 from simsearch.owners import this_process
@@ -130,9 +131,12 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
     ingester = Ingester(ctx, spaces=spaces, batch_size=batch_size or manifest.batch_size or DEFAULT_BATCH_SIZE,
                         workers=workers)
     # The job's derived spaces are refreshed once, when its last shard ends (roll_up): shards
-    # refreshing them one by one at once would each rewrite them from what they saw.
+    # refreshing them one by one at once would each rewrite them from what they saw. Its indexes
+    # are brought up to date by a shard only every SHARD_INDEX_SYNC_EVERY seconds (a sync costs
+    # O(collection)), and always when the job ends (roll_up).
     try:
-        report = ingester.run(collection, files, source=source, run_id=shard_id, refresh_derived=False)
+        report = ingester.run(collection, files, source=source, run_id=shard_id, refresh_derived=False,
+                              sync_every=SHARD_INDEX_SYNC_EVERY)
     except JobCancelled:  # the shard or its job was cancelled: not retried
         roll_up(ctx, parent_id)
         return {"run_id": shard_id, "status": JobStatus.FAILED.value, "cancelled": True}
@@ -212,14 +216,26 @@ def roll_up(ctx, parent_id: int) -> str:
                           + again)
         else:
             lifecycle.end(parent, JobStatus.DONE, keep_message=True)
-        status = parent.status
+        status, kind = parent.status, parent.kind
         coll_id, spaces = parent.collection_id, list(parent.spaces or [])
         for sid, *_ in shards:
             spaces += list(s.get(IngestRun, sid).spaces or [])  # a shard adds the collection's required spaces
     log.info("sharded job %s: %s (%d shards)", parent_id, status, len(shards))
     release_uploads(ctx, parent_id)
+    if kind == JobKind.INGEST:
+        _sync_indexes(ctx, coll_id, list(dict.fromkeys(spaces)))
     _refresh_derived(ctx, coll_id, list(dict.fromkeys(spaces)))
     return status
+
+
+def _sync_indexes(ctx, collection_id: int, spaces: list[str]) -> None:
+    """The ingest job has ended: the indexes of its spaces hold every vector its shards stored
+    (a shard syncs them only now and then: SHARD_INDEX_SYNC_EVERY)."""
+    for space in spaces:
+        try:
+            ctx.sync_index(collection_id, space)
+        except Exception:  # the vectors are stored (the source of truth); the next search syncs the index
+            log.exception("ingest job: bringing the index of collection %s / %s up to date failed", collection_id, space)
 
 
 def _refresh_derived(ctx, collection_id: int, spaces: list[str]) -> None:
