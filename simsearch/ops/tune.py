@@ -174,6 +174,7 @@ def tune(ctx, collection: str, *, base: str | None = None, set_default: bool = F
                                 variant_spaces(space) if variants and is_backbone_space(space) else [], chosen_ids)
         report.sample = describe_sample(len(chosen_ids), int(has.sum()), seed, "label", cap, rule=how,
                                         labels=len(set(labels[has][pick].tolist())))
+        report.n_images = len(ids)
     else:
         pick = stratified_sample([None] * len(ids), cap or len(ids), seed=seed)
         report = _tune_unlabelled(ctx, collection, coll_id, space, ids, parts, seed, progress, pick)
@@ -236,14 +237,10 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     plan = [(bases, fams) for bases in options] + [([v], var_fams) for v in variants if v in have]
     scored = []  # (bases, CandidateScore)
     data = {}
-    n_images = 0
     for bases, fset in plan:
         steps(f"cross-validating {len(fset)} candidates over {' + '.join(bases)} on {len(sample_ids)} sampled images")
-        ids, parts = derived.base_vectors(ctx, coll_id, bases)
+        ids, parts = derived.base_vectors(ctx, coll_id, bases, ids=sample_ids)  # the sample's rows only: O(sample)
         x = parts[0] if len(parts) == 1 else derived.Derived(coll_id, "", bases, {}, None).transform(parts)
-        n_images = max(n_images, len(ids))
-        rows = np.isin(ids, sample_ids)
-        ids, x = ids[rows], x[rows]
         labels = _labels(ctx, coll_id, ids)
         has = np.fromiter((lab is not None for lab in labels), dtype=bool, count=len(labels))
         if not has.any():  # e.g. a variant space embedded for a few unlabelled images only
@@ -268,7 +265,7 @@ def _tune_labelled(ctx, collection: str, coll_id: int, options: list[list[str]],
     bases = next(b for b, sc in scored if sc is best)
     rows = [{"space": name(b, sc), "bases": b, **sc.to_dict(), "embed_seconds": embed_seconds(b),
              "cv_images": int(data[tuple(b)][2].sum())} for b, sc in scored]
-    report = TuneReport(collection, "labelled", n_images, 0, 0, PROTOCOL.format(folds=folds, seed=seed,
+    report = TuneReport(collection, "labelled", 0, 0, 0, PROTOCOL.format(folds=folds, seed=seed,
                                                                                  inner=tuning.INNER_FOLDS),
                         candidates=rows, chosen=name(bases, best), notes=notes)
     if embedded is not None and not embedded.unavailable:
