@@ -111,26 +111,35 @@ def test_a_job_whose_command_died_is_ended_as_lost_and_the_same_command_stores_t
     assert len(_stored(ctx)) == 4
 
 
+def _hide_first_original(ctx, tmp_path) -> tuple[int, list[tuple[str, os.PathLike]]]:
+    """Move the collection's first image's file (and its kept original, if any) away: nothing left
+    to read. Returns its id and the [(path, where it was moved)], its source file first."""
+    from simsearch.jobs.kept_originals import stored_path
+    from simsearch.store.models import Image
+
+    with ctx.db.session() as s:
+        lost_id, source, digest = s.execute(select(Image.id, Image.source_path, Image.content_hash)
+                                            .order_by(Image.id).limit(1)).one()
+    kept = stored_path(ctx.settings, digest)
+    moved = [(source, tmp_path / "moved.jpg")] + ([(str(kept), tmp_path / "kept.jpg")] if kept and kept.exists() else [])
+    for path, away in moved:
+        shutil.move(path, away)
+    return lost_id, moved
+
+
 def test_an_unreadable_original_counts_as_tried_not_lacking_until_a_search_reads_it_again(ctx, tmp_path):
     """The pass records an image whose original cannot be read: the next run, the estimate and the
     API do not take it again, and ``local``'s default (the 90% rule) leaves it out of the whole;
     once its file is back, a search that verifies it stores its features over the record."""
     from simsearch.errors import Conflict
     from simsearch.images import local_features as LF
-    from simsearch.jobs.kept_originals import stored_path
     from simsearch.ops import local_features
     from simsearch.ops.verify import LOCAL_AUTO_SHARE, candidate_features, local_default
     from simsearch.store import features as stored
-    from simsearch.store.models import Image
 
     coll_id = ingest(ctx, copy_subset(tmp_path / "pets", 4))  # 8 images
-    with ctx.db.session() as s:
-        lost_id, source, digest = s.execute(select(Image.id, Image.source_path, Image.content_hash)
-                                            .order_by(Image.id).limit(1)).one()
-    kept = stored_path(ctx.settings, digest)
-    moved = [(source, tmp_path / "moved.jpg")] + ([(str(kept), tmp_path / "kept.jpg")] if kept and kept.exists() else [])
-    for path, away in moved:  # its file (and its kept original, if any): nothing left to read
-        shutil.move(path, away)
+    lost_id, moved = _hide_first_original(ctx, tmp_path)
+    source = moved[0][0]
     report = local_features.store_missing(ctx, "pets", shard_size=4, batch_size=3)
     assert (report["lacking"], report["stored"], report["unreadable"], report["status"]) == (8, 7, 1, "done"), report
     assert report["errors"] == [{"file": os.path.basename(source), "reason": local_features.UNREADABLE}]
@@ -163,19 +172,11 @@ def test_retry_unreadable_tries_again_the_originals_fixed_since(ctx, tmp_path):
     back; with ``retry_unreadable`` (`simsearch features --retry-unreadable`) the record is forgotten
     first and its features are stored, the summary saying how many were tried again."""
     from simsearch.images import local_features as LF
-    from simsearch.jobs.kept_originals import stored_path
     from simsearch.ops import local_features
     from simsearch.store import features as stored
-    from simsearch.store.models import Image
 
     coll_id = ingest(ctx, copy_subset(tmp_path / "pets", 2))  # 4 images
-    with ctx.db.session() as s:
-        lost_id, source, digest = s.execute(select(Image.id, Image.source_path, Image.content_hash)
-                                            .order_by(Image.id).limit(1)).one()
-    kept = stored_path(ctx.settings, digest)
-    moved = [(source, tmp_path / "moved.jpg")] + ([(str(kept), tmp_path / "kept.jpg")] if kept and kept.exists() else [])
-    for path, away in moved:
-        shutil.move(path, away)
+    lost_id, moved = _hide_first_original(ctx, tmp_path)
     first = local_features.store_missing(ctx, "pets")
     assert (first["stored"], first["unreadable"], first["retried"]) == (3, 1, 0), first
     for path, away in moved:  # the curator restores the file

@@ -11,7 +11,8 @@ URL's user name, password or query string (:func:`display`: a presigned URL's si
 Reads are streamed in chunks up to a size limit, retried on transient failures (connection
 errors, timeouts, 5xx answers, a body that ends before the size the server gave; never on a
 missing object or a refusal) and turned into one-line reasons: a file that cannot be read is one
-failed file of the ingest, like a local file.
+failed file of the ingest, like a local file. Whether objects are still there is answered by a
+listing (:func:`list_objects`) or by one ``HEAD`` request per object (:func:`missing_objects`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import hashlib
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
 from simsearch.errors import Forbidden, ImageDecodeError, InvalidInput, NotFound, SourceUnavailable
@@ -31,6 +34,7 @@ BACKOFF = 0.5  # seconds before the first retry, doubled for each next
 CHUNK = 1 << 20
 MAX_BYTES = 512 << 20  # a larger object is not read (an image larger than this is not one we decode)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 30
+HEAD_THREADS = 16  # HEAD requests in flight at once (missing_objects); the connection pool holds as many
 
 _filesystems: dict[tuple, object] = {}
 _lock = threading.Lock()
@@ -89,6 +93,7 @@ def _open_filesystem(scheme: str):
         # only when a request asks for it (ChecksumMode), as AWS advises for such servers.
         options = {"config_kwargs": {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
                                      "retries": {"max_attempts": 2, "mode": "standard"},
+                                     "max_pool_connections": max(10, HEAD_THREADS),
                                      "response_checksum_validation": "when_required"}}
         if endpoint():
             options["endpoint_url"] = endpoint()
@@ -213,7 +218,7 @@ def list_objects(uri: str) -> list[str]:
     bucket = path.split("/", 1)[0]
     if not bucket:
         raise InvalidInput(f"{uri}: no bucket named (s3://BUCKET/PREFIX)", field="path")
-    where = f"s3://{bucket}" + (f" at {display(endpoint())}" if endpoint() else "")
+    where = _where(bucket)
     last: BaseException | None = None
     for attempt in range(ATTEMPTS):
         if attempt:
@@ -238,3 +243,60 @@ def list_objects(uri: str) -> list[str]:
     else:
         raise SourceUnavailable(f"{where}: {classify(last)[1]}", field="path")
     return sorted(f"s3://{key}" for key in found)
+
+
+def _where(bucket: str) -> str:
+    return f"s3://{bucket}" + (f" at {display(endpoint())}" if endpoint() else "")
+
+
+def _head(fs, uri: str) -> tuple[str, str] | None:
+    """None when the object is there, else (kind, reason) as :func:`classify` gives them; a
+    transient failure is asked again (ATTEMPTS, as a read)."""
+    from fsspec.asyn import sync
+
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    failure = None
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            time.sleep(BACKOFF * 2 ** (attempt - 1))
+        try:
+            sync(fs.loop, fs._call_s3, "head_object", Bucket=bucket, Key=key)
+            return None
+        except Exception as exc:  # noqa: BLE001 (every failure becomes a kind and a reason)
+            failure = classify(exc)
+            if failure[0] != "unreachable":
+                break
+    return failure
+
+
+def missing_objects(uris: list[str], *, threads: int = HEAD_THREADS) -> list[str]:
+    """The objects among ``uris`` (``s3://bucket/key``, all of one bucket) that are not there, in
+    their order: one ``HEAD`` request per object (no body is read), ``threads`` at a time, so the
+    cost follows the number of objects asked for, not the size of the bucket as a listing's does.
+    An object the server does not find (404, NoSuchKey; every object of a bucket that does not
+    exist) is missing. Any other failure stops the check (no further request is sent) and raises,
+    as :func:`list_objects` does: Forbidden (access denied; S3 also answers 403 for a missing
+    object to keys not allowed to list the bucket) or SourceUnavailable (the endpoint unreachable
+    after the retries, or another error), one line naming the bucket."""
+    if not uris:
+        return []
+    if any(_scheme(u) != "s3" for u in uris):
+        raise InvalidInput("only s3:// objects can be checked with HEAD requests", field="path")
+    where = _where(uris[0].split("://", 1)[1].split("/", 1)[0])
+    fs = filesystem("s3")
+    missing = []
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="s3-head") as pool:
+        for uri, failure in zip(uris, pool.map(partial(_head, fs), uris)):
+            if failure is None:
+                continue
+            kind, reason = failure
+            if kind == "missing":
+                missing.append(uri)
+                continue
+            pool.shutdown(wait=False, cancel_futures=True)
+            if kind == "denied":
+                raise Forbidden(f"{where}: {reason}", field="path")
+            if kind == "unreachable":
+                raise SourceUnavailable(f"{where}: {reason}", field="path")
+            raise SourceUnavailable(f"{where}: {display(uri)} cannot be checked ({reason})", field="path")
+    return missing

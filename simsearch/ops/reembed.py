@@ -27,6 +27,7 @@ from simsearch.spaces import parse
 from simsearch.store.models import Image
 
 BATCH = reembed.BATCH
+HEAD_SHARE = 10  # a bucket's sampled objects are HEADed when at most 1/10 of what a listing would return
 
 
 @dataclass
@@ -42,22 +43,40 @@ class Reembedded:
         return float(sum(self.view_seconds.get(v, 0.0) for v in parse(space).view_list))
 
 
-def _sources(ctx, collection_id: int, ids=None) -> list[tuple[int, str]]:
+def _sources(ctx, collection_id: int) -> list[tuple[int, str]]:
     with ctx.db.session() as s:
-        rows = list(s.execute(select(Image.id, Image.source_path)
+        return list(s.execute(select(Image.id, Image.source_path)
                               .where(Image.collection_id == collection_id, Image.status == "ok")
                               .order_by(Image.id)).all())
-    if ids is None:
-        return rows
-    keep = {int(i) for i in ids}
-    return [r for r in rows if int(r[0]) in keep]
 
 
-def _unreadable(paths: list[str]) -> list[str]:
-    """The paths that cannot be read any more: local files that cannot be opened, bucket objects
-    no longer listed under their common prefix (one listing per bucket, not a request per object).
-    URLs are not checked here (a failed read stops the pass)."""
-    missing, objects = [], [p for p in paths if remote.is_remote(p) and p.lower().startswith("s3://")]
+def _by_head(asked: int, listed: int) -> bool:
+    """Whether ``asked`` objects of a bucket are checked with a HEAD request each rather than by
+    listing the ``listed`` objects (at least) under their common prefix. The rule: HEAD when they
+    fit in one round of HEAD_THREADS parallel requests (never more than the listing's one page), or
+    when they are at most 1/HEAD_SHARE of what the listing would page through. HEAD costs
+    asked/16 rounds of requests with empty answers; the listing listed/1,000 requests one after
+    the other, each answer carrying 1,000 keys. At 1/10, HEAD is at most 6.25 rounds a page: a
+    sample of 2,000 of 100,000 objects is 125 rounds of HEAD against 100 pages of listing, and HEAD
+    is chosen; 2,000 of 10,000 (10 pages) is listed. Above 1/10 the listing is kept."""
+    return asked <= remote.HEAD_THREADS or asked * HEAD_SHARE <= listed
+
+
+def _unreadable(paths: list[str], among: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(the paths that cannot be read any more, why the buckets that could not be checked were
+    not). Local files: those that cannot be opened. Bucket objects, per bucket, by the rule of
+    :func:`_by_head` (the sample's size against the listing's): a ``HEAD`` of each object, 16
+    at a time (:func:`simsearch.ingest.remote.missing_objects`: requests grow with the sample), or
+    one listing of their common prefix (:func:`simsearch.ingest.remote.list_objects`: requests of
+    1,000 keys that grow with everything under the prefix). ``among``: every source path of the
+    collection, of which ``paths`` are a sample; those under the prefix are what the listing would
+    return at least (without ``among``, only the sample is counted, which favours the listing).
+    Either way a missing object is unreadable, and a bucket that cannot be checked (access denied,
+    the endpoint unreachable: the SimsearchError of the listing or of the HEAD requests) counts
+    every one of its objects unreadable, its one-line reason in the second list: never "all
+    readable", never an exception. URLs are not checked here (a failed read stops the pass)."""
+    missing, failed = [], []
+    objects = [p for p in paths if remote.is_remote(p) and p.lower().startswith("s3://")]
     for path in paths:
         if remote.is_remote(path):
             continue
@@ -71,13 +90,18 @@ def _unreadable(paths: list[str]) -> list[str]:
         by_bucket.setdefault(uri.split("/", 3)[2], []).append(uri)
     for bucket, uris in by_bucket.items():
         prefix = os.path.commonprefix(uris)
-        prefix = prefix[:prefix.rfind("/") + 1] if prefix.count("/") > 3 else f"s3://{bucket}"
+        prefix = prefix[:prefix.rfind("/") + 1] if prefix.count("/") > 3 else f"s3://{bucket}/"
+        listed = len(uris) if among is None else sum(p.startswith(prefix) for p in among)
         try:
-            listed = set(remote.list_objects(prefix))
-        except SimsearchError:
-            listed = set()
-        missing += [p for p in uris if p not in listed]
-    return missing
+            if _by_head(len(uris), listed):
+                missing += remote.missing_objects(uris)
+            else:
+                present = set(remote.list_objects(prefix))
+                missing += [p for p in uris if p not in present]
+        except SimsearchError as exc:
+            failed.append(str(exc))
+            missing += uris
+    return missing, failed
 
 
 def embed_collection(ctx, collection_id: int, spaces: list[str], *, ids=None, progress=None) -> Reembedded:
@@ -88,12 +112,15 @@ def embed_collection(ctx, collection_id: int, spaces: list[str], *, ids=None, pr
     done, total)."""
     reembed.check_spaces(spaces)
     out = Reembedded(spaces=list(spaces))
-    rows = _sources(ctx, collection_id, ids)
+    every = _sources(ctx, collection_id)
+    keep = None if ids is None else {int(i) for i in ids}
+    rows = every if keep is None else [r for r in every if int(r[0]) in keep]
     t0 = time.perf_counter()
-    missing = _unreadable([path for _, path in rows])
+    missing, failed = _unreadable([path for _, path in rows], among=[path for _, path in every])
     if missing:
         out.unavailable = (f"{len(missing)} of {len(rows)} images can no longer be read where they were ingested "
-                           "from (uploads are not kept), so they cannot be embedded in another space")
+                           "from (uploads are not kept), so they cannot be embedded in another space"
+                           + "".join(f"; {why}" for why in failed))
         return out
     for start in range(0, len(rows), BATCH):
         chunk = rows[start:start + BATCH]
