@@ -152,7 +152,7 @@ def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOver
 
 
 def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
-           weights: dict[str, str] | None, steps, keep: np.ndarray,
+           weights: dict[str, str] | None, steps, keep: np.ndarray, sampled: bool = True,
            announce=None) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
     embedding = None
@@ -175,7 +175,8 @@ def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with
             embedding = embed_missing(ctx, collection, space, show_bar=show_bar, ids=keep, announce=announce)
         if compute:
             steps(f"{space}: evaluation" + (" and map" if with_maps else ""))
-            vs = _restrict(vecs.load(ctx, collection, space), keep)  # once per backbone: vectors can be hundreds of MB
+            # once per backbone, only the sample's rows when sampled (a space's vectors are 5 GB at 1M)
+            vs = _restrict(vecs.load(ctx, collection, space, ids=keep if sampled else None), keep)
             ev = analysis.evaluate(ctx, collection, space, vectors=vs)
             mp = analysis.map_2d(ctx, collection, space, vectors=vs) if with_maps else None
         else:
@@ -210,7 +211,8 @@ def _comparison(ctx, collection: str, spaces: list[str], *, compute: bool, embed
     panels, loaded = [], []
     for space in spaces:
         panel, vs = _panel(ctx, collection, space, compute=compute, embed=embed, with_maps=with_maps,
-                           show_bar=show_bar, weights=weights, steps=steps, keep=keep, announce=announce)
+                           show_bar=show_bar, weights=weights, steps=steps, keep=keep, sampled=cap is not None,
+                           announce=announce)
         if panel is None:
             return None
         panels.append(panel)

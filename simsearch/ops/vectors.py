@@ -55,11 +55,16 @@ def peek(ctx, collection: str, space: str | None) -> VectorSet:
     return VectorSet(collection, coll_id, space, ids, repo.fingerprint(ids))
 
 
-def load(ctx, collection: str, space: str | None) -> VectorSet:
-    """Ids, fingerprint and vectors (read in one query, so they agree with each other)."""
+def load(ctx, collection: str, space: str | None, ids: np.ndarray | None = None) -> VectorSet:
+    """Ids, fingerprint and vectors (read in one query, so they agree with each other). ``ids``:
+    only those of the collection's ok images (a sample: what is read does not grow with the
+    collection)."""
     coll_id, space = _resolve(ctx, collection, space)
     with ctx.db.session() as s:
-        ids, x = repo.load_vectors(s, coll_id, space)
+        if ids is None:
+            ids, x = repo.load_vectors(s, coll_id, space)
+        else:
+            ids, x = repo.load_vectors_for_ids(s, space, ids)
     return VectorSet(collection, coll_id, space, ids, repo.fingerprint(ids), x)
 
 
