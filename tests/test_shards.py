@@ -75,6 +75,49 @@ def test_shards_sync_the_index_now_and_then_and_the_job_s_end_always(ctx, tmp_pa
     assert counts == written
 
 
+def test_a_shard_that_ends_during_a_roll_up_is_not_counted_short(ctx, tmp_path, monkeypatch):
+    """Another process rolls the job up while its last shard commits its end (PostgreSQL: each
+    statement sees what was committed when it started). The roll-up reads the shards' states
+    before their sums, so it either sees the shard running (the job goes on) or counts all of it:
+    the job never ends with sums short of its files. SQLite has one writer: the shard's commit
+    waits for the roll-up's transaction, so the race cannot happen there."""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("one writer at a time on SQLite: no shard commits during a roll-up")
+    job_id = queue_folder(ctx, copy_subset(tmp_path / "pets", 5), "racing")  # 10 files
+    ids = shards.create_shards(ctx, job_id, 4)
+    real_roll_up = shards.roll_up
+    monkeypatch.setattr(shards, "roll_up", lambda ctx_, parent_id: "running")
+    for i in ids:
+        shards.execute_shard(ctx, i)
+    monkeypatch.setattr(shards, "roll_up", real_roll_up)
+    last = ids[-1]
+    with ctx.db.session() as s:  # the last shard as it was a moment before its end: running, 1 of 3 done
+        run = s.get(IngestRun, last)
+        ended = {"status": run.status, "processed": run.processed, "finished_at": run.finished_at}
+        run.status, run.processed, run.finished_at = "running", 1, None
+        s.commit()
+    real_progress = shards.progress
+
+    def progress_then_the_shard_commits(session, parent_id, kind="ingest"):
+        summary = real_progress(session, parent_id, kind)
+        with ctx.db.session() as other:  # the shard's own transaction ends now, while the roll-up runs
+            run = other.get(IngestRun, last)
+            run.status, run.processed, run.finished_at = ended["status"], ended["processed"], ended["finished_at"]
+            other.commit()
+        return summary
+
+    monkeypatch.setattr(shards, "progress", progress_then_the_shard_commits)
+    first = shards.roll_up(ctx, job_id)
+    monkeypatch.setattr(shards, "progress", real_progress)
+    with ctx.db.session() as s:
+        job = s.get(IngestRun, job_id)
+        assert first == "running" or job.processed == 10, (first, job.processed)
+    assert shards.roll_up(ctx, job_id) == "done"  # the shard's own roll-up, after its commit
+    with ctx.db.session() as s:
+        job = s.get(IngestRun, job_id)
+        assert (job.status, job.processed, job.added, job.failed) == ("done", 10, 10, 0)
+
+
 def _coll_id(ctx, name: str) -> int:
     from simsearch.store import repo
 
