@@ -75,6 +75,34 @@ def test_shards_sync_the_index_now_and_then_and_the_job_s_end_always(ctx, tmp_pa
     assert counts == written
 
 
+def test_the_shard_that_finds_its_job_ended_syncs_the_index_whoever_ended_it(ctx, tmp_path, monkeypatch):
+    """A worker's maintenance pass (reconcile) may roll the job up and end it before its last shard
+    does: the roll-up does no index work (a SIGTERM to an idle worker must not land in a long
+    sync), and the shard that then finds its job ended brings the index up to date."""
+    from simsearch.store import repo
+
+    monkeypatch.setattr(shards, "SHARD_INDEX_SYNC_EVERY", 3600.0)
+    job_id = queue_folder(ctx, copy_subset(tmp_path / "pets", 5), "ended")  # 10 files
+    ids = shards.create_shards(ctx, job_id, 4)
+    for i in ids[:-1]:
+        shards.execute_shard(ctx, i)
+
+    def written() -> int:
+        with ctx.db.session() as s:
+            return repo.index_state(s, _coll_id(ctx, "ended"), "efficientnet_lite0").vector_count
+
+    real_roll_up, seen = shards.roll_up, []
+
+    def ended_by_another_first(ctx_, parent_id):
+        assert real_roll_up(ctx_, parent_id) == "done"  # the maintenance pass ends the job
+        seen.append(written())
+        return real_roll_up(ctx_, parent_id)  # the shard's own roll-up finds it ended
+
+    monkeypatch.setattr(shards, "roll_up", ended_by_another_first)
+    shards.execute_shard(ctx, ids[-1])
+    assert seen == [4] and written() == 10
+
+
 def test_a_shard_that_ends_during_a_roll_up_is_not_counted_short(ctx, tmp_path, monkeypatch):
     """Another process rolls the job up while its last shard commits its end (PostgreSQL: each
     statement sees what was committed when it started). The roll-up reads the shards' states

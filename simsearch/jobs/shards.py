@@ -121,6 +121,7 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
     if not got.claimed:
         return {"run_id": shard_id, "status": shard.status}
     parent_id, start, stop = shard.parent_id, int(shard.params["start"]), int(shard.params["stop"])
+    coll_id = shard.collection_id
     collection, spaces, source = got.collection, list(shard.spaces), shard.source
     # A failure is recorded by the caller: RQ's failure callback puts the shard back to queued
     # while it has retries left, and fails it (and rolls up the job) only after the last one.
@@ -133,14 +134,18 @@ def execute_shard(ctx, shard_id: int, *, batch_size: int | None = None, workers:
     # The job's derived spaces are refreshed once, when its last shard ends (roll_up): shards
     # refreshing them one by one at once would each rewrite them from what they saw. Its indexes
     # are brought up to date by a shard only every SHARD_INDEX_SYNC_EVERY seconds (a sync costs
-    # O(collection)), and always when the job ends (roll_up).
+    # O(collection)), and by every shard that finds the job ended after it (below).
     try:
         report = ingester.run(collection, files, source=source, run_id=shard_id, refresh_derived=False,
                               sync_every=SHARD_INDEX_SYNC_EVERY)
     except JobCancelled:  # the shard or its job was cancelled: not retried
         roll_up(ctx, parent_id)
         return {"run_id": shard_id, "status": JobStatus.FAILED.value, "cancelled": True}
-    roll_up(ctx, parent_id)
+    if roll_up(ctx, parent_id) in tuple(e.value for e in ENDED):
+        # the last shard (or one ending beside it) brings the indexes up to date with every
+        # shard's vectors, whoever ended the job: a worker's maintenance pass (reconcile) may
+        # have rolled it up first, and does no index work of its own
+        _sync_indexes(ctx, coll_id, ingester.spaces)
     return report.to_dict()
 
 
@@ -220,21 +225,19 @@ def roll_up(ctx, parent_id: int) -> str:
                           + again)
         else:
             lifecycle.end(parent, JobStatus.DONE, keep_message=True)
-        status, kind = parent.status, parent.kind
+        status = parent.status
         coll_id, spaces = parent.collection_id, list(parent.spaces or [])
         for sid, *_ in shards:
             spaces += list(s.get(IngestRun, sid).spaces or [])  # a shard adds the collection's required spaces
     log.info("sharded job %s: %s (%d shards)", parent_id, status, len(shards))
     release_uploads(ctx, parent_id)
-    if kind == JobKind.INGEST:
-        _sync_indexes(ctx, coll_id, list(dict.fromkeys(spaces)))
     _refresh_derived(ctx, coll_id, list(dict.fromkeys(spaces)))
     return status
 
 
 def _sync_indexes(ctx, collection_id: int, spaces: list[str]) -> None:
-    """The ingest job has ended: the indexes of its spaces hold every vector its shards stored
-    (a shard syncs them only now and then: SHARD_INDEX_SYNC_EVERY)."""
+    """The ingest job has ended: the indexes of its spaces are brought up to date with every
+    vector its shards stored (a shard syncs them only now and then: SHARD_INDEX_SYNC_EVERY)."""
     for space in spaces:
         try:
             ctx.sync_index(collection_id, space)
