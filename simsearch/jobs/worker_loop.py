@@ -33,6 +33,7 @@ def worker_class(simple: bool = False):
     heartbeat (RQ waits 60), and every maintenance pass (each ``worker_heartbeat`` seconds while
     idle) also reconciles the database with the queue (:func:`simsearch.jobs.reconcile.reconcile`)."""
     from rq import SimpleWorker, Worker  # the queue's libraries load with the worker only
+    from rq.exceptions import StopRequested
 
     base = SimpleWorker if simple else Worker
 
@@ -53,7 +54,13 @@ def worker_class(simple: bool = False):
                 if self.connection.ttl(queue.registry_cleaning_key) > MAINTENANCE_LOCK_SECONDS:
                     self.connection.expire(queue.registry_cleaning_key, MAINTENANCE_LOCK_SECONDS)
             super().run_maintenance_tasks()
+            asked = self._shutdown_requested_date
             reconcile_quietly(job_context(None), self.connection, [q.name for q in self.queues])
+            if self._shutdown_requested_date is not asked:
+                # SIGTERM while idle: RQ raises StopRequested from its signal handler wherever the
+                # worker is; the reconcile's error handling (a failed pass is logged, never fatal)
+                # would swallow it and the worker would listen on. Stop as asked.
+                raise StopRequested()
 
     SimsearchWorker.__name__ = SimsearchWorker.__qualname__ = f"Simsearch{base.__name__}"
     return SimsearchWorker
