@@ -35,7 +35,8 @@ DEFAULT_BATCH_SIZE = 32
 # they were last written at least this long ago (seconds) or have never been: each sync reads
 # every vector id of the space and rewrites the index file (O(collection)), so syncing after
 # every 1,000-image shard made shards slower as the collection grew (62.6 s -> 82.3 s at
-# 100,000 images, docs/benchmarks.md). The job's end syncs them always (jobs.shards.roll_up).
+# 100,000 images, docs/benchmarks.md). The shard that finds its job ended syncs them always
+# (jobs.shards.execute_shard).
 SHARD_INDEX_SYNC_EVERY = 300.0
 
 

@@ -152,7 +152,7 @@ def _overlap(ctx, a: VectorSet, b: VectorSet, *, compute: bool) -> NeighbourOver
 
 
 def _panel(ctx, collection: str, space: str, *, compute: bool, embed: bool, with_maps: bool, show_bar: bool,
-           weights: dict[str, str] | None, steps, keep: np.ndarray, sampled: bool = True,
+           weights: dict[str, str] | None, steps, keep: np.ndarray, sampled: bool,
            announce=None) -> tuple[BackbonePanel | None, VectorSet | None]:
     """One backbone's panel (None when not cached and not ``compute``) and its vectors when available."""
     embedding = None
