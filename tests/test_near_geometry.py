@@ -156,3 +156,41 @@ def test_tile_correlation_ignores_an_overlay_but_not_a_change_everywhere():
     assert geometry.tile_correlation(x, x, np.zeros(x.shape, bool)) == 0.0
     with pytest.raises(InvalidInput):
         geometry.tile_correlation(x, x[:10], mask)
+
+
+def _tile_by_tile(x, y, mask, tiles=geometry.TILES):
+    """The definition, one tile after another (what tile_correlation computed before it summed
+    every tile at once)."""
+    def corr(u, v):
+        u, v = u - u.mean(), v - v.mean()
+        den = float(np.sqrt((u * u).sum() * (v * v).sum()))
+        return float((u * v).sum() / den) if den > 0 else 0.0
+
+    h, w = x.shape
+    values = []
+    for i in range(tiles):
+        for j in range(tiles):
+            part = (slice(i * h // tiles, (i + 1) * h // tiles), slice(j * w // tiles, (j + 1) * w // tiles))
+            m = mask[part]
+            if m.sum() >= geometry.TILE_PIXELS and x[part][m].std() >= geometry.TILE_FLAT:
+                values.append(corr(x[part][m], y[part][m]))
+    if values:
+        return float(np.median(values))
+    return corr(x[mask], y[mask]) if mask.any() else 0.0
+
+
+def test_tile_correlation_is_the_tile_by_tile_definition():
+    # odd sizes (uneven tiles), partial masks, flat halves in either picture, from copies to noise
+    rng = np.random.default_rng(1)
+    for t in range(300):
+        h, w = (int(v) for v in rng.integers(20, 140, 2))
+        x = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (5, 5), 0)
+        y = x + rng.normal(0, [0.5, 5, 30, 80, 1][t % 5], x.shape).astype(np.float32)
+        if t % 5 == 4:
+            y[: h // 2] = 77.0
+        if t % 7 == 0:
+            x[:, : w // 3] = 12.0
+        mask = np.ones((h, w), bool)
+        if t % 3:
+            mask[: rng.integers(0, h), : rng.integers(0, w)] = False
+        assert geometry.tile_correlation(x, y, mask) == pytest.approx(_tile_by_tile(x, y, mask), abs=1e-5), t

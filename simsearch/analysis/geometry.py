@@ -113,32 +113,46 @@ def tile_correlation(x: np.ndarray, y: np.ndarray, mask: np.ndarray, tiles: int 
     """The median over ``tiles`` x ``tiles`` tiles of two aligned grey pictures ``x``, ``y`` (same
     shape) of their correlation over the pixels where ``mask`` holds; tiles with fewer than
     :data:`TILE_PIXELS` of them or flat in ``x`` (standard deviation under :data:`TILE_FLAT`) do
-    not count. The correlation over the whole mask when no tile counts; 0.0 without pixels."""
+    not count. The correlation over the whole mask when no tile counts; 0.0 without pixels.
+
+    Every tile at once from its masked pixels' sums (count, sums, sums of squares and of products,
+    in float64, by ``np.add.reduceat`` over the tiles' rows and columns): a loop over the tiles made
+    15 small NumPy calls a tile and was a quarter of the near tier's geometric check
+    (docs/near-duplicates.md)."""
     x, y, mask = np.asarray(x, np.float32), np.asarray(y, np.float32), np.asarray(mask, bool)
     if x.shape != y.shape or x.shape != mask.shape:
         raise InvalidInput(f"tile_correlation needs pictures and a mask of one shape, got {x.shape}, {y.shape}, "
                            f"{mask.shape}", field="pictures")
-
-    def corr(u, v):
-        u, v = u - u.mean(), v - v.mean()
-        den = float(np.sqrt((u * u).sum() * (v * v).sum()))
-        return float((u * v).sum() / den) if den > 0 else 0.0
-
     h, w = x.shape
-    values = []
-    for i in range(tiles):
-        for j in range(tiles):
-            part = (slice(i * h // tiles, (i + 1) * h // tiles), slice(j * w // tiles, (j + 1) * w // tiles))
-            m = mask[part]
-            if m.sum() < TILE_PIXELS:
-                continue
-            u, v = x[part][m], y[part][m]
-            if u.std() < TILE_FLAT:
-                continue
-            values.append(corr(u, v))
-    if values:
-        return float(np.median(values))
-    return corr(x[mask], y[mask]) if mask.any() else 0.0
+    m = mask.astype(np.float64)
+    u, v = x * m, y * m  # (float64: exact products of float32 pixels)
+    rows, cols = [i * h // tiles for i in range(tiles)], [j * w // tiles for j in range(tiles)]
+
+    def per_tile(a: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(a, rows, axis=0), cols, axis=1).reshape(-1)
+
+    n, su, sv, suu, svv, suv = (per_tile(a) for a in (m, u, v, u * u, v * v, u * v))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cu, cv, cuv = suu - su * su / n, svv - sv * sv / n, suv - su * sv / n  # centred sums
+        counts = (n >= TILE_PIXELS) & (np.sqrt(np.maximum(cu, 0.0) / n) >= TILE_FLAT)
+    if counts.any():
+        r = np.sort(_correlation(cu[counts], cv[counts], cuv[counts], suu[counts], svv[counts]))
+        return float((r[(len(r) - 1) // 2] + r[len(r) // 2]) / 2)  # the median (np.median's, at a tenth of its cost)
+    if not mask.any():
+        return 0.0
+    total = [float(a.sum()) for a in (su, sv, suu, svv, suv)]
+    m = float(n.sum())
+    return float(_correlation(np.array([total[2] - total[0] ** 2 / m]), np.array([total[3] - total[1] ** 2 / m]),
+                              np.array([total[4] - total[0] * total[1] / m]), np.array([total[2]]),
+                              np.array([total[3]]))[0])
+
+
+def _correlation(cu: np.ndarray, cv: np.ndarray, cuv: np.ndarray, suu: np.ndarray, svv: np.ndarray) -> np.ndarray:
+    """Correlations from centred sums; 0 where either side is flat (a centred sum of squares that is
+    rounding error of its raw one: a constant tile's is not exactly 0 in float64)."""
+    flat = (cu <= 1e-12 * suu) | (cv <= 1e-12 * svv)
+    den = np.sqrt(np.where(flat, 1.0, cu * cv))
+    return np.where(flat, 0.0, cuv / den)
 
 
 def _gray(image) -> np.ndarray:
