@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from machine import cpu_model, log  # noqa: E402  benchmarks/machine.py (the one definition of each)
+from machine import cpu_id, cpu_model, log  # noqa: E402  benchmarks/machine.py (the one definition of each)
 
 __all__ = ["ROOT", "cpu_model", "emit", "log", "machine"]
 
@@ -49,7 +49,9 @@ def _memory() -> dict:
 def machine() -> dict:
     """The machine the figures were measured on (other processes skew them: see the load averages)."""
     load_now = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), **_memory(),
+    ident = cpu_id()
+    return {"cpu_model": cpu_model(), "cpu_family": ident.get("family"), "cpu_model_number": ident.get("model"),
+            "simd": ident.get("simd", []), "cores": os.cpu_count(), **_memory(),
             "load_average_start": _LOAD_AT_START, "load_average_end": load_now,
             "python": platform.python_version(), "platform": platform.platform()}
 
