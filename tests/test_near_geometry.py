@@ -14,12 +14,14 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import delete, event
 
 from simsearch.analysis import geometry
 from simsearch.analysis.near_duplicates import GEOMETRY_RESHOT, GEOMETRY_UNCHECKED, hash_distance, verify
 from simsearch.errors import InvalidInput
 from simsearch.images import phash
 from simsearch.ops import near_duplicates as near
+from simsearch.store.models import AnalysisResult
 from tests.conftest import DATASETS, upgraded
 from tests.helpers import benchmarks
 
@@ -135,6 +137,15 @@ def test_the_near_tier_groups_off_centre_and_flipped_crops_not_other_photos_of_a
         assert groups == [("flower",) * 3, ("landmark",) * 3], groups
         ps = dup.pairs(ctx, "geo", None)
         assert ps.cached and (ps.geometry == 1).sum() >= 4  # the crops were found by the check
+        # the originals gone (or in a bucket): the check reads the stored thumbnails, all in one query
+        (tmp_path / "photos").rename(tmp_path / "moved")
+        with ctx.db.session() as s:
+            s.execute(delete(AnalysisResult))
+        statements = []
+        event.listen(ctx.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        again = dup.pairs(ctx, "geo", None)
+        assert not again.cached and (again.geometry == 1).sum() >= 4, again.geometry
+        assert sum("thumbnails" in q for q in statements) == 1, statements
     finally:
         ctx.close()
 

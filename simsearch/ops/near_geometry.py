@@ -18,6 +18,7 @@ candidate pairs: which pairs need it, the pictures it reads, and a bounded per-r
 from __future__ import annotations
 
 import io
+import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,7 +28,9 @@ from sqlalchemy import select
 
 from simsearch.analysis import geometry
 from simsearch.analysis.near_duplicates import GEOMETRY_RESHOT, GEOMETRY_UNCHECKED
+from simsearch.jobs.kept_originals import stored_path
 from simsearch.ops.originals import original_picture
+from simsearch.store import repo
 from simsearch.store.models import Image, Thumbnail
 
 GEOMETRY_FLOOR = 0.80  # pairs below this cosine are never checked (docs/near-duplicates.md: the copies' cosines)
@@ -42,18 +45,32 @@ def needs_check(score: np.ndarray, distance: np.ndarray, *, hash_sure: int, floo
     return (s >= np.float32(floor)) & ((d > hash_sure) | (d < 0))
 
 
-def _picture(ctx, image_id: int):
-    """The image's picture (PIL, RGB) from its original file, else its thumbnail; None if neither."""
-    picture = original_picture(ctx, image_id, draft_size=geometry.SIDE // 2, draft_long=geometry.SIDE)
-    if picture is not None:
+def _sources(ctx, ids: list[int]) -> dict[int, tuple[bool, bytes | None]]:
+    """Per image id: whether its original may be on this machine (an absolute path, or a kept
+    original), and its stored thumbnail's bytes; one query for all of them (a query or two an
+    image cost a tenth of the check on a bucket's collection, whose originals are never here)."""
+    out: dict[int, tuple[bool, bytes | None]] = {}
+    with ctx.db.session() as s:
+        for chunk in repo.in_chunks(ids):
+            for image_id, path, digest, data in s.execute(
+                    select(Image.id, Image.source_path, Image.content_hash, Thumbnail.data)
+                    .outerjoin(Thumbnail, Image.thumbnail_hash == Thumbnail.content_hash).where(Image.id.in_(chunk))):
+                kept = stored_path(ctx.settings, digest)
+                out[image_id] = (bool(path and os.path.isabs(path)) or (kept is not None and kept.exists()), data)
+    return out
+
+
+def _picture(ctx, image_id: int, source: tuple[bool, bytes | None] | None):
+    """The image's picture (PIL, RGB) from its original file, else its thumbnail; None if neither
+    (``source``: :func:`_sources`' row; None: the image is gone)."""
+    if source is None:
+        return None
+    local, thumbnail = source
+    picture = original_picture(ctx, image_id, draft_size=geometry.SIDE // 2, draft_long=geometry.SIDE) if local else None
+    if picture is not None or thumbnail is None:
         return picture
-    try:  # gone, changed, unreadable: the thumbnail
-        with ctx.db.session() as s:
-            data = s.execute(select(Thumbnail.data).join(Image, Image.thumbnail_hash == Thumbnail.content_hash)
-                             .where(Image.id == image_id)).scalar()
-        if data is None:
-            return None
-        with PILImage.open(io.BytesIO(data)) as im:
+    try:  # gone, changed, unreadable, in a bucket: the thumbnail
+        with PILImage.open(io.BytesIO(thumbnail)) as im:
             return im.convert("RGB")
     except Exception:
         return None
@@ -65,9 +82,10 @@ class _Cache:
 
     def fill(self, ids, pool) -> None:
         missing = [i for i in dict.fromkeys(ids) if i not in self.items]
+        sources = _sources(self.ctx, missing) if missing else {}
 
         def one(image_id):
-            pic = _picture(self.ctx, image_id)
+            pic = _picture(self.ctx, image_id, sources.get(image_id))
             try:
                 return image_id, None if pic is None else geometry.features(pic)
             except Exception:  # a picture too small or odd for keypoints
