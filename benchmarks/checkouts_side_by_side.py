@@ -77,7 +77,7 @@ def duplicates(root: Path, collection: str) -> tuple[dict, dict]:
 
 
 REEMBED = """
-import json, sys, time
+import json, random, sys, time
 from sqlalchemy import select
 from simsearch.config import Settings
 from simsearch.context import AppContext
@@ -88,7 +88,6 @@ ctx = AppContext.open(Settings.from_env(), schema=None)
 with ctx.db.session() as s:
     cid = s.scalar(select(Collection.id).where(Collection.name == collection))
     ids = sorted(s.scalars(select(Image.id).where(Image.collection_id == cid, Image.status == "ok")))
-import random
 random.Random(0).shuffle(ids)
 mine = ids[part * size:(part + 1) * size]
 t0 = time.perf_counter()

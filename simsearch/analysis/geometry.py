@@ -131,26 +131,32 @@ def tile_correlation(x: np.ndarray, y: np.ndarray, mask: np.ndarray, tiles: int 
     def per_tile(a: np.ndarray) -> np.ndarray:
         return np.add.reduceat(np.add.reduceat(a, rows, axis=0), cols, axis=1).reshape(-1)
 
-    n, su, sv, suu, svv, suv = (per_tile(a) for a in (m, u, v, u * u, v * v, u * v))
+    sums = [per_tile(a) for a in (m, u, v, u * u, v * v, u * v)]  # n, su, sv, suu, svv, suv per tile
+    n, cu = sums[0], _centred(sums)[0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        cu, cv, cuv = suu - su * su / n, svv - sv * sv / n, suv - su * sv / n  # centred sums
         counts = (n >= TILE_PIXELS) & (np.sqrt(np.maximum(cu, 0.0) / n) >= TILE_FLAT)
     if counts.any():
-        r = np.sort(_correlation(cu[counts], cv[counts], cuv[counts], suu[counts], svv[counts]))
+        r = np.sort(_correlation([a[counts] for a in sums]))
         return float((r[(len(r) - 1) // 2] + r[len(r) // 2]) / 2)  # the median (np.median's, at a tenth of its cost)
     if not mask.any():
         return 0.0
-    total = [float(a.sum()) for a in (su, sv, suu, svv, suv)]
-    m = float(n.sum())
-    return float(_correlation(np.array([total[2] - total[0] ** 2 / m]), np.array([total[3] - total[1] ** 2 / m]),
-                              np.array([total[4] - total[0] * total[1] / m]), np.array([total[2]]),
-                              np.array([total[3]]))[0])
+    return float(_correlation([a.sum(keepdims=True) for a in sums])[0])  # the whole mask
 
 
-def _correlation(cu: np.ndarray, cv: np.ndarray, cuv: np.ndarray, suu: np.ndarray, svv: np.ndarray) -> np.ndarray:
-    """Correlations from centred sums; 0 where either side is flat (a centred sum of squares that is
-    rounding error of its raw one: a constant tile's is not exactly 0 in float64)."""
-    flat = (cu <= 1e-12 * suu) | (cv <= 1e-12 * svv)
+def _centred(sums: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centred sums of squares and of products (uu, vv, uv) from the raw ones
+    ``[n, su, sv, suu, svv, suv]``."""
+    n, su, sv, suu, svv, suv = sums
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return suu - su * su / n, svv - sv * sv / n, suv - su * sv / n
+
+
+def _correlation(sums: list[np.ndarray]) -> np.ndarray:
+    """Correlations from the raw sums ``[n, su, sv, suu, svv, suv]``; 0 where either side is flat
+    (a centred sum of squares that is rounding error of its raw one: a constant tile's is not
+    exactly 0 in float64)."""
+    cu, cv, cuv = _centred(sums)
+    flat = (cu <= 1e-12 * sums[3]) | (cv <= 1e-12 * sums[4])
     den = np.sqrt(np.where(flat, 1.0, cu * cv))
     return np.where(flat, 0.0, cuv / den)
 
