@@ -59,6 +59,52 @@ def test_sharded_job_sums_its_shards_and_ends_with_the_last(ctx, tmp_path):
     assert shards.execute_shard(ctx, ids[0]) == {"run_id": ids[0], "status": "done"}
 
 
+def test_a_shard_run_again_after_its_worker_died_counts_the_images_of_both_runs(ctx, tmp_path):
+    """A worker stored a shard's batches, then died (the shard left ``running``); the shard's next
+    run finds its images stored and adds none itself: the job still counts them as added."""
+    from simsearch.ops import jobs as jobs_ops
+
+    job_id = queue_folder(ctx, copy_subset(tmp_path / "pets", 3), "rerun")  # 6 files
+    first, second = shards.create_shards(ctx, job_id, 3)
+    shards.execute_shard(ctx, first)
+    with ctx.db.session() as s:  # as its dead worker left it: running, its batches committed
+        run = s.get(IngestRun, first)
+        run.status, run.finished_at = "running", None
+    shards.execute_shard(ctx, first)
+    with ctx.db.session() as s:
+        run = s.get(IngestRun, first)
+        assert (run.attempts, run.added, run.status) == (2, 0, "done")  # its last run's counter: none new
+    shards.execute_shard(ctx, second)
+    done = jobs_ops.get(ctx, job_id)
+    assert (done["status"], done["processed"], done["added"], done["skipped"]) == ("done", 6, 6, 0), done
+    assert done["shards"]["attempts"] == 3
+
+
+def test_a_job_s_progress_reads_no_image_rows_when_each_shard_ran_once(ctx, tmp_path):
+    """Progress is read on every poll of a job (``jobs --follow``: every 2 s) and at every shard's
+    end: it sums the shards' counters instead of counting the job's images (3 s a call at 82,000
+    images on PostgreSQL, growing with the collection); only a shard run twice has its images
+    counted."""
+    from sqlalchemy import event
+
+    job_id = queue_folder(ctx, copy_subset(tmp_path / "pets", 3), "polled")  # 6 files
+    for i in shards.create_shards(ctx, job_id, 3):
+        shards.execute_shard(ctx, i)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(ctx.db.engine, "before_cursor_execute", seen)
+    try:
+        with ctx.db.session() as s:
+            summary = shards.progress(s, job_id)
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", seen)
+    assert (summary["processed"], summary["added"], summary["attempts"]) == (6, 6, 2)
+    assert statements and not [q for q in statements if "images" in q.lower()], statements
+
+
 @pytest.mark.parametrize("every,written", [(3600.0, [4, 4, 10]), (0.0, [4, 7, 10])])
 def test_shards_sync_the_index_now_and_then_and_the_job_s_end_always(ctx, tmp_path, monkeypatch, every, written):
     """A sync reads every vector id and rewrites the index (O(collection)): a shard does it when the

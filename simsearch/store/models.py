@@ -95,6 +95,8 @@ class Image(Base):
         # the images with byte-identical copies (a few, even among a million): the exact tier's files
         Index("ix_images_collection_copies", "collection_id", "id", postgresql_where=text("file_count > 1"),
               sqlite_where=text("file_count > 1")),
+        # the images a run stored: a job's images when one of its shards ran twice (jobs.shards.progress)
+        Index("ix_images_ingest_run", "ingest_run_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
